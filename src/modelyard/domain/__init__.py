@@ -1,0 +1,1 @@
+"""Pure domain model: entities, references, rules and errors. No I/O here."""

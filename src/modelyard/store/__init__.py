@@ -1,0 +1,1 @@
+"""Persistence behind small interfaces: metadata (SQL) and blobs (content-addressed)."""

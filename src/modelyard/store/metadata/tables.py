@@ -1,0 +1,191 @@
+"""The schema, as SQLAlchemy Core tables. Alembic migrations create exactly this.
+
+Times are integer microseconds since the Unix epoch (UTC): cheap to compare,
+index and page on, identical on SQLite and PostgreSQL.
+
+Filterable things (tags, metrics, params, top-level metadata scalars) live in
+narrow key/value tables indexed by ``(key, value, owner)``, so a filter on one
+key touches only matching rows (see ARCHITECTURE.md, performance notes).
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+    }
+)
+
+BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+namespaces = sa.Table(
+    "namespaces",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(128), nullable=False, unique=True),
+    sa.Column("description", sa.Text, nullable=False, server_default=""),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+)
+
+models = sa.Table(
+    "models",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("namespace_id", BigId, sa.ForeignKey("namespaces.id"), nullable=False),
+    sa.Column("name", sa.String(128), nullable=False),
+    sa.Column("description", sa.Text, nullable=False, server_default=""),
+    sa.Column("meta", sa.JSON, nullable=False),
+    sa.Column("archived", sa.Boolean, nullable=False, server_default=sa.false()),
+    # Last allocated version number: bumped with UPDATE ... RETURNING inside the
+    # creating transaction, so numbers are 1..N with no gaps or duplicates.
+    sa.Column("last_version", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("created_by", sa.String(256), nullable=False, server_default=""),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+    sa.UniqueConstraint("namespace_id", "name"),
+)
+sa.Index("ix_models_name", models.c.name)
+
+model_tags = sa.Table(
+    "model_tags",
+    metadata,
+    sa.Column("model_id", BigId, sa.ForeignKey("models.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("key", sa.String(255), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+sa.Index("ix_model_tags_key_value", model_tags.c.key, model_tags.c.value, model_tags.c.model_id)
+
+model_meta = sa.Table(
+    "model_meta",
+    metadata,
+    sa.Column("model_id", BigId, sa.ForeignKey("models.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("key", sa.String(255), primary_key=True),
+    sa.Column("value", sa.Text, nullable=True),
+    sa.Column("num", sa.Float, nullable=True),
+)
+sa.Index("ix_model_meta_key_value", model_meta.c.key, model_meta.c.value, model_meta.c.model_id)
+sa.Index("ix_model_meta_key_num", model_meta.c.key, model_meta.c.num, model_meta.c.model_id)
+
+versions = sa.Table(
+    "versions",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("model_id", BigId, sa.ForeignKey("models.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("number", sa.Integer, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("description", sa.Text, nullable=False, server_default=""),
+    sa.Column("framework", sa.String(64), nullable=True),
+    sa.Column("format", sa.String(64), nullable=True),
+    sa.Column("signature", sa.JSON, nullable=True),
+    sa.Column("meta", sa.JSON, nullable=False),
+    sa.Column("source_run", sa.String(256), nullable=True),
+    sa.Column("code_ref", sa.String(1024), nullable=True),
+    sa.Column("datasets", sa.JSON, nullable=False),
+    sa.Column("original_id", BigId, sa.ForeignKey("versions.id"), nullable=True),
+    sa.Column("parent_id", BigId, sa.ForeignKey("versions.id"), nullable=True),
+    sa.Column("relation", sa.String(32), nullable=True),
+    sa.Column("file_count", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("total_size", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("created_by", sa.String(256), nullable=False, server_default=""),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+    sa.UniqueConstraint("model_id", "number"),
+)
+sa.Index("ix_versions_created_at_id", versions.c.created_at, versions.c.id)
+sa.Index("ix_versions_state_id", versions.c.state, versions.c.id)
+sa.Index("ix_versions_framework_id", versions.c.framework, versions.c.id)
+sa.Index("ix_versions_original_id", versions.c.original_id)
+sa.Index("ix_versions_parent_id", versions.c.parent_id)
+
+
+def _kv_table(name: str, value_type: sa.types.TypeEngine[object], *, nullable: bool) -> sa.Table:
+    cols: list[sa.Column[object]] = [
+        sa.Column(
+            "version_id", BigId, sa.ForeignKey("versions.id", ondelete="CASCADE"), primary_key=True
+        ),
+        sa.Column("key", sa.String(255), primary_key=True),
+        sa.Column("value", value_type, nullable=nullable),
+    ]
+    if name == "version_meta":
+        cols.append(sa.Column("num", sa.Float, nullable=True))
+    table = sa.Table(name, metadata, *cols)
+    sa.Index(f"ix_{name}_key_value", table.c.key, table.c.value, table.c.version_id)
+    if name == "version_meta":
+        sa.Index(f"ix_{name}_key_num", table.c.key, table.c.num, table.c.version_id)
+    return table
+
+
+version_tags = _kv_table("version_tags", sa.Text(), nullable=False)
+version_metrics = _kv_table("version_metrics", sa.Float(), nullable=False)
+version_params = _kv_table("version_params", sa.Text(), nullable=False)
+# Top-level scalars of a version's custom metadata, flattened for filtering:
+# ``value`` holds the text form, ``num`` the number for numeric comparisons.
+version_meta = _kv_table("version_meta", sa.Text(), nullable=True)
+
+files = sa.Table(
+    "files",
+    metadata,
+    sa.Column("version_id", BigId, sa.ForeignKey("versions.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("path", sa.String(1024), primary_key=True),
+    sa.Column("digest", sa.String(64), nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("media_type", sa.String(255), nullable=False),
+)
+sa.Index("ix_files_digest", files.c.digest)
+
+aliases = sa.Table(
+    "aliases",
+    metadata,
+    sa.Column("model_id", BigId, sa.ForeignKey("models.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("version_id", BigId, sa.ForeignKey("versions.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("updated_by", sa.String(256), nullable=False, server_default=""),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+)
+
+alias_history = sa.Table(
+    "alias_history",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("model_id", BigId, sa.ForeignKey("models.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("name", sa.String(64), nullable=False),
+    sa.Column("from_version", sa.Integer, nullable=True),
+    sa.Column("to_version", sa.Integer, nullable=True),
+    sa.Column("actor", sa.String(256), nullable=False, server_default=""),
+    sa.Column("reason", sa.Text, nullable=False, server_default=""),
+    sa.Column("at", sa.BigInteger, nullable=False),
+)
+sa.Index("ix_alias_history_model_name_at", alias_history.c.model_id, alias_history.c.name,
+         alias_history.c.at)
+
+idempotency_keys = sa.Table(
+    "idempotency_keys",
+    metadata,
+    sa.Column("key", sa.String(255), primary_key=True),
+    sa.Column("scope", sa.String(64), primary_key=True),
+    sa.Column("request_hash", sa.String(64), nullable=False),
+    sa.Column("result_id", BigId, nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+)
+
+# Transactional outbox: one row per mutation, written in the mutation's
+# transaction. Audit log, webhooks and the event stream all read this table.
+events = sa.Table(
+    "events",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("type", sa.String(64), nullable=False),
+    sa.Column("at", sa.BigInteger, nullable=False),
+    sa.Column("actor", sa.String(256), nullable=False, server_default=""),
+    sa.Column("namespace", sa.String(128), nullable=False),
+    sa.Column("subject", sa.String(512), nullable=False),
+    sa.Column("payload", sa.JSON, nullable=False),
+)
+sa.Index("ix_events_type_id", events.c.type, events.c.id)
+sa.Index("ix_events_subject_id", events.c.subject, events.c.id)
