@@ -62,9 +62,7 @@ def validate_tag_value(value: str) -> str:
     if not isinstance(value, str):
         raise InvalidInput("tag values must be strings", code="INVALID_TAG")
     if len(value) > MAX_TAG_VALUE_LENGTH or any(unicodedata.category(c) == "Cc" for c in value):
-        raise InvalidInput(
-            "tag value too long or contains control characters", code="INVALID_TAG"
-        )
+        raise InvalidInput("tag value too long or contains control characters", code="INVALID_TAG")
     return value
 
 

@@ -10,6 +10,8 @@ key touches only matching rows (see ARCHITECTURE.md, performance notes).
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 
 metadata = sa.MetaData(
@@ -104,8 +106,8 @@ sa.Index("ix_versions_original_id", versions.c.original_id)
 sa.Index("ix_versions_parent_id", versions.c.parent_id)
 
 
-def _kv_table(name: str, value_type: sa.types.TypeEngine[object], *, nullable: bool) -> sa.Table:
-    cols: list[sa.Column[object]] = [
+def _kv_table(name: str, value_type: sa.types.TypeEngine[Any], *, nullable: bool) -> sa.Table:
+    cols: list[sa.Column[Any]] = [
         sa.Column(
             "version_id", BigId, sa.ForeignKey("versions.id", ondelete="CASCADE"), primary_key=True
         ),
@@ -131,7 +133,9 @@ version_meta = _kv_table("version_meta", sa.Text(), nullable=True)
 files = sa.Table(
     "files",
     metadata,
-    sa.Column("version_id", BigId, sa.ForeignKey("versions.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column(
+        "version_id", BigId, sa.ForeignKey("versions.id", ondelete="CASCADE"), primary_key=True
+    ),
     sa.Column("path", sa.String(1024), primary_key=True),
     sa.Column("digest", sa.String(64), nullable=False),
     sa.Column("size", sa.BigInteger, nullable=False),
@@ -144,7 +148,9 @@ aliases = sa.Table(
     metadata,
     sa.Column("model_id", BigId, sa.ForeignKey("models.id", ondelete="CASCADE"), primary_key=True),
     sa.Column("name", sa.String(64), primary_key=True),
-    sa.Column("version_id", BigId, sa.ForeignKey("versions.id", ondelete="CASCADE"), nullable=False),
+    sa.Column(
+        "version_id", BigId, sa.ForeignKey("versions.id", ondelete="CASCADE"), nullable=False
+    ),
     sa.Column("updated_by", sa.String(256), nullable=False, server_default=""),
     sa.Column("updated_at", sa.BigInteger, nullable=False),
 )
@@ -161,8 +167,12 @@ alias_history = sa.Table(
     sa.Column("reason", sa.Text, nullable=False, server_default=""),
     sa.Column("at", sa.BigInteger, nullable=False),
 )
-sa.Index("ix_alias_history_model_name_at", alias_history.c.model_id, alias_history.c.name,
-         alias_history.c.at)
+sa.Index(
+    "ix_alias_history_model_name_at",
+    alias_history.c.model_id,
+    alias_history.c.name,
+    alias_history.c.at,
+)
 
 idempotency_keys = sa.Table(
     "idempotency_keys",

@@ -1,0 +1,57 @@
+# modelyard developer commands.
+#   make serve   run the server from a local virtualenv (HOST, PORT, DATA_DIR)
+#   make test    system packages + dev install + the test suite (PYTEST_ARGS)
+#   make lint    ruff + ruff format --check + mypy
+
+PYTHON   ?= python3
+VENV     ?= .venv
+HOST     ?= 127.0.0.1
+PORT     ?= 8080
+DATA_DIR ?= ./.modelyard
+PYTEST_ARGS ?=
+
+PG_BIN := /usr/lib/postgresql/15/bin
+VENV_PY := $(VENV)/bin/python
+# Stamps live inside the venv: deleting the venv forgets them too. pip runs only
+# when pyproject.toml is newer than the stamp, so repeated runs are fast.
+STAMP_RUNTIME := $(VENV)/.stamp-install
+STAMP_DEV := $(VENV)/.stamp-install-dev
+
+.PHONY: serve test lint system-deps
+
+serve: $(STAMP_RUNTIME)
+	$(VENV)/bin/modelyard server --host "$(HOST)" --port "$(PORT)" --data-dir "$(DATA_DIR)"
+
+test: system-deps $(STAMP_DEV)
+	$(VENV_PY) -m pytest -n 2 -q $(PYTEST_ARGS)
+
+lint: $(STAMP_DEV)
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/mypy
+
+$(VENV_PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP_RUNTIME): pyproject.toml | $(VENV_PY)
+	$(VENV_PY) -m pip install -e .
+	touch $@
+
+$(STAMP_DEV): pyproject.toml | $(VENV_PY)
+	$(VENV_PY) -m pip install -e '.[dev]'
+	touch $@
+
+# PostgreSQL 15 server binaries for the throwaway test cluster (tests/pgcluster.py).
+# The package's own default cluster (port 5432), if its postinst starts one, is
+# not used by the tests and is left alone.
+system-deps:
+	@if [ ! -x $(PG_BIN)/initdb ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing postgresql-15 (test dependency)"; \
+	    apt-get update && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends postgresql-15; \
+	  else \
+	    echo "warning: $(PG_BIN)/initdb missing and not root; install postgresql-15" \
+	         "(PostgreSQL tests skip, or fail when CI is set)" >&2; \
+	  fi; \
+	fi

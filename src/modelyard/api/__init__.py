@@ -1,0 +1,1 @@
+"""HTTP: native REST v1 and (later) the MLflow-compatible API. Thin: parse, call, shape."""

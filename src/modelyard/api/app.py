@@ -1,0 +1,47 @@
+"""``create_app(settings)``: the ASGI application, built from settings only."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from modelyard import __version__
+from modelyard.api.errors import install_error_handlers
+from modelyard.api.middleware import BodyLimitMiddleware, Metrics, MetricsMiddleware
+from modelyard.api.v1 import blobs, models, search, system, versions
+from modelyard.service.factory import build_registry
+from modelyard.service.registry import RegistryService
+from modelyard.settings import Settings
+
+
+def create_app(
+    settings: Settings | None = None, *, registry: RegistryService | None = None
+) -> FastAPI:
+    """Build the app. Pass ``registry`` to serve an already-open service."""
+    settings = settings or Settings()
+    service = registry or build_registry(settings)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        service.db.dispose()
+
+    app = FastAPI(
+        title="modelyard",
+        version=__version__,
+        description="Self-hosted unified model center: registry REST API v1.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.registry = service
+    app.state.metrics = Metrics()
+    install_error_handlers(app)
+    for router in (system.router, models.router, versions.router, blobs.router, search.router):
+        app.include_router(router)
+    app.add_middleware(
+        BodyLimitMiddleware, limit=settings.max_json_body, exempt=("/api/v1/blobs/",)
+    )
+    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
+    return app

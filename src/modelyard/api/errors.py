@@ -1,0 +1,101 @@
+"""The one table from domain errors to HTTP, and the one JSON error body.
+
+Body: ``{"error": {"code": str, "message": str, "details": object}}``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from modelyard.api.responses import JSONResponse
+from modelyard.domain import errors as e
+
+log = logging.getLogger("modelyard.api")
+
+STATUS: dict[type[e.ModelyardError], int] = {
+    e.InvalidInput: 400,
+    e.Unauthenticated: 401,
+    e.PermissionDenied: 403,
+    e.NotFound: 404,
+    e.AlreadyExists: 409,
+    e.Conflict: 409,
+    e.PolicyViolation: 409,
+    e.PayloadTooLarge: 413,
+    e.IntegrityError: 422,
+}
+
+_HTTP_CODES = {
+    400: "BAD_REQUEST",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "ROUTE_NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+    406: "NOT_ACCEPTABLE",
+    411: "LENGTH_REQUIRED",
+    413: "PAYLOAD_TOO_LARGE",
+    415: "UNSUPPORTED_MEDIA_TYPE",
+    416: "RANGE_NOT_SATISFIABLE",
+}
+
+
+def status_for(exc: e.ModelyardError) -> int:
+    """HTTP status of a domain error (by its nearest mapped class)."""
+    for cls in type(exc).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]
+    return 400
+
+
+def error_response(
+    status: int, code: str, message: str, details: Any = None, headers: dict[str, str] | None = None
+) -> Response:
+    """Build the one error body."""
+    return JSONResponse(
+        {"error": {"code": code, "message": message, "details": details or {}}},
+        status_code=status,
+        headers=headers,
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Map every error, including framework ones and bugs, to the one body."""
+
+    async def domain(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, e.ModelyardError)
+        return error_response(status_for(exc), exc.code, exc.message, exc.details)
+
+    async def validation(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        problems = [
+            {
+                "loc": [str(x) for x in err.get("loc", ())],
+                "msg": str(err.get("msg", "")),
+                "type": str(err.get("type", "")),
+            }
+            for err in exc.errors()
+        ]
+        return error_response(
+            422, "VALIDATION_ERROR", "the request does not match the schema", {"errors": problems}
+        )
+
+    async def http(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        code = _HTTP_CODES.get(exc.status_code, f"HTTP_{exc.status_code}")
+        return error_response(
+            exc.status_code, code, str(exc.detail), None, headers=dict(exc.headers or {})
+        )
+
+    async def unexpected(_: Request, exc: Exception) -> Response:
+        log.exception("unhandled error", exc_info=exc)
+        return error_response(500, "INTERNAL_ERROR", "internal error; see the server log")
+
+    app.add_exception_handler(e.ModelyardError, domain)
+    app.add_exception_handler(RequestValidationError, validation)
+    app.add_exception_handler(StarletteHTTPException, http)
+    app.add_exception_handler(Exception, unexpected)

@@ -1,0 +1,103 @@
+"""Request bodies of the native API (pydantic, for validation and OpenAPI).
+
+Values the service checks with its own stable error codes (names, paths,
+digests, tag values) are typed loosely here on purpose: the service is the one
+place those rules live.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class NamespaceCreate(_Body):
+    """Create a namespace."""
+
+    name: str
+    description: str = ""
+
+
+class ModelCreate(_Body):
+    """Register a model name."""
+
+    name: str
+    namespace: str = "default"
+    description: str = ""
+    tags: dict[str, Any] = Field(default_factory=dict)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class TagChanges(_Body):
+    """Mutable fields shared by models and versions."""
+
+    description: str | None = None
+    tags: dict[str, Any] | None = Field(None, description="Tags to set (merged).")
+    delete_tags: list[str] = Field(default_factory=list, description="Tag keys to remove.")
+    metadata: dict[str, Any] | None = Field(None, description="Replaces the custom metadata.")
+
+
+class FileIn(BaseModel):
+    """One manifest entry: a logical path naming an uploaded blob."""
+
+    path: str
+    digest: str = Field(description="sha256, 64 lowercase hex characters")
+    size: int
+    media_type: str | None = None
+
+
+class Lineage(_Body):
+    """Where a version came from. References are resolved, never dereferenced as URIs."""
+
+    source_run: str | None = None
+    code_ref: str | None = None
+    datasets: list[Any] = Field(default_factory=list)
+    parent: str | None = Field(None, description="Reference of the version this derives from.")
+    original: str | None = Field(None, description="Reference of the original version.")
+    relation: str | None = Field(None, description="converted, quantized, finetuned, ...")
+
+
+class VersionCreate(_Body):
+    """Create a version from already-uploaded blobs, in one transaction."""
+
+    files: list[FileIn] = Field(default_factory=list)
+    description: str = ""
+    framework: str | None = None
+    format: str | None = None
+    signature: dict[str, Any] | None = None
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    params: dict[str, Any] = Field(default_factory=dict)
+    tags: dict[str, Any] = Field(default_factory=dict)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    lineage: Lineage = Field(default_factory=Lineage)
+    draft: bool = Field(False, description="Create as draft; commit files later.")
+
+
+class FilesCommit(_Body):
+    """The manifest that turns a draft into a ready version."""
+
+    files: list[FileIn]
+
+
+class Transition(_Body):
+    """Options of a lifecycle transition."""
+
+    archive_previous: bool = False
+
+
+class AliasSet(_Body):
+    """Point an alias at a version."""
+
+    version: str = Field(description="Version number or reference within the model.")
+    reason: str = ""
+
+
+class DigestList(_Body):
+    """Digests a client holds."""
+
+    digests: list[str]

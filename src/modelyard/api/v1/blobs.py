@@ -1,0 +1,84 @@
+"""Content-addressed uploads: ask which digests are missing, PUT those, then commit.
+
+An upload streams to a temp file while hashing; the blob becomes visible under
+its digest only after the hash matched (see ``store.blobs``).
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Request
+from starlette.responses import Response
+
+from modelyard.api.deps import service
+from modelyard.api.responses import JSONResponse
+from modelyard.api.schemas import DigestList
+from modelyard.domain.errors import InvalidInput, NotFound, PayloadTooLarge
+from modelyard.domain.names import validate_digest
+from modelyard.service.registry import RegistryService
+
+router = APIRouter(prefix="/api/v1/blobs", tags=["blobs"])
+
+
+@router.post("/missing")
+def missing(body: DigestList, svc: RegistryService = Depends(service)) -> Response:
+    """The subset of ``digests`` the server does not hold yet."""
+    return JSONResponse({"missing": svc.missing_blobs(body.digests)})
+
+
+@router.head("/{digest}")
+def head_blob(digest: str, svc: RegistryService = Depends(service)) -> Response:
+    """200 with ``Content-Length`` if the blob is stored, else 404."""
+    validate_digest(digest)
+    size = svc.blobs.size_of(digest)
+    if size is None:
+        return Response(status_code=404)
+    return Response(status_code=200, headers={"Content-Length": str(size)})
+
+
+@router.put("/{digest}", status_code=201)
+async def upload_blob(
+    digest: str, request: Request, svc: RegistryService = Depends(service)
+) -> Response:
+    """Stream the request body into the blob store under ``digest`` (verified)."""
+    validate_digest(digest)
+    limit: int = request.app.state.settings.max_blob_size
+    declared = request.headers.get("content-length")
+    expected_size: int | None = None
+    if declared is not None:
+        if not declared.isdigit():
+            raise InvalidInput("invalid Content-Length", code="INVALID_INPUT")
+        expected_size = int(declared)
+        if expected_size > limit:
+            raise PayloadTooLarge("blob larger than the configured limit", details={"limit": limit})
+    existing = svc.blobs.size_of(digest)
+    if existing is not None and expected_size == existing:
+        # Identical bytes are stored once; the body is discarded unread.
+        return JSONResponse({"digest": digest, "size": existing, "created": False}, status_code=200)
+    writer = svc.blobs.writer()
+    try:
+        async for chunk in request.stream():
+            if chunk:
+                writer.write(chunk)
+                if writer.size > limit:
+                    raise PayloadTooLarge(
+                        "blob larger than the configured limit", details={"limit": limit}
+                    )
+        stored = writer.commit(expected_digest=digest, expected_size=expected_size)
+    except BaseException:
+        writer.abort()
+        raise
+    return JSONResponse({"digest": stored, "size": writer.size, "created": True}, status_code=201)
+
+
+@router.get("/{digest}")
+def get_blob(digest: str, request: Request, svc: RegistryService = Depends(service)) -> Response:
+    """A blob's bytes by digest, only if some version's manifest references it."""
+    from starlette.responses import FileResponse
+
+    validate_digest(digest)
+    path = svc.blobs.local_path(digest)
+    if path is None or not svc.blob_referenced(digest):
+        raise NotFound("blob not found", code="BLOB_NOT_FOUND", details={"digest": digest})
+    return FileResponse(
+        path, media_type="application/octet-stream", headers={"ETag": f'"{digest}"'}
+    )

@@ -1,0 +1,114 @@
+"""Search over models and versions with the filter language."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Query
+from pydantic import BaseModel, ConfigDict
+from starlette.responses import Response
+
+from modelyard.api import render
+from modelyard.api.deps import service
+from modelyard.api.responses import JSONResponse
+from modelyard.service.registry import RegistryService
+
+router = APIRouter(prefix="/api/v1/search", tags=["search"])
+
+FILTER_HELP = (
+    "e.g. `tags.team = 'fraud' AND metrics.accuracy >= 0.9 AND framework IN ('onnx','tflite')`"
+)
+
+
+class SearchBody(BaseModel):
+    """Search parameters as a JSON body, for filters too long for a URL."""
+
+    model_config = ConfigDict(extra="forbid")
+    filter: str | None = None
+    order_by: str | None = None
+    page_size: int = 100
+    page_token: str | None = None
+    namespace: str | None = None
+
+
+def _versions(svc: RegistryService, q: SearchBody) -> Response:
+    page = svc.search_versions(
+        q.filter,
+        order_by=q.order_by,
+        page_size=q.page_size,
+        page_token=q.page_token,
+        namespace=q.namespace,
+    )
+    return JSONResponse(
+        {
+            "versions": [render.version(v) for v in page.items],
+            "next_page_token": page.next_page_token,
+        }
+    )
+
+
+def _models(svc: RegistryService, q: SearchBody) -> Response:
+    page = svc.search_models(
+        q.filter,
+        order_by=q.order_by,
+        page_size=q.page_size,
+        page_token=q.page_token,
+        namespace=q.namespace,
+    )
+    return JSONResponse(
+        {"models": [render.model(m) for m in page.items], "next_page_token": page.next_page_token}
+    )
+
+
+@router.get("/versions")
+def search_versions(
+    svc: RegistryService = Depends(service),
+    filter: str | None = Query(None, description=FILTER_HELP),
+    order_by: str | None = Query(None, description="created DESC (default), name, number, ..."),
+    page_size: int = Query(100, ge=1, le=1000),
+    page_token: str | None = None,
+    namespace: str | None = None,
+) -> Response:
+    """Versions matching the filter, one page at a time."""
+    return _versions(
+        svc,
+        SearchBody(
+            filter=filter,
+            order_by=order_by,
+            page_size=page_size,
+            page_token=page_token,
+            namespace=namespace,
+        ),
+    )
+
+
+@router.post("/versions")
+def search_versions_post(body: SearchBody, svc: RegistryService = Depends(service)) -> Response:
+    """Same as GET, with the parameters in a JSON body."""
+    return _versions(svc, body)
+
+
+@router.get("/models")
+def search_models(
+    svc: RegistryService = Depends(service),
+    filter: str | None = Query(None, description=FILTER_HELP),
+    order_by: str | None = None,
+    page_size: int = Query(100, ge=1, le=1000),
+    page_token: str | None = None,
+    namespace: str | None = None,
+) -> Response:
+    """Models matching the filter, one page at a time."""
+    return _models(
+        svc,
+        SearchBody(
+            filter=filter,
+            order_by=order_by,
+            page_size=page_size,
+            page_token=page_token,
+            namespace=namespace,
+        ),
+    )
+
+
+@router.post("/models")
+def search_models_post(body: SearchBody, svc: RegistryService = Depends(service)) -> Response:
+    """Same as GET, with the parameters in a JSON body."""
+    return _models(svc, body)

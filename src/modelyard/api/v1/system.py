@@ -1,0 +1,44 @@
+"""Health, Prometheus metrics and the raw event list."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Query
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.requests import Request
+from starlette.responses import Response
+
+from modelyard import __version__
+from modelyard.api import render
+from modelyard.api.deps import service
+from modelyard.api.responses import JSONResponse
+from modelyard.service.registry import RegistryService
+
+router = APIRouter(tags=["system"])
+
+
+@router.get("/health")
+def health(svc: RegistryService = Depends(service)) -> Response:
+    """Liveness and readiness: the database answers a query."""
+    svc.list_namespaces()
+    return JSONResponse({"status": "ok", "version": __version__})
+
+
+@router.get("/metrics", include_in_schema=False)
+def metrics(request: Request) -> Response:
+    """Prometheus text exposition of this process's registry."""
+    return Response(
+        generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST
+    )
+
+
+@router.get("/api/v1/events", tags=["events"])
+def list_events(
+    svc: RegistryService = Depends(service),
+    after: int = Query(0, ge=0, description="Return events with id greater than this."),
+    limit: int = Query(100, ge=1, le=1000),
+) -> Response:
+    """Outbox events, oldest first: every mutation, in commit order of ids."""
+    events = svc.list_events(after=after, limit=limit)
+    for ev in events:
+        ev["at"] = render.iso(ev["at"])
+    return JSONResponse({"events": events, "next_after": events[-1]["id"] if events else after})

@@ -1,0 +1,289 @@
+"""Versions, their files, lifecycle transitions and aliases.
+
+``{version}`` in a path is a number, ``latest`` or an alias name, so every
+route that names a version takes any reference form.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from fastapi import APIRouter, Depends, Header, Query, Request
+from starlette.responses import FileResponse, Response, StreamingResponse
+
+from modelyard.api import render
+from modelyard.api.deps import actor, service
+from modelyard.api.responses import JSONResponse
+from modelyard.api.schemas import AliasSet, FilesCommit, TagChanges, Transition, VersionCreate
+from modelyard.api.tarstream import tar_stream
+from modelyard.domain.entities import VersionState
+from modelyard.domain.errors import InvalidInput
+from modelyard.domain.names import validate_name
+from modelyard.domain.references import Reference, parse_reference
+from modelyard.service.registry import RegistryService, VersionSpec
+
+router = APIRouter(prefix="/api/v1", tags=["versions"])
+
+
+def version_ref(namespace: str, name: str, version: str) -> Reference:
+    """Build a reference from path parts (number, ``latest`` or alias)."""
+    validate_name(namespace, kind="namespace")
+    validate_name(name)
+    sep = "/" if version.isdigit() else "@"
+    return parse_reference(f"{namespace}/{name}{sep}{version}")
+
+
+@router.post("/models/{namespace}/{name}/versions", status_code=201)
+def create_version(
+    namespace: str,
+    name: str,
+    body: VersionCreate,
+    request: Request,
+    svc: RegistryService = Depends(service),
+    idempotency_key: str | None = Header(None, alias="Idempotency-Key"),
+) -> Response:
+    """Create a version from uploaded blobs (upload missing ones first via /blobs)."""
+    spec = VersionSpec(
+        files=[f.model_dump() for f in body.files],
+        description=body.description,
+        framework=body.framework,
+        format=body.format,
+        signature=body.signature,
+        metrics=body.metrics,
+        params=body.params,
+        tags=body.tags,
+        metadata=body.metadata,
+        source_run=body.lineage.source_run,
+        code_ref=body.lineage.code_ref,
+        datasets=body.lineage.datasets,
+        parent=body.lineage.parent,
+        original=body.lineage.original,
+        relation=body.lineage.relation,
+        draft=body.draft,
+    )
+    ver = svc.create_version(
+        name, spec, namespace=namespace, actor=actor(request), idempotency_key=idempotency_key
+    )
+    return JSONResponse(render.version(ver), status_code=201)
+
+
+@router.get("/models/{namespace}/{name}/versions")
+def list_versions(
+    namespace: str,
+    name: str,
+    svc: RegistryService = Depends(service),
+    page_size: int = Query(100, ge=1, le=1000),
+    page_token: str | None = None,
+    state: list[str] | None = Query(None),
+) -> Response:
+    """A model's versions, newest first."""
+    page = svc.list_versions(
+        name, namespace=namespace, page_size=page_size, page_token=page_token, states=state
+    )
+    return JSONResponse(
+        {
+            "versions": [render.version(v) for v in page.items],
+            "next_page_token": page.next_page_token,
+        }
+    )
+
+
+@router.get("/models/{namespace}/{name}/versions/{version}")
+def get_version(
+    namespace: str,
+    name: str,
+    version: str,
+    svc: RegistryService = Depends(service),
+    files: bool = True,
+) -> Response:
+    """One version with its manifest."""
+    ver = svc.get_version(version_ref(namespace, name, version), with_files=files)
+    return JSONResponse(render.version(ver))
+
+
+@router.get("/resolve")
+def resolve(ref: str, svc: RegistryService = Depends(service), files: bool = True) -> Response:
+    """Resolve any reference string (``name/3``, ``ns/name@alias``, ``name@latest``)."""
+    return JSONResponse(render.version(svc.get_version(ref, with_files=files)))
+
+
+@router.patch("/models/{namespace}/{name}/versions/{version}")
+def update_version(
+    namespace: str,
+    name: str,
+    version: str,
+    body: TagChanges,
+    request: Request,
+    svc: RegistryService = Depends(service),
+) -> Response:
+    """Change the mutable fields: description, tags, metadata."""
+    ver = svc.update_version(
+        version_ref(namespace, name, version),
+        description=body.description,
+        set_tags=body.tags,
+        delete_tags=body.delete_tags,
+        metadata=body.metadata,
+        actor=actor(request),
+    )
+    return JSONResponse(render.version(ver))
+
+
+@router.post("/models/{namespace}/{name}/versions/{version}/files")
+def commit_files(
+    namespace: str,
+    name: str,
+    version: str,
+    body: FilesCommit,
+    request: Request,
+    svc: RegistryService = Depends(service),
+) -> Response:
+    """Commit the manifest of a draft version; it becomes ``ready`` and immutable."""
+    ver = svc.commit_files(
+        version_ref(namespace, name, version),
+        [f.model_dump() for f in body.files],
+        actor=actor(request),
+    )
+    return JSONResponse(render.version(ver))
+
+
+def _transition(target: VersionState):  # type: ignore[no-untyped-def]
+    def endpoint(
+        namespace: str,
+        name: str,
+        version: str,
+        request: Request,
+        body: Transition | None = None,
+        svc: RegistryService = Depends(service),
+    ) -> Response:
+        ver = svc.transition_version(
+            version_ref(namespace, name, version),
+            target,
+            actor=actor(request),
+            archive_previous=bool(body and body.archive_previous),
+        )
+        return JSONResponse(render.version(ver))
+
+    return endpoint
+
+
+router.add_api_route(
+    "/models/{namespace}/{name}/versions/{version}/publish",
+    _transition(VersionState.PUBLISHED),
+    methods=["POST"],
+    summary="Publish a version",
+    description="Optionally archive the model's other published versions.",
+)
+router.add_api_route(
+    "/models/{namespace}/{name}/versions/{version}/archive",
+    _transition(VersionState.ARCHIVED),
+    methods=["POST"],
+    summary="Archive a version",
+)
+router.add_api_route(
+    "/models/{namespace}/{name}/versions/{version}/restore",
+    _transition(VersionState.READY),
+    methods=["POST"],
+    summary="Restore an archived (or unpublish a published) version to ready",
+)
+
+
+@router.get("/models/{namespace}/{name}/versions/{version}/files")
+def list_files(
+    namespace: str, name: str, version: str, svc: RegistryService = Depends(service)
+) -> Response:
+    """The version's manifest."""
+    ver = svc.get_version(version_ref(namespace, name, version), with_files=True)
+    files = render.version(ver)["files"]
+    return JSONResponse({"ref": ver.ref, "files": files})
+
+
+@router.get("/models/{namespace}/{name}/versions/{version}/files/{path:path}")
+def download_file(
+    namespace: str,
+    name: str,
+    version: str,
+    path: str,
+    request: Request,
+    svc: RegistryService = Depends(service),
+) -> Response:
+    """One file's bytes; supports ``Range``. The path is looked up in the manifest."""
+    _ver, entry = svc.get_file(version_ref(namespace, name, version), path)
+    headers = {
+        "ETag": f'"{entry.digest}"',
+        "X-Content-SHA256": entry.digest,
+        "Cache-Control": "private, max-age=31536000, immutable",
+    }
+    local = svc.blobs.local_path(entry.digest)
+    if local is not None:
+        return FileResponse(
+            local,
+            media_type=entry.media_type,
+            headers=headers,
+            filename=path.rsplit("/", 1)[-1],
+            content_disposition_type="attachment",
+        )
+    body: Iterator[bytes] = svc.blobs.iter_range(entry.digest)
+    return StreamingResponse(
+        body, media_type=entry.media_type, headers={**headers, "Content-Length": str(entry.size)}
+    )
+
+
+@router.get("/models/{namespace}/{name}/versions/{version}/archive.tar")
+def download_tar(
+    namespace: str, name: str, version: str, svc: RegistryService = Depends(service)
+) -> Response:
+    """The whole version as an uncompressed tar stream (paths as in the manifest)."""
+    ver = svc.get_version(version_ref(namespace, name, version), with_files=True)
+    files = ver.files or []
+    filename = f"{ver.model}-{ver.number}.tar"
+    return StreamingResponse(
+        tar_stream(files, svc.blobs, mtime=ver.created_at // 1_000_000),
+        media_type="application/x-tar",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
+
+
+@router.put("/models/{namespace}/{name}/aliases/{alias}")
+def set_alias(
+    namespace: str,
+    name: str,
+    alias: str,
+    body: AliasSet,
+    request: Request,
+    svc: RegistryService = Depends(service),
+) -> Response:
+    """Point an alias at a version (history is kept)."""
+    target = body.version
+    if "/" in target or "@" in target:
+        raise InvalidInput(
+            "version must be a number or alias of this model", code="INVALID_REFERENCE"
+        )
+    ver = svc.set_alias(
+        version_ref(namespace, name, target), alias, actor=actor(request), reason=body.reason
+    )
+    return JSONResponse(render.version(ver))
+
+
+@router.delete("/models/{namespace}/{name}/aliases/{alias}", status_code=204)
+def delete_alias(
+    namespace: str,
+    name: str,
+    alias: str,
+    request: Request,
+    svc: RegistryService = Depends(service),
+) -> Response:
+    """Remove an alias (history is kept)."""
+    svc.delete_alias(name, alias, namespace=namespace, actor=actor(request))
+    return Response(status_code=204)
+
+
+@router.get("/models/{namespace}/{name}/aliases/history")
+def alias_history(
+    namespace: str,
+    name: str,
+    svc: RegistryService = Depends(service),
+    alias: str | None = None,
+) -> Response:
+    """Every recorded move of the model's aliases, oldest first."""
+    moves = svc.alias_history(name, namespace=namespace, alias=alias)
+    return JSONResponse({"history": [render.alias_move(m) for m in moves]})

@@ -1,0 +1,1 @@
+"""The ``modelyard`` command, on top of the SDK."""

@@ -1,0 +1,396 @@
+"""``modelyard``: server, push, pull, ls, show, search, tag, alias, db upgrade.
+
+Exit codes: 0 success, 1 a registry error (its code is printed), 2 usage errors.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+from rich.table import Table
+
+from modelyard.domain.errors import ModelyardError
+
+app = typer.Typer(
+    help="modelyard: a self-hosted model registry.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+out = Console()
+err = Console(stderr=True)
+T = TypeVar("T")
+
+RegistryOpt = Annotated[
+    str,
+    typer.Option(
+        "--registry",
+        "-r",
+        envvar="MODELYARD_URL",
+        help="Registry URL (http://...) or data directory for embedded use.",
+    ),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+
+
+def _registry(target: str) -> Any:
+    from modelyard.client import Registry
+
+    return Registry(target)
+
+
+def _run(fn: Callable[[], T]) -> T:
+    """Run an SDK call, turning registry errors into exit code 1 with the code printed."""
+    try:
+        return fn()
+    except ModelyardError as exc:
+        err.print(f"[red]error[/red] {exc.code}: {exc.message}")
+        if exc.details:
+            err.print(json.dumps(exc.details, default=str))
+        raise typer.Exit(1) from None
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+@contextmanager
+def _progress(enabled: bool) -> Iterator[Any]:
+    from modelyard.client.registry import PushCallbacks
+
+    if not enabled:
+        yield PushCallbacks()
+        return
+    with Progress(
+        TextColumn("{task.description:<12}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=False,
+    ) as bar:
+        state: dict[str, Any] = {"task": None}
+
+        def start(phase: str, total: int) -> None:
+            state["task"] = bar.add_task(phase, total=total or 1, completed=0 if total else 1)
+
+        def advance(n: int) -> None:
+            if state["task"] is not None:
+                bar.advance(state["task"], n)
+
+        yield PushCallbacks(start=start, advance=advance)
+
+
+def _kv(items: list[str] | None, what: str) -> dict[str, str]:
+    result: dict[str, str] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise typer.BadParameter(f"{what} must look like key=value: {item!r}")
+        k, _, v = item.partition("=")
+        result[k] = v
+    return result
+
+
+def _metrics(items: list[str] | None) -> dict[str, float]:
+    try:
+        return {k: float(v) for k, v in _kv(items, "metric").items()}
+    except ValueError as exc:
+        raise typer.BadParameter(f"metric values must be numbers: {exc}") from None
+
+
+@app.command()
+def server(
+    host: Annotated[str | None, typer.Option(help="Bind address [env MODELYARD_HOST].")] = None,
+    port: Annotated[int | None, typer.Option(help="Port [env MODELYARD_PORT].")] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option("--data-dir", help="Data directory [env MODELYARD_DATA_DIR].")
+    ] = None,
+    db: Annotated[str | None, typer.Option(help="Database URL [env MODELYARD_DB].")] = None,
+    store: Annotated[str | None, typer.Option(help="Blob store URL [env MODELYARD_STORE].")] = None,
+) -> None:
+    """Run the registry server (REST API, /docs, /health, /metrics)."""
+    from modelyard.server import run_server
+    from modelyard.settings import Settings
+
+    overrides: dict[str, Any] = {
+        k: v
+        for k, v in {
+            "host": host,
+            "port": port,
+            "data_dir": data_dir,
+            "db": db,
+            "store": store,
+        }.items()
+        if v is not None
+    }
+    _run(lambda: run_server(Settings(**overrides)))
+
+
+@app.command()
+def push(
+    name: Annotated[str, typer.Argument(help="Model name, optionally namespace/name.")],
+    path: Annotated[Path, typer.Argument(help="A file or a directory to push.")],
+    registry: RegistryOpt = "http://127.0.0.1:8080",
+    framework: Annotated[str | None, typer.Option(help="e.g. pytorch, onnx, sklearn")] = None,
+    format: Annotated[str | None, typer.Option("--format", help="e.g. onnx, tflite")] = None,
+    description: Annotated[str, typer.Option(help="Version description.")] = "",
+    metric: Annotated[
+        list[str] | None, typer.Option("--metric", "-m", help="key=value, repeatable")
+    ] = None,
+    param: Annotated[
+        list[str] | None, typer.Option("--param", "-p", help="key=value, repeatable")
+    ] = None,
+    tag: Annotated[
+        list[str] | None, typer.Option("--tag", "-t", help="key=value, repeatable")
+    ] = None,
+    parent: Annotated[str | None, typer.Option(help="Reference of the parent version.")] = None,
+    relation: Annotated[str | None, typer.Option(help="converted, quantized, ...")] = None,
+    source_run: Annotated[str | None, typer.Option(help="Training run id.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Push a file or directory as a new version of NAME."""
+    namespace, _, model = name.rpartition("/")
+    reg = _registry(registry)
+    with _progress(not as_json) as cb:
+        v = _run(
+            lambda: reg.push(
+                model,
+                path,
+                namespace=namespace or "default",
+                framework=framework,
+                format=format,
+                description=description,
+                metrics=_metrics(metric),
+                params=_kv(param, "param"),
+                tags=_kv(tag, "tag"),
+                parent=parent,
+                relation=relation,
+                lineage={"source_run": source_run} if source_run else None,
+                callbacks=cb,
+            )
+        )
+    if as_json:
+        _print_json(v.raw)
+    else:
+        out.print(
+            f"pushed [bold]{v.ref}[/bold] ({len(v.files or [])} files, "
+            f"{v.total_size} bytes, state {v.state})"
+        )
+
+
+@app.command()
+def pull(
+    ref: Annotated[str, typer.Argument(help="name/3, name@alias, ns/name@latest")],
+    dest: Annotated[Path, typer.Argument(help="Destination directory.")] = Path("."),
+    registry: RegistryOpt = "http://127.0.0.1:8080",
+    as_json: JsonOpt = False,
+) -> None:
+    """Download a version's files into DEST (digest-verified, cached)."""
+    reg = _registry(registry)
+    with _progress(not as_json) as cb:
+        target = _run(lambda: reg.pull(ref, dest, callbacks=cb))
+    v = _run(lambda: reg.get_version(ref))
+    if as_json:
+        _print_json({"ref": v.ref, "dest": str(target), "files": v.files})
+    else:
+        out.print(f"pulled [bold]{v.ref}[/bold] into {target}")
+
+
+def _version_rows(versions: list[Any]) -> Table:
+    table = Table("ref", "state", "framework", "format", "aliases", "metrics", "size", "created")
+    for v in versions:
+        table.add_row(
+            v.ref,
+            v.state,
+            v.framework or "",
+            v.format or "",
+            ",".join(v.aliases),
+            " ".join(f"{k}={val:g}" for k, val in sorted(v.metrics.items())),
+            str(v.total_size),
+            v.created_at,
+        )
+    return table
+
+
+@app.command()
+def ls(
+    name: Annotated[str | None, typer.Argument(help="List this model's versions.")] = None,
+    registry: RegistryOpt = "http://127.0.0.1:8080",
+    as_json: JsonOpt = False,
+    limit: Annotated[int, typer.Option(help="At most this many rows.")] = 100,
+) -> None:
+    """List models, or the versions of NAME."""
+    reg = _registry(registry)
+    if name is None:
+        models = _run(lambda: list(reg.search_models(limit=limit)))
+        if as_json:
+            _print_json([m.raw for m in models])
+            return
+        table = Table("model", "latest", "tags", "description", "updated")
+        for m in models:
+            table.add_row(
+                f"{m.namespace}/{m.name}",
+                str(m.latest_version or ""),
+                " ".join(f"{k}={v}" for k, v in sorted(m.tags.items())),
+                m.description[:60],
+                m.updated_at,
+            )
+        out.print(table)
+        return
+    namespace, _, model = name.rpartition("/")
+    versions = _run(
+        lambda: [
+            v
+            for _, v in zip(
+                range(limit),
+                reg.list_versions(model, namespace=namespace or "default"),
+                strict=False,
+            )
+        ]
+    )
+    if as_json:
+        _print_json([v.raw for v in versions])
+    else:
+        out.print(_version_rows(versions))
+
+
+@app.command()
+def show(
+    ref: Annotated[str, typer.Argument(help="name/3, name@alias, ns/name@latest")],
+    registry: RegistryOpt = "http://127.0.0.1:8080",
+    as_json: JsonOpt = False,
+) -> None:
+    """Show one version with its files, metrics and lineage."""
+    reg = _registry(registry)
+    v = _run(lambda: reg.get_version(ref))
+    if as_json:
+        _print_json(v.raw)
+        return
+    out.print(
+        f"[bold]{v.ref}[/bold]  state={v.state}  framework={v.framework}  "
+        f"format={v.format}  aliases={','.join(v.aliases) or '-'}"
+    )
+    out.print(f"metrics: {v.metrics}\nparams: {v.params}\ntags: {v.tags}\nlineage: {v.lineage}")
+    table = Table("path", "size", "sha256", "media type")
+    for f in v.files or []:
+        table.add_row(f["path"], str(f["size"]), f["digest"][:16], f["media_type"])
+    out.print(table)
+
+
+@app.command()
+def search(
+    filter: Annotated[
+        str | None, typer.Argument(help="Filter, e.g. \"tags.team = 'x' AND metrics.acc >= 0.9\"")
+    ] = None,
+    models: Annotated[bool, typer.Option("--models", help="Search models, not versions.")] = False,
+    order_by: Annotated[str | None, typer.Option(help="e.g. 'metrics.acc DESC'")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many results.")] = 100,
+    registry: RegistryOpt = "http://127.0.0.1:8080",
+    as_json: JsonOpt = False,
+) -> None:
+    """Search versions (or models) with the filter language."""
+    reg = _registry(registry)
+    if models:
+        found = _run(lambda: list(reg.search_models(filter, order_by=order_by, limit=limit)))
+        if as_json:
+            _print_json([m.raw for m in found])
+        else:
+            for m in found:
+                out.print(f"{m.namespace}/{m.name}")
+        return
+    versions = _run(lambda: list(reg.search_versions(filter, order_by=order_by, limit=limit)))
+    if as_json:
+        _print_json([v.raw for v in versions])
+    else:
+        out.print(_version_rows(versions))
+
+
+@app.command()
+def tag(
+    ref: Annotated[str, typer.Argument(help="Version reference.")],
+    tags: Annotated[list[str] | None, typer.Argument(help="key=value to set")] = None,
+    delete: Annotated[
+        list[str] | None, typer.Option("--delete", "-d", help="Tag key to remove, repeatable")
+    ] = None,
+    registry: RegistryOpt = "http://127.0.0.1:8080",
+    as_json: JsonOpt = False,
+) -> None:
+    """Set or delete tags on a version."""
+    reg = _registry(registry)
+    v = _run(lambda: reg.tag(ref, _kv(tags, "tag"), delete=delete or []))
+    if as_json:
+        _print_json(v.raw)
+    else:
+        out.print(f"{v.ref} tags: {v.tags}")
+
+
+@app.command()
+def alias(
+    ref: Annotated[str, typer.Argument(help="Version reference, e.g. fraud/3")],
+    name: Annotated[str, typer.Argument(help="Alias name, e.g. production")],
+    reason: Annotated[str, typer.Option(help="Why (kept in the alias history).")] = "",
+    registry: RegistryOpt = "http://127.0.0.1:8080",
+    as_json: JsonOpt = False,
+) -> None:
+    """Point an alias at a version."""
+    reg = _registry(registry)
+    v = _run(lambda: reg.set_alias(ref, name, reason=reason))
+    if as_json:
+        _print_json(v.raw)
+    else:
+        out.print(f"{v.namespace}/{v.model}@{name} -> {v.ref}")
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    db: Annotated[str | None, typer.Option(help="Database URL [env MODELYARD_DB].")] = None,
+    data_dir: Annotated[Path | None, typer.Option("--data-dir")] = None,
+) -> None:
+    """Apply schema migrations to the database."""
+    from modelyard.settings import Settings
+    from modelyard.store.metadata import migrate
+    from modelyard.store.metadata.engine import create_engine
+
+    overrides: dict[str, Any] = {
+        k: v for k, v in {"db": db, "data_dir": data_dir}.items() if v is not None
+    }
+    settings = Settings(**overrides)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(settings.database_url())
+    try:
+        before = migrate.current_revision(engine)
+        migrate.upgrade(engine)
+        after = migrate.current_revision(engine)
+    finally:
+        engine.dispose()
+    out.print(f"database at revision {after} (was {before or 'empty'})")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,456 @@
+"""``Registry``: the SDK's one entry point."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from modelyard.client.backends import Backend, EmbeddedBackend, RemoteBackend
+from modelyard.client.transfer import (
+    BlobCache,
+    LocalFile,
+    Progress,
+    collect,
+    copy_verified,
+    prepare,
+    safe_destination,
+)
+from modelyard.domain.errors import NotFound
+from modelyard.domain.references import DEFAULT_NAMESPACE, Reference, parse_reference
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """A model as the SDK returns it."""
+
+    namespace: str
+    name: str
+    description: str
+    tags: dict[str, str]
+    metadata: dict[str, Any]
+    archived: bool
+    latest_version: int | None
+    created_at: str
+    updated_at: str
+    raw: dict[str, Any] = field(repr=False, compare=False)
+
+    @classmethod
+    def from_wire(cls, d: dict[str, Any]) -> ModelInfo:
+        """Build from the API's JSON."""
+        return cls(
+            d["namespace"],
+            d["name"],
+            d["description"],
+            d["tags"],
+            d["metadata"],
+            d["archived"],
+            d["latest_version"],
+            d["created_at"],
+            d["updated_at"],
+            d,
+        )
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    """A version as the SDK returns it."""
+
+    ref: str
+    namespace: str
+    model: str
+    version: int
+    state: str
+    framework: str | None
+    format: str | None
+    metrics: dict[str, float]
+    params: dict[str, str]
+    tags: dict[str, str]
+    metadata: dict[str, Any]
+    aliases: list[str]
+    lineage: dict[str, Any]
+    files: list[dict[str, Any]] | None
+    total_size: int
+    created_at: str
+    raw: dict[str, Any] = field(repr=False, compare=False)
+
+    @classmethod
+    def from_wire(cls, d: dict[str, Any]) -> VersionInfo:
+        """Build from the API's JSON."""
+        return cls(
+            d["ref"],
+            d["namespace"],
+            d["model"],
+            d["version"],
+            d["state"],
+            d["framework"],
+            d["format"],
+            d["metrics"],
+            d["params"],
+            d["tags"],
+            d["metadata"],
+            d["aliases"],
+            d["lineage"],
+            d.get("files"),
+            d["total_size"],
+            d["created_at"],
+            d,
+        )
+
+
+@dataclass(frozen=True)
+class PushCallbacks:
+    """Progress hooks for a push: phase start (name, total bytes) and bytes done."""
+
+    start: Callable[[str, int], None] | None = None
+    advance: Progress | None = None
+
+
+def _default_cache() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "modelyard"
+
+
+class Registry:
+    """A model registry, remote (``http(s)://...``) or embedded (a data directory path).
+
+    Nothing here touches the network or disk until a method is called, except
+    that an embedded registry opens (and if needed creates) its database.
+    """
+
+    def __init__(
+        self,
+        url_or_path: str | os.PathLike[str] = ".modelyard",
+        *,
+        token: str | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
+        backend: Backend | None = None,
+    ) -> None:
+        target = os.fspath(url_or_path)
+        if backend is not None:
+            self._b = backend
+        elif target.startswith(("http://", "https://")):
+            self._b = RemoteBackend(target, token=token or os.environ.get("MODELYARD_TOKEN"))
+        else:
+            self._b = EmbeddedBackend(Path(target))
+        self.cache = BlobCache(Path(cache_dir) if cache_dir else _default_cache())
+
+    def close(self) -> None:
+        """Release connections and pools."""
+        self._b.close()
+
+    def __enter__(self) -> Registry:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    # -- models -----------------------------------------------------------
+
+    def create_model(
+        self,
+        name: str,
+        *,
+        namespace: str = DEFAULT_NAMESPACE,
+        description: str = "",
+        tags: dict[str, str] | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> ModelInfo:
+        """Register a model name."""
+        return ModelInfo.from_wire(
+            self._b.call(
+                "create_model",
+                name=name,
+                namespace=namespace,
+                description=description,
+                tags=tags or {},
+                metadata=metadata or {},
+            )
+        )
+
+    def get_model(self, name: str, *, namespace: str = DEFAULT_NAMESPACE) -> ModelInfo:
+        """One model."""
+        return ModelInfo.from_wire(self._b.call("get_model", name=name, namespace=namespace))
+
+    def update_model(
+        self,
+        name: str,
+        *,
+        namespace: str = DEFAULT_NAMESPACE,
+        description: str | None = None,
+        tags: dict[str, str] | None = None,
+        delete_tags: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> ModelInfo:
+        """Change description, merge/delete tags, replace metadata."""
+        changes = {
+            "description": description,
+            "tags": tags,
+            "delete_tags": delete_tags or [],
+            "metadata": metadata,
+        }
+        return ModelInfo.from_wire(
+            self._b.call("update_model", name=name, namespace=namespace, changes=changes)
+        )
+
+    def delete_model(
+        self, name: str, *, namespace: str = DEFAULT_NAMESPACE, force: bool = False
+    ) -> None:
+        """Delete a model (refused while versions are published unless ``force``)."""
+        self._b.call("delete_model", name=name, namespace=namespace, force=force)
+
+    def search_models(
+        self,
+        filter: str | None = None,
+        *,
+        order_by: str | None = None,
+        namespace: str | None = None,
+        limit: int | None = None,
+        page_size: int = 100,
+    ) -> Iterator[ModelInfo]:
+        """Iterate over models matching ``filter`` (all pages, up to ``limit``)."""
+        for d in self._pages(
+            "search_models", "models", filter, order_by, namespace, limit, page_size
+        ):
+            yield ModelInfo.from_wire(d)
+
+    # -- versions ---------------------------------------------------------
+
+    def get_version(self, ref: str) -> VersionInfo:
+        """A version by reference: ``name/3``, ``name@alias``, ``ns/name@latest``."""
+        return VersionInfo.from_wire(self._b.call("get_version", ref=parse_reference(ref)))
+
+    def list_versions(
+        self, name: str, *, namespace: str = DEFAULT_NAMESPACE, page_size: int = 100
+    ) -> Iterator[VersionInfo]:
+        """All versions of a model, newest first."""
+        token: str | None = None
+        while True:
+            page = self._b.call(
+                "list_versions",
+                name=name,
+                namespace=namespace,
+                page_size=page_size,
+                page_token=token,
+            )
+            for d in page["versions"]:
+                yield VersionInfo.from_wire(d)
+            token = page["next_page_token"]
+            if not token:
+                return
+
+    def search_versions(
+        self,
+        filter: str | None = None,
+        *,
+        order_by: str | None = None,
+        namespace: str | None = None,
+        limit: int | None = None,
+        page_size: int = 100,
+    ) -> Iterator[VersionInfo]:
+        """Iterate over versions matching ``filter`` (all pages, up to ``limit``)."""
+        for d in self._pages(
+            "search_versions", "versions", filter, order_by, namespace, limit, page_size
+        ):
+            yield VersionInfo.from_wire(d)
+
+    def _pages(
+        self,
+        op: str,
+        key: str,
+        filter: str | None,
+        order_by: str | None,
+        namespace: str | None,
+        limit: int | None,
+        page_size: int,
+    ) -> Iterator[dict[str, Any]]:
+        token: str | None = None
+        n = 0
+        while True:
+            size = page_size if limit is None else max(1, min(page_size, limit - n))
+            query = {
+                "filter": filter,
+                "order_by": order_by,
+                "page_size": size,
+                "page_token": token,
+                "namespace": namespace,
+            }
+            page = self._b.call(op, query=query)
+            for d in page[key]:
+                yield d
+                n += 1
+                if limit is not None and n >= limit:
+                    return
+            token = page["next_page_token"]
+            if not token:
+                return
+
+    def tag(
+        self,
+        ref: str,
+        tags: dict[str, str] | None = None,
+        *,
+        delete: list[str] | None = None,
+        description: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> VersionInfo:
+        """Set/delete tags (and optionally description, metadata) of a version."""
+        changes = {
+            "description": description,
+            "tags": tags,
+            "delete_tags": delete or [],
+            "metadata": metadata,
+        }
+        return VersionInfo.from_wire(
+            self._b.call("update_version", ref=parse_reference(ref), changes=changes)
+        )
+
+    def publish(self, ref: str, *, archive_previous: bool = False) -> VersionInfo:
+        """Publish a version."""
+        return VersionInfo.from_wire(
+            self._b.call(
+                "transition",
+                ref=parse_reference(ref),
+                action="publish",
+                archive_previous=archive_previous,
+            )
+        )
+
+    def archive(self, ref: str) -> VersionInfo:
+        """Archive a version."""
+        return VersionInfo.from_wire(
+            self._b.call("transition", ref=parse_reference(ref), action="archive")
+        )
+
+    def set_alias(self, ref: str, alias: str, *, reason: str = "") -> VersionInfo:
+        """Point ``alias`` at the version ``ref`` names."""
+        return VersionInfo.from_wire(
+            self._b.call("set_alias", ref=parse_reference(ref), alias=alias, reason=reason)
+        )
+
+    # -- transfers --------------------------------------------------------
+
+    def push(
+        self,
+        name: str,
+        files_or_dir: str | os.PathLike[str] | list[Any] | dict[str, Any],
+        *,
+        namespace: str = DEFAULT_NAMESPACE,
+        framework: str | None = None,
+        format: str | None = None,
+        description: str = "",
+        metrics: dict[str, float] | None = None,
+        params: dict[str, Any] | None = None,
+        tags: dict[str, str] | None = None,
+        metadata: dict[str, Any] | None = None,
+        signature: dict[str, Any] | None = None,
+        parent: str | None = None,
+        original: str | None = None,
+        relation: str | None = None,
+        lineage: dict[str, Any] | None = None,
+        create_model: bool = True,
+        callbacks: PushCallbacks | None = None,
+    ) -> VersionInfo:
+        """Upload files and register them as a new version, in one commit.
+
+        Files are hashed locally, only blobs the server lacks are uploaded, and
+        the version appears only when its manifest commits. A retried push
+        (same call after a network failure) reuses an idempotency key, so it
+        creates one version.
+        """
+        cb = callbacks or PushCallbacks()
+        pairs = collect(
+            files_or_dir if isinstance(files_or_dir, list | dict) else Path(files_or_dir)
+        )
+        total = sum(src.stat().st_size for src, _ in pairs)
+        if cb.start:
+            cb.start("hashing", total)
+        local = prepare(pairs, cb.advance)
+        missing = set(self._b.call("missing", digests=[f.digest for f in local]))
+        todo: dict[str, LocalFile] = {}
+        for f in local:
+            if f.digest in missing and f.digest not in todo:
+                todo[f.digest] = f
+        if cb.start:
+            cb.start("uploading", sum(f.size for f in todo.values()))
+        for f in todo.values():
+            self._b.upload(f.digest, f.source, f.size, cb.advance)
+        body: dict[str, Any] = {
+            "files": [
+                {"path": f.path, "digest": f.digest, "size": f.size, "media_type": f.media_type}
+                for f in local
+            ],
+            "description": description,
+            "framework": framework,
+            "format": format,
+            "signature": signature,
+            "metrics": metrics or {},
+            "params": params or {},
+            "tags": tags or {},
+            "metadata": metadata or {},
+            "lineage": {
+                **(lineage or {}),
+                "parent": parent,
+                "original": original,
+                "relation": relation,
+            },
+        }
+        key = uuid.uuid4().hex
+        try:
+            wire = self._b.call(
+                "create_version", name=name, namespace=namespace, body=body, idempotency_key=key
+            )
+        except NotFound as exc:
+            if not create_model or exc.code != "MODEL_NOT_FOUND":
+                raise
+            try:
+                self.create_model(name, namespace=namespace)
+            except Exception as again:  # a concurrent pusher may have created it
+                if getattr(again, "code", "") != "MODEL_ALREADY_EXISTS":
+                    raise
+            wire = self._b.call(
+                "create_version", name=name, namespace=namespace, body=body, idempotency_key=key
+            )
+        return VersionInfo.from_wire(wire)
+
+    def pull(
+        self, ref: str, dest: str | os.PathLike[str], *, callbacks: PushCallbacks | None = None
+    ) -> Path:
+        """Download a version's files into ``dest`` (byte-identical, digest-checked).
+
+        Blobs are kept in the local cache, so pulling again reads no bytes over
+        the wire. Paths never escape ``dest``.
+        """
+        cb = callbacks or PushCallbacks()
+        version = self.get_version(ref)
+        exact = parse_reference(version.ref)
+        out = Path(dest)
+        out.mkdir(parents=True, exist_ok=True)
+        files = version.files or []
+        if cb.start:
+            cb.start("downloading", sum(int(f["size"]) for f in files))
+        for f in files:
+            target = safe_destination(out, f["path"])
+            cached = self.cache.get(f["digest"], int(f["size"]))
+            if cached is None:
+                cached = self.cache.put_stream(
+                    f["digest"],
+                    self._progress(self._b.download(exact, f["path"], int(f["size"])), cb.advance),
+                )
+                copy_verified(cached, target, f["digest"])
+            else:
+                copy_verified(cached, target, f["digest"], cb.advance)
+        return out
+
+    @staticmethod
+    def _progress(chunks: Iterator[bytes], advance: Progress | None) -> Iterator[bytes]:
+        for c in chunks:
+            if advance:
+                advance(len(c))
+            yield c
+
+
+__all__ = ["ModelInfo", "PushCallbacks", "Reference", "Registry", "VersionInfo"]

@@ -1,0 +1,128 @@
+"""Entities of the registry as plain, immutable dataclasses."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class VersionState(StrEnum):
+    """Lifecycle of a version: ``draft -> ready -> published -> archived``."""
+
+    DRAFT = "draft"
+    READY = "ready"
+    PUBLISHED = "published"
+    ARCHIVED = "archived"
+
+
+class Relation(StrEnum):
+    """How a version derives from its ``parent`` (and ``original``)."""
+
+    CONVERTED = "converted"
+    QUANTIZED = "quantized"
+    FINETUNED = "finetuned"
+    DISTILLED = "distilled"
+    PRUNED = "pruned"
+    RETRAINED = "retrained"
+    DERIVED = "derived"
+
+
+@dataclass(frozen=True, slots=True)
+class Namespace:
+    """A team or project: the unit of permissions."""
+
+    id: int
+    name: str
+    description: str
+    created_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class FileEntry:
+    """One file of a version: a logical path naming a content-addressed blob."""
+
+    path: str
+    digest: str
+    size: int
+    media_type: str = "application/octet-stream"
+
+
+@dataclass(frozen=True, slots=True)
+class VersionLink:
+    """A pointer to another version, as stored (id) and shown (reference)."""
+
+    namespace: str
+    model: str
+    number: int
+
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.model}/{self.number}"
+
+
+@dataclass(frozen=True, slots=True)
+class Model:
+    """A named model in a namespace."""
+
+    id: int
+    namespace: str
+    name: str
+    description: str
+    tags: dict[str, str]
+    metadata: dict[str, Any]
+    archived: bool
+    latest_version: int
+    created_by: str
+    created_at: int
+    updated_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class Version:
+    """One version of a model with its files, schema, metrics and lineage."""
+
+    id: int
+    namespace: str
+    model: str
+    number: int
+    state: VersionState
+    description: str
+    framework: str | None
+    format: str | None
+    signature: dict[str, Any] | None
+    metrics: dict[str, float]
+    params: dict[str, str]
+    tags: dict[str, str]
+    metadata: dict[str, Any]
+    source_run: str | None
+    code_ref: str | None
+    datasets: list[Any]
+    original: VersionLink | None
+    parent: VersionLink | None
+    relation: str | None
+    file_count: int
+    total_size: int
+    created_by: str
+    created_at: int
+    updated_at: int
+    aliases: list[str] = field(default_factory=list)
+    files: list[FileEntry] | None = None
+
+    @property
+    def ref(self) -> str:
+        """Canonical reference ``namespace/name/number``."""
+        return f"{self.namespace}/{self.model}/{self.number}"
+
+
+@dataclass(frozen=True, slots=True)
+class AliasMove:
+    """One entry of an alias's history."""
+
+    model: str
+    namespace: str
+    alias: str
+    from_version: int | None
+    to_version: int | None
+    actor: str
+    reason: str
+    at: int

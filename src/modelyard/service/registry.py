@@ -1,0 +1,879 @@
+"""Registry use cases: namespaces, models, versions, aliases, search.
+
+Every method that changes something runs in one write transaction and writes
+its event (outbox) in that same transaction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Generic, Literal, TypeVar
+
+import orjson
+from sqlalchemy.exc import IntegrityError as SAIntegrityError
+from sqlalchemy.exc import OperationalError
+
+from modelyard.domain import filters
+from modelyard.domain.entities import (
+    AliasMove,
+    FileEntry,
+    Model,
+    Namespace,
+    Version,
+    VersionState,
+)
+from modelyard.domain.errors import (
+    AlreadyExists,
+    Conflict,
+    IntegrityError,
+    InvalidInput,
+    NotFound,
+)
+from modelyard.domain.lifecycle import check_transition
+from modelyard.domain.names import RESERVED_ALIASES, validate_alias, validate_name
+from modelyard.domain.references import DEFAULT_NAMESPACE, Reference, parse_reference
+from modelyard.service import validation as v
+from modelyard.store.blobs import BlobStore
+from modelyard.store.metadata import search as search_sql
+from modelyard.store.metadata import tables as t
+from modelyard.store.metadata.repository import MetadataStore, Tx, is_retryable
+
+T = TypeVar("T")
+MAX_PAGE_SIZE = 1000
+
+
+@dataclass(slots=True)
+class VersionSpec:
+    """What a client sends to create a version."""
+
+    files: list[Any] = field(default_factory=list)
+    description: str = ""
+    framework: str | None = None
+    format: str | None = None
+    signature: dict[str, Any] | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
+    tags: dict[str, Any] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
+    source_run: str | None = None
+    code_ref: str | None = None
+    datasets: list[Any] = field(default_factory=list)
+    parent: str | None = None
+    original: str | None = None
+    relation: str | None = None
+    draft: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    """One page of results and the cursor for the next (None at the end)."""
+
+    items: list[T]
+    next_page_token: str | None
+
+
+class RegistryService:
+    """The registry's use cases over a metadata store and a blob store."""
+
+    def __init__(
+        self, db: MetadataStore, blobs: BlobStore, *, max_files_per_version: int = 100_000
+    ) -> None:
+        self.db = db
+        self.blobs = blobs
+        self.max_files = max_files_per_version
+
+    # -- transactions -----------------------------------------------------
+
+    def _write(self, fn: Callable[[Tx], T], *, attempts: int = 8) -> T:
+        """Run ``fn`` in a write transaction, retrying transient lock failures.
+
+        Unique-constraint races (two creators of the same idempotency key) are
+        retried too: the second attempt sees the winner's row.
+        """
+        for attempt in range(attempts):
+            try:
+                with self.db.write() as tx:
+                    return fn(tx)
+            except OperationalError as exc:
+                if not is_retryable(exc) or attempt == attempts - 1:
+                    raise
+            except SAIntegrityError:
+                if attempt == attempts - 1:
+                    raise Conflict(
+                        "a concurrent change conflicted with this one; retry",
+                        code="CONCURRENT_UPDATE",
+                    ) from None
+            time.sleep(min(0.5, 0.01 * 2**attempt))
+        raise AssertionError("unreachable")
+
+    # -- namespaces -------------------------------------------------------
+
+    def ensure_namespace(self, name: str = DEFAULT_NAMESPACE) -> Namespace:
+        """Create the namespace if missing (idempotent; used for ``default``)."""
+        validate_name(name, kind="namespace")
+        with self.db.read() as tx:
+            ns = tx.get_namespace(name)
+        if ns is not None:
+            return ns
+        try:
+            return self.create_namespace(name, actor="system")
+        except AlreadyExists:
+            with self.db.read() as tx:
+                found = tx.get_namespace(name)
+            assert found is not None
+            return found
+
+    def create_namespace(self, name: str, *, description: str = "", actor: str) -> Namespace:
+        """Create a namespace."""
+        validate_name(name, kind="namespace")
+        description = v.check_description(description)
+
+        def op(tx: Tx) -> Namespace:
+            ns = tx.insert_namespace(name, description)
+            tx.append_event(
+                "namespace.created",
+                actor=actor,
+                namespace=name,
+                subject=name,
+                payload={"name": name},
+            )
+            return ns
+
+        return self._write(op)
+
+    def list_namespaces(self) -> list[Namespace]:
+        """All namespaces."""
+        with self.db.read() as tx:
+            return tx.list_namespaces()
+
+    def _namespace_id(self, tx: Tx, name: str) -> int:
+        ns = tx.get_namespace(name)
+        if ns is None:
+            raise NotFound(
+                f"namespace {name!r} not found",
+                code="NAMESPACE_NOT_FOUND",
+                details={"namespace": name},
+            )
+        return ns.id
+
+    # -- models -----------------------------------------------------------
+
+    def create_model(
+        self,
+        name: str,
+        *,
+        namespace: str = DEFAULT_NAMESPACE,
+        description: str = "",
+        tags: Mapping[str, Any] | None = None,
+        metadata: Any = None,
+        actor: str,
+    ) -> Model:
+        """Register a new model name."""
+        validate_name(namespace, kind="namespace")
+        validate_name(name)
+        description = v.check_description(description)
+        tags_ = v.check_tags(tags)
+        meta = v.check_metadata(metadata)
+
+        def op(tx: Tx) -> Model:
+            nid = self._namespace_id(tx, namespace)
+            mid = tx.insert_model(
+                nid, name, description=description, tags=tags_, meta=meta, actor=actor
+            )
+            model = tx.load_models([mid])[0]
+            tx.append_event(
+                "model.created",
+                actor=actor,
+                namespace=namespace,
+                subject=f"{namespace}/{name}",
+                payload=_model_payload(model),
+            )
+            return model
+
+        return self._write(op)
+
+    def _model_id(self, tx: Tx, namespace: str, name: str, *, for_update: bool = False) -> int:
+        mid = tx.find_model_id(namespace, name, for_update=for_update)
+        if mid is None:
+            raise NotFound(
+                f"model {namespace}/{name} not found",
+                code="MODEL_NOT_FOUND",
+                details={"namespace": namespace, "name": name},
+            )
+        return mid
+
+    def get_model(self, name: str, *, namespace: str = DEFAULT_NAMESPACE) -> Model:
+        """A model by name."""
+        with self.db.read() as tx:
+            return tx.load_models([self._model_id(tx, namespace, name)])[0]
+
+    def update_model(
+        self,
+        name: str,
+        *,
+        namespace: str = DEFAULT_NAMESPACE,
+        description: str | None = None,
+        set_tags: Mapping[str, Any] | None = None,
+        delete_tags: Sequence[str] = (),
+        metadata: Any = None,
+        actor: str,
+    ) -> Model:
+        """Change a model's description, tags (merge/delete) or metadata (replace)."""
+        desc = None if description is None else v.check_description(description)
+        new_tags = v.check_tags(set_tags)
+        meta = None if metadata is None else v.check_metadata(metadata)
+        drop = [str(k) for k in delete_tags]
+
+        def op(tx: Tx) -> Model:
+            mid = self._model_id(tx, namespace, name, for_update=True)
+            before = tx.load_models([mid])[0]
+            values: dict[str, Any] = {}
+            if desc is not None:
+                values["description"] = desc
+            if meta is not None:
+                values["meta"] = meta
+                tx.replace_model_meta(mid, meta)
+            tx.update_model(mid, **values)
+            if new_tags or drop:
+                tags = {k: val for k, val in before.tags.items() if k not in drop}
+                tags.update(new_tags)
+                tx.replace_model_tags(mid, tags)
+            after = tx.load_models([mid])[0]
+            tx.append_event(
+                "model.updated",
+                actor=actor,
+                namespace=namespace,
+                subject=f"{namespace}/{name}",
+                payload={"before": _model_payload(before), "after": _model_payload(after)},
+            )
+            return after
+
+        return self._write(op)
+
+    def set_model_archived(
+        self, name: str, *, namespace: str = DEFAULT_NAMESPACE, archived: bool, actor: str
+    ) -> Model:
+        """Archive (hide from default listings, refuse new versions) or restore a model."""
+
+        def op(tx: Tx) -> Model:
+            mid = self._model_id(tx, namespace, name, for_update=True)
+            tx.update_model(mid, archived=archived)
+            model = tx.load_models([mid])[0]
+            tx.append_event(
+                "model.archived" if archived else "model.restored",
+                actor=actor,
+                namespace=namespace,
+                subject=f"{namespace}/{name}",
+                payload=_model_payload(model),
+            )
+            return model
+
+        return self._write(op)
+
+    def delete_model(
+        self, name: str, *, namespace: str = DEFAULT_NAMESPACE, force: bool = False, actor: str
+    ) -> None:
+        """Delete a model and its versions; refused while any is published unless forced.
+
+        Blobs stay: another version may share them, and collection is a separate
+        step that checks references.
+        """
+
+        def op(tx: Tx) -> None:
+            mid = self._model_id(tx, namespace, name, for_update=True)
+            published = tx.count_versions_in_state(mid, VersionState.PUBLISHED)
+            if published and not force:
+                raise Conflict(
+                    f"model {namespace}/{name} has {published} published version(s); "
+                    "archive them or delete with force",
+                    code="MODEL_HAS_PUBLISHED_VERSIONS",
+                    details={"published": published},
+                )
+            tx.delete_model(mid)
+            tx.append_event(
+                "model.deleted",
+                actor=actor,
+                namespace=namespace,
+                subject=f"{namespace}/{name}",
+                payload={"namespace": namespace, "name": name, "forced": force},
+            )
+
+        self._write(op)
+
+    # -- versions ---------------------------------------------------------
+
+    def resolve(self, ref: str | Reference) -> Reference:
+        """Parse a reference string (or pass a parsed one through)."""
+        return ref if isinstance(ref, Reference) else parse_reference(ref)
+
+    def _version_id(self, tx: Tx, ref: Reference) -> int:
+        vid = tx.find_version_id(ref.namespace, ref.name, number=ref.version, alias=ref.alias)
+        if vid is None:
+            # Tell "no such model" from "no such version" for a clearer error.
+            self._model_id(tx, ref.namespace, ref.name)
+            if ref.alias is not None and ref.alias not in RESERVED_ALIASES:
+                raise NotFound(
+                    f"alias {ref} not found",
+                    code="ALIAS_NOT_FOUND",
+                    details={"reference": str(ref)},
+                )
+            raise NotFound(
+                f"version {ref} not found",
+                code="VERSION_NOT_FOUND",
+                details={"reference": str(ref)},
+            )
+        return vid
+
+    def get_version(self, ref: str | Reference, *, with_files: bool = True) -> Version:
+        """A version by reference (``name/3``, ``name@alias``, ``ns/name@latest``)."""
+        r = self.resolve(ref)
+        with self.db.read() as tx:
+            return tx.load_versions([self._version_id(tx, r)], with_files=with_files)[0]
+
+    def list_versions(
+        self,
+        name: str,
+        *,
+        namespace: str = DEFAULT_NAMESPACE,
+        page_size: int = 100,
+        page_token: str | None = None,
+        states: Sequence[str] | None = None,
+    ) -> Page[Version]:
+        """A model's versions, newest first."""
+        limit = _page_size(page_size)
+        before: int | None = None
+        if page_token:
+            if not page_token.isdigit() or len(page_token) > 10:
+                raise InvalidInput("invalid page token", code="INVALID_CURSOR")
+            before = int(page_token)
+        for s in states or ():
+            _state(s)
+        with self.db.read() as tx:
+            mid = self._model_id(tx, namespace, name)
+            ids = tx.list_version_ids(mid, limit=limit + 1, before=before, states=states)
+            items = tx.load_versions(ids[:limit])
+        token = str(items[-1].number) if len(ids) > limit else None
+        return Page(items, token)
+
+    def create_version(
+        self,
+        name: str,
+        spec: VersionSpec,
+        *,
+        namespace: str = DEFAULT_NAMESPACE,
+        actor: str,
+        idempotency_key: str | None = None,
+    ) -> Version:
+        """Create a version whose files are already uploaded, in one transaction.
+
+        The version becomes visible (``ready``, or ``draft`` if asked) only when
+        the transaction that records its manifest commits. Every file's blob must
+        be stored with the declared size.
+        """
+        validate_name(namespace, kind="namespace")
+        validate_name(name)
+        files = v.check_files(spec.files, max_files=self.max_files)
+        description = v.check_description(spec.description)
+        framework = v.check_short(spec.framework, "framework")
+        fmt = v.check_short(spec.format, "format")
+        signature = v.check_signature(spec.signature)
+        metrics = v.check_metrics(spec.metrics)
+        params = v.check_params(spec.params)
+        tags = v.check_tags(spec.tags)
+        meta = v.check_metadata(spec.metadata)
+        datasets = v.check_datasets(spec.datasets)
+        relation = v.check_relation(spec.relation)
+        source_run = _bounded(spec.source_run, "source_run", 256)
+        code_ref = _bounded(spec.code_ref, "code_ref", 1024)
+        parent_ref = (
+            None
+            if spec.parent is None
+            else parse_reference(spec.parent, default_namespace=namespace)
+        )
+        original_ref = (
+            None
+            if spec.original is None
+            else parse_reference(spec.original, default_namespace=namespace)
+        )
+        if relation and parent_ref is None and original_ref is None:
+            raise InvalidInput(
+                "a relation needs a parent or original version", code="INVALID_LINEAGE"
+            )
+        # Blobs are checked before the transaction: they are immutable once
+        # present, so the check cannot go stale.
+        for f in files:
+            size = self.blobs.size_of(f.digest)
+            if size is None:
+                raise IntegrityError(
+                    f"blob for {f.path!r} has not been uploaded",
+                    code="BLOB_MISSING",
+                    details={"path": f.path, "digest": f.digest},
+                )
+            if size != f.size:
+                raise IntegrityError(
+                    f"declared size of {f.path!r} does not match its blob",
+                    code="SIZE_MISMATCH",
+                    details={"path": f.path, "declared": f.size, "stored": size},
+                )
+        request_hash = hashlib.sha256(
+            orjson.dumps(
+                {"ns": namespace, "name": name, "spec": asdict(spec)},
+                option=orjson.OPT_SORT_KEYS,
+                default=str,
+            )
+        ).hexdigest()
+        scope = "create_version:" + hashlib.sha256(f"{namespace}/{name}".encode()).hexdigest()[:40]
+        if idempotency_key is not None and (
+            not isinstance(idempotency_key, str) or not 1 <= len(idempotency_key) <= 255
+        ):
+            raise InvalidInput(
+                "Idempotency-Key must be 1-255 characters", code="INVALID_IDEMPOTENCY_KEY"
+            )
+
+        def op(tx: Tx) -> Version:
+            if idempotency_key:
+                prior = tx.get_idempotent(scope, idempotency_key)
+                if prior is not None:
+                    if prior[0] != request_hash:
+                        raise Conflict(
+                            "this Idempotency-Key was used with a different request",
+                            code="IDEMPOTENCY_KEY_REUSED",
+                        )
+                    found = tx.load_versions([prior[1]], with_files=True)
+                    if found:
+                        return found[0]
+            mid = self._model_id(tx, namespace, name, for_update=True)
+            model = tx.load_models([mid])[0]
+            if model.archived:
+                raise Conflict(f"model {namespace}/{name} is archived", code="MODEL_ARCHIVED")
+            parent_id = original_id = None
+            if parent_ref is not None:
+                parent_id = self._version_id(tx, parent_ref)
+                prow = tx.version_row(parent_id)
+                original_id = prow.original_id or parent_id
+            if original_ref is not None:
+                original_id = self._version_id(tx, original_ref)
+            number = tx.allocate_version_number(mid)
+            at = _now()
+            vid = tx.insert_version(
+                {
+                    "model_id": mid,
+                    "number": number,
+                    "state": (VersionState.DRAFT if spec.draft else VersionState.READY).value,
+                    "description": description,
+                    "framework": framework,
+                    "format": fmt,
+                    "signature": signature,
+                    "meta": meta,
+                    "source_run": source_run,
+                    "code_ref": code_ref,
+                    "datasets": datasets,
+                    "original_id": original_id,
+                    "parent_id": parent_id,
+                    "relation": relation,
+                    "file_count": len(files),
+                    "total_size": sum(f.size for f in files),
+                    "created_by": actor,
+                    "created_at": at,
+                    "updated_at": at,
+                }
+            )
+            tx.replace_kv(t.version_tags, vid, tags)
+            tx.replace_kv(t.version_metrics, vid, metrics)
+            tx.replace_kv(t.version_params, vid, params)
+            tx.replace_version_meta(vid, meta)
+            tx.insert_files(vid, files)
+            if idempotency_key:
+                tx.put_idempotent(scope, idempotency_key, request_hash, vid)
+            version = tx.load_versions([vid], with_files=True)[0]
+            tx.append_event(
+                "version.created",
+                actor=actor,
+                namespace=namespace,
+                subject=version.ref,
+                payload=_version_payload(version),
+            )
+            return version
+
+        return self._write(op)
+
+    def commit_files(self, ref: str | Reference, files: list[Any], *, actor: str) -> Version:
+        """Attach the manifest to a draft version and make it ``ready`` (immutable)."""
+        entries = v.check_files(files, max_files=self.max_files)
+        for f in entries:
+            if self.blobs.size_of(f.digest) != f.size:
+                raise IntegrityError(
+                    f"blob for {f.path!r} missing or of another size",
+                    code="BLOB_MISSING",
+                    details={"path": f.path},
+                )
+        r = self.resolve(ref)
+
+        def op(tx: Tx) -> Version:
+            vid = self._version_id(tx, r)
+            current = tx.load_versions([vid])[0]
+            if current.state is not VersionState.DRAFT:
+                raise Conflict(
+                    f"version {current.ref} is {current.state.value}; its files are immutable",
+                    code="VERSION_IMMUTABLE",
+                )
+            tx.insert_files(vid, entries)
+            tx.update_version(
+                vid,
+                state=VersionState.READY.value,
+                file_count=len(entries),
+                total_size=sum(f.size for f in entries),
+            )
+            version = tx.load_versions([vid], with_files=True)[0]
+            tx.append_event(
+                "version.files_committed",
+                actor=actor,
+                namespace=r.namespace,
+                subject=version.ref,
+                payload=_version_payload(version),
+            )
+            return version
+
+        return self._write(op)
+
+    def update_version(
+        self,
+        ref: str | Reference,
+        *,
+        description: str | None = None,
+        set_tags: Mapping[str, Any] | None = None,
+        delete_tags: Sequence[str] = (),
+        metadata: Any = None,
+        actor: str,
+    ) -> Version:
+        """Change the mutable fields of a version: description, tags, metadata."""
+        desc = None if description is None else v.check_description(description)
+        new_tags = v.check_tags(set_tags)
+        meta = None if metadata is None else v.check_metadata(metadata)
+        drop = [str(k) for k in delete_tags]
+        r = self.resolve(ref)
+
+        def op(tx: Tx) -> Version:
+            vid = self._version_id(tx, r)
+            before = tx.load_versions([vid])[0]
+            values: dict[str, Any] = {}
+            if desc is not None:
+                values["description"] = desc
+            if meta is not None:
+                values["meta"] = meta
+                tx.replace_version_meta(vid, meta)
+            tx.update_version(vid, **values)
+            if new_tags or drop:
+                tags = {k: val for k, val in before.tags.items() if k not in drop}
+                tags.update(new_tags)
+                tx.replace_kv(t.version_tags, vid, tags)
+            after = tx.load_versions([vid])[0]
+            tx.append_event(
+                "version.updated",
+                actor=actor,
+                namespace=after.namespace,
+                subject=after.ref,
+                payload={"before": _version_payload(before), "after": _version_payload(after)},
+            )
+            return after
+
+        return self._write(op)
+
+    def transition_version(
+        self,
+        ref: str | Reference,
+        target: VersionState | str,
+        *,
+        actor: str,
+        archive_previous: bool = False,
+    ) -> Version:
+        """Move a version to another lifecycle state (publish, archive, restore).
+
+        With ``archive_previous``, publishing also archives the model's other
+        published versions in the same transaction.
+        """
+        target = _state(target)
+        r = self.resolve(ref)
+
+        def op(tx: Tx) -> Version:
+            vid = self._version_id(tx, r)
+            current = tx.load_versions([vid])[0]
+            mid = tx.version_row(vid).model_id
+            check_transition(current.state, target, ref=current.ref)
+            archived: list[int] = []
+            if target is VersionState.PUBLISHED and archive_previous:
+                for other in tx.list_version_ids(
+                    mid, limit=100_000, before=None, states=[VersionState.PUBLISHED.value]
+                ):
+                    tx.update_version(other, state=VersionState.ARCHIVED.value)
+                    archived.append(other)
+            tx.update_version(vid, state=target.value)
+            after = tx.load_versions([vid])[0]
+            event = {
+                VersionState.PUBLISHED: "version.published",
+                VersionState.ARCHIVED: "version.archived",
+                VersionState.READY: "version.restored",
+            }.get(target, "version.updated")
+            payload = _version_payload(after)
+            payload["from_state"] = current.state.value
+            if archived:
+                payload["archived_versions"] = [x.number for x in tx.load_versions(archived)]
+            tx.append_event(
+                event, actor=actor, namespace=after.namespace, subject=after.ref, payload=payload
+            )
+            return after
+
+        return self._write(op)
+
+    # -- aliases ----------------------------------------------------------
+
+    def set_alias(
+        self, ref: str | Reference, alias: str, *, actor: str, reason: str = ""
+    ) -> Version:
+        """Point ``alias`` of the version's model at the version (recorded in history)."""
+        validate_alias(alias)
+        if alias in RESERVED_ALIASES:
+            raise InvalidInput(f"alias {alias!r} is reserved", code="INVALID_ALIAS")
+        reason = v.check_description(reason)
+        r = self.resolve(ref)
+
+        def op(tx: Tx) -> Version:
+            vid = self._version_id(tx, r)
+            target = tx.load_versions([vid])[0]
+            mid = self._model_id(tx, target.namespace, target.model, for_update=True)
+            prev_id = tx.get_alias(mid, alias)
+            prev = tx.load_versions([prev_id])[0].number if prev_id is not None else None
+            if target.state in (VersionState.DRAFT, VersionState.ARCHIVED):
+                raise Conflict(
+                    f"cannot alias a {target.state.value} version", code="INVALID_STATE_TRANSITION"
+                )
+            tx.set_alias(
+                mid,
+                alias,
+                vid,
+                from_number=prev,
+                to_number=target.number,
+                actor=actor,
+                reason=reason,
+            )
+            after = tx.load_versions([vid])[0]
+            tx.append_event(
+                "alias.moved",
+                actor=actor,
+                namespace=after.namespace,
+                subject=f"{after.namespace}/{after.model}@{alias}",
+                payload={
+                    "alias": alias,
+                    "from_version": prev,
+                    "to_version": after.number,
+                    "reason": reason,
+                },
+            )
+            return after
+
+        return self._write(op)
+
+    def delete_alias(
+        self,
+        name: str,
+        alias: str,
+        *,
+        namespace: str = DEFAULT_NAMESPACE,
+        actor: str,
+        reason: str = "",
+    ) -> None:
+        """Remove an alias (recorded in history)."""
+        validate_alias(alias)
+
+        def op(tx: Tx) -> None:
+            mid = self._model_id(tx, namespace, name, for_update=True)
+            prev_id = tx.get_alias(mid, alias)
+            if prev_id is None:
+                raise NotFound(
+                    f"alias {namespace}/{name}@{alias} not found", code="ALIAS_NOT_FOUND"
+                )
+            prev = tx.load_versions([prev_id])[0].number
+            tx.set_alias(
+                mid, alias, None, from_number=prev, to_number=None, actor=actor, reason=reason
+            )
+            tx.append_event(
+                "alias.deleted",
+                actor=actor,
+                namespace=namespace,
+                subject=f"{namespace}/{name}@{alias}",
+                payload={"alias": alias, "from_version": prev, "reason": reason},
+            )
+
+        self._write(op)
+
+    def alias_history(
+        self, name: str, *, namespace: str = DEFAULT_NAMESPACE, alias: str | None = None
+    ) -> list[AliasMove]:
+        """Every recorded move of a model's aliases, oldest first."""
+        with self.db.read() as tx:
+            mid = self._model_id(tx, namespace, name)
+            return tx.alias_history(mid, namespace, name, alias)
+
+    # -- files ------------------------------------------------------------
+
+    def get_file(self, ref: str | Reference, path: str) -> tuple[Version, FileEntry]:
+        """One file of a version (the path is a logical name, looked up, never opened)."""
+        r = self.resolve(ref)
+        with self.db.read() as tx:
+            vid = self._version_id(tx, r)
+            version = tx.load_versions([vid])[0]
+            entry = tx.file_of(vid, path)
+        if entry is None:
+            raise NotFound(
+                f"file {path!r} not in {version.ref}",
+                code="FILE_NOT_FOUND",
+                details={"path": path, "reference": version.ref},
+            )
+        return version, entry
+
+    def blob_referenced(self, digest: str) -> bool:
+        """True if some version's manifest names this digest."""
+        with self.db.read() as tx:
+            return tx.digest_referenced(digest)
+
+    def missing_blobs(self, digests: Sequence[str]) -> list[str]:
+        """Which of these digests still need uploading."""
+        from modelyard.domain.names import validate_digest
+
+        if len(digests) > self.max_files:
+            raise InvalidInput("too many digests in one request", code="INVALID_INPUT")
+        for d in digests:
+            validate_digest(d)
+        return self.blobs.missing(digests)
+
+    # -- search -----------------------------------------------------------
+
+    def search_versions(
+        self,
+        filter_text: str | None = None,
+        *,
+        order_by: str | None = None,
+        page_size: int = 100,
+        page_token: str | None = None,
+        namespace: str | None = None,
+    ) -> Page[Version]:
+        """Versions matching a filter, sorted, one page at a time (keyset cursor)."""
+        limit, node, order = self._query("versions", filter_text, order_by, page_size, namespace)
+        with self.db.read() as tx:
+            ids, token = search_sql.search_versions(
+                tx.conn,
+                node=node,
+                order=order,
+                limit=limit,
+                cursor=page_token,
+                namespace=namespace,
+            )
+            return Page(tx.load_versions(ids), token)
+
+    def search_models(
+        self,
+        filter_text: str | None = None,
+        *,
+        order_by: str | None = None,
+        page_size: int = 100,
+        page_token: str | None = None,
+        namespace: str | None = None,
+    ) -> Page[Model]:
+        """Models matching a filter, sorted, one page at a time (keyset cursor)."""
+        limit, node, order = self._query("models", filter_text, order_by, page_size, namespace)
+        with self.db.read() as tx:
+            ids, token = search_sql.search_models(
+                tx.conn,
+                node=node,
+                order=order,
+                limit=limit,
+                cursor=page_token,
+                namespace=namespace,
+            )
+            return Page(tx.load_models(ids), token)
+
+    @staticmethod
+    def _query(
+        target: Literal["models", "versions"],
+        filter_text: str | None,
+        order_by: str | None,
+        page_size: int,
+        namespace: str | None,
+    ) -> tuple[int, filters.Node | None, filters.OrderBy]:
+        """Validate and parse the parts of a search request."""
+        limit = _page_size(page_size)
+        node = filters.parse_filter(filter_text or "", target)
+        order = filters.parse_order_by(order_by, target)
+        if namespace is not None:
+            validate_name(namespace, kind="namespace")
+        return limit, node, order
+
+    # -- events -----------------------------------------------------------
+
+    def list_events(self, *, after: int = 0, limit: int = 100) -> list[dict[str, Any]]:
+        """Outbox events after an id (the audit log and stream build on this)."""
+        with self.db.read() as tx:
+            return tx.list_events(after=after, limit=_page_size(limit))
+
+
+def _now() -> int:
+    return time.time_ns() // 1000
+
+
+def _page_size(n: int) -> int:
+    if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= MAX_PAGE_SIZE:
+        raise InvalidInput(f"page_size must be 1..{MAX_PAGE_SIZE}", code="INVALID_PAGE_SIZE")
+    return n
+
+
+def _state(value: VersionState | str) -> VersionState:
+    try:
+        return VersionState(value)
+    except ValueError:
+        raise InvalidInput(
+            f"unknown state {value!r}",
+            code="INVALID_STATE",
+            details={"allowed": [s.value for s in VersionState]},
+        ) from None
+
+
+def _bounded(value: str | None, field_name: str, limit: int) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > limit:
+        raise InvalidInput(
+            f"{field_name} must be a string of at most {limit} characters",
+            code="INVALID_INPUT",
+            details={"field": field_name},
+        )
+    return value
+
+
+def _model_payload(m: Model) -> dict[str, Any]:
+    return {
+        "namespace": m.namespace,
+        "name": m.name,
+        "description": m.description,
+        "tags": m.tags,
+        "metadata": m.metadata,
+        "archived": m.archived,
+    }
+
+
+def _version_payload(ver: Version) -> dict[str, Any]:
+    return {
+        "namespace": ver.namespace,
+        "model": ver.model,
+        "version": ver.number,
+        "state": ver.state.value,
+        "framework": ver.framework,
+        "format": ver.format,
+        "tags": ver.tags,
+        "metrics": ver.metrics,
+        "file_count": ver.file_count,
+        "total_size": ver.total_size,
+        "files": [asdict(f) for f in ver.files] if ver.files is not None else None,
+    }

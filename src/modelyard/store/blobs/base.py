@@ -1,0 +1,74 @@
+"""The blob store seam. Backends are chosen by URL scheme (``file://`` today).
+
+Rules every backend keeps (ARCHITECTURE.md, rule 4):
+- a blob is named by the sha256 of its bytes and never changes;
+- no blob is visible under a digest unless its bytes hash to that digest;
+- a writer streams: memory does not grow with the blob's size;
+- an interrupted write leaves nothing visible.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import unquote, urlparse
+
+from modelyard.domain.errors import InvalidInput
+
+
+class BlobWriter(Protocol):
+    """An in-progress upload. Call ``commit`` once, or ``abort``."""
+
+    def write(self, chunk: bytes) -> None:
+        """Append bytes (hashing them as they pass)."""
+
+    def commit(self, expected_digest: str | None = None, expected_size: int | None = None) -> str:
+        """Verify and publish the blob; return its digest. Raises ``IntegrityError``."""
+
+    def abort(self) -> None:
+        """Discard what was written."""
+
+    @property
+    def size(self) -> int:
+        """Bytes written so far."""
+
+
+class BlobStore(Protocol):
+    """Content-addressed storage of immutable blobs."""
+
+    def exists(self, digest: str) -> bool:
+        """True if a verified blob with this digest is stored."""
+
+    def size_of(self, digest: str) -> int | None:
+        """The stored blob's size, or None if absent."""
+
+    def missing(self, digests: Iterable[str]) -> list[str]:
+        """The subset of ``digests`` not yet stored, in input order, without repeats."""
+
+    def writer(self) -> BlobWriter:
+        """Start a streaming upload."""
+
+    def local_path(self, digest: str) -> Path | None:
+        """The file holding the blob, when the backend keeps files (else None)."""
+
+    def iter_range(
+        self, digest: str, start: int = 0, end: int | None = None, chunk_size: int = 1 << 20
+    ) -> Iterator[bytes]:
+        """Yield bytes ``[start, end)`` of a blob (to the end when ``end`` is None)."""
+
+    def delete(self, digest: str) -> None:
+        """Remove a blob (garbage collection only; never for referenced blobs)."""
+
+
+def open_blob_store(url: str) -> BlobStore:
+    """Open the blob store named by ``url`` (``file:///abs/dir`` or a plain path)."""
+    from modelyard.store.blobs.local import LocalBlobStore
+
+    parsed = urlparse(url)
+    if parsed.scheme in ("", "file"):
+        path = unquote(parsed.path) if parsed.scheme else url
+        return LocalBlobStore(Path(path))
+    raise InvalidInput(
+        f"unsupported blob store URL scheme {parsed.scheme!r}", code="INVALID_SETTING"
+    )

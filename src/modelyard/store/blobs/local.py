@@ -1,0 +1,168 @@
+"""Blob store on a local directory.
+
+Layout: ``ROOT/sha256/ab/cd/<digest>`` for blobs and ``ROOT/tmp/`` for uploads in
+flight, on the same filesystem so that publishing is one atomic ``rename``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from modelyard.domain.errors import IntegrityError
+from modelyard.domain.names import validate_digest
+
+
+class LocalWriter:
+    """Streams into a temp file, hashing on the way; publishes by rename."""
+
+    def __init__(self, store: LocalBlobStore) -> None:
+        self._store = store
+        fd, name = tempfile.mkstemp(dir=store.tmp_dir, prefix="upload-")
+        self._file = os.fdopen(fd, "wb", buffering=0)
+        self._tmp = Path(name)
+        self._hash = hashlib.sha256()
+        self._size = 0
+        self._done = False
+
+    @property
+    def size(self) -> int:
+        """Bytes written so far."""
+        return self._size
+
+    def write(self, chunk: bytes) -> None:
+        """Append bytes, hashing them."""
+        self._hash.update(chunk)
+        self._file.write(chunk)
+        self._size += len(chunk)
+
+    def commit(self, expected_digest: str | None = None, expected_size: int | None = None) -> str:
+        """Verify digest and size, fsync, and rename into place."""
+        if self._done:
+            raise RuntimeError("writer already finished")
+        digest = self._hash.hexdigest()
+        try:
+            if expected_digest is not None and digest != expected_digest:
+                raise IntegrityError(
+                    "uploaded bytes do not match the digest they were sent under",
+                    code="DIGEST_MISMATCH",
+                    details={"expected": expected_digest, "actual": digest, "size": self._size},
+                )
+            if expected_size is not None and self._size != expected_size:
+                raise IntegrityError(
+                    "uploaded size does not match the declared size",
+                    code="SIZE_MISMATCH",
+                    details={"expected": expected_size, "actual": self._size},
+                )
+            os.fsync(self._file.fileno())
+            self._file.close()
+            final = self._store.path_for(digest)
+            if final.exists():
+                # Identical bytes are stored once: the existing blob stays.
+                self._tmp.unlink(missing_ok=True)
+            else:
+                final.parent.mkdir(parents=True, exist_ok=True)
+                os.chmod(self._tmp, 0o444)
+                os.replace(self._tmp, final)
+                _fsync_dir(final.parent)
+            self._done = True
+            return digest
+        except BaseException:
+            self.abort()
+            raise
+
+    def abort(self) -> None:
+        """Discard the temp file."""
+        self._done = True
+        with contextlib.suppress(OSError):
+            self._file.close()
+        self._tmp.unlink(missing_ok=True)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class LocalBlobStore:
+    """Content-addressed blobs in a directory."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.blob_dir = root / "sha256"
+        self.tmp_dir = root / "tmp"
+        self.blob_dir.mkdir(parents=True, exist_ok=True)
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+
+    def path_for(self, digest: str) -> Path:
+        """Where a blob lives. Only ever called with a validated digest."""
+        validate_digest(digest)
+        return self.blob_dir / digest[:2] / digest[2:4] / digest
+
+    def exists(self, digest: str) -> bool:
+        """True if the blob is stored."""
+        return self.path_for(digest).is_file()
+
+    def size_of(self, digest: str) -> int | None:
+        """The blob's size, or None."""
+        try:
+            return self.path_for(digest).stat().st_size
+        except FileNotFoundError:
+            return None
+
+    def missing(self, digests: Iterable[str]) -> list[str]:
+        """Digests not stored, in order, without repeats."""
+        seen: set[str] = set()
+        out: list[str] = []
+        for d in digests:
+            if d in seen:
+                continue
+            seen.add(d)
+            if not self.exists(d):
+                out.append(d)
+        return out
+
+    def writer(self) -> LocalWriter:
+        """Start an upload."""
+        return LocalWriter(self)
+
+    def local_path(self, digest: str) -> Path | None:
+        """The blob's file if present."""
+        p = self.path_for(digest)
+        return p if p.is_file() else None
+
+    def iter_range(
+        self, digest: str, start: int = 0, end: int | None = None, chunk_size: int = 1 << 20
+    ) -> Iterator[bytes]:
+        """Yield ``[start, end)`` of the blob."""
+        with open(self.path_for(digest), "rb") as f:
+            f.seek(start)
+            remaining = None if end is None else max(0, end - start)
+            while remaining is None or remaining > 0:
+                n = chunk_size if remaining is None else min(chunk_size, remaining)
+                chunk = f.read(n)
+                if not chunk:
+                    break
+                if remaining is not None:
+                    remaining -= len(chunk)
+                yield chunk
+
+    def delete(self, digest: str) -> None:
+        """Remove a blob."""
+        self.path_for(digest).unlink(missing_ok=True)
+
+    def clean_tmp(self) -> int:
+        """Remove uploads left by a killed process; returns how many."""
+        n = 0
+        for p in self.tmp_dir.glob("upload-*"):
+            with contextlib.suppress(OSError):
+                p.unlink()
+                n += 1
+        return n

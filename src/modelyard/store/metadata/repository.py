@@ -1,0 +1,648 @@
+"""Queries over the metadata schema, grouped in a transaction object.
+
+The service opens a :class:`Tx` with :meth:`MetadataStore.read` or
+:meth:`MetadataStore.write` and calls its methods; all SQL lives here. Rows are
+turned into domain entities with plain mapping (no ORM) because hydration is
+on every hot path.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError as SAIntegrityError
+from sqlalchemy.exc import OperationalError
+
+from modelyard.domain.entities import (
+    AliasMove,
+    FileEntry,
+    Model,
+    Namespace,
+    Version,
+    VersionLink,
+    VersionState,
+)
+from modelyard.domain.errors import AlreadyExists, Conflict
+from modelyard.store.metadata import tables as t
+from modelyard.store.metadata.engine import is_sqlite, write_options
+
+
+def now_us() -> int:
+    """Current time in integer microseconds since the epoch."""
+    return time.time_ns() // 1000
+
+
+_MODEL_COLS = (
+    t.models.c.id,
+    t.namespaces.c.name.label("namespace"),
+    t.models.c.name,
+    t.models.c.description,
+    t.models.c.meta,
+    t.models.c.archived,
+    t.models.c.last_version,
+    t.models.c.created_by,
+    t.models.c.created_at,
+    t.models.c.updated_at,
+)
+_MODEL_FROM = t.models.join(t.namespaces, t.models.c.namespace_id == t.namespaces.c.id)
+
+_orig = t.versions.alias("orig")
+_orig_m = t.models.alias("orig_m")
+_orig_ns = t.namespaces.alias("orig_ns")
+_par = t.versions.alias("par")
+_par_m = t.models.alias("par_m")
+_par_ns = t.namespaces.alias("par_ns")
+
+_VERSION_COLS = (
+    t.versions.c.id,
+    t.namespaces.c.name.label("namespace"),
+    t.models.c.name.label("model"),
+    t.versions.c.number,
+    t.versions.c.state,
+    t.versions.c.description,
+    t.versions.c.framework,
+    t.versions.c.format,
+    t.versions.c.signature,
+    t.versions.c.meta,
+    t.versions.c.source_run,
+    t.versions.c.code_ref,
+    t.versions.c.datasets,
+    t.versions.c.relation,
+    t.versions.c.file_count,
+    t.versions.c.total_size,
+    t.versions.c.created_by,
+    t.versions.c.created_at,
+    t.versions.c.updated_at,
+    _orig_ns.c.name.label("orig_ns"),
+    _orig_m.c.name.label("orig_model"),
+    _orig.c.number.label("orig_number"),
+    _par_ns.c.name.label("par_ns"),
+    _par_m.c.name.label("par_model"),
+    _par.c.number.label("par_number"),
+)
+_VERSION_FROM = (
+    t.versions.join(t.models, t.versions.c.model_id == t.models.c.id)
+    .join(t.namespaces, t.models.c.namespace_id == t.namespaces.c.id)
+    .outerjoin(_orig, t.versions.c.original_id == _orig.c.id)
+    .outerjoin(_orig_m, _orig.c.model_id == _orig_m.c.id)
+    .outerjoin(_orig_ns, _orig_m.c.namespace_id == _orig_ns.c.id)
+    .outerjoin(_par, t.versions.c.parent_id == _par.c.id)
+    .outerjoin(_par_m, _par.c.model_id == _par_m.c.id)
+    .outerjoin(_par_ns, _par_m.c.namespace_id == _par_ns.c.id)
+)
+_VERSION_SELECT = sa.select(*_VERSION_COLS).select_from(_VERSION_FROM)
+
+
+def _meta_rows(owner_col: str, owner_id: int, meta: dict[str, Any]) -> list[dict[str, Any]]:
+    """Flatten top-level scalars of custom metadata for the filter index."""
+    rows = []
+    for key, value in meta.items():
+        if isinstance(value, bool):
+            rows.append({owner_col: owner_id, "key": key, "value": str(value).lower(), "num": None})
+        elif isinstance(value, int | float):
+            rows.append({owner_col: owner_id, "key": key, "value": str(value), "num": float(value)})
+        elif isinstance(value, str):
+            rows.append({owner_col: owner_id, "key": key, "value": value, "num": None})
+        elif value is None:
+            rows.append({owner_col: owner_id, "key": key, "value": None, "num": None})
+        # Nested objects and lists stay in the JSON column only.
+    return rows
+
+
+class Tx:
+    """One database transaction with the registry's queries."""
+
+    def __init__(self, conn: sa.Connection) -> None:
+        self.conn = conn
+
+    # -- namespaces -------------------------------------------------------
+
+    def get_namespace(self, name: str) -> Namespace | None:
+        """A namespace by name."""
+        row = self.conn.execute(
+            sa.select(t.namespaces).where(t.namespaces.c.name == name)
+        ).one_or_none()
+        if row is None:
+            return None
+        return Namespace(row.id, row.name, row.description, row.created_at)
+
+    def list_namespaces(self) -> list[Namespace]:
+        """All namespaces by name."""
+        rows = self.conn.execute(sa.select(t.namespaces).order_by(t.namespaces.c.name))
+        return [Namespace(r.id, r.name, r.description, r.created_at) for r in rows]
+
+    def insert_namespace(self, name: str, description: str = "") -> Namespace:
+        """Create a namespace; ``NAMESPACE_ALREADY_EXISTS`` if taken."""
+        at = now_us()
+        try:
+            with self.conn.begin_nested():
+                nid = self.conn.execute(
+                    t.namespaces.insert()
+                    .values(name=name, description=description, created_at=at)
+                    .returning(t.namespaces.c.id)
+                ).scalar_one()
+        except SAIntegrityError:
+            raise AlreadyExists(
+                f"namespace {name!r} already exists",
+                code="NAMESPACE_ALREADY_EXISTS",
+                details={"namespace": name},
+            ) from None
+        return Namespace(nid, name, description, at)
+
+    # -- models -----------------------------------------------------------
+
+    def insert_model(
+        self,
+        namespace_id: int,
+        name: str,
+        *,
+        description: str,
+        tags: dict[str, str],
+        meta: dict[str, Any],
+        actor: str,
+    ) -> int:
+        """Insert a model row with its tags; ``MODEL_ALREADY_EXISTS`` if taken."""
+        at = now_us()
+        try:
+            with self.conn.begin_nested():
+                mid: int = self.conn.execute(
+                    t.models.insert()
+                    .values(
+                        namespace_id=namespace_id,
+                        name=name,
+                        description=description,
+                        meta=meta,
+                        archived=False,
+                        last_version=0,
+                        created_by=actor,
+                        created_at=at,
+                        updated_at=at,
+                    )
+                    .returning(t.models.c.id)
+                ).scalar_one()
+        except SAIntegrityError:
+            raise AlreadyExists(
+                f"model {name!r} already exists",
+                code="MODEL_ALREADY_EXISTS",
+                details={"name": name},
+            ) from None
+        self.replace_model_tags(mid, tags)
+        self.replace_model_meta(mid, meta)
+        return mid
+
+    def find_model_id(self, namespace: str, name: str, *, for_update: bool = False) -> int | None:
+        """The id of ``namespace/name`` or None."""
+        q = (
+            sa.select(t.models.c.id)
+            .select_from(_MODEL_FROM)
+            .where(t.namespaces.c.name == namespace, t.models.c.name == name)
+        )
+        if for_update and not is_sqlite(self.conn.engine):
+            q = q.with_for_update(of=t.models)
+        return self.conn.execute(q).scalar_one_or_none()
+
+    def load_models(self, ids: Sequence[int]) -> list[Model]:
+        """Hydrate models by id, in the given order."""
+        if not ids:
+            return []
+        rows = self.conn.execute(
+            sa.select(*_MODEL_COLS).select_from(_MODEL_FROM).where(t.models.c.id.in_(ids))
+        ).all()
+        tags: dict[int, dict[str, str]] = defaultdict(dict)
+        for r in self.conn.execute(sa.select(t.model_tags).where(t.model_tags.c.model_id.in_(ids))):
+            tags[r.model_id][r.key] = r.value
+        by_id = {
+            r.id: Model(
+                id=r.id,
+                namespace=r.namespace,
+                name=r.name,
+                description=r.description,
+                tags=tags.get(r.id, {}),
+                metadata=r.meta,
+                archived=bool(r.archived),
+                latest_version=r.last_version,
+                created_by=r.created_by,
+                created_at=r.created_at,
+                updated_at=r.updated_at,
+            )
+            for r in rows
+        }
+        return [by_id[i] for i in ids if i in by_id]
+
+    def update_model(self, model_id: int, **values: Any) -> None:
+        """Update model columns and bump ``updated_at``."""
+        values["updated_at"] = now_us()
+        self.conn.execute(t.models.update().where(t.models.c.id == model_id).values(**values))
+
+    def replace_model_tags(self, model_id: int, tags: dict[str, str]) -> None:
+        """Set the model's tags to exactly ``tags``."""
+        self.conn.execute(t.model_tags.delete().where(t.model_tags.c.model_id == model_id))
+        if tags:
+            self.conn.execute(
+                t.model_tags.insert(),
+                [{"model_id": model_id, "key": k, "value": v} for k, v in tags.items()],
+            )
+
+    def replace_model_meta(self, model_id: int, meta: dict[str, Any]) -> None:
+        """Re-index the model's metadata scalars."""
+        self.conn.execute(t.model_meta.delete().where(t.model_meta.c.model_id == model_id))
+        rows = _meta_rows("model_id", model_id, meta)
+        if rows:
+            self.conn.execute(t.model_meta.insert(), rows)
+
+    def count_versions_in_state(self, model_id: int, state: VersionState) -> int:
+        """How many versions of a model are in ``state``."""
+        return int(
+            self.conn.execute(
+                sa.select(sa.func.count())
+                .select_from(t.versions)
+                .where(t.versions.c.model_id == model_id, t.versions.c.state == state.value)
+            ).scalar_one()
+        )
+
+    def delete_model(self, model_id: int) -> list[str]:
+        """Delete a model and everything under it; return digests it referenced."""
+        vids = select_ids = sa.select(t.versions.c.id).where(t.versions.c.model_id == model_id)
+        digests = list(
+            self.conn.execute(
+                sa.select(t.files.c.digest).where(t.files.c.version_id.in_(vids)).distinct()
+            ).scalars()
+        )
+        for table in (t.version_tags, t.version_metrics, t.version_params, t.version_meta, t.files):
+            self.conn.execute(table.delete().where(table.c.version_id.in_(select_ids)))
+        self.conn.execute(t.aliases.delete().where(t.aliases.c.model_id == model_id))
+        self.conn.execute(t.alias_history.delete().where(t.alias_history.c.model_id == model_id))
+        # Lineage links from other models' versions to this one are cut, not cascaded.
+        for col in (t.versions.c.original_id, t.versions.c.parent_id):
+            self.conn.execute(
+                t.versions.update().where(col.in_(select_ids)).values({col.key: None})
+            )
+        self.conn.execute(t.versions.delete().where(t.versions.c.model_id == model_id))
+        self.conn.execute(t.model_tags.delete().where(t.model_tags.c.model_id == model_id))
+        self.conn.execute(t.model_meta.delete().where(t.model_meta.c.model_id == model_id))
+        self.conn.execute(t.models.delete().where(t.models.c.id == model_id))
+        return digests
+
+    # -- versions ---------------------------------------------------------
+
+    def allocate_version_number(self, model_id: int) -> int:
+        """Bump and return the model's version counter (row-locked until commit)."""
+        return int(
+            self.conn.execute(
+                t.models.update()
+                .where(t.models.c.id == model_id)
+                .values(last_version=t.models.c.last_version + 1, updated_at=now_us())
+                .returning(t.models.c.last_version)
+            ).scalar_one()
+        )
+
+    def insert_version(self, values: dict[str, Any]) -> int:
+        """Insert a version row; return its id."""
+        return int(
+            self.conn.execute(
+                t.versions.insert().values(**values).returning(t.versions.c.id)
+            ).scalar_one()
+        )
+
+    def replace_kv(self, table: sa.Table, version_id: int, items: dict[str, Any]) -> None:
+        """Set a version's tags / metrics / params to exactly ``items``."""
+        self.conn.execute(table.delete().where(table.c.version_id == version_id))
+        if items:
+            self.conn.execute(
+                table.insert(),
+                [{"version_id": version_id, "key": k, "value": v} for k, v in items.items()],
+            )
+
+    def replace_version_meta(self, version_id: int, meta: dict[str, Any]) -> None:
+        """Re-index a version's metadata scalars."""
+        self.conn.execute(t.version_meta.delete().where(t.version_meta.c.version_id == version_id))
+        rows = _meta_rows("version_id", version_id, meta)
+        if rows:
+            self.conn.execute(t.version_meta.insert(), rows)
+
+    def insert_files(self, version_id: int, entries: Sequence[FileEntry]) -> None:
+        """Record a version's manifest."""
+        if entries:
+            self.conn.execute(
+                t.files.insert(),
+                [
+                    {
+                        "version_id": version_id,
+                        "path": e.path,
+                        "digest": e.digest,
+                        "size": e.size,
+                        "media_type": e.media_type,
+                    }
+                    for e in entries
+                ],
+            )
+
+    def update_version(self, version_id: int, **values: Any) -> None:
+        """Update version columns and bump ``updated_at``."""
+        values["updated_at"] = now_us()
+        self.conn.execute(t.versions.update().where(t.versions.c.id == version_id).values(**values))
+
+    def find_version_id(
+        self, namespace: str, name: str, *, number: int | None = None, alias: str | None = None
+    ) -> int | None:
+        """Resolve ``namespace/name`` plus a number, an alias, or neither (latest)."""
+        base = (
+            sa.select(t.versions.c.id)
+            .select_from(
+                t.versions.join(t.models, t.versions.c.model_id == t.models.c.id).join(
+                    t.namespaces, t.models.c.namespace_id == t.namespaces.c.id
+                )
+            )
+            .where(t.namespaces.c.name == namespace, t.models.c.name == name)
+        )
+        if number is not None:
+            q = base.where(t.versions.c.number == number)
+        elif alias is not None and alias != "latest":
+            q = (
+                sa.select(t.aliases.c.version_id)
+                .select_from(
+                    t.aliases.join(t.models, t.aliases.c.model_id == t.models.c.id).join(
+                        t.namespaces, t.models.c.namespace_id == t.namespaces.c.id
+                    )
+                )
+                .where(
+                    t.namespaces.c.name == namespace,
+                    t.models.c.name == name,
+                    t.aliases.c.name == alias,
+                )
+            )
+        else:
+            # "latest": the newest version that is not a draft or archived.
+            q = (
+                base.where(t.versions.c.state.in_(("ready", "published")))
+                .order_by(t.versions.c.number.desc())
+                .limit(1)
+            )
+        return self.conn.execute(q).scalar_one_or_none()
+
+    def load_versions(self, ids: Sequence[int], *, with_files: bool = False) -> list[Version]:
+        """Hydrate versions by id, in the given order, in five indexed queries."""
+        if not ids:
+            return []
+        rows = self.conn.execute(_VERSION_SELECT.where(t.versions.c.id.in_(ids))).all()
+        kv: dict[str, dict[int, dict[str, Any]]] = {}
+        for name, table in (
+            ("tags", t.version_tags),
+            ("metrics", t.version_metrics),
+            ("params", t.version_params),
+        ):
+            acc: dict[int, dict[str, Any]] = defaultdict(dict)
+            for vid, key, value in self.conn.execute(
+                sa.select(table.c.version_id, table.c.key, table.c.value).where(
+                    table.c.version_id.in_(ids)
+                )
+            ):
+                acc[vid][key] = value
+            kv[name] = acc
+        alias_map: dict[int, list[str]] = defaultdict(list)
+        for vid, alias in self.conn.execute(
+            sa.select(t.aliases.c.version_id, t.aliases.c.name)
+            .where(t.aliases.c.version_id.in_(ids))
+            .order_by(t.aliases.c.name)
+        ):
+            alias_map[vid].append(alias)
+        files_map: dict[int, list[FileEntry]] = defaultdict(list)
+        if with_files:
+            for f in self.conn.execute(
+                sa.select(t.files).where(t.files.c.version_id.in_(ids)).order_by(t.files.c.path)
+            ):
+                files_map[f.version_id].append(FileEntry(f.path, f.digest, f.size, f.media_type))
+        by_id: dict[int, Version] = {}
+        for r in rows:
+            by_id[r.id] = Version(
+                id=r.id,
+                namespace=r.namespace,
+                model=r.model,
+                number=r.number,
+                state=VersionState(r.state),
+                description=r.description,
+                framework=r.framework,
+                format=r.format,
+                signature=r.signature,
+                metrics=kv["metrics"].get(r.id, {}),
+                params=kv["params"].get(r.id, {}),
+                tags=kv["tags"].get(r.id, {}),
+                metadata=r.meta,
+                source_run=r.source_run,
+                code_ref=r.code_ref,
+                datasets=r.datasets,
+                original=VersionLink(r.orig_ns, r.orig_model, r.orig_number)
+                if r.orig_number is not None
+                else None,
+                parent=VersionLink(r.par_ns, r.par_model, r.par_number)
+                if r.par_number is not None
+                else None,
+                relation=r.relation,
+                file_count=r.file_count,
+                total_size=r.total_size,
+                created_by=r.created_by,
+                created_at=r.created_at,
+                updated_at=r.updated_at,
+                aliases=alias_map.get(r.id, []),
+                files=files_map.get(r.id, []) if with_files else None,
+            )
+        return [by_id[i] for i in ids if i in by_id]
+
+    def version_row(self, version_id: int) -> sa.Row[Any]:
+        """The raw version row (for rules that need ids)."""
+        return self.conn.execute(sa.select(t.versions).where(t.versions.c.id == version_id)).one()
+
+    def list_version_ids(
+        self, model_id: int, *, limit: int, before: int | None, states: Iterable[str] | None
+    ) -> list[int]:
+        """Version ids of a model, newest number first, keyset-paged on number."""
+        q = sa.select(t.versions.c.id).where(t.versions.c.model_id == model_id)
+        if before is not None:
+            q = q.where(t.versions.c.number < before)
+        if states:
+            q = q.where(t.versions.c.state.in_(list(states)))
+        q = q.order_by(t.versions.c.number.desc()).limit(limit)
+        return list(self.conn.execute(q).scalars())
+
+    def files_of(self, version_id: int) -> list[FileEntry]:
+        """A version's manifest, ordered by path."""
+        return [
+            FileEntry(r.path, r.digest, r.size, r.media_type)
+            for r in self.conn.execute(
+                sa.select(t.files)
+                .where(t.files.c.version_id == version_id)
+                .order_by(t.files.c.path)
+            )
+        ]
+
+    def file_of(self, version_id: int, path: str) -> FileEntry | None:
+        """One file of a version."""
+        r = self.conn.execute(
+            sa.select(t.files).where(t.files.c.version_id == version_id, t.files.c.path == path)
+        ).one_or_none()
+        return None if r is None else FileEntry(r.path, r.digest, r.size, r.media_type)
+
+    def digest_referenced(self, digest: str) -> bool:
+        """True if any manifest names this digest."""
+        return (
+            self.conn.execute(
+                sa.select(t.files.c.version_id).where(t.files.c.digest == digest).limit(1)
+            ).first()
+            is not None
+        )
+
+    # -- aliases ----------------------------------------------------------
+
+    def get_alias(self, model_id: int, alias: str) -> int | None:
+        """The version id an alias points to, or None."""
+        return self.conn.execute(
+            sa.select(t.aliases.c.version_id).where(
+                t.aliases.c.model_id == model_id, t.aliases.c.name == alias
+            )
+        ).scalar_one_or_none()
+
+    def set_alias(
+        self,
+        model_id: int,
+        alias: str,
+        version_id: int | None,
+        *,
+        from_number: int | None,
+        to_number: int | None,
+        actor: str,
+        reason: str,
+    ) -> None:
+        """Point (or with ``version_id=None`` remove) an alias, recording history."""
+        at = now_us()
+        self.conn.execute(
+            t.aliases.delete().where(t.aliases.c.model_id == model_id, t.aliases.c.name == alias)
+        )
+        if version_id is not None:
+            self.conn.execute(
+                t.aliases.insert().values(
+                    model_id=model_id,
+                    name=alias,
+                    version_id=version_id,
+                    updated_by=actor,
+                    updated_at=at,
+                )
+            )
+        self.conn.execute(
+            t.alias_history.insert().values(
+                model_id=model_id,
+                name=alias,
+                from_version=from_number,
+                to_version=to_number,
+                actor=actor,
+                reason=reason,
+                at=at,
+            )
+        )
+
+    def alias_history(
+        self, model_id: int, namespace: str, model: str, alias: str | None
+    ) -> list[AliasMove]:
+        """Every move of the model's aliases (or one alias), oldest first."""
+        q = sa.select(t.alias_history).where(t.alias_history.c.model_id == model_id)
+        if alias is not None:
+            q = q.where(t.alias_history.c.name == alias)
+        q = q.order_by(t.alias_history.c.id)
+        return [
+            AliasMove(
+                model, namespace, r.name, r.from_version, r.to_version, r.actor, r.reason, r.at
+            )
+            for r in self.conn.execute(q)
+        ]
+
+    # -- idempotency ------------------------------------------------------
+
+    def get_idempotent(self, scope: str, key: str) -> tuple[str, int] | None:
+        """(request hash, result id) stored for an idempotency key."""
+        r = self.conn.execute(
+            sa.select(t.idempotency_keys.c.request_hash, t.idempotency_keys.c.result_id).where(
+                t.idempotency_keys.c.scope == scope, t.idempotency_keys.c.key == key
+            )
+        ).one_or_none()
+        return None if r is None else (r[0], r[1])
+
+    def put_idempotent(self, scope: str, key: str, request_hash: str, result_id: int) -> None:
+        """Remember the result of a keyed request (in the same transaction)."""
+        self.conn.execute(
+            t.idempotency_keys.insert().values(
+                scope=scope,
+                key=key,
+                request_hash=request_hash,
+                result_id=result_id,
+                created_at=now_us(),
+            )
+        )
+
+    # -- events (outbox) --------------------------------------------------
+
+    def append_event(
+        self, type_: str, *, actor: str, namespace: str, subject: str, payload: dict[str, Any]
+    ) -> int:
+        """Write one event row in the current transaction."""
+        return int(
+            self.conn.execute(
+                t.events.insert()
+                .values(
+                    type=type_,
+                    at=now_us(),
+                    actor=actor,
+                    namespace=namespace,
+                    subject=subject,
+                    payload=payload,
+                )
+                .returning(t.events.c.id)
+            ).scalar_one()
+        )
+
+    def list_events(self, *, after: int = 0, limit: int = 100) -> list[dict[str, Any]]:
+        """Events with id > ``after``, oldest first."""
+        rows = self.conn.execute(
+            sa.select(t.events).where(t.events.c.id > after).order_by(t.events.c.id).limit(limit)
+        )
+        return [dict(r._mapping) for r in rows]
+
+
+class MetadataStore:
+    """Opens transactions on the metadata database."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @contextmanager
+    def read(self) -> Iterator[Tx]:
+        """A read-only transaction (a consistent snapshot)."""
+        with self.engine.connect() as conn, conn.begin():
+            yield Tx(conn)
+
+    @contextmanager
+    def write(self) -> Iterator[Tx]:
+        """A write transaction: serialized on SQLite (BEGIN IMMEDIATE)."""
+        with self.engine.connect().execution_options(**write_options()) as conn, conn.begin():
+            yield Tx(conn)
+
+    def dispose(self) -> None:
+        """Close pooled connections."""
+        self.engine.dispose()
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """True for transient lock / serialization failures worth one more try."""
+    if isinstance(exc, OperationalError):
+        msg = str(exc.orig).lower() if exc.orig is not None else str(exc).lower()
+        return "database is locked" in msg or "deadlock" in msg or "could not serialize" in msg
+    return False
+
+
+def unique_violation(exc: SAIntegrityError) -> Conflict:
+    """A unique-constraint race turned into a clean conflict."""
+    return Conflict("a concurrent change conflicted with this one; retry", code="CONCURRENT_UPDATE")

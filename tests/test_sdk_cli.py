@@ -1,0 +1,147 @@
+"""SDK (remote and embedded, one interface) and CLI against a real server process."""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from modelyard.cli.main import app
+from modelyard.client import Registry
+from modelyard.domain.errors import InvalidInput, NotFound
+
+
+def make_tree(root: Path) -> dict[str, bytes]:
+    files = {
+        "model.onnx": os.urandom(300_000),
+        "config/labels.json": b'{"0": "cat"}',
+        "config/thresholds.txt": b"0.5\n",
+        "README.md": b"# model\n",
+    }
+    for rel, data in files.items():
+        p = root / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(data)
+    return files
+
+
+def read_tree(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+@pytest.fixture(params=["remote", "embedded"])
+def registry(request: pytest.FixtureRequest, tmp_path: Path) -> Registry:
+    if request.param == "remote":
+        url = request.getfixturevalue("live_server")
+        return Registry(url, cache_dir=tmp_path / "cache")
+    return Registry(tmp_path / "embedded", cache_dir=tmp_path / "cache")
+
+
+def test_push_search_pull_roundtrip(registry: Registry, tmp_path: Path) -> None:
+    name = "m" + uuid.uuid4().hex[:8]
+    src = tmp_path / "src"
+    files = make_tree(src)
+    v1 = registry.push(
+        name, src, framework="onnx", metrics={"acc": 0.91}, tags={"team": "vision", "run": name}
+    )
+    assert v1.version == 1 and v1.state == "ready"
+    assert {f["path"] for f in v1.files or []} == set(files)
+    v2 = registry.push(
+        name,
+        src,
+        metrics={"acc": 0.95},
+        tags={"run": name},
+        parent=f"{name}/1",
+        relation="finetuned",
+    )
+    assert v2.version == 2 and v2.lineage["parent"] == f"default/{name}/1"
+    found = list(registry.search_versions(f"tags.run = '{name}' AND metrics.acc > 0.93"))
+    assert [v.version for v in found] == [2]
+    out = registry.pull(f"{name}@latest", tmp_path / "out")
+    assert read_tree(out) == files
+    # A second pull comes from the verified cache.
+    out2 = registry.pull(f"{name}/1", tmp_path / "out2")
+    assert read_tree(out2) == files
+    registry.set_alias(f"{name}/1", "champion")
+    assert registry.get_version(f"{name}@champion").version == 1
+    tagged = registry.tag(f"{name}/1", {"ok": "yes"}, delete=["team"])
+    assert tagged.tags == {"ok": "yes", "run": name}
+    assert [m.name for m in registry.search_models(f"name = '{name}'")] == [name]
+    with pytest.raises(NotFound) as exc:
+        registry.get_version(f"{name}/9")
+    assert exc.value.code == "VERSION_NOT_FOUND"
+    with pytest.raises(InvalidInput):
+        list(registry.search_versions("tags.x ==="))
+    registry.close()
+
+
+def test_corrupt_cache_entry_is_detected(registry: Registry, tmp_path: Path) -> None:
+    name = "c" + uuid.uuid4().hex[:8]
+    (tmp_path / "f.bin").write_bytes(b"original bytes")
+    v = registry.push(name, tmp_path / "f.bin")
+    registry.pull(v.ref, tmp_path / "o1")
+    cached = registry.cache.path_for((v.files or [])[0]["digest"])
+    cached.chmod(0o644)
+    cached.write_bytes(b"tampered bytes")  # same size, different content
+    from modelyard.domain.errors import IntegrityError
+
+    with pytest.raises(IntegrityError):
+        registry.pull(v.ref, tmp_path / "o2")
+    assert not cached.exists()
+    registry.pull(v.ref, tmp_path / "o3")
+    assert (tmp_path / "o3" / "f.bin").read_bytes() == b"original bytes"
+    registry.close()
+
+
+def test_cli_push_search_pull(live_server: str, tmp_path: Path) -> None:
+    runner = CliRunner()
+    name = "cli" + uuid.uuid4().hex[:8]
+    src = tmp_path / "src"
+    files = make_tree(src)
+    env = {"MODELYARD_URL": live_server, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    r = runner.invoke(
+        app,
+        [
+            "push",
+            name,
+            str(src),
+            "--framework",
+            "onnx",
+            "-m",
+            "acc=0.9",
+            "-t",
+            "stage=dev",
+            "--json",
+        ],
+        env=env,
+    )
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["version"] == 1
+    r = runner.invoke(app, ["search", f"tags.stage = 'dev' AND name = '{name}'", "--json"], env=env)
+    assert r.exit_code == 0 and [v["version"] for v in json.loads(r.stdout)] == [1]
+    r = runner.invoke(app, ["pull", f"{name}@latest", str(tmp_path / "out")], env=env)
+    assert r.exit_code == 0, r.output
+    assert read_tree(tmp_path / "out") == files
+    r = runner.invoke(app, ["tag", f"{name}/1", "ok=1", "-d", "stage", "--json"], env=env)
+    assert r.exit_code == 0 and json.loads(r.stdout)["tags"] == {"ok": "1"}
+    r = runner.invoke(app, ["ls", "--json"], env=env)
+    assert name in {m["name"] for m in json.loads(r.stdout)}
+    r = runner.invoke(app, ["ls", name], env=env)
+    assert r.exit_code == 0 and f"default/{name}/1" in r.stdout
+    r = runner.invoke(app, ["show", f"{name}/1"], env=env)
+    assert r.exit_code == 0 and "model.onnx" in r.stdout
+    r = runner.invoke(app, ["show", f"{name}/7"], env=env)
+    assert r.exit_code == 1 and "VERSION_NOT_FOUND" in r.stderr
+    r = runner.invoke(app, ["search", "metrics.acc >>> 1"], env=env)
+    assert r.exit_code == 1 and "INVALID_FILTER" in r.stderr
+
+
+def test_cli_db_upgrade(tmp_path: Path) -> None:
+    r = CliRunner().invoke(app, ["db", "upgrade", "--data-dir", str(tmp_path)])
+    assert r.exit_code == 0, r.output
+    assert "revision 0001" in r.stdout
+    assert (tmp_path / "registry.db").exists()

@@ -1,0 +1,98 @@
+"""Health, metrics, OpenAPI, events, migrations and the layering rule."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from starlette.testclient import TestClient
+
+from tests.helpers import push
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "modelyard"
+
+
+def test_health_metrics_openapi(client: TestClient) -> None:
+    assert client.get("/health").json()["status"] == "ok"
+    client.get("/api/v1/models/default/nope")
+    text = client.get("/metrics").text
+    assert "modelyard_http_requests_total" in text
+    assert 'route="/api/v1/models/{namespace}/{name}",status="404"' in text
+    assert "modelyard_http_request_duration_seconds_bucket" in text
+    assert "modelyard_http_errors_total" in text
+    spec = client.get("/openapi.json").json()
+    assert "/api/v1/models/{namespace}/{name}/versions" in spec["paths"]
+    assert client.get("/docs").status_code == 200
+
+
+def test_every_mutation_writes_an_event(client: TestClient) -> None:
+    push(client, "m", {"a": b"1"})
+    client.patch("/api/v1/models/default/m/versions/1", json={"tags": {"x": "y"}})
+    client.put("/api/v1/models/default/m/aliases/prod", json={"version": "1"})
+    client.post("/api/v1/models/default/m/versions/1/publish")
+    events = client.get("/api/v1/events").json()["events"]
+    types = [e["type"] for e in events]
+    assert types[-5:] == [
+        "model.created",
+        "version.created",
+        "version.updated",
+        "alias.moved",
+        "version.published",
+    ]
+    ids = [e["id"] for e in events]
+    assert ids == sorted(ids)
+    after = client.get("/api/v1/events", params={"after": ids[-2]}).json()["events"]
+    assert [e["type"] for e in after] == ["version.published"]
+
+
+def test_schema_head_matches_alembic() -> None:
+    from modelyard.store.metadata import migrate
+
+    assert migrate.head_revision() == migrate.SCHEMA_HEAD
+
+
+def test_migrations_create_exactly_the_tables(db_url: str) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from modelyard.store.metadata import migrate
+    from modelyard.store.metadata.engine import create_engine
+    from modelyard.store.metadata.tables import metadata
+
+    engine = create_engine(db_url)
+    migrate.upgrade(engine)
+    migrate.upgrade(engine)  # idempotent
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), metadata)
+    engine.dispose()
+    assert diff == []
+
+
+ALLOWED = {
+    "domain": {"domain"},
+    "store": {"domain", "store"},
+    "service": {"domain", "store", "service", "settings"},
+    "api": {"domain", "service", "api", "settings", "store"},
+    "client": {"domain", "client", "service", "api", "settings"},
+    "cli": {"domain", "client", "cli", "settings", "server", "store"},
+}
+
+
+def test_imports_point_inward() -> None:
+    """domain imports nothing of ours; store never imports service/api; and so on."""
+    bad = []
+    for layer, allowed in ALLOWED.items():
+        for file in (SRC / layer).rglob("*.py"):
+            tree = ast.parse(file.read_text())
+            for node in ast.walk(tree):
+                names = []
+                if isinstance(node, ast.ImportFrom) and node.module:
+                    names = [node.module]
+                elif isinstance(node, ast.Import):
+                    names = [a.name for a in node.names]
+                for n in names:
+                    if n.startswith("modelyard."):
+                        target = n.split(".")[1]
+                        if target not in allowed:
+                            bad.append(f"{file.relative_to(SRC)} imports {n}")
+    assert bad == []
