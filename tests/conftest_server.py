@@ -47,13 +47,15 @@ def start_server(
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(proc.stderr.read().decode() if proc.stderr else "server died")
+            err = proc.stderr.read().decode() if proc.stderr else ""
+            stop_server(proc)
+            raise RuntimeError(f"server exited with {proc.returncode}: {err}")
         try:
             if httpx.get(f"{url}/health", timeout=1).status_code == 200:
                 return proc, url
         except httpx.TransportError:
             time.sleep(0.05)
-    proc.kill()
+    stop_server(proc)
     raise RuntimeError("server did not start in 30 s")
 
 

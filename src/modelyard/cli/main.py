@@ -36,7 +36,12 @@ app = typer.Typer(
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 
-out = Console()
+
+def out() -> Console:
+    """Standard output console (made per call so it sees the terminal's current width)."""
+    return Console()
+
+
 err = Console(stderr=True)
 T = TypeVar("T")
 
@@ -52,10 +57,16 @@ RegistryOpt = Annotated[
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 
 
-def _registry(target: str) -> Any:
+@contextmanager
+def _registry(target: str) -> Iterator[Any]:
+    """The registry for one command, closed when the command ends."""
     from modelyard.client import Registry
 
-    return Registry(target)
+    reg = Registry(target)
+    try:
+        yield reg
+    finally:
+        reg.close()
 
 
 def _run(fn: Callable[[], T]) -> T:
@@ -170,32 +181,32 @@ def push(
 ) -> None:
     """Push a file or directory as a new version of NAME."""
     namespace, _, model = name.rpartition("/")
-    reg = _registry(registry)
-    with _progress(not as_json) as cb:
-        v = _run(
-            lambda: reg.push(
-                model,
-                path,
-                namespace=namespace or "default",
-                framework=framework,
-                format=format,
-                description=description,
-                metrics=_metrics(metric),
-                params=_kv(param, "param"),
-                tags=_kv(tag, "tag"),
-                parent=parent,
-                relation=relation,
-                lineage={"source_run": source_run} if source_run else None,
-                callbacks=cb,
+    with _registry(registry) as reg:
+        with _progress(not as_json) as cb:
+            v = _run(
+                lambda: reg.push(
+                    model,
+                    path,
+                    namespace=namespace or "default",
+                    framework=framework,
+                    format=format,
+                    description=description,
+                    metrics=_metrics(metric),
+                    params=_kv(param, "param"),
+                    tags=_kv(tag, "tag"),
+                    parent=parent,
+                    relation=relation,
+                    lineage={"source_run": source_run} if source_run else None,
+                    callbacks=cb,
+                )
             )
-        )
-    if as_json:
-        _print_json(v.raw)
-    else:
-        out.print(
-            f"pushed [bold]{v.ref}[/bold] ({len(v.files or [])} files, "
-            f"{v.total_size} bytes, state {v.state})"
-        )
+        if as_json:
+            _print_json(v.raw)
+        else:
+            out().print(
+                f"pushed [bold]{v.ref}[/bold] ({len(v.files or [])} files, "
+                f"{v.total_size} bytes, state {v.state})"
+            )
 
 
 @app.command()
@@ -206,14 +217,14 @@ def pull(
     as_json: JsonOpt = False,
 ) -> None:
     """Download a version's files into DEST (digest-verified, cached)."""
-    reg = _registry(registry)
-    with _progress(not as_json) as cb:
-        target = _run(lambda: reg.pull(ref, dest, callbacks=cb))
-    v = _run(lambda: reg.get_version(ref))
-    if as_json:
-        _print_json({"ref": v.ref, "dest": str(target), "files": v.files})
-    else:
-        out.print(f"pulled [bold]{v.ref}[/bold] into {target}")
+    with _registry(registry) as reg:
+        with _progress(not as_json) as cb:
+            target = _run(lambda: reg.pull(ref, dest, callbacks=cb))
+        v = _run(lambda: reg.get_version(ref))
+        if as_json:
+            _print_json({"ref": v.ref, "dest": str(target), "files": v.files})
+        else:
+            out().print(f"pulled [bold]{v.ref}[/bold] into {target}")
 
 
 def _version_rows(versions: list[Any]) -> Table:
@@ -240,38 +251,38 @@ def ls(
     limit: Annotated[int, typer.Option(help="At most this many rows.")] = 100,
 ) -> None:
     """List models, or the versions of NAME."""
-    reg = _registry(registry)
-    if name is None:
-        models = _run(lambda: list(reg.search_models(limit=limit)))
-        if as_json:
-            _print_json([m.raw for m in models])
+    with _registry(registry) as reg:
+        if name is None:
+            models = _run(lambda: list(reg.search_models(limit=limit)))
+            if as_json:
+                _print_json([m.raw for m in models])
+                return
+            table = Table("model", "latest", "tags", "description", "updated")
+            for m in models:
+                table.add_row(
+                    f"{m.namespace}/{m.name}",
+                    str(m.latest_version or ""),
+                    " ".join(f"{k}={v}" for k, v in sorted(m.tags.items())),
+                    m.description[:60],
+                    m.updated_at,
+                )
+            out().print(table)
             return
-        table = Table("model", "latest", "tags", "description", "updated")
-        for m in models:
-            table.add_row(
-                f"{m.namespace}/{m.name}",
-                str(m.latest_version or ""),
-                " ".join(f"{k}={v}" for k, v in sorted(m.tags.items())),
-                m.description[:60],
-                m.updated_at,
-            )
-        out.print(table)
-        return
-    namespace, _, model = name.rpartition("/")
-    versions = _run(
-        lambda: [
-            v
-            for _, v in zip(
-                range(limit),
-                reg.list_versions(model, namespace=namespace or "default"),
-                strict=False,
-            )
-        ]
-    )
-    if as_json:
-        _print_json([v.raw for v in versions])
-    else:
-        out.print(_version_rows(versions))
+        namespace, _, model = name.rpartition("/")
+        versions = _run(
+            lambda: [
+                v
+                for _, v in zip(
+                    range(limit),
+                    reg.list_versions(model, namespace=namespace or "default"),
+                    strict=False,
+                )
+            ]
+        )
+        if as_json:
+            _print_json([v.raw for v in versions])
+        else:
+            out().print(_version_rows(versions))
 
 
 @app.command()
@@ -281,20 +292,22 @@ def show(
     as_json: JsonOpt = False,
 ) -> None:
     """Show one version with its files, metrics and lineage."""
-    reg = _registry(registry)
-    v = _run(lambda: reg.get_version(ref))
-    if as_json:
-        _print_json(v.raw)
-        return
-    out.print(
-        f"[bold]{v.ref}[/bold]  state={v.state}  framework={v.framework}  "
-        f"format={v.format}  aliases={','.join(v.aliases) or '-'}"
-    )
-    out.print(f"metrics: {v.metrics}\nparams: {v.params}\ntags: {v.tags}\nlineage: {v.lineage}")
-    table = Table("path", "size", "sha256", "media type")
-    for f in v.files or []:
-        table.add_row(f["path"], str(f["size"]), f["digest"][:16], f["media_type"])
-    out.print(table)
+    with _registry(registry) as reg:
+        v = _run(lambda: reg.get_version(ref))
+        if as_json:
+            _print_json(v.raw)
+            return
+        out().print(
+            f"[bold]{v.ref}[/bold]  state={v.state}  framework={v.framework}  "
+            f"format={v.format}  aliases={','.join(v.aliases) or '-'}"
+        )
+        out().print(
+            f"metrics: {v.metrics}\nparams: {v.params}\ntags: {v.tags}\nlineage: {v.lineage}"
+        )
+        table = Table("path", "size", "sha256", "media type")
+        for f in v.files or []:
+            table.add_row(f["path"], str(f["size"]), f["digest"][:16], f["media_type"])
+        out().print(table)
 
 
 @app.command()
@@ -309,20 +322,20 @@ def search(
     as_json: JsonOpt = False,
 ) -> None:
     """Search versions (or models) with the filter language."""
-    reg = _registry(registry)
-    if models:
-        found = _run(lambda: list(reg.search_models(filter, order_by=order_by, limit=limit)))
+    with _registry(registry) as reg:
+        if models:
+            found = _run(lambda: list(reg.search_models(filter, order_by=order_by, limit=limit)))
+            if as_json:
+                _print_json([m.raw for m in found])
+            else:
+                for m in found:
+                    out().print(f"{m.namespace}/{m.name}")
+            return
+        versions = _run(lambda: list(reg.search_versions(filter, order_by=order_by, limit=limit)))
         if as_json:
-            _print_json([m.raw for m in found])
+            _print_json([v.raw for v in versions])
         else:
-            for m in found:
-                out.print(f"{m.namespace}/{m.name}")
-        return
-    versions = _run(lambda: list(reg.search_versions(filter, order_by=order_by, limit=limit)))
-    if as_json:
-        _print_json([v.raw for v in versions])
-    else:
-        out.print(_version_rows(versions))
+            out().print(_version_rows(versions))
 
 
 @app.command()
@@ -336,12 +349,12 @@ def tag(
     as_json: JsonOpt = False,
 ) -> None:
     """Set or delete tags on a version."""
-    reg = _registry(registry)
-    v = _run(lambda: reg.tag(ref, _kv(tags, "tag"), delete=delete or []))
-    if as_json:
-        _print_json(v.raw)
-    else:
-        out.print(f"{v.ref} tags: {v.tags}")
+    with _registry(registry) as reg:
+        v = _run(lambda: reg.tag(ref, _kv(tags, "tag"), delete=delete or []))
+        if as_json:
+            _print_json(v.raw)
+        else:
+            out().print(f"{v.ref} tags: {v.tags}")
 
 
 @app.command()
@@ -353,12 +366,12 @@ def alias(
     as_json: JsonOpt = False,
 ) -> None:
     """Point an alias at a version."""
-    reg = _registry(registry)
-    v = _run(lambda: reg.set_alias(ref, name, reason=reason))
-    if as_json:
-        _print_json(v.raw)
-    else:
-        out.print(f"{v.namespace}/{v.model}@{name} -> {v.ref}")
+    with _registry(registry) as reg:
+        v = _run(lambda: reg.set_alias(ref, name, reason=reason))
+        if as_json:
+            _print_json(v.raw)
+        else:
+            out().print(f"{v.namespace}/{v.model}@{name} -> {v.ref}")
 
 
 @db_app.command("upgrade")
@@ -383,7 +396,7 @@ def db_upgrade(
         after = migrate.current_revision(engine)
     finally:
         engine.dispose()
-    out.print(f"database at revision {after} (was {before or 'empty'})")
+    out().print(f"database at revision {after} (was {before or 'empty'})")
 
 
 def main() -> None:

@@ -17,6 +17,7 @@ def build_registry(settings: Settings) -> RegistryService:
     if settings.auto_migrate and not migrate.is_up_to_date(engine):
         migrate.upgrade(engine)
     blobs = open_blob_store(settings.blob_store_url())
+    blobs.clean_stale_uploads()
     service = RegistryService(
         MetadataStore(engine), blobs, max_files_per_version=settings.max_files_per_version
     )

@@ -331,7 +331,13 @@ class RegistryService:
         """A version by reference (``name/3``, ``name@alias``, ``ns/name@latest``)."""
         r = self.resolve(ref)
         with self.db.read() as tx:
-            return tx.load_versions([self._version_id(tx, r)], with_files=with_files)[0]
+            found = tx.get_version_by_ref(
+                r.namespace, r.name, number=r.version, alias=r.alias, with_files=with_files
+            )
+            if found is None:
+                self._version_id(tx, r)  # raises the precise NotFound
+            assert found is not None
+            return found
 
     def list_versions(
         self,
@@ -445,9 +451,12 @@ class RegistryService:
                     found = tx.load_versions([prior[1]], with_files=True)
                     if found:
                         return found[0]
-            mid = self._model_id(tx, namespace, name, for_update=True)
-            model = tx.load_models([mid])[0]
-            if model.archived:
+            found_model = tx.model_for_write(namespace, name)
+            if found_model is None:
+                self._model_id(tx, namespace, name)  # raises MODEL_NOT_FOUND
+                raise AssertionError("unreachable")
+            mid, archived = found_model
+            if archived:
                 raise Conflict(f"model {namespace}/{name} is archived", code="MODEL_ARCHIVED")
             parent_id = original_id = None
             if parent_ref is not None:
@@ -481,14 +490,12 @@ class RegistryService:
                     "updated_at": at,
                 }
             )
-            tx.replace_kv(t.version_tags, vid, tags)
-            tx.replace_kv(t.version_metrics, vid, metrics)
-            tx.replace_kv(t.version_params, vid, params)
-            tx.replace_version_meta(vid, meta)
-            tx.insert_files(vid, files)
+            tx.insert_version_items(
+                vid, tags=tags, metrics=metrics, params=params, meta=meta, files=files
+            )
             if idempotency_key:
                 tx.put_idempotent(scope, idempotency_key, request_hash, vid)
-            version = tx.load_versions([vid], with_files=True)[0]
+            version = tx.get_version_by_id(vid, with_files=True)
             tx.append_event(
                 "version.created",
                 actor=actor,

@@ -60,6 +60,9 @@ class BlobStore(Protocol):
     def delete(self, digest: str) -> None:
         """Remove a blob (garbage collection only; never for referenced blobs)."""
 
+    def clean_stale_uploads(self, max_age_s: float = 3600.0) -> int:
+        """Drop leftovers of uploads interrupted longer ago than ``max_age_s``."""
+
 
 def open_blob_store(url: str) -> BlobStore:
     """Open the blob store named by ``url`` (``file:///abs/dir`` or a plain path)."""

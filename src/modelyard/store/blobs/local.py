@@ -10,6 +10,7 @@ import contextlib
 import hashlib
 import os
 import tempfile
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -158,11 +159,15 @@ class LocalBlobStore:
         """Remove a blob."""
         self.path_for(digest).unlink(missing_ok=True)
 
-    def clean_tmp(self) -> int:
-        """Remove uploads left by a killed process; returns how many."""
+    def clean_stale_uploads(self, max_age_s: float = 3600.0) -> int:
+        """Remove temp files of uploads older than ``max_age_s`` (left by a killed
+        process); returns how many. Younger ones may belong to a live upload of
+        another process sharing this directory, so they stay."""
+        cutoff = time.time() - max_age_s
         n = 0
         for p in self.tmp_dir.glob("upload-*"):
             with contextlib.suppress(OSError):
-                p.unlink()
-                n += 1
+                if p.stat().st_mtime < cutoff:
+                    p.unlink()
+                    n += 1
         return n

@@ -25,12 +25,18 @@ from modelyard.domain.entities import (
     Model,
     Namespace,
     Version,
-    VersionLink,
     VersionState,
 )
 from modelyard.domain.errors import AlreadyExists, Conflict
 from modelyard.store.metadata import tables as t
 from modelyard.store.metadata.engine import is_sqlite, write_options
+from modelyard.store.metadata.hotpath import (
+    VERSION_SELECT,
+    HotQueries,
+    WriteQueries,
+    version_from_row,
+)
+from modelyard.store.metadata.prepared import json_param
 
 
 def now_us() -> int:
@@ -52,51 +58,7 @@ _MODEL_COLS = (
 )
 _MODEL_FROM = t.models.join(t.namespaces, t.models.c.namespace_id == t.namespaces.c.id)
 
-_orig = t.versions.alias("orig")
-_orig_m = t.models.alias("orig_m")
-_orig_ns = t.namespaces.alias("orig_ns")
-_par = t.versions.alias("par")
-_par_m = t.models.alias("par_m")
-_par_ns = t.namespaces.alias("par_ns")
-
-_VERSION_COLS = (
-    t.versions.c.id,
-    t.namespaces.c.name.label("namespace"),
-    t.models.c.name.label("model"),
-    t.versions.c.number,
-    t.versions.c.state,
-    t.versions.c.description,
-    t.versions.c.framework,
-    t.versions.c.format,
-    t.versions.c.signature,
-    t.versions.c.meta,
-    t.versions.c.source_run,
-    t.versions.c.code_ref,
-    t.versions.c.datasets,
-    t.versions.c.relation,
-    t.versions.c.file_count,
-    t.versions.c.total_size,
-    t.versions.c.created_by,
-    t.versions.c.created_at,
-    t.versions.c.updated_at,
-    _orig_ns.c.name.label("orig_ns"),
-    _orig_m.c.name.label("orig_model"),
-    _orig.c.number.label("orig_number"),
-    _par_ns.c.name.label("par_ns"),
-    _par_m.c.name.label("par_model"),
-    _par.c.number.label("par_number"),
-)
-_VERSION_FROM = (
-    t.versions.join(t.models, t.versions.c.model_id == t.models.c.id)
-    .join(t.namespaces, t.models.c.namespace_id == t.namespaces.c.id)
-    .outerjoin(_orig, t.versions.c.original_id == _orig.c.id)
-    .outerjoin(_orig_m, _orig.c.model_id == _orig_m.c.id)
-    .outerjoin(_orig_ns, _orig_m.c.namespace_id == _orig_ns.c.id)
-    .outerjoin(_par, t.versions.c.parent_id == _par.c.id)
-    .outerjoin(_par_m, _par.c.model_id == _par_m.c.id)
-    .outerjoin(_par_ns, _par_m.c.namespace_id == _par_ns.c.id)
-)
-_VERSION_SELECT = sa.select(*_VERSION_COLS).select_from(_VERSION_FROM)
+_VERSION_SELECT = VERSION_SELECT
 
 
 def _meta_rows(owner_col: str, owner_id: int, meta: dict[str, Any]) -> list[dict[str, Any]]:
@@ -118,8 +80,10 @@ def _meta_rows(owner_col: str, owner_id: int, meta: dict[str, Any]) -> list[dict
 class Tx:
     """One database transaction with the registry's queries."""
 
-    def __init__(self, conn: sa.Connection) -> None:
+    def __init__(self, conn: sa.Connection, hot: HotQueries, wq: WriteQueries) -> None:
         self.conn = conn
+        self.hot = hot
+        self.wq = wq
 
     # -- namespaces -------------------------------------------------------
 
@@ -291,23 +255,52 @@ class Tx:
 
     # -- versions ---------------------------------------------------------
 
+    def model_for_write(self, namespace: str, name: str) -> tuple[int, bool] | None:
+        """(id, archived) of a model about to receive a version, or None."""
+        row = self.wq.model_for_write.one_or_none(self.conn, {"ns": namespace, "name": name})
+        return None if row is None else (int(row[0]), bool(row[1]))
+
     def allocate_version_number(self, model_id: int) -> int:
         """Bump and return the model's version counter (row-locked until commit)."""
-        return int(
-            self.conn.execute(
-                t.models.update()
-                .where(t.models.c.id == model_id)
-                .values(last_version=t.models.c.last_version + 1, updated_at=now_us())
-                .returning(t.models.c.last_version)
-            ).scalar_one()
-        )
+        row = self.wq.allocate.one_or_none(self.conn, {"mid": model_id, "at": now_us()})
+        return int(row[0])
 
     def insert_version(self, values: dict[str, Any]) -> int:
         """Insert a version row; return its id."""
-        return int(
-            self.conn.execute(
-                t.versions.insert().values(**values).returning(t.versions.c.id)
-            ).scalar_one()
+        params = dict(values)
+        for col in ("signature", "meta", "datasets"):
+            params[col] = json_param(params[col])
+        return int(self.wq.insert_version.one_or_none(self.conn, params)[0])
+
+    def insert_version_items(
+        self,
+        version_id: int,
+        *,
+        tags: dict[str, str],
+        metrics: dict[str, float],
+        params: dict[str, str],
+        meta: dict[str, Any],
+        files: Sequence[FileEntry],
+    ) -> None:
+        """Insert the key/value rows and manifest of a new version."""
+        for name, items in (("tags", tags), ("metrics", metrics), ("params", params)):
+            self.wq.insert_kv[name].execute_many(
+                self.conn,
+                [{"version_id": version_id, "key": k, "value": v} for k, v in items.items()],
+            )
+        self.wq.insert_meta.execute_many(self.conn, _meta_rows("version_id", version_id, meta))
+        self.wq.insert_file.execute_many(
+            self.conn,
+            [
+                {
+                    "version_id": version_id,
+                    "path": f.path,
+                    "digest": f.digest,
+                    "size": f.size,
+                    "media_type": f.media_type,
+                }
+                for f in files
+            ],
         )
 
     def replace_kv(self, table: sa.Table, version_id: int, items: dict[str, Any]) -> None:
@@ -386,6 +379,26 @@ class Tx:
             )
         return self.conn.execute(q).scalar_one_or_none()
 
+    def get_version_by_ref(
+        self,
+        namespace: str,
+        name: str,
+        *,
+        number: int | None = None,
+        alias: str | None = None,
+        with_files: bool = False,
+    ) -> Version | None:
+        """Resolve and load one version in three prepared statements (the hot path)."""
+        row = self.hot.find_row(self.conn, namespace, name, number, alias)
+        if row is None:
+            return None
+        return self.hot.hydrate(self.conn, row, with_files=with_files)
+
+    def get_version_by_id(self, version_id: int, *, with_files: bool = False) -> Version:
+        """Load one version by id (prepared statements)."""
+        row = self.hot.by_id.one_or_none(self.conn, {"vid": version_id})
+        return self.hot.hydrate(self.conn, row, with_files=with_files)
+
     def load_versions(self, ids: Sequence[int], *, with_files: bool = False) -> list[Version]:
         """Hydrate versions by id, in the given order, in five indexed queries."""
         if not ids:
@@ -420,35 +433,11 @@ class Tx:
                 files_map[f.version_id].append(FileEntry(f.path, f.digest, f.size, f.media_type))
         by_id: dict[int, Version] = {}
         for r in rows:
-            by_id[r.id] = Version(
-                id=r.id,
-                namespace=r.namespace,
-                model=r.model,
-                number=r.number,
-                state=VersionState(r.state),
-                description=r.description,
-                framework=r.framework,
-                format=r.format,
-                signature=r.signature,
+            by_id[r.id] = version_from_row(
+                r,
+                tags=kv["tags"].get(r.id, {}),
                 metrics=kv["metrics"].get(r.id, {}),
                 params=kv["params"].get(r.id, {}),
-                tags=kv["tags"].get(r.id, {}),
-                metadata=r.meta,
-                source_run=r.source_run,
-                code_ref=r.code_ref,
-                datasets=r.datasets,
-                original=VersionLink(r.orig_ns, r.orig_model, r.orig_number)
-                if r.orig_number is not None
-                else None,
-                parent=VersionLink(r.par_ns, r.par_model, r.par_number)
-                if r.par_number is not None
-                else None,
-                relation=r.relation,
-                file_count=r.file_count,
-                total_size=r.total_size,
-                created_by=r.created_by,
-                created_at=r.created_at,
-                updated_at=r.updated_at,
                 aliases=alias_map.get(r.id, []),
                 files=files_map.get(r.id, []) if with_files else None,
             )
@@ -564,23 +553,20 @@ class Tx:
 
     def get_idempotent(self, scope: str, key: str) -> tuple[str, int] | None:
         """(request hash, result id) stored for an idempotency key."""
-        r = self.conn.execute(
-            sa.select(t.idempotency_keys.c.request_hash, t.idempotency_keys.c.result_id).where(
-                t.idempotency_keys.c.scope == scope, t.idempotency_keys.c.key == key
-            )
-        ).one_or_none()
+        r = self.wq.get_idempotent.one_or_none(self.conn, {"scope": scope, "key": key})
         return None if r is None else (r[0], r[1])
 
     def put_idempotent(self, scope: str, key: str, request_hash: str, result_id: int) -> None:
         """Remember the result of a keyed request (in the same transaction)."""
-        self.conn.execute(
-            t.idempotency_keys.insert().values(
-                scope=scope,
-                key=key,
-                request_hash=request_hash,
-                result_id=result_id,
-                created_at=now_us(),
-            )
+        self.wq.put_idempotent.execute(
+            self.conn,
+            {
+                "scope": scope,
+                "key": key,
+                "request_hash": request_hash,
+                "result_id": result_id,
+                "created_at": now_us(),
+            },
         )
 
     # -- events (outbox) --------------------------------------------------
@@ -589,20 +575,18 @@ class Tx:
         self, type_: str, *, actor: str, namespace: str, subject: str, payload: dict[str, Any]
     ) -> int:
         """Write one event row in the current transaction."""
-        return int(
-            self.conn.execute(
-                t.events.insert()
-                .values(
-                    type=type_,
-                    at=now_us(),
-                    actor=actor,
-                    namespace=namespace,
-                    subject=subject,
-                    payload=payload,
-                )
-                .returning(t.events.c.id)
-            ).scalar_one()
+        row = self.wq.insert_event.one_or_none(
+            self.conn,
+            {
+                "type": type_,
+                "at": now_us(),
+                "actor": actor,
+                "namespace": namespace,
+                "subject": subject,
+                "payload": json_param(payload),
+            },
         )
+        return int(row[0])
 
     def list_events(self, *, after: int = 0, limit: int = 100) -> list[dict[str, Any]]:
         """Events with id > ``after``, oldest first."""
@@ -617,18 +601,20 @@ class MetadataStore:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self.hot = HotQueries(engine.dialect)
+        self.wq = WriteQueries(engine.dialect)
 
     @contextmanager
     def read(self) -> Iterator[Tx]:
         """A read-only transaction (a consistent snapshot)."""
         with self.engine.connect() as conn, conn.begin():
-            yield Tx(conn)
+            yield Tx(conn, self.hot, self.wq)
 
     @contextmanager
     def write(self) -> Iterator[Tx]:
         """A write transaction: serialized on SQLite (BEGIN IMMEDIATE)."""
         with self.engine.connect().execution_options(**write_options()) as conn, conn.begin():
-            yield Tx(conn)
+            yield Tx(conn, self.hot, self.wq)
 
     def dispose(self) -> None:
         """Close pooled connections."""
