@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from modelyard import __version__
+from modelyard.api.deps import ServiceCall
 from modelyard.api.errors import install_error_handlers
 from modelyard.api.middleware import BodyLimitMiddleware, Metrics, MetricsMiddleware
 from modelyard.api.v1 import blobs, models, search, system, versions
@@ -37,6 +38,7 @@ def create_app(
     app.state.settings = settings
     app.state.registry = service
     app.state.metrics = Metrics()
+    app.state.call = ServiceCall(inline=service.db.engine.dialect.name == "sqlite")
     install_error_handlers(app)
     for router in (system.router, models.router, versions.router, blobs.router, search.router):
         app.include_router(router)

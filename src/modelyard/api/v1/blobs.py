@@ -9,7 +9,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
-from modelyard.api.deps import service
+from modelyard.api.deps import ServiceCall, caller, service
 from modelyard.api.responses import JSONResponse
 from modelyard.api.schemas import DigestList
 from modelyard.domain.errors import InvalidInput, NotFound, PayloadTooLarge
@@ -20,13 +20,17 @@ router = APIRouter(prefix="/api/v1/blobs", tags=["blobs"])
 
 
 @router.post("/missing")
-def missing(body: DigestList, svc: RegistryService = Depends(service)) -> Response:
+async def missing(
+    body: DigestList, svc: RegistryService = Depends(service), call: ServiceCall = Depends(caller)
+) -> Response:
     """The subset of ``digests`` the server does not hold yet."""
-    return JSONResponse({"missing": svc.missing_blobs(body.digests)})
+    return JSONResponse({"missing": await call(svc.missing_blobs, body.digests)})
 
 
 @router.head("/{digest}")
-def head_blob(digest: str, svc: RegistryService = Depends(service)) -> Response:
+async def head_blob(
+    digest: str, svc: RegistryService = Depends(service), call: ServiceCall = Depends(caller)
+) -> Response:
     """200 with ``Content-Length`` if the blob is stored, else 404."""
     validate_digest(digest)
     size = svc.blobs.size_of(digest)
@@ -37,7 +41,10 @@ def head_blob(digest: str, svc: RegistryService = Depends(service)) -> Response:
 
 @router.put("/{digest}", status_code=201)
 async def upload_blob(
-    digest: str, request: Request, svc: RegistryService = Depends(service)
+    digest: str,
+    request: Request,
+    svc: RegistryService = Depends(service),
+    call: ServiceCall = Depends(caller),
 ) -> Response:
     """Stream the request body into the blob store under ``digest`` (verified)."""
     validate_digest(digest)
@@ -71,13 +78,18 @@ async def upload_blob(
 
 
 @router.get("/{digest}")
-def get_blob(digest: str, request: Request, svc: RegistryService = Depends(service)) -> Response:
+async def get_blob(
+    digest: str,
+    request: Request,
+    svc: RegistryService = Depends(service),
+    call: ServiceCall = Depends(caller),
+) -> Response:
     """A blob's bytes by digest, only if some version's manifest references it."""
     from starlette.responses import FileResponse
 
     validate_digest(digest)
     path = svc.blobs.local_path(digest)
-    if path is None or not svc.blob_referenced(digest):
+    if path is None or not await call(svc.blob_referenced, digest):
         raise NotFound("blob not found", code="BLOB_NOT_FOUND", details={"digest": digest})
     return FileResponse(
         path, media_type="application/octet-stream", headers={"ETag": f'"{digest}"'}

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response
 
 from modelyard.api import render
-from modelyard.api.deps import actor, service
+from modelyard.api.deps import ServiceCall, actor, caller, service
 from modelyard.api.responses import JSONResponse
 from modelyard.api.schemas import ModelCreate, NamespaceCreate, TagChanges
 from modelyard.service.registry import RegistryService
@@ -15,26 +15,46 @@ router = APIRouter(prefix="/api/v1", tags=["models"])
 
 
 @router.get("/namespaces")
-def list_namespaces(svc: RegistryService = Depends(service)) -> Response:
+async def list_namespaces(
+    svc: RegistryService = Depends(service), call: ServiceCall = Depends(caller)
+) -> Response:
     """All namespaces."""
-    return JSONResponse({"namespaces": [render.namespace(n) for n in svc.list_namespaces()]})
+    return JSONResponse(
+        {
+            "namespaces": [
+                render.namespace(n)
+                for n in await call(
+                    svc.list_namespaces,
+                )
+            ]
+        }
+    )
 
 
 @router.post("/namespaces", status_code=201)
-def create_namespace(
-    body: NamespaceCreate, request: Request, svc: RegistryService = Depends(service)
+async def create_namespace(
+    body: NamespaceCreate,
+    request: Request,
+    svc: RegistryService = Depends(service),
+    call: ServiceCall = Depends(caller),
 ) -> Response:
     """Create a namespace."""
-    ns = svc.create_namespace(body.name, description=body.description, actor=actor(request))
+    ns = await call(
+        svc.create_namespace, body.name, description=body.description, actor=actor(request)
+    )
     return JSONResponse(render.namespace(ns), status_code=201)
 
 
 @router.post("/models", status_code=201)
-def create_model(
-    body: ModelCreate, request: Request, svc: RegistryService = Depends(service)
+async def create_model(
+    body: ModelCreate,
+    request: Request,
+    svc: RegistryService = Depends(service),
+    call: ServiceCall = Depends(caller),
 ) -> Response:
     """Register a model name in a namespace."""
-    m = svc.create_model(
+    m = await call(
+        svc.create_model,
         body.name,
         namespace=body.namespace,
         description=body.description,
@@ -46,8 +66,9 @@ def create_model(
 
 
 @router.get("/models")
-def list_models(
+async def list_models(
     svc: RegistryService = Depends(service),
+    call: ServiceCall = Depends(caller),
     filter: str | None = Query(None, description="Filter expression, e.g. tags.team = 'x'"),
     order_by: str | None = None,
     page_size: int = Query(100, ge=1, le=1000),
@@ -55,8 +76,13 @@ def list_models(
     namespace: str | None = None,
 ) -> Response:
     """List or search models (the same filter language as ``/search/models``)."""
-    page = svc.search_models(
-        filter, order_by=order_by, page_size=page_size, page_token=page_token, namespace=namespace
+    page = await call(
+        svc.search_models,
+        filter,
+        order_by=order_by,
+        page_size=page_size,
+        page_token=page_token,
+        namespace=namespace,
     )
     return JSONResponse(
         {"models": [render.model(m) for m in page.items], "next_page_token": page.next_page_token}
@@ -64,21 +90,28 @@ def list_models(
 
 
 @router.get("/models/{namespace}/{name}")
-def get_model(namespace: str, name: str, svc: RegistryService = Depends(service)) -> Response:
+async def get_model(
+    namespace: str,
+    name: str,
+    svc: RegistryService = Depends(service),
+    call: ServiceCall = Depends(caller),
+) -> Response:
     """One model."""
-    return JSONResponse(render.model(svc.get_model(name, namespace=namespace)))
+    return JSONResponse(render.model(await call(svc.get_model, name, namespace=namespace)))
 
 
 @router.patch("/models/{namespace}/{name}")
-def update_model(
+async def update_model(
     namespace: str,
     name: str,
     body: TagChanges,
     request: Request,
     svc: RegistryService = Depends(service),
+    call: ServiceCall = Depends(caller),
 ) -> Response:
     """Change description, tags (merge / delete) or metadata (replace)."""
-    m = svc.update_model(
+    m = await call(
+        svc.update_model,
         name,
         namespace=namespace,
         description=body.description,
@@ -91,31 +124,44 @@ def update_model(
 
 
 @router.post("/models/{namespace}/{name}/archive")
-def archive_model(
-    namespace: str, name: str, request: Request, svc: RegistryService = Depends(service)
+async def archive_model(
+    namespace: str,
+    name: str,
+    request: Request,
+    svc: RegistryService = Depends(service),
+    call: ServiceCall = Depends(caller),
 ) -> Response:
     """Archive a model: it takes no new versions and is marked archived."""
-    m = svc.set_model_archived(name, namespace=namespace, archived=True, actor=actor(request))
+    m = await call(
+        svc.set_model_archived, name, namespace=namespace, archived=True, actor=actor(request)
+    )
     return JSONResponse(render.model(m))
 
 
 @router.post("/models/{namespace}/{name}/restore")
-def restore_model(
-    namespace: str, name: str, request: Request, svc: RegistryService = Depends(service)
+async def restore_model(
+    namespace: str,
+    name: str,
+    request: Request,
+    svc: RegistryService = Depends(service),
+    call: ServiceCall = Depends(caller),
 ) -> Response:
     """Undo archiving."""
-    m = svc.set_model_archived(name, namespace=namespace, archived=False, actor=actor(request))
+    m = await call(
+        svc.set_model_archived, name, namespace=namespace, archived=False, actor=actor(request)
+    )
     return JSONResponse(render.model(m))
 
 
 @router.delete("/models/{namespace}/{name}", status_code=204)
-def delete_model(
+async def delete_model(
     namespace: str,
     name: str,
     request: Request,
     force: bool = False,
     svc: RegistryService = Depends(service),
+    call: ServiceCall = Depends(caller),
 ) -> Response:
     """Delete a model; refused while it has published versions unless ``force``."""
-    svc.delete_model(name, namespace=namespace, force=force, actor=actor(request))
+    await call(svc.delete_model, name, namespace=namespace, force=force, actor=actor(request))
     return Response(status_code=204)

@@ -7,7 +7,7 @@ from pydantic import BaseModel, ConfigDict
 from starlette.responses import Response
 
 from modelyard.api import render
-from modelyard.api.deps import service
+from modelyard.api.deps import ServiceCall, caller, service
 from modelyard.api.responses import JSONResponse
 from modelyard.service.registry import RegistryService
 
@@ -29,8 +29,9 @@ class SearchBody(BaseModel):
     namespace: str | None = None
 
 
-def _versions(svc: RegistryService, q: SearchBody) -> Response:
-    page = svc.search_versions(
+async def _versions(svc: RegistryService, call: ServiceCall, q: SearchBody) -> Response:
+    page = await call.heavy(
+        svc.search_versions,
         q.filter,
         order_by=q.order_by,
         page_size=q.page_size,
@@ -45,8 +46,9 @@ def _versions(svc: RegistryService, q: SearchBody) -> Response:
     )
 
 
-def _models(svc: RegistryService, q: SearchBody) -> Response:
-    page = svc.search_models(
+async def _models(svc: RegistryService, call: ServiceCall, q: SearchBody) -> Response:
+    page = await call.heavy(
+        svc.search_models,
         q.filter,
         order_by=q.order_by,
         page_size=q.page_size,
@@ -59,8 +61,9 @@ def _models(svc: RegistryService, q: SearchBody) -> Response:
 
 
 @router.get("/versions")
-def search_versions(
+async def search_versions(
     svc: RegistryService = Depends(service),
+    call: ServiceCall = Depends(caller),
     filter: str | None = Query(None, description=FILTER_HELP),
     order_by: str | None = Query(None, description="created DESC (default), name, number, ..."),
     page_size: int = Query(100, ge=1, le=1000),
@@ -68,8 +71,9 @@ def search_versions(
     namespace: str | None = None,
 ) -> Response:
     """Versions matching the filter, one page at a time."""
-    return _versions(
+    return await _versions(
         svc,
+        call,
         SearchBody(
             filter=filter,
             order_by=order_by,
@@ -81,14 +85,17 @@ def search_versions(
 
 
 @router.post("/versions")
-def search_versions_post(body: SearchBody, svc: RegistryService = Depends(service)) -> Response:
+async def search_versions_post(
+    body: SearchBody, svc: RegistryService = Depends(service), call: ServiceCall = Depends(caller)
+) -> Response:
     """Same as GET, with the parameters in a JSON body."""
-    return _versions(svc, body)
+    return await _versions(svc, call, body)
 
 
 @router.get("/models")
-def search_models(
+async def search_models(
     svc: RegistryService = Depends(service),
+    call: ServiceCall = Depends(caller),
     filter: str | None = Query(None, description=FILTER_HELP),
     order_by: str | None = None,
     page_size: int = Query(100, ge=1, le=1000),
@@ -96,8 +103,9 @@ def search_models(
     namespace: str | None = None,
 ) -> Response:
     """Models matching the filter, one page at a time."""
-    return _models(
+    return await _models(
         svc,
+        call,
         SearchBody(
             filter=filter,
             order_by=order_by,
@@ -109,6 +117,8 @@ def search_models(
 
 
 @router.post("/models")
-def search_models_post(body: SearchBody, svc: RegistryService = Depends(service)) -> Response:
+async def search_models_post(
+    body: SearchBody, svc: RegistryService = Depends(service), call: ServiceCall = Depends(caller)
+) -> Response:
     """Same as GET, with the parameters in a JSON body."""
-    return _models(svc, body)
+    return await _models(svc, call, body)

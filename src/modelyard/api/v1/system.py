@@ -9,7 +9,7 @@ from starlette.responses import Response
 
 from modelyard import __version__
 from modelyard.api import render
-from modelyard.api.deps import service
+from modelyard.api.deps import ServiceCall, caller, service
 from modelyard.api.responses import JSONResponse
 from modelyard.service.registry import RegistryService
 
@@ -17,14 +17,18 @@ router = APIRouter(tags=["system"])
 
 
 @router.get("/health")
-def health(svc: RegistryService = Depends(service)) -> Response:
+async def health(
+    svc: RegistryService = Depends(service), call: ServiceCall = Depends(caller)
+) -> Response:
     """Liveness and readiness: the database answers a query."""
-    svc.list_namespaces()
+    await call(
+        svc.list_namespaces,
+    )
     return JSONResponse({"status": "ok", "version": __version__})
 
 
 @router.get("/metrics", include_in_schema=False)
-def metrics(request: Request) -> Response:
+async def metrics(request: Request) -> Response:
     """Prometheus text exposition of this process's registry."""
     return Response(
         generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST
@@ -32,13 +36,14 @@ def metrics(request: Request) -> Response:
 
 
 @router.get("/api/v1/events", tags=["events"])
-def list_events(
+async def list_events(
     svc: RegistryService = Depends(service),
+    call: ServiceCall = Depends(caller),
     after: int = Query(0, ge=0, description="Return events with id greater than this."),
     limit: int = Query(100, ge=1, le=1000),
 ) -> Response:
     """Outbox events, oldest first: every mutation, in commit order of ids."""
-    events = svc.list_events(after=after, limit=limit)
+    events = await call(svc.list_events, after=after, limit=limit)
     for ev in events:
         ev["at"] = render.iso(ev["at"])
     return JSONResponse({"events": events, "next_after": events[-1]["id"] if events else after})

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from starlette.responses import FileResponse, Response, StreamingResponse
 
 from modelyard.api import render
-from modelyard.api.deps import actor, service
+from modelyard.api.deps import ServiceCall, actor, caller, service
 from modelyard.api.responses import JSONResponse
 from modelyard.api.schemas import AliasSet, FilesCommit, TagChanges, Transition, VersionCreate
 from modelyard.api.tarstream import tar_stream
@@ -34,12 +34,13 @@ def version_ref(namespace: str, name: str, version: str) -> Reference:
 
 
 @router.post("/models/{namespace}/{name}/versions", status_code=201)
-def create_version(
+async def create_version(
     namespace: str,
     name: str,
     body: VersionCreate,
     request: Request,
     svc: RegistryService = Depends(service),
+    call: ServiceCall = Depends(caller),
     idempotency_key: str | None = Header(None, alias="Idempotency-Key"),
 ) -> Response:
     """Create a version from uploaded blobs (upload missing ones first via /blobs)."""
@@ -61,24 +62,35 @@ def create_version(
         relation=body.lineage.relation,
         draft=body.draft,
     )
-    ver = svc.create_version(
-        name, spec, namespace=namespace, actor=actor(request), idempotency_key=idempotency_key
+    ver = await call(
+        svc.create_version,
+        name,
+        spec,
+        namespace=namespace,
+        actor=actor(request),
+        idempotency_key=idempotency_key,
     )
     return JSONResponse(render.version(ver), status_code=201)
 
 
 @router.get("/models/{namespace}/{name}/versions")
-def list_versions(
+async def list_versions(
     namespace: str,
     name: str,
     svc: RegistryService = Depends(service),
+    call: ServiceCall = Depends(caller),
     page_size: int = Query(100, ge=1, le=1000),
     page_token: str | None = None,
     state: list[str] | None = Query(None),
 ) -> Response:
     """A model's versions, newest first."""
-    page = svc.list_versions(
-        name, namespace=namespace, page_size=page_size, page_token=page_token, states=state
+    page = await call(
+        svc.list_versions,
+        name,
+        namespace=namespace,
+        page_size=page_size,
+        page_token=page_token,
+        states=state,
     )
     return JSONResponse(
         {
@@ -89,35 +101,43 @@ def list_versions(
 
 
 @router.get("/models/{namespace}/{name}/versions/{version}")
-def get_version(
+async def get_version(
     namespace: str,
     name: str,
     version: str,
     svc: RegistryService = Depends(service),
+    call: ServiceCall = Depends(caller),
     files: bool = True,
 ) -> Response:
     """One version with its manifest."""
-    ver = svc.get_version(version_ref(namespace, name, version), with_files=files)
+    ver = await call(svc.get_version, version_ref(namespace, name, version), with_files=files)
     return JSONResponse(render.version(ver))
 
 
 @router.get("/resolve")
-def resolve(ref: str, svc: RegistryService = Depends(service), files: bool = True) -> Response:
+async def resolve(
+    ref: str,
+    svc: RegistryService = Depends(service),
+    call: ServiceCall = Depends(caller),
+    files: bool = True,
+) -> Response:
     """Resolve any reference string (``name/3``, ``ns/name@alias``, ``name@latest``)."""
-    return JSONResponse(render.version(svc.get_version(ref, with_files=files)))
+    return JSONResponse(render.version(await call(svc.get_version, ref, with_files=files)))
 
 
 @router.patch("/models/{namespace}/{name}/versions/{version}")
-def update_version(
+async def update_version(
     namespace: str,
     name: str,
     version: str,
     body: TagChanges,
     request: Request,
     svc: RegistryService = Depends(service),
+    call: ServiceCall = Depends(caller),
 ) -> Response:
     """Change the mutable fields: description, tags, metadata."""
-    ver = svc.update_version(
+    ver = await call(
+        svc.update_version,
         version_ref(namespace, name, version),
         description=body.description,
         set_tags=body.tags,
@@ -129,16 +149,18 @@ def update_version(
 
 
 @router.post("/models/{namespace}/{name}/versions/{version}/files")
-def commit_files(
+async def commit_files(
     namespace: str,
     name: str,
     version: str,
     body: FilesCommit,
     request: Request,
     svc: RegistryService = Depends(service),
+    call: ServiceCall = Depends(caller),
 ) -> Response:
     """Commit the manifest of a draft version; it becomes ``ready`` and immutable."""
-    ver = svc.commit_files(
+    ver = await call(
+        svc.commit_files,
         version_ref(namespace, name, version),
         [f.model_dump() for f in body.files],
         actor=actor(request),
@@ -147,15 +169,17 @@ def commit_files(
 
 
 def _transition(target: VersionState):  # type: ignore[no-untyped-def]
-    def endpoint(
+    async def endpoint(
         namespace: str,
         name: str,
         version: str,
         request: Request,
         body: Transition | None = None,
         svc: RegistryService = Depends(service),
+        call: ServiceCall = Depends(caller),
     ) -> Response:
-        ver = svc.transition_version(
+        ver = await call(
+            svc.transition_version,
             version_ref(namespace, name, version),
             target,
             actor=actor(request),
@@ -188,26 +212,31 @@ router.add_api_route(
 
 
 @router.get("/models/{namespace}/{name}/versions/{version}/files")
-def list_files(
-    namespace: str, name: str, version: str, svc: RegistryService = Depends(service)
+async def list_files(
+    namespace: str,
+    name: str,
+    version: str,
+    svc: RegistryService = Depends(service),
+    call: ServiceCall = Depends(caller),
 ) -> Response:
     """The version's manifest."""
-    ver = svc.get_version(version_ref(namespace, name, version), with_files=True)
+    ver = await call(svc.get_version, version_ref(namespace, name, version), with_files=True)
     files = render.version(ver)["files"]
     return JSONResponse({"ref": ver.ref, "files": files})
 
 
 @router.get("/models/{namespace}/{name}/versions/{version}/files/{path:path}")
-def download_file(
+async def download_file(
     namespace: str,
     name: str,
     version: str,
     path: str,
     request: Request,
     svc: RegistryService = Depends(service),
+    call: ServiceCall = Depends(caller),
 ) -> Response:
     """One file's bytes; supports ``Range``. The path is looked up in the manifest."""
-    _ver, entry = svc.get_file(version_ref(namespace, name, version), path)
+    _ver, entry = await call(svc.get_file, version_ref(namespace, name, version), path)
     headers = {
         "ETag": f'"{entry.digest}"',
         "X-Content-SHA256": entry.digest,
@@ -229,11 +258,15 @@ def download_file(
 
 
 @router.get("/models/{namespace}/{name}/versions/{version}/archive.tar")
-def download_tar(
-    namespace: str, name: str, version: str, svc: RegistryService = Depends(service)
+async def download_tar(
+    namespace: str,
+    name: str,
+    version: str,
+    svc: RegistryService = Depends(service),
+    call: ServiceCall = Depends(caller),
 ) -> Response:
     """The whole version as an uncompressed tar stream (paths as in the manifest)."""
-    ver = svc.get_version(version_ref(namespace, name, version), with_files=True)
+    ver = await call(svc.get_version, version_ref(namespace, name, version), with_files=True)
     files = ver.files or []
     filename = f"{ver.model}-{ver.number}.tar"
     return StreamingResponse(
@@ -244,13 +277,14 @@ def download_tar(
 
 
 @router.put("/models/{namespace}/{name}/aliases/{alias}")
-def set_alias(
+async def set_alias(
     namespace: str,
     name: str,
     alias: str,
     body: AliasSet,
     request: Request,
     svc: RegistryService = Depends(service),
+    call: ServiceCall = Depends(caller),
 ) -> Response:
     """Point an alias at a version (history is kept)."""
     target = body.version
@@ -258,32 +292,38 @@ def set_alias(
         raise InvalidInput(
             "version must be a number or alias of this model", code="INVALID_REFERENCE"
         )
-    ver = svc.set_alias(
-        version_ref(namespace, name, target), alias, actor=actor(request), reason=body.reason
+    ver = await call(
+        svc.set_alias,
+        version_ref(namespace, name, target),
+        alias,
+        actor=actor(request),
+        reason=body.reason,
     )
     return JSONResponse(render.version(ver))
 
 
 @router.delete("/models/{namespace}/{name}/aliases/{alias}", status_code=204)
-def delete_alias(
+async def delete_alias(
     namespace: str,
     name: str,
     alias: str,
     request: Request,
     svc: RegistryService = Depends(service),
+    call: ServiceCall = Depends(caller),
 ) -> Response:
     """Remove an alias (history is kept)."""
-    svc.delete_alias(name, alias, namespace=namespace, actor=actor(request))
+    await call(svc.delete_alias, name, alias, namespace=namespace, actor=actor(request))
     return Response(status_code=204)
 
 
 @router.get("/models/{namespace}/{name}/aliases/history")
-def alias_history(
+async def alias_history(
     namespace: str,
     name: str,
     svc: RegistryService = Depends(service),
+    call: ServiceCall = Depends(caller),
     alias: str | None = None,
 ) -> Response:
     """Every recorded move of the model's aliases, oldest first."""
-    moves = svc.alias_history(name, namespace=namespace, alias=alias)
+    moves = await call(svc.alias_history, name, namespace=namespace, alias=alias)
     return JSONResponse({"history": [render.alias_move(m) for m in moves]})

@@ -17,32 +17,47 @@ Pages are keyset pages, never OFFSET: the cursor holds the last row's sort
 values and id, and the next page starts strictly after them. We fetch one row
 more than asked to learn whether another page exists.
 
-Query plans (SQLite 3.40, ``EXPLAIN QUERY PLAN``; checked on a generated
-database of 1,000,000 versions with 3 tags, 2 metrics each):
+Query plans, as measured (SQLite 3.40.1 ``EXPLAIN QUERY PLAN``, no ANALYZE
+statistics; 1,000,000 versions of 1,000 models, 2 tags and 2 metrics each; pages
+of 100):
 
-- tag + metric filter, default order: ``SCAN versions USING INDEX
-  ix_versions_created_at_id`` (walked backwards, no temp B-tree) plus two
-  ``CORRELATED SCALAR SUBQUERY`` probes, each ``SEARCH t USING INDEX
-  sqlite_autoindex_version_tags_1 (version_id=? AND key=?)``, i.e. one primary
-  key lookup per candidate row. The walk stops after ``limit + 1`` matches, so a
-  page costs about ``limit / selectivity`` probes: ~1 ms for a filter matching
-  a third of the rows, ~1 ms for every later page (the cursor becomes an index
-  range start, ``SEARCH versions USING INDEX ix_versions_created_at_id
-  (created_at<?)``). The price is paid by filters that match almost nothing:
-  then the walk covers the whole index (about 0.5 s at 1M rows) before it knows
-  the page is short. We accept that over the alternative (drive from the
-  ``(key, value, version_id)`` index and sort every match), which costs time
-  proportional to the number of matches on *every* page.
+- ``tags.team = 'team3' AND metrics.accuracy >= 0.5``, default order:
+  ``SCAN versions USING COVERING INDEX ix_versions_created_at_id`` (backwards,
+  no temp B-tree) with two ``CORRELATED SCALAR SUBQUERY`` probes, each ``SEARCH
+  ... USING INDEX sqlite_autoindex_version_tags_1 (version_id=? AND key=?)``:
+  one primary-key lookup per candidate row (for a per-row probe the
+  ``(version_id, key)`` primary key beats the ``(key, value, version_id)``
+  index; the latter drives ``ORDER BY metrics.KEY`` below and PostgreSQL's
+  semi-joins). Later pages start with ``SEARCH versions USING COVERING INDEX
+  ix_versions_created_at_id (created_at<?)``. 5-10 ms a page, first or 20th.
+  The walk stops after ``limit + 1`` matches, so a page costs about
+  ``limit / selectivity`` probes; the price is paid by filters matching almost
+  nothing (10 rows in 1M: the walk covers the whole index, 0.5-1 s). We accept
+  that over driving from the key/value index and sorting every match, which
+  costs time proportional to all matches on *every* page.
+- Without statistics SQLite takes any equality on an indexed column as
+  selective: ``state = 'ready'`` became ``SEARCH versions USING INDEX
+  ix_versions_state_id`` + ``USE TEMP B-TREE FOR ORDER BY`` (0.6 s a page) and
+  the ``namespace`` argument, as a join, drove from the namespace (5-8 s a
+  page). Hence ``walk_only`` and the ``model_id IN (subquery)`` form: now both
+  walk the created index (2-7 ms a page), the subquery built once per query
+  (``LIST SUBQUERY``). Only ``name = / IN`` may drive (one model's versions,
+  then a small sort: ~5 ms).
 - ``ORDER BY metrics.KEY``: ``SEARCH sort_metric USING COVERING INDEX
-  ix_version_metrics_key_value (key=?)`` drives the query in sort order; the
-  tiebreaker is ``sort_metric.version_id`` (equal to ``versions.id``) so the
-  index provides the whole order and no temp B-tree is built.
-- ``updated`` and ``number`` (versions) and ``created``/``updated`` (models)
-  have no index yet, so those sorts sort every match; ``name`` on versions uses
-  ``ix_models_name`` plus a temp B-tree for the right part of the order only.
+  ix_version_metrics_key_value (key=?)`` drives in sort order, no temp
+  B-tree; ~10 ms a page.
+- ``ORDER BY name``: ``SCAN models USING COVERING INDEX ix_models_name`` then
+  ``SEARCH versions USING COVERING INDEX sqlite_autoindex_versions_1
+  (model_id=?)``, no temp B-tree (the sort is name, model id, number for that
+  reason); 5-30 ms a page.
+- Not indexed today, so sorting all matches: versions by ``updated`` or
+  ``number``, models by ``created``/``updated`` (models are few).
 
-PostgreSQL turns the ``EXISTS`` into semi-joins and, having statistics, picks
-between the index walk and driving from the key/value index by itself.
+PostgreSQL 15 on the same data, after ANALYZE: it plans the ``EXISTS`` as
+(semi-)joins and chooses by itself: the created-index walk for common filters
+(2-50 ms), the ``ix_version_tags_key_value`` index plus a small sort for a rare
+tag (0.1 ms), an incremental sort on ``ix_models_name`` for the name order
+(~100 ms a page: a ``(name, id)`` index would remove that sort).
 """
 
 from __future__ import annotations
@@ -123,7 +138,7 @@ _KV_TABLES: dict[Target, dict[str, sa.Table]] = {
 
 
 class _Compiler:
-    """Turns a filter AST into a WHERE clause and records which joins it needs."""
+    """Turns a filter AST into one WHERE clause for the versions or models query."""
 
     def __init__(self, target: Target, *, sqlite: bool) -> None:
         self.target: Target = target
@@ -251,8 +266,8 @@ class _Compiler:
         if op == "NOT IN":
             return column.not_in(list(value))
         if op == "ILIKE":
-            # lower() on both sides: ILIKE does not exist on SQLite, and SQLite's
-            # LIKE is only case-insensitive for ASCII by accident of its default.
+            # lower() on both sides rather than ILIKE, which SQLite lacks: the
+            # same SQL then means the same thing on both backends.
             pattern = sa.literal(str(value), sa.Text())
             return sa.func.lower(column).like(sa.func.lower(pattern), escape="\\")
         if op == "LIKE":
