@@ -28,6 +28,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from tests.pgcluster import PgCluster, fresh_database, normalize_url, unavailable_reason
 
 pytest_plugins = ["tests.conftest_app", "tests.conftest_server"]

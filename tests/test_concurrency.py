@@ -6,6 +6,7 @@ own engines, writing to the same SQLite file or PostgreSQL database.
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import sys
 import textwrap
@@ -110,7 +111,7 @@ def test_concurrent_alias_moves_leave_consistent_history(tmp_path: Path, db_url:
     history = svc.alias_history("m", alias="prod")
     assert len(history) == 30
     # Each move starts where the previous one ended: no lost update.
-    for prev, cur in zip(history, history[1:], strict=False):
+    for prev, cur in itertools.pairwise(history):
         assert cur.from_version == prev.to_version
     assert svc.get_version("m@prod").number == history[-1].to_version
     svc.db.dispose()

@@ -102,8 +102,11 @@ def test_cli_push_search_pull(live_server: str, tmp_path: Path) -> None:
     name = "cli" + uuid.uuid4().hex[:8]
     src = tmp_path / "src"
     files = make_tree(src)
-    env = {"MODELYARD_URL": live_server, "XDG_CACHE_HOME": str(tmp_path / "cache"),
-           "COLUMNS": "200"}
+    env = {
+        "MODELYARD_URL": live_server,
+        "XDG_CACHE_HOME": str(tmp_path / "cache"),
+        "COLUMNS": "200",
+    }
     r = runner.invoke(
         app,
         [

@@ -32,28 +32,46 @@ from modelyard.domain.filters import (
     parse_filter,
     parse_order_by,
 )
+from modelyard.store.metadata import search as search_module
 from modelyard.store.metadata import tables as t
 from modelyard.store.metadata.engine import create_engine
 from modelyard.store.metadata.search import like_to_glob, search_models, search_versions
+from tests.pgcluster import fresh_database
 
 # -- fixtures and data -----------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[sa.Engine]:
-    """The database under test, with the schema; one per module.
+@pytest.fixture(
+    scope="module",
+    params=[
+        pytest.param("sqlite", id="sqlite"),
+        pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
+    ],
+)
+def engine(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[sa.Engine]:
+    """The database under test, with the schema; one per module and backend.
 
-    SQLite only for now. A conftest fixture replacing this one (to add
-    PostgreSQL) must be module- or session-scoped too, since ``data`` is: the
-    data is loaded once and tests only read it (the one writer cleans up).
+    Module-scoped because ``data`` is: the data is loaded once and tests only
+    read it (the one writer cleans up).
     """
-    path = tmp_path_factory.mktemp("search") / "search.db"
-    eng = create_engine("sqlite:///" + str(path))
-    t.metadata.create_all(eng)
-    try:
-        yield eng
-    finally:
-        eng.dispose()
+    if request.param == "sqlite":
+        path = tmp_path_factory.mktemp("search") / "search.db"
+        eng = create_engine("sqlite:///" + str(path))
+        t.metadata.create_all(eng)
+        try:
+            yield eng
+        finally:
+            eng.dispose()
+        return
+    with fresh_database(request.getfixturevalue("pg_url")) as url:
+        eng = create_engine(url)
+        t.metadata.create_all(eng)
+        try:
+            yield eng
+        finally:
+            eng.dispose()
 
 
 @dataclass
@@ -982,11 +1000,44 @@ def _plan(
     ],
 )
 def test_default_order_walks_the_created_index(
-    engine: sa.Engine, data: Data, text: str, namespace: str | None
+    engine: sa.Engine,
+    data: Data,
+    text: str,
+    namespace: str | None,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # In this small data set every tag is "rare"; a cap of 1 makes them common.
+    monkeypatch.setattr(search_module, "RARE_CAP", 1)
     plan = _plan(engine, text, namespace=namespace)
     assert "ix_versions_created_at_id" in plan, plan
     assert "TEMP B-TREE" not in plan, plan
+
+
+def test_rare_tag_drives_from_the_key_value_index(engine: sa.Engine, data: Data) -> None:
+    plan = _plan(engine, "tags.team = 'fraud' AND metrics.acc > 0.5")
+    assert "ix_version_tags_key_value" in plan, plan
+    assert "SCAN versions" not in plan, plan
+
+
+def test_rare_and_common_modes_return_the_same_pages(
+    engine: sa.Engine, data: Data, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    node = parse_filter("tags.team = 'fraud' AND metrics.acc > 0.2", "versions")
+    order = parse_order_by(None, "versions")
+
+    def walk() -> list[int]:
+        ids: list[int] = []
+        cursor = None
+        with engine.connect() as conn:
+            while True:
+                page, cursor = search_versions(conn, node=node, order=order, limit=3, cursor=cursor)
+                ids += page
+                if cursor is None:
+                    return ids
+
+    rare = walk()
+    monkeypatch.setattr(search_module, "RARE_CAP", 1)
+    assert walk() == rare and rare
 
 
 def test_metric_and_name_orders_need_no_sort(engine: sa.Engine, data: Data) -> None:

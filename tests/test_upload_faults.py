@@ -19,8 +19,10 @@ from tests.conftest_server import start_server, stop_server
 def _partial_upload(url: str, digest: str, total: int, sent: int) -> socket.socket:
     u = urlparse(url)
     s = socket.create_connection((u.hostname, u.port))
-    head = (f"PUT /api/v1/blobs/{digest} HTTP/1.1\r\nHost: x\r\nContent-Length: {total}\r\n"
-            "Content-Type: application/octet-stream\r\n\r\n").encode()
+    head = (
+        f"PUT /api/v1/blobs/{digest} HTTP/1.1\r\nHost: x\r\nContent-Length: {total}\r\n"
+        "Content-Type: application/octet-stream\r\n\r\n"
+    ).encode()
     s.sendall(head + b"z" * sent)
     return s
 
@@ -60,9 +62,10 @@ def test_server_killed_mid_upload_loses_nothing_committed(tmp_path: Path) -> Non
     with httpx.Client(base_url=url) as c:
         c.post("/api/v1/models", json={"name": "m"})
         c.put(f"/api/v1/blobs/{c_digest}", content=committed)
-        r = c.post("/api/v1/models/default/m/versions",
-                   json={"files": [{"path": "w.bin", "digest": c_digest,
-                                    "size": len(committed)}]})
+        r = c.post(
+            "/api/v1/models/default/m/versions",
+            json={"files": [{"path": "w.bin", "digest": c_digest, "size": len(committed)}]},
+        )
         assert r.status_code == 201
     data = os.urandom(3_000_000)
     digest = hashlib.sha256(data).hexdigest()

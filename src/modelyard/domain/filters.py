@@ -207,6 +207,12 @@ def _fail(code: str, message: str, pos: int, **details: object) -> NoReturn:
     )
 
 
+def _short(value: object) -> str:
+    """repr() cut to a readable length for error messages (values can be 10,000 chars)."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 def _bad_char(c: str) -> bool:
     # NUL is refused by PostgreSQL text and lone surrogates cannot be encoded to
     # UTF-8 for the database: refuse both up front instead of failing in SQL.
@@ -257,7 +263,7 @@ def _tokenize(text: str, code: str) -> list[_Token]:
             tokens.append(_number(m.group(), i, code))
             i = m.end()
             if i < n and text[i] in _NUMBER_TAIL:
-                _fail(code, f"malformed number {text[m.start() : i + 1]!r}", m.start())
+                _fail(code, f"malformed number {_short(text[m.start() : i + 1])}", m.start())
             continue
         _fail(code, f"unexpected character {c!r}", i, found=c)
     tokens.append(_Token("eof", "", "", n, n))
@@ -349,8 +355,8 @@ class _Parser:
 
     def unexpected(self, expected: str) -> NoReturn:
         tok = self.peek()
-        found = "end of filter" if tok.kind == "eof" else repr(tok.text)
-        self.fail(f"expected {expected}, found {found}", tok.pos, found=tok.text)
+        found = "end of filter" if tok.kind == "eof" else _short(tok.text)
+        self.fail(f"expected {expected}, found {found}", tok.pos, found=tok.text[:80])
 
     def enter(self, pos: int) -> None:
         # Bounded here, long before Python's recursion limit (each level costs
@@ -435,7 +441,7 @@ class _Parser:
             allowed = _MODEL_ATTRS if self.target == "models" else _VERSION_ATTRS
             if attr not in allowed:
                 self.fail(
-                    f"unknown field {tok.text!r} for {self.target}; fields are "
+                    f"unknown field {_short(tok.text)} for {self.target}; fields are "
                     + ", ".join(sorted(allowed))
                     + (
                         ", tags.*, meta.*"
@@ -443,14 +449,16 @@ class _Parser:
                         else ", tags.*, metrics.*, params.*, meta.*"
                     ),
                     tok.pos,
-                    field=tok.text,
+                    field=tok.text[:80],
                 )
             return Field("attr", attr), tok.pos
         kind = _PREFIXES.get(head.lower())
         if kind is None:
-            self.fail(f"unknown field prefix {head!r}", tok.pos, field=tok.text)
+            self.fail(f"unknown field prefix {_short(head)}", tok.pos, field=tok.text[:80])
         if kind not in _KINDS_BY_TARGET[self.target]:
-            self.fail(f"{head}.* cannot be used to search {self.target}", tok.pos, field=tok.text)
+            self.fail(
+                f"{head}.* cannot be used to search {self.target}", tok.pos, field=tok.text[:80]
+            )
         key = self.parse_key(tok, rest, kind)
         return Field(kind, key), tok.pos
 
@@ -469,10 +477,10 @@ class _Parser:
             return validate_key(rest, kind=kind)
         except InvalidInput:
             self.fail(
-                f"invalid {kind} key {rest!r}: use letters, digits, '_', '.', ':', '/', '-' "
+                f"invalid {kind} key {_short(rest)}: use letters, digits, '_', '.', ':', '/', '-' "
                 "or quote it with back-quotes",
                 tok.pos + len(tok.text) - len(rest),
-                field=tok.text,
+                field=tok.text[:80],
             )
 
     def parse_list(self) -> list[_Lit]:
@@ -529,7 +537,7 @@ def _typed(field: Field, op: str, lits: list[_Lit], op_pos: int, code: str) -> V
             _fail(code, f"operator {op} cannot be used with {name}", op_pos, field=name)
 
     def bad(lit: _Lit, what: str) -> NoReturn:
-        _fail(code, f"{name} needs {what}, got {lit.kind} {lit.value!r}", lit.pos, field=name)
+        _fail(code, f"{name} needs {what}, got {lit.kind} {_short(lit.value)}", lit.pos, field=name)
 
     if field.kind in ("tag", "param") or (field.kind == "attr" and key in _TEXT_ATTRS):
 
@@ -643,13 +651,13 @@ def _timestamp(lit: _Lit, name: str, code: str) -> int:
             _fail(
                 code,
                 f"{name} needs an ISO-8601 time such as '2026-01-02' or "
-                f"'2026-01-02T03:04:05Z', or epoch seconds; got {lit.value!r}",
+                f"'2026-01-02T03:04:05Z', or epoch seconds; got {_short(lit.value)}",
                 lit.pos,
                 field=name,
             )
         micros = (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
     else:
-        _fail(code, f"{name} needs a time, got {lit.value!r}", lit.pos, field=name)
+        _fail(code, f"{name} needs a time, got {_short(lit.value)}", lit.pos, field=name)
     if not _INT64_MIN <= micros <= _INT64_MAX:
         _fail(code, f"{name} time is out of range", lit.pos, field=name)
     return micros
@@ -709,12 +717,12 @@ def parse_order_by(text: str | None, target: Target) -> OrderBy:
         if attr not in ("created", "updated", "name") and not (
             target == "versions" and attr == "number"
         ):
-            p.fail(f"cannot sort by {tok.text!r}: {hint}", tok.pos, field=tok.text)
+            p.fail(f"cannot sort by {_short(tok.text)}: {hint}", tok.pos, field=tok.text[:80])
         p.advance()
         field = Field("attr", attr)
     else:
         if target != "versions" or _PREFIXES.get(head.lower()) != "metric":
-            p.fail(f"cannot sort by {tok.text!r}: {hint}", tok.pos, field=tok.text)
+            p.fail(f"cannot sort by {_short(tok.text)}: {hint}", tok.pos, field=tok.text[:80])
         p.advance()
         field = Field("metric", p.parse_key(tok, rest, "metric"))
     descending = False

@@ -496,14 +496,67 @@ def search_versions(
             v.c.id, (t.models.c.name, t.models.c.id, v.c.number), ("str", "int", "int"), desc
         )
     elif order.field.kind == "attr" and key in ("created", "updated", "number"):
-        column = {"created": v.c.created_at, "updated": v.c.updated_at, "number": v.c.number}[key]
-        sort = _Sort(v.c.id, (column, v.c.id), ("int", "int"), desc)
+        column: sa.ColumnElement[Any] = {
+            "created": v.c.created_at,
+            "updated": v.c.updated_at,
+            "number": v.c.number,
+        }[key]
+        id_column: sa.ColumnElement[Any] = v.c.id
+        driver = _rare_driver(conn, compiler, node) if compiler.sqlite else None
+        if driver is not None:
+            # Few rows match: fetch them through the key/value index and sort
+            # them, instead of walking the sort index past a million misses.
+            where.append(driver)
+            column, id_column = compiler.walk_only(column), compiler.walk_only(v.c.id)
+        sort = _Sort(v.c.id, (column, id_column), ("int", "int"), desc)
     else:
         raise InvalidInput(
             f"cannot sort versions by {key!r}", code="INVALID_ORDER_BY", details={"position": 0}
         )
     fingerprint = _fingerprint("versions", node, order, namespace)
     return _page(conn, from_, where, sort, fingerprint, limit, cursor)
+
+
+# A key/value condition matching fewer rows than this drives a SQLite query.
+RARE_CAP = 5000
+_DRIVER_KINDS = frozenset({"tag", "param", "meta"})
+
+
+def _rare_driver(
+    conn: sa.Connection, compiler: _Compiler, node: Node | None
+) -> sa.ColumnElement[bool] | None:
+    """``versions.id IN (...)`` for the rarest equality among the filter's
+    top-level AND terms, if it matches fewer than :data:`RARE_CAP` versions.
+
+    SQLite has no statistics, so it walks the sort index and probes each row;
+    for a condition matching 10 rows in a million that walk covers the whole
+    index (0.5-1 s). Counting up to the cap through the ``(key, value,
+    version_id)`` index costs a few milliseconds and tells the two cases apart;
+    PostgreSQL makes this choice itself from its statistics.
+    """
+    if node is None:
+        return None
+    terms = node.items if isinstance(node, And) else (node,)
+    best: tuple[int, sa.ColumnElement[bool]] | None = None
+    for term in terms:
+        if not (
+            isinstance(term, Comparison)
+            and term.field.kind in _DRIVER_KINDS
+            and term.op in ("=", "IN")
+        ):
+            continue
+        table = _KV_TABLES["versions"][term.field.kind]
+        values = term.value if isinstance(term.value, tuple) else (term.value,)
+        if not all(isinstance(x, str) for x in values):
+            continue  # numeric metadata lives in ``num``: leave it to the walk
+        match = sa.and_(table.c.key == term.field.key, table.c.value.in_(list(values)))
+        probe = (
+            sa.select(sa.literal_column("1")).select_from(table).where(match).limit(RARE_CAP)
+        ).subquery()
+        count = int(conn.execute(sa.select(sa.func.count()).select_from(probe)).scalar_one())
+        if count < RARE_CAP and (best is None or count < best[0]):
+            best = (count, t.versions.c.id.in_(sa.select(table.c.version_id).where(match)))
+    return None if best is None else best[1]
 
 
 def search_models(
