@@ -52,7 +52,10 @@ models = sa.Table(
     sa.Column("updated_at", sa.BigInteger, nullable=False),
     sa.UniqueConstraint("namespace_id", "name"),
 )
-sa.Index("ix_models_name", models.c.name)
+# Keyset sort orders of model searches (see store/metadata/search.py).
+sa.Index("ix_models_name_id", models.c.name, models.c.id)
+sa.Index("ix_models_created_at_id", models.c.created_at, models.c.id)
+sa.Index("ix_models_updated_at_id", models.c.updated_at, models.c.id)
 
 model_tags = sa.Table(
     "model_tags",
@@ -100,6 +103,8 @@ versions = sa.Table(
     sa.UniqueConstraint("model_id", "number"),
 )
 sa.Index("ix_versions_created_at_id", versions.c.created_at, versions.c.id)
+sa.Index("ix_versions_updated_at_id", versions.c.updated_at, versions.c.id)
+sa.Index("ix_versions_number_id", versions.c.number, versions.c.id)
 sa.Index("ix_versions_state_id", versions.c.state, versions.c.id)
 sa.Index("ix_versions_framework_id", versions.c.framework, versions.c.id)
 sa.Index("ix_versions_original_id", versions.c.original_id)

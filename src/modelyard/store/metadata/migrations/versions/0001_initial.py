@@ -89,7 +89,9 @@ def upgrade() -> None:
         sa.UniqueConstraint("namespace_id", "name", name=op.f("uq_models_namespace_id_name")),
     )
     with op.batch_alter_table("models", schema=None) as batch_op:
-        batch_op.create_index("ix_models_name", ["name"], unique=False)
+        batch_op.create_index("ix_models_created_at_id", ["created_at", "id"], unique=False)
+        batch_op.create_index("ix_models_name_id", ["name", "id"], unique=False)
+        batch_op.create_index("ix_models_updated_at_id", ["updated_at", "id"], unique=False)
 
     op.create_table(
         "alias_history",
@@ -200,9 +202,11 @@ def upgrade() -> None:
     with op.batch_alter_table("versions", schema=None) as batch_op:
         batch_op.create_index("ix_versions_created_at_id", ["created_at", "id"], unique=False)
         batch_op.create_index("ix_versions_framework_id", ["framework", "id"], unique=False)
+        batch_op.create_index("ix_versions_number_id", ["number", "id"], unique=False)
         batch_op.create_index("ix_versions_original_id", ["original_id"], unique=False)
         batch_op.create_index("ix_versions_parent_id", ["parent_id"], unique=False)
         batch_op.create_index("ix_versions_state_id", ["state", "id"], unique=False)
+        batch_op.create_index("ix_versions_updated_at_id", ["updated_at", "id"], unique=False)
 
     op.create_table(
         "aliases",
@@ -352,9 +356,11 @@ def downgrade() -> None:
     op.drop_table("files")
     op.drop_table("aliases")
     with op.batch_alter_table("versions", schema=None) as batch_op:
+        batch_op.drop_index("ix_versions_updated_at_id")
         batch_op.drop_index("ix_versions_state_id")
         batch_op.drop_index("ix_versions_parent_id")
         batch_op.drop_index("ix_versions_original_id")
+        batch_op.drop_index("ix_versions_number_id")
         batch_op.drop_index("ix_versions_framework_id")
         batch_op.drop_index("ix_versions_created_at_id")
 
@@ -373,7 +379,9 @@ def downgrade() -> None:
 
     op.drop_table("alias_history")
     with op.batch_alter_table("models", schema=None) as batch_op:
-        batch_op.drop_index("ix_models_name")
+        batch_op.drop_index("ix_models_updated_at_id")
+        batch_op.drop_index("ix_models_name_id")
+        batch_op.drop_index("ix_models_created_at_id")
 
     op.drop_table("models")
     op.drop_table("namespaces")
