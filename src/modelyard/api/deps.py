@@ -40,16 +40,14 @@ class ServiceCall:
         return await run_in_threadpool(fn, *args, **kwargs)
 
 
-async def service(request: Request) -> RegistryService:
-    """The registry service built by ``create_app``."""
-    svc: RegistryService = request.app.state.registry
-    return svc
+def services(request: Request) -> tuple[RegistryService, ServiceCall]:
+    """The registry service built by ``create_app`` and how to call it.
 
-
-async def caller(request: Request) -> ServiceCall:
-    """How this app runs blocking service calls."""
-    call: ServiceCall = request.app.state.call
-    return call
+    A plain function rather than FastAPI dependencies: resolving dependencies
+    costs ~100 µs a request in this FastAPI version, a quarter of a point read.
+    """
+    state = request.app.state
+    return state.registry, state.call
 
 
 def actor(request: Request) -> str:

@@ -6,32 +6,29 @@ its digest only after the hash matched (see ``store.blobs``).
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from modelyard.api.deps import ServiceCall, caller, service
+from modelyard.api.deps import services
 from modelyard.api.responses import JSONResponse
 from modelyard.api.schemas import DigestList
 from modelyard.domain.errors import InvalidInput, NotFound, PayloadTooLarge
 from modelyard.domain.names import validate_digest
-from modelyard.service.registry import RegistryService
 
 router = APIRouter(prefix="/api/v1/blobs", tags=["blobs"])
 
 
 @router.post("/missing")
-async def missing(
-    body: DigestList, svc: RegistryService = Depends(service), call: ServiceCall = Depends(caller)
-) -> Response:
+async def missing(request: Request, body: DigestList) -> Response:
     """The subset of ``digests`` the server does not hold yet."""
+    svc, call = services(request)
     return JSONResponse({"missing": await call(svc.missing_blobs, body.digests)})
 
 
 @router.head("/{digest}")
-async def head_blob(
-    digest: str, svc: RegistryService = Depends(service), call: ServiceCall = Depends(caller)
-) -> Response:
+async def head_blob(request: Request, digest: str) -> Response:
     """200 with ``Content-Length`` if the blob is stored, else 404."""
+    svc, _call = services(request)
     validate_digest(digest)
     size = svc.blobs.size_of(digest)
     if size is None:
@@ -40,13 +37,9 @@ async def head_blob(
 
 
 @router.put("/{digest}", status_code=201)
-async def upload_blob(
-    digest: str,
-    request: Request,
-    svc: RegistryService = Depends(service),
-    call: ServiceCall = Depends(caller),
-) -> Response:
+async def upload_blob(digest: str, request: Request) -> Response:
     """Stream the request body into the blob store under ``digest`` (verified)."""
+    svc, _call = services(request)
     validate_digest(digest)
     limit: int = request.app.state.settings.max_blob_size
     declared = request.headers.get("content-length")
@@ -78,13 +71,9 @@ async def upload_blob(
 
 
 @router.get("/{digest}")
-async def get_blob(
-    digest: str,
-    request: Request,
-    svc: RegistryService = Depends(service),
-    call: ServiceCall = Depends(caller),
-) -> Response:
+async def get_blob(digest: str, request: Request) -> Response:
     """A blob's bytes by digest, only if some version's manifest references it."""
+    svc, call = services(request)
     from starlette.responses import FileResponse
 
     validate_digest(digest)

@@ -2,23 +2,21 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
 from modelyard.api import render
-from modelyard.api.deps import ServiceCall, actor, caller, service
+from modelyard.api.deps import actor, services
 from modelyard.api.responses import JSONResponse
 from modelyard.api.schemas import ModelCreate, NamespaceCreate, TagChanges
-from modelyard.service.registry import RegistryService
 
 router = APIRouter(prefix="/api/v1", tags=["models"])
 
 
 @router.get("/namespaces")
-async def list_namespaces(
-    svc: RegistryService = Depends(service), call: ServiceCall = Depends(caller)
-) -> Response:
+async def list_namespaces(request: Request) -> Response:
     """All namespaces."""
+    svc, call = services(request)
     return JSONResponse(
         {
             "namespaces": [
@@ -32,13 +30,9 @@ async def list_namespaces(
 
 
 @router.post("/namespaces", status_code=201)
-async def create_namespace(
-    body: NamespaceCreate,
-    request: Request,
-    svc: RegistryService = Depends(service),
-    call: ServiceCall = Depends(caller),
-) -> Response:
+async def create_namespace(body: NamespaceCreate, request: Request) -> Response:
     """Create a namespace."""
+    svc, call = services(request)
     ns = await call(
         svc.create_namespace, body.name, description=body.description, actor=actor(request)
     )
@@ -46,13 +40,9 @@ async def create_namespace(
 
 
 @router.post("/models", status_code=201)
-async def create_model(
-    body: ModelCreate,
-    request: Request,
-    svc: RegistryService = Depends(service),
-    call: ServiceCall = Depends(caller),
-) -> Response:
+async def create_model(body: ModelCreate, request: Request) -> Response:
     """Register a model name in a namespace."""
+    svc, call = services(request)
     m = await call(
         svc.create_model,
         body.name,
@@ -67,8 +57,7 @@ async def create_model(
 
 @router.get("/models")
 async def list_models(
-    svc: RegistryService = Depends(service),
-    call: ServiceCall = Depends(caller),
+    request: Request,
     filter: str | None = Query(None, description="Filter expression, e.g. tags.team = 'x'"),
     order_by: str | None = None,
     page_size: int = Query(100, ge=1, le=1000),
@@ -76,6 +65,7 @@ async def list_models(
     namespace: str | None = None,
 ) -> Response:
     """List or search models (the same filter language as ``/search/models``)."""
+    svc, call = services(request)
     page = await call(
         svc.search_models,
         filter,
@@ -90,26 +80,16 @@ async def list_models(
 
 
 @router.get("/models/{namespace}/{name}")
-async def get_model(
-    namespace: str,
-    name: str,
-    svc: RegistryService = Depends(service),
-    call: ServiceCall = Depends(caller),
-) -> Response:
+async def get_model(request: Request, namespace: str, name: str) -> Response:
     """One model."""
+    svc, call = services(request)
     return JSONResponse(render.model(await call(svc.get_model, name, namespace=namespace)))
 
 
 @router.patch("/models/{namespace}/{name}")
-async def update_model(
-    namespace: str,
-    name: str,
-    body: TagChanges,
-    request: Request,
-    svc: RegistryService = Depends(service),
-    call: ServiceCall = Depends(caller),
-) -> Response:
+async def update_model(namespace: str, name: str, body: TagChanges, request: Request) -> Response:
     """Change description, tags (merge / delete) or metadata (replace)."""
+    svc, call = services(request)
     m = await call(
         svc.update_model,
         name,
@@ -124,14 +104,9 @@ async def update_model(
 
 
 @router.post("/models/{namespace}/{name}/archive")
-async def archive_model(
-    namespace: str,
-    name: str,
-    request: Request,
-    svc: RegistryService = Depends(service),
-    call: ServiceCall = Depends(caller),
-) -> Response:
+async def archive_model(namespace: str, name: str, request: Request) -> Response:
     """Archive a model: it takes no new versions and is marked archived."""
+    svc, call = services(request)
     m = await call(
         svc.set_model_archived, name, namespace=namespace, archived=True, actor=actor(request)
     )
@@ -139,14 +114,9 @@ async def archive_model(
 
 
 @router.post("/models/{namespace}/{name}/restore")
-async def restore_model(
-    namespace: str,
-    name: str,
-    request: Request,
-    svc: RegistryService = Depends(service),
-    call: ServiceCall = Depends(caller),
-) -> Response:
+async def restore_model(namespace: str, name: str, request: Request) -> Response:
     """Undo archiving."""
+    svc, call = services(request)
     m = await call(
         svc.set_model_archived, name, namespace=namespace, archived=False, actor=actor(request)
     )
@@ -155,13 +125,9 @@ async def restore_model(
 
 @router.delete("/models/{namespace}/{name}", status_code=204)
 async def delete_model(
-    namespace: str,
-    name: str,
-    request: Request,
-    force: bool = False,
-    svc: RegistryService = Depends(service),
-    call: ServiceCall = Depends(caller),
+    namespace: str, name: str, request: Request, force: bool = False
 ) -> Response:
     """Delete a model; refused while it has published versions unless ``force``."""
+    svc, call = services(request)
     await call(svc.delete_model, name, namespace=namespace, force=force, actor=actor(request))
     return Response(status_code=204)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict
 from starlette.responses import Response
 
 from modelyard.api import render
-from modelyard.api.deps import ServiceCall, caller, service
+from modelyard.api.deps import ServiceCall, services
 from modelyard.api.responses import JSONResponse
 from modelyard.service.registry import RegistryService
 
@@ -62,8 +62,7 @@ async def _models(svc: RegistryService, call: ServiceCall, q: SearchBody) -> Res
 
 @router.get("/versions")
 async def search_versions(
-    svc: RegistryService = Depends(service),
-    call: ServiceCall = Depends(caller),
+    request: Request,
     filter: str | None = Query(None, description=FILTER_HELP),
     order_by: str | None = Query(None, description="created DESC (default), name, number, ..."),
     page_size: int = Query(100, ge=1, le=1000),
@@ -71,6 +70,7 @@ async def search_versions(
     namespace: str | None = None,
 ) -> Response:
     """Versions matching the filter, one page at a time."""
+    svc, call = services(request)
     return await _versions(
         svc,
         call,
@@ -85,17 +85,15 @@ async def search_versions(
 
 
 @router.post("/versions")
-async def search_versions_post(
-    body: SearchBody, svc: RegistryService = Depends(service), call: ServiceCall = Depends(caller)
-) -> Response:
+async def search_versions_post(request: Request, body: SearchBody) -> Response:
     """Same as GET, with the parameters in a JSON body."""
+    svc, call = services(request)
     return await _versions(svc, call, body)
 
 
 @router.get("/models")
 async def search_models(
-    svc: RegistryService = Depends(service),
-    call: ServiceCall = Depends(caller),
+    request: Request,
     filter: str | None = Query(None, description=FILTER_HELP),
     order_by: str | None = None,
     page_size: int = Query(100, ge=1, le=1000),
@@ -103,6 +101,7 @@ async def search_models(
     namespace: str | None = None,
 ) -> Response:
     """Models matching the filter, one page at a time."""
+    svc, call = services(request)
     return await _models(
         svc,
         call,
@@ -117,8 +116,7 @@ async def search_models(
 
 
 @router.post("/models")
-async def search_models_post(
-    body: SearchBody, svc: RegistryService = Depends(service), call: ServiceCall = Depends(caller)
-) -> Response:
+async def search_models_post(request: Request, body: SearchBody) -> Response:
     """Same as GET, with the parameters in a JSON body."""
+    svc, call = services(request)
     return await _models(svc, call, body)

@@ -2,25 +2,23 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Query
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import Request
 from starlette.responses import Response
 
 from modelyard import __version__
 from modelyard.api import render
-from modelyard.api.deps import ServiceCall, caller, service
+from modelyard.api.deps import services
 from modelyard.api.responses import JSONResponse
-from modelyard.service.registry import RegistryService
 
 router = APIRouter(tags=["system"])
 
 
 @router.get("/health")
-async def health(
-    svc: RegistryService = Depends(service), call: ServiceCall = Depends(caller)
-) -> Response:
+async def health(request: Request) -> Response:
     """Liveness and readiness: the database answers a query."""
+    svc, call = services(request)
     await call(
         svc.list_namespaces,
     )
@@ -37,12 +35,12 @@ async def metrics(request: Request) -> Response:
 
 @router.get("/api/v1/events", tags=["events"])
 async def list_events(
-    svc: RegistryService = Depends(service),
-    call: ServiceCall = Depends(caller),
+    request: Request,
     after: int = Query(0, ge=0, description="Return events with id greater than this."),
     limit: int = Query(100, ge=1, le=1000),
 ) -> Response:
     """Outbox events, oldest first: every mutation, in commit order of ids."""
+    svc, call = services(request)
     events = await call(svc.list_events, after=after, limit=limit)
     for ev in events:
         ev["at"] = render.iso(ev["at"])

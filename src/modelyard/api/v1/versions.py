@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import APIRouter, Header, Query, Request
 from starlette.responses import FileResponse, Response, StreamingResponse
 
 from modelyard.api import render
-from modelyard.api.deps import ServiceCall, actor, caller, service
+from modelyard.api.deps import actor, services
 from modelyard.api.responses import JSONResponse
 from modelyard.api.schemas import AliasSet, FilesCommit, TagChanges, Transition, VersionCreate
 from modelyard.api.tarstream import tar_stream
@@ -20,7 +20,7 @@ from modelyard.domain.entities import VersionState
 from modelyard.domain.errors import InvalidInput
 from modelyard.domain.names import validate_name
 from modelyard.domain.references import Reference, parse_reference
-from modelyard.service.registry import RegistryService, VersionSpec
+from modelyard.service.registry import VersionSpec
 
 router = APIRouter(prefix="/api/v1", tags=["versions"])
 
@@ -39,11 +39,10 @@ async def create_version(
     name: str,
     body: VersionCreate,
     request: Request,
-    svc: RegistryService = Depends(service),
-    call: ServiceCall = Depends(caller),
     idempotency_key: str | None = Header(None, alias="Idempotency-Key"),
 ) -> Response:
     """Create a version from uploaded blobs (upload missing ones first via /blobs)."""
+    svc, call = services(request)
     spec = VersionSpec(
         files=[f.model_dump() for f in body.files],
         description=body.description,
@@ -75,15 +74,15 @@ async def create_version(
 
 @router.get("/models/{namespace}/{name}/versions")
 async def list_versions(
+    request: Request,
     namespace: str,
     name: str,
-    svc: RegistryService = Depends(service),
-    call: ServiceCall = Depends(caller),
     page_size: int = Query(100, ge=1, le=1000),
     page_token: str | None = None,
     state: list[str] | None = Query(None),
 ) -> Response:
     """A model's versions, newest first."""
+    svc, call = services(request)
     page = await call(
         svc.list_versions,
         name,
@@ -102,40 +101,27 @@ async def list_versions(
 
 @router.get("/models/{namespace}/{name}/versions/{version}")
 async def get_version(
-    namespace: str,
-    name: str,
-    version: str,
-    svc: RegistryService = Depends(service),
-    call: ServiceCall = Depends(caller),
-    files: bool = True,
+    request: Request, namespace: str, name: str, version: str, files: bool = True
 ) -> Response:
     """One version with its manifest."""
+    svc, call = services(request)
     ver = await call(svc.get_version, version_ref(namespace, name, version), with_files=files)
     return JSONResponse(render.version(ver))
 
 
 @router.get("/resolve")
-async def resolve(
-    ref: str,
-    svc: RegistryService = Depends(service),
-    call: ServiceCall = Depends(caller),
-    files: bool = True,
-) -> Response:
+async def resolve(request: Request, ref: str, files: bool = True) -> Response:
     """Resolve any reference string (``name/3``, ``ns/name@alias``, ``name@latest``)."""
+    svc, call = services(request)
     return JSONResponse(render.version(await call(svc.get_version, ref, with_files=files)))
 
 
 @router.patch("/models/{namespace}/{name}/versions/{version}")
 async def update_version(
-    namespace: str,
-    name: str,
-    version: str,
-    body: TagChanges,
-    request: Request,
-    svc: RegistryService = Depends(service),
-    call: ServiceCall = Depends(caller),
+    namespace: str, name: str, version: str, body: TagChanges, request: Request
 ) -> Response:
     """Change the mutable fields: description, tags, metadata."""
+    svc, call = services(request)
     ver = await call(
         svc.update_version,
         version_ref(namespace, name, version),
@@ -150,15 +136,10 @@ async def update_version(
 
 @router.post("/models/{namespace}/{name}/versions/{version}/files")
 async def commit_files(
-    namespace: str,
-    name: str,
-    version: str,
-    body: FilesCommit,
-    request: Request,
-    svc: RegistryService = Depends(service),
-    call: ServiceCall = Depends(caller),
+    namespace: str, name: str, version: str, body: FilesCommit, request: Request
 ) -> Response:
     """Commit the manifest of a draft version; it becomes ``ready`` and immutable."""
+    svc, call = services(request)
     ver = await call(
         svc.commit_files,
         version_ref(namespace, name, version),
@@ -170,14 +151,9 @@ async def commit_files(
 
 def _transition(target: VersionState):  # type: ignore[no-untyped-def]
     async def endpoint(
-        namespace: str,
-        name: str,
-        version: str,
-        request: Request,
-        body: Transition | None = None,
-        svc: RegistryService = Depends(service),
-        call: ServiceCall = Depends(caller),
+        namespace: str, name: str, version: str, request: Request, body: Transition | None = None
     ) -> Response:
+        svc, call = services(request)
         ver = await call(
             svc.transition_version,
             version_ref(namespace, name, version),
@@ -212,14 +188,9 @@ router.add_api_route(
 
 
 @router.get("/models/{namespace}/{name}/versions/{version}/files")
-async def list_files(
-    namespace: str,
-    name: str,
-    version: str,
-    svc: RegistryService = Depends(service),
-    call: ServiceCall = Depends(caller),
-) -> Response:
+async def list_files(request: Request, namespace: str, name: str, version: str) -> Response:
     """The version's manifest."""
+    svc, call = services(request)
     ver = await call(svc.get_version, version_ref(namespace, name, version), with_files=True)
     files = render.version(ver)["files"]
     return JSONResponse({"ref": ver.ref, "files": files})
@@ -227,15 +198,10 @@ async def list_files(
 
 @router.get("/models/{namespace}/{name}/versions/{version}/files/{path:path}")
 async def download_file(
-    namespace: str,
-    name: str,
-    version: str,
-    path: str,
-    request: Request,
-    svc: RegistryService = Depends(service),
-    call: ServiceCall = Depends(caller),
+    namespace: str, name: str, version: str, path: str, request: Request
 ) -> Response:
     """One file's bytes; supports ``Range``. The path is looked up in the manifest."""
+    svc, call = services(request)
     _ver, entry = await call(svc.get_file, version_ref(namespace, name, version), path)
     headers = {
         "ETag": f'"{entry.digest}"',
@@ -258,14 +224,9 @@ async def download_file(
 
 
 @router.get("/models/{namespace}/{name}/versions/{version}/archive.tar")
-async def download_tar(
-    namespace: str,
-    name: str,
-    version: str,
-    svc: RegistryService = Depends(service),
-    call: ServiceCall = Depends(caller),
-) -> Response:
+async def download_tar(request: Request, namespace: str, name: str, version: str) -> Response:
     """The whole version as an uncompressed tar stream (paths as in the manifest)."""
+    svc, call = services(request)
     ver = await call(svc.get_version, version_ref(namespace, name, version), with_files=True)
     files = ver.files or []
     filename = f"{ver.model}-{ver.number}.tar"
@@ -278,15 +239,10 @@ async def download_tar(
 
 @router.put("/models/{namespace}/{name}/aliases/{alias}")
 async def set_alias(
-    namespace: str,
-    name: str,
-    alias: str,
-    body: AliasSet,
-    request: Request,
-    svc: RegistryService = Depends(service),
-    call: ServiceCall = Depends(caller),
+    namespace: str, name: str, alias: str, body: AliasSet, request: Request
 ) -> Response:
     """Point an alias at a version (history is kept)."""
+    svc, call = services(request)
     target = body.version
     if "/" in target or "@" in target:
         raise InvalidInput(
@@ -303,27 +259,18 @@ async def set_alias(
 
 
 @router.delete("/models/{namespace}/{name}/aliases/{alias}", status_code=204)
-async def delete_alias(
-    namespace: str,
-    name: str,
-    alias: str,
-    request: Request,
-    svc: RegistryService = Depends(service),
-    call: ServiceCall = Depends(caller),
-) -> Response:
+async def delete_alias(namespace: str, name: str, alias: str, request: Request) -> Response:
     """Remove an alias (history is kept)."""
+    svc, call = services(request)
     await call(svc.delete_alias, name, alias, namespace=namespace, actor=actor(request))
     return Response(status_code=204)
 
 
 @router.get("/models/{namespace}/{name}/aliases/history")
 async def alias_history(
-    namespace: str,
-    name: str,
-    svc: RegistryService = Depends(service),
-    call: ServiceCall = Depends(caller),
-    alias: str | None = None,
+    request: Request, namespace: str, name: str, alias: str | None = None
 ) -> Response:
     """Every recorded move of the model's aliases, oldest first."""
+    svc, call = services(request)
     moves = await call(svc.alias_history, name, namespace=namespace, alias=alias)
     return JSONResponse({"history": [render.alias_move(m) for m in moves]})
