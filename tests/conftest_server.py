@@ -23,11 +23,15 @@ def free_port() -> int:
 
 
 def start_server(
-    data_dir: Path, *, extra_env: dict[str, str] | None = None
+    data_dir: Path, *, extra_env: dict[str, str] | None = None, args: tuple[str, ...] = ()
 ) -> tuple[subprocess.Popen[bytes], str]:
     """Start ``modelyard server`` on a free port and wait until /health answers."""
     port = free_port()
     env = {**os.environ, **(extra_env or {})}
+    # A file, not a pipe: nobody drains a pipe while tests run, and a full pipe
+    # would block the server's logging.
+    data_dir.mkdir(parents=True, exist_ok=True)
+    log = open(data_dir / "server.log", "ab")  # noqa: SIM115 - the child keeps its copy
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -38,16 +42,18 @@ def start_server(
             str(port),
             "--data-dir",
             str(data_dir),
+            *args,
         ],
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=log,
     )
+    log.close()
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            err = proc.stderr.read().decode() if proc.stderr else ""
+            err = (data_dir / "server.log").read_text(errors="replace")
             stop_server(proc)
             raise RuntimeError(f"server exited with {proc.returncode}: {err}")
         try:
@@ -68,8 +74,6 @@ def stop_server(proc: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(5)
-    if proc.stderr:
-        proc.stderr.close()
 
 
 @pytest.fixture(scope="session")

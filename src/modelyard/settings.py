@@ -22,6 +22,7 @@ class Settings(BaseSettings):
     data_dir: Path = Field(
         Path(".modelyard"), description="Directory for the default database and blobs."
     )
+    workers: int = Field(1, ge=1, le=64, description="Server worker processes (pre-forked).")
     db: str | None = Field(
         None, description="Metadata database URL (default: SQLite in the data directory)."
     )

@@ -138,6 +138,9 @@ def server(
     ] = None,
     db: Annotated[str | None, typer.Option(help="Database URL [env MODELYARD_DB].")] = None,
     store: Annotated[str | None, typer.Option(help="Blob store URL [env MODELYARD_STORE].")] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Worker processes [env MODELYARD_WORKERS].")
+    ] = None,
 ) -> None:
     """Run the registry server (REST API, /docs, /health, /metrics)."""
     from modelyard.server import run_server
@@ -151,6 +154,7 @@ def server(
             "data_dir": data_dir,
             "db": db,
             "store": store,
+            "workers": workers,
         }.items()
         if v is not None
     }
