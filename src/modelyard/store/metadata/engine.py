@@ -8,6 +8,11 @@ locked" when a read transaction tries to upgrade.
 
 from __future__ import annotations
 
+import fcntl
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import sqlalchemy as sa
@@ -70,3 +75,44 @@ def _configure_sqlite(engine: Engine) -> None:
 def write_options() -> dict[str, Any]:
     """Execution options for a write transaction (IMMEDIATE on SQLite, ignored elsewhere)."""
     return {"sqlite_begin": "IMMEDIATE"}
+
+
+class WriterLock:
+    """Serializes write transactions on one SQLite file across threads and processes.
+
+    SQLite lets one writer in at a time and makes the others poll with sleeps
+    of up to 100 ms (its busy handler), which showed as 100 ms p99 latencies
+    with two server workers. Waiting on a kernel file lock instead wakes the
+    next writer the moment the previous one commits. The database's own
+    locking still guards against writers that do not take this lock.
+    """
+
+    def __init__(self, path: str | None) -> None:
+        self._thread_lock = threading.RLock()
+        self._path = path
+        self._fd: int | None = None
+
+    @contextmanager
+    def hold(self) -> Iterator[None]:
+        """Hold the lock for the duration of the block."""
+        with self._thread_lock:
+            if self._path is None:
+                yield
+                return
+            if self._fd is None:
+                self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o644)
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+
+def writer_lock_for(engine: Engine) -> WriterLock | None:
+    """The writer lock of a SQLite engine (None for other databases)."""
+    if not is_sqlite(engine):
+        return None
+    database = engine.url.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return WriterLock(None)
+    return WriterLock(database + ".writer-lock")

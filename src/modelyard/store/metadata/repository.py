@@ -29,7 +29,7 @@ from modelyard.domain.entities import (
 )
 from modelyard.domain.errors import AlreadyExists, Conflict
 from modelyard.store.metadata import tables as t
-from modelyard.store.metadata.engine import is_sqlite, write_options
+from modelyard.store.metadata.engine import is_sqlite, write_options, writer_lock_for
 from modelyard.store.metadata.hotpath import (
     VERSION_SELECT,
     HotQueries,
@@ -603,6 +603,7 @@ class MetadataStore:
         self.engine = engine
         self.hot = HotQueries(engine.dialect)
         self.wq = WriteQueries(engine.dialect)
+        self.writer_lock = writer_lock_for(engine)
 
     @contextmanager
     def read(self) -> Iterator[Tx]:
@@ -612,8 +613,16 @@ class MetadataStore:
 
     @contextmanager
     def write(self) -> Iterator[Tx]:
-        """A write transaction: serialized on SQLite (BEGIN IMMEDIATE)."""
-        with self.engine.connect().execution_options(**write_options()) as conn, conn.begin():
+        """A write transaction: serialized on SQLite (writer lock, BEGIN IMMEDIATE)."""
+        if self.writer_lock is None:
+            with self.engine.connect().execution_options(**write_options()) as conn, conn.begin():
+                yield Tx(conn, self.hot, self.wq)
+            return
+        with (
+            self.writer_lock.hold(),
+            self.engine.connect().execution_options(**write_options()) as conn,
+            conn.begin(),
+        ):
             yield Tx(conn, self.hot, self.wq)
 
     def dispose(self) -> None:
