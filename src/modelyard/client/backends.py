@@ -1,6 +1,6 @@
 """The two ways the SDK reaches a registry, behind one small interface.
 
-Both speak the native API's wire shapes (plain dicts), so ``Registry`` code is
+Both return the native API's wire shapes (plain dicts), so ``Registry`` code is
 the same whether the service is across HTTP or in this process.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 from urllib.parse import quote
 
 import httpx
@@ -17,21 +17,35 @@ from modelyard.client.errors import ServerError, error_from_response
 from modelyard.client.transfer import Progress, iter_file
 from modelyard.domain.references import Reference
 
+Wire = dict[str, Any]
+Action = Literal["publish", "archive", "restore"]
+Target = Literal["models", "versions"]
+
 
 class Backend(Protocol):
-    """What the SDK needs from a registry."""
+    """What the SDK needs from a registry. ``changes`` and ``query`` use the
+    REST bodies' keys (``description``, ``tags``, ``delete_tags``, ``metadata``;
+    ``filter``, ``order_by``, ``page_size``, ``page_token``, ``namespace``)."""
 
-    def call(self, op: str, **kw: Any) -> Any:
-        """Run one registry operation, returning its wire-shaped result."""
-
-    def upload(self, digest: str, source: Path, size: int, progress: Progress | None) -> None:
-        """Store a blob from a local file."""
-
-    def download(self, ref: Reference, path: str, size: int) -> Iterator[bytes]:
-        """Stream one file of a version."""
-
-    def close(self) -> None:
-        """Release connections."""
+    def create_model(self, namespace: str, name: str, body: Wire) -> Wire: ...
+    def get_model(self, namespace: str, name: str) -> Wire: ...
+    def update_model(self, namespace: str, name: str, changes: Wire) -> Wire: ...
+    def delete_model(self, namespace: str, name: str, *, force: bool) -> None: ...
+    def missing(self, digests: list[str]) -> list[str]: ...
+    def upload(self, digest: str, source: Path, size: int, progress: Progress | None) -> None: ...
+    def create_version(
+        self, namespace: str, name: str, body: Wire, idempotency_key: str | None
+    ) -> Wire: ...
+    def get_version(self, ref: Reference) -> Wire: ...
+    def update_version(self, ref: Reference, changes: Wire) -> Wire: ...
+    def transition(self, ref: Reference, action: Action, *, archive_previous: bool) -> Wire: ...
+    def set_alias(self, ref: Reference, alias: str, reason: str) -> Wire: ...
+    def list_versions(
+        self, namespace: str, name: str, page_size: int, page_token: str | None
+    ) -> Wire: ...
+    def search(self, target: Target, query: Wire) -> Wire: ...
+    def download(self, ref: Reference, path: str) -> Iterator[bytes]: ...
+    def close(self) -> None: ...
 
 
 def _q(s: str) -> str:
@@ -39,9 +53,15 @@ def _q(s: str) -> str:
 
 
 def _vseg(ref: Reference) -> str:
-    if ref.version is not None:
-        return str(ref.version)
-    return _q(ref.alias or "latest")
+    return str(ref.version) if ref.version is not None else _q(ref.alias or "latest")
+
+
+def _mpath(namespace: str, name: str) -> str:
+    return f"/api/v1/models/{_q(namespace)}/{_q(name)}"
+
+
+def _vpath(ref: Reference) -> str:
+    return f"{_mpath(ref.namespace, ref.name)}/versions/{_vseg(ref)}"
 
 
 class RemoteBackend:
@@ -81,59 +101,35 @@ class RemoteBackend:
             return None
         return resp.json()
 
-    def call(self, op: str, **kw: Any) -> Any:
-        """Map an operation name onto its REST route."""
-        ns, name = kw.get("namespace", "default"), kw.get("name", "")
-        mpath = f"/api/v1/models/{_q(ns)}/{_q(name)}"
-        if op == "create_model":
-            return self._json("POST", "/api/v1/models", json=kw)
-        if op == "get_model":
-            return self._json("GET", mpath)
-        if op == "update_model":
-            return self._json("PATCH", mpath, json=kw["changes"])
-        if op == "delete_model":
-            return self._json("DELETE", mpath, params={"force": str(kw["force"]).lower()})
-        if op in ("archive_model", "restore_model"):
-            return self._json("POST", f"{mpath}/{op.split('_')[0]}")
-        if op == "missing":
-            return self._json("POST", "/api/v1/blobs/missing", json={"digests": kw["digests"]})[
-                "missing"
-            ]
-        if op == "create_version":
-            headers = (
-                {"Idempotency-Key": kw["idempotency_key"]} if kw.get("idempotency_key") else {}
-            )
-            return self._json("POST", f"{mpath}/versions", json=kw["body"], headers=headers)
-        if op in ("get_version", "update_version", "transition", "set_alias"):
-            ref: Reference = kw["ref"]
-            vpath = f"/api/v1/models/{_q(ref.namespace)}/{_q(ref.name)}/versions/{_vseg(ref)}"
-            if op == "get_version":
-                return self._json("GET", vpath)
-            if op == "update_version":
-                return self._json("PATCH", vpath, json=kw["changes"])
-            if op == "transition":
-                return self._json(
-                    "POST",
-                    f"{vpath}/{kw['action']}",
-                    json={"archive_previous": kw.get("archive_previous", False)},
-                )
-            apath = f"/api/v1/models/{_q(ref.namespace)}/{_q(ref.name)}/aliases/{_q(kw['alias'])}"
-            return self._json(
-                "PUT", apath, json={"version": _vseg(ref), "reason": kw.get("reason", "")}
-            )
-        if op == "list_versions":
-            return self._json(
-                "GET",
-                f"{mpath}/versions",
-                params={
-                    "page_size": kw["page_size"],
-                    **({"page_token": kw["page_token"]} if kw.get("page_token") else {}),
-                },
-            )
-        if op in ("search_versions", "search_models"):
-            target = op.split("_")[1]
-            return self._json("POST", f"/api/v1/search/{target}", json=kw["query"])
-        raise ValueError(f"unknown operation {op}")
+    def _wire(self, method: str, path: str, **kw: Any) -> Wire:
+        """A request whose answer is one JSON object."""
+        body = self._json(method, path, **kw)
+        if not isinstance(body, dict):
+            raise ServerError("the registry answered something that is not a JSON object")
+        return body
+
+    def create_model(self, namespace: str, name: str, body: Wire) -> Wire:
+        """POST /models."""
+        return self._wire(
+            "POST", "/api/v1/models", json={**body, "namespace": namespace, "name": name}
+        )
+
+    def get_model(self, namespace: str, name: str) -> Wire:
+        """GET a model."""
+        return self._wire("GET", _mpath(namespace, name))
+
+    def update_model(self, namespace: str, name: str, changes: Wire) -> Wire:
+        """PATCH a model."""
+        return self._wire("PATCH", _mpath(namespace, name), json=changes)
+
+    def delete_model(self, namespace: str, name: str, *, force: bool) -> None:
+        """DELETE a model."""
+        self._json("DELETE", _mpath(namespace, name), params={"force": str(force).lower()})
+
+    def missing(self, digests: list[str]) -> list[str]:
+        """Which digests the server lacks."""
+        body = self._json("POST", "/api/v1/blobs/missing", json={"digests": digests})
+        return list(body["missing"])
 
     def upload(self, digest: str, source: Path, size: int, progress: Progress | None) -> None:
         """PUT the file's bytes, streamed, under its digest."""
@@ -144,12 +140,48 @@ class RemoteBackend:
             headers={"Content-Length": str(size), "Content-Type": "application/octet-stream"},
         )
 
-    def download(self, ref: Reference, path: str, size: int) -> Iterator[bytes]:
-        """GET one file of a version, streamed."""
-        url = (
-            f"/api/v1/models/{_q(ref.namespace)}/{_q(ref.name)}/versions/{_vseg(ref)}"
-            f"/files/{quote(path, safe='/')}"
+    def create_version(
+        self, namespace: str, name: str, body: Wire, idempotency_key: str | None
+    ) -> Wire:
+        """POST a version."""
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        return self._wire("POST", f"{_mpath(namespace, name)}/versions", json=body, headers=headers)
+
+    def get_version(self, ref: Reference) -> Wire:
+        """GET a version."""
+        return self._wire("GET", _vpath(ref))
+
+    def update_version(self, ref: Reference, changes: Wire) -> Wire:
+        """PATCH a version."""
+        return self._wire("PATCH", _vpath(ref), json=changes)
+
+    def transition(self, ref: Reference, action: Action, *, archive_previous: bool) -> Wire:
+        """POST publish / archive / restore."""
+        return self._wire(
+            "POST", f"{_vpath(ref)}/{action}", json={"archive_previous": archive_previous}
         )
+
+    def set_alias(self, ref: Reference, alias: str, reason: str) -> Wire:
+        """PUT an alias."""
+        path = f"{_mpath(ref.namespace, ref.name)}/aliases/{_q(alias)}"
+        return self._wire("PUT", path, json={"version": _vseg(ref), "reason": reason})
+
+    def list_versions(
+        self, namespace: str, name: str, page_size: int, page_token: str | None
+    ) -> Wire:
+        """GET a model's versions."""
+        params: dict[str, Any] = {"page_size": page_size}
+        if page_token:
+            params["page_token"] = page_token
+        return self._wire("GET", f"{_mpath(namespace, name)}/versions", params=params)
+
+    def search(self, target: Target, query: Wire) -> Wire:
+        """POST a search (the body form takes long filters)."""
+        return self._wire("POST", f"/api/v1/search/{target}", json=query)
+
+    def download(self, ref: Reference, path: str) -> Iterator[bytes]:
+        """GET one file of a version, streamed."""
+        url = f"{_vpath(ref)}/files/{quote(path, safe='/')}"
         with self.http.stream("GET", url) as resp:
             if resp.status_code >= 400:
                 resp.read()
@@ -183,122 +215,50 @@ class EmbeddedBackend:
         self.svc = build_registry(self.settings)
         self.actor = actor
 
-    def call(self, op: str, **kw: Any) -> Any:
-        """Run the operation on the service and render it like the API does."""
+    def create_model(self, namespace: str, name: str, body: Wire) -> Wire:
+        """Register a model name."""
         from modelyard.api import render
-        from modelyard.service.registry import VersionSpec
 
-        svc, actor = self.svc, self.actor
-        ns, name = kw.get("namespace", "default"), kw.get("name", "")
-        if op == "create_model":
-            return render.model(
-                svc.create_model(
-                    name,
-                    namespace=ns,
-                    description=kw.get("description", ""),
-                    tags=kw.get("tags"),
-                    metadata=kw.get("metadata"),
-                    actor=actor,
-                )
+        return render.model(
+            self.svc.create_model(
+                name,
+                namespace=namespace,
+                description=body.get("description", ""),
+                tags=body.get("tags"),
+                metadata=body.get("metadata"),
+                actor=self.actor,
             )
-        if op == "get_model":
-            return render.model(svc.get_model(name, namespace=ns))
-        if op == "update_model":
-            c = kw["changes"]
-            return render.model(
-                svc.update_model(
-                    name,
-                    namespace=ns,
-                    description=c.get("description"),
-                    set_tags=c.get("tags"),
-                    delete_tags=c.get("delete_tags", ()),
-                    metadata=c.get("metadata"),
-                    actor=actor,
-                )
+        )
+
+    def get_model(self, namespace: str, name: str) -> Wire:
+        """One model."""
+        from modelyard.api import render
+
+        return render.model(self.svc.get_model(name, namespace=namespace))
+
+    def update_model(self, namespace: str, name: str, changes: Wire) -> Wire:
+        """Change a model."""
+        from modelyard.api import render
+
+        return render.model(
+            self.svc.update_model(
+                name,
+                namespace=namespace,
+                description=changes.get("description"),
+                set_tags=changes.get("tags"),
+                delete_tags=changes.get("delete_tags", ()),
+                metadata=changes.get("metadata"),
+                actor=self.actor,
             )
-        if op == "delete_model":
-            svc.delete_model(name, namespace=ns, force=kw["force"], actor=actor)
-            return None
-        if op in ("archive_model", "restore_model"):
-            return render.model(
-                svc.set_model_archived(
-                    name, namespace=ns, archived=op == "archive_model", actor=actor
-                )
-            )
-        if op == "missing":
-            return svc.missing_blobs(kw["digests"])
-        if op == "create_version":
-            b = dict(kw["body"])
-            lineage = b.pop("lineage", {}) or {}
-            spec = VersionSpec(**b, **lineage)
-            return render.version(
-                svc.create_version(
-                    name, spec, namespace=ns, actor=actor, idempotency_key=kw.get("idempotency_key")
-                )
-            )
-        if op == "get_version":
-            return render.version(svc.get_version(kw["ref"]))
-        if op == "update_version":
-            c = kw["changes"]
-            return render.version(
-                svc.update_version(
-                    kw["ref"],
-                    description=c.get("description"),
-                    set_tags=c.get("tags"),
-                    delete_tags=c.get("delete_tags", ()),
-                    metadata=c.get("metadata"),
-                    actor=actor,
-                )
-            )
-        if op == "transition":
-            target = {"publish": "published", "archive": "archived", "restore": "ready"}
-            return render.version(
-                svc.transition_version(
-                    kw["ref"],
-                    target[kw["action"]],
-                    actor=actor,
-                    archive_previous=kw.get("archive_previous", False),
-                )
-            )
-        if op == "set_alias":
-            return render.version(
-                svc.set_alias(kw["ref"], kw["alias"], actor=actor, reason=kw.get("reason", ""))
-            )
-        if op == "list_versions":
-            page = svc.list_versions(
-                name, namespace=ns, page_size=kw["page_size"], page_token=kw.get("page_token")
-            )
-            return {
-                "versions": [render.version(v) for v in page.items],
-                "next_page_token": page.next_page_token,
-            }
-        if op == "search_versions":
-            q = kw["query"]
-            page = svc.search_versions(
-                q.get("filter"),
-                order_by=q.get("order_by"),
-                page_size=q.get("page_size", 100),
-                page_token=q.get("page_token"),
-                namespace=q.get("namespace"),
-            )
-            return {
-                "versions": [render.version(v) for v in page.items],
-                "next_page_token": page.next_page_token,
-            }
-        if op == "search_models":
-            q = kw["query"]
-            mpage = svc.search_models(
-                q.get("filter"),
-                order_by=q.get("order_by"),
-                page_size=q.get("page_size", 100),
-                page_token=q.get("page_token"),
-                namespace=q.get("namespace"),
-            )
-            return {
-                "models": [render.model(m) for m in mpage.items],
-                "next_page_token": mpage.next_page_token,
-            }
-        raise ValueError(f"unknown operation {op}")
+        )
+
+    def delete_model(self, namespace: str, name: str, *, force: bool) -> None:
+        """Delete a model."""
+        self.svc.delete_model(name, namespace=namespace, force=force, actor=self.actor)
+
+    def missing(self, digests: list[str]) -> list[str]:
+        """Which digests the blob store lacks."""
+        return self.svc.missing_blobs(digests)
 
     def upload(self, digest: str, source: Path, size: int, progress: Progress | None) -> None:
         """Write the file into the blob store (verified like an HTTP upload)."""
@@ -311,7 +271,97 @@ class EmbeddedBackend:
             writer.abort()
             raise
 
-    def download(self, ref: Reference, path: str, size: int) -> Iterator[bytes]:
+    def create_version(
+        self, namespace: str, name: str, body: Wire, idempotency_key: str | None
+    ) -> Wire:
+        """Create a version from stored blobs."""
+        from modelyard.api import render
+        from modelyard.service.registry import VersionSpec
+
+        fields = dict(body)
+        lineage = fields.pop("lineage", None) or {}
+        spec = VersionSpec(**fields, **lineage)
+        return render.version(
+            self.svc.create_version(
+                name, spec, namespace=namespace, actor=self.actor, idempotency_key=idempotency_key
+            )
+        )
+
+    def get_version(self, ref: Reference) -> Wire:
+        """One version with its files."""
+        from modelyard.api import render
+
+        return render.version(self.svc.get_version(ref))
+
+    def update_version(self, ref: Reference, changes: Wire) -> Wire:
+        """Change a version's mutable fields."""
+        from modelyard.api import render
+
+        return render.version(
+            self.svc.update_version(
+                ref,
+                description=changes.get("description"),
+                set_tags=changes.get("tags"),
+                delete_tags=changes.get("delete_tags", ()),
+                metadata=changes.get("metadata"),
+                actor=self.actor,
+            )
+        )
+
+    def transition(self, ref: Reference, action: Action, *, archive_previous: bool) -> Wire:
+        """Publish, archive or restore."""
+        from modelyard.api import render
+
+        target = {"publish": "published", "archive": "archived", "restore": "ready"}[action]
+        return render.version(
+            self.svc.transition_version(
+                ref, target, actor=self.actor, archive_previous=archive_previous
+            )
+        )
+
+    def set_alias(self, ref: Reference, alias: str, reason: str) -> Wire:
+        """Point an alias."""
+        from modelyard.api import render
+
+        return render.version(self.svc.set_alias(ref, alias, actor=self.actor, reason=reason))
+
+    def list_versions(
+        self, namespace: str, name: str, page_size: int, page_token: str | None
+    ) -> Wire:
+        """A model's versions, newest first."""
+        from modelyard.api import render
+
+        page = self.svc.list_versions(
+            name, namespace=namespace, page_size=page_size, page_token=page_token
+        )
+        return {
+            "versions": [render.version(v) for v in page.items],
+            "next_page_token": page.next_page_token,
+        }
+
+    def search(self, target: Target, query: Wire) -> Wire:
+        """Search models or versions."""
+        from modelyard.api import render
+
+        kw: dict[str, Any] = {
+            "order_by": query.get("order_by"),
+            "page_size": query.get("page_size", 100),
+            "page_token": query.get("page_token"),
+            "namespace": query.get("namespace"),
+        }
+        if target == "versions":
+            vpage = self.svc.search_versions(query.get("filter"), **kw)
+            return {
+                "versions": [render.version(v) for v in vpage.items],
+                "next_page_token": vpage.next_page_token,
+            }
+        mpage = self.svc.search_models(query.get("filter"), **kw)
+        return {
+            "models": [render.model(m) for m in mpage.items],
+            "next_page_token": mpage.next_page_token,
+        }
+
+    def download(self, ref: Reference, path: str) -> Iterator[bytes]:
         """Read one file of a version from the blob store."""
         _, entry = self.svc.get_file(ref, path)
         yield from self.svc.blobs.iter_range(entry.digest)

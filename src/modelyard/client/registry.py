@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from modelyard.client.backends import Backend, EmbeddedBackend, RemoteBackend
+from modelyard.client.backends import Backend, EmbeddedBackend, RemoteBackend, Target
 from modelyard.client.transfer import (
     BlobCache,
     LocalFile,
@@ -160,20 +160,12 @@ class Registry:
         metadata: dict[str, Any] | None = None,
     ) -> ModelInfo:
         """Register a model name."""
-        return ModelInfo.from_wire(
-            self._b.call(
-                "create_model",
-                name=name,
-                namespace=namespace,
-                description=description,
-                tags=tags or {},
-                metadata=metadata or {},
-            )
-        )
+        body = {"description": description, "tags": tags or {}, "metadata": metadata or {}}
+        return ModelInfo.from_wire(self._b.create_model(namespace, name, body))
 
     def get_model(self, name: str, *, namespace: str = DEFAULT_NAMESPACE) -> ModelInfo:
         """One model."""
-        return ModelInfo.from_wire(self._b.call("get_model", name=name, namespace=namespace))
+        return ModelInfo.from_wire(self._b.get_model(namespace, name))
 
     def update_model(
         self,
@@ -192,15 +184,13 @@ class Registry:
             "delete_tags": delete_tags or [],
             "metadata": metadata,
         }
-        return ModelInfo.from_wire(
-            self._b.call("update_model", name=name, namespace=namespace, changes=changes)
-        )
+        return ModelInfo.from_wire(self._b.update_model(namespace, name, changes))
 
     def delete_model(
         self, name: str, *, namespace: str = DEFAULT_NAMESPACE, force: bool = False
     ) -> None:
         """Delete a model (refused while versions are published unless ``force``)."""
-        self._b.call("delete_model", name=name, namespace=namespace, force=force)
+        self._b.delete_model(namespace, name, force=force)
 
     def search_models(
         self,
@@ -212,16 +202,14 @@ class Registry:
         page_size: int = 100,
     ) -> Iterator[ModelInfo]:
         """Iterate over models matching ``filter`` (all pages, up to ``limit``)."""
-        for d in self._pages(
-            "search_models", "models", filter, order_by, namespace, limit, page_size
-        ):
+        for d in self._pages("models", filter, order_by, namespace, limit, page_size):
             yield ModelInfo.from_wire(d)
 
     # -- versions ---------------------------------------------------------
 
     def get_version(self, ref: str) -> VersionInfo:
         """A version by reference: ``name/3``, ``name@alias``, ``ns/name@latest``."""
-        return VersionInfo.from_wire(self._b.call("get_version", ref=parse_reference(ref)))
+        return VersionInfo.from_wire(self._b.get_version(parse_reference(ref)))
 
     def list_versions(
         self, name: str, *, namespace: str = DEFAULT_NAMESPACE, page_size: int = 100
@@ -229,13 +217,7 @@ class Registry:
         """All versions of a model, newest first."""
         token: str | None = None
         while True:
-            page = self._b.call(
-                "list_versions",
-                name=name,
-                namespace=namespace,
-                page_size=page_size,
-                page_token=token,
-            )
+            page = self._b.list_versions(namespace, name, page_size, token)
             for d in page["versions"]:
                 yield VersionInfo.from_wire(d)
             token = page["next_page_token"]
@@ -252,15 +234,12 @@ class Registry:
         page_size: int = 100,
     ) -> Iterator[VersionInfo]:
         """Iterate over versions matching ``filter`` (all pages, up to ``limit``)."""
-        for d in self._pages(
-            "search_versions", "versions", filter, order_by, namespace, limit, page_size
-        ):
+        for d in self._pages("versions", filter, order_by, namespace, limit, page_size):
             yield VersionInfo.from_wire(d)
 
     def _pages(
         self,
-        op: str,
-        key: str,
+        target: Target,
         filter: str | None,
         order_by: str | None,
         namespace: str | None,
@@ -278,8 +257,8 @@ class Registry:
                 "page_token": token,
                 "namespace": namespace,
             }
-            page = self._b.call(op, query=query)
-            for d in page[key]:
+            page = self._b.search(target, query)
+            for d in page[target]:
                 yield d
                 n += 1
                 if limit is not None and n >= limit:
@@ -304,32 +283,23 @@ class Registry:
             "delete_tags": delete or [],
             "metadata": metadata,
         }
-        return VersionInfo.from_wire(
-            self._b.call("update_version", ref=parse_reference(ref), changes=changes)
-        )
+        return VersionInfo.from_wire(self._b.update_version(parse_reference(ref), changes))
 
     def publish(self, ref: str, *, archive_previous: bool = False) -> VersionInfo:
         """Publish a version."""
         return VersionInfo.from_wire(
-            self._b.call(
-                "transition",
-                ref=parse_reference(ref),
-                action="publish",
-                archive_previous=archive_previous,
-            )
+            self._b.transition(parse_reference(ref), "publish", archive_previous=archive_previous)
         )
 
     def archive(self, ref: str) -> VersionInfo:
         """Archive a version."""
         return VersionInfo.from_wire(
-            self._b.call("transition", ref=parse_reference(ref), action="archive")
+            self._b.transition(parse_reference(ref), "archive", archive_previous=False)
         )
 
     def set_alias(self, ref: str, alias: str, *, reason: str = "") -> VersionInfo:
         """Point ``alias`` at the version ``ref`` names."""
-        return VersionInfo.from_wire(
-            self._b.call("set_alias", ref=parse_reference(ref), alias=alias, reason=reason)
-        )
+        return VersionInfo.from_wire(self._b.set_alias(parse_reference(ref), alias, reason))
 
     # -- transfers --------------------------------------------------------
 
@@ -369,7 +339,7 @@ class Registry:
         if cb.start:
             cb.start("hashing", total)
         local = prepare(pairs, cb.advance)
-        missing = set(self._b.call("missing", digests=[f.digest for f in local]))
+        missing = set(self._b.missing([f.digest for f in local]))
         todo: dict[str, LocalFile] = {}
         for f in local:
             if f.digest in missing and f.digest not in todo:
@@ -400,9 +370,7 @@ class Registry:
         }
         key = uuid.uuid4().hex
         try:
-            wire = self._b.call(
-                "create_version", name=name, namespace=namespace, body=body, idempotency_key=key
-            )
+            wire = self._b.create_version(namespace, name, body, key)
         except NotFound as exc:
             if not create_model or exc.code != "MODEL_NOT_FOUND":
                 raise
@@ -411,9 +379,7 @@ class Registry:
             except Exception as again:  # a concurrent pusher may have created it
                 if getattr(again, "code", "") != "MODEL_ALREADY_EXISTS":
                     raise
-            wire = self._b.call(
-                "create_version", name=name, namespace=namespace, body=body, idempotency_key=key
-            )
+            wire = self._b.create_version(namespace, name, body, key)
         return VersionInfo.from_wire(wire)
 
     def pull(
@@ -438,7 +404,7 @@ class Registry:
             if cached is None:
                 cached = self.cache.put_stream(
                     f["digest"],
-                    self._progress(self._b.download(exact, f["path"], int(f["size"])), cb.advance),
+                    self._progress(self._b.download(exact, f["path"]), cb.advance),
                 )
                 copy_verified(cached, target, f["digest"])
             else:

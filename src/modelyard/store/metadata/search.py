@@ -517,46 +517,64 @@ def search_versions(
     return _page(conn, from_, where, sort, fingerprint, limit, cursor)
 
 
-# A key/value condition matching fewer rows than this drives a SQLite query.
-RARE_CAP = 5000
-_DRIVER_KINDS = frozenset({"tag", "param", "meta"})
+# A condition matching fewer versions than this drives a SQLite query.
+RARE_CAP = 20_000
+_DRIVER_OPS = {
+    "tag": frozenset({"=", "IN"}),
+    "param": frozenset({"=", "IN"}),
+    "meta": frozenset({"=", "IN"}),
+    "metric": frozenset({"=", "IN", "<", "<=", ">", ">="}),
+}
+_NAME_OPS = frozenset({"=", "IN", "LIKE", "ILIKE"})
+
+
+def _driver_candidate(compiler: _Compiler, term: Node) -> sa.Select[tuple[Any]] | None:
+    """The ids of versions matching ``term`` through an index, if it can drive."""
+    if not isinstance(term, Comparison):
+        return None
+    kind, op = term.field.kind, term.op
+    if kind in _DRIVER_OPS and op in _DRIVER_OPS[kind]:
+        table = _KV_TABLES["versions"][kind]
+        values = term.value if isinstance(term.value, tuple) else (term.value,)
+        if kind == "meta" and not all(isinstance(x, str) for x in values):
+            return None  # numeric metadata lives in ``num``: leave it to the walk
+        return sa.select(table.c.version_id).where(
+            table.c.key == term.field.key, compiler.apply(table.c.value, op, term.value)
+        )
+    if kind == "attr" and term.field.key == "name" and op in _NAME_OPS:
+        m = t.models.alias()
+        v = t.versions.alias()
+        names = sa.select(m.c.id).where(compiler.apply(m.c.name, op, term.value))
+        return sa.select(v.c.id).where(v.c.model_id.in_(names))
+    return None
 
 
 def _rare_driver(
     conn: sa.Connection, compiler: _Compiler, node: Node | None
 ) -> sa.ColumnElement[bool] | None:
-    """``versions.id IN (...)`` for the rarest equality among the filter's
+    """``versions.id IN (...)`` for the rarest indexable term among the filter's
     top-level AND terms, if it matches fewer than :data:`RARE_CAP` versions.
 
     SQLite has no statistics, so it walks the sort index and probes each row;
-    for a condition matching 10 rows in a million that walk covers the whole
-    index (0.5-1 s). Counting up to the cap through the ``(key, value,
-    version_id)`` index costs a few milliseconds and tells the two cases apart;
-    PostgreSQL makes this choice itself from its statistics.
+    for a condition matching 0.1% of a million versions (or versions created
+    long ago) that walk covers most of the index (0.1-1 s). Counting up to the
+    cap through the condition's own index costs a few milliseconds and tells
+    the cases apart; the few matches are then fetched and sorted. PostgreSQL
+    makes this choice itself from its statistics.
     """
     if node is None:
         return None
     terms = node.items if isinstance(node, And) else (node,)
-    best: tuple[int, sa.ColumnElement[bool]] | None = None
+    best: tuple[int, sa.Select[tuple[Any]]] | None = None
     for term in terms:
-        if not (
-            isinstance(term, Comparison)
-            and term.field.kind in _DRIVER_KINDS
-            and term.op in ("=", "IN")
-        ):
+        ids = _driver_candidate(compiler, term)
+        if ids is None:
             continue
-        table = _KV_TABLES["versions"][term.field.kind]
-        values = term.value if isinstance(term.value, tuple) else (term.value,)
-        if not all(isinstance(x, str) for x in values):
-            continue  # numeric metadata lives in ``num``: leave it to the walk
-        match = sa.and_(table.c.key == term.field.key, table.c.value.in_(list(values)))
-        probe = (
-            sa.select(sa.literal_column("1")).select_from(table).where(match).limit(RARE_CAP)
-        ).subquery()
+        probe = ids.limit(RARE_CAP).subquery()
         count = int(conn.execute(sa.select(sa.func.count()).select_from(probe)).scalar_one())
         if count < RARE_CAP and (best is None or count < best[0]):
-            best = (count, t.versions.c.id.in_(sa.select(table.c.version_id).where(match)))
-    return None if best is None else best[1]
+            best = (count, ids)
+    return None if best is None else t.versions.c.id.in_(best[1])
 
 
 def search_models(

@@ -1,0 +1,259 @@
+"""Point reads and creates over HTTP with wrk. Target: >= 2,000 req/s and p99 < 20 ms each.
+
+Seeds MODELS x VERSIONS versions over HTTP with the alias ``prod`` on each
+model's last version, then runs wrk (``-t1 -c16 -d15s --latency`` by default)
+against four cases:
+
+- get a version by number   GET /api/v1/models/default/mI/versions/N (rotating I and N)
+- get a version by alias    GET /api/v1/models/default/mI/versions/prod
+- resolve name@alias        GET /api/v1/resolve?ref=mI@prod
+- create a version          POST /api/v1/models/default/mI/versions (tags + metrics, no files)
+
+The server runs pinned to CPU 0 and wrk to CPU 1 with ``taskset`` when it
+exists (``--no-pin`` to let both float). Needs wrk: ``apt-get install -y wrk``.
+
+    .venv/bin/python bench/point_reads.py [--duration 15] [--models 200] [--versions 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+from _harness import TASKSET, ServerProcess, pinned, verdict
+
+TARGET_RPS = 2000.0
+TARGET_P99_MS = 20.0
+
+# wrk calls request() for every request; one Lua state per wrk thread (-t1: one).
+LUA_BY_NUMBER = """
+local i = 0
+request = function()
+  i = i + 1
+  local m = i % {models}
+  local n = math.floor(i / {models}) % {versions} + 1
+  return wrk.format("GET", "/api/v1/models/default/m" .. m .. "/versions/" .. n)
+end
+"""
+LUA_BY_ALIAS = """
+local i = 0
+request = function()
+  i = i + 1
+  return wrk.format("GET", "/api/v1/models/default/m" .. (i % {models}) .. "/versions/prod")
+end
+"""
+LUA_RESOLVE = """
+local i = 0
+request = function()
+  i = i + 1
+  return wrk.format("GET", "/api/v1/resolve?ref=m" .. (i % {models}) .. "%40prod")
+end
+"""
+LUA_CREATE = """
+local i = 0
+local headers = {{["Content-Type"] = "application/json"}}
+request = function()
+  i = i + 1
+  local body = '{{"tags": {{"team": "team-' .. (i % 50) .. '", "env": "prod"}}, ' ..
+               '"metrics": {{"accuracy": 0.9' .. (i % 10) .. ', "loss": 0.1}}, ' ..
+               '"params": {{"lr": "0.01"}}, "framework": "onnx"}}'
+  return wrk.format("POST", "/api/v1/models/default/m" .. (i % {models}) .. "/versions",
+                    headers, body)
+end
+"""
+CASES = {
+    "get version by number": LUA_BY_NUMBER,
+    "get version by alias": LUA_BY_ALIAS,
+    "resolve name@alias": LUA_RESOLVE,
+    "create version (POST)": LUA_CREATE,
+}
+
+
+@dataclass
+class WrkResult:
+    """What we read from wrk's report."""
+
+    rps: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    requests: int
+    non_2xx: int
+    socket_errors: int
+
+
+_UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
+
+
+def _ms(text: str) -> float:
+    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text).groups()  # type: ignore[union-attr]
+    return float(value) * _UNIT_MS[unit]
+
+
+def parse_wrk(out: str) -> WrkResult:
+    """Requests/s, latency percentiles and errors from ``wrk --latency`` output."""
+
+    def pct(p: str) -> float:
+        m = re.search(rf"^\s+{p}%\s+([\d.]+\w+)\s*$", out, re.M)
+        return _ms(m.group(1)) if m else float("nan")
+
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    total = re.search(r"(\d+) requests in", out)
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    sock = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out
+    )
+    return WrkResult(
+        rps=float(rps.group(1)) if rps else 0.0,
+        p50_ms=pct("50"),
+        p90_ms=pct("90"),
+        p99_ms=pct("99"),
+        requests=int(total.group(1)) if total else 0,
+        non_2xx=int(non2xx.group(1)) if non2xx else 0,
+        socket_errors=sum(int(x) for x in sock.groups()) if sock else 0,
+    )
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process, in seconds (from /proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / 100.0  # USER_HZ is 100 on Linux
+
+
+def run_wrk(
+    url: str, script: Path, *, duration: int, connections: int, cpu: int | None
+) -> tuple[str, str]:
+    """Run wrk once; returns (command line, stdout). Bounded by -d plus a margin."""
+    cmd = pinned(
+        [
+            "wrk",
+            "-t1",
+            f"-c{connections}",
+            f"-d{duration}s",
+            "--timeout",
+            "5s",
+            "--latency",
+            "-s",
+            str(script),
+            url,
+        ],
+        cpu,
+    )
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60, check=True)
+    return " ".join(cmd), done.stdout
+
+
+def seed(url: str, models: int, versions: int) -> None:
+    """MODELS models with VERSIONS versions each and alias ``prod`` on the last one."""
+    with httpx.Client(base_url=url, timeout=30) as c:
+        for m in range(models):
+            c.post("/api/v1/models", json={"name": f"m{m}"}).raise_for_status()
+            for n in range(versions):
+                c.post(
+                    f"/api/v1/models/default/m{m}/versions",
+                    json={
+                        "framework": "onnx",
+                        "tags": {"team": f"team-{m % 50}", "env": "prod"},
+                        "metrics": {"accuracy": 0.9 + n / 100, "loss": 0.1},
+                        "params": {"lr": "0.01", "epochs": n + 1},
+                    },
+                ).raise_for_status()
+            c.put(
+                f"/api/v1/models/default/m{m}/aliases/prod", json={"version": str(versions)}
+            ).raise_for_status()
+        # Every case must answer 2xx; check one of each before loading.
+        for path in (
+            "/api/v1/models/default/m0/versions/1",
+            "/api/v1/models/default/m0/versions/prod",
+            "/api/v1/resolve?ref=m0%40prod",
+        ):
+            c.get(path).raise_for_status()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--duration", type=int, default=15, help="seconds per case (wrk -d)")
+    ap.add_argument("--warmup", type=int, default=2, help="seconds of unmeasured wrk first")
+    ap.add_argument("--connections", type=int, default=16, help="wrk -c")
+    ap.add_argument("--models", type=int, default=200)
+    ap.add_argument("--versions", type=int, default=5)
+    ap.add_argument("--workers", type=int, default=1, help="server worker processes")
+    ap.add_argument("--no-pin", action="store_true", help="do not use taskset")
+    ap.add_argument("--keep", action="store_true", help="keep the temp dir (server log, db)")
+    args = ap.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk not found: apt-get install -y wrk")
+    pin = not args.no_pin and TASKSET is not None
+    server_cpu, wrk_cpu = (0, 1) if pin else (None, None)
+
+    tmp = Path(tempfile.mkdtemp(prefix="modelyard-point-"))
+    try:
+        with ServerProcess(tmp / "data", workers=args.workers, cpu=server_cpu) as server:
+            t0 = time.perf_counter()
+            seed(server.url, args.models, args.versions)
+            print(
+                f"seeded {args.models} models x {args.versions} versions + alias 'prod' "
+                f"in {time.perf_counter() - t0:.1f} s (server pid {server.pid})"
+            )
+            if pin:
+                print("pinning: server on CPU 0 (taskset -c 0), wrk on CPU 1 (taskset -c 1)")
+            else:
+                print("pinning: none (taskset missing or --no-pin); server and wrk share 2 CPUs")
+            print(f"server workers: {args.workers}")
+            header = (
+                f"{'case':<24} {'req/s':>9} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} "
+                f"{'requests':>9} {'errors':>7} {'srv CPU':>8}  target"
+            )
+            results: list[tuple[str, WrkResult, float]] = []
+            cmd_line = ""
+            for name, template in CASES.items():
+                script = tmp / (re.sub(r"\W+", "_", name) + ".lua")
+                script.write_text(template.format(models=args.models, versions=args.versions))
+                if args.warmup > 0:
+                    run_wrk(
+                        server.url,
+                        script,
+                        duration=args.warmup,
+                        connections=args.connections,
+                        cpu=wrk_cpu,
+                    )
+                cpu0, t0 = cpu_seconds(server.pid), time.perf_counter()
+                cmd_line, out = run_wrk(
+                    server.url,
+                    script,
+                    duration=args.duration,
+                    connections=args.connections,
+                    cpu=wrk_cpu,
+                )
+                busy = (cpu_seconds(server.pid) - cpu0) / (time.perf_counter() - t0)
+                (tmp / (script.stem + ".out")).write_text(out)
+                results.append((name, parse_wrk(out), busy))
+            print(f"wrk command (per case): {cmd_line.replace(str(tmp) + '/', '')}")
+            print(header)
+            for name, r, busy in results:
+                ok = r.rps >= TARGET_RPS and r.p99_ms < TARGET_P99_MS and r.non_2xx == 0
+                print(
+                    f"{name:<24} {r.rps:>9.0f} {r.p50_ms:>8.2f} {r.p90_ms:>8.2f} "
+                    f"{r.p99_ms:>8.2f} {r.requests:>9} {r.non_2xx + r.socket_errors:>7} "
+                    f"{busy:>7.0%}  {verdict(ok)}"
+                )
+            print(
+                f"target: >= {TARGET_RPS:,.0f} req/s and p99 < {TARGET_P99_MS:.0f} ms, "
+                "no errors (srv CPU: server process CPU time / wall time; 100% = one core busy)"
+            )
+    finally:
+        if args.keep:
+            print(f"kept {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
