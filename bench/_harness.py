@@ -102,9 +102,7 @@ class ServerProcess:
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
         env = {**os.environ, "MODELYARD_LOG_LEVEL": "warning"}
         started = time.perf_counter()
-        self.proc = subprocess.Popen(
-            self.cmd, stdout=subprocess.DEVNULL, stderr=self._log, env=env
-        )
+        self.proc = subprocess.Popen(self.cmd, stdout=subprocess.DEVNULL, stderr=self._log, env=env)
         self.pid = self.proc.pid
         try:
             self.ready_s = self._wait_healthy(started, start_timeout)

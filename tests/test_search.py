@@ -1008,6 +1008,7 @@ def test_default_order_walks_the_created_index(
 ) -> None:
     # In this small data set every tag is "rare"; a cap of 1 makes them common.
     monkeypatch.setattr(search_module, "RARE_CAP", 1)
+    monkeypatch.setattr(search_module, "NAME_CAP", 1)
     plan = _plan(engine, text, namespace=namespace)
     assert "ix_versions_created_at_id" in plan, plan
     assert "TEMP B-TREE" not in plan, plan
@@ -1019,10 +1020,19 @@ def test_rare_tag_drives_from_the_key_value_index(engine: sa.Engine, data: Data)
     assert "SCAN versions" not in plan, plan
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "tags.team = 'fraud' AND metrics.acc > 0.2",
+        "metrics.acc >= 0.3 AND framework != 'x'",
+        "name LIKE 'fr%' AND metrics.acc > 0.1",
+        "name ILIKE 'FRAUD%'",
+    ],
+)
 def test_rare_and_common_modes_return_the_same_pages(
-    engine: sa.Engine, data: Data, monkeypatch: pytest.MonkeyPatch
+    engine: sa.Engine, data: Data, monkeypatch: pytest.MonkeyPatch, text: str
 ) -> None:
-    node = parse_filter("tags.team = 'fraud' AND metrics.acc > 0.2", "versions")
+    node = parse_filter(text, "versions")
     order = parse_order_by(None, "versions")
 
     def walk() -> list[int]:
@@ -1037,6 +1047,7 @@ def test_rare_and_common_modes_return_the_same_pages(
 
     rare = walk()
     monkeypatch.setattr(search_module, "RARE_CAP", 1)
+    monkeypatch.setattr(search_module, "NAME_CAP", 1)
     assert walk() == rare and rare
 
 
