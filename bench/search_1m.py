@@ -56,7 +56,7 @@ STATES = ["ready"] * 18 + ["published", "archived"]
 QUERIES: list[tuple[str, str, str | None]] = [
     ("team + metric (0.1%)", "tags.team = 'team-7' AND metrics.accuracy >= 0.9", None),
     ("rare tag (~50 rows)", "tags.owner = 'rare-3'", None),
-    ("unique tag (1 row)", "tags.run = 'run-123457'", None),
+    ("unique tag (1 row)", "tags.run = 'run-12345'", None),
     ("common tag (33%)", "tags.env = 'prod'", None),
     ("medium tag (0.1%)", "tags.dataset = 'ds-42'", None),
     ("framework IN + metric", "framework IN ('onnx', 'tflite') AND metrics.accuracy >= 0.5", None),
@@ -330,13 +330,13 @@ def query_plan(engine: sa.Engine, sql: str, params: Any) -> list[str]:
 def measure(svc: RegistryService, db_path: Path, args: argparse.Namespace, tmp: Path) -> None:
     """Time every query through the service and over HTTP; print plans."""
     capture = SqlCapture(svc.db.engine)
-    print(f"\nsearch, page_size {PAGE_SIZE}, times in ms; target p95 < {TARGET_P95_MS:.0f} ms")
-    print(f"  {'query':<24} {'p50':>8} {'p95':>8} {'max':>8} {'runs':>5}  target")
     plans: list[tuple[str, str, list[str]]] = []
     with ServerProcess(
         tmp / "server-data", db_url=f"sqlite:///{db_path}", cpu=args.server_cpu
     ) as server:
-        print(f"  (server pid {server.pid}, start-up {server.ready_s:.2f} s on this database)")
+        print(f"server pid {server.pid}; start-up on this database {server.ready_s:.2f} s")
+        print(f"\nsearch, page_size {PAGE_SIZE}, times in ms; target p95 < {TARGET_P95_MS:.0f} ms")
+        print(f"  {'query':<24} {'p50':>8} {'p95':>8} {'max':>8} {'runs':>5}  target")
         with httpx.Client(base_url=server.url, timeout=120) as http:
             for label, flt, order_by in QUERIES:
                 shown = flt if order_by is None else f"{flt}  ORDER BY {order_by}"

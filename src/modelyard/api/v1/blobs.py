@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from modelyard.api.deps import services
-from modelyard.api.responses import JSONResponse
+from modelyard.api.responses import BlobFileResponse, JSONResponse
 from modelyard.api.schemas import DigestList
 from modelyard.domain.errors import InvalidInput, NotFound, PayloadTooLarge
 from modelyard.domain.names import validate_digest
@@ -74,12 +74,11 @@ async def upload_blob(digest: str, request: Request) -> Response:
 async def get_blob(digest: str, request: Request) -> Response:
     """A blob's bytes by digest, only if some version's manifest references it."""
     svc, call = services(request)
-    from starlette.responses import FileResponse
 
     validate_digest(digest)
     path = svc.blobs.local_path(digest)
     if path is None or not await call(svc.blob_referenced, digest):
         raise NotFound("blob not found", code="BLOB_NOT_FOUND", details={"digest": digest})
-    return FileResponse(
+    return BlobFileResponse(
         path, media_type="application/octet-stream", headers={"ETag": f'"{digest}"'}
     )

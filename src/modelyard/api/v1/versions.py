@@ -9,11 +9,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from fastapi import APIRouter, Header, Query, Request
-from starlette.responses import FileResponse, Response, StreamingResponse
+from starlette.responses import Response, StreamingResponse
 
 from modelyard.api import render
 from modelyard.api.deps import actor, services
-from modelyard.api.responses import JSONResponse
+from modelyard.api.responses import BlobFileResponse, JSONResponse
 from modelyard.api.schemas import AliasSet, FilesCommit, TagChanges, Transition, VersionCreate
 from modelyard.api.tarstream import tar_stream
 from modelyard.domain.entities import VersionState
@@ -210,7 +210,7 @@ async def download_file(
     }
     local = svc.blobs.local_path(entry.digest)
     if local is not None:
-        return FileResponse(
+        return BlobFileResponse(
             local,
             media_type=entry.media_type,
             headers=headers,

@@ -98,9 +98,14 @@ class HotQueries:
 
         self.by_number = p(VERSION_SELECT.where(*_OF_MODEL, t.versions.c.number == _B("num")))
         self.by_alias = p(
-            VERSION_SELECT.join(t.aliases, t.aliases.c.version_id == t.versions.c.id).where(
-                *_OF_MODEL, t.aliases.c.name == _B("alias")
-            )
+            # model_id in the join lets SQLite use the (model_id, name) key.
+            VERSION_SELECT.join(
+                t.aliases,
+                sa.and_(
+                    t.aliases.c.model_id == t.models.c.id,
+                    t.aliases.c.version_id == t.versions.c.id,
+                ),
+            ).where(*_OF_MODEL, t.aliases.c.name == _B("alias"))
         )
         newest = t.versions.alias("newest")
         self.latest = p(

@@ -159,6 +159,8 @@ aliases = sa.Table(
     sa.Column("updated_by", sa.String(256), nullable=False, server_default=""),
     sa.Column("updated_at", sa.BigInteger, nullable=False),
 )
+# Loading a version lists its aliases by version id.
+sa.Index("ix_aliases_version_id", aliases.c.version_id)
 
 alias_history = sa.Table(
     "alias_history",

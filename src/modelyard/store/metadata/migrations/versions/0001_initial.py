@@ -228,6 +228,9 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("model_id", "name", name=op.f("pk_aliases")),
     )
+    with op.batch_alter_table("aliases", schema=None) as batch_op:
+        batch_op.create_index("ix_aliases_version_id", ["version_id"], unique=False)
+
     op.create_table(
         "files",
         sa.Column(
@@ -354,6 +357,9 @@ def downgrade() -> None:
         batch_op.drop_index("ix_files_digest")
 
     op.drop_table("files")
+    with op.batch_alter_table("aliases", schema=None) as batch_op:
+        batch_op.drop_index("ix_aliases_version_id")
+
     op.drop_table("aliases")
     with op.batch_alter_table("versions", schema=None) as batch_op:
         batch_op.drop_index("ix_versions_updated_at_id")
