@@ -7,6 +7,7 @@ its digest only after the hash matched (see ``store.blobs``).
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from modelyard.api.deps import services
@@ -63,7 +64,11 @@ async def upload_blob(digest: str, request: Request) -> Response:
                     raise PayloadTooLarge(
                         "blob larger than the configured limit", details={"limit": limit}
                     )
-        stored = writer.commit(expected_digest=digest, expected_size=expected_size)
+        # The commit fsyncs the whole blob: seconds for a large one, so it must
+        # not stall the event loop that serves every other request.
+        stored = await run_in_threadpool(
+            writer.commit, expected_digest=digest, expected_size=expected_size
+        )
     except BaseException:
         writer.abort()
         raise
