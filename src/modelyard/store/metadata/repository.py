@@ -27,7 +27,7 @@ from modelyard.domain.entities import (
     Version,
     VersionState,
 )
-from modelyard.domain.errors import AlreadyExists, Conflict
+from modelyard.domain.errors import AlreadyExists
 from modelyard.store.metadata import tables as t
 from modelyard.store.metadata.engine import is_sqlite, write_options, writer_lock_for
 from modelyard.store.metadata.hotpath import (
@@ -57,8 +57,6 @@ _MODEL_COLS = (
     t.models.c.updated_at,
 )
 _MODEL_FROM = t.models.join(t.namespaces, t.models.c.namespace_id == t.namespaces.c.id)
-
-_VERSION_SELECT = VERSION_SELECT
 
 
 def _meta_rows(owner_col: str, owner_id: int, meta: dict[str, Any]) -> list[dict[str, Any]]:
@@ -204,21 +202,24 @@ class Tx:
         values["updated_at"] = now_us()
         self.conn.execute(t.models.update().where(t.models.c.id == model_id).values(**values))
 
+    def _replace_rows(
+        self, table: sa.Table, owner: str, owner_id: int, rows: list[dict[str, Any]]
+    ) -> None:
+        """Replace every row of ``table`` that belongs to one owner with ``rows``."""
+        self.conn.execute(table.delete().where(table.c[owner] == owner_id))
+        if rows:
+            self.conn.execute(table.insert(), rows)
+
     def replace_model_tags(self, model_id: int, tags: dict[str, str]) -> None:
         """Set the model's tags to exactly ``tags``."""
-        self.conn.execute(t.model_tags.delete().where(t.model_tags.c.model_id == model_id))
-        if tags:
-            self.conn.execute(
-                t.model_tags.insert(),
-                [{"model_id": model_id, "key": k, "value": v} for k, v in tags.items()],
-            )
+        rows = [{"model_id": model_id, "key": k, "value": v} for k, v in tags.items()]
+        self._replace_rows(t.model_tags, "model_id", model_id, rows)
 
     def replace_model_meta(self, model_id: int, meta: dict[str, Any]) -> None:
         """Re-index the model's metadata scalars."""
-        self.conn.execute(t.model_meta.delete().where(t.model_meta.c.model_id == model_id))
-        rows = _meta_rows("model_id", model_id, meta)
-        if rows:
-            self.conn.execute(t.model_meta.insert(), rows)
+        self._replace_rows(
+            t.model_meta, "model_id", model_id, _meta_rows("model_id", model_id, meta)
+        )
 
     def count_versions_in_state(self, model_id: int, state: VersionState) -> int:
         """How many versions of a model are in ``state``."""
@@ -305,19 +306,13 @@ class Tx:
 
     def replace_kv(self, table: sa.Table, version_id: int, items: dict[str, Any]) -> None:
         """Set a version's tags / metrics / params to exactly ``items``."""
-        self.conn.execute(table.delete().where(table.c.version_id == version_id))
-        if items:
-            self.conn.execute(
-                table.insert(),
-                [{"version_id": version_id, "key": k, "value": v} for k, v in items.items()],
-            )
+        rows = [{"version_id": version_id, "key": k, "value": v} for k, v in items.items()]
+        self._replace_rows(table, "version_id", version_id, rows)
 
     def replace_version_meta(self, version_id: int, meta: dict[str, Any]) -> None:
         """Re-index a version's metadata scalars."""
-        self.conn.execute(t.version_meta.delete().where(t.version_meta.c.version_id == version_id))
         rows = _meta_rows("version_id", version_id, meta)
-        if rows:
-            self.conn.execute(t.version_meta.insert(), rows)
+        self._replace_rows(t.version_meta, "version_id", version_id, rows)
 
     def insert_files(self, version_id: int, entries: Sequence[FileEntry]) -> None:
         """Record a version's manifest."""
@@ -416,7 +411,7 @@ class Tx:
                 if row is not None:
                     found.append(self.hot.hydrate(self.conn, row, with_files=with_files))
             return found
-        rows = self.conn.execute(_VERSION_SELECT.where(t.versions.c.id.in_(ids))).all()
+        rows = self.conn.execute(VERSION_SELECT.where(t.versions.c.id.in_(ids))).all()
         kv: dict[str, dict[int, dict[str, Any]]] = {}
         for name, table in (
             ("tags", t.version_tags),
@@ -471,17 +466,6 @@ class Tx:
             q = q.where(t.versions.c.state.in_(list(states)))
         q = q.order_by(t.versions.c.number.desc()).limit(limit)
         return list(self.conn.execute(q).scalars())
-
-    def files_of(self, version_id: int) -> list[FileEntry]:
-        """A version's manifest, ordered by path."""
-        return [
-            FileEntry(r.path, r.digest, r.size, r.media_type)
-            for r in self.conn.execute(
-                sa.select(t.files)
-                .where(t.files.c.version_id == version_id)
-                .order_by(t.files.c.path)
-            )
-        ]
 
     def file_of(self, version_id: int, path: str) -> FileEntry | None:
         """One file of a version."""
@@ -649,8 +633,3 @@ def is_retryable(exc: BaseException) -> bool:
         msg = str(exc.orig).lower() if exc.orig is not None else str(exc).lower()
         return "database is locked" in msg or "deadlock" in msg or "could not serialize" in msg
     return False
-
-
-def unique_violation(exc: SAIntegrityError) -> Conflict:
-    """A unique-constraint race turned into a clean conflict."""
-    return Conflict("a concurrent change conflicted with this one; retry", code="CONCURRENT_UPDATE")
