@@ -16,9 +16,12 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
+from modelyard.domain.identity import Principal
 from modelyard.service.factory import build_registry
 from modelyard.service.registry import VersionSpec
 from modelyard.settings import Settings
+
+LOCAL = Principal.local("t")
 
 
 def test_threads_allocate_gapless_numbers(client: TestClient) -> None:
@@ -55,6 +58,7 @@ WORKER = textwrap.dedent(
     """
     import sys
     from pathlib import Path
+    from modelyard.domain.identity import Principal
     from modelyard.service.factory import build_registry
     from modelyard.service.registry import VersionSpec
     from modelyard.settings import Settings
@@ -62,7 +66,7 @@ WORKER = textwrap.dedent(
     svc = build_registry(Settings(data_dir=Path(data_dir), db=db))
     out = []
     for i in range(n):
-        v = svc.create_version("m", VersionSpec(tags={"w": wid}), actor="w" + wid)
+        v = svc.create_version("m", VersionSpec(tags={"w": wid}), actor=Principal.local("w" + wid))
         out.append(v.number)
     print(" ".join(map(str, out)))
     """
@@ -72,7 +76,7 @@ WORKER = textwrap.dedent(
 @pytest.mark.parametrize("procs", [4])
 def test_processes_allocate_gapless_numbers(tmp_path: Path, db_url: str, procs: int) -> None:
     svc = build_registry(Settings(data_dir=tmp_path, db=db_url))
-    svc.create_model("m", actor="t")
+    svc.create_model("m", actor=LOCAL)
     svc.db.dispose()
     per = 25
     children = [
@@ -92,26 +96,26 @@ def test_processes_allocate_gapless_numbers(tmp_path: Path, db_url: str, procs: 
         numbers += [int(x) for x in out.split()]
     assert sorted(numbers) == list(range(1, procs * per + 1))
     svc = build_registry(Settings(data_dir=tmp_path, db=db_url))
-    page = svc.list_versions("m", page_size=1000)
+    page = svc.list_versions("m", page_size=1000, actor=LOCAL)
     assert sorted(v.number for v in page.items) == list(range(1, procs * per + 1))
     svc.db.dispose()
 
 
 def test_concurrent_alias_moves_leave_consistent_history(tmp_path: Path, db_url: str) -> None:
     svc = build_registry(Settings(data_dir=tmp_path, db=db_url))
-    svc.create_model("m", actor="t")
+    svc.create_model("m", actor=LOCAL)
     for _ in range(4):
-        svc.create_version("m", VersionSpec(), actor="t")
+        svc.create_version("m", VersionSpec(), actor=LOCAL)
 
     def move(i: int) -> int:
-        return svc.set_alias(f"m/{i % 4 + 1}", "prod", actor=f"a{i}").number
+        return svc.set_alias(f"m/{i % 4 + 1}", "prod", actor=Principal.local(f"a{i}")).number
 
     with ThreadPoolExecutor(6) as pool:
         list(pool.map(move, range(30)))
-    history = svc.alias_history("m", alias="prod")
+    history = svc.alias_history("m", alias="prod", actor=LOCAL)
     assert len(history) == 30
     # Each move starts where the previous one ended: no lost update.
     for prev, cur in itertools.pairwise(history):
         assert cur.from_version == prev.to_version
-    assert svc.get_version("m@prod").number == history[-1].to_version
+    assert svc.get_version("m@prod", actor=LOCAL).number == history[-1].to_version
     svc.db.dispose()

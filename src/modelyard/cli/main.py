@@ -1,4 +1,5 @@
-"""``modelyard``: server, push, pull, ls, show, search, tag, alias, db upgrade.
+"""``modelyard``: server, push, pull, ls, show, search, tag, alias, whoami, db, token,
+user, role.
 
 Exit codes: 0 success, 1 a registry error (its code is printed), 2 usage errors.
 """
@@ -35,6 +36,15 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+token_app = typer.Typer(help="API tokens: create (shown once), list, revoke.", no_args_is_help=True)
+app.add_typer(token_app, name="token")
+user_app = typer.Typer(help="Users (instance admin).", no_args_is_help=True)
+app.add_typer(user_app, name="user")
+role_app = typer.Typer(
+    help="Role bindings per namespace: reader, writer, reviewer, admin, consumer.",
+    no_args_is_help=True,
+)
+app.add_typer(role_app, name="role")
 
 
 def out() -> Console:
@@ -55,14 +65,22 @@ RegistryOpt = Annotated[
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+TokenOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--token",
+        envvar="MODELYARD_TOKEN",
+        help="API token for a server with auth on (sent as Authorization: Bearer).",
+    ),
+]
 
 
 @contextmanager
-def _registry(target: str) -> Iterator[Any]:
+def _registry(target: str, token: str | None = None) -> Iterator[Any]:
     """The registry for one command, closed when the command ends."""
     from modelyard.client import Registry
 
-    reg = Registry(target)
+    reg = Registry(target, token=token)
     try:
         yield reg
     finally:
@@ -141,6 +159,12 @@ def server(
     workers: Annotated[
         int | None, typer.Option(help="Worker processes [env MODELYARD_WORKERS].")
     ] = None,
+    auth: Annotated[
+        str | None,
+        typer.Option(
+            help="Require API tokens: auto (on beyond loopback), on, off [env MODELYARD_AUTH]."
+        ),
+    ] = None,
 ) -> None:
     """Run the registry server (REST API, /docs, /health, /metrics)."""
     from modelyard.server import run_server
@@ -155,9 +179,12 @@ def server(
             "db": db,
             "store": store,
             "workers": workers,
+            "auth": auth,
         }.items()
         if v is not None
     }
+    if auth is not None and auth not in ("auto", "on", "off"):
+        raise typer.BadParameter("--auth must be auto, on or off")
     _run(lambda: run_server(Settings(**overrides)))
 
 
@@ -166,6 +193,7 @@ def push(
     name: Annotated[str, typer.Argument(help="Model name, optionally namespace/name.")],
     path: Annotated[Path, typer.Argument(help="A file or a directory to push.")],
     registry: RegistryOpt = "http://127.0.0.1:8080",
+    token: TokenOpt = None,
     framework: Annotated[str | None, typer.Option(help="e.g. pytorch, onnx, sklearn")] = None,
     format: Annotated[str | None, typer.Option("--format", help="e.g. onnx, tflite")] = None,
     description: Annotated[str, typer.Option(help="Version description.")] = "",
@@ -185,7 +213,7 @@ def push(
 ) -> None:
     """Push a file or directory as a new version of NAME."""
     namespace, _, model = name.rpartition("/")
-    with _registry(registry) as reg:
+    with _registry(registry, token) as reg:
         with _progress(not as_json) as cb:
             v = _run(
                 lambda: reg.push(
@@ -218,10 +246,11 @@ def pull(
     ref: Annotated[str, typer.Argument(help="name/3, name@alias, ns/name@latest")],
     dest: Annotated[Path, typer.Argument(help="Destination directory.")] = Path("."),
     registry: RegistryOpt = "http://127.0.0.1:8080",
+    token: TokenOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Download a version's files into DEST (digest-verified, cached)."""
-    with _registry(registry) as reg:
+    with _registry(registry, token) as reg:
         with _progress(not as_json) as cb:
             target = _run(lambda: reg.pull(ref, dest, callbacks=cb))
         v = _run(lambda: reg.get_version(ref))
@@ -251,11 +280,12 @@ def _version_rows(versions: list[Any]) -> Table:
 def ls(
     name: Annotated[str | None, typer.Argument(help="List this model's versions.")] = None,
     registry: RegistryOpt = "http://127.0.0.1:8080",
+    token: TokenOpt = None,
     as_json: JsonOpt = False,
     limit: Annotated[int, typer.Option(help="At most this many rows.")] = 100,
 ) -> None:
     """List models, or the versions of NAME."""
-    with _registry(registry) as reg:
+    with _registry(registry, token) as reg:
         if name is None:
             models = _run(lambda: list(reg.search_models(limit=limit)))
             if as_json:
@@ -293,10 +323,11 @@ def ls(
 def show(
     ref: Annotated[str, typer.Argument(help="name/3, name@alias, ns/name@latest")],
     registry: RegistryOpt = "http://127.0.0.1:8080",
+    token: TokenOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Show one version with its files, metrics and lineage."""
-    with _registry(registry) as reg:
+    with _registry(registry, token) as reg:
         v = _run(lambda: reg.get_version(ref))
         if as_json:
             _print_json(v.raw)
@@ -323,10 +354,11 @@ def search(
     order_by: Annotated[str | None, typer.Option(help="e.g. 'metrics.acc DESC'")] = None,
     limit: Annotated[int, typer.Option(help="At most this many results.")] = 100,
     registry: RegistryOpt = "http://127.0.0.1:8080",
+    token: TokenOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Search versions (or models) with the filter language."""
-    with _registry(registry) as reg:
+    with _registry(registry, token) as reg:
         if models:
             found = _run(lambda: list(reg.search_models(filter, order_by=order_by, limit=limit)))
             if as_json:
@@ -350,10 +382,11 @@ def tag(
         list[str] | None, typer.Option("--delete", "-d", help="Tag key to remove, repeatable")
     ] = None,
     registry: RegistryOpt = "http://127.0.0.1:8080",
+    token: TokenOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Set or delete tags on a version."""
-    with _registry(registry) as reg:
+    with _registry(registry, token) as reg:
         v = _run(lambda: reg.tag(ref, _kv(tags, "tag"), delete=delete or []))
         if as_json:
             _print_json(v.raw)
@@ -367,10 +400,11 @@ def alias(
     name: Annotated[str, typer.Argument(help="Alias name, e.g. production")],
     reason: Annotated[str, typer.Option(help="Why (kept in the alias history).")] = "",
     registry: RegistryOpt = "http://127.0.0.1:8080",
+    token: TokenOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Point an alias at a version."""
-    with _registry(registry) as reg:
+    with _registry(registry, token) as reg:
         v = _run(lambda: reg.set_alias(ref, name, reason=reason))
         if as_json:
             _print_json(v.raw)
@@ -401,6 +435,213 @@ def db_upgrade(
     finally:
         engine.dispose()
     out().print(f"database at revision {after} (was {before or 'empty'})")
+
+
+# -- identity -----------------------------------------------------------------
+
+
+def _parse_duration(text: str | None) -> int | None:
+    """``90`` (seconds), ``30m``, ``12h``, ``30d`` or ``52w`` as seconds."""
+    if text is None:
+        return None
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
+    number, unit = (text[:-1], text[-1]) if text and text[-1] in units else (text, "s")
+    if not number.isdigit() or int(number) < 1:
+        raise typer.BadParameter(f"not a duration: {text!r} (e.g. 3600, 12h, 30d)")
+    return int(number) * units[unit]
+
+
+def _token_table(tokens: list[dict[str, Any]]) -> Table:
+    table = Table("id", "user", "name", "state", "expires", "last used", "created")
+    for t in tokens:
+        table.add_row(
+            t["id"],
+            t["user"],
+            t["name"],
+            t["state"],
+            t["expires_at"] or "never",
+            t["last_used_at"] or "-",
+            t["created_at"],
+        )
+    return table
+
+
+@app.command()
+def whoami(
+    registry: RegistryOpt = "http://127.0.0.1:8080",
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show who the token belongs to and its roles."""
+    with _registry(registry, token) as reg:
+        me = _run(reg.whoami)
+        if as_json:
+            _print_json(me)
+            return
+        admin = " (instance admin)" if me["instance_admin"] else ""
+        out().print(f"[bold]{me['name']}[/bold]{admin}")
+        for ns, roles in sorted(me["roles"].items()):
+            out().print(f"  {ns}: {', '.join(roles)}")
+
+
+@token_app.command("create")
+def token_create(
+    name: Annotated[str, typer.Argument(help="What the token is for, e.g. ci-pipeline.")],
+    user: Annotated[
+        str | None, typer.Option(help="Owner (default: yourself; others need instance admin).")
+    ] = None,
+    expires_in: Annotated[
+        str | None, typer.Option("--expires-in", help="Lifetime: 3600, 12h, 30d, 52w.")
+    ] = None,
+    registry: RegistryOpt = "http://127.0.0.1:8080",
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Create an API token. The secret is printed now and never again."""
+    seconds = _parse_duration(expires_in)
+    with _registry(registry, token) as reg:
+        made = _run(lambda: reg.create_token(name, user=user, expires_in=seconds))
+        if as_json:
+            _print_json(made)
+            return
+        err.print(
+            f"created token {made['id']} for {made['user']} "
+            f"(expires {made['expires_at'] or 'never'}); store it now, it is not shown again:"
+        )
+        sys.stdout.write(made["token"] + "\n")
+
+
+@token_app.command("list")
+def token_list(
+    user: Annotated[str | None, typer.Option(help="This user's tokens (instance admin).")] = None,
+    all_users: Annotated[
+        bool, typer.Option("--all", help="Every user's tokens (instance admin).")
+    ] = False,
+    registry: RegistryOpt = "http://127.0.0.1:8080",
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List API tokens (your own by default); secrets are never shown."""
+    with _registry(registry, token) as reg:
+        found = _run(lambda: reg.list_tokens(user=user, all_users=all_users))
+        if as_json:
+            _print_json(found)
+        else:
+            out().print(_token_table(found))
+
+
+@token_app.command("revoke")
+def token_revoke(
+    token_id: Annotated[str, typer.Argument(help="The token's id (see `token list`).")],
+    registry: RegistryOpt = "http://127.0.0.1:8080",
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Revoke an API token at once."""
+    with _registry(registry, token) as reg:
+        done = _run(lambda: reg.revoke_token(token_id))
+        if as_json:
+            _print_json(done)
+        else:
+            out().print(f"revoked token {done['id']} ({done['user']}/{done['name']})")
+
+
+@user_app.command("create")
+def user_create(
+    name: Annotated[str, typer.Argument(help="User name.")],
+    registry: RegistryOpt = "http://127.0.0.1:8080",
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Create a user (then grant roles and create a token for it)."""
+    with _registry(registry, token) as reg:
+        made = _run(lambda: reg.create_user(name))
+        if as_json:
+            _print_json(made)
+        else:
+            out().print(f"created user {made['name']}")
+
+
+@user_app.command("list")
+def user_list(
+    registry: RegistryOpt = "http://127.0.0.1:8080",
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List users with their roles."""
+    with _registry(registry, token) as reg:
+        users = _run(reg.list_users)
+        if as_json:
+            _print_json(users)
+            return
+        table = Table("user", "roles", "created")
+        for u in users:
+            roles = " ".join(f"{b['namespace']}:{b['role']}" for b in u["roles"])
+            table.add_row(u["name"], roles, u["created_at"])
+        out().print(table)
+
+
+NamespaceOpt = Annotated[
+    str, typer.Option("--namespace", "-n", help="Namespace, or * for every namespace.")
+]
+
+
+@role_app.command("grant")
+def role_grant(
+    user: Annotated[str, typer.Argument(help="User name.")],
+    role: Annotated[str, typer.Argument(help="reader, writer, reviewer, admin or consumer.")],
+    namespace: NamespaceOpt = "default",
+    registry: RegistryOpt = "http://127.0.0.1:8080",
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Grant USER the ROLE in a namespace."""
+    with _registry(registry, token) as reg:
+        b = _run(lambda: reg.grant_role(user, role, namespace=namespace))
+        if as_json:
+            _print_json(b)
+        else:
+            out().print(f"{b['user']} is {b['role']} in {b['namespace']}")
+
+
+@role_app.command("revoke")
+def role_revoke(
+    user: Annotated[str, typer.Argument(help="User name.")],
+    role: Annotated[str, typer.Argument(help="The role to take back.")],
+    namespace: NamespaceOpt = "default",
+    registry: RegistryOpt = "http://127.0.0.1:8080",
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Take ROLE in a namespace back from USER."""
+    with _registry(registry, token) as reg:
+        _run(lambda: reg.revoke_role(user, role, namespace=namespace))
+        if as_json:
+            _print_json({"user": user, "role": role, "namespace": namespace, "revoked": True})
+        else:
+            out().print(f"{user} is no longer {role} in {namespace}")
+
+
+@role_app.command("list")
+def role_list(
+    namespace: Annotated[
+        str | None, typer.Option("--namespace", "-n", help="Only this namespace (* = global).")
+    ] = None,
+    user: Annotated[str | None, typer.Option(help="Only this user.")] = None,
+    registry: RegistryOpt = "http://127.0.0.1:8080",
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List role bindings (your own, a namespace's as its admin, all as instance admin)."""
+    with _registry(registry, token) as reg:
+        found = _run(lambda: reg.list_roles(namespace=namespace, user=user))
+        if as_json:
+            _print_json(found)
+            return
+        table = Table("namespace", "user", "role", "granted by", "granted")
+        for b in found:
+            table.add_row(b["namespace"], b["user"], b["role"], b["granted_by"], b["granted_at"])
+        out().print(table)
 
 
 def main() -> None:

@@ -10,7 +10,8 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from modelyard.api.deps import services
+from modelyard.api.access import access
+from modelyard.api.deps import actor, services
 from modelyard.api.responses import BlobFileResponse, JSONResponse
 from modelyard.api.schemas import DigestList
 from modelyard.domain.errors import InvalidInput, NotFound, PayloadTooLarge
@@ -20,16 +21,21 @@ router = APIRouter(prefix="/api/v1/blobs", tags=["blobs"])
 
 
 @router.post("/missing")
+@access("write", "On any namespace: blobs are shared by content.")
 async def missing(request: Request, body: DigestList) -> Response:
     """The subset of ``digests`` the server does not hold yet."""
     svc, call = services(request)
-    return JSONResponse({"missing": await call(svc.missing_blobs, body.digests)})
+    return JSONResponse(
+        {"missing": await call(svc.missing_blobs, body.digests, actor=actor(request))}
+    )
 
 
 @router.head("/{digest}")
+@access("write", "On any namespace: blobs are shared by content.")
 async def head_blob(request: Request, digest: str) -> Response:
     """200 with ``Content-Length`` if the blob is stored, else 404."""
     svc, _call = services(request)
+    svc.authorize_upload(actor(request))
     validate_digest(digest)
     size = svc.blobs.size_of(digest)
     if size is None:
@@ -38,9 +44,11 @@ async def head_blob(request: Request, digest: str) -> Response:
 
 
 @router.put("/{digest}", status_code=201)
+@access("write", "On any namespace: blobs are shared by content.")
 async def upload_blob(digest: str, request: Request) -> Response:
     """Stream the request body into the blob store under ``digest`` (verified)."""
     svc, _call = services(request)
+    svc.authorize_upload(actor(request))
     validate_digest(digest)
     limit: int = request.app.state.settings.max_blob_size
     declared = request.headers.get("content-length")
@@ -76,13 +84,14 @@ async def upload_blob(digest: str, request: Request) -> Response:
 
 
 @router.get("/{digest}")
+@access("authenticated", "Only blobs of versions the caller may see.")
 async def get_blob(digest: str, request: Request) -> Response:
     """A blob's bytes by digest, only if some version's manifest references it."""
     svc, call = services(request)
 
     validate_digest(digest)
     path = svc.blobs.local_path(digest)
-    if path is None or not await call(svc.blob_referenced, digest):
+    if path is None or not await call(svc.blob_referenced, digest, actor=actor(request)):
         raise NotFound("blob not found", code="BLOB_NOT_FOUND", details={"digest": digest})
     return BlobFileResponse(
         path, media_type="application/octet-stream", headers={"ETag": f'"{digest}"'}
