@@ -25,6 +25,7 @@ request acts as the built-in superuser ``anonymous``.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final, Literal, TypeVar
@@ -156,6 +157,9 @@ def _guard(app: ASGIApp, rule: Access | None, authenticator: Authenticator) -> A
 def install_guards(app: FastAPI, authenticator: Authenticator, *, strict: bool = True) -> None:
     """Wrap every route in its guard; with ``strict``, refuse undeclared routes now."""
     missing: list[str] = []
+    # Route objects come from module-level routers shared by every app built
+    # in this process: guard a per-app shallow copy, never the shared one.
+    app.router.routes[:] = [copy.copy(r) for r in app.router.routes]
     for route in app.router.routes:
         rule = declared(route)
         if rule is None:
