@@ -136,6 +136,9 @@ def test_oversized_bodies(sq: TestClient) -> None:
 
     r = sq.post("/api/v1/models", content=chunks(), headers={"content-type": "application/json"})
     assert_error(r, 413, "PAYLOAD_TOO_LARGE")
+    # The blob routes that stream are exempt; their JSON sibling is not.
+    many = {"digests": ["0" * 64] * 2000}
+    assert_error(sq.post("/api/v1/blobs/missing", json=many), 413, "PAYLOAD_TOO_LARGE")
 
 
 def test_blob_limit(tmp_path, sqlite_url) -> None:  # type: ignore[no-untyped-def]
@@ -151,6 +154,14 @@ def test_blob_limit(tmp_path, sqlite_url) -> None:  # type: ignore[no-untyped-de
             yield data
 
         assert_error(c.put(f"/api/v1/blobs/{sha(data)}", content=gen()), 413, "PAYLOAD_TOO_LARGE")
+        assert_error(c.post("/api/v1/blobs", content=gen()), 413, "PAYLOAD_TOO_LARGE")
+        assert_error(c.post("/api/v1/blobs", content=data), 413, "PAYLOAD_TOO_LARGE")
         assert c.head(f"/api/v1/blobs/{sha(data)}").status_code == 404
+        ok = b"z" * 10
+        r = c.post("/api/v1/blobs", content=ok)
+        assert r.status_code == 201 and r.json() == {"digest": sha(ok), "size": 10}
+        assert c.head(f"/api/v1/blobs/{sha(ok)}").status_code == 200
+        # The same bytes again are stored once.
+        assert c.post("/api/v1/blobs", content=ok).json()["digest"] == sha(ok)
     leftovers = list((tmp_path / "d" / "blobs" / "tmp").iterdir())
     assert leftovers == []

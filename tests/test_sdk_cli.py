@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -85,15 +87,63 @@ def test_corrupt_cache_entry_is_detected(registry: Registry, tmp_path: Path) -> 
     v = registry.push(name, tmp_path / "f.bin")
     registry.pull(v.ref, tmp_path / "o1")
     cached = registry.cache.path_for((v.files or [])[0]["digest"])
+    # Pulled files share the cache's read-only inode: no second copy is written.
+    pulled = tmp_path / "o1" / "f.bin"
+    assert os.path.samefile(cached, pulled)
+    assert not os.access(pulled, os.W_OK) or os.geteuid() == 0
+    assert pulled.stat().st_mode & 0o222 == 0
     cached.chmod(0o644)
     cached.write_bytes(b"tampered bytes")  # same size, different content
-    from modelyard.domain.errors import IntegrityError
+    # The damaged entry is dropped and fetched again; the pull gets the right bytes.
+    registry.pull(v.ref, tmp_path / "o2")
+    assert (tmp_path / "o2" / "f.bin").read_bytes() == b"original bytes"
+    assert cached.read_bytes() == b"original bytes"
+    registry.close()
 
-    with pytest.raises(IntegrityError):
-        registry.pull(v.ref, tmp_path / "o2")
-    assert not cached.exists()
-    registry.pull(v.ref, tmp_path / "o3")
-    assert (tmp_path / "o3" / "f.bin").read_bytes() == b"original bytes"
+
+def test_big_files_hash_while_uploading_and_repush_reads_nothing(
+    registry: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Files above the stream threshold are hashed on the way up (one read);
+    the digest is remembered by stat, so an unchanged file is not read again,
+    and a changed one is."""
+    from modelyard.client import transfer
+
+    monkeypatch.setattr(transfer, "STREAM_HASH_MIN", 1024)
+    monkeypatch.setattr(transfer, "RACY_WINDOW_NS", 0)
+    name = "s" + uuid.uuid4().hex[:8]
+    big = tmp_path / "weights.bin"
+    data = os.urandom(300_000)
+    big.write_bytes(data)
+    reads: list[Path] = []
+    real_iter, real_hash = transfer.iter_file, transfer.hash_file
+
+    def counting_iter(path: Path, progress: transfer.Progress | None = None) -> Any:
+        reads.append(path)
+        return real_iter(path, progress)
+
+    def counting_hash(path: Path, progress: transfer.Progress | None = None) -> Any:
+        reads.append(path)
+        return real_hash(path, progress)
+
+    monkeypatch.setattr(transfer, "iter_file", counting_iter)
+    monkeypatch.setattr(transfer, "hash_file", counting_hash)
+    import modelyard.client.backends as backends
+
+    monkeypatch.setattr(backends, "iter_file", counting_iter)
+    v1 = registry.push(name, big)
+    assert reads == [big]  # one pass: hashed while uploading
+    assert (v1.files or [])[0]["digest"] == hashlib.sha256(data).hexdigest()
+    reads.clear()
+    v2 = registry.push(name, big)
+    assert reads == []  # remembered digest, blob present: nothing read, nothing sent
+    assert (v2.files or [])[0]["digest"] == (v1.files or [])[0]["digest"]
+    big.write_bytes(os.urandom(300_000))  # same size, new bytes, new mtime/ctime
+    v3 = registry.push(name, big)
+    assert reads == [big]
+    assert (v3.files or [])[0]["digest"] == hashlib.sha256(big.read_bytes()).hexdigest()
+    registry.pull(v3.ref, tmp_path / "out")
+    assert (tmp_path / "out" / "weights.bin").read_bytes() == big.read_bytes()
     registry.close()
 
 

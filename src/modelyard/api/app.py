@@ -66,11 +66,16 @@ def create_app(
         app,
         Authenticator(app.state.identity, enabled=app.state.auth_enabled, call=app.state.call),
     )
-    app.add_middleware(
-        BodyLimitMiddleware, limit=settings.max_json_body, exempt=("/api/v1/blobs/",)
-    )
+    app.add_middleware(BodyLimitMiddleware, limit=settings.max_json_body, streams=_streams_body)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     return app
+
+
+def _streams_body(method: str, path: str) -> bool:
+    """Blob uploads stream their bodies to disk; every other body is bounded."""
+    if method == "PUT":
+        return path.startswith("/api/v1/blobs/")
+    return method == "POST" and path == "/api/v1/blobs"
 
 
 def bootstrap_admin(identity_service: IdentityService, settings: Settings) -> None:

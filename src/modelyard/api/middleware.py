@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -68,7 +69,8 @@ class MetricsMiddleware:
 
 
 class BodyLimitMiddleware:
-    """Refuse request bodies over ``limit`` bytes, except under ``exempt`` prefixes.
+    """Refuse request bodies over ``limit`` bytes, except where ``streams(method,
+    path)`` says the route streams its body (blob uploads).
 
     The limit is checked on ``Content-Length`` first; a body without one
     (chunked) is read here, up to the limit, and replayed to the app, so the
@@ -76,13 +78,18 @@ class BodyLimitMiddleware:
     limit; large uploads go to the exempt blob routes, which stream.
     """
 
-    def __init__(self, app: ASGIApp, limit: int, exempt: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        limit: int,
+        streams: Callable[[str, str], bool] = lambda method, path: False,
+    ) -> None:
         self.app = app
         self.limit = limit
-        self.exempt = exempt
+        self.streams = streams
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"].startswith(self.exempt):
+        if scope["type"] != "http" or self.streams(scope["method"], scope["path"]):
             await self.app(scope, receive, send)
             return
         limit = self.limit

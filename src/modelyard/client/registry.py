@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import uuid
 from collections.abc import Callable, Iterator
@@ -12,12 +13,15 @@ from typing import Any
 from modelyard.client.backends import Backend, EmbeddedBackend, RemoteBackend, Target
 from modelyard.client.transfer import (
     BlobCache,
+    HashCache,
     LocalFile,
     Progress,
     collect,
     copy_verified,
+    link_into,
     prepare,
     safe_destination,
+    verify_file,
 )
 from modelyard.domain.errors import NotFound
 from modelyard.domain.references import DEFAULT_NAMESPACE, Reference, parse_reference
@@ -136,7 +140,9 @@ class Registry:
             self._b = RemoteBackend(target, token=token or os.environ.get("MODELYARD_TOKEN"))
         else:
             self._b = EmbeddedBackend(Path(target))
-        self.cache = BlobCache(Path(cache_dir) if cache_dir else _default_cache())
+        cache_root = Path(cache_dir) if cache_dir else _default_cache()
+        self.cache = BlobCache(cache_root)
+        self.hashes = HashCache(cache_root)
 
     def close(self) -> None:
         """Release connections and pools."""
@@ -382,16 +388,27 @@ class Registry:
         total = sum(src.stat().st_size for src, _ in pairs)
         if cb.start:
             cb.start("hashing", total)
-        local = prepare(pairs, cb.advance)
-        missing = set(self._b.missing([f.digest for f in local]))
+        local = prepare(pairs, cb.advance, self.hashes)
+        missing = set(self._b.missing([f.digest for f in local if f.digest is not None]))
         todo: dict[str, LocalFile] = {}
+        unknown: list[LocalFile] = []
         for f in local:
-            if f.digest in missing and f.digest not in todo:
+            if f.digest is None:
+                unknown.append(f)
+            elif f.digest in missing and f.digest not in todo:
                 todo[f.digest] = f
         if cb.start:
-            cb.start("uploading", sum(f.size for f in todo.values()))
+            cb.start("uploading", sum(f.size for f in [*todo.values(), *unknown]))
         for f in todo.values():
-            self._b.upload(f.digest, f.source, f.size, cb.advance)
+            self._b.upload(f.source, f.size, cb.advance, digest=f.digest)
+        for i, f in enumerate(local):
+            if f.digest is None:
+                # Hashed on the way up: the server names the blob by the digest
+                # of what it received, and the backend checks it equals ours.
+                st = f.source.stat()
+                digest = self._b.upload(f.source, f.size, cb.advance, digest=None)
+                self.hashes.put(f.source, st, digest)
+                local[i] = dataclasses.replace(f, digest=digest)
         body: dict[str, Any] = {
             "files": [
                 {"path": f.path, "digest": f.digest, "size": f.size, "media_type": f.media_type}
@@ -444,15 +461,20 @@ class Registry:
             cb.start("downloading", sum(int(f["size"]) for f in files))
         for f in files:
             target = safe_destination(out, f["path"])
-            cached = self.cache.get(f["digest"], int(f["size"]))
+            digest, size = f["digest"], int(f["size"])
+            cached = self.cache.get(digest, size)
+            if cached is not None and not verify_file(cached, digest, cb.advance):
+                # A damaged cache entry is dropped and fetched again.
+                cached.unlink(missing_ok=True)
+                cached = None
             if cached is None:
                 cached = self.cache.put_stream(
-                    f["digest"],
-                    self._progress(self._b.download(exact, f["path"]), cb.advance),
+                    digest, self._progress(self._b.download(exact, f["path"]), cb.advance)
                 )
-                copy_verified(cached, target, f["digest"])
-            else:
-                copy_verified(cached, target, f["digest"], cb.advance)
+            # The cache entry was verified just now; a hard link gives the
+            # destination the same bytes without writing them a second time.
+            if not link_into(cached, target):
+                copy_verified(cached, target, digest)
         return out
 
     @staticmethod

@@ -7,6 +7,7 @@ import hashlib
 import mimetypes
 import os
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,13 +19,24 @@ CHUNK = 1 << 20
 Progress = Callable[[int], None]
 
 
+STREAM_HASH_MIN = 16 << 20
+"""Files at least this big whose digest is not known yet are hashed while they
+upload (one read pass) instead of before; smaller ones are hashed first so that
+the server is asked whether it already holds them."""
+
+RACY_WINDOW_NS = 2_000_000_000
+"""A digest is not remembered for a file modified this recently: a write in the
+same timestamp tick could change the bytes without changing the stat."""
+
+
 @dataclass(frozen=True, slots=True)
 class LocalFile:
-    """A file to push: where it is and what it will be called in the version."""
+    """A file to push: where it is, what it will be called in the version, and
+    its digest when known before the upload (None: learned while uploading)."""
 
     source: Path
     path: str
-    digest: str
+    digest: str | None
     size: int
     media_type: str
 
@@ -81,14 +93,99 @@ def collect(
     return pairs
 
 
-def prepare(pairs: list[tuple[Path, str]], progress: Progress | None = None) -> list[LocalFile]:
-    """Hash every file and guess its media type."""
+class HashCache:
+    """Digests of local files computed before, keyed by what ``stat`` says.
+
+    A file whose path, device, inode, size, mtime and ctime (nanoseconds) are
+    unchanged has unchanged bytes for all practical purposes (git's index and
+    DVC rely on the same), so re-pushing it reads nothing. Entries are small
+    files written atomically, safe for concurrent pushes. The server still
+    verifies every uploaded byte against its digest; this cache only decides
+    what to ask the server for.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    @staticmethod
+    def _key(path: Path, st: os.stat_result) -> str:
+        raw = (
+            f"{path.resolve()}\0{st.st_dev}\0{st.st_ino}\0{st.st_size}"
+            f"\0{st.st_mtime_ns}\0{st.st_ctime_ns}"
+        )
+        return hashlib.sha256(raw.encode("utf-8", "surrogateescape")).hexdigest()
+
+    def _entry(self, key: str) -> Path:
+        return self.root / "hashes" / key[:2] / key
+
+    def get(self, path: Path, st: os.stat_result) -> str | None:
+        """The remembered digest of ``path`` if its stat still matches."""
+        try:
+            digest = self._entry(self._key(path, st)).read_text("ascii").strip()
+            return validate_digest(digest)
+        except (OSError, ValueError, InvalidInput):
+            return None
+
+    def put(self, path: Path, st: os.stat_result, digest: str) -> None:
+        """Remember ``digest`` for ``path`` as it was when ``st`` was taken."""
+        if time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) < RACY_WINDOW_NS:
+            return
+        entry = self._entry(self._key(path, st))
+        tmp: str | None = None
+        try:
+            entry.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=entry.parent, prefix=".part-")
+            with os.fdopen(fd, "w", encoding="ascii") as f:
+                f.write(digest)
+            os.replace(tmp, entry)
+        except OSError:
+            # The cache is an optimisation: a read-only or full cache directory
+            # must not fail a push.
+            if tmp is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+
+
+def prepare(
+    pairs: list[tuple[Path, str]],
+    progress: Progress | None = None,
+    hashes: HashCache | None = None,
+) -> list[LocalFile]:
+    """Digest (from ``hashes``, or by reading) and media type of every file.
+
+    Big files with no remembered digest are left unhashed (``digest=None``):
+    they are hashed during their upload, which reads them only once.
+    """
     out = []
     for src, name in pairs:
-        digest, size = hash_file(src, progress)
+        st = src.stat()
+        digest = hashes.get(src, st) if hashes else None
+        size = st.st_size
+        if digest is not None:
+            if progress:
+                progress(size)
+        elif size < STREAM_HASH_MIN or hashes is None:
+            digest, size = hash_file(src, progress)
+            if hashes:
+                hashes.put(src, st, digest)
+        elif progress:
+            progress(size)
         media = mimetypes.guess_type(name)[0] or "application/octet-stream"
         out.append(LocalFile(src, name, digest, size, media))
     return out
+
+
+def check_stored_digest(stored: str, local: str) -> str:
+    """``stored`` if it equals the digest computed locally, else DIGEST_MISMATCH
+    (the bytes changed on the way; the server keeps them only under their own
+    digest, so nothing wrong became visible)."""
+    if stored != local:
+        raise IntegrityError(
+            "the server stored different bytes than were read here",
+            code="DIGEST_MISMATCH",
+            details={"expected": local, "actual": stored},
+        )
+    return stored
 
 
 def iter_file(path: Path, progress: Progress | None = None) -> Iterator[bytes]:
@@ -148,6 +245,7 @@ class BlobCache:
                     code="DIGEST_MISMATCH",
                     details={"expected": digest, "actual": h.hexdigest()},
                 )
+            os.chmod(tmp, 0o444)
             os.replace(tmp, final)
         except BaseException:
             with contextlib.suppress(OSError):
@@ -180,3 +278,31 @@ def copy_verified(src: Path, dst: Path, digest: str, progress: Progress | None =
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def verify_file(path: Path, digest: str, progress: Progress | None = None) -> bool:
+    """True if ``path``'s bytes hash to ``digest`` (read only, nothing written)."""
+    return hash_file(path, progress)[0] == digest
+
+
+def link_into(cached: Path, dst: Path) -> bool:
+    """Place ``cached`` at ``dst`` as a hard link, atomically; False if the
+    filesystem cannot (another device, no link support), so the caller copies.
+
+    Cached blobs are read-only, so a pulled file cannot be edited in place by
+    accident (which would change the cache through the shared inode); editors
+    that save by writing a new file and renaming it are unaffected.
+    """
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.parent / f".{dst.name}.link-{os.getpid()}-{time.monotonic_ns()}"
+    try:
+        os.link(cached, tmp)
+    except OSError:
+        return False
+    try:
+        os.replace(tmp, dst)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return True
