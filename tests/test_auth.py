@@ -29,6 +29,7 @@ from tests.auth_helpers import (
 from tests.helpers import assert_error
 
 ADMIN = bearer(ADMIN_TOKEN)
+V = "/api/v1/models/default/m/versions"
 
 
 @pytest.fixture
@@ -308,6 +309,24 @@ def test_consumer_sees_only_the_production_view(auth_client: TestClient) -> None
     assert_error(r, 404, "ALIAS_NOT_FOUND")
     r = get("/api/v1/search/versions", params={"filter": "state = 'ready'"}, headers=c)
     assert r.json()["versions"] == []
+    # Nothing visible names hidden versions: the model's latest number, lineage links.
+    assert get("/api/v1/models/default/m", headers=c).json()["latest_version"] == 2
+    assert get("/api/v1/models/default/m", headers=ADMIN).json()["latest_version"] == 3
+    r = auth_client.post(
+        "/api/v1/models/default/m/versions",
+        json={"lineage": {"parent": "m/1", "relation": "finetuned"}},
+        headers=ADMIN,
+    )
+    auth_client.post("/api/v1/models/default/m/versions/4/publish", headers=ADMIN)
+    assert get(f"{V}/4", headers=ADMIN).json()["lineage"]["parent"] == "default/m/1"
+    for seen in (
+        get(f"{V}/4", headers=c).json(),
+        get("/api/v1/search/versions", headers=c).json()["versions"][0],
+        get(V, headers=c).json()["versions"][0],
+    ):
+        assert seen["version"] == 4 and seen["lineage"]["parent"] is None
+    assert get("/api/v1/models", headers=c).json()["models"][0]["latest_version"] == 4
+
     # Not part of the production view at all: refused whatever exists.
     assert_error(
         get("/api/v1/models/default/m/aliases/history", headers=c), 403, "PERMISSION_DENIED"

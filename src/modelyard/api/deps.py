@@ -8,6 +8,7 @@ from typing import ParamSpec, TypeVar
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
+from modelyard.api.access import principal_of
 from modelyard.domain.identity import Principal
 from modelyard.service.identity import IdentityService
 from modelyard.service.registry import RegistryService
@@ -54,8 +55,6 @@ def services(request: Request) -> tuple[RegistryService, ServiceCall]:
 
 def actor(request: Request) -> Principal:
     """Who is acting: the principal the route's guard authenticated (``api/access.py``)."""
-    from modelyard.api.access import principal_of
-
     return principal_of(request.scope)
 
 

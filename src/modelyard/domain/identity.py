@@ -70,6 +70,9 @@ _GRANTS: Final[Mapping[Role, frozenset[Permission]]] = {
 }
 
 
+_ALL: Final = frozenset(Permission)
+
+
 def permissions_of(roles: Iterable[Role]) -> frozenset[Permission]:
     """The union of what ``roles`` grant."""
     result: frozenset[Permission] = frozenset()
@@ -122,7 +125,7 @@ class Principal:
     def permissions_in(self, namespace: str) -> frozenset[Permission]:
         """Everything this principal may do in ``namespace``."""
         if self.is_instance_admin:
-            return frozenset(Permission)
+            return _ALL
         return permissions_of(self.roles_in(namespace))
 
     def can(self, permission: Permission, namespace: str) -> bool:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Generic, Literal, TypeVar
 
 import orjson
@@ -30,6 +30,7 @@ from modelyard.domain.entities import (
     Model,
     Namespace,
     Version,
+    VersionLink,
     VersionState,
 )
 from modelyard.domain.errors import (
@@ -197,6 +198,41 @@ class RegistryService:
             actor, target, namespaces=names, production=self.production_filter
         )
 
+    def _consumer_model(self, tx: Tx, actor: Principal, model: Model) -> Model:
+        """``model`` as a production-only principal sees it.
+
+        ``latest_version`` is the newest *visible* number, so the counter of
+        every version ever created does not reveal hidden ones.
+        """
+        if not actor.production_only(model.namespace):
+            return model
+        cond = search_sql.version_condition(tx.conn, self.production_filter(model.namespace))
+        ids = tx.list_version_ids(model.id, limit=1, before=None, states=None, where=cond)
+        newest = tx.load_versions(ids)[0].number if ids else 0
+        return replace(model, latest_version=newest)
+
+    def _consumer_version(self, tx: Tx, actor: Principal, ver: Version) -> Version:
+        """``ver`` as a production-only principal sees it: lineage links to
+        versions it may not see are dropped, so they do not reveal existence."""
+        if not actor.production_only(ver.namespace):
+            return ver
+        links: dict[str, Any] = {}
+        for name in ("parent", "original"):
+            link = getattr(ver, name)
+            if link is not None and not self._link_visible(tx, actor, link):
+                links[name] = None
+        return replace(ver, **links) if links else ver
+
+    def _link_visible(self, tx: Tx, actor: Principal, link: VersionLink) -> bool:
+        perms = actor.permissions_in(link.namespace)
+        if Permission.READ in perms:
+            return True
+        if Permission.CONSUME not in perms:
+            return False
+        vid = tx.find_version_id(link.namespace, link.model, number=link.number)
+        rule = self.production_filter(link.namespace)
+        return vid is not None and search_sql.version_matches(tx.conn, vid, rule)
+
     def _visible_model_id(self, tx: Tx, namespace: str, name: str, rule: filters.Node) -> int:
         """A model's id if it holds a version inside ``rule``; MODEL_NOT_FOUND otherwise."""
         mid = tx.find_model_id(namespace, name)
@@ -283,7 +319,8 @@ class RegistryService:
         rule = self._readable(actor, namespace)
         with self.db.read() as tx:
             if rule is not None:
-                return tx.load_models([self._visible_model_id(tx, namespace, name, rule)])[0]
+                found = tx.load_models([self._visible_model_id(tx, namespace, name, rule)])[0]
+                return self._consumer_model(tx, actor, found)
             return tx.load_models([self._model_id(tx, namespace, name)])[0]
 
     def update_model(
@@ -420,7 +457,8 @@ class RegistryService:
         with self.db.read() as tx:
             if rule is not None:
                 vid = self._visible_version_id(tx, r, rule)
-                return tx.get_version_by_id(vid, with_files=with_files)
+                visible = tx.get_version_by_id(vid, with_files=with_files)
+                return self._consumer_version(tx, actor, visible)
             found = tx.get_version_by_ref(
                 r.namespace, r.name, number=r.version, alias=r.alias, with_files=with_files
             )
@@ -463,6 +501,8 @@ class RegistryService:
                 mid, limit=limit + 1, before=before, states=states, where=where
             )
             items = tx.load_versions(ids[:limit])
+            if rule is not None:
+                items = [self._consumer_version(tx, actor, x) for x in items]
         token = str(items[-1].number) if len(ids) > limit else None
         return Page(items, token)
 
@@ -945,7 +985,10 @@ class RegistryService:
                 cursor=page_token,
                 namespace=namespace,
             )
-            return Page(tx.load_versions(ids), token)
+            versions = tx.load_versions(ids)
+            if not actor.reads_everything:
+                versions = [self._consumer_version(tx, actor, x) for x in versions]
+            return Page(versions, token)
 
     def search_models(
         self,
@@ -973,7 +1016,10 @@ class RegistryService:
                 cursor=page_token,
                 namespace=namespace,
             )
-            return Page(tx.load_models(ids), token)
+            models = tx.load_models(ids)
+            if not actor.reads_everything:
+                models = [self._consumer_model(tx, actor, m) for m in models]
+            return Page(models, token)
 
     def _scoped(
         self,
