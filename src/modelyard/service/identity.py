@@ -24,7 +24,9 @@ change made through this process applies at once (the cache is dropped), one
 made through another replica within :data:`CACHE_SECONDS`. Expiry is checked
 on every request against the cached expiry time. ``last_used_at`` is written
 at most once a minute per token (:data:`TOUCH_INTERVAL_US`), so reads do not
-turn into writes.
+turn into writes; it is bookkeeping, not a governed change, and writes no
+event. Every other change here (users, tokens, roles, the bootstrap) writes
+exactly one event in its transaction; instance-wide ones under namespace ``*``.
 """
 
 from __future__ import annotations
