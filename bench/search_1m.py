@@ -117,16 +117,23 @@ def _version_rows(
                 "updated_at": at,
             }
         ],
-        "version_tags": [{"version_id": vid, "key": k, "value": v} for k, v in tags.items()],
-        "version_metrics": [{"version_id": vid, "key": k, "value": v} for k, v in metrics.items()],
-        "version_params": [{"version_id": vid, "key": k, "value": v} for k, v in params.items()],
+        "version_tags": [
+            {"version_id": vid, "key": k, "value": v, "created_at": at} for k, v in tags.items()
+        ],
+        "version_metrics": [
+            {"version_id": vid, "key": k, "value": v, "created_at": at} for k, v in metrics.items()
+        ],
+        "version_params": [
+            {"version_id": vid, "key": k, "value": v, "created_at": at} for k, v in params.items()
+        ],
         "version_meta": [
-            {"version_id": vid, "key": "owner", "value": owner, "num": None},
+            {"version_id": vid, "key": "owner", "value": owner, "num": None, "created_at": at},
             {
                 "version_id": vid,
                 "key": "gpu_hours",
                 "value": str(meta["gpu_hours"]),
                 "num": meta["gpu_hours"],
+                "created_at": at,
             },
         ],
     }

@@ -243,9 +243,18 @@ def data(engine: sa.Engine) -> Data:
                 if values:
                     conn.execute(
                         table.insert(),
-                        [{"version_id": vid, "key": k, "value": val} for k, val in values.items()],
+                        [
+                            {"version_id": vid, "key": k, "value": val, "created_at": ver.created}
+                            for k, val in values.items()
+                        ],
                     )
-            conn.execute(t.version_meta.insert(), _meta_rows("version_id", vid, ver.meta))
+            conn.execute(
+                t.version_meta.insert(),
+                [
+                    {**row, "created_at": ver.created}
+                    for row in _meta_rows("version_id", vid, ver.meta)
+                ],
+            )
     return Data(models, versions)
 
 
@@ -991,26 +1000,31 @@ def _plan(
 
 
 @pytest.mark.parametrize(
-    ("text", "namespace"),
+    ("text", "namespace", "walked"),
     [
-        ("tags.team = 'fraud' AND metrics.acc > 0.5", None),
-        ("tags.team = 'fraud' AND metrics.acc > 0.5", "ns-a"),
-        ("state = 'ready' AND framework = 'onnx'", None),
-        ("namespace = 'ns-a' AND name LIKE 'f%'", None),
+        # A common ``key = value`` term walks its own index, in created order.
+        ("tags.team = 'fraud' AND metrics.acc > 0.5", None, "ix_version_tags_key_value"),
+        ("tags.team = 'fraud' AND metrics.acc > 0.5", "ns-a", "ix_version_tags_key_value"),
+        ("params.lr = '0.1' AND framework = 'onnx'", None, "ix_version_params_key_value"),
+        # Otherwise the created index of all versions is walked.
+        ("metrics.acc > 0.5 AND framework = 'onnx'", None, "ix_versions_created_at_id"),
+        ("state = 'ready' AND framework = 'onnx'", None, "ix_versions_created_at_id"),
+        ("namespace = 'ns-a' AND name LIKE 'f%'", None, "ix_versions_created_at_id"),
     ],
 )
-def test_default_order_walks_the_created_index(
+def test_default_order_walks_an_index_in_sort_order(
     engine: sa.Engine,
     data: Data,
     text: str,
     namespace: str | None,
+    walked: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # In this small data set every tag is "rare"; a cap of 1 makes them common.
     monkeypatch.setattr(search_module, "RARE_CAP", 1)
     monkeypatch.setattr(search_module, "NAME_CAP", 1)
     plan = _plan(engine, text, namespace=namespace)
-    assert "ix_versions_created_at_id" in plan, plan
+    assert walked in plan.splitlines()[0], plan
     assert "TEMP B-TREE" not in plan, plan
 
 

@@ -68,6 +68,58 @@ def test_migrations_create_exactly_the_tables(db_url: str) -> None:
     assert diff == []
 
 
+def test_migration_0005_copies_creation_times_into_key_value_rows(db_url: str) -> None:
+    """Rows written under 0001 get their version's created_at, and the search
+    index over it, when the database is upgraded."""
+    import sqlalchemy as sa
+
+    from modelyard.store.metadata import migrate
+    from modelyard.store.metadata.engine import create_engine
+
+    engine = create_engine(db_url)
+    migrate.upgrade(engine, "0001")
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO namespaces (id, name, description, created_at) "
+                "VALUES (1, 'default', '', 1)"
+            )
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO models (id, namespace_id, name, description, meta, archived,"
+                " last_version, created_by, created_at, updated_at)"
+                " VALUES (1, 1, 'm', '', '{}', false, 1, 'a', 5, 5)"
+            )
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO versions (id, model_id, number, state, description, signature, meta,"
+                " datasets, file_count, total_size, created_by, created_at, updated_at)"
+                " VALUES (7, 1, 1, 'ready', '', 'null', '{}', '[]', 0, 0, 'a', 1234, 1234)"
+            )
+        )
+        for table, value in (
+            ("version_tags", "'x'"),
+            ("version_metrics", "0.5"),
+            ("version_params", "'1'"),
+            ("version_meta", "'y'"),
+        ):
+            conn.execute(
+                sa.text(f"INSERT INTO {table} (version_id, key, value) VALUES (7, 'k', {value})")
+            )
+    migrate.upgrade(engine)
+    with engine.connect() as conn:
+        for table in ("version_tags", "version_metrics", "version_params", "version_meta"):
+            at = conn.execute(sa.text(f"SELECT created_at FROM {table}")).scalar_one()
+            assert at == 1234, table
+        indexes = {
+            ix["name"]: ix["column_names"] for ix in sa.inspect(conn).get_indexes("version_tags")
+        }
+    engine.dispose()
+    assert indexes["ix_version_tags_key_value"] == ["key", "value", "created_at", "version_id"]
+
+
 ALLOWED = {
     "domain": {"domain"},
     "store": {"domain", "store"},

@@ -252,8 +252,7 @@ def pull(
     """Download a version's files into DEST (digest-verified, cached)."""
     with _registry(registry, token) as reg:
         with _progress(not as_json) as cb:
-            target = _run(lambda: reg.pull(ref, dest, callbacks=cb))
-        v = _run(lambda: reg.get_version(ref))
+            v, target = _run(lambda: reg.pull_version(ref, dest, callbacks=cb))
         if as_json:
             _print_json({"ref": v.ref, "dest": str(target), "files": v.files})
         else:

@@ -451,6 +451,13 @@ class Registry:
         Blobs are kept in the local cache, so pulling again reads no bytes over
         the wire. Paths never escape ``dest``.
         """
+        return self.pull_version(ref, dest, callbacks=callbacks)[1]
+
+    def pull_version(
+        self, ref: str, dest: str | os.PathLike[str], *, callbacks: PushCallbacks | None = None
+    ) -> tuple[VersionInfo, Path]:
+        """:meth:`pull`, also returning the version that was pulled (an alias
+        resolves once, so the answer names exactly the files written)."""
         cb = callbacks or PushCallbacks()
         version = self.get_version(ref)
         exact = parse_reference(version.ref)
@@ -475,7 +482,7 @@ class Registry:
             # destination the same bytes without writing them a second time.
             if not link_into(cached, target):
                 copy_verified(cached, target, digest)
-        return out
+        return version, out
 
     @staticmethod
     def _progress(chunks: Iterator[bytes], advance: Progress | None) -> Iterator[bytes]:

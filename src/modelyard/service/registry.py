@@ -638,7 +638,13 @@ class RegistryService:
                 }
             )
             tx.insert_version_items(
-                vid, tags=tags, metrics=metrics, params=params, meta=meta, files=files
+                vid,
+                tags=tags,
+                metrics=metrics,
+                params=params,
+                meta=meta,
+                files=files,
+                created_at=at,
             )
             if idempotency_key:
                 tx.put_idempotent(scope, idempotency_key, request_hash, vid)

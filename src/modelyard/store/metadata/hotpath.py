@@ -256,7 +256,12 @@ class WriteQueries:
         )
         self.insert_kv = {
             name: p(
-                table.insert().values(version_id=_B("version_id"), key=_B("key"), value=_B("value"))
+                table.insert().values(
+                    version_id=_B("version_id"),
+                    key=_B("key"),
+                    value=_B("value"),
+                    created_at=_B("created_at"),
+                )
             )
             for name, table in (
                 ("tags", t.version_tags),
@@ -266,7 +271,11 @@ class WriteQueries:
         }
         self.insert_meta = p(
             t.version_meta.insert().values(
-                version_id=_B("version_id"), key=_B("key"), value=_B("value"), num=_B("num")
+                version_id=_B("version_id"),
+                key=_B("key"),
+                value=_B("value"),
+                num=_B("num"),
+                created_at=_B("created_at"),
             )
         )
         self.insert_file = p(

@@ -75,6 +75,13 @@ def _meta_rows(owner_col: str, owner_id: int, meta: dict[str, Any]) -> list[dict
     return rows
 
 
+def _version_meta_rows(
+    version_id: int, meta: dict[str, Any], created_at: int
+) -> list[dict[str, Any]]:
+    """:func:`_meta_rows` of a version, with its creation time for the index."""
+    return [{**row, "created_at": created_at} for row in _meta_rows("version_id", version_id, meta)]
+
+
 class Tx:
     """One database transaction with the registry's queries."""
 
@@ -282,14 +289,20 @@ class Tx:
         params: dict[str, str],
         meta: dict[str, Any],
         files: Sequence[FileEntry],
+        created_at: int,
     ) -> None:
         """Insert the key/value rows and manifest of a new version."""
         for name, items in (("tags", tags), ("metrics", metrics), ("params", params)):
             self.wq.insert_kv[name].execute_many(
                 self.conn,
-                [{"version_id": version_id, "key": k, "value": v} for k, v in items.items()],
+                [
+                    {"version_id": version_id, "key": k, "value": v, "created_at": created_at}
+                    for k, v in items.items()
+                ],
             )
-        self.wq.insert_meta.execute_many(self.conn, _meta_rows("version_id", version_id, meta))
+        self.wq.insert_meta.execute_many(
+            self.conn, _version_meta_rows(version_id, meta, created_at)
+        )
         self.wq.insert_file.execute_many(
             self.conn,
             [
@@ -304,14 +317,25 @@ class Tx:
             ],
         )
 
+    def _version_created_at(self, version_id: int) -> int:
+        return int(
+            self.conn.execute(
+                sa.select(t.versions.c.created_at).where(t.versions.c.id == version_id)
+            ).scalar_one()
+        )
+
     def replace_kv(self, table: sa.Table, version_id: int, items: dict[str, Any]) -> None:
         """Set a version's tags / metrics / params to exactly ``items``."""
-        rows = [{"version_id": version_id, "key": k, "value": v} for k, v in items.items()]
+        at = self._version_created_at(version_id)
+        rows = [
+            {"version_id": version_id, "key": k, "value": v, "created_at": at}
+            for k, v in items.items()
+        ]
         self._replace_rows(table, "version_id", version_id, rows)
 
     def replace_version_meta(self, version_id: int, meta: dict[str, Any]) -> None:
         """Re-index a version's metadata scalars."""
-        rows = _meta_rows("version_id", version_id, meta)
+        rows = _version_meta_rows(version_id, meta, self._version_created_at(version_id))
         self._replace_rows(t.version_meta, "version_id", version_id, rows)
 
     def insert_files(self, version_id: int, entries: Sequence[FileEntry]) -> None:

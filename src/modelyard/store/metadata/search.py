@@ -43,6 +43,14 @@ of 100):
   walk the created index (2-7 ms a page), the subquery built once per query
   (``LIST SUBQUERY``). Only ``name = / IN`` may drive (one model's versions,
   then a small sort: ~5 ms).
+- A ``key = value`` term on a version tag, param, metric or text metadata
+  that matches too many versions to fetch and sort (see ``_rare_driver``):
+  ``SEARCH walk USING COVERING INDEX ix_version_tags_key_value (key=? AND
+  value=?)`` (the index is ``(key, value, created_at, version_id)``, so its
+  entries for one value are already in the default order), then ``SEARCH
+  versions USING INTEGER PRIMARY KEY`` and the other terms' probes. Only that
+  value's versions are visited: ``tags.team = 'team-7' AND metrics.accuracy
+  >= 0.9`` (0.1% of 1M) no longer walks ~100,000 versions for a page.
 - ``ORDER BY metrics.KEY``: ``SEARCH sort_metric USING COVERING INDEX
   ix_version_metrics_key_value (key=?)`` drives in sort order, no temp
   B-tree; ~10 ms a page.
@@ -466,8 +474,9 @@ def search_versions(
     page (``None`` on the last page). Every order is total and shares one
     direction: ``created``/``updated``/``number`` then version id; ``name``
     sorts by model name, then model id (two namespaces can hold the same
-    name), then version number; ``metrics.KEY`` by the metric value then
-    version id, and returns **only versions that have that metric**.
+    name), then version number; ``metrics.KEY`` by the metric value, then
+    creation time and version id, and returns **only versions that have that
+    metric**.
 
     A cursor is only valid with the filter, order and namespace it came from;
     otherwise, or if it is garbage, :class:`InvalidInput` with code
@@ -489,10 +498,14 @@ def search_versions(
         from_ = v.join(
             sort_metric, sa.and_(sort_metric.c.version_id == v.c.id, sort_metric.c.key == key)
         )
-        # sort_metric.version_id rather than versions.id: the same value, but
-        # it lets ix_version_metrics_key_value deliver the whole order.
+        # sort_metric's copies of created_at and the version id rather than
+        # versions' own: the same values, but then ix_version_metrics_key_value
+        # (key, value, created_at, version_id) delivers the whole order.
         sort = _Sort(
-            v.c.id, (sort_metric.c.value, sort_metric.c.version_id), ("float", "int"), desc
+            v.c.id,
+            (sort_metric.c.value, sort_metric.c.created_at, sort_metric.c.version_id),
+            ("float", "int", "int"),
+            desc,
         )
     elif order.field.kind == "attr" and key == "name":
         from_ = v.join(t.models, t.models.c.id == v.c.model_id)
@@ -510,12 +523,30 @@ def search_versions(
             "number": v.c.number,
         }[key]
         id_column: sa.ColumnElement[Any] = v.c.id
-        driver = _rare_driver(conn, compiler, node) if compiler.sqlite else None
+        driver, walker = (
+            _rare_driver(conn, compiler, node, can_walk=key == "created")
+            if compiler.sqlite
+            else (None, None)
+        )
         if driver is not None:
             # Few rows match: fetch them through the key/value index and sort
             # them, instead of walking the sort index past a million misses.
             where.append(driver)
             column, id_column = compiler.walk_only(column), compiler.walk_only(v.c.id)
+        elif walker is not None:
+            # Many rows match one value: walk that value's index entries, which
+            # are in (created_at, version_id) order, and probe the other terms
+            # per entry; only that value's versions are visited, not all.
+            kv = _KV_TABLES["versions"][walker.field.kind].alias("walk")
+            from_ = v.join(
+                kv,
+                sa.and_(
+                    kv.c.version_id == v.c.id,
+                    kv.c.key == walker.field.key,
+                    kv.c.value == walker.value,
+                ),
+            )
+            column, id_column = kv.c.created_at, kv.c.version_id
         sort = _Sort(v.c.id, (column, id_column), ("int", "int"), desc)
     else:
         raise InvalidInput(
@@ -567,24 +598,44 @@ def _driver_candidate(compiler: _Compiler, term: Node) -> tuple[sa.Select[tuple[
     return None
 
 
+def _walkable(term: Node) -> Comparison | None:
+    """``term`` if it is ``key = value`` on a version tag, param, metric or
+    text metadata, whose index entries are in creation order."""
+    if not isinstance(term, Comparison) or term.op != "=":
+        return None
+    kind, value = term.field.kind, term.value
+    if kind in ("tag", "param") or (kind == "meta" and isinstance(value, str)):
+        return term
+    if kind == "metric" and isinstance(value, int | float) and not isinstance(value, bool):
+        return term
+    return None
+
+
 def _rare_driver(
-    conn: sa.Connection, compiler: _Compiler, node: Node | None
-) -> sa.ColumnElement[bool] | None:
-    """``versions.id IN (...)`` for the rarest indexable term among the filter's
-    top-level AND terms, if it matches few enough versions (:data:`RARE_CAP`,
-    :data:`NAME_CAP`).
+    conn: sa.Connection, compiler: _Compiler, node: Node | None, *, can_walk: bool
+) -> tuple[sa.ColumnElement[bool] | None, Comparison | None]:
+    """How a SQLite query over versions should start, from the filter's
+    top-level AND terms: ``versions.id IN (...)`` for the rarest indexable
+    term if it matches few enough versions (:data:`RARE_CAP`,
+    :data:`NAME_CAP`), else an equality term to walk in creation order.
 
     SQLite has no statistics, so it walks the sort index and probes each row;
     for a condition matching 0.1% of a million versions (or versions created
     long ago) that walk covers most of the index (0.1-1 s). Counting up to the
     cap through the condition's own index costs a few milliseconds and tells
-    the cases apart; the few matches are then fetched and sorted. PostgreSQL
-    makes this choice itself from its statistics.
+    the cases apart; the few matches are then fetched and sorted. When the
+    order is ``created`` and the rarest term is ``key = value`` (rare or not),
+    that term is walked through its ``(key, value, created_at, version_id)``
+    index instead: already in order, so a page costs about ``limit /
+    (share of that value's versions the other terms keep)`` probes and never
+    more than fetching all of them. PostgreSQL makes these choices itself
+    from its statistics.
     """
     if node is None:
-        return None
+        return None, None
     terms = node.items if isinstance(node, And) else (node,)
     best: tuple[int, sa.Select[tuple[Any]]] | None = None
+    walker: tuple[int, Comparison] | None = None
     for term in terms:
         candidate = _driver_candidate(compiler, term)
         if candidate is None:
@@ -594,7 +645,17 @@ def _rare_driver(
         count = int(conn.execute(sa.select(sa.func.count()).select_from(probe)).scalar_one())
         if count < cap and (best is None or count < best[0]):
             best = (count, ids)
-    return None if best is None else t.versions.c.id.in_(best[1])
+        walkable = _walkable(term) if can_walk else None
+        if walkable is not None and (walker is None or count < walker[0]):
+            walker = (count, walkable)
+    if walker is not None and (best is None or walker[0] <= best[0]):
+        # Walking a value's entries in order reads about one page of them
+        # when the other terms match often, and never more than fetching and
+        # sorting all of them would.
+        return None, walker[1]
+    if best is not None:
+        return t.versions.c.id.in_(best[1]), None
+    return None, None
 
 
 def search_models(

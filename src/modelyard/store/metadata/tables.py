@@ -118,11 +118,22 @@ def _kv_table(name: str, value_type: sa.types.TypeEngine[Any], *, nullable: bool
         ),
         sa.Column("key", sa.String(255), primary_key=True),
         sa.Column("value", value_type, nullable=nullable),
+        # A copy of versions.created_at (which never changes): with it the
+        # (key, value, created_at, version_id) index yields the versions that
+        # have one tag/param/metric value already in the default sort order,
+        # so a search can walk just those instead of every version.
+        sa.Column("created_at", sa.BigInteger, nullable=False),
     ]
     if name == "version_meta":
         cols.append(sa.Column("num", sa.Float, nullable=True))
     table = sa.Table(name, metadata, *cols)
-    sa.Index(f"ix_{name}_key_value", table.c.key, table.c.value, table.c.version_id)
+    sa.Index(
+        f"ix_{name}_key_value",
+        table.c.key,
+        table.c.value,
+        table.c.created_at,
+        table.c.version_id,
+    )
     if name == "version_meta":
         sa.Index(f"ix_{name}_key_num", table.c.key, table.c.num, table.c.version_id)
     return table
