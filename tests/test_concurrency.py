@@ -10,6 +10,7 @@ import itertools
 import subprocess
 import sys
 import textwrap
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -119,3 +120,38 @@ def test_concurrent_alias_moves_leave_consistent_history(tmp_path: Path, db_url:
         assert cur.from_version == prev.to_version
     assert svc.get_version("m@prod", actor=LOCAL).number == history[-1].to_version
     svc.db.dispose()
+
+
+def test_sqlite_wal_is_checkpointed_in_the_background(tmp_path: Path) -> None:
+    """Commits do not checkpoint (automatic checkpoints are off), yet what
+    they wrote reaches the database file itself shortly after, without the
+    -wal file: the background checkpointer copied it."""
+    import shutil
+    import sqlite3
+
+    svc = build_registry(Settings(data_dir=tmp_path / "d"))
+    try:
+        db_file = tmp_path / "d" / "registry.db"
+        svc.create_model("walled", actor="t")
+
+        def in_main_file() -> bool:
+            copy = tmp_path / "copy.db"
+            shutil.copyfile(db_file, copy)  # the main file alone, no -wal beside it
+            conn = sqlite3.connect(copy)
+            try:
+                names = {r[0] for r in conn.execute("SELECT name FROM models")}
+            except sqlite3.DatabaseError:
+                names = set()
+            finally:
+                conn.close()
+                copy.unlink()
+            return "walled" in names
+
+        deadline = time.monotonic() + 10
+        while not in_main_file():
+            assert time.monotonic() < deadline, "the WAL was never checkpointed"
+            time.sleep(0.05)
+        with svc.db.engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 0
+    finally:
+        svc.db.dispose()

@@ -8,9 +8,12 @@ locked" when a read transaction tries to upgrade.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
+import logging
 import os
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -20,6 +23,8 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+log = logging.getLogger(__name__)
 
 
 def normalize_url(url: str) -> str:
@@ -64,6 +69,10 @@ def _configure_sqlite(engine: Engine) -> None:
         cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA synchronous=NORMAL")
+        # Checkpoints run on a background thread (see Checkpointer): done by
+        # the committing request they cost it a WAL-to-database copy and an
+        # fsync, which showed as a 6 ms p99 on creates (0.5 ms without).
+        cur.execute("PRAGMA wal_autocheckpoint=0")
         cur.close()
 
     @event.listens_for(engine, "begin")
@@ -106,6 +115,81 @@ class WriterLock:
                 yield
             finally:
                 fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+
+class Checkpointer:
+    """Copies a SQLite WAL back into the database file off the request path.
+
+    Automatic checkpoints are off on our connections; after a write commits
+    the store calls :meth:`nudge`, and this thread runs a ``PASSIVE``
+    checkpoint a moment later (so one checkpoint covers a burst of commits).
+    A passive checkpoint never blocks readers or writers; what it cannot copy
+    yet (pages a reader still needs) the next one does. Each process that
+    writes runs its own; SQLite serializes them. When the last connection to
+    the database closes, SQLite checkpoints what is left.
+    """
+
+    def __init__(self, engine: Engine, *, delay: float = 0.2) -> None:
+        self._engine = engine
+        self._delay = delay
+        self._wake = threading.Event()
+        self._stopped = False
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+
+    def nudge(self) -> None:
+        """Ask for a checkpoint soon (cheap; called after every write)."""
+        if self._thread is None:
+            with self._start_lock:
+                if self._thread is None and not self._stopped:
+                    self._thread = threading.Thread(
+                        target=self._run, name="sqlite-checkpoint", daemon=True
+                    )
+                    self._thread.start()
+        self._wake.set()
+
+    def checkpoint(self) -> None:
+        """Run one passive checkpoint now, on a connection of our own."""
+        raw = self._engine.raw_connection()
+        try:
+            cur = raw.cursor()
+            cur.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            cur.fetchall()
+            cur.close()
+        finally:
+            raw.close()
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait()
+            if self._stopped:
+                return
+            time.sleep(self._delay)
+            self._wake.clear()
+            try:
+                self.checkpoint()
+            except Exception:  # a failed checkpoint is retried on the next nudge
+                log.warning("SQLite checkpoint failed", exc_info=True)
+
+    def stop(self) -> None:
+        """Stop the thread after a last checkpoint."""
+        self._stopped = True
+        self._wake.set()
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout=10)
+            with contextlib.suppress(Exception):
+                self.checkpoint()
+
+
+def checkpointer_for(engine: Engine) -> Checkpointer | None:
+    """A checkpointer for a SQLite database file (None otherwise)."""
+    if not is_sqlite(engine):
+        return None
+    database = engine.url.database
+    if not database or database == ":memory:":
+        return None
+    return Checkpointer(engine)
 
 
 def writer_lock_for(engine: Engine) -> WriterLock | None:

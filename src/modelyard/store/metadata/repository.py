@@ -29,7 +29,12 @@ from modelyard.domain.entities import (
 )
 from modelyard.domain.errors import AlreadyExists
 from modelyard.store.metadata import tables as t
-from modelyard.store.metadata.engine import is_sqlite, write_options, writer_lock_for
+from modelyard.store.metadata.engine import (
+    checkpointer_for,
+    is_sqlite,
+    write_options,
+    writer_lock_for,
+)
 from modelyard.store.metadata.hotpath import (
     VERSION_SELECT,
     HotQueries,
@@ -639,6 +644,7 @@ class MetadataStore:
         self.hot = HotQueries(engine.dialect)
         self.wq = WriteQueries(engine.dialect)
         self.writer_lock = writer_lock_for(engine)
+        self.checkpointer = checkpointer_for(engine)
 
     @contextmanager
     def read(self) -> Iterator[Tx]:
@@ -659,9 +665,13 @@ class MetadataStore:
             conn.begin(),
         ):
             yield Tx(conn, self.hot, self.wq)
+        if self.checkpointer is not None:
+            self.checkpointer.nudge()
 
     def dispose(self) -> None:
-        """Close pooled connections."""
+        """Stop the checkpoint thread and close pooled connections."""
+        if self.checkpointer is not None:
+            self.checkpointer.stop()
         self.engine.dispose()
 
 
