@@ -132,7 +132,7 @@ def test_sqlite_wal_is_checkpointed_in_the_background(tmp_path: Path) -> None:
     svc = build_registry(Settings(data_dir=tmp_path / "d"))
     try:
         db_file = tmp_path / "d" / "registry.db"
-        svc.create_model("walled", actor="t")
+        svc.create_model("walled", actor=LOCAL)
 
         def in_main_file() -> bool:
             copy = tmp_path / "copy.db"

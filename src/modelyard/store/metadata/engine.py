@@ -166,6 +166,11 @@ class Checkpointer:
                 return
             time.sleep(self._delay)
             self._wake.clear()
+            # stop() during the sleep set the event we just cleared: without
+            # this check the next wait() never returns and stop() waits out
+            # its whole join timeout.
+            if self._stopped:
+                return
             try:
                 self.checkpoint()
             except Exception:  # a failed checkpoint is retried on the next nudge
