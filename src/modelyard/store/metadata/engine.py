@@ -13,7 +13,6 @@ import fcntl
 import logging
 import os
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -133,6 +132,7 @@ class Checkpointer:
         self._engine = engine
         self._delay = delay
         self._wake = threading.Event()
+        self._halt = threading.Event()
         self._stopped = False
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
@@ -162,9 +162,9 @@ class Checkpointer:
     def _run(self) -> None:
         while True:
             self._wake.wait()
-            if self._stopped:
+            # Let a burst of commits land first; stop() ends the wait early.
+            if self._halt.wait(self._delay):
                 return
-            time.sleep(self._delay)
             self._wake.clear()
             try:
                 self.checkpoint()
@@ -174,6 +174,7 @@ class Checkpointer:
     def stop(self) -> None:
         """Stop the thread after a last checkpoint."""
         self._stopped = True
+        self._halt.set()
         self._wake.set()
         thread = self._thread
         if thread is not None:
