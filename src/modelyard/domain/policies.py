@@ -381,7 +381,7 @@ def evaluate(
         if want is None and have is None:
             out.append(Violation("required_tag", f"tag {key!r} is missing", key, None, None))
         elif want is not None and have != want:
-            why = "is missing" if have is None else f"is {have!r}"
+            why = "it is missing" if have is None else f"it is {have!r}"
             out.append(
                 Violation("required_tag", f"tag {key!r} must be {want!r} ({why})", key, want, have)
             )
