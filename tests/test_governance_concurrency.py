@@ -129,9 +129,11 @@ def test_events_are_append_only(tmp_path: Path, db_url: str) -> None:
         if engine.dialect.name == "postgresql":
             statements.append("TRUNCATE events")
         for sql in statements:
-            with pytest.raises(sa.exc.DBAPIError, match="append-only"):
-                with engine.begin() as conn:
-                    conn.exec_driver_sql(sql)
+            with (
+                pytest.raises(sa.exc.DBAPIError, match="append-only"),
+                engine.begin() as conn,
+            ):
+                conn.exec_driver_sql(sql)
         with engine.connect() as conn:
             actors = conn.exec_driver_sql("SELECT actor FROM events").scalars().all()
         assert actors and "mallory" not in actors
