@@ -233,6 +233,17 @@ def test_protected_alias_moves(gclient: TestClient) -> None:
     assert err["details"]["actual"] == 1
     r = c.put(f"{M}/aliases/production", json={"version": "2", "expected_version": 1})
     assert r.status_code == 200
+    for bad in (10**20, 0, -1):
+        assert_error(
+            c.put(f"{M}/aliases/production", json={"version": "2", "expected_version": bad}),
+            400,
+            "INVALID_INPUT",
+        )
+        assert_error(
+            c.post(f"{M}/aliases/production/rollback", json={"expected_version": bad}),
+            400,
+            "INVALID_INPUT",
+        )
 
 
 def test_approval_rules(gclient: TestClient) -> None:
@@ -293,6 +304,13 @@ def test_approval_rules(gclient: TestClient) -> None:
     assert types.count("approval.requested") == 3 and "approval.cancelled" in types
     assert "approval.rejected" in types and types.count("approval.approved") == 2
     assert_error(c.get("/api/v1/approvals/999"), 404, "APPROVAL_NOT_FOUND")
+    assert_error(c.get(f"/api/v1/approvals/{10**20}"), 404, "APPROVAL_NOT_FOUND")
+    assert_error(
+        c.post(f"/api/v1/approvals/{10**20}/approve", **as_("bob")), 404, "APPROVAL_NOT_FOUND"
+    )
+    assert_error(
+        c.post(f"{M}/versions/2/approvals", json={"comment": "a\x00b"}), 400, "INVALID_INPUT"
+    )
     assert_error(
         c.post(f"{M}/versions/2/approvals", json={"action": "delete"}), 400, "INVALID_ACTION"
     )
@@ -403,3 +421,4 @@ def test_audit_filters_and_pages(gclient: TestClient) -> None:
     assert_error(c.get("/api/v1/audit", params={"since": "soon"}), 400, "INVALID_TIME")
     assert_error(c.get("/api/v1/audit", params={"model": "a/b/c"}), 400, "INVALID_NAME")
     assert c.get("/api/v1/audit", params={"actor": "x" * 300}).status_code == 400
+    assert_error(c.get("/api/v1/audit", params={"actor": "a\x00"}), 400, "INVALID_INPUT")

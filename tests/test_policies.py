@@ -32,7 +32,16 @@ def test_parse_thresholds_and_tags() -> None:
     assert parse_threshold({"metric": "loss", "op": "<", "value": 2}) == MetricThreshold(
         "loss", "<", 2.0
     )
-    for bad in ("accuracy", "accuracy => 1", "metrics.a >= x", {"metric": "a", "op": ">"}, 3):
+    for bad in (
+        "accuracy",
+        "accuracy => 1",
+        "metrics.a >= x",
+        "a > 1e999",
+        {"metric": "a", "op": ">"},
+        {"metric": "a", "op": ">", "value": 10**400},
+        {"metric": "a", "op": "~", "value": 1},
+        3,
+    ):
         with pytest.raises(InvalidInput) as exc:
             parse_threshold(bad)
         assert exc.value.code == "INVALID_POLICY"
@@ -269,3 +278,57 @@ def test_evaluate_orders_and_explains() -> None:
     assert not ev.only_approvals_missing
     assert evaluate(Policy(required_approvals=1), v).only_approvals_missing
     assert evaluate(Policy(required_approvals=1), v, approvals=None).ok
+
+
+def test_namespace_visibility_filter_matches_point_checks(tmp_path: Path, db_url: str) -> None:
+    from modelyard.service.governance import GovernanceService
+
+    svc = build_registry(Settings(data_dir=tmp_path, db=db_url))
+    gs = GovernanceService(svc)
+    try:
+        svc.create_namespace("team", actor="t")
+        for name in ("plain", "strict", "loose"):
+            svc.create_model(name, namespace="team", actor="t")
+        svc.create_model("elsewhere", actor="t")  # default namespace, no policy
+        specs = [
+            {"tags": {"encrypted": "true"}, "metrics": {"accuracy": 0.95}},
+            {"tags": {"encrypted": "true"}, "metrics": {"accuracy": 0.5}},
+            {"tags": {"encrypted": "yes"}, "metrics": {"accuracy": 0.99}},
+            {"metrics": {"accuracy": 0.99}},
+        ]
+        for ns, name in (
+            ("team", "plain"),
+            ("team", "strict"),
+            ("team", "loose"),
+            ("default", "elsewhere"),
+        ):
+            for spec in specs:
+                v = svc.create_version(name, VersionSpec(**spec), namespace=ns, actor="t")
+                svc.transition_version(v.ref, "published", actor="t")
+            svc.create_version(name, VersionSpec(**specs[0]), namespace=ns, actor="t")  # ready
+        # Policies set after publishing: the view applies today's policy.
+        gs.set_policy("team", {"required_tags": {"encrypted": "true"}}, actor="a")
+        gs.set_policy("team", {"metric_thresholds": ["accuracy >= 0.9"]}, model="strict", actor="a")
+        gs.set_policy("team", {"required_tags": {"encrypted": None}}, model="loose", actor="a")
+        node = gs.visibility_filter("team")
+        with svc.db.read() as tx:
+            ids, _ = search_sql.search_versions(
+                tx.conn, node=node, order=parse_order(), limit=1000, cursor=None
+            )
+            got = sorted(v.ref for v in tx.load_versions(ids))
+            all_ids, _ = search_sql.search_versions(
+                tx.conn, node=None, order=parse_order(), limit=1000, cursor=None
+            )
+            everything = tx.load_versions(all_ids)
+        want = sorted(v.ref for v in everything if v.namespace == "team" and gs.is_visible(v))
+        assert got == want
+        assert got == [
+            "team/loose/1",
+            "team/loose/2",
+            "team/loose/3",
+            "team/plain/1",
+            "team/plain/2",
+            "team/strict/1",
+        ]
+    finally:
+        svc.db.dispose()

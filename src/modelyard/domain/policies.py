@@ -229,7 +229,10 @@ def parse_threshold(value: Any) -> MetricThreshold:
         metric, op, raw = value.get("metric"), value.get("op"), value.get("value")
         if isinstance(raw, bool) or not isinstance(raw, int | float):
             raise _bad("a metric threshold's value must be a number", "metric_thresholds")
-        number = float(raw)
+        try:
+            number = float(raw)
+        except OverflowError:  # an integer beyond any float
+            raise _bad("a metric threshold must be finite", "metric_thresholds") from None
     else:
         raise _bad("a metric threshold is a string or an object", "metric_thresholds")
     op = "=" if op == "==" else op

@@ -18,9 +18,18 @@ from typing import Any
 from modelyard.domain.approvals import Approval, ApprovalAction, ApprovalState
 from modelyard.domain.entities import AliasMove, Version, VersionState
 from modelyard.domain.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from modelyard.domain.filters import And, Comparison, Field, Node, Or
 from modelyard.domain.lifecycle import check_transition
 from modelyard.domain.names import RESERVED_ALIASES, validate_alias, validate_name
-from modelyard.domain.policies import PRODUCTION, Policy, evaluate, parse_policy
+from modelyard.domain.policies import (
+    PRODUCTION,
+    Policy,
+    evaluate,
+    merge_policies,
+    parse_policy,
+    policy_filter,
+    visible,
+)
 from modelyard.domain.references import DEFAULT_NAMESPACE, Reference
 from modelyard.service import policy_gate
 from modelyard.service import validation as v
@@ -109,7 +118,23 @@ def _cursor(token: str | None) -> int | None:
 def _actor_filter(value: str | None) -> str | None:
     if value is not None and (not isinstance(value, str) or len(value) > MAX_ACTOR_LENGTH):
         raise InvalidInput("actor filter is too long", code="INVALID_INPUT")
+    return None if value is None else _text(value, "actor")
+
+
+def _text(value: str, field_name: str) -> str:
+    """Free text bound for the database: no NUL (PostgreSQL refuses it in text)
+    and no lone surrogates (not encodable as UTF-8)."""
+    if "\x00" in value or any(0xD800 <= ord(c) <= 0xDFFF for c in value):
+        raise InvalidInput(
+            f"{field_name} contains NUL or surrogate characters",
+            code="INVALID_INPUT",
+            details={"field": field_name},
+        )
     return value
+
+
+def _comment(value: str) -> str:
+    return _text(v.check_description(value), "comment")
 
 
 class GovernanceService:
@@ -234,6 +259,47 @@ class GovernanceService:
 
         self.reg._write(op)
 
+    def visibility_filter(self, namespace: str) -> Node:
+        """The production view of a namespace as one search filter node.
+
+        Versions a production consumer may see: published and meeting the
+        content rules of their model's effective policy (see
+        :func:`~modelyard.domain.policies.policy_filter`). Models with their
+        own policy get their own branch, the rest share the namespace's:
+        ``(namespace = ns AND name NOT IN (own...) AND ns_filter) OR (namespace
+        = ns AND name = m1 AND m1_filter) OR ...``. AND it into a search so the
+        view is an indexed query, not post-filtering.
+        Requires: consumer (or reader) on the namespace.
+        """
+        validate_name(namespace, kind="namespace")
+        with self.db.read() as tx:
+            nid = self.reg._namespace_id(tx, namespace)
+            ns_rules = gov.get_policy(tx, nid, None, PRODUCTION)
+            own = gov.model_policies_of_namespace(tx, nid, PRODUCTION)
+        ns_policy = policy_gate.stored_policy(None if ns_rules is None else ns_rules.rules)
+        in_ns = Comparison(Field("attr", "namespace"), "=", namespace)
+        name = Field("attr", "name")
+        shared: list[Node] = [in_ns]
+        if own:
+            shared.append(Comparison(name, "NOT IN", tuple(n for n, _ in own)))
+        shared.append(policy_filter(ns_policy or Policy()))
+        branches: list[Node] = [And(tuple(shared))]
+        for model_name, rules in own:
+            effective = merge_policies(ns_policy, parse_policy(rules))
+            branches.append(
+                And((in_ns, Comparison(name, "=", model_name), policy_filter(effective)))
+            )
+        return branches[0] if len(branches) == 1 else Or(tuple(branches))
+
+    def is_visible(self, version: Version) -> bool:
+        """True if a production consumer may see ``version`` (point reads of the
+        consumer view; the same rule as :meth:`visibility_filter`).
+        Requires: consumer (or reader) on the namespace.
+        """
+        with self.db.read() as tx:
+            mid = self.reg._model_id(tx, version.namespace, version.model)
+            return visible(policy_gate.effective_policy(tx, mid), version)
+
     def check(
         self, ref: str | Reference, *, action: str = "publish", alias: str | None = None
     ) -> PolicyCheck:
@@ -299,7 +365,7 @@ class GovernanceService:
         validate_name(namespace, kind="namespace")
         validate_name(name)
         validate_alias(alias)
-        reason = v.check_description(reason)
+        reason = _text(v.check_description(reason), "reason")
 
         def op(tx: Tx) -> Version:
             mid = self.reg._model_id(tx, namespace, name, for_update=True)
@@ -366,7 +432,7 @@ class GovernanceService:
         act = _action(action)
         if act is ApprovalAction.ALIAS or alias is not None:
             alias = _alias(alias)
-        comment = v.check_description(comment)
+        comment = _comment(comment)
         r = self.reg.resolve(ref)
 
         def op(tx: Tx) -> Approval:
@@ -433,6 +499,9 @@ class GovernanceService:
     def _row(self, tx: Tx, approval_id: int, *, for_update: bool = False) -> gov.ApprovalRow:
         if isinstance(approval_id, bool) or not isinstance(approval_id, int):
             raise InvalidInput("approval id must be an integer", code="INVALID_INPUT")
+        if not 1 <= approval_id < 2**63:
+            # No id in the details: JSON encoders refuse integers beyond 64 bits.
+            raise NotFound("approval request not found", code="APPROVAL_NOT_FOUND")
         found = gov.load_approvals(tx, [approval_id], for_update=for_update)
         if not found:
             raise NotFound(
@@ -453,7 +522,7 @@ class GovernanceService:
         applies and the other gets ``APPROVAL_NOT_PENDING``.
         Requires: reviewer on the namespace.
         """
-        comment = v.check_description(comment)
+        comment = _comment(comment)
 
         def op(tx: Tx) -> Approval:
             row = self._pending(tx, approval_id)
@@ -538,7 +607,7 @@ class GovernanceService:
 
         Requires: reviewer on the namespace.
         """
-        comment = v.check_description(comment)
+        comment = _comment(comment)
 
         def op(tx: Tx) -> Approval:
             a = self._pending(tx, approval_id).approval

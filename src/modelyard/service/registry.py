@@ -644,6 +644,10 @@ class RegistryService:
         ``approval_id`` names the approved request being applied: the policy's
         approval rule then counts as met (its other rules are still checked).
         """
+        # Lock the model first: concurrent transitions of its versions (two
+        # approvals, two publishers) then queue, and each sees the state the
+        # previous one committed rather than a stale one.
+        self._model_id(tx, r.namespace, r.name, for_update=True)
         vid = self._version_id(tx, r)
         current = tx.load_versions([vid])[0]
         mid = tx.version_row(vid).model_id
@@ -726,6 +730,16 @@ class RegistryService:
         (a return to the alias's previous target, which held it before) count
         the policy's approval rule as met; its other rules are still checked.
         """
+        if expected_version is not None and (
+            isinstance(expected_version, bool)
+            or not isinstance(expected_version, int)
+            or not 1 <= expected_version <= 2**31 - 1
+        ):
+            raise InvalidInput(
+                "expected_version must be a version number",
+                code="INVALID_INPUT",
+                details={"field": "expected_version"},
+            )
         vid = self._version_id(tx, r)
         target = tx.load_versions([vid])[0]
         mid = self._model_id(tx, target.namespace, target.model, for_update=True)

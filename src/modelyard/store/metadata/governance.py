@@ -61,6 +61,20 @@ def policies_of_model(
     return by_key.get(0), by_key.get(model_id)
 
 
+def model_policies_of_namespace(
+    tx: Tx, namespace_id: int, purpose: str
+) -> list[tuple[str, dict[str, Any]]]:
+    """(model name, rules) of every model in a namespace that has its own policy."""
+    p, m = t.policies, t.models
+    rows = tx.conn.execute(
+        sa.select(m.c.name, p.c.rules)
+        .select_from(p.join(m, p.c.model_id == m.c.id))
+        .where(p.c.namespace_id == namespace_id, p.c.model_key != 0, p.c.purpose == purpose)
+        .order_by(m.c.name)
+    ).all()
+    return [(r.name, dict(r.rules)) for r in rows]
+
+
 def put_policy(
     tx: Tx,
     namespace_id: int,
