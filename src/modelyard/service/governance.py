@@ -554,6 +554,8 @@ class GovernanceService:
                     "comment": comment,
                     "approvals": count,
                     "required_approvals": policy.approvals_needed,
+                    "before": {"approvals": count - 1},
+                    "after": {"approvals": count},
                 },
             )
             if count >= policy.approvals_needed:

@@ -163,10 +163,17 @@ def _index_nested_metadata() -> None:
             sa.column("value", sa.Text()),
             sa.column("num", sa.Float()),
         )
+        # Rows left by an earlier upgrade (downgrade keeps them) are skipped.
+        have = {
+            (r[0], r[1])
+            for r in bind.execute(
+                sa.select(dst.c[owner], dst.c.key).where(dst.c.value.is_(None), dst.c.num.is_(None))
+            )
+        }
         rows = []
         for oid, meta in bind.execute(sa.select(src.c.id, src.c.meta)):
             for key, value in (meta or {}).items():
-                if isinstance(value, dict | list):
+                if isinstance(value, dict | list) and (oid, key) not in have:
                     rows.append({owner: oid, "key": key, "value": None, "num": None})
         if rows:
             bind.execute(dst.insert(), rows)
