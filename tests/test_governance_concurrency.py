@@ -148,3 +148,24 @@ def test_no_route_edits_or_deletes_events(client: TestClient) -> None:
     for path in ("/api/v1/audit", "/api/v1/events"):
         for method in ("DELETE", "PUT", "PATCH"):
             assert client.request(method, path).status_code == 405
+
+
+def test_two_approved_moves_of_one_alias_apply_once(
+    services: tuple[RegistryService, GovernanceService],
+) -> None:
+    svc, gs = services
+    svc.create_model("m", actor="t")
+    for _ in range(3):
+        v = svc.create_version("m", VersionSpec(), actor="t")
+        svc.transition_version(v.ref, "published", actor="t")
+    svc.set_alias("m/1", "prod", actor="t")
+    gs.set_policy("default", {"required_approvals": 1, "protected_aliases": ["prod"]}, actor="a")
+    reqs = [
+        gs.request_approval(f"m/{n}", action="alias", alias="prod", actor="ana") for n in (2, 3)
+    ]
+    assert [r.alias_from for r in reqs] == [1, 1]
+    results = race(2, lambda i: gs.approve(reqs[i].id, actor=f"rev{i}"))
+    assert sorted(results) == ["ALIAS_CHANGED", "ok"]
+    states = sorted(gs.get_approval(r.id).state.value for r in reqs)
+    assert states == ["applied", "pending"]
+    assert len(svc.alias_history("m", alias="prod")) == 2

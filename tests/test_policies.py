@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from modelyard.domain.errors import InvalidInput
 from modelyard.domain.filters import And, Comparison, Field, parse_filter
@@ -332,3 +334,40 @@ def test_namespace_visibility_filter_matches_point_checks(tmp_path: Path, db_url
         ]
     finally:
         svc.db.dispose()
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4)
+    ),
+    max_leaves=12,
+)
+_rules = st.dictionaries(
+    st.sampled_from(
+        [
+            "required_tags",
+            "required_metadata",
+            "require_signature",
+            "metric_thresholds",
+            "allowed_formats",
+            "required_approvals",
+            "protected_aliases",
+        ]
+    ),
+    _json | st.lists(st.sampled_from(["a >= 1", "metrics.b < 2", "k=v", "k", "onnx", "prod"])),
+    max_size=7,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_rules)
+def test_any_json_is_a_policy_or_invalid_policy(data: dict[str, Any]) -> None:
+    try:
+        policy = parse_policy(data)
+    except InvalidInput as exc:
+        assert exc.code in ("INVALID_POLICY",), exc.code
+        return
+    # A valid policy survives its own wire shape and turns into a filter.
+    assert parse_policy(policy.to_dict()) == policy
+    policy_filter(policy)

@@ -67,6 +67,7 @@ def approval(a: Approval) -> dict[str, Any]:
         "version": a.version,
         "action": a.action.value,
         "alias": a.alias,
+        "alias_from": a.alias_from,
         "archive_previous": a.archive_previous,
         "state": a.state.value,
         "requested_by": a.requested_by,

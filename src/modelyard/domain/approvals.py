@@ -47,6 +47,7 @@ class Approval:
     version: int
     action: ApprovalAction
     alias: str | None
+    alias_from: int | None
     archive_previous: bool
     state: ApprovalState
     requested_by: str

@@ -451,6 +451,10 @@ class GovernanceService:
                     code="APPROVAL_ALREADY_PENDING",
                     details={"ref": version.ref, "action": act.value, "alias": alias},
                 )
+            alias_from = None
+            if alias is not None:
+                current = tx.get_alias(mid, alias)
+                alias_from = None if current is None else tx.version_row(current).number
             aid = gov.insert_approval(
                 tx,
                 namespace_id=nid,
@@ -458,6 +462,7 @@ class GovernanceService:
                 version_id=vid,
                 action=act,
                 alias=alias,
+                alias_from=alias_from,
                 archive_previous=archive_previous,
                 actor=actor,
                 comment=comment,
@@ -568,6 +573,21 @@ class GovernanceService:
         a = row.approval
         ref = Reference(a.namespace, a.model, version=a.version)
         before = tx.load_versions([row.version_id])[0]
+        if a.alias is not None:
+            # The reviewers approved moving the alias from where it was then:
+            # if it moved since (another approved move, a rollback), this one
+            # must not silently undo that. Locked, so two approved moves of one
+            # alias cannot both apply.
+            self.reg._model_id(tx, a.namespace, a.model, for_update=True)
+            current = tx.get_alias(row.model_id, a.alias)
+            now = None if current is None else tx.version_row(current).number
+            if now != a.alias_from:
+                raise Conflict(
+                    f"alias @{a.alias} moved since request {a.id} was made (from "
+                    f"{a.alias_from} to {now}); cancel it and request again",
+                    code="ALIAS_CHANGED",
+                    details={"id": a.id, "alias": a.alias, "expected": a.alias_from, "actual": now},
+                )
         if a.action is ApprovalAction.PUBLISH:
             self.reg.transition_in_tx(
                 tx,
@@ -786,6 +806,7 @@ def _approval_payload(a: Approval) -> dict[str, Any]:
         "ref": a.ref,
         "action": a.action.value,
         "alias": a.alias,
+        "alias_from": a.alias_from,
         "archive_previous": a.archive_previous,
         "requested_by": a.requested_by,
         "request_comment": a.comment,

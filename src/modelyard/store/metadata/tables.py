@@ -238,6 +238,9 @@ approvals = sa.Table(
     ),
     sa.Column("action", sa.String(16), nullable=False),
     sa.Column("alias", sa.String(64), nullable=True),
+    # Where ``alias`` pointed when the request was made: applying it is a
+    # compare-and-set against this (NULL: the alias did not exist).
+    sa.Column("alias_from", sa.Integer, nullable=True),
     sa.Column("archive_previous", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("state", sa.String(16), nullable=False),
     sa.Column("requested_by", sa.String(256), nullable=False),

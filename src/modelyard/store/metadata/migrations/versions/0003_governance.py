@@ -58,6 +58,7 @@ def upgrade() -> None:
         sa.Column("version_id", _ID, nullable=False),
         sa.Column("action", sa.String(length=16), nullable=False),
         sa.Column("alias", sa.String(length=64), nullable=True),
+        sa.Column("alias_from", sa.Integer(), nullable=True),
         sa.Column("archive_previous", sa.Boolean(), server_default=sa.false(), nullable=False),
         sa.Column("state", sa.String(length=16), nullable=False),
         sa.Column("requested_by", sa.String(length=256), nullable=False),
