@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from starlette.testclient import TestClient
 
 from modelyard.domain.errors import ModelyardError
+from modelyard.service.approvals import ApprovalService
 from modelyard.service.factory import build_registry
 from modelyard.service.governance import GovernanceService
 from modelyard.service.registry import RegistryService, VersionSpec
@@ -53,14 +54,15 @@ def test_concurrent_approvals_apply_once(
     services: tuple[RegistryService, GovernanceService],
 ) -> None:
     svc, gs = services
+    aps = ApprovalService(svc)
     gs.set_policy("default", {"required_approvals": 1, "protected_aliases": ["prod"]}, actor="a")
     svc.create_model("m", actor="t")
     svc.create_version("m", VersionSpec(), actor="t")
-    req = gs.request_approval("m/1", alias="prod", actor="ana")
-    results = race(THREADS, lambda i: gs.approve(req.id, actor=f"reviewer{i}"))
+    req = aps.request_approval("m/1", alias="prod", actor="ana")
+    results = race(THREADS, lambda i: aps.approve(req.id, actor=f"reviewer{i}"))
     assert Counter(results) == {"ok": 1, "APPROVAL_NOT_PENDING": THREADS - 1}
     assert svc.get_version("m@prod").state.value == "published"
-    final = gs.get_approval(req.id)
+    final = aps.get_approval(req.id)
     assert final.state.value == "applied" and len(final.approvers) == 1
     applied = gs.audit(action="approval.applied").items
     assert len(applied) == 1 and applied[0]["actor"] == final.approvers[0]
@@ -71,14 +73,15 @@ def test_concurrent_approvals_with_two_required(
     services: tuple[RegistryService, GovernanceService],
 ) -> None:
     svc, gs = services
+    aps = ApprovalService(svc)
     gs.set_policy("default", {"required_approvals": 2}, actor="a")
     svc.create_model("m", actor="t")
     svc.create_version("m", VersionSpec(), actor="t")
-    req = gs.request_approval("m/1", actor="ana")
-    results = race(THREADS, lambda i: gs.approve(req.id, actor=f"reviewer{i}"))
+    req = aps.request_approval("m/1", actor="ana")
+    results = race(THREADS, lambda i: aps.approve(req.id, actor=f"reviewer{i}"))
     # Two distinct approvals land (the second applies); later ones find it closed.
     assert Counter(results) == {"ok": 2, "APPROVAL_NOT_PENDING": THREADS - 2}
-    assert len(gs.get_approval(req.id).approvers) == 2
+    assert len(aps.get_approval(req.id).approvers) == 2
     assert svc.get_version("m/1").state.value == "published"
 
 
@@ -154,6 +157,7 @@ def test_two_approved_moves_of_one_alias_apply_once(
     services: tuple[RegistryService, GovernanceService],
 ) -> None:
     svc, gs = services
+    aps = ApprovalService(svc)
     svc.create_model("m", actor="t")
     for _ in range(3):
         v = svc.create_version("m", VersionSpec(), actor="t")
@@ -161,11 +165,11 @@ def test_two_approved_moves_of_one_alias_apply_once(
     svc.set_alias("m/1", "prod", actor="t")
     gs.set_policy("default", {"required_approvals": 1, "protected_aliases": ["prod"]}, actor="a")
     reqs = [
-        gs.request_approval(f"m/{n}", action="alias", alias="prod", actor="ana") for n in (2, 3)
+        aps.request_approval(f"m/{n}", action="alias", alias="prod", actor="ana") for n in (2, 3)
     ]
     assert [r.alias_from for r in reqs] == [1, 1]
-    results = race(2, lambda i: gs.approve(reqs[i].id, actor=f"rev{i}"))
+    results = race(2, lambda i: aps.approve(reqs[i].id, actor=f"rev{i}"))
     assert sorted(results) == ["ALIAS_CHANGED", "ok"]
-    states = sorted(gs.get_approval(r.id).state.value for r in reqs)
+    states = sorted(aps.get_approval(r.id).state.value for r in reqs)
     assert states == ["applied", "pending"]
     assert len(svc.alias_history("m", alias="prod")) == 2

@@ -12,6 +12,7 @@ from modelyard.api.deps import ServiceCall
 from modelyard.api.errors import install_error_handlers
 from modelyard.api.middleware import BodyLimitMiddleware, Metrics, MetricsMiddleware
 from modelyard.api.v1 import blobs, governance, models, search, system, versions
+from modelyard.service.approvals import ApprovalService
 from modelyard.service.factory import build_registry
 from modelyard.service.governance import GovernanceService
 from modelyard.service.registry import RegistryService
@@ -39,6 +40,7 @@ def create_app(
     app.state.settings = settings
     app.state.registry = service
     app.state.governance = GovernanceService(service)
+    app.state.approvals = ApprovalService(service)
     app.state.metrics = Metrics()
     app.state.call = ServiceCall(inline=service.db.engine.dialect.name == "sqlite")
     install_error_handlers(app)

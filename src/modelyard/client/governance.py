@@ -14,6 +14,7 @@ from urllib.parse import quote
 from modelyard.domain.references import DEFAULT_NAMESPACE, Reference, parse_reference
 
 if TYPE_CHECKING:
+    from modelyard.service.approvals import ApprovalService
     from modelyard.service.governance import GovernanceService
     from modelyard.service.registry import RegistryService
 
@@ -145,6 +146,13 @@ class EmbeddedGovernance:
 
         return GovernanceService(self.svc)
 
+    @property
+    def approvals(self) -> ApprovalService:
+        """The approval service over the embedded registry."""
+        from modelyard.service.approvals import ApprovalService
+
+        return ApprovalService(self.svc)
+
     def get_policy(self, namespace: str, model: str | None) -> Wire:
         """A namespace's policy, or a model's with its namespace's and the merge."""
         from modelyard.api import render_governance as rg
@@ -205,25 +213,25 @@ class EmbeddedGovernance:
         """Request an approval."""
         from modelyard.api import render_governance as rg
 
-        return rg.approval(self.gov.request_approval(ref, actor=self.actor, **body))
+        return rg.approval(self.approvals.request_approval(ref, actor=self.actor, **body))
 
     def review(self, approval_id: int, decision: Decision, comment: str) -> Wire:
         """Approve, reject or cancel."""
         from modelyard.api import render_governance as rg
 
         if decision == "approve":
-            a = self.gov.approve(approval_id, actor=self.actor, comment=comment)
+            a = self.approvals.approve(approval_id, actor=self.actor, comment=comment)
         elif decision == "reject":
-            a = self.gov.reject(approval_id, actor=self.actor, comment=comment)
+            a = self.approvals.reject(approval_id, actor=self.actor, comment=comment)
         else:
-            a = self.gov.cancel(approval_id, actor=self.actor)
+            a = self.approvals.cancel(approval_id, actor=self.actor)
         return rg.approval(a)
 
     def get_approval(self, approval_id: int) -> Wire:
         """One request."""
         from modelyard.api import render_governance as rg
 
-        return rg.approval(self.gov.get_approval(approval_id))
+        return rg.approval(self.approvals.get_approval(approval_id))
 
     def list_approvals(
         self, namespace: str, state: str, page_size: int, page_token: str | None
@@ -231,7 +239,7 @@ class EmbeddedGovernance:
         """A namespace's requests."""
         from modelyard.api import render_governance as rg
 
-        page = self.gov.list_approvals(
+        page = self.approvals.list_approvals(
             namespace,
             state=None if state == "all" else state,
             page_size=page_size,

@@ -14,6 +14,7 @@ from modelyard.api.deps import ServiceCall, actor
 from modelyard.api.responses import JSONResponse
 from modelyard.api.schemas import ApprovalRequest, PolicyRules, Review, Rollback
 from modelyard.api.v1.versions import version_ref
+from modelyard.service.approvals import ApprovalService
 from modelyard.service.governance import GovernanceService
 
 router = APIRouter(prefix="/api/v1", tags=["governance"])
@@ -23,6 +24,12 @@ def governance(request: Request) -> tuple[GovernanceService, ServiceCall]:
     """The governance service built by ``create_app`` and how to call it."""
     state = request.app.state
     return state.governance, state.call
+
+
+def approvals(request: Request) -> tuple[ApprovalService, ServiceCall]:
+    """The approval service built by ``create_app`` and how to call it."""
+    state = request.app.state
+    return state.approvals, state.call
 
 
 # -- policies -----------------------------------------------------------------
@@ -170,7 +177,7 @@ async def request_approval(
     request: Request, namespace: str, name: str, version: str, body: ApprovalRequest
 ) -> Response:
     """Ask reviewers to publish this version and/or move an alias to it."""
-    gs, call = governance(request)
+    gs, call = approvals(request)
     a = await call(
         gs.request_approval,
         version_ref(namespace, name, version),
@@ -192,7 +199,7 @@ async def list_approvals(
     page_token: str | None = None,
 ) -> Response:
     """Requests of the namespace, newest first (pending ones by default)."""
-    gs, call = governance(request)
+    gs, call = approvals(request)
     page = await call(
         gs.list_approvals,
         namespace,
@@ -211,14 +218,14 @@ async def list_approvals(
 @router.get("/approvals/{approval_id}", summary="Get one approval request")
 async def get_approval(request: Request, approval_id: int) -> Response:
     """One request with its reviews."""
-    gs, call = governance(request)
+    gs, call = approvals(request)
     return JSONResponse(rg.approval(await call(gs.get_approval, approval_id)))
 
 
 @router.post("/approvals/{approval_id}/approve", summary="Approve a request")
 async def approve(request: Request, approval_id: int, body: Review | None = None) -> Response:
     """Approve; the transition applies atomically at the N-th distinct approval."""
-    gs, call = governance(request)
+    gs, call = approvals(request)
     a = await call(
         gs.approve, approval_id, actor=actor(request), comment=(body or Review()).comment
     )
@@ -228,7 +235,7 @@ async def approve(request: Request, approval_id: int, body: Review | None = None
 @router.post("/approvals/{approval_id}/reject", summary="Reject a request")
 async def reject(request: Request, approval_id: int, body: Review | None = None) -> Response:
     """Reject (final)."""
-    gs, call = governance(request)
+    gs, call = approvals(request)
     a = await call(gs.reject, approval_id, actor=actor(request), comment=(body or Review()).comment)
     return JSONResponse(rg.approval(a))
 
@@ -236,7 +243,7 @@ async def reject(request: Request, approval_id: int, body: Review | None = None)
 @router.post("/approvals/{approval_id}/cancel", summary="Cancel one's own request")
 async def cancel(request: Request, approval_id: int) -> Response:
     """Withdraw a pending request (the requester only)."""
-    gs, call = governance(request)
+    gs, call = approvals(request)
     return JSONResponse(rg.approval(await call(gs.cancel, approval_id, actor=actor(request))))
 
 
