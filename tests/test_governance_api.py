@@ -221,6 +221,15 @@ def test_protected_alias_moves(gclient: TestClient) -> None:
     assert c.post(f"{M}/versions/1/publish").status_code == 200
     assert c.put(f"{M}/aliases/production", json={"version": "1"}).status_code == 200
     assert_error(c.delete(f"{M}/aliases/production"), 409, "ALIAS_PROTECTED")
+    # Nor can its target stop being published under it.
+    for action in ("archive", "restore"):
+        err = assert_error(c.post(f"{M}/versions/1/{action}"), 409, "ALIAS_PROTECTED")
+        assert err["details"] == {
+            "alias": "production",
+            "ref": "default/fraud/1",
+            "state": ("archived" if action == "archive" else "ready"),
+        }
+    assert c.get(f"{M}/versions/1").json()["state"] == "published"
     assert c.delete(f"{M}/aliases/staging").status_code == 204
     # Compare-and-set on set_alias.
     _push(c, 2, tags={"encrypted": "true"})
@@ -233,6 +242,17 @@ def test_protected_alias_moves(gclient: TestClient) -> None:
     assert err["details"]["actual"] == 1
     r = c.put(f"{M}/aliases/production", json={"version": "2", "expected_version": 1})
     assert r.status_code == 200
+    # One approved request may publish, archive the others and move the alias:
+    # the invariant is checked when the transaction is complete.
+    _push(c, 3, tags={"encrypted": "true"})
+    body = {"alias": "production", "archive_previous": True}
+    req = c.post(f"{M}/versions/3/approvals", json=body, **as_("ana")).json()
+    assert c.post(f"/api/v1/approvals/{req['id']}/approve", **as_("bob")).json()["state"] == (
+        "applied"
+    )
+    states = {v["version"]: v["state"] for v in c.get(f"{M}/versions").json()["versions"]}
+    assert states == {1: "archived", 2: "archived", 3: "published"}
+    assert c.get(f"{M}/versions/production").json()["version"] == 3
     for bad in (10**20, 0, -1):
         assert_error(
             c.put(f"{M}/aliases/production", json={"version": "2", "expected_version": bad}),

@@ -233,6 +233,7 @@ class ApprovalService:
                 reason=f"approval #{a.id}" + (f": {a.comment}" if a.comment else ""),
                 approval_id=a.id,
             )
+        policy_gate.check_protected_targets(tx, row.model_id)
         gov.set_approval_state(tx, a.id, ApprovalState.APPLIED, actor)
         after = self._row(tx, a.id).approval
         tx.append_event(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from modelyard.domain.entities import Version
+from modelyard.domain.entities import Version, VersionState
 from modelyard.domain.errors import Conflict, PolicyViolation
 from modelyard.domain.policies import (
     PRODUCTION,
@@ -86,6 +86,30 @@ def check_alias(tx: Tx, version: Version, model_id: int, alias: str, *, approved
         return
     ev = evaluate(policy, version, approvals=None if approved else 0, require_published=True)
     enforce(ev, version, "alias", alias)
+
+
+def check_protected_targets(tx: Tx, model_id: int) -> None:
+    """Every protected alias of the model still points at a published version.
+
+    Run at the end of a transition's transaction: archiving or unpublishing
+    the version behind ``@production`` would otherwise move production to a
+    version no consumer may use, without the policy's say. Checked at the end
+    (not per step) so that one transaction may publish a new version, move
+    the alias to it and archive the old one.
+    """
+    policy = effective_policy(tx, model_id)
+    for alias in policy.protected_aliases or ():
+        vid = tx.get_alias(model_id, alias)
+        if vid is None:
+            continue
+        version = tx.load_versions([vid])[0]
+        if version.state is not VersionState.PUBLISHED:
+            raise Conflict(
+                f"version {version.ref} is the target of protected alias @{alias}; "
+                "move the alias to another published version first",
+                code="ALIAS_PROTECTED",
+                details={"alias": alias, "ref": version.ref, "state": version.state.value},
+            )
 
 
 def is_protected(tx: Tx, model_id: int, alias: str) -> bool:

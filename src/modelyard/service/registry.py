@@ -617,17 +617,24 @@ class RegistryService:
         With ``archive_previous``, publishing also archives the model's other
         published versions in the same transaction. Publishing is gated by the
         model's production policy (``POLICY_VIOLATION``, or ``APPROVAL_REQUIRED``
-        when only approvals are missing: see ``GovernanceService``).
+        when only approvals are missing: see ``ApprovalService``), and no
+        transition may leave a protected alias on an unpublished version
+        (``ALIAS_PROTECTED``).
 
         Requires: writer on the namespace.
         """
         target = _state(target)
         r = self.resolve(ref)
-        return self._write(
-            lambda tx: self.transition_in_tx(
+
+        def op(tx: Tx) -> Version:
+            after = self.transition_in_tx(
                 tx, r, target, actor=actor, archive_previous=archive_previous
             )
-        )
+            mid = self._model_id(tx, after.namespace, after.model)
+            policy_gate.check_protected_targets(tx, mid)
+            return after
+
+        return self._write(op)
 
     def transition_in_tx(
         self,
