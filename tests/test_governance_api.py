@@ -337,6 +337,13 @@ def test_approval_rules(gclient: TestClient) -> None:
     assert_error(
         c.post(f"{M}/versions/2/approvals", json={"action": "alias"}), 400, "INVALID_ALIAS"
     )
+    c.post(f"{M}/versions/2/archive")
+    assert_error(
+        c.post(f"{M}/versions/2/approvals", json={"action": "alias", "alias": "x"}),
+        409,
+        "INVALID_STATE_TRANSITION",
+    )
+    assert_error(c.post(f"{M}/versions/2/approvals", json={}), 409, "INVALID_STATE_TRANSITION")
     assert_error(
         c.get("/api/v1/namespaces/default/approvals", params={"state": "x"}), 400, "INVALID_STATE"
     )
