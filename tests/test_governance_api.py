@@ -471,3 +471,22 @@ def test_governance_routes_are_documented(gclient: TestClient) -> None:
     assert gclient.get(f"{M}/aliases/history").status_code == 404  # no such model yet
     _push(gclient, 1)
     assert gclient.get(f"{M}/aliases/history").json() == {"history": []}
+
+
+def test_deleting_a_model_takes_its_policy_and_requests(gclient: TestClient) -> None:
+    c = gclient
+    _push(c, 1)
+    c.put(f"{M}/policy", json={"required_approvals": 1})
+    rid = c.post(f"{M}/versions/1/approvals", json={}, **as_("ana")).json()["id"]
+    c.post(f"/api/v1/approvals/{rid}/reject", **as_("bob"))
+    c.post(f"{M}/versions/1/approvals", json={}, **as_("ana"))
+    assert c.delete(f"{M}").status_code == 204
+    assert_error(c.get(f"/api/v1/approvals/{rid}"), 404, "APPROVAL_NOT_FOUND")
+    assert c.get("/api/v1/namespaces/default/approvals", params={"state": "all"}).json() == {
+        "approvals": [],
+        "next_page_token": None,
+    }
+    _push(c, 1)  # same name again: no policy carried over
+    assert c.get(f"{M}/policy").json()["model_policy"]["policy"] is None
+    deleted = _audit(c, action="model.deleted")[0]
+    assert deleted["before"]["name"] == "fraud" and deleted["after"] is None
