@@ -92,6 +92,8 @@ def _plan(tmp_path: Path, q: gov.AuditQuery) -> str:
         (gov.AuditQuery(actor="ana"), "ix_events_actor_id"),
         (gov.AuditQuery(action="alias.moved"), "ix_events_type_id"),
         (gov.AuditQuery(actor="ana", before_id=100), "ix_events_actor_id"),
+        (gov.AuditQuery(namespace="team"), "ix_events_namespace_id"),
+        (gov.AuditQuery(model=("team", "fraud")), "ix_events_namespace_id"),
     ],
 )
 def test_audit_filters_use_indexes(tmp_path: Path, query: gov.AuditQuery, index: str) -> None:

@@ -331,11 +331,13 @@ class AuditQuery:
 def audit_events(tx: Tx, q: AuditQuery, limit: int) -> list[dict[str, Any]]:
     """Events matching ``q``, newest first (id descending), at most ``limit``.
 
-    Actor and exact type compare on indexed columns ((actor, id), (type, id));
-    the time range uses (at, id); the walk is the primary key backwards, so a
-    page stops after ``limit`` matches. Prefix and model filters compare with
-    ``substr`` rather than LIKE or a range: exact under any collation and on
-    SQLite's case-insensitive LIKE alike.
+    Actor, namespace (also implied by a model) and exact type compare on
+    indexed columns ((actor, id), (namespace, id), (type, id)), walked
+    backwards so a page stops after ``limit`` matches; without them the walk
+    is the primary key. A closed time range uses (at, id) and sorts the
+    window. Prefix and model filters compare with ``substr`` rather than LIKE
+    or a range: exact under any collation and on SQLite's case-insensitive
+    LIKE alike, but not indexed themselves.
     """
     e = t.events
     where: list[sa.ColumnElement[bool]] = []

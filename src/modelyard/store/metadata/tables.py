@@ -273,4 +273,5 @@ approval_votes = sa.Table(
 
 # The audit log reads ``events`` newest first by id, filtered by actor or time.
 sa.Index("ix_events_actor_id", events.c.actor, events.c.id)
+sa.Index("ix_events_namespace_id", events.c.namespace, events.c.id)
 sa.Index("ix_events_at_id", events.c.at, events.c.id)

@@ -106,6 +106,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("events", schema=None) as batch_op:
         batch_op.create_index("ix_events_actor_id", ["actor", "id"], unique=False)
+        batch_op.create_index("ix_events_namespace_id", ["namespace", "id"], unique=False)
         batch_op.create_index("ix_events_at_id", ["at", "id"], unique=False)
     _create_append_only_guard()
     _index_nested_metadata()
@@ -191,6 +192,7 @@ def downgrade() -> None:
     with op.batch_alter_table("events", schema=None) as batch_op:
         batch_op.drop_index("ix_events_at_id")
         batch_op.drop_index("ix_events_actor_id")
+        batch_op.drop_index("ix_events_namespace_id")
     op.drop_table("approval_votes")
     with op.batch_alter_table("approvals", schema=None) as batch_op:
         batch_op.drop_index("ix_approvals_model_id")
