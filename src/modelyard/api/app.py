@@ -11,8 +11,10 @@ from modelyard import __version__
 from modelyard.api.deps import ServiceCall
 from modelyard.api.errors import install_error_handlers
 from modelyard.api.middleware import BodyLimitMiddleware, Metrics, MetricsMiddleware
-from modelyard.api.v1 import blobs, models, search, system, versions
+from modelyard.api.v1 import blobs, governance, models, search, system, versions
+from modelyard.service.approvals import ApprovalService
 from modelyard.service.factory import build_registry
+from modelyard.service.governance import GovernanceService
 from modelyard.service.registry import RegistryService
 from modelyard.settings import Settings
 
@@ -37,10 +39,15 @@ def create_app(
     )
     app.state.settings = settings
     app.state.registry = service
+    app.state.governance = GovernanceService(service)
+    app.state.approvals = ApprovalService(service)
     app.state.metrics = Metrics()
     app.state.call = ServiceCall(inline=service.db.engine.dialect.name == "sqlite")
     install_error_handlers(app)
-    for router in (versions.router, blobs.router, models.router, search.router, system.router):
+    routers = (versions.router, blobs.router, models.router, search.router, system.router)
+    # Governance after versions: its GET .../aliases/{alias} must not shadow
+    # GET .../aliases/history.
+    for router in (*routers, governance.router):
         # Routes go straight onto the app's router: FastAPI's include_router
         # keeps a tree of wrappers that re-matches every route per request
         # (~250 µs a request with our ~40 routes, measured with cProfile).

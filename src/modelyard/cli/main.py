@@ -1,4 +1,6 @@
-"""``modelyard``: server, push, pull, ls, show, search, tag, alias, db upgrade.
+"""``modelyard``: server, push, pull, ls, show, search, tag, alias, db upgrade, and the
+governance commands of ``cli/governance.py`` (publish, archive, restore, rollback,
+policy, approval, audit).
 
 Exit codes: 0 success, 1 a registry error (its code is printed), 2 usage errors.
 """
@@ -25,6 +27,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from modelyard.cli import governance as governance_cli
 from modelyard.domain.errors import ModelyardError
 
 app = typer.Typer(
@@ -362,14 +365,20 @@ def tag(
 
 @app.command()
 def alias(
-    ref: Annotated[str, typer.Argument(help="Version reference, e.g. fraud/3")],
-    name: Annotated[str, typer.Argument(help="Alias name, e.g. production")],
+    ref: Annotated[str, typer.Argument(help="Version reference, e.g. fraud/3 (or: show)")],
+    name: Annotated[str, typer.Argument(help="Alias name, e.g. production (or: name@alias)")],
     reason: Annotated[str, typer.Option(help="Why (kept in the alias history).")] = "",
+    at: Annotated[
+        str | None, typer.Option(help="With show: the time to look at (RFC 3339 or µs).")
+    ] = None,
     registry: RegistryOpt = "http://127.0.0.1:8080",
     as_json: JsonOpt = False,
 ) -> None:
-    """Point an alias at a version."""
+    """Point an alias at a version, or show one: alias show NAME@ALIAS [--at TIME]."""
     with _registry(registry) as reg:
+        if ref == "show" and "@" in name:
+            governance_cli.show_alias(reg, name, at, as_json)
+            return
         v = _run(lambda: reg.set_alias(ref, name, reason=reason))
         if as_json:
             _print_json(v.raw)
@@ -400,6 +409,9 @@ def db_upgrade(
     finally:
         engine.dispose()
     out().print(f"database at revision {after} (was {before or 'empty'})")
+
+
+governance_cli.register(app)
 
 
 def main() -> None:

@@ -15,6 +15,7 @@ from urllib.parse import quote
 import httpx
 
 from modelyard.client.errors import ServerError, error_from_response
+from modelyard.client.governance import EmbeddedGovernance, GovernanceBackend, RemoteGovernance
 from modelyard.client.transfer import Progress, check_stored_digest, iter_file
 from modelyard.domain.references import Reference
 
@@ -23,7 +24,7 @@ Action = Literal["publish", "archive", "restore"]
 Target = Literal["models", "versions"]
 
 
-class Backend(Protocol):
+class Backend(GovernanceBackend, Protocol):
     """What the SDK needs from a registry. ``changes`` and ``query`` use the
     REST bodies' keys (``description``, ``tags``, ``delete_tags``, ``metadata``;
     ``filter``, ``order_by``, ``page_size``, ``page_token``, ``namespace``)."""
@@ -67,7 +68,7 @@ def _vpath(ref: Reference) -> str:
     return f"{_mpath(ref.namespace, ref.name)}/versions/{_vseg(ref)}"
 
 
-class RemoteBackend:
+class RemoteBackend(RemoteGovernance):
     """HTTP to a modelyard server. Constructing it touches no network."""
 
     def __init__(
@@ -225,7 +226,7 @@ class RemoteBackend:
         self.http.close()
 
 
-class EmbeddedBackend:
+class EmbeddedBackend(EmbeddedGovernance):
     """The service in this process, on a data directory."""
 
     def __init__(

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from modelyard.client.backends import Backend, EmbeddedBackend, RemoteBackend, Target
+from modelyard.client.governance import GovernanceMixin
 from modelyard.client.transfer import (
     BlobCache,
     HashCache,
@@ -118,12 +119,16 @@ def _default_cache() -> Path:
     return Path(base) / "modelyard"
 
 
-class Registry:
+class Registry(GovernanceMixin):
     """A model registry, remote (``http(s)://...``) or embedded (a data directory path).
 
     Nothing here touches the network or disk until a method is called, except
     that an embedded registry opens (and if needed creates) its database.
+    Governance methods (policies, approvals, rollback, audit) come from
+    :class:`~modelyard.client.governance.GovernanceMixin`.
     """
+
+    _b: Backend
 
     def __init__(
         self,
@@ -301,6 +306,12 @@ class Registry:
         """Archive a version."""
         return VersionInfo.from_wire(
             self._b.transition(parse_reference(ref), "archive", archive_previous=False)
+        )
+
+    def restore(self, ref: str) -> VersionInfo:
+        """Restore an archived (or unpublish a published) version to ready."""
+        return VersionInfo.from_wire(
+            self._b.transition(parse_reference(ref), "restore", archive_previous=False)
         )
 
     def set_alias(self, ref: str, alias: str, *, reason: str = "") -> VersionInfo:

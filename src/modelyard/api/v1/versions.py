@@ -254,6 +254,7 @@ async def set_alias(
         alias,
         actor=actor(request),
         reason=body.reason,
+        expected_version=body.expected_version,
     )
     return JSONResponse(render.version(ver))
 

@@ -74,9 +74,11 @@ def _meta_rows(owner_col: str, owner_id: int, meta: dict[str, Any]) -> list[dict
             rows.append({owner_col: owner_id, "key": key, "value": str(value), "num": float(value)})
         elif isinstance(value, str):
             rows.append({owner_col: owner_id, "key": key, "value": value, "num": None})
-        elif value is None:
+        else:
+            # None, and nested objects and lists (kept in the JSON column only):
+            # a row without a value, so "key present" (``meta.k EXISTS``) is
+            # answered from the index.
             rows.append({owner_col: owner_id, "key": key, "value": None, "num": None})
-        # Nested objects and lists stay in the JSON column only.
     return rows
 
 

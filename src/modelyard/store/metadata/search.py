@@ -197,6 +197,13 @@ class _Compiler:
                 details={"position": 0},
             )
         kv = table.alias()
+        if cmp.op == "EXISTS":
+            return (
+                sa.select(sa.literal_column("1"))
+                .select_from(kv)
+                .where(kv.c[self.owner_fk] == self.owner_id, kv.c.key == cmp.field.key)
+                .exists()
+            )
         first = cmp.value[0] if isinstance(cmp.value, tuple) else cmp.value
         # Metadata keeps text in ``value`` and numbers in ``num``; the parser
         # made every number a float and every boolean the text "true"/"false".
@@ -222,6 +229,8 @@ class _Compiler:
             ns = t.namespaces.alias()
             inner = sa.select(ns.c.id).where(self.apply(ns.c.name, cmp.op, cmp.value))
             return t.models.c.namespace_id.in_(inner)
+        if self.target == "versions" and cmp.op == "EXISTS":
+            return self.present(key)
         columns = _VERSION_COLUMNS if self.target == "versions" else _MODEL_COLUMNS
         column = columns.get(key)
         if column is None:
@@ -238,6 +247,24 @@ class _Compiler:
             # guard, NOT framework = 'onnx' would drop versions with no framework.
             return sa.and_(column.is_not(None), clause)
         return clause
+
+    def present(self, key: str) -> sa.ColumnElement[bool]:
+        """``attr EXISTS``: the attribute is set (a signature: a non-empty object)."""
+        if key == "signature":
+            # JSON columns hold the text the service wrote (compact, so an
+            # empty object is exactly '{}'); an absent signature is SQL NULL
+            # or JSON null depending on the write path. Compared as text,
+            # which works for SQLite's text and PostgreSQL's json alike.
+            text = sa.cast(t.versions.c.signature, sa.Text)
+            return sa.and_(t.versions.c.signature.is_not(None), text.not_in(["null", "{}"]))
+        column = _VERSION_COLUMNS.get(key)
+        if column is None or key not in _NULLABLE:
+            raise InvalidInput(
+                f"EXISTS cannot be used with {key!r}",
+                code="INVALID_FILTER",
+                details={"position": 0},
+            )
+        return column.is_not(None)
 
     def model_ids(self, cmp: Comparison) -> sa.ColumnElement[bool]:
         """A version's model name or namespace, as ``model_id IN (subquery)``.

@@ -217,3 +217,72 @@ events = sa.Table(
 )
 sa.Index("ix_events_type_id", events.c.type, events.c.id)
 sa.Index("ix_events_subject_id", events.c.subject, events.c.id)
+
+# -- governance (issue 3): policies, approvals, audit indexes -----------------
+
+# One production policy per namespace (model_key = 0) and per model (model_key =
+# the model's id). ``model_key`` exists because a UNIQUE constraint treats NULL
+# model ids as distinct, which would allow two namespace policies.
+policies = sa.Table(
+    "policies",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("namespace_id", BigId, sa.ForeignKey("namespaces.id"), nullable=False),
+    sa.Column("model_id", BigId, sa.ForeignKey("models.id", ondelete="CASCADE"), nullable=True),
+    sa.Column("model_key", BigId, nullable=False),
+    sa.Column("purpose", sa.String(32), nullable=False),
+    sa.Column("rules", sa.JSON, nullable=False),
+    sa.Column("updated_by", sa.String(256), nullable=False, server_default=""),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+    sa.UniqueConstraint("namespace_id", "model_key", "purpose"),
+)
+
+# A requested transition (publish, move of a protected alias) and its decision.
+approvals = sa.Table(
+    "approvals",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("namespace_id", BigId, sa.ForeignKey("namespaces.id"), nullable=False),
+    sa.Column("model_id", BigId, sa.ForeignKey("models.id", ondelete="CASCADE"), nullable=False),
+    sa.Column(
+        "version_id", BigId, sa.ForeignKey("versions.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column("action", sa.String(16), nullable=False),
+    sa.Column("alias", sa.String(64), nullable=True),
+    # Where ``alias`` pointed when the request was made: applying it is a
+    # compare-and-set against this (NULL: the alias did not exist).
+    sa.Column("alias_from", sa.Integer, nullable=True),
+    sa.Column("archive_previous", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("requested_by", sa.String(256), nullable=False),
+    sa.Column("comment", sa.Text, nullable=False, server_default=""),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("decided_by", sa.String(256), nullable=True),
+    sa.Column("decided_at", sa.BigInteger, nullable=True),
+)
+sa.Index(
+    "ix_approvals_namespace_id_state_id",
+    approvals.c.namespace_id,
+    approvals.c.state,
+    approvals.c.id,
+)
+sa.Index("ix_approvals_version_id", approvals.c.version_id)
+sa.Index("ix_approvals_model_id", approvals.c.model_id)
+
+# One row per reviewer and request: the primary key makes approvals distinct.
+approval_votes = sa.Table(
+    "approval_votes",
+    metadata,
+    sa.Column(
+        "approval_id", BigId, sa.ForeignKey("approvals.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column("actor", sa.String(256), primary_key=True),
+    sa.Column("decision", sa.String(16), nullable=False),
+    sa.Column("comment", sa.Text, nullable=False, server_default=""),
+    sa.Column("at", sa.BigInteger, nullable=False),
+)
+
+# The audit log reads ``events`` newest first by id, filtered by actor or time.
+sa.Index("ix_events_actor_id", events.c.actor, events.c.id)
+sa.Index("ix_events_namespace_id", events.c.namespace, events.c.id)
+sa.Index("ix_events_at_id", events.c.at, events.c.id)

@@ -1,7 +1,7 @@
 """version key/value rows carry their version's creation time
 
 Revision ID: 0005
-Revises: 0001
+Revises: 0003
 Create Date: 2026-11-23
 
 The four version key/value tables get ``created_at`` (copied from their
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0005"
-down_revision = "0001"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 
