@@ -632,7 +632,7 @@ class MetadataStore:
         self.hot = HotQueries(engine.dialect)
         self.wq = WriteQueries(engine.dialect)
         self.writer_lock = writer_lock_for(engine)
-        self.checkpointer = checkpointer_for(engine)
+        self.checkpointer = checkpointer_for(engine, self.writer_lock)
 
     @contextmanager
     def read(self) -> Iterator[Tx]:
