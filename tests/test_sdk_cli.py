@@ -147,5 +147,7 @@ def test_cli_push_search_pull(live_server: str, tmp_path: Path) -> None:
 def test_cli_db_upgrade(tmp_path: Path) -> None:
     r = CliRunner().invoke(app, ["db", "upgrade", "--data-dir", str(tmp_path)])
     assert r.exit_code == 0, r.output
-    assert "revision 0001" in r.stdout
+    from modelyard.store.metadata.migrate import SCHEMA_HEAD
+
+    assert f"revision {SCHEMA_HEAD}" in r.stdout
     assert (tmp_path / "registry.db").exists()

@@ -71,8 +71,9 @@ def test_migrations_create_exactly_the_tables(db_url: str) -> None:
 ALLOWED = {
     "domain": {"domain"},
     "store": {"domain", "store"},
-    "service": {"domain", "store", "service", "settings"},
-    "api": {"domain", "service", "api", "settings", "store"},
+    "service": {"domain", "store", "service", "settings", "webhooks"},
+    "events": {"domain", "store", "service", "events", "settings", "webhooks"},
+    "api": {"domain", "service", "api", "settings", "store", "events"},
     "client": {"domain", "client", "service", "api", "settings"},
     "cli": {"domain", "client", "cli", "settings", "server", "store"},
 }

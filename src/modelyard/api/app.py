@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
 
 from modelyard import __version__
 from modelyard.api.deps import ServiceCall
 from modelyard.api.errors import install_error_handlers
 from modelyard.api.middleware import BodyLimitMiddleware, Metrics, MetricsMiddleware
-from modelyard.api.v1 import blobs, models, search, system, versions
-from modelyard.service.factory import build_registry
+from modelyard.api.v1 import blobs, events, models, search, system, versions, webhooks
+from modelyard.events.dispatcher import Dispatcher
+from modelyard.events.sender import WebhookSender
+from modelyard.service.factory import build_registry, build_webhook_service
 from modelyard.service.registry import RegistryService
 from modelyard.settings import Settings
 
@@ -23,11 +27,28 @@ def create_app(
     """Build the app. Pass ``registry`` to serve an already-open service."""
     settings = settings or Settings()
     service = registry or build_registry(settings)
+    hooks = build_webhook_service(settings, service.db)
+    # Set when the server begins to shut down: open event streams end on it.
+    stopping = threading.Event()
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        yield
-        service.db.dispose()
+        dispatcher = None
+        if settings.dispatcher:
+            dispatcher = Dispatcher(
+                hooks,
+                WebhookSender(hooks.guard, timeout=settings.webhook_timeout),
+                interval=settings.dispatcher_interval,
+                concurrency=settings.webhook_concurrency,
+            )
+            dispatcher.start()
+        try:
+            yield
+        finally:
+            stopping.set()
+            if dispatcher is not None:
+                await run_in_threadpool(dispatcher.stop)
+            service.db.dispose()
 
     app = FastAPI(
         title="modelyard",
@@ -37,10 +58,20 @@ def create_app(
     )
     app.state.settings = settings
     app.state.registry = service
+    app.state.webhooks = hooks
+    app.state.stopping = stopping
     app.state.metrics = Metrics()
     app.state.call = ServiceCall(inline=service.db.engine.dialect.name == "sqlite")
     install_error_handlers(app)
-    for router in (versions.router, blobs.router, models.router, search.router, system.router):
+    for router in (
+        versions.router,
+        blobs.router,
+        models.router,
+        search.router,
+        system.router,
+        events.router,
+        webhooks.router,
+    ):
         # Routes go straight onto the app's router: FastAPI's include_router
         # keeps a tree of wrappers that re-matches every route per request
         # (~250 µs a request with our ~40 routes, measured with cProfile).
