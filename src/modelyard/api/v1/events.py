@@ -7,6 +7,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import orjson
 from fastapi import APIRouter, Query
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
@@ -15,7 +16,6 @@ from modelyard.api import render
 from modelyard.api.deps import webhook_services
 from modelyard.api.responses import JSONResponse
 from modelyard.domain.errors import InvalidInput
-from modelyard.service.webhooks import event_body
 
 router = APIRouter(tags=["events"])
 STREAM_BATCH = 500
@@ -60,7 +60,10 @@ async def list_events(
 
 
 def _sse(ev: dict[str, Any]) -> bytes:
-    return b"id: %d\ndata: %s\n\n" % (ev["id"], event_body(ev))
+    return b"id: %d\ndata: %s\n\n" % (
+        ev["id"],
+        orjson.dumps(render.event(ev), option=orjson.OPT_NON_STR_KEYS),
+    )
 
 
 @router.get(
@@ -84,8 +87,10 @@ async def stream_events(
 ) -> Response:
     """Every matching event as it commits, as ``text/event-stream``.
 
-    Each message has ``id:`` = the event id and ``data:`` = the same JSON as a
-    webhook body. A reconnecting client sends ``Last-Event-ID`` (it wins over
+    Each message has ``id:`` = the event id and ``data:`` = the event as
+    ``GET /api/v1/events`` lists it. The first message carries only ``id:`` =
+    the starting position, so a client that reconnects before any event
+    arrived resumes from there too. A reconnecting client sends ``Last-Event-ID`` (it wins over
     ``after``) and gets every later event exactly once: ids are commit-ordered.
     Idle streams get ``: heartbeat`` comments; no database connection is held
     between polls.
@@ -108,8 +113,8 @@ async def stream_events(
 
     async def messages() -> AsyncIterator[bytes]:
         cursor = start
-        # Reconnect delay hint for EventSource clients, and an early first byte.
-        yield b"retry: 2000\n: connected\n\n"
+        # Reconnect delay hint, and the start position as the last event id.
+        yield b"retry: 2000\nid: %d\n\n" % cursor
         last_sent = time.monotonic()
         while not stopping.is_set():
             events = await call(svc.list_events, flt, after=cursor, limit=STREAM_BATCH)
