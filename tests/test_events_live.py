@@ -96,14 +96,14 @@ def test_sdk_watch_remote_and_embedded(server: str, tmp_path: Path) -> None:
         after = before[-1].id if before else 0
         reg.create_model(name)
         reg.update_model(name, description="d")
-        seen = list(reg.watch(after=after, model=name, idle_timeout=1.0))
+        seen = list(reg.watch(after=after, model=name, idle_timeout=0.5))
         assert [(e.type, e.subject) for e in seen] == [
             ("model.created", f"default/{name}"),
             ("model.updated", f"default/{name}"),
         ]
         # Resuming from the last seen id gives only what came later.
         reg.update_model(name, description="e")
-        later = list(reg.watch(after=seen[-1].id, model=name, idle_timeout=1.0))
+        later = list(reg.watch(after=seen[-1].id, model=name, idle_timeout=0.5))
         assert [e.payload["after"]["description"] for e in later] == ["e"]
         reg.close()
 

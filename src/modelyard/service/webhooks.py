@@ -107,7 +107,9 @@ def _iso(us: int) -> str:
 def redact_url(url: str) -> str:
     """``scheme://host:port`` of a URL: paths and queries often hold tokens, events must not."""
     parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.hostname or ''}" + (f":{parts.port}" if parts.port else "")
+    host = parts.hostname or ""
+    host = f"[{host}]" if ":" in host else host
+    return f"{parts.scheme}://{host}" + (f":{parts.port}" if parts.port else "")
 
 
 def _webhook(row: Any) -> Webhook:
@@ -492,7 +494,7 @@ class WebhookService:
         """
 
         def op(tx: Tx) -> Delivery:
-            self._require_active(self._row(tx, webhook_id))
+            self._require_active(self._row(tx, webhook_id, for_update=True))
             row = self._delivery_row(tx, webhook_id, delivery_id, for_update=True)
             at = now_us()
             outbox.update_delivery(
@@ -655,10 +657,12 @@ class WebhookService:
 
         def op(tx: Tx) -> None:
             conn = tx.conn
+            # Webhook row first, then the delivery: the order every writer of
+            # both uses (delete, test), so they cannot deadlock.
+            hook = outbox.webhook_row(conn, claim.webhook_id, for_update=True)
             row = outbox.delivery_row(conn, claim.delivery_id, for_update=True)
-            if row is None:
+            if hook is None or row is None:
                 return  # the webhook was deleted meanwhile
-            hook = outbox.webhook_row(conn, row.webhook_id, for_update=True)
             at = now_us()
             count = row.attempt_count + 1
             outbox.insert_attempt(

@@ -108,6 +108,8 @@ async def stream_events(
         start = after
     else:
         start = await call(svc.last_event_id)
+    # Checked now: an error inside the stream would come after the 200.
+    await call(svc.list_events, flt, after=start, limit=1)
     beat = heartbeat or settings.sse_heartbeat
     poll = min(settings.events_poll_interval, beat)
 

@@ -185,12 +185,15 @@ def insert_delivery(conn: sa.Connection, values: dict[str, Any]) -> int:
 def has_due(conn: sa.Connection, now: int) -> bool:
     """True if some pending delivery is due and unclaimed (a cheap pre-check)."""
     d = t.deliveries
+    w = t.webhooks
     q = (
         sa.select(d.c.id)
+        .select_from(d.join(w, d.c.webhook_id == w.c.id))
         .where(
             d.c.status == "pending",
             d.c.next_attempt_at <= now,
             sa.or_(d.c.claimed_until.is_(None), d.c.claimed_until < now),
+            w.c.active.is_(True),
         )
         .limit(1)
     )
