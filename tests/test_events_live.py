@@ -108,6 +108,28 @@ def test_sdk_watch_remote_and_embedded(server: str, tmp_path: Path) -> None:
         reg.close()
 
 
+def test_sdk_webhook_crud_embedded(tmp_path: Path) -> None:
+    """The embedded SDK reaches the same service: deliveries queue for a server."""
+    reg = Registry(tmp_path / "emb")
+    hook = reg.create_webhook("http://93.184.215.14/in", event_types=["model.*"])
+    assert hook.secret and hook.secret.startswith("whsec_")
+    assert [h.id for h in reg.list_webhooks()] == [hook.id]
+    assert reg.get_webhook(hook.id).secret is None
+    reg.create_model("m")
+    assert reg.update_webhook(hook.id, model="m").model == "m"
+    rotated = reg.rotate_webhook_secret(hook.id, overlap_seconds=0)
+    assert rotated.secret not in (None, hook.secret)
+    test = reg.test_webhook(hook.id)
+    assert test.status == "pending" and test.event_type == "webhook.test"
+    assert [d.id for d in reg.webhook_deliveries(hook.id)] == [test.id]
+    assert reg.redeliver(hook.id, test.id).status == "pending"
+    with pytest.raises(DestinationRefused):
+        reg.create_webhook("http://127.0.0.1/")
+    reg.delete_webhook(hook.id)
+    assert reg.list_webhooks() == []
+    reg.close()
+
+
 def test_done_when_scenario_with_sdk_and_cli(server: str, tmp_path: Path) -> None:
     """Register a webhook, push, verify the signed delivery; stop the receiver, push
     again, restart it: the retried event arrives; `webhooks deliveries` shows it all."""

@@ -293,6 +293,14 @@ def test_update_delete_and_validation(hc: TestClient) -> None:
         "INVALID_EVENT_TYPE",
     )
     assert_error(hc.get("/api/v1/webhooks/999"), 404, "WEBHOOK_NOT_FOUND")
+    assert_error(
+        hc.post("/api/v1/webhooks", json={"url": "http://127.0.0.1/", "namespace": "nope"}),
+        404,
+        "NAMESPACE_NOT_FOUND",
+    )
+    assert_error(
+        hc.patch(f"/api/v1/webhooks/{hid}", json={"colour": "red"}), 422, "VALIDATION_ERROR"
+    )
     assert_error(hc.get(f"/api/v1/webhooks/{hid}/deliveries/5"), 404, "DELIVERY_NOT_FOUND")
     assert_error(
         hc.get(f"/api/v1/webhooks/{hid}/deliveries", params={"status": "x"}), 400, "INVALID_STATUS"

@@ -238,6 +238,15 @@ class WebhookService:
             namespace = namespace or DEFAULT_NAMESPACE
         return namespace, model
 
+    @staticmethod
+    def _namespace_exists(tx: Tx, namespace: str | None) -> None:
+        if namespace is not None and tx.get_namespace(namespace) is None:
+            raise NotFound(
+                f"namespace {namespace!r} not found",
+                code="NAMESPACE_NOT_FOUND",
+                details={"namespace": namespace},
+            )
+
     def create_webhook(
         self,
         url: str,
@@ -263,6 +272,7 @@ class WebhookService:
         secret = generate_secret()
 
         def op(tx: Tx) -> Webhook:
+            self._namespace_exists(tx, namespace)
             at = now_us()
             wid = outbox.insert_webhook(
                 tx.conn,
@@ -339,6 +349,7 @@ class WebhookService:
             ns = changes.get("namespace", row.namespace)
             model = changes.get("model", row.model)
             ns, model = self._scope(ns, model)
+            self._namespace_exists(tx, ns)
             vals = {**values, "namespace": ns, "model": model, "updated_at": now_us()}
             if vals.get("active") and not row.active:
                 vals.update(disabled_reason=None, failing_since=None)
