@@ -117,7 +117,7 @@ def test_retry_after_forms() -> None:
     date = parse_retry_after(formatdate(now + 60, usegmt=True), now=now)
     assert date is not None and 58 <= date <= 61
     assert parse_retry_after(formatdate(now - 60, usegmt=True), now=now) == 0
-    for bad in (None, "", "soon", "-5", "1.5"):
+    for bad in (None, "", "soon", "-5", "1.5", "\u00b2"):
         assert parse_retry_after(bad, now=now) is None
 
 

@@ -401,3 +401,10 @@ def test_events_list_filters(hc: TestClient) -> None:
     assert_error(hc.get(stream, params={"after": 2**64}), 400, "INVALID_CURSOR")
     assert_error(hc.get(stream, params={"types": "x"}), 400, "INVALID_EVENT_TYPE")
     assert_error(hc.get(stream, headers={"Last-Event-ID": "-1"}), 400, "INVALID_CURSOR")
+    # Non-ASCII digits ("²".isdigit() is True) are bad input, never a 500.
+    assert_error(hc.get(stream, headers={"Last-Event-ID": b"\xb2"}), 400, "INVALID_CURSOR")
+    r = hc.get("/api/v1/models/default/fraud/versions", params={"page_token": "\u00b2"})
+    assert_error(r, 400, "INVALID_CURSOR")
+    hook = create_hook(hc, "http://127.0.0.1:9/")
+    r = hc.get(f"/api/v1/webhooks/{hook['id']}/deliveries", params={"page_token": "\u00b2"})
+    assert_error(r, 400, "INVALID_CURSOR")

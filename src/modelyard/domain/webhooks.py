@@ -206,7 +206,7 @@ def parse_retry_after(value: str | None, *, now: float) -> float | None:
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():
         return float(int(value[:12]))
     try:
         when = parsedate_to_datetime(value)

@@ -453,7 +453,7 @@ class WebhookService:
             )
         before = None
         if page_token:
-            if not page_token.isdigit() or len(page_token) > 19:
+            if not (page_token.isascii() and page_token.isdigit()) or len(page_token) > 19:
                 raise InvalidInput("invalid page token", code="INVALID_CURSOR")
             before = int(page_token)
         with self.db.read() as tx:

@@ -101,7 +101,7 @@ async def stream_events(
     flt = svc.event_filter(types=_types(types), namespace=namespace, model=model, subject=subject)
     last_id = request.headers.get("last-event-id", "").strip()
     if last_id:
-        if not last_id.isdigit() or len(last_id) > 18:
+        if not (last_id.isascii() and last_id.isdigit()) or len(last_id) > 18:
             raise InvalidInput("Last-Event-ID must be an event id", code="INVALID_CURSOR")
         start = int(last_id)
     elif after is not None:
