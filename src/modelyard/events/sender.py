@@ -29,11 +29,17 @@ class WebhookSender:
 
     def __init__(self, guard: DestinationGuard, *, timeout: float) -> None:
         self.guard = guard
+        self.timeout = timeout
         self.http = httpx.Client(
             follow_redirects=False,
             trust_env=False,
             timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
             headers={"User-Agent": f"modelyard-webhooks/{__version__}"},
+            # No pooled connections: a pool is keyed by IP address, so a TLS
+            # connection verified for one host name could be reused for another
+            # name on the same address. Deliveries are few; a fresh connection
+            # (and certificate check) each time is the safe trade.
+            limits=httpx.Limits(max_keepalive_connections=0),
         )
 
     def send(self, claim: Claim) -> AttemptOutcome:
@@ -68,7 +74,11 @@ class WebhookSender:
                     body = bytearray()
                     for chunk in resp.iter_bytes():
                         body += chunk
-                        if len(body) >= MAX_RESPONSE_BODY:
+                        # Enough to record, or a body trickling in for longer
+                        # than the timeout: the status is what counts.
+                        if len(body) >= MAX_RESPONSE_BODY or (
+                            time.perf_counter() - start > self.timeout
+                        ):
                             break
                     return AttemptOutcome(
                         resp.status_code,
