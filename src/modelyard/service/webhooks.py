@@ -580,10 +580,14 @@ class WebhookService:
             cursor = outbox.lock_cursor(conn, FANOUT_CURSOR)
             if cursor is None:
                 return 0
-            hooks = [_webhook(r) for r in outbox.webhook_rows(conn, active_only=True)]
             events = outbox.list_events(conn, after=cursor, limit=batch)
             if not events:
                 return 0
+            # Subscriptions are read after the events, and on PostgreSQL each
+            # statement sees what has committed by then: a webhook's creation
+            # event commits with it, so any event newer than its creation that
+            # we hold is from after the webhook became visible, and it is here.
+            hooks = [_webhook(r) for r in outbox.webhook_rows(conn, active_only=True)]
             at = now_us()
             rows = [
                 {
