@@ -87,6 +87,9 @@ def test_signed_delivery_verifies_and_is_recorded(hc: TestClient) -> None:
         [attempt] = d["attempts"]
         assert attempt["status"] == "succeeded" and attempt["response_code"] == 200
         assert attempt["response_body"] == "ok" and attempt["latency_ms"] >= 0
+        text = hc.get("/metrics").text
+        assert 'modelyard_webhook_attempts_total{result="succeeded"} 1.0' in text
+        assert "modelyard_webhook_attempt_duration_seconds_count 1.0" in text
         # model.created was not subscribed to
         assert [r.json["type"] for r in rec.snapshot()] == ["version.created"]
 

@@ -14,6 +14,7 @@ from modelyard.api.deps import ServiceCall
 from modelyard.api.errors import install_error_handlers
 from modelyard.api.middleware import BodyLimitMiddleware, Metrics, MetricsMiddleware
 from modelyard.api.v1 import blobs, events, models, search, system, versions, webhooks
+from modelyard.domain.webhooks import AttemptOutcome
 from modelyard.events.dispatcher import Dispatcher
 from modelyard.events.sender import WebhookSender
 from modelyard.service.factory import build_registry, build_webhook_service
@@ -31,6 +32,12 @@ def create_app(
     # Set when the server begins to shut down: open event streams end on it.
     stopping = threading.Event()
 
+    metrics = Metrics()
+
+    def count_attempt(outcome: AttemptOutcome) -> None:
+        metrics.webhook_attempts.labels("succeeded" if outcome.succeeded else "failed").inc()
+        metrics.webhook_latency.observe(outcome.latency_us / 1e6)
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         dispatcher = None
@@ -40,6 +47,7 @@ def create_app(
                 WebhookSender(hooks.guard, timeout=settings.webhook_timeout),
                 interval=settings.dispatcher_interval,
                 concurrency=settings.webhook_concurrency,
+                on_attempt=count_attempt,
             )
             dispatcher.start()
         try:
@@ -60,7 +68,7 @@ def create_app(
     app.state.registry = service
     app.state.webhooks = hooks
     app.state.stopping = stopping
-    app.state.metrics = Metrics()
+    app.state.metrics = metrics
     app.state.call = ServiceCall(inline=service.db.engine.dialect.name == "sqlite")
     install_error_handlers(app)
     for router in (

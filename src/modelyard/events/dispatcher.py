@@ -12,8 +12,10 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
+from modelyard.domain.webhooks import AttemptOutcome
 from modelyard.events.sender import WebhookSender
 from modelyard.service.webhooks import Claim, WebhookService
 
@@ -30,8 +32,10 @@ class Dispatcher:
         *,
         interval: float = 1.0,
         concurrency: int = 4,
+        on_attempt: Callable[[AttemptOutcome], None] | None = None,
     ) -> None:
         self.service = service
+        self.on_attempt = on_attempt
         self.sender = sender
         self.interval = interval
         self.concurrency = concurrency
@@ -68,6 +72,8 @@ class Dispatcher:
 
     def _deliver(self, claim: Claim) -> None:
         outcome = self.sender.send(claim)
+        if self.on_attempt is not None:
+            self.on_attempt(outcome)
         try:
             self.service.record_attempt(claim, outcome)
         except Exception:
