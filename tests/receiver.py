@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -63,8 +64,10 @@ def wait_for(predicate: Callable[[], T], *, timeout: float = 30.0, what: str = "
 
 
 @contextmanager
-def receiver(script: Script = ok, *, port: int = 0) -> Iterator[Receiver]:
-    """Run a threaded HTTP server on 127.0.0.1 until the block ends."""
+def receiver(
+    script: Script = ok, *, port: int = 0, tls: ssl.SSLContext | None = None
+) -> Iterator[Receiver]:
+    """Run a threaded HTTP(S) server on 127.0.0.1 until the block ends."""
     rec = Receiver(script)
 
     class Handler(BaseHTTPRequestHandler):
@@ -91,7 +94,11 @@ def receiver(script: Script = ok, *, port: int = 0) -> Iterator[Receiver]:
 
     server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
     server.daemon_threads = True
-    rec.url = f"http://127.0.0.1:{server.server_address[1]}"
+    scheme = "http"
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
+        scheme = "https"
+    rec.url = f"{scheme}://127.0.0.1:{server.server_address[1]}"
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import base64
 import random
+import shutil
 import socket
+import ssl
+import subprocess
 import time
 from email.utils import formatdate
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -244,3 +248,69 @@ def test_sender_reports_connection_failures_and_timeouts() -> None:
         out = sender.send(claim(rec.url))
     sender.close()
     assert out.response_code is None and out.error and out.error.startswith("timeout")
+
+
+def make_certs(root: Path) -> tuple[Path, Path, Path]:
+    """A throwaway CA and a certificate for ``localhost`` signed by it (openssl CLI)."""
+
+    def run(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=root, check=True, capture_output=True)
+
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    run(
+        "req",
+        "-x509",
+        *ec,
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=modelyard test CA",
+    )
+    run("req", *ec, "-keyout", "leaf.key", "-out", "leaf.csr", "-subj", "/CN=localhost")
+    (root / "ext.cnf").write_text("subjectAltName=DNS:localhost\n")
+    run(
+        "x509",
+        "-req",
+        "-in",
+        "leaf.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "leaf.pem",
+        "-days",
+        "1",
+        "-extfile",
+        "ext.cnf",
+    )
+    return root / "ca.pem", root / "leaf.pem", root / "leaf.key"
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl CLI")
+def test_https_checks_the_certificate_for_the_url_host_while_connecting_by_ip(
+    tmp_path: Path,
+) -> None:
+    ca, cert, key = make_certs(tmp_path)
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls.load_cert_chain(cert, key)
+    guard = DestinationGuard("127.0.0.1,::1")
+    with receiver(tls=tls) as rec:
+        port = rec.url.rsplit(":", 1)[1]
+        trusted = WebhookSender(guard, timeout=2, ca_bundle=ca)
+        ok = trusted.send(claim(f"https://localhost:{port}/secure"))
+        # By address, the certificate (for "localhost") does not match "127.0.0.1".
+        wrong_name = trusted.send(claim(f"https://127.0.0.1:{port}/secure"))
+        trusted.close()
+        untrusted = WebhookSender(guard, timeout=2)
+        unknown_ca = untrusted.send(claim(f"https://localhost:{port}/secure"))
+        untrusted.close()
+    assert ok.succeeded, ok
+    assert rec.snapshot()[0].headers["host"] == f"localhost:{port}"
+    assert wrong_name.response_code is None and "CERTIFICATE_VERIFY_FAILED" in str(wrong_name.error)
+    assert unknown_ca.response_code is None and "CERTIFICATE_VERIFY_FAILED" in str(unknown_ca.error)

@@ -52,6 +52,11 @@ class Settings(BaseSettings):
     webhook_timeout: float = Field(
         10.0, gt=0, le=120, description="Seconds a webhook endpoint has to answer."
     )
+    webhook_ca_bundle: Path | None = Field(
+        None,
+        description="PEM file of extra certificate authorities trusted for https webhooks "
+        "(an internal CA); the public ones stay trusted.",
+    )
     webhook_concurrency: int = Field(
         4, ge=1, le=64, description="Deliveries sent in parallel by one process."
     )

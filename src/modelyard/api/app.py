@@ -44,7 +44,11 @@ def create_app(
         if settings.dispatcher:
             dispatcher = Dispatcher(
                 hooks,
-                WebhookSender(hooks.guard, timeout=settings.webhook_timeout),
+                WebhookSender(
+                    hooks.guard,
+                    timeout=settings.webhook_timeout,
+                    ca_bundle=settings.webhook_ca_bundle,
+                ),
                 interval=settings.dispatcher_interval,
                 concurrency=settings.webhook_concurrency,
                 on_attempt=count_attempt,

@@ -3,14 +3,19 @@
 The URL is resolved and checked once per attempt; the request then goes to a
 checked IP address while carrying the original ``Host`` header and TLS server
 name (SNI, certificate check), so DNS cannot swap the address in between.
-Redirects are never followed (a 3xx is a failed attempt); proxies from the
-environment are ignored (they would connect on our behalf, unchecked).
+The certificate is checked against the URL's host name (SNI), with the public
+CAs plus an optional admin-provided bundle. Redirects are never followed (a
+3xx is a failed attempt); proxies from the environment are ignored (they
+would connect on our behalf, unchecked).
 """
 
 from __future__ import annotations
 
+import ssl
 import time
+from pathlib import Path
 
+import certifi
 import httpx
 
 from modelyard import __version__
@@ -27,10 +32,16 @@ def _elapsed_us(start: float) -> int:
 class WebhookSender:
     """An HTTP client for deliveries (one per dispatcher; thread-safe)."""
 
-    def __init__(self, guard: DestinationGuard, *, timeout: float) -> None:
+    def __init__(
+        self, guard: DestinationGuard, *, timeout: float, ca_bundle: Path | None = None
+    ) -> None:
         self.guard = guard
         self.timeout = timeout
+        tls = ssl.create_default_context(cafile=certifi.where())
+        if ca_bundle is not None:
+            tls.load_verify_locations(cafile=str(ca_bundle))
         self.http = httpx.Client(
+            verify=tls,
             follow_redirects=False,
             trust_env=False,
             timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
