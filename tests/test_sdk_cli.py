@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from modelyard.cli.main import app
 from modelyard.client import Registry
 from modelyard.domain.errors import InvalidInput, NotFound
+from modelyard.store.metadata.migrate import SCHEMA_HEAD
 
 
 def make_tree(root: Path) -> dict[str, bytes]:
@@ -147,7 +148,5 @@ def test_cli_push_search_pull(live_server: str, tmp_path: Path) -> None:
 def test_cli_db_upgrade(tmp_path: Path) -> None:
     r = CliRunner().invoke(app, ["db", "upgrade", "--data-dir", str(tmp_path)])
     assert r.exit_code == 0, r.output
-    from modelyard.store.metadata.migrate import SCHEMA_HEAD
-
     assert f"revision {SCHEMA_HEAD}" in r.stdout
     assert (tmp_path / "registry.db").exists()

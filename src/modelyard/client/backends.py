@@ -6,7 +6,6 @@ the same whether the service is across HTTP or in this process.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -217,6 +216,8 @@ class RemoteBackend:
     def stream_events(self, query: Wire, last_id: int | None) -> Iterator[Wire | None]:
         """Follow the SSE stream: yields each event, and None on every heartbeat
         (so a caller can stop an idle watch). Ends when the server closes it."""
+        import json
+
         params = {k: v for k, v in query.items() if v is not None}
         headers = {"Accept": "text/event-stream"}
         if last_id is not None:

@@ -46,7 +46,7 @@ async def upload_blob(digest: str, request: Request) -> Response:
     declared = request.headers.get("content-length")
     expected_size: int | None = None
     if declared is not None:
-        if not (declared.isascii() and declared.isdigit()):
+        if not declared.isdigit():
             raise InvalidInput("invalid Content-Length", code="INVALID_INPUT")
         expected_size = int(declared)
         if expected_size > limit:
