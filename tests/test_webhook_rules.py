@@ -8,6 +8,7 @@ import shutil
 import socket
 import ssl
 import subprocess
+import threading
 import time
 from email.utils import formatdate
 from pathlib import Path
@@ -314,3 +315,36 @@ def test_https_checks_the_certificate_for_the_url_host_while_connecting_by_ip(
     assert rec.snapshot()[0].headers["host"] == f"localhost:{port}"
     assert wrong_name.response_code is None and "CERTIFICATE_VERIFY_FAILED" in str(wrong_name.error)
     assert unknown_ca.response_code is None and "CERTIFICATE_VERIFY_FAILED" in str(unknown_ca.error)
+
+
+def test_an_attempt_has_one_deadline_even_against_a_trickling_endpoint() -> None:
+    """Each byte comes well within the read timeout, but the whole answer would take
+    about 8 s: the attempt is cut at the 1 s deadline instead of succeeding late."""
+    stop = threading.Event()
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(65536)
+            for byte in b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n":
+                if stop.wait(0.2):
+                    return
+                try:
+                    conn.sendall(bytes([byte]))
+                except OSError:
+                    return
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    sender = WebhookSender(DestinationGuard("127.0.0.1"), timeout=1)
+    try:
+        out = sender.send(claim(f"http://127.0.0.1:{port}/"))
+    finally:
+        stop.set()
+        sender.close()
+        t.join(5)
+        listener.close()
+    assert out.response_code is None, out
+    assert out.error == "timeout: no complete answer within 1 s"

@@ -11,9 +11,13 @@ would connect on our behalf, unchecked).
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import ssl
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import certifi
 import httpx
@@ -70,45 +74,104 @@ class WebhookSender:
                 claim.message_id, stamp, claim.body, claim.secrets
             ),
         }
-        extensions = {"sni_hostname": dest.host} if dest.scheme == "https" else {}
         target = httpx.URL(claim.url)
         error = "no address to connect to"
-        for address in dest.addresses:
-            try:
-                with self.http.stream(
-                    "POST",
-                    target.copy_with(host=address),
-                    content=claim.body,
-                    headers=headers,
-                    extensions=extensions,
-                ) as resp:
-                    body = bytearray()
-                    for chunk in resp.iter_bytes():
-                        body += chunk
-                        # Enough to record, or a body trickling in for longer
-                        # than the timeout: the status is what counts.
-                        if len(body) >= MAX_RESPONSE_BODY or (
-                            time.perf_counter() - start > self.timeout
-                        ):
-                            break
+        # One deadline for the whole attempt (connect, TLS, headers, body):
+        # httpx's timeouts apply per read, so an endpoint trickling bytes could
+        # otherwise hold an attempt past its lease.
+        watchdog = _Watchdog(max(0.0, self.timeout - (time.perf_counter() - start)))
+        extensions: dict[str, Any] = {"trace": watchdog.trace}
+        if dest.scheme == "https":
+            extensions["sni_hostname"] = dest.host
+        try:
+            for address in dest.addresses:
+                try:
+                    with self.http.stream(
+                        "POST",
+                        target.copy_with(host=address),
+                        content=claim.body,
+                        headers=headers,
+                        extensions=extensions,
+                    ) as resp:
+                        body = bytearray()
+                        try:
+                            for chunk in resp.iter_bytes():
+                                body += chunk
+                                if len(body) >= MAX_RESPONSE_BODY:
+                                    break
+                        except httpx.HTTPError:
+                            pass  # cut off while reading the body: the status counts
+                        return AttemptOutcome(
+                            resp.status_code,
+                            bytes(body[:MAX_RESPONSE_BODY]).decode("utf-8", "replace"),
+                            None,
+                            _elapsed_us(start),
+                            resp.headers.get("retry-after"),
+                        )
+                except httpx.ConnectError as exc:
+                    if watchdog.fired:
+                        break
+                    # Try the next checked address of the same name.
+                    error = f"connect error ({address}): {exc}"
+                except httpx.TimeoutException as exc:
                     return AttemptOutcome(
-                        resp.status_code,
-                        bytes(body[:MAX_RESPONSE_BODY]).decode("utf-8", "replace"),
-                        None,
-                        _elapsed_us(start),
-                        resp.headers.get("retry-after"),
+                        None, "", f"timeout: {type(exc).__name__}", _elapsed_us(start)
                     )
-            except httpx.ConnectError as exc:
-                # Try the next checked address of the same name.
-                error = f"connect error ({address}): {exc}"
-            except httpx.TimeoutException as exc:
-                return AttemptOutcome(
-                    None, "", f"timeout: {type(exc).__name__}", _elapsed_us(start)
-                )
-            except httpx.HTTPError as exc:
-                return AttemptOutcome(None, "", f"{type(exc).__name__}: {exc}", _elapsed_us(start))
+                except httpx.HTTPError as exc:
+                    if watchdog.fired:
+                        break
+                    return AttemptOutcome(
+                        None, "", f"{type(exc).__name__}: {exc}", _elapsed_us(start)
+                    )
+        finally:
+            watchdog.cancel()
+        if watchdog.fired:
+            error = f"timeout: no complete answer within {self.timeout:g} s"
         return AttemptOutcome(None, "", error, _elapsed_us(start))
 
     def close(self) -> None:
         """Close pooled connections."""
         self.http.close()
+
+
+class _Watchdog:
+    """Shuts the attempt's socket down when its deadline passes.
+
+    httpcore reports each new connection through the ``trace`` extension; a
+    timer then shuts that socket down, which wakes a read blocked on it.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.fired = False
+        self._socket: socket.socket | None = None
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._fire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def trace(self, name: str, info: dict[str, Any]) -> None:
+        """httpcore trace hook: remember the socket of each connection made."""
+        if name in ("connection.connect_tcp.complete", "connection.start_tls.complete"):
+            stream = info.get("return_value")
+            sock = stream.get_extra_info("socket") if stream is not None else None
+            with self._lock:
+                self._socket = sock
+                late = self.fired
+            if late:
+                self._shutdown(sock)
+
+    def _fire(self) -> None:
+        with self._lock:
+            self.fired = True
+            sock = self._socket
+        self._shutdown(sock)
+
+    @staticmethod
+    def _shutdown(sock: socket.socket | None) -> None:
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def cancel(self) -> None:
+        """The attempt is over."""
+        self._timer.cancel()
