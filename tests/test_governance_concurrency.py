@@ -130,7 +130,8 @@ def test_events_are_append_only(tmp_path: Path, db_url: str) -> None:
             "DELETE FROM events",
         ]
         if engine.dialect.name == "postgresql":
-            statements.append("TRUNCATE events")
+            # CASCADE: deliveries reference events; the guard must still refuse.
+            statements.append("TRUNCATE events CASCADE")
         for sql in statements:
             with (
                 pytest.raises(sa.exc.DBAPIError, match="append-only"),

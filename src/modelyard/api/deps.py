@@ -9,6 +9,7 @@ from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
 from modelyard.service.registry import RegistryService
+from modelyard.service.webhooks import WebhookService
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -53,3 +54,9 @@ def services(request: Request) -> tuple[RegistryService, ServiceCall]:
 def actor(request: Request) -> str:
     """Who is acting. Authentication (issue 3) will set this from the token."""
     return str(getattr(request.state, "actor", None) or "anonymous")
+
+
+def webhook_services(request: Request) -> tuple[WebhookService, ServiceCall]:
+    """The webhook and event-stream service built by ``create_app`` and how to call it."""
+    state = request.app.state
+    return state.webhooks, state.call

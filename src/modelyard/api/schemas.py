@@ -152,3 +152,35 @@ class Review(_Body):
     """A reviewer's comment on approve / reject."""
 
     comment: str = ""
+
+
+class WebhookCreate(_Body):
+    """Subscribe a URL to registry events."""
+
+    url: str = Field(description="http(s) endpoint; checked against the SSRF rules.")
+    event_types: list[str] | None = Field(
+        None, description="Patterns: '*', 'version.*', 'alias.moved' (default: all)."
+    )
+    namespace: str | None = Field(None, description="Only events of this namespace.")
+    model: str | None = Field(None, description="Only events of this model (in namespace).")
+    description: str = ""
+    active: bool = True
+
+
+class WebhookUpdate(_Body):
+    """Change a subscription; send only the fields to change (null clears namespace/model)."""
+
+    url: str | None = None
+    event_types: list[str] | None = None
+    namespace: str | None = None
+    model: str | None = None
+    description: str | None = None
+    active: bool | None = Field(None, description="true re-enables a disabled webhook.")
+
+
+class SecretRotation(_Body):
+    """Options of a secret rotation."""
+
+    overlap_seconds: float | None = Field(
+        None, description="How long the old secret keeps signing too (default from settings)."
+    )

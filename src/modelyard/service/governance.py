@@ -79,12 +79,17 @@ class AliasAt:
     move: AliasMove | None
 
 
+def _is_ascii_int(text: str) -> bool:
+    # str.isdigit() is also true for "²" and other digits int() refuses.
+    return text.isascii() and text.isdigit()
+
+
 def parse_instant(value: str | int) -> int:
     """A time as integer microseconds: digits are µs, anything else RFC 3339
     (naive means UTC). ``INVALID_TIME`` otherwise."""
     if isinstance(value, int) and not isinstance(value, bool):
         micros = value
-    elif isinstance(value, str) and value.strip().lstrip("-").isdigit() and len(value) < 20:
+    elif isinstance(value, str) and _is_ascii_int(value.strip().lstrip("-")) and len(value) < 20:
         micros = int(value)
     elif isinstance(value, str) and len(value) <= 64:
         try:
@@ -108,7 +113,7 @@ def parse_instant(value: str | int) -> int:
 def parse_cursor(token: str | None) -> int | None:
     if not token:
         return None
-    if not token.isdigit() or len(token) > 18:
+    if not _is_ascii_int(token) or len(token) > 18:
         raise InvalidInput("invalid page token", code="INVALID_CURSOR")
     return int(token)
 

@@ -364,7 +364,7 @@ class RegistryService:
         limit = _page_size(page_size)
         before: int | None = None
         if page_token:
-            if not page_token.isdigit() or len(page_token) > 10:
+            if not (page_token.isascii() and page_token.isdigit()) or len(page_token) > 10:
                 raise InvalidInput("invalid page token", code="INVALID_CURSOR")
             before = int(page_token)
         for s in states or ():

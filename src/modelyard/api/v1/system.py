@@ -1,14 +1,13 @@
-"""Health, Prometheus metrics and the raw event list."""
+"""Health and Prometheus metrics."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import Request
 from starlette.responses import Response
 
 from modelyard import __version__
-from modelyard.api import render
 from modelyard.api.deps import services
 from modelyard.api.responses import JSONResponse
 
@@ -31,17 +30,3 @@ async def metrics(request: Request) -> Response:
     return Response(
         generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST
     )
-
-
-@router.get("/api/v1/events", tags=["events"])
-async def list_events(
-    request: Request,
-    after: int = Query(0, ge=0, description="Return events with id greater than this."),
-    limit: int = Query(100, ge=1, le=1000),
-) -> Response:
-    """Outbox events, oldest first: every mutation, in commit order of ids."""
-    svc, call = services(request)
-    events = await call(svc.list_events, after=after, limit=limit)
-    for ev in events:
-        ev["at"] = render.iso(ev["at"])
-    return JSONResponse({"events": events, "next_after": events[-1]["id"] if events else after})

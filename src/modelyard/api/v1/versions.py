@@ -29,7 +29,7 @@ def version_ref(namespace: str, name: str, version: str) -> Reference:
     """Build a reference from path parts (number, ``latest`` or alias)."""
     validate_name(namespace, kind="namespace")
     validate_name(name)
-    sep = "/" if version.isdigit() else "@"
+    sep = "/" if version.isascii() and version.isdigit() else "@"
     return parse_reference(f"{namespace}/{name}{sep}{version}")
 
 

@@ -43,6 +43,9 @@ from modelyard.store.metadata.hotpath import (
 )
 from modelyard.store.metadata.prepared import json_param
 
+EVENT_ORDER_LOCK = 7400212
+"""PostgreSQL advisory lock key that orders event inserts by commit."""
+
 
 def now_us() -> int:
     """Current time in integer microseconds since the epoch."""
@@ -602,7 +605,18 @@ class Tx:
     def append_event(
         self, type_: str, *, actor: str, namespace: str, subject: str, payload: dict[str, Any]
     ) -> int:
-        """Write one event row in the current transaction."""
+        """Write one event row in the current transaction.
+
+        Event ids are commit-ordered, so a reader paging with ``id > after``
+        (the event stream, the webhook fan-out) never skips an event that
+        commits late. PostgreSQL hands out sequence values at insert time and
+        concurrent transactions may commit out of that order, so writers take
+        a transaction-scoped advisory lock first: they serialize only over the
+        tail of their transaction (the event is written last) and the lock is
+        released after the commit is visible. SQLite has one writer already.
+        """
+        if self.conn.dialect.name == "postgresql":
+            self.conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({EVENT_ORDER_LOCK})")
         row = self.wq.insert_event.one_or_none(
             self.conn,
             {
