@@ -16,16 +16,8 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-RegistryOpt = Annotated[
-    str,
-    typer.Option(
-        "--registry",
-        "-r",
-        envvar="MODELYARD_URL",
-        help="Registry URL (http://...) or data directory for embedded use.",
-    ),
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+from modelyard.cli.options import JsonOpt, RegistryOpt
+
 NamespaceOpt = Annotated[str, typer.Option("--namespace", "-n", help="Namespace.")]
 DEFAULT_URL = "http://127.0.0.1:8080"
 
