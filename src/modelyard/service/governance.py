@@ -195,12 +195,7 @@ class GovernanceService:
         stored_rules = policy.to_dict()
 
         def op(tx: Tx) -> PolicyRecord:
-            nid = self.reg._namespace_id(tx, namespace)
-            mid = None
-            if model is None:
-                gov.lock_namespace(tx, nid)
-            else:
-                mid = self.reg._model_id(tx, namespace, model, for_update=True)
+            nid, mid = self._lock_policy_scope(tx, namespace, model)
             before = gov.get_policy(tx, nid, mid, PRODUCTION)
             gov.put_policy(tx, nid, mid, PRODUCTION, stored_rules, actor)
             after = gov.get_policy(tx, nid, mid, PRODUCTION)
@@ -221,6 +216,17 @@ class GovernanceService:
 
         return self.reg._write(op)
 
+    def _lock_policy_scope(
+        self, tx: Tx, namespace: str, model: str | None
+    ) -> tuple[int, int | None]:
+        """The ids (namespace, model or None) a policy is kept under, locked so
+        concurrent changes of one policy serialize."""
+        nid = self.reg._namespace_id(tx, namespace)
+        if model is None:
+            gov.lock_namespace(tx, nid)
+            return nid, None
+        return nid, self.reg._model_id(tx, namespace, model, for_update=True)
+
     def delete_policy(self, namespace: str, *, model: str | None = None, actor: str) -> None:
         """Remove the production policy of a namespace (or of one model).
 
@@ -231,12 +237,7 @@ class GovernanceService:
             validate_name(model)
 
         def op(tx: Tx) -> None:
-            nid = self.reg._namespace_id(tx, namespace)
-            mid = None
-            if model is None:
-                gov.lock_namespace(tx, nid)
-            else:
-                mid = self.reg._model_id(tx, namespace, model, for_update=True)
+            nid, mid = self._lock_policy_scope(tx, namespace, model)
             before = gov.get_policy(tx, nid, mid, PRODUCTION)
             if before is None or not gov.delete_policy(tx, nid, mid, PRODUCTION):
                 raise NotFound(
