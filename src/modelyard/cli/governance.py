@@ -10,22 +10,15 @@ import ``main`` at load time (``main`` imports it).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
-RegistryOpt = Annotated[
-    str,
-    typer.Option(
-        "--registry",
-        "-r",
-        envvar="MODELYARD_URL",
-        help="Registry URL (http://...) or data directory for embedded use.",
-    ),
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+from modelyard.cli.options import JsonOpt, RegistryOpt
+
 NamespaceOpt = Annotated[str, typer.Option("--namespace", "-n", help="Namespace.")]
 DEFAULT_URL = "http://127.0.0.1:8080"
 
@@ -308,29 +301,35 @@ def approval_request(
     as_json: JsonOpt = False,
 ) -> None:
     """Request approval to publish REF (and/or move --alias to it)."""
-    m = _m()
     action = "alias" if move_only else "publish"
+    _approval_call(
+        registry,
+        as_json,
+        lambda reg: reg.request_approval(
+            ref,
+            action=action,
+            alias=alias,
+            archive_previous=archive_previous,
+            comment=comment,
+        ),
+    )
+
+
+def _approval_call(registry: str, as_json: bool, call: Callable[[Any], Any]) -> None:
+    """Run ``call(registry)`` and print the approval request it returns."""
+    m = _m()
     with m._registry(registry) as reg:
-        a = m._run(
-            lambda: reg.request_approval(
-                ref,
-                action=action,
-                alias=alias,
-                archive_previous=archive_previous,
-                comment=comment,
-            )
-        )
+        a = m._run(lambda: call(reg))
     m._print_json(a) if as_json else _print_approval(a)
 
 
 def _decide(decision: str, approval_id: int, comment: str, registry: str, as_json: bool) -> None:
-    m = _m()
-    with m._registry(registry) as reg:
-        if decision == "cancel":
-            a = m._run(lambda: reg.cancel_approval(approval_id))
-        else:
-            a = m._run(lambda: getattr(reg, decision)(approval_id, comment=comment))
-    m._print_json(a) if as_json else _print_approval(a)
+    if decision == "cancel":
+        _approval_call(registry, as_json, lambda reg: reg.cancel_approval(approval_id))
+    else:
+        _approval_call(
+            registry, as_json, lambda reg: getattr(reg, decision)(approval_id, comment=comment)
+        )
 
 
 @approval_app.command("approve")
@@ -372,10 +371,7 @@ def approval_show(
     as_json: JsonOpt = False,
 ) -> None:
     """Show one request with its reviews."""
-    m = _m()
-    with m._registry(registry) as reg:
-        a = m._run(lambda: reg.get_approval(approval_id))
-    m._print_json(a) if as_json else _print_approval(a)
+    _approval_call(registry, as_json, lambda reg: reg.get_approval(approval_id))
 
 
 @approval_app.command("list")

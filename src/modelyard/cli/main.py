@@ -28,6 +28,8 @@ from rich.progress import (
 from rich.table import Table
 
 from modelyard.cli import governance as governance_cli
+from modelyard.cli.options import JsonOpt as JsonOpt
+from modelyard.cli.options import RegistryOpt as RegistryOpt
 from modelyard.domain.errors import ModelyardError
 
 app = typer.Typer(
@@ -49,17 +51,6 @@ def out() -> Console:
 
 err = Console(stderr=True)
 T = TypeVar("T")
-
-RegistryOpt = Annotated[
-    str,
-    typer.Option(
-        "--registry",
-        "-r",
-        envvar="MODELYARD_URL",
-        help="Registry URL (http://...) or data directory for embedded use.",
-    ),
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 
 
 @contextmanager

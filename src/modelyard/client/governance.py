@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 from urllib.parse import quote
 
+from modelyard.client.paging import walk_pages
 from modelyard.domain.references import DEFAULT_NAMESPACE, Reference, parse_reference
 
 if TYPE_CHECKING:
@@ -340,13 +341,9 @@ class GovernanceMixin:
         self, *, namespace: str = DEFAULT_NAMESPACE, state: str = "pending"
     ) -> Iterator[Wire]:
         """A namespace's requests, newest first (``state`` may be ``all``)."""
-        token: str | None = None
-        while True:
-            page = self._b.list_approvals(namespace, state, 100, token)
-            yield from page["approvals"]
-            token = page["next_page_token"]
-            if not token:
-                return
+        return walk_pages(
+            lambda token, _: self._b.list_approvals(namespace, state, 100, token), "approvals"
+        )
 
     def audit(
         self,
@@ -361,9 +358,8 @@ class GovernanceMixin:
         page_size: int = 100,
     ) -> Iterator[Wire]:
         """Audit entries newest first, filtered (see ``GovernanceService.audit``)."""
-        token: str | None = None
-        n = 0
-        while True:
+
+        def fetch(token: str | None, _: int | None) -> Wire:
             query = {
                 "actor": actor,
                 "model": model,
@@ -374,12 +370,6 @@ class GovernanceMixin:
                 "page_size": page_size,
                 "page_token": token,
             }
-            page = self._b.audit(query)
-            for entry in page["entries"]:
-                yield entry
-                n += 1
-                if limit is not None and n >= limit:
-                    return
-            token = page["next_page_token"]
-            if not token:
-                return
+            return self._b.audit(query)
+
+        return walk_pages(fetch, "entries", limit)

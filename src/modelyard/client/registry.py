@@ -15,6 +15,7 @@ import httpx
 from modelyard.client.backends import Backend, EmbeddedBackend, RemoteBackend, Target
 from modelyard.client.errors import ServerError
 from modelyard.client.governance import GovernanceMixin
+from modelyard.client.paging import walk_pages
 from modelyard.client.transfer import (
     BlobCache,
     HashCache,
@@ -310,14 +311,11 @@ class Registry(GovernanceMixin):
         self, name: str, *, namespace: str = DEFAULT_NAMESPACE, page_size: int = 100
     ) -> Iterator[VersionInfo]:
         """All versions of a model, newest first."""
-        token: str | None = None
-        while True:
-            page = self._b.list_versions(namespace, name, page_size, token)
-            for d in page["versions"]:
-                yield VersionInfo.from_wire(d)
-            token = page["next_page_token"]
-            if not token:
-                return
+        pages = walk_pages(
+            lambda token, _: self._b.list_versions(namespace, name, page_size, token), "versions"
+        )
+        for d in pages:
+            yield VersionInfo.from_wire(d)
 
     def search_versions(
         self,
@@ -341,10 +339,8 @@ class Registry(GovernanceMixin):
         limit: int | None,
         page_size: int,
     ) -> Iterator[dict[str, Any]]:
-        token: str | None = None
-        n = 0
-        while True:
-            size = page_size if limit is None else max(1, min(page_size, limit - n))
+        def fetch(token: str | None, remaining: int | None) -> dict[str, Any]:
+            size = page_size if remaining is None else max(1, min(page_size, remaining))
             query = {
                 "filter": filter,
                 "order_by": order_by,
@@ -352,15 +348,9 @@ class Registry(GovernanceMixin):
                 "page_token": token,
                 "namespace": namespace,
             }
-            page = self._b.search(target, query)
-            for d in page[target]:
-                yield d
-                n += 1
-                if limit is not None and n >= limit:
-                    return
-            token = page["next_page_token"]
-            if not token:
-                return
+            return self._b.search(target, query)
+
+        return walk_pages(fetch, target, limit)
 
     def tag(
         self,

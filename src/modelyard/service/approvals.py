@@ -274,20 +274,7 @@ class ApprovalService:
                     details={"id": approval_id},
                 )
             gov.add_vote(tx, approval_id, actor, "reject", comment)
-            gov.set_approval_state(tx, approval_id, ApprovalState.REJECTED, actor)
-            tx.append_event(
-                "approval.rejected",
-                actor=actor,
-                namespace=a.namespace,
-                subject=a.ref,
-                payload={
-                    **_approval_payload(a),
-                    "comment": comment,
-                    "before": {"request": "pending"},
-                    "after": {"request": "rejected"},
-                },
-            )
-            return self._row(tx, approval_id).approval
+            return self._close(tx, a, ApprovalState.REJECTED, actor, comment=comment)
 
         return self.reg._write(op)
 
@@ -305,21 +292,29 @@ class ApprovalService:
                     code="NOT_REQUESTER",
                     details={"id": approval_id},
                 )
-            gov.set_approval_state(tx, approval_id, ApprovalState.CANCELLED, actor)
-            tx.append_event(
-                "approval.cancelled",
-                actor=actor,
-                namespace=a.namespace,
-                subject=a.ref,
-                payload={
-                    **_approval_payload(a),
-                    "before": {"request": "pending"},
-                    "after": {"request": "cancelled"},
-                },
-            )
-            return self._row(tx, approval_id).approval
+            return self._close(tx, a, ApprovalState.CANCELLED, actor)
 
         return self.reg._write(op)
+
+    def _close(
+        self, tx: Tx, a: Approval, state: ApprovalState, actor: str, **extra: Any
+    ) -> Approval:
+        """End pending request ``a`` as ``state`` (rejected or cancelled) and
+        write its ``approval.<state>`` event, ``extra`` added to the payload."""
+        gov.set_approval_state(tx, a.id, state, actor)
+        tx.append_event(
+            f"approval.{state.value}",
+            actor=actor,
+            namespace=a.namespace,
+            subject=a.ref,
+            payload={
+                **_approval_payload(a),
+                **extra,
+                "before": {"request": "pending"},
+                "after": {"request": state.value},
+            },
+        )
+        return self._row(tx, a.id).approval
 
     def get_approval(self, approval_id: int) -> Approval:
         """One request with its reviews.

@@ -136,6 +136,13 @@ def _text(value: str, field_name: str) -> str:
     return value
 
 
+def _check_scope(namespace: str, model: str | None) -> None:
+    """Validate the names of a policy's scope (a namespace, or one model in it)."""
+    validate_name(namespace, kind="namespace")
+    if model is not None:
+        validate_name(model)
+
+
 def check_comment(value: str) -> str:
     return _text(v.check_description(value), "comment")
 
@@ -149,19 +156,48 @@ class GovernanceService:
 
     # -- policies ---------------------------------------------------------
 
-    def _scope(self, tx: Tx, namespace: str, model: str | None) -> tuple[int, int | None]:
+    def _scope(
+        self, tx: Tx, namespace: str, model: str | None, *, for_update: bool = False
+    ) -> tuple[int, int | None]:
+        """The ids (namespace, model or None) a policy is kept under; ``for_update``
+        locks that scope so concurrent changes of one policy serialize."""
         nid = self.reg._namespace_id(tx, namespace)
-        mid = None if model is None else self.reg._model_id(tx, namespace, model)
-        return nid, mid
+        if model is None:
+            if for_update:
+                gov.lock_namespace(tx, nid)
+            return nid, None
+        return nid, self.reg._model_id(tx, namespace, model, for_update=for_update)
+
+    @staticmethod
+    def _policy_event(
+        tx: Tx,
+        verb: str,
+        namespace: str,
+        model: str | None,
+        actor: str,
+        before: Mapping[str, Any] | None,
+        after: Mapping[str, Any] | None,
+    ) -> None:
+        """The ``policy.<verb>`` event of a change to a namespace's or model's policy."""
+        tx.append_event(
+            f"policy.{verb}",
+            actor=actor,
+            namespace=namespace,
+            subject=namespace if model is None else f"{namespace}/{model}",
+            payload={
+                "scope": "namespace" if model is None else "model",
+                "purpose": PRODUCTION,
+                "before": before,
+                "after": after,
+            },
+        )
 
     def get_policy(self, namespace: str, model: str | None = None) -> PolicyRecord:
         """The policy stored for a namespace or for one model (``policy`` None if unset).
 
         Requires: reader on the namespace.
         """
-        validate_name(namespace, kind="namespace")
-        if model is not None:
-            validate_name(model)
+        _check_scope(namespace, model)
         with self.db.read() as tx:
             nid, mid = self._scope(tx, namespace, model)
             stored = gov.get_policy(tx, nid, mid, PRODUCTION)
@@ -193,34 +229,24 @@ class GovernanceService:
         Writes ``policy.updated`` with the policy before and after.
         Requires: admin on the namespace.
         """
-        validate_name(namespace, kind="namespace")
-        if model is not None:
-            validate_name(model)
+        _check_scope(namespace, model)
         policy = parse_policy(rules)
         stored_rules = policy.to_dict()
 
         def op(tx: Tx) -> PolicyRecord:
-            nid = self.reg._namespace_id(tx, namespace)
-            mid = None
-            if model is None:
-                gov.lock_namespace(tx, nid)
-            else:
-                mid = self.reg._model_id(tx, namespace, model, for_update=True)
+            nid, mid = self._scope(tx, namespace, model, for_update=True)
             before = gov.get_policy(tx, nid, mid, PRODUCTION)
             gov.put_policy(tx, nid, mid, PRODUCTION, stored_rules, actor)
             after = gov.get_policy(tx, nid, mid, PRODUCTION)
             assert after is not None
-            tx.append_event(
-                "policy.updated",
-                actor=actor,
-                namespace=namespace,
-                subject=namespace if model is None else f"{namespace}/{model}",
-                payload={
-                    "scope": "namespace" if model is None else "model",
-                    "purpose": PRODUCTION,
-                    "before": None if before is None else before.rules,
-                    "after": after.rules,
-                },
+            self._policy_event(
+                tx,
+                "updated",
+                namespace,
+                model,
+                actor,
+                None if before is None else before.rules,
+                after.rules,
             )
             return PolicyRecord(namespace, model, policy, after.updated_by, after.updated_at)
 
@@ -231,34 +257,16 @@ class GovernanceService:
 
         Requires: admin on the namespace.
         """
-        validate_name(namespace, kind="namespace")
-        if model is not None:
-            validate_name(model)
+        _check_scope(namespace, model)
 
         def op(tx: Tx) -> None:
-            nid = self.reg._namespace_id(tx, namespace)
-            mid = None
-            if model is None:
-                gov.lock_namespace(tx, nid)
-            else:
-                mid = self.reg._model_id(tx, namespace, model, for_update=True)
+            nid, mid = self._scope(tx, namespace, model, for_update=True)
             before = gov.get_policy(tx, nid, mid, PRODUCTION)
             if before is None or not gov.delete_policy(tx, nid, mid, PRODUCTION):
                 raise NotFound(
                     "no policy set here", code="POLICY_NOT_FOUND", details={"namespace": namespace}
                 )
-            tx.append_event(
-                "policy.deleted",
-                actor=actor,
-                namespace=namespace,
-                subject=namespace if model is None else f"{namespace}/{model}",
-                payload={
-                    "scope": "namespace" if model is None else "model",
-                    "purpose": PRODUCTION,
-                    "before": before.rules,
-                    "after": None,
-                },
-            )
+            self._policy_event(tx, "deleted", namespace, model, actor, before.rules, None)
 
         self.reg._write(op)
 
