@@ -62,6 +62,17 @@ class Backend(GovernanceBackend, Protocol):
     def webhook_call(self, op: WebhookOp, webhook_id: int | None, body: Wire) -> Wire: ...
 
 
+def _raise_for_stream(resp: httpx.Response) -> None:
+    """Raise the typed error of a streamed response that failed."""
+    if resp.status_code >= 400:
+        resp.read()
+        try:
+            body = resp.json()
+        except ValueError:
+            body = None
+        raise error_from_response(resp.status_code, body)
+
+
 def _q(s: str) -> str:
     return quote(s, safe="")
 
@@ -217,13 +228,7 @@ class RemoteBackend(RemoteGovernance):
         """GET one file of a version, streamed."""
         url = f"{_vpath(ref)}/files/{quote(path, safe='/')}"
         with self.http.stream("GET", url) as resp:
-            if resp.status_code >= 400:
-                resp.read()
-                try:
-                    body = resp.json()
-                except ValueError:
-                    body = None
-                raise error_from_response(resp.status_code, body)
+            _raise_for_stream(resp)
             if resp.headers.get("content-encoding", "identity") == "identity":
                 # Raw socket reads: no decoder and no re-chunking copy, which
                 # cost a fifth of a large pull's CPU time.
@@ -256,13 +261,7 @@ class RemoteBackend(RemoteGovernance):
         with self.http.stream(
             "GET", "/api/v1/events/stream", params=params, headers=headers, timeout=timeout
         ) as resp:
-            if resp.status_code >= 400:
-                resp.read()
-                try:
-                    body = resp.json()
-                except ValueError:
-                    body = None
-                raise error_from_response(resp.status_code, body)
+            _raise_for_stream(resp)
             data: list[str] = []
             for line in resp.iter_lines():
                 if line.startswith(":"):

@@ -184,9 +184,15 @@ def insert_delivery(conn: sa.Connection, values: dict[str, Any]) -> int:
 
 def has_due(conn: sa.Connection, now: int) -> bool:
     """True if some pending delivery is due and unclaimed (a cheap pre-check)."""
+    return conn.execute(_due(now).limit(1)).first() is not None
+
+
+def _due(now: int) -> sa.Select[tuple[int]]:
+    """Ids of pending deliveries that are due, unclaimed (or whose lease ran
+    out), of active subscriptions."""
     d = t.deliveries
     w = t.webhooks
-    q = (
+    return (
         sa.select(d.c.id)
         .select_from(d.join(w, d.c.webhook_id == w.c.id))
         .where(
@@ -195,9 +201,7 @@ def has_due(conn: sa.Connection, now: int) -> bool:
             sa.or_(d.c.claimed_until.is_(None), d.c.claimed_until < now),
             w.c.active.is_(True),
         )
-        .limit(1)
     )
-    return conn.execute(q).first() is not None
 
 
 def claim_due(
@@ -211,19 +215,7 @@ def claim_due(
     runs out (a killed process's lease simply expires).
     """
     d = t.deliveries
-    w = t.webhooks
-    q = (
-        sa.select(d.c.id)
-        .select_from(d.join(w, d.c.webhook_id == w.c.id))
-        .where(
-            d.c.status == "pending",
-            d.c.next_attempt_at <= now,
-            sa.or_(d.c.claimed_until.is_(None), d.c.claimed_until < now),
-            w.c.active.is_(True),
-        )
-        .order_by(d.c.next_attempt_at, d.c.id)
-        .limit(limit)
-    )
+    q = _due(now).order_by(d.c.next_attempt_at, d.c.id).limit(limit)
     if _pg(conn):
         q = q.with_for_update(of=d, skip_locked=True)
     ids = list(conn.execute(q).scalars())
