@@ -514,18 +514,26 @@ def search_versions(
     key, desc = order.field.key, order.descending
     if order.field.kind == "metric":
         sort_metric = t.version_metrics.alias("sort_metric")
-        from_ = v.join(
-            sort_metric, sa.and_(sort_metric.c.version_id == v.c.id, sort_metric.c.key == key)
-        )
         # sort_metric's copies of created_at and the version id rather than
         # versions' own: the same values, but then ix_version_metrics_key_value
         # (key, value, created_at, version_id) delivers the whole order.
-        sort = _Sort(
-            v.c.id,
-            (sort_metric.c.value, sort_metric.c.created_at, sort_metric.c.version_id),
-            ("float", "int", "int"),
-            desc,
+        columns: tuple[sa.ColumnElement[Any], ...] = (
+            sort_metric.c.value,
+            sort_metric.c.created_at,
+            sort_metric.c.version_id,
         )
+        metric_key: sa.ColumnElement[Any] = sort_metric.c.key
+        driver = _rare_driver(conn, compiler, node, can_walk=False)[0] if compiler.sqlite else None
+        if driver is not None:
+            # Walking the metric's index probes every version that has the
+            # metric until a page matches: for a term matching 55 versions of
+            # 1M that walk took 3.1 s; fetching them and sorting them by the
+            # metric takes 3 ms.
+            where.append(driver)
+            columns = tuple(compiler.walk_only(c) for c in columns)
+            metric_key = compiler.walk_only(metric_key)
+        from_ = v.join(sort_metric, sa.and_(sort_metric.c.version_id == v.c.id, metric_key == key))
+        sort = _Sort(v.c.id, columns, ("float", "int", "int"), desc)
     elif order.field.kind == "attr" and key == "name":
         from_ = v.join(t.models, t.models.c.id == v.c.model_id)
         # (name, model id, number) is unique and matches ix_models_name (whose
