@@ -65,6 +65,7 @@ QUERIES: list[tuple[str, str, str | None]] = [
     ("state + tag (1.7%)", "state = 'published' AND tags.env = 'prod'", None),
     ("metadata (0.2%)", "metadata.owner = 'user-7'", None),
     ("team, by accuracy", "tags.team = 'team-7'", "metrics.accuracy DESC"),
+    ("rare tag, by accuracy", "tags.owner = 'rare-3'", "metrics.accuracy DESC"),
 ]
 WALK = ("walk 20 pages", "tags.env = 'prod' AND metrics.accuracy >= 0.5")
 

@@ -141,6 +141,17 @@ def test_oversized_bodies(sq: TestClient) -> None:
     assert_error(sq.post("/api/v1/blobs/missing", json=many), 413, "PAYLOAD_TOO_LARGE")
 
 
+def test_unicode_digits_are_not_numbers(sq: TestClient) -> None:
+    """``"²".isdigit()`` is true but ``int("²")`` fails: such input must be a
+    clear 4xx, never a 500."""
+    data = b"abc"
+    r = sq.put(f"/api/v1/blobs/{sha(data)}", content=data, headers={"content-length": b"\xb2"})
+    assert r.status_code < 500
+    assert sq.get("/api/v1/models/default/m/versions/\u00b2").status_code < 500
+    assert sq.get("/api/v1/audit", params={"since": "\u00b2"}).status_code == 400
+    assert sq.get("/api/v1/audit", params={"page_token": "\u00b2"}).status_code == 400
+
+
 def test_blob_limit(tmp_path, sqlite_url) -> None:  # type: ignore[no-untyped-def]
     from modelyard.api.app import create_app
     from modelyard.settings import Settings

@@ -1034,6 +1034,7 @@ def test_rare_tag_drives_from_the_key_value_index(engine: sa.Engine, data: Data)
     assert "SCAN versions" not in plan, plan
 
 
+@pytest.mark.parametrize("order_by", [None, "metrics.acc DESC", "metrics.acc"])
 @pytest.mark.parametrize(
     "text",
     [
@@ -1044,10 +1045,14 @@ def test_rare_tag_drives_from_the_key_value_index(engine: sa.Engine, data: Data)
     ],
 )
 def test_rare_and_common_modes_return_the_same_pages(
-    engine: sa.Engine, data: Data, monkeypatch: pytest.MonkeyPatch, text: str
+    engine: sa.Engine,
+    data: Data,
+    monkeypatch: pytest.MonkeyPatch,
+    text: str,
+    order_by: str | None,
 ) -> None:
     node = parse_filter(text, "versions")
-    order = parse_order_by(None, "versions")
+    order = parse_order_by(order_by, "versions")
 
     def walk() -> list[int]:
         ids: list[int] = []
@@ -1065,9 +1070,17 @@ def test_rare_and_common_modes_return_the_same_pages(
     assert walk() == rare and rare
 
 
-def test_metric_and_name_orders_need_no_sort(engine: sa.Engine, data: Data) -> None:
+def test_metric_and_name_orders_need_no_sort(
+    engine: sa.Engine, data: Data, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A rare term drives: its few versions are fetched and sorted by the metric.
     plan = _plan(engine, "tags.team = 'fraud'", order="metrics.acc DESC")
-    assert "ix_version_metrics_key_value" in plan, plan
+    assert "ix_version_tags_key_value" in plan, plan
+    assert "SCAN" not in plan, plan
+    # A common one walks the metric's index, which is already in order.
+    monkeypatch.setattr(search_module, "RARE_CAP", 1)
+    plan = _plan(engine, "tags.team = 'fraud'", order="metrics.acc DESC")
+    assert "ix_version_metrics_key_value" in plan.splitlines()[0], plan
     assert "TEMP B-TREE" not in plan, plan
     plan = _plan(engine, "tags.team = 'fraud'", order="name")
     assert "ix_models_name" in plan, plan

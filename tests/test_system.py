@@ -123,8 +123,9 @@ def test_migration_0005_copies_creation_times_into_key_value_rows(db_url: str) -
 ALLOWED = {
     "domain": {"domain"},
     "store": {"domain", "store"},
-    "service": {"domain", "store", "service", "settings"},
-    "api": {"domain", "service", "api", "settings", "store"},
+    "service": {"domain", "store", "service", "settings", "webhooks"},
+    "events": {"domain", "store", "service", "events", "settings", "webhooks"},
+    "api": {"domain", "service", "api", "settings", "store", "events"},
     "client": {"domain", "client", "service", "api", "settings"},
     "cli": {"domain", "client", "cli", "settings", "server", "store"},
 }

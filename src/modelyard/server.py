@@ -77,22 +77,39 @@ def _uvicorn_config(app: ASGIApp, settings: Settings) -> uvicorn.Config:
     )
 
 
+def _server(app: ASGIApp, settings: Settings) -> uvicorn.Server:
+    """A uvicorn server that tells the app as soon as a shutdown begins.
+
+    uvicorn waits for open responses before running the lifespan shutdown, so
+    endless responses (the event stream) must learn of the shutdown earlier:
+    the signal handler sets ``app.state.stopping`` and the streams end.
+    """
+    import uvicorn
+
+    class _Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            stopping = getattr(getattr(app, "state", None), "stopping", None)
+            if stopping is not None:
+                stopping.set()
+            super().handle_exit(sig, frame)
+
+    return _Server(_uvicorn_config(app, settings))
+
+
 def run_server(settings: Settings) -> None:
     """Build the app(s) from ``settings`` and serve until SIGTERM / Ctrl-C."""
-    import uvicorn
 
     from modelyard.api.app import create_app
 
     if settings.workers <= 1:
         app = create_app(settings)
         _announce(settings)
-        uvicorn.Server(_uvicorn_config(app, settings)).run()
+        _server(app, settings).run()
         return
     _run_prefork(settings)
 
 
 def _run_prefork(settings: Settings) -> None:
-    import uvicorn
 
     from modelyard.api.app import create_app
     from modelyard.service.factory import build_registry
@@ -117,8 +134,7 @@ def _run_prefork(settings: Settings) -> None:
         if pid == 0:  # worker
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.SIG_DFL)
-            config = _uvicorn_config(create_app(settings), settings)
-            uvicorn.Server(config).run(sockets=[sock])
+            _server(create_app(settings), settings).run(sockets=[sock])
             os._exit(0)
         children[pid] = slot
 

@@ -10,7 +10,7 @@ import ipaddress
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -56,6 +56,67 @@ class Settings(BaseSettings):
         if self.auth == "auto":
             return not is_loopback(self.host)
         return self.auth == "on"
+
+    # -- events and webhooks (issue 4) --
+    dispatcher: bool = Field(True, description="Run the webhook dispatcher in each server process.")
+    dispatcher_interval: float = Field(
+        1.0, gt=0, le=60, description="Seconds between dispatcher polls of the outbox when idle."
+    )
+    webhook_allow: str = Field(
+        "",
+        description="Comma-separated CIDRs, IPs or host names webhooks may reach although "
+        "private, loopback or link-local (e.g. '10.0.0.0/8,127.0.0.1,hooks.internal').",
+    )
+    webhook_timeout: float = Field(
+        10.0, gt=0, le=120, description="Seconds a webhook endpoint has to answer."
+    )
+    webhook_ca_bundle: Path | None = Field(
+        None,
+        description="PEM file of extra certificate authorities trusted for https webhooks "
+        "(an internal CA); the public ones stay trusted.",
+    )
+    webhook_concurrency: int = Field(
+        4, ge=1, le=64, description="Deliveries sent in parallel by one process."
+    )
+    webhook_lease: float = Field(
+        120.0,
+        gt=0,
+        description="Seconds a claimed delivery stays reserved for the process that claimed "
+        "it; a crashed process's claims are retried after this.",
+    )
+    webhook_retry_base: float = Field(
+        5.0, gt=0, description="First retry delay ceiling in seconds (doubles per failure)."
+    )
+    webhook_retry_cap: float = Field(
+        6 * 3600.0, gt=0, description="Largest retry delay ceiling in seconds."
+    )
+    webhook_max_attempts: int = Field(
+        16, ge=1, le=100, description="Attempts before a delivery is marked failed."
+    )
+    webhook_retry_after_cap: float = Field(
+        3600.0, ge=0, description="Longest Retry-After (429/503) honoured, in seconds."
+    )
+    webhook_disable_after: float = Field(
+        5 * 86400.0,
+        gt=0,
+        description="Seconds of continuous failure after which a webhook is disabled.",
+    )
+    webhook_secret_overlap: float = Field(
+        86400.0, ge=0, description="Seconds the old secret keeps signing after a rotation."
+    )
+    sse_heartbeat: float = Field(
+        15.0, gt=0, le=300, description="Seconds between heartbeat comments on the event stream."
+    )
+    events_poll_interval: float = Field(
+        0.5, gt=0, le=60, description="Seconds between outbox polls of an idle event stream."
+    )
+
+    @model_validator(mode="after")
+    def _lease_outlives_timeout(self) -> Settings:
+        # A lease shorter than a delivery would let a second process send it too.
+        if self.webhook_lease <= self.webhook_timeout + 1:
+            raise ValueError("webhook_lease must exceed webhook_timeout by more than 1 s")
+        return self
 
     def database_url(self) -> str:
         """The metadata database URL, defaulting to SQLite under ``data_dir``."""

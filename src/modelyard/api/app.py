@@ -3,18 +3,35 @@
 from __future__ import annotations
 
 import sys
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
 
 from modelyard import __version__
 from modelyard.api.access import Authenticator, install_guards
 from modelyard.api.deps import ServiceCall
 from modelyard.api.errors import install_error_handlers
 from modelyard.api.middleware import BodyLimitMiddleware, Metrics, MetricsMiddleware
-from modelyard.api.v1 import blobs, identity, models, search, system, versions
-from modelyard.service.factory import build_registry
+from modelyard.api.v1 import (
+    blobs,
+    events,
+    governance,
+    identity,
+    models,
+    search,
+    system,
+    versions,
+    webhooks,
+)
+from modelyard.domain.webhooks import AttemptOutcome
+from modelyard.events.dispatcher import Dispatcher
+from modelyard.events.sender import WebhookSender
+from modelyard.service.approvals import ApprovalService
+from modelyard.service.factory import build_registry, build_webhook_service
+from modelyard.service.governance import GovernanceService
 from modelyard.service.identity import IdentityService
 from modelyard.service.registry import RegistryService
 from modelyard.settings import Settings
@@ -26,11 +43,39 @@ def create_app(
     """Build the app. Pass ``registry`` to serve an already-open service."""
     settings = settings or Settings()
     service = registry or build_registry(settings)
+    hooks = build_webhook_service(settings, service.db)
+    # Set when the server begins to shut down: open event streams end on it.
+    stopping = threading.Event()
+
+    metrics = Metrics()
+
+    def count_attempt(outcome: AttemptOutcome) -> None:
+        metrics.webhook_attempts.labels("succeeded" if outcome.succeeded else "failed").inc()
+        metrics.webhook_latency.observe(outcome.latency_us / 1e6)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        yield
-        service.db.dispose()
+        dispatcher = None
+        if settings.dispatcher:
+            dispatcher = Dispatcher(
+                hooks,
+                WebhookSender(
+                    hooks.guard,
+                    timeout=settings.webhook_timeout,
+                    ca_bundle=settings.webhook_ca_bundle,
+                ),
+                interval=settings.dispatcher_interval,
+                concurrency=settings.webhook_concurrency,
+                on_attempt=count_attempt,
+            )
+            dispatcher.start()
+        try:
+            yield
+        finally:
+            stopping.set()
+            if dispatcher is not None:
+                await run_in_threadpool(dispatcher.stop)
+            service.db.dispose()
 
     app = FastAPI(
         title="modelyard",
@@ -40,22 +85,30 @@ def create_app(
     )
     app.state.settings = settings
     app.state.registry = service
-    app.state.metrics = Metrics()
+    app.state.governance = GovernanceService(service)
+    app.state.approvals = ApprovalService(service)
+    app.state.webhooks = hooks
+    app.state.stopping = stopping
+    app.state.metrics = metrics
     app.state.call = ServiceCall(inline=service.db.engine.dialect.name == "sqlite")
     app.state.identity = IdentityService(service)
     app.state.auth_enabled = settings.auth_enabled()
     if app.state.auth_enabled:
         bootstrap_admin(app.state.identity, settings)
     install_error_handlers(app)
-    routers = (
+    # Governance after versions: its GET .../aliases/{alias} must not shadow
+    # GET .../aliases/history.
+    for router in (
         versions.router,
         blobs.router,
         models.router,
         search.router,
         system.router,
+        events.router,
+        webhooks.router,
+        governance.router,
         identity.router,
-    )
-    for router in routers:
+    ):
         # Routes go straight onto the app's router: FastAPI's include_router
         # keeps a tree of wrappers that re-matches every route per request
         # (~250 µs a request with our ~40 routes, measured with cProfile).

@@ -12,6 +12,7 @@ from modelyard.api.access import principal_of
 from modelyard.domain.identity import Principal
 from modelyard.service.identity import IdentityService
 from modelyard.service.registry import RegistryService
+from modelyard.service.webhooks import WebhookService
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -62,3 +63,9 @@ def identity(request: Request) -> tuple[IdentityService, ServiceCall]:
     """The identity service (users, tokens, roles) and how to call it."""
     state = request.app.state
     return state.identity, state.call
+
+
+def webhook_services(request: Request) -> tuple[WebhookService, ServiceCall]:
+    """The webhook and event-stream service built by ``create_app`` and how to call it."""
+    state = request.app.state
+    return state.webhooks, state.call

@@ -15,6 +15,7 @@ from starlette.responses import Response
 
 from modelyard.api.responses import JSONResponse
 from modelyard.domain import errors as e
+from modelyard.domain.webhooks import DestinationRefused
 
 log = logging.getLogger("modelyard.api")
 
@@ -28,6 +29,8 @@ STATUS: dict[type[e.ModelyardError], int] = {
     e.PolicyViolation: 409,
     e.PayloadTooLarge: 413,
     e.IntegrityError: 422,
+    # Well-formed but forbidden by the SSRF rules (a subclass of InvalidInput).
+    DestinationRefused: 422,
 }
 
 _HTTP_CODES = {

@@ -34,6 +34,18 @@ class Metrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10, 60),
             registry=self.registry,
         )
+        self.webhook_attempts = Counter(
+            "modelyard_webhook_attempts",
+            "Webhook delivery attempts sent by this process",
+            ["result"],
+            registry=self.registry,
+        )
+        self.webhook_latency = Histogram(
+            "modelyard_webhook_attempt_duration_seconds",
+            "Webhook delivery attempt latency",
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=self.registry,
+        )
 
 
 class MetricsMiddleware:

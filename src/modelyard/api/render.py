@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from modelyard.domain.entities import AliasMove, Model, Namespace, Version
+from modelyard.domain.webhooks import Delivery, Webhook
 
 
 def iso(us: int) -> str:
@@ -83,3 +84,57 @@ def alias_move(a: AliasMove) -> dict[str, Any]:
         "reason": a.reason,
         "at": iso(a.at),
     }
+
+
+def webhook(h: Webhook) -> dict[str, Any]:
+    """Wire shape of a webhook subscription (never with its secret)."""
+    return {
+        "id": h.id,
+        "url": h.url,
+        "description": h.description,
+        "event_types": h.event_types,
+        "namespace": h.namespace,
+        "model": h.model,
+        "active": h.active,
+        "disabled_reason": h.disabled_reason,
+        "failing_since": iso(h.failing_since) if h.failing_since else None,
+        "previous_secret_expires_at": (
+            iso(h.previous_secret_expires_at) if h.previous_secret_expires_at else None
+        ),
+        "created_by": h.created_by,
+        "created_at": iso(h.created_at),
+        "updated_at": iso(h.updated_at),
+    }
+
+
+def delivery(d: Delivery) -> dict[str, Any]:
+    """Wire shape of a delivery with its attempts."""
+    return {
+        "id": d.id,
+        "webhook_id": d.webhook_id,
+        "message_id": d.message_id,
+        "event_id": d.event_id,
+        "event_type": d.event_type,
+        "status": d.status.value,
+        "failures": d.failures,
+        "next_attempt_at": iso(d.next_attempt_at) if d.next_attempt_at else None,
+        "created_at": iso(d.created_at),
+        "updated_at": iso(d.updated_at),
+        "attempts": [
+            {
+                "attempt": a.attempt,
+                "at": iso(a.at),
+                "status": a.status,
+                "latency_ms": round(a.latency_us / 1000, 3),
+                "response_code": a.response_code,
+                "response_body": a.response_body,
+                "error": a.error,
+            }
+            for a in d.attempts
+        ],
+    }
+
+
+def event(ev: dict[str, Any]) -> dict[str, Any]:
+    """Wire shape of an outbox event."""
+    return {**ev, "at": iso(ev["at"])}

@@ -95,9 +95,92 @@ class AliasSet(_Body):
 
     version: str = Field(description="Version number or reference within the model.")
     reason: str = ""
+    expected_version: int | None = Field(
+        None,
+        description="Compare-and-set: move only if the alias points at this version now "
+        "(else 409 ALIAS_CHANGED).",
+    )
 
 
 class DigestList(_Body):
     """Digests a client holds."""
 
     digests: list[str]
+
+
+# -- governance (issue 3) -------------------------------------------------------
+
+
+class PolicyRules(_Body):
+    """A production policy; every rule optional (unset = inherited / no requirement).
+
+    Checked by the service (``INVALID_POLICY``), so types are loose here.
+    """
+
+    required_tags: dict[str, Any] | list[Any] | None = Field(
+        None, description='{"encrypted": "true", "reviewed": null} (null = key present)'
+    )
+    required_metadata: list[Any] | None = Field(None, description="Metadata keys that must exist.")
+    require_signature: bool | None = None
+    metric_thresholds: list[Any] | None = Field(
+        None, description='["metrics.accuracy >= 0.92"] or {"metric","op","value"} objects'
+    )
+    allowed_formats: list[Any] | None = None
+    required_approvals: int | None = Field(None, description="Distinct approvals needed.")
+    protected_aliases: list[Any] | None = Field(None, description='e.g. ["production"]')
+
+
+class Rollback(_Body):
+    """Move an alias back to its previous target."""
+
+    reason: str = ""
+    expected_version: int | None = Field(
+        None, description="The version the alias points at now (else 409 ALIAS_CHANGED)."
+    )
+
+
+class ApprovalRequest(_Body):
+    """Ask for a gated transition of this version."""
+
+    action: str = Field("publish", description="publish, or alias (move a protected alias)")
+    alias: str | None = Field(None, description="Alias to point at the version.")
+    archive_previous: bool = False
+    comment: str = ""
+
+
+class Review(_Body):
+    """A reviewer's comment on approve / reject."""
+
+    comment: str = ""
+
+
+class WebhookCreate(_Body):
+    """Subscribe a URL to registry events."""
+
+    url: str = Field(description="http(s) endpoint; checked against the SSRF rules.")
+    event_types: list[str] | None = Field(
+        None, description="Patterns: '*', 'version.*', 'alias.moved' (default: all)."
+    )
+    namespace: str | None = Field(None, description="Only events of this namespace.")
+    model: str | None = Field(None, description="Only events of this model (in namespace).")
+    description: str = ""
+    active: bool = True
+
+
+class WebhookUpdate(_Body):
+    """Change a subscription; send only the fields to change (null clears namespace/model)."""
+
+    url: str | None = None
+    event_types: list[str] | None = None
+    namespace: str | None = None
+    model: str | None = None
+    description: str | None = None
+    active: bool | None = Field(None, description="true re-enables a disabled webhook.")
+
+
+class SecretRotation(_Body):
+    """Options of a secret rotation."""
+
+    overlap_seconds: float | None = Field(
+        None, description="How long the old secret keeps signing too (default from settings)."
+    )

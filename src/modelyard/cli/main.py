@@ -1,5 +1,6 @@
-"""``modelyard``: server, push, pull, ls, show, search, tag, alias, whoami, db, token,
-user, role.
+"""``modelyard``: server, push, pull, ls, show, search, tag, alias, events, webhooks,
+whoami, db, token, user, role, and the governance commands of ``cli/governance.py``
+(publish, archive, restore, rollback, policy, approval, audit).
 
 Exit codes: 0 success, 1 a registry error (its code is printed), 2 usage errors.
 """
@@ -14,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
+import click
 import typer
 from rich.console import Console
 from rich.progress import (
@@ -26,6 +28,9 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from modelyard.cli import governance as governance_cli
+from modelyard.cli.options import JsonOpt as JsonOpt
+from modelyard.cli.options import RegistryOpt as RegistryOpt
 from modelyard.domain.errors import ModelyardError
 
 app = typer.Typer(
@@ -45,6 +50,8 @@ role_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(role_app, name="role")
+webhooks_app = typer.Typer(help="Webhook subscriptions and their deliveries.", no_args_is_help=True)
+app.add_typer(webhooks_app, name="webhooks")
 
 
 def out() -> Console:
@@ -55,16 +62,6 @@ def out() -> Console:
 err = Console(stderr=True)
 T = TypeVar("T")
 
-RegistryOpt = Annotated[
-    str,
-    typer.Option(
-        "--registry",
-        "-r",
-        envvar="MODELYARD_URL",
-        help="Registry URL (http://...) or data directory for embedded use.",
-    ),
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 TokenOpt = Annotated[
     str | None,
     typer.Option(
@@ -75,11 +72,29 @@ TokenOpt = Annotated[
 ]
 
 
+@app.callback()
+def _root(token: TokenOpt = None) -> None:
+    """modelyard: a self-hosted model registry.
+
+    ``--token`` here (before the command) applies to every command, including
+    the governance, events and webhooks ones; most commands also take it after
+    their name.
+    """
+
+
 @contextmanager
 def _registry(target: str, token: str | None = None) -> Iterator[Any]:
-    """The registry for one command, closed when the command ends."""
+    """The registry for one command, closed when the command ends.
+
+    The token is the command's ``--token``, else the one given before the
+    command name, else ``MODELYARD_TOKEN`` (read by the SDK).
+    """
     from modelyard.client import Registry
 
+    if token is None:
+        ctx = click.get_current_context(silent=True)
+        if ctx is not None:
+            token = ctx.find_root().params.get("token")
     reg = Registry(target, token=token)
     try:
         yield reg
@@ -395,20 +410,302 @@ def tag(
 
 @app.command()
 def alias(
-    ref: Annotated[str, typer.Argument(help="Version reference, e.g. fraud/3")],
-    name: Annotated[str, typer.Argument(help="Alias name, e.g. production")],
+    ref: Annotated[str, typer.Argument(help="Version reference, e.g. fraud/3 (or: show)")],
+    name: Annotated[str, typer.Argument(help="Alias name, e.g. production (or: name@alias)")],
     reason: Annotated[str, typer.Option(help="Why (kept in the alias history).")] = "",
+    at: Annotated[
+        str | None, typer.Option(help="With show: the time to look at (RFC 3339 or µs).")
+    ] = None,
     registry: RegistryOpt = "http://127.0.0.1:8080",
     token: TokenOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Point an alias at a version."""
+    """Point an alias at a version, or show one: alias show NAME@ALIAS [--at TIME]."""
     with _registry(registry, token) as reg:
+        if ref == "show" and "@" in name:
+            governance_cli.show_alias(reg, name, at, as_json)
+            return
         v = _run(lambda: reg.set_alias(ref, name, reason=reason))
         if as_json:
             _print_json(v.raw)
         else:
             out().print(f"{v.namespace}/{v.model}@{name} -> {v.ref}")
+
+
+# -- events and webhooks -------------------------------------------------------
+
+TypesOpt = Annotated[
+    list[str] | None,
+    typer.Option("--type", "-e", help="Event type pattern ('version.*'), repeatable."),
+]
+NamespaceOpt = Annotated[str | None, typer.Option(help="Only this namespace.")]
+ModelOpt = Annotated[str | None, typer.Option(help="Only this model ('ns/name' or 'name').")]
+
+
+def _event_line(e: Any) -> str:
+    return f"{e.id:>8}  {e.at}  {e.type:<24} {e.subject}  by {e.actor}"
+
+
+@app.command()
+def events(
+    registry: RegistryOpt = "http://127.0.0.1:8080",
+    type_: TypesOpt = None,
+    namespace: NamespaceOpt = None,
+    model: ModelOpt = None,
+    after: Annotated[
+        int | None,
+        typer.Option(help="Only events with a larger id (--follow default: only new ones)."),
+    ] = None,
+    limit: Annotated[int, typer.Option(help="At most this many (without --follow).")] = 100,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing new events as they commit.")
+    ] = False,
+    idle_timeout: Annotated[
+        float | None, typer.Option(help="With --follow: stop after this long without events.")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List events (the outbox), or follow them live with --follow."""
+    with _registry(registry) as reg:
+        if follow:
+            stream = reg.watch(
+                types=type_,
+                namespace=namespace,
+                model=model,
+                after=after,
+                idle_timeout=idle_timeout,
+            )
+            try:
+                for e in _run(lambda: _first(stream)):
+                    if as_json:
+                        sys.stdout.write(json.dumps(e.raw, default=str) + "\n")
+                    else:
+                        out().print(_event_line(e), highlight=False)
+                    sys.stdout.flush()
+            except KeyboardInterrupt:
+                pass
+            return
+        found = _run(
+            lambda: reg.list_events(
+                after=after or 0, limit=limit, types=type_, namespace=namespace, model=model
+            )
+        )
+        if as_json:
+            _print_json([e.raw for e in found])
+            return
+        for e in found:
+            out().print(_event_line(e), highlight=False)
+
+
+def _first(stream: Iterator[Any]) -> Iterator[Any]:
+    """Surface the stream's first error (bad filter, unreachable) through ``_run``."""
+    try:
+        head = next(stream)
+    except StopIteration:
+        return iter(())
+
+    def chain() -> Iterator[Any]:
+        yield head
+        yield from stream
+
+    return chain()
+
+
+def _webhook_out(h: Any, as_json: bool) -> None:
+    if as_json:
+        _print_json(h.raw)
+        return
+    state = "active" if h.active else f"disabled ({h.disabled_reason})"
+    out().print(
+        f"webhook [bold]{h.id}[/bold] {h.url}\n  events: {', '.join(h.event_types)}"
+        f"  namespace: {h.namespace or '*'}  model: {h.model or '*'}  {state}",
+        highlight=False,
+    )
+    if h.secret:
+        out().print(f"  secret: {h.secret}  (shown only now; store it safely)", highlight=False)
+
+
+@webhooks_app.command("create")
+def webhooks_create(
+    url: Annotated[str, typer.Argument(help="http(s) URL that receives the POSTs.")],
+    type_: TypesOpt = None,
+    namespace: NamespaceOpt = None,
+    model: Annotated[str | None, typer.Option(help="Only this model (in --namespace).")] = None,
+    description: Annotated[str, typer.Option(help="What it is for.")] = "",
+    inactive: Annotated[bool, typer.Option("--inactive", help="Create it disabled.")] = False,
+    registry: RegistryOpt = "http://127.0.0.1:8080",
+    as_json: JsonOpt = False,
+) -> None:
+    """Subscribe URL to events; prints the signing secret once."""
+    with _registry(registry) as reg:
+        h = _run(
+            lambda: reg.create_webhook(
+                url,
+                event_types=type_,
+                namespace=namespace,
+                model=model,
+                description=description,
+                active=not inactive,
+            )
+        )
+        _webhook_out(h, as_json)
+
+
+@webhooks_app.command("list")
+def webhooks_list(
+    registry: RegistryOpt = "http://127.0.0.1:8080", as_json: JsonOpt = False
+) -> None:
+    """List webhooks."""
+    with _registry(registry) as reg:
+        hooks = _run(reg.list_webhooks)
+        if as_json:
+            _print_json([h.raw for h in hooks])
+            return
+        table = Table("id", "url", "events", "namespace", "model", "state")
+        for h in hooks:
+            table.add_row(
+                str(h.id),
+                h.url,
+                ",".join(h.event_types),
+                h.namespace or "*",
+                h.model or "*",
+                "active" if h.active else f"disabled: {h.disabled_reason}",
+            )
+        out().print(table)
+
+
+@webhooks_app.command("show")
+def webhooks_show(
+    webhook_id: Annotated[int, typer.Argument(help="Webhook id.")],
+    registry: RegistryOpt = "http://127.0.0.1:8080",
+    as_json: JsonOpt = False,
+) -> None:
+    """Show one webhook."""
+    with _registry(registry) as reg:
+        _webhook_out(_run(lambda: reg.get_webhook(webhook_id)), as_json)
+
+
+@webhooks_app.command("update")
+def webhooks_update(
+    webhook_id: Annotated[int, typer.Argument(help="Webhook id.")],
+    url: Annotated[str | None, typer.Option(help="New URL.")] = None,
+    type_: TypesOpt = None,
+    namespace: NamespaceOpt = None,
+    model: Annotated[str | None, typer.Option(help="Only this model.")] = None,
+    description: Annotated[str | None, typer.Option(help="New description.")] = None,
+    active: Annotated[
+        bool | None, typer.Option("--active/--inactive", help="Re-enable or disable.")
+    ] = None,
+    registry: RegistryOpt = "http://127.0.0.1:8080",
+    as_json: JsonOpt = False,
+) -> None:
+    """Change a webhook (only the options given)."""
+    changes = {
+        k: v
+        for k, v in {
+            "url": url,
+            "event_types": type_,
+            "namespace": namespace,
+            "model": model,
+            "description": description,
+            "active": active,
+        }.items()
+        if v is not None
+    }
+    with _registry(registry) as reg:
+        _webhook_out(_run(lambda: reg.update_webhook(webhook_id, **changes)), as_json)
+
+
+@webhooks_app.command("delete")
+def webhooks_delete(
+    webhook_id: Annotated[int, typer.Argument(help="Webhook id.")],
+    registry: RegistryOpt = "http://127.0.0.1:8080",
+    as_json: JsonOpt = False,
+) -> None:
+    """Delete a webhook and its delivery history."""
+    with _registry(registry) as reg:
+        _run(lambda: reg.delete_webhook(webhook_id))
+        if as_json:
+            _print_json({"deleted": webhook_id})
+        else:
+            out().print(f"deleted webhook {webhook_id}")
+
+
+@webhooks_app.command("rotate-secret")
+def webhooks_rotate_secret(
+    webhook_id: Annotated[int, typer.Argument(help="Webhook id.")],
+    overlap: Annotated[
+        float | None, typer.Option(help="Seconds the old secret keeps signing too.")
+    ] = None,
+    registry: RegistryOpt = "http://127.0.0.1:8080",
+    as_json: JsonOpt = False,
+) -> None:
+    """Replace the signing secret; prints the new one once."""
+    with _registry(registry) as reg:
+        h = _run(lambda: reg.rotate_webhook_secret(webhook_id, overlap_seconds=overlap))
+        _webhook_out(h, as_json)
+
+
+@webhooks_app.command("deliveries")
+def webhooks_deliveries(
+    webhook_id: Annotated[int, typer.Argument(help="Webhook id.")],
+    status: Annotated[str | None, typer.Option(help="pending, succeeded or failed.")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many deliveries.")] = 20,
+    registry: RegistryOpt = "http://127.0.0.1:8080",
+    as_json: JsonOpt = False,
+) -> None:
+    """List a webhook's deliveries, newest first, with every attempt."""
+    with _registry(registry) as reg:
+        found = _run(lambda: list(reg.webhook_deliveries(webhook_id, status=status, limit=limit)))
+        if as_json:
+            _print_json([d.raw for d in found])
+            return
+        for d in found:
+            nxt = f"  next attempt {d.next_attempt_at}" if d.next_attempt_at else ""
+            out().print(
+                f"delivery {d.id}  event {d.event_id} {d.event_type}  {d.status}  "
+                f"{d.message_id}{nxt}",
+                highlight=False,
+            )
+            for a in d.attempts:
+                detail = (a["error"] or a["response_body"] or "").replace("\n", " ")[:80]
+                out().print(
+                    f"  #{a['attempt']}  {a['at']}  {a['status']:<9}  "
+                    f"{a['response_code'] or '-':>3}  {a['latency_ms']:.1f} ms  {detail}",
+                    highlight=False,
+                    soft_wrap=True,
+                )
+
+
+@webhooks_app.command("redeliver")
+def webhooks_redeliver(
+    webhook_id: Annotated[int, typer.Argument(help="Webhook id.")],
+    delivery_id: Annotated[int, typer.Argument(help="Delivery id.")],
+    registry: RegistryOpt = "http://127.0.0.1:8080",
+    as_json: JsonOpt = False,
+) -> None:
+    """Send one delivery again now (same webhook-id)."""
+    with _registry(registry) as reg:
+        d = _run(lambda: reg.redeliver(webhook_id, delivery_id))
+        if as_json:
+            _print_json(d.raw)
+        else:
+            out().print(f"delivery {d.id} queued again ({d.message_id})")
+
+
+@webhooks_app.command("test")
+def webhooks_test(
+    webhook_id: Annotated[int, typer.Argument(help="Webhook id.")],
+    registry: RegistryOpt = "http://127.0.0.1:8080",
+    as_json: JsonOpt = False,
+) -> None:
+    """Send a webhook.test event to this webhook only."""
+    with _registry(registry) as reg:
+        d = _run(lambda: reg.test_webhook(webhook_id))
+        if as_json:
+            _print_json(d.raw)
+        else:
+            out().print(f"test event {d.event_id} queued as delivery {d.id} ({d.message_id})")
 
 
 @db_app.command("upgrade")
@@ -580,7 +877,7 @@ def user_list(
         out().print(table)
 
 
-NamespaceOpt = Annotated[
+RoleNamespaceOpt = Annotated[
     str, typer.Option("--namespace", "-n", help="Namespace, or * for every namespace.")
 ]
 
@@ -589,7 +886,7 @@ NamespaceOpt = Annotated[
 def role_grant(
     user: Annotated[str, typer.Argument(help="User name.")],
     role: Annotated[str, typer.Argument(help="reader, writer, reviewer, admin or consumer.")],
-    namespace: NamespaceOpt = "default",
+    namespace: RoleNamespaceOpt = "default",
     registry: RegistryOpt = "http://127.0.0.1:8080",
     token: TokenOpt = None,
     as_json: JsonOpt = False,
@@ -607,7 +904,7 @@ def role_grant(
 def role_revoke(
     user: Annotated[str, typer.Argument(help="User name.")],
     role: Annotated[str, typer.Argument(help="The role to take back.")],
-    namespace: NamespaceOpt = "default",
+    namespace: RoleNamespaceOpt = "default",
     registry: RegistryOpt = "http://127.0.0.1:8080",
     token: TokenOpt = None,
     as_json: JsonOpt = False,
@@ -641,6 +938,9 @@ def role_list(
         for b in found:
             table.add_row(b["namespace"], b["user"], b["role"], b["granted_by"], b["granted_at"])
         out().print(table)
+
+
+governance_cli.register(app)
 
 
 def main() -> None:

@@ -9,22 +9,29 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 from urllib.parse import quote
 
 import httpx
 
 from modelyard.client.errors import ServerError, error_from_response
+from modelyard.client.governance import EmbeddedGovernance, GovernanceBackend, RemoteGovernance
 from modelyard.client.transfer import Progress, check_stored_digest, iter_file
 from modelyard.domain.identity import Principal
 from modelyard.domain.references import Reference
 
+if TYPE_CHECKING:
+    from modelyard.service.webhooks import WebhookService
+
 Wire = dict[str, Any]
 Action = Literal["publish", "archive", "restore"]
 Target = Literal["models", "versions"]
+WebhookOp = Literal[
+    "create", "list", "get", "update", "delete", "rotate", "deliveries", "redeliver", "test"
+]
 
 
-class Backend(Protocol):
+class Backend(GovernanceBackend, Protocol):
     """What the SDK needs from a registry. ``changes`` and ``query`` use the
     REST bodies' keys (``description``, ``tags``, ``delete_tags``, ``metadata``;
     ``filter``, ``order_by``, ``page_size``, ``page_token``, ``namespace``)."""
@@ -59,6 +66,21 @@ class Backend(Protocol):
     def revoke_role(self, namespace: str, user: str, role: str) -> None: ...
     def list_roles(self, namespace: str | None, user: str | None) -> Wire: ...
     def close(self) -> None: ...
+    # -- events and webhooks: query keys are the REST query parameters --
+    def list_events(self, query: Wire) -> Wire: ...
+    def stream_events(self, query: Wire, last_id: int | None) -> Iterator[Wire | None]: ...
+    def webhook_call(self, op: WebhookOp, webhook_id: int | None, body: Wire) -> Wire: ...
+
+
+def _raise_for_stream(resp: httpx.Response) -> None:
+    """Raise the typed error of a streamed response that failed."""
+    if resp.status_code >= 400:
+        resp.read()
+        try:
+            body = resp.json()
+        except ValueError:
+            body = None
+        raise error_from_response(resp.status_code, body)
 
 
 def _q(s: str) -> str:
@@ -77,7 +99,7 @@ def _vpath(ref: Reference) -> str:
     return f"{_mpath(ref.namespace, ref.name)}/versions/{_vseg(ref)}"
 
 
-class RemoteBackend:
+class RemoteBackend(RemoteGovernance):
     """HTTP to a modelyard server. Constructing it touches no network."""
 
     def __init__(
@@ -216,13 +238,7 @@ class RemoteBackend:
         """GET one file of a version, streamed."""
         url = f"{_vpath(ref)}/files/{quote(path, safe='/')}"
         with self.http.stream("GET", url) as resp:
-            if resp.status_code >= 400:
-                resp.read()
-                try:
-                    body = resp.json()
-                except ValueError:
-                    body = None
-                raise error_from_response(resp.status_code, body)
+            _raise_for_stream(resp)
             if resp.headers.get("content-encoding", "identity") == "identity":
                 # Raw socket reads: no decoder and no re-chunking copy, which
                 # cost a fifth of a large pull's CPU time.
@@ -275,8 +291,67 @@ class RemoteBackend:
         """Close the connection pool."""
         self.http.close()
 
+    # -- events and webhooks ----------------------------------------------
 
-class EmbeddedBackend:
+    def list_events(self, query: Wire) -> Wire:
+        """GET a page of events."""
+        params = {k: v for k, v in query.items() if v is not None}
+        return self._wire("GET", "/api/v1/events", params=params)
+
+    def stream_events(self, query: Wire, last_id: int | None) -> Iterator[Wire | None]:
+        """Follow the SSE stream: yields each event, and None on every heartbeat
+        (so a caller can stop an idle watch). Ends when the server closes it."""
+        import json
+
+        params = {k: v for k, v in query.items() if v is not None}
+        headers = {"Accept": "text/event-stream"}
+        if last_id is not None:
+            headers["Last-Event-ID"] = str(last_id)
+        beat = float(params.get("heartbeat") or 15.0)
+        timeout = httpx.Timeout(10.0, read=beat * 3 + 5)
+        with self.http.stream(
+            "GET", "/api/v1/events/stream", params=params, headers=headers, timeout=timeout
+        ) as resp:
+            _raise_for_stream(resp)
+            data: list[str] = []
+            for line in resp.iter_lines():
+                if line.startswith(":"):
+                    yield None
+                elif line.startswith("data:"):
+                    data.append(line[5:].lstrip(" "))
+                elif line.startswith("id:") and not data:
+                    # The stream's start position (an id with no data).
+                    yield {"position": int(line[3:].strip())}
+                elif line == "" and data:
+                    yield json.loads("\n".join(data))
+                    data = []
+
+    def webhook_call(self, op: WebhookOp, webhook_id: int | None, body: Wire) -> Wire:
+        """One webhook API call (``body``: JSON body or, for listings, query)."""
+        base = "/api/v1/webhooks"
+        one = f"{base}/{webhook_id}"
+        if op == "create":
+            return self._wire("POST", base, json=body)
+        if op == "list":
+            return self._wire("GET", base)
+        if op == "get":
+            return self._wire("GET", one)
+        if op == "update":
+            return self._wire("PATCH", one, json=body)
+        if op == "delete":
+            self._json("DELETE", one)
+            return {}
+        if op == "rotate":
+            return self._wire("POST", f"{one}/rotate-secret", json=body)
+        if op == "deliveries":
+            params = {k: v for k, v in body.items() if v is not None}
+            return self._wire("GET", f"{one}/deliveries", params=params)
+        if op == "redeliver":
+            return self._wire("POST", f"{one}/deliveries/{body['delivery_id']}/redeliver")
+        return self._wire("POST", f"{one}/test")
+
+
+class EmbeddedBackend(EmbeddedGovernance):
     """The service in this process, on a data directory.
 
     Embedded use acts as the built-in superuser ``local`` (every permission,
@@ -301,6 +376,7 @@ class EmbeddedBackend:
         self.svc = build_registry(self.settings)
         self.identity = IdentityService(self.svc)
         self.actor = actor or Principal.local("local")
+        self._webhooks: WebhookService | None = None
 
     def create_model(self, namespace: str, name: str, body: Wire) -> Wire:
         """Register a model name."""
@@ -516,3 +592,98 @@ class EmbeddedBackend:
     def close(self) -> None:
         """Dispose of the database engine."""
         self.svc.db.dispose()
+
+    # -- events and webhooks ----------------------------------------------
+
+    def _hooks(self) -> WebhookService:
+        if self._webhooks is None:
+            from modelyard.service.factory import build_webhook_service
+
+            self._webhooks = build_webhook_service(self.settings, self.svc.db)
+        return self._webhooks
+
+    def list_events(self, query: Wire) -> Wire:
+        """A page of events."""
+        from modelyard.api import render
+
+        hooks = self._hooks()
+        types = query.get("types")
+        flt = hooks.event_filter(
+            types=types.split(",") if types else None,
+            namespace=query.get("namespace"),
+            model=query.get("model"),
+            subject=query.get("subject"),
+            actor=self.actor,
+        )
+        after = int(query.get("after") or 0)
+        events = hooks.list_events(flt, after=after, limit=int(query.get("limit") or 100))
+        return {
+            "events": [render.event(ev) for ev in events],
+            "next_after": events[-1]["id"] if events else after,
+        }
+
+    def stream_events(self, query: Wire, last_id: int | None) -> Iterator[Wire | None]:
+        """Poll the outbox (there is no server to push): events, None when idle."""
+        import time
+
+        cursor = self._hooks().last_event_id() if last_id is None else last_id
+        yield {"position": cursor}
+        interval = min(0.5, float(query.get("heartbeat") or 0.5))
+        while True:
+            page = self.list_events({**query, "after": cursor, "limit": 500})
+            yield from page["events"]
+            if not page["events"]:
+                yield None
+                time.sleep(interval)
+            cursor = page["next_after"]
+
+    def webhook_call(self, op: WebhookOp, webhook_id: int | None, body: Wire) -> Wire:
+        """One webhook use case, in-process.
+
+        Embedded registries run no dispatcher: deliveries queue in the database
+        and a server on the same database sends them.
+        """
+        from modelyard.api import render
+
+        hooks = self._hooks()
+        wid = int(webhook_id or 0)
+        if op == "create":
+            hook, secret = hooks.create_webhook(
+                body["url"],
+                event_types=body.get("event_types"),
+                namespace=body.get("namespace"),
+                model=body.get("model"),
+                description=body.get("description", ""),
+                active=body.get("active", True),
+                actor=self.actor,
+            )
+            return {**render.webhook(hook), "secret": secret}
+        if op == "list":
+            return {"webhooks": [render.webhook(h) for h in hooks.list_webhooks(actor=self.actor)]}
+        if op == "get":
+            return render.webhook(hooks.get_webhook(wid, actor=self.actor))
+        if op == "update":
+            return render.webhook(hooks.update_webhook(wid, body, actor=self.actor))
+        if op == "delete":
+            hooks.delete_webhook(wid, actor=self.actor)
+            return {}
+        if op == "rotate":
+            hook, secret = hooks.rotate_secret(
+                wid, overlap=body.get("overlap_seconds"), actor=self.actor
+            )
+            return {**render.webhook(hook), "secret": secret}
+        if op == "deliveries":
+            page = hooks.list_deliveries(
+                wid,
+                status=body.get("status"),
+                page_size=int(body.get("page_size") or 50),
+                page_token=body.get("page_token"),
+                actor=self.actor,
+            )
+            return {
+                "deliveries": [render.delivery(d) for d in page.items],
+                "next_page_token": page.next_page_token,
+            }
+        if op == "redeliver":
+            return render.delivery(hooks.redeliver(wid, int(body["delivery_id"]), actor=self.actor))
+        return render.delivery(hooks.send_test(wid, actor=self.actor))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from modelyard.domain import errors as e
+from modelyard.domain.webhooks import DestinationRefused
 
 _BY_STATUS: dict[int, type[e.ModelyardError]] = {
     400: e.InvalidInput,
@@ -17,6 +18,8 @@ _BY_STATUS: dict[int, type[e.ModelyardError]] = {
 _BY_CODE: dict[str, type[e.ModelyardError]] = {
     "POLICY_VIOLATION": e.PolicyViolation,
     "VALIDATION_ERROR": e.InvalidInput,
+    "WEBHOOK_URL_REFUSED": DestinationRefused,
+    "WEBHOOK_URL_UNRESOLVABLE": DestinationRefused,
 }
 
 

@@ -10,7 +10,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from modelyard.client.backends import Backend, EmbeddedBackend, RemoteBackend, Target
+from modelyard.client.errors import ServerError
+from modelyard.client.governance import GovernanceMixin
+from modelyard.client.paging import walk_pages
 from modelyard.client.transfer import (
     BlobCache,
     HashCache,
@@ -106,6 +111,87 @@ class VersionInfo:
 
 
 @dataclass(frozen=True)
+class EventInfo:
+    """One outbox event: every registry change is one."""
+
+    id: int
+    type: str
+    at: str
+    actor: str
+    namespace: str
+    subject: str
+    payload: dict[str, Any]
+    raw: dict[str, Any] = field(repr=False, compare=False)
+
+    @classmethod
+    def from_wire(cls, d: dict[str, Any]) -> EventInfo:
+        """Build from the API's JSON."""
+        return cls(
+            d["id"], d["type"], d["at"], d["actor"], d["namespace"], d["subject"], d["payload"], d
+        )
+
+
+@dataclass(frozen=True)
+class WebhookInfo:
+    """A webhook subscription. ``secret`` is set only by create and rotate."""
+
+    id: int
+    url: str
+    event_types: list[str]
+    namespace: str | None
+    model: str | None
+    active: bool
+    disabled_reason: str | None
+    secret: str | None
+    raw: dict[str, Any] = field(repr=False, compare=False)
+
+    @classmethod
+    def from_wire(cls, d: dict[str, Any]) -> WebhookInfo:
+        """Build from the API's JSON."""
+        return cls(
+            d["id"],
+            d["url"],
+            d["event_types"],
+            d["namespace"],
+            d["model"],
+            d["active"],
+            d["disabled_reason"],
+            d.get("secret"),
+            d,
+        )
+
+
+@dataclass(frozen=True)
+class DeliveryInfo:
+    """One event sent (or being sent) to one webhook, with every attempt."""
+
+    id: int
+    webhook_id: int
+    message_id: str
+    event_id: int
+    event_type: str
+    status: str
+    next_attempt_at: str | None
+    attempts: list[dict[str, Any]]
+    raw: dict[str, Any] = field(repr=False, compare=False)
+
+    @classmethod
+    def from_wire(cls, d: dict[str, Any]) -> DeliveryInfo:
+        """Build from the API's JSON."""
+        return cls(
+            d["id"],
+            d["webhook_id"],
+            d["message_id"],
+            d["event_id"],
+            d["event_type"],
+            d["status"],
+            d["next_attempt_at"],
+            d["attempts"],
+            d,
+        )
+
+
+@dataclass(frozen=True)
 class PushCallbacks:
     """Progress hooks for a push: phase start (name, total bytes) and bytes done."""
 
@@ -118,12 +204,16 @@ def _default_cache() -> Path:
     return Path(base) / "modelyard"
 
 
-class Registry:
+class Registry(GovernanceMixin):
     """A model registry, remote (``http(s)://...``) or embedded (a data directory path).
 
     Nothing here touches the network or disk until a method is called, except
     that an embedded registry opens (and if needed creates) its database.
+    Governance methods (policies, approvals, rollback, audit) come from
+    :class:`~modelyard.client.governance.GovernanceMixin`.
     """
+
+    _b: Backend
 
     def __init__(
         self,
@@ -221,14 +311,11 @@ class Registry:
         self, name: str, *, namespace: str = DEFAULT_NAMESPACE, page_size: int = 100
     ) -> Iterator[VersionInfo]:
         """All versions of a model, newest first."""
-        token: str | None = None
-        while True:
-            page = self._b.list_versions(namespace, name, page_size, token)
-            for d in page["versions"]:
-                yield VersionInfo.from_wire(d)
-            token = page["next_page_token"]
-            if not token:
-                return
+        pages = walk_pages(
+            lambda token, _: self._b.list_versions(namespace, name, page_size, token), "versions"
+        )
+        for d in pages:
+            yield VersionInfo.from_wire(d)
 
     def search_versions(
         self,
@@ -252,10 +339,8 @@ class Registry:
         limit: int | None,
         page_size: int,
     ) -> Iterator[dict[str, Any]]:
-        token: str | None = None
-        n = 0
-        while True:
-            size = page_size if limit is None else max(1, min(page_size, limit - n))
+        def fetch(token: str | None, remaining: int | None) -> dict[str, Any]:
+            size = page_size if remaining is None else max(1, min(page_size, remaining))
             query = {
                 "filter": filter,
                 "order_by": order_by,
@@ -263,15 +348,9 @@ class Registry:
                 "page_token": token,
                 "namespace": namespace,
             }
-            page = self._b.search(target, query)
-            for d in page[target]:
-                yield d
-                n += 1
-                if limit is not None and n >= limit:
-                    return
-            token = page["next_page_token"]
-            if not token:
-                return
+            return self._b.search(target, query)
+
+        return walk_pages(fetch, target, limit)
 
     def tag(
         self,
@@ -301,6 +380,12 @@ class Registry:
         """Archive a version."""
         return VersionInfo.from_wire(
             self._b.transition(parse_reference(ref), "archive", archive_previous=False)
+        )
+
+    def restore(self, ref: str) -> VersionInfo:
+        """Restore an archived (or unpublish a published) version to ready."""
+        return VersionInfo.from_wire(
+            self._b.transition(parse_reference(ref), "restore", archive_previous=False)
         )
 
     def set_alias(self, ref: str, alias: str, *, reason: str = "") -> VersionInfo:
@@ -350,6 +435,148 @@ class Registry:
     ) -> list[dict[str, Any]]:
         """Role bindings, optionally of one namespace and/or user."""
         return list(self._b.list_roles(namespace, user)["roles"])
+
+    # -- events -----------------------------------------------------------
+
+    def list_events(
+        self,
+        *,
+        after: int = 0,
+        limit: int = 100,
+        types: list[str] | None = None,
+        namespace: str | None = None,
+        model: str | None = None,
+        subject: str | None = None,
+    ) -> list[EventInfo]:
+        """One page of events with id > ``after``, oldest first."""
+        query = _event_query(types, namespace, model, subject)
+        page = self._b.list_events({**query, "after": after, "limit": limit})
+        return [EventInfo.from_wire(e) for e in page["events"]]
+
+    def watch(
+        self,
+        *,
+        types: list[str] | None = None,
+        namespace: str | None = None,
+        model: str | None = None,
+        subject: str | None = None,
+        after: int | None = None,
+        idle_timeout: float | None = None,
+    ) -> Iterator[EventInfo]:
+        """Iterate over events as they commit (SSE remotely, polling when embedded).
+
+        Starts after event ``after`` (default: only new events) and resumes from
+        the last event seen when the connection drops, so no event is skipped
+        or repeated. Ends after ``idle_timeout`` seconds without an event, or
+        never when it is None (break out of the loop to stop).
+        """
+        import time
+
+        query: dict[str, Any] = _event_query(types, namespace, model, subject)
+        if idle_timeout is not None:
+            query["heartbeat"] = max(0.1, min(15.0, idle_timeout / 2))
+        last = after
+        quiet_since = time.monotonic()
+
+        def idle() -> bool:
+            return idle_timeout is not None and time.monotonic() - quiet_since > idle_timeout
+
+        while True:
+            stream = self._b.stream_events(query, last)
+            try:
+                for item in stream:
+                    if item is not None and "position" in item:
+                        last = item["position"] if last is None else last
+                    elif item is not None:
+                        last = int(item["id"])
+                        quiet_since = time.monotonic()
+                        yield EventInfo.from_wire(item)
+                    if idle():
+                        return
+            except (httpx.TransportError, ServerError):
+                pass  # the server went away or restarts: reconnect from ``last``
+            finally:
+                close = getattr(stream, "close", None)
+                if close is not None:
+                    close()  # release the HTTP connection now, not at garbage collection
+            if idle():
+                return
+            time.sleep(0.5)  # the server went away: reconnect from ``last``
+
+    # -- webhooks ---------------------------------------------------------
+
+    def create_webhook(
+        self,
+        url: str,
+        *,
+        event_types: list[str] | None = None,
+        namespace: str | None = None,
+        model: str | None = None,
+        description: str = "",
+        active: bool = True,
+    ) -> WebhookInfo:
+        """Subscribe ``url`` to events; the result's ``secret`` is shown only now."""
+        body = {
+            "url": url,
+            "event_types": event_types,
+            "namespace": namespace,
+            "model": model,
+            "description": description,
+            "active": active,
+        }
+        return WebhookInfo.from_wire(self._b.webhook_call("create", None, body))
+
+    def list_webhooks(self) -> list[WebhookInfo]:
+        """Every webhook (without secrets)."""
+        return [
+            WebhookInfo.from_wire(h) for h in self._b.webhook_call("list", None, {})["webhooks"]
+        ]
+
+    def get_webhook(self, webhook_id: int) -> WebhookInfo:
+        """One webhook."""
+        return WebhookInfo.from_wire(self._b.webhook_call("get", webhook_id, {}))
+
+    def update_webhook(self, webhook_id: int, **changes: Any) -> WebhookInfo:
+        """Change url, event_types, namespace, model, description or active."""
+        return WebhookInfo.from_wire(self._b.webhook_call("update", webhook_id, changes))
+
+    def delete_webhook(self, webhook_id: int) -> None:
+        """Delete a webhook and its delivery history."""
+        self._b.webhook_call("delete", webhook_id, {})
+
+    def rotate_webhook_secret(
+        self, webhook_id: int, *, overlap_seconds: float | None = None
+    ) -> WebhookInfo:
+        """New secret (in the result); the old one also signs during the overlap."""
+        body = {"overlap_seconds": overlap_seconds}
+        return WebhookInfo.from_wire(self._b.webhook_call("rotate", webhook_id, body))
+
+    def webhook_deliveries(
+        self, webhook_id: int, *, status: str | None = None, limit: int | None = None
+    ) -> Iterator[DeliveryInfo]:
+        """A webhook's deliveries, newest first, with every attempt."""
+        token: str | None = None
+        n = 0
+        while True:
+            query = {"status": status, "page_size": 100, "page_token": token}
+            page = self._b.webhook_call("deliveries", webhook_id, query)
+            for d in page["deliveries"]:
+                yield DeliveryInfo.from_wire(d)
+                n += 1
+                if limit is not None and n >= limit:
+                    return
+            token = page["next_page_token"]
+            if not token:
+                return
+
+    def redeliver(self, webhook_id: int, delivery_id: int) -> DeliveryInfo:
+        """Queue one delivery again now (same ``webhook-id``)."""
+        body = {"delivery_id": delivery_id}
+        return DeliveryInfo.from_wire(self._b.webhook_call("redeliver", webhook_id, body))
+
+    def test_webhook(self, webhook_id: int) -> DeliveryInfo:
+        """Send a ``webhook.test`` event to this webhook only."""
+        return DeliveryInfo.from_wire(self._b.webhook_call("test", webhook_id, {}))
 
     # -- transfers --------------------------------------------------------
 
@@ -492,4 +719,24 @@ class Registry:
             yield c
 
 
-__all__ = ["ModelInfo", "PushCallbacks", "Reference", "Registry", "VersionInfo"]
+def _event_query(
+    types: list[str] | None, namespace: str | None, model: str | None, subject: str | None
+) -> dict[str, Any]:
+    return {
+        "types": ",".join(types) if types else None,
+        "namespace": namespace,
+        "model": model,
+        "subject": subject,
+    }
+
+
+__all__ = [
+    "DeliveryInfo",
+    "EventInfo",
+    "ModelInfo",
+    "PushCallbacks",
+    "Reference",
+    "Registry",
+    "VersionInfo",
+    "WebhookInfo",
+]

@@ -8,7 +8,7 @@ import mimetypes
 import os
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -233,24 +233,16 @@ class BlobCache:
         final = self.path_for(digest)
         final.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=".part-")
-        h = hashlib.sha256()
-        try:
-            with os.fdopen(fd, "wb") as f:
-                for chunk in chunks:
-                    h.update(chunk)
-                    f.write(chunk)
-            if h.hexdigest() != digest:
+        with _removed_on_error(tmp):
+            actual = _write_hashed(fd, chunks)
+            if actual != digest:
                 raise IntegrityError(
                     "downloaded bytes do not match their digest",
                     code="DIGEST_MISMATCH",
-                    details={"expected": digest, "actual": h.hexdigest()},
+                    details={"expected": digest, "actual": actual},
                 )
             os.chmod(tmp, 0o444)
             os.replace(tmp, final)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
         return final
 
 
@@ -258,13 +250,8 @@ def copy_verified(src: Path, dst: Path, digest: str, progress: Progress | None =
     """Copy ``src`` to ``dst`` atomically, checking the digest of what was copied."""
     dst.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.part-")
-    h = hashlib.sha256()
-    try:
-        with os.fdopen(fd, "wb") as out:
-            for chunk in iter_file(src, progress):
-                h.update(chunk)
-                out.write(chunk)
-        if h.hexdigest() != digest:
+    with _removed_on_error(tmp):
+        if _write_hashed(fd, iter_file(src, progress)) != digest:
             # A corrupted cache entry is dropped so the next pull fetches it again.
             with contextlib.suppress(OSError):
                 src.unlink()
@@ -274,10 +261,6 @@ def copy_verified(src: Path, dst: Path, digest: str, progress: Progress | None =
                 details={"digest": digest},
             )
         os.replace(tmp, dst)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def verify_file(path: Path, digest: str, progress: Progress | None = None) -> bool:
@@ -299,10 +282,28 @@ def link_into(cached: Path, dst: Path) -> bool:
         os.link(cached, tmp)
     except OSError:
         return False
-    try:
+    with _removed_on_error(tmp):
         os.replace(tmp, dst)
+    return True
+
+
+@contextlib.contextmanager
+def _removed_on_error(tmp: str | Path) -> Iterator[None]:
+    """Delete the temporary file ``tmp`` if the block raises anything
+    (interrupts too), then let the exception go on."""
+    try:
+        yield
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-    return True
+
+
+def _write_hashed(fd: int, chunks: Iterable[bytes]) -> str:
+    """Write ``chunks`` to the open file ``fd`` and close it; their SHA-256 hex digest."""
+    h = hashlib.sha256()
+    with os.fdopen(fd, "wb") as f:
+        for chunk in chunks:
+            h.update(chunk)
+            f.write(chunk)
+    return h.hexdigest()

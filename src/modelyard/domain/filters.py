@@ -11,6 +11,7 @@ Grammar (keywords are case-insensitive; white space is free between tokens)::
     primary    := "(" or_expr ")" | comparison
     comparison := field op value
                 | field [NOT] IN "(" value ( "," value )* ")"
+                | field EXISTS                     key present / attribute set
     op         := "=" | "==" | "!=" | "<>" | "<" | "<=" | ">" | ">=" | LIKE | ILIKE
     field      := attr                             name, state, created, ...
                 | prefix "." key                   tags.team, metrics.f1, meta.owner
@@ -36,6 +37,12 @@ language, not of SQL):
   seconds; the AST holds integer microseconds since the epoch.
 - ``meta.k`` compares numerically with a number and as text with a string;
   ``true``/``false`` match JSON booleans (indexed as the text "true"/"false").
+- ``tags.k EXISTS`` (likewise metrics, params, meta) holds when the key is
+  present, whatever its value (a metadata key holding JSON null or a nested
+  object counts as present). On attributes it means "is set": ``framework``,
+  ``format``, ``run_id``, ``relation``, and ``signature`` (a non-empty
+  signature object), which has no other operator. Governance uses it to
+  express production policies as filters (issue 3, ``domain/policies.py``).
 """
 
 from __future__ import annotations
@@ -66,7 +73,19 @@ _INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 VERSION_STATES: Final = frozenset({"draft", "ready", "published", "archived"})
-COMPARISON_OPS: Final = ("=", "!=", "<", "<=", ">", ">=", "LIKE", "ILIKE", "IN", "NOT IN")
+COMPARISON_OPS: Final = (
+    "=",
+    "!=",
+    "<",
+    "<=",
+    ">",
+    ">=",
+    "LIKE",
+    "ILIKE",
+    "IN",
+    "NOT IN",
+    "EXISTS",
+)
 
 FILTER_CODE: Final = "INVALID_FILTER"
 ORDER_BY_CODE: Final = "INVALID_ORDER_BY"
@@ -160,8 +179,11 @@ _VERSION_ATTRS: Final = frozenset(
         "updated",
         "run_id",
         "relation",
+        "signature",
     ]
 )
+# Attributes that may be unset, so ``EXISTS`` means something for them.
+PRESENCE_ATTRS: Final = frozenset({"framework", "format", "run_id", "relation", "signature"})
 _ATTR_ALIASES: Final = {"version": "number"}
 _KINDS_BY_TARGET: Final[dict[str, frozenset[str]]] = {
     "models": frozenset({"attr", "tag", "meta"}),
@@ -183,7 +205,7 @@ _TEXT_ATTRS: Final = frozenset(
 _TIME_ATTRS: Final = frozenset({"created", "updated"})
 _ORDERED_OPS: Final = frozenset({"=", "!=", "<", "<=", ">", ">=", "IN", "NOT IN"})
 _EQUALITY_OPS: Final = frozenset({"=", "!=", "IN", "NOT IN"})
-_KEYWORDS: Final = frozenset({"AND", "OR", "NOT", "IN", "LIKE", "ILIKE", "TRUE", "FALSE"})
+_KEYWORDS: Final = frozenset({"AND", "OR", "NOT", "IN", "LIKE", "ILIKE", "TRUE", "FALSE", "EXISTS"})
 
 # -- tokenizer ---------------------------------------------------------------
 
@@ -424,6 +446,19 @@ class _Parser:
         field, field_pos = self.parse_field()
         op_tok = self.peek()
         op: str
+        if self.is_keyword("EXISTS"):
+            self.advance()
+            self.comparisons += 1
+            if self.comparisons > MAX_COMPARISONS:
+                self.fail(f"filter has more than {MAX_COMPARISONS} comparisons", field_pos)
+            if field.kind == "attr" and field.key not in PRESENCE_ATTRS:
+                self.fail(
+                    f"EXISTS cannot be used with {field.key}; it applies to tags.*, "
+                    "metrics.*, params.*, meta.* and " + ", ".join(sorted(PRESENCE_ATTRS)),
+                    op_tok.pos,
+                    field=field.key,
+                )
+            return Comparison(field, "EXISTS", True)
         if op_tok.kind == "op":
             op = str(self.advance().value)
         elif self.is_keyword("LIKE") or self.is_keyword("ILIKE") or self.is_keyword("IN"):
@@ -433,7 +468,9 @@ class _Parser:
             self.advance()
             op = "NOT IN"
         else:
-            self.unexpected("a comparison operator (=, !=, <, <=, >, >=, LIKE, ILIKE, IN, NOT IN)")
+            self.unexpected(
+                "a comparison operator (=, !=, <, <=, >, >=, LIKE, ILIKE, IN, NOT IN, EXISTS)"
+            )
         lits = self.parse_list() if op in ("IN", "NOT IN") else [self.parse_value()]
         self.comparisons += 1
         if self.comparisons > MAX_COMPARISONS:
@@ -606,6 +643,9 @@ def _typed(field: Field, op: str, lits: list[_Lit], op_pos: int, code: str) -> V
             if lit.kind != "string" or state not in VERSION_STATES:
                 bad(lit, "one of " + ", ".join(sorted(VERSION_STATES)))
             return state
+
+    elif key == "signature":
+        _fail(code, "signature can only be tested with EXISTS", op_pos, field=name)
 
     elif key == "archived":
         need(frozenset({"=", "!="}))

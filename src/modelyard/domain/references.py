@@ -65,7 +65,7 @@ def parse_reference(value: str, *, default_namespace: str = DEFAULT_NAMESPACE) -
             raise _bad(value, exc.message) from None
     parts = body.split("/")
     version: int | None = None
-    if alias is None and len(parts) >= 2 and parts[-1].isdigit():
+    if alias is None and len(parts) >= 2 and parts[-1].isascii() and parts[-1].isdigit():
         if len(parts[-1]) > 9:
             raise _bad(value, "version number too large")
         version = int(parts[-1])

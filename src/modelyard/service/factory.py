@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from modelyard.service.destinations import DestinationGuard
 from modelyard.service.registry import RegistryService
+from modelyard.service.webhooks import WebhookPolicy, WebhookService
 from modelyard.settings import Settings
 from modelyard.store.blobs import open_blob_store
 from modelyard.store.metadata import migrate
@@ -23,3 +25,10 @@ def build_registry(settings: Settings) -> RegistryService:
     )
     service.ensure_namespace()
     return service
+
+
+def build_webhook_service(settings: Settings, db: MetadataStore) -> WebhookService:
+    """The webhook service on an open metadata store, with the settings' SSRF and retry rules."""
+    return WebhookService(
+        db, DestinationGuard(settings.webhook_allow), WebhookPolicy.from_settings(settings)
+    )

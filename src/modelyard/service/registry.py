@@ -44,9 +44,18 @@ from modelyard.domain.errors import (
 from modelyard.domain.identity import SYSTEM, Permission, Principal, Role
 from modelyard.domain.lifecycle import check_transition
 from modelyard.domain.names import RESERVED_ALIASES, validate_alias, validate_name
+from modelyard.domain.policies import (
+    PRODUCTION,
+    Policy,
+    merge_policies,
+    parse_policy,
+    policy_filter,
+)
 from modelyard.domain.references import DEFAULT_NAMESPACE, Reference, parse_reference
+from modelyard.service import policy_gate
 from modelyard.service import validation as v
 from modelyard.store.blobs import BlobStore
+from modelyard.store.metadata import governance as gov_store
 from modelyard.store.metadata import search as search_sql
 from modelyard.store.metadata import tables as t
 from modelyard.store.metadata.repository import MetadataStore, Tx, is_retryable
@@ -174,12 +183,39 @@ class RegistryService:
     # -- the production view ------------------------------------------------
 
     def production_filter(self, namespace: str) -> filters.Node:
-        """What a ``consumer`` of ``namespace`` may see, as a search filter.
+        """What a ``consumer`` of ``namespace`` may see, as one search filter node.
 
         The one seam of the production view: searches add it to their filter
         (pagination stays exact), point reads test the version against it.
+        Versions a consumer may see are published and meet the content rules
+        of their model's effective production policy (see
+        :func:`~modelyard.domain.policies.policy_filter`). Models with a policy
+        of their own get their own branch, the rest share the namespace's:
+        ``(namespace = ns AND name NOT IN (own...) AND ns_filter) OR (namespace
+        = ns AND name = m1 AND m1_filter) OR ...``.
+        Requires: nothing (internal; callers check consume or read first).
         """
-        return _PUBLISHED
+        validate_name(namespace, kind="namespace")
+        with self.db.read() as tx:
+            nid = self._namespace_id(tx, namespace)
+            ns_rules = gov_store.get_policy(tx, nid, None, PRODUCTION)
+            own = gov_store.model_policies_of_namespace(tx, nid, PRODUCTION)
+        ns_policy = policy_gate.stored_policy(None if ns_rules is None else ns_rules.rules)
+        in_ns = filters.Comparison(filters.Field("attr", "namespace"), "=", namespace)
+        name = filters.Field("attr", "name")
+        shared: list[filters.Node] = [in_ns]
+        if own:
+            shared.append(filters.Comparison(name, "NOT IN", tuple(n for n, _ in own)))
+        shared.append(policy_filter(ns_policy or Policy()))
+        branches: list[filters.Node] = [filters.And(tuple(shared))]
+        for model_name, rules in own:
+            effective = merge_policies(ns_policy, parse_policy(rules))
+            branches.append(
+                filters.And(
+                    (in_ns, filters.Comparison(name, "=", model_name), policy_filter(effective))
+                )
+            )
+        return branches[0] if len(branches) == 1 else filters.Or(tuple(branches))
 
     def _readable(self, actor: Principal, namespace: str) -> filters.Node | None:
         """Check a read of ``namespace``; the production filter if only that view applies."""
@@ -381,14 +417,18 @@ class RegistryService:
 
         def op(tx: Tx) -> Model:
             mid = self._model_id(tx, namespace, name, for_update=True)
+            before = tx.load_models([mid])[0]
             tx.update_model(mid, archived=archived)
             model = tx.load_models([mid])[0]
+            payload = _model_payload(model)
+            payload["before"] = {"archived": before.archived}
+            payload["after"] = {"archived": model.archived}
             tx.append_event(
                 "model.archived" if archived else "model.restored",
                 actor=actor.name,
                 namespace=namespace,
                 subject=f"{namespace}/{name}",
-                payload=_model_payload(model),
+                payload=payload,
             )
             return model
 
@@ -419,13 +459,20 @@ class RegistryService:
                     code="MODEL_HAS_PUBLISHED_VERSIONS",
                     details={"published": published},
                 )
+            before = tx.load_models([mid])[0]
             tx.delete_model(mid)
             tx.append_event(
                 "model.deleted",
                 actor=actor.name,
                 namespace=namespace,
                 subject=f"{namespace}/{name}",
-                payload={"namespace": namespace, "name": name, "forced": force},
+                payload={
+                    "namespace": namespace,
+                    "name": name,
+                    "forced": force,
+                    "before": _model_payload(before),
+                    "after": None,
+                },
             )
 
         self._write(op)
@@ -485,7 +532,7 @@ class RegistryService:
         limit = _page_size(page_size)
         before: int | None = None
         if page_token:
-            if not page_token.isdigit() or len(page_token) > 10:
+            if not (page_token.isascii() and page_token.isdigit()) or len(page_token) > 10:
                 raise InvalidInput("invalid page token", code="INVALID_CURSOR")
             before = int(page_token)
         for s in states or ():
@@ -692,12 +739,15 @@ class RegistryService:
                 total_size=sum(f.size for f in entries),
             )
             version = tx.load_versions([vid], with_files=True)[0]
+            payload = _version_payload(version)
+            payload["before"] = {"state": current.state.value, "file_count": current.file_count}
+            payload["after"] = {"state": version.state.value, "file_count": version.file_count}
             tx.append_event(
                 "version.files_committed",
                 actor=actor.name,
                 namespace=r.namespace,
                 subject=version.ref,
-                payload=_version_payload(version),
+                payload=payload,
             )
             return version
 
@@ -761,53 +811,99 @@ class RegistryService:
         """Move a version to another lifecycle state (publish, archive, restore).
 
         With ``archive_previous``, publishing also archives the model's other
-        published versions in the same transaction. Requires: write on the
-        namespace.
+        published versions in the same transaction. Publishing is gated by the
+        model's production policy (``POLICY_VIOLATION``, or ``APPROVAL_REQUIRED``
+        when only approvals are missing: see ``ApprovalService``), and no
+        transition may leave a protected alias on an unpublished version
+        (``ALIAS_PROTECTED``).
+
+        Requires: write on the namespace.
         """
         target = _state(target)
         r = self.resolve(ref)
         auth.require(actor, Permission.WRITE, r.namespace)
 
         def op(tx: Tx) -> Version:
-            vid = self._version_id(tx, r)
-            current = tx.load_versions([vid])[0]
-            mid = tx.version_row(vid).model_id
-            check_transition(current.state, target, ref=current.ref)
-            archived: list[int] = []
-            if target is VersionState.PUBLISHED and archive_previous:
-                for other in tx.list_version_ids(
-                    mid, limit=100_000, before=None, states=[VersionState.PUBLISHED.value]
-                ):
-                    tx.update_version(other, state=VersionState.ARCHIVED.value)
-                    archived.append(other)
-            tx.update_version(vid, state=target.value)
-            after = tx.load_versions([vid])[0]
-            event = {
-                VersionState.PUBLISHED: "version.published",
-                VersionState.ARCHIVED: "version.archived",
-                VersionState.READY: "version.restored",
-            }.get(target, "version.updated")
-            payload = _version_payload(after)
-            payload["from_state"] = current.state.value
-            if archived:
-                payload["archived_versions"] = [x.number for x in tx.load_versions(archived)]
-            tx.append_event(
-                event,
-                actor=actor.name,
-                namespace=after.namespace,
-                subject=after.ref,
-                payload=payload,
+            after = self.transition_in_tx(
+                tx, r, target, actor=actor, archive_previous=archive_previous
             )
+            mid = self._model_id(tx, after.namespace, after.model)
+            policy_gate.check_protected_targets(tx, mid)
             return after
 
         return self._write(op)
 
+    def transition_in_tx(
+        self,
+        tx: Tx,
+        r: Reference,
+        target: VersionState,
+        *,
+        actor: Principal,
+        archive_previous: bool = False,
+        approval_id: int | None = None,
+    ) -> Version:
+        """The body of :meth:`transition_version` inside an open transaction.
+
+        ``approval_id`` names the approved request being applied: the policy's
+        approval rule then counts as met (its other rules are still checked).
+        Requires: nothing checked here; the caller checked its own permission
+        (write for a transition, review for an approval that applies one).
+        """
+        # Lock the model first: concurrent transitions of its versions (two
+        # approvals, two publishers) then queue, and each sees the state the
+        # previous one committed rather than a stale one.
+        self._model_id(tx, r.namespace, r.name, for_update=True)
+        vid = self._version_id(tx, r)
+        current = tx.load_versions([vid])[0]
+        mid = tx.version_row(vid).model_id
+        check_transition(current.state, target, ref=current.ref)
+        if target is VersionState.PUBLISHED:
+            policy_gate.check_publish(tx, current, mid, approved=approval_id is not None)
+        archived: list[int] = []
+        if target is VersionState.PUBLISHED and archive_previous:
+            for other in tx.list_version_ids(
+                mid, limit=100_000, before=None, states=[VersionState.PUBLISHED.value]
+            ):
+                tx.update_version(other, state=VersionState.ARCHIVED.value)
+                archived.append(other)
+        tx.update_version(vid, state=target.value)
+        after = tx.load_versions([vid])[0]
+        event = {
+            VersionState.PUBLISHED: "version.published",
+            VersionState.ARCHIVED: "version.archived",
+            VersionState.READY: "version.restored",
+        }.get(target, "version.updated")
+        payload = _version_payload(after)
+        payload["from_state"] = current.state.value
+        payload["before"] = {"state": current.state.value}
+        payload["after"] = {"state": after.state.value}
+        if archived:
+            payload["archived_versions"] = [x.number for x in tx.load_versions(archived)]
+        if approval_id is not None:
+            payload["approval_id"] = approval_id
+        tx.append_event(
+            event, actor=actor.name, namespace=after.namespace, subject=after.ref, payload=payload
+        )
+        return after
+
     # -- aliases ----------------------------------------------------------
 
     def set_alias(
-        self, ref: str | Reference, alias: str, *, actor: Principal, reason: str = ""
+        self,
+        ref: str | Reference,
+        alias: str,
+        *,
+        actor: Principal,
+        reason: str = "",
+        expected_version: int | None = None,
     ) -> Version:
         """Point ``alias`` of the version's model at the version (recorded in history).
+
+        ``expected_version`` makes the move a compare-and-set: it is refused
+        with ``ALIAS_CHANGED`` unless the alias points at that version now, so
+        of two concurrent movers that read the same state exactly one wins.
+        Moves of protected aliases are gated by the production policy.
 
         Requires: write on the namespace.
         """
@@ -817,42 +913,91 @@ class RegistryService:
         if alias in RESERVED_ALIASES:
             raise InvalidInput(f"alias {alias!r} is reserved", code="INVALID_ALIAS")
         reason = v.check_description(reason)
-
-        def op(tx: Tx) -> Version:
-            vid = self._version_id(tx, r)
-            target = tx.load_versions([vid])[0]
-            mid = self._model_id(tx, target.namespace, target.model, for_update=True)
-            prev_id = tx.get_alias(mid, alias)
-            prev = tx.load_versions([prev_id])[0].number if prev_id is not None else None
-            if target.state in (VersionState.DRAFT, VersionState.ARCHIVED):
-                raise Conflict(
-                    f"cannot alias a {target.state.value} version", code="INVALID_STATE_TRANSITION"
-                )
-            tx.set_alias(
-                mid,
-                alias,
-                vid,
-                from_number=prev,
-                to_number=target.number,
-                actor=actor.name,
-                reason=reason,
+        return self._write(
+            lambda tx: self.move_alias_in_tx(
+                tx, r, alias, actor=actor, reason=reason, expected_version=expected_version
             )
-            after = tx.load_versions([vid])[0]
-            tx.append_event(
-                "alias.moved",
-                actor=actor.name,
-                namespace=after.namespace,
-                subject=f"{after.namespace}/{after.model}@{alias}",
-                payload={
-                    "alias": alias,
-                    "from_version": prev,
-                    "to_version": after.number,
-                    "reason": reason,
-                },
-            )
-            return after
+        )
 
-        return self._write(op)
+    def move_alias_in_tx(
+        self,
+        tx: Tx,
+        r: Reference,
+        alias: str,
+        *,
+        actor: Principal,
+        reason: str,
+        expected_version: int | None = None,
+        approval_id: int | None = None,
+        rollback: bool = False,
+    ) -> Version:
+        """The body of :meth:`set_alias` inside an open transaction.
+
+        ``approval_id`` (an approved request being applied) and ``rollback``
+        (a return to the alias's previous target, which held it before) count
+        the policy's approval rule as met; its other rules are still checked.
+        Requires: nothing checked here; the caller checked its own permission.
+        """
+        if expected_version is not None and (
+            isinstance(expected_version, bool)
+            or not isinstance(expected_version, int)
+            or not 1 <= expected_version <= 2**31 - 1
+        ):
+            raise InvalidInput(
+                "expected_version must be a version number",
+                code="INVALID_INPUT",
+                details={"field": "expected_version"},
+            )
+        vid = self._version_id(tx, r)
+        target = tx.load_versions([vid])[0]
+        mid = self._model_id(tx, target.namespace, target.model, for_update=True)
+        prev_id = tx.get_alias(mid, alias)
+        prev = tx.load_versions([prev_id])[0].number if prev_id is not None else None
+        if expected_version is not None and prev != expected_version:
+            raise Conflict(
+                f"alias {target.namespace}/{target.model}@{alias} points at "
+                f"{prev if prev is not None else 'nothing'}, not {expected_version}: "
+                "it was moved meanwhile; re-read and retry",
+                code="ALIAS_CHANGED",
+                details={"alias": alias, "expected": expected_version, "actual": prev},
+            )
+        if target.state in (VersionState.DRAFT, VersionState.ARCHIVED):
+            raise Conflict(
+                f"cannot alias a {target.state.value} version", code="INVALID_STATE_TRANSITION"
+            )
+        policy_gate.check_alias(
+            tx, target, mid, alias, approved=approval_id is not None or rollback
+        )
+        tx.set_alias(
+            mid,
+            alias,
+            vid,
+            from_number=prev,
+            to_number=target.number,
+            actor=actor.name,
+            reason=reason,
+        )
+        after = tx.load_versions([vid])[0]
+        payload: dict[str, Any] = {
+            "alias": alias,
+            "from_version": prev,
+            "to_version": after.number,
+            "reason": reason,
+            "before": {"version": prev},
+            "after": {"version": after.number},
+        }
+        if approval_id is not None:
+            payload["approval_id"] = approval_id
+        if rollback:
+            payload["rollback"] = True
+        tx.append_event(
+            "alias.moved",
+            actor=actor.name,
+            namespace=after.namespace,
+            subject=f"{after.namespace}/{after.model}@{alias}",
+            payload=payload,
+        )
+        return after
 
     def delete_alias(
         self,
@@ -863,7 +1008,14 @@ class RegistryService:
         actor: Principal,
         reason: str = "",
     ) -> None:
-        """Remove an alias (recorded in history). Requires: write on the namespace."""
+        """Remove an alias (recorded in history).
+
+        A protected alias cannot be deleted (``ALIAS_PROTECTED``): remove it
+        from the production policy's protected aliases first, which is itself
+        a recorded policy change.
+
+        Requires: write on the namespace.
+        """
         auth.require(actor, Permission.WRITE, namespace)
         validate_alias(alias)
 
@@ -874,6 +1026,13 @@ class RegistryService:
                 raise NotFound(
                     f"alias {namespace}/{name}@{alias} not found", code="ALIAS_NOT_FOUND"
                 )
+            if policy_gate.is_protected(tx, mid, alias):
+                raise Conflict(
+                    f"alias {namespace}/{name}@{alias} is protected by the production policy; "
+                    "move it (with approval) or unprotect it first",
+                    code="ALIAS_PROTECTED",
+                    details={"alias": alias},
+                )
             prev = tx.load_versions([prev_id])[0].number
             tx.set_alias(
                 mid, alias, None, from_number=prev, to_number=None, actor=actor.name, reason=reason
@@ -883,7 +1042,13 @@ class RegistryService:
                 actor=actor.name,
                 namespace=namespace,
                 subject=f"{namespace}/{name}@{alias}",
-                payload={"alias": alias, "from_version": prev, "reason": reason},
+                payload={
+                    "alias": alias,
+                    "from_version": prev,
+                    "reason": reason,
+                    "before": {"version": prev},
+                    "after": {"version": None},
+                },
             )
 
         self._write(op)
@@ -1073,11 +1238,6 @@ class RegistryService:
         namespaces = None if actor.reads_everything else actor.namespaces_with(Permission.READ)
         with self.db.read() as tx:
             return tx.list_events(after=after, limit=_page_size(limit), namespaces=namespaces)
-
-
-_PUBLISHED: filters.Node = filters.Comparison(
-    filters.Field("attr", "state"), "=", VersionState.PUBLISHED.value
-)
 
 
 def _model_not_found(namespace: str, name: str) -> NotFound:

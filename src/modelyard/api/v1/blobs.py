@@ -76,7 +76,7 @@ def _declared_size(request: Request) -> int | None:
     declared = request.headers.get("content-length")
     if declared is None:
         return None
-    if not declared.isdigit():
+    if not (declared.isascii() and declared.isdigit()):
         raise InvalidInput("invalid Content-Length", code="INVALID_INPUT")
     size = int(declared)
     if size > limit:

@@ -30,7 +30,7 @@ def version_ref(namespace: str, name: str, version: str) -> Reference:
     """Build a reference from path parts (number, ``latest`` or alias)."""
     validate_name(namespace, kind="namespace")
     validate_name(name)
-    sep = "/" if version.isdigit() else "@"
+    sep = "/" if version.isascii() and version.isdigit() else "@"
     return parse_reference(f"{namespace}/{name}{sep}{version}")
 
 
@@ -286,6 +286,7 @@ async def set_alias(
         alias,
         actor=actor(request),
         reason=body.reason,
+        expected_version=body.expected_version,
     )
     return JSONResponse(render.version(ver))
 

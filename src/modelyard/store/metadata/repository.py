@@ -43,6 +43,9 @@ from modelyard.store.metadata.hotpath import (
 )
 from modelyard.store.metadata.prepared import json_param
 
+EVENT_ORDER_LOCK = 7400212
+"""PostgreSQL advisory lock key that orders event inserts by commit."""
+
 
 def now_us() -> int:
     """Current time in integer microseconds since the epoch."""
@@ -74,9 +77,11 @@ def _meta_rows(owner_col: str, owner_id: int, meta: dict[str, Any]) -> list[dict
             rows.append({owner_col: owner_id, "key": key, "value": str(value), "num": float(value)})
         elif isinstance(value, str):
             rows.append({owner_col: owner_id, "key": key, "value": value, "num": None})
-        elif value is None:
+        else:
+            # None, and nested objects and lists (kept in the JSON column only):
+            # a row without a value, so "key present" (``meta.k EXISTS``) is
+            # answered from the index.
             rows.append({owner_col: owner_id, "key": key, "value": None, "num": None})
-        # Nested objects and lists stay in the JSON column only.
     return rows
 
 
@@ -611,7 +616,18 @@ class Tx:
     def append_event(
         self, type_: str, *, actor: str, namespace: str, subject: str, payload: dict[str, Any]
     ) -> int:
-        """Write one event row in the current transaction."""
+        """Write one event row in the current transaction.
+
+        Event ids are commit-ordered, so a reader paging with ``id > after``
+        (the event stream, the webhook fan-out) never skips an event that
+        commits late. PostgreSQL hands out sequence values at insert time and
+        concurrent transactions may commit out of that order, so writers take
+        a transaction-scoped advisory lock first: they serialize only over the
+        tail of their transaction (the event is written last) and the lock is
+        released after the commit is visible. SQLite has one writer already.
+        """
+        if self.conn.dialect.name == "postgresql":
+            self.conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({EVENT_ORDER_LOCK})")
         row = self.wq.insert_event.one_or_none(
             self.conn,
             {
@@ -644,7 +660,7 @@ class MetadataStore:
         self.hot = HotQueries(engine.dialect)
         self.wq = WriteQueries(engine.dialect)
         self.writer_lock = writer_lock_for(engine)
-        self.checkpointer = checkpointer_for(engine)
+        self.checkpointer = checkpointer_for(engine, self.writer_lock)
 
     @contextmanager
     def read(self) -> Iterator[Tx]:

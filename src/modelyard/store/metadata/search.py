@@ -205,6 +205,13 @@ class _Compiler:
                 details={"position": 0},
             )
         kv = table.alias()
+        if cmp.op == "EXISTS":
+            return (
+                sa.select(sa.literal_column("1"))
+                .select_from(kv)
+                .where(kv.c[self.owner_fk] == self.owner_id, kv.c.key == cmp.field.key)
+                .exists()
+            )
         first = cmp.value[0] if isinstance(cmp.value, tuple) else cmp.value
         # Metadata keeps text in ``value`` and numbers in ``num``; the parser
         # made every number a float and every boolean the text "true"/"false".
@@ -230,6 +237,8 @@ class _Compiler:
             ns = t.namespaces.alias()
             inner = sa.select(ns.c.id).where(self.apply(ns.c.name, cmp.op, cmp.value))
             return t.models.c.namespace_id.in_(inner)
+        if self.target == "versions" and cmp.op == "EXISTS":
+            return self.present(key)
         columns = _VERSION_COLUMNS if self.target == "versions" else _MODEL_COLUMNS
         column = columns.get(key)
         if column is None:
@@ -246,6 +255,24 @@ class _Compiler:
             # guard, NOT framework = 'onnx' would drop versions with no framework.
             return sa.and_(column.is_not(None), clause)
         return clause
+
+    def present(self, key: str) -> sa.ColumnElement[bool]:
+        """``attr EXISTS``: the attribute is set (a signature: a non-empty object)."""
+        if key == "signature":
+            # JSON columns hold the text the service wrote (compact, so an
+            # empty object is exactly '{}'); an absent signature is SQL NULL
+            # or JSON null depending on the write path. Compared as text,
+            # which works for SQLite's text and PostgreSQL's json alike.
+            text = sa.cast(t.versions.c.signature, sa.Text)
+            return sa.and_(t.versions.c.signature.is_not(None), text.not_in(["null", "{}"]))
+        column = _VERSION_COLUMNS.get(key)
+        if column is None or key not in _NULLABLE:
+            raise InvalidInput(
+                f"EXISTS cannot be used with {key!r}",
+                code="INVALID_FILTER",
+                details={"position": 0},
+            )
+        return column.is_not(None)
 
     def model_ids(self, cmp: Comparison) -> sa.ColumnElement[bool]:
         """A version's model name or namespace, as ``model_id IN (subquery)``.
@@ -495,18 +522,26 @@ def search_versions(
     key, desc = order.field.key, order.descending
     if order.field.kind == "metric":
         sort_metric = t.version_metrics.alias("sort_metric")
-        from_ = v.join(
-            sort_metric, sa.and_(sort_metric.c.version_id == v.c.id, sort_metric.c.key == key)
-        )
         # sort_metric's copies of created_at and the version id rather than
         # versions' own: the same values, but then ix_version_metrics_key_value
         # (key, value, created_at, version_id) delivers the whole order.
-        sort = _Sort(
-            v.c.id,
-            (sort_metric.c.value, sort_metric.c.created_at, sort_metric.c.version_id),
-            ("float", "int", "int"),
-            desc,
+        columns: tuple[sa.ColumnElement[Any], ...] = (
+            sort_metric.c.value,
+            sort_metric.c.created_at,
+            sort_metric.c.version_id,
         )
+        metric_key: sa.ColumnElement[Any] = sort_metric.c.key
+        driver = _rare_driver(conn, compiler, node, can_walk=False)[0] if compiler.sqlite else None
+        if driver is not None:
+            # Walking the metric's index probes every version that has the
+            # metric until a page matches: for a term matching 55 versions of
+            # 1M that walk took 3.1 s; fetching them and sorting them by the
+            # metric takes 3 ms.
+            where.append(driver)
+            columns = tuple(compiler.walk_only(c) for c in columns)
+            metric_key = compiler.walk_only(metric_key)
+        from_ = v.join(sort_metric, sa.and_(sort_metric.c.version_id == v.c.id, metric_key == key))
+        sort = _Sort(v.c.id, columns, ("float", "int", "int"), desc)
     elif order.field.kind == "attr" and key == "name":
         from_ = v.join(t.models, t.models.c.id == v.c.model_id)
         # (name, model id, number) is unique and matches ix_models_name (whose

@@ -260,3 +260,155 @@ role_bindings = sa.Table(
     sa.Column("granted_at", sa.BigInteger, nullable=False),
 )
 sa.Index("ix_role_bindings_namespace", role_bindings.c.namespace)
+# -- governance (issue 3): policies, approvals, audit indexes -----------------
+
+# One production policy per namespace (model_key = 0) and per model (model_key =
+# the model's id). ``model_key`` exists because a UNIQUE constraint treats NULL
+# model ids as distinct, which would allow two namespace policies.
+policies = sa.Table(
+    "policies",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("namespace_id", BigId, sa.ForeignKey("namespaces.id"), nullable=False),
+    sa.Column("model_id", BigId, sa.ForeignKey("models.id", ondelete="CASCADE"), nullable=True),
+    sa.Column("model_key", BigId, nullable=False),
+    sa.Column("purpose", sa.String(32), nullable=False),
+    sa.Column("rules", sa.JSON, nullable=False),
+    sa.Column("updated_by", sa.String(256), nullable=False, server_default=""),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+    sa.UniqueConstraint("namespace_id", "model_key", "purpose"),
+)
+
+# A requested transition (publish, move of a protected alias) and its decision.
+approvals = sa.Table(
+    "approvals",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("namespace_id", BigId, sa.ForeignKey("namespaces.id"), nullable=False),
+    sa.Column("model_id", BigId, sa.ForeignKey("models.id", ondelete="CASCADE"), nullable=False),
+    sa.Column(
+        "version_id", BigId, sa.ForeignKey("versions.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column("action", sa.String(16), nullable=False),
+    sa.Column("alias", sa.String(64), nullable=True),
+    # Where ``alias`` pointed when the request was made: applying it is a
+    # compare-and-set against this (NULL: the alias did not exist).
+    sa.Column("alias_from", sa.Integer, nullable=True),
+    sa.Column("archive_previous", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("requested_by", sa.String(256), nullable=False),
+    sa.Column("comment", sa.Text, nullable=False, server_default=""),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("decided_by", sa.String(256), nullable=True),
+    sa.Column("decided_at", sa.BigInteger, nullable=True),
+)
+sa.Index(
+    "ix_approvals_namespace_id_state_id",
+    approvals.c.namespace_id,
+    approvals.c.state,
+    approvals.c.id,
+)
+sa.Index("ix_approvals_version_id", approvals.c.version_id)
+sa.Index("ix_approvals_model_id", approvals.c.model_id)
+
+# One row per reviewer and request: the primary key makes approvals distinct.
+approval_votes = sa.Table(
+    "approval_votes",
+    metadata,
+    sa.Column(
+        "approval_id", BigId, sa.ForeignKey("approvals.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column("actor", sa.String(256), primary_key=True),
+    sa.Column("decision", sa.String(16), nullable=False),
+    sa.Column("comment", sa.Text, nullable=False, server_default=""),
+    sa.Column("at", sa.BigInteger, nullable=False),
+)
+
+# The audit log reads ``events`` newest first by id, filtered by actor or time.
+sa.Index("ix_events_actor_id", events.c.actor, events.c.id)
+sa.Index("ix_events_namespace_id", events.c.namespace, events.c.id)
+sa.Index("ix_events_at_id", events.c.at, events.c.id)
+
+
+# -- Events and webhooks (issue 4) -------------------------------------------
+# Subscriptions, their deliveries (one per event and webhook) and every attempt,
+# plus the outbox cursors of the dispatcher. Secrets are stored as given
+# ("whsec_..."): the server must sign with them, so they cannot be hashed.
+webhooks = sa.Table(
+    "webhooks",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("url", sa.String(2048), nullable=False),
+    sa.Column("description", sa.Text, nullable=False, server_default=""),
+    sa.Column("event_types", sa.JSON, nullable=False),
+    sa.Column("namespace", sa.String(128), nullable=True),
+    sa.Column("model", sa.String(128), nullable=True),
+    sa.Column("secret", sa.String(128), nullable=False),
+    sa.Column("previous_secret", sa.String(128), nullable=True),
+    sa.Column("previous_secret_expires_at", sa.BigInteger, nullable=True),
+    sa.Column("active", sa.Boolean, nullable=False, server_default=sa.true()),
+    sa.Column("disabled_reason", sa.String(512), nullable=True),
+    # Start of the current run of failed attempts (None after a success).
+    sa.Column("failing_since", sa.BigInteger, nullable=True),
+    # Newest event id when the subscription was created: older events are not sent.
+    sa.Column("since_event_id", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("created_by", sa.String(256), nullable=False, server_default=""),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+)
+
+deliveries = sa.Table(
+    "deliveries",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column(
+        "webhook_id", BigId, sa.ForeignKey("webhooks.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column("event_id", BigId, sa.ForeignKey("events.id"), nullable=False),
+    sa.Column("event_type", sa.String(64), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    # Consecutive failures since creation or the last manual redelivery (backoff input).
+    sa.Column("failures", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("attempt_count", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("next_attempt_at", sa.BigInteger, nullable=True),
+    # Lease of the dispatcher delivering it: expired leases are claimable again,
+    # so a process killed mid-delivery does not strand the delivery.
+    sa.Column("claimed_until", sa.BigInteger, nullable=True),
+    sa.Column("claimed_by", sa.String(64), nullable=True),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+    sa.UniqueConstraint("webhook_id", "event_id"),
+)
+sa.Index("ix_deliveries_status_next_attempt_at", deliveries.c.status, deliveries.c.next_attempt_at)
+sa.Index("ix_deliveries_webhook_id_id", deliveries.c.webhook_id, deliveries.c.id)
+
+delivery_attempts = sa.Table(
+    "delivery_attempts",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column(
+        "delivery_id",
+        BigId,
+        sa.ForeignKey("deliveries.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("at", sa.BigInteger, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("latency_us", sa.BigInteger, nullable=False),
+    sa.Column("response_code", sa.Integer, nullable=True),
+    sa.Column("response_body", sa.Text, nullable=False, server_default=""),
+    sa.Column("error", sa.Text, nullable=True),
+)
+sa.Index(
+    "ix_delivery_attempts_delivery_id_id", delivery_attempts.c.delivery_id, delivery_attempts.c.id
+)
+
+# Outbox readers' positions (one row per reader; "webhooks" is the fan-out).
+event_cursors = sa.Table(
+    "event_cursors",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("last_event_id", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+)

@@ -1,7 +1,7 @@
 """identity and access: users, API tokens, role bindings
 
 Revision ID: 0004
-Revises: 0005
+Revises: 0002
 Create Date: 2026-11-23
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0004"
-down_revision = "0005"
+down_revision = "0002"
 branch_labels = None
 depends_on = None
 

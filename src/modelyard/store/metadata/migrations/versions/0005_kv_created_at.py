@@ -1,7 +1,7 @@
 """version key/value rows carry their version's creation time
 
 Revision ID: 0005
-Revises: 0001
+Revises: 0003
 Create Date: 2026-11-23
 
 The four version key/value tables get ``created_at`` (copied from their
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0005"
-down_revision = "0001"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 
@@ -25,22 +25,22 @@ TABLES = ("version_tags", "version_metrics", "version_params", "version_meta")
 
 
 def upgrade() -> None:
+    sqlite = op.get_bind().dialect.name == "sqlite"
     for name in TABLES:
-        with op.batch_alter_table(name) as batch:
-            batch.add_column(
-                sa.Column("created_at", sa.BigInteger(), nullable=False, server_default="0")
-            )
+        op.add_column(
+            name, sa.Column("created_at", sa.BigInteger(), nullable=False, server_default="0")
+        )
         op.execute(
             f"UPDATE {name} SET created_at = "
             f"(SELECT versions.created_at FROM versions WHERE versions.id = {name}.version_id)"
         )
-        with op.batch_alter_table(name) as batch:
-            # Every writer sets it; a default would hide one that forgot.
-            batch.alter_column("created_at", server_default=None)
-            batch.drop_index(f"ix_{name}_key_value")
-            batch.create_index(
-                f"ix_{name}_key_value", ["key", "value", "created_at", "version_id"], unique=False
-            )
+        if not sqlite:
+            # Every writer sets it; a default would hide one that forgot. On
+            # SQLite dropping a default means copying the table (slow on a big
+            # one, and a fresh database's start-up pays it too), so it stays.
+            op.alter_column(name, "created_at", server_default=None)
+        op.drop_index(f"ix_{name}_key_value", table_name=name)
+        op.create_index(f"ix_{name}_key_value", name, ["key", "value", "created_at", "version_id"])
 
 
 def downgrade() -> None:

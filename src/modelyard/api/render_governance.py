@@ -1,0 +1,99 @@
+"""Governance entities to JSON-able dicts: the wire shape of issue 3's API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from modelyard.api.render import alias_move, iso
+from modelyard.domain.approvals import Approval
+from modelyard.domain.policies import Policy
+from modelyard.service.governance import AliasAt, PolicyCheck, PolicyRecord
+
+
+def policy_record(p: PolicyRecord) -> dict[str, Any]:
+    """A stored policy of a namespace or model (``policy`` null when unset)."""
+    return {
+        "namespace": p.namespace,
+        "model": p.model,
+        "scope": "namespace" if p.model is None else "model",
+        "policy": None if p.policy is None else p.policy.to_dict(),
+        "updated_by": p.updated_by,
+        "updated_at": None if p.updated_at is None else iso(p.updated_at),
+    }
+
+
+def model_policy(ns: PolicyRecord, own: PolicyRecord, effective: Policy) -> dict[str, Any]:
+    """A model's own policy, its namespace's, and the merged one that applies."""
+    return {
+        "namespace_policy": policy_record(ns),
+        "model_policy": policy_record(own),
+        "effective": effective.to_dict(),
+    }
+
+
+def policy_check(c: PolicyCheck) -> dict[str, Any]:
+    """A dry-run answer."""
+    return {
+        "ref": c.ref,
+        "action": c.action,
+        "alias": c.alias,
+        "gated": c.gated,
+        "ok": c.ok,
+        "violations": c.violations,
+        "policy": c.policy.to_dict(),
+    }
+
+
+def alias_at(a: AliasAt) -> dict[str, Any]:
+    """Where an alias pointed at a time."""
+    return {
+        "namespace": a.namespace,
+        "model": a.model,
+        "alias": a.alias,
+        "at": iso(a.at),
+        "at_us": a.at,
+        "version": a.version,
+        "move": None if a.move is None else alias_move(a.move),
+    }
+
+
+def approval(a: Approval) -> dict[str, Any]:
+    """One approval request with its reviews."""
+    return {
+        "id": a.id,
+        "ref": a.ref,
+        "namespace": a.namespace,
+        "model": a.model,
+        "version": a.version,
+        "action": a.action.value,
+        "alias": a.alias,
+        "alias_from": a.alias_from,
+        "archive_previous": a.archive_previous,
+        "state": a.state.value,
+        "requested_by": a.requested_by,
+        "comment": a.comment,
+        "created_at": iso(a.created_at),
+        "decided_by": a.decided_by,
+        "decided_at": None if a.decided_at is None else iso(a.decided_at),
+        "approvals": a.approvers,
+        "reviews": [
+            {"actor": v.actor, "decision": v.decision, "comment": v.comment, "at": iso(v.at)}
+            for v in a.votes
+        ],
+    }
+
+
+def audit_entry(e: dict[str, Any]) -> dict[str, Any]:
+    """One audit entry: who did what to which target, when, before and after."""
+    payload = e["payload"] if isinstance(e["payload"], dict) else {}
+    return {
+        "id": e["id"],
+        "at": iso(e["at"]),
+        "actor": e["actor"],
+        "action": e["type"],
+        "namespace": e["namespace"],
+        "target": e["subject"],
+        "before": payload.get("before"),
+        "after": payload.get("after"),
+        "payload": payload,
+    }

@@ -1,0 +1,91 @@
+"""The webhook dispatcher: a background thread in each server process.
+
+Each tick it (1) advances the outbox cursor, queueing deliveries for matching
+subscriptions, then (2) claims due deliveries with a lease and sends them in a
+small thread pool, recording every attempt. All state is in the database:
+any number of processes may run a dispatcher against one database, and a
+process killed at any point leaves only leases that expire.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+from modelyard.domain.webhooks import AttemptOutcome
+from modelyard.events.sender import WebhookSender
+from modelyard.service.webhooks import Claim, WebhookService
+
+log = logging.getLogger("modelyard.events")
+
+
+class Dispatcher:
+    """Fans the outbox out to subscriptions and delivers, until stopped."""
+
+    def __init__(
+        self,
+        service: WebhookService,
+        sender: WebhookSender,
+        *,
+        interval: float = 1.0,
+        concurrency: int = 4,
+        on_attempt: Callable[[AttemptOutcome], None] | None = None,
+    ) -> None:
+        self.service = service
+        self.on_attempt = on_attempt
+        self.sender = sender
+        self.interval = interval
+        self.concurrency = concurrency
+        # Identifies this dispatcher's claims; unique per process start.
+        self.worker = f"dispatcher-{uuid.uuid4().hex[:16]}"
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._pool = ThreadPoolExecutor(concurrency, thread_name_prefix="modelyard-webhook")
+
+    def start(self) -> None:
+        """Start the background thread."""
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._loop, name="modelyard-dispatcher", daemon=True
+            )
+            self._thread.start()
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """Stop after the current round (in-flight attempts finish and are recorded)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        self.sender.close()
+
+    def run_once(self) -> int:
+        """One round: fan out, then claim and deliver. Returns the work done."""
+        work = self.service.fan_out()
+        claims = self.service.claim_due(worker=self.worker, limit=self.concurrency)
+        if claims:
+            list(self._pool.map(self._deliver, claims))
+        return work + len(claims)
+
+    def _deliver(self, claim: Claim) -> None:
+        outcome = self.sender.send(claim)
+        if self.on_attempt is not None:
+            self.on_attempt(outcome)
+        try:
+            self.service.record_attempt(claim, outcome)
+        except Exception:
+            # The lease expires and the delivery is retried: at-least-once.
+            log.exception("could not record delivery %d", claim.delivery_id)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                busy = self.run_once() > 0
+            except Exception:
+                log.exception("webhook dispatcher round failed; retrying")
+                busy = False
+            if not busy:
+                self._stop.wait(self.interval)

@@ -1,0 +1,177 @@
+"""Sends one signed delivery over HTTP, only to addresses the SSRF guard allowed.
+
+The URL is resolved and checked once per attempt; the request then goes to a
+checked IP address while carrying the original ``Host`` header and TLS server
+name (SNI, certificate check), so DNS cannot swap the address in between.
+The certificate is checked against the URL's host name (SNI), with the public
+CAs plus an optional admin-provided bundle. Redirects are never followed (a
+3xx is a failed attempt); proxies from the environment are ignored (they
+would connect on our behalf, unchecked).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import ssl
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import certifi
+import httpx
+
+from modelyard import __version__
+from modelyard.domain.webhooks import AttemptOutcome, DestinationRefused
+from modelyard.service.destinations import DestinationGuard
+from modelyard.service.webhooks import MAX_RESPONSE_BODY, Claim
+from modelyard.webhooks import signature_header
+
+
+def _elapsed_us(start: float) -> int:
+    return int((time.perf_counter() - start) * 1e6)
+
+
+class WebhookSender:
+    """An HTTP client for deliveries (one per dispatcher; thread-safe)."""
+
+    def __init__(
+        self, guard: DestinationGuard, *, timeout: float, ca_bundle: Path | None = None
+    ) -> None:
+        self.guard = guard
+        self.timeout = timeout
+        tls = ssl.create_default_context(cafile=certifi.where())
+        if ca_bundle is not None:
+            tls.load_verify_locations(cafile=str(ca_bundle))
+        self.http = httpx.Client(
+            verify=tls,
+            follow_redirects=False,
+            trust_env=False,
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
+            headers={"User-Agent": f"modelyard-webhooks/{__version__}"},
+            # No pooled connections: a pool is keyed by IP address, so a TLS
+            # connection verified for one host name could be reused for another
+            # name on the same address. Deliveries are few; a fresh connection
+            # (and certificate check) each time is the safe trade.
+            limits=httpx.Limits(max_keepalive_connections=0),
+        )
+
+    def send(self, claim: Claim) -> AttemptOutcome:
+        """POST the claim's body once and report what happened (never raises)."""
+        start = time.perf_counter()
+        try:
+            dest = self.guard.check(claim.url)
+        except DestinationRefused as exc:
+            return AttemptOutcome(None, "", f"{exc.code}: {exc.message}", _elapsed_us(start))
+        stamp = int(time.time())
+        headers = {
+            "Host": dest.host_header,
+            "Content-Type": "application/json",
+            "webhook-id": claim.message_id,
+            "webhook-timestamp": str(stamp),
+            "webhook-signature": signature_header(
+                claim.message_id, stamp, claim.body, claim.secrets
+            ),
+        }
+        target = httpx.URL(claim.url)
+        error = "no address to connect to"
+        # One deadline for the whole attempt (connect, TLS, headers, body):
+        # httpx's timeouts apply per read, so an endpoint trickling bytes could
+        # otherwise hold an attempt past its lease.
+        watchdog = _Watchdog(max(0.0, self.timeout - (time.perf_counter() - start)))
+        extensions: dict[str, Any] = {"trace": watchdog.trace}
+        if dest.scheme == "https":
+            extensions["sni_hostname"] = dest.host
+        try:
+            for address in dest.addresses:
+                try:
+                    with self.http.stream(
+                        "POST",
+                        target.copy_with(host=address),
+                        content=claim.body,
+                        headers=headers,
+                        extensions=extensions,
+                    ) as resp:
+                        body = bytearray()
+                        try:
+                            for chunk in resp.iter_bytes():
+                                body += chunk
+                                if len(body) >= MAX_RESPONSE_BODY:
+                                    break
+                        except httpx.HTTPError:
+                            pass  # cut off while reading the body: the status counts
+                        return AttemptOutcome(
+                            resp.status_code,
+                            bytes(body[:MAX_RESPONSE_BODY]).decode("utf-8", "replace"),
+                            None,
+                            _elapsed_us(start),
+                            resp.headers.get("retry-after"),
+                        )
+                except httpx.ConnectError as exc:
+                    if watchdog.fired:
+                        break
+                    # Try the next checked address of the same name.
+                    error = f"connect error ({address}): {exc}"
+                except httpx.TimeoutException as exc:
+                    return AttemptOutcome(
+                        None, "", f"timeout: {type(exc).__name__}", _elapsed_us(start)
+                    )
+                except httpx.HTTPError as exc:
+                    if watchdog.fired:
+                        break
+                    return AttemptOutcome(
+                        None, "", f"{type(exc).__name__}: {exc}", _elapsed_us(start)
+                    )
+        finally:
+            watchdog.cancel()
+        if watchdog.fired:
+            error = f"timeout: no complete answer within {self.timeout:g} s"
+        return AttemptOutcome(None, "", error, _elapsed_us(start))
+
+    def close(self) -> None:
+        """Close pooled connections."""
+        self.http.close()
+
+
+class _Watchdog:
+    """Shuts the attempt's socket down when its deadline passes.
+
+    httpcore reports each new connection through the ``trace`` extension; a
+    timer then shuts that socket down, which wakes a read blocked on it.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.fired = False
+        self._socket: socket.socket | None = None
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._fire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def trace(self, name: str, info: dict[str, Any]) -> None:
+        """httpcore trace hook: remember the socket of each connection made."""
+        if name in ("connection.connect_tcp.complete", "connection.start_tls.complete"):
+            stream = info.get("return_value")
+            sock = stream.get_extra_info("socket") if stream is not None else None
+            with self._lock:
+                self._socket = sock
+                late = self.fired
+            if late:
+                self._shutdown(sock)
+
+    def _fire(self) -> None:
+        with self._lock:
+            self.fired = True
+            sock = self._socket
+        self._shutdown(sock)
+
+    @staticmethod
+    def _shutdown(sock: socket.socket | None) -> None:
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def cancel(self) -> None:
+        """The attempt is over."""
+        self._timer.cancel()

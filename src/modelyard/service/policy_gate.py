@@ -1,0 +1,117 @@
+"""The production policy as a gate inside write transactions (issue 3).
+
+``RegistryService`` calls these from ``transition_version`` and ``set_alias``
+so every door (REST, SDK embedded mode, CLI, later the MLflow API and the UI)
+is gated by the same rule in the same transaction as the change itself.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from modelyard.domain.entities import Version, VersionState
+from modelyard.domain.errors import Conflict, PolicyViolation
+from modelyard.domain.policies import (
+    PRODUCTION,
+    Evaluation,
+    Policy,
+    evaluate,
+    merge_policies,
+    parse_policy,
+)
+from modelyard.store.metadata import governance as gov
+from modelyard.store.metadata.repository import Tx
+
+
+def stored_policy(rules: dict[str, Any] | None) -> Policy | None:
+    """A policy as stored (validated on write, so parsing cannot fail here)."""
+    return None if rules is None else parse_policy(rules)
+
+
+def effective_policy(tx: Tx, model_id: int) -> Policy:
+    """The model's production policy: its namespace's, extended by its own."""
+    ns_rules, model_rules = gov.policies_of_model(tx, model_id, PRODUCTION)
+    return merge_policies(stored_policy(ns_rules), stored_policy(model_rules))
+
+
+def violation_details(
+    ev: Evaluation, version: Version, action: str, alias: str | None
+) -> dict[str, Any]:
+    """The structured part of a policy error or dry run."""
+    return {
+        "ref": version.ref,
+        "action": action,
+        "alias": alias,
+        "violations": [v.to_dict() for v in ev.violations],
+    }
+
+
+def enforce(ev: Evaluation, version: Version, action: str, alias: str | None = None) -> None:
+    """Raise unless ``ev`` is clean.
+
+    Only the approval rule unmet: ``APPROVAL_REQUIRED`` (409), telling the
+    caller to request one. Anything else: ``POLICY_VIOLATION`` (409) listing
+    every unmet rule, the approval rule included.
+    """
+    if ev.ok:
+        return
+    what = f"publish {version.ref}" if action == "publish" else f"move @{alias} to {version.ref}"
+    details = violation_details(ev, version, action, alias)
+    if ev.only_approvals_missing:
+        raise Conflict(
+            f"cannot {what}: the production policy requires approval; request one "
+            "(POST .../versions/{v}/approvals, `modelyard approval request`)",
+            code="APPROVAL_REQUIRED",
+            details=details,
+        )
+    listing = "; ".join(v.message for v in ev.violations)
+    raise PolicyViolation(
+        f"cannot {what}: the production policy is not met: {listing}", details=details
+    )
+
+
+def check_publish(tx: Tx, version: Version, model_id: int, *, approved: bool) -> None:
+    """Gate a publish. ``approved``: an approval being applied (approvals met)."""
+    policy = effective_policy(tx, model_id)
+    enforce(evaluate(policy, version, approvals=None if approved else 0), version, "publish")
+
+
+def check_alias(tx: Tx, version: Version, model_id: int, alias: str, *, approved: bool) -> None:
+    """Gate a move of ``alias`` to ``version``; no-op unless the alias is protected.
+
+    A protected alias may only point at a published version meeting the policy.
+    """
+    policy = effective_policy(tx, model_id)
+    if not policy.protects(alias):
+        return
+    ev = evaluate(policy, version, approvals=None if approved else 0, require_published=True)
+    enforce(ev, version, "alias", alias)
+
+
+def check_protected_targets(tx: Tx, model_id: int) -> None:
+    """Every protected alias of the model still points at a published version.
+
+    Run at the end of a transition's transaction: archiving or unpublishing
+    the version behind ``@production`` would otherwise move production to a
+    version no consumer may use, without the policy's say. Checked at the end
+    (not per step) so that one transaction may publish a new version, move
+    the alias to it and archive the old one.
+    """
+    policy = effective_policy(tx, model_id)
+    for alias in policy.protected_aliases or ():
+        vid = tx.get_alias(model_id, alias)
+        if vid is None:
+            continue
+        version = tx.load_versions([vid])[0]
+        if version.state is not VersionState.PUBLISHED:
+            raise Conflict(
+                f"version {version.ref} is the target of protected alias @{alias}; "
+                "move the alias to another published version first",
+                code="ALIAS_PROTECTED",
+                details={"alias": alias, "ref": version.ref, "state": version.state.value},
+            )
+
+
+def is_protected(tx: Tx, model_id: int, alias: str) -> bool:
+    """True if the model's production policy protects ``alias``."""
+    return effective_policy(tx, model_id).protects(alias)

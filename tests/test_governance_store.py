@@ -1,0 +1,107 @@
+"""Governance storage: the 0003 migration over existing data, and the audit
+log's queries on their indexes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from modelyard.store.metadata import governance as gov
+from modelyard.store.metadata import migrate
+from modelyard.store.metadata.engine import create_engine
+from modelyard.store.metadata.repository import MetadataStore
+
+
+def test_upgrade_from_0001_backfills_and_round_trips(db_url: str) -> None:
+    engine = create_engine(db_url)
+    try:
+        migrate.upgrade(engine, "0001")
+        with engine.begin() as conn:
+            conn.exec_driver_sql(
+                "INSERT INTO namespaces (id, name, description, created_at) "
+                "VALUES (1, 'default', '', 0)"
+            )
+            conn.exec_driver_sql(
+                "INSERT INTO models (id, namespace_id, name, description, meta, archived, "
+                "last_version, created_by, created_at, updated_at) VALUES "
+                """(1, 1, 'm', '', '{"team": {"a": 1}}', false, 1, 't', 0, 0)"""
+            )
+            conn.exec_driver_sql(
+                "INSERT INTO versions (id, model_id, number, state, description, meta, "
+                "datasets, file_count, total_size, created_by, created_at, updated_at) VALUES "
+                """(1, 1, 1, 'ready', '', '{"owner": ["a"], "n": 1}', '[]', 0, 0, 't', 0, 0)"""
+            )
+            conn.exec_driver_sql(
+                "INSERT INTO version_meta (version_id, key, value, num) VALUES (1, 'n', '1', 1)"
+            )
+            conn.exec_driver_sql(
+                "INSERT INTO events (type, at, actor, namespace, subject, payload) "
+                "VALUES ('model.created', 0, 't', 'default', 'default/m', '{}')"
+            )
+        migrate.upgrade(engine)
+        assert migrate.current_revision(engine) == migrate.SCHEMA_HEAD
+        with engine.connect() as conn:
+            vkeys = conn.exec_driver_sql("SELECT key FROM version_meta ORDER BY key").scalars()
+            mkeys = conn.exec_driver_sql("SELECT key FROM model_meta").scalars()
+            assert list(vkeys) == ["n", "owner"] and list(mkeys) == ["team"]
+        with pytest.raises(sa.exc.DBAPIError, match="append-only"), engine.begin() as conn:
+            conn.exec_driver_sql("DELETE FROM events")
+        # Down and up again: the guard goes and comes back.
+        migrate.upgrade(engine, "0003")
+        from alembic import command
+
+        with engine.begin() as conn:
+            command.downgrade(migrate._config(conn), "0001")
+        with engine.begin() as conn:
+            assert not sa.inspect(conn).has_table("policies")
+            conn.exec_driver_sql("UPDATE events SET actor = 'fixed'")  # no guard at 0001
+        migrate.upgrade(engine)
+        with pytest.raises(sa.exc.DBAPIError, match="append-only"), engine.begin() as conn:
+            conn.exec_driver_sql("UPDATE events SET actor = 'again'")
+    finally:
+        engine.dispose()
+
+
+def _plan(tmp_path: Path, q: gov.AuditQuery) -> str:
+    engine = create_engine(f"sqlite:///{tmp_path / 'plan.db'}")
+    migrate.upgrade(engine)
+    store = MetadataStore(engine)
+    statements: list[tuple[str, Any]] = []
+    try:
+        with store.read() as tx:
+
+            def capture(*args: Any) -> None:
+                statements.append((args[2], args[3]))
+
+            sa.event.listen(tx.conn, "before_cursor_execute", capture)
+            gov.audit_events(tx, q, 10)
+            sa.event.remove(tx.conn, "before_cursor_execute", capture)
+            stmt, params = statements[-1]
+            rows = tx.conn.exec_driver_sql("EXPLAIN QUERY PLAN " + stmt, params).all()
+        return "\n".join(str(r[3]) for r in rows)
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize(
+    ("query", "index"),
+    [
+        (gov.AuditQuery(actor="ana"), "ix_events_actor_id"),
+        (gov.AuditQuery(action="alias.moved"), "ix_events_type_id"),
+        (gov.AuditQuery(actor="ana", before_id=100), "ix_events_actor_id"),
+        (gov.AuditQuery(namespace="team"), "ix_events_namespace_id"),
+        (gov.AuditQuery(model=("team", "fraud")), "ix_events_namespace_id"),
+    ],
+)
+def test_audit_filters_use_indexes(tmp_path: Path, query: gov.AuditQuery, index: str) -> None:
+    plan = _plan(tmp_path, query)
+    assert index in plan, plan
+    assert "TEMP B-TREE" not in plan, plan
+
+
+def test_audit_walks_ids_without_sorting(tmp_path: Path) -> None:
+    plan = _plan(tmp_path, gov.AuditQuery(model=("default", "m"), action="version.*"))
+    assert "TEMP B-TREE" not in plan, plan

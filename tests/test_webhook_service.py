@@ -1,0 +1,102 @@
+"""The dispatcher's side of the webhook service on both databases: fan-out, leases, attempts.
+
+No HTTP here: attempts are recorded from outcomes, so the rules are checked alone.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from modelyard.domain.identity import Principal
+from modelyard.domain.webhooks import AttemptOutcome
+from modelyard.service.destinations import DestinationGuard
+from modelyard.service.factory import build_registry
+from modelyard.service.registry import RegistryService
+from modelyard.service.webhooks import WebhookPolicy, WebhookService
+from modelyard.settings import Settings
+from modelyard.webhooks import sign, verify
+from tests.receiver import wait_for
+
+OK = AttemptOutcome(200, "ok", None, 1000)
+BOOM = AttemptOutcome(500, "boom", None, 1000)
+
+
+@pytest.fixture
+def services(tmp_path: Path, db_url: str) -> Iterator[tuple[RegistryService, WebhookService]]:
+    reg = build_registry(Settings(data_dir=tmp_path, db=db_url))
+    policy = WebhookPolicy(retry_base=0.01, retry_cap=0.02, max_attempts=3, lease=0.3)
+    yield reg, WebhookService(reg.db, DestinationGuard("127.0.0.1"), policy)
+    reg.db.dispose()
+
+
+def test_fan_out_queues_only_matching_later_events(
+    services: tuple[RegistryService, WebhookService],
+) -> None:
+    reg, hooks = services
+    reg.create_model("before", actor=Principal.local("t"))
+    hook, secret = hooks.create_webhook(
+        "http://127.0.0.1:1/", event_types=["model.*"], actor=Principal.local("admin")
+    )
+    reg.create_model("after", actor=Principal.local("t"))
+    reg.create_namespace("other", actor=Principal.local("t"))
+    assert hooks.fan_out() > 0
+    assert hooks.fan_out() == 0  # the cursor moved past them
+    [claim] = hooks.claim_due(worker="a", limit=10)
+    assert claim.webhook_id == hook.id and claim.attempt == 1
+    assert claim.secrets == [secret]
+    stamp = int(time.time())
+    headers = {
+        "webhook-id": claim.message_id,
+        "webhook-timestamp": str(stamp),
+        "webhook-signature": sign(claim.message_id, stamp, claim.body, secret),
+    }
+    body = verify(headers, claim.body, secret)
+    assert body["type"] == "model.created" and body["data"]["name"] == "after"
+
+
+def test_a_lease_keeps_others_off_until_it_expires(
+    services: tuple[RegistryService, WebhookService],
+) -> None:
+    reg, hooks = services
+    hook, _ = hooks.create_webhook("http://127.0.0.1:1/", actor=Principal.local("admin"))
+    reg.create_model("m", actor=Principal.local("t"))
+    hooks.fan_out()
+    [first] = hooks.claim_due(worker="a", limit=10)
+    assert hooks.claim_due(worker="b", limit=10) == []
+    # Worker "a" dies without recording; after the lease, "b" gets the same delivery.
+    again = wait_for(lambda: hooks.claim_due(worker="b", limit=10), what="lease expiry")
+    assert [c.delivery_id for c in again] == [first.delivery_id]
+    assert again[0].message_id == first.message_id and again[0].body == first.body
+    hooks.record_attempt(again[0], OK)
+    # The late report of the dead worker's attempt is still recorded, harmlessly.
+    hooks.record_attempt(first, BOOM)
+    d = hooks.get_delivery(hook.id, first.delivery_id, actor=Principal.local("t"))
+    assert d.status.value == "succeeded"
+    assert [a.status for a in d.attempts] == ["succeeded", "failed"]
+
+
+def test_retries_stop_after_max_attempts(
+    services: tuple[RegistryService, WebhookService],
+) -> None:
+    reg, hooks = services
+    hook, _ = hooks.create_webhook("http://127.0.0.1:1/", actor=Principal.local("admin"))
+    reg.create_model("m", actor=Principal.local("t"))
+    hooks.fan_out()
+    for n in range(1, 4):
+        [c] = wait_for(lambda: hooks.claim_due(worker="a", limit=10), what=f"attempt {n}")
+        assert c.attempt == n
+        hooks.record_attempt(c, BOOM)
+    d = hooks.get_delivery(hook.id, c.delivery_id, actor=Principal.local("t"))
+    assert d.status.value == "failed" and d.next_attempt_at is None and len(d.attempts) == 3
+    time.sleep(0.05)
+    assert hooks.claim_due(worker="a", limit=10) == []
+    hooks.redeliver(hook.id, d.id, actor=Principal.local("admin"))
+    [c] = hooks.claim_due(worker="a", limit=10)
+    assert c.attempt == 4
+    hooks.record_attempt(c, OK)
+    assert hooks.get_delivery(hook.id, d.id, actor=Principal.local("t")).status.value == "succeeded"
+    assert hooks.get_webhook(hook.id, actor=Principal.local("t")).failing_since is None
