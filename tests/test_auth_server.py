@@ -84,6 +84,12 @@ def _cli_and_sdk_with_tokens(url: str, tmp_path: Path) -> None:
     with Registry(url) as anonymous, pytest.raises(Unauthenticated):
         anonymous.get_version("fraud/1")
 
+    # Governance, events and webhooks commands take --token too.
+    audit = json.loads(cli("audit", "--json", "--token", ADMIN_TOKEN, env=bob_env))
+    assert any(e["action"] == "token.created" for e in audit)
+    r = runner.invoke(app, ["audit", "--json"], env=bob_env)
+    assert r.exit_code == 1 and "UNAUTHENTICATED" in r.output
+
     cli("token", "revoke", made["id"])
     r = runner.invoke(app, ["whoami", "--token", bob_token], env=bob_env)
     assert r.exit_code == 1 and "UNAUTHENTICATED" in r.output

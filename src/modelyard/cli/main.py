@@ -15,7 +15,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
-import click
 import typer
 from rich.console import Console
 from rich.progress import (
@@ -31,6 +30,7 @@ from rich.table import Table
 from modelyard.cli import governance as governance_cli
 from modelyard.cli.options import JsonOpt as JsonOpt
 from modelyard.cli.options import RegistryOpt as RegistryOpt
+from modelyard.cli.options import TokenOpt as TokenOpt
 from modelyard.domain.errors import ModelyardError
 
 app = typer.Typer(
@@ -62,39 +62,13 @@ def out() -> Console:
 err = Console(stderr=True)
 T = TypeVar("T")
 
-TokenOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--token",
-        envvar="MODELYARD_TOKEN",
-        help="API token for a server with auth on (sent as Authorization: Bearer).",
-    ),
-]
-
-
-@app.callback()
-def _root(token: TokenOpt = None) -> None:
-    """modelyard: a self-hosted model registry.
-
-    ``--token`` here (before the command) applies to every command, including
-    the governance, events and webhooks ones; most commands also take it after
-    their name.
-    """
-
 
 @contextmanager
 def _registry(target: str, token: str | None = None) -> Iterator[Any]:
-    """The registry for one command, closed when the command ends.
-
-    The token is the command's ``--token``, else the one given before the
-    command name, else ``MODELYARD_TOKEN`` (read by the SDK).
-    """
+    """The registry for one command, closed when the command ends (the token:
+    the command's ``--token``, else ``MODELYARD_TOKEN``, read by the SDK)."""
     from modelyard.client import Registry
 
-    if token is None:
-        ctx = click.get_current_context(silent=True)
-        if ctx is not None:
-            token = ctx.find_root().params.get("token")
     reg = Registry(target, token=token)
     try:
         yield reg
@@ -449,6 +423,7 @@ def _event_line(e: Any) -> str:
 @app.command()
 def events(
     registry: RegistryOpt = "http://127.0.0.1:8080",
+    token: TokenOpt = None,
     type_: TypesOpt = None,
     namespace: NamespaceOpt = None,
     model: ModelOpt = None,
@@ -466,7 +441,7 @@ def events(
     as_json: JsonOpt = False,
 ) -> None:
     """List events (the outbox), or follow them live with --follow."""
-    with _registry(registry) as reg:
+    with _registry(registry, token) as reg:
         if follow:
             stream = reg.watch(
                 types=type_,
@@ -534,10 +509,11 @@ def webhooks_create(
     description: Annotated[str, typer.Option(help="What it is for.")] = "",
     inactive: Annotated[bool, typer.Option("--inactive", help="Create it disabled.")] = False,
     registry: RegistryOpt = "http://127.0.0.1:8080",
+    token: TokenOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Subscribe URL to events; prints the signing secret once."""
-    with _registry(registry) as reg:
+    with _registry(registry, token) as reg:
         h = _run(
             lambda: reg.create_webhook(
                 url,
@@ -553,10 +529,12 @@ def webhooks_create(
 
 @webhooks_app.command("list")
 def webhooks_list(
-    registry: RegistryOpt = "http://127.0.0.1:8080", as_json: JsonOpt = False
+    registry: RegistryOpt = "http://127.0.0.1:8080",
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """List webhooks."""
-    with _registry(registry) as reg:
+    with _registry(registry, token) as reg:
         hooks = _run(reg.list_webhooks)
         if as_json:
             _print_json([h.raw for h in hooks])
@@ -578,10 +556,11 @@ def webhooks_list(
 def webhooks_show(
     webhook_id: Annotated[int, typer.Argument(help="Webhook id.")],
     registry: RegistryOpt = "http://127.0.0.1:8080",
+    token: TokenOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Show one webhook."""
-    with _registry(registry) as reg:
+    with _registry(registry, token) as reg:
         _webhook_out(_run(lambda: reg.get_webhook(webhook_id)), as_json)
 
 
@@ -597,6 +576,7 @@ def webhooks_update(
         bool | None, typer.Option("--active/--inactive", help="Re-enable or disable.")
     ] = None,
     registry: RegistryOpt = "http://127.0.0.1:8080",
+    token: TokenOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Change a webhook (only the options given)."""
@@ -612,7 +592,7 @@ def webhooks_update(
         }.items()
         if v is not None
     }
-    with _registry(registry) as reg:
+    with _registry(registry, token) as reg:
         _webhook_out(_run(lambda: reg.update_webhook(webhook_id, **changes)), as_json)
 
 
@@ -620,10 +600,11 @@ def webhooks_update(
 def webhooks_delete(
     webhook_id: Annotated[int, typer.Argument(help="Webhook id.")],
     registry: RegistryOpt = "http://127.0.0.1:8080",
+    token: TokenOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Delete a webhook and its delivery history."""
-    with _registry(registry) as reg:
+    with _registry(registry, token) as reg:
         _run(lambda: reg.delete_webhook(webhook_id))
         if as_json:
             _print_json({"deleted": webhook_id})
@@ -638,10 +619,11 @@ def webhooks_rotate_secret(
         float | None, typer.Option(help="Seconds the old secret keeps signing too.")
     ] = None,
     registry: RegistryOpt = "http://127.0.0.1:8080",
+    token: TokenOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Replace the signing secret; prints the new one once."""
-    with _registry(registry) as reg:
+    with _registry(registry, token) as reg:
         h = _run(lambda: reg.rotate_webhook_secret(webhook_id, overlap_seconds=overlap))
         _webhook_out(h, as_json)
 
@@ -652,10 +634,11 @@ def webhooks_deliveries(
     status: Annotated[str | None, typer.Option(help="pending, succeeded or failed.")] = None,
     limit: Annotated[int, typer.Option(help="At most this many deliveries.")] = 20,
     registry: RegistryOpt = "http://127.0.0.1:8080",
+    token: TokenOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """List a webhook's deliveries, newest first, with every attempt."""
-    with _registry(registry) as reg:
+    with _registry(registry, token) as reg:
         found = _run(lambda: list(reg.webhook_deliveries(webhook_id, status=status, limit=limit)))
         if as_json:
             _print_json([d.raw for d in found])
@@ -682,10 +665,11 @@ def webhooks_redeliver(
     webhook_id: Annotated[int, typer.Argument(help="Webhook id.")],
     delivery_id: Annotated[int, typer.Argument(help="Delivery id.")],
     registry: RegistryOpt = "http://127.0.0.1:8080",
+    token: TokenOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Send one delivery again now (same webhook-id)."""
-    with _registry(registry) as reg:
+    with _registry(registry, token) as reg:
         d = _run(lambda: reg.redeliver(webhook_id, delivery_id))
         if as_json:
             _print_json(d.raw)
@@ -697,10 +681,11 @@ def webhooks_redeliver(
 def webhooks_test(
     webhook_id: Annotated[int, typer.Argument(help="Webhook id.")],
     registry: RegistryOpt = "http://127.0.0.1:8080",
+    token: TokenOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Send a webhook.test event to this webhook only."""
-    with _registry(registry) as reg:
+    with _registry(registry, token) as reg:
         d = _run(lambda: reg.test_webhook(webhook_id))
         if as_json:
             _print_json(d.raw)
