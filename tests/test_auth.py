@@ -353,6 +353,15 @@ def test_route_walk_every_route_has_a_decision(tmp_path: Path, db_url: str) -> N
                 else:
                     assert r.status_code == 401, (method, path, r.status_code, r.text)
     assert seen > 40
+    public = {getattr(r, "path", "") for r in app.routes if (g := guard_of(r)) and g.public}
+    assert public == {
+        "/health",
+        "/metrics",
+        "/openapi.json",
+        "/docs",
+        "/docs/oauth2-redirect",
+        "/redoc",
+    }
 
 
 def test_undeclared_routes_are_refused(tmp_path: Path) -> None:
