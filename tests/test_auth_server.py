@@ -113,3 +113,39 @@ def test_embedded_sdk_is_the_local_superuser(tmp_path: Path) -> None:
         reg.revoke_role("eve", "consumer", namespace="default")
         assert reg.list_roles(user="eve") == []
         assert [u["name"] for u in reg.list_users()] == ["eve"]
+
+
+def test_event_stream_ends_when_its_token_is_revoked(tmp_path: Path) -> None:
+    env = {"MODELYARD_AUTH": "on", "MODELYARD_ADMIN_TOKEN": ADMIN_TOKEN}
+    proc, url = start_server(tmp_path / "d", extra_env=env)
+    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    try:
+        made = httpx.post(
+            f"{url}/api/v1/tokens", json={"name": "watch", "user": "admin"}, headers=admin
+        ).json()
+        mine = {"Authorization": f"Bearer {made['token']}"}
+        lines: list[str] = []
+        with httpx.stream(
+            "GET",
+            f"{url}/api/v1/events/stream",
+            params={"heartbeat": 0.2},
+            headers=mine,
+            timeout=httpx.Timeout(10.0),
+        ) as resp:
+            assert resp.status_code == 200
+            ended = False
+            for line in resp.iter_lines():
+                lines.append(line)
+                if line.startswith(": heartbeat"):
+                    r = httpx.delete(f"{url}/api/v1/tokens/{made['id']}", headers=admin)
+                    assert r.status_code == 200
+                if len(lines) > 40:  # still streaming long after the revocation
+                    break
+            else:
+                ended = True
+        assert ended, "the stream outlived its revoked token"
+        assert any(x.startswith(": heartbeat") for x in lines)
+        r = httpx.get(f"{url}/api/v1/events/stream", headers=mine)
+        assert r.status_code == 401
+    finally:
+        stop_server(proc)

@@ -115,10 +115,10 @@ def create_app(
         app.router.routes.extend(router.routes)
     # Deny by default: every route is wrapped in the guard its endpoint
     # declared; building fails if one declared nothing (api/access.py).
-    install_guards(
-        app,
-        Authenticator(app.state.identity, enabled=app.state.auth_enabled, call=app.state.call),
+    app.state.authenticator = Authenticator(
+        app.state.identity, enabled=app.state.auth_enabled, call=app.state.call
     )
+    install_guards(app, app.state.authenticator)
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_json_body, streams=_streams_body)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     return app

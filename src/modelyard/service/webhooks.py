@@ -804,7 +804,7 @@ class WebhookService:
         The filter keeps only events of namespaces the caller reads;
         instance-wide events (users, tokens, global webhooks) need the
         instance admin or a global read role. A stream keeps the scope it was
-        opened with; a revoked token cannot open a new one.
+        opened with (the API re-checks its token at every heartbeat).
         """
         patterns = tuple(validate_patterns(types)) if types else ()
         if namespace is not None:

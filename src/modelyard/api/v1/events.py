@@ -16,7 +16,7 @@ from modelyard.api import render
 from modelyard.api.access import access
 from modelyard.api.deps import actor, webhook_services
 from modelyard.api.responses import JSONResponse
-from modelyard.domain.errors import InvalidInput
+from modelyard.domain.errors import InvalidInput, Unauthenticated
 
 router = APIRouter(tags=["events"])
 STREAM_BATCH = 500
@@ -102,7 +102,8 @@ async def stream_events(
     arrived resumes from there too. A reconnecting client sends ``Last-Event-ID`` (it wins over
     ``after``) and gets every later event exactly once: ids are commit-ordered.
     Idle streams get ``: heartbeat`` comments; no database connection is held
-    between polls.
+    between polls. The caller's token is checked again at every heartbeat
+    interval: a stream whose token was revoked or expired ends then.
     """
     svc, call = webhook_services(request)
     settings = request.app.state.settings
@@ -127,13 +128,21 @@ async def stream_events(
     await call(svc.list_events, flt, after=start, limit=1)
     beat = heartbeat or settings.sse_heartbeat
     poll = min(settings.events_poll_interval, beat)
+    authenticator = request.app.state.authenticator
 
     async def messages() -> AsyncIterator[bytes]:
         cursor = start
         # Reconnect delay hint, and the start position as the last event id.
         yield b"retry: 2000\nid: %d\n\n" % cursor
-        last_sent = time.monotonic()
+        last_sent = last_auth = time.monotonic()
         while not stopping.is_set():
+            if time.monotonic() - last_auth >= beat:
+                # A revoked or expired token ends the stream (within one beat).
+                try:
+                    await authenticator(request.scope)
+                except Unauthenticated:
+                    return
+                last_auth = time.monotonic()
             events = await call(svc.list_events, flt, after=cursor, limit=STREAM_BATCH)
             for ev in events:
                 yield _sse(ev)
