@@ -17,9 +17,12 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
+from modelyard.domain.identity import Principal
 from modelyard.service.factory import build_registry
 from modelyard.service.registry import VersionSpec
 from modelyard.settings import Settings
+
+LOCAL = Principal.local("t")
 
 
 def test_threads_allocate_gapless_numbers(client: TestClient) -> None:
@@ -56,6 +59,7 @@ WORKER = textwrap.dedent(
     """
     import sys
     from pathlib import Path
+    from modelyard.domain.identity import Principal
     from modelyard.service.factory import build_registry
     from modelyard.service.registry import VersionSpec
     from modelyard.settings import Settings
@@ -63,7 +67,7 @@ WORKER = textwrap.dedent(
     svc = build_registry(Settings(data_dir=Path(data_dir), db=db))
     out = []
     for i in range(n):
-        v = svc.create_version("m", VersionSpec(tags={"w": wid}), actor="w" + wid)
+        v = svc.create_version("m", VersionSpec(tags={"w": wid}), actor=Principal.local("w" + wid))
         out.append(v.number)
     print(" ".join(map(str, out)))
     """
@@ -73,7 +77,7 @@ WORKER = textwrap.dedent(
 @pytest.mark.parametrize("procs", [4])
 def test_processes_allocate_gapless_numbers(tmp_path: Path, db_url: str, procs: int) -> None:
     svc = build_registry(Settings(data_dir=tmp_path, db=db_url))
-    svc.create_model("m", actor="t")
+    svc.create_model("m", actor=LOCAL)
     svc.db.dispose()
     per = 25
     children = [
@@ -93,28 +97,28 @@ def test_processes_allocate_gapless_numbers(tmp_path: Path, db_url: str, procs: 
         numbers += [int(x) for x in out.split()]
     assert sorted(numbers) == list(range(1, procs * per + 1))
     svc = build_registry(Settings(data_dir=tmp_path, db=db_url))
-    page = svc.list_versions("m", page_size=1000)
+    page = svc.list_versions("m", page_size=1000, actor=LOCAL)
     assert sorted(v.number for v in page.items) == list(range(1, procs * per + 1))
     svc.db.dispose()
 
 
 def test_concurrent_alias_moves_leave_consistent_history(tmp_path: Path, db_url: str) -> None:
     svc = build_registry(Settings(data_dir=tmp_path, db=db_url))
-    svc.create_model("m", actor="t")
+    svc.create_model("m", actor=LOCAL)
     for _ in range(4):
-        svc.create_version("m", VersionSpec(), actor="t")
+        svc.create_version("m", VersionSpec(), actor=LOCAL)
 
     def move(i: int) -> int:
-        return svc.set_alias(f"m/{i % 4 + 1}", "prod", actor=f"a{i}").number
+        return svc.set_alias(f"m/{i % 4 + 1}", "prod", actor=Principal.local(f"a{i}")).number
 
     with ThreadPoolExecutor(6) as pool:
         list(pool.map(move, range(30)))
-    history = svc.alias_history("m", alias="prod")
+    history = svc.alias_history("m", alias="prod", actor=LOCAL)
     assert len(history) == 30
     # Each move starts where the previous one ended: no lost update.
     for prev, cur in itertools.pairwise(history):
         assert cur.from_version == prev.to_version
-    assert svc.get_version("m@prod").number == history[-1].to_version
+    assert svc.get_version("m@prod", actor=LOCAL).number == history[-1].to_version
     svc.db.dispose()
 
 
@@ -128,7 +132,7 @@ def test_sqlite_wal_is_checkpointed_in_the_background(tmp_path: Path) -> None:
     svc = build_registry(Settings(data_dir=tmp_path / "d"))
     try:
         db_file = tmp_path / "d" / "registry.db"
-        svc.create_model("walled", actor="t")
+        svc.create_model("walled", actor=LOCAL)
 
         def in_main_file() -> bool:
             copy = tmp_path / "copy.db"
@@ -159,9 +163,9 @@ def test_sqlite_wal_starts_over_under_sustained_writes(tmp_path: Path) -> None:
     WAL frames: 1,500 of them would make a ~150 MiB file if it never did)."""
     svc = build_registry(Settings(data_dir=tmp_path / "d"))
     try:
-        svc.create_model("busy", actor="t")
+        svc.create_model("busy", actor=Principal.local("t"))
         for i in range(1500):
-            svc.create_version("busy", VersionSpec(tags={"i": str(i)}), actor="t")
+            svc.create_version("busy", VersionSpec(tags={"i": str(i)}), actor=Principal.local("t"))
         wal = tmp_path / "d" / "registry.db-wal"
         assert wal.stat().st_size < 90 << 20
     finally:

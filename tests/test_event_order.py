@@ -31,7 +31,11 @@ def test_reader_polling_after_cursor_sees_every_event(tmp_path: Path, db_url: st
             for i in range(per_writer):
                 with db.write() as tx:
                     tx.append_event(
-                        "test.wrote", actor=f"w{w}", namespace="default", subject="s", payload={}
+                        "test.wrote",
+                        actor=f"w{w}",
+                        namespace="default",
+                        subject="s",
+                        payload={},
                     )
                     # The tail of the transaction, after the event row.
                     time.sleep(rng.random() * 0.004)

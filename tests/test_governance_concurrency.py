@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from starlette.testclient import TestClient
 
 from modelyard.domain.errors import ModelyardError
+from modelyard.domain.identity import Principal
 from modelyard.service.approvals import ApprovalService
 from modelyard.service.factory import build_registry
 from modelyard.service.governance import GovernanceService
@@ -55,18 +56,22 @@ def test_concurrent_approvals_apply_once(
 ) -> None:
     svc, gs = services
     aps = ApprovalService(svc)
-    gs.set_policy("default", {"required_approvals": 1, "protected_aliases": ["prod"]}, actor="a")
-    svc.create_model("m", actor="t")
-    svc.create_version("m", VersionSpec(), actor="t")
-    req = aps.request_approval("m/1", alias="prod", actor="ana")
-    results = race(THREADS, lambda i: aps.approve(req.id, actor=f"reviewer{i}"))
+    gs.set_policy(
+        "default",
+        {"required_approvals": 1, "protected_aliases": ["prod"]},
+        actor=Principal.local("a"),
+    )
+    svc.create_model("m", actor=Principal.local("t"))
+    svc.create_version("m", VersionSpec(), actor=Principal.local("t"))
+    req = aps.request_approval("m/1", alias="prod", actor=Principal.local("ana"))
+    results = race(THREADS, lambda i: aps.approve(req.id, actor=Principal.local(f"reviewer{i}")))
     assert Counter(results) == {"ok": 1, "APPROVAL_NOT_PENDING": THREADS - 1}
-    assert svc.get_version("m@prod").state.value == "published"
-    final = aps.get_approval(req.id)
+    assert svc.get_version("m@prod", actor=Principal.local("t")).state.value == "published"
+    final = aps.get_approval(req.id, actor=Principal.local("t"))
     assert final.state.value == "applied" and len(final.approvers) == 1
-    applied = gs.audit(action="approval.applied").items
+    applied = gs.audit(action="approval.applied", actor=Principal.local("t")).items
     assert len(applied) == 1 and applied[0]["actor"] == final.approvers[0]
-    assert len(gs.audit(action="version.published").items) == 1
+    assert len(gs.audit(action="version.published", actor=Principal.local("t")).items) == 1
 
 
 def test_concurrent_approvals_with_two_required(
@@ -74,55 +79,60 @@ def test_concurrent_approvals_with_two_required(
 ) -> None:
     svc, gs = services
     aps = ApprovalService(svc)
-    gs.set_policy("default", {"required_approvals": 2}, actor="a")
-    svc.create_model("m", actor="t")
-    svc.create_version("m", VersionSpec(), actor="t")
-    req = aps.request_approval("m/1", actor="ana")
-    results = race(THREADS, lambda i: aps.approve(req.id, actor=f"reviewer{i}"))
+    gs.set_policy("default", {"required_approvals": 2}, actor=Principal.local("a"))
+    svc.create_model("m", actor=Principal.local("t"))
+    svc.create_version("m", VersionSpec(), actor=Principal.local("t"))
+    req = aps.request_approval("m/1", actor=Principal.local("ana"))
+    results = race(THREADS, lambda i: aps.approve(req.id, actor=Principal.local(f"reviewer{i}")))
     # Two distinct approvals land (the second applies); later ones find it closed.
     assert Counter(results) == {"ok": 2, "APPROVAL_NOT_PENDING": THREADS - 2}
-    assert len(aps.get_approval(req.id).approvers) == 2
-    assert svc.get_version("m/1").state.value == "published"
+    assert len(aps.get_approval(req.id, actor=Principal.local("t")).approvers) == 2
+    assert svc.get_version("m/1", actor=Principal.local("t")).state.value == "published"
 
 
 def test_concurrent_alias_moves_exactly_one_wins(
     services: tuple[RegistryService, GovernanceService],
 ) -> None:
     svc, _ = services
-    svc.create_model("m", actor="t")
+    svc.create_model("m", actor=Principal.local("t"))
     for _ in range(THREADS + 1):
-        svc.create_version("m", VersionSpec(), actor="t")
-    svc.set_alias("m/1", "prod", actor="t")
+        svc.create_version("m", VersionSpec(), actor=Principal.local("t"))
+    svc.set_alias("m/1", "prod", actor=Principal.local("t"))
     results = race(
         THREADS,
-        lambda i: svc.set_alias(f"m/{i + 2}", "prod", actor=f"op{i}", expected_version=1),
+        lambda i: svc.set_alias(
+            f"m/{i + 2}", "prod", actor=Principal.local(f"op{i}"), expected_version=1
+        ),
     )
     assert Counter(results) == {"ok": 1, "ALIAS_CHANGED": THREADS - 1}
-    history = svc.alias_history("m", alias="prod")
+    history = svc.alias_history("m", alias="prod", actor=Principal.local("t"))
     assert len(history) == 2 and history[1].from_version == 1
-    assert svc.get_version("m@prod").number == history[1].to_version
+    assert svc.get_version("m@prod", actor=Principal.local("t")).number == history[1].to_version
 
 
 def test_concurrent_rollbacks_exactly_one_wins(
     services: tuple[RegistryService, GovernanceService],
 ) -> None:
     svc, gs = services
-    svc.create_model("m", actor="t")
+    svc.create_model("m", actor=Principal.local("t"))
     for n in (1, 2):
-        svc.create_version("m", VersionSpec(), actor="t")
-        svc.set_alias(f"m/{n}", "prod", actor="t")
+        svc.create_version("m", VersionSpec(), actor=Principal.local("t"))
+        svc.set_alias(f"m/{n}", "prod", actor=Principal.local("t"))
     results = race(
-        THREADS, lambda i: gs.rollback_alias("m", "prod", actor=f"op{i}", expected_version=2)
+        THREADS,
+        lambda i: gs.rollback_alias(
+            "m", "prod", actor=Principal.local(f"op{i}"), expected_version=2
+        ),
     )
     assert Counter(results) == {"ok": 1, "ALIAS_CHANGED": THREADS - 1}
-    assert svc.get_version("m@prod").number == 1
-    assert len(svc.alias_history("m", alias="prod")) == 3
+    assert svc.get_version("m@prod", actor=Principal.local("t")).number == 1
+    assert len(svc.alias_history("m", alias="prod", actor=Principal.local("t"))) == 3
 
 
 def test_events_are_append_only(tmp_path: Path, db_url: str) -> None:
     svc = build_registry(Settings(data_dir=tmp_path, db=db_url))
     try:
-        svc.create_model("m", actor="t")
+        svc.create_model("m", actor=Principal.local("t"))
         engine = svc.db.engine
         statements = [
             "UPDATE events SET actor = 'mallory'",
@@ -142,8 +152,8 @@ def test_events_are_append_only(tmp_path: Path, db_url: str) -> None:
             actors = conn.exec_driver_sql("SELECT actor FROM events").scalars().all()
         assert actors and "mallory" not in actors
         # Inserting stays possible: the service keeps writing events.
-        svc.create_model("m2", actor="t")
-        assert len(svc.list_events()) == len(actors) + 1
+        svc.create_model("m2", actor=Principal.local("t"))
+        assert len(svc.list_events(actor=Principal.local("t"))) == len(actors) + 1
     finally:
         svc.db.dispose()
 
@@ -159,18 +169,23 @@ def test_two_approved_moves_of_one_alias_apply_once(
 ) -> None:
     svc, gs = services
     aps = ApprovalService(svc)
-    svc.create_model("m", actor="t")
+    svc.create_model("m", actor=Principal.local("t"))
     for _ in range(3):
-        v = svc.create_version("m", VersionSpec(), actor="t")
-        svc.transition_version(v.ref, "published", actor="t")
-    svc.set_alias("m/1", "prod", actor="t")
-    gs.set_policy("default", {"required_approvals": 1, "protected_aliases": ["prod"]}, actor="a")
+        v = svc.create_version("m", VersionSpec(), actor=Principal.local("t"))
+        svc.transition_version(v.ref, "published", actor=Principal.local("t"))
+    svc.set_alias("m/1", "prod", actor=Principal.local("t"))
+    gs.set_policy(
+        "default",
+        {"required_approvals": 1, "protected_aliases": ["prod"]},
+        actor=Principal.local("a"),
+    )
     reqs = [
-        aps.request_approval(f"m/{n}", action="alias", alias="prod", actor="ana") for n in (2, 3)
+        aps.request_approval(f"m/{n}", action="alias", alias="prod", actor=Principal.local("ana"))
+        for n in (2, 3)
     ]
     assert [r.alias_from for r in reqs] == [1, 1]
-    results = race(2, lambda i: aps.approve(reqs[i].id, actor=f"rev{i}"))
+    results = race(2, lambda i: aps.approve(reqs[i].id, actor=Principal.local(f"rev{i}")))
     assert sorted(results) == ["ALIAS_CHANGED", "ok"]
-    states = sorted(aps.get_approval(r.id).state.value for r in reqs)
+    states = sorted(aps.get_approval(r.id, actor=Principal.local("t")).state.value for r in reqs)
     assert states == ["applied", "pending"]
-    assert len(svc.alias_history("m", alias="prod")) == 2
+    assert len(svc.alias_history("m", alias="prod", actor=Principal.local("t"))) == 2

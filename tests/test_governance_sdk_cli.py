@@ -15,6 +15,7 @@ from modelyard.cli.main import app
 from modelyard.client import Registry
 from modelyard.client.backends import EmbeddedBackend
 from modelyard.domain.errors import Conflict, PermissionDenied, PolicyViolation
+from modelyard.domain.identity import Principal
 
 
 def _src(tmp_path: Path, n: int) -> Path:
@@ -72,7 +73,7 @@ def test_cli_walkthrough(tmp_path: Path) -> None:
     assert f"{req['id']}" in out and "publish @production" in out
 
     # Another user approves (embedded SDK acting as "bob").
-    with Registry(backend=EmbeddedBackend(Path(data), actor="bob")) as bob:
+    with Registry(backend=EmbeddedBackend(Path(data), actor=Principal.local("bob"))) as bob:
         assert bob.approve(req["id"], comment="lgtm")["state"] == "applied"
     code, out, _ = cli("alias", "show", "fraud@production")
     assert code == 0 and "-> 2" in out and "bob" in out
@@ -84,7 +85,7 @@ def test_cli_walkthrough(tmp_path: Path) -> None:
     time.sleep(0.002)
     cli("push", "fraud", str(_src(tmp_path, 3)), "-m", "accuracy=0.95", "-t", "encrypted=true")
     rid = json.loads(cli("approval", "request", "fraud/3", "--alias", "production", "--json")[1])
-    with Registry(backend=EmbeddedBackend(Path(data), actor="bob")) as bob:
+    with Registry(backend=EmbeddedBackend(Path(data), actor=Principal.local("bob"))) as bob:
         assert bob.approve(rid["id"])["state"] == "applied"
     assert "-> 3" in cli("alias", "show", "fraud@production")[1]
     code, out, _ = cli("rollback", "fraud@production", "--reason", "latency")

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from modelyard.domain.errors import InvalidInput
 from modelyard.domain.filters import And, Comparison, Field, parse_filter
+from modelyard.domain.identity import Principal
 from modelyard.domain.policies import (
     MetricThreshold,
     Policy,
@@ -161,15 +162,15 @@ POLICIES: list[dict[str, Any]] = [
 def test_policy_filter_answers_like_evaluation(tmp_path: Path, db_url: str) -> None:
     svc = build_registry(Settings(data_dir=tmp_path, db=db_url))
     try:
-        svc.create_model("m", actor="t")
-        svc.create_model("other", actor="t")
+        svc.create_model("m", actor=Principal.local("t"))
+        svc.create_model("other", actor=Principal.local("t"))
         expected_pub = set()
         for i, spec in enumerate(VERSIONS):
             for model in ("m", "other"):
-                v = svc.create_version(model, VersionSpec(**spec), actor="t")
+                v = svc.create_version(model, VersionSpec(**spec), actor=Principal.local("t"))
                 # Publish all but one per model, so "published" is part of the test.
                 if i != 2 or model == "other":
-                    svc.transition_version(v.ref, "published", actor="t")
+                    svc.transition_version(v.ref, "published", actor=Principal.local("t"))
                     expected_pub.add(v.ref)
         with svc.db.read() as tx:
             all_ids, _ = search_sql.search_versions(
@@ -288,10 +289,10 @@ def test_namespace_visibility_filter_matches_point_checks(tmp_path: Path, db_url
     svc = build_registry(Settings(data_dir=tmp_path, db=db_url))
     gs = GovernanceService(svc)
     try:
-        svc.create_namespace("team", actor="t")
+        svc.create_namespace("team", actor=Principal.local("t"))
         for name in ("plain", "strict", "loose"):
-            svc.create_model(name, namespace="team", actor="t")
-        svc.create_model("elsewhere", actor="t")  # default namespace, no policy
+            svc.create_model(name, namespace="team", actor=Principal.local("t"))
+        svc.create_model("elsewhere", actor=Principal.local("t"))  # default namespace, no policy
         specs = [
             {"tags": {"encrypted": "true"}, "metrics": {"accuracy": 0.95}},
             {"tags": {"encrypted": "true"}, "metrics": {"accuracy": 0.5}},
@@ -305,13 +306,27 @@ def test_namespace_visibility_filter_matches_point_checks(tmp_path: Path, db_url
             ("default", "elsewhere"),
         ):
             for spec in specs:
-                v = svc.create_version(name, VersionSpec(**spec), namespace=ns, actor="t")
-                svc.transition_version(v.ref, "published", actor="t")
-            svc.create_version(name, VersionSpec(**specs[0]), namespace=ns, actor="t")  # ready
+                v = svc.create_version(
+                    name, VersionSpec(**spec), namespace=ns, actor=Principal.local("t")
+                )
+                svc.transition_version(v.ref, "published", actor=Principal.local("t"))
+            svc.create_version(
+                name, VersionSpec(**specs[0]), namespace=ns, actor=Principal.local("t")
+            )  # ready
         # Policies set after publishing: the view applies today's policy.
-        gs.set_policy("team", {"required_tags": {"encrypted": "true"}}, actor="a")
-        gs.set_policy("team", {"metric_thresholds": ["accuracy >= 0.9"]}, model="strict", actor="a")
-        gs.set_policy("team", {"required_tags": {"encrypted": None}}, model="loose", actor="a")
+        gs.set_policy("team", {"required_tags": {"encrypted": "true"}}, actor=Principal.local("a"))
+        gs.set_policy(
+            "team",
+            {"metric_thresholds": ["accuracy >= 0.9"]},
+            model="strict",
+            actor=Principal.local("a"),
+        )
+        gs.set_policy(
+            "team",
+            {"required_tags": {"encrypted": None}},
+            model="loose",
+            actor=Principal.local("a"),
+        )
         node = gs.visibility_filter("team")
         with svc.db.read() as tx:
             ids, _ = search_sql.search_versions(

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from modelyard.domain.identity import Principal
 from modelyard.domain.webhooks import AttemptOutcome
 from modelyard.service.destinations import DestinationGuard
 from modelyard.service.factory import build_registry
@@ -36,12 +37,12 @@ def test_fan_out_queues_only_matching_later_events(
     services: tuple[RegistryService, WebhookService],
 ) -> None:
     reg, hooks = services
-    reg.create_model("before", actor="t")
+    reg.create_model("before", actor=Principal.local("t"))
     hook, secret = hooks.create_webhook(
-        "http://127.0.0.1:1/", event_types=["model.*"], actor="admin"
+        "http://127.0.0.1:1/", event_types=["model.*"], actor=Principal.local("admin")
     )
-    reg.create_model("after", actor="t")
-    reg.create_namespace("other", actor="t")
+    reg.create_model("after", actor=Principal.local("t"))
+    reg.create_namespace("other", actor=Principal.local("t"))
     assert hooks.fan_out() > 0
     assert hooks.fan_out() == 0  # the cursor moved past them
     [claim] = hooks.claim_due(worker="a", limit=10)
@@ -61,8 +62,8 @@ def test_a_lease_keeps_others_off_until_it_expires(
     services: tuple[RegistryService, WebhookService],
 ) -> None:
     reg, hooks = services
-    hook, _ = hooks.create_webhook("http://127.0.0.1:1/", actor="admin")
-    reg.create_model("m", actor="t")
+    hook, _ = hooks.create_webhook("http://127.0.0.1:1/", actor=Principal.local("admin"))
+    reg.create_model("m", actor=Principal.local("t"))
     hooks.fan_out()
     [first] = hooks.claim_due(worker="a", limit=10)
     assert hooks.claim_due(worker="b", limit=10) == []
@@ -73,7 +74,7 @@ def test_a_lease_keeps_others_off_until_it_expires(
     hooks.record_attempt(again[0], OK)
     # The late report of the dead worker's attempt is still recorded, harmlessly.
     hooks.record_attempt(first, BOOM)
-    d = hooks.get_delivery(hook.id, first.delivery_id)
+    d = hooks.get_delivery(hook.id, first.delivery_id, actor=Principal.local("t"))
     assert d.status.value == "succeeded"
     assert [a.status for a in d.attempts] == ["succeeded", "failed"]
 
@@ -82,20 +83,20 @@ def test_retries_stop_after_max_attempts(
     services: tuple[RegistryService, WebhookService],
 ) -> None:
     reg, hooks = services
-    hook, _ = hooks.create_webhook("http://127.0.0.1:1/", actor="admin")
-    reg.create_model("m", actor="t")
+    hook, _ = hooks.create_webhook("http://127.0.0.1:1/", actor=Principal.local("admin"))
+    reg.create_model("m", actor=Principal.local("t"))
     hooks.fan_out()
     for n in range(1, 4):
         [c] = wait_for(lambda: hooks.claim_due(worker="a", limit=10), what=f"attempt {n}")
         assert c.attempt == n
         hooks.record_attempt(c, BOOM)
-    d = hooks.get_delivery(hook.id, c.delivery_id)
+    d = hooks.get_delivery(hook.id, c.delivery_id, actor=Principal.local("t"))
     assert d.status.value == "failed" and d.next_attempt_at is None and len(d.attempts) == 3
     time.sleep(0.05)
     assert hooks.claim_due(worker="a", limit=10) == []
-    hooks.redeliver(hook.id, d.id, actor="admin")
+    hooks.redeliver(hook.id, d.id, actor=Principal.local("admin"))
     [c] = hooks.claim_due(worker="a", limit=10)
     assert c.attempt == 4
     hooks.record_attempt(c, OK)
-    assert hooks.get_delivery(hook.id, d.id).status.value == "succeeded"
-    assert hooks.get_webhook(hook.id).failing_since is None
+    assert hooks.get_delivery(hook.id, d.id, actor=Principal.local("t")).status.value == "succeeded"
+    assert hooks.get_webhook(hook.id, actor=Principal.local("t")).failing_since is None

@@ -11,7 +11,6 @@ wrk with 16 connections on the same machine).
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import logging
 import os
 import signal
@@ -21,23 +20,15 @@ import time
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from modelyard.settings import Settings
+from modelyard.settings import Settings, is_loopback
+
+__all__ = ["is_loopback", "run_server"]
 
 if TYPE_CHECKING:
     import uvicorn
     from starlette.types import ASGIApp
 
 log = logging.getLogger("modelyard.server")
-
-
-def is_loopback(host: str) -> bool:
-    """True when ``host`` only accepts connections from this machine."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _announce(settings: Settings) -> None:
@@ -47,6 +38,21 @@ def _announce(settings: Settings) -> None:
         f"  database: {settings.database_url()}\n  blobs:    {settings.blob_store_url()}\n"
         f"  workers:  {settings.workers}",
         file=sys.stderr,
+    )
+    why = {"auto": "auto: ", "on": "", "off": ""}[settings.auth]
+    if settings.auth_enabled():
+        scope = "binding beyond loopback" if not is_loopback(settings.host) else "--auth on"
+        print(f"  auth:     on ({why}{scope}); send Authorization: Bearer <token>", file=sys.stderr)
+        return
+    print(
+        f"  auth:     OFF ({why}{'local default, loopback only' if why else '--auth off'})",
+        file=sys.stderr,
+    )
+    print(
+        f"WARNING: authentication is off: every request to {base} acts as an all-powerful "
+        "'anonymous' user. Bind beyond loopback or pass --auth on to require API tokens.",
+        file=sys.stderr,
+        flush=True,
     )
     if not is_loopback(settings.host):
         log.warning(
@@ -108,8 +114,15 @@ def _run_prefork(settings: Settings) -> None:
     from modelyard.api.app import create_app
     from modelyard.service.factory import build_registry
 
-    # Migrate and create the default namespace once, before any worker starts.
-    build_registry(settings).db.dispose()
+    # Migrate, create the default namespace and bootstrap the admin once,
+    # before any worker starts (workers then find users and skip it).
+    service = build_registry(settings)
+    if settings.auth_enabled():
+        from modelyard.api.app import bootstrap_admin
+        from modelyard.service.identity import IdentityService
+
+        bootstrap_admin(IdentityService(service), settings)
+    service.db.dispose()
     sock = socket.create_server((settings.host, settings.port), backlog=2048)
     sock.set_inheritable(True)
     _announce(settings)

@@ -6,9 +6,11 @@ under one data directory.
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -39,6 +41,22 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(8, ge=1, description="Database connection pool size per process.")
     auto_migrate: bool = Field(True, description="Upgrade the database schema at start-up.")
     log_level: str = Field("info", description="Server log level.")
+    auth: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="Require API tokens: auto = on whenever the server binds beyond loopback.",
+    )
+    admin_token: SecretStr | None = Field(
+        None,
+        description="Token of the bootstrap 'admin' user, created on first start with auth on "
+        "(default: a generated one, printed once).",
+    )
+
+    def auth_enabled(self) -> bool:
+        """Whether requests need a token: ``auto`` is off only on a loopback address."""
+        if self.auth == "auto":
+            return not is_loopback(self.host)
+        return self.auth == "on"
+
     # -- events and webhooks (issue 4) --
     dispatcher: bool = Field(True, description="Run the webhook dispatcher in each server process.")
     dispatcher_interval: float = Field(
@@ -111,3 +129,13 @@ class Settings(BaseSettings):
         if self.store:
             return self.store
         return f"file://{(self.data_dir / 'blobs').resolve()}"
+
+
+def is_loopback(host: str) -> bool:
+    """True when ``host`` only accepts connections from this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

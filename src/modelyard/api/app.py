@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -10,6 +11,7 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from modelyard import __version__
+from modelyard.api.access import Authenticator, install_guards
 from modelyard.api.deps import ServiceCall
 from modelyard.api.errors import install_error_handlers
 from modelyard.api.middleware import BodyLimitMiddleware, Metrics, MetricsMiddleware
@@ -17,6 +19,7 @@ from modelyard.api.v1 import (
     blobs,
     events,
     governance,
+    identity,
     models,
     search,
     system,
@@ -29,6 +32,7 @@ from modelyard.events.sender import WebhookSender
 from modelyard.service.approvals import ApprovalService
 from modelyard.service.factory import build_registry, build_webhook_service
 from modelyard.service.governance import GovernanceService
+from modelyard.service.identity import IdentityService
 from modelyard.service.registry import RegistryService
 from modelyard.settings import Settings
 
@@ -87,6 +91,10 @@ def create_app(
     app.state.stopping = stopping
     app.state.metrics = metrics
     app.state.call = ServiceCall(inline=service.db.engine.dialect.name == "sqlite")
+    app.state.identity = IdentityService(service)
+    app.state.auth_enabled = settings.auth_enabled()
+    if app.state.auth_enabled:
+        bootstrap_admin(app.state.identity, settings)
     install_error_handlers(app)
     # Governance after versions: its GET .../aliases/{alias} must not shadow
     # GET .../aliases/history.
@@ -99,11 +107,18 @@ def create_app(
         events.router,
         webhooks.router,
         governance.router,
+        identity.router,
     ):
         # Routes go straight onto the app's router: FastAPI's include_router
         # keeps a tree of wrappers that re-matches every route per request
         # (~250 µs a request with our ~40 routes, measured with cProfile).
         app.router.routes.extend(router.routes)
+    # Deny by default: every route is wrapped in the guard its endpoint
+    # declared; building fails if one declared nothing (api/access.py).
+    app.state.authenticator = Authenticator(
+        app.state.identity, enabled=app.state.auth_enabled, call=app.state.call
+    )
+    install_guards(app, app.state.authenticator)
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_json_body, streams=_streams_body)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     return app
@@ -114,3 +129,17 @@ def _streams_body(method: str, path: str) -> bool:
     if method == "PUT":
         return path.startswith("/api/v1/blobs/")
     return method == "POST" and path == "/api/v1/blobs"
+
+
+def bootstrap_admin(identity_service: IdentityService, settings: Settings) -> None:
+    """First start with auth on and no users: create ``admin``, print a new token once."""
+    given = settings.admin_token.get_secret_value() if settings.admin_token else None
+    generated = identity_service.bootstrap(given)
+    if generated is not None:
+        print(
+            "modelyard: created the instance admin user 'admin'. Its API token, shown only "
+            f"this once:\n\n    {generated}\n\n"
+            "Use it as MODELYARD_TOKEN (or --token), and create personal users and tokens.",
+            file=sys.stderr,
+            flush=True,
+        )

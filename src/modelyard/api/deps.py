@@ -8,6 +8,9 @@ from typing import ParamSpec, TypeVar
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
+from modelyard.api.access import principal_of
+from modelyard.domain.identity import Principal
+from modelyard.service.identity import IdentityService
 from modelyard.service.registry import RegistryService
 from modelyard.service.webhooks import WebhookService
 
@@ -51,9 +54,15 @@ def services(request: Request) -> tuple[RegistryService, ServiceCall]:
     return state.registry, state.call
 
 
-def actor(request: Request) -> str:
-    """Who is acting. Authentication (issue 3) will set this from the token."""
-    return str(getattr(request.state, "actor", None) or "anonymous")
+def actor(request: Request) -> Principal:
+    """Who is acting: the principal the route's guard authenticated (``api/access.py``)."""
+    return principal_of(request.scope)
+
+
+def identity(request: Request) -> tuple[IdentityService, ServiceCall]:
+    """The identity service (users, tokens, roles) and how to call it."""
+    state = request.app.state
+    return state.identity, state.call
 
 
 def webhook_services(request: Request) -> tuple[WebhookService, ServiceCall]:

@@ -71,7 +71,10 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def domain(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, e.ModelyardError)
-        return error_response(status_for(exc), exc.code, exc.message, exc.details)
+        status = status_for(exc)
+        # RFC 6750: a 401 names the scheme the client should use.
+        headers = {"WWW-Authenticate": 'Bearer realm="modelyard"'} if status == 401 else None
+        return error_response(status, exc.code, exc.message, exc.details, headers=headers)
 
     async def validation(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)

@@ -17,7 +17,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from modelyard.cli.options import JsonOpt, RegistryOpt
+from modelyard.cli.options import JsonOpt, RegistryOpt, TokenOpt
 
 NamespaceOpt = Annotated[str, typer.Option("--namespace", "-n", help="Namespace.")]
 DEFAULT_URL = "http://127.0.0.1:8080"
@@ -36,9 +36,11 @@ def _m() -> Any:
     return main
 
 
-def _lifecycle(action: str, ref: str, registry: str, as_json: bool, **kw: Any) -> None:
+def _lifecycle(
+    action: str, ref: str, registry: str, token: str | None, as_json: bool, **kw: Any
+) -> None:
     m = _m()
-    with m._registry(registry) as reg:
+    with m._registry(registry, token) as reg:
         v = m._run(lambda: getattr(reg, action)(ref, **kw))
         if as_json:
             m._print_json(v.raw)
@@ -52,28 +54,31 @@ def publish(
         bool, typer.Option("--archive-previous", help="Archive the other published versions.")
     ] = False,
     registry: RegistryOpt = DEFAULT_URL,
+    token: TokenOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Publish a version (gated by the production policy)."""
-    _lifecycle("publish", ref, registry, as_json, archive_previous=archive_previous)
+    _lifecycle("publish", ref, registry, token, as_json, archive_previous=archive_previous)
 
 
 def archive(
     ref: Annotated[str, typer.Argument(help="Version reference.")],
     registry: RegistryOpt = DEFAULT_URL,
+    token: TokenOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Archive a version."""
-    _lifecycle("archive", ref, registry, as_json)
+    _lifecycle("archive", ref, registry, token, as_json)
 
 
 def restore(
     ref: Annotated[str, typer.Argument(help="Version reference.")],
     registry: RegistryOpt = DEFAULT_URL,
+    token: TokenOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Restore an archived (or unpublish a published) version to ready."""
-    _lifecycle("restore", ref, registry, as_json)
+    _lifecycle("restore", ref, registry, token, as_json)
 
 
 def rollback(
@@ -83,11 +88,12 @@ def rollback(
         int | None, typer.Option(help="Only if the alias points at this version now.")
     ] = None,
     registry: RegistryOpt = DEFAULT_URL,
+    token: TokenOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Move an alias back to its previous target."""
     m = _m()
-    with m._registry(registry) as reg:
+    with m._registry(registry, token) as reg:
         v = m._run(lambda: reg.rollback(ref, reason=reason, expected_version=expected))
         if as_json:
             m._print_json(v)
@@ -198,12 +204,13 @@ def policy_set(
         list[str] | None, typer.Option("--protect", help="Protected alias, repeatable")
     ] = None,
     registry: RegistryOpt = DEFAULT_URL,
+    token: TokenOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Replace the production policy of a namespace (or of one model with --model)."""
     m = _m()
     rules = _policy_from_options(file, tag, metadata, signature, metric, fmt, approvals, protect)
-    with m._registry(registry) as reg:
+    with m._registry(registry, token) as reg:
         rec = m._run(lambda: reg.set_policy(rules, namespace=namespace, model=model))
         if as_json:
             m._print_json(rec)
@@ -218,11 +225,12 @@ def policy_show(
     namespace: NamespaceOpt = "default",
     model: Annotated[str | None, typer.Option(help="Show a model's policies.")] = None,
     registry: RegistryOpt = DEFAULT_URL,
+    token: TokenOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Show a namespace's policy, or a model's own, its namespace's and the effective one."""
     m = _m()
-    with m._registry(registry) as reg:
+    with m._registry(registry, token) as reg:
         rec = m._run(lambda: reg.get_policy(namespace=namespace, model=model))
         if as_json:
             m._print_json(rec)
@@ -240,12 +248,13 @@ def policy_check(
         str | None, typer.Option(help="Check a move of this alias instead of publishing.")
     ] = None,
     registry: RegistryOpt = DEFAULT_URL,
+    token: TokenOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """What a version still lacks to be published (or to receive --alias). Exit 1 if anything."""
     m = _m()
     action = "alias" if alias else "publish"
-    with m._registry(registry) as reg:
+    with m._registry(registry, token) as reg:
         result = m._run(lambda: reg.check_policy(ref, action=action, alias=alias))
     if as_json:
         m._print_json(result)
@@ -268,10 +277,11 @@ def policy_delete(
     namespace: NamespaceOpt = "default",
     model: Annotated[str | None, typer.Option(help="Delete the model's own policy.")] = None,
     registry: RegistryOpt = DEFAULT_URL,
+    token: TokenOpt = None,
 ) -> None:
     """Remove a namespace's (or model's own) policy."""
     m = _m()
-    with m._registry(registry) as reg:
+    with m._registry(registry, token) as reg:
         m._run(lambda: reg.delete_policy(namespace=namespace, model=model))
     m.out().print("policy removed")
 
@@ -298,12 +308,14 @@ def approval_request(
     archive_previous: Annotated[bool, typer.Option("--archive-previous")] = False,
     comment: Annotated[str, typer.Option(help="Why.")] = "",
     registry: RegistryOpt = DEFAULT_URL,
+    token: TokenOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Request approval to publish REF (and/or move --alias to it)."""
     action = "alias" if move_only else "publish"
     _approval_call(
         registry,
+        token,
         as_json,
         lambda reg: reg.request_approval(
             ref,
@@ -315,20 +327,32 @@ def approval_request(
     )
 
 
-def _approval_call(registry: str, as_json: bool, call: Callable[[Any], Any]) -> None:
+def _approval_call(
+    registry: str, token: str | None, as_json: bool, call: Callable[[Any], Any]
+) -> None:
     """Run ``call(registry)`` and print the approval request it returns."""
     m = _m()
-    with m._registry(registry) as reg:
+    with m._registry(registry, token) as reg:
         a = m._run(lambda: call(reg))
     m._print_json(a) if as_json else _print_approval(a)
 
 
-def _decide(decision: str, approval_id: int, comment: str, registry: str, as_json: bool) -> None:
+def _decide(
+    decision: str,
+    approval_id: int,
+    comment: str,
+    registry: str,
+    token: str | None,
+    as_json: bool,
+) -> None:
     if decision == "cancel":
-        _approval_call(registry, as_json, lambda reg: reg.cancel_approval(approval_id))
+        _approval_call(registry, token, as_json, lambda reg: reg.cancel_approval(approval_id))
     else:
         _approval_call(
-            registry, as_json, lambda reg: getattr(reg, decision)(approval_id, comment=comment)
+            registry,
+            token,
+            as_json,
+            lambda reg: getattr(reg, decision)(approval_id, comment=comment),
         )
 
 
@@ -337,10 +361,11 @@ def approval_approve(
     approval_id: Annotated[int, typer.Argument(help="Request id.")],
     comment: Annotated[str, typer.Option(help="Review comment.")] = "",
     registry: RegistryOpt = DEFAULT_URL,
+    token: TokenOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Approve a request (it applies at the required number of approvals)."""
-    _decide("approve", approval_id, comment, registry, as_json)
+    _decide("approve", approval_id, comment, registry, token, as_json)
 
 
 @approval_app.command("reject")
@@ -348,30 +373,33 @@ def approval_reject(
     approval_id: Annotated[int, typer.Argument(help="Request id.")],
     comment: Annotated[str, typer.Option(help="Review comment.")] = "",
     registry: RegistryOpt = DEFAULT_URL,
+    token: TokenOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Reject a request."""
-    _decide("reject", approval_id, comment, registry, as_json)
+    _decide("reject", approval_id, comment, registry, token, as_json)
 
 
 @approval_app.command("cancel")
 def approval_cancel(
     approval_id: Annotated[int, typer.Argument(help="Request id.")],
     registry: RegistryOpt = DEFAULT_URL,
+    token: TokenOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Cancel one's own pending request."""
-    _decide("cancel", approval_id, "", registry, as_json)
+    _decide("cancel", approval_id, "", registry, token, as_json)
 
 
 @approval_app.command("show")
 def approval_show(
     approval_id: Annotated[int, typer.Argument(help="Request id.")],
     registry: RegistryOpt = DEFAULT_URL,
+    token: TokenOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Show one request with its reviews."""
-    _approval_call(registry, as_json, lambda reg: reg.get_approval(approval_id))
+    _approval_call(registry, token, as_json, lambda reg: reg.get_approval(approval_id))
 
 
 @approval_app.command("list")
@@ -381,11 +409,12 @@ def approval_list(
         "pending"
     ),
     registry: RegistryOpt = DEFAULT_URL,
+    token: TokenOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """List a namespace's requests (pending by default)."""
     m = _m()
-    with m._registry(registry) as reg:
+    with m._registry(registry, token) as reg:
         items = m._run(lambda: list(reg.list_approvals(namespace=namespace, state=state)))
     if as_json:
         m._print_json(items)
@@ -418,11 +447,12 @@ def audit(
     until: Annotated[str | None, typer.Option(help="RFC 3339 or µs, exclusive")] = None,
     limit: Annotated[int, typer.Option(help="At most this many entries.")] = 100,
     registry: RegistryOpt = DEFAULT_URL,
+    token: TokenOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """The audit log, newest first: who did what to which target, and when."""
     m = _m()
-    with m._registry(registry) as reg:
+    with m._registry(registry, token) as reg:
         entries = m._run(
             lambda: list(
                 reg.audit(

@@ -1,6 +1,6 @@
 """``modelyard``: server, push, pull, ls, show, search, tag, alias, events, webhooks,
-db upgrade, and the governance commands of ``cli/governance.py`` (publish, archive,
-restore, rollback, policy, approval, audit).
+whoami, db, token, user, role, and the governance commands of ``cli/governance.py``
+(publish, archive, restore, rollback, policy, approval, audit).
 
 Exit codes: 0 success, 1 a registry error (its code is printed), 2 usage errors.
 """
@@ -30,6 +30,7 @@ from rich.table import Table
 from modelyard.cli import governance as governance_cli
 from modelyard.cli.options import JsonOpt as JsonOpt
 from modelyard.cli.options import RegistryOpt as RegistryOpt
+from modelyard.cli.options import TokenOpt as TokenOpt
 from modelyard.domain.errors import ModelyardError
 
 app = typer.Typer(
@@ -40,6 +41,15 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+token_app = typer.Typer(help="API tokens: create (shown once), list, revoke.", no_args_is_help=True)
+app.add_typer(token_app, name="token")
+user_app = typer.Typer(help="Users (instance admin).", no_args_is_help=True)
+app.add_typer(user_app, name="user")
+role_app = typer.Typer(
+    help="Role bindings per namespace: reader, writer, reviewer, admin, consumer.",
+    no_args_is_help=True,
+)
+app.add_typer(role_app, name="role")
 webhooks_app = typer.Typer(help="Webhook subscriptions and their deliveries.", no_args_is_help=True)
 app.add_typer(webhooks_app, name="webhooks")
 
@@ -54,11 +64,12 @@ T = TypeVar("T")
 
 
 @contextmanager
-def _registry(target: str) -> Iterator[Any]:
-    """The registry for one command, closed when the command ends."""
+def _registry(target: str, token: str | None = None) -> Iterator[Any]:
+    """The registry for one command, closed when the command ends (the token:
+    the command's ``--token``, else ``MODELYARD_TOKEN``, read by the SDK)."""
     from modelyard.client import Registry
 
-    reg = Registry(target)
+    reg = Registry(target, token=token)
     try:
         yield reg
     finally:
@@ -137,6 +148,12 @@ def server(
     workers: Annotated[
         int | None, typer.Option(help="Worker processes [env MODELYARD_WORKERS].")
     ] = None,
+    auth: Annotated[
+        str | None,
+        typer.Option(
+            help="Require API tokens: auto (on beyond loopback), on, off [env MODELYARD_AUTH]."
+        ),
+    ] = None,
 ) -> None:
     """Run the registry server (REST API, /docs, /health, /metrics)."""
     from modelyard.server import run_server
@@ -151,9 +168,12 @@ def server(
             "db": db,
             "store": store,
             "workers": workers,
+            "auth": auth,
         }.items()
         if v is not None
     }
+    if auth is not None and auth not in ("auto", "on", "off"):
+        raise typer.BadParameter("--auth must be auto, on or off")
     _run(lambda: run_server(Settings(**overrides)))
 
 
@@ -162,6 +182,7 @@ def push(
     name: Annotated[str, typer.Argument(help="Model name, optionally namespace/name.")],
     path: Annotated[Path, typer.Argument(help="A file or a directory to push.")],
     registry: RegistryOpt = "http://127.0.0.1:8080",
+    token: TokenOpt = None,
     framework: Annotated[str | None, typer.Option(help="e.g. pytorch, onnx, sklearn")] = None,
     format: Annotated[str | None, typer.Option("--format", help="e.g. onnx, tflite")] = None,
     description: Annotated[str, typer.Option(help="Version description.")] = "",
@@ -181,7 +202,7 @@ def push(
 ) -> None:
     """Push a file or directory as a new version of NAME."""
     namespace, _, model = name.rpartition("/")
-    with _registry(registry) as reg:
+    with _registry(registry, token) as reg:
         with _progress(not as_json) as cb:
             v = _run(
                 lambda: reg.push(
@@ -214,10 +235,11 @@ def pull(
     ref: Annotated[str, typer.Argument(help="name/3, name@alias, ns/name@latest")],
     dest: Annotated[Path, typer.Argument(help="Destination directory.")] = Path("."),
     registry: RegistryOpt = "http://127.0.0.1:8080",
+    token: TokenOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Download a version's files into DEST (digest-verified, cached)."""
-    with _registry(registry) as reg:
+    with _registry(registry, token) as reg:
         with _progress(not as_json) as cb:
             v, target = _run(lambda: reg.pull_version(ref, dest, callbacks=cb))
         if as_json:
@@ -246,11 +268,12 @@ def _version_rows(versions: list[Any]) -> Table:
 def ls(
     name: Annotated[str | None, typer.Argument(help="List this model's versions.")] = None,
     registry: RegistryOpt = "http://127.0.0.1:8080",
+    token: TokenOpt = None,
     as_json: JsonOpt = False,
     limit: Annotated[int, typer.Option(help="At most this many rows.")] = 100,
 ) -> None:
     """List models, or the versions of NAME."""
-    with _registry(registry) as reg:
+    with _registry(registry, token) as reg:
         if name is None:
             models = _run(lambda: list(reg.search_models(limit=limit)))
             if as_json:
@@ -288,10 +311,11 @@ def ls(
 def show(
     ref: Annotated[str, typer.Argument(help="name/3, name@alias, ns/name@latest")],
     registry: RegistryOpt = "http://127.0.0.1:8080",
+    token: TokenOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Show one version with its files, metrics and lineage."""
-    with _registry(registry) as reg:
+    with _registry(registry, token) as reg:
         v = _run(lambda: reg.get_version(ref))
         if as_json:
             _print_json(v.raw)
@@ -318,10 +342,11 @@ def search(
     order_by: Annotated[str | None, typer.Option(help="e.g. 'metrics.acc DESC'")] = None,
     limit: Annotated[int, typer.Option(help="At most this many results.")] = 100,
     registry: RegistryOpt = "http://127.0.0.1:8080",
+    token: TokenOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Search versions (or models) with the filter language."""
-    with _registry(registry) as reg:
+    with _registry(registry, token) as reg:
         if models:
             found = _run(lambda: list(reg.search_models(filter, order_by=order_by, limit=limit)))
             if as_json:
@@ -345,10 +370,11 @@ def tag(
         list[str] | None, typer.Option("--delete", "-d", help="Tag key to remove, repeatable")
     ] = None,
     registry: RegistryOpt = "http://127.0.0.1:8080",
+    token: TokenOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Set or delete tags on a version."""
-    with _registry(registry) as reg:
+    with _registry(registry, token) as reg:
         v = _run(lambda: reg.tag(ref, _kv(tags, "tag"), delete=delete or []))
         if as_json:
             _print_json(v.raw)
@@ -365,10 +391,11 @@ def alias(
         str | None, typer.Option(help="With show: the time to look at (RFC 3339 or µs).")
     ] = None,
     registry: RegistryOpt = "http://127.0.0.1:8080",
+    token: TokenOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Point an alias at a version, or show one: alias show NAME@ALIAS [--at TIME]."""
-    with _registry(registry) as reg:
+    with _registry(registry, token) as reg:
         if ref == "show" and "@" in name:
             governance_cli.show_alias(reg, name, at, as_json)
             return
@@ -396,6 +423,7 @@ def _event_line(e: Any) -> str:
 @app.command()
 def events(
     registry: RegistryOpt = "http://127.0.0.1:8080",
+    token: TokenOpt = None,
     type_: TypesOpt = None,
     namespace: NamespaceOpt = None,
     model: ModelOpt = None,
@@ -413,7 +441,7 @@ def events(
     as_json: JsonOpt = False,
 ) -> None:
     """List events (the outbox), or follow them live with --follow."""
-    with _registry(registry) as reg:
+    with _registry(registry, token) as reg:
         if follow:
             stream = reg.watch(
                 types=type_,
@@ -481,10 +509,11 @@ def webhooks_create(
     description: Annotated[str, typer.Option(help="What it is for.")] = "",
     inactive: Annotated[bool, typer.Option("--inactive", help="Create it disabled.")] = False,
     registry: RegistryOpt = "http://127.0.0.1:8080",
+    token: TokenOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Subscribe URL to events; prints the signing secret once."""
-    with _registry(registry) as reg:
+    with _registry(registry, token) as reg:
         h = _run(
             lambda: reg.create_webhook(
                 url,
@@ -500,10 +529,12 @@ def webhooks_create(
 
 @webhooks_app.command("list")
 def webhooks_list(
-    registry: RegistryOpt = "http://127.0.0.1:8080", as_json: JsonOpt = False
+    registry: RegistryOpt = "http://127.0.0.1:8080",
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """List webhooks."""
-    with _registry(registry) as reg:
+    with _registry(registry, token) as reg:
         hooks = _run(reg.list_webhooks)
         if as_json:
             _print_json([h.raw for h in hooks])
@@ -525,10 +556,11 @@ def webhooks_list(
 def webhooks_show(
     webhook_id: Annotated[int, typer.Argument(help="Webhook id.")],
     registry: RegistryOpt = "http://127.0.0.1:8080",
+    token: TokenOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Show one webhook."""
-    with _registry(registry) as reg:
+    with _registry(registry, token) as reg:
         _webhook_out(_run(lambda: reg.get_webhook(webhook_id)), as_json)
 
 
@@ -544,6 +576,7 @@ def webhooks_update(
         bool | None, typer.Option("--active/--inactive", help="Re-enable or disable.")
     ] = None,
     registry: RegistryOpt = "http://127.0.0.1:8080",
+    token: TokenOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Change a webhook (only the options given)."""
@@ -559,7 +592,7 @@ def webhooks_update(
         }.items()
         if v is not None
     }
-    with _registry(registry) as reg:
+    with _registry(registry, token) as reg:
         _webhook_out(_run(lambda: reg.update_webhook(webhook_id, **changes)), as_json)
 
 
@@ -567,10 +600,11 @@ def webhooks_update(
 def webhooks_delete(
     webhook_id: Annotated[int, typer.Argument(help="Webhook id.")],
     registry: RegistryOpt = "http://127.0.0.1:8080",
+    token: TokenOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Delete a webhook and its delivery history."""
-    with _registry(registry) as reg:
+    with _registry(registry, token) as reg:
         _run(lambda: reg.delete_webhook(webhook_id))
         if as_json:
             _print_json({"deleted": webhook_id})
@@ -585,10 +619,11 @@ def webhooks_rotate_secret(
         float | None, typer.Option(help="Seconds the old secret keeps signing too.")
     ] = None,
     registry: RegistryOpt = "http://127.0.0.1:8080",
+    token: TokenOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Replace the signing secret; prints the new one once."""
-    with _registry(registry) as reg:
+    with _registry(registry, token) as reg:
         h = _run(lambda: reg.rotate_webhook_secret(webhook_id, overlap_seconds=overlap))
         _webhook_out(h, as_json)
 
@@ -599,10 +634,11 @@ def webhooks_deliveries(
     status: Annotated[str | None, typer.Option(help="pending, succeeded or failed.")] = None,
     limit: Annotated[int, typer.Option(help="At most this many deliveries.")] = 20,
     registry: RegistryOpt = "http://127.0.0.1:8080",
+    token: TokenOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """List a webhook's deliveries, newest first, with every attempt."""
-    with _registry(registry) as reg:
+    with _registry(registry, token) as reg:
         found = _run(lambda: list(reg.webhook_deliveries(webhook_id, status=status, limit=limit)))
         if as_json:
             _print_json([d.raw for d in found])
@@ -629,10 +665,11 @@ def webhooks_redeliver(
     webhook_id: Annotated[int, typer.Argument(help="Webhook id.")],
     delivery_id: Annotated[int, typer.Argument(help="Delivery id.")],
     registry: RegistryOpt = "http://127.0.0.1:8080",
+    token: TokenOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Send one delivery again now (same webhook-id)."""
-    with _registry(registry) as reg:
+    with _registry(registry, token) as reg:
         d = _run(lambda: reg.redeliver(webhook_id, delivery_id))
         if as_json:
             _print_json(d.raw)
@@ -644,10 +681,11 @@ def webhooks_redeliver(
 def webhooks_test(
     webhook_id: Annotated[int, typer.Argument(help="Webhook id.")],
     registry: RegistryOpt = "http://127.0.0.1:8080",
+    token: TokenOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Send a webhook.test event to this webhook only."""
-    with _registry(registry) as reg:
+    with _registry(registry, token) as reg:
         d = _run(lambda: reg.test_webhook(webhook_id))
         if as_json:
             _print_json(d.raw)
@@ -678,6 +716,213 @@ def db_upgrade(
     finally:
         engine.dispose()
     out().print(f"database at revision {after} (was {before or 'empty'})")
+
+
+# -- identity -----------------------------------------------------------------
+
+
+def _parse_duration(text: str | None) -> int | None:
+    """``90`` (seconds), ``30m``, ``12h``, ``30d`` or ``52w`` as seconds."""
+    if text is None:
+        return None
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
+    number, unit = (text[:-1], text[-1]) if text and text[-1] in units else (text, "s")
+    if not number.isdigit() or int(number) < 1:
+        raise typer.BadParameter(f"not a duration: {text!r} (e.g. 3600, 12h, 30d)")
+    return int(number) * units[unit]
+
+
+def _token_table(tokens: list[dict[str, Any]]) -> Table:
+    table = Table("id", "user", "name", "state", "expires", "last used", "created")
+    for t in tokens:
+        table.add_row(
+            t["id"],
+            t["user"],
+            t["name"],
+            t["state"],
+            t["expires_at"] or "never",
+            t["last_used_at"] or "-",
+            t["created_at"],
+        )
+    return table
+
+
+@app.command()
+def whoami(
+    registry: RegistryOpt = "http://127.0.0.1:8080",
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show who the token belongs to and its roles."""
+    with _registry(registry, token) as reg:
+        me = _run(reg.whoami)
+        if as_json:
+            _print_json(me)
+            return
+        admin = " (instance admin)" if me["instance_admin"] else ""
+        out().print(f"[bold]{me['name']}[/bold]{admin}")
+        for ns, roles in sorted(me["roles"].items()):
+            out().print(f"  {ns}: {', '.join(roles)}")
+
+
+@token_app.command("create")
+def token_create(
+    name: Annotated[str, typer.Argument(help="What the token is for, e.g. ci-pipeline.")],
+    user: Annotated[
+        str | None, typer.Option(help="Owner (default: yourself; others need instance admin).")
+    ] = None,
+    expires_in: Annotated[
+        str | None, typer.Option("--expires-in", help="Lifetime: 3600, 12h, 30d, 52w.")
+    ] = None,
+    registry: RegistryOpt = "http://127.0.0.1:8080",
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Create an API token. The secret is printed now and never again."""
+    seconds = _parse_duration(expires_in)
+    with _registry(registry, token) as reg:
+        made = _run(lambda: reg.create_token(name, user=user, expires_in=seconds))
+        if as_json:
+            _print_json(made)
+            return
+        err.print(
+            f"created token {made['id']} for {made['user']} "
+            f"(expires {made['expires_at'] or 'never'}); store it now, it is not shown again:"
+        )
+        sys.stdout.write(made["token"] + "\n")
+
+
+@token_app.command("list")
+def token_list(
+    user: Annotated[str | None, typer.Option(help="This user's tokens (instance admin).")] = None,
+    all_users: Annotated[
+        bool, typer.Option("--all", help="Every user's tokens (instance admin).")
+    ] = False,
+    registry: RegistryOpt = "http://127.0.0.1:8080",
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List API tokens (your own by default); secrets are never shown."""
+    with _registry(registry, token) as reg:
+        found = _run(lambda: reg.list_tokens(user=user, all_users=all_users))
+        if as_json:
+            _print_json(found)
+        else:
+            out().print(_token_table(found))
+
+
+@token_app.command("revoke")
+def token_revoke(
+    token_id: Annotated[str, typer.Argument(help="The token's id (see `token list`).")],
+    registry: RegistryOpt = "http://127.0.0.1:8080",
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Revoke an API token at once."""
+    with _registry(registry, token) as reg:
+        done = _run(lambda: reg.revoke_token(token_id))
+        if as_json:
+            _print_json(done)
+        else:
+            out().print(f"revoked token {done['id']} ({done['user']}/{done['name']})")
+
+
+@user_app.command("create")
+def user_create(
+    name: Annotated[str, typer.Argument(help="User name.")],
+    registry: RegistryOpt = "http://127.0.0.1:8080",
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Create a user (then grant roles and create a token for it)."""
+    with _registry(registry, token) as reg:
+        made = _run(lambda: reg.create_user(name))
+        if as_json:
+            _print_json(made)
+        else:
+            out().print(f"created user {made['name']}")
+
+
+@user_app.command("list")
+def user_list(
+    registry: RegistryOpt = "http://127.0.0.1:8080",
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List users with their roles."""
+    with _registry(registry, token) as reg:
+        users = _run(reg.list_users)
+        if as_json:
+            _print_json(users)
+            return
+        table = Table("user", "roles", "created")
+        for u in users:
+            roles = " ".join(f"{b['namespace']}:{b['role']}" for b in u["roles"])
+            table.add_row(u["name"], roles, u["created_at"])
+        out().print(table)
+
+
+RoleNamespaceOpt = Annotated[
+    str, typer.Option("--namespace", "-n", help="Namespace, or * for every namespace.")
+]
+
+
+@role_app.command("grant")
+def role_grant(
+    user: Annotated[str, typer.Argument(help="User name.")],
+    role: Annotated[str, typer.Argument(help="reader, writer, reviewer, admin or consumer.")],
+    namespace: RoleNamespaceOpt = "default",
+    registry: RegistryOpt = "http://127.0.0.1:8080",
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Grant USER the ROLE in a namespace."""
+    with _registry(registry, token) as reg:
+        b = _run(lambda: reg.grant_role(user, role, namespace=namespace))
+        if as_json:
+            _print_json(b)
+        else:
+            out().print(f"{b['user']} is {b['role']} in {b['namespace']}")
+
+
+@role_app.command("revoke")
+def role_revoke(
+    user: Annotated[str, typer.Argument(help="User name.")],
+    role: Annotated[str, typer.Argument(help="The role to take back.")],
+    namespace: RoleNamespaceOpt = "default",
+    registry: RegistryOpt = "http://127.0.0.1:8080",
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Take ROLE in a namespace back from USER."""
+    with _registry(registry, token) as reg:
+        _run(lambda: reg.revoke_role(user, role, namespace=namespace))
+        if as_json:
+            _print_json({"user": user, "role": role, "namespace": namespace, "revoked": True})
+        else:
+            out().print(f"{user} is no longer {role} in {namespace}")
+
+
+@role_app.command("list")
+def role_list(
+    namespace: Annotated[
+        str | None, typer.Option("--namespace", "-n", help="Only this namespace (* = global).")
+    ] = None,
+    user: Annotated[str | None, typer.Option(help="Only this user.")] = None,
+    registry: RegistryOpt = "http://127.0.0.1:8080",
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List role bindings (your own, a namespace's as its admin, all as instance admin)."""
+    with _registry(registry, token) as reg:
+        found = _run(lambda: reg.list_roles(namespace=namespace, user=user))
+        if as_json:
+            _print_json(found)
+            return
+        table = Table("namespace", "user", "role", "granted by", "granted")
+        for b in found:
+            table.add_row(b["namespace"], b["user"], b["role"], b["granted_by"], b["granted_at"])
+        out().print(table)
 
 
 governance_cli.register(app)

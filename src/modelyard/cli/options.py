@@ -20,3 +20,11 @@ RegistryOpt = Annotated[
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+TokenOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--token",
+        envvar="MODELYARD_TOKEN",
+        help="API token for a server with auth on (sent as Authorization: Bearer).",
+    ),
+]

@@ -17,6 +17,7 @@ import httpx
 from modelyard.client.errors import ServerError, error_from_response
 from modelyard.client.governance import EmbeddedGovernance, GovernanceBackend, RemoteGovernance
 from modelyard.client.transfer import Progress, check_stored_digest, iter_file
+from modelyard.domain.identity import Principal
 from modelyard.domain.references import Reference
 
 if TYPE_CHECKING:
@@ -55,6 +56,15 @@ class Backend(GovernanceBackend, Protocol):
     ) -> Wire: ...
     def search(self, target: Target, query: Wire) -> Wire: ...
     def download(self, ref: Reference, path: str) -> Iterator[bytes]: ...
+    def whoami(self) -> Wire: ...
+    def create_user(self, name: str) -> Wire: ...
+    def list_users(self) -> Wire: ...
+    def create_token(self, name: str, user: str | None, expires_in: int | None) -> Wire: ...
+    def list_tokens(self, user: str | None, all_users: bool) -> Wire: ...
+    def revoke_token(self, token_id: str) -> Wire: ...
+    def grant_role(self, namespace: str, user: str, role: str) -> Wire: ...
+    def revoke_role(self, namespace: str, user: str, role: str) -> None: ...
+    def list_roles(self, namespace: str | None, user: str | None) -> Wire: ...
     def close(self) -> None: ...
     # -- events and webhooks: query keys are the REST query parameters --
     def list_events(self, query: Wire) -> Wire: ...
@@ -236,6 +246,47 @@ class RemoteBackend(RemoteGovernance):
             else:
                 yield from resp.iter_bytes(1 << 20)
 
+    def whoami(self) -> Wire:
+        """GET /whoami."""
+        return self._wire("GET", "/api/v1/whoami")
+
+    def create_user(self, name: str) -> Wire:
+        """POST /users."""
+        return self._wire("POST", "/api/v1/users", json={"name": name})
+
+    def list_users(self) -> Wire:
+        """GET /users."""
+        return self._wire("GET", "/api/v1/users")
+
+    def create_token(self, name: str, user: str | None, expires_in: int | None) -> Wire:
+        """POST /tokens."""
+        body = {"name": name, "user": user, "expires_in": expires_in}
+        return self._wire("POST", "/api/v1/tokens", json=body)
+
+    def list_tokens(self, user: str | None, all_users: bool) -> Wire:
+        """GET /tokens."""
+        params: dict[str, Any] = {"all": str(all_users).lower()}
+        if user:
+            params["user"] = user
+        return self._wire("GET", "/api/v1/tokens", params=params)
+
+    def revoke_token(self, token_id: str) -> Wire:
+        """DELETE /tokens/{id}."""
+        return self._wire("DELETE", f"/api/v1/tokens/{_q(token_id)}")
+
+    def grant_role(self, namespace: str, user: str, role: str) -> Wire:
+        """PUT a role binding."""
+        return self._wire("PUT", f"/api/v1/roles/{_q(namespace)}/{_q(user)}/{_q(role)}")
+
+    def revoke_role(self, namespace: str, user: str, role: str) -> None:
+        """DELETE a role binding."""
+        self._json("DELETE", f"/api/v1/roles/{_q(namespace)}/{_q(user)}/{_q(role)}")
+
+    def list_roles(self, namespace: str | None, user: str | None) -> Wire:
+        """GET /roles."""
+        params = {k: v for k, v in {"namespace": namespace, "user": user}.items() if v}
+        return self._wire("GET", "/api/v1/roles", params=params)
+
     def close(self) -> None:
         """Close the connection pool."""
         self.http.close()
@@ -301,7 +352,13 @@ class RemoteBackend(RemoteGovernance):
 
 
 class EmbeddedBackend(EmbeddedGovernance):
-    """The service in this process, on a data directory."""
+    """The service in this process, on a data directory.
+
+    Embedded use acts as the built-in superuser ``local`` (every permission,
+    no token): whoever can open the data directory owns the registry anyway.
+    The service still makes every decision, so pass another ``actor`` to act
+    as a real principal (as the server does for token holders).
+    """
 
     def __init__(
         self,
@@ -309,14 +366,16 @@ class EmbeddedBackend(EmbeddedGovernance):
         *,
         db: str | None = None,
         store: str | None = None,
-        actor: str = "local",
+        actor: Principal | None = None,
     ) -> None:
         from modelyard.service.factory import build_registry
+        from modelyard.service.identity import IdentityService
         from modelyard.settings import Settings
 
         self.settings = Settings(data_dir=data_dir, db=db, store=store)
         self.svc = build_registry(self.settings)
-        self.actor = actor
+        self.identity = IdentityService(self.svc)
+        self.actor = actor or Principal.local("local")
         self._webhooks: WebhookService | None = None
 
     def create_model(self, namespace: str, name: str, body: Wire) -> Wire:
@@ -338,7 +397,7 @@ class EmbeddedBackend(EmbeddedGovernance):
         """One model."""
         from modelyard.api import render
 
-        return render.model(self.svc.get_model(name, namespace=namespace))
+        return render.model(self.svc.get_model(name, namespace=namespace, actor=self.actor))
 
     def update_model(self, namespace: str, name: str, changes: Wire) -> Wire:
         """Change a model."""
@@ -362,12 +421,13 @@ class EmbeddedBackend(EmbeddedGovernance):
 
     def missing(self, digests: list[str]) -> list[str]:
         """Which digests the blob store lacks."""
-        return self.svc.missing_blobs(digests)
+        return self.svc.missing_blobs(digests, actor=self.actor)
 
     def upload(
         self, source: Path, size: int, progress: Progress | None, *, digest: str | None
     ) -> str:
         """Write the file into the blob store (verified like an HTTP upload)."""
+        self.svc.authorize_upload(self.actor)
         writer = self.svc.blobs.writer()
         try:
             for chunk in iter_file(source, progress):
@@ -397,7 +457,7 @@ class EmbeddedBackend(EmbeddedGovernance):
         """One version with its files."""
         from modelyard.api import render
 
-        return render.version(self.svc.get_version(ref))
+        return render.version(self.svc.get_version(ref, actor=self.actor))
 
     def update_version(self, ref: Reference, changes: Wire) -> Wire:
         """Change a version's mutable fields."""
@@ -438,7 +498,7 @@ class EmbeddedBackend(EmbeddedGovernance):
         from modelyard.api import render
 
         page = self.svc.list_versions(
-            name, namespace=namespace, page_size=page_size, page_token=page_token
+            name, namespace=namespace, page_size=page_size, page_token=page_token, actor=self.actor
         )
         return {
             "versions": [render.version(v) for v in page.items],
@@ -454,6 +514,7 @@ class EmbeddedBackend(EmbeddedGovernance):
             "page_size": query.get("page_size", 100),
             "page_token": query.get("page_token"),
             "namespace": query.get("namespace"),
+            "actor": self.actor,
         }
         if target == "versions":
             vpage = self.svc.search_versions(query.get("filter"), **kw)
@@ -469,8 +530,64 @@ class EmbeddedBackend(EmbeddedGovernance):
 
     def download(self, ref: Reference, path: str) -> Iterator[bytes]:
         """Read one file of a version from the blob store."""
-        _, entry = self.svc.get_file(ref, path)
+        _, entry = self.svc.get_file(ref, path, actor=self.actor)
         yield from self.svc.blobs.iter_range(entry.digest)
+
+    def whoami(self) -> Wire:
+        """The embedded principal."""
+        return self.identity.whoami(actor=self.actor)
+
+    def create_user(self, name: str) -> Wire:
+        """Create a user."""
+        from modelyard.api.v1.identity import render_user
+
+        return render_user(self.identity.create_user(name, actor=self.actor))
+
+    def list_users(self) -> Wire:
+        """Every user."""
+        from modelyard.api.v1.identity import render_user
+
+        return {"users": [render_user(u) for u in self.identity.list_users(actor=self.actor)]}
+
+    def create_token(self, name: str, user: str | None, expires_in: int | None) -> Wire:
+        """Create a token (the plaintext is in ``token``)."""
+        from modelyard.api.v1.identity import render_token
+
+        token, plaintext = self.identity.create_token(
+            name, user=user, expires_in=expires_in, actor=self.actor
+        )
+        return {**render_token(token), "token": plaintext}
+
+    def list_tokens(self, user: str | None, all_users: bool) -> Wire:
+        """Tokens."""
+        from modelyard.api.v1.identity import render_token
+
+        found = self.identity.list_tokens(user=user, all_users=all_users, actor=self.actor)
+        return {"tokens": [render_token(t) for t in found]}
+
+    def revoke_token(self, token_id: str) -> Wire:
+        """Revoke a token."""
+        from modelyard.api.v1.identity import render_token
+
+        return render_token(self.identity.revoke_token(token_id, actor=self.actor))
+
+    def grant_role(self, namespace: str, user: str, role: str) -> Wire:
+        """Grant a role."""
+        from modelyard.api.v1.identity import render_binding
+
+        binding, _ = self.identity.grant_role(user, role, namespace=namespace, actor=self.actor)
+        return render_binding(binding)
+
+    def revoke_role(self, namespace: str, user: str, role: str) -> None:
+        """Revoke a role."""
+        self.identity.revoke_role(user, role, namespace=namespace, actor=self.actor)
+
+    def list_roles(self, namespace: str | None, user: str | None) -> Wire:
+        """Role bindings."""
+        from modelyard.api.v1.identity import render_binding
+
+        found = self.identity.list_roles(namespace=namespace, user=user, actor=self.actor)
+        return {"roles": [render_binding(b) for b in found]}
 
     def close(self) -> None:
         """Dispose of the database engine."""
@@ -496,6 +613,7 @@ class EmbeddedBackend(EmbeddedGovernance):
             namespace=query.get("namespace"),
             model=query.get("model"),
             subject=query.get("subject"),
+            actor=self.actor,
         )
         after = int(query.get("after") or 0)
         events = hooks.list_events(flt, after=after, limit=int(query.get("limit") or 100))
@@ -541,9 +659,9 @@ class EmbeddedBackend(EmbeddedGovernance):
             )
             return {**render.webhook(hook), "secret": secret}
         if op == "list":
-            return {"webhooks": [render.webhook(h) for h in hooks.list_webhooks()]}
+            return {"webhooks": [render.webhook(h) for h in hooks.list_webhooks(actor=self.actor)]}
         if op == "get":
-            return render.webhook(hooks.get_webhook(wid))
+            return render.webhook(hooks.get_webhook(wid, actor=self.actor))
         if op == "update":
             return render.webhook(hooks.update_webhook(wid, body, actor=self.actor))
         if op == "delete":
@@ -560,6 +678,7 @@ class EmbeddedBackend(EmbeddedGovernance):
                 status=body.get("status"),
                 page_size=int(body.get("page_size") or 50),
                 page_token=body.get("page_token"),
+                actor=self.actor,
             )
             return {
                 "deliveries": [render.delivery(d) for d in page.items],

@@ -15,6 +15,7 @@ from modelyard.client.paging import walk_pages
 from modelyard.domain.references import DEFAULT_NAMESPACE, Reference, parse_reference
 
 if TYPE_CHECKING:
+    from modelyard.domain.identity import Principal
     from modelyard.service.approvals import ApprovalService
     from modelyard.service.governance import GovernanceService
     from modelyard.service.registry import RegistryService
@@ -138,7 +139,7 @@ class EmbeddedGovernance:
 
     if TYPE_CHECKING:
         svc: RegistryService
-        actor: str
+        actor: Principal
 
     @property
     def gov(self) -> GovernanceService:
@@ -159,11 +160,11 @@ class EmbeddedGovernance:
         from modelyard.api import render_governance as rg
 
         if model is None:
-            return rg.policy_record(self.gov.get_policy(namespace))
+            return rg.policy_record(self.gov.get_policy(namespace, actor=self.actor))
         return rg.model_policy(
-            self.gov.get_policy(namespace),
-            self.gov.get_policy(namespace, model),
-            self.gov.effective_policy(namespace, model),
+            self.gov.get_policy(namespace, actor=self.actor),
+            self.gov.get_policy(namespace, model, actor=self.actor),
+            self.gov.effective_policy(namespace, model, actor=self.actor),
         )
 
     def put_policy(self, namespace: str, model: str | None, rules: Wire) -> Wire:
@@ -182,7 +183,7 @@ class EmbeddedGovernance:
         """The dry run."""
         from modelyard.api import render_governance as rg
 
-        return rg.policy_check(self.gov.check(ref, action=action, alias=alias))
+        return rg.policy_check(self.gov.check(ref, action=action, alias=alias, actor=self.actor))
 
     def rollback(self, ref: Reference, reason: str, expected_version: int | None) -> Wire:
         """Roll an alias back."""
@@ -207,7 +208,9 @@ class EmbeddedGovernance:
 
         when = time.time_ns() // 1000 if at is None else at
         return rg.alias_at(
-            self.gov.alias_at(ref.name, _alias_of(ref), when, namespace=ref.namespace)
+            self.gov.alias_at(
+                ref.name, _alias_of(ref), when, namespace=ref.namespace, actor=self.actor
+            )
         )
 
     def request_approval(self, ref: Reference, body: Wire) -> Wire:
@@ -232,7 +235,7 @@ class EmbeddedGovernance:
         """One request."""
         from modelyard.api import render_governance as rg
 
-        return rg.approval(self.approvals.get_approval(approval_id))
+        return rg.approval(self.approvals.get_approval(approval_id, actor=self.actor))
 
     def list_approvals(
         self, namespace: str, state: str, page_size: int, page_token: str | None
@@ -245,6 +248,7 @@ class EmbeddedGovernance:
             state=None if state == "all" else state,
             page_size=page_size,
             page_token=page_token,
+            actor=self.actor,
         )
         return {
             "approvals": [rg.approval(a) for a in page.items],
@@ -255,7 +259,9 @@ class EmbeddedGovernance:
         """The audit log."""
         from modelyard.api import render_governance as rg
 
-        page = self.gov.audit(**query)
+        filters = dict(query)
+        by = filters.pop("actor", None)
+        page = self.gov.audit(**filters, by=by, actor=self.actor)
         return {
             "entries": [rg.audit_entry(e) for e in page.items],
             "next_page_token": page.next_page_token,

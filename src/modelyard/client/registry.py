@@ -392,6 +392,50 @@ class Registry(GovernanceMixin):
         """Point ``alias`` at the version ``ref`` names."""
         return VersionInfo.from_wire(self._b.set_alias(parse_reference(ref), alias, reason))
 
+    # -- identity ---------------------------------------------------------
+
+    def whoami(self) -> dict[str, Any]:
+        """Who this registry handle acts as, with its roles per namespace."""
+        return self._b.whoami()
+
+    def create_user(self, name: str) -> dict[str, Any]:
+        """Create a user (instance admin)."""
+        return self._b.create_user(name)
+
+    def list_users(self) -> list[dict[str, Any]]:
+        """Every user with their role bindings (instance admin)."""
+        return list(self._b.list_users()["users"])
+
+    def create_token(
+        self, name: str, *, user: str | None = None, expires_in: int | None = None
+    ) -> dict[str, Any]:
+        """Create an API token; ``result["token"]`` is the secret, shown only now."""
+        return self._b.create_token(name, user, expires_in)
+
+    def list_tokens(
+        self, *, user: str | None = None, all_users: bool = False
+    ) -> list[dict[str, Any]]:
+        """Tokens (own by default) with state and last use, never secrets."""
+        return list(self._b.list_tokens(user, all_users)["tokens"])
+
+    def revoke_token(self, token_id: str) -> dict[str, Any]:
+        """Revoke a token by its public id."""
+        return self._b.revoke_token(token_id)
+
+    def grant_role(self, user: str, role: str, *, namespace: str) -> dict[str, Any]:
+        """Give ``user`` a role in ``namespace`` (``*``: every namespace)."""
+        return self._b.grant_role(namespace, user, role)
+
+    def revoke_role(self, user: str, role: str, *, namespace: str) -> None:
+        """Take a role back."""
+        self._b.revoke_role(namespace, user, role)
+
+    def list_roles(
+        self, *, namespace: str | None = None, user: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Role bindings, optionally of one namespace and/or user."""
+        return list(self._b.list_roles(namespace, user)["roles"])
+
     # -- events -----------------------------------------------------------
 
     def list_events(

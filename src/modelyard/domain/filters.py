@@ -137,7 +137,18 @@ class Not:
     item: Node
 
 
-Node: TypeAlias = Comparison | And | Or | Not
+@dataclass(frozen=True, slots=True)
+class AnyVersion:
+    """(Models only) the model has at least one version matching ``item``.
+
+    Never produced by the parser: the service builds it, e.g. for the
+    production view, where a model is visible only through a visible version.
+    """
+
+    item: Node
+
+
+Node: TypeAlias = Comparison | And | Or | Not | AnyVersion
 
 
 @dataclass(frozen=True, slots=True)

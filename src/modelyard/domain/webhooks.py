@@ -41,6 +41,8 @@ class EventFilter:
     namespace: str | None = None
     model: str | None = None
     subject: str | None = None
+    # Only events of these namespaces (what the reader may read); None: any.
+    namespaces: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)

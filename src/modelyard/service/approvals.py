@@ -11,9 +11,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from modelyard.domain import identity as auth
 from modelyard.domain.approvals import Approval, ApprovalAction, ApprovalState
 from modelyard.domain.entities import Version, VersionState
 from modelyard.domain.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from modelyard.domain.identity import Permission, Principal
 from modelyard.domain.lifecycle import check_transition
 from modelyard.domain.names import validate_name
 from modelyard.domain.policies import Policy, evaluate
@@ -45,7 +47,7 @@ class ApprovalService:
         alias: str | None = None,
         archive_previous: bool = False,
         comment: str = "",
-        actor: str,
+        actor: Principal,
     ) -> Approval:
         """Ask reviewers for a gated transition.
 
@@ -54,13 +56,14 @@ class ApprovalService:
         with ``POLICY_VIOLATION`` when the version fails the policy's other
         rules, so reviewers only see requests that can apply; refused with
         ``APPROVAL_ALREADY_PENDING`` when the same request is open.
-        Requires: writer on the namespace.
+        Requires: write on the namespace.
         """
         act = parse_action(action)
         if act is ApprovalAction.ALIAS or alias is not None:
             alias = check_alias_name(alias)
         comment = check_comment(comment)
         r = self.reg.resolve(ref)
+        auth.require(actor, Permission.WRITE, r.namespace)
 
         def op(tx: Tx) -> Approval:
             vid = self.reg._version_id(tx, r)
@@ -97,13 +100,13 @@ class ApprovalService:
                 alias=alias,
                 alias_from=alias_from,
                 archive_previous=archive_previous,
-                actor=actor,
+                actor=actor.name,
                 comment=comment,
             )
             approval = gov.load_approvals(tx, [aid])[0].approval
             tx.append_event(
                 "approval.requested",
-                actor=actor,
+                actor=actor.name,
                 namespace=version.namespace,
                 subject=version.ref,
                 payload={
@@ -124,8 +127,16 @@ class ApprovalService:
             ev = evaluate(policy, version, approvals=None, require_published=True)
             policy_gate.enforce(ev, version, "alias", alias)
 
-    def _pending(self, tx: Tx, approval_id: int) -> gov.ApprovalRow:
+    def _pending(
+        self, tx: Tx, approval_id: int, actor: Principal, permission: Permission
+    ) -> gov.ApprovalRow:
+        """The request, locked, if ``actor`` holds ``permission`` in its namespace
+        and it is still pending. In a namespace the actor cannot read it answers
+        ``APPROVAL_NOT_FOUND``, as if it did not exist."""
         row = self._row(tx, approval_id, for_update=True)
+        if not actor.can(Permission.READ, row.approval.namespace):
+            raise _not_found(approval_id)
+        auth.require(actor, permission, row.approval.namespace)
         if row.approval.state is not ApprovalState.PENDING:
             raise Conflict(
                 f"approval request {approval_id} is {row.approval.state.value}, not pending",
@@ -142,14 +153,10 @@ class ApprovalService:
             raise NotFound("approval request not found", code="APPROVAL_NOT_FOUND")
         found = gov.load_approvals(tx, [approval_id], for_update=for_update)
         if not found:
-            raise NotFound(
-                f"approval request {approval_id} not found",
-                code="APPROVAL_NOT_FOUND",
-                details={"id": approval_id},
-            )
+            raise _not_found(approval_id)
         return found[0]
 
-    def approve(self, approval_id: int, *, actor: str, comment: str = "") -> Approval:
+    def approve(self, approval_id: int, *, actor: Principal, comment: str = "") -> Approval:
         """Approve a pending request; at the N-th distinct approval it applies.
 
         The requester cannot approve (``SELF_APPROVAL``), nor can anyone twice
@@ -158,33 +165,33 @@ class ApprovalService:
         pending). The transition, the vote and the request's new state commit
         in one transaction; of two concurrent last approvals exactly one
         applies and the other gets ``APPROVAL_NOT_PENDING``.
-        Requires: reviewer on the namespace.
+        Requires: review on the namespace.
         """
         comment = check_comment(comment)
 
         def op(tx: Tx) -> Approval:
-            row = self._pending(tx, approval_id)
+            row = self._pending(tx, approval_id, actor, Permission.REVIEW)
             a = row.approval
-            if actor == a.requested_by:
+            if actor.name == a.requested_by:
                 raise PermissionDenied(
                     "the requester cannot approve their own request",
                     code="SELF_APPROVAL",
                     details={"id": approval_id},
                 )
-            if any(vote.actor == actor for vote in a.votes):
+            if any(vote.actor == actor.name for vote in a.votes):
                 raise Conflict(
-                    f"{actor} has already reviewed request {approval_id}",
+                    f"{actor.name} has already reviewed request {approval_id}",
                     code="ALREADY_REVIEWED",
                     details={"id": approval_id},
                 )
             version = tx.load_versions([row.version_id])[0]
             policy = policy_gate.effective_policy(tx, row.model_id)
             self._precheck(policy, version, a.action, a.alias)
-            gov.add_vote(tx, approval_id, actor, "approve", comment)
+            gov.add_vote(tx, approval_id, actor.name, "approve", comment)
             count = len(a.approvers) + 1
             tx.append_event(
                 "approval.approved",
-                actor=actor,
+                actor=actor.name,
                 namespace=a.namespace,
                 subject=a.ref,
                 payload={
@@ -202,7 +209,7 @@ class ApprovalService:
 
         return self.reg._write(op)
 
-    def _apply(self, tx: Tx, row: gov.ApprovalRow, actor: str) -> None:
+    def _apply(self, tx: Tx, row: gov.ApprovalRow, actor: Principal) -> None:
         a = row.approval
         ref = Reference(a.namespace, a.model, version=a.version)
         before = tx.load_versions([row.version_id])[0]
@@ -240,11 +247,11 @@ class ApprovalService:
                 approval_id=a.id,
             )
         policy_gate.check_protected_targets(tx, row.model_id)
-        gov.set_approval_state(tx, a.id, ApprovalState.APPLIED, actor)
+        gov.set_approval_state(tx, a.id, ApprovalState.APPLIED, actor.name)
         after = self._row(tx, a.id).approval
         tx.append_event(
             "approval.applied",
-            actor=actor,
+            actor=actor.name,
             namespace=a.namespace,
             subject=a.ref,
             payload={
@@ -258,35 +265,35 @@ class ApprovalService:
             },
         )
 
-    def reject(self, approval_id: int, *, actor: str, comment: str = "") -> Approval:
+    def reject(self, approval_id: int, *, actor: Principal, comment: str = "") -> Approval:
         """Reject a pending request (final). The requester cancels instead.
 
-        Requires: reviewer on the namespace.
+        Requires: review on the namespace.
         """
         comment = check_comment(comment)
 
         def op(tx: Tx) -> Approval:
-            a = self._pending(tx, approval_id).approval
-            if actor == a.requested_by:
+            a = self._pending(tx, approval_id, actor, Permission.REVIEW).approval
+            if actor.name == a.requested_by:
                 raise PermissionDenied(
                     "the requester cannot review their own request; cancel it instead",
                     code="SELF_APPROVAL",
                     details={"id": approval_id},
                 )
-            gov.add_vote(tx, approval_id, actor, "reject", comment)
+            gov.add_vote(tx, approval_id, actor.name, "reject", comment)
             return self._close(tx, a, ApprovalState.REJECTED, actor, comment=comment)
 
         return self.reg._write(op)
 
-    def cancel(self, approval_id: int, *, actor: str) -> Approval:
+    def cancel(self, approval_id: int, *, actor: Principal) -> Approval:
         """Withdraw one's own pending request (``NOT_REQUESTER`` for anyone else).
 
-        Requires: writer on the namespace.
+        Requires: write on the namespace.
         """
 
         def op(tx: Tx) -> Approval:
-            a = self._pending(tx, approval_id).approval
-            if actor != a.requested_by:
+            a = self._pending(tx, approval_id, actor, Permission.WRITE).approval
+            if actor.name != a.requested_by:
                 raise PermissionDenied(
                     "only the requester can cancel a request",
                     code="NOT_REQUESTER",
@@ -297,14 +304,14 @@ class ApprovalService:
         return self.reg._write(op)
 
     def _close(
-        self, tx: Tx, a: Approval, state: ApprovalState, actor: str, **extra: Any
+        self, tx: Tx, a: Approval, state: ApprovalState, actor: Principal, **extra: Any
     ) -> Approval:
         """End pending request ``a`` as ``state`` (rejected or cancelled) and
         write its ``approval.<state>`` event, ``extra`` added to the payload."""
-        gov.set_approval_state(tx, a.id, state, actor)
+        gov.set_approval_state(tx, a.id, state, actor.name)
         tx.append_event(
             f"approval.{state.value}",
-            actor=actor,
+            actor=actor.name,
             namespace=a.namespace,
             subject=a.ref,
             payload={
@@ -316,13 +323,16 @@ class ApprovalService:
         )
         return self._row(tx, a.id).approval
 
-    def get_approval(self, approval_id: int) -> Approval:
+    def get_approval(self, approval_id: int, *, actor: Principal) -> Approval:
         """One request with its reviews.
 
-        Requires: reader on the request's namespace.
+        Requires: read on the request's namespace (else ``APPROVAL_NOT_FOUND``).
         """
         with self.db.read() as tx:
-            return self._row(tx, approval_id).approval
+            found = self._row(tx, approval_id).approval
+        if not actor.can(Permission.READ, found.namespace):
+            raise _not_found(approval_id)
+        return found
 
     def list_approvals(
         self,
@@ -331,12 +341,14 @@ class ApprovalService:
         state: str | None = "pending",
         page_size: int = 100,
         page_token: str | None = None,
+        actor: Principal,
     ) -> Page[Approval]:
         """A namespace's requests, newest first (pending ones by default).
 
-        Requires: reader on the namespace.
+        Requires: read on the namespace.
         """
         validate_name(namespace, kind="namespace")
+        auth.require(actor, Permission.READ, namespace)
         if state is not None:
             try:
                 state = ApprovalState(state).value
@@ -354,6 +366,14 @@ class ApprovalService:
             items = [r.approval for r in gov.load_approvals(tx, ids[:limit])]
         token = str(items[-1].id) if len(ids) > limit else None
         return Page(items, token)
+
+
+def _not_found(approval_id: int) -> NotFound:
+    return NotFound(
+        f"approval request {approval_id} not found",
+        code="APPROVAL_NOT_FOUND",
+        details={"id": approval_id},
+    )
 
 
 def _approval_payload(a: Approval) -> dict[str, Any]:

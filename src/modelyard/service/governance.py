@@ -14,18 +14,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from modelyard.domain import identity as auth
 from modelyard.domain.approvals import ApprovalAction
 from modelyard.domain.entities import AliasMove, Version, VersionState
 from modelyard.domain.errors import Conflict, InvalidInput, NotFound
-from modelyard.domain.filters import And, Comparison, Field, Node, Or
+from modelyard.domain.filters import Node
+from modelyard.domain.identity import Permission, Principal
 from modelyard.domain.names import RESERVED_ALIASES, validate_alias, validate_name
 from modelyard.domain.policies import (
     PRODUCTION,
     Policy,
     evaluate,
-    merge_policies,
     parse_policy,
-    policy_filter,
     visible,
 )
 from modelyard.domain.references import DEFAULT_NAMESPACE, Reference
@@ -174,14 +174,14 @@ class GovernanceService:
         verb: str,
         namespace: str,
         model: str | None,
-        actor: str,
+        actor: Principal,
         before: Mapping[str, Any] | None,
         after: Mapping[str, Any] | None,
     ) -> None:
         """The ``policy.<verb>`` event of a change to a namespace's or model's policy."""
         tx.append_event(
             f"policy.{verb}",
-            actor=actor,
+            actor=actor.name,
             namespace=namespace,
             subject=namespace if model is None else f"{namespace}/{model}",
             payload={
@@ -192,12 +192,15 @@ class GovernanceService:
             },
         )
 
-    def get_policy(self, namespace: str, model: str | None = None) -> PolicyRecord:
+    def get_policy(
+        self, namespace: str, model: str | None = None, *, actor: Principal
+    ) -> PolicyRecord:
         """The policy stored for a namespace or for one model (``policy`` None if unset).
 
-        Requires: reader on the namespace.
+        Requires: read on the namespace.
         """
         _check_scope(namespace, model)
+        auth.require(actor, Permission.READ, namespace)
         with self.db.read() as tx:
             nid, mid = self._scope(tx, namespace, model)
             stored = gov.get_policy(tx, nid, mid, PRODUCTION)
@@ -207,11 +210,12 @@ class GovernanceService:
             namespace, model, parse_policy(stored.rules), stored.updated_by, stored.updated_at
         )
 
-    def effective_policy(self, namespace: str, model: str) -> Policy:
+    def effective_policy(self, namespace: str, model: str, *, actor: Principal) -> Policy:
         """The policy that gates ``model``: its namespace's, extended by its own.
 
-        Requires: reader on the namespace.
+        Requires: read on the namespace.
         """
+        auth.require(actor, Permission.READ, namespace)
         with self.db.read() as tx:
             mid = self.reg._model_id(tx, namespace, model)
             return policy_gate.effective_policy(tx, mid)
@@ -222,7 +226,7 @@ class GovernanceService:
         rules: Mapping[str, Any],
         *,
         model: str | None = None,
-        actor: str,
+        actor: Principal,
     ) -> PolicyRecord:
         """Replace the production policy of a namespace (or of one model).
 
@@ -230,13 +234,14 @@ class GovernanceService:
         Requires: admin on the namespace.
         """
         _check_scope(namespace, model)
+        auth.require(actor, Permission.ADMIN, namespace)
         policy = parse_policy(rules)
         stored_rules = policy.to_dict()
 
         def op(tx: Tx) -> PolicyRecord:
             nid, mid = self._scope(tx, namespace, model, for_update=True)
             before = gov.get_policy(tx, nid, mid, PRODUCTION)
-            gov.put_policy(tx, nid, mid, PRODUCTION, stored_rules, actor)
+            gov.put_policy(tx, nid, mid, PRODUCTION, stored_rules, actor.name)
             after = gov.get_policy(tx, nid, mid, PRODUCTION)
             assert after is not None
             self._policy_event(
@@ -252,12 +257,13 @@ class GovernanceService:
 
         return self.reg._write(op)
 
-    def delete_policy(self, namespace: str, *, model: str | None = None, actor: str) -> None:
+    def delete_policy(self, namespace: str, *, model: str | None = None, actor: Principal) -> None:
         """Remove the production policy of a namespace (or of one model).
 
         Requires: admin on the namespace.
         """
         _check_scope(namespace, model)
+        auth.require(actor, Permission.ADMIN, namespace)
 
         def op(tx: Tx) -> None:
             nid, mid = self._scope(tx, namespace, model, for_update=True)
@@ -271,36 +277,13 @@ class GovernanceService:
         self.reg._write(op)
 
     def visibility_filter(self, namespace: str) -> Node:
-        """The production view of a namespace as one search filter node.
-
-        Versions a production consumer may see: published and meeting the
-        content rules of their model's effective policy (see
-        :func:`~modelyard.domain.policies.policy_filter`). Models with their
-        own policy get their own branch, the rest share the namespace's:
-        ``(namespace = ns AND name NOT IN (own...) AND ns_filter) OR (namespace
-        = ns AND name = m1 AND m1_filter) OR ...``. AND it into a search so the
-        view is an indexed query, not post-filtering.
-        Requires: consumer (or reader) on the namespace.
+        """The production view of a namespace as one search filter node: what
+        a ``consumer`` may see (``RegistryService.production_filter``, the one
+        place the rule lives; AND it into a search so the view is an indexed
+        query, not post-filtering).
+        Requires: nothing (internal; callers check consume or read first).
         """
-        validate_name(namespace, kind="namespace")
-        with self.db.read() as tx:
-            nid = self.reg._namespace_id(tx, namespace)
-            ns_rules = gov.get_policy(tx, nid, None, PRODUCTION)
-            own = gov.model_policies_of_namespace(tx, nid, PRODUCTION)
-        ns_policy = policy_gate.stored_policy(None if ns_rules is None else ns_rules.rules)
-        in_ns = Comparison(Field("attr", "namespace"), "=", namespace)
-        name = Field("attr", "name")
-        shared: list[Node] = [in_ns]
-        if own:
-            shared.append(Comparison(name, "NOT IN", tuple(n for n, _ in own)))
-        shared.append(policy_filter(ns_policy or Policy()))
-        branches: list[Node] = [And(tuple(shared))]
-        for model_name, rules in own:
-            effective = merge_policies(ns_policy, parse_policy(rules))
-            branches.append(
-                And((in_ns, Comparison(name, "=", model_name), policy_filter(effective)))
-            )
-        return branches[0] if len(branches) == 1 else Or(tuple(branches))
+        return self.reg.production_filter(namespace)
 
     def is_visible(self, version: Version) -> bool:
         """True if a production consumer may see ``version`` (point reads of the
@@ -312,7 +295,12 @@ class GovernanceService:
             return visible(policy_gate.effective_policy(tx, mid), version)
 
     def check(
-        self, ref: str | Reference, *, action: str = "publish", alias: str | None = None
+        self,
+        ref: str | Reference,
+        *,
+        action: str = "publish",
+        alias: str | None = None,
+        actor: Principal,
     ) -> PolicyCheck:
         """Dry run: every rule the version does not meet yet for ``action``.
 
@@ -326,6 +314,7 @@ class GovernanceService:
         if act is ApprovalAction.ALIAS or alias is not None:
             alias = check_alias_name(alias)
         r = self.reg.resolve(ref)
+        auth.require(actor, Permission.READ, r.namespace)
         with self.db.read() as tx:
             vid = self.reg._version_id(tx, r)
             version = tx.load_versions([vid])[0]
@@ -357,7 +346,7 @@ class GovernanceService:
         alias: str,
         *,
         namespace: str = DEFAULT_NAMESPACE,
-        actor: str,
+        actor: Principal,
         reason: str = "",
         expected_version: int | None = None,
     ) -> Version:
@@ -371,9 +360,10 @@ class GovernanceService:
         one winner and ``ALIAS_CHANGED`` for the others. On a protected alias
         the target must still meet the policy, but needs no new approval: it
         held the alias before.
-        Requires: writer on the namespace.
+        Requires: write on the namespace.
         """
         validate_name(namespace, kind="namespace")
+        auth.require(actor, Permission.WRITE, namespace)
         validate_name(name)
         validate_alias(alias)
         reason = _text(v.check_description(reason), "reason")
@@ -401,14 +391,21 @@ class GovernanceService:
         return self.reg._write(op)
 
     def alias_at(
-        self, name: str, alias: str, at: str | int, *, namespace: str = DEFAULT_NAMESPACE
+        self,
+        name: str,
+        alias: str,
+        at: str | int,
+        *,
+        namespace: str = DEFAULT_NAMESPACE,
+        actor: Principal,
     ) -> AliasAt:
         """Which version ``alias`` pointed at, at time ``at`` (µs or RFC 3339).
 
         ``version`` is None when the alias did not exist (yet, or any more).
-        Requires: reader on the namespace.
+        Requires: read on the namespace.
         """
         validate_name(namespace, kind="namespace")
+        auth.require(actor, Permission.READ, namespace)
         validate_name(name)
         validate_alias(alias)
         when = parse_instant(at)
@@ -424,7 +421,8 @@ class GovernanceService:
     def audit(
         self,
         *,
-        actor: str | None = None,
+        actor: Principal,
+        by: str | None = None,
         model: str | None = None,
         namespace: str | None = None,
         action: str | None = None,
@@ -438,8 +436,14 @@ class GovernanceService:
         ``model`` is ``name`` or ``namespace/name`` and matches the model, its
         versions and aliases; ``action`` an event type (``alias.moved``) or a
         prefix (``alias.`` or ``alias.*``); ``since`` inclusive and ``until``
-        exclusive, as µs or RFC 3339.
-        Requires: reader on the namespace (auditor: admin).
+        exclusive, as µs or RFC 3339; ``by`` the acting user.
+
+        Requires: read on the namespace. Without ``namespace`` (or ``model``)
+        the log holds only the namespaces the caller reads; instance-wide
+        entries (users, tokens, global roles: namespace ``*``) need the
+        instance admin or a global read role. A reader may audit their
+        namespace because the log shows nothing a reader cannot see anyway
+        (who changed which model, version, alias or policy, and when).
         """
         limit = _page_size(page_size)
         model_key: tuple[str, str] | None = None
@@ -451,6 +455,10 @@ class GovernanceService:
             model_key = (ns, name)
         if namespace is not None:
             validate_name(namespace, kind="namespace")
+            auth.require(actor, Permission.READ, namespace)
+        if model_key is not None:
+            auth.require(actor, Permission.READ, model_key[0])
+        readable = None if actor.reads_everything else actor.namespaces_with(Permission.READ)
         if action is not None and (not isinstance(action, str) or not _ACTION_RE.match(action)):
             raise InvalidInput(
                 "action must be an event type such as alias.moved or a prefix such as alias.*",
@@ -458,8 +466,9 @@ class GovernanceService:
                 details={"field": "action"},
             )
         query = gov.AuditQuery(
-            actor=_actor_filter(actor),
+            actor=_actor_filter(by),
             namespace=namespace,
+            namespaces=None if readable is None else tuple(sorted(readable)),
             model=model_key,
             action=action,
             since=None if since is None else parse_instant(since),

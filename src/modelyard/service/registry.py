@@ -1,7 +1,13 @@
 """Registry use cases: namespaces, models, versions, aliases, search.
 
 Every method that changes something runs in one write transaction and writes
-its event (outbox) in that same transaction.
+its event (outbox) in that same transaction. Every method takes the acting
+:class:`~modelyard.domain.identity.Principal` as ``actor`` and checks its
+permission on the target namespace first (see ``domain/identity.py`` for what
+each role may do); each docstring names the permission it needs. A principal
+that only *consumes* a namespace sees the production view: reads are limited
+by :meth:`RegistryService.production_filter`, and anything outside it answers
+404 exactly as if it did not exist.
 """
 
 from __future__ import annotations
@@ -9,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Generic, Literal, TypeVar
 
 import orjson
@@ -17,12 +23,14 @@ from sqlalchemy.exc import IntegrityError as SAIntegrityError
 from sqlalchemy.exc import OperationalError
 
 from modelyard.domain import filters
+from modelyard.domain import identity as auth
 from modelyard.domain.entities import (
     AliasMove,
     FileEntry,
     Model,
     Namespace,
     Version,
+    VersionLink,
     VersionState,
 )
 from modelyard.domain.errors import (
@@ -31,13 +39,23 @@ from modelyard.domain.errors import (
     IntegrityError,
     InvalidInput,
     NotFound,
+    PermissionDenied,
 )
+from modelyard.domain.identity import SYSTEM, Permission, Principal, Role
 from modelyard.domain.lifecycle import check_transition
 from modelyard.domain.names import RESERVED_ALIASES, validate_alias, validate_name
+from modelyard.domain.policies import (
+    PRODUCTION,
+    Policy,
+    merge_policies,
+    parse_policy,
+    policy_filter,
+)
 from modelyard.domain.references import DEFAULT_NAMESPACE, Reference, parse_reference
 from modelyard.service import policy_gate
 from modelyard.service import validation as v
 from modelyard.store.blobs import BlobStore
+from modelyard.store.metadata import governance as gov_store
 from modelyard.store.metadata import search as search_sql
 from modelyard.store.metadata import tables as t
 from modelyard.store.metadata.repository import MetadataStore, Tx, is_retryable
@@ -120,15 +138,16 @@ class RegistryService:
         if ns is not None:
             return ns
         try:
-            return self.create_namespace(name, actor="system")
+            return self.create_namespace(name, actor=SYSTEM)
         except AlreadyExists:
             with self.db.read() as tx:
                 found = tx.get_namespace(name)
             assert found is not None
             return found
 
-    def create_namespace(self, name: str, *, description: str = "", actor: str) -> Namespace:
-        """Create a namespace."""
+    def create_namespace(self, name: str, *, description: str = "", actor: Principal) -> Namespace:
+        """Create a namespace. Requires: instance admin."""
+        auth.require_instance_admin(actor)
         validate_name(name, kind="namespace")
         description = v.check_description(description)
 
@@ -136,7 +155,7 @@ class RegistryService:
             ns = tx.insert_namespace(name, description)
             tx.append_event(
                 "namespace.created",
-                actor=actor,
+                actor=actor.name,
                 namespace=name,
                 subject=name,
                 payload={"name": name},
@@ -145,10 +164,136 @@ class RegistryService:
 
         return self._write(op)
 
-    def list_namespaces(self) -> list[Namespace]:
-        """All namespaces."""
+    def list_namespaces(self, *, actor: Principal) -> list[Namespace]:
+        """The namespaces the caller holds any role in (all, for global roles).
+
+        Requires: nothing (the list is filtered).
+        """
         with self.db.read() as tx:
-            return tx.list_namespaces()
+            found = tx.list_namespaces()
+        if actor.is_instance_admin or actor.roles.get(auth.GLOBAL_SCOPE):
+            return found
+        return [ns for ns in found if actor.roles.get(ns.name)]
+
+    def ping(self) -> None:
+        """Check that the database answers (health). Requires: nothing."""
+        with self.db.read() as tx:
+            tx.get_namespace(DEFAULT_NAMESPACE)
+
+    # -- the production view ------------------------------------------------
+
+    def production_filter(self, namespace: str) -> filters.Node:
+        """What a ``consumer`` of ``namespace`` may see, as one search filter node.
+
+        The one seam of the production view: searches add it to their filter
+        (pagination stays exact), point reads test the version against it.
+        Versions a consumer may see are published and meet the content rules
+        of their model's effective production policy (see
+        :func:`~modelyard.domain.policies.policy_filter`). Models with a policy
+        of their own get their own branch, the rest share the namespace's:
+        ``(namespace = ns AND name NOT IN (own...) AND ns_filter) OR (namespace
+        = ns AND name = m1 AND m1_filter) OR ...``.
+        Requires: nothing (internal; callers check consume or read first).
+        """
+        validate_name(namespace, kind="namespace")
+        with self.db.read() as tx:
+            nid = self._namespace_id(tx, namespace)
+            ns_rules = gov_store.get_policy(tx, nid, None, PRODUCTION)
+            own = gov_store.model_policies_of_namespace(tx, nid, PRODUCTION)
+        ns_policy = policy_gate.stored_policy(None if ns_rules is None else ns_rules.rules)
+        in_ns = filters.Comparison(filters.Field("attr", "namespace"), "=", namespace)
+        name = filters.Field("attr", "name")
+        shared: list[filters.Node] = [in_ns]
+        if own:
+            shared.append(filters.Comparison(name, "NOT IN", tuple(n for n, _ in own)))
+        shared.append(policy_filter(ns_policy or Policy()))
+        branches: list[filters.Node] = [filters.And(tuple(shared))]
+        for model_name, rules in own:
+            effective = merge_policies(ns_policy, parse_policy(rules))
+            branches.append(
+                filters.And(
+                    (in_ns, filters.Comparison(name, "=", model_name), policy_filter(effective))
+                )
+            )
+        return branches[0] if len(branches) == 1 else filters.Or(tuple(branches))
+
+    def _readable(self, actor: Principal, namespace: str) -> filters.Node | None:
+        """Check a read of ``namespace``; the production filter if only that view applies."""
+        if auth.require_readable(actor, namespace):
+            return self.production_filter(namespace)
+        return None
+
+    def _visibility(
+        self, actor: Principal, target: Literal["models", "versions"]
+    ) -> filters.Node | None:
+        names: list[str] = []
+        if Role.CONSUMER in actor.roles.get(auth.GLOBAL_SCOPE, frozenset()):
+            with self.db.read() as tx:
+                names = [ns.name for ns in tx.list_namespaces()]
+        return auth.visibility_filter(
+            actor, target, namespaces=names, production=self.production_filter
+        )
+
+    def _consumer_model(self, tx: Tx, actor: Principal, model: Model) -> Model:
+        """``model`` as a production-only principal sees it.
+
+        ``latest_version`` is the newest *visible* number, so the counter of
+        every version ever created does not reveal hidden ones.
+        """
+        if not actor.production_only(model.namespace):
+            return model
+        cond = search_sql.version_condition(tx.conn, self.production_filter(model.namespace))
+        ids = tx.list_version_ids(model.id, limit=1, before=None, states=None, where=cond)
+        newest = tx.load_versions(ids)[0].number if ids else 0
+        return replace(model, latest_version=newest)
+
+    def _consumer_version(self, tx: Tx, actor: Principal, ver: Version) -> Version:
+        """``ver`` as a production-only principal sees it: lineage links to
+        versions it may not see are dropped, so they do not reveal existence."""
+        if not actor.production_only(ver.namespace):
+            return ver
+        links: dict[str, Any] = {}
+        for name in ("parent", "original"):
+            link = getattr(ver, name)
+            if link is not None and not self._link_visible(tx, actor, link):
+                links[name] = None
+        return replace(ver, **links) if links else ver
+
+    def _link_visible(self, tx: Tx, actor: Principal, link: VersionLink) -> bool:
+        perms = actor.permissions_in(link.namespace)
+        if Permission.READ in perms:
+            return True
+        if Permission.CONSUME not in perms:
+            return False
+        vid = tx.find_version_id(link.namespace, link.model, number=link.number)
+        rule = self.production_filter(link.namespace)
+        return vid is not None and search_sql.version_matches(tx.conn, vid, rule)
+
+    def _visible_model_id(self, tx: Tx, namespace: str, name: str, rule: filters.Node) -> int:
+        """A model's id if it holds a version inside ``rule``; MODEL_NOT_FOUND otherwise."""
+        mid = tx.find_model_id(namespace, name)
+        if mid is None or not search_sql.model_matches(tx.conn, mid, filters.AnyVersion(rule)):
+            raise _model_not_found(namespace, name)
+        return mid
+
+    def _visible_version_id(self, tx: Tx, r: Reference, rule: filters.Node) -> int:
+        """Resolve ``r`` within the production view; 404s read as for a missing thing."""
+        mid = self._visible_model_id(tx, r.namespace, r.name, rule)
+        if r.is_latest:
+            ids = tx.list_version_ids(
+                mid,
+                limit=1,
+                before=None,
+                states=None,
+                where=search_sql.version_condition(tx.conn, rule),
+            )
+            if not ids:
+                raise _version_not_found(r)
+            return ids[0]
+        vid = tx.find_version_id(r.namespace, r.name, number=r.version, alias=r.alias)
+        if vid is None or not search_sql.version_matches(tx.conn, vid, rule):
+            raise _version_not_found(r)
+        return vid
 
     def _namespace_id(self, tx: Tx, name: str) -> int:
         ns = tx.get_namespace(name)
@@ -170,10 +315,11 @@ class RegistryService:
         description: str = "",
         tags: Mapping[str, Any] | None = None,
         metadata: Any = None,
-        actor: str,
+        actor: Principal,
     ) -> Model:
-        """Register a new model name."""
+        """Register a new model name. Requires: write on the namespace."""
         validate_name(namespace, kind="namespace")
+        auth.require(actor, Permission.WRITE, namespace)
         validate_name(name)
         description = v.check_description(description)
         tags_ = v.check_tags(tags)
@@ -182,12 +328,12 @@ class RegistryService:
         def op(tx: Tx) -> Model:
             nid = self._namespace_id(tx, namespace)
             mid = tx.insert_model(
-                nid, name, description=description, tags=tags_, meta=meta, actor=actor
+                nid, name, description=description, tags=tags_, meta=meta, actor=actor.name
             )
             model = tx.load_models([mid])[0]
             tx.append_event(
                 "model.created",
-                actor=actor,
+                actor=actor.name,
                 namespace=namespace,
                 subject=f"{namespace}/{name}",
                 payload=_model_payload(model),
@@ -199,16 +345,18 @@ class RegistryService:
     def _model_id(self, tx: Tx, namespace: str, name: str, *, for_update: bool = False) -> int:
         mid = tx.find_model_id(namespace, name, for_update=for_update)
         if mid is None:
-            raise NotFound(
-                f"model {namespace}/{name} not found",
-                code="MODEL_NOT_FOUND",
-                details={"namespace": namespace, "name": name},
-            )
+            raise _model_not_found(namespace, name)
         return mid
 
-    def get_model(self, name: str, *, namespace: str = DEFAULT_NAMESPACE) -> Model:
-        """A model by name."""
+    def get_model(
+        self, name: str, *, namespace: str = DEFAULT_NAMESPACE, actor: Principal
+    ) -> Model:
+        """A model by name. Requires: read (consume: only models with a visible version)."""
+        rule = self._readable(actor, namespace)
         with self.db.read() as tx:
+            if rule is not None:
+                found = tx.load_models([self._visible_model_id(tx, namespace, name, rule)])[0]
+                return self._consumer_model(tx, actor, found)
             return tx.load_models([self._model_id(tx, namespace, name)])[0]
 
     def update_model(
@@ -220,9 +368,13 @@ class RegistryService:
         set_tags: Mapping[str, Any] | None = None,
         delete_tags: Sequence[str] = (),
         metadata: Any = None,
-        actor: str,
+        actor: Principal,
     ) -> Model:
-        """Change a model's description, tags (merge/delete) or metadata (replace)."""
+        """Change a model's description, tags (merge/delete) or metadata (replace).
+
+        Requires: write on the namespace.
+        """
+        auth.require(actor, Permission.WRITE, namespace)
         desc = None if description is None else v.check_description(description)
         new_tags = v.check_tags(set_tags)
         meta = None if metadata is None else v.check_metadata(metadata)
@@ -245,7 +397,7 @@ class RegistryService:
             after = tx.load_models([mid])[0]
             tx.append_event(
                 "model.updated",
-                actor=actor,
+                actor=actor.name,
                 namespace=namespace,
                 subject=f"{namespace}/{name}",
                 payload={"before": _model_payload(before), "after": _model_payload(after)},
@@ -255,9 +407,13 @@ class RegistryService:
         return self._write(op)
 
     def set_model_archived(
-        self, name: str, *, namespace: str = DEFAULT_NAMESPACE, archived: bool, actor: str
+        self, name: str, *, namespace: str = DEFAULT_NAMESPACE, archived: bool, actor: Principal
     ) -> Model:
-        """Archive (hide from default listings, refuse new versions) or restore a model."""
+        """Archive (hide from default listings, refuse new versions) or restore a model.
+
+        Requires: write on the namespace.
+        """
+        auth.require(actor, Permission.WRITE, namespace)
 
         def op(tx: Tx) -> Model:
             mid = self._model_id(tx, namespace, name, for_update=True)
@@ -269,7 +425,7 @@ class RegistryService:
             payload["after"] = {"archived": model.archived}
             tx.append_event(
                 "model.archived" if archived else "model.restored",
-                actor=actor,
+                actor=actor.name,
                 namespace=namespace,
                 subject=f"{namespace}/{name}",
                 payload=payload,
@@ -279,13 +435,19 @@ class RegistryService:
         return self._write(op)
 
     def delete_model(
-        self, name: str, *, namespace: str = DEFAULT_NAMESPACE, force: bool = False, actor: str
+        self,
+        name: str,
+        *,
+        namespace: str = DEFAULT_NAMESPACE,
+        force: bool = False,
+        actor: Principal,
     ) -> None:
         """Delete a model and its versions; refused while any is published unless forced.
 
         Blobs stay: another version may share them, and collection is a separate
-        step that checks references.
+        step that checks references. Requires: admin on the namespace.
         """
+        auth.require(actor, Permission.ADMIN, namespace)
 
         def op(tx: Tx) -> None:
             mid = self._model_id(tx, namespace, name, for_update=True)
@@ -301,7 +463,7 @@ class RegistryService:
             tx.delete_model(mid)
             tx.append_event(
                 "model.deleted",
-                actor=actor,
+                actor=actor.name,
                 namespace=namespace,
                 subject=f"{namespace}/{name}",
                 payload={
@@ -326,23 +488,24 @@ class RegistryService:
         if vid is None:
             # Tell "no such model" from "no such version" for a clearer error.
             self._model_id(tx, ref.namespace, ref.name)
-            if ref.alias is not None and ref.alias not in RESERVED_ALIASES:
-                raise NotFound(
-                    f"alias {ref} not found",
-                    code="ALIAS_NOT_FOUND",
-                    details={"reference": str(ref)},
-                )
-            raise NotFound(
-                f"version {ref} not found",
-                code="VERSION_NOT_FOUND",
-                details={"reference": str(ref)},
-            )
+            raise _version_not_found(ref)
         return vid
 
-    def get_version(self, ref: str | Reference, *, with_files: bool = True) -> Version:
-        """A version by reference (``name/3``, ``name@alias``, ``ns/name@latest``)."""
+    def get_version(
+        self, ref: str | Reference, *, with_files: bool = True, actor: Principal
+    ) -> Version:
+        """A version by reference (``name/3``, ``name@alias``, ``ns/name@latest``).
+
+        Requires: read on the namespace; with consume only, the version must be
+        in the production view (``latest`` is then the newest visible one).
+        """
         r = self.resolve(ref)
+        rule = self._readable(actor, r.namespace)
         with self.db.read() as tx:
+            if rule is not None:
+                vid = self._visible_version_id(tx, r, rule)
+                visible = tx.get_version_by_id(vid, with_files=with_files)
+                return self._consumer_version(tx, actor, visible)
             found = tx.get_version_by_ref(
                 r.namespace, r.name, number=r.version, alias=r.alias, with_files=with_files
             )
@@ -359,8 +522,13 @@ class RegistryService:
         page_size: int = 100,
         page_token: str | None = None,
         states: Sequence[str] | None = None,
+        actor: Principal,
     ) -> Page[Version]:
-        """A model's versions, newest first."""
+        """A model's versions, newest first.
+
+        Requires: read on the namespace (consume: only the production view).
+        """
+        rule = self._readable(actor, namespace)
         limit = _page_size(page_size)
         before: int | None = None
         if page_token:
@@ -370,9 +538,18 @@ class RegistryService:
         for s in states or ():
             _state(s)
         with self.db.read() as tx:
-            mid = self._model_id(tx, namespace, name)
-            ids = tx.list_version_ids(mid, limit=limit + 1, before=before, states=states)
+            if rule is None:
+                mid = self._model_id(tx, namespace, name)
+                where = None
+            else:
+                mid = self._visible_model_id(tx, namespace, name, rule)
+                where = search_sql.version_condition(tx.conn, rule)
+            ids = tx.list_version_ids(
+                mid, limit=limit + 1, before=before, states=states, where=where
+            )
             items = tx.load_versions(ids[:limit])
+            if rule is not None:
+                items = [self._consumer_version(tx, actor, x) for x in items]
         token = str(items[-1].number) if len(ids) > limit else None
         return Page(items, token)
 
@@ -382,16 +559,18 @@ class RegistryService:
         spec: VersionSpec,
         *,
         namespace: str = DEFAULT_NAMESPACE,
-        actor: str,
+        actor: Principal,
         idempotency_key: str | None = None,
     ) -> Version:
         """Create a version whose files are already uploaded, in one transaction.
 
         The version becomes visible (``ready``, or ``draft`` if asked) only when
         the transaction that records its manifest commits. Every file's blob must
-        be stored with the declared size.
+        be stored with the declared size. Requires: write on the namespace, and
+        read on the namespace of a parent or original version.
         """
         validate_name(namespace, kind="namespace")
+        auth.require(actor, Permission.WRITE, namespace)
         validate_name(name)
         files = v.check_files(spec.files, max_files=self.max_files)
         description = v.check_description(spec.description)
@@ -416,6 +595,9 @@ class RegistryService:
             if spec.original is None
             else parse_reference(spec.original, default_namespace=namespace)
         )
+        for lineage_ref in (parent_ref, original_ref):
+            if lineage_ref is not None:
+                auth.require(actor, Permission.READ, lineage_ref.namespace)
         if relation and parent_ref is None and original_ref is None:
             raise InvalidInput(
                 "a relation needs a parent or original version", code="INVALID_LINEAGE"
@@ -497,7 +679,7 @@ class RegistryService:
                     "relation": relation,
                     "file_count": len(files),
                     "total_size": sum(f.size for f in files),
-                    "created_by": actor,
+                    "created_by": actor.name,
                     "created_at": at,
                     "updated_at": at,
                 }
@@ -516,7 +698,7 @@ class RegistryService:
             version = tx.get_version_by_id(vid, with_files=True)
             tx.append_event(
                 "version.created",
-                actor=actor,
+                actor=actor.name,
                 namespace=namespace,
                 subject=version.ref,
                 payload=_version_payload(version),
@@ -525,8 +707,13 @@ class RegistryService:
 
         return self._write(op)
 
-    def commit_files(self, ref: str | Reference, files: list[Any], *, actor: str) -> Version:
-        """Attach the manifest to a draft version and make it ``ready`` (immutable)."""
+    def commit_files(self, ref: str | Reference, files: list[Any], *, actor: Principal) -> Version:
+        """Attach the manifest to a draft version and make it ``ready`` (immutable).
+
+        Requires: write on the namespace.
+        """
+        r = self.resolve(ref)
+        auth.require(actor, Permission.WRITE, r.namespace)
         entries = v.check_files(files, max_files=self.max_files)
         for f in entries:
             if self.blobs.size_of(f.digest) != f.size:
@@ -535,7 +722,6 @@ class RegistryService:
                     code="BLOB_MISSING",
                     details={"path": f.path},
                 )
-        r = self.resolve(ref)
 
         def op(tx: Tx) -> Version:
             vid = self._version_id(tx, r)
@@ -558,7 +744,7 @@ class RegistryService:
             payload["after"] = {"state": version.state.value, "file_count": version.file_count}
             tx.append_event(
                 "version.files_committed",
-                actor=actor,
+                actor=actor.name,
                 namespace=r.namespace,
                 subject=version.ref,
                 payload=payload,
@@ -575,14 +761,18 @@ class RegistryService:
         set_tags: Mapping[str, Any] | None = None,
         delete_tags: Sequence[str] = (),
         metadata: Any = None,
-        actor: str,
+        actor: Principal,
     ) -> Version:
-        """Change the mutable fields of a version: description, tags, metadata."""
+        """Change the mutable fields of a version: description, tags, metadata.
+
+        Requires: write on the namespace.
+        """
+        r = self.resolve(ref)
+        auth.require(actor, Permission.WRITE, r.namespace)
         desc = None if description is None else v.check_description(description)
         new_tags = v.check_tags(set_tags)
         meta = None if metadata is None else v.check_metadata(metadata)
         drop = [str(k) for k in delete_tags]
-        r = self.resolve(ref)
 
         def op(tx: Tx) -> Version:
             vid = self._version_id(tx, r)
@@ -601,7 +791,7 @@ class RegistryService:
             after = tx.load_versions([vid])[0]
             tx.append_event(
                 "version.updated",
-                actor=actor,
+                actor=actor.name,
                 namespace=after.namespace,
                 subject=after.ref,
                 payload={"before": _version_payload(before), "after": _version_payload(after)},
@@ -615,7 +805,7 @@ class RegistryService:
         ref: str | Reference,
         target: VersionState | str,
         *,
-        actor: str,
+        actor: Principal,
         archive_previous: bool = False,
     ) -> Version:
         """Move a version to another lifecycle state (publish, archive, restore).
@@ -627,10 +817,11 @@ class RegistryService:
         transition may leave a protected alias on an unpublished version
         (``ALIAS_PROTECTED``).
 
-        Requires: writer on the namespace.
+        Requires: write on the namespace.
         """
         target = _state(target)
         r = self.resolve(ref)
+        auth.require(actor, Permission.WRITE, r.namespace)
 
         def op(tx: Tx) -> Version:
             after = self.transition_in_tx(
@@ -648,7 +839,7 @@ class RegistryService:
         r: Reference,
         target: VersionState,
         *,
-        actor: str,
+        actor: Principal,
         archive_previous: bool = False,
         approval_id: int | None = None,
     ) -> Version:
@@ -656,6 +847,8 @@ class RegistryService:
 
         ``approval_id`` names the approved request being applied: the policy's
         approval rule then counts as met (its other rules are still checked).
+        Requires: nothing checked here; the caller checked its own permission
+        (write for a transition, review for an approval that applies one).
         """
         # Lock the model first: concurrent transitions of its versions (two
         # approvals, two publishers) then queue, and each sees the state the
@@ -690,7 +883,7 @@ class RegistryService:
         if approval_id is not None:
             payload["approval_id"] = approval_id
         tx.append_event(
-            event, actor=actor, namespace=after.namespace, subject=after.ref, payload=payload
+            event, actor=actor.name, namespace=after.namespace, subject=after.ref, payload=payload
         )
         return after
 
@@ -701,7 +894,7 @@ class RegistryService:
         ref: str | Reference,
         alias: str,
         *,
-        actor: str,
+        actor: Principal,
         reason: str = "",
         expected_version: int | None = None,
     ) -> Version:
@@ -712,13 +905,14 @@ class RegistryService:
         of two concurrent movers that read the same state exactly one wins.
         Moves of protected aliases are gated by the production policy.
 
-        Requires: writer on the namespace.
+        Requires: write on the namespace.
         """
+        r = self.resolve(ref)
+        auth.require(actor, Permission.WRITE, r.namespace)
         validate_alias(alias)
         if alias in RESERVED_ALIASES:
             raise InvalidInput(f"alias {alias!r} is reserved", code="INVALID_ALIAS")
         reason = v.check_description(reason)
-        r = self.resolve(ref)
         return self._write(
             lambda tx: self.move_alias_in_tx(
                 tx, r, alias, actor=actor, reason=reason, expected_version=expected_version
@@ -731,7 +925,7 @@ class RegistryService:
         r: Reference,
         alias: str,
         *,
-        actor: str,
+        actor: Principal,
         reason: str,
         expected_version: int | None = None,
         approval_id: int | None = None,
@@ -742,6 +936,7 @@ class RegistryService:
         ``approval_id`` (an approved request being applied) and ``rollback``
         (a return to the alias's previous target, which held it before) count
         the policy's approval rule as met; its other rules are still checked.
+        Requires: nothing checked here; the caller checked its own permission.
         """
         if expected_version is not None and (
             isinstance(expected_version, bool)
@@ -779,7 +974,7 @@ class RegistryService:
             vid,
             from_number=prev,
             to_number=target.number,
-            actor=actor,
+            actor=actor.name,
             reason=reason,
         )
         after = tx.load_versions([vid])[0]
@@ -797,7 +992,7 @@ class RegistryService:
             payload["rollback"] = True
         tx.append_event(
             "alias.moved",
-            actor=actor,
+            actor=actor.name,
             namespace=after.namespace,
             subject=f"{after.namespace}/{after.model}@{alias}",
             payload=payload,
@@ -810,7 +1005,7 @@ class RegistryService:
         alias: str,
         *,
         namespace: str = DEFAULT_NAMESPACE,
-        actor: str,
+        actor: Principal,
         reason: str = "",
     ) -> None:
         """Remove an alias (recorded in history).
@@ -819,8 +1014,9 @@ class RegistryService:
         from the production policy's protected aliases first, which is itself
         a recorded policy change.
 
-        Requires: writer on the namespace.
+        Requires: write on the namespace.
         """
+        auth.require(actor, Permission.WRITE, namespace)
         validate_alias(alias)
 
         def op(tx: Tx) -> None:
@@ -839,11 +1035,11 @@ class RegistryService:
                 )
             prev = tx.load_versions([prev_id])[0].number
             tx.set_alias(
-                mid, alias, None, from_number=prev, to_number=None, actor=actor, reason=reason
+                mid, alias, None, from_number=prev, to_number=None, actor=actor.name, reason=reason
             )
             tx.append_event(
                 "alias.deleted",
-                actor=actor,
+                actor=actor.name,
                 namespace=namespace,
                 subject=f"{namespace}/{name}@{alias}",
                 payload={
@@ -858,20 +1054,35 @@ class RegistryService:
         self._write(op)
 
     def alias_history(
-        self, name: str, *, namespace: str = DEFAULT_NAMESPACE, alias: str | None = None
+        self,
+        name: str,
+        *,
+        namespace: str = DEFAULT_NAMESPACE,
+        alias: str | None = None,
+        actor: Principal,
     ) -> list[AliasMove]:
-        """Every recorded move of a model's aliases, oldest first."""
+        """Every recorded move of a model's aliases, oldest first.
+
+        Requires: read on the namespace (not part of the production view).
+        """
+        auth.require(actor, Permission.READ, namespace)
         with self.db.read() as tx:
             mid = self._model_id(tx, namespace, name)
             return tx.alias_history(mid, namespace, name, alias)
 
     # -- files ------------------------------------------------------------
 
-    def get_file(self, ref: str | Reference, path: str) -> tuple[Version, FileEntry]:
-        """One file of a version (the path is a logical name, looked up, never opened)."""
+    def get_file(
+        self, ref: str | Reference, path: str, *, actor: Principal
+    ) -> tuple[Version, FileEntry]:
+        """One file of a version (the path is a logical name, looked up, never opened).
+
+        Requires: as :meth:`get_version`.
+        """
         r = self.resolve(ref)
+        rule = self._readable(actor, r.namespace)
         with self.db.read() as tx:
-            vid = self._version_id(tx, r)
+            vid = self._version_id(tx, r) if rule is None else self._visible_version_id(tx, r, rule)
             version = tx.load_versions([vid])[0]
             entry = tx.file_of(vid, path)
         if entry is None:
@@ -882,15 +1093,34 @@ class RegistryService:
             )
         return version, entry
 
-    def blob_referenced(self, digest: str) -> bool:
-        """True if some version's manifest names this digest."""
-        with self.db.read() as tx:
-            return tx.digest_referenced(digest)
+    def blob_referenced(self, digest: str, *, actor: Principal) -> bool:
+        """True if a version the caller may see lists this digest.
 
-    def missing_blobs(self, digests: Sequence[str]) -> list[str]:
-        """Which of these digests still need uploading."""
+        Requires: nothing (the answer is limited to what the caller may read).
+        """
+        with self.db.read() as tx:
+            if actor.reads_everything:
+                return tx.digest_referenced(digest)
+            return search_sql.digest_visible(tx.conn, digest, self._visibility(actor, "versions"))
+
+    def authorize_upload(self, actor: Principal) -> None:
+        """Check that the caller may upload blobs. Requires: write on some namespace.
+
+        Blobs are shared by content across namespaces, so an upload names no
+        namespace; the version that lists the blob is checked when created.
+        """
+        if not actor.writes_somewhere:
+            raise PermissionDenied(
+                f"{actor.name!r} may not write in any namespace",
+                code="PERMISSION_DENIED",
+                details={"permission": Permission.WRITE.value},
+            )
+
+    def missing_blobs(self, digests: Sequence[str], *, actor: Principal) -> list[str]:
+        """Which of these digests still need uploading. Requires: write on some namespace."""
         from modelyard.domain.names import validate_digest
 
+        self.authorize_upload(actor)
         if len(digests) > self.max_files:
             raise InvalidInput("too many digests in one request", code="INVALID_INPUT")
         for d in digests:
@@ -907,9 +1137,16 @@ class RegistryService:
         page_size: int = 100,
         page_token: str | None = None,
         namespace: str | None = None,
+        actor: Principal,
     ) -> Page[Version]:
-        """Versions matching a filter, sorted, one page at a time (keyset cursor)."""
+        """Versions matching a filter, sorted, one page at a time (keyset cursor).
+
+        Requires: read on ``namespace`` if given. Results are limited to what
+        the caller may see: whole namespaces it reads, the production view of
+        those it consumes (added to the filter, so pages stay exact).
+        """
         limit, node, order = self._query("versions", filter_text, order_by, page_size, namespace)
+        node = self._scoped(actor, "versions", node, namespace)
         with self.db.read() as tx:
             ids, token = search_sql.search_versions(
                 tx.conn,
@@ -919,7 +1156,10 @@ class RegistryService:
                 cursor=page_token,
                 namespace=namespace,
             )
-            return Page(tx.load_versions(ids), token)
+            versions = tx.load_versions(ids)
+            if not actor.reads_everything:
+                versions = [self._consumer_version(tx, actor, x) for x in versions]
+            return Page(versions, token)
 
     def search_models(
         self,
@@ -929,9 +1169,15 @@ class RegistryService:
         page_size: int = 100,
         page_token: str | None = None,
         namespace: str | None = None,
+        actor: Principal,
     ) -> Page[Model]:
-        """Models matching a filter, sorted, one page at a time (keyset cursor)."""
+        """Models matching a filter, sorted, one page at a time (keyset cursor).
+
+        Requires: as :meth:`search_versions`; a consumed namespace shows only
+        models that hold a version in its production view.
+        """
         limit, node, order = self._query("models", filter_text, order_by, page_size, namespace)
+        node = self._scoped(actor, "models", node, namespace)
         with self.db.read() as tx:
             ids, token = search_sql.search_models(
                 tx.conn,
@@ -941,7 +1187,26 @@ class RegistryService:
                 cursor=page_token,
                 namespace=namespace,
             )
-            return Page(tx.load_models(ids), token)
+            models = tx.load_models(ids)
+            if not actor.reads_everything:
+                models = [self._consumer_model(tx, actor, m) for m in models]
+            return Page(models, token)
+
+    def _scoped(
+        self,
+        actor: Principal,
+        target: Literal["models", "versions"],
+        node: filters.Node | None,
+        namespace: str | None,
+    ) -> filters.Node | None:
+        """The search filter narrowed to what ``actor`` may see."""
+        if namespace is not None:
+            rule = self._readable(actor, namespace)
+            if rule is None:
+                return node
+            view = rule if target == "versions" else filters.AnyVersion(rule)
+            return auth.combine(node, view)
+        return auth.combine(node, self._visibility(actor, target))
 
     @staticmethod
     def _query(
@@ -961,10 +1226,36 @@ class RegistryService:
 
     # -- events -----------------------------------------------------------
 
-    def list_events(self, *, after: int = 0, limit: int = 100) -> list[dict[str, Any]]:
-        """Outbox events after an id (the audit log and stream build on this)."""
+    def list_events(
+        self, *, after: int = 0, limit: int = 100, actor: Principal
+    ) -> list[dict[str, Any]]:
+        """Outbox events after an id (the audit log and stream build on this).
+
+        Requires: nothing; the list holds only events of namespaces the caller
+        reads (instance-wide events, namespace ``*``: instance admin or a
+        global read role).
+        """
+        namespaces = None if actor.reads_everything else actor.namespaces_with(Permission.READ)
         with self.db.read() as tx:
-            return tx.list_events(after=after, limit=_page_size(limit))
+            return tx.list_events(after=after, limit=_page_size(limit), namespaces=namespaces)
+
+
+def _model_not_found(namespace: str, name: str) -> NotFound:
+    return NotFound(
+        f"model {namespace}/{name} not found",
+        code="MODEL_NOT_FOUND",
+        details={"namespace": namespace, "name": name},
+    )
+
+
+def _version_not_found(ref: Reference) -> NotFound:
+    if ref.alias is not None and ref.alias not in RESERVED_ALIASES:
+        return NotFound(
+            f"alias {ref} not found", code="ALIAS_NOT_FOUND", details={"reference": str(ref)}
+        )
+    return NotFound(
+        f"version {ref} not found", code="VERSION_NOT_FOUND", details={"reference": str(ref)}
+    )
 
 
 def _now() -> int:

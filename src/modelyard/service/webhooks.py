@@ -24,7 +24,9 @@ from urllib.parse import urlsplit
 import orjson
 from sqlalchemy.exc import OperationalError
 
+from modelyard.domain import identity as auth
 from modelyard.domain.errors import Conflict, InvalidInput, NotFound
+from modelyard.domain.identity import Permission, Principal
 from modelyard.domain.names import validate_name
 from modelyard.domain.references import DEFAULT_NAMESPACE
 from modelyard.domain.webhooks import (
@@ -239,6 +241,30 @@ class WebhookService:
         return namespace, model
 
     @staticmethod
+    def _authorize(actor: Principal, namespace: str | None) -> None:
+        """Webhook admin: admin of the webhook's namespace; instance admin for
+        webhooks of every namespace (``namespace`` None)."""
+        if namespace is None:
+            auth.require_instance_admin(actor)
+        else:
+            auth.require(actor, Permission.ADMIN, namespace)
+
+    def _hook_for(
+        self, tx: Tx, webhook_id: int, actor: Principal, *, for_update: bool = False
+    ) -> Any:
+        """The webhook row if ``actor`` administers it. One in a namespace the
+        actor cannot read answers ``WEBHOOK_NOT_FOUND``, as if it did not exist."""
+        row = self._row(tx, webhook_id, for_update=for_update)
+        if row.namespace is not None and not actor.can(Permission.READ, row.namespace):
+            raise NotFound(
+                f"webhook {webhook_id} not found",
+                code="WEBHOOK_NOT_FOUND",
+                details={"webhook_id": webhook_id},
+            )
+        self._authorize(actor, row.namespace)
+        return row
+
+    @staticmethod
     def _namespace_exists(tx: Tx, namespace: str | None) -> None:
         if namespace is not None and tx.get_namespace(namespace) is None:
             raise NotFound(
@@ -256,18 +282,20 @@ class WebhookService:
         model: str | None = None,
         description: str = "",
         active: bool = True,
-        actor: str,
+        actor: Principal,
     ) -> tuple[Webhook, str]:
         """Subscribe ``url`` to events; return the webhook and its secret (shown only here).
 
         ``event_types`` are patterns (``*``, ``version.*``, ``alias.moved``);
         ``namespace`` and ``model`` narrow the events further. The URL must
         pass the SSRF guard now and again at every delivery.
-        Requires: admin (of the namespace, for a namespace-scoped webhook).
+        Requires: admin of the namespace; instance admin for a webhook of
+        every namespace.
         """
+        namespace, model = self._scope(namespace, model)
+        self._authorize(actor, namespace)
         self.guard.check(url)
         patterns = validate_patterns(event_types)
-        namespace, model = self._scope(namespace, model)
         description = v.check_description(description)
         secret = generate_secret()
 
@@ -285,7 +313,7 @@ class WebhookService:
                     "secret": secret,
                     "active": bool(active),
                     "since_event_id": 0,
-                    "created_by": actor,
+                    "created_by": actor.name,
                     "created_at": at,
                     "updated_at": at,
                 },
@@ -293,7 +321,7 @@ class WebhookService:
             hook = _webhook(self._row(tx, wid))
             eid = tx.append_event(
                 "webhook.created",
-                actor=actor,
+                actor=actor.name,
                 namespace=namespace or "",
                 subject=f"webhooks/{wid}",
                 payload=_hook_payload(hook),
@@ -304,23 +332,31 @@ class WebhookService:
 
         return self._write(op), secret
 
-    def list_webhooks(self) -> list[Webhook]:
-        """Every subscription, oldest first (never with secrets).
+    def list_webhooks(self, *, actor: Principal) -> list[Webhook]:
+        """The subscriptions the caller administers, oldest first (never with secrets).
 
-        Requires: admin.
+        Requires: nothing (the list holds webhooks of namespaces the caller is
+        admin of; all of them for the instance admin).
         """
         with self.db.read() as tx:
-            return [_webhook(r) for r in outbox.webhook_rows(tx.conn)]
+            hooks = [_webhook(r) for r in outbox.webhook_rows(tx.conn)]
+        if actor.is_instance_admin:
+            return hooks
+        return [
+            h for h in hooks if h.namespace is not None and actor.can(Permission.ADMIN, h.namespace)
+        ]
 
-    def get_webhook(self, webhook_id: int) -> Webhook:
+    def get_webhook(self, webhook_id: int, *, actor: Principal) -> Webhook:
         """One subscription (never with its secret).
 
         Requires: admin (of the webhook's namespace).
         """
         with self.db.read() as tx:
-            return _webhook(self._row(tx, webhook_id))
+            return _webhook(self._hook_for(tx, webhook_id, actor))
 
-    def update_webhook(self, webhook_id: int, changes: Mapping[str, Any], *, actor: str) -> Webhook:
+    def update_webhook(
+        self, webhook_id: int, changes: Mapping[str, Any], *, actor: Principal
+    ) -> Webhook:
         """Change a subscription. Keys: url, event_types, namespace, model, description,
         active (a key present with ``None`` clears namespace or model). Re-activating
         clears the disabled reason and the failure run.
@@ -344,22 +380,23 @@ class WebhookService:
             values["active"] = changes["active"]
 
         def op(tx: Tx) -> Webhook:
-            row = self._row(tx, webhook_id, for_update=True)
+            row = self._hook_for(tx, webhook_id, actor, for_update=True)
             before = _webhook(row)
             ns = changes.get("namespace", row.namespace)
             model = changes.get("model", row.model)
             ns, model = self._scope(ns, model)
+            self._authorize(actor, ns)
             self._namespace_exists(tx, ns)
             vals = {**values, "namespace": ns, "model": model, "updated_at": now_us()}
             if vals.get("active") and not row.active:
                 vals.update(disabled_reason=None, failing_since=None)
             elif vals.get("active") is False and row.active:
-                vals["disabled_reason"] = f"disabled by {actor}"
+                vals["disabled_reason"] = f"disabled by {actor.name}"
             outbox.update_webhook(tx.conn, row.id, vals)
             after = _webhook(self._row(tx, row.id))
             tx.append_event(
                 "webhook.updated",
-                actor=actor,
+                actor=actor.name,
                 namespace=after.namespace or "",
                 subject=f"webhooks/{row.id}",
                 payload={"before": _hook_payload(before), "after": _hook_payload(after)},
@@ -368,18 +405,18 @@ class WebhookService:
 
         return self._write(op)
 
-    def delete_webhook(self, webhook_id: int, *, actor: str) -> None:
+    def delete_webhook(self, webhook_id: int, *, actor: Principal) -> None:
         """Delete a subscription with its delivery history.
 
         Requires: admin (of the webhook's namespace).
         """
 
         def op(tx: Tx) -> None:
-            hook = _webhook(self._row(tx, webhook_id, for_update=True))
+            hook = _webhook(self._hook_for(tx, webhook_id, actor, for_update=True))
             outbox.delete_webhook(tx.conn, hook.id)
             tx.append_event(
                 "webhook.deleted",
-                actor=actor,
+                actor=actor.name,
                 namespace=hook.namespace or "",
                 subject=f"webhooks/{hook.id}",
                 payload=_hook_payload(hook),
@@ -388,7 +425,7 @@ class WebhookService:
         self._write(op)
 
     def rotate_secret(
-        self, webhook_id: int, *, overlap: float | None = None, actor: str
+        self, webhook_id: int, *, overlap: float | None = None, actor: Principal
     ) -> tuple[Webhook, str]:
         """Replace the signing secret; return the new one (shown only here).
 
@@ -405,7 +442,7 @@ class WebhookService:
         secret = generate_secret()
 
         def op(tx: Tx) -> Webhook:
-            row = self._row(tx, webhook_id, for_update=True)
+            row = self._hook_for(tx, webhook_id, actor, for_update=True)
             at = now_us()
             outbox.update_webhook(
                 tx.conn,
@@ -420,7 +457,7 @@ class WebhookService:
             hook = _webhook(self._row(tx, row.id))
             tx.append_event(
                 "webhook.secret_rotated",
-                actor=actor,
+                actor=actor.name,
                 namespace=hook.namespace or "",
                 subject=f"webhooks/{hook.id}",
                 payload={"webhook_id": hook.id, "overlap_seconds": window},
@@ -438,6 +475,7 @@ class WebhookService:
         status: str | None = None,
         page_size: int = 50,
         page_token: str | None = None,
+        actor: Principal,
     ) -> Page[Delivery]:
         """A webhook's deliveries, newest first, each with all its attempts.
 
@@ -457,7 +495,7 @@ class WebhookService:
                 raise InvalidInput("invalid page token", code="INVALID_CURSOR")
             before = int(page_token)
         with self.db.read() as tx:
-            hook = self._row(tx, webhook_id)
+            hook = self._hook_for(tx, webhook_id, actor)
             rows = outbox.delivery_rows(
                 tx.conn, hook.id, limit=page_size + 1, before=before, status=status
             )
@@ -466,12 +504,13 @@ class WebhookService:
         token = str(items[-1].id) if len(rows) > page_size else None
         return Page(items, token)
 
-    def get_delivery(self, webhook_id: int, delivery_id: int) -> Delivery:
+    def get_delivery(self, webhook_id: int, delivery_id: int, *, actor: Principal) -> Delivery:
         """One delivery of a webhook with its attempts.
 
         Requires: admin (of the webhook's namespace).
         """
         with self.db.read() as tx:
+            self._hook_for(tx, webhook_id, actor)
             row = self._delivery_row(tx, webhook_id, delivery_id)
             return _delivery(row, outbox.attempt_rows(tx.conn, [row.id]).get(row.id, []))
 
@@ -498,14 +537,14 @@ class WebhookService:
                 details={"webhook_id": row.id},
             )
 
-    def redeliver(self, webhook_id: int, delivery_id: int, *, actor: str) -> Delivery:
+    def redeliver(self, webhook_id: int, delivery_id: int, *, actor: Principal) -> Delivery:
         """Queue a delivery again now, with a fresh retry schedule (same ``webhook-id``).
 
         Requires: admin (of the webhook's namespace).
         """
 
         def op(tx: Tx) -> Delivery:
-            self._require_active(self._row(tx, webhook_id, for_update=True))
+            self._require_active(self._hook_for(tx, webhook_id, actor, for_update=True))
             row = self._delivery_row(tx, webhook_id, delivery_id, for_update=True)
             at = now_us()
             outbox.update_delivery(
@@ -516,7 +555,7 @@ class WebhookService:
             hook = _webhook(self._row(tx, webhook_id))
             tx.append_event(
                 "webhook.redelivered",
-                actor=actor,
+                actor=actor.name,
                 namespace=hook.namespace or "",
                 subject=f"webhooks/{hook.id}",
                 payload={
@@ -530,18 +569,18 @@ class WebhookService:
 
         return self._write(op)
 
-    def send_test(self, webhook_id: int, *, actor: str) -> Delivery:
+    def send_test(self, webhook_id: int, *, actor: Principal) -> Delivery:
         """Write a ``webhook.test`` event and queue it to this webhook only.
 
         Requires: admin (of the webhook's namespace).
         """
 
         def op(tx: Tx) -> Delivery:
-            row = self._row(tx, webhook_id, for_update=True)
+            row = self._hook_for(tx, webhook_id, actor, for_update=True)
             self._require_active(row)
             eid = tx.append_event(
                 TEST_EVENT,
-                actor=actor,
+                actor=actor.name,
                 namespace=row.namespace or "",
                 subject=f"webhooks/{row.id}",
                 payload={"webhook_id": row.id, "message": "a test event from modelyard"},
@@ -756,22 +795,39 @@ class WebhookService:
         namespace: str | None = None,
         model: str | None = None,
         subject: str | None = None,
+        actor: Principal,
     ) -> EventFilter:
         """Validate a reader's filter. ``model`` is ``ns/name`` or ``name`` (in
-        ``namespace``, default ``default``)."""
+        ``namespace``, default ``default``).
+
+        Requires: read on ``namespace`` (and the model's namespace) if given.
+        The filter keeps only events of namespaces the caller reads;
+        instance-wide events (users, tokens, global webhooks) need the
+        instance admin or a global read role. A stream keeps the scope it was
+        opened with (the API re-checks its token at every heartbeat).
+        """
         patterns = tuple(validate_patterns(types)) if types else ()
         if namespace is not None:
             validate_name(namespace, kind="namespace")
+            auth.require(actor, Permission.READ, namespace)
         full_model = None
         if model is not None:
             ns, _, name = model.rpartition("/") if isinstance(model, str) else ("", "", model)
             ns = ns or namespace or DEFAULT_NAMESPACE
             validate_name(ns, kind="namespace")
             validate_name(name)
+            auth.require(actor, Permission.READ, ns)
             full_model = f"{ns}/{name}"
         if subject is not None and (not isinstance(subject, str) or len(subject) > 512):
             raise InvalidInput("subject is at most 512 characters", code="INVALID_INPUT")
-        return EventFilter(patterns, namespace, full_model, subject)
+        readable = None if actor.reads_everything else actor.namespaces_with(Permission.READ)
+        return EventFilter(
+            patterns,
+            namespace,
+            full_model,
+            subject,
+            None if readable is None else tuple(sorted(readable)),
+        )
 
     def last_event_id(self) -> int:
         """The newest committed event id (0 if none): where a new live stream starts."""
@@ -783,7 +839,9 @@ class WebhookService:
     ) -> list[dict[str, Any]]:
         """Events with id > ``after`` that match ``flt``, oldest first (commit order).
 
-        Requires: reader (events of namespaces the caller may read).
+        Requires: nothing here; ``flt`` (from :meth:`event_filter`) limits the
+        events to the namespaces the caller reads. Without a filter: every event
+        (internal callers only).
         """
         if isinstance(after, bool) or not isinstance(after, int) or not 0 <= after < 2**63:
             raise InvalidInput("after must be an event id >= 0", code="INVALID_CURSOR")
@@ -799,4 +857,5 @@ class WebhookService:
                 namespace=f.namespace,
                 model=f.model,
                 subject=f.subject,
+                namespaces=f.namespaces,
             )

@@ -10,7 +10,8 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from modelyard.api.deps import services
+from modelyard.api.access import access
+from modelyard.api.deps import actor, services
 from modelyard.api.responses import JSONResponse
 from modelyard.api.schemas import DigestList
 from modelyard.domain.errors import InvalidInput, PayloadTooLarge
@@ -20,16 +21,21 @@ router = APIRouter(prefix="/api/v1/blobs", tags=["blobs"])
 
 
 @router.post("/missing")
+@access("write", "On any namespace: blobs are shared by content.")
 async def missing(request: Request, body: DigestList) -> Response:
     """The subset of ``digests`` the server does not hold yet."""
     svc, call = services(request)
-    return JSONResponse({"missing": await call(svc.missing_blobs, body.digests)})
+    return JSONResponse(
+        {"missing": await call(svc.missing_blobs, body.digests, actor=actor(request))}
+    )
 
 
 @router.head("/{digest}")
+@access("write", "On any namespace: blobs are shared by content.")
 async def head_blob(request: Request, digest: str) -> Response:
     """200 with ``Content-Length`` if the blob is stored, else 404."""
     svc, _call = services(request)
+    svc.authorize_upload(actor(request))
     validate_digest(digest)
     size = svc.blobs.size_of(digest)
     if size is None:
@@ -38,9 +44,11 @@ async def head_blob(request: Request, digest: str) -> Response:
 
 
 @router.put("/{digest}", status_code=201)
+@access("write", "On any namespace: blobs are shared by content.")
 async def upload_blob(digest: str, request: Request) -> Response:
     """Stream the request body into the blob store under ``digest`` (verified)."""
     svc, _call = services(request)
+    svc.authorize_upload(actor(request))
     validate_digest(digest)
     expected_size = _declared_size(request)
     existing = svc.blobs.size_of(digest)
@@ -51,12 +59,15 @@ async def upload_blob(digest: str, request: Request) -> Response:
 
 
 @router.post("", status_code=201)
+@access("write", "On any namespace: blobs are shared by content.")
 async def upload_unnamed_blob(request: Request) -> Response:
     """Stream the request body into the blob store under the digest of its bytes.
 
     For clients that hash while they send (one read of a big file instead of
     two); the answer names the digest, which the client compares with its own.
     """
+    svc, _call = services(request)
+    svc.authorize_upload(actor(request))
     return await _receive(request, None, _declared_size(request))
 
 

@@ -13,9 +13,10 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from modelyard.api import render
-from modelyard.api.deps import webhook_services
+from modelyard.api.access import access
+from modelyard.api.deps import actor, webhook_services
 from modelyard.api.responses import JSONResponse
-from modelyard.domain.errors import InvalidInput
+from modelyard.domain.errors import InvalidInput, Unauthenticated
 
 router = APIRouter(tags=["events"])
 STREAM_BATCH = 500
@@ -35,6 +36,7 @@ def _types(value: str | None) -> list[str] | None:
 
 
 @router.get("/api/v1/events", summary="List events")
+@access("authenticated", "Only events of namespaces the caller reads.")
 async def list_events(
     request: Request,
     after: int = Query(0, ge=0, description="Return events with id greater than this."),
@@ -49,7 +51,13 @@ async def list_events(
     Page with ``after=next_after``; an empty page means nothing newer yet.
     """
     svc, call = webhook_services(request)
-    flt = svc.event_filter(types=_types(types), namespace=namespace, model=model, subject=subject)
+    flt = svc.event_filter(
+        types=_types(types),
+        namespace=namespace,
+        model=model,
+        subject=subject,
+        actor=actor(request),
+    )
     events = await call(svc.list_events, flt, after=after, limit=limit)
     return JSONResponse(
         {
@@ -72,6 +80,7 @@ def _sse(ev: dict[str, Any]) -> bytes:
     response_class=StreamingResponse,
     responses={200: {"content": {"text/event-stream": {}}}},
 )
+@access("authenticated", "Only events of namespaces the caller reads.")
 async def stream_events(
     request: Request,
     after: int | None = Query(
@@ -93,12 +102,19 @@ async def stream_events(
     arrived resumes from there too. A reconnecting client sends ``Last-Event-ID`` (it wins over
     ``after``) and gets every later event exactly once: ids are commit-ordered.
     Idle streams get ``: heartbeat`` comments; no database connection is held
-    between polls.
+    between polls. The caller's token is checked again at every heartbeat
+    interval: a stream whose token was revoked or expired ends then.
     """
     svc, call = webhook_services(request)
     settings = request.app.state.settings
     stopping = request.app.state.stopping
-    flt = svc.event_filter(types=_types(types), namespace=namespace, model=model, subject=subject)
+    flt = svc.event_filter(
+        types=_types(types),
+        namespace=namespace,
+        model=model,
+        subject=subject,
+        actor=actor(request),
+    )
     last_id = request.headers.get("last-event-id", "").strip()
     if last_id:
         if not (last_id.isascii() and last_id.isdigit()) or len(last_id) > 18:
@@ -112,13 +128,21 @@ async def stream_events(
     await call(svc.list_events, flt, after=start, limit=1)
     beat = heartbeat or settings.sse_heartbeat
     poll = min(settings.events_poll_interval, beat)
+    authenticator = request.app.state.authenticator
 
     async def messages() -> AsyncIterator[bytes]:
         cursor = start
         # Reconnect delay hint, and the start position as the last event id.
         yield b"retry: 2000\nid: %d\n\n" % cursor
-        last_sent = time.monotonic()
+        last_sent = last_auth = time.monotonic()
         while not stopping.is_set():
+            if time.monotonic() - last_auth >= beat:
+                # A revoked or expired token ends the stream (within one beat).
+                try:
+                    await authenticator(request.scope)
+                except Unauthenticated:
+                    return
+                last_auth = time.monotonic()
             events = await call(svc.list_events, flt, after=cursor, limit=STREAM_BATCH)
             for ev in events:
                 yield _sse(ev)

@@ -10,6 +10,7 @@ from starlette.responses import Response
 
 from modelyard.api import render
 from modelyard.api import render_governance as rg
+from modelyard.api.access import access
 from modelyard.api.deps import ServiceCall, actor
 from modelyard.api.responses import JSONResponse
 from modelyard.api.schemas import ApprovalRequest, PolicyRules, Review, Rollback
@@ -36,13 +37,17 @@ def approvals(request: Request) -> tuple[ApprovalService, ServiceCall]:
 
 
 @router.get("/namespaces/{namespace}/policy", summary="Get a namespace's production policy")
+@access("read")
 async def get_namespace_policy(request: Request, namespace: str) -> Response:
     """The namespace's production policy (``policy`` is null when none is set)."""
     gs, call = governance(request)
-    return JSONResponse(rg.policy_record(await call(gs.get_policy, namespace)))
+    return JSONResponse(
+        rg.policy_record(await call(gs.get_policy, namespace, actor=actor(request)))
+    )
 
 
 @router.put("/namespaces/{namespace}/policy", summary="Set a namespace's production policy")
+@access("admin")
 async def put_namespace_policy(request: Request, namespace: str, body: PolicyRules) -> Response:
     """Replace the namespace's production policy (writes ``policy.updated``)."""
     gs, call = governance(request)
@@ -57,6 +62,7 @@ async def put_namespace_policy(request: Request, namespace: str, body: PolicyRul
     status_code=204,
     summary="Remove a namespace's production policy",
 )
+@access("admin")
 async def delete_namespace_policy(request: Request, namespace: str) -> Response:
     """Remove the namespace's production policy (writes ``policy.deleted``)."""
     gs, call = governance(request)
@@ -65,16 +71,19 @@ async def delete_namespace_policy(request: Request, namespace: str) -> Response:
 
 
 @router.get("/models/{namespace}/{name}/policy", summary="Get a model's production policy")
+@access("read")
 async def get_model_policy(request: Request, namespace: str, name: str) -> Response:
     """The model's own policy, its namespace's, and the effective (merged) one."""
     gs, call = governance(request)
-    ns = await call(gs.get_policy, namespace)
-    own = await call(gs.get_policy, namespace, name)
-    effective = await call(gs.effective_policy, namespace, name)
+    who = actor(request)
+    ns = await call(gs.get_policy, namespace, actor=who)
+    own = await call(gs.get_policy, namespace, name, actor=who)
+    effective = await call(gs.effective_policy, namespace, name, actor=who)
     return JSONResponse(rg.model_policy(ns, own, effective))
 
 
 @router.put("/models/{namespace}/{name}/policy", summary="Set a model's production policy")
+@access("admin")
 async def put_model_policy(
     request: Request, namespace: str, name: str, body: PolicyRules
 ) -> Response:
@@ -93,6 +102,7 @@ async def put_model_policy(
 @router.delete(
     "/models/{namespace}/{name}/policy", status_code=204, summary="Remove a model's own policy"
 )
+@access("admin")
 async def delete_model_policy(request: Request, namespace: str, name: str) -> Response:
     """Remove the model's own policy (the namespace's still applies)."""
     gs, call = governance(request)
@@ -104,6 +114,7 @@ async def delete_model_policy(request: Request, namespace: str, name: str) -> Re
     "/models/{namespace}/{name}/versions/{version}/policy-check",
     summary="Dry run: what a version still lacks",
 )
+@access("read")
 async def policy_check(
     request: Request,
     namespace: str,
@@ -115,7 +126,13 @@ async def policy_check(
     """Every unmet rule of the production policy for publishing this version or
     moving ``alias`` to it; 200 with ``ok`` true when nothing is missing."""
     gs, call = governance(request)
-    result = await call(gs.check, version_ref(namespace, name, version), action=action, alias=alias)
+    result = await call(
+        gs.check,
+        version_ref(namespace, name, version),
+        action=action,
+        alias=alias,
+        actor=actor(request),
+    )
     return JSONResponse(rg.policy_check(result))
 
 
@@ -126,6 +143,7 @@ async def policy_check(
     "/models/{namespace}/{name}/aliases/{alias}/rollback",
     summary="Move an alias back to its previous target",
 )
+@access("write")
 async def rollback_alias(
     request: Request, namespace: str, name: str, alias: str, body: Rollback | None = None
 ) -> Response:
@@ -148,6 +166,7 @@ async def rollback_alias(
     "/models/{namespace}/{name}/aliases/{alias}",
     summary="Where an alias points, now or at a past time",
 )
+@access("read")
 async def get_alias(
     request: Request,
     namespace: str,
@@ -161,7 +180,9 @@ async def get_alias(
     gs, call = governance(request)
     when: str | int = at if at is not None else time.time_ns() // 1000
     return JSONResponse(
-        rg.alias_at(await call(gs.alias_at, name, alias, when, namespace=namespace))
+        rg.alias_at(
+            await call(gs.alias_at, name, alias, when, namespace=namespace, actor=actor(request))
+        )
     )
 
 
@@ -173,6 +194,7 @@ async def get_alias(
     status_code=201,
     summary="Request approval of a gated transition",
 )
+@access("write")
 async def request_approval(
     request: Request, namespace: str, name: str, version: str, body: ApprovalRequest
 ) -> Response:
@@ -191,6 +213,7 @@ async def request_approval(
 
 
 @router.get("/namespaces/{namespace}/approvals", summary="List a namespace's approval requests")
+@access("read")
 async def list_approvals(
     request: Request,
     namespace: str,
@@ -206,6 +229,7 @@ async def list_approvals(
         state=None if state == "all" else state,
         page_size=page_size,
         page_token=page_token,
+        actor=actor(request),
     )
     return JSONResponse(
         {
@@ -216,13 +240,15 @@ async def list_approvals(
 
 
 @router.get("/approvals/{approval_id}", summary="Get one approval request")
+@access("read")
 async def get_approval(request: Request, approval_id: int) -> Response:
     """One request with its reviews."""
     gs, call = approvals(request)
-    return JSONResponse(rg.approval(await call(gs.get_approval, approval_id)))
+    return JSONResponse(rg.approval(await call(gs.get_approval, approval_id, actor=actor(request))))
 
 
 @router.post("/approvals/{approval_id}/approve", summary="Approve a request")
+@access("review", "Never one's own request.")
 async def approve(request: Request, approval_id: int, body: Review | None = None) -> Response:
     """Approve; the transition applies atomically at the N-th distinct approval."""
     gs, call = approvals(request)
@@ -233,6 +259,7 @@ async def approve(request: Request, approval_id: int, body: Review | None = None
 
 
 @router.post("/approvals/{approval_id}/reject", summary="Reject a request")
+@access("review", "Never one's own request.")
 async def reject(request: Request, approval_id: int, body: Review | None = None) -> Response:
     """Reject (final)."""
     gs, call = approvals(request)
@@ -241,6 +268,7 @@ async def reject(request: Request, approval_id: int, body: Review | None = None)
 
 
 @router.post("/approvals/{approval_id}/cancel", summary="Cancel one's own request")
+@access("write", "The requester only.")
 async def cancel(request: Request, approval_id: int) -> Response:
     """Withdraw a pending request (the requester only)."""
     gs, call = approvals(request)
@@ -251,6 +279,7 @@ async def cancel(request: Request, approval_id: int) -> Response:
 
 
 @router.get("/audit", summary="The audit log")
+@access("authenticated", "Read on the namespace; without one, only namespaces the caller reads.")
 async def audit(
     request: Request,
     actor_: str | None = Query(None, alias="actor", description="Who acted."),
@@ -266,7 +295,8 @@ async def audit(
     gs, call = governance(request)
     page = await call(
         gs.audit,
-        actor=actor_,
+        actor=actor(request),
+        by=actor_,
         model=model,
         namespace=namespace,
         action=action,

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
 from modelyard.api import render
+from modelyard.api.access import access
 from modelyard.api.deps import actor, services
 from modelyard.api.responses import JSONResponse
 from modelyard.api.schemas import ModelCreate, NamespaceCreate, TagChanges
@@ -14,22 +15,16 @@ router = APIRouter(prefix="/api/v1", tags=["models"])
 
 
 @router.get("/namespaces")
+@access("authenticated", "Lists the namespaces the caller holds a role in.")
 async def list_namespaces(request: Request) -> Response:
-    """All namespaces."""
+    """The namespaces the caller may see."""
     svc, call = services(request)
-    return JSONResponse(
-        {
-            "namespaces": [
-                render.namespace(n)
-                for n in await call(
-                    svc.list_namespaces,
-                )
-            ]
-        }
-    )
+    found = await call(svc.list_namespaces, actor=actor(request))
+    return JSONResponse({"namespaces": [render.namespace(n) for n in found]})
 
 
 @router.post("/namespaces", status_code=201)
+@access("instance-admin")
 async def create_namespace(body: NamespaceCreate, request: Request) -> Response:
     """Create a namespace."""
     svc, call = services(request)
@@ -40,6 +35,7 @@ async def create_namespace(body: NamespaceCreate, request: Request) -> Response:
 
 
 @router.post("/models", status_code=201)
+@access("write")
 async def create_model(body: ModelCreate, request: Request) -> Response:
     """Register a model name in a namespace."""
     svc, call = services(request)
@@ -56,6 +52,7 @@ async def create_model(body: ModelCreate, request: Request) -> Response:
 
 
 @router.get("/models")
+@access("authenticated", "Filtered to what the caller may see.")
 async def list_models(
     request: Request,
     filter: str | None = Query(None, description="Filter expression, e.g. tags.team = 'x'"),
@@ -73,6 +70,7 @@ async def list_models(
         page_size=page_size,
         page_token=page_token,
         namespace=namespace,
+        actor=actor(request),
     )
     return JSONResponse(
         {"models": [render.model(m) for m in page.items], "next_page_token": page.next_page_token}
@@ -80,13 +78,17 @@ async def list_models(
 
 
 @router.get("/models/{namespace}/{name}")
+@access("consume")
 async def get_model(request: Request, namespace: str, name: str) -> Response:
     """One model."""
     svc, call = services(request)
-    return JSONResponse(render.model(await call(svc.get_model, name, namespace=namespace)))
+    return JSONResponse(
+        render.model(await call(svc.get_model, name, namespace=namespace, actor=actor(request)))
+    )
 
 
 @router.patch("/models/{namespace}/{name}")
+@access("write")
 async def update_model(namespace: str, name: str, body: TagChanges, request: Request) -> Response:
     """Change description, tags (merge / delete) or metadata (replace)."""
     svc, call = services(request)
@@ -104,6 +106,7 @@ async def update_model(namespace: str, name: str, body: TagChanges, request: Req
 
 
 @router.post("/models/{namespace}/{name}/archive")
+@access("write")
 async def archive_model(namespace: str, name: str, request: Request) -> Response:
     """Archive a model: it takes no new versions and is marked archived."""
     svc, call = services(request)
@@ -114,6 +117,7 @@ async def archive_model(namespace: str, name: str, request: Request) -> Response
 
 
 @router.post("/models/{namespace}/{name}/restore")
+@access("write")
 async def restore_model(namespace: str, name: str, request: Request) -> Response:
     """Undo archiving."""
     svc, call = services(request)
@@ -124,6 +128,7 @@ async def restore_model(namespace: str, name: str, request: Request) -> Response
 
 
 @router.delete("/models/{namespace}/{name}", status_code=204)
+@access("admin")
 async def delete_model(
     namespace: str, name: str, request: Request, force: bool = False
 ) -> Response:

@@ -7,8 +7,10 @@ from pydantic import BaseModel, ConfigDict
 from starlette.responses import Response
 
 from modelyard.api import render
-from modelyard.api.deps import ServiceCall, services
+from modelyard.api.access import access
+from modelyard.api.deps import ServiceCall, actor, services
 from modelyard.api.responses import JSONResponse
+from modelyard.domain.identity import Principal
 from modelyard.service.registry import RegistryService
 
 router = APIRouter(prefix="/api/v1/search", tags=["search"])
@@ -29,7 +31,9 @@ class SearchBody(BaseModel):
     namespace: str | None = None
 
 
-async def _versions(svc: RegistryService, call: ServiceCall, q: SearchBody) -> Response:
+async def _versions(
+    svc: RegistryService, call: ServiceCall, q: SearchBody, who: Principal
+) -> Response:
     page = await call.heavy(
         svc.search_versions,
         q.filter,
@@ -37,6 +41,7 @@ async def _versions(svc: RegistryService, call: ServiceCall, q: SearchBody) -> R
         page_size=q.page_size,
         page_token=q.page_token,
         namespace=q.namespace,
+        actor=who,
     )
     return JSONResponse(
         {
@@ -46,7 +51,9 @@ async def _versions(svc: RegistryService, call: ServiceCall, q: SearchBody) -> R
     )
 
 
-async def _models(svc: RegistryService, call: ServiceCall, q: SearchBody) -> Response:
+async def _models(
+    svc: RegistryService, call: ServiceCall, q: SearchBody, who: Principal
+) -> Response:
     page = await call.heavy(
         svc.search_models,
         q.filter,
@@ -54,6 +61,7 @@ async def _models(svc: RegistryService, call: ServiceCall, q: SearchBody) -> Res
         page_size=q.page_size,
         page_token=q.page_token,
         namespace=q.namespace,
+        actor=who,
     )
     return JSONResponse(
         {"models": [render.model(m) for m in page.items], "next_page_token": page.next_page_token}
@@ -61,6 +69,7 @@ async def _models(svc: RegistryService, call: ServiceCall, q: SearchBody) -> Res
 
 
 @router.get("/versions")
+@access("authenticated", "Filtered to what the caller may see.")
 async def search_versions(
     request: Request,
     filter: str | None = Query(None, description=FILTER_HELP),
@@ -81,17 +90,20 @@ async def search_versions(
             page_token=page_token,
             namespace=namespace,
         ),
+        actor(request),
     )
 
 
 @router.post("/versions")
+@access("authenticated", "Filtered to what the caller may see.")
 async def search_versions_post(request: Request, body: SearchBody) -> Response:
     """Same as GET, with the parameters in a JSON body."""
     svc, call = services(request)
-    return await _versions(svc, call, body)
+    return await _versions(svc, call, body, actor(request))
 
 
 @router.get("/models")
+@access("authenticated", "Filtered to what the caller may see.")
 async def search_models(
     request: Request,
     filter: str | None = Query(None, description=FILTER_HELP),
@@ -112,11 +124,13 @@ async def search_models(
             page_token=page_token,
             namespace=namespace,
         ),
+        actor(request),
     )
 
 
 @router.post("/models")
+@access("authenticated", "Filtered to what the caller may see.")
 async def search_models_post(request: Request, body: SearchBody) -> Response:
     """Same as GET, with the parameters in a JSON body."""
     svc, call = services(request)
-    return await _models(svc, call, body)
+    return await _models(svc, call, body, actor(request))

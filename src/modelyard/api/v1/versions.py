@@ -12,6 +12,7 @@ from fastapi import APIRouter, Header, Query, Request
 from starlette.responses import Response, StreamingResponse
 
 from modelyard.api import render
+from modelyard.api.access import Access, access
 from modelyard.api.deps import actor, services
 from modelyard.api.responses import BlobFileResponse, JSONResponse
 from modelyard.api.schemas import AliasSet, FilesCommit, TagChanges, Transition, VersionCreate
@@ -34,6 +35,7 @@ def version_ref(namespace: str, name: str, version: str) -> Reference:
 
 
 @router.post("/models/{namespace}/{name}/versions", status_code=201)
+@access("write")
 async def create_version(
     namespace: str,
     name: str,
@@ -73,6 +75,7 @@ async def create_version(
 
 
 @router.get("/models/{namespace}/{name}/versions")
+@access("consume")
 async def list_versions(
     request: Request,
     namespace: str,
@@ -90,6 +93,7 @@ async def list_versions(
         page_size=page_size,
         page_token=page_token,
         states=state,
+        actor=actor(request),
     )
     return JSONResponse(
         {
@@ -100,23 +104,33 @@ async def list_versions(
 
 
 @router.get("/models/{namespace}/{name}/versions/{version}")
+@access("consume")
 async def get_version(
     request: Request, namespace: str, name: str, version: str, files: bool = True
 ) -> Response:
     """One version with its manifest."""
     svc, call = services(request)
-    ver = await call(svc.get_version, version_ref(namespace, name, version), with_files=files)
+    ver = await call(
+        svc.get_version,
+        version_ref(namespace, name, version),
+        with_files=files,
+        actor=actor(request),
+    )
     return JSONResponse(render.version(ver))
 
 
 @router.get("/resolve")
+@access("consume")
 async def resolve(request: Request, ref: str, files: bool = True) -> Response:
     """Resolve any reference string (``name/3``, ``ns/name@alias``, ``name@latest``)."""
     svc, call = services(request)
-    return JSONResponse(render.version(await call(svc.get_version, ref, with_files=files)))
+    return JSONResponse(
+        render.version(await call(svc.get_version, ref, with_files=files, actor=actor(request)))
+    )
 
 
 @router.patch("/models/{namespace}/{name}/versions/{version}")
+@access("write")
 async def update_version(
     namespace: str, name: str, version: str, body: TagChanges, request: Request
 ) -> Response:
@@ -135,6 +149,7 @@ async def update_version(
 
 
 @router.post("/models/{namespace}/{name}/versions/{version}/files")
+@access("write")
 async def commit_files(
     namespace: str, name: str, version: str, body: FilesCommit, request: Request
 ) -> Response:
@@ -163,6 +178,7 @@ def _transition(target: VersionState):  # type: ignore[no-untyped-def]
         )
         return JSONResponse(render.version(ver))
 
+    endpoint.__dict__["modelyard_access"] = Access("write")
     return endpoint
 
 
@@ -188,21 +204,30 @@ router.add_api_route(
 
 
 @router.get("/models/{namespace}/{name}/versions/{version}/files")
+@access("consume")
 async def list_files(request: Request, namespace: str, name: str, version: str) -> Response:
     """The version's manifest."""
     svc, call = services(request)
-    ver = await call(svc.get_version, version_ref(namespace, name, version), with_files=True)
+    ver = await call(
+        svc.get_version,
+        version_ref(namespace, name, version),
+        with_files=True,
+        actor=actor(request),
+    )
     files = render.version(ver)["files"]
     return JSONResponse({"ref": ver.ref, "files": files})
 
 
 @router.get("/models/{namespace}/{name}/versions/{version}/files/{path:path}")
+@access("consume")
 async def download_file(
     namespace: str, name: str, version: str, path: str, request: Request
 ) -> Response:
     """One file's bytes; supports ``Range``. The path is looked up in the manifest."""
     svc, call = services(request)
-    _ver, entry = await call(svc.get_file, version_ref(namespace, name, version), path)
+    _ver, entry = await call(
+        svc.get_file, version_ref(namespace, name, version), path, actor=actor(request)
+    )
     headers = {
         "ETag": f'"{entry.digest}"',
         "X-Content-SHA256": entry.digest,
@@ -224,10 +249,16 @@ async def download_file(
 
 
 @router.get("/models/{namespace}/{name}/versions/{version}/archive.tar")
+@access("consume")
 async def download_tar(request: Request, namespace: str, name: str, version: str) -> Response:
     """The whole version as an uncompressed tar stream (paths as in the manifest)."""
     svc, call = services(request)
-    ver = await call(svc.get_version, version_ref(namespace, name, version), with_files=True)
+    ver = await call(
+        svc.get_version,
+        version_ref(namespace, name, version),
+        with_files=True,
+        actor=actor(request),
+    )
     files = ver.files or []
     filename = f"{ver.model}-{ver.number}.tar"
     return StreamingResponse(
@@ -238,6 +269,7 @@ async def download_tar(request: Request, namespace: str, name: str, version: str
 
 
 @router.put("/models/{namespace}/{name}/aliases/{alias}")
+@access("write")
 async def set_alias(
     namespace: str, name: str, alias: str, body: AliasSet, request: Request
 ) -> Response:
@@ -260,6 +292,7 @@ async def set_alias(
 
 
 @router.delete("/models/{namespace}/{name}/aliases/{alias}", status_code=204)
+@access("write")
 async def delete_alias(namespace: str, name: str, alias: str, request: Request) -> Response:
     """Remove an alias (history is kept)."""
     svc, call = services(request)
@@ -268,10 +301,13 @@ async def delete_alias(namespace: str, name: str, alias: str, request: Request) 
 
 
 @router.get("/models/{namespace}/{name}/aliases/history")
+@access("read")
 async def alias_history(
     request: Request, namespace: str, name: str, alias: str | None = None
 ) -> Response:
     """Every recorded move of the model's aliases, oldest first."""
     svc, call = services(request)
-    moves = await call(svc.alias_history, name, namespace=namespace, alias=alias)
+    moves = await call(
+        svc.alias_history, name, namespace=namespace, alias=alias, actor=actor(request)
+    )
     return JSONResponse({"history": [render.alias_move(m) for m in moves]})

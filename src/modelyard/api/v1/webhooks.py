@@ -7,6 +7,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from modelyard.api import render
+from modelyard.api.access import access
 from modelyard.api.deps import actor, webhook_services
 from modelyard.api.responses import JSONResponse
 from modelyard.api.schemas import SecretRotation, WebhookCreate, WebhookUpdate
@@ -15,6 +16,7 @@ router = APIRouter(prefix="/api/v1/webhooks", tags=["webhooks"])
 
 
 @router.post("", status_code=201, summary="Create a webhook")
+@access("admin", "Of the webhook's namespace; instance admin for a webhook of every namespace.")
 async def create_webhook(body: WebhookCreate, request: Request) -> Response:
     """Subscribe a URL; the answer holds the signing ``secret``, shown only this once."""
     svc, call = webhook_services(request)
@@ -32,21 +34,26 @@ async def create_webhook(body: WebhookCreate, request: Request) -> Response:
 
 
 @router.get("", summary="List webhooks")
+@access("authenticated", "Lists the webhooks the caller administers.")
 async def list_webhooks(request: Request) -> Response:
     """Every subscription (secrets are never returned)."""
     svc, call = webhook_services(request)
-    hooks = await call(svc.list_webhooks)
+    hooks = await call(svc.list_webhooks, actor=actor(request))
     return JSONResponse({"webhooks": [render.webhook(h) for h in hooks]})
 
 
 @router.get("/{webhook_id}", summary="Get a webhook")
+@access("admin", "Of the webhook's namespace; instance admin for a webhook of every namespace.")
 async def get_webhook(webhook_id: int, request: Request) -> Response:
     """One subscription."""
     svc, call = webhook_services(request)
-    return JSONResponse(render.webhook(await call(svc.get_webhook, webhook_id)))
+    return JSONResponse(
+        render.webhook(await call(svc.get_webhook, webhook_id, actor=actor(request)))
+    )
 
 
 @router.patch("/{webhook_id}", summary="Update a webhook")
+@access("admin", "Of the webhook's namespace; instance admin for a webhook of every namespace.")
 async def update_webhook(webhook_id: int, body: WebhookUpdate, request: Request) -> Response:
     """Change URL, filters, description or ``active`` (true re-enables a disabled one)."""
     svc, call = webhook_services(request)
@@ -56,6 +63,7 @@ async def update_webhook(webhook_id: int, body: WebhookUpdate, request: Request)
 
 
 @router.delete("/{webhook_id}", status_code=204, summary="Delete a webhook")
+@access("admin", "Of the webhook's namespace; instance admin for a webhook of every namespace.")
 async def delete_webhook(webhook_id: int, request: Request) -> Response:
     """Delete a subscription and its delivery history."""
     svc, call = webhook_services(request)
@@ -64,6 +72,7 @@ async def delete_webhook(webhook_id: int, request: Request) -> Response:
 
 
 @router.post("/{webhook_id}/rotate-secret", summary="Rotate a webhook's secret")
+@access("admin", "Of the webhook's namespace; instance admin for a webhook of every namespace.")
 async def rotate_secret(
     webhook_id: int, request: Request, body: SecretRotation | None = None
 ) -> Response:
@@ -75,6 +84,7 @@ async def rotate_secret(
 
 
 @router.get("/{webhook_id}/deliveries", summary="List a webhook's deliveries")
+@access("admin", "Of the webhook's namespace; instance admin for a webhook of every namespace.")
 async def list_deliveries(
     webhook_id: int,
     request: Request,
@@ -90,6 +100,7 @@ async def list_deliveries(
         status=status,
         page_size=page_size,
         page_token=page_token,
+        actor=actor(request),
     )
     return JSONResponse(
         {
@@ -100,10 +111,13 @@ async def list_deliveries(
 
 
 @router.get("/{webhook_id}/deliveries/{delivery_id}", summary="Get one delivery")
+@access("admin", "Of the webhook's namespace; instance admin for a webhook of every namespace.")
 async def get_delivery(webhook_id: int, delivery_id: int, request: Request) -> Response:
     """One delivery with its attempts."""
     svc, call = webhook_services(request)
-    return JSONResponse(render.delivery(await call(svc.get_delivery, webhook_id, delivery_id)))
+    return JSONResponse(
+        render.delivery(await call(svc.get_delivery, webhook_id, delivery_id, actor=actor(request)))
+    )
 
 
 @router.post(
@@ -111,6 +125,7 @@ async def get_delivery(webhook_id: int, delivery_id: int, request: Request) -> R
     status_code=202,
     summary="Redeliver one delivery",
 )
+@access("admin", "Of the webhook's namespace; instance admin for a webhook of every namespace.")
 async def redeliver(webhook_id: int, delivery_id: int, request: Request) -> Response:
     """Queue the delivery again now (same ``webhook-id``, fresh retry schedule)."""
     svc, call = webhook_services(request)
@@ -119,6 +134,7 @@ async def redeliver(webhook_id: int, delivery_id: int, request: Request) -> Resp
 
 
 @router.post("/{webhook_id}/test", status_code=202, summary="Send a test event")
+@access("admin", "Of the webhook's namespace; instance admin for a webhook of every namespace.")
 async def send_test(webhook_id: int, request: Request) -> Response:
     """Write a ``webhook.test`` event and queue it to this webhook only."""
     svc, call = webhook_services(request)

@@ -190,6 +190,11 @@ class Checkpointer:
             if self._halt.wait(self._delay):
                 return
             self._wake.clear()
+            # stop() during the sleep set the event we just cleared: without
+            # this check the next wait() never returns and stop() waits out
+            # its whole join timeout.
+            if self._stopped:
+                return
             try:
                 self.checkpoint()
             except Exception:  # a failed checkpoint is retried on the next nudge

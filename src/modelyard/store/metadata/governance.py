@@ -321,6 +321,7 @@ class AuditQuery:
 
     actor: str | None = None
     namespace: str | None = None
+    namespaces: tuple[str, ...] | None = None  # only these (what the caller may read)
     model: tuple[str, str] | None = None  # (namespace, name)
     action: str | None = None  # exact type, or a prefix ending in "." or "*"
     since: int | None = None  # µs, inclusive
@@ -345,6 +346,8 @@ def audit_events(tx: Tx, q: AuditQuery, limit: int) -> list[dict[str, Any]]:
         where.append(e.c.actor == q.actor)
     if q.namespace is not None:
         where.append(e.c.namespace == q.namespace)
+    if q.namespaces is not None:
+        where.append(e.c.namespace.in_(q.namespaces))
     if q.model is not None:
         ns, name = q.model
         base = f"{ns}/{name}"

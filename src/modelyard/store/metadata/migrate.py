@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from alembic.config import Config
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
-SCHEMA_HEAD = "0002"
+SCHEMA_HEAD = "0004"
 
 
 def _config(conn: sa.Connection | None = None) -> Config:

@@ -40,6 +40,7 @@ def list_events(
     namespace: str | None = None,
     model: str | None = None,
     subject: str | None = None,
+    namespaces: Sequence[str] | None = None,
 ) -> list[dict[str, Any]]:
     """Events with id > ``after`` matching the filters, oldest first.
 
@@ -59,6 +60,8 @@ def list_events(
         q = q.where(sa.or_(*conds))
     if namespace is not None:
         q = q.where(e.c.namespace == namespace)
+    if namespaces is not None:
+        q = q.where(e.c.namespace.in_(list(namespaces)))
     if model is not None:
         q = q.where(
             sa.or_(

@@ -490,10 +490,21 @@ class Tx:
         return self.conn.execute(sa.select(t.versions).where(t.versions.c.id == version_id)).one()
 
     def list_version_ids(
-        self, model_id: int, *, limit: int, before: int | None, states: Iterable[str] | None
+        self,
+        model_id: int,
+        *,
+        limit: int,
+        before: int | None,
+        states: Iterable[str] | None,
+        where: sa.ColumnElement[bool] | None = None,
     ) -> list[int]:
-        """Version ids of a model, newest number first, keyset-paged on number."""
+        """Version ids of a model, newest number first, keyset-paged on number.
+
+        ``where`` narrows further (the production view's compiled filter).
+        """
         q = sa.select(t.versions.c.id).where(t.versions.c.model_id == model_id)
+        if where is not None:
+            q = q.where(where)
         if before is not None:
             q = q.where(t.versions.c.number < before)
         if states:
@@ -630,11 +641,14 @@ class Tx:
         )
         return int(row[0])
 
-    def list_events(self, *, after: int = 0, limit: int = 100) -> list[dict[str, Any]]:
-        """Events with id > ``after``, oldest first."""
-        rows = self.conn.execute(
-            sa.select(t.events).where(t.events.c.id > after).order_by(t.events.c.id).limit(limit)
-        )
+    def list_events(
+        self, *, after: int = 0, limit: int = 100, namespaces: Iterable[str] | None = None
+    ) -> list[dict[str, Any]]:
+        """Events with id > ``after``, oldest first (only of ``namespaces``, if given)."""
+        q = sa.select(t.events).where(t.events.c.id > after)
+        if namespaces is not None:
+            q = q.where(t.events.c.namespace.in_(sorted(namespaces)))
+        rows = self.conn.execute(q.order_by(t.events.c.id).limit(limit))
         return [dict(r._mapping) for r in rows]
 
 

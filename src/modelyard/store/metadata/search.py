@@ -86,7 +86,7 @@ from sqlalchemy.sql import operators
 from sqlalchemy.sql.expression import UnaryExpression
 
 from modelyard.domain.errors import InvalidInput
-from modelyard.domain.filters import And, Comparison, Field, Node, Not, Or, OrderBy
+from modelyard.domain.filters import And, AnyVersion, Comparison, Field, Node, Not, Or, OrderBy
 from modelyard.store.metadata import tables as t
 
 CURSOR_CODE = "INVALID_CURSOR"
@@ -184,6 +184,14 @@ class _Compiler:
             return sa.or_(*(self.compile(item) for item in node.items))
         if isinstance(node, Not):
             return sa.not_(self.compile(node.item))
+        if isinstance(node, AnyVersion) and self.target == "models":
+            inner = _Compiler("versions", sqlite=self.sqlite).compile(node.item)
+            return (
+                sa.select(sa.literal_column("1"))
+                .select_from(t.versions)
+                .where(t.versions.c.model_id == t.models.c.id, inner)
+                .exists()
+            )
         raise TypeError(f"not a filter node: {node!r}")
 
     def comparison(self, cmp: Comparison) -> sa.ColumnElement[bool]:
@@ -723,3 +731,38 @@ def search_models(
     sort = _Sort(m.c.id, (columns[order.field.key], m.c.id), (kind, "int"), order.descending)
     fingerprint = _fingerprint("models", node, order, namespace, include_archived)
     return _page(conn, m, where, sort, fingerprint, limit, cursor)
+
+
+# -- point checks (the production view) --------------------------------------
+
+
+def version_condition(conn: sa.Connection, node: Node) -> sa.ColumnElement[bool]:
+    """``node`` compiled as a condition on ``versions`` (for queries over that table)."""
+    return _Compiler("versions", sqlite=conn.dialect.name == "sqlite").compile(node)
+
+
+def version_matches(conn: sa.Connection, version_id: int, node: Node) -> bool:
+    """True if the version with this id satisfies ``node`` (the same SQL as a search)."""
+    q = sa.select(t.versions.c.id).where(
+        t.versions.c.id == version_id, version_condition(conn, node)
+    )
+    return conn.execute(q).first() is not None
+
+
+def model_matches(conn: sa.Connection, model_id: int, node: Node) -> bool:
+    """True if the model with this id satisfies the models-target ``node``."""
+    compiler = _Compiler("models", sqlite=conn.dialect.name == "sqlite")
+    q = sa.select(t.models.c.id).where(t.models.c.id == model_id, compiler.compile(node))
+    return conn.execute(q).first() is not None
+
+
+def digest_visible(conn: sa.Connection, digest: str, node: Node | None) -> bool:
+    """True if some version satisfying ``node`` (any version if None) lists ``digest``."""
+    q = (
+        sa.select(t.files.c.version_id)
+        .select_from(t.files.join(t.versions, t.versions.c.id == t.files.c.version_id))
+        .where(t.files.c.digest == digest)
+    )
+    if node is not None:
+        q = q.where(version_condition(conn, node))
+    return conn.execute(q.limit(1)).first() is not None

@@ -218,6 +218,48 @@ events = sa.Table(
 sa.Index("ix_events_type_id", events.c.type, events.c.id)
 sa.Index("ix_events_subject_id", events.c.subject, events.c.id)
 
+# -- identity and access (issue 3): users, API tokens, role bindings -----------
+
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(128), nullable=False, unique=True),
+    sa.Column("created_by", sa.String(256), nullable=False, server_default=""),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+)
+
+# A token is ``myd_<public_id>_<secret>``; only SHA-256 of the whole token is
+# stored. ``public_id`` (unique index) finds the row, the hash is compared in
+# constant time. ``last_used_at`` is written at most once a minute per token.
+api_tokens = sa.Table(
+    "api_tokens",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("public_id", sa.String(32), nullable=False, unique=True),
+    sa.Column("user_id", BigId, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("name", sa.String(128), nullable=False),
+    sa.Column("secret_hash", sa.String(64), nullable=False),
+    sa.Column("created_by", sa.String(256), nullable=False, server_default=""),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("expires_at", sa.BigInteger, nullable=True),
+    sa.Column("revoked_at", sa.BigInteger, nullable=True),
+    sa.Column("last_used_at", sa.BigInteger, nullable=True),
+)
+sa.Index("ix_api_tokens_user_id", api_tokens.c.user_id)
+
+# ``namespace`` is a name, or ``*`` for every namespace (admin on ``*`` is the
+# instance admin); a name rather than a foreign key because ``*`` is no row.
+role_bindings = sa.Table(
+    "role_bindings",
+    metadata,
+    sa.Column("user_id", BigId, sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("namespace", sa.String(128), primary_key=True),
+    sa.Column("role", sa.String(16), primary_key=True),
+    sa.Column("granted_by", sa.String(256), nullable=False, server_default=""),
+    sa.Column("granted_at", sa.BigInteger, nullable=False),
+)
+sa.Index("ix_role_bindings_namespace", role_bindings.c.namespace)
 # -- governance (issue 3): policies, approvals, audit indexes -----------------
 
 # One production policy per namespace (model_key = 0) and per model (model_key =
