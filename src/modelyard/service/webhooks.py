@@ -46,7 +46,8 @@ from modelyard.service.destinations import DestinationGuard
 from modelyard.service.registry import MAX_PAGE_SIZE, Page
 from modelyard.settings import Settings
 from modelyard.store.metadata import outbox
-from modelyard.store.metadata.repository import MetadataStore, Tx, is_retryable, now_us
+from modelyard.store.metadata.engine import is_retryable
+from modelyard.store.metadata.repository import MetadataStore, Tx, now_us
 from modelyard.webhooks import generate_secret
 
 T = TypeVar("T")
