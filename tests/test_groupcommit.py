@@ -7,6 +7,7 @@ lock and takes every queued operation once it has it), then lets go.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -16,6 +17,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from modelyard.api.deps import GroupedWrites
 from modelyard.domain.errors import Conflict, NotFound
 from modelyard.service.factory import build_registry
 from modelyard.service.registry import RegistryService, VersionSpec
@@ -176,3 +178,27 @@ def test_unbatched_writes_still_work_one_by_one(svc: RegistryService) -> None:
     assert stats.batches == before + 3
     with svc.db.read() as tx:
         assert tx.conn.execute(sa.select(sa.func.count()).select_from(t.versions)).scalar() == 3
+
+
+def test_requests_writes_in_one_loop_turn_share_a_transaction(svc: RegistryService) -> None:
+    """What the API does on SQLite: the write calls of concurrent requests are
+    gathered on the event loop and run as one batch, each with its own outcome."""
+    grouped = GroupedWrites(committer(svc))
+    before = committer(svc).stats.batches
+
+    async def main() -> list[Any]:
+        calls = [
+            grouped(svc.create_version, "m", VersionSpec(tags={"i": str(i)}), actor="t")
+            for i in range(10)
+        ]
+        calls.insert(3, grouped(svc.create_version, "missing", VersionSpec(), actor="t"))
+        return await asyncio.gather(*calls, return_exceptions=True)
+
+    results = asyncio.run(main())
+    assert committer(svc).stats.batches == before + 1
+    assert committer(svc).stats.largest == 11
+    assert isinstance(results[3], NotFound)
+    good = results[:3] + results[4:]
+    assert [v.number for v in good] == list(range(1, 11))
+    assert [svc.get_version(v.ref).tags for v in good] == [{"i": str(i)} for i in range(10)]
+    assert len(created_events(svc)) == 10

@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from modelyard import __version__
-from modelyard.api.deps import ServiceCall
+from modelyard.api.deps import GroupedWrites, ServiceCall
 from modelyard.api.errors import install_error_handlers
 from modelyard.api.middleware import BodyLimitMiddleware, Metrics, MetricsMiddleware
 from modelyard.api.v1 import (
@@ -86,7 +86,11 @@ def create_app(
     app.state.webhooks = hooks
     app.state.stopping = stopping
     app.state.metrics = metrics
+    # Reads inline on SQLite, writes gathered into shared transactions there
+    # (see ServiceCall); everything in the threadpool on PostgreSQL.
     app.state.call = ServiceCall(inline=service.db.engine.dialect.name == "sqlite")
+    group = service.db.group
+    app.state.write_call = app.state.call if group is None else GroupedWrites(group)
     install_error_handlers(app)
     # Governance after versions: its GET .../aliases/{alias} must not shadow
     # GET .../aliases/history.

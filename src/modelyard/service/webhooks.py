@@ -208,6 +208,10 @@ class WebhookService:
         self.rng = rng or random.Random()
 
     def _write(self, fn: Callable[[Tx], T], *, attempts: int = 8) -> T:
+        """Run ``fn`` in a write transaction (group committed on SQLite, see
+        ``RegistryService._write``); retries transient lock failures."""
+        if self.db.group is not None:
+            return self.db.group.run(fn)
         for attempt in range(attempts):
             try:
                 with self.db.write() as tx:

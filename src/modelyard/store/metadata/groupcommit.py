@@ -49,8 +49,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
 
 from sqlalchemy.exc import IntegrityError, OperationalError
 
@@ -82,6 +82,30 @@ class _Pending(Generic[T]):
         # Created held; the waiting caller blocks acquiring it until a leader
         # releases it (a plain lock is the cheapest wake-up Python has).
         self.wake: threading.Lock | None = None
+
+
+class Outcome(NamedTuple):
+    """What a call run by :meth:`GroupCommitter.run_calls` returned or raised."""
+
+    ok: bool
+    result: Any
+    error: BaseException | None
+
+
+def _joining(committer: GroupCommitter, call: Callable[[], T]) -> Callable[[Tx], T]:
+    """``call`` as an operation: writes it makes join the batch's transaction."""
+
+    def op(tx: Tx) -> T:
+        local = committer._local
+        local.joined = tx
+        local.in_op = False
+        try:
+            return call()
+        finally:
+            local.joined = None
+            local.in_op = True
+
+    return op
 
 
 class _OperationFailed(Exception):
@@ -132,28 +156,58 @@ class GroupCommitter:
 
         Returns what ``fn`` returned once the transaction has committed, or
         raises what ``fn`` raised (its changes rolled back), or the exception
-        that failed the transaction.
+        that failed the transaction. Called from within a call run by
+        :meth:`run_calls`, ``fn`` runs right away in that call's savepoint.
         """
-        if getattr(self._local, "in_batch", False):
+        local = self._local
+        if getattr(local, "in_op", False):
             # An operation calling a write: it would wait for its own batch.
             raise RuntimeError("a write operation cannot start another write")
+        joined = getattr(local, "joined", None)
+        if joined is not None:
+            local.in_op = True
+            try:
+                return fn(joined)
+            finally:
+                local.in_op = False
         pending: _Pending[T] = _Pending(fn)
-        with self._mutex:
-            self._queue.append(pending)
-            if self._leading:
-                wake = pending.wake = threading.Lock()
-                wake.acquire()
-            else:
-                self._leading = True
-                wake = None
-        if wake is not None:
-            wake.acquire()  # released when our batch is done, or to make us lead
-        if not pending.done:
-            self._lead(pending)
+        self._submit([pending])
+        self._wait(pending)
         if pending.ok:
             return pending.result  # type: ignore[return-value]
         assert pending.error is not None
         raise pending.error
+
+    def run_calls(self, calls: Sequence[Callable[[], Any]]) -> list[Outcome]:
+        """Run whole calls (service methods that write) as batch members.
+
+        Each call runs in its own savepoint; the writes it makes through
+        :meth:`run` join that savepoint. Returns each call's outcome once
+        its transaction has committed (or failed). Lets one thread (the
+        event loop) gather the writes of many requests into one transaction
+        without a thread per request.
+        """
+        pendings: list[_Pending[Any]] = [_Pending(_joining(self, c)) for c in calls]
+        self._submit(pendings)
+        for p in pendings:
+            self._wait(p)
+        return [Outcome(p.ok, p.result, p.error) for p in pendings]
+
+    def _submit(self, pendings: list[_Pending[Any]]) -> None:
+        with self._mutex:
+            self._queue.extend(pendings)
+            lead_now = not self._leading
+            self._leading = True
+            for i, p in enumerate(pendings):
+                if not (lead_now and i == 0):
+                    wake = p.wake = threading.Lock()
+                    wake.acquire()
+
+    def _wait(self, p: _Pending[Any]) -> None:
+        if p.wake is not None:
+            p.wake.acquire()  # released when its batch is done, or to make it lead
+        if not p.done:
+            self._lead(p)
 
     # -- leader ----------------------------------------------------------
 
@@ -244,7 +298,7 @@ class GroupCommitter:
         """Run the only operation of a batch: no savepoint needed (and none
         paid for: a savepoint keeps a copy of every page it changes), the
         transaction is the operation's own."""
-        self._local.in_batch = True
+        self._local.in_op = True
         try:
             p.result = p.fn(tx)
         except Exception as exc:
@@ -253,7 +307,7 @@ class GroupCommitter:
             p.error = exc
             raise _OperationFailed from exc
         finally:
-            self._local.in_batch = False
+            self._local.in_op = False
         p.ok = True
 
     def _run_one(self, raw: Any, tx: Tx, p: _Pending[Any]) -> None:
@@ -267,7 +321,7 @@ class GroupCommitter:
         """
         for attempt in range(2):
             raw.execute("SAVEPOINT group_op")
-            self._local.in_batch = True
+            self._local.in_op = True
             try:
                 result = p.fn(tx)
             except Exception as exc:
@@ -281,7 +335,7 @@ class GroupCommitter:
                 p.error = exc
                 return
             finally:
-                self._local.in_batch = False
+                self._local.in_op = False
             raw.execute("RELEASE group_op")
             p.ok, p.result = True, result
             return
