@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -65,6 +66,12 @@ def create_app(
                 on_attempt=count_attempt,
             )
             dispatcher.start()
+        # What exists at startup (modules, the app, engines, compiled queries)
+        # lives as long as the process: frozen, it is no longer scanned by the
+        # full collections that run every few thousand requests and stalled
+        # the event loop for tens of ms (creates over HTTP, 2 workers on one
+        # core: p99 65-107 ms before, 24 ms frozen).
+        gc.freeze()
         try:
             yield
         finally:
