@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import sys
 import threading
 from collections.abc import AsyncIterator
@@ -12,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from modelyard import __version__
 from modelyard.api.access import Authenticator, install_guards
-from modelyard.api.deps import ServiceCall
+from modelyard.api.deps import GroupedWrites, ServiceCall
 from modelyard.api.errors import install_error_handlers
 from modelyard.api.middleware import BodyLimitMiddleware, Metrics, MetricsMiddleware
 from modelyard.api.v1 import (
@@ -69,6 +70,12 @@ def create_app(
                 on_attempt=count_attempt,
             )
             dispatcher.start()
+        # What exists at startup (modules, the app, engines, compiled queries)
+        # lives as long as the process: frozen, it is no longer scanned by the
+        # full collections that run every few thousand requests and stalled
+        # the event loop for tens of ms (creates over HTTP, 2 workers on one
+        # core: p99 65-107 ms before, 24 ms frozen).
+        gc.freeze()
         try:
             yield
         finally:
@@ -90,11 +97,15 @@ def create_app(
     app.state.webhooks = hooks
     app.state.stopping = stopping
     app.state.metrics = metrics
+    # Reads inline on SQLite, writes gathered into shared transactions there
+    # (see ServiceCall); everything in the threadpool on PostgreSQL.
     app.state.call = ServiceCall(inline=service.db.engine.dialect.name == "sqlite")
     app.state.identity = IdentityService(service)
     app.state.auth_enabled = settings.auth_enabled()
     if app.state.auth_enabled:
         bootstrap_admin(app.state.identity, settings)
+    group = service.db.group
+    app.state.write_call = app.state.call if group is None else GroupedWrites(group)
     install_error_handlers(app)
     # Governance after versions: its GET .../aliases/{alias} must not shadow
     # GET .../aliases/history.

@@ -48,7 +48,8 @@ from modelyard.service.destinations import DestinationGuard
 from modelyard.service.registry import MAX_PAGE_SIZE, Page
 from modelyard.settings import Settings
 from modelyard.store.metadata import outbox
-from modelyard.store.metadata.repository import MetadataStore, Tx, is_retryable, now_us
+from modelyard.store.metadata.engine import is_retryable
+from modelyard.store.metadata.repository import MetadataStore, Tx, now_us
 from modelyard.webhooks import generate_secret
 
 T = TypeVar("T")
@@ -209,6 +210,10 @@ class WebhookService:
         self.rng = rng or random.Random()
 
     def _write(self, fn: Callable[[Tx], T], *, attempts: int = 8) -> T:
+        """Run ``fn`` in a write transaction (group committed on SQLite, see
+        ``RegistryService._write``); retries transient lock failures."""
+        if self.db.group is not None:
+            return self.db.group.run(fn)
         for attempt in range(attempts):
             try:
                 with self.db.write() as tx:

@@ -11,7 +11,7 @@ from starlette.responses import Response
 from modelyard.api import render
 from modelyard.api import render_governance as rg
 from modelyard.api.access import access
-from modelyard.api.deps import ServiceCall, actor
+from modelyard.api.deps import ServiceCall, actor, service_call
 from modelyard.api.responses import JSONResponse
 from modelyard.api.schemas import ApprovalRequest, PolicyRules, Review, Rollback
 from modelyard.api.v1.versions import version_ref
@@ -23,14 +23,12 @@ router = APIRouter(prefix="/api/v1", tags=["governance"])
 
 def governance(request: Request) -> tuple[GovernanceService, ServiceCall]:
     """The governance service built by ``create_app`` and how to call it."""
-    state = request.app.state
-    return state.governance, state.call
+    return request.app.state.governance, service_call(request)
 
 
 def approvals(request: Request) -> tuple[ApprovalService, ServiceCall]:
     """The approval service built by ``create_app`` and how to call it."""
-    state = request.app.state
-    return state.approvals, state.call
+    return request.app.state.approvals, service_call(request)
 
 
 # -- policies -----------------------------------------------------------------

@@ -84,6 +84,14 @@ def _configure_sqlite(engine: Engine) -> None:
         conn.exec_driver_sql(f"BEGIN {mode}")
 
 
+def is_retryable(exc: BaseException) -> bool:
+    """True for transient lock / serialization failures worth one more try."""
+    if isinstance(exc, sa.exc.OperationalError):
+        msg = str(exc.orig).lower() if exc.orig is not None else str(exc).lower()
+        return "database is locked" in msg or "deadlock" in msg or "could not serialize" in msg
+    return False
+
+
 def write_options() -> dict[str, Any]:
     """Execution options for a write transaction (IMMEDIATE on SQLite, ignored elsewhere)."""
     return {"sqlite_begin": "IMMEDIATE"}

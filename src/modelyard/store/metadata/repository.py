@@ -17,7 +17,6 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
-from sqlalchemy.exc import OperationalError
 
 from modelyard.domain.entities import (
     AliasMove,
@@ -35,6 +34,7 @@ from modelyard.store.metadata.engine import (
     write_options,
     writer_lock_for,
 )
+from modelyard.store.metadata.groupcommit import GroupCommitter
 from modelyard.store.metadata.hotpath import (
     VERSION_SELECT,
     HotQueries,
@@ -661,16 +661,41 @@ class MetadataStore:
         self.wq = WriteQueries(engine.dialect)
         self.writer_lock = writer_lock_for(engine)
         self.checkpointer = checkpointer_for(engine, self.writer_lock)
+        # SQLite only: one writer at a time, so concurrent writes share a
+        # transaction (see groupcommit). PostgreSQL runs writers side by side.
+        self.group = None if self.writer_lock is None else GroupCommitter(self)
+
+    def tx(self, conn: sa.Connection) -> Tx:
+        """Our queries over a connection whose transaction the caller manages."""
+        return Tx(conn, self.hot, self.wq)
 
     @contextmanager
     def read(self) -> Iterator[Tx]:
-        """A read-only transaction (a consistent snapshot)."""
+        """A read-only transaction (a consistent snapshot).
+
+        Inside a call run by a group-commit batch (``GroupCommitter.run_calls``)
+        it is that batch's transaction instead, so a call reads what it wrote
+        before the batch commits.
+        """
+        joined = self.group.joined() if self.group is not None else None
+        if joined is not None:
+            yield joined
+            return
         with self.engine.connect() as conn, conn.begin():
             yield Tx(conn, self.hot, self.wq)
 
     @contextmanager
     def write(self) -> Iterator[Tx]:
-        """A write transaction: serialized on SQLite (writer lock, BEGIN IMMEDIATE)."""
+        """A write transaction: serialized on SQLite (writer lock, BEGIN IMMEDIATE).
+
+        Inside a call run by a group-commit batch it is that batch's
+        transaction: a second connection would wait on the database lock the
+        batch itself holds.
+        """
+        joined = self.group.joined() if self.group is not None else None
+        if joined is not None:
+            yield joined
+            return
         if self.writer_lock is None:
             with self.engine.connect().execution_options(**write_options()) as conn, conn.begin():
                 yield Tx(conn, self.hot, self.wq)
@@ -689,11 +714,3 @@ class MetadataStore:
         if self.checkpointer is not None:
             self.checkpointer.stop()
         self.engine.dispose()
-
-
-def is_retryable(exc: BaseException) -> bool:
-    """True for transient lock / serialization failures worth one more try."""
-    if isinstance(exc, OperationalError):
-        msg = str(exc.orig).lower() if exc.orig is not None else str(exc).lower()
-        return "database is locked" in msg or "deadlock" in msg or "could not serialize" in msg
-    return False
