@@ -91,6 +91,22 @@ def _print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 
 
+def _call(
+    registry: str,
+    token: str | None,
+    as_json: bool,
+    call: Callable[[Any], T],
+    show: Callable[[T], Any],
+) -> None:
+    """Run ``call(registry)``; print its answer as JSON, or ``show(answer)``."""
+    with _registry(registry, token) as reg:
+        answer = _run(lambda: call(reg))
+    if as_json:
+        _print_json(answer)
+    else:
+        out().print(show(answer))
+
+
 @contextmanager
 def _progress(enabled: bool) -> Iterator[Any]:
     from modelyard.client.registry import PushCallbacks
@@ -754,15 +770,14 @@ def whoami(
     as_json: JsonOpt = False,
 ) -> None:
     """Show who the token belongs to and its roles."""
-    with _registry(registry, token) as reg:
-        me = _run(reg.whoami)
-        if as_json:
-            _print_json(me)
-            return
+
+    def show(me: Any) -> str:
         admin = " (instance admin)" if me["instance_admin"] else ""
-        out().print(f"[bold]{me['name']}[/bold]{admin}")
-        for ns, roles in sorted(me["roles"].items()):
-            out().print(f"  {ns}: {', '.join(roles)}")
+        lines = [f"[bold]{me['name']}[/bold]{admin}"]
+        lines += [f"  {ns}: {', '.join(roles)}" for ns, roles in sorted(me["roles"].items())]
+        return "\n".join(lines)
+
+    _call(registry, token, as_json, lambda reg: reg.whoami(), show)
 
 
 @token_app.command("create")
@@ -803,12 +818,13 @@ def token_list(
     as_json: JsonOpt = False,
 ) -> None:
     """List API tokens (your own by default); secrets are never shown."""
-    with _registry(registry, token) as reg:
-        found = _run(lambda: reg.list_tokens(user=user, all_users=all_users))
-        if as_json:
-            _print_json(found)
-        else:
-            out().print(_token_table(found))
+    _call(
+        registry,
+        token,
+        as_json,
+        lambda reg: reg.list_tokens(user=user, all_users=all_users),
+        _token_table,
+    )
 
 
 @token_app.command("revoke")
@@ -819,12 +835,13 @@ def token_revoke(
     as_json: JsonOpt = False,
 ) -> None:
     """Revoke an API token at once."""
-    with _registry(registry, token) as reg:
-        done = _run(lambda: reg.revoke_token(token_id))
-        if as_json:
-            _print_json(done)
-        else:
-            out().print(f"revoked token {done['id']} ({done['user']}/{done['name']})")
+    _call(
+        registry,
+        token,
+        as_json,
+        lambda reg: reg.revoke_token(token_id),
+        lambda done: f"revoked token {done['id']} ({done['user']}/{done['name']})",
+    )
 
 
 @user_app.command("create")
@@ -835,12 +852,13 @@ def user_create(
     as_json: JsonOpt = False,
 ) -> None:
     """Create a user (then grant roles and create a token for it)."""
-    with _registry(registry, token) as reg:
-        made = _run(lambda: reg.create_user(name))
-        if as_json:
-            _print_json(made)
-        else:
-            out().print(f"created user {made['name']}")
+    _call(
+        registry,
+        token,
+        as_json,
+        lambda reg: reg.create_user(name),
+        lambda made: f"created user {made['name']}",
+    )
 
 
 @user_app.command("list")
@@ -850,16 +868,15 @@ def user_list(
     as_json: JsonOpt = False,
 ) -> None:
     """List users with their roles."""
-    with _registry(registry, token) as reg:
-        users = _run(reg.list_users)
-        if as_json:
-            _print_json(users)
-            return
+
+    def show(users: Any) -> Table:
         table = Table("user", "roles", "created")
         for u in users:
             roles = " ".join(f"{b['namespace']}:{b['role']}" for b in u["roles"])
             table.add_row(u["name"], roles, u["created_at"])
-        out().print(table)
+        return table
+
+    _call(registry, token, as_json, lambda reg: reg.list_users(), show)
 
 
 RoleNamespaceOpt = Annotated[
@@ -877,12 +894,13 @@ def role_grant(
     as_json: JsonOpt = False,
 ) -> None:
     """Grant USER the ROLE in a namespace."""
-    with _registry(registry, token) as reg:
-        b = _run(lambda: reg.grant_role(user, role, namespace=namespace))
-        if as_json:
-            _print_json(b)
-        else:
-            out().print(f"{b['user']} is {b['role']} in {b['namespace']}")
+    _call(
+        registry,
+        token,
+        as_json,
+        lambda reg: reg.grant_role(user, role, namespace=namespace),
+        lambda b: f"{b['user']} is {b['role']} in {b['namespace']}",
+    )
 
 
 @role_app.command("revoke")
@@ -914,15 +932,16 @@ def role_list(
     as_json: JsonOpt = False,
 ) -> None:
     """List role bindings (your own, a namespace's as its admin, all as instance admin)."""
-    with _registry(registry, token) as reg:
-        found = _run(lambda: reg.list_roles(namespace=namespace, user=user))
-        if as_json:
-            _print_json(found)
-            return
+
+    def show(found: Any) -> Table:
         table = Table("namespace", "user", "role", "granted by", "granted")
         for b in found:
             table.add_row(b["namespace"], b["user"], b["role"], b["granted_by"], b["granted_at"])
-        out().print(table)
+        return table
+
+    _call(
+        registry, token, as_json, lambda reg: reg.list_roles(namespace=namespace, user=user), show
+    )
 
 
 governance_cli.register(app)
