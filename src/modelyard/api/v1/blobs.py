@@ -92,7 +92,9 @@ async def _receive(request: Request, digest: str | None, expected_size: int | No
     writer = svc.blobs.writer()
     try:
         # Hashing and writing inline: handing chunks to a thread was measured
-        # no faster (uvicorn's 64 KiB flow-control window paces the body).
+        # no faster. One core does the HTTP parsing, sha256 and the copy
+        # into the page cache (~700 MiB/s here); a larger uvicorn read window
+        # did not change that either.
         async for chunk in request.stream():
             if chunk:
                 writer.write(chunk)
