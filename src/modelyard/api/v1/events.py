@@ -17,6 +17,8 @@ from modelyard.api.access import access
 from modelyard.api.deps import actor, webhook_services
 from modelyard.api.responses import JSONResponse
 from modelyard.domain.errors import InvalidInput, Unauthenticated
+from modelyard.domain.webhooks import EventFilter
+from modelyard.service.webhooks import WebhookService
 
 router = APIRouter(tags=["events"])
 STREAM_BATCH = 500
@@ -29,10 +31,23 @@ ModelQ = Query(None, description="Only events about this model: 'ns/name' or 'na
 SubjectQ = Query(None, description="Only events with exactly this subject.")
 
 
-def _types(value: str | None) -> list[str] | None:
-    if value is None:
-        return None
-    return [p.strip() for p in value.split(",") if p.strip()] or None
+def _filter(
+    request: Request,
+    svc: WebhookService,
+    types: str | None,
+    namespace: str | None,
+    model: str | None,
+    subject: str | None,
+) -> EventFilter:
+    """The caller's event filter from the query parameters both routes take."""
+    patterns = None if types is None else [p.strip() for p in types.split(",") if p.strip()]
+    return svc.event_filter(
+        types=patterns or None,
+        namespace=namespace,
+        model=model,
+        subject=subject,
+        actor=actor(request),
+    )
 
 
 @router.get("/api/v1/events", summary="List events")
@@ -51,13 +66,7 @@ async def list_events(
     Page with ``after=next_after``; an empty page means nothing newer yet.
     """
     svc, call = webhook_services(request)
-    flt = svc.event_filter(
-        types=_types(types),
-        namespace=namespace,
-        model=model,
-        subject=subject,
-        actor=actor(request),
-    )
+    flt = _filter(request, svc, types, namespace, model, subject)
     events = await call(svc.list_events, flt, after=after, limit=limit)
     return JSONResponse(
         {
@@ -108,13 +117,7 @@ async def stream_events(
     svc, call = webhook_services(request)
     settings = request.app.state.settings
     stopping = request.app.state.stopping
-    flt = svc.event_filter(
-        types=_types(types),
-        namespace=namespace,
-        model=model,
-        subject=subject,
-        actor=actor(request),
-    )
+    flt = _filter(request, svc, types, namespace, model, subject)
     last_id = request.headers.get("last-event-id", "").strip()
     if last_id:
         if not (last_id.isascii() and last_id.isdigit()) or len(last_id) > 18:
