@@ -167,25 +167,23 @@ class Checkpointer:
                     self._thread.start()
         self._wake.set()
 
-    def _passive(self) -> bool:
-        """One passive checkpoint on a connection of our own; True if it
-        copied every frame the WAL had when it started."""
+    def _passive(self) -> None:
+        """One passive checkpoint on a connection of our own."""
         raw = self._engine.raw_connection()
         try:
             cur = raw.cursor()
             cur.execute("PRAGMA wal_checkpoint(PASSIVE)")
-            busy, log_frames, copied = cur.fetchone() or (1, -1, 0)
+            cur.fetchall()
             cur.close()
         finally:
             raw.close()
-        return not busy and log_frames == copied
 
     def checkpoint(self) -> None:
         """Checkpoint the whole WAL now (see the class docstring)."""
         self._passive()
         if self._writer_lock is None:
             return
-        # Always, even when the first pass reported every frame copied: it
+        # Always, even when the first pass reports every frame copied: it
         # counts the frames there were when it started, not those appended
         # while it ran. With no frames left the second pass copies nothing.
         with self._writer_lock.hold():
