@@ -20,7 +20,6 @@ from typing import Any, Generic, Literal, TypeVar
 
 import orjson
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
-from sqlalchemy.exc import OperationalError
 
 from modelyard.domain import filters
 from modelyard.domain import identity as auth
@@ -58,7 +57,6 @@ from modelyard.store.blobs import BlobStore
 from modelyard.store.metadata import governance as gov_store
 from modelyard.store.metadata import search as search_sql
 from modelyard.store.metadata import tables as t
-from modelyard.store.metadata.engine import is_retryable
 from modelyard.store.metadata.repository import MetadataStore, Tx
 
 T = TypeVar("T")
@@ -131,24 +129,10 @@ class RegistryService:
         lock failures. Unique-constraint races (two creators of the same
         idempotency key) are retried on both: the retry sees the winner's row.
         """
-        group = self.db.group
-        if group is not None:
-            try:
-                return group.run(fn)
-            except SAIntegrityError:
-                raise _concurrent_update() from None
-        for attempt in range(attempts):
-            try:
-                with self.db.write() as tx:
-                    return fn(tx)
-            except OperationalError as exc:
-                if not is_retryable(exc) or attempt == attempts - 1:
-                    raise
-            except SAIntegrityError:
-                if attempt == attempts - 1:
-                    raise _concurrent_update() from None
-            time.sleep(min(0.5, 0.01 * 2**attempt))
-        raise AssertionError("unreachable")
+        try:
+            return self.db.transact(fn, attempts=attempts, retry_conflicts=True)
+        except SAIntegrityError:
+            raise _concurrent_update() from None
 
     # -- namespaces -------------------------------------------------------
 
@@ -804,12 +788,12 @@ class RegistryService:
                 values["description"] = desc
             if meta is not None:
                 values["meta"] = meta
-                tx.replace_version_meta(vid, meta)
+                tx.replace_version_meta(vid, meta, created_at=before.created_at)
             tx.update_version(vid, **values)
             if new_tags or drop:
                 tags = {k: val for k, val in before.tags.items() if k not in drop}
                 tags.update(new_tags)
-                tx.replace_kv(t.version_tags, vid, tags)
+                tx.replace_kv(t.version_tags, vid, tags, created_at=before.created_at)
             after = tx.load_versions([vid])[0]
             tx.append_event(
                 "version.updated",

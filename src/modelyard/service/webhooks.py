@@ -22,7 +22,6 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import orjson
-from sqlalchemy.exc import OperationalError
 
 from modelyard.domain import identity as auth
 from modelyard.domain.errors import Conflict, InvalidInput, NotFound
@@ -48,7 +47,6 @@ from modelyard.service.destinations import DestinationGuard
 from modelyard.service.registry import MAX_PAGE_SIZE, Page
 from modelyard.settings import Settings
 from modelyard.store.metadata import outbox
-from modelyard.store.metadata.engine import is_retryable
 from modelyard.store.metadata.repository import MetadataStore, Tx, now_us
 from modelyard.webhooks import generate_secret
 
@@ -212,17 +210,7 @@ class WebhookService:
     def _write(self, fn: Callable[[Tx], T], *, attempts: int = 8) -> T:
         """Run ``fn`` in a write transaction (group committed on SQLite, see
         ``RegistryService._write``); retries transient lock failures."""
-        if self.db.group is not None:
-            return self.db.group.run(fn)
-        for attempt in range(attempts):
-            try:
-                with self.db.write() as tx:
-                    return fn(tx)
-            except OperationalError as exc:
-                if not is_retryable(exc) or attempt == attempts - 1:
-                    raise
-            time.sleep(min(0.5, 0.01 * 2**attempt))
-        raise AssertionError("unreachable")
+        return self.db.transact(fn, attempts=attempts)
 
     # -- subscriptions ----------------------------------------------------
 

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
+from sqlalchemy.exc import OperationalError
 
 from modelyard.domain.entities import (
     AliasMove,
@@ -30,6 +31,7 @@ from modelyard.domain.errors import AlreadyExists
 from modelyard.store.metadata import tables as t
 from modelyard.store.metadata.engine import (
     checkpointer_for,
+    is_retryable,
     is_sqlite,
     write_options,
     writer_lock_for,
@@ -42,6 +44,8 @@ from modelyard.store.metadata.hotpath import (
     version_from_row,
 )
 from modelyard.store.metadata.prepared import json_param
+
+T = TypeVar("T")
 
 EVENT_ORDER_LOCK = 7400212
 """PostgreSQL advisory lock key that orders event inserts by commit."""
@@ -327,25 +331,22 @@ class Tx:
             ],
         )
 
-    def _version_created_at(self, version_id: int) -> int:
-        return int(
-            self.conn.execute(
-                sa.select(t.versions.c.created_at).where(t.versions.c.id == version_id)
-            ).scalar_one()
-        )
-
-    def replace_kv(self, table: sa.Table, version_id: int, items: dict[str, Any]) -> None:
-        """Set a version's tags / metrics / params to exactly ``items``."""
-        at = self._version_created_at(version_id)
+    def replace_kv(
+        self, table: sa.Table, version_id: int, items: dict[str, Any], *, created_at: int
+    ) -> None:
+        """Set a version's tags / metrics / params to exactly ``items``
+        (``created_at``: the version's, copied into each row for the index)."""
         rows = [
-            {"version_id": version_id, "key": k, "value": v, "created_at": at}
+            {"version_id": version_id, "key": k, "value": v, "created_at": created_at}
             for k, v in items.items()
         ]
         self._replace_rows(table, "version_id", version_id, rows)
 
-    def replace_version_meta(self, version_id: int, meta: dict[str, Any]) -> None:
+    def replace_version_meta(
+        self, version_id: int, meta: dict[str, Any], *, created_at: int
+    ) -> None:
         """Re-index a version's metadata scalars."""
-        rows = _version_meta_rows(version_id, meta, self._version_created_at(version_id))
+        rows = _version_meta_rows(version_id, meta, created_at)
         self._replace_rows(t.version_meta, "version_id", version_id, rows)
 
     def insert_files(self, version_id: int, entries: Sequence[FileEntry]) -> None:
@@ -708,6 +709,32 @@ class MetadataStore:
             yield Tx(conn, self.hot, self.wq)
         if self.checkpointer is not None:
             self.checkpointer.nudge()
+
+    def transact(
+        self, fn: Callable[[Tx], T], *, attempts: int = 8, retry_conflicts: bool = False
+    ) -> T:
+        """Run ``fn`` in a write transaction; return its result once committed.
+
+        On SQLite ``fn`` goes to the group committer (see
+        :mod:`~modelyard.store.metadata.groupcommit`). Elsewhere each call is
+        its own transaction, retried on transient lock failures and, with
+        ``retry_conflicts``, on unique-constraint races (the retry sees the
+        winner's row); the last such race is re-raised as it came.
+        """
+        if self.group is not None:
+            return self.group.run(fn)
+        for attempt in range(attempts):
+            try:
+                with self.write() as tx:
+                    return fn(tx)
+            except OperationalError as exc:
+                if not is_retryable(exc) or attempt == attempts - 1:
+                    raise
+            except SAIntegrityError:
+                if not retry_conflicts or attempt == attempts - 1:
+                    raise
+            time.sleep(min(0.5, 0.01 * 2**attempt))
+        raise AssertionError("unreachable")
 
     def dispose(self) -> None:
         """Stop the checkpoint thread and close pooled connections."""
