@@ -131,19 +131,17 @@ class HashCache:
         if time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) < RACY_WINDOW_NS:
             return
         entry = self._entry(self._key(path, st))
-        tmp: str | None = None
         try:
             entry.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=entry.parent, prefix=".part-")
-            with os.fdopen(fd, "w", encoding="ascii") as f:
-                f.write(digest)
-            os.replace(tmp, entry)
+            with _removed_on_error(tmp):
+                with os.fdopen(fd, "w", encoding="ascii") as f:
+                    f.write(digest)
+                os.replace(tmp, entry)
         except OSError:
             # The cache is an optimisation: a read-only or full cache directory
             # must not fail a push.
-            if tmp is not None:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
+            return
 
 
 def prepare(
