@@ -428,7 +428,7 @@ class EmbeddedBackend(EmbeddedGovernance):
     ) -> str:
         """Write the file into the blob store (verified like an HTTP upload)."""
         self.svc.authorize_upload(self.actor)
-        writer = self.svc.blobs.writer()
+        writer = self.svc.blobs.writer(size)
         try:
             for chunk in iter_file(source, progress):
                 writer.write(chunk)

@@ -703,7 +703,7 @@ class Registry(GovernanceMixin):
                 cached = None
             if cached is None:
                 cached = self.cache.put_stream(
-                    digest, self._progress(self._b.download(exact, f["path"]), cb.advance)
+                    digest, size, self._progress(self._b.download(exact, f["path"]), cb.advance)
                 )
             # The cache entry was verified just now; a hard link gives the
             # destination the same bytes without writing them a second time.

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from modelyard.domain.errors import IntegrityError, InvalidInput
 from modelyard.domain.names import validate_digest, validate_file_path
+from modelyard.hashio import PIPELINE_MIN, HashingSink
 
 CHUNK = 1 << 20
 Progress = Callable[[int], None]
@@ -226,13 +227,14 @@ class BlobCache:
             return None
         return None
 
-    def put_stream(self, digest: str, chunks: Iterator[bytes]) -> Path:
-        """Write a downloaded blob into the cache, verifying its digest first."""
+    def put_stream(self, digest: str, size: int, chunks: Iterator[bytes]) -> Path:
+        """Write a downloaded blob of ``size`` bytes into the cache, verifying
+        its digest first."""
         final = self.path_for(digest)
         final.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=".part-")
         with _removed_on_error(tmp):
-            actual = _write_hashed(fd, chunks)
+            actual = _write_hashed(fd, size, chunks)
             if actual != digest:
                 raise IntegrityError(
                     "downloaded bytes do not match their digest",
@@ -249,7 +251,7 @@ def copy_verified(src: Path, dst: Path, digest: str, progress: Progress | None =
     dst.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.part-")
     with _removed_on_error(tmp):
-        if _write_hashed(fd, iter_file(src, progress)) != digest:
+        if _write_hashed(fd, src.stat().st_size, iter_file(src, progress)) != digest:
             # A corrupted cache entry is dropped so the next pull fetches it again.
             with contextlib.suppress(OSError):
                 src.unlink()
@@ -297,11 +299,18 @@ def _removed_on_error(tmp: str | Path) -> Iterator[None]:
         raise
 
 
-def _write_hashed(fd: int, chunks: Iterable[bytes]) -> str:
-    """Write ``chunks`` to the open file ``fd`` and close it; their SHA-256 hex digest."""
-    h = hashlib.sha256()
-    with os.fdopen(fd, "wb") as f:
-        for chunk in chunks:
-            h.update(chunk)
-            f.write(chunk)
-    return h.hexdigest()
+def _write_hashed(fd: int, size: int, chunks: Iterable[bytes]) -> str:
+    """Write ``chunks`` (about ``size`` bytes) to the open file ``fd`` and close
+    it; their SHA-256 hex digest. Big files are hashed and written off this
+    thread, with direct I/O where possible (``modelyard.hashio``)."""
+    try:
+        sink = HashingSink(fd, pipelined=size >= PIPELINE_MIN)
+        try:
+            for chunk in chunks:
+                sink.write(chunk)
+            return sink.finish()
+        except BaseException:
+            sink.abort()
+            raise
+    finally:
+        os.close(fd)

@@ -10,6 +10,7 @@ Rules every backend keeps (ARCHITECTURE.md, rule 4):
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import unquote, urlparse
@@ -21,7 +22,13 @@ class BlobWriter(Protocol):
     """An in-progress upload. Call ``commit`` once, or ``abort``."""
 
     def write(self, chunk: bytes) -> None:
-        """Append bytes (hashing them as they pass)."""
+        """Append bytes (hashing them as they pass). May block while earlier
+        bytes are still being stored; see :meth:`ready`."""
+
+    def ready(self) -> Future[None] | None:
+        """None if :meth:`write` can take a chunk (up to 4 MiB) without
+        blocking, else a future that completes when it can: an event loop
+        awaits it instead of blocking."""
 
     def commit(self, expected_digest: str | None = None, expected_size: int | None = None) -> str:
         """Verify and publish the blob; return its digest. Raises ``IntegrityError``."""
@@ -46,8 +53,8 @@ class BlobStore(Protocol):
     def missing(self, digests: Iterable[str]) -> list[str]:
         """The subset of ``digests`` not yet stored, in input order, without repeats."""
 
-    def writer(self) -> BlobWriter:
-        """Start a streaming upload."""
+    def writer(self, size_hint: int | None = None) -> BlobWriter:
+        """Start a streaming upload of about ``size_hint`` bytes (None: not known)."""
 
     def local_path(self, digest: str) -> Path | None:
         """The file holding the blob, when the backend keeps files (else None)."""

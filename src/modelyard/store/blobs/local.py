@@ -7,60 +7,74 @@ flight, on the same filesystem so that publishing is one atomic ``rename``.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import tempfile
 import time
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future
 from pathlib import Path
 
 from modelyard.domain.errors import IntegrityError
 from modelyard.domain.names import validate_digest
+from modelyard.hashio import PIPELINE_MIN, HashingSink
 
 
 class LocalWriter:
-    """Streams into a temp file, hashing on the way; publishes by rename."""
+    """Streams into a temp file, hashing on the way; publishes by rename.
 
-    def __init__(self, store: LocalBlobStore) -> None:
+    Big (or unsized) uploads are hashed and written off the caller's thread,
+    with direct I/O where the filesystem allows (``modelyard.hashio``).
+    """
+
+    def __init__(self, store: LocalBlobStore, size_hint: int | None = None) -> None:
         self._store = store
         fd, name = tempfile.mkstemp(dir=store.tmp_dir, prefix="upload-")
-        self._file = os.fdopen(fd, "wb", buffering=0)
+        self._fd: int | None = fd
         self._tmp = Path(name)
-        self._hash = hashlib.sha256()
-        self._size = 0
+        try:
+            pipelined = size_hint is None or size_hint >= PIPELINE_MIN
+            self._sink = HashingSink(fd, pipelined=pipelined)
+        except BaseException:
+            self._close()
+            self._tmp.unlink(missing_ok=True)
+            raise
         self._done = False
 
     @property
     def size(self) -> int:
         """Bytes written so far."""
-        return self._size
+        return self._sink.size
 
     def write(self, chunk: bytes) -> None:
         """Append bytes, hashing them."""
-        self._hash.update(chunk)
-        self._file.write(chunk)
-        self._size += len(chunk)
+        self._sink.write(chunk)
+
+    def ready(self) -> Future[None] | None:
+        """None if :meth:`write` can take a chunk now, else a future for when it can."""
+        return self._sink.ready()
 
     def commit(self, expected_digest: str | None = None, expected_size: int | None = None) -> str:
         """Verify digest and size, fsync, and rename into place."""
         if self._done:
             raise RuntimeError("writer already finished")
-        digest = self._hash.hexdigest()
         try:
+            digest = self._sink.finish()
+            size = self._sink.size
             if expected_digest is not None and digest != expected_digest:
                 raise IntegrityError(
                     "uploaded bytes do not match the digest they were sent under",
                     code="DIGEST_MISMATCH",
-                    details={"expected": expected_digest, "actual": digest, "size": self._size},
+                    details={"expected": expected_digest, "actual": digest, "size": size},
                 )
-            if expected_size is not None and self._size != expected_size:
+            if expected_size is not None and size != expected_size:
                 raise IntegrityError(
                     "uploaded size does not match the declared size",
                     code="SIZE_MISMATCH",
-                    details={"expected": expected_size, "actual": self._size},
+                    details={"expected": expected_size, "actual": size},
                 )
-            os.fsync(self._file.fileno())
-            self._file.close()
+            assert self._fd is not None
+            os.fsync(self._fd)
+            self._close()
             final = self._store.path_for(digest)
             if final.exists():
                 # Identical bytes are stored once: the existing blob stays.
@@ -79,9 +93,15 @@ class LocalWriter:
     def abort(self) -> None:
         """Discard the temp file."""
         self._done = True
-        with contextlib.suppress(OSError):
-            self._file.close()
+        self._sink.abort()
+        self._close()
         self._tmp.unlink(missing_ok=True)
+
+    def _close(self) -> None:
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -130,9 +150,9 @@ class LocalBlobStore:
                 out.append(d)
         return out
 
-    def writer(self) -> LocalWriter:
-        """Start an upload."""
-        return LocalWriter(self)
+    def writer(self, size_hint: int | None = None) -> LocalWriter:
+        """Start an upload of about ``size_hint`` bytes (None: not known)."""
+        return LocalWriter(self, size_hint)
 
     def local_path(self, digest: str) -> Path | None:
         """The blob's file if present."""
