@@ -38,6 +38,9 @@ that a few of them are a modest, fixed amount of memory per transfer."""
 BUFFERS = 3
 """Buffers per pipelined stream: one filling, up to two being hashed/written."""
 
+_SPARE = 1 << 20
+"""Bytes of the buffer an unpipelined sink lends to ``readinto`` callers."""
+
 _ALIGN = 4096
 """``O_DIRECT`` alignment of offsets and lengths: a multiple of every logical
 block size in use (512 or 4096)."""
@@ -61,6 +64,7 @@ class HashingSink:
         self._hash = hashlib.sha256()
         self._size = 0
         self._pipe: _Pipeline | None = _Pipeline(fd, self._hash) if pipelined else None
+        self._spare: bytearray | None = None
 
     @property
     def size(self) -> int:
@@ -76,6 +80,27 @@ class HashingSink:
             return
         self._hash.update(chunk)
         _write_all(self._fd, memoryview(chunk), None)
+
+    def buffer(self) -> memoryview:
+        """Free space to read into directly (``readinto``), saving the copy
+        :meth:`write` makes; report what was read with :meth:`filled`. Never
+        empty. The view must not be used after the next call on the sink."""
+        if self._pipe is not None:
+            return self._pipe.space()
+        if self._spare is None:
+            self._spare = bytearray(_SPARE)
+        return memoryview(self._spare)
+
+    def filled(self, n: int) -> None:
+        """The first ``n`` bytes of the last :meth:`buffer` hold the stream's next bytes."""
+        self._size += n
+        if self._pipe is not None:
+            self._pipe.advance(n)
+            return
+        assert self._spare is not None
+        view = memoryview(self._spare)[:n]
+        self._hash.update(view)
+        _write_all(self._fd, view, None)
 
     def ready(self) -> Future[None] | None:
         """None if a chunk of up to ``BLOCK`` bytes can be taken without
@@ -123,12 +148,18 @@ class _Pipeline:
         while data:
             n = min(len(data), BLOCK - self._pos)
             self._bufs[self._cur][self._pos : self._pos + n] = data[:n]
-            self._pos += n
             data = data[n:]
-            if self._pos == BLOCK:
-                self._submit(BLOCK)
-                self._cur = self._next_free()
-                self._pos = 0
+            self.advance(n)
+
+    def space(self) -> memoryview:
+        return memoryview(self._bufs[self._cur])[self._pos :]
+
+    def advance(self, n: int) -> None:
+        self._pos += n
+        if self._pos == BLOCK:
+            self._submit(BLOCK)
+            self._cur = self._next_free()
+            self._pos = 0
 
     def ready(self) -> Future[None] | None:
         self._reap()

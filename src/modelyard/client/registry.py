@@ -7,6 +7,7 @@ import os
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -702,21 +703,16 @@ class Registry(GovernanceMixin):
                 cached.unlink(missing_ok=True)
                 cached = None
             if cached is None:
-                cached = self.cache.put_stream(
-                    digest, size, self._progress(self._b.download(exact, f["path"]), cb.advance)
+                cached = self.cache.put(
+                    digest,
+                    size,
+                    partial(self._b.download_into, exact, f["path"], progress=cb.advance),
                 )
             # The cache entry was verified just now; a hard link gives the
             # destination the same bytes without writing them a second time.
             if not link_into(cached, target):
                 copy_verified(cached, target, digest)
         return version, out
-
-    @staticmethod
-    def _progress(chunks: Iterator[bytes], advance: Progress | None) -> Iterator[bytes]:
-        for c in chunks:
-            if advance:
-                advance(len(c))
-            yield c
 
 
 def _event_query(

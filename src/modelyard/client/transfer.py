@@ -8,7 +8,7 @@ import mimetypes
 import os
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +18,8 @@ from modelyard.hashio import PIPELINE_MIN, HashingSink
 
 CHUNK = 1 << 20
 Progress = Callable[[int], None]
+Fill = Callable[[HashingSink], None]
+"""Writes a stream of bytes into the sink it is given."""
 
 
 STREAM_HASH_MIN = 16 << 20
@@ -227,14 +229,15 @@ class BlobCache:
             return None
         return None
 
-    def put_stream(self, digest: str, size: int, chunks: Iterator[bytes]) -> Path:
-        """Write a downloaded blob of ``size`` bytes into the cache, verifying
-        its digest first."""
+    def put(self, digest: str, size: int, fill: Fill) -> Path:
+        """Add a blob of ``size`` bytes to the cache: ``fill`` writes them into
+        the sink it is given (a download, say); the digest is verified before
+        the entry becomes visible."""
         final = self.path_for(digest)
         final.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=".part-")
         with _removed_on_error(tmp):
-            actual = _write_hashed(fd, size, chunks)
+            actual = _write_hashed(fd, size, fill)
             if actual != digest:
                 raise IntegrityError(
                     "downloaded bytes do not match their digest",
@@ -251,7 +254,8 @@ def copy_verified(src: Path, dst: Path, digest: str, progress: Progress | None =
     dst.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.part-")
     with _removed_on_error(tmp):
-        if _write_hashed(fd, src.stat().st_size, iter_file(src, progress)) != digest:
+        copied = _write_hashed(fd, src.stat().st_size, lambda sink: feed(sink, src, progress))
+        if copied != digest:
             # A corrupted cache entry is dropped so the next pull fetches it again.
             with contextlib.suppress(OSError):
                 src.unlink()
@@ -299,15 +303,24 @@ def _removed_on_error(tmp: str | Path) -> Iterator[None]:
         raise
 
 
-def _write_hashed(fd: int, size: int, chunks: Iterable[bytes]) -> str:
-    """Write ``chunks`` (about ``size`` bytes) to the open file ``fd`` and close
-    it; their SHA-256 hex digest. Big files are hashed and written off this
-    thread, with direct I/O where possible (``modelyard.hashio``)."""
+def feed(sink: HashingSink, path: Path, progress: Progress | None = None) -> None:
+    """Read a file into ``sink``, straight into its buffers."""
+    with open(path, "rb", buffering=0) as f:
+        while n := f.readinto(sink.buffer()):
+            sink.filled(n)
+            if progress:
+                progress(n)
+
+
+def _write_hashed(fd: int, size: int, fill: Fill) -> str:
+    """Let ``fill`` write about ``size`` bytes to the open file ``fd``, then
+    close it; the SHA-256 hex digest of what was written. Big files are hashed
+    and written off this thread, with direct I/O where possible
+    (``modelyard.hashio``)."""
     try:
         sink = HashingSink(fd, pipelined=size >= PIPELINE_MIN)
         try:
-            for chunk in chunks:
-                sink.write(chunk)
+            fill(sink)
             return sink.finish()
         except BaseException:
             sink.abort()
