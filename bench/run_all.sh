@@ -36,7 +36,7 @@ if [ "$quick" = 1 ]; then
   run bench/startup.py --runs 3
   run bench/point_reads.py --duration 5 --models 50
   run bench/search_1m.py --models 1000 --versions 100 --runs 10 --walks 2 "${search_db[@]}"
-  run bench/transfer.py --size 256MiB
+  run bench/transfer.py --size 256MiB --rounds 1
 else
   run bench/startup.py
   run bench/point_reads.py

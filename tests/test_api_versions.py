@@ -232,3 +232,24 @@ def test_idempotency_key(client: TestClient) -> None:
     c = client.post("/api/v1/models/default/m/versions", json={"files": []}, headers=h)
     assert_error(c, 409, "IDEMPOTENCY_KEY_REUSED")
     assert len(client.get("/api/v1/models/default/m/versions").json()["versions"]) == 1
+
+
+def test_big_file_download_whole_and_ranged(client: TestClient) -> None:
+    """A big blob is streamed block by block (``BlobStreamResponse``); a Range
+    request for it still gets 206 with exactly the asked bytes."""
+    import os
+
+    from modelyard.hashio import PIPELINE_MIN
+
+    data = os.urandom(PIPELINE_MIN + 12_345)
+    push(client, "big", {"weights/model.bin": data})
+    url = "/api/v1/models/default/big/versions/1/files/weights/model.bin"
+    r = client.get(url)
+    assert r.status_code == 200 and r.content == data
+    assert r.headers["content-length"] == str(len(data))
+    assert r.headers["etag"] == f'"{sha(data)}"'
+    assert r.headers["content-disposition"] == 'attachment; filename="model.bin"'
+    assert r.headers["accept-ranges"] == "bytes"
+    last = len(data) - 1
+    r = client.get(url, headers={"Range": f"bytes={last - 99}-{last}"})
+    assert r.status_code == 206 and r.content == data[-100:]

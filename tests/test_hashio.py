@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from modelyard import hashio
-from modelyard.hashio import BLOCK, HashingSink
+from modelyard.hashio import BLOCK, BlockReader, HashingSink
 
 SHM = Path("/dev/shm")
 
@@ -124,3 +124,45 @@ def _thread_names() -> list[str]:
     import threading
 
     return [t.name for t in threading.enumerate()]
+
+
+@pytest.mark.parametrize("size", [0, 1, BLOCK, BLOCK + 1, 2 * BLOCK + 4097])
+def test_block_reader_reads_everything_in_blocks(tmp_path: Path, size: int) -> None:
+    data = os.urandom(size)
+    path = tmp_path / "f"
+    path.write_bytes(data)
+    got = []
+    with BlockReader(path) as reader:
+        while block := reader.read():
+            assert len(block) <= BLOCK
+            got.append(block)
+        assert reader.read() == b""
+    assert b"".join(got) == data
+    assert all(len(b) == BLOCK for b in got[:-1])
+
+
+def test_block_reader_leaves_the_page_cache_as_it_found_it(tmp_path: Path) -> None:
+    """An uncached file is not left in the cache after a read; a cached one is
+    still cached (on a filesystem whose cache can be dropped)."""
+    path = tmp_path / "f"
+    path.write_bytes(os.urandom(2 * BLOCK))
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        size = os.fstat(fd).st_size
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        if hashio._cached(fd, size):
+            pytest.skip("this filesystem keeps its pages (tmpfs?) or cannot be probed")
+        with BlockReader(path) as reader:
+            while reader.read():
+                pass
+        assert not hashio._cached(fd, size)
+        with open(path, "rb") as f:  # an ordinary read caches it
+            f.read()
+        assert hashio._cached(fd, size)
+        with BlockReader(path) as reader:
+            while reader.read():
+                pass
+        assert hashio._cached(fd, size)
+    finally:
+        os.close(fd)

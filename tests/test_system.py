@@ -125,7 +125,7 @@ ALLOWED = {
     "store": {"domain", "store", "hashio"},
     "service": {"domain", "store", "service", "settings", "webhooks"},
     "events": {"domain", "store", "service", "events", "settings", "webhooks"},
-    "api": {"domain", "service", "api", "settings", "store", "events"},
+    "api": {"domain", "service", "api", "settings", "store", "events", "hashio"},
     "client": {"domain", "client", "service", "api", "settings", "hashio"},
     "cli": {"domain", "client", "cli", "settings", "server", "store"},
 }

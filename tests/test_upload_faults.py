@@ -88,3 +88,43 @@ def test_server_killed_mid_upload_loses_nothing_committed(tmp_path: Path) -> Non
         assert sorted(p.name for p in visible) == sorted([c_digest, digest])
     finally:
         stop_server(proc)
+
+
+def _fd_count(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def test_big_transfers_cut_off_midway_leave_nothing_behind(tmp_path: Path) -> None:
+    """The pipelined paths (hashio): an upload cut off after 20 MiB of a
+    declared 40 leaves no temp file and no open file; a download abandoned
+    after its first MiB releases its file. The server keeps serving."""
+    proc, url = start_server(tmp_path / "d")
+    try:
+        big = os.urandom(20 << 20)
+        r = httpx.post(f"{url}/api/v1/blobs", content=big)
+        assert r.status_code == 201
+        digest = r.json()["digest"]
+        httpx.post(f"{url}/api/v1/models", json={"name": "m"}).raise_for_status()
+        body = {"files": [{"path": "w.bin", "digest": digest, "size": len(big)}]}
+        httpx.post(f"{url}/api/v1/models/default/m/versions", json=body).raise_for_status()
+        baseline = _fd_count(proc.pid)
+
+        s = _partial_upload(url, "a" * 64, 40 << 20, 20 << 20)
+        tmp_dir = tmp_path / "d" / "blobs" / "tmp"
+        assert _wait(lambda: any(tmp_dir.iterdir()))
+        s.close()
+        assert _wait(lambda: not any(tmp_dir.iterdir()))
+
+        u = urlparse(url)
+        d = socket.create_connection((u.hostname, u.port))
+        path = "/api/v1/models/default/m/versions/1/files/w.bin"
+        d.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        got = 0
+        while got < 1 << 20:
+            got += len(d.recv(1 << 16))
+        d.close()
+        assert _wait(lambda: _fd_count(proc.pid) <= baseline)
+        whole = httpx.get(f"{url}/api/v1/models/default/m/versions/1/files/w.bin")
+        assert whole.status_code == 200 and whole.content == big
+    finally:
+        stop_server(proc)

@@ -1,4 +1,6 @@
-"""Writing a large byte stream to a file while computing its SHA-256.
+"""Big sequential file I/O for transfers: writing a stream while computing its
+SHA-256 (:class:`HashingSink`), and reading a file in large blocks
+(:class:`BlockReader`).
 
 Both ends of a transfer do this: the server when it receives a blob, the SDK
 when it downloads one into its cache. For big files the caller's thread only
@@ -11,6 +13,12 @@ later flushed by ``fsync``. This VM's page cache fills new pages at a few
 hundred MiB/s while its disk takes about 2 GiB/s (bench/transfer.py). A
 filesystem that refuses ``O_DIRECT`` (tmpfs, some network filesystems) gets
 ordinary buffered writes.
+
+Reads of big blobs the server sends borrow the page cache only briefly, for
+the same reason: a blob just uploaded is not cached (it was written around the
+cache), and reading 1 GiB of it into fresh cache pages cost 1.2-2.6 s of
+system time here, against 0.1 s when each block is dropped once read and its
+pages recycled.
 
 Leaf module: imports nothing of ours.
 """
@@ -267,3 +275,67 @@ def _disable_direct(fd: int) -> bool:
         flags = fcntl.fcntl(fd, fcntl.F_GETFL)
         fcntl.fcntl(fd, fcntl.F_SETFL, flags & ~_O_DIRECT)
     return False
+
+
+class BlockReader:
+    """Reads a file front to back in ``BLOCK``-sized ``bytes``, leaving the
+    page cache as it found it.
+
+    A file that is cached (probed with ``RWF_NOWAIT`` reads at its start,
+    middle and end) is read normally. One that is not, such as a blob just
+    uploaded around the cache, is read with the kernel's readahead and each
+    block is dropped from the cache once read, so a 1 GiB download does not
+    push 1 GiB of other files out of memory, and the cache pages it borrows
+    are recycled, warm. A context manager; not thread-safe, but each
+    :meth:`read` may run on a different worker thread.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self._fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        try:
+            self._borrow = not _cached(self._fd, os.fstat(self._fd).st_size)
+            if self._borrow:
+                os.posix_fadvise(self._fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
+        except BaseException:
+            os.close(self._fd)
+            raise
+        self._buf = mmap.mmap(-1, BLOCK)
+        self._offset = 0
+
+    def read(self) -> bytes:
+        """The next block (shorter at the end of the file); ``b""`` after it."""
+        n = os.preadv(self._fd, [self._buf], self._offset)
+        if self._borrow and n:
+            os.posix_fadvise(self._fd, self._offset, n, os.POSIX_FADV_DONTNEED)
+        self._offset += n
+        with memoryview(self._buf) as view:
+            return bytes(view[:n])
+
+    def close(self) -> None:
+        """Release the file and the buffer."""
+        os.close(self._fd)
+        self._buf.close()
+
+    def __enter__(self) -> BlockReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _cached(fd: int, size: int) -> bool:
+    """True if the file's first, middle and last pages are in the page cache
+    (or the kernel cannot tell us: then it is treated like any file)."""
+    nowait = getattr(os, "RWF_NOWAIT", 0)
+    if not nowait or size == 0:
+        return True
+    probe = bytearray(1)
+    for at in {0, size // 2, size - 1}:
+        try:
+            if os.preadv(fd, [probe], at, nowait) != 1:
+                return False
+        except BlockingIOError:
+            return False
+        except OSError:
+            return True
+    return True

@@ -67,6 +67,9 @@ class BodyFetcher:
                 sink.filled(n)
                 if progress:
                     progress(n)
+            if resp.length:
+                # readinto reports a body cut short as a plain end of stream.
+                raise http.client.IncompleteRead(b"", resp.length)
         except (OSError, http.client.HTTPException) as exc:
             raise ServerError(f"download interrupted: {exc!r}", code="UNREACHABLE") from exc
         finally:

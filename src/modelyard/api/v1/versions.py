@@ -14,13 +14,14 @@ from starlette.responses import Response, StreamingResponse
 from modelyard.api import render
 from modelyard.api.access import Access, access
 from modelyard.api.deps import actor, services
-from modelyard.api.responses import BlobFileResponse, JSONResponse
+from modelyard.api.responses import BlobFileResponse, BlobStreamResponse, JSONResponse
 from modelyard.api.schemas import AliasSet, FilesCommit, TagChanges, Transition, VersionCreate
 from modelyard.api.tarstream import tar_stream
 from modelyard.domain.entities import VersionState
 from modelyard.domain.errors import InvalidInput
 from modelyard.domain.names import validate_name
 from modelyard.domain.references import Reference, parse_reference
+from modelyard.hashio import PIPELINE_MIN
 from modelyard.service.registry import VersionSpec
 
 router = APIRouter(prefix="/api/v1", tags=["versions"])
@@ -234,6 +235,14 @@ async def download_file(
         "Cache-Control": "private, max-age=31536000, immutable",
     }
     local = svc.blobs.local_path(entry.digest)
+    if local is not None and entry.size >= PIPELINE_MIN and "range" not in request.headers:
+        return BlobStreamResponse(
+            local,
+            entry.size,
+            media_type=entry.media_type,
+            headers=headers,
+            filename=path.rsplit("/", 1)[-1],
+        )
     if local is not None:
         return BlobFileResponse(
             local,
