@@ -1151,21 +1151,18 @@ class RegistryService:
         the caller may see: whole namespaces it reads, the production view of
         those it consumes (added to the filter, so pages stay exact).
         """
-        limit, node, order = self._query("versions", filter_text, order_by, page_size, namespace)
-        node = self._scoped(actor, "versions", node, namespace)
-        with self.db.read() as tx:
-            ids, token = search_sql.search_versions(
-                tx.conn,
-                node=node,
-                order=order,
-                limit=limit,
-                cursor=page_token,
-                namespace=namespace,
-            )
-            versions = tx.load_versions(ids)
-            if not actor.reads_everything:
-                versions = [self._consumer_version(tx, actor, x) for x in versions]
-            return Page(versions, token)
+        return self._search(
+            "versions",
+            search_sql.search_versions,
+            Tx.load_versions,
+            self._consumer_version,
+            filter_text,
+            order_by,
+            page_size,
+            page_token,
+            namespace,
+            actor,
+        )
 
     def search_models(
         self,
@@ -1182,21 +1179,44 @@ class RegistryService:
         Requires: as :meth:`search_versions`; a consumed namespace shows only
         models that hold a version in its production view.
         """
-        limit, node, order = self._query("models", filter_text, order_by, page_size, namespace)
-        node = self._scoped(actor, "models", node, namespace)
+        return self._search(
+            "models",
+            search_sql.search_models,
+            Tx.load_models,
+            self._consumer_model,
+            filter_text,
+            order_by,
+            page_size,
+            page_token,
+            namespace,
+            actor,
+        )
+
+    def _search(
+        self,
+        target: Literal["models", "versions"],
+        find: Callable[..., tuple[list[int], str | None]],
+        load: Callable[[Tx, list[int]], list[T]],
+        narrow: Callable[[Tx, Principal, T], T],
+        filter_text: str | None,
+        order_by: str | None,
+        page_size: int,
+        page_token: str | None,
+        namespace: str | None,
+        actor: Principal,
+    ) -> Page[T]:
+        """One search page: parse, scope to ``actor``, find ids, load them, and
+        trim each to the caller's view (``narrow``) unless it reads everything."""
+        limit, node, order = self._query(target, filter_text, order_by, page_size, namespace)
+        node = self._scoped(actor, target, node, namespace)
         with self.db.read() as tx:
-            ids, token = search_sql.search_models(
-                tx.conn,
-                node=node,
-                order=order,
-                limit=limit,
-                cursor=page_token,
-                namespace=namespace,
+            ids, token = find(
+                tx.conn, node=node, order=order, limit=limit, cursor=page_token, namespace=namespace
             )
-            models = tx.load_models(ids)
+            items = load(tx, ids)
             if not actor.reads_everything:
-                models = [self._consumer_model(tx, actor, m) for m in models]
-            return Page(models, token)
+                items = [narrow(tx, actor, item) for item in items]
+            return Page(items, token)
 
     def _scoped(
         self,
