@@ -2,6 +2,7 @@
 #   make serve   run the server from a local virtualenv (HOST, PORT, DATA_DIR)
 #   make test    system packages + dev install + the test suite (PYTEST_ARGS)
 #   make lint    ruff + ruff format --check + mypy
+#   make schema-snapshot   rewrite the SQLite head schema after adding a migration
 
 PYTHON   ?= python3
 VENV     ?= .venv
@@ -17,7 +18,7 @@ VENV_PY := $(VENV)/bin/python
 STAMP_RUNTIME := $(VENV)/.stamp-install
 STAMP_DEV := $(VENV)/.stamp-install-dev
 
-.PHONY: serve test lint system-deps
+.PHONY: serve test lint system-deps schema-snapshot
 
 serve: $(STAMP_RUNTIME)
 	$(VENV)/bin/modelyard server --host "$(HOST)" --port "$(PORT)" --data-dir "$(DATA_DIR)"
@@ -29,6 +30,9 @@ lint: $(STAMP_DEV)
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/ruff format --check src tests bench
 	$(VENV)/bin/mypy
+
+schema-snapshot: $(STAMP_DEV)
+	$(VENV_PY) -c "from modelyard.store.metadata.migrate import write_sqlite_snapshot as w; w()"
 
 $(VENV_PY):
 	$(PYTHON) -m venv $(VENV)

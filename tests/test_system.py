@@ -5,6 +5,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+import sqlalchemy as sa
 from starlette.testclient import TestClient
 
 from tests.helpers import push
@@ -49,6 +51,50 @@ def test_schema_head_matches_alembic() -> None:
     from modelyard.store.metadata import migrate
 
     assert migrate.head_revision() == migrate.SCHEMA_HEAD
+
+
+def test_sqlite_snapshot_is_what_the_migrations_build() -> None:
+    """The shipped snapshot a fresh SQLite database starts from equals a dump of
+    a database migrated to head; if not: ``make schema-snapshot``."""
+    from modelyard.store.metadata import migrate
+
+    assert migrate.SQLITE_SNAPSHOT.read_text("utf-8") == migrate.render_sqlite_snapshot()
+
+
+def test_fresh_sqlite_database_from_the_snapshot(tmp_path: Path) -> None:
+    """An empty database gets the snapshot (same dump as the migrations, at
+    head); a second creation finds it non-empty and does nothing."""
+    import sqlite3
+
+    from modelyard.store.metadata import migrate
+    from modelyard.store.metadata.engine import create_engine
+
+    engine = create_engine(f"sqlite:///{tmp_path / 'r.db'}")
+    assert migrate._create_from_snapshot(engine)
+    assert not migrate._create_from_snapshot(engine)
+    assert migrate.is_up_to_date(engine)
+    engine.dispose()
+    with sqlite3.connect(tmp_path / "r.db") as db:
+        dump = [x for x in db.iterdump() if x not in ("BEGIN TRANSACTION;", "COMMIT;")]
+    db.close()
+    body = migrate.SQLITE_SNAPSHOT.read_text("utf-8").split("\n", 1)[1]
+    assert "\n".join(dump) + "\n" == body
+
+
+def test_a_snapshot_of_another_revision_is_not_used(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from modelyard.store.metadata import migrate
+    from modelyard.store.metadata.engine import create_engine
+
+    stale = tmp_path / "stale.sql"
+    stale.write_text("-- modelyard schema at revision 0001: old\nCREATE TABLE nope (x);\n")
+    monkeypatch.setattr(migrate, "SQLITE_SNAPSHOT", stale)
+    engine = create_engine(f"sqlite:///{tmp_path / 'r.db'}")
+    migrate.upgrade(engine)  # step by step with Alembic
+    assert migrate.is_up_to_date(engine)
+    assert "nope" not in sa.inspect(engine).get_table_names()
+    engine.dispose()
 
 
 def test_migrations_create_exactly_the_tables(db_url: str) -> None:
