@@ -137,6 +137,17 @@ class ServerProcess:
             pass
         return total
 
+    def cpu_seconds(self) -> float:
+        """CPU time used by the server process (its workers too, if pre-forked)."""
+        total = cpu_seconds(self.pid)
+        children = Path(f"/proc/{self.pid}/task/{self.pid}/children")
+        try:
+            for child in children.read_text().split():
+                total += cpu_seconds(int(child))
+        except (FileNotFoundError, ProcessLookupError):
+            pass
+        return total
+
     def stop(self) -> None:
         """SIGTERM the server by PID, SIGKILL it if it lingers past 15 s."""
         if self.proc.poll() is None:
@@ -188,6 +199,38 @@ class RssSampler:
     def peak_kib(self) -> int:
         """The highest sample."""
         return max(self.samples, default=0)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process (all its threads) has used so far."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuMeter:
+    """CPU seconds this process and a server used within a ``with`` block."""
+
+    def __init__(self, server: ServerProcess) -> None:
+        self.server = server
+        self.client = 0.0
+        self.server_s = 0.0
+
+    def __enter__(self) -> CpuMeter:
+        self._c0 = cpu_seconds(os.getpid())
+        self._s0 = self.server.cpu_seconds()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.client = cpu_seconds(os.getpid()) - self._c0
+        self.server_s = self.server.cpu_seconds() - self._s0
+
+    @property
+    def total(self) -> float:
+        """Client plus server."""
+        return self.client + self.server_s
 
 
 def percentile(values: list[float], p: float) -> float:

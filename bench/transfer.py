@@ -47,7 +47,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from _harness import MIB, RssSampler, ServerProcess, pin_self, verdict
+from _harness import MIB, CpuMeter, RssSampler, ServerProcess, pin_self, verdict
 
 from modelyard import Registry
 from modelyard.client.registry import PushCallbacks
@@ -131,6 +131,8 @@ class Round:
     pull_sync: float
     identical: bool
     rss_growth_mib: float
+    push_cpu: CpuMeter
+    pull_cpu: CpuMeter
 
     @property
     def push_ratio(self) -> float:
@@ -170,7 +172,7 @@ def one_round(src: Path, digest: str, work: Path, args: argparse.Namespace) -> R
         blobs = work / "data" / "blobs"
         with Registry(server.url, cache_dir=work / "cache-push") as reg:
             settle(args.drop_caches)
-            with RssSampler(server) as push_rss:
+            with RssSampler(server) as push_rss, CpuMeter(server) as push_cpu:
                 t0 = time.perf_counter()
                 v1 = reg.push("big", src)
                 push_s = time.perf_counter() - t0
@@ -184,7 +186,7 @@ def one_round(src: Path, digest: str, work: Path, args: argparse.Namespace) -> R
             growth = tree_bytes(blobs) - before
         with Registry(server.url, cache_dir=work / "cache-pull") as reg:
             settle(args.drop_caches)
-            with RssSampler(server) as pull_rss:
+            with RssSampler(server) as pull_rss, CpuMeter(server) as pull_cpu:
                 t0 = time.perf_counter()
                 out = reg.pull(v1.ref, work / "out")
                 pull_s = time.perf_counter() - t0
@@ -205,6 +207,8 @@ def one_round(src: Path, digest: str, work: Path, args: argparse.Namespace) -> R
         pull_sync=pull_sync_s,
         identical=identical,
         rss_growth_mib=(peak - idle_kib) / 1024,
+        push_cpu=push_cpu,
+        pull_cpu=pull_cpu,
     )
 
 
@@ -239,9 +243,13 @@ def main() -> None:
         def rate(seconds: float) -> str:
             return f"{mib / seconds:7.0f}"
 
+        def cpu(m: CpuMeter) -> str:
+            return f"{m.client:.2f}+{m.server_s:.2f}"
+
         print(
             f"{'round':<9} {'cp+sync':>8} {'push':>8} {'ratio':>6} {'pull+sync':>10} "
-            f"{'ratio':>6} {'pull':>7} {'re-push':>8} {'RSS+':>6}   (MiB/s; s for re-push; MiB)"
+            f"{'ratio':>6} {'pull':>7} {'re-push':>8} {'RSS+':>6} {'push CPU':>15} "
+            f"{'pull CPU':>15}   (MiB/s; s for re-push; MiB; CPU s client+server)"
         )
         rounds: list[Round] = []
         for i in range(args.warmup + args.rounds):
@@ -250,7 +258,8 @@ def main() -> None:
             print(
                 f"{label:<9} {rate(r.cp):>8} {rate(r.push):>8} {r.push_ratio:6.0%} "
                 f"{rate(r.pull_sync):>10} {r.pull_ratio:6.0%} {rate(r.pull):>7} "
-                f"{r.repush:8.3f} {r.rss_growth_mib:6.1f}",
+                f"{r.repush:8.3f} {r.rss_growth_mib:6.1f} {cpu(r.push_cpu):>15} "
+                f"{cpu(r.pull_cpu):>15}",
                 flush=True,
             )
             if i >= args.warmup:
@@ -276,12 +285,23 @@ def main() -> None:
         )
         same = all(r.identical for r in rounds)
         print(f"  pulled files byte-identical (sha256): {same}  {verdict(same)}")
-        bound = cp_med / (mib / sha)
+        hash_s = mib / sha
         print(
-            f"  sha256 bound: hashing alone caps pull+sync at {bound:.0%} of the median "
-            f"cp+sync, and push at the same {bound:.0%} with both cores hashing "
-            "and nothing left to move the bytes"
+            f"  sha256 bound: one pass over the file takes {hash_s:.2f} s, "
+            f"{cp_med / hash_s:.0%} of the median cp+sync time"
         )
+        cores = os.cpu_count() or 1
+        for name, meters, passes in (
+            ("push", [r.push_cpu for r in rounds], 2),
+            ("pull", [r.pull_cpu for r in rounds], 1),
+        ):
+            used = statistics.median(m.total for m in meters)
+            print(
+                f"  CPU bound: a {name} used {used:.2f} CPU s (client + server, median; "
+                f"{passes} sha256 pass{'es' if passes > 1 else ''} = {passes * hash_s:.2f} s "
+                f"of it); on {cores} cores it cannot finish in under {used / cores:.2f} s, "
+                f"{cp_med / (used / cores):.0%} of cp+sync"
+            )
         print(
             f"targets: push and pull+sync >= {TARGET_RATIO:.0%} of cp+sync throughput, "
             f"RSS growth < {TARGET_RSS_GROWTH_MIB} MiB, re-push < {TARGET_REPUSH_SHARE:.0%} "

@@ -201,3 +201,13 @@ def test_imports_point_inward() -> None:
             if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("modelyard"):
                 bad.append(f"{leaf} imports {node.module}")
     assert bad == []
+
+
+def test_malloc_tuning_applies_on_glibc() -> None:
+    """The server raises glibc's mmap/trim thresholds (``server.tune_malloc``);
+    elsewhere the call changes nothing and says so."""
+    import platform
+
+    from modelyard.server import tune_malloc
+
+    assert tune_malloc() is (platform.libc_ver()[0] == "glibc")

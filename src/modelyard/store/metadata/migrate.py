@@ -81,7 +81,10 @@ def is_up_to_date(engine: Engine) -> bool:
 
 def _snapshot_statements() -> list[str]:
     """The snapshot's SQL statements (a trigger body's ``;`` does not split one)."""
-    text = SQLITE_SNAPSHOT.read_text("utf-8")
+    try:
+        text = SQLITE_SNAPSHOT.read_text("utf-8")
+    except FileNotFoundError:
+        return []
     first, _, body = text.partition("\n")
     if first + "\n" != _SNAPSHOT_HEADER.format(rev=SCHEMA_HEAD):
         return []  # a snapshot of another revision: migrate step by step
