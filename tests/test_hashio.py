@@ -166,3 +166,30 @@ def test_block_reader_leaves_the_page_cache_as_it_found_it(tmp_path: Path) -> No
         assert hashio._cached(fd, size)
     finally:
         os.close(fd)
+
+
+def test_pipelines_are_bounded_and_fall_back_inline(tmp_path: Path) -> None:
+    """Past ``MAX_PIPELINES`` concurrent big streams, a sink works inline and a
+    reader uses small blocks, so memory stays bounded; slots come back."""
+    fds = [os.open(tmp_path / f"s{i}", os.O_WRONLY | os.O_CREAT) for i in range(9)]
+    sinks = [HashingSink(fd, pipelined=True) for fd in fds[:8]]
+    try:
+        assert all(s.pipelined for s in sinks)
+        extra = HashingSink(fds[8], pipelined=True)
+        assert not extra.pipelined
+        extra.write(b"still works")
+        assert extra.finish() == hashlib.sha256(b"still works").hexdigest()
+        (tmp_path / "r").write_bytes(os.urandom(BLOCK + 1))
+        with BlockReader(tmp_path / "r") as reader:
+            assert len(reader.read()) == 1 << 20
+        sinks.pop().abort()
+        again = HashingSink(fds[8], pipelined=True)
+        assert again.pipelined
+        sinks.append(again)
+    finally:
+        for s in sinks:
+            s.finish()
+        for fd in fds:
+            os.close(fd)
+    with BlockReader(tmp_path / "r") as reader:
+        assert len(reader.read()) == BLOCK

@@ -31,6 +31,7 @@ import fcntl
 import hashlib
 import mmap
 import os
+import threading
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 
@@ -53,7 +54,16 @@ _ALIGN = 4096
 """``O_DIRECT`` alignment of offsets and lengths: a multiple of every logical
 block size in use (512 or 4096)."""
 
+MAX_PIPELINES = 8
+"""Big streams (sinks and readers) one process runs the fast way at once. More
+are served the simple way, so the buffers stay under ``MAX_PIPELINES *
+BUFFERS * BLOCK`` (96 MiB) however many transfers are in flight."""
+
+_SMALL_BLOCK = 1 << 20
+"""Block size of a :class:`BlockReader` that found every pipeline slot taken."""
+
 _O_DIRECT: int = getattr(os, "O_DIRECT", 0)
+_slots = threading.BoundedSemaphore(MAX_PIPELINES)
 
 
 class HashingSink:
@@ -62,6 +72,8 @@ class HashingSink:
     ``pipelined=False`` hashes and writes each chunk in the caller's thread.
     ``pipelined=True`` uses the buffers and two worker threads described in the
     module docstring; memory stays at ``BUFFERS * BLOCK`` whatever the size.
+    That takes one of ``MAX_PIPELINES`` slots; without a free one the sink
+    works inline (:attr:`pipelined` says which).
 
     Call :meth:`finish` once (the hex digest; ``fd`` stays open for the caller
     to fsync and close), or :meth:`abort`. The sink never closes ``fd``.
@@ -71,8 +83,20 @@ class HashingSink:
         self._fd = fd
         self._hash = hashlib.sha256()
         self._size = 0
-        self._pipe: _Pipeline | None = _Pipeline(fd, self._hash) if pipelined else None
+        self._pipe: _Pipeline | None = None
+        if pipelined and _slots.acquire(blocking=False):
+            try:
+                self._pipe = _Pipeline(fd, self._hash)
+            except BaseException:
+                _slots.release()
+                raise
         self._spare: bytearray | None = None
+        self._released = False
+
+    @property
+    def pipelined(self) -> bool:
+        """True if hashing and writing run on worker threads."""
+        return self._pipe is not None
 
     @property
     def size(self) -> int:
@@ -119,7 +143,10 @@ class HashingSink:
         """Write what is buffered, wait for the workers, return the hex digest.
         Raises the first error a worker met (a full disk, say)."""
         if self._pipe is not None:
-            self._pipe.finish()
+            try:
+                self._pipe.finish()
+            finally:
+                self._release()
         return self._hash.hexdigest()
 
     def abort(self) -> None:
@@ -127,6 +154,14 @@ class HashingSink:
         removes the file."""
         if self._pipe is not None:
             self._pipe.abort()
+            self._release()
+
+    def _release(self) -> None:
+        # Once per sink: finish and abort may both run (abort after a failed
+        # finish); the pipeline stays referenced for the digest's sake.
+        if not self._released:
+            self._released = True
+            _slots.release()
 
 
 class _Pipeline:
@@ -286,8 +321,9 @@ class BlockReader:
     uploaded around the cache, is read with the kernel's readahead and each
     block is dropped from the cache once read, so a 1 GiB download does not
     push 1 GiB of other files out of memory, and the cache pages it borrows
-    are recycled, warm. A context manager; not thread-safe, but each
-    :meth:`read` may run on a different worker thread.
+    are recycled, warm. Blocks are ``BLOCK`` bytes while a pipeline slot is
+    free (see ``MAX_PIPELINES``), 1 MiB otherwise. A context manager; not
+    thread-safe, but each :meth:`read` may run on a different worker thread.
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
@@ -299,7 +335,8 @@ class BlockReader:
         except BaseException:
             os.close(self._fd)
             raise
-        self._buf = mmap.mmap(-1, BLOCK)
+        self._slot = _slots.acquire(blocking=False)
+        self._buf = mmap.mmap(-1, BLOCK if self._slot else _SMALL_BLOCK)
         self._offset = 0
 
     def read(self) -> bytes:
@@ -312,9 +349,12 @@ class BlockReader:
             return bytes(view[:n])
 
     def close(self) -> None:
-        """Release the file and the buffer."""
+        """Release the file, the buffer and the slot."""
         os.close(self._fd)
         self._buf.close()
+        if self._slot:
+            self._slot = False
+            _slots.release()
 
     def __enter__(self) -> BlockReader:
         return self
