@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+import ssl
+import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,20 +21,28 @@ from modelyard.hashio import HashingSink
 
 class OneShotServer:
     """Answers one HTTP request on 127.0.0.1 with canned bytes, then closes;
-    keeps the request it read."""
+    keeps the request it read. With ``tls``, speaks HTTPS with that context."""
 
-    def __init__(self, answer: bytes) -> None:
+    def __init__(self, answer: bytes, tls: ssl.SSLContext | None = None) -> None:
         self.answer = answer
         self.request = b""
+        self.tls = tls
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(1)
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        scheme = "https" if tls else "http"
+        self.url = f"{scheme}://127.0.0.1:{self.sock.getsockname()[1]}"
         self.thread = threading.Thread(target=self._serve, daemon=True)
         self.thread.start()
 
     def _serve(self) -> None:
         conn, _ = self.sock.accept()
+        if self.tls is not None:
+            try:
+                conn = self.tls.wrap_socket(conn, server_side=True)
+            except (ssl.SSLError, OSError):
+                conn.close()  # the client refused our certificate
+                return
         with conn:
             while b"\r\n\r\n" not in self.request:
                 data = conn.recv(65536)
@@ -99,3 +110,43 @@ def test_an_environment_proxy_keeps_downloads_on_httpx(monkeypatch: pytest.Monke
     monkeypatch.setenv("no_proxy", "registry.invalid")
     assert BodyFetcher.for_url("http://registry.invalid:8080", {}, 10.0) is not None
     assert BodyFetcher.for_url("ftp://registry.invalid", {}, 10.0) is None
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+def test_https_downloads_verify_the_certificate(
+    tmp_path: Path, sink: HashingSink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """TLS is verified as httpx would (``SSL_CERT_FILE`` honoured): an unknown
+    certificate is refused, a trusted one works."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    make_cert = "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1"
+    san = "subjectAltName=IP:127.0.0.1"
+    subprocess.run(
+        [*make_cert.split(), "-addext", san, "-keyout", str(key), "-out", str(cert)],
+        check=True,
+        capture_output=True,
+    )
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(cert, key)
+    answer = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"
+
+    server = OneShotServer(answer, tls)
+    try:
+        fetcher = BodyFetcher.for_url(server.url, {}, 10.0)
+        assert fetcher is not None
+        with pytest.raises(ServerError) as info:
+            fetcher.fetch("/f", sink, None)
+        assert info.value.code == "UNREACHABLE"
+        assert "CERTIFICATE_VERIFY_FAILED" in info.value.message
+    finally:
+        server.close()
+
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+    server = OneShotServer(answer, tls)
+    try:
+        fetcher = BodyFetcher.for_url(server.url, {}, 10.0)
+        assert fetcher is not None
+        fetcher.fetch("/f", sink, None)
+        assert sink.size == 5
+    finally:
+        server.close()
