@@ -6,6 +6,7 @@ module started it with, never by name.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -126,27 +127,21 @@ class ServerProcess:
                 time.sleep(0.005)
         raise RuntimeError(f"server not healthy after {timeout} s; see {self.log_path}")
 
+    def pids(self) -> list[int]:
+        """The server process and, if it pre-forked, its workers."""
+        pids = [self.pid]
+        children = Path(f"/proc/{self.pid}/task/{self.pid}/children")
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+            pids += [int(child) for child in children.read_text().split()]
+        return pids
+
     def rss_kib(self) -> int:
         """Resident memory of the server process (its workers too, if pre-forked)."""
-        total = rss_kib(self.pid)
-        children = Path(f"/proc/{self.pid}/task/{self.pid}/children")
-        try:
-            for child in children.read_text().split():
-                total += rss_kib(int(child))
-        except (FileNotFoundError, ProcessLookupError):
-            pass
-        return total
+        return sum(rss_kib(pid) for pid in self.pids())
 
     def cpu_seconds(self) -> float:
         """CPU time used by the server process (its workers too, if pre-forked)."""
-        total = cpu_seconds(self.pid)
-        children = Path(f"/proc/{self.pid}/task/{self.pid}/children")
-        try:
-            for child in children.read_text().split():
-                total += cpu_seconds(int(child))
-        except (FileNotFoundError, ProcessLookupError):
-            pass
-        return total
+        return sum(cpu_seconds(pid) for pid in self.pids())
 
     def stop(self) -> None:
         """SIGTERM the server by PID, SIGKILL it if it lingers past 15 s."""

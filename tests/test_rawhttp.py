@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -56,6 +57,21 @@ class OneShotServer:
         self.sock.close()
 
 
+@contextlib.contextmanager
+def one_shot(answer: bytes, tls: ssl.SSLContext | None = None) -> Iterator[OneShotServer]:
+    server = OneShotServer(answer, tls)
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+def fetcher_for(url: str, headers: dict[str, str] | None = None) -> BodyFetcher:
+    fetcher = BodyFetcher.for_url(url, headers or {}, 10.0)
+    assert fetcher is not None
+    return fetcher
+
+
 @pytest.fixture
 def sink(tmp_path: Path) -> Iterator[HashingSink]:
     fd = os.open(tmp_path / "out", os.O_WRONLY | os.O_CREAT)
@@ -65,37 +81,25 @@ def sink(tmp_path: Path) -> Iterator[HashingSink]:
 
 
 def test_error_answers_raise_the_typed_error(live_server: str, sink: HashingSink) -> None:
-    fetcher = BodyFetcher.for_url(live_server, {}, 10.0)
-    assert fetcher is not None
+    missing = "/api/v1/models/default/nope/versions/1/files/x.bin"
     with pytest.raises(NotFound) as info:
-        fetcher.fetch("/api/v1/models/default/nope/versions/1/files/x.bin", sink, None)
+        fetcher_for(live_server).fetch(missing, sink, None)
     assert info.value.code == "MODEL_NOT_FOUND"
 
 
 def test_a_short_body_is_an_interrupted_download(sink: HashingSink) -> None:
-    server = OneShotServer(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n" + b"x" * 10)
-    try:
-        fetcher = BodyFetcher.for_url(server.url, {}, 10.0)
-        assert fetcher is not None
-        with pytest.raises(ServerError) as info:
-            fetcher.fetch("/f", sink, None)
-        assert info.value.code == "UNREACHABLE"
-    finally:
-        server.close()
+    short = b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n" + b"x" * 10
+    with one_shot(short) as server, pytest.raises(ServerError) as info:
+        fetcher_for(server.url).fetch("/f", sink, None)
+    assert info.value.code == "UNREACHABLE"
 
 
 def test_base_path_headers_and_no_redirects(sink: HashingSink) -> None:
     redirect = b"HTTP/1.1 302 Found\r\nLocation: /elsewhere\r\nContent-Length: 0\r\n\r\n"
-    server = OneShotServer(redirect)
-    try:
+    with one_shot(redirect) as server, pytest.raises(ServerError) as info:
         auth = {"Authorization": "Bearer t"}
-        fetcher = BodyFetcher.for_url(server.url + "/registry/", auth, 10.0)
-        assert fetcher is not None
-        with pytest.raises(ServerError) as info:
-            fetcher.fetch("/api/v1/x", sink, None)
-        assert info.value.details == {"status": 302}
-    finally:
-        server.close()
+        fetcher_for(server.url + "/registry/", auth).fetch("/api/v1/x", sink, None)
+    assert info.value.details == {"status": 302}
     head = server.request.decode("latin-1")
     assert head.startswith("GET /registry/api/v1/x HTTP/1.1\r\n")
     assert "Authorization: Bearer t\r\n" in head
@@ -130,23 +134,12 @@ def test_https_downloads_verify_the_certificate(
     tls.load_cert_chain(cert, key)
     answer = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"
 
-    server = OneShotServer(answer, tls)
-    try:
-        fetcher = BodyFetcher.for_url(server.url, {}, 10.0)
-        assert fetcher is not None
-        with pytest.raises(ServerError) as info:
-            fetcher.fetch("/f", sink, None)
-        assert info.value.code == "UNREACHABLE"
-        assert "CERTIFICATE_VERIFY_FAILED" in info.value.message
-    finally:
-        server.close()
+    with one_shot(answer, tls) as server, pytest.raises(ServerError) as info:
+        fetcher_for(server.url).fetch("/f", sink, None)
+    assert info.value.code == "UNREACHABLE"
+    assert "CERTIFICATE_VERIFY_FAILED" in info.value.message
 
     monkeypatch.setenv("SSL_CERT_FILE", str(cert))
-    server = OneShotServer(answer, tls)
-    try:
-        fetcher = BodyFetcher.for_url(server.url, {}, 10.0)
-        assert fetcher is not None
-        fetcher.fetch("/f", sink, None)
-        assert sink.size == 5
-    finally:
-        server.close()
+    with one_shot(answer, tls) as server:
+        fetcher_for(server.url).fetch("/f", sink, None)
+    assert sink.size == 5
