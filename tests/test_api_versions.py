@@ -5,8 +5,10 @@ from __future__ import annotations
 import io
 import tarfile
 
+import pytest
 from starlette.testclient import TestClient
 
+from modelyard.settings import Settings
 from tests.helpers import assert_error, push, sha, upload
 
 FILES = {"model.onnx": b"\x08\x01onnx-bytes" * 100, "labels/classes.txt": b"cat\ndog\n"}
@@ -253,3 +255,28 @@ def test_big_file_download_whole_and_ranged(client: TestClient) -> None:
     last = len(data) - 1
     r = client.get(url, headers={"Range": f"bytes={last - 99}-{last}"})
     assert r.status_code == 206 and r.content == data[-100:]
+
+
+@pytest.mark.parametrize("size", [1000, 20 << 20])
+def test_a_full_disk_is_storage_full_and_keeps_nothing(
+    client: TestClient, settings: Settings, monkeypatch: pytest.MonkeyPatch, size: int
+) -> None:
+    """ENOSPC while a blob is written (inline for small blobs, on the writer
+    thread for big ones) answers 507 ``STORAGE_FULL``; the partial file is
+    removed and the digest stays unknown."""
+    import errno
+    import os
+
+    from modelyard import hashio
+
+    def no_room(fd: int, view: memoryview, offset: int | None) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(hashio, "_write_all", no_room)
+    data = os.urandom(size)
+    r = client.put(f"/api/v1/blobs/{sha(data)}", content=data)
+    assert_error(r, 507, "STORAGE_FULL")
+    monkeypatch.undo()
+    assert list((settings.data_dir / "blobs" / "tmp").iterdir()) == []
+    assert client.head(f"/api/v1/blobs/{sha(data)}").status_code == 404
+    assert upload(client, data) == sha(data)

@@ -29,6 +29,7 @@ STATUS: dict[type[e.ModelyardError], int] = {
     e.PolicyViolation: 409,
     e.PayloadTooLarge: 413,
     e.IntegrityError: 422,
+    e.StorageFull: 507,
     # Well-formed but forbidden by the SSRF rules (a subclass of InvalidInput).
     DestinationRefused: 422,
 }

@@ -20,6 +20,7 @@ _BY_CODE: dict[str, type[e.ModelyardError]] = {
     "VALIDATION_ERROR": e.InvalidInput,
     "WEBHOOK_URL_REFUSED": DestinationRefused,
     "WEBHOOK_URL_UNRESOLVABLE": DestinationRefused,
+    "STORAGE_FULL": e.StorageFull,
 }
 
 
@@ -37,10 +38,10 @@ def error_from_response(status: int, body: Any) -> e.ModelyardError:
     code = str(err.get("code", "ERROR"))
     message = str(err.get("message", ""))
     details = err.get("details") if isinstance(err.get("details"), dict) else {}
-    if status >= 500:
-        return ServerError(message, code=code, details=details)
     if code in _BY_CODE:
         cls = _BY_CODE[code]
+    elif status >= 500:
+        return ServerError(message, code=code, details=details)
     elif status == 409:
         cls = e.AlreadyExists if code.endswith("ALREADY_EXISTS") else e.Conflict
     else:

@@ -71,6 +71,13 @@ class PayloadTooLarge(ModelyardError):
     default_code = "PAYLOAD_TOO_LARGE"
 
 
+class StorageFull(ModelyardError):
+    """The server has no room left for the bytes (disk full, or over a quota);
+    nothing partial was kept."""
+
+    default_code = "STORAGE_FULL"
+
+
 class IntegrityError(ModelyardError):
     """Bytes do not match the digest or size they claim."""
 

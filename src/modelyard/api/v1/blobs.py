@@ -7,6 +7,7 @@ its digest only after the hash matched (see ``store.blobs``).
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import Future
 
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
@@ -73,6 +74,15 @@ async def upload_unnamed_blob(request: Request) -> Response:
     return await _receive(request, None, _declared_size(request))
 
 
+async def _room(backlog: Future[None]) -> None:
+    """Wait until the writer has room. A failed write is not raised here but by
+    the writer's next ``ready()`` or ``write()``, as its domain error."""
+    waiter = asyncio.wrap_future(backlog)
+    await asyncio.wait([waiter])
+    if not waiter.cancelled():
+        waiter.exception()  # seen, so asyncio does not log it as lost
+
+
 def _declared_size(request: Request) -> int | None:
     limit: int = request.app.state.settings.max_blob_size
     declared = request.headers.get("content-length")
@@ -99,7 +109,7 @@ async def _receive(request: Request, digest: str | None, expected_size: int | No
         async for chunk in request.stream():
             if chunk:
                 if (backlog := writer.ready()) is not None:
-                    await asyncio.wrap_future(backlog)
+                    await _room(backlog)
                 writer.write(chunk)
                 if writer.size > limit:
                     raise PayloadTooLarge(

@@ -7,6 +7,7 @@ flight, on the same filesystem so that publishing is one atomic ``rename``.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 import time
@@ -14,7 +15,7 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import Future
 from pathlib import Path
 
-from modelyard.domain.errors import IntegrityError
+from modelyard.domain.errors import IntegrityError, StorageFull
 from modelyard.domain.names import validate_digest
 from modelyard.hashio import PIPELINE_MIN, HashingSink
 
@@ -47,18 +48,22 @@ class LocalWriter:
 
     def write(self, chunk: bytes) -> None:
         """Append bytes, hashing them."""
-        self._sink.write(chunk)
+        with _out_of_space():
+            self._sink.write(chunk)
 
     def ready(self) -> Future[None] | None:
-        """None if :meth:`write` can take a chunk now, else a future for when it can."""
-        return self._sink.ready()
+        """None if :meth:`write` can take a chunk now, else a future for when it
+        can. Raises what an earlier write met (``STORAGE_FULL``, say)."""
+        with _out_of_space():
+            return self._sink.ready()
 
     def commit(self, expected_digest: str | None = None, expected_size: int | None = None) -> str:
         """Verify digest and size, fsync, and rename into place."""
         if self._done:
             raise RuntimeError("writer already finished")
         try:
-            digest = self._sink.finish()
+            with _out_of_space():
+                digest = self._sink.finish()
             size = self._sink.size
             if expected_digest is not None and digest != expected_digest:
                 raise IntegrityError(
@@ -73,7 +78,8 @@ class LocalWriter:
                     details={"expected": expected_size, "actual": size},
                 )
             assert self._fd is not None
-            os.fsync(self._fd)
+            with _out_of_space():
+                os.fsync(self._fd)
             self._close()
             final = self._store.path_for(digest)
             if final.exists():
@@ -102,6 +108,17 @@ class LocalWriter:
             fd, self._fd = self._fd, None
             with contextlib.suppress(OSError):
                 os.close(fd)
+
+
+@contextlib.contextmanager
+def _out_of_space() -> Iterator[None]:
+    """A full disk or an exceeded quota as the domain's ``STORAGE_FULL``."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise StorageFull("the blob store has no room left for this upload") from exc
+        raise
 
 
 def _fsync_dir(path: Path) -> None:
