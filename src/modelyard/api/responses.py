@@ -37,7 +37,8 @@ class BlobFileResponse(FileResponse):
 
 class BlobStreamResponse(StreamingResponse):
     """A whole large blob, sent in 4 MiB blocks that a worker thread reads one
-    ahead of the block being sent, with direct I/O (``hashio.BlockReader``).
+    ahead of the block being sent, leaving the page cache as it found it
+    (``hashio.BlockReader``).
 
     For full downloads of big blobs; ``Range`` requests and small files go to
     :class:`BlobFileResponse`. Starlette's streaming response stops reading
