@@ -15,6 +15,9 @@
    (captured from the engine while the service ran it) and of the per-version
    load that hydrates each hit.
 
+``--pg`` does the same in a throwaway PostgreSQL 15 cluster (built every time,
+then ``ANALYZE``; its ``EXPLAIN`` is printed instead).
+
 Data per version: tags ``team`` (per model, 100 values: 1% each), ``env``
 (3 values), ``run`` (unique), ``dataset`` (1,000 values), ``owner`` (on 0.05%
 of versions, 10 values); metrics ``accuracy`` U(0,1), ``loss``, ``latency_ms``;
@@ -145,25 +148,27 @@ def _version_rows(
     }
 
 
-def build(db_path: Path, models: int, versions: int, *, batch_rounds: int) -> None:
+def build(db_url: str, scratch: Path, models: int, versions: int, *, batch_rounds: int) -> None:
     """Create the schema through the normal start-up, then bulk-load the rows."""
     t0 = time.perf_counter()
+    sqlite = db_url.startswith("sqlite")
     # 1. Migrations and the default namespace, exactly as a server start does.
-    svc = build_registry(
-        Settings(data_dir=db_path.parent / f".{db_path.name}.blobs", db=f"sqlite:///{db_path}")
-    )
+    svc = build_registry(Settings(data_dir=scratch, db=db_url))
     svc.db.dispose()
-    shutil.rmtree(db_path.parent / f".{db_path.name}.blobs", ignore_errors=True)
+    shutil.rmtree(scratch, ignore_errors=True)
     # 2. Bulk load on a plain engine (no foreign-key checks, no fsync while loading).
     engine = sa.create_engine(
-        f"sqlite:///{db_path}",
+        db_url,
         json_serializer=lambda v: orjson.dumps(v).decode(),  # compact, like the service
     )
     rng = random.Random(20240601)
     base = time.time_ns() // 1000 - models * versions * 1000  # 1 ms between versions
     with engine.connect() as conn:
-        conn.exec_driver_sql("PRAGMA synchronous=OFF")
-        conn.exec_driver_sql("PRAGMA cache_size=-1048576")  # 1 GiB page cache while loading
+        if sqlite:
+            conn.exec_driver_sql("PRAGMA synchronous=OFF")
+            conn.exec_driver_sql("PRAGMA cache_size=-1048576")  # 1 GiB page cache while loading
+        else:
+            conn.exec_driver_sql("SET synchronous_commit = off")
         ns_id = conn.execute(sa.select(t.namespaces.c.id)).scalar_one()
         conn.execute(
             t.models.insert(),
@@ -243,12 +248,24 @@ def build(db_path: Path, models: int, versions: int, *, batch_rounds: int) -> No
             ],
         )
         conn.commit()
-        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        if sqlite:
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+            size = Path(engine.url.database or "").stat().st_size
+        else:
+            # Rows went in with explicit ids: move the sequences past them. And
+            # statistics now, which autovacuum would gather a little later.
+            for table in ("versions", "models"):
+                conn.exec_driver_sql(
+                    f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+                    f"(SELECT max(id) FROM {table}))"
+                )
+            conn.commit()
+            conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql("ANALYZE")
+            size = conn.exec_driver_sql("SELECT pg_database_size(current_database())").scalar_one()
     engine.dispose()
-    size = db_path.stat().st_size / (1 << 20)
     print(
         f"built {vid:,} versions of {models:,} models in {time.perf_counter() - t0:.0f} s "
-        f"({size:,.0f} MiB) at {db_path}"
+        f"({size / (1 << 20):,.0f} MiB)"
     )
 
 
@@ -329,7 +346,11 @@ class SqlCapture:
 
 
 def query_plan(engine: sa.Engine, sql: str, params: Any) -> list[str]:
-    """SQLite's EXPLAIN QUERY PLAN of ``sql``, as indented lines."""
+    """The database's plan of ``sql`` (SQLite's EXPLAIN QUERY PLAN or
+    PostgreSQL's EXPLAIN), as indented lines."""
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn:
+            return ["  " + r[0] for r in conn.exec_driver_sql("EXPLAIN " + sql, params).all()]
     with engine.connect() as conn:
         rows = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql, params).all()
     depth: dict[int, int] = {0: 0}
@@ -340,13 +361,11 @@ def query_plan(engine: sa.Engine, sql: str, params: Any) -> list[str]:
     return lines
 
 
-def measure(svc: RegistryService, db_path: Path, args: argparse.Namespace, tmp: Path) -> None:
+def measure(svc: RegistryService, db_url: str, args: argparse.Namespace, tmp: Path) -> None:
     """Time every query through the service and over HTTP; print plans."""
     capture = SqlCapture(svc.db.engine)
     plans: list[tuple[str, str, list[str]]] = []
-    with ServerProcess(
-        tmp / "server-data", db_url=f"sqlite:///{db_path}", cpu=args.server_cpu
-    ) as server:
+    with ServerProcess(tmp / "server-data", db_url=db_url, cpu=args.server_cpu) as server:
         print(f"server pid {server.pid}; start-up on this database {server.ready_s:.2f} s")
         print(f"\nsearch, page_size {PAGE_SIZE}, times in ms; target p95 < {TARGET_P95_MS:.0f} ms")
         print(f"  {'query':<24} {'p50':>8} {'p95':>8} {'max':>8} {'runs':>5}  target")
@@ -407,6 +426,8 @@ def measure(svc: RegistryService, db_path: Path, args: argparse.Namespace, tmp: 
         print(f"\nSQL of the first one:\n{' '.join(plans[0][1].split())}")
     else:
         print("  (no keyset query was captured: could not obtain the SQL)")
+    if svc.db.engine.dialect.name != "sqlite":
+        return  # PostgreSQL loads a page's hits with a few batched queries instead
     # Each hit is then hydrated with prepared statements (not seen by the capture).
     hot = svc.db.hot
     print("\nEXPLAIN QUERY PLAN of the per-hit load (run for each of the 100 hits):")
@@ -418,6 +439,9 @@ def measure(svc: RegistryService, db_path: Path, args: argparse.Namespace, tmp: 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--db", type=Path, help="SQLite file to build (if missing) or reuse")
+    ap.add_argument(
+        "--pg", action="store_true", help="build and search in a throwaway PostgreSQL 15 cluster"
+    )
     ap.add_argument("--keep", action="store_true", help="keep the temporary database")
     ap.add_argument("--models", type=int, default=10_000)
     ap.add_argument("--versions", type=int, default=100, help="versions per model")
@@ -434,22 +458,37 @@ def main() -> None:
     args.server_cpu = None if args.no_pin else 0
     if not args.no_pin and pin_self(1):
         print("pinning: this process (client, service layer) on CPU 1, server on CPU 0")
+    cluster = None
     try:
-        if db_path.exists():
-            print(f"reusing {db_path} ({db_path.stat().st_size / (1 << 20):,.0f} MiB)")
+        shape = (args.models, args.versions)
+        if args.pg:
+            cluster = start_pg()
+            db_url = cluster.url
+            print(f"PostgreSQL: a throwaway cluster on port {cluster.port}")
+            build(db_url, tmp / "build", *shape, batch_rounds=args.batch_rounds)
         else:
-            db_path.parent.mkdir(parents=True, exist_ok=True)
-            build(db_path, args.models, args.versions, batch_rounds=args.batch_rounds)
-        svc = build_registry(Settings(data_dir=tmp / "svc-data", db=f"sqlite:///{db_path}"))
+            db_url = f"sqlite:///{db_path}"
+            if db_path.exists():
+                print(f"reusing {db_path} ({db_path.stat().st_size / (1 << 20):,.0f} MiB)")
+            else:
+                db_path.parent.mkdir(parents=True, exist_ok=True)
+                build(db_url, tmp / "build", *shape, batch_rounds=args.batch_rounds)
+                print(f"database at {db_path}")
+        svc = build_registry(Settings(data_dir=tmp / "svc-data", db=db_url))
         try:
             with svc.db.read() as tx:
                 n = tx.conn.execute(sa.select(sa.func.count()).select_from(t.versions)).scalar()
-            print(f"{n:,} versions; SQLite {_sqlite_version()}")
-            measure(svc, db_path, args, tmp)
+                version = tx.conn.exec_driver_sql(
+                    "SELECT sqlite_version()" if not args.pg else "SHOW server_version"
+                ).scalar()
+            print(f"{n:,} versions; {'PostgreSQL' if args.pg else 'SQLite'} {version}")
+            measure(svc, db_url, args, tmp)
         finally:
             svc.db.dispose()
     finally:
-        if owned and args.keep:
+        if cluster is not None:
+            cluster.stop()
+        if owned and args.keep and not args.pg:
             print(f"kept {db_path}", file=sys.stderr)
             for p in tmp.iterdir():
                 if p != db_path and p.is_dir():
@@ -458,10 +497,12 @@ def main() -> None:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _sqlite_version() -> str:
-    import sqlite3
+def start_pg() -> Any:
+    """A throwaway PostgreSQL cluster, as the tests start one (tests/pgcluster.py)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from tests.pgcluster import PgCluster
 
-    return sqlite3.sqlite_version
+    return PgCluster.start()
 
 
 if __name__ == "__main__":
