@@ -531,7 +531,7 @@ def search_versions(
             sort_metric.c.version_id,
         )
         metric_key: sa.ColumnElement[Any] = sort_metric.c.key
-        driver = _rare_driver(conn, compiler, node, can_walk=False)[0] if compiler.sqlite else None
+        driver = _rare_driver(conn, compiler, node, can_walk=False)[0]
         if driver is not None:
             # Walking the metric's index probes every version that has the
             # metric until a page matches: for a term matching 55 versions of
@@ -558,11 +558,7 @@ def search_versions(
             "number": v.c.number,
         }[key]
         id_column: sa.ColumnElement[Any] = v.c.id
-        driver, walker = (
-            _rare_driver(conn, compiler, node, can_walk=key == "created")
-            if compiler.sqlite
-            else (None, None)
-        )
+        driver, walker = _rare_driver(conn, compiler, node, can_walk=key == "created")
         if driver is not None:
             # Few rows match: fetch them through the key/value index and sort
             # them, instead of walking the sort index past a million misses.
@@ -571,7 +567,13 @@ def search_versions(
         elif walker is not None:
             # Many rows match one value: walk that value's index entries, which
             # are in (created_at, version_id) order, and probe the other terms
-            # per entry; only that value's versions are visited, not all.
+            # per entry; only that value's versions are visited, not all. The
+            # join is the walked term, so its EXISTS goes: PostgreSQL planned
+            # the two as a hash join over all of the value's rows plus a sort
+            # (150-900 ms at 1M versions) instead of walking in order.
+            assert node is not None
+            rest = _without(node, walker)
+            where[0:1] = [] if rest is None else [compiler.compile(rest)]
             kv = _KV_TABLES["versions"][walker.field.kind].alias("walk")
             from_ = v.join(
                 kv,
@@ -631,6 +633,16 @@ def _driver_candidate(compiler: _Compiler, term: Node) -> tuple[sa.Select[tuple[
         names = sa.select(m.c.id).where(compiler.apply(m.c.name, op, term.value))
         return sa.select(v.c.id).where(v.c.model_id.in_(names)), NAME_CAP
     return None
+
+
+def _without(node: Node, term: Node) -> Node | None:
+    """``node``'s top-level AND without ``term`` (None if nothing is left)."""
+    if not isinstance(node, And):
+        return None if node is term else node
+    rest = tuple(x for x in node.items if x is not term)
+    if not rest:
+        return None
+    return rest[0] if len(rest) == 1 else And(rest)
 
 
 def _walkable(term: Node) -> Comparison | None:
