@@ -533,9 +533,7 @@ def search_versions(
             sort_metric.c.version_id,
         )
         metric_key: sa.ColumnElement[Any] = sort_metric.c.key
-        # On PostgreSQL, whose statistics pick the plan, driving measured no
-        # better (and the name driver 4x worse): SQLite only.
-        driver = _rare_driver(conn, compiler, node, can_walk=False)[0] if compiler.sqlite else None
+        driver = _rare_driver(conn, compiler, node, can_walk=False, can_drive=compiler.sqlite)[0]
         if driver is not None:
             # Walking the metric's index probes every version that has the
             # metric until a page matches: for a term matching 55 versions of
@@ -562,9 +560,9 @@ def search_versions(
             "number": v.c.number,
         }[key]
         id_column: sa.ColumnElement[Any] = v.c.id
-        driver, walker = _rare_driver(conn, compiler, node, can_walk=key == "created")
-        if not compiler.sqlite:
-            driver = None  # as above; the walk is what PostgreSQL gains from
+        driver, walker = _rare_driver(
+            conn, compiler, node, can_walk=key == "created", can_drive=compiler.sqlite
+        )
         if driver is not None:
             # Few rows match: fetch them through the key/value index and sort
             # them, instead of walking the sort index past a million misses.
@@ -665,12 +663,19 @@ def _walkable(term: Node) -> Comparison | None:
 
 
 def _rare_driver(
-    conn: sa.Connection, compiler: _Compiler, node: Node | None, *, can_walk: bool
+    conn: sa.Connection,
+    compiler: _Compiler,
+    node: Node | None,
+    *,
+    can_walk: bool,
+    can_drive: bool,
 ) -> tuple[sa.ColumnElement[bool] | None, Comparison | None]:
-    """How a SQLite query over versions should start, from the filter's
-    top-level AND terms: ``versions.id IN (...)`` for the rarest indexable
-    term if it matches few enough versions (:data:`RARE_CAP`,
-    :data:`NAME_CAP`), else an equality term to walk in creation order.
+    """How a query over versions should start, from the filter's top-level
+    AND terms: ``versions.id IN (...)`` for the rarest indexable term if it
+    matches few enough versions (:data:`RARE_CAP`, :data:`NAME_CAP`), else
+    an equality term to walk in creation order if ``can_walk``. Without
+    ``can_drive`` the counting is the same but no driver is returned (so a
+    walk is left out when a rarer term exists).
 
     SQLite has no statistics, so it walks the sort index and probes each row;
     for a condition matching 0.1% of a million versions (or versions created
@@ -681,10 +686,14 @@ def _rare_driver(
     that term is walked through its ``(key, value, created_at, version_id)``
     index instead: already in order, so a page costs about ``limit /
     (share of that value's versions the other terms keep)`` probes and never
-    more than fetching all of them. PostgreSQL makes these choices itself
-    from its statistics.
+    more than fetching all of them.
+
+    PostgreSQL picks most plans well from its statistics, and driving
+    measured no better there (4x worse for a model-name term), so it is
+    called with ``can_drive=False``; the walk it does need (see the module
+    docstring).
     """
-    if node is None:
+    if node is None or not (can_walk or can_drive):
         return None, None
     terms = node.items if isinstance(node, And) else (node,)
     best: tuple[int, sa.Select[tuple[Any]]] | None = None
@@ -706,7 +715,7 @@ def _rare_driver(
         # when the other terms match often, and never more than fetching and
         # sorting all of them would.
         return None, walker[1]
-    if best is not None:
+    if best is not None and can_drive:
         return t.versions.c.id.in_(best[1]), None
     return None, None
 
