@@ -17,7 +17,7 @@ import httpx
 from modelyard.client.errors import ServerError, error_from_response
 from modelyard.client.governance import EmbeddedGovernance, GovernanceBackend, RemoteGovernance
 from modelyard.client.rawhttp import BodyFetcher
-from modelyard.client.transfer import Progress, check_stored_digest, iter_file
+from modelyard.client.transfer import Progress, check_stored_digest, iter_file, pour
 from modelyard.domain.identity import Principal
 from modelyard.domain.references import Reference
 from modelyard.hashio import HashingSink
@@ -258,10 +258,7 @@ class RemoteBackend(RemoteGovernance):
                 if resp.headers.get("content-encoding", "identity") == "identity"
                 else resp.iter_bytes(1 << 20)
             )
-            for chunk in chunks:
-                sink.write(chunk)
-                if progress:
-                    progress(len(chunk))
+            pour(sink, chunks, progress)
 
     def whoami(self) -> Wire:
         """GET /whoami."""
@@ -550,10 +547,7 @@ class EmbeddedBackend(EmbeddedGovernance):
     ) -> None:
         """Copy one file of a version from the blob store into ``sink``."""
         _, entry = self.svc.get_file(ref, path, actor=self.actor)
-        for chunk in self.svc.blobs.iter_range(entry.digest):
-            sink.write(chunk)
-            if progress:
-                progress(len(chunk))
+        pour(sink, self.svc.blobs.iter_range(entry.digest), progress)
 
     def whoami(self) -> Wire:
         """The embedded principal."""

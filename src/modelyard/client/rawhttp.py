@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 
 from modelyard.client.errors import ServerError, error_from_response
-from modelyard.client.transfer import Progress
+from modelyard.client.transfer import Progress, read_into
 from modelyard.hashio import HashingSink
 
 
@@ -63,10 +63,7 @@ class BodyFetcher:
                 raise error_from_response(resp.status, _json_or_none(resp.read()))
             if resp.status != 200:
                 raise ServerError(f"HTTP {resp.status}", details={"status": resp.status})
-            while n := resp.readinto(sink.buffer()):
-                sink.filled(n)
-                if progress:
-                    progress(n)
+            read_into(sink, resp.readinto, progress)
             if resp.length:
                 # readinto reports a body cut short as a plain end of stream.
                 raise http.client.IncompleteRead(b"", resp.length)

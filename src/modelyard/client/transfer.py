@@ -8,7 +8,7 @@ import mimetypes
 import os
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -306,10 +306,26 @@ def _removed_on_error(tmp: str | Path) -> Iterator[None]:
 def feed(sink: HashingSink, path: Path, progress: Progress | None = None) -> None:
     """Read a file into ``sink``, straight into its buffers."""
     with open(path, "rb", buffering=0) as f:
-        while n := f.readinto(sink.buffer()):
-            sink.filled(n)
-            if progress:
-                progress(n)
+        read_into(sink, f.readinto, progress)
+
+
+def read_into(
+    sink: HashingSink, readinto: Callable[[memoryview], int | None], progress: Progress | None
+) -> None:
+    """Call ``readinto`` on the sink's free buffer space until it returns 0
+    (end of stream), reporting each read to ``progress``."""
+    while n := readinto(sink.buffer()):
+        sink.filled(n)
+        if progress:
+            progress(n)
+
+
+def pour(sink: HashingSink, chunks: Iterable[bytes], progress: Progress | None) -> None:
+    """Write every chunk into ``sink``, reporting each to ``progress``."""
+    for chunk in chunks:
+        sink.write(chunk)
+        if progress:
+            progress(len(chunk))
 
 
 def _write_hashed(fd: int, size: int, fill: Fill) -> str:
