@@ -131,7 +131,6 @@ class Round:
     repush: float
     repush_bytes: int
     blob_growth: int
-    pull: float
     pull_sync: float
     pull_cached_sync: float
     identical: bool
@@ -199,7 +198,6 @@ def one_round(src: Path, digest: str, work: Path, args: argparse.Namespace) -> R
             with RssSampler(server) as pull_rss, CpuMeter(server) as pull_cpu:
                 t0 = time.perf_counter()
                 out = reg.pull(v1.ref, work / "out")
-                pull_s = time.perf_counter() - t0
                 sync()
                 pull_sync_s = time.perf_counter() - t0
         identical = sha256_of(out / src.name) == digest
@@ -225,7 +223,6 @@ def one_round(src: Path, digest: str, work: Path, args: argparse.Namespace) -> R
         repush=repush_s,
         repush_bytes=uploads.total,
         blob_growth=growth,
-        pull=pull_s,
         pull_sync=pull_sync_s,
         pull_cached_sync=pull_cached_s,
         identical=identical,

@@ -136,12 +136,18 @@ def render_sqlite_snapshot() -> str:
                 command.upgrade(_config(conn), "head")
         finally:
             engine.dispose()
-        with sqlite3.connect(f"{tmp}/head.db") as db:
-            lines = [
-                line for line in db.iterdump() if line not in ("BEGIN TRANSACTION;", "COMMIT;")
-            ]
+        return _SNAPSHOT_HEADER.format(rev=SCHEMA_HEAD) + sqlite_dump(Path(tmp) / "head.db")
+
+
+def sqlite_dump(path: Path) -> str:
+    """The SQL that rebuilds the SQLite database at ``path`` (schema and rows),
+    without the dump's own transaction lines: the snapshot's body."""
+    db = sqlite3.connect(path)
+    try:
+        lines = [line for line in db.iterdump() if line not in ("BEGIN TRANSACTION;", "COMMIT;")]
+    finally:
         db.close()
-    return _SNAPSHOT_HEADER.format(rev=SCHEMA_HEAD) + "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n"
 
 
 def write_sqlite_snapshot() -> None:
