@@ -5,6 +5,17 @@ from __future__ import annotations
 from modelyard.domain.entities import VersionState
 from modelyard.domain.errors import Conflict
 
+LATEST_STATES: tuple[VersionState, ...] = (VersionState.READY, VersionState.PUBLISHED)
+"""The states ``latest`` may name: a reference without a number or alias
+(``name``, ``name@latest``) is the newest version in one of these. Drafts are
+unfinished and archived versions withdrawn, so neither is ever ``latest``."""
+
+
+def counts_as_latest(state: VersionState) -> bool:
+    """True if a version in ``state`` may be what ``latest`` resolves to."""
+    return state in LATEST_STATES
+
+
 # Which state may follow which. Archived versions can be restored to ready.
 _ALLOWED: dict[VersionState, frozenset[VersionState]] = {
     VersionState.DRAFT: frozenset({VersionState.READY}),

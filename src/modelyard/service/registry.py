@@ -56,7 +56,6 @@ from modelyard.service import validation as v
 from modelyard.store.blobs import BlobStore
 from modelyard.store.metadata import governance as gov_store
 from modelyard.store.metadata import search as search_sql
-from modelyard.store.metadata import tables as t
 from modelyard.store.metadata.repository import MetadataStore, Tx
 
 T = TypeVar("T")
@@ -799,7 +798,7 @@ class RegistryService:
             if new_tags or drop:
                 tags = {k: val for k, val in before.tags.items() if k not in drop}
                 tags.update(new_tags)
-                tx.replace_kv(t.version_tags, vid, tags, created_at=before.created_at)
+                tx.replace_version_tags(vid, tags, created_at=before.created_at)
             after = tx.load_versions([vid])[0]
             tx.append_event(
                 "version.updated",

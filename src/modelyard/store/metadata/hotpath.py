@@ -7,12 +7,14 @@ SQLAlchemy statement building.
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Literal
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 
 from modelyard.domain.entities import FileEntry, Version, VersionLink, VersionState
+from modelyard.domain.lifecycle import LATEST_STATES
 from modelyard.store.metadata import tables as t
 from modelyard.store.metadata.prepared import Prepared, json_value
 
@@ -64,38 +66,70 @@ VERSION_SELECT = sa.select(*VERSION_COLS).select_from(VERSION_FROM)
 
 _B = sa.bindparam
 _OF_MODEL = (t.namespaces.c.name == _B("ns"), t.models.c.name == _B("name"))
-LATEST_STATES = ("ready", "published")
+# The "latest" rule is the domain's (``LATEST_STATES``); the statement takes
+# one bound state per entry so it stays a prepared statement.
+_LATEST_PARAMS = {f"s{i}": s.value for i, s in enumerate(LATEST_STATES)}
+
+_KvCondition = Callable[[sa.Column[Any]], sa.ColumnElement[bool]]
 
 
-def _kv_union() -> sa.CompoundSelect[Any]:
-    """Tags, metrics, params and aliases of one version, in one round trip."""
+def _kv_union(of_versions: _KvCondition) -> sa.CompoundSelect[Any]:
+    """Tags, metrics, params and aliases of some versions, in one round trip.
+
+    Rows are ``(version_id, kind, key, text, number)`` with kind ``t``, ``m``,
+    ``p`` or ``a``; ``of_versions`` turns a ``version_id`` column into the
+    condition that picks the versions (one bound id, or a list).
+    """
     null_text = sa.cast(sa.null(), sa.Text)
     null_num = sa.cast(sa.null(), sa.Float)
-    vid = _B("vid", type_=sa.BigInteger())
+    tags, metrics, params, aliases = (
+        t.version_tags,
+        t.version_metrics,
+        t.version_params,
+        t.aliases,
+    )
     parts = [
         sa.select(
-            sa.literal_column("'t'"), t.version_tags.c.key, t.version_tags.c.value, null_num
-        ).where(t.version_tags.c.version_id == vid),
+            tags.c.version_id, sa.literal_column("'t'"), tags.c.key, tags.c.value, null_num
+        ).where(of_versions(tags.c.version_id)),
         sa.select(
-            sa.literal_column("'m'"), t.version_metrics.c.key, null_text, t.version_metrics.c.value
-        ).where(t.version_metrics.c.version_id == vid),
+            metrics.c.version_id,
+            sa.literal_column("'m'"),
+            metrics.c.key,
+            null_text,
+            metrics.c.value,
+        ).where(of_versions(metrics.c.version_id)),
         sa.select(
-            sa.literal_column("'p'"), t.version_params.c.key, t.version_params.c.value, null_num
-        ).where(t.version_params.c.version_id == vid),
-        sa.select(sa.literal_column("'a'"), t.aliases.c.name, null_text, null_num).where(
-            t.aliases.c.version_id == vid
-        ),
+            params.c.version_id, sa.literal_column("'p'"), params.c.key, params.c.value, null_num
+        ).where(of_versions(params.c.version_id)),
+        sa.select(
+            aliases.c.version_id, sa.literal_column("'a'"), aliases.c.name, null_text, null_num
+        ).where(of_versions(aliases.c.version_id)),
     ]
     return sa.union_all(*parts)
 
 
+_FILES_SELECT = sa.select(
+    t.files.c.version_id, t.files.c.path, t.files.c.digest, t.files.c.size, t.files.c.media_type
+)
+
+
 class HotQueries:
-    """The hot statements compiled for one dialect."""
+    """Resolve references and load versions: the one implementation of each.
+
+    Point statements are prepared once per dialect (see
+    :mod:`~modelyard.store.metadata.prepared`). Loading several versions runs
+    them per version on SQLite (in-process: three prepared point queries per
+    version beat batched ``IN`` queries built per call, 3.5 ms against 5.2 ms
+    for a page of 100) and as a few batched ``IN`` queries on PostgreSQL, where
+    every statement is a network round trip.
+    """
 
     def __init__(self, dialect: Dialect) -> None:
         def p(stmt: sa.ClauseElement) -> Prepared:
             return Prepared(stmt, dialect)
 
+        self.batch = dialect.name != "sqlite"
         self.by_number = p(VERSION_SELECT.where(*_OF_MODEL, t.versions.c.number == _B("num")))
         self.by_alias = p(
             # model_id in the join lets SQLite use the (model_id, name) key.
@@ -115,17 +149,15 @@ class HotQueries:
                 == sa.select(sa.func.max(newest.c.number))
                 .where(
                     newest.c.model_id == t.models.c.id,
-                    sa.or_(newest.c.state == _B("s1"), newest.c.state == _B("s2")),
+                    sa.or_(*(newest.c.state == _B(name) for name in _LATEST_PARAMS)),
                 )
                 .scalar_subquery(),
             )
         )
         self.by_id = p(VERSION_SELECT.where(t.versions.c.id == _B("vid")))
-        self.kv = p(_kv_union())
+        self.kv = p(_kv_union(lambda col: col == _B("vid", type_=sa.BigInteger())))
         self.files = p(
-            sa.select(t.files.c.path, t.files.c.digest, t.files.c.size, t.files.c.media_type)
-            .where(t.files.c.version_id == _B("vid"))
-            .order_by(t.files.c.path)
+            _FILES_SELECT.where(t.files.c.version_id == _B("vid")).order_by(t.files.c.path)
         )
 
     def find_row(
@@ -136,33 +168,82 @@ class HotQueries:
         number: int | None,
         alias: str | None,
     ) -> Any:
-        """The version row a reference names, or None."""
+        """The version row (``VERSION_COLS``) a reference names, or None.
+
+        ``number`` wins, then ``alias``; neither, or the alias ``latest``,
+        names the newest version in one of the domain's ``LATEST_STATES``.
+        """
         if number is not None:
             return self.by_number.one_or_none(conn, {"ns": namespace, "name": name, "num": number})
         if alias is not None and alias != "latest":
             return self.by_alias.one_or_none(conn, {"ns": namespace, "name": name, "alias": alias})
-        return self.latest.one_or_none(
-            conn, {"ns": namespace, "name": name, "s1": LATEST_STATES[0], "s2": LATEST_STATES[1]}
-        )
+        return self.latest.one_or_none(conn, {"ns": namespace, "name": name, **_LATEST_PARAMS})
 
-    def hydrate(self, conn: sa.Connection, row: Any, *, with_files: bool) -> Version:
-        """Turn a version row into a Version with its tags, metrics, params, aliases."""
-        vid = row[0]
-        kv: dict[str, dict[str, Any]] = defaultdict(dict)
-        aliases: list[str] = []
-        for kind, key, text, num in self.kv.all(conn, {"vid": vid}):
+    def load(self, conn: sa.Connection, ids: Sequence[int], *, with_files: bool) -> list[Version]:
+        """Versions by id, in the given order (ids not found are left out)."""
+        if not ids:
+            return []
+        if self.batch and len(ids) > 1:
+            by_id = {r[0]: r for r in conn.execute(VERSION_SELECT.where(t.versions.c.id.in_(ids)))}
+            rows = [by_id[i] for i in ids if i in by_id]
+        else:
+            rows = [r for i in ids if (r := self.by_id.one_or_none(conn, {"vid": i})) is not None]
+        return self.hydrate(conn, rows, with_files=with_files)
+
+    def hydrate(
+        self, conn: sa.Connection, rows: Sequence[Any], *, with_files: bool
+    ) -> list[Version]:
+        """Turn version rows into Versions with their tags, metrics, params, aliases
+        (and files, sorted by path, if asked)."""
+        if not rows:
+            return []
+        vids = list(dict.fromkeys(r[0] for r in rows))
+        if self.batch and len(rows) > 1:
+            kv_rows: list[Any] = list(conn.execute(_kv_union(lambda col: col.in_(vids))))
+            file_rows: list[Any] = (
+                list(
+                    conn.execute(
+                        _FILES_SELECT.where(t.files.c.version_id.in_(vids)).order_by(
+                            t.files.c.version_id, t.files.c.path
+                        )
+                    )
+                )
+                if with_files
+                else []
+            )
+        else:
+            kv_rows = [x for vid in vids for x in self.kv.all(conn, {"vid": vid})]
+            file_rows = (
+                [x for vid in vids for x in self.files.all(conn, {"vid": vid})]
+                if with_files
+                else []
+            )
+        kv: dict[int, dict[str, dict[str, Any]]] = defaultdict(lambda: {"t": {}, "m": {}, "p": {}})
+        aliases: dict[int, list[str]] = defaultdict(list)
+        for vid, kind, key, text, num in kv_rows:
             if kind == "a":
-                aliases.append(key)
+                aliases[vid].append(key)
             elif kind == "m":
-                kv["m"][key] = num
+                kv[vid]["m"][key] = num
             else:
-                kv[kind][key] = text
-        files = None
-        if with_files:
-            files = [FileEntry(*f) for f in self.files.all(conn, {"vid": vid})]
-        return version_from_row(
-            row, tags=kv["t"], metrics=kv["m"], params=kv["p"], aliases=sorted(aliases), files=files
-        )
+                kv[vid][kind][key] = text
+        files: dict[int, list[FileEntry]] = defaultdict(list)
+        for vid, path, digest, size, media_type in file_rows:
+            files[vid].append(FileEntry(path, digest, size, media_type))
+        out = []
+        for r in rows:
+            items = kv[r[0]]
+            out.append(
+                version_from_row(
+                    r,
+                    tags=items["t"],
+                    metrics=items["m"],
+                    params=items["p"],
+                    aliases=sorted(aliases[r[0]]),
+                    files=files[r[0]] if with_files else None,
+                )
+            )
+        return out
 
 
 def version_from_row(
@@ -229,8 +310,25 @@ _INSERT_VERSION_COLS = (
 )
 
 
+KvKind = Literal["tags", "metrics", "params"]
+_KV_TABLES: dict[KvKind, sa.Table] = {
+    "tags": t.version_tags,
+    "metrics": t.version_metrics,
+    "params": t.version_params,
+}
+
+_ITEM_TABLES: dict[KvKind | Literal["meta"], sa.Table] = {
+    "tags": t.version_tags,
+    "metrics": t.version_metrics,
+    "params": t.version_params,
+    "meta": t.version_meta,
+}
+
+
 class WriteQueries:
-    """The statements of version creation, compiled for one dialect."""
+    """The statements of version writes, compiled for one dialect: the one
+    implementation of writing a version's files, tags, metrics, params and
+    metadata index rows (at creation and on later edits alike)."""
 
     def __init__(self, dialect: Dialect) -> None:
         def p(stmt: sa.ClauseElement) -> Prepared:
@@ -254,7 +352,7 @@ class WriteQueries:
             .values({c: _B(c) for c in _INSERT_VERSION_COLS})
             .returning(t.versions.c.id)
         )
-        self.insert_kv = {
+        self.insert_kv_by_kind: dict[KvKind, Prepared] = {
             name: p(
                 table.insert().values(
                     version_id=_B("version_id"),
@@ -263,11 +361,11 @@ class WriteQueries:
                     created_at=_B("created_at"),
                 )
             )
-            for name, table in (
-                ("tags", t.version_tags),
-                ("metrics", t.version_metrics),
-                ("params", t.version_params),
-            )
+            for name, table in _KV_TABLES.items()
+        }
+        self.delete_by_kind: dict[KvKind | Literal["meta"], Prepared] = {
+            name: p(table.delete().where(table.c.version_id == _B("vid")))
+            for name, table in _ITEM_TABLES.items()
         }
         self.insert_meta = p(
             t.version_meta.insert().values(
@@ -313,3 +411,50 @@ class WriteQueries:
                 created_at=_B("created_at"),
             )
         )
+
+    def insert_kv(
+        self,
+        conn: sa.Connection,
+        kind: KvKind,
+        version_id: int,
+        items: Mapping[str, Any],
+        *,
+        created_at: int,
+    ) -> None:
+        """Insert a version's tags, metrics or params (``created_at``: the
+        version's, copied into each row for the filter indexes)."""
+        self.insert_kv_by_kind[kind].execute_many(
+            conn,
+            [
+                {"version_id": version_id, "key": k, "value": v, "created_at": created_at}
+                for k, v in items.items()
+            ],
+        )
+
+    def insert_meta_rows(self, conn: sa.Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Insert a version's metadata index rows (see ``repository._meta_rows``)."""
+        self.insert_meta.execute_many(conn, rows)
+
+    def insert_files(
+        self, conn: sa.Connection, version_id: int, entries: Sequence[FileEntry]
+    ) -> None:
+        """Insert a version's manifest."""
+        self.insert_file.execute_many(
+            conn,
+            [
+                {
+                    "version_id": version_id,
+                    "path": f.path,
+                    "digest": f.digest,
+                    "size": f.size,
+                    "media_type": f.media_type,
+                }
+                for f in entries
+            ],
+        )
+
+    def delete_items(
+        self, conn: sa.Connection, kind: KvKind | Literal["meta"], version_id: int
+    ) -> None:
+        """Delete every tag / metric / param / metadata index row of a version."""
+        self.delete_by_kind[kind].execute(conn, {"vid": version_id})
