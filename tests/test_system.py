@@ -198,6 +198,48 @@ def test_imports_point_inward() -> None:
     assert bad == []
 
 
+# The store modules the service may import: the metadata store's Protocols and
+# the blob store's Protocol. Everything else under store/ (SQL, tables,
+# SQLAlchemy) stays behind them. service/factory.py builds the stores, so it
+# is the one exception until the composition root replaces it.
+SERVICE_MAY_IMPORT_FROM_STORE = {"modelyard.store.metadata.ports", "modelyard.store.blobs.base"}
+SERVICE_BUILDS_STORES = {"factory.py"}
+
+
+def _store_imports(file: Path) -> list[str]:
+    """The modules ``file`` imports that are SQLAlchemy or under modelyard.store,
+    leaving out the allowed Protocol modules."""
+    found = []
+    for node in ast.walk(ast.parse(file.read_text())):
+        if isinstance(node, ast.Import):
+            modules = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            # ``from pkg import name``: name may be a module of pkg itself.
+            subs = [f"{node.module}.{a.name}" for a in node.names]
+            allowed_subs = all(m in SERVICE_MAY_IMPORT_FROM_STORE for m in subs)
+            modules = [] if allowed_subs else [node.module]
+        else:
+            continue
+        for m in modules:
+            if m in SERVICE_MAY_IMPORT_FROM_STORE:
+                continue
+            if m.split(".")[0] == "sqlalchemy" or m.startswith("modelyard.store"):
+                found.append(m)
+    return found
+
+
+def test_service_sees_the_store_only_through_its_protocols() -> None:
+    """No service module imports SQLAlchemy or a store module other than the
+    Protocol modules (issue 9, Structure 3)."""
+    bad = [
+        f"{file.name} imports {m}"
+        for file in sorted((SRC / "service").glob("*.py"))
+        if file.name not in SERVICE_BUILDS_STORES
+        for m in _store_imports(file)
+    ]
+    assert bad == []
+
+
 def test_malloc_tuning_applies_on_glibc() -> None:
     """The server raises glibc's mmap/trim thresholds (``server.tune_malloc``);
     elsewhere the call changes nothing and says so."""

@@ -36,6 +36,7 @@ from modelyard.service.governance import GovernanceService
 from modelyard.service.identity import IdentityService
 from modelyard.service.registry import RegistryService
 from modelyard.settings import Settings
+from modelyard.store.metadata.repository import MetadataStore as SqlMetadataStore
 
 
 def create_app(
@@ -99,12 +100,15 @@ def create_app(
     app.state.metrics = metrics
     # Reads inline on SQLite, writes gathered into shared transactions there
     # (see ServiceCall); everything in the threadpool on PostgreSQL.
-    app.state.call = ServiceCall(inline=service.db.engine.dialect.name == "sqlite")
+    # The SQL store's threading needs (until one composition root hands it over).
+    store = service.db
+    assert isinstance(store, SqlMetadataStore)
+    app.state.call = ServiceCall(inline=store.engine.dialect.name == "sqlite")
     app.state.identity = IdentityService(service)
     app.state.auth_enabled = settings.auth_enabled()
     if app.state.auth_enabled:
         bootstrap_admin(app.state.identity, settings)
-    group = service.db.group
+    group = store.group
     app.state.write_call = app.state.call if group is None else GroupedWrites(group)
     install_error_handlers(app)
     # Governance after versions: its GET .../aliases/{alias} must not shadow

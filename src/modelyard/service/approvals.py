@@ -28,8 +28,7 @@ from modelyard.service.governance import (
     parse_cursor,
 )
 from modelyard.service.registry import Page, RegistryService, _page_size
-from modelyard.store.metadata import governance as gov
-from modelyard.store.metadata.repository import Tx
+from modelyard.store.metadata.ports import ApprovalRow, RegistryTx
 
 
 class ApprovalService:
@@ -65,10 +64,10 @@ class ApprovalService:
         r = self.reg.resolve(ref)
         auth.require(actor, Permission.WRITE, r.namespace)
 
-        def op(tx: Tx) -> Approval:
+        def op(tx: RegistryTx) -> Approval:
             vid = self.reg._version_id(tx, r)
             version = tx.load_versions([vid])[0]
-            row = tx.version_row(vid)
+            row = tx.version_keys(vid)
             mid = self.reg._model_id(tx, version.namespace, version.model, for_update=True)
             nid = self.reg._namespace_id(tx, version.namespace)
             if act is ApprovalAction.PUBLISH:
@@ -81,7 +80,7 @@ class ApprovalService:
                 )
             policy = policy_gate.effective_policy(tx, row.model_id)
             self._precheck(policy, version, act, alias)
-            if gov.find_pending(tx, vid, act, alias) is not None:
+            if tx.governance.find_pending(vid, act, alias) is not None:
                 raise Conflict(
                     "the same request is already pending",
                     code="APPROVAL_ALREADY_PENDING",
@@ -90,9 +89,8 @@ class ApprovalService:
             alias_from = None
             if alias is not None:
                 current = tx.get_alias(mid, alias)
-                alias_from = None if current is None else tx.version_row(current).number
-            aid = gov.insert_approval(
-                tx,
+                alias_from = None if current is None else tx.version_keys(current).number
+            aid = tx.governance.insert_approval(
                 namespace_id=nid,
                 model_id=mid,
                 version_id=vid,
@@ -103,7 +101,7 @@ class ApprovalService:
                 actor=actor.name,
                 comment=comment,
             )
-            approval = gov.load_approvals(tx, [aid])[0].approval
+            approval = tx.governance.load_approvals([aid])[0].approval
             tx.append_event(
                 "approval.requested",
                 actor=actor.name,
@@ -128,8 +126,8 @@ class ApprovalService:
             policy_gate.enforce(ev, version, "alias", alias)
 
     def _pending(
-        self, tx: Tx, approval_id: int, actor: Principal, permission: Permission
-    ) -> gov.ApprovalRow:
+        self, tx: RegistryTx, approval_id: int, actor: Principal, permission: Permission
+    ) -> ApprovalRow:
         """The request, locked, if ``actor`` holds ``permission`` in its namespace
         and it is still pending. In a namespace the actor cannot read it answers
         ``APPROVAL_NOT_FOUND``, as if it did not exist."""
@@ -145,13 +143,13 @@ class ApprovalService:
             )
         return row
 
-    def _row(self, tx: Tx, approval_id: int, *, for_update: bool = False) -> gov.ApprovalRow:
+    def _row(self, tx: RegistryTx, approval_id: int, *, for_update: bool = False) -> ApprovalRow:
         if isinstance(approval_id, bool) or not isinstance(approval_id, int):
             raise InvalidInput("approval id must be an integer", code="INVALID_INPUT")
         if not 1 <= approval_id < 2**63:
             # No id in the details: JSON encoders refuse integers beyond 64 bits.
             raise NotFound("approval request not found", code="APPROVAL_NOT_FOUND")
-        found = gov.load_approvals(tx, [approval_id], for_update=for_update)
+        found = tx.governance.load_approvals([approval_id], for_update=for_update)
         if not found:
             raise _not_found(approval_id)
         return found[0]
@@ -169,7 +167,7 @@ class ApprovalService:
         """
         comment = check_comment(comment)
 
-        def op(tx: Tx) -> Approval:
+        def op(tx: RegistryTx) -> Approval:
             row = self._pending(tx, approval_id, actor, Permission.REVIEW)
             a = row.approval
             if actor.name == a.requested_by:
@@ -187,7 +185,7 @@ class ApprovalService:
             version = tx.load_versions([row.version_id])[0]
             policy = policy_gate.effective_policy(tx, row.model_id)
             self._precheck(policy, version, a.action, a.alias)
-            gov.add_vote(tx, approval_id, actor.name, "approve", comment)
+            tx.governance.add_vote(approval_id, actor.name, "approve", comment)
             count = len(a.approvers) + 1
             tx.append_event(
                 "approval.approved",
@@ -209,7 +207,7 @@ class ApprovalService:
 
         return self.reg._write(op)
 
-    def _apply(self, tx: Tx, row: gov.ApprovalRow, actor: Principal) -> None:
+    def _apply(self, tx: RegistryTx, row: ApprovalRow, actor: Principal) -> None:
         a = row.approval
         ref = Reference(a.namespace, a.model, version=a.version)
         before = tx.load_versions([row.version_id])[0]
@@ -220,7 +218,7 @@ class ApprovalService:
             # alias cannot both apply.
             self.reg._model_id(tx, a.namespace, a.model, for_update=True)
             current = tx.get_alias(row.model_id, a.alias)
-            now = None if current is None else tx.version_row(current).number
+            now = None if current is None else tx.version_keys(current).number
             if now != a.alias_from:
                 raise Conflict(
                     f"alias @{a.alias} moved since request {a.id} was made (from "
@@ -247,7 +245,7 @@ class ApprovalService:
                 approval_id=a.id,
             )
         policy_gate.check_protected_targets(tx, row.model_id)
-        gov.set_approval_state(tx, a.id, ApprovalState.APPLIED, actor.name)
+        tx.governance.set_approval_state(a.id, ApprovalState.APPLIED, actor.name)
         after = self._row(tx, a.id).approval
         tx.append_event(
             "approval.applied",
@@ -272,7 +270,7 @@ class ApprovalService:
         """
         comment = check_comment(comment)
 
-        def op(tx: Tx) -> Approval:
+        def op(tx: RegistryTx) -> Approval:
             a = self._pending(tx, approval_id, actor, Permission.REVIEW).approval
             if actor.name == a.requested_by:
                 raise PermissionDenied(
@@ -280,7 +278,7 @@ class ApprovalService:
                     code="SELF_APPROVAL",
                     details={"id": approval_id},
                 )
-            gov.add_vote(tx, approval_id, actor.name, "reject", comment)
+            tx.governance.add_vote(approval_id, actor.name, "reject", comment)
             return self._close(tx, a, ApprovalState.REJECTED, actor, comment=comment)
 
         return self.reg._write(op)
@@ -291,7 +289,7 @@ class ApprovalService:
         Requires: write on the namespace.
         """
 
-        def op(tx: Tx) -> Approval:
+        def op(tx: RegistryTx) -> Approval:
             a = self._pending(tx, approval_id, actor, Permission.WRITE).approval
             if actor.name != a.requested_by:
                 raise PermissionDenied(
@@ -304,11 +302,11 @@ class ApprovalService:
         return self.reg._write(op)
 
     def _close(
-        self, tx: Tx, a: Approval, state: ApprovalState, actor: Principal, **extra: Any
+        self, tx: RegistryTx, a: Approval, state: ApprovalState, actor: Principal, **extra: Any
     ) -> Approval:
         """End pending request ``a`` as ``state`` (rejected or cancelled) and
         write its ``approval.<state>`` event, ``extra`` added to the payload."""
-        gov.set_approval_state(tx, a.id, state, actor.name)
+        tx.governance.set_approval_state(a.id, state, actor.name)
         tx.append_event(
             f"approval.{state.value}",
             actor=actor.name,
@@ -362,8 +360,8 @@ class ApprovalService:
         before = parse_cursor(page_token)
         with self.db.read() as tx:
             nid = self.reg._namespace_id(tx, namespace)
-            ids = gov.list_approval_ids(tx, nid, state=state, before=before, limit=limit + 1)
-            items = [r.approval for r in gov.load_approvals(tx, ids[:limit])]
+            ids = tx.governance.list_approval_ids(nid, state=state, before=before, limit=limit + 1)
+            items = [r.approval for r in tx.governance.load_approvals(ids[:limit])]
         token = str(items[-1].id) if len(ids) > limit else None
         return Page(items, token)
 

@@ -9,6 +9,7 @@ from modelyard.settings import Settings
 from modelyard.store.blobs import open_blob_store
 from modelyard.store.metadata import migrate
 from modelyard.store.metadata.engine import create_engine
+from modelyard.store.metadata.ports import MetadataStore as MetadataStorePort
 from modelyard.store.metadata.repository import MetadataStore
 
 
@@ -27,7 +28,7 @@ def build_registry(settings: Settings) -> RegistryService:
     return service
 
 
-def build_webhook_service(settings: Settings, db: MetadataStore) -> WebhookService:
+def build_webhook_service(settings: Settings, db: MetadataStorePort) -> WebhookService:
     """The webhook service on an open metadata store, with the settings' SSRF and retry rules."""
     return WebhookService(
         db, DestinationGuard(settings.webhook_allow), WebhookPolicy.from_settings(settings)

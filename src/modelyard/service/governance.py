@@ -32,8 +32,7 @@ from modelyard.domain.references import DEFAULT_NAMESPACE, Reference
 from modelyard.service import policy_gate
 from modelyard.service import validation as v
 from modelyard.service.registry import Page, RegistryService, _page_size
-from modelyard.store.metadata import governance as gov
-from modelyard.store.metadata.repository import Tx
+from modelyard.store.metadata.ports import AuditQuery, RegistryTx
 
 _ACTION_RE = re.compile(r"^[a-z][a-z0-9_.]{0,63}\*?$")
 MAX_ACTOR_LENGTH = 256
@@ -157,20 +156,20 @@ class GovernanceService:
     # -- policies ---------------------------------------------------------
 
     def _scope(
-        self, tx: Tx, namespace: str, model: str | None, *, for_update: bool = False
+        self, tx: RegistryTx, namespace: str, model: str | None, *, for_update: bool = False
     ) -> tuple[int, int | None]:
         """The ids (namespace, model or None) a policy is kept under; ``for_update``
         locks that scope so concurrent changes of one policy serialize."""
         nid = self.reg._namespace_id(tx, namespace)
         if model is None:
             if for_update:
-                gov.lock_namespace(tx, nid)
+                tx.governance.lock_namespace(nid)
             return nid, None
         return nid, self.reg._model_id(tx, namespace, model, for_update=for_update)
 
     @staticmethod
     def _policy_event(
-        tx: Tx,
+        tx: RegistryTx,
         verb: str,
         namespace: str,
         model: str | None,
@@ -203,7 +202,7 @@ class GovernanceService:
         auth.require(actor, Permission.READ, namespace)
         with self.db.read() as tx:
             nid, mid = self._scope(tx, namespace, model)
-            stored = gov.get_policy(tx, nid, mid, PRODUCTION)
+            stored = tx.governance.get_policy(nid, mid, PRODUCTION)
         if stored is None:
             return PolicyRecord(namespace, model, None, None, None)
         return PolicyRecord(
@@ -238,11 +237,11 @@ class GovernanceService:
         policy = parse_policy(rules)
         stored_rules = policy.to_dict()
 
-        def op(tx: Tx) -> PolicyRecord:
+        def op(tx: RegistryTx) -> PolicyRecord:
             nid, mid = self._scope(tx, namespace, model, for_update=True)
-            before = gov.get_policy(tx, nid, mid, PRODUCTION)
-            gov.put_policy(tx, nid, mid, PRODUCTION, stored_rules, actor.name)
-            after = gov.get_policy(tx, nid, mid, PRODUCTION)
+            before = tx.governance.get_policy(nid, mid, PRODUCTION)
+            tx.governance.put_policy(nid, mid, PRODUCTION, stored_rules, actor.name)
+            after = tx.governance.get_policy(nid, mid, PRODUCTION)
             assert after is not None
             self._policy_event(
                 tx,
@@ -265,10 +264,10 @@ class GovernanceService:
         _check_scope(namespace, model)
         auth.require(actor, Permission.ADMIN, namespace)
 
-        def op(tx: Tx) -> None:
+        def op(tx: RegistryTx) -> None:
             nid, mid = self._scope(tx, namespace, model, for_update=True)
-            before = gov.get_policy(tx, nid, mid, PRODUCTION)
-            if before is None or not gov.delete_policy(tx, nid, mid, PRODUCTION):
+            before = tx.governance.get_policy(nid, mid, PRODUCTION)
+            if before is None or not tx.governance.delete_policy(nid, mid, PRODUCTION):
                 raise NotFound(
                     "no policy set here", code="POLICY_NOT_FOUND", details={"namespace": namespace}
                 )
@@ -318,7 +317,7 @@ class GovernanceService:
         with self.db.read() as tx:
             vid = self.reg._version_id(tx, r)
             version = tx.load_versions([vid])[0]
-            mid = tx.version_row(vid).model_id
+            mid = tx.version_keys(vid).model_id
             policy = policy_gate.effective_policy(tx, mid)
         violations = []
         if act is ApprovalAction.PUBLISH and version.state is not VersionState.READY:
@@ -368,9 +367,9 @@ class GovernanceService:
         validate_alias(alias)
         reason = _text(v.check_description(reason), "reason")
 
-        def op(tx: Tx) -> Version:
+        def op(tx: RegistryTx) -> Version:
             mid = self.reg._model_id(tx, namespace, name, for_update=True)
-            last = gov.last_alias_move(tx, mid, namespace, name, alias)
+            last = tx.governance.last_alias_move(mid, namespace, name, alias)
             if last is None or last.from_version is None:
                 raise Conflict(
                     f"alias {namespace}/{name}@{alias} has no previous target to roll back to",
@@ -411,7 +410,7 @@ class GovernanceService:
         when = parse_instant(at)
         with self.db.read() as tx:
             mid = self.reg._model_id(tx, namespace, name)
-            move = gov.alias_move_at(tx, mid, namespace, name, alias, when)
+            move = tx.governance.alias_move_at(mid, namespace, name, alias, when)
         return AliasAt(
             namespace, name, alias, when, None if move is None else move.to_version, move
         )
@@ -465,7 +464,7 @@ class GovernanceService:
                 code="INVALID_INPUT",
                 details={"field": "action"},
             )
-        query = gov.AuditQuery(
+        query = AuditQuery(
             actor=_actor_filter(by),
             namespace=namespace,
             namespaces=None if readable is None else tuple(sorted(readable)),
@@ -476,7 +475,7 @@ class GovernanceService:
             before_id=parse_cursor(page_token),
         )
         with self.db.read() as tx:
-            rows = gov.audit_events(tx, query, limit + 1)
+            rows = tx.governance.audit_events(query, limit + 1)
         items = rows[:limit]
         token = str(items[-1]["id"]) if len(rows) > limit else None
         return Page(items, token)

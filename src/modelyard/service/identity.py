@@ -63,8 +63,7 @@ from modelyard.domain.identity import (
 )
 from modelyard.domain.names import validate_name
 from modelyard.service.registry import RegistryService
-from modelyard.store.metadata.identity import IdentityQueries
-from modelyard.store.metadata.repository import Tx, now_us
+from modelyard.store.metadata.ports import IdentityQueries, RegistryTx, now_us
 
 TOKEN_PREFIX: Final = "myd_"
 CACHE_SECONDS: Final = 5.0
@@ -174,12 +173,12 @@ class IdentityService:
         if entry.last_used is None or now - entry.last_used >= TOUCH_INTERVAL_US:
             entry.last_used = now
             with self.db.write() as tx:
-                IdentityQueries(tx.conn).touch_token(pid, now, not_since=now - TOUCH_INTERVAL_US)
+                tx.identity.touch_token(pid, now, not_since=now - TOUCH_INTERVAL_US)
         return entry.principal
 
     def _load(self, pid: str) -> _Cached | None:
         with self.db.read() as tx:
-            found = IdentityQueries(tx.conn).token_for_auth(pid)
+            found = tx.identity.token_for_auth(pid)
         if found is None:
             return None  # misses are not cached: a flood of bad tokens must not evict
         token, secret_hash, bindings = found
@@ -209,15 +208,15 @@ class IdentityService:
                 code="INVALID_TOKEN",
             )
         with self.db.read() as tx:
-            if IdentityQueries(tx.conn).count_users():
+            if tx.identity.count_users():
                 return None
         if admin_token is not None:
             plaintext, pid = admin_token, public_id_of(admin_token)
         else:
             plaintext, pid = new_token()
 
-        def op(tx: Tx) -> bool:
-            q = IdentityQueries(tx.conn)
+        def op(tx: RegistryTx) -> bool:
+            q = tx.identity
             if q.count_users():
                 return False
             uid = q.insert_user(BOOTSTRAP_USER, actor=SYSTEM.name)
@@ -267,8 +266,8 @@ class IdentityService:
         require_instance_admin(actor)
         validate_name(name, kind="user")
 
-        def op(tx: Tx) -> User:
-            q = IdentityQueries(tx.conn)
+        def op(tx: RegistryTx) -> User:
+            q = tx.identity
             q.insert_user(name, actor=actor.name)
             tx.append_event(
                 "user.created",
@@ -285,7 +284,7 @@ class IdentityService:
         """Every user with their role bindings. Requires: instance admin."""
         require_instance_admin(actor)
         with self.db.read() as tx:
-            return IdentityQueries(tx.conn).list_users()
+            return tx.identity.list_users()
 
     def _user_id(self, q: IdentityQueries, name: str) -> int:
         uid = q.user_id(name)
@@ -328,8 +327,8 @@ class IdentityService:
             expires_at = now_us() + expires_in * 1_000_000
         plaintext, pid = new_token()
 
-        def op(tx: Tx) -> ApiToken:
-            q = IdentityQueries(tx.conn)
+        def op(tx: RegistryTx) -> ApiToken:
+            q = tx.identity
             token = q.insert_token(
                 user_id=self._user_id(q, owner),
                 public_id=pid,
@@ -361,7 +360,7 @@ class IdentityService:
         elif actor.superuser and user is None:
             all_users = True
         with self.db.read() as tx:
-            return IdentityQueries(tx.conn).list_tokens(None if all_users else (user or actor.name))
+            return tx.identity.list_tokens(None if all_users else (user or actor.name))
 
     def revoke_token(self, token_id: str, *, actor: Principal) -> ApiToken:
         """Revoke a token at once (idempotent). Requires: own token, or instance admin.
@@ -372,8 +371,8 @@ class IdentityService:
         if not isinstance(token_id, str) or len(token_id) > 32:
             raise InvalidInput("invalid token id", code="INVALID_INPUT")
 
-        def op(tx: Tx) -> ApiToken:
-            q = IdentityQueries(tx.conn)
+        def op(tx: RegistryTx) -> ApiToken:
+            q = tx.identity
             token = q.get_token(token_id)
             if token is None or (token.user != actor.name and not actor.is_instance_admin):
                 raise NotFound(
@@ -419,8 +418,8 @@ class IdentityService:
         r = parse_role(role)
         self._check_binding_admin(actor, namespace)
 
-        def op(tx: Tx) -> tuple[RoleBinding, bool]:
-            q = IdentityQueries(tx.conn)
+        def op(tx: RegistryTx) -> tuple[RoleBinding, bool]:
+            q = tx.identity
             uid = self._user_id(q, user)
             if namespace != GLOBAL_SCOPE:
                 self.registry._namespace_id(tx, namespace)
@@ -448,8 +447,8 @@ class IdentityService:
         r = parse_role(role)
         self._check_binding_admin(actor, namespace)
 
-        def op(tx: Tx) -> None:
-            q = IdentityQueries(tx.conn)
+        def op(tx: RegistryTx) -> None:
+            q = tx.identity
             uid = self._user_id(q, user)
             if not q.revoke(uid, namespace, r):
                 raise NotFound(
@@ -490,7 +489,7 @@ class IdentityService:
                 "only admins may list other users' roles", code="PERMISSION_DENIED"
             )
         with self.db.read() as tx:
-            return IdentityQueries(tx.conn).list_bindings(user=user, namespace=namespace)
+            return tx.identity.list_bindings(user=user, namespace=namespace)
 
 
 def _check_token_name(name: str) -> None:

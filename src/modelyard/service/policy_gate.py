@@ -19,8 +19,7 @@ from modelyard.domain.policies import (
     merge_policies,
     parse_policy,
 )
-from modelyard.store.metadata import governance as gov
-from modelyard.store.metadata.repository import Tx
+from modelyard.store.metadata.ports import RegistryTx
 
 
 def stored_policy(rules: dict[str, Any] | None) -> Policy | None:
@@ -28,9 +27,9 @@ def stored_policy(rules: dict[str, Any] | None) -> Policy | None:
     return None if rules is None else parse_policy(rules)
 
 
-def effective_policy(tx: Tx, model_id: int) -> Policy:
+def effective_policy(tx: RegistryTx, model_id: int) -> Policy:
     """The model's production policy: its namespace's, extended by its own."""
-    ns_rules, model_rules = gov.policies_of_model(tx, model_id, PRODUCTION)
+    ns_rules, model_rules = tx.governance.policies_of_model(model_id, PRODUCTION)
     return merge_policies(stored_policy(ns_rules), stored_policy(model_rules))
 
 
@@ -70,13 +69,15 @@ def enforce(ev: Evaluation, version: Version, action: str, alias: str | None = N
     )
 
 
-def check_publish(tx: Tx, version: Version, model_id: int, *, approved: bool) -> None:
+def check_publish(tx: RegistryTx, version: Version, model_id: int, *, approved: bool) -> None:
     """Gate a publish. ``approved``: an approval being applied (approvals met)."""
     policy = effective_policy(tx, model_id)
     enforce(evaluate(policy, version, approvals=None if approved else 0), version, "publish")
 
 
-def check_alias(tx: Tx, version: Version, model_id: int, alias: str, *, approved: bool) -> None:
+def check_alias(
+    tx: RegistryTx, version: Version, model_id: int, alias: str, *, approved: bool
+) -> None:
     """Gate a move of ``alias`` to ``version``; no-op unless the alias is protected.
 
     A protected alias may only point at a published version meeting the policy.
@@ -88,7 +89,7 @@ def check_alias(tx: Tx, version: Version, model_id: int, alias: str, *, approved
     enforce(ev, version, "alias", alias)
 
 
-def check_protected_targets(tx: Tx, model_id: int) -> None:
+def check_protected_targets(tx: RegistryTx, model_id: int) -> None:
     """Every protected alias of the model still points at a published version.
 
     Run at the end of a transition's transaction: archiving or unpublishing
@@ -112,6 +113,6 @@ def check_protected_targets(tx: Tx, model_id: int) -> None:
             )
 
 
-def is_protected(tx: Tx, model_id: int, alias: str) -> bool:
+def is_protected(tx: RegistryTx, model_id: int, alias: str) -> bool:
     """True if the model's production policy protects ``alias``."""
     return effective_policy(tx, model_id).protects(alias)

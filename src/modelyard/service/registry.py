@@ -19,7 +19,6 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Generic, Literal, TypeVar
 
 import orjson
-from sqlalchemy.exc import IntegrityError as SAIntegrityError
 
 from modelyard.domain import filters
 from modelyard.domain import identity as auth
@@ -53,10 +52,8 @@ from modelyard.domain.policies import (
 from modelyard.domain.references import DEFAULT_NAMESPACE, Reference, parse_reference
 from modelyard.service import policy_gate
 from modelyard.service import validation as v
-from modelyard.store.blobs import BlobStore
-from modelyard.store.metadata import governance as gov_store
-from modelyard.store.metadata import search as search_sql
-from modelyard.store.metadata.repository import MetadataStore, Tx
+from modelyard.store.blobs.base import BlobStore
+from modelyard.store.metadata.ports import MetadataStore, RegistryTx
 
 T = TypeVar("T")
 MAX_PAGE_SIZE = 1000
@@ -104,7 +101,7 @@ class RegistryService:
 
     # -- transactions -----------------------------------------------------
 
-    def _write(self, fn: Callable[[Tx], T], *, attempts: int = 8) -> T:
+    def _write(self, fn: Callable[[RegistryTx], T], *, attempts: int = 8) -> T:
         """Run ``fn`` in a write transaction; return its result once committed.
 
         ``fn`` must touch only the database (through ``tx``) and may be run
@@ -128,10 +125,7 @@ class RegistryService:
         lock failures. Unique-constraint races (two creators of the same
         idempotency key) are retried on both: the retry sees the winner's row.
         """
-        try:
-            return self.db.transact(fn, attempts=attempts, retry_conflicts=True)
-        except SAIntegrityError:
-            raise _concurrent_update() from None
+        return self.db.transact(fn, attempts=attempts, retry_conflicts=True)
 
     # -- namespaces -------------------------------------------------------
 
@@ -156,7 +150,7 @@ class RegistryService:
         validate_name(name, kind="namespace")
         description = v.check_description(description)
 
-        def op(tx: Tx) -> Namespace:
+        def op(tx: RegistryTx) -> Namespace:
             ns = tx.insert_namespace(name, description)
             tx.append_event(
                 "namespace.created",
@@ -203,8 +197,8 @@ class RegistryService:
         validate_name(namespace, kind="namespace")
         with self.db.read() as tx:
             nid = self._namespace_id(tx, namespace)
-            ns_rules = gov_store.get_policy(tx, nid, None, PRODUCTION)
-            own = gov_store.model_policies_of_namespace(tx, nid, PRODUCTION)
+            ns_rules = tx.governance.get_policy(nid, None, PRODUCTION)
+            own = tx.governance.model_policies_of_namespace(nid, PRODUCTION)
         ns_policy = policy_gate.stored_policy(None if ns_rules is None else ns_rules.rules)
         in_ns = filters.Comparison(filters.Field("attr", "namespace"), "=", namespace)
         name = filters.Field("attr", "name")
@@ -239,7 +233,7 @@ class RegistryService:
             actor, target, namespaces=names, production=self.production_filter
         )
 
-    def _consumer_model(self, tx: Tx, actor: Principal, model: Model) -> Model:
+    def _consumer_model(self, tx: RegistryTx, actor: Principal, model: Model) -> Model:
         """``model`` as a production-only principal sees it.
 
         ``latest_version`` is the newest *visible* number, so the counter of
@@ -247,12 +241,12 @@ class RegistryService:
         """
         if not actor.production_only(model.namespace):
             return model
-        cond = search_sql.version_condition(tx.conn, self.production_filter(model.namespace))
+        cond = self.production_filter(model.namespace)
         ids = tx.list_version_ids(model.id, limit=1, before=None, states=None, where=cond)
         newest = tx.load_versions(ids)[0].number if ids else 0
         return replace(model, latest_version=newest)
 
-    def _consumer_version(self, tx: Tx, actor: Principal, ver: Version) -> Version:
+    def _consumer_version(self, tx: RegistryTx, actor: Principal, ver: Version) -> Version:
         """``ver`` as a production-only principal sees it: lineage links to
         versions it may not see are dropped, so they do not reveal existence."""
         if not actor.production_only(ver.namespace):
@@ -264,7 +258,7 @@ class RegistryService:
                 links[name] = None
         return replace(ver, **links) if links else ver
 
-    def _link_visible(self, tx: Tx, actor: Principal, link: VersionLink) -> bool:
+    def _link_visible(self, tx: RegistryTx, actor: Principal, link: VersionLink) -> bool:
         perms = actor.permissions_in(link.namespace)
         if Permission.READ in perms:
             return True
@@ -272,16 +266,18 @@ class RegistryService:
             return False
         vid = tx.find_version_id(link.namespace, link.model, number=link.number)
         rule = self.production_filter(link.namespace)
-        return vid is not None and search_sql.version_matches(tx.conn, vid, rule)
+        return vid is not None and tx.version_matches(vid, rule)
 
-    def _visible_model_id(self, tx: Tx, namespace: str, name: str, rule: filters.Node) -> int:
+    def _visible_model_id(
+        self, tx: RegistryTx, namespace: str, name: str, rule: filters.Node
+    ) -> int:
         """A model's id if it holds a version inside ``rule``; MODEL_NOT_FOUND otherwise."""
         mid = tx.find_model_id(namespace, name)
-        if mid is None or not search_sql.model_matches(tx.conn, mid, filters.AnyVersion(rule)):
+        if mid is None or not tx.model_matches(mid, filters.AnyVersion(rule)):
             raise _model_not_found(namespace, name)
         return mid
 
-    def _visible_version_id(self, tx: Tx, r: Reference, rule: filters.Node) -> int:
+    def _visible_version_id(self, tx: RegistryTx, r: Reference, rule: filters.Node) -> int:
         """Resolve ``r`` within the production view; 404s read as for a missing thing."""
         mid = self._visible_model_id(tx, r.namespace, r.name, rule)
         if r.is_latest:
@@ -290,17 +286,17 @@ class RegistryService:
                 limit=1,
                 before=None,
                 states=None,
-                where=search_sql.version_condition(tx.conn, rule),
+                where=rule,
             )
             if not ids:
                 raise _version_not_found(r)
             return ids[0]
         vid = tx.find_version_id(r.namespace, r.name, number=r.version, alias=r.alias)
-        if vid is None or not search_sql.version_matches(tx.conn, vid, rule):
+        if vid is None or not tx.version_matches(vid, rule):
             raise _version_not_found(r)
         return vid
 
-    def _namespace_id(self, tx: Tx, name: str) -> int:
+    def _namespace_id(self, tx: RegistryTx, name: str) -> int:
         ns = tx.get_namespace(name)
         if ns is None:
             raise NotFound(
@@ -330,7 +326,7 @@ class RegistryService:
         tags_ = v.check_tags(tags)
         meta = v.check_metadata(metadata)
 
-        def op(tx: Tx) -> Model:
+        def op(tx: RegistryTx) -> Model:
             nid = self._namespace_id(tx, namespace)
             mid = tx.insert_model(
                 nid, name, description=description, tags=tags_, meta=meta, actor=actor.name
@@ -347,7 +343,9 @@ class RegistryService:
 
         return self._write(op)
 
-    def _model_id(self, tx: Tx, namespace: str, name: str, *, for_update: bool = False) -> int:
+    def _model_id(
+        self, tx: RegistryTx, namespace: str, name: str, *, for_update: bool = False
+    ) -> int:
         mid = tx.find_model_id(namespace, name, for_update=for_update)
         if mid is None:
             raise _model_not_found(namespace, name)
@@ -385,7 +383,7 @@ class RegistryService:
         meta = None if metadata is None else v.check_metadata(metadata)
         drop = [str(k) for k in delete_tags]
 
-        def op(tx: Tx) -> Model:
+        def op(tx: RegistryTx) -> Model:
             mid = self._model_id(tx, namespace, name, for_update=True)
             before = tx.load_models([mid])[0]
             values: dict[str, Any] = {}
@@ -420,7 +418,7 @@ class RegistryService:
         """
         auth.require(actor, Permission.WRITE, namespace)
 
-        def op(tx: Tx) -> Model:
+        def op(tx: RegistryTx) -> Model:
             mid = self._model_id(tx, namespace, name, for_update=True)
             before = tx.load_models([mid])[0]
             tx.update_model(mid, archived=archived)
@@ -454,7 +452,7 @@ class RegistryService:
         """
         auth.require(actor, Permission.ADMIN, namespace)
 
-        def op(tx: Tx) -> None:
+        def op(tx: RegistryTx) -> None:
             mid = self._model_id(tx, namespace, name, for_update=True)
             published = tx.count_versions_in_state(mid, VersionState.PUBLISHED)
             if published and not force:
@@ -488,7 +486,7 @@ class RegistryService:
         """Parse a reference string (or pass a parsed one through)."""
         return ref if isinstance(ref, Reference) else parse_reference(ref)
 
-    def _version_id(self, tx: Tx, ref: Reference) -> int:
+    def _version_id(self, tx: RegistryTx, ref: Reference) -> int:
         vid = tx.find_version_id(ref.namespace, ref.name, number=ref.version, alias=ref.alias)
         if vid is None:
             # Tell "no such model" from "no such version" for a clearer error.
@@ -548,7 +546,7 @@ class RegistryService:
                 where = None
             else:
                 mid = self._visible_model_id(tx, namespace, name, rule)
-                where = search_sql.version_condition(tx.conn, rule)
+                where = rule
             ids = tx.list_version_ids(
                 mid, limit=limit + 1, before=before, states=states, where=where
             )
@@ -644,7 +642,7 @@ class RegistryService:
                 "Idempotency-Key must be 1-255 characters", code="INVALID_IDEMPOTENCY_KEY"
             )
 
-        def op(tx: Tx) -> Version:
+        def op(tx: RegistryTx) -> Version:
             if idempotency_key:
                 prior = tx.get_idempotent(scope, idempotency_key)
                 if prior is not None:
@@ -666,7 +664,7 @@ class RegistryService:
             parent_id = original_id = None
             if parent_ref is not None:
                 parent_id = self._version_id(tx, parent_ref)
-                prow = tx.version_row(parent_id)
+                prow = tx.version_keys(parent_id)
                 original_id = prow.original_id or parent_id
             if original_ref is not None:
                 original_id = self._version_id(tx, original_ref)
@@ -734,7 +732,7 @@ class RegistryService:
                     details={"path": f.path},
                 )
 
-        def op(tx: Tx) -> Version:
+        def op(tx: RegistryTx) -> Version:
             vid = self._version_id(tx, r)
             current = tx.load_versions([vid])[0]
             if current.state is not VersionState.DRAFT:
@@ -785,7 +783,7 @@ class RegistryService:
         meta = None if metadata is None else v.check_metadata(metadata)
         drop = [str(k) for k in delete_tags]
 
-        def op(tx: Tx) -> Version:
+        def op(tx: RegistryTx) -> Version:
             vid = self._version_id(tx, r)
             before = tx.load_versions([vid])[0]
             values: dict[str, Any] = {}
@@ -834,7 +832,7 @@ class RegistryService:
         r = self.resolve(ref)
         auth.require(actor, Permission.WRITE, r.namespace)
 
-        def op(tx: Tx) -> Version:
+        def op(tx: RegistryTx) -> Version:
             after = self.transition_in_tx(
                 tx, r, target, actor=actor, archive_previous=archive_previous
             )
@@ -846,7 +844,7 @@ class RegistryService:
 
     def transition_in_tx(
         self,
-        tx: Tx,
+        tx: RegistryTx,
         r: Reference,
         target: VersionState,
         *,
@@ -867,7 +865,7 @@ class RegistryService:
         self._model_id(tx, r.namespace, r.name, for_update=True)
         vid = self._version_id(tx, r)
         current = tx.load_versions([vid])[0]
-        mid = tx.version_row(vid).model_id
+        mid = tx.version_keys(vid).model_id
         check_transition(current.state, target, ref=current.ref)
         if target is VersionState.PUBLISHED:
             policy_gate.check_publish(tx, current, mid, approved=approval_id is not None)
@@ -932,7 +930,7 @@ class RegistryService:
 
     def move_alias_in_tx(
         self,
-        tx: Tx,
+        tx: RegistryTx,
         r: Reference,
         alias: str,
         *,
@@ -1030,7 +1028,7 @@ class RegistryService:
         auth.require(actor, Permission.WRITE, namespace)
         validate_alias(alias)
 
-        def op(tx: Tx) -> None:
+        def op(tx: RegistryTx) -> None:
             mid = self._model_id(tx, namespace, name, for_update=True)
             prev_id = tx.get_alias(mid, alias)
             if prev_id is None:
@@ -1112,7 +1110,7 @@ class RegistryService:
         with self.db.read() as tx:
             if actor.reads_everything:
                 return tx.digest_referenced(digest)
-            return search_sql.digest_visible(tx.conn, digest, self._visibility(actor, "versions"))
+            return tx.digest_visible(digest, self._visibility(actor, "versions"))
 
     def authorize_upload(self, actor: Principal) -> None:
         """Check that the caller may upload blobs. Requires: write on some namespace.
@@ -1158,8 +1156,8 @@ class RegistryService:
         """
         return self._search(
             "versions",
-            search_sql.search_versions,
-            Tx.load_versions,
+            lambda tx, **q: tx.search_versions(**q),
+            lambda tx, ids: tx.load_versions(ids),
             self._consumer_version,
             filter_text,
             order_by,
@@ -1186,8 +1184,8 @@ class RegistryService:
         """
         return self._search(
             "models",
-            search_sql.search_models,
-            Tx.load_models,
+            lambda tx, **q: tx.search_models(**q),
+            lambda tx, ids: tx.load_models(ids),
             self._consumer_model,
             filter_text,
             order_by,
@@ -1201,8 +1199,8 @@ class RegistryService:
         self,
         target: Literal["models", "versions"],
         find: Callable[..., tuple[list[int], str | None]],
-        load: Callable[[Tx, list[int]], list[T]],
-        narrow: Callable[[Tx, Principal, T], T],
+        load: Callable[[RegistryTx, list[int]], list[T]],
+        narrow: Callable[[RegistryTx, Principal, T], T],
         filter_text: str | None,
         order_by: str | None,
         page_size: int,
@@ -1216,7 +1214,7 @@ class RegistryService:
         node = self._scoped(actor, target, node, namespace)
         with self.db.read() as tx:
             ids, token = find(
-                tx.conn, node=node, order=order, limit=limit, cursor=page_token, namespace=namespace
+                tx, node=node, order=order, limit=limit, cursor=page_token, namespace=namespace
             )
             items = load(tx, ids)
             if not actor.reads_everything:
@@ -1287,10 +1285,6 @@ def _version_not_found(ref: Reference) -> NotFound:
     return NotFound(
         f"version {ref} not found", code="VERSION_NOT_FOUND", details={"reference": str(ref)}
     )
-
-
-def _concurrent_update() -> Conflict:
-    return Conflict("a concurrent change conflicted with this one; retry", code="CONCURRENT_UPDATE")
 
 
 def _now() -> int:

@@ -46,8 +46,7 @@ from modelyard.service import validation as v
 from modelyard.service.destinations import DestinationGuard
 from modelyard.service.registry import MAX_PAGE_SIZE, Page
 from modelyard.settings import Settings
-from modelyard.store.metadata import outbox
-from modelyard.store.metadata.repository import MetadataStore, Tx, now_us
+from modelyard.store.metadata.ports import MetadataStore, RegistryTx, now_us
 from modelyard.webhooks import generate_secret
 
 T = TypeVar("T")
@@ -207,15 +206,15 @@ class WebhookService:
         self.policy = policy or WebhookPolicy()
         self.rng = rng or random.Random()
 
-    def _write(self, fn: Callable[[Tx], T], *, attempts: int = 8) -> T:
+    def _write(self, fn: Callable[[RegistryTx], T], *, attempts: int = 8) -> T:
         """Run ``fn`` in a write transaction (group committed on SQLite, see
         ``RegistryService._write``); retries transient lock failures."""
         return self.db.transact(fn, attempts=attempts)
 
     # -- subscriptions ----------------------------------------------------
 
-    def _row(self, tx: Tx, webhook_id: int, *, for_update: bool = False) -> Any:
-        row = outbox.webhook_row(tx.conn, _int_id(webhook_id, "webhook"), for_update=for_update)
+    def _row(self, tx: RegistryTx, webhook_id: int, *, for_update: bool = False) -> Any:
+        row = tx.outbox.webhook_row(_int_id(webhook_id, "webhook"), for_update=for_update)
         if row is None:
             raise NotFound(
                 f"webhook {webhook_id} not found",
@@ -243,7 +242,7 @@ class WebhookService:
             auth.require(actor, Permission.ADMIN, namespace)
 
     def _hook_for(
-        self, tx: Tx, webhook_id: int, actor: Principal, *, for_update: bool = False
+        self, tx: RegistryTx, webhook_id: int, actor: Principal, *, for_update: bool = False
     ) -> Any:
         """The webhook row if ``actor`` administers it. One in a namespace the
         actor cannot read answers ``WEBHOOK_NOT_FOUND``, as if it did not exist."""
@@ -258,7 +257,7 @@ class WebhookService:
         return row
 
     @staticmethod
-    def _namespace_exists(tx: Tx, namespace: str | None) -> None:
+    def _namespace_exists(tx: RegistryTx, namespace: str | None) -> None:
         if namespace is not None and tx.get_namespace(namespace) is None:
             raise NotFound(
                 f"namespace {namespace!r} not found",
@@ -292,11 +291,10 @@ class WebhookService:
         description = v.check_description(description)
         secret = generate_secret()
 
-        def op(tx: Tx) -> Webhook:
+        def op(tx: RegistryTx) -> Webhook:
             self._namespace_exists(tx, namespace)
             at = now_us()
-            wid = outbox.insert_webhook(
-                tx.conn,
+            wid = tx.outbox.insert_webhook(
                 {
                     "url": url,
                     "description": description,
@@ -320,7 +318,7 @@ class WebhookService:
                 payload=_hook_payload(hook),
             )
             # Deliveries start after the subscription's own creation event.
-            outbox.update_webhook(tx.conn, wid, {"since_event_id": eid})
+            tx.outbox.update_webhook(wid, {"since_event_id": eid})
             return replace(hook, since_event_id=eid)
 
         return self._write(op), secret
@@ -332,7 +330,7 @@ class WebhookService:
         admin of; all of them for the instance admin).
         """
         with self.db.read() as tx:
-            hooks = [_webhook(r) for r in outbox.webhook_rows(tx.conn)]
+            hooks = [_webhook(r) for r in tx.outbox.webhook_rows()]
         if actor.is_instance_admin:
             return hooks
         return [
@@ -372,7 +370,7 @@ class WebhookService:
                 raise InvalidInput("active must be true or false", code="INVALID_INPUT")
             values["active"] = changes["active"]
 
-        def op(tx: Tx) -> Webhook:
+        def op(tx: RegistryTx) -> Webhook:
             row = self._hook_for(tx, webhook_id, actor, for_update=True)
             before = _webhook(row)
             ns = changes.get("namespace", row.namespace)
@@ -385,7 +383,7 @@ class WebhookService:
                 vals.update(disabled_reason=None, failing_since=None)
             elif vals.get("active") is False and row.active:
                 vals["disabled_reason"] = f"disabled by {actor.name}"
-            outbox.update_webhook(tx.conn, row.id, vals)
+            tx.outbox.update_webhook(row.id, vals)
             after = _webhook(self._row(tx, row.id))
             tx.append_event(
                 "webhook.updated",
@@ -404,9 +402,9 @@ class WebhookService:
         Requires: admin (of the webhook's namespace).
         """
 
-        def op(tx: Tx) -> None:
+        def op(tx: RegistryTx) -> None:
             hook = _webhook(self._hook_for(tx, webhook_id, actor, for_update=True))
-            outbox.delete_webhook(tx.conn, hook.id)
+            tx.outbox.delete_webhook(hook.id)
             tx.append_event(
                 "webhook.deleted",
                 actor=actor.name,
@@ -434,11 +432,10 @@ class WebhookService:
             raise InvalidInput("overlap must be 0-2592000 seconds", code="INVALID_INPUT")
         secret = generate_secret()
 
-        def op(tx: Tx) -> Webhook:
+        def op(tx: RegistryTx) -> Webhook:
             row = self._hook_for(tx, webhook_id, actor, for_update=True)
             at = now_us()
-            outbox.update_webhook(
-                tx.conn,
+            tx.outbox.update_webhook(
                 row.id,
                 {
                     "secret": secret,
@@ -489,10 +486,10 @@ class WebhookService:
             before = int(page_token)
         with self.db.read() as tx:
             hook = self._hook_for(tx, webhook_id, actor)
-            rows = outbox.delivery_rows(
-                tx.conn, hook.id, limit=page_size + 1, before=before, status=status
+            rows = tx.outbox.delivery_rows(
+                hook.id, limit=page_size + 1, before=before, status=status
             )
-            attempts = outbox.attempt_rows(tx.conn, [r.id for r in rows[:page_size]])
+            attempts = tx.outbox.attempt_rows([r.id for r in rows[:page_size]])
         items = [_delivery(r, attempts.get(r.id, [])) for r in rows[:page_size]]
         token = str(items[-1].id) if len(rows) > page_size else None
         return Page(items, token)
@@ -505,13 +502,13 @@ class WebhookService:
         with self.db.read() as tx:
             self._hook_for(tx, webhook_id, actor)
             row = self._delivery_row(tx, webhook_id, delivery_id)
-            return _delivery(row, outbox.attempt_rows(tx.conn, [row.id]).get(row.id, []))
+            return _delivery(row, tx.outbox.attempt_rows([row.id]).get(row.id, []))
 
     def _delivery_row(
-        self, tx: Tx, webhook_id: int, delivery_id: int, *, for_update: bool = False
+        self, tx: RegistryTx, webhook_id: int, delivery_id: int, *, for_update: bool = False
     ) -> Any:
         hook = self._row(tx, webhook_id)
-        row = outbox.delivery_row(tx.conn, _int_id(delivery_id, "delivery"), for_update=for_update)
+        row = tx.outbox.delivery_row(_int_id(delivery_id, "delivery"), for_update=for_update)
         if row is None or row.webhook_id != hook.id:
             raise NotFound(
                 f"delivery {delivery_id} of webhook {webhook_id} not found",
@@ -536,12 +533,11 @@ class WebhookService:
         Requires: admin (of the webhook's namespace).
         """
 
-        def op(tx: Tx) -> Delivery:
+        def op(tx: RegistryTx) -> Delivery:
             self._require_active(self._hook_for(tx, webhook_id, actor, for_update=True))
             row = self._delivery_row(tx, webhook_id, delivery_id, for_update=True)
             at = now_us()
-            outbox.update_delivery(
-                tx.conn,
+            tx.outbox.update_delivery(
                 row.id,
                 {"status": "pending", "failures": 0, "next_attempt_at": at, "updated_at": at},
             )
@@ -557,8 +553,8 @@ class WebhookService:
                     "event_id": row.event_id,
                 },
             )
-            fresh = outbox.delivery_row(tx.conn, row.id)
-            return _delivery(fresh, outbox.attempt_rows(tx.conn, [row.id]).get(row.id, []))
+            fresh = tx.outbox.delivery_row(row.id)
+            return _delivery(fresh, tx.outbox.attempt_rows([row.id]).get(row.id, []))
 
         return self._write(op)
 
@@ -568,7 +564,7 @@ class WebhookService:
         Requires: admin (of the webhook's namespace).
         """
 
-        def op(tx: Tx) -> Delivery:
+        def op(tx: RegistryTx) -> Delivery:
             row = self._hook_for(tx, webhook_id, actor, for_update=True)
             self._require_active(row)
             eid = tx.append_event(
@@ -579,8 +575,7 @@ class WebhookService:
                 payload={"webhook_id": row.id, "message": "a test event from modelyard"},
             )
             at = now_us()
-            did = outbox.insert_delivery(
-                tx.conn,
+            did = tx.outbox.insert_delivery(
                 {
                     "webhook_id": row.id,
                     "event_id": eid,
@@ -591,7 +586,7 @@ class WebhookService:
                     "updated_at": at,
                 },
             )
-            return _delivery(outbox.delivery_row(tx.conn, did), [])
+            return _delivery(tx.outbox.delivery_row(did), [])
 
         return self._write(op)
 
@@ -604,22 +599,21 @@ class WebhookService:
         replica holds the cursor).
         """
         with self.db.read() as tx:
-            if outbox.max_event_id(tx.conn) <= outbox.read_cursor(tx.conn, FANOUT_CURSOR):
+            if tx.outbox.max_event_id() <= tx.outbox.read_cursor(FANOUT_CURSOR):
                 return 0
 
-        def op(tx: Tx) -> int:
-            conn = tx.conn
-            cursor = outbox.lock_cursor(conn, FANOUT_CURSOR)
+        def op(tx: RegistryTx) -> int:
+            cursor = tx.outbox.lock_cursor(FANOUT_CURSOR)
             if cursor is None:
                 return 0
-            events = outbox.list_events(conn, after=cursor, limit=batch)
+            events = tx.outbox.list_events(after=cursor, limit=batch)
             if not events:
                 return 0
             # Subscriptions are read after the events, and on PostgreSQL each
             # statement sees what has committed by then: a webhook's creation
             # event commits with it, so any event newer than its creation that
             # we hold is from after the webhook became visible, and it is here.
-            hooks = [_webhook(r) for r in outbox.webhook_rows(conn, active_only=True)]
+            hooks = [_webhook(r) for r in tx.outbox.webhook_rows(active_only=True)]
             at = now_us()
             rows = [
                 {
@@ -641,8 +635,8 @@ class WebhookService:
                     subject=ev["subject"],
                 )
             ]
-            outbox.insert_deliveries(conn, rows)
-            outbox.set_cursor(conn, FANOUT_CURSOR, events[-1]["id"], at)
+            tx.outbox.insert_deliveries(rows)
+            tx.outbox.set_cursor(FANOUT_CURSOR, events[-1]["id"], at)
             return len(events)
 
         return self._write(op)
@@ -651,13 +645,11 @@ class WebhookService:
         """Reserve up to ``limit`` due deliveries for ``worker`` for one lease."""
         now = now_us()
         with self.db.read() as tx:
-            if not outbox.has_due(tx.conn, now):
+            if not tx.outbox.has_due(now):
                 return []
 
-        def op(tx: Tx) -> list[Claim]:
-            conn = tx.conn
-            rows = outbox.claim_due(
-                conn,
+        def op(tx: RegistryTx) -> list[Claim]:
+            rows = tx.outbox.claim_due(
                 now=now,
                 lease_until=now + int(self.policy.lease * 1e6),
                 worker=worker,
@@ -665,8 +657,8 @@ class WebhookService:
             )
             if not rows:
                 return []
-            events = outbox.events_by_id(conn, [r.event_id for r in rows])
-            hooks = {r.webhook_id: outbox.webhook_row(conn, r.webhook_id) for r in rows}
+            events = tx.outbox.events_by_id([r.event_id for r in rows])
+            hooks = {r.webhook_id: tx.outbox.webhook_row(r.webhook_id) for r in rows}
             claims = []
             for r in rows:
                 hook = hooks[r.webhook_id]
@@ -702,18 +694,16 @@ class WebhookService:
         outcome = replace(outcome, response_body=body, error=(outcome.error or None))
         wall = time.time()
 
-        def op(tx: Tx) -> None:
-            conn = tx.conn
+        def op(tx: RegistryTx) -> None:
             # Webhook row first, then the delivery: the order every writer of
             # both uses (delete, test), so they cannot deadlock.
-            hook = outbox.webhook_row(conn, claim.webhook_id, for_update=True)
-            row = outbox.delivery_row(conn, claim.delivery_id, for_update=True)
+            hook = tx.outbox.webhook_row(claim.webhook_id, for_update=True)
+            row = tx.outbox.delivery_row(claim.delivery_id, for_update=True)
             if hook is None or row is None:
                 return  # the webhook was deleted meanwhile
             at = now_us()
             count = row.attempt_count + 1
-            outbox.insert_attempt(
-                conn,
+            tx.outbox.insert_attempt(
                 {
                     "delivery_id": row.id,
                     "attempt": count,
@@ -732,7 +722,7 @@ class WebhookService:
             if outcome.succeeded:
                 values.update(status="succeeded", next_attempt_at=None)
                 if hook.failing_since is not None:
-                    outbox.update_webhook(conn, hook.id, {"failing_since": None})
+                    tx.outbox.update_webhook(hook.id, {"failing_since": None})
             elif row.status == "pending":
                 failures = row.failures + 1
                 values["failures"] = failures
@@ -745,16 +735,16 @@ class WebhookService:
                     else:
                         values["next_attempt_at"] = at + int(self._delay(failures, outcome, wall))
                     if hook.failing_since is None:
-                        outbox.update_webhook(conn, hook.id, {"failing_since": at})
+                        tx.outbox.update_webhook(hook.id, {"failing_since": at})
                     elif at - hook.failing_since >= self.policy.disable_after * 1e6:
                         disable = (
                             "failing without a success since "
                             f"{_iso(hook.failing_since)} (attempt {count})"
                         )
-            outbox.update_delivery(conn, row.id, values)
+            tx.outbox.update_delivery(row.id, values)
             if disable is not None and hook.active:
-                outbox.update_webhook(
-                    conn, hook.id, {"active": False, "disabled_reason": disable, "updated_at": at}
+                tx.outbox.update_webhook(
+                    hook.id, {"active": False, "disabled_reason": disable, "updated_at": at}
                 )
                 tx.append_event(
                     "webhook.disabled",
@@ -825,7 +815,7 @@ class WebhookService:
     def last_event_id(self) -> int:
         """The newest committed event id (0 if none): where a new live stream starts."""
         with self.db.read() as tx:
-            return outbox.max_event_id(tx.conn)
+            return tx.outbox.max_event_id()
 
     def list_events(
         self, flt: EventFilter | None = None, *, after: int = 0, limit: int = 100
@@ -842,8 +832,7 @@ class WebhookService:
             raise InvalidInput("limit must be 1..1000", code="INVALID_PAGE_SIZE")
         f = flt or EventFilter()
         with self.db.read() as tx:
-            return outbox.list_events(
-                tx.conn,
+            return tx.outbox.list_events(
                 after=after,
                 limit=limit,
                 types=f.types,

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -15,18 +14,10 @@ from modelyard.domain.approvals import Approval, ApprovalAction, ApprovalState, 
 from modelyard.domain.entities import AliasMove
 from modelyard.store.metadata import tables as t
 from modelyard.store.metadata.engine import is_sqlite
+from modelyard.store.metadata.ports import ApprovalRow, AuditQuery, StoredPolicy
 from modelyard.store.metadata.repository import Tx, now_us
 
 # -- policies -----------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class StoredPolicy:
-    """A policy row: its rules as stored JSON and who changed it last."""
-
-    rules: dict[str, Any]
-    updated_by: str
-    updated_at: int
 
 
 def get_policy(
@@ -188,16 +179,6 @@ def find_pending(tx: Tx, version_id: int, action: ApprovalAction, alias: str | N
     return tx.conn.execute(q.limit(1)).scalar_one_or_none()
 
 
-@dataclass(frozen=True, slots=True)
-class ApprovalRow:
-    """An approval with the ids the service needs to apply it."""
-
-    approval: Approval
-    namespace_id: int
-    model_id: int
-    version_id: int
-
-
 def load_approvals(tx: Tx, ids: Sequence[int], *, for_update: bool = False) -> list[ApprovalRow]:
     """Approvals by id with their votes, in the given order.
 
@@ -313,20 +294,6 @@ def last_alias_move(
 
 
 # -- audit --------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class AuditQuery:
-    """Filters of the audit log; every one optional, all must hold."""
-
-    actor: str | None = None
-    namespace: str | None = None
-    namespaces: tuple[str, ...] | None = None  # only these (what the caller may read)
-    model: tuple[str, str] | None = None  # (namespace, name)
-    action: str | None = None  # exact type, or a prefix ending in "." or "*"
-    since: int | None = None  # µs, inclusive
-    until: int | None = None  # µs, exclusive
-    before_id: int | None = None  # cursor: ids below this
 
 
 def audit_events(tx: Tx, q: AuditQuery, limit: int) -> list[dict[str, Any]]:

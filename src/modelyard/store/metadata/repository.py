@@ -12,7 +12,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -27,7 +27,9 @@ from modelyard.domain.entities import (
     Version,
     VersionState,
 )
-from modelyard.domain.errors import AlreadyExists
+from modelyard.domain.errors import AlreadyExists, Conflict
+from modelyard.domain.filters import Node, OrderBy
+from modelyard.store.metadata import search
 from modelyard.store.metadata import tables as t
 from modelyard.store.metadata.engine import (
     checkpointer_for,
@@ -38,17 +40,18 @@ from modelyard.store.metadata.engine import (
 )
 from modelyard.store.metadata.groupcommit import GroupCommitter
 from modelyard.store.metadata.hotpath import HotQueries, WriteQueries
+from modelyard.store.metadata.ports import VersionKeys, now_us
 from modelyard.store.metadata.prepared import json_param
 
+if TYPE_CHECKING:
+    from modelyard.store.metadata.bound import BoundGovernance, BoundOutbox
+    from modelyard.store.metadata.identity import IdentityQueries
+
 T = TypeVar("T")
+__all__ = ["EVENT_ORDER_LOCK", "MetadataStore", "Tx", "now_us"]
 
 EVENT_ORDER_LOCK = 7400212
 """PostgreSQL advisory lock key that orders event inserts by commit."""
-
-
-def now_us() -> int:
-    """Current time in integer microseconds since the epoch."""
-    return time.time_ns() // 1000
 
 
 _MODEL_COLS = (
@@ -92,12 +95,37 @@ def _version_meta_rows(
 
 
 class Tx:
-    """One database transaction with the registry's queries."""
+    """One database transaction with the registry's queries: the SQL
+    implementation of :class:`~modelyard.store.metadata.ports.RegistryTx`."""
 
     def __init__(self, conn: sa.Connection, hot: HotQueries, wq: WriteQueries) -> None:
         self.conn = conn
         self.hot = hot
         self.wq = wq
+
+    # The query modules of governance and identity import this one (for
+    # ``Tx`` and ``now_us``), so they are imported when first used.
+
+    @property
+    def governance(self) -> BoundGovernance:
+        """Policies, approvals and the audit log, in this transaction."""
+        from modelyard.store.metadata.bound import BoundGovernance
+
+        return BoundGovernance(self)
+
+    @property
+    def identity(self) -> IdentityQueries:
+        """Users, tokens and role bindings, in this transaction."""
+        from modelyard.store.metadata.identity import IdentityQueries
+
+        return IdentityQueries(self.conn)
+
+    @property
+    def outbox(self) -> BoundOutbox:
+        """Event pages, webhooks and deliveries, in this transaction."""
+        from modelyard.store.metadata.bound import BoundOutbox
+
+        return BoundOutbox(self.conn)
 
     # -- namespaces -------------------------------------------------------
 
@@ -361,9 +389,15 @@ class Tx:
         """Hydrate versions by id, in the given order (see ``HotQueries.load``)."""
         return self.hot.load(self.conn, ids, with_files=with_files)
 
-    def version_row(self, version_id: int) -> sa.Row[Any]:
-        """The raw version row (for rules that need ids)."""
-        return self.conn.execute(sa.select(t.versions).where(t.versions.c.id == version_id)).one()
+    def version_keys(self, version_id: int) -> VersionKeys:
+        """The ids of a version row (for rules that need them)."""
+        v = t.versions.c
+        r = self.conn.execute(
+            sa.select(v.id, v.model_id, v.number, v.original_id, v.parent_id).where(
+                v.id == version_id
+            )
+        ).one()
+        return VersionKeys(r.id, r.model_id, r.number, r.original_id, r.parent_id)
 
     def list_version_ids(
         self,
@@ -372,21 +406,62 @@ class Tx:
         limit: int,
         before: int | None,
         states: Iterable[str] | None,
-        where: sa.ColumnElement[bool] | None = None,
+        where: Node | None = None,
     ) -> list[int]:
         """Version ids of a model, newest number first, keyset-paged on number.
 
-        ``where`` narrows further (the production view's compiled filter).
+        ``where`` narrows further (a versions filter: the production view).
         """
         q = sa.select(t.versions.c.id).where(t.versions.c.model_id == model_id)
         if where is not None:
-            q = q.where(where)
+            q = q.where(search.version_condition(self.conn, where))
         if before is not None:
             q = q.where(t.versions.c.number < before)
         if states:
             q = q.where(t.versions.c.state.in_(list(states)))
         q = q.order_by(t.versions.c.number.desc()).limit(limit)
         return list(self.conn.execute(q).scalars())
+
+    def version_matches(self, version_id: int, node: Node) -> bool:
+        """True if the version satisfies the versions filter ``node``."""
+        return search.version_matches(self.conn, version_id, node)
+
+    def model_matches(self, model_id: int, node: Node) -> bool:
+        """True if the model satisfies the models filter ``node``
+        (e.g. ``AnyVersion(rule)``: it holds a version inside ``rule``)."""
+        return search.model_matches(self.conn, model_id, node)
+
+    def digest_visible(self, digest: str, node: Node | None) -> bool:
+        """True if some version satisfying ``node`` (any, if None) lists ``digest``."""
+        return search.digest_visible(self.conn, digest, node)
+
+    def search_versions(
+        self,
+        *,
+        node: Node | None,
+        order: OrderBy,
+        limit: int,
+        cursor: str | None,
+        namespace: str | None = None,
+    ) -> tuple[list[int], str | None]:
+        """A keyset page of version ids (see :func:`search.search_versions`)."""
+        return search.search_versions(
+            self.conn, node=node, order=order, limit=limit, cursor=cursor, namespace=namespace
+        )
+
+    def search_models(
+        self,
+        *,
+        node: Node | None,
+        order: OrderBy,
+        limit: int,
+        cursor: str | None,
+        namespace: str | None = None,
+    ) -> tuple[list[int], str | None]:
+        """A keyset page of model ids (see :func:`search.search_models`)."""
+        return search.search_models(
+            self.conn, node=node, order=order, limit=limit, cursor=cursor, namespace=namespace
+        )
 
     def file_of(self, version_id: int, path: str) -> FileEntry | None:
         """One file of a version."""
@@ -529,7 +604,8 @@ class Tx:
 
 
 class MetadataStore:
-    """Opens transactions on the metadata database."""
+    """Opens transactions on the metadata database: the SQL implementation of
+    :class:`~modelyard.store.metadata.ports.MetadataStore`."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -594,8 +670,17 @@ class MetadataStore:
         :mod:`~modelyard.store.metadata.groupcommit`). Elsewhere each call is
         its own transaction, retried on transient lock failures and, with
         ``retry_conflicts``, on unique-constraint races (the retry sees the
-        winner's row); the last such race is re-raised as it came.
+        winner's row). A unique-constraint race left over is ``Conflict``
+        ``CONCURRENT_UPDATE``: the service never sees a SQLAlchemy error.
         """
+        try:
+            return self._transact(fn, attempts=attempts, retry_conflicts=retry_conflicts)
+        except SAIntegrityError:
+            raise Conflict(
+                "a concurrent change conflicted with this one; retry", code="CONCURRENT_UPDATE"
+            ) from None
+
+    def _transact(self, fn: Callable[[Tx], T], *, attempts: int, retry_conflicts: bool) -> T:
         if self.group is not None:
             return self.group.run(fn)
         for attempt in range(attempts):

@@ -1,0 +1,486 @@
+"""The metadata store as the service sees it: transactions of domain-level methods.
+
+The service opens a transaction with :meth:`MetadataStore.read`,
+:meth:`MetadataStore.write` or :meth:`MetadataStore.transact` and calls the
+methods of :class:`RegistryTx` (and of its ``governance``, ``identity`` and
+``outbox`` parts). Everything crossing this seam is a domain value: entities,
+ids, plain dicts, and filters as ``domain/filters.py`` nodes, never compiled
+SQL, a connection, a table or a SQLAlchemy error (the store raises domain
+errors: ``AlreadyExists``, ``Conflict``). This module imports no SQLAlchemy;
+``repository.py`` and its neighbours implement it for SQLite and PostgreSQL.
+
+::
+
+    MetadataStore            read() / write() / transact(fn) / dispose()
+    └── RegistryTx           namespaces, models, versions, aliases, search,
+        │                    idempotency keys, events (the outbox's writer)
+        ├── .governance      GovernanceQueries: policies, approvals, audit
+        ├── .identity        IdentityQueries: users, tokens, role bindings
+        └── .outbox          OutboxQueries: event pages, webhooks, deliveries
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+from modelyard.domain.approvals import Approval, ApprovalAction, ApprovalState
+from modelyard.domain.entities import (
+    AliasMove,
+    FileEntry,
+    Model,
+    Namespace,
+    Version,
+    VersionState,
+)
+from modelyard.domain.filters import Node, OrderBy
+from modelyard.domain.identity import ApiToken, Role, RoleBinding, User
+
+T = TypeVar("T")
+
+
+def now_us() -> int:
+    """Current time in integer microseconds since the epoch (how rows are stamped)."""
+    return time.time_ns() // 1000
+
+
+# -- values that cross the seam ------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class VersionKeys:
+    """The ids of a version row that rules need (its model, its lineage)."""
+
+    id: int
+    model_id: int
+    number: int
+    original_id: int | None
+    parent_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredPolicy:
+    """A policy row: its rules as stored JSON and who changed it last."""
+
+    rules: dict[str, Any]
+    updated_by: str
+    updated_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalRow:
+    """An approval with the ids the service needs to apply it."""
+
+    approval: Approval
+    namespace_id: int
+    model_id: int
+    version_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class AuditQuery:
+    """Filters of the audit log; every one optional, all must hold."""
+
+    actor: str | None = None
+    namespace: str | None = None
+    namespaces: tuple[str, ...] | None = None  # only these (what the caller may read)
+    model: tuple[str, str] | None = None  # (namespace, name)
+    action: str | None = None  # exact type, or a prefix ending in "." or "*"
+    since: int | None = None  # µs, inclusive
+    until: int | None = None  # µs, exclusive
+    before_id: int | None = None  # cursor: ids below this
+
+
+# -- the parts of a transaction ------------------------------------------------
+
+
+class GovernanceQueries(Protocol):
+    """Policies, approvals, alias history by time and the audit log."""
+
+    def get_policy(
+        self, namespace_id: int, model_id: int | None, purpose: str
+    ) -> StoredPolicy | None: ...
+
+    def policies_of_model(
+        self, model_id: int, purpose: str
+    ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]: ...
+
+    def model_policies_of_namespace(
+        self, namespace_id: int, purpose: str
+    ) -> list[tuple[str, dict[str, Any]]]: ...
+
+    def put_policy(
+        self,
+        namespace_id: int,
+        model_id: int | None,
+        purpose: str,
+        rules: dict[str, Any],
+        actor: str,
+    ) -> None: ...
+
+    def delete_policy(self, namespace_id: int, model_id: int | None, purpose: str) -> bool: ...
+
+    def lock_namespace(self, namespace_id: int) -> None: ...
+
+    def insert_approval(
+        self,
+        *,
+        namespace_id: int,
+        model_id: int,
+        version_id: int,
+        action: ApprovalAction,
+        alias: str | None,
+        alias_from: int | None,
+        archive_previous: bool,
+        actor: str,
+        comment: str,
+    ) -> int: ...
+
+    def find_pending(
+        self, version_id: int, action: ApprovalAction, alias: str | None
+    ) -> int | None: ...
+
+    def load_approvals(
+        self, ids: Sequence[int], *, for_update: bool = False
+    ) -> list[ApprovalRow]: ...
+
+    def add_vote(self, approval_id: int, actor: str, decision: str, comment: str) -> None: ...
+
+    def set_approval_state(self, approval_id: int, state: ApprovalState, actor: str) -> None: ...
+
+    def list_approval_ids(
+        self, namespace_id: int, *, state: str | None, before: int | None, limit: int
+    ) -> list[int]: ...
+
+    def alias_move_at(
+        self, model_id: int, namespace: str, model: str, alias: str, at: int
+    ) -> AliasMove | None: ...
+
+    def last_alias_move(
+        self, model_id: int, namespace: str, model: str, alias: str
+    ) -> AliasMove | None: ...
+
+    def audit_events(self, q: AuditQuery, limit: int) -> list[dict[str, Any]]: ...
+
+
+class IdentityQueries(Protocol):
+    """Users, API tokens and role bindings."""
+
+    def count_users(self) -> int: ...
+
+    def insert_user(self, name: str, *, actor: str) -> int: ...
+
+    def user_id(self, name: str) -> int | None: ...
+
+    def list_users(self) -> list[User]: ...
+
+    def insert_token(
+        self,
+        *,
+        user_id: int,
+        public_id: str,
+        name: str,
+        secret_hash: str,
+        actor: str,
+        expires_at: int | None,
+    ) -> ApiToken: ...
+
+    def get_token(self, public_id: str) -> ApiToken | None: ...
+
+    def list_tokens(self, user: str | None) -> list[ApiToken]: ...
+
+    def revoke_token(self, public_id: str, at: int) -> None: ...
+
+    def token_for_auth(
+        self, public_id: str
+    ) -> tuple[ApiToken, str, list[tuple[str, str]]] | None: ...
+
+    def touch_token(self, public_id: str, at: int, *, not_since: int) -> None: ...
+
+    def grant(self, user_id: int, namespace: str, role: Role, *, actor: str) -> bool: ...
+
+    def revoke(self, user_id: int, namespace: str, role: Role) -> bool: ...
+
+    def list_bindings(
+        self, *, user: str | None = None, namespace: str | None = None
+    ) -> list[RoleBinding]: ...
+
+
+class OutboxQueries(Protocol):
+    """The outbox's readers: filtered event pages, webhooks, deliveries, attempts,
+    cursors. Webhook, delivery and attempt rows are records read by attribute
+    (``row.url``, ``row.attempt_count``), as the webhook service maps them."""
+
+    def list_events(
+        self,
+        *,
+        after: int,
+        limit: int,
+        types: Sequence[str] = (),
+        namespace: str | None = None,
+        model: str | None = None,
+        subject: str | None = None,
+        namespaces: Sequence[str] | None = None,
+    ) -> list[dict[str, Any]]: ...
+
+    def events_by_id(self, ids: Sequence[int]) -> dict[int, dict[str, Any]]: ...
+
+    def max_event_id(self) -> int: ...
+
+    def lock_cursor(self, name: str) -> int | None: ...
+
+    def set_cursor(self, name: str, value: int, at: int) -> None: ...
+
+    def read_cursor(self, name: str) -> int: ...
+
+    def insert_webhook(self, values: dict[str, Any]) -> int: ...
+
+    def webhook_row(self, webhook_id: int, *, for_update: bool = False) -> Any: ...
+
+    def webhook_rows(self, *, active_only: bool = False) -> list[Any]: ...
+
+    def update_webhook(self, webhook_id: int, values: dict[str, Any]) -> None: ...
+
+    def delete_webhook(self, webhook_id: int) -> None: ...
+
+    def insert_deliveries(self, rows: list[dict[str, Any]]) -> None: ...
+
+    def insert_delivery(self, values: dict[str, Any]) -> int: ...
+
+    def has_due(self, now: int) -> bool: ...
+
+    def claim_due(self, *, now: int, lease_until: int, worker: str, limit: int) -> list[Any]: ...
+
+    def delivery_row(self, delivery_id: int, *, for_update: bool = False) -> Any: ...
+
+    def update_delivery(self, delivery_id: int, values: dict[str, Any]) -> None: ...
+
+    def insert_attempt(self, values: dict[str, Any]) -> None: ...
+
+    def delivery_rows(
+        self, webhook_id: int, *, limit: int, before: int | None, status: str | None
+    ) -> list[Any]: ...
+
+    def attempt_rows(self, delivery_ids: Sequence[int]) -> dict[int, list[Any]]: ...
+
+
+# -- the transaction -----------------------------------------------------------
+
+
+class RegistryTx(Protocol):
+    """One database transaction, as domain-level operations.
+
+    Filters (``where``, ``node``, ``rule``) are ``domain/filters.py`` nodes;
+    the store compiles them with the same compiler its searches use, so a
+    point check and a search can never disagree.
+    """
+
+    @property
+    def governance(self) -> GovernanceQueries: ...
+
+    @property
+    def identity(self) -> IdentityQueries: ...
+
+    @property
+    def outbox(self) -> OutboxQueries: ...
+
+    # -- namespaces
+
+    def get_namespace(self, name: str) -> Namespace | None: ...
+
+    def list_namespaces(self) -> list[Namespace]: ...
+
+    def insert_namespace(self, name: str, description: str = "") -> Namespace: ...
+
+    # -- models
+
+    def insert_model(
+        self,
+        namespace_id: int,
+        name: str,
+        *,
+        description: str,
+        tags: dict[str, str],
+        meta: dict[str, Any],
+        actor: str,
+    ) -> int: ...
+
+    def find_model_id(
+        self, namespace: str, name: str, *, for_update: bool = False
+    ) -> int | None: ...
+
+    def load_models(self, ids: Sequence[int]) -> list[Model]: ...
+
+    def update_model(self, model_id: int, **values: Any) -> None: ...
+
+    def replace_model_tags(self, model_id: int, tags: dict[str, str]) -> None: ...
+
+    def replace_model_meta(self, model_id: int, meta: dict[str, Any]) -> None: ...
+
+    def count_versions_in_state(self, model_id: int, state: VersionState) -> int: ...
+
+    def delete_model(self, model_id: int) -> list[str]: ...
+
+    def model_matches(self, model_id: int, node: Node) -> bool: ...
+
+    # -- versions
+
+    def model_for_write(self, namespace: str, name: str) -> tuple[int, bool] | None: ...
+
+    def allocate_version_number(self, model_id: int) -> int: ...
+
+    def insert_version(self, values: dict[str, Any]) -> int: ...
+
+    def insert_version_items(
+        self,
+        version_id: int,
+        *,
+        tags: dict[str, str],
+        metrics: dict[str, float],
+        params: dict[str, str],
+        meta: dict[str, Any],
+        files: Sequence[FileEntry],
+        created_at: int,
+    ) -> None: ...
+
+    def replace_version_tags(
+        self, version_id: int, tags: dict[str, str], *, created_at: int
+    ) -> None: ...
+
+    def replace_version_meta(
+        self, version_id: int, meta: dict[str, Any], *, created_at: int
+    ) -> None: ...
+
+    def insert_files(self, version_id: int, entries: Sequence[FileEntry]) -> None: ...
+
+    def update_version(self, version_id: int, **values: Any) -> None: ...
+
+    def find_version_id(
+        self, namespace: str, name: str, *, number: int | None = None, alias: str | None = None
+    ) -> int | None: ...
+
+    def get_version_by_ref(
+        self,
+        namespace: str,
+        name: str,
+        *,
+        number: int | None = None,
+        alias: str | None = None,
+        with_files: bool = False,
+    ) -> Version | None: ...
+
+    def get_version_by_id(self, version_id: int, *, with_files: bool = False) -> Version: ...
+
+    def load_versions(self, ids: Sequence[int], *, with_files: bool = False) -> list[Version]: ...
+
+    def version_keys(self, version_id: int) -> VersionKeys: ...
+
+    def list_version_ids(
+        self,
+        model_id: int,
+        *,
+        limit: int,
+        before: int | None,
+        states: Iterable[str] | None,
+        where: Node | None = None,
+    ) -> list[int]: ...
+
+    def version_matches(self, version_id: int, node: Node) -> bool: ...
+
+    def file_of(self, version_id: int, path: str) -> FileEntry | None: ...
+
+    def digest_referenced(self, digest: str) -> bool: ...
+
+    def digest_visible(self, digest: str, node: Node | None) -> bool: ...
+
+    # -- search (keyset pages of ids)
+
+    def search_versions(
+        self,
+        *,
+        node: Node | None,
+        order: OrderBy,
+        limit: int,
+        cursor: str | None,
+        namespace: str | None = None,
+    ) -> tuple[list[int], str | None]: ...
+
+    def search_models(
+        self,
+        *,
+        node: Node | None,
+        order: OrderBy,
+        limit: int,
+        cursor: str | None,
+        namespace: str | None = None,
+    ) -> tuple[list[int], str | None]: ...
+
+    # -- aliases
+
+    def get_alias(self, model_id: int, alias: str) -> int | None: ...
+
+    def set_alias(
+        self,
+        model_id: int,
+        alias: str,
+        version_id: int | None,
+        *,
+        from_number: int | None,
+        to_number: int | None,
+        actor: str,
+        reason: str,
+    ) -> None: ...
+
+    def alias_history(
+        self, model_id: int, namespace: str, model: str, alias: str | None
+    ) -> list[AliasMove]: ...
+
+    # -- idempotency keys
+
+    def get_idempotent(self, scope: str, key: str) -> tuple[str, int] | None: ...
+
+    def put_idempotent(self, scope: str, key: str, request_hash: str, result_id: int) -> None: ...
+
+    # -- events (the outbox's writer)
+
+    def append_event(
+        self, type_: str, *, actor: str, namespace: str, subject: str, payload: dict[str, Any]
+    ) -> int: ...
+
+    def list_events(
+        self, *, after: int = 0, limit: int = 100, namespaces: Iterable[str] | None = None
+    ) -> list[dict[str, Any]]: ...
+
+
+class MetadataStore(Protocol):
+    """Opens transactions on the metadata database."""
+
+    def read(self) -> AbstractContextManager[RegistryTx]:
+        """A read-only transaction (a consistent snapshot)."""
+        ...
+
+    def write(self) -> AbstractContextManager[RegistryTx]:
+        """A write transaction (serialized on SQLite)."""
+        ...
+
+    def transact(
+        self,
+        fn: Callable[[RegistryTx], T],
+        *,
+        attempts: int = 8,
+        retry_conflicts: bool = False,
+    ) -> T:
+        """Run ``fn`` in a write transaction and return its result once committed.
+
+        ``fn`` may run more than once (transient lock failures are retried;
+        with ``retry_conflicts``, unique-constraint races too). A conflict left
+        after the retries is ``Conflict`` ``CONCURRENT_UPDATE``.
+        """
+        ...
+
+    def dispose(self) -> None:
+        """Stop background work and close pooled connections."""
+        ...
