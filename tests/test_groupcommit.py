@@ -104,9 +104,9 @@ def test_failing_operations_leave_the_rest_of_the_batch_intact(svc: RegistryServ
         create(svc, 0),
         lambda: svc.create_version("missing", VersionSpec(), actor=LOCAL),
         create(svc, 1),
-        lambda: svc._write(half_done_then_fails),
+        lambda: svc.run_in_transaction(half_done_then_fails),
         create(svc, 2),
-        lambda: svc._write(duplicate_namespace),
+        lambda: svc.run_in_transaction(duplicate_namespace),
         create(svc, 3),
     ]
     results = [outcome(f) for f in in_one_batch(svc, calls)]
@@ -132,7 +132,10 @@ def test_integrity_error_is_retried_once_in_the_same_transaction(svc: RegistrySe
             tx.conn.execute(t.namespaces.insert().values(name="default", created_at=now_us()))
         return tx.insert_namespace("second-try").id
 
-    results = [outcome(f) for f in in_one_batch(svc, [create(svc, 0), lambda: svc._write(flaky)])]
+    results = [
+        outcome(f)
+        for f in in_one_batch(svc, [create(svc, 0), lambda: svc.run_in_transaction(flaky)])
+    ]
     assert results[0].number == 1
     assert isinstance(results[1], int)
     assert len(tries) == 2
@@ -154,7 +157,7 @@ def test_a_failed_commit_reaches_every_caller(svc: RegistryService) -> None:
         tx.conn.exec_driver_sql("PRAGMA defer_foreign_keys=ON")
         tx.conn.execute(t.version_tags.insert().values(version_id=999_999, key="k", value="v"))
 
-    calls = [create(svc, 0), create(svc, 1), lambda: svc._write(poison), create(svc, 2)]
+    calls = [create(svc, 0), create(svc, 1), lambda: svc.run_in_transaction(poison), create(svc, 2)]
     failed_before = committer(svc).stats.failed
     results = [outcome(f) for f in in_one_batch(svc, calls)]
     for r in results:
@@ -168,10 +171,10 @@ def test_a_failed_commit_reaches_every_caller(svc: RegistryService) -> None:
 
 def test_a_write_inside_a_write_is_refused(svc: RegistryService) -> None:
     def nested(tx: Tx) -> None:
-        svc._write(lambda inner: None)
+        svc.run_in_transaction(lambda inner: None)
 
     with pytest.raises(RuntimeError, match="cannot start another write"):
-        svc._write(nested)
+        svc.run_in_transaction(nested)
     assert svc.create_version("m", VersionSpec(), actor=LOCAL).number == 1
 
 

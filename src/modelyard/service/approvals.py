@@ -21,13 +21,14 @@ from modelyard.domain.names import validate_name
 from modelyard.domain.policies import Policy, evaluate
 from modelyard.domain.references import Reference
 from modelyard.service import policy_gate
+from modelyard.service.core import Page, check_page_size
 from modelyard.service.governance import (
     check_alias_name,
     check_comment,
     parse_action,
     parse_cursor,
 )
-from modelyard.service.registry import Page, RegistryService, _page_size
+from modelyard.service.registry import RegistryService
 from modelyard.store.metadata.ports import ApprovalRow, RegistryTx
 
 
@@ -65,11 +66,11 @@ class ApprovalService:
         auth.require(actor, Permission.WRITE, r.namespace)
 
         def op(tx: RegistryTx) -> Approval:
-            vid = self.reg._version_id(tx, r)
+            vid = self.reg.version_id(tx, r)
             version = tx.load_versions([vid])[0]
             row = tx.version_keys(vid)
-            mid = self.reg._model_id(tx, version.namespace, version.model, for_update=True)
-            nid = self.reg._namespace_id(tx, version.namespace)
+            mid = self.reg.model_id(tx, version.namespace, version.model, for_update=True)
+            nid = self.reg.namespace_id(tx, version.namespace)
             if act is ApprovalAction.PUBLISH:
                 check_transition(version.state, VersionState.PUBLISHED, ref=version.ref)
             elif version.state in (VersionState.DRAFT, VersionState.ARCHIVED):
@@ -114,7 +115,7 @@ class ApprovalService:
             )
             return approval
 
-        return self.reg._write(op)
+        return self.reg.run_in_transaction(op)
 
     @staticmethod
     def _precheck(policy: Policy, version: Version, act: ApprovalAction, alias: str | None) -> None:
@@ -205,7 +206,7 @@ class ApprovalService:
                 self._apply(tx, row, actor)
             return self._row(tx, approval_id).approval
 
-        return self.reg._write(op)
+        return self.reg.run_in_transaction(op)
 
     def _apply(self, tx: RegistryTx, row: ApprovalRow, actor: Principal) -> None:
         a = row.approval
@@ -216,7 +217,7 @@ class ApprovalService:
             # if it moved since (another approved move, a rollback), this one
             # must not silently undo that. Locked, so two approved moves of one
             # alias cannot both apply.
-            self.reg._model_id(tx, a.namespace, a.model, for_update=True)
+            self.reg.model_id(tx, a.namespace, a.model, for_update=True)
             current = tx.get_alias(row.model_id, a.alias)
             now = None if current is None else tx.version_keys(current).number
             if now != a.alias_from:
@@ -281,7 +282,7 @@ class ApprovalService:
             tx.governance.add_vote(approval_id, actor.name, "reject", comment)
             return self._close(tx, a, ApprovalState.REJECTED, actor, comment=comment)
 
-        return self.reg._write(op)
+        return self.reg.run_in_transaction(op)
 
     def cancel(self, approval_id: int, *, actor: Principal) -> Approval:
         """Withdraw one's own pending request (``NOT_REQUESTER`` for anyone else).
@@ -299,7 +300,7 @@ class ApprovalService:
                 )
             return self._close(tx, a, ApprovalState.CANCELLED, actor)
 
-        return self.reg._write(op)
+        return self.reg.run_in_transaction(op)
 
     def _close(
         self, tx: RegistryTx, a: Approval, state: ApprovalState, actor: Principal, **extra: Any
@@ -356,10 +357,10 @@ class ApprovalService:
                     code="INVALID_STATE",
                     details={"allowed": [s.value for s in ApprovalState]},
                 ) from None
-        limit = _page_size(page_size)
+        limit = check_page_size(page_size)
         before = parse_cursor(page_token)
         with self.db.read() as tx:
-            nid = self.reg._namespace_id(tx, namespace)
+            nid = self.reg.namespace_id(tx, namespace)
             ids = tx.governance.list_approval_ids(nid, state=state, before=before, limit=limit + 1)
             items = [r.approval for r in tx.governance.load_approvals(ids[:limit])]
         token = str(items[-1].id) if len(ids) > limit else None

@@ -31,7 +31,8 @@ from modelyard.domain.policies import (
 from modelyard.domain.references import DEFAULT_NAMESPACE, Reference
 from modelyard.service import policy_gate
 from modelyard.service import validation as v
-from modelyard.service.registry import Page, RegistryService, _page_size
+from modelyard.service.core import Page, check_page_size
+from modelyard.service.registry import RegistryService
 from modelyard.store.metadata.ports import AuditQuery, RegistryTx
 
 _ACTION_RE = re.compile(r"^[a-z][a-z0-9_.]{0,63}\*?$")
@@ -160,12 +161,12 @@ class GovernanceService:
     ) -> tuple[int, int | None]:
         """The ids (namespace, model or None) a policy is kept under; ``for_update``
         locks that scope so concurrent changes of one policy serialize."""
-        nid = self.reg._namespace_id(tx, namespace)
+        nid = self.reg.namespace_id(tx, namespace)
         if model is None:
             if for_update:
                 tx.governance.lock_namespace(nid)
             return nid, None
-        return nid, self.reg._model_id(tx, namespace, model, for_update=for_update)
+        return nid, self.reg.model_id(tx, namespace, model, for_update=for_update)
 
     @staticmethod
     def _policy_event(
@@ -216,7 +217,7 @@ class GovernanceService:
         """
         auth.require(actor, Permission.READ, namespace)
         with self.db.read() as tx:
-            mid = self.reg._model_id(tx, namespace, model)
+            mid = self.reg.model_id(tx, namespace, model)
             return policy_gate.effective_policy(tx, mid)
 
     def set_policy(
@@ -254,7 +255,7 @@ class GovernanceService:
             )
             return PolicyRecord(namespace, model, policy, after.updated_by, after.updated_at)
 
-        return self.reg._write(op)
+        return self.reg.run_in_transaction(op)
 
     def delete_policy(self, namespace: str, *, model: str | None = None, actor: Principal) -> None:
         """Remove the production policy of a namespace (or of one model).
@@ -273,7 +274,7 @@ class GovernanceService:
                 )
             self._policy_event(tx, "deleted", namespace, model, actor, before.rules, None)
 
-        self.reg._write(op)
+        self.reg.run_in_transaction(op)
 
     def visibility_filter(self, namespace: str) -> Node:
         """The production view of a namespace as one search filter node: what
@@ -290,7 +291,7 @@ class GovernanceService:
         Requires: consumer (or reader) on the namespace.
         """
         with self.db.read() as tx:
-            mid = self.reg._model_id(tx, version.namespace, version.model)
+            mid = self.reg.model_id(tx, version.namespace, version.model)
             return visible(policy_gate.effective_policy(tx, mid), version)
 
     def check(
@@ -315,7 +316,7 @@ class GovernanceService:
         r = self.reg.resolve(ref)
         auth.require(actor, Permission.READ, r.namespace)
         with self.db.read() as tx:
-            vid = self.reg._version_id(tx, r)
+            vid = self.reg.version_id(tx, r)
             version = tx.load_versions([vid])[0]
             mid = tx.version_keys(vid).model_id
             policy = policy_gate.effective_policy(tx, mid)
@@ -368,7 +369,7 @@ class GovernanceService:
         reason = _text(v.check_description(reason), "reason")
 
         def op(tx: RegistryTx) -> Version:
-            mid = self.reg._model_id(tx, namespace, name, for_update=True)
+            mid = self.reg.model_id(tx, namespace, name, for_update=True)
             last = tx.governance.last_alias_move(mid, namespace, name, alias)
             if last is None or last.from_version is None:
                 raise Conflict(
@@ -387,7 +388,7 @@ class GovernanceService:
                 rollback=True,
             )
 
-        return self.reg._write(op)
+        return self.reg.run_in_transaction(op)
 
     def alias_at(
         self,
@@ -409,7 +410,7 @@ class GovernanceService:
         validate_alias(alias)
         when = parse_instant(at)
         with self.db.read() as tx:
-            mid = self.reg._model_id(tx, namespace, name)
+            mid = self.reg.model_id(tx, namespace, name)
             move = tx.governance.alias_move_at(mid, namespace, name, alias, when)
         return AliasAt(
             namespace, name, alias, when, None if move is None else move.to_version, move
@@ -444,7 +445,7 @@ class GovernanceService:
         namespace because the log shows nothing a reader cannot see anyway
         (who changed which model, version, alias or policy, and when).
         """
-        limit = _page_size(page_size)
+        limit = check_page_size(page_size)
         model_key: tuple[str, str] | None = None
         if model is not None:
             ns, _, name = model.rpartition("/")

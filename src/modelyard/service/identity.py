@@ -244,7 +244,7 @@ class IdentityService:
             return True
 
         try:
-            created = self.registry._write(op)
+            created = self.registry.run_in_transaction(op)
         except AlreadyExists:  # another replica bootstrapped at the same moment
             return None
         return plaintext if created and admin_token is None else None
@@ -278,7 +278,7 @@ class IdentityService:
             )
             return next(u for u in q.list_users() if u.name == name)
 
-        return self.registry._write(op)
+        return self.registry.run_in_transaction(op)
 
     def list_users(self, *, actor: Principal) -> list[User]:
         """Every user with their role bindings. Requires: instance admin."""
@@ -346,7 +346,7 @@ class IdentityService:
             )
             return token
 
-        return self.registry._write(op), plaintext
+        return self.registry.run_in_transaction(op), plaintext
 
     def list_tokens(
         self, *, actor: Principal, user: str | None = None, all_users: bool = False
@@ -395,7 +395,7 @@ class IdentityService:
             return after
 
         try:
-            return self.registry._write(op)
+            return self.registry.run_in_transaction(op)
         finally:
             self._forget(token_id)
 
@@ -422,7 +422,7 @@ class IdentityService:
             q = tx.identity
             uid = self._user_id(q, user)
             if namespace != GLOBAL_SCOPE:
-                self.registry._namespace_id(tx, namespace)
+                self.registry.namespace_id(tx, namespace)
             created = q.grant(uid, namespace, r, actor=actor.name)
             if created:
                 tx.append_event(
@@ -438,7 +438,7 @@ class IdentityService:
             return binding, created
 
         try:
-            return self.registry._write(op)
+            return self.registry.run_in_transaction(op)
         finally:
             self._forget()
 
@@ -465,7 +465,7 @@ class IdentityService:
             )
 
         try:
-            self.registry._write(op)
+            self.registry.run_in_transaction(op)
         finally:
             self._forget()
 

@@ -1,0 +1,202 @@
+"""Alias use cases: move (a compare-and-set, gated by the production policy for
+protected aliases), delete, and their history."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from modelyard.domain import identity as auth
+from modelyard.domain.entities import AliasMove, Version, VersionState
+from modelyard.domain.errors import Conflict, InvalidInput, NotFound
+from modelyard.domain.identity import Permission, Principal
+from modelyard.domain.names import RESERVED_ALIASES, validate_alias
+from modelyard.domain.references import DEFAULT_NAMESPACE, Reference
+from modelyard.service import policy_gate
+from modelyard.service import validation as v
+from modelyard.service.core import RegistryCore
+from modelyard.store.metadata.ports import RegistryTx
+
+
+class AliasUseCases(RegistryCore):
+    """Aliases: a model's named pointers at versions, with their history."""
+
+    def set_alias(
+        self,
+        ref: str | Reference,
+        alias: str,
+        *,
+        actor: Principal,
+        reason: str = "",
+        expected_version: int | None = None,
+    ) -> Version:
+        """Point ``alias`` of the version's model at the version (recorded in history).
+
+        ``expected_version`` makes the move a compare-and-set: it is refused
+        with ``ALIAS_CHANGED`` unless the alias points at that version now, so
+        of two concurrent movers that read the same state exactly one wins.
+        Moves of protected aliases are gated by the production policy.
+
+        Requires: write on the namespace.
+        """
+        r = self.resolve(ref)
+        auth.require(actor, Permission.WRITE, r.namespace)
+        validate_alias(alias)
+        if alias in RESERVED_ALIASES:
+            raise InvalidInput(f"alias {alias!r} is reserved", code="INVALID_ALIAS")
+        reason = v.check_description(reason)
+        return self.run_in_transaction(
+            lambda tx: self.move_alias_in_tx(
+                tx, r, alias, actor=actor, reason=reason, expected_version=expected_version
+            )
+        )
+
+    def move_alias_in_tx(
+        self,
+        tx: RegistryTx,
+        r: Reference,
+        alias: str,
+        *,
+        actor: Principal,
+        reason: str,
+        expected_version: int | None = None,
+        approval_id: int | None = None,
+        rollback: bool = False,
+    ) -> Version:
+        """The body of :meth:`set_alias` inside an open transaction.
+
+        ``approval_id`` (an approved request being applied) and ``rollback``
+        (a return to the alias's previous target, which held it before) count
+        the policy's approval rule as met; its other rules are still checked.
+        Requires: nothing checked here; the caller checked its own permission.
+        """
+        if expected_version is not None and (
+            isinstance(expected_version, bool)
+            or not isinstance(expected_version, int)
+            or not 1 <= expected_version <= 2**31 - 1
+        ):
+            raise InvalidInput(
+                "expected_version must be a version number",
+                code="INVALID_INPUT",
+                details={"field": "expected_version"},
+            )
+        vid = self.version_id(tx, r)
+        target = tx.load_versions([vid])[0]
+        mid = self.model_id(tx, target.namespace, target.model, for_update=True)
+        prev_id = tx.get_alias(mid, alias)
+        prev = tx.load_versions([prev_id])[0].number if prev_id is not None else None
+        if expected_version is not None and prev != expected_version:
+            raise Conflict(
+                f"alias {target.namespace}/{target.model}@{alias} points at "
+                f"{prev if prev is not None else 'nothing'}, not {expected_version}: "
+                "it was moved meanwhile; re-read and retry",
+                code="ALIAS_CHANGED",
+                details={"alias": alias, "expected": expected_version, "actual": prev},
+            )
+        if target.state in (VersionState.DRAFT, VersionState.ARCHIVED):
+            raise Conflict(
+                f"cannot alias a {target.state.value} version", code="INVALID_STATE_TRANSITION"
+            )
+        policy_gate.check_alias(
+            tx, target, mid, alias, approved=approval_id is not None or rollback
+        )
+        tx.set_alias(
+            mid,
+            alias,
+            vid,
+            from_number=prev,
+            to_number=target.number,
+            actor=actor.name,
+            reason=reason,
+        )
+        after = tx.load_versions([vid])[0]
+        payload: dict[str, Any] = {
+            "alias": alias,
+            "from_version": prev,
+            "to_version": after.number,
+            "reason": reason,
+            "before": {"version": prev},
+            "after": {"version": after.number},
+        }
+        if approval_id is not None:
+            payload["approval_id"] = approval_id
+        if rollback:
+            payload["rollback"] = True
+        tx.append_event(
+            "alias.moved",
+            actor=actor.name,
+            namespace=after.namespace,
+            subject=f"{after.namespace}/{after.model}@{alias}",
+            payload=payload,
+        )
+        return after
+
+    def delete_alias(
+        self,
+        name: str,
+        alias: str,
+        *,
+        namespace: str = DEFAULT_NAMESPACE,
+        actor: Principal,
+        reason: str = "",
+    ) -> None:
+        """Remove an alias (recorded in history).
+
+        A protected alias cannot be deleted (``ALIAS_PROTECTED``): remove it
+        from the production policy's protected aliases first, which is itself
+        a recorded policy change.
+
+        Requires: write on the namespace.
+        """
+        auth.require(actor, Permission.WRITE, namespace)
+        validate_alias(alias)
+
+        def op(tx: RegistryTx) -> None:
+            mid = self.model_id(tx, namespace, name, for_update=True)
+            prev_id = tx.get_alias(mid, alias)
+            if prev_id is None:
+                raise NotFound(
+                    f"alias {namespace}/{name}@{alias} not found", code="ALIAS_NOT_FOUND"
+                )
+            if policy_gate.is_protected(tx, mid, alias):
+                raise Conflict(
+                    f"alias {namespace}/{name}@{alias} is protected by the production policy; "
+                    "move it (with approval) or unprotect it first",
+                    code="ALIAS_PROTECTED",
+                    details={"alias": alias},
+                )
+            prev = tx.load_versions([prev_id])[0].number
+            tx.set_alias(
+                mid, alias, None, from_number=prev, to_number=None, actor=actor.name, reason=reason
+            )
+            tx.append_event(
+                "alias.deleted",
+                actor=actor.name,
+                namespace=namespace,
+                subject=f"{namespace}/{name}@{alias}",
+                payload={
+                    "alias": alias,
+                    "from_version": prev,
+                    "reason": reason,
+                    "before": {"version": prev},
+                    "after": {"version": None},
+                },
+            )
+
+        self.run_in_transaction(op)
+
+    def alias_history(
+        self,
+        name: str,
+        *,
+        namespace: str = DEFAULT_NAMESPACE,
+        alias: str | None = None,
+        actor: Principal,
+    ) -> list[AliasMove]:
+        """Every recorded move of a model's aliases, oldest first.
+
+        Requires: read on the namespace (not part of the production view).
+        """
+        auth.require(actor, Permission.READ, namespace)
+        with self.db.read() as tx:
+            mid = self.model_id(tx, namespace, name)
+            return tx.alias_history(mid, namespace, name, alias)

@@ -1,0 +1,381 @@
+"""Version use cases: create (one transaction), read, list, commit a draft's
+files, edit, and lifecycle transitions gated by the production policy."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import orjson
+
+from modelyard.domain import identity as auth
+from modelyard.domain.entities import Version, VersionState
+from modelyard.domain.errors import Conflict, IntegrityError, InvalidInput
+from modelyard.domain.identity import Permission, Principal
+from modelyard.domain.names import validate_name
+from modelyard.domain.references import DEFAULT_NAMESPACE, Reference, parse_reference
+from modelyard.service import validation as v
+from modelyard.service.core import (
+    Page,
+    RegistryCore,
+    check_page_size,
+    parse_state,
+    version_payload,
+)
+from modelyard.service.views import ProductionView
+from modelyard.store.metadata.ports import RegistryTx, now_us
+
+
+@dataclass(slots=True)
+class VersionSpec:
+    """What a client sends to create a version."""
+
+    files: list[Any] = field(default_factory=list)
+    description: str = ""
+    framework: str | None = None
+    format: str | None = None
+    signature: dict[str, Any] | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
+    tags: dict[str, Any] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
+    source_run: str | None = None
+    code_ref: str | None = None
+    datasets: list[Any] = field(default_factory=list)
+    parent: str | None = None
+    original: str | None = None
+    relation: str | None = None
+    draft: bool = False
+
+
+class VersionUseCases(RegistryCore):
+    """Versions: numbered, immutable once ready, with files, lineage and a lifecycle."""
+
+    def get_version(
+        self, ref: str | Reference, *, with_files: bool = True, actor: Principal
+    ) -> Version:
+        """A version by reference (``name/3``, ``name@alias``, ``ns/name@latest``).
+
+        Requires: read on the namespace; with consume only, the version must be
+        in the production view (``latest`` is then the newest visible one).
+        """
+        r = self.resolve(ref)
+        consume_only = auth.require_readable(actor, r.namespace)
+        with self.db.read() as tx:
+            if consume_only:
+                view = ProductionView(tx)
+                vid = view.version_id(r, view.rule(r.namespace))
+                return view.version(actor, tx.get_version_by_id(vid, with_files=with_files))
+            found = tx.get_version_by_ref(
+                r.namespace, r.name, number=r.version, alias=r.alias, with_files=with_files
+            )
+            if found is None:
+                self.version_id(tx, r)  # raises the precise NotFound
+            assert found is not None
+            return found
+
+    def list_versions(
+        self,
+        name: str,
+        *,
+        namespace: str = DEFAULT_NAMESPACE,
+        page_size: int = 100,
+        page_token: str | None = None,
+        states: Sequence[str] | None = None,
+        actor: Principal,
+    ) -> Page[Version]:
+        """A model's versions, newest first.
+
+        Requires: read on the namespace (consume: only the production view).
+        """
+        consume_only = auth.require_readable(actor, namespace)
+        limit = check_page_size(page_size)
+        before: int | None = None
+        if page_token:
+            if not (page_token.isascii() and page_token.isdigit()) or len(page_token) > 10:
+                raise InvalidInput("invalid page token", code="INVALID_CURSOR")
+            before = int(page_token)
+        for s in states or ():
+            parse_state(s)
+        with self.db.read() as tx:
+            view = ProductionView(tx)
+            where = view.rule(namespace) if consume_only else None
+            if where is None:
+                mid = self.model_id(tx, namespace, name)
+            else:
+                mid = view.model_id(namespace, name, where)
+            ids = tx.list_version_ids(
+                mid, limit=limit + 1, before=before, states=states, where=where
+            )
+            items = tx.load_versions(ids[:limit])
+            if consume_only:
+                items = [view.version(actor, x) for x in items]
+        token = str(items[-1].number) if len(ids) > limit else None
+        return Page(items, token)
+
+    def create_version(
+        self,
+        name: str,
+        spec: VersionSpec,
+        *,
+        namespace: str = DEFAULT_NAMESPACE,
+        actor: Principal,
+        idempotency_key: str | None = None,
+    ) -> Version:
+        """Create a version whose files are already uploaded, in one transaction.
+
+        The version becomes visible (``ready``, or ``draft`` if asked) only when
+        the transaction that records its manifest commits. Every file's blob must
+        be stored with the declared size. Requires: write on the namespace, and
+        read on the namespace of a parent or original version.
+        """
+        validate_name(namespace, kind="namespace")
+        auth.require(actor, Permission.WRITE, namespace)
+        validate_name(name)
+        files = v.check_files(spec.files, max_files=self.max_files)
+        description = v.check_description(spec.description)
+        framework = v.check_short(spec.framework, "framework")
+        fmt = v.check_short(spec.format, "format")
+        signature = v.check_signature(spec.signature)
+        metrics = v.check_metrics(spec.metrics)
+        params = v.check_params(spec.params)
+        tags = v.check_tags(spec.tags)
+        meta = v.check_metadata(spec.metadata)
+        datasets = v.check_datasets(spec.datasets)
+        relation = v.check_relation(spec.relation)
+        source_run = _bounded(spec.source_run, "source_run", 256)
+        code_ref = _bounded(spec.code_ref, "code_ref", 1024)
+        parent_ref = (
+            None
+            if spec.parent is None
+            else parse_reference(spec.parent, default_namespace=namespace)
+        )
+        original_ref = (
+            None
+            if spec.original is None
+            else parse_reference(spec.original, default_namespace=namespace)
+        )
+        for lineage_ref in (parent_ref, original_ref):
+            if lineage_ref is not None:
+                auth.require(actor, Permission.READ, lineage_ref.namespace)
+        if relation and parent_ref is None and original_ref is None:
+            raise InvalidInput(
+                "a relation needs a parent or original version", code="INVALID_LINEAGE"
+            )
+        # Blobs are checked before the transaction: they are immutable once
+        # present, so the check cannot go stale.
+        for f in files:
+            size = self.blobs.size_of(f.digest)
+            if size is None:
+                raise IntegrityError(
+                    f"blob for {f.path!r} has not been uploaded",
+                    code="BLOB_MISSING",
+                    details={"path": f.path, "digest": f.digest},
+                )
+            if size != f.size:
+                raise IntegrityError(
+                    f"declared size of {f.path!r} does not match its blob",
+                    code="SIZE_MISMATCH",
+                    details={"path": f.path, "declared": f.size, "stored": size},
+                )
+        # The request's fingerprint matters only under an Idempotency-Key, and
+        # asdict's deep copy cost ~5% of a create's CPU: computed only then.
+        request_hash = (
+            hashlib.sha256(
+                orjson.dumps(
+                    {"ns": namespace, "name": name, "spec": asdict(spec)},
+                    option=orjson.OPT_SORT_KEYS,
+                    default=str,
+                )
+            ).hexdigest()
+            if idempotency_key
+            else ""
+        )
+        scope = "create_version:" + hashlib.sha256(f"{namespace}/{name}".encode()).hexdigest()[:40]
+        if idempotency_key is not None and (
+            not isinstance(idempotency_key, str) or not 1 <= len(idempotency_key) <= 255
+        ):
+            raise InvalidInput(
+                "Idempotency-Key must be 1-255 characters", code="INVALID_IDEMPOTENCY_KEY"
+            )
+
+        def op(tx: RegistryTx) -> Version:
+            if idempotency_key:
+                prior = tx.get_idempotent(scope, idempotency_key)
+                if prior is not None:
+                    if prior[0] != request_hash:
+                        raise Conflict(
+                            "this Idempotency-Key was used with a different request",
+                            code="IDEMPOTENCY_KEY_REUSED",
+                        )
+                    found = tx.load_versions([prior[1]], with_files=True)
+                    if found:
+                        return found[0]
+            found_model = tx.model_for_write(namespace, name)
+            if found_model is None:
+                self.model_id(tx, namespace, name)  # raises MODEL_NOT_FOUND
+                raise AssertionError("unreachable")
+            mid, archived = found_model
+            if archived:
+                raise Conflict(f"model {namespace}/{name} is archived", code="MODEL_ARCHIVED")
+            parent_id = original_id = None
+            if parent_ref is not None:
+                parent_id = self.version_id(tx, parent_ref)
+                prow = tx.version_keys(parent_id)
+                original_id = prow.original_id or parent_id
+            if original_ref is not None:
+                original_id = self.version_id(tx, original_ref)
+            number = tx.allocate_version_number(mid)
+            at = now_us()
+            vid = tx.insert_version(
+                {
+                    "model_id": mid,
+                    "number": number,
+                    "state": (VersionState.DRAFT if spec.draft else VersionState.READY).value,
+                    "description": description,
+                    "framework": framework,
+                    "format": fmt,
+                    "signature": signature,
+                    "meta": meta,
+                    "source_run": source_run,
+                    "code_ref": code_ref,
+                    "datasets": datasets,
+                    "original_id": original_id,
+                    "parent_id": parent_id,
+                    "relation": relation,
+                    "file_count": len(files),
+                    "total_size": sum(f.size for f in files),
+                    "created_by": actor.name,
+                    "created_at": at,
+                    "updated_at": at,
+                }
+            )
+            tx.insert_version_items(
+                vid,
+                tags=tags,
+                metrics=metrics,
+                params=params,
+                meta=meta,
+                files=files,
+                created_at=at,
+            )
+            if idempotency_key:
+                tx.put_idempotent(scope, idempotency_key, request_hash, vid)
+            version = tx.get_version_by_id(vid, with_files=True)
+            tx.append_event(
+                "version.created",
+                actor=actor.name,
+                namespace=namespace,
+                subject=version.ref,
+                payload=version_payload(version),
+            )
+            return version
+
+        return self.run_in_transaction(op)
+
+    def commit_files(self, ref: str | Reference, files: list[Any], *, actor: Principal) -> Version:
+        """Attach the manifest to a draft version and make it ``ready`` (immutable).
+
+        Requires: write on the namespace.
+        """
+        r = self.resolve(ref)
+        auth.require(actor, Permission.WRITE, r.namespace)
+        entries = v.check_files(files, max_files=self.max_files)
+        for f in entries:
+            if self.blobs.size_of(f.digest) != f.size:
+                raise IntegrityError(
+                    f"blob for {f.path!r} missing or of another size",
+                    code="BLOB_MISSING",
+                    details={"path": f.path},
+                )
+
+        def op(tx: RegistryTx) -> Version:
+            vid = self.version_id(tx, r)
+            current = tx.load_versions([vid])[0]
+            if current.state is not VersionState.DRAFT:
+                raise Conflict(
+                    f"version {current.ref} is {current.state.value}; its files are immutable",
+                    code="VERSION_IMMUTABLE",
+                )
+            tx.insert_files(vid, entries)
+            tx.update_version(
+                vid,
+                state=VersionState.READY.value,
+                file_count=len(entries),
+                total_size=sum(f.size for f in entries),
+            )
+            version = tx.load_versions([vid], with_files=True)[0]
+            payload = version_payload(version)
+            payload["before"] = {"state": current.state.value, "file_count": current.file_count}
+            payload["after"] = {"state": version.state.value, "file_count": version.file_count}
+            tx.append_event(
+                "version.files_committed",
+                actor=actor.name,
+                namespace=r.namespace,
+                subject=version.ref,
+                payload=payload,
+            )
+            return version
+
+        return self.run_in_transaction(op)
+
+    def update_version(
+        self,
+        ref: str | Reference,
+        *,
+        description: str | None = None,
+        set_tags: Mapping[str, Any] | None = None,
+        delete_tags: Sequence[str] = (),
+        metadata: Any = None,
+        actor: Principal,
+    ) -> Version:
+        """Change the mutable fields of a version: description, tags, metadata.
+
+        Requires: write on the namespace.
+        """
+        r = self.resolve(ref)
+        auth.require(actor, Permission.WRITE, r.namespace)
+        desc = None if description is None else v.check_description(description)
+        new_tags = v.check_tags(set_tags)
+        meta = None if metadata is None else v.check_metadata(metadata)
+        drop = [str(k) for k in delete_tags]
+
+        def op(tx: RegistryTx) -> Version:
+            vid = self.version_id(tx, r)
+            before = tx.load_versions([vid])[0]
+            values: dict[str, Any] = {}
+            if desc is not None:
+                values["description"] = desc
+            if meta is not None:
+                values["meta"] = meta
+                tx.replace_version_meta(vid, meta, created_at=before.created_at)
+            tx.update_version(vid, **values)
+            if new_tags or drop:
+                tags = {k: val for k, val in before.tags.items() if k not in drop}
+                tags.update(new_tags)
+                tx.replace_version_tags(vid, tags, created_at=before.created_at)
+            after = tx.load_versions([vid])[0]
+            tx.append_event(
+                "version.updated",
+                actor=actor.name,
+                namespace=after.namespace,
+                subject=after.ref,
+                payload={"before": version_payload(before), "after": version_payload(after)},
+            )
+            return after
+
+        return self.run_in_transaction(op)
+
+
+def _bounded(value: str | None, field_name: str, limit: int) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > limit:
+        raise InvalidInput(
+            f"{field_name} must be a string of at most {limit} characters",
+            code="INVALID_INPUT",
+            details={"field": field_name},
+        )
+    return value
