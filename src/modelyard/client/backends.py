@@ -21,6 +21,8 @@ from modelyard.client.transfer import Progress, check_stored_digest, iter_file, 
 from modelyard.domain.identity import Principal
 from modelyard.domain.references import Reference
 from modelyard.hashio import HashingSink
+from modelyard.wire import render
+from modelyard.wire.identity import render_binding, render_token, render_user
 
 if TYPE_CHECKING:
     from modelyard.service.webhooks import WebhookService
@@ -394,8 +396,6 @@ class EmbeddedBackend(EmbeddedGovernance):
 
     def create_model(self, namespace: str, name: str, body: Wire) -> Wire:
         """Register a model name."""
-        from modelyard.api import render
-
         return render.model(
             self.svc.create_model(
                 name,
@@ -409,14 +409,10 @@ class EmbeddedBackend(EmbeddedGovernance):
 
     def get_model(self, namespace: str, name: str) -> Wire:
         """One model."""
-        from modelyard.api import render
-
         return render.model(self.svc.get_model(name, namespace=namespace, actor=self.actor))
 
     def update_model(self, namespace: str, name: str, changes: Wire) -> Wire:
         """Change a model."""
-        from modelyard.api import render
-
         return render.model(
             self.svc.update_model(
                 name,
@@ -455,7 +451,6 @@ class EmbeddedBackend(EmbeddedGovernance):
         self, namespace: str, name: str, body: Wire, idempotency_key: str | None
     ) -> Wire:
         """Create a version from stored blobs."""
-        from modelyard.api import render
         from modelyard.service.registry import VersionSpec
 
         fields = dict(body)
@@ -469,14 +464,10 @@ class EmbeddedBackend(EmbeddedGovernance):
 
     def get_version(self, ref: Reference) -> Wire:
         """One version with its files."""
-        from modelyard.api import render
-
         return render.version(self.svc.get_version(ref, actor=self.actor))
 
     def update_version(self, ref: Reference, changes: Wire) -> Wire:
         """Change a version's mutable fields."""
-        from modelyard.api import render
-
         return render.version(
             self.svc.update_version(
                 ref,
@@ -490,8 +481,6 @@ class EmbeddedBackend(EmbeddedGovernance):
 
     def transition(self, ref: Reference, action: Action, *, archive_previous: bool) -> Wire:
         """Publish, archive or restore."""
-        from modelyard.api import render
-
         target = {"publish": "published", "archive": "archived", "restore": "ready"}[action]
         return render.version(
             self.svc.transition_version(
@@ -501,16 +490,12 @@ class EmbeddedBackend(EmbeddedGovernance):
 
     def set_alias(self, ref: Reference, alias: str, reason: str) -> Wire:
         """Point an alias."""
-        from modelyard.api import render
-
         return render.version(self.svc.set_alias(ref, alias, actor=self.actor, reason=reason))
 
     def list_versions(
         self, namespace: str, name: str, page_size: int, page_token: str | None
     ) -> Wire:
         """A model's versions, newest first."""
-        from modelyard.api import render
-
         page = self.svc.list_versions(
             name, namespace=namespace, page_size=page_size, page_token=page_token, actor=self.actor
         )
@@ -521,8 +506,6 @@ class EmbeddedBackend(EmbeddedGovernance):
 
     def search(self, target: Target, query: Wire) -> Wire:
         """Search models or versions."""
-        from modelyard.api import render
-
         kw: dict[str, Any] = {
             "order_by": query.get("order_by"),
             "page_size": query.get("page_size", 100),
@@ -555,20 +538,14 @@ class EmbeddedBackend(EmbeddedGovernance):
 
     def create_user(self, name: str) -> Wire:
         """Create a user."""
-        from modelyard.api.v1.identity import render_user
-
         return render_user(self.identity.create_user(name, actor=self.actor))
 
     def list_users(self) -> Wire:
         """Every user."""
-        from modelyard.api.v1.identity import render_user
-
         return {"users": [render_user(u) for u in self.identity.list_users(actor=self.actor)]}
 
     def create_token(self, name: str, user: str | None, expires_in: int | None) -> Wire:
         """Create a token (the plaintext is in ``token``)."""
-        from modelyard.api.v1.identity import render_token
-
         token, plaintext = self.identity.create_token(
             name, user=user, expires_in=expires_in, actor=self.actor
         )
@@ -576,21 +553,15 @@ class EmbeddedBackend(EmbeddedGovernance):
 
     def list_tokens(self, user: str | None, all_users: bool) -> Wire:
         """Tokens."""
-        from modelyard.api.v1.identity import render_token
-
         found = self.identity.list_tokens(user=user, all_users=all_users, actor=self.actor)
         return {"tokens": [render_token(t) for t in found]}
 
     def revoke_token(self, token_id: str) -> Wire:
         """Revoke a token."""
-        from modelyard.api.v1.identity import render_token
-
         return render_token(self.identity.revoke_token(token_id, actor=self.actor))
 
     def grant_role(self, namespace: str, user: str, role: str) -> Wire:
         """Grant a role."""
-        from modelyard.api.v1.identity import render_binding
-
         binding, _ = self.identity.grant_role(user, role, namespace=namespace, actor=self.actor)
         return render_binding(binding)
 
@@ -600,8 +571,6 @@ class EmbeddedBackend(EmbeddedGovernance):
 
     def list_roles(self, namespace: str | None, user: str | None) -> Wire:
         """Role bindings."""
-        from modelyard.api.v1.identity import render_binding
-
         found = self.identity.list_roles(namespace=namespace, user=user, actor=self.actor)
         return {"roles": [render_binding(b) for b in found]}
 
@@ -620,8 +589,6 @@ class EmbeddedBackend(EmbeddedGovernance):
 
     def list_events(self, query: Wire) -> Wire:
         """A page of events."""
-        from modelyard.api import render
-
         hooks = self._hooks()
         types = query.get("types")
         flt = hooks.event_filter(
@@ -659,8 +626,6 @@ class EmbeddedBackend(EmbeddedGovernance):
         Embedded registries run no dispatcher: deliveries queue in the database
         and a server on the same database sends them.
         """
-        from modelyard.api import render
-
         hooks = self._hooks()
         wid = int(webhook_id or 0)
         if op == "create":
