@@ -25,6 +25,7 @@ from modelyard.wire import render
 from modelyard.wire.identity import render_binding, render_token, render_user
 
 if TYPE_CHECKING:
+    from modelyard.service.blobs import BlobService
     from modelyard.service.webhooks import WebhookService
 
 Wire = dict[str, Any]
@@ -393,6 +394,7 @@ class EmbeddedBackend(EmbeddedGovernance):
         self.identity = IdentityService(self.svc)
         self.actor = actor or Principal.local("local")
         self._webhooks: WebhookService | None = None
+        self._blobs: BlobService | None = None
 
     def create_model(self, namespace: str, name: str, body: Wire) -> Wire:
         """Register a model name."""
@@ -429,23 +431,27 @@ class EmbeddedBackend(EmbeddedGovernance):
         """Delete a model."""
         self.svc.delete_model(name, namespace=namespace, force=force, actor=self.actor)
 
+    def _blob_use(self) -> BlobService:
+        """The blob use case (the same rules as the server's blob routes)."""
+        if self._blobs is None:
+            from modelyard.service.blobs import BlobService
+
+            self._blobs = BlobService(self.svc, max_blob_size=self.settings.max_blob_size)
+        return self._blobs
+
     def missing(self, digests: list[str]) -> list[str]:
         """Which digests the blob store lacks."""
-        return self.svc.missing_blobs(digests, actor=self.actor)
+        return self._blob_use().missing(digests, actor=self.actor)
 
     def upload(
         self, source: Path, size: int, progress: Progress | None, *, digest: str | None
     ) -> str:
-        """Write the file into the blob store (verified like an HTTP upload)."""
-        self.svc.authorize_upload(self.actor)
-        writer = self.svc.blobs.writer(size)
-        try:
-            for chunk in iter_file(source, progress):
-                writer.write(chunk)
-            return writer.commit(expected_digest=digest, expected_size=size)
-        except BaseException:
-            writer.abort()
-            raise
+        """Write the file into the blob store (verified and limited like an HTTP upload)."""
+        return (
+            self._blob_use()
+            .upload(iter_file(source, progress), actor=self.actor, digest=digest, size=size)
+            .digest
+        )
 
     def create_version(
         self, namespace: str, name: str, body: Wire, idempotency_key: str | None
@@ -529,8 +535,8 @@ class EmbeddedBackend(EmbeddedGovernance):
         self, ref: Reference, path: str, sink: HashingSink, progress: Progress | None
     ) -> None:
         """Copy one file of a version from the blob store into ``sink``."""
-        _, entry = self.svc.get_file(ref, path, actor=self.actor)
-        pour(sink, self.svc.blobs.iter_range(entry.digest), progress)
+        _, _, chunks = self._blob_use().open_file(ref, path, actor=self.actor)
+        pour(sink, chunks, progress)
 
     def whoami(self) -> Wire:
         """The embedded principal."""

@@ -38,7 +38,6 @@ from modelyard.domain.errors import (
     IntegrityError,
     InvalidInput,
     NotFound,
-    PermissionDenied,
 )
 from modelyard.domain.identity import SYSTEM, Permission, Principal, Role
 from modelyard.domain.lifecycle import check_transition
@@ -1114,30 +1113,6 @@ class RegistryService:
             if actor.reads_everything:
                 return tx.digest_referenced(digest)
             return search_sql.digest_visible(tx.conn, digest, self._visibility(actor, "versions"))
-
-    def authorize_upload(self, actor: Principal) -> None:
-        """Check that the caller may upload blobs. Requires: write on some namespace.
-
-        Blobs are shared by content across namespaces, so an upload names no
-        namespace; the version that lists the blob is checked when created.
-        """
-        if not actor.writes_somewhere:
-            raise PermissionDenied(
-                f"{actor.name!r} may not write in any namespace",
-                code="PERMISSION_DENIED",
-                details={"permission": Permission.WRITE.value},
-            )
-
-    def missing_blobs(self, digests: Sequence[str], *, actor: Principal) -> list[str]:
-        """Which of these digests still need uploading. Requires: write on some namespace."""
-        from modelyard.domain.names import validate_digest
-
-        self.authorize_upload(actor)
-        if len(digests) > self.max_files:
-            raise InvalidInput("too many digests in one request", code="INVALID_INPUT")
-        for d in digests:
-            validate_digest(d)
-        return self.blobs.missing(digests)
 
     # -- search -----------------------------------------------------------
 
