@@ -35,7 +35,6 @@ from modelyard.domain.entities import (
 from modelyard.domain.errors import (
     AlreadyExists,
     Conflict,
-    IntegrityError,
     InvalidInput,
     NotFound,
 )
@@ -50,6 +49,7 @@ from modelyard.domain.policies import (
     policy_filter,
 )
 from modelyard.domain.references import DEFAULT_NAMESPACE, Reference, parse_reference
+from modelyard.service import blobs as blob_rules
 from modelyard.service import policy_gate
 from modelyard.service import validation as v
 from modelyard.store.blobs import BlobStore
@@ -607,22 +607,7 @@ class RegistryService:
             raise InvalidInput(
                 "a relation needs a parent or original version", code="INVALID_LINEAGE"
             )
-        # Blobs are checked before the transaction: they are immutable once
-        # present, so the check cannot go stale.
-        for f in files:
-            size = self.blobs.size_of(f.digest)
-            if size is None:
-                raise IntegrityError(
-                    f"blob for {f.path!r} has not been uploaded",
-                    code="BLOB_MISSING",
-                    details={"path": f.path, "digest": f.digest},
-                )
-            if size != f.size:
-                raise IntegrityError(
-                    f"declared size of {f.path!r} does not match its blob",
-                    code="SIZE_MISMATCH",
-                    details={"path": f.path, "declared": f.size, "stored": size},
-                )
+        blob_rules.check_manifest(self, files, actor=actor)
         # The request's fingerprint matters only under an Idempotency-Key, and
         # asdict's deep copy cost ~5% of a create's CPU: computed only then.
         request_hash = (
@@ -726,13 +711,7 @@ class RegistryService:
         r = self.resolve(ref)
         auth.require(actor, Permission.WRITE, r.namespace)
         entries = v.check_files(files, max_files=self.max_files)
-        for f in entries:
-            if self.blobs.size_of(f.digest) != f.size:
-                raise IntegrityError(
-                    f"blob for {f.path!r} missing or of another size",
-                    code="BLOB_MISSING",
-                    details={"path": f.path},
-                )
+        blob_rules.check_manifest(self, entries, actor=actor)
 
         def op(tx: Tx) -> Version:
             vid = self._version_id(tx, r)

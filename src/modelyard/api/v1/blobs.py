@@ -16,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from modelyard.api.access import access
-from modelyard.api.deps import actor, service_call
+from modelyard.api.deps import ServiceCall, actor, service_call
 from modelyard.api.responses import JSONResponse
 from modelyard.api.schemas import DigestList
 from modelyard.domain.errors import InvalidInput
@@ -25,26 +25,30 @@ from modelyard.service.blobs import BlobService
 router = APIRouter(prefix="/api/v1/blobs", tags=["blobs"])
 
 
-def _blobs(request: Request) -> BlobService:
-    service: BlobService = request.app.state.blobs
-    return service
+def _blobs(request: Request) -> tuple[BlobService, ServiceCall]:
+    """The blob service and how to call its reads (never through a write batch:
+    the existence checks only read, and an upload's bytes are no transaction)."""
+    state = request.app.state
+    service: BlobService = state.blobs
+    reads: ServiceCall = state.call
+    return service, reads
 
 
 @router.post("/missing")
 @access("write", "On any namespace: blobs are shared by content.")
 async def missing(request: Request, body: DigestList) -> Response:
     """The subset of ``digests`` the server does not hold yet."""
+    blobs, _reads = _blobs(request)
     call = service_call(request)
-    return JSONResponse(
-        {"missing": await call(_blobs(request).missing, body.digests, actor=actor(request))}
-    )
+    return JSONResponse({"missing": await call(blobs.missing, body.digests, actor=actor(request))})
 
 
 @router.head("/{digest}")
 @access("write", "On any namespace: blobs are shared by content.")
 async def head_blob(request: Request, digest: str) -> Response:
     """200 with ``Content-Length`` if the blob is stored, else 404."""
-    size = _blobs(request).stored_size(digest, actor=actor(request))
+    blobs, reads = _blobs(request)
+    size = await reads(blobs.stored_size, digest, actor=actor(request))
     if size is None:
         return Response(status_code=404)
     return Response(status_code=200, headers={"Content-Length": str(size)})
@@ -54,7 +58,8 @@ async def head_blob(request: Request, digest: str) -> Response:
 @access("write", "On any namespace: blobs are shared by content.")
 async def upload_blob(digest: str, request: Request) -> Response:
     """Stream the request body into the blob store under ``digest`` (verified)."""
-    existing = _blobs(request).stored_size(digest, actor=actor(request))
+    blobs, reads = _blobs(request)
+    existing = await reads(blobs.stored_size, digest, actor=actor(request))
     expected_size = _declared_size(request)
     if existing is not None and expected_size == existing:
         # Identical bytes are stored once; the body is discarded unread.
@@ -70,7 +75,8 @@ async def upload_unnamed_blob(request: Request) -> Response:
     For clients that hash while they send (one read of a big file instead of
     two); the answer names the digest, which the client compares with its own.
     """
-    _blobs(request).authorize(actor(request))
+    blobs, _reads = _blobs(request)
+    blobs.authorize(actor(request))
     return await _receive(request, None, _declared_size(request))
 
 
@@ -95,8 +101,9 @@ def _declared_size(request: Request) -> int | None:
 
 async def _receive(request: Request, digest: str | None, expected_size: int | None) -> Response:
     """Stream the body to a blob upload and publish it (verified, fsynced)."""
-    upload = _blobs(request).begin_upload(
-        actor(request), digest=digest, declared_size=expected_size
+    blobs, reads = _blobs(request)
+    upload = await reads(
+        blobs.begin_upload, actor(request), digest=digest, declared_size=expected_size
     )
     try:
         # The writer hashes and stores on its own threads; the loop only
