@@ -166,8 +166,9 @@ ALLOWED = {
     "store": {"domain", "store", "hashio"},
     "service": {"domain", "store", "service", "settings", "webhooks"},
     "events": {"domain", "store", "service", "events", "settings", "webhooks"},
-    "api": {"domain", "service", "api", "settings", "store", "events", "hashio"},
-    "client": {"domain", "client", "service", "api", "settings", "hashio"},
+    "wire": {"domain", "wire"},
+    "api": {"domain", "service", "api", "settings", "events", "hashio", "wire"},
+    "client": {"domain", "client", "service", "settings", "hashio", "wire"},
     "cli": {"domain", "client", "cli", "settings", "server", "store"},
 }
 

@@ -31,6 +31,7 @@ from modelyard.domain.webhooks import AttemptOutcome
 from modelyard.events.dispatcher import Dispatcher
 from modelyard.events.sender import WebhookSender
 from modelyard.service.approvals import ApprovalService
+from modelyard.service.blobs import BlobService
 from modelyard.service.factory import build_registry, build_webhook_service
 from modelyard.service.governance import GovernanceService
 from modelyard.service.identity import IdentityService
@@ -93,6 +94,7 @@ def create_app(
     )
     app.state.settings = settings
     app.state.registry = service
+    app.state.blobs = BlobService(service, max_blob_size=settings.max_blob_size)
     app.state.governance = GovernanceService(service)
     app.state.approvals = ApprovalService(service)
     app.state.webhooks = hooks

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Callable
-from typing import Any, ParamSpec, TypeVar
+from collections.abc import Callable, Sequence
+from typing import Any, ParamSpec, Protocol, TypeVar
 
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
@@ -15,10 +15,17 @@ from modelyard.domain.identity import Principal
 from modelyard.service.identity import IdentityService
 from modelyard.service.registry import RegistryService
 from modelyard.service.webhooks import WebhookService
-from modelyard.store.metadata.groupcommit import GroupCommitter
 
 P = ParamSpec("P")
 T = TypeVar("T")
+
+
+class CallBatcher(Protocol):
+    """Runs whole write calls as one transaction (the store's group committer)."""
+
+    def run_calls(self, calls: Sequence[Callable[[], Any]]) -> Sequence[Any]:
+        """Run ``calls`` together; each outcome has ``ok``, ``result``, ``error``."""
+        ...
 
 
 class ServiceCall:
@@ -67,7 +74,7 @@ class GroupedWrites(ServiceCall):
     inline write before; requests that arrive meanwhile form the next batch.
     """
 
-    def __init__(self, group: GroupCommitter) -> None:
+    def __init__(self, group: CallBatcher) -> None:
         super().__init__(inline=True)
         self._group = group
         self._queue: list[tuple[Callable[[], Any], asyncio.Future[Any]]] = []

@@ -4,14 +4,22 @@ from __future__ import annotations
 
 import tarfile
 from collections.abc import Iterator, Sequence
+from typing import Protocol
 
 from modelyard.domain.entities import FileEntry
-from modelyard.store.blobs import BlobStore
 
 _BLOCK = 512
 
 
-def tar_stream(files: Sequence[FileEntry], blobs: BlobStore, *, mtime: int) -> Iterator[bytes]:
+class BlobReader(Protocol):
+    """Where the bytes come from (the blob store, as the service exposes it)."""
+
+    def iter_range(self, digest: str) -> Iterator[bytes]:
+        """The blob's bytes in chunks."""
+        ...
+
+
+def tar_stream(files: Sequence[FileEntry], blobs: BlobReader, *, mtime: int) -> Iterator[bytes]:
     """Yield a POSIX (pax) tar of ``files``, reading each blob in chunks."""
     for f in files:
         info = tarfile.TarInfo(name=f.path)

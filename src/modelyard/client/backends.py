@@ -21,8 +21,11 @@ from modelyard.client.transfer import Progress, check_stored_digest, iter_file, 
 from modelyard.domain.identity import Principal
 from modelyard.domain.references import Reference
 from modelyard.hashio import HashingSink
+from modelyard.wire import render
+from modelyard.wire.identity import render_binding, render_token, render_user
 
 if TYPE_CHECKING:
+    from modelyard.service.blobs import BlobService
     from modelyard.service.webhooks import WebhookService
 
 Wire = dict[str, Any]
@@ -391,11 +394,10 @@ class EmbeddedBackend(EmbeddedGovernance):
         self.identity = IdentityService(self.svc)
         self.actor = actor or Principal.local("local")
         self._webhooks: WebhookService | None = None
+        self._blobs: BlobService | None = None
 
     def create_model(self, namespace: str, name: str, body: Wire) -> Wire:
         """Register a model name."""
-        from modelyard.api import render
-
         return render.model(
             self.svc.create_model(
                 name,
@@ -409,14 +411,10 @@ class EmbeddedBackend(EmbeddedGovernance):
 
     def get_model(self, namespace: str, name: str) -> Wire:
         """One model."""
-        from modelyard.api import render
-
         return render.model(self.svc.get_model(name, namespace=namespace, actor=self.actor))
 
     def update_model(self, namespace: str, name: str, changes: Wire) -> Wire:
         """Change a model."""
-        from modelyard.api import render
-
         return render.model(
             self.svc.update_model(
                 name,
@@ -433,29 +431,32 @@ class EmbeddedBackend(EmbeddedGovernance):
         """Delete a model."""
         self.svc.delete_model(name, namespace=namespace, force=force, actor=self.actor)
 
+    def _blob_use(self) -> BlobService:
+        """The blob use case (the same rules as the server's blob routes)."""
+        if self._blobs is None:
+            from modelyard.service.blobs import BlobService
+
+            self._blobs = BlobService(self.svc, max_blob_size=self.settings.max_blob_size)
+        return self._blobs
+
     def missing(self, digests: list[str]) -> list[str]:
         """Which digests the blob store lacks."""
-        return self.svc.missing_blobs(digests, actor=self.actor)
+        return self._blob_use().missing(digests, actor=self.actor)
 
     def upload(
         self, source: Path, size: int, progress: Progress | None, *, digest: str | None
     ) -> str:
-        """Write the file into the blob store (verified like an HTTP upload)."""
-        self.svc.authorize_upload(self.actor)
-        writer = self.svc.blobs.writer(size)
-        try:
-            for chunk in iter_file(source, progress):
-                writer.write(chunk)
-            return writer.commit(expected_digest=digest, expected_size=size)
-        except BaseException:
-            writer.abort()
-            raise
+        """Write the file into the blob store (verified and limited like an HTTP upload)."""
+        return (
+            self._blob_use()
+            .upload(iter_file(source, progress), actor=self.actor, digest=digest, size=size)
+            .digest
+        )
 
     def create_version(
         self, namespace: str, name: str, body: Wire, idempotency_key: str | None
     ) -> Wire:
         """Create a version from stored blobs."""
-        from modelyard.api import render
         from modelyard.service.registry import VersionSpec
 
         fields = dict(body)
@@ -469,14 +470,10 @@ class EmbeddedBackend(EmbeddedGovernance):
 
     def get_version(self, ref: Reference) -> Wire:
         """One version with its files."""
-        from modelyard.api import render
-
         return render.version(self.svc.get_version(ref, actor=self.actor))
 
     def update_version(self, ref: Reference, changes: Wire) -> Wire:
         """Change a version's mutable fields."""
-        from modelyard.api import render
-
         return render.version(
             self.svc.update_version(
                 ref,
@@ -490,8 +487,6 @@ class EmbeddedBackend(EmbeddedGovernance):
 
     def transition(self, ref: Reference, action: Action, *, archive_previous: bool) -> Wire:
         """Publish, archive or restore."""
-        from modelyard.api import render
-
         target = {"publish": "published", "archive": "archived", "restore": "ready"}[action]
         return render.version(
             self.svc.transition_version(
@@ -501,16 +496,12 @@ class EmbeddedBackend(EmbeddedGovernance):
 
     def set_alias(self, ref: Reference, alias: str, reason: str) -> Wire:
         """Point an alias."""
-        from modelyard.api import render
-
         return render.version(self.svc.set_alias(ref, alias, actor=self.actor, reason=reason))
 
     def list_versions(
         self, namespace: str, name: str, page_size: int, page_token: str | None
     ) -> Wire:
         """A model's versions, newest first."""
-        from modelyard.api import render
-
         page = self.svc.list_versions(
             name, namespace=namespace, page_size=page_size, page_token=page_token, actor=self.actor
         )
@@ -521,8 +512,6 @@ class EmbeddedBackend(EmbeddedGovernance):
 
     def search(self, target: Target, query: Wire) -> Wire:
         """Search models or versions."""
-        from modelyard.api import render
-
         kw: dict[str, Any] = {
             "order_by": query.get("order_by"),
             "page_size": query.get("page_size", 100),
@@ -546,8 +535,8 @@ class EmbeddedBackend(EmbeddedGovernance):
         self, ref: Reference, path: str, sink: HashingSink, progress: Progress | None
     ) -> None:
         """Copy one file of a version from the blob store into ``sink``."""
-        _, entry = self.svc.get_file(ref, path, actor=self.actor)
-        pour(sink, self.svc.blobs.iter_range(entry.digest), progress)
+        _, _, chunks = self._blob_use().open_file(ref, path, actor=self.actor)
+        pour(sink, chunks, progress)
 
     def whoami(self) -> Wire:
         """The embedded principal."""
@@ -555,20 +544,14 @@ class EmbeddedBackend(EmbeddedGovernance):
 
     def create_user(self, name: str) -> Wire:
         """Create a user."""
-        from modelyard.api.v1.identity import render_user
-
         return render_user(self.identity.create_user(name, actor=self.actor))
 
     def list_users(self) -> Wire:
         """Every user."""
-        from modelyard.api.v1.identity import render_user
-
         return {"users": [render_user(u) for u in self.identity.list_users(actor=self.actor)]}
 
     def create_token(self, name: str, user: str | None, expires_in: int | None) -> Wire:
         """Create a token (the plaintext is in ``token``)."""
-        from modelyard.api.v1.identity import render_token
-
         token, plaintext = self.identity.create_token(
             name, user=user, expires_in=expires_in, actor=self.actor
         )
@@ -576,21 +559,15 @@ class EmbeddedBackend(EmbeddedGovernance):
 
     def list_tokens(self, user: str | None, all_users: bool) -> Wire:
         """Tokens."""
-        from modelyard.api.v1.identity import render_token
-
         found = self.identity.list_tokens(user=user, all_users=all_users, actor=self.actor)
         return {"tokens": [render_token(t) for t in found]}
 
     def revoke_token(self, token_id: str) -> Wire:
         """Revoke a token."""
-        from modelyard.api.v1.identity import render_token
-
         return render_token(self.identity.revoke_token(token_id, actor=self.actor))
 
     def grant_role(self, namespace: str, user: str, role: str) -> Wire:
         """Grant a role."""
-        from modelyard.api.v1.identity import render_binding
-
         binding, _ = self.identity.grant_role(user, role, namespace=namespace, actor=self.actor)
         return render_binding(binding)
 
@@ -600,8 +577,6 @@ class EmbeddedBackend(EmbeddedGovernance):
 
     def list_roles(self, namespace: str | None, user: str | None) -> Wire:
         """Role bindings."""
-        from modelyard.api.v1.identity import render_binding
-
         found = self.identity.list_roles(namespace=namespace, user=user, actor=self.actor)
         return {"roles": [render_binding(b) for b in found]}
 
@@ -620,8 +595,6 @@ class EmbeddedBackend(EmbeddedGovernance):
 
     def list_events(self, query: Wire) -> Wire:
         """A page of events."""
-        from modelyard.api import render
-
         hooks = self._hooks()
         types = query.get("types")
         flt = hooks.event_filter(
@@ -659,8 +632,6 @@ class EmbeddedBackend(EmbeddedGovernance):
         Embedded registries run no dispatcher: deliveries queue in the database
         and a server on the same database sends them.
         """
-        from modelyard.api import render
-
         hooks = self._hooks()
         wid = int(webhook_id or 0)
         if op == "create":

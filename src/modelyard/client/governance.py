@@ -13,6 +13,8 @@ from urllib.parse import quote
 
 from modelyard.client.paging import walk_pages
 from modelyard.domain.references import DEFAULT_NAMESPACE, Reference, parse_reference
+from modelyard.wire import governance as rg
+from modelyard.wire import render
 
 if TYPE_CHECKING:
     from modelyard.domain.identity import Principal
@@ -157,8 +159,6 @@ class EmbeddedGovernance:
 
     def get_policy(self, namespace: str, model: str | None) -> Wire:
         """A namespace's policy, or a model's with its namespace's and the merge."""
-        from modelyard.api import render_governance as rg
-
         if model is None:
             return rg.policy_record(self.gov.get_policy(namespace, actor=self.actor))
         return rg.model_policy(
@@ -169,8 +169,6 @@ class EmbeddedGovernance:
 
     def put_policy(self, namespace: str, model: str | None, rules: Wire) -> Wire:
         """Replace a policy."""
-        from modelyard.api import render_governance as rg
-
         return rg.policy_record(
             self.gov.set_policy(namespace, rules, model=model, actor=self.actor)
         )
@@ -181,14 +179,10 @@ class EmbeddedGovernance:
 
     def policy_check(self, ref: Reference, action: str, alias: str | None) -> Wire:
         """The dry run."""
-        from modelyard.api import render_governance as rg
-
         return rg.policy_check(self.gov.check(ref, action=action, alias=alias, actor=self.actor))
 
     def rollback(self, ref: Reference, reason: str, expected_version: int | None) -> Wire:
         """Roll an alias back."""
-        from modelyard.api import render
-
         return render.version(
             self.gov.rollback_alias(
                 ref.name,
@@ -204,8 +198,6 @@ class EmbeddedGovernance:
         """Where an alias points (at a time)."""
         import time
 
-        from modelyard.api import render_governance as rg
-
         when = time.time_ns() // 1000 if at is None else at
         return rg.alias_at(
             self.gov.alias_at(
@@ -215,14 +207,10 @@ class EmbeddedGovernance:
 
     def request_approval(self, ref: Reference, body: Wire) -> Wire:
         """Request an approval."""
-        from modelyard.api import render_governance as rg
-
         return rg.approval(self.approvals.request_approval(ref, actor=self.actor, **body))
 
     def review(self, approval_id: int, decision: Decision, comment: str) -> Wire:
         """Approve, reject or cancel."""
-        from modelyard.api import render_governance as rg
-
         if decision == "approve":
             a = self.approvals.approve(approval_id, actor=self.actor, comment=comment)
         elif decision == "reject":
@@ -233,16 +221,12 @@ class EmbeddedGovernance:
 
     def get_approval(self, approval_id: int) -> Wire:
         """One request."""
-        from modelyard.api import render_governance as rg
-
         return rg.approval(self.approvals.get_approval(approval_id, actor=self.actor))
 
     def list_approvals(
         self, namespace: str, state: str, page_size: int, page_token: str | None
     ) -> Wire:
         """A namespace's requests."""
-        from modelyard.api import render_governance as rg
-
         page = self.approvals.list_approvals(
             namespace,
             state=None if state == "all" else state,
@@ -257,8 +241,6 @@ class EmbeddedGovernance:
 
     def audit(self, query: Wire) -> Wire:
         """The audit log."""
-        from modelyard.api import render_governance as rg
-
         filters = dict(query)
         by = filters.pop("actor", None)
         page = self.gov.audit(**filters, by=by, actor=self.actor)

@@ -19,13 +19,11 @@ exactly as if it did not exist.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from modelyard.domain import filters
 from modelyard.domain import identity as auth
 from modelyard.domain.entities import FileEntry, Version
-from modelyard.domain.errors import InvalidInput, NotFound, PermissionDenied
-from modelyard.domain.identity import Permission, Principal
+from modelyard.domain.errors import NotFound
+from modelyard.domain.identity import Principal
 from modelyard.domain.references import Reference
 from modelyard.service.aliases import AliasUseCases
 from modelyard.service.core import MAX_PAGE_SIZE, Page
@@ -105,27 +103,3 @@ class RegistryService(
             if actor.reads_everything:
                 return tx.digest_referenced(digest)
             return tx.digest_visible(digest, ProductionView(tx).visibility(actor, "versions"))
-
-    def authorize_upload(self, actor: Principal) -> None:
-        """Check that the caller may upload blobs. Requires: write on some namespace.
-
-        Blobs are shared by content across namespaces, so an upload names no
-        namespace; the version that lists the blob is checked when created.
-        """
-        if not actor.writes_somewhere:
-            raise PermissionDenied(
-                f"{actor.name!r} may not write in any namespace",
-                code="PERMISSION_DENIED",
-                details={"permission": Permission.WRITE.value},
-            )
-
-    def missing_blobs(self, digests: Sequence[str], *, actor: Principal) -> list[str]:
-        """Which of these digests still need uploading. Requires: write on some namespace."""
-        from modelyard.domain.names import validate_digest
-
-        self.authorize_upload(actor)
-        if len(digests) > self.max_files:
-            raise InvalidInput("too many digests in one request", code="INVALID_INPUT")
-        for d in digests:
-            validate_digest(d)
-        return self.blobs.missing(digests)

@@ -6,16 +6,17 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import orjson
 
 from modelyard.domain import identity as auth
 from modelyard.domain.entities import Version, VersionState
-from modelyard.domain.errors import Conflict, IntegrityError, InvalidInput
+from modelyard.domain.errors import Conflict, InvalidInput
 from modelyard.domain.identity import Permission, Principal
 from modelyard.domain.names import validate_name
 from modelyard.domain.references import DEFAULT_NAMESPACE, Reference, parse_reference
+from modelyard.service import blobs as blob_rules
 from modelyard.service import validation as v
 from modelyard.service.core import (
     Page,
@@ -26,6 +27,9 @@ from modelyard.service.core import (
 )
 from modelyard.service.views import ProductionView
 from modelyard.store.metadata.ports import RegistryTx, now_us
+
+if TYPE_CHECKING:
+    from modelyard.service.registry import RegistryService
 
 
 @dataclass(slots=True)
@@ -164,22 +168,7 @@ class VersionUseCases(RegistryCore):
             raise InvalidInput(
                 "a relation needs a parent or original version", code="INVALID_LINEAGE"
             )
-        # Blobs are checked before the transaction: they are immutable once
-        # present, so the check cannot go stale.
-        for f in files:
-            size = self.blobs.size_of(f.digest)
-            if size is None:
-                raise IntegrityError(
-                    f"blob for {f.path!r} has not been uploaded",
-                    code="BLOB_MISSING",
-                    details={"path": f.path, "digest": f.digest},
-                )
-            if size != f.size:
-                raise IntegrityError(
-                    f"declared size of {f.path!r} does not match its blob",
-                    code="SIZE_MISMATCH",
-                    details={"path": f.path, "declared": f.size, "stored": size},
-                )
+        blob_rules.check_manifest(cast("RegistryService", self), files, actor=actor)
         # The request's fingerprint matters only under an Idempotency-Key, and
         # asdict's deep copy cost ~5% of a create's CPU: computed only then.
         request_hash = (
@@ -283,13 +272,7 @@ class VersionUseCases(RegistryCore):
         r = self.resolve(ref)
         auth.require(actor, Permission.WRITE, r.namespace)
         entries = v.check_files(files, max_files=self.max_files)
-        for f in entries:
-            if self.blobs.size_of(f.digest) != f.size:
-                raise IntegrityError(
-                    f"blob for {f.path!r} missing or of another size",
-                    code="BLOB_MISSING",
-                    details={"path": f.path},
-                )
+        blob_rules.check_manifest(cast("RegistryService", self), entries, actor=actor)
 
         def op(tx: RegistryTx) -> Version:
             vid = self.version_id(tx, r)

@@ -1,7 +1,9 @@
 """Content-addressed uploads: ask which digests are missing, PUT those, then commit.
 
 An upload streams to a temp file while hashing; the blob becomes visible under
-its digest only after the hash matched (see ``store.blobs``).
+its digest only after the hash matched (see ``store.blobs``). The rules (who
+may upload, the size limit, digests) are the blob service's
+(``service/blobs.py``); these routes only move bytes between HTTP and it.
 """
 
 from __future__ import annotations
@@ -14,33 +16,39 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from modelyard.api.access import access
-from modelyard.api.deps import actor, services
+from modelyard.api.deps import ServiceCall, actor, service_call
 from modelyard.api.responses import JSONResponse
 from modelyard.api.schemas import DigestList
-from modelyard.domain.errors import InvalidInput, PayloadTooLarge
-from modelyard.domain.names import validate_digest
+from modelyard.domain.errors import InvalidInput
+from modelyard.service.blobs import BlobService
 
 router = APIRouter(prefix="/api/v1/blobs", tags=["blobs"])
+
+
+def _blobs(request: Request) -> tuple[BlobService, ServiceCall]:
+    """The blob service and how to call its reads (never through a write batch:
+    the existence checks only read, and an upload's bytes are no transaction)."""
+    state = request.app.state
+    service: BlobService = state.blobs
+    reads: ServiceCall = state.call
+    return service, reads
 
 
 @router.post("/missing")
 @access("write", "On any namespace: blobs are shared by content.")
 async def missing(request: Request, body: DigestList) -> Response:
     """The subset of ``digests`` the server does not hold yet."""
-    svc, call = services(request)
-    return JSONResponse(
-        {"missing": await call(svc.missing_blobs, body.digests, actor=actor(request))}
-    )
+    blobs, _reads = _blobs(request)
+    call = service_call(request)
+    return JSONResponse({"missing": await call(blobs.missing, body.digests, actor=actor(request))})
 
 
 @router.head("/{digest}")
 @access("write", "On any namespace: blobs are shared by content.")
 async def head_blob(request: Request, digest: str) -> Response:
     """200 with ``Content-Length`` if the blob is stored, else 404."""
-    svc, _call = services(request)
-    svc.authorize_upload(actor(request))
-    validate_digest(digest)
-    size = svc.blobs.size_of(digest)
+    blobs, reads = _blobs(request)
+    size = await reads(blobs.stored_size, digest, actor=actor(request))
     if size is None:
         return Response(status_code=404)
     return Response(status_code=200, headers={"Content-Length": str(size)})
@@ -50,11 +58,9 @@ async def head_blob(request: Request, digest: str) -> Response:
 @access("write", "On any namespace: blobs are shared by content.")
 async def upload_blob(digest: str, request: Request) -> Response:
     """Stream the request body into the blob store under ``digest`` (verified)."""
-    svc, _call = services(request)
-    svc.authorize_upload(actor(request))
-    validate_digest(digest)
+    blobs, reads = _blobs(request)
+    existing = await reads(blobs.stored_size, digest, actor=actor(request))
     expected_size = _declared_size(request)
-    existing = svc.blobs.size_of(digest)
     if existing is not None and expected_size == existing:
         # Identical bytes are stored once; the body is discarded unread.
         return JSONResponse({"digest": digest, "size": existing, "created": False}, status_code=200)
@@ -69,8 +75,8 @@ async def upload_unnamed_blob(request: Request) -> Response:
     For clients that hash while they send (one read of a big file instead of
     two); the answer names the digest, which the client compares with its own.
     """
-    svc, _call = services(request)
-    svc.authorize_upload(actor(request))
+    blobs, _reads = _blobs(request)
+    blobs.authorize(actor(request))
     return await _receive(request, None, _declared_size(request))
 
 
@@ -84,46 +90,37 @@ async def _room(backlog: Future[None]) -> None:
 
 
 def _declared_size(request: Request) -> int | None:
-    limit: int = request.app.state.settings.max_blob_size
+    """The request's ``Content-Length`` (an HTTP matter; its limit is the service's)."""
     declared = request.headers.get("content-length")
     if declared is None:
         return None
     if not (declared.isascii() and declared.isdigit()):
         raise InvalidInput("invalid Content-Length", code="INVALID_INPUT")
-    size = int(declared)
-    if size > limit:
-        raise PayloadTooLarge("blob larger than the configured limit", details={"limit": limit})
-    return size
+    return int(declared)
 
 
 async def _receive(request: Request, digest: str | None, expected_size: int | None) -> Response:
-    """Stream the body to a blob writer and publish it (verified, fsynced)."""
-    svc, _call = services(request)
-    limit: int = request.app.state.settings.max_blob_size
-    existed = digest is not None and svc.blobs.exists(digest)
-    writer = svc.blobs.writer(expected_size)
+    """Stream the body to a blob upload and publish it (verified, fsynced)."""
+    blobs, reads = _blobs(request)
+    upload = await reads(
+        blobs.begin_upload, actor(request), digest=digest, declared_size=expected_size
+    )
     try:
         # The writer hashes and stores on its own threads; the loop only
         # copies each chunk into a buffer, and waits (without blocking other
         # requests) when the disk or the hash falls behind.
         async for chunk in request.stream():
             if chunk:
-                if (backlog := writer.ready()) is not None:
+                if (backlog := upload.ready()) is not None:
                     await _room(backlog)
-                writer.write(chunk)
-                if writer.size > limit:
-                    raise PayloadTooLarge(
-                        "blob larger than the configured limit", details={"limit": limit}
-                    )
+                upload.write(chunk)
         # The commit fsyncs the whole blob: seconds for a large one, so it must
         # not stall the event loop that serves every other request.
-        stored = await run_in_threadpool(
-            writer.commit, expected_digest=digest, expected_size=expected_size
-        )
+        stored = await run_in_threadpool(upload.commit)
     except BaseException:
-        writer.abort()
+        upload.abort()
         raise
-    body: dict[str, object] = {"digest": stored, "size": writer.size}
+    body: dict[str, object] = {"digest": stored.digest, "size": stored.size}
     if digest is not None:
-        body["created"] = not existed
+        body["created"] = stored.created
     return JSONResponse(body, status_code=201)

@@ -12,13 +12,13 @@ from fastapi import APIRouter, Query
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from modelyard.api import render
 from modelyard.api.access import access
 from modelyard.api.deps import actor, webhook_services
 from modelyard.api.responses import JSONResponse
 from modelyard.domain.errors import InvalidInput, Unauthenticated
 from modelyard.domain.webhooks import EventFilter
 from modelyard.service.webhooks import WebhookService
+from modelyard.wire import render
 
 router = APIRouter(tags=["events"])
 STREAM_BATCH = 500

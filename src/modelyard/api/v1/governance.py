@@ -8,8 +8,6 @@ import time
 from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
-from modelyard.api import render
-from modelyard.api import render_governance as rg
 from modelyard.api.access import access
 from modelyard.api.deps import ServiceCall, actor, service_call
 from modelyard.api.responses import JSONResponse
@@ -17,6 +15,8 @@ from modelyard.api.schemas import ApprovalRequest, PolicyRules, Review, Rollback
 from modelyard.api.v1.versions import version_ref
 from modelyard.service.approvals import ApprovalService
 from modelyard.service.governance import GovernanceService
+from modelyard.wire import governance as rg
+from modelyard.wire import render
 
 router = APIRouter(prefix="/api/v1", tags=["governance"])
 

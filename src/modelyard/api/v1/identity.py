@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
 from modelyard.api.access import access
 from modelyard.api.deps import actor, identity
-from modelyard.api.render import iso
 from modelyard.api.responses import JSONResponse
-from modelyard.domain.identity import ApiToken, RoleBinding, User
 from modelyard.service.identity import MAX_EXPIRES_IN
-from modelyard.store.metadata.repository import now_us
+from modelyard.wire.identity import render_binding, render_token, render_user
 
 router = APIRouter(prefix="/api/v1", tags=["identity"])
 
@@ -35,46 +31,6 @@ class TokenCreate(BaseModel):
     expires_in: int | None = Field(
         None, ge=1, le=MAX_EXPIRES_IN, description="Lifetime in seconds (default: no expiry)."
     )
-
-
-def _time(us: int | None) -> str | None:
-    return None if us is None else iso(us)
-
-
-def render_token(token: ApiToken) -> dict[str, Any]:
-    """Wire shape of a token (never its secret)."""
-    return {
-        "id": token.id,
-        "user": token.user,
-        "name": token.name,
-        "state": token.state(now_us()),
-        "created_by": token.created_by,
-        "created_at": iso(token.created_at),
-        "expires_at": _time(token.expires_at),
-        "revoked_at": _time(token.revoked_at),
-        "last_used_at": _time(token.last_used_at),
-    }
-
-
-def render_binding(b: RoleBinding) -> dict[str, Any]:
-    """Wire shape of a role binding."""
-    return {
-        "user": b.user,
-        "namespace": b.namespace,
-        "role": b.role.value,
-        "granted_by": b.granted_by,
-        "granted_at": iso(b.granted_at),
-    }
-
-
-def render_user(u: User) -> dict[str, Any]:
-    """Wire shape of a user."""
-    return {
-        "name": u.name,
-        "created_by": u.created_by,
-        "created_at": iso(u.created_at),
-        "roles": [render_binding(b) for b in u.bindings],
-    }
 
 
 @router.get("/whoami", summary="Who the token belongs to")

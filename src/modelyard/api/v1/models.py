@@ -5,11 +5,11 @@ from __future__ import annotations
 from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
-from modelyard.api import render
 from modelyard.api.access import access
 from modelyard.api.deps import actor, services
 from modelyard.api.responses import JSONResponse
 from modelyard.api.schemas import ModelCreate, NamespaceCreate, TagChanges
+from modelyard.wire import render
 
 router = APIRouter(prefix="/api/v1", tags=["models"])
 

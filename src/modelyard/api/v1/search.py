@@ -6,12 +6,12 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict
 from starlette.responses import Response
 
-from modelyard.api import render
 from modelyard.api.access import access
 from modelyard.api.deps import ServiceCall, actor, services
 from modelyard.api.responses import JSONResponse
 from modelyard.domain.identity import Principal
 from modelyard.service.registry import RegistryService
+from modelyard.wire import render
 
 router = APIRouter(prefix="/api/v1/search", tags=["search"])
 

@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from fastapi import APIRouter, Header, Query, Request
 from starlette.responses import Response, StreamingResponse
 
-from modelyard.api import render
 from modelyard.api.access import Access, access
 from modelyard.api.deps import actor, services
 from modelyard.api.responses import BlobFileResponse, BlobStreamResponse, JSONResponse
@@ -23,6 +22,7 @@ from modelyard.domain.names import validate_name
 from modelyard.domain.references import Reference, parse_reference
 from modelyard.hashio import PIPELINE_MIN
 from modelyard.service.registry import VersionSpec
+from modelyard.wire import render
 
 router = APIRouter(prefix="/api/v1", tags=["versions"])
 

@@ -6,11 +6,11 @@ from fastapi import APIRouter, Query
 from starlette.requests import Request
 from starlette.responses import Response
 
-from modelyard.api import render
 from modelyard.api.access import access
 from modelyard.api.deps import actor, webhook_services
 from modelyard.api.responses import JSONResponse
 from modelyard.api.schemas import SecretRotation, WebhookCreate, WebhookUpdate
+from modelyard.wire import render
 
 router = APIRouter(prefix="/api/v1/webhooks", tags=["webhooks"])
 

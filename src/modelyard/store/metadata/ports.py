@@ -396,6 +396,10 @@ class RegistryTx(Protocol):
 
     def digest_visible(self, digest: str, node: Node | None) -> bool: ...
 
+    def record_blob_upload(self, digest: str, user: str) -> None: ...
+
+    def blobs_uploaded_by(self, user: str, digests: Sequence[str]) -> set[str]: ...
+
     # -- search (keyset pages of ids)
 
     def search_versions(

@@ -29,7 +29,7 @@ from modelyard.domain.entities import (
 )
 from modelyard.domain.errors import AlreadyExists, Conflict
 from modelyard.domain.filters import Node, OrderBy
-from modelyard.store.metadata import search
+from modelyard.store.metadata import blob_uploads, search
 from modelyard.store.metadata import tables as t
 from modelyard.store.metadata.engine import (
     checkpointer_for,
@@ -478,6 +478,14 @@ class Tx:
             ).first()
             is not None
         )
+
+    def record_blob_upload(self, digest: str, user: str) -> None:
+        """Note that ``user`` uploaded the bytes of ``digest`` (idempotent)."""
+        blob_uploads.record_upload(self.conn, digest, user, now_us())
+
+    def blobs_uploaded_by(self, user: str, digests: Sequence[str]) -> set[str]:
+        """The subset of ``digests`` that ``user`` uploaded."""
+        return blob_uploads.uploaded_by(self.conn, user, digests)
 
     # -- aliases ----------------------------------------------------------
 

@@ -159,6 +159,16 @@ files = sa.Table(
 )
 sa.Index("ix_files_digest", files.c.digest)
 
+# Who uploaded which blob (the blob "mount" rule: a manifest may name a digest
+# its caller uploaded, or one a version it can read already lists).
+blob_uploads = sa.Table(
+    "blob_uploads",
+    metadata,
+    sa.Column("digest", sa.String(64), primary_key=True),
+    sa.Column("user_name", sa.String(256), primary_key=True),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+)
+
 aliases = sa.Table(
     "aliases",
     metadata,

@@ -2,12 +2,67 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
-from modelyard.api.render import alias_move, iso
 from modelyard.domain.approvals import Approval
+from modelyard.domain.entities import AliasMove
 from modelyard.domain.policies import Policy
-from modelyard.service.governance import AliasAt, PolicyCheck, PolicyRecord
+from modelyard.wire.render import alias_move, iso
+
+# The governance service's answers, as far as their wire shape reads them:
+# structural types, so this module needs ``domain`` only (the service's
+# dataclasses satisfy them).
+
+
+class PolicyRecord(Protocol):
+    """A stored policy (or none) of a namespace or one model."""
+
+    @property
+    def namespace(self) -> str: ...
+    @property
+    def model(self) -> str | None: ...
+    @property
+    def policy(self) -> Policy | None: ...
+    @property
+    def updated_by(self) -> str | None: ...
+    @property
+    def updated_at(self) -> int | None: ...
+
+
+class PolicyCheck(Protocol):
+    """A dry run's answer."""
+
+    @property
+    def ref(self) -> str: ...
+    @property
+    def action(self) -> str: ...
+    @property
+    def alias(self) -> str | None: ...
+    @property
+    def gated(self) -> bool: ...
+    @property
+    def ok(self) -> bool: ...
+    @property
+    def violations(self) -> list[dict[str, Any]]: ...
+    @property
+    def policy(self) -> Policy: ...
+
+
+class AliasAt(Protocol):
+    """Where an alias pointed at a time."""
+
+    @property
+    def namespace(self) -> str: ...
+    @property
+    def model(self) -> str: ...
+    @property
+    def alias(self) -> str: ...
+    @property
+    def at(self) -> int: ...
+    @property
+    def version(self) -> int | None: ...
+    @property
+    def move(self) -> AliasMove | None: ...
 
 
 def policy_record(p: PolicyRecord) -> dict[str, Any]:

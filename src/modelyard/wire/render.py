@@ -1,4 +1,4 @@
-"""Entities to JSON-able dicts: the wire shape of the native API."""
+"""Entities to JSON-able dicts: the wire shape of the native API (and of the SDK's answers)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,280 @@
+"""The blob use case: who may upload, what is missing, streamed verified
+uploads, existence answers and reading a version's file bytes.
+
+Every door goes through here (the REST routes in ``api/v1/blobs.py`` and the
+embedded SDK alike), so the size limit, the digest rules and the permission
+are decided once. An upload is driven by its caller, chunk by chunk, so an
+event loop can await the writer's backlog while a plain thread just writes::
+
+    upload = blobs.begin_upload(actor, digest=d, declared_size=n)
+    try:
+        for chunk in body:
+            upload.write(chunk)          # refuses bytes past max_blob_size
+        stored = upload.commit()         # hash and size checked, fsynced
+    except BaseException:
+        upload.abort()
+        raise
+
+Blobs are shared by content across namespaces, but knowing a digest is not
+enough to use or even see its bytes (the OCI registry "mount" rule): a caller
+sees a stored digest only if it uploaded those bytes itself or can already
+read a version whose manifest lists them. Everything else is answered as if
+the blob were absent: ``missing`` lists it, ``HEAD`` says 404, a manifest
+naming it fails with ``BLOB_MISSING``, and uploading the bytes (stored once)
+records the caller as an uploader. Principals that read every namespace
+(instance admins, and everyone when auth is off) see every stored blob.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from modelyard.domain.entities import FileEntry, Version
+from modelyard.domain.errors import (
+    IntegrityError,
+    InvalidInput,
+    PayloadTooLarge,
+    PermissionDenied,
+)
+from modelyard.domain.identity import Permission, Principal
+from modelyard.domain.names import validate_digest
+from modelyard.domain.references import Reference
+
+if TYPE_CHECKING:
+    from modelyard.service.registry import RegistryService
+    from modelyard.store.blobs import BlobStore, BlobWriter
+
+
+@dataclass(frozen=True, slots=True)
+class StoredBlob:
+    """The outcome of an upload: the digest the bytes are stored under, their
+    size, and whether the caller could not see them before (``created``)."""
+
+    digest: str
+    size: int
+    created: bool
+
+
+class Upload:
+    """One streamed upload in progress (see the module docstring). Call
+    :meth:`commit` once, or :meth:`abort`."""
+
+    def __init__(
+        self,
+        writer: BlobWriter,
+        *,
+        digest: str | None,
+        declared_size: int | None,
+        limit: int,
+        existed: bool,
+        on_commit: Callable[[str], None],
+    ) -> None:
+        self._writer = writer
+        self._digest = digest
+        self._declared = declared_size
+        self._limit = limit
+        self._existed = existed
+        self._on_commit = on_commit
+
+    @property
+    def size(self) -> int:
+        """Bytes received so far."""
+        return self._writer.size
+
+    def ready(self) -> Future[None] | None:
+        """None if :meth:`write` takes a chunk without blocking, else a future to
+        wait on first (an event loop awaits it instead of blocking)."""
+        return self._writer.ready()
+
+    def write(self, chunk: bytes) -> None:
+        """Append bytes; ``PAYLOAD_TOO_LARGE`` once past the configured limit."""
+        self._writer.write(chunk)
+        if self._writer.size > self._limit:
+            raise _too_large(self._limit)
+
+    def commit(self) -> StoredBlob:
+        """Verify (digest and declared size) and publish the blob, and record the
+        caller as its uploader. Blocks for the fsync: an event loop runs it in
+        a thread."""
+        stored = self._writer.commit(expected_digest=self._digest, expected_size=self._declared)
+        self._on_commit(stored)
+        return StoredBlob(stored, self._writer.size, not self._existed)
+
+    def abort(self) -> None:
+        """Discard what was written."""
+        self._writer.abort()
+
+
+class BlobService:
+    """Content-addressed blobs, shared by content across namespaces.
+
+    An upload names no namespace, so it needs write permission on some
+    namespace; the version whose manifest lists a blob is checked when it is
+    created.
+    """
+
+    def __init__(self, registry: RegistryService, *, max_blob_size: int) -> None:
+        self.registry = registry
+        self.store: BlobStore = registry.blobs
+        self.max_blob_size = max_blob_size
+
+    # -- rules --------------------------------------------------------------
+
+    def authorize(self, actor: Principal) -> None:
+        """Check that the caller may upload blobs. Requires: write on some namespace."""
+        if not actor.writes_somewhere:
+            raise PermissionDenied(
+                f"{actor.name!r} may not write in any namespace",
+                code="PERMISSION_DENIED",
+                details={"permission": Permission.WRITE.value},
+            )
+
+    @staticmethod
+    def check_digest(digest: str) -> str:
+        """The one digest rule for every blob request (``INVALID_DIGEST``)."""
+        return validate_digest(digest)
+
+    def check_size(self, declared: int | None) -> int | None:
+        """Refuse a declared size over ``max_blob_size`` before reading a byte."""
+        if declared is not None and declared > self.max_blob_size:
+            raise _too_large(self.max_blob_size)
+        return declared
+
+    # -- use cases ------------------------------------------------------------
+
+    def missing(self, digests: Sequence[str], *, actor: Principal) -> list[str]:
+        """Which of these digests still need uploading (input order, no repeats).
+
+        Requires: write on some namespace.
+        """
+        self.authorize(actor)
+        if len(digests) > self.registry.max_files:
+            raise InvalidInput("too many digests in one request", code="INVALID_INPUT")
+        for d in digests:
+            self.check_digest(d)
+        absent = self.store.missing(digests)
+        if actor.reads_everything:
+            return absent
+        gone = set(absent)
+        seen = visible_digests(self.registry, [d for d in digests if d not in gone], actor)
+        return [d for d in dict.fromkeys(digests) if d not in seen]
+
+    def stored_size(self, digest: str, *, actor: Principal) -> int | None:
+        """The size of the stored blob, or None if it is not stored.
+
+        Requires: write on some namespace.
+        """
+        self.authorize(actor)
+        self.check_digest(digest)
+        size = self.store.size_of(digest)
+        if size is None or not visible_digests(self.registry, [digest], actor):
+            return None
+        return size
+
+    def begin_upload(
+        self, actor: Principal, *, digest: str | None = None, declared_size: int | None = None
+    ) -> Upload:
+        """Start a streamed upload, checked against ``digest`` (if named) and
+        ``declared_size`` (if known) at commit. Requires: write on some namespace."""
+        self.authorize(actor)
+        if digest is not None:
+            self.check_digest(digest)
+        self.check_size(declared_size)
+        existed = (
+            digest is not None
+            and self.store.exists(digest)
+            and bool(visible_digests(self.registry, [digest], actor))
+        )
+        return Upload(
+            self.store.writer(declared_size),
+            digest=digest,
+            declared_size=declared_size,
+            limit=self.max_blob_size,
+            existed=existed,
+            on_commit=lambda stored: self.record_upload(stored, actor=actor),
+        )
+
+    def record_upload(self, digest: str, *, actor: Principal) -> None:
+        """Note that ``actor`` holds the bytes of ``digest`` (after they were
+        stored and verified). Principals that see every blob need no record."""
+        if actor.reads_everything:
+            return
+        self.registry.run_in_transaction(lambda tx: tx.record_blob_upload(digest, actor.name))
+
+    def upload(
+        self,
+        chunks: Iterable[bytes],
+        *,
+        actor: Principal,
+        digest: str | None = None,
+        size: int | None = None,
+    ) -> StoredBlob:
+        """A whole upload from a blocking caller (the embedded SDK)."""
+        up = self.begin_upload(actor, digest=digest, declared_size=size)
+        try:
+            for chunk in chunks:
+                up.write(chunk)  # blocks while the writer's backlog is full
+            return up.commit()
+        except BaseException:
+            up.abort()
+            raise
+
+    def open_file(
+        self, ref: str | Reference, path: str, *, actor: Principal
+    ) -> tuple[Version, FileEntry, Iterator[bytes]]:
+        """One file of a version and its bytes. Requires: as ``get_version``."""
+        version, entry = self.registry.get_file(ref, path, actor=actor)
+        return version, entry, self.store.iter_range(entry.digest)
+
+
+def visible_digests(
+    registry: RegistryService, digests: Sequence[str], actor: Principal
+) -> set[str]:
+    """The subset of ``digests`` that ``actor`` may see, whether stored or not:
+    those it uploaded, and those a version it can read lists (the mount rule)."""
+    if actor.reads_everything:
+        return set(digests)
+    if not digests:
+        return set()
+    with registry.db.read() as tx:
+        seen = tx.blobs_uploaded_by(actor.name, digests)
+    for d in dict.fromkeys(digests):
+        if d not in seen and registry.blob_referenced(d, actor=actor):
+            seen.add(d)
+    return seen
+
+
+def check_manifest(
+    registry: RegistryService, files: Sequence[FileEntry], *, actor: Principal
+) -> None:
+    """Every file's blob is stored with the declared size and ``actor`` may use
+    it (the mount rule); else ``BLOB_MISSING`` (a blob the caller may not see
+    is missing to it, never reported otherwise) or ``SIZE_MISMATCH``.
+
+    Checked before the write transaction: blobs are immutable once stored and
+    upload records are never removed, so the answer cannot go stale.
+    """
+    sizes = {f.digest: registry.blobs.size_of(f.digest) for f in files}
+    stored = [d for d, size in sizes.items() if size is not None]
+    usable = visible_digests(registry, stored, actor)
+    for f in files:
+        size = sizes[f.digest]
+        if size is None or f.digest not in usable:
+            raise IntegrityError(
+                f"blob for {f.path!r} has not been uploaded",
+                code="BLOB_MISSING",
+                details={"path": f.path, "digest": f.digest},
+            )
+        if size != f.size:
+            raise IntegrityError(
+                f"declared size of {f.path!r} does not match its blob",
+                code="SIZE_MISMATCH",
+                details={"path": f.path, "declared": f.size, "stored": size},
+            )
+
+
+def _too_large(limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge("blob larger than the configured limit", details={"limit": limit})
