@@ -105,7 +105,7 @@ def create_app(
     if app.state.auth_enabled:
         bootstrap_admin(app.state.identity, settings)
     group = service.db.group
-    app.state.write_call = app.state.call if group is None else GroupedWrites(group)
+    app.state.write_call = app.state.call if group is None else GroupedWrites()
     install_error_handlers(app)
     # Governance after versions: its GET .../aliases/{alias} must not shadow
     # GET .../aliases/history.
