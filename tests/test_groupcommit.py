@@ -19,10 +19,10 @@ import pytest
 import sqlalchemy as sa
 
 from modelyard.api.deps import GroupedWrites
+from modelyard.composition import build_services
 from modelyard.cooperative import off_loop
 from modelyard.domain.errors import Conflict, NotFound
 from modelyard.domain.identity import Principal
-from modelyard.service.factory import build_registry
 from modelyard.service.registry import RegistryService, VersionSpec
 from modelyard.settings import Settings
 from modelyard.store.metadata import tables as t
@@ -34,7 +34,7 @@ LOCAL = Principal.local("t")
 
 @pytest.fixture
 def svc(tmp_path: Path) -> Iterator[RegistryService]:
-    service = build_registry(Settings(data_dir=tmp_path / "data"))
+    service = build_services(Settings(data_dir=tmp_path / "data")).registry
     service.create_model("m", actor=LOCAL)
     yield service
     service.db.dispose()

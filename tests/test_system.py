@@ -174,6 +174,11 @@ ALLOWED = {
 # a slow step, the API drives the calls.
 for _layer in ("store", "service", "api"):
     ALLOWED[_layer] = ALLOWED[_layer] | {"cooperative"}
+# composition.py, the composition root: builds every layer below the doors; the doors
+# (server, embedded SDK, CLI) build their object graph through it.
+COMPOSITION = {"domain", "store", "service", "events", "settings", "webhooks", "cooperative"}
+for _door in ("api", "client", "cli"):
+    ALLOWED[_door] = ALLOWED[_door] | {"composition"}
 
 
 def test_imports_point_inward() -> None:
@@ -193,6 +198,10 @@ def test_imports_point_inward() -> None:
                         target = n.split(".")[1]
                         if target not in allowed:
                             bad.append(f"{file.relative_to(SRC)} imports {n}")
+    for node in ast.walk(ast.parse((SRC / "composition.py").read_text())):
+        module = node.module or "" if isinstance(node, ast.ImportFrom) else ""
+        if module.startswith("modelyard.") and module.split(".")[1] not in COMPOSITION:
+            bad.append(f"composition.py imports {module}")
     # Leaf modules beside the layers import nothing of ours.
     for leaf in ("hashio.py", "cooperative.py"):
         tree = ast.parse((SRC / leaf).read_text())

@@ -382,15 +382,14 @@ class EmbeddedBackend(EmbeddedGovernance):
         store: str | None = None,
         actor: Principal | None = None,
     ) -> None:
-        from modelyard.service.factory import build_registry
-        from modelyard.service.identity import IdentityService
+        from modelyard.composition import build_services
         from modelyard.settings import Settings
 
         self.settings = Settings(data_dir=data_dir, db=db, store=store)
-        self.svc = build_registry(self.settings)
-        self.identity = IdentityService(self.svc)
+        self.services = build_services(self.settings)
+        self.svc = self.services.registry
+        self.identity = self.services.identity
         self.actor = actor or Principal.local("local")
-        self._webhooks: WebhookService | None = None
 
     def create_model(self, namespace: str, name: str, body: Wire) -> Wire:
         """Register a model name."""
@@ -607,16 +606,12 @@ class EmbeddedBackend(EmbeddedGovernance):
 
     def close(self) -> None:
         """Dispose of the database engine."""
-        self.svc.db.dispose()
+        self.services.close()
 
     # -- events and webhooks ----------------------------------------------
 
     def _hooks(self) -> WebhookService:
-        if self._webhooks is None:
-            from modelyard.service.factory import build_webhook_service
-
-            self._webhooks = build_webhook_service(self.settings, self.svc.db)
-        return self._webhooks
+        return self.services.webhooks
 
     def list_events(self, query: Wire) -> Wire:
         """A page of events."""
