@@ -2,7 +2,7 @@
 
 1. Build (only if ``--db PATH`` does not exist yet) a SQLite registry of
    MODELS x VERSIONS versions: the schema comes from the normal start-up
-   (``build_registry`` runs the migrations), then rows shaped as the service
+   (``build_services`` runs the migrations), then rows shaped as the service
    writes them are bulk-inserted with SQLAlchemy Core ``executemany``.
    Versions of all models are interleaved in time (round n of every model,
    then round n + 1), as in a registry many teams use at once.
@@ -45,8 +45,8 @@ import orjson
 import sqlalchemy as sa
 from _harness import ServerProcess, percentile, pin_self, verdict
 
+from modelyard.composition import build_services
 from modelyard.domain.identity import Principal
-from modelyard.service.factory import build_registry
 from modelyard.service.registry import RegistryService
 from modelyard.settings import Settings
 from modelyard.store.metadata import tables as t
@@ -153,7 +153,7 @@ def build(db_url: str, scratch: Path, models: int, versions: int, *, batch_round
     t0 = time.perf_counter()
     sqlite = db_url.startswith("sqlite")
     # 1. Migrations and the default namespace, exactly as a server start does.
-    svc = build_registry(Settings(data_dir=scratch, db=db_url))
+    svc = build_services(Settings(data_dir=scratch, db=db_url)).registry
     svc.db.dispose()
     shutil.rmtree(scratch, ignore_errors=True)
     # 2. Bulk load on a plain engine (no foreign-key checks, no fsync while loading).
@@ -474,7 +474,7 @@ def main() -> None:
                 db_path.parent.mkdir(parents=True, exist_ok=True)
                 build(db_url, tmp / "build", *shape, batch_rounds=args.batch_rounds)
                 print(f"database at {db_path}")
-        svc = build_registry(Settings(data_dir=tmp / "svc-data", db=db_url))
+        svc = build_services(Settings(data_dir=tmp / "svc-data", db=db_url)).registry
         try:
             with svc.db.read() as tx:
                 n = tx.conn.execute(sa.select(sa.func.count()).select_from(t.versions)).scalar()

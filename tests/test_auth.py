@@ -13,8 +13,7 @@ from starlette.testclient import TestClient
 
 from modelyard.api.access import Authenticator, access, guard_of, install_guards
 from modelyard.api.app import create_app
-from modelyard.service.factory import build_registry
-from modelyard.service.identity import IdentityService
+from modelyard.composition import build_services
 from modelyard.settings import Settings
 from modelyard.store.metadata.engine import create_engine
 from tests.auth_helpers import (
@@ -366,7 +365,7 @@ def test_route_walk_every_route_has_a_decision(tmp_path: Path, db_url: str) -> N
 
 def test_undeclared_routes_are_refused(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path)
-    identity = IdentityService(build_registry(settings))
+    identity = build_services(settings).identity
     app = FastAPI()
 
     @app.get("/open")

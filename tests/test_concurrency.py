@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
+from modelyard.composition import build_services
 from modelyard.domain.identity import Principal
-from modelyard.service.factory import build_registry
 from modelyard.service.registry import VersionSpec
 from modelyard.settings import Settings
 
@@ -60,11 +60,11 @@ WORKER = textwrap.dedent(
     import sys
     from pathlib import Path
     from modelyard.domain.identity import Principal
-    from modelyard.service.factory import build_registry
+    from modelyard.composition import build_services
     from modelyard.service.registry import VersionSpec
     from modelyard.settings import Settings
     data_dir, db, n, wid = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
-    svc = build_registry(Settings(data_dir=Path(data_dir), db=db))
+    svc = build_services(Settings(data_dir=Path(data_dir), db=db)).registry
     out = []
     for i in range(n):
         v = svc.create_version("m", VersionSpec(tags={"w": wid}), actor=Principal.local("w" + wid))
@@ -76,7 +76,7 @@ WORKER = textwrap.dedent(
 
 @pytest.mark.parametrize("procs", [4])
 def test_processes_allocate_gapless_numbers(tmp_path: Path, db_url: str, procs: int) -> None:
-    svc = build_registry(Settings(data_dir=tmp_path, db=db_url))
+    svc = build_services(Settings(data_dir=tmp_path, db=db_url)).registry
     svc.create_model("m", actor=LOCAL)
     svc.db.dispose()
     per = 25
@@ -96,14 +96,14 @@ def test_processes_allocate_gapless_numbers(tmp_path: Path, db_url: str, procs: 
         assert "database is locked" not in err
         numbers += [int(x) for x in out.split()]
     assert sorted(numbers) == list(range(1, procs * per + 1))
-    svc = build_registry(Settings(data_dir=tmp_path, db=db_url))
+    svc = build_services(Settings(data_dir=tmp_path, db=db_url)).registry
     page = svc.list_versions("m", page_size=1000, actor=LOCAL)
     assert sorted(v.number for v in page.items) == list(range(1, procs * per + 1))
     svc.db.dispose()
 
 
 def test_concurrent_alias_moves_leave_consistent_history(tmp_path: Path, db_url: str) -> None:
-    svc = build_registry(Settings(data_dir=tmp_path, db=db_url))
+    svc = build_services(Settings(data_dir=tmp_path, db=db_url)).registry
     svc.create_model("m", actor=LOCAL)
     for _ in range(4):
         svc.create_version("m", VersionSpec(), actor=LOCAL)
@@ -129,7 +129,7 @@ def test_sqlite_wal_is_checkpointed_in_the_background(tmp_path: Path) -> None:
     import shutil
     import sqlite3
 
-    svc = build_registry(Settings(data_dir=tmp_path / "d"))
+    svc = build_services(Settings(data_dir=tmp_path / "d")).registry
     try:
         db_file = tmp_path / "d" / "registry.db"
         svc.create_model("walled", actor=LOCAL)
@@ -161,7 +161,7 @@ def test_sqlite_wal_starts_over_under_sustained_writes(tmp_path: Path) -> None:
     """Writes that never pause still let the WAL be checkpointed completely and
     start over, so its file stops growing (each version appends ~100 KiB of
     WAL frames: 1,500 of them would make a ~150 MiB file if it never did)."""
-    svc = build_registry(Settings(data_dir=tmp_path / "d"))
+    svc = build_services(Settings(data_dir=tmp_path / "d")).registry
     try:
         svc.create_model("busy", actor=Principal.local("t"))
         for i in range(1500):

@@ -14,9 +14,8 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from modelyard.composition import build_services
 from modelyard.domain.identity import Principal, Role
-from modelyard.service.factory import build_registry
-from modelyard.service.governance import GovernanceService
 from modelyard.service.registry import RegistryService, VersionSpec
 from modelyard.settings import Settings
 
@@ -38,7 +37,8 @@ class Transactions:
 
 @pytest.fixture
 def svc(tmp_path: Path, db_url: str) -> Iterator[RegistryService]:
-    service = build_registry(Settings(data_dir=tmp_path, db=db_url))
+    services = build_services(Settings(data_dir=tmp_path, db=db_url))
+    service = services.registry
     try:
         service.create_namespace("team", actor=ADMIN)
         service.create_namespace("lab", actor=ADMIN)
@@ -59,12 +59,12 @@ def svc(tmp_path: Path, db_url: str) -> Iterator[RegistryService]:
                 actor=ADMIN,
             )
             service.transition_version(v.ref, "published", actor=ADMIN)
-        GovernanceService(service).set_policy(
+        services.governance.set_policy(
             "team", {"required_tags": {"encrypted": "true"}}, actor=ADMIN
         )
         yield service
     finally:
-        service.db.dispose()
+        services.close()
 
 
 @pytest.fixture

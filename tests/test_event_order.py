@@ -12,13 +12,13 @@ import threading
 import time
 from pathlib import Path
 
-from modelyard.service.factory import build_registry
+from modelyard.composition import build_services
 from modelyard.settings import Settings
 from modelyard.store.metadata import outbox
 
 
 def test_reader_polling_after_cursor_sees_every_event(tmp_path: Path, db_url: str) -> None:
-    svc = build_registry(Settings(data_dir=tmp_path, db=db_url, db_pool_size=12))
+    svc = build_services(Settings(data_dir=tmp_path, db=db_url, db_pool_size=12)).registry
     db = svc.db
     writers, per_writer = 6, 25
     done = threading.Event()

@@ -15,10 +15,10 @@ import pytest
 import sqlalchemy as sa
 from starlette.testclient import TestClient
 
+from modelyard.composition import build_services
 from modelyard.domain.errors import ModelyardError
 from modelyard.domain.identity import Principal
 from modelyard.service.approvals import ApprovalService
-from modelyard.service.factory import build_registry
 from modelyard.service.governance import GovernanceService
 from modelyard.service.registry import RegistryService, VersionSpec
 from modelyard.settings import Settings
@@ -28,7 +28,7 @@ THREADS = 6
 
 @pytest.fixture
 def services(tmp_path: Path, db_url: str) -> Iterator[tuple[RegistryService, GovernanceService]]:
-    svc = build_registry(Settings(data_dir=tmp_path, db=db_url))
+    svc = build_services(Settings(data_dir=tmp_path, db=db_url)).registry
     try:
         yield svc, GovernanceService(svc)
     finally:
@@ -130,7 +130,7 @@ def test_concurrent_rollbacks_exactly_one_wins(
 
 
 def test_events_are_append_only(tmp_path: Path, db_url: str) -> None:
-    svc = build_registry(Settings(data_dir=tmp_path, db=db_url))
+    svc = build_services(Settings(data_dir=tmp_path, db=db_url)).registry
     try:
         svc.create_model("m", actor=Principal.local("t"))
         engine = svc.db.engine

@@ -8,6 +8,7 @@ lock and takes every queued operation once it has it), then lets go.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -18,9 +19,10 @@ import pytest
 import sqlalchemy as sa
 
 from modelyard.api.deps import GroupedWrites
+from modelyard.composition import build_services
+from modelyard.cooperative import off_loop
 from modelyard.domain.errors import Conflict, NotFound
 from modelyard.domain.identity import Principal
-from modelyard.service.factory import build_registry
 from modelyard.service.registry import RegistryService, VersionSpec
 from modelyard.settings import Settings
 from modelyard.store.metadata import tables as t
@@ -32,7 +34,7 @@ LOCAL = Principal.local("t")
 
 @pytest.fixture
 def svc(tmp_path: Path) -> Iterator[RegistryService]:
-    service = build_registry(Settings(data_dir=tmp_path / "data"))
+    service = build_services(Settings(data_dir=tmp_path / "data")).registry
     service.create_model("m", actor=LOCAL)
     yield service
     service.db.dispose()
@@ -191,7 +193,7 @@ def test_unbatched_writes_still_work_one_by_one(svc: RegistryService) -> None:
 def test_requests_writes_in_one_loop_turn_share_a_transaction(svc: RegistryService) -> None:
     """What the API does on SQLite: the write calls of concurrent requests are
     gathered on the event loop and run as one batch, each with its own outcome."""
-    grouped = GroupedWrites(committer(svc))
+    grouped = GroupedWrites()
     before = committer(svc).stats.batches
 
     async def main() -> list[Any]:
@@ -215,11 +217,11 @@ def test_requests_writes_in_one_loop_turn_share_a_transaction(svc: RegistryServi
 
 
 def test_a_batched_call_reads_its_own_writes(svc: RegistryService) -> None:
-    """A whole service call runs inside the batch before the commit: reads it
-    makes after its write (through the store, on another code path) see that
-    write, and a direct ``db.write()`` joins the batch instead of waiting on
-    the database lock the batch holds."""
-    grouped = GroupedWrites(committer(svc))
+    """Only a call's transaction step is batched; the call resumes after the
+    commit: reads it makes after its write (through the store, on another code
+    path) see that write, and a direct ``db.write()`` afterwards is a
+    transaction of its own, not a wait on a lock the batch holds."""
+    grouped = GroupedWrites()
 
     def create_then_read(i: int) -> tuple[int, int]:
         v = svc.create_version("m", VersionSpec(tags={"i": str(i)}), actor=LOCAL)
@@ -239,3 +241,64 @@ def test_a_batched_call_reads_its_own_writes(svc: RegistryService) -> None:
     assert results == [(n, n) for n in range(1, 6)]
     events = [e for e in svc.list_events(limit=1000, actor=LOCAL) if e["type"] == "test.touched"]
     assert len(events) == 5
+
+
+def test_a_slow_prepare_step_runs_off_the_loop_and_outside_the_batch(
+    svc: RegistryService,
+) -> None:
+    """A call that suspends on a slow step (``off_loop``) lets the loop go on:
+    other calls' transactions are batched and committed while it waits, and
+    its own transaction runs once the step is done."""
+    grouped = GroupedWrites()
+    started, release = threading.Event(), threading.Event()
+
+    def slow_step() -> str:
+        started.set()
+        release.wait(30)
+        return "looked up"
+
+    def slow_then_write() -> tuple[str, int]:
+        found = off_loop(slow_step)
+        return found, svc.create_version("m", VersionSpec(), actor=LOCAL).number
+
+    async def main() -> tuple[tuple[str, int], list[int]]:
+        slow = asyncio.ensure_future(grouped(slow_then_write))
+        while not started.is_set():
+            await asyncio.sleep(0.01)
+        fast = [
+            (await grouped(svc.create_version, "m", VersionSpec(), actor=LOCAL)).number
+            for _ in range(3)
+        ]
+        assert not slow.done()
+        release.set()
+        return await slow, fast
+
+    (found, number), fast = asyncio.run(main())
+    assert fast == [1, 2, 3]
+    assert (found, number) == ("looked up", 4)
+
+
+def test_a_call_that_never_writes_takes_no_lock(svc: RegistryService) -> None:
+    """A read-only call through the write path never reaches a transaction, so
+    it never waits for the writer lock (held here by another thread)."""
+    grouped = GroupedWrites()
+    lock = svc.db.writer_lock
+    assert lock is not None
+    held, done = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with lock.hold():
+            held.set()
+            done.wait(30)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert held.wait(30)
+        batches = committer(svc).stats.batches
+        missing = asyncio.run(grouped(svc.missing_blobs, ["ab" * 32], actor=LOCAL))
+        assert missing == ["ab" * 32]
+        assert committer(svc).stats.batches == batches
+    finally:
+        done.set()
+        holder.join()

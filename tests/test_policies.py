@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from modelyard.composition import build_services
 from modelyard.domain.errors import InvalidInput
 from modelyard.domain.filters import And, Comparison, Field, parse_filter
 from modelyard.domain.identity import Principal
@@ -23,7 +24,6 @@ from modelyard.domain.policies import (
     policy_filter,
     visible,
 )
-from modelyard.service.factory import build_registry
 from modelyard.service.registry import VersionSpec
 from modelyard.settings import Settings
 from modelyard.store.metadata import search as search_sql
@@ -160,7 +160,7 @@ POLICIES: list[dict[str, Any]] = [
 
 
 def test_policy_filter_answers_like_evaluation(tmp_path: Path, db_url: str) -> None:
-    svc = build_registry(Settings(data_dir=tmp_path, db=db_url))
+    svc = build_services(Settings(data_dir=tmp_path, db=db_url)).registry
     try:
         svc.create_model("m", actor=Principal.local("t"))
         svc.create_model("other", actor=Principal.local("t"))
@@ -286,7 +286,7 @@ def test_evaluate_orders_and_explains() -> None:
 def test_namespace_visibility_filter_matches_point_checks(tmp_path: Path, db_url: str) -> None:
     from modelyard.service.governance import GovernanceService
 
-    svc = build_registry(Settings(data_dir=tmp_path, db=db_url))
+    svc = build_services(Settings(data_dir=tmp_path, db=db_url)).registry
     gs = GovernanceService(svc)
     try:
         svc.create_namespace("team", actor=Principal.local("t"))

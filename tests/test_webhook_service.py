@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from modelyard.composition import build_services
 from modelyard.domain.identity import Principal
 from modelyard.domain.webhooks import AttemptOutcome
 from modelyard.service.destinations import DestinationGuard
-from modelyard.service.factory import build_registry
 from modelyard.service.registry import RegistryService
 from modelyard.service.webhooks import WebhookPolicy, WebhookService
 from modelyard.settings import Settings
@@ -27,7 +27,7 @@ BOOM = AttemptOutcome(500, "boom", None, 1000)
 
 @pytest.fixture
 def services(tmp_path: Path, db_url: str) -> Iterator[tuple[RegistryService, WebhookService]]:
-    reg = build_registry(Settings(data_dir=tmp_path, db=db_url))
+    reg = build_services(Settings(data_dir=tmp_path, db=db_url)).registry
     policy = WebhookPolicy(retry_base=0.01, retry_cap=0.02, max_attempts=3, lease=0.3)
     yield reg, WebhookService(reg.db, DestinationGuard("127.0.0.1"), policy)
     reg.db.dispose()

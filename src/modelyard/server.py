@@ -139,18 +139,14 @@ def run_server(settings: Settings) -> None:
 
 def _run_prefork(settings: Settings) -> None:
 
-    from modelyard.api.app import create_app
-    from modelyard.service.factory import build_registry
+    from modelyard.api.app import bootstrap_admin, create_app
+    from modelyard.composition import build_services
 
     # Migrate, create the default namespace and bootstrap the admin once,
     # before any worker starts (workers then find users and skip it).
-    service = build_registry(settings)
-    if settings.auth_enabled():
-        from modelyard.api.app import bootstrap_admin
-        from modelyard.service.identity import IdentityService
-
-        bootstrap_admin(IdentityService(service), settings)
-    service.db.dispose()
+    with build_services(settings) as services:
+        if settings.auth_enabled():
+            bootstrap_admin(services.identity, settings)
     sock = socket.create_server((settings.host, settings.port), backlog=2048)
     sock.set_inheritable(True)
     _announce(settings)

@@ -27,26 +27,24 @@ from modelyard.api.v1 import (
     versions,
     webhooks,
 )
+from modelyard.composition import Services, build_dispatcher, build_services
 from modelyard.domain.webhooks import AttemptOutcome
-from modelyard.events.dispatcher import Dispatcher
-from modelyard.events.sender import WebhookSender
-from modelyard.service.approvals import ApprovalService
-from modelyard.service.blobs import BlobService
-from modelyard.service.factory import build_registry, build_webhook_service
-from modelyard.service.governance import GovernanceService
 from modelyard.service.identity import IdentityService
-from modelyard.service.registry import RegistryService
 from modelyard.settings import Settings
-from modelyard.store.metadata.repository import MetadataStore as SqlMetadataStore
 
 
-def create_app(
-    settings: Settings | None = None, *, registry: RegistryService | None = None
-) -> FastAPI:
-    """Build the app. Pass ``registry`` to serve an already-open service."""
-    settings = settings or Settings()
-    service = registry or build_registry(settings)
-    hooks = build_webhook_service(settings, service.db)
+def create_app(settings: Settings | None = None, *, services: Services | None = None) -> FastAPI:
+    """Build the app from settings (its services from ``composition``).
+
+    Pass ``services`` to serve an object graph built already (its settings
+    then apply unless ``settings`` is given); the caller closes it. Services
+    the app built itself are closed when it shuts down.
+    """
+    owned = services is None
+    if services is None:
+        services = build_services(settings or Settings())
+    settings = settings or services.settings
+    built = services
     # Set when the server begins to shut down: open event streams end on it.
     stopping = threading.Event()
 
@@ -60,17 +58,7 @@ def create_app(
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         dispatcher = None
         if settings.dispatcher:
-            dispatcher = Dispatcher(
-                hooks,
-                WebhookSender(
-                    hooks.guard,
-                    timeout=settings.webhook_timeout,
-                    ca_bundle=settings.webhook_ca_bundle,
-                ),
-                interval=settings.dispatcher_interval,
-                concurrency=settings.webhook_concurrency,
-                on_attempt=count_attempt,
-            )
+            dispatcher = build_dispatcher(built, on_attempt=count_attempt)
             dispatcher.start()
         # What exists at startup (modules, the app, engines, compiled queries)
         # lives as long as the process: frozen, it is no longer scanned by the
@@ -84,7 +72,8 @@ def create_app(
             stopping.set()
             if dispatcher is not None:
                 await run_in_threadpool(dispatcher.stop)
-            service.db.dispose()
+            if owned:
+                built.close()
 
     app = FastAPI(
         title="modelyard",
@@ -93,25 +82,24 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.settings = settings
-    app.state.registry = service
-    app.state.blobs = BlobService(service, max_blob_size=settings.max_blob_size)
-    app.state.governance = GovernanceService(service)
-    app.state.approvals = ApprovalService(service)
-    app.state.webhooks = hooks
+    app.state.services = services
+    app.state.registry = services.registry
+    app.state.governance = services.governance
+    app.state.approvals = services.approvals
+    app.state.webhooks = services.webhooks
+    app.state.blobs = services.blob_service
+    app.state.identity = services.identity
     app.state.stopping = stopping
     app.state.metrics = metrics
-    # Reads inline on SQLite, writes gathered into shared transactions there
-    # (see ServiceCall); everything in the threadpool on PostgreSQL.
-    # The SQL store's threading needs (until one composition root hands it over).
-    store = service.db
-    assert isinstance(store, SqlMetadataStore)
-    app.state.call = ServiceCall(inline=store.engine.dialect.name == "sqlite")
-    app.state.identity = IdentityService(service)
+    # Reads inline on SQLite, writes as cooperative calls whose transactions
+    # are gathered into shared ones there (see ServiceCall); everything in
+    # the threadpool on PostgreSQL.
+    sqlite = services.metadata.group is not None
+    app.state.call = ServiceCall(inline=sqlite)
+    app.state.write_call = GroupedWrites() if sqlite else app.state.call
     app.state.auth_enabled = settings.auth_enabled()
     if app.state.auth_enabled:
         bootstrap_admin(app.state.identity, settings)
-    group = store.group
-    app.state.write_call = app.state.call if group is None else GroupedWrites(group)
     install_error_handlers(app)
     # Governance after versions: its GET .../aliases/{alias} must not shadow
     # GET .../aliases/history.

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
-from collections.abc import Callable, Sequence
-from typing import Any, ParamSpec, Protocol, TypeVar
+from collections.abc import Callable
+from typing import Any, ParamSpec, TypeVar
 
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
 from modelyard.api.access import principal_of
+from modelyard.cooperative import BatchRunner, Call, Transaction
 from modelyard.domain.identity import Principal
 from modelyard.service.identity import IdentityService
 from modelyard.service.registry import RegistryService
@@ -18,14 +20,6 @@ from modelyard.service.webhooks import WebhookService
 
 P = ParamSpec("P")
 T = TypeVar("T")
-
-
-class CallBatcher(Protocol):
-    """Runs whole write calls as one transaction (the store's group committer)."""
-
-    def run_calls(self, calls: Sequence[Callable[[], Any]]) -> Sequence[Any]:
-        """Run ``calls`` together; each outcome has ``ok``, ``result``, ``error``."""
-        ...
 
 
 class ServiceCall:
@@ -37,11 +31,13 @@ class ServiceCall:
       in-process library call of well under a millisecond, and a thread
       hand-off per request would cost more than the query (measured with
       py-spy: ~40% of CPU in thread signalling under point-read load).
-    - Writes on SQLite (:class:`GroupedWrites`) run on the event loop too,
-      but gathered: the requests that reach their write in one turn of the
-      loop run as one group-committed transaction (see
-      ``store/metadata/groupcommit.py``), each call in its own savepoint.
-      A thread per write would let writes share a commit as well, but the
+    - Writes on SQLite (:class:`GroupedWrites`) run on the event loop too, as
+      cooperative calls (``modelyard/cooperative.py``): a call's prepare step
+      runs inline, its slow steps on a worker thread, and only its
+      transaction step is gathered with those of the other requests of the
+      same loop turn into one group-committed transaction
+      (``store/metadata/groupcommit.py``), each in its own savepoint. A
+      thread per write would let writes share a commit as well, but the
       hand-offs between the loop and the committing thread (the GIL) cost
       more than the shared commit saved (measured: creates no faster, p99
       ~180-200 ms against ~55-90 ms).
@@ -65,46 +61,78 @@ class ServiceCall:
 
 
 class GroupedWrites(ServiceCall):
-    """Runs the write calls of concurrent requests in one SQLite transaction.
+    """Drives cooperative service calls on the event loop; batches their transactions.
 
-    A call is queued and the loop goes on; at the end of the loop's turn
-    (``call_soon``) every queued call runs, inline, through the store's group
-    committer, which commits them together and hands each its own result or
-    exception. While a batch runs the loop is blocked, as it was by each
-    inline write before; requests that arrive meanwhile form the next batch.
+    A call runs inline in a :class:`~modelyard.cooperative.Call` greenlet until
+    it suspends. At its transaction step the operation is queued and the loop
+    goes on; at the end of the loop's turn (``call_soon``) every queued
+    operation runs through its store's group committer, which commits them
+    together and hands each its own result or exception, and each call
+    resumes with its own. While a batch runs the loop is blocked, as it was by
+    each inline write before; operations queued meanwhile form the next batch.
+    A slow step (``off_loop``) goes to the threadpool while the loop serves
+    others. A call that never reaches a transaction (a read-only POST) never
+    takes the writer lock.
     """
 
-    def __init__(self, group: CallBatcher) -> None:
+    def __init__(self) -> None:
         super().__init__(inline=True)
-        self._group = group
-        self._queue: list[tuple[Callable[[], Any], asyncio.Future[Any]]] = []
+        self._queue: list[tuple[Transaction, asyncio.Future[Any]]] = []
 
     async def __call__(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        """Queue ``fn(*args, **kwargs)`` for this turn's batch; await its outcome."""
+        """Run ``fn(*args, **kwargs)`` as a cooperative call; return its result."""
+        call = Call(functools.partial(fn, *args, **kwargs))
+        # The call sees this request's context variables, as an inline call would.
+        call.gr_context = contextvars.copy_context()
+        step = call.switch()
+        while not call.dead:
+            try:
+                if isinstance(step, Transaction):
+                    value = await self._transact(step)
+                else:
+                    value = await run_in_threadpool(step.fn)
+            except BaseException as exc:  # the call's own to handle (or not)
+                step = call.throw(type(exc), exc, exc.__traceback__)
+            else:
+                step = call.switch(value)
+        result: T = step
+        return result
+
+    def _transact(self, step: Transaction) -> asyncio.Future[Any]:
+        """Queue ``step`` for this turn's batch; the future of its outcome."""
         loop = asyncio.get_running_loop()
-        fut: asyncio.Future[T] = loop.create_future()
-        self._queue.append((functools.partial(fn, *args, **kwargs), fut))
+        fut: asyncio.Future[Any] = loop.create_future()
+        self._queue.append((step, fut))
         if len(self._queue) == 1:
             loop.call_soon(self._flush)
-        return await fut
+        return fut
 
     def _flush(self) -> None:
         items, self._queue = self._queue, []
-        try:
-            outcomes = self._group.run_calls([call for call, _ in items])
-        except BaseException as exc:  # no request may be left waiting
-            for _, fut in items:
-                if not fut.done():
-                    fut.set_exception(exc)
-            raise
-        for (_, fut), out in zip(items, outcomes, strict=True):
-            if fut.cancelled():
+        # One batch per store (there is one in practice), in queue order.
+        by_runner: dict[BatchRunner, list[tuple[Transaction, asyncio.Future[Any]]]] = {}
+        for item in items:
+            by_runner.setdefault(item[0].run_batch, []).append(item)
+        failure: BaseException | None = None
+        for run_batch, group in by_runner.items():
+            try:
+                outcomes = run_batch([step.op for step, _ in group])
+            except BaseException as exc:  # no request may be left waiting
+                for _, fut in group:
+                    if not fut.done():
+                        fut.set_exception(exc)
+                failure = failure or exc
                 continue
-            if out.ok:
-                fut.set_result(out.result)
-            else:
-                assert out.error is not None
-                fut.set_exception(out.error)
+            for (_, fut), out in zip(group, outcomes, strict=True):
+                if fut.cancelled():
+                    continue
+                if out.ok:
+                    fut.set_result(out.result)
+                else:
+                    assert out.error is not None
+                    fut.set_exception(out.error)
+        if failure is not None:
+            raise failure  # to the loop's exception handler, which logs it
 
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -134,8 +162,7 @@ def actor(request: Request) -> Principal:
 
 def identity(request: Request) -> tuple[IdentityService, ServiceCall]:
     """The identity service (users, tokens, roles) and how to call it."""
-    state = request.app.state
-    return state.identity, state.call
+    return request.app.state.identity, service_call(request)
 
 
 def webhook_services(request: Request) -> tuple[WebhookService, ServiceCall]:

@@ -715,22 +715,13 @@ def db_upgrade(
     data_dir: Annotated[Path | None, typer.Option("--data-dir")] = None,
 ) -> None:
     """Apply schema migrations to the database."""
+    from modelyard.composition import migrate_database
     from modelyard.settings import Settings
-    from modelyard.store.metadata import migrate
-    from modelyard.store.metadata.engine import create_engine
 
     overrides: dict[str, Any] = {
         k: v for k, v in {"db": db, "data_dir": data_dir}.items() if v is not None
     }
-    settings = Settings(**overrides)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(settings.database_url())
-    try:
-        before = migrate.current_revision(engine)
-        migrate.upgrade(engine)
-        after = migrate.current_revision(engine)
-    finally:
-        engine.dispose()
+    before, after = migrate_database(Settings(**overrides))
     out().print(f"database at revision {after} (was {before or 'empty'})")
 
 

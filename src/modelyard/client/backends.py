@@ -385,16 +385,14 @@ class EmbeddedBackend(EmbeddedGovernance):
         store: str | None = None,
         actor: Principal | None = None,
     ) -> None:
-        from modelyard.service.factory import build_registry
-        from modelyard.service.identity import IdentityService
+        from modelyard.composition import build_services
         from modelyard.settings import Settings
 
         self.settings = Settings(data_dir=data_dir, db=db, store=store)
-        self.svc = build_registry(self.settings)
-        self.identity = IdentityService(self.svc)
+        self.services = build_services(self.settings)
+        self.svc = self.services.registry
+        self.identity = self.services.identity
         self.actor = actor or Principal.local("local")
-        self._webhooks: WebhookService | None = None
-        self._blobs: BlobService | None = None
 
     def create_model(self, namespace: str, name: str, body: Wire) -> Wire:
         """Register a model name."""
@@ -433,11 +431,7 @@ class EmbeddedBackend(EmbeddedGovernance):
 
     def _blob_use(self) -> BlobService:
         """The blob use case (the same rules as the server's blob routes)."""
-        if self._blobs is None:
-            from modelyard.service.blobs import BlobService
-
-            self._blobs = BlobService(self.svc, max_blob_size=self.settings.max_blob_size)
-        return self._blobs
+        return self.services.blob_service
 
     def missing(self, digests: list[str]) -> list[str]:
         """Which digests the blob store lacks."""
@@ -582,16 +576,12 @@ class EmbeddedBackend(EmbeddedGovernance):
 
     def close(self) -> None:
         """Dispose of the database engine."""
-        self.svc.db.dispose()
+        self.services.close()
 
     # -- events and webhooks ----------------------------------------------
 
     def _hooks(self) -> WebhookService:
-        if self._webhooks is None:
-            from modelyard.service.factory import build_webhook_service
-
-            self._webhooks = build_webhook_service(self.settings, self.svc.db)
-        return self._webhooks
+        return self.services.webhooks
 
     def list_events(self, query: Wire) -> Wire:
         """A page of events."""

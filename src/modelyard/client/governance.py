@@ -17,6 +17,7 @@ from modelyard.wire import governance as rg
 from modelyard.wire import render
 
 if TYPE_CHECKING:
+    from modelyard.composition import Services
     from modelyard.domain.identity import Principal
     from modelyard.service.approvals import ApprovalService
     from modelyard.service.governance import GovernanceService
@@ -140,22 +141,19 @@ class EmbeddedGovernance:
     """The governance service in this process (mixed into ``EmbeddedBackend``)."""
 
     if TYPE_CHECKING:
+        services: Services
         svc: RegistryService
         actor: Principal
 
     @property
     def gov(self) -> GovernanceService:
         """The governance service over the embedded registry."""
-        from modelyard.service.governance import GovernanceService
-
-        return GovernanceService(self.svc)
+        return self.services.governance
 
     @property
     def approvals(self) -> ApprovalService:
         """The approval service over the embedded registry."""
-        from modelyard.service.approvals import ApprovalService
-
-        return ApprovalService(self.svc)
+        return self.services.approvals
 
     def get_policy(self, namespace: str, model: str | None) -> Wire:
         """A namespace's policy, or a model's with its namespace's and the merge."""

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from modelyard.cooperative import off_loop
 from modelyard.domain.webhooks import DestinationRefused
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -107,7 +108,8 @@ class DestinationGuard:
             addresses = [literal]
         else:
             try:
-                infos = self.resolver(host, port, type=socket.SOCK_STREAM)
+                # A lookup can take seconds: never on an event loop (see cooperative.py).
+                infos = off_loop(self.resolver, host, port, type=socket.SOCK_STREAM)
             except (OSError, UnicodeError) as exc:
                 raise _refuse(
                     f"cannot resolve {host!r}: {exc}", url, code="WEBHOOK_URL_UNRESOLVABLE"

@@ -633,9 +633,9 @@ class MetadataStore:
     def read(self) -> Iterator[Tx]:
         """A read-only transaction (a consistent snapshot).
 
-        Inside a call run by a group-commit batch (``GroupCommitter.run_calls``)
-        it is that batch's transaction instead, so a call reads what it wrote
-        before the batch commits.
+        Inside an operation run by a group-commit batch it is that batch's
+        transaction instead, so the operation reads what it wrote before the
+        batch commits.
         """
         joined = self.group.joined() if self.group is not None else None
         if joined is not None:
@@ -648,7 +648,7 @@ class MetadataStore:
     def write(self) -> Iterator[Tx]:
         """A write transaction: serialized on SQLite (writer lock, BEGIN IMMEDIATE).
 
-        Inside a call run by a group-commit batch it is that batch's
+        Inside an operation run by a group-commit batch it is that batch's
         transaction: a second connection would wait on the database lock the
         batch itself holds.
         """

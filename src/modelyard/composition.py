@@ -1,0 +1,146 @@
+"""The composition root: every service built once, from settings, in one place.
+
+The server (``api/app.py`` ``create_app``), the embedded SDK
+(``client/backends.py`` ``EmbeddedBackend``), the CLI and the tests all build
+their object graph here, so they all run the same one::
+
+    Settings
+     └─ build_services(settings) -> Services
+          metadata    MetadataStore      engine of settings.database_url(), migrated
+                                         (auto_migrate); on SQLite its writer lock,
+                                         checkpointer and group committer
+          blobs       BlobStore          settings.blob_store_url(); stale uploads swept
+          registry    RegistryService    (metadata, blobs): namespaces, models,
+                                         versions, aliases, search; ``default`` ensured
+          governance  GovernanceService  (registry)
+          approvals   ApprovalService    (registry)
+          identity    IdentityService    (registry): users, tokens, roles
+          blob_service BlobService       (registry, max_blob_size): upload and download rules
+          webhooks    WebhookService     (metadata, DestinationGuard(webhook_allow),
+                                         WebhookPolicy(settings))
+     └─ build_dispatcher(services) -> Dispatcher   (server processes only)
+
+Nothing here runs at import; nothing else builds a store or a service.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from modelyard.domain.webhooks import AttemptOutcome
+from modelyard.events.dispatcher import Dispatcher
+from modelyard.events.sender import WebhookSender
+from modelyard.service.approvals import ApprovalService
+from modelyard.service.blobs import BlobService
+from modelyard.service.destinations import DestinationGuard
+from modelyard.service.governance import GovernanceService
+from modelyard.service.identity import IdentityService
+from modelyard.service.registry import RegistryService
+from modelyard.service.webhooks import WebhookPolicy, WebhookService
+from modelyard.settings import Settings
+from modelyard.store.blobs import BlobStore, open_blob_store
+from modelyard.store.metadata import migrate
+from modelyard.store.metadata.engine import create_engine
+from modelyard.store.metadata.repository import MetadataStore
+
+
+@dataclass(eq=False, slots=True)
+class Services:
+    """The object graph of one process: the stores and every service on them.
+
+    Close it (or use it as a context manager) to stop the SQLite checkpoint
+    thread and release the database connections.
+    """
+
+    settings: Settings
+    metadata: MetadataStore
+    blobs: BlobStore
+    registry: RegistryService
+    governance: GovernanceService
+    approvals: ApprovalService
+    identity: IdentityService
+    webhooks: WebhookService
+    blob_service: BlobService
+
+    def close(self) -> None:
+        """Release the database engine and its threads."""
+        self.metadata.dispose()
+
+    def __enter__(self) -> Services:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
+def open_metadata_store(settings: Settings) -> MetadataStore:
+    """The metadata store named by ``settings``, its schema upgraded if allowed."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(settings.database_url(), pool_size=settings.db_pool_size)
+    if settings.auto_migrate and not migrate.is_up_to_date(engine):
+        migrate.upgrade(engine)
+    return MetadataStore(engine)
+
+
+def build_services(settings: Settings) -> Services:
+    """Open the stores named by ``settings`` and build every service on them.
+
+    Migrates the database if ``auto_migrate`` allows, sweeps stale uploads out
+    of the blob store and ensures the ``default`` namespace.
+    """
+    metadata = open_metadata_store(settings)
+    try:
+        blobs = open_blob_store(settings.blob_store_url())
+        blobs.clean_stale_uploads()
+        registry = RegistryService(
+            metadata, blobs, max_files_per_version=settings.max_files_per_version
+        )
+        registry.ensure_namespace()
+    except BaseException:
+        metadata.dispose()
+        raise
+    return Services(
+        settings=settings,
+        metadata=metadata,
+        blobs=blobs,
+        registry=registry,
+        governance=GovernanceService(registry),
+        approvals=ApprovalService(registry),
+        identity=IdentityService(registry),
+        webhooks=WebhookService(
+            metadata,
+            DestinationGuard(settings.webhook_allow),
+            WebhookPolicy.from_settings(settings),
+        ),
+        blob_service=BlobService(registry, max_blob_size=settings.max_blob_size),
+    )
+
+
+def build_dispatcher(
+    services: Services, *, on_attempt: Callable[[AttemptOutcome], None] | None = None
+) -> Dispatcher:
+    """The webhook dispatcher of a server process (not started), with its sender."""
+    settings = services.settings
+    hooks = services.webhooks
+    return Dispatcher(
+        hooks,
+        WebhookSender(
+            hooks.guard, timeout=settings.webhook_timeout, ca_bundle=settings.webhook_ca_bundle
+        ),
+        interval=settings.dispatcher_interval,
+        concurrency=settings.webhook_concurrency,
+        on_attempt=on_attempt,
+    )
+
+
+def migrate_database(settings: Settings) -> tuple[str | None, str | None]:
+    """Upgrade the schema of the database named by ``settings``: (before, after) revisions."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(settings.database_url())
+    try:
+        before = migrate.current_revision(engine)
+        migrate.upgrade(engine)
+        return before, migrate.current_revision(engine)
+    finally:
+        engine.dispose()
