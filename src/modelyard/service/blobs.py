@@ -45,7 +45,7 @@ from modelyard.domain.references import Reference
 
 if TYPE_CHECKING:
     from modelyard.service.registry import RegistryService
-    from modelyard.store.blobs import BlobStore, BlobWriter
+    from modelyard.store.blobs.base import BlobStore, BlobWriter
 
 
 @dataclass(frozen=True, slots=True)
