@@ -1234,3 +1234,22 @@ def test_iso_is_the_exact_isoformat(us: int) -> None:
 def test_iso_is_what_it_was_for_real_times(us: int) -> None:
     # The former fromtimestamp(us / 1e6) form, for times from 1970 to 2096.
     assert iso(us) == datetime.fromtimestamp(us / 1_000_000, UTC).isoformat().replace("+00:00", "Z")
+
+
+def test_common_tag_under_a_metric_order_is_an_in_memory_list(
+    engine: sa.Engine, data: Data, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Too common to drive (cap 1), so the metric's index is walked; the tag is
+    # tested against a list built once, not probed per walked entry.
+    monkeypatch.setattr(search_module, "RARE_CAP", 1)
+    plan = _plan(engine, "tags.team = 'fraud' AND metrics.acc > 0.1", order="metrics.acc DESC")
+    lines = plan.splitlines()
+    assert "ix_version_metrics_key_value" in lines[0], plan
+    assert "LIST SUBQUERY" in plan, plan
+    assert not any("version_tags" in x and "version_id=?" in x for x in lines), plan
+    assert "TEMP B-TREE" not in plan, plan
+    # Past the bound (here: a list of every version would cost more than the
+    # walk it saves), the term stays a per-row probe.
+    monkeypatch.setattr(search_module, "LIST_CAP", 1)
+    plan = _plan(engine, "tags.team = 'fraud'", order="metrics.acc DESC")
+    assert "LIST SUBQUERY" not in plan, plan
