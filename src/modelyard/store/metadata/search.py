@@ -53,7 +53,13 @@ of 100):
   >= 0.9`` (0.1% of 1M) no longer walks ~100,000 versions for a page.
 - ``ORDER BY metrics.KEY``: ``SEARCH sort_metric USING COVERING INDEX
   ix_version_metrics_key_value (key=?)`` drives in sort order, no temp
-  B-tree; ~10 ms a page.
+  B-tree; ~10 ms a page. A key/value term too common to drive but matching
+  at most ~sqrt(10 * page * versions) versions (a 1% tag at 1M) is tested on
+  each walked entry as ``+sort_metric.version_id IN (LIST SUBQUERY)``, an
+  in-memory B-tree built once, instead of a correlated probe plus a fetch of
+  the version row: ``tags.team = 'team-7' ORDER BY metrics.accuracy DESC``
+  walks ~10,000 entries a page for 1% hits (93 ms -> 7 ms CPU at 250k
+  versions). See ``_listable``.
 - ``ORDER BY name``: ``SCAN models USING COVERING INDEX ix_models_name`` then
   ``SEARCH versions USING COVERING INDEX sqlite_autoindex_versions_1
   (model_id=?)``, no temp B-tree (the sort is name, model id, number for that
@@ -68,6 +74,18 @@ value's rows and sorted them (``tags.env = 'prod'``, 33%: 690 ms a page; with
 a metric condition at 0.1%: 160 ms). It gets the same in-order walk as SQLite
 (26 ms and 44 ms), without the rare-term driver, which measured no better
 there (4x worse for a model-name term).
+
+Two PostgreSQL shapes needed more (EXPLAIN ANALYZE at 200,000 versions):
+``metrics.accuracy >= 0.999`` alone is estimated from the histogram of every
+metric's values together (half the rows, not 0.1%), so it hashed every
+version (825 ms); its ids are now fetched while counting and the query drives
+from ``versions.id = ANY(:ids)`` (2 ms). ``tags.team = 'team-7' ORDER BY
+metrics.accuracy DESC`` fetched the tag's versions and sorted them (84 ms at
+200k, 274 ms p95 at 1M); the tag is now ``(version_id IN (...)) IS TRUE``, a
+hashed subplan the metric's index walk checks in order (3-10 ms). Search
+transactions run without parallel workers (see ``_no_parallel_workers``).
+Neither needed a new index: the ``(key, value, created_at, version_id)``
+indexes of migration 0005 serve both.
 """
 
 from __future__ import annotations
@@ -85,6 +103,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.sql import operators
 from sqlalchemy.sql.expression import UnaryExpression
 from sqlalchemy.sql.selectable import NamedFromClause
@@ -551,6 +570,8 @@ def search_versions(
     # filter ANDed by hand (or by authorization) may nest them.
     node = flatten(node)
     compiler = _Compiler("versions", sqlite=conn.dialect.name == "sqlite")
+    if not compiler.sqlite:
+        _no_parallel_workers(conn)
     # The filter's WHERE; a plan below may take terms out of it (a walked
     # term becomes the join, listed terms become IN lists).
     rest: Node | None = node
@@ -625,11 +646,6 @@ def search_versions(
             # join is the walked term, so its EXISTS goes: PostgreSQL planned
             # the two as a hash join over all of the value's rows plus a sort
             # (150-900 ms at 1M versions) instead of walking in order.
-            # On PostgreSQL the same join also carries a rare term that is not
-            # an equality (``metrics.accuracy >= 0.999``, 0.1%): sorting by the
-            # key/value row's copy of created_at leaves the planner no walk of
-            # the created index to choose, which it did (1,000 matches in 1M,
-            # 162 ms p95), only the term's few index entries and a top-N sort.
             assert rest is not None
             rest = _without(rest, walker)
             kv = _alias(_KV_TABLES["versions"][walker.field.kind], "walk")
@@ -651,6 +667,22 @@ def search_versions(
         where.insert(0, compiler.compile(rest))
     fingerprint = _fingerprint("versions", node, order, namespace)
     return _page(conn, from_, where, sort, fingerprint, limit, cursor)
+
+
+def _no_parallel_workers(conn: sa.Connection) -> None:
+    """No parallel workers for the rest of this (read) transaction.
+
+    PostgreSQL estimates a metric range from the histogram of every metric's
+    values together (``value >= 0.999`` looks like half the rows when other
+    metrics are large numbers), so the fetch-and-sort of a rare range was
+    planned as a parallel scan behind a Gather Merge: starting two workers
+    took 20-45 ms of a 47 ms page whose scan read 200 index entries. A page
+    query never reads enough to gain from workers, and concurrent searches
+    would only compete for them.
+    """
+    # SQLAlchemy begins the transaction on first use, so this holds for the
+    # statements that follow on ``conn`` until its commit or rollback.
+    conn.exec_driver_sql("SET LOCAL max_parallel_workers_per_gather = 0")
 
 
 def _listed(
@@ -803,10 +835,13 @@ def _rare_driver(
     PostgreSQL picks most plans well from its statistics, and driving
     measured no better there (4x worse for a model-name term), so it is
     called with ``can_drive=False``; the walk it does need (see the module
-    docstring). With ``can_join`` the rarest key/value term below the cap is
-    returned as the term to join on even if it is not an equality (the
-    caller sorts by that row's ``created_at``, so its few rows are fetched
-    and sorted: PostgreSQL's form of driving). With ``can_list`` and no
+    docstring). With ``can_join`` (PostgreSQL, created order) a key/value
+    term's ids are fetched rather than counted, and the rarest one below the
+    cap drives as ``versions.id = ANY(those ids)``: PostgreSQL estimates a
+    metric range from every metric's values together (``value >= 0.999``
+    looked like half the rows, not 0.1%), walked the created index or hashed
+    every version (162-825 ms a page), while with the ids in hand it plans
+    that many primary-key lookups and a sort. With ``can_list`` and no
     driver, the counted key/value terms come back for :func:`_listable`.
     """
     if node is None or not (can_walk or can_drive or can_join or can_list):
@@ -815,16 +850,26 @@ def _rare_driver(
     best: tuple[int, sa.Select[tuple[Any]], Node] | None = None
     walker: tuple[int, Comparison] | None = None
     counted: list[tuple[Node, sa.Select[tuple[Any]], int, int]] = []
+    fetched: list[int] | None = None  # the ids of ``best``, if fetched
     for term in terms:
         candidate = _driver_candidate(compiler, term)
         if candidate is None:
             continue
         ids, cap = candidate
-        probe = ids.limit(cap).subquery()
-        count = int(conn.execute(sa.select(sa.func.count()).select_from(probe)).scalar_one())
-        if count < cap and (best is None or count < best[0]):
-            best = (count, ids, term)
-        if isinstance(term, Comparison) and term.field.kind in _DRIVER_OPS:
+        is_kv = isinstance(term, Comparison) and term.field.kind in _DRIVER_OPS
+        if can_join and is_kv:
+            found = [int(x) for x in conn.execute(ids.limit(cap)).scalars()]
+            count = len(found)
+            if count < cap and (best is None or count < best[0]):
+                best = (count, ids, term)
+                fetched = found
+        else:
+            probe = ids.limit(cap).subquery()
+            count = int(conn.execute(sa.select(sa.func.count()).select_from(probe)).scalar_one())
+            if count < cap and (best is None or count < best[0]):
+                best = (count, ids, term)
+                fetched = None
+        if is_kv:
             counted.append((term, ids, count, cap))
         walkable = _walkable(term) if can_walk else None
         if walkable is not None and (walker is None or count < walker[0]):
@@ -836,13 +881,9 @@ def _rare_driver(
         return _Plan(walker=walker[1])
     if best is not None and can_drive:
         return _Plan(driver=t.versions.c.id.in_(best[1]))
-    if (
-        best is not None
-        and can_join
-        and isinstance(best[2], Comparison)
-        and best[2].field.kind in _DRIVER_OPS
-    ):
-        return _Plan(walker=best[2])
+    if best is not None and fetched is not None:
+        array = sa.literal(fetched, postgresql.ARRAY(sa.BigInteger()))
+        return _Plan(driver=t.versions.c.id == sa.any_(array))
     return _Plan(counted=tuple(counted) if can_list else ())
 
 
