@@ -46,7 +46,7 @@ import sqlalchemy as sa
 from _harness import ServerProcess, percentile, pin_self, verdict
 
 from modelyard.composition import build_services
-from modelyard.domain.identity import Principal
+from modelyard.domain.identity import Principal, Role
 from modelyard.service.registry import RegistryService
 from modelyard.settings import Settings
 from modelyard.store.metadata import tables as t
@@ -76,6 +76,9 @@ WALK = ("walk 20 pages", "tags.env = 'prod' AND metrics.accuracy >= 0.5")
 BENCH = Principal.local("bench")
 """The embedded superuser: searches in the service see everything, as over HTTP
 with auth off."""
+READER = Principal("bench-reader", roles={"default": frozenset({Role.READER})})
+"""A ``reader`` of the namespace holding every version (``--reader``): the same
+hits as BENCH, through the filter authorization adds (``namespace IN (...)``)."""
 
 
 # -- building the database ----------------------------------------------------
@@ -385,6 +388,32 @@ def measure(svc: RegistryService, db_url: str, args: argparse.Namespace, tmp: Pa
                 times, page = timed(svc_call, args.runs, args.budget)
                 more = "more pages" if page.next_page_token else "last page"
                 print(row("service", times, f"{len(page.items)} hits on page 1, {more}"))
+                if args.reader:
+
+                    def reader_call(flt: str = flt, order_by: str | None = order_by) -> Any:
+                        return svc.search_versions(
+                            flt, order_by=order_by, page_size=PAGE_SIZE, actor=READER
+                        )
+
+                    times, reader_page = timed(reader_call, args.runs, args.budget)
+                    same = [v.id for v in reader_page.items] == [v.id for v in page.items]
+                    print(
+                        row(
+                            "service as reader",
+                            times,
+                            f"{len(reader_page.items)} hits, "
+                            + ("same page" if same else "PAGE DIFFERS FROM THE ADMIN'S"),
+                        )
+                    )
+                    reader_main = capture.main_query(reader_call)
+                    if reader_main is not None:
+                        plans.append(
+                            (
+                                f"{label} (reader)",
+                                reader_main[0],
+                                query_plan(svc.db.engine, *reader_main),
+                            )
+                        )
                 times, body = timed(http_call, args.runs, args.budget)
                 print(row("HTTP", times, f"{len(body['versions'])} hits"))
                 main = capture.main_query(svc_call)
@@ -450,6 +479,11 @@ def main() -> None:
     ap.add_argument("--budget", type=float, default=60.0, help="max seconds per query and path")
     ap.add_argument("--walks", type=int, default=5, help="20-page walks per path")
     ap.add_argument("--no-pin", action="store_true", help="do not pin server / client CPUs")
+    ap.add_argument(
+        "--reader",
+        action="store_true",
+        help="also search as a namespace reader (service layer), with its plans",
+    )
     args = ap.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="modelyard-search-"))

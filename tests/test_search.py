@@ -14,6 +14,7 @@ import random
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -21,10 +22,13 @@ import sqlalchemy as sa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from modelyard.api.render import iso
+from modelyard.domain import filters
 from modelyard.domain.errors import InvalidInput
 from modelyard.domain.filters import (
     And,
     Comparison,
+    Field,
     Node,
     Not,
     Or,
@@ -32,6 +36,7 @@ from modelyard.domain.filters import (
     parse_filter,
     parse_order_by,
 )
+from modelyard.domain.identity import Principal, Role, combine, visibility_filter
 from modelyard.store.metadata import search as search_module
 from modelyard.store.metadata import tables as t
 from modelyard.store.metadata.engine import create_engine
@@ -1085,3 +1090,166 @@ def test_metric_and_name_orders_need_no_sort(
     plan = _plan(engine, "tags.team = 'fraud'", order="name")
     assert "ix_models_name" in plan, plan
     assert "TEMP B-TREE" not in plan, plan
+
+
+# -- a reader's filter keeps the admin's plans (issue 9, Structure 8) --------------
+
+READER = Principal("rita", roles={"ns-a": frozenset({Role.READER})})
+PRODUCTION = Comparison(Field("attr", "state"), "=", "published")
+
+
+def _reader_node(text: str) -> Node | None:
+    view = visibility_filter(
+        READER, "versions", namespaces=["ns-a", "ns-b"], production=lambda _ns: PRODUCTION
+    )
+    return combine(parse_filter(text, "versions"), view)
+
+
+def _ids(engine: sa.Engine, node: Node | None, order: str | None = None) -> list[int]:
+    out: list[int] = []
+    cursor = None
+    with engine.connect() as conn:
+        while True:
+            page, cursor = search_versions(
+                conn,
+                node=node,
+                order=filters.parse_order_by(order, "versions"),
+                limit=4,
+                cursor=cursor,
+            )
+            out += page
+            if cursor is None:
+                return out
+
+
+def test_combine_keeps_one_flat_conjunction() -> None:
+    a, b, c, d = (Comparison(Field("tag", k), "=", "x") for k in "abcd")
+    assert combine(And((a, b)), c) == And((a, b, c))
+    assert combine(And((a, b)), And((c, d))) == And((a, b, c, d))
+    assert combine(a, None) == a
+    assert combine(None, None) is None
+    # An OR stays one term of the conjunction; its own ANDs are left alone.
+    either = Or((And((a, b)), c))
+    assert combine(And((a, b)), either) == And((a, b, either))
+
+
+def test_flatten_merges_nested_and_and_or() -> None:
+    a, b, c, d = (Comparison(Field("tag", k), "=", "x") for k in "abcd")
+    assert filters.flatten(And((And((a, b)), And((c, d))))) == And((a, b, c, d))
+    assert filters.flatten(Or((a, Or((b, c))))) == Or((a, b, c))
+    nested = filters.Not(And((a, And((b, c)))))
+    assert filters.flatten(nested) == filters.Not(And((a, b, c)))
+    assert filters.flatten(a) is a
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "tags.team = 'fraud' AND metrics.acc > 0.5",
+        "params.lr = '0.1' AND framework = 'onnx'",
+    ],
+)
+def test_reader_walks_the_index_an_admin_walks(
+    engine: sa.Engine, data: Data, text: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # In this small data set every tag is "rare"; a cap of 1 makes them common,
+    # so the admin's plan walks the term's (key, value, created) index.
+    monkeypatch.setattr(search_module, "RARE_CAP", 1)
+    monkeypatch.setattr(search_module, "NAME_CAP", 1)
+    admin = _plan(engine, text)
+    node = _reader_node(text)
+    assert isinstance(node, And) and not any(isinstance(x, And) for x in node.items)
+    reader = _plan_of(engine, node)
+    walked = admin.splitlines()[0]
+    assert "_key_value" in walked, admin
+    assert reader.splitlines()[0] == walked, reader
+    assert "TEMP B-TREE" not in reader, reader
+
+
+def test_rare_term_drives_for_a_reader_too(engine: sa.Engine, data: Data) -> None:
+    text = "tags.team = 'fraud' AND metrics.acc > 0.5"
+    assert "SCAN versions" not in _plan(engine, text)
+    reader = _plan_of(engine, _reader_node(text))
+    assert "SCAN versions" not in reader, reader
+    assert "ix_version_tags_key_value" in reader, reader
+
+
+@pytest.mark.parametrize("order", [None, "metrics.acc DESC", "number"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "tags.team = 'fraud' AND metrics.acc > 0.2",
+        "metrics.acc >= 0.3 AND framework != 'x'",
+        "name LIKE 'fr%' AND metrics.acc > 0.1",
+        "",
+    ],
+)
+def test_reader_sees_the_admins_results_in_its_namespaces(
+    engine: sa.Engine,
+    data: Data,
+    text: str,
+    order: str | None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    admin = parse_filter(text, "versions")
+    in_a = combine(admin, Comparison(Field("attr", "namespace"), "=", "ns-a"))
+    expected = _ids(engine, in_a, order)
+    assert _ids(engine, _reader_node(text), order) == expected
+    monkeypatch.setattr(search_module, "RARE_CAP", 1)
+    monkeypatch.setattr(search_module, "NAME_CAP", 1)
+    assert _ids(engine, _reader_node(text), order) == expected
+
+
+def _plan_of(engine: sa.Engine, node: Node | None) -> str:
+    """``_plan`` for an AST built by hand (the reader's)."""
+    statements: list[tuple[str, object]] = []
+    with engine.connect() as conn:
+        if conn.dialect.name != "sqlite":
+            pytest.skip("EXPLAIN QUERY PLAN is SQLite's")
+
+        def capture(*args: object) -> None:
+            statements.append((str(args[2]), args[3]))
+
+        sa.event.listen(conn, "before_cursor_execute", capture)
+        search_versions(
+            conn,
+            node=node,
+            order=filters.parse_order_by(None, "versions"),
+            limit=10,
+            cursor=None,
+        )
+        sa.event.remove(conn, "before_cursor_execute", capture)
+        stmt, params = statements[-1]
+        rows = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + stmt, params).all()  # type: ignore[arg-type]
+    return "\n".join(str(r[3]) for r in rows)
+
+
+@given(st.integers(min_value=-(10**16), max_value=10**17))
+def test_iso_is_the_exact_isoformat(us: int) -> None:
+    exact = (datetime(1970, 1, 1) + timedelta(microseconds=us)).isoformat() + "Z"
+    assert iso(us) == exact
+
+
+@given(st.integers(min_value=0, max_value=4 * 10**15))
+def test_iso_is_what_it_was_for_real_times(us: int) -> None:
+    # The former fromtimestamp(us / 1e6) form, for times from 1970 to 2096.
+    assert iso(us) == datetime.fromtimestamp(us / 1_000_000, UTC).isoformat().replace("+00:00", "Z")
+
+
+def test_common_tag_under_a_metric_order_is_an_in_memory_list(
+    engine: sa.Engine, data: Data, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Too common to drive (cap 1), so the metric's index is walked; the tag is
+    # tested against a list built once, not probed per walked entry.
+    monkeypatch.setattr(search_module, "RARE_CAP", 1)
+    plan = _plan(engine, "tags.team = 'fraud' AND metrics.acc > 0.1", order="metrics.acc DESC")
+    lines = plan.splitlines()
+    assert "ix_version_metrics_key_value" in lines[0], plan
+    assert "LIST SUBQUERY" in plan, plan
+    assert not any("version_tags" in x and "version_id=?" in x for x in lines), plan
+    assert "TEMP B-TREE" not in plan, plan
+    # Past the bound (here: a list of every version would cost more than the
+    # walk it saves), the term stays a per-row probe.
+    monkeypatch.setattr(search_module, "LIST_CAP", 1)
+    plan = _plan(engine, "tags.team = 'fraud'", order="metrics.acc DESC")
+    assert "LIST SUBQUERY" not in plan, plan

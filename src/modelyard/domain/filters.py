@@ -737,6 +737,41 @@ def parse_filter(text: str | None, target: Target) -> Node | None:
     return _Parser(text, target, FILTER_CODE).parse()
 
 
+def all_of(*nodes: Node | None) -> Node | None:
+    """AND of ``nodes`` as one flat conjunction, skipping None (None if nothing is left).
+
+    ``all_of(a AND b, c)`` is ``a AND b AND c``, never ``(a AND b) AND c``:
+    the store chooses its plan from the top-level terms of a conjunction
+    (the rarest indexed one drives), so a filter narrowed by authorization
+    must keep the user's terms at the top, where an admin's are.
+    """
+    items = [n for n in nodes if n is not None]
+    if not items:
+        return None
+    return flatten(_join(And, items))
+
+
+def flatten(node: Node | None) -> Node | None:
+    """``node`` with every AND directly inside an AND (and OR inside OR) merged
+    into its parent; the same meaning, the shape the store plans from."""
+    if node is None or isinstance(node, Comparison):
+        return node
+    if isinstance(node, And | Or):
+        items: list[Node] = []
+        for item in node.items:
+            flat = flatten(item)
+            assert flat is not None
+            items.append(flat)
+        return _join(type(node), items)
+    if isinstance(node, Not):
+        inner = flatten(node.item)
+        assert inner is not None
+        return node if inner is node.item else Not(inner)
+    inner = flatten(node.item)
+    assert inner is not None
+    return node if inner is node.item else AnyVersion(inner)
+
+
 def parse_order_by(text: str | None, target: Target) -> OrderBy:
     """Parse ``field [ASC|DESC]``; ``None`` or blank gives ``created DESC``.
 

@@ -36,7 +36,7 @@ from enum import StrEnum
 from typing import Final, Literal
 
 from modelyard.domain.errors import InvalidInput, PermissionDenied
-from modelyard.domain.filters import And, AnyVersion, Comparison, Field, Node, Or
+from modelyard.domain.filters import And, AnyVersion, Comparison, Field, Node, Or, all_of
 
 GLOBAL_SCOPE: Final = "*"
 
@@ -234,11 +234,10 @@ def visibility_filter(
 
 
 def combine(*nodes: Node | None) -> Node | None:
-    """AND of the given filters, skipping None (None if nothing is left)."""
-    items = tuple(n for n in nodes if n is not None)
-    if not items:
-        return None
-    return items[0] if len(items) == 1 else And(items)
+    """AND of the given filters, skipping None (None if nothing is left), as one
+    flat conjunction (see :func:`~modelyard.domain.filters.all_of`): a reader's
+    filter then keeps the plans an admin's gets."""
+    return all_of(*nodes)
 
 
 # -- entities ----------------------------------------------------------------
