@@ -24,6 +24,7 @@ from modelyard.client.transfer import (
     LocalFile,
     Progress,
     collect,
+    copy_checked_into,
     copy_into,
     link_into,
     prepare,
@@ -765,22 +766,8 @@ class Registry(GovernanceMixin):
         for f in files:
             target = safe_destination(out, f["path"])
             digest, size = f["digest"], int(f["size"])
-            cached = self.cache.get(digest, size)
-            if cached is not None and not verify_file(cached, digest, cb.advance):
-                # A damaged cache entry is dropped and fetched again.
-                cached.unlink(missing_ok=True)
-                cached = None
-            if cached is None:
-                cached = self.cache.put(
-                    digest,
-                    size,
-                    partial(self._b.download_into, exact, f["path"], progress=cb.advance),
-                )
-            # The cache entry was verified just now (on its way in, or read
-            # back above), so it is placed without hashing it a third time.
             try:
-                if not (link and link_into(cached, target)):
-                    copy_into(cached, target)
+                self._place(exact, f["path"], digest, size, target, link, cb)
             except (FileExistsError, NotADirectoryError, IsADirectoryError) as exc:
                 raise InvalidInput(
                     f"cannot write {f['path']!r} under {out}: {exc.strerror}",
@@ -788,6 +775,35 @@ class Registry(GovernanceMixin):
                     details={"dest": str(out), "path": f["path"]},
                 ) from None
         return version, out
+
+    def _place(
+        self,
+        ref: Reference,
+        path: str,
+        digest: str,
+        size: int,
+        target: Path,
+        link: bool,
+        cb: PushCallbacks,
+    ) -> None:
+        """Put one file of ``ref`` at ``target``, from the cache if it holds
+        the right bytes, else downloaded into the cache first."""
+        cached = self.cache.get(digest, size)
+        if cached is not None and not link:
+            if copy_checked_into(cached, target, digest, cb.advance):
+                return
+            cached.unlink(missing_ok=True)  # damaged: dropped and fetched again
+            cached = None
+        elif cached is not None and not verify_file(cached, digest, cb.advance):
+            cached.unlink(missing_ok=True)
+            cached = None
+        if cached is None:
+            cached = self.cache.put(
+                digest, size, partial(self._b.download_into, ref, path, progress=cb.advance)
+            )
+        # Verified just now (on its way in, or read back above): placed unhashed.
+        if not (link and link_into(cached, target)):
+            copy_into(cached, target)
 
 
 def _describe(files_or_dir: object) -> str:

@@ -337,6 +337,32 @@ def copy_into(cached: Path, dst: Path) -> None:
         os.replace(tmp, dst)
 
 
+def copy_checked_into(cached: Path, dst: Path, digest: str, progress: Progress | None) -> bool:
+    """Like :func:`copy_into`, hashing what is placed: False (``dst``
+    untouched) if those bytes do not hash to ``digest``. One read of the
+    cache entry serves both the check and the copy, where verifying first and
+    then copying would read it twice."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.parent / f".{dst.name}.part-{os.getpid()}-{time.monotonic_ns()}"
+    out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    with _removed_on_error(tmp):
+        with open(cached, "rb", buffering=0) as src:
+            if _reflink(src.fileno(), out):
+                os.close(out)
+                ok = hash_file(tmp, progress)[0] == digest
+            else:
+                size = os.fstat(src.fileno()).st_size
+                ok = (
+                    _write_hashed(out, size, lambda sink: read_into(sink, src.readinto, progress))
+                    == digest
+                )
+        if not ok:
+            os.unlink(tmp)
+            return False
+        os.replace(tmp, dst)
+    return True
+
+
 def _reflink(src: int, dst: int) -> bool:
     try:
         import fcntl
