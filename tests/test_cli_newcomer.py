@@ -67,6 +67,7 @@ def test_bad_invocations_fail_cleanly(tmp_path: Path, env: dict[str, str]) -> No
         (["tag", "fraud/1", "novalue"], 2, None),
         (["search", "metrics.acc >>> 1"], 1, "INVALID_FILTER"),
         (["ls", "-r", closed], 1, "UNREACHABLE"),
+        (["events", "--follow", "-r", closed], 1, "UNREACHABLE"),
         (["ls", "-r", "ftp://127.0.0.1:21"], 1, "INVALID_REGISTRY"),
         (["show", "fraud/1", "--no-such-option"], 2, None),
         (["no-such-command"], 2, None),

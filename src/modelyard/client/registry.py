@@ -524,10 +524,12 @@ class Registry(GovernanceMixin):
         def idle() -> bool:
             return idle_timeout is not None and time.monotonic() - quiet_since > idle_timeout
 
+        connected = False
         while True:
             stream = self._b.stream_events(query, last)
             try:
                 for item in stream:
+                    connected = True
                     if item is not None and "position" in item:
                         last = item["position"] if last is None else last
                     elif item is not None:
@@ -536,8 +538,11 @@ class Registry(GovernanceMixin):
                         yield EventInfo.from_wire(item)
                     if idle():
                         return
-            except (httpx.TransportError, ServerError):
-                pass  # the server went away or restarts: reconnect from ``last``
+            except (httpx.TransportError, ServerError) as exc:
+                # The server went away or restarts: reconnect from ``last``;
+                # but one never reached is a mistake to report, not to retry.
+                if not connected:
+                    raise _unreachable(self._b, exc) from exc
             finally:
                 close = getattr(stream, "close", None)
                 if close is not None:
@@ -804,6 +809,17 @@ class Registry(GovernanceMixin):
         # Verified just now (on its way in, or read back above): placed unhashed.
         if not (link and link_into(cached, target)):
             copy_into(cached, target)
+
+
+def _unreachable(backend: Backend, exc: Exception) -> Exception:
+    """``exc`` as the SDK's UNREACHABLE error naming the URL tried."""
+    if isinstance(exc, ServerError):
+        return exc
+    http = getattr(backend, "http", None)
+    url = str(http.base_url).rstrip("/") if http is not None else "?"
+    return ServerError(
+        f"cannot reach the registry at {url}: {exc}", code="UNREACHABLE", details={"url": url}
+    )
 
 
 def _describe(files_or_dir: object) -> str:
