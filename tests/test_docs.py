@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from modelyard.cli.cache import cache_app
 from modelyard.cli.main import app, db_app, role_app, token_app, user_app, webhooks_app
+from modelyard.cli.versions import alias_app
 from modelyard.settings import Settings
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
@@ -23,6 +25,8 @@ def test_every_cli_command_is_documented() -> None:
         ("user", user_app),
         ("role", role_app),
         ("webhooks", webhooks_app),
+        ("cache", cache_app),
+        ("alias", alias_app),
     )
     for group, sub in groups:
         names += [f"{group} {c.name or ''}" for c in sub.registered_commands]
@@ -33,3 +37,31 @@ def test_every_cli_command_is_documented() -> None:
 
 def test_readme_names_the_two_commands() -> None:
     assert "make serve" in README and "make test" in README
+
+
+def test_readme_says_each_section_once() -> None:
+    """Issue 9: the CLI section was duplicated, and REST rows appeared twice."""
+    assert README.count("## CLI") == 1 and README.count("`--registry/-r`") == 1
+    rows = [line for line in README.splitlines() if line.startswith("| `")]
+    assert len(rows) == len(set(rows)), [r for r in rows if rows.count(r) > 1]
+
+
+def test_readme_states_the_exit_codes_the_cli_uses() -> None:
+    from modelyard.cli import common
+
+    for code, meaning in (
+        (common.EXIT_FAILED, "1"),
+        (common.EXIT_USAGE, "2"),
+        (common.EXIT_INTERRUPTED, "130"),
+    ):
+        assert str(code) == meaning and f"`{meaning}`" in README
+    assert "`--version`" in README and "`--json`" in README
+
+
+def test_readme_quickstart_writes_nothing_into_the_clone() -> None:
+    """The quickstart's demo/ and out/ go to a scratch directory, and it says
+    how to reach a server on another port."""
+    quick = README.split("## Five-minute quickstart", 1)[1].split("\n## ", 1)[0]
+    assert "mktemp -d" in quick
+    assert quick.index("mktemp -d") < quick.index("mkdir")
+    assert "MODELYARD_URL" in quick

@@ -86,9 +86,9 @@ def test_corrupt_cache_entry_is_detected(registry: Registry, tmp_path: Path) -> 
     name = "c" + uuid.uuid4().hex[:8]
     (tmp_path / "f.bin").write_bytes(b"original bytes")
     v = registry.push(name, tmp_path / "f.bin")
-    registry.pull(v.ref, tmp_path / "o1")
+    registry.pull(v.ref, tmp_path / "o1", link=True)
     cached = registry.cache.path_for((v.files or [])[0]["digest"])
-    # Pulled files share the cache's read-only inode: no second copy is written.
+    # With link=True pulled files share the cache's read-only inode.
     pulled = tmp_path / "o1" / "f.bin"
     assert os.path.samefile(cached, pulled)
     assert not os.access(pulled, os.W_OK) or os.geteuid() == 0
@@ -100,6 +100,125 @@ def test_corrupt_cache_entry_is_detected(registry: Registry, tmp_path: Path) -> 
     assert (tmp_path / "o2" / "f.bin").read_bytes() == b"original bytes"
     assert cached.read_bytes() == b"original bytes"
     registry.close()
+
+
+def test_pulled_files_are_independent_of_the_cache_and_of_each_other(
+    registry: Registry, tmp_path: Path
+) -> None:
+    """Issue 9: pulls were hard links into the cache, so appending to one pulled
+    file (as root) changed the cache and every earlier pull. Now each pull is
+    the caller's own file; ``link=True`` still links, on request."""
+    name = "i" + uuid.uuid4().hex[:8]
+    (tmp_path / "model.onnx").write_bytes(b"weights")
+    v = registry.push(name, tmp_path / "model.onnx")
+    first = registry.pull(v.ref, tmp_path / "a") / "model.onnx"
+    second = registry.pull(v.ref, tmp_path / "b") / "model.onnx"
+    cached = registry.cache.path_for((v.files or [])[0]["digest"])
+    assert not os.path.samefile(first, cached) and not os.path.samefile(first, second)
+    assert first.stat().st_nlink == 1 and os.access(first, os.W_OK)
+    with open(first, "ab") as f:
+        f.write(b"x\n")
+    assert second.read_bytes() == b"weights" and cached.read_bytes() == b"weights"
+    # Pulling again over an edited file restores it.
+    registry.pull(v.ref, tmp_path / "a")
+    assert first.read_bytes() == b"weights"
+    registry.close()
+
+
+@pytest.mark.parametrize("link", [False, True], ids=["copy", "link"])
+def test_pulling_twice_into_one_directory_leaves_nothing_behind(
+    registry: Registry, tmp_path: Path, link: bool
+) -> None:
+    """Issue 9: a second pull of the same version left ``.NAME.link-PID-N``
+    files (rename(2) does nothing when both names are one inode)."""
+    name = "t" + uuid.uuid4().hex[:8]
+    src = tmp_path / "src"
+    files = make_tree(src)
+    v = registry.push(name, src)
+    for _ in range(3):
+        registry.pull(v.ref, tmp_path / "out", link=link)
+    assert read_tree(tmp_path / "out") == files
+    assert sorted(p.name for p in (tmp_path / "out").rglob(".*")) == []
+    registry.close()
+
+
+def test_pull_into_a_file_is_a_clear_error(registry: Registry, tmp_path: Path) -> None:
+    name = "d" + uuid.uuid4().hex[:8]
+    src = tmp_path / "src"
+    make_tree(src)
+    v = registry.push(name, src)
+    (tmp_path / "afile").write_text("mine")
+    with pytest.raises(InvalidInput) as exc:
+        registry.pull(v.ref, tmp_path / "afile")
+    assert exc.value.code == "INVALID_DESTINATION"
+    # A file in the way of one of the version's directories ("config/...").
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "config").write_text("in the way")
+    with pytest.raises(InvalidInput) as exc:
+        registry.pull(v.ref, tmp_path / "out")
+    assert exc.value.code == "INVALID_DESTINATION"
+    assert (tmp_path / "afile").read_text() == "mine"
+    registry.close()
+
+
+def test_empty_push_is_refused_unless_asked_for(registry: Registry, tmp_path: Path) -> None:
+    name = "e" + uuid.uuid4().hex[:8]
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "f").write_text("x")
+    registry.push(name, tmp_path / "f")
+    with pytest.raises(InvalidInput) as exc:
+        registry.push(name, tmp_path / "empty")
+    assert exc.value.code == "EMPTY_VERSION"
+    assert registry.get_version(f"{name}@latest").version == 1
+    v = registry.push(name, tmp_path / "empty", allow_empty=True)
+    assert v.version == 2 and v.files == []
+    registry.close()
+
+
+def test_search_raises_when_called_not_when_iterated(registry: Registry) -> None:
+    with pytest.raises(InvalidInput):
+        registry.search_versions("tags.x ===")
+    with pytest.raises(InvalidInput):
+        registry.search_models("name >>> 'x'")
+    with pytest.raises(NotFound):
+        registry.list_versions("no-such-model-" + uuid.uuid4().hex[:6])
+    registry.close()
+
+
+def test_host_port_means_http_and_other_schemes_are_refused(
+    live_server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    host_port = live_server.removeprefix("http://")
+    with Registry(host_port, cache_dir=tmp_path / "cache") as reg:
+        assert reg.whoami()["name"] == "anonymous"
+    assert not (tmp_path / host_port).exists()
+    with pytest.raises(InvalidInput) as exc:
+        Registry("ftp://127.0.0.1:21")
+    assert exc.value.code == "INVALID_REGISTRY"
+
+
+def test_unreachable_server_is_named_and_push_fails_before_hashing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 9: the error did not say which URL failed, and push hashed every
+    file before finding out."""
+    from modelyard.client import transfer
+    from modelyard.client.errors import ServerError
+    from tests.conftest_server import free_port
+
+    url = f"http://127.0.0.1:{free_port()}"
+    hashed: list[Path] = []
+    real_hash = transfer.hash_file
+    monkeypatch.setattr(
+        transfer, "hash_file", lambda path, progress=None: hashed.append(path) or real_hash(path)
+    )
+    (tmp_path / "w.bin").write_bytes(b"weights")
+    with Registry(url, cache_dir=tmp_path / "cache") as reg, pytest.raises(ServerError) as exc:
+        reg.push("m", tmp_path / "w.bin")
+    assert exc.value.code == "UNREACHABLE"
+    assert url in exc.value.message and exc.value.details["url"] == url
+    assert hashed == []
 
 
 def test_big_files_hash_while_uploading_and_repush_reads_nothing(

@@ -51,6 +51,18 @@ class Settings(BaseSettings):
         "(default: a generated one, printed once).",
     )
 
+    # -- the SDK and CLI (issue 9): where they connect and cache by default --
+    url: str = Field(
+        "http://127.0.0.1:8080",
+        description="Registry the CLI talks to: http(s)://host:port (a bare host:port "
+        "means http://) or a data directory for embedded use.",
+    )
+    cache_dir: Path | None = Field(
+        None,
+        description="SDK/CLI download cache (default: $XDG_CACHE_HOME/modelyard, "
+        "else ~/.cache/modelyard).",
+    )
+
     def auth_enabled(self) -> bool:
         """Whether requests need a token: ``auto`` is off only on a loopback address."""
         if self.auth == "auto":

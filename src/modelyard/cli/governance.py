@@ -17,10 +17,9 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from modelyard.cli.options import JsonOpt, RegistryOpt, TokenOpt
+from modelyard.cli.options import DEFAULT_URL, JsonOpt, RegistryOpt, TokenOpt
 
 NamespaceOpt = Annotated[str, typer.Option("--namespace", "-n", help="Namespace.")]
-DEFAULT_URL = "http://127.0.0.1:8080"
 
 policy_app = typer.Typer(
     help="Production policies: set, show, check, delete.", no_args_is_help=True

@@ -137,7 +137,12 @@ class RemoteBackend(RemoteGovernance):
         try:
             resp = self.http.request(method, path, **kw)
         except httpx.TransportError as exc:
-            raise ServerError(f"cannot reach the registry: {exc}", code="UNREACHABLE") from exc
+            url = str(self.http.base_url).rstrip("/")
+            raise ServerError(
+                f"cannot reach the registry at {url}: {exc}",
+                code="UNREACHABLE",
+                details={"url": url},
+            ) from exc
         if resp.status_code >= 400:
             try:
                 body = resp.json()

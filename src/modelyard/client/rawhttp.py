@@ -33,6 +33,7 @@ class BodyFetcher:
 
     def __init__(self, base_url: str, headers: dict[str, str], timeout: float) -> None:
         url = httpx.URL(base_url)
+        self._base = base_url.rstrip("/")
         self._https = url.scheme == "https"
         self._host = url.host
         self._port = url.port
@@ -68,7 +69,11 @@ class BodyFetcher:
                 # readinto reports a body cut short as a plain end of stream.
                 raise http.client.IncompleteRead(b"", resp.length)
         except (OSError, http.client.HTTPException) as exc:
-            raise ServerError(f"download interrupted: {exc!r}", code="UNREACHABLE") from exc
+            raise ServerError(
+                f"download from {self._base} interrupted: {exc!r}",
+                code="UNREACHABLE",
+                details={"url": self._base + path},
+            ) from exc
         finally:
             conn.close()
 

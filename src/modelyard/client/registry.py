@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -23,13 +24,14 @@ from modelyard.client.transfer import (
     LocalFile,
     Progress,
     collect,
-    copy_verified,
+    copy_checked_into,
+    copy_into,
     link_into,
     prepare,
     safe_destination,
     verify_file,
 )
-from modelyard.domain.errors import NotFound
+from modelyard.domain.errors import InvalidInput, NotFound
 from modelyard.domain.references import DEFAULT_NAMESPACE, Reference, parse_reference
 
 
@@ -200,9 +202,42 @@ class PushCallbacks:
     advance: Progress | None = None
 
 
-def _default_cache() -> Path:
+def default_cache_dir() -> Path:
+    """Where pulled blobs and digests of pushed files are kept unless a
+    ``cache_dir`` is given: ``MODELYARD_CACHE_DIR``, else
+    ``$XDG_CACHE_HOME/modelyard``, else ``~/.cache/modelyard``."""
+    explicit = os.environ.get("MODELYARD_CACHE_DIR")
+    if explicit:
+        return Path(explicit)
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "modelyard"
+
+
+_HOST_PORT = re.compile(r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9][A-Za-z0-9.-]*):\d{1,5}(?:/.*)?$")
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def registry_target(url_or_path: str) -> str:
+    """The URL or data directory a ``Registry`` argument means.
+
+    ``host:port`` (``127.0.0.1:8080``, ``registry.internal:80/prefix``,
+    ``[::1]:8080``) is taken as ``http://host:port``: nobody names a data
+    directory like that, and treating it as one silently made an empty
+    registry in a directory of that name. Any other scheme than http(s) is
+    refused; everything else is a data directory.
+    """
+    if url_or_path.startswith(("http://", "https://")):
+        return url_or_path
+    if _SCHEME.match(url_or_path):
+        raise InvalidInput(
+            f"unsupported registry URL {url_or_path!r}: use http(s)://host:port "
+            "or a data directory path",
+            code="INVALID_REGISTRY",
+            details={"registry": url_or_path},
+        )
+    if _HOST_PORT.match(url_or_path):
+        return f"http://{url_or_path}"
+    return url_or_path
 
 
 class Registry(GovernanceMixin):
@@ -224,14 +259,14 @@ class Registry(GovernanceMixin):
         cache_dir: str | os.PathLike[str] | None = None,
         backend: Backend | None = None,
     ) -> None:
-        target = os.fspath(url_or_path)
+        target = registry_target(os.fspath(url_or_path))
         if backend is not None:
             self._b = backend
         elif target.startswith(("http://", "https://")):
             self._b = RemoteBackend(target, token=token or os.environ.get("MODELYARD_TOKEN"))
         else:
             self._b = EmbeddedBackend(Path(target))
-        cache_root = Path(cache_dir) if cache_dir else _default_cache()
+        cache_root = Path(cache_dir) if cache_dir else default_cache_dir()
         self.cache = BlobCache(cache_root)
         self.hashes = HashCache(cache_root)
 
@@ -298,9 +333,13 @@ class Registry(GovernanceMixin):
         limit: int | None = None,
         page_size: int = 100,
     ) -> Iterator[ModelInfo]:
-        """Iterate over models matching ``filter`` (all pages, up to ``limit``)."""
-        for d in self._pages("models", filter, order_by, namespace, limit, page_size):
-            yield ModelInfo.from_wire(d)
+        """Iterate over models matching ``filter`` (all pages, up to ``limit``).
+
+        The first page is fetched now, so a bad filter raises here, not at the
+        first ``next()``; later pages are fetched as the caller iterates.
+        """
+        pages = _eager(self._pages("models", filter, order_by, namespace, limit, page_size))
+        return (ModelInfo.from_wire(d) for d in pages)
 
     # -- versions ---------------------------------------------------------
 
@@ -311,12 +350,11 @@ class Registry(GovernanceMixin):
     def list_versions(
         self, name: str, *, namespace: str = DEFAULT_NAMESPACE, page_size: int = 100
     ) -> Iterator[VersionInfo]:
-        """All versions of a model, newest first."""
+        """All versions of a model, newest first (an unknown model raises here)."""
         pages = walk_pages(
             lambda token, _: self._b.list_versions(namespace, name, page_size, token), "versions"
         )
-        for d in pages:
-            yield VersionInfo.from_wire(d)
+        return (VersionInfo.from_wire(d) for d in _eager(pages))
 
     def search_versions(
         self,
@@ -327,9 +365,13 @@ class Registry(GovernanceMixin):
         limit: int | None = None,
         page_size: int = 100,
     ) -> Iterator[VersionInfo]:
-        """Iterate over versions matching ``filter`` (all pages, up to ``limit``)."""
-        for d in self._pages("versions", filter, order_by, namespace, limit, page_size):
-            yield VersionInfo.from_wire(d)
+        """Iterate over versions matching ``filter`` (all pages, up to ``limit``).
+
+        The first page is fetched now, so a bad filter or sort raises here, not
+        at the first ``next()``; later pages are fetched as the caller iterates.
+        """
+        pages = _eager(self._pages("versions", filter, order_by, namespace, limit, page_size))
+        return (VersionInfo.from_wire(d) for d in pages)
 
     def _pages(
         self,
@@ -482,10 +524,12 @@ class Registry(GovernanceMixin):
         def idle() -> bool:
             return idle_timeout is not None and time.monotonic() - quiet_since > idle_timeout
 
+        connected = False
         while True:
             stream = self._b.stream_events(query, last)
             try:
                 for item in stream:
+                    connected = True
                     if item is not None and "position" in item:
                         last = item["position"] if last is None else last
                     elif item is not None:
@@ -494,8 +538,11 @@ class Registry(GovernanceMixin):
                         yield EventInfo.from_wire(item)
                     if idle():
                         return
-            except (httpx.TransportError, ServerError):
-                pass  # the server went away or restarts: reconnect from ``last``
+            except (httpx.TransportError, ServerError) as exc:
+                # The server went away or restarts: reconnect from ``last``;
+                # but one never reached is a mistake to report, not to retry.
+                if not connected:
+                    raise _unreachable(self._b, exc) from exc
             finally:
                 close = getattr(stream, "close", None)
                 if close is not None:
@@ -600,6 +647,7 @@ class Registry(GovernanceMixin):
         relation: str | None = None,
         lineage: dict[str, Any] | None = None,
         create_model: bool = True,
+        allow_empty: bool = False,
         callbacks: PushCallbacks | None = None,
     ) -> VersionInfo:
         """Upload files and register them as a new version, in one commit.
@@ -607,12 +655,23 @@ class Registry(GovernanceMixin):
         Files are hashed locally, only blobs the server lacks are uploaded, and
         the version appears only when its manifest commits. A retried push
         (same call after a network failure) reuses an idempotency key, so it
-        creates one version.
+        creates one version. Nothing to push (an empty directory, say) raises
+        ``EMPTY_VERSION`` unless ``allow_empty``: an empty version would
+        otherwise become ``latest``. The registry is asked once (who am I)
+        before any file is read, so an unreachable server or a bad token fails
+        at once, not after hashing every file.
         """
         cb = callbacks or PushCallbacks()
         pairs = collect(
             files_or_dir if isinstance(files_or_dir, list | dict) else Path(files_or_dir)
         )
+        if not pairs and not allow_empty:
+            raise InvalidInput(
+                f"nothing to push: {_describe(files_or_dir)} holds no files "
+                "(allow_empty=True, or --allow-empty, makes a version without files)",
+                code="EMPTY_VERSION",
+            )
+        self._b.whoami()
         total = sum(src.stat().st_size for src, _ in pairs)
         if cb.start:
             cb.start("hashing", total)
@@ -672,47 +731,137 @@ class Registry(GovernanceMixin):
         return VersionInfo.from_wire(wire)
 
     def pull(
-        self, ref: str, dest: str | os.PathLike[str], *, callbacks: PushCallbacks | None = None
+        self,
+        ref: str,
+        dest: str | os.PathLike[str],
+        *,
+        link: bool = False,
+        callbacks: PushCallbacks | None = None,
     ) -> Path:
         """Download a version's files into ``dest`` (byte-identical, digest-checked).
 
-        Blobs are kept in the local cache, so pulling again reads no bytes over
-        the wire. Paths never escape ``dest``.
+        Blobs are kept in the local cache (``self.cache``), so pulling again
+        reads no bytes over the wire. Each pulled file is the caller's own: a
+        reflink where the filesystem supports one, else a copy, so editing it
+        changes neither the cache nor another pull. ``link=True`` hard-links
+        the cache's read-only files instead (no second copy on disk; writing
+        one as root would change them all). Paths never escape ``dest``.
         """
-        return self.pull_version(ref, dest, callbacks=callbacks)[1]
+        return self.pull_version(ref, dest, link=link, callbacks=callbacks)[1]
 
     def pull_version(
-        self, ref: str, dest: str | os.PathLike[str], *, callbacks: PushCallbacks | None = None
+        self,
+        ref: str,
+        dest: str | os.PathLike[str],
+        *,
+        link: bool = False,
+        callbacks: PushCallbacks | None = None,
     ) -> tuple[VersionInfo, Path]:
         """:meth:`pull`, also returning the version that was pulled (an alias
         resolves once, so the answer names exactly the files written)."""
         cb = callbacks or PushCallbacks()
+        if Path(dest).exists() and not Path(dest).is_dir():
+            _destination(dest)  # raises: checked before anything is fetched
         version = self.get_version(ref)
         exact = parse_reference(version.ref)
-        out = Path(dest)
-        out.mkdir(parents=True, exist_ok=True)
+        out = _destination(dest)
         files = version.files or []
         if cb.start:
             cb.start("downloading", sum(int(f["size"]) for f in files))
         for f in files:
             target = safe_destination(out, f["path"])
             digest, size = f["digest"], int(f["size"])
-            cached = self.cache.get(digest, size)
-            if cached is not None and not verify_file(cached, digest, cb.advance):
-                # A damaged cache entry is dropped and fetched again.
-                cached.unlink(missing_ok=True)
-                cached = None
-            if cached is None:
-                cached = self.cache.put(
-                    digest,
-                    size,
-                    partial(self._b.download_into, exact, f["path"], progress=cb.advance),
-                )
-            # The cache entry was verified just now; a hard link gives the
-            # destination the same bytes without writing them a second time.
-            if not link_into(cached, target):
-                copy_verified(cached, target, digest)
+            try:
+                self._place(exact, f["path"], digest, size, target, link, cb)
+            except (FileExistsError, NotADirectoryError, IsADirectoryError) as exc:
+                raise InvalidInput(
+                    f"cannot write {f['path']!r} under {out}: {exc.strerror}",
+                    code="INVALID_DESTINATION",
+                    details={"dest": str(out), "path": f["path"]},
+                ) from None
         return version, out
+
+    def _place(
+        self,
+        ref: Reference,
+        path: str,
+        digest: str,
+        size: int,
+        target: Path,
+        link: bool,
+        cb: PushCallbacks,
+    ) -> None:
+        """Put one file of ``ref`` at ``target``, from the cache if it holds
+        the right bytes, else downloaded into the cache first."""
+        cached = self.cache.get(digest, size)
+        if cached is not None and not link:
+            if copy_checked_into(cached, target, digest, cb.advance):
+                return
+            cached.unlink(missing_ok=True)  # damaged: dropped and fetched again
+            cached = None
+        elif cached is not None and not verify_file(cached, digest, cb.advance):
+            cached.unlink(missing_ok=True)
+            cached = None
+        if cached is None:
+            cached = self.cache.put(
+                digest, size, partial(self._b.download_into, ref, path, progress=cb.advance)
+            )
+        # Verified just now (on its way in, or read back above): placed unhashed.
+        if not (link and link_into(cached, target)):
+            copy_into(cached, target)
+
+
+def _unreachable(backend: Backend, exc: Exception) -> Exception:
+    """``exc`` as the SDK's UNREACHABLE error naming the URL tried."""
+    if isinstance(exc, ServerError):
+        return exc
+    http = getattr(backend, "http", None)
+    url = str(http.base_url).rstrip("/") if http is not None else "?"
+    return ServerError(
+        f"cannot reach the registry at {url}: {exc}", code="UNREACHABLE", details={"url": url}
+    )
+
+
+def _describe(files_or_dir: object) -> str:
+    if isinstance(files_or_dir, list | dict):
+        return "the list given"
+    return str(files_or_dir)
+
+
+def _eager(items: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """Run ``items`` up to its first item now (so the first request's error is
+    raised to the caller), then hand back an iterator over all of them."""
+    try:
+        head = next(items)
+    except StopIteration:
+        return iter(())
+
+    def chain() -> Iterator[dict[str, Any]]:
+        yield head
+        yield from items
+
+    return chain()
+
+
+def _destination(dest: str | os.PathLike[str]) -> Path:
+    """``dest`` as a directory to pull into, created if missing; a clear error
+    (not an ``OSError``) when it cannot be one."""
+    out = Path(dest)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise InvalidInput(
+            f"cannot pull into {out}: it exists and is not a directory",
+            code="INVALID_DESTINATION",
+            details={"dest": str(out)},
+        ) from None
+    except NotADirectoryError:
+        raise InvalidInput(
+            f"cannot pull into {out}: a parent of it is a file",
+            code="INVALID_DESTINATION",
+            details={"dest": str(out)},
+        ) from None
+    return out
 
 
 def _event_query(

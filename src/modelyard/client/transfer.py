@@ -219,6 +219,38 @@ class BlobCache:
         validate_digest(digest)
         return self.root / "sha256" / digest[:2] / digest
 
+    def entries(self) -> list[tuple[str, int, float]]:
+        """Every cached blob as (digest, size, mtime), newest first."""
+        found = []
+        for p in (self.root / "sha256").glob("*/*"):
+            if p.name.startswith("."):
+                continue  # a download in progress
+            with contextlib.suppress(OSError):
+                st = p.stat()
+                found.append((p.name, st.st_size, st.st_mtime))
+        return sorted(found, key=lambda e: e[2], reverse=True)
+
+    def clear(self) -> tuple[int, int]:
+        """Remove every cached blob and remembered digest; (files, bytes) removed.
+
+        Pulled copies are unaffected; pulls made with ``link=True`` keep their
+        bytes too (only the cache's name for them goes).
+        """
+        files = size = 0
+        for sub in ("sha256", "hashes"):
+            for p in sorted((self.root / sub).glob("**/*"), reverse=True):
+                with contextlib.suppress(OSError):
+                    if p.is_dir() and not p.is_symlink():
+                        p.rmdir()
+                        continue
+                    n = p.stat().st_size
+                    p.unlink()
+                    files += 1
+                    size += n
+            with contextlib.suppress(OSError):
+                (self.root / sub).rmdir()
+        return files, size
+
     def get(self, digest: str, size: int) -> Path | None:
         """The cached file if present with the right size."""
         p = self.path_for(digest)
@@ -249,24 +281,6 @@ class BlobCache:
         return final
 
 
-def copy_verified(src: Path, dst: Path, digest: str, progress: Progress | None = None) -> None:
-    """Copy ``src`` to ``dst`` atomically, checking the digest of what was copied."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.part-")
-    with _removed_on_error(tmp):
-        copied = _write_hashed(fd, src.stat().st_size, lambda sink: feed(sink, src, progress))
-        if copied != digest:
-            # A corrupted cache entry is dropped so the next pull fetches it again.
-            with contextlib.suppress(OSError):
-                src.unlink()
-            raise IntegrityError(
-                "cached bytes do not match their digest; cache entry removed",
-                code="DIGEST_MISMATCH",
-                details={"digest": digest},
-            )
-        os.replace(tmp, dst)
-
-
 def verify_file(path: Path, digest: str, progress: Progress | None = None) -> bool:
     """True if ``path``'s bytes hash to ``digest`` (read only, nothing written)."""
     return hash_file(path, progress)[0] == digest
@@ -276,9 +290,9 @@ def link_into(cached: Path, dst: Path) -> bool:
     """Place ``cached`` at ``dst`` as a hard link, atomically; False if the
     filesystem cannot (another device, no link support), so the caller copies.
 
-    Cached blobs are read-only, so a pulled file cannot be edited in place by
-    accident (which would change the cache through the shared inode); editors
-    that save by writing a new file and renaming it are unaffected.
+    Only for ``pull(..., link=True)``: the destination then shares the cache's
+    read-only inode, so it costs no space, but whoever may write it anyway
+    (root) changes the cache and every other linked pull with it.
     """
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.parent / f".{dst.name}.link-{os.getpid()}-{time.monotonic_ns()}"
@@ -288,7 +302,92 @@ def link_into(cached: Path, dst: Path) -> bool:
         return False
     with _removed_on_error(tmp):
         os.replace(tmp, dst)
+    # rename(2) does nothing when both names are links to one inode (a second
+    # pull of the same file): the temporary name is then still there.
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)
     return True
+
+
+FICLONE = 0x40049409
+"""``ioctl`` request that makes a file share another's extents, copy-on-write
+(Btrfs, XFS, bcachefs, ZFS 2.2+, APFS-like filesystems; Linux only)."""
+
+
+def copy_into(cached: Path, dst: Path) -> None:
+    """Place an independent copy of ``cached`` at ``dst``, atomically.
+
+    A reflink (``FICLONE``) where the filesystem supports it, which shares the
+    blocks until either side is written and so costs neither time nor space;
+    otherwise the kernel copies (``copy_file_range``, falling back to reads
+    and writes). The copy is the user's own file (mode from the umask), so
+    editing it never touches the cache or another pull. The caller verified
+    ``cached`` just before.
+    """
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.parent / f".{dst.name}.part-{os.getpid()}-{time.monotonic_ns()}"
+    out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    with _removed_on_error(tmp):
+        try:
+            with open(cached, "rb", buffering=0) as src:
+                if not _reflink(src.fileno(), out):
+                    _kernel_copy(src.fileno(), out, os.fstat(src.fileno()).st_size)
+        finally:
+            os.close(out)
+        os.replace(tmp, dst)
+
+
+def copy_checked_into(cached: Path, dst: Path, digest: str, progress: Progress | None) -> bool:
+    """Like :func:`copy_into`, hashing what is placed: False (``dst``
+    untouched) if those bytes do not hash to ``digest``. One read of the
+    cache entry serves both the check and the copy, where verifying first and
+    then copying would read it twice."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.parent / f".{dst.name}.part-{os.getpid()}-{time.monotonic_ns()}"
+    out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    with _removed_on_error(tmp):
+        with open(cached, "rb", buffering=0) as src:
+            if _reflink(src.fileno(), out):
+                os.close(out)
+                ok = hash_file(tmp, progress)[0] == digest
+            else:
+                size = os.fstat(src.fileno()).st_size
+                ok = (
+                    _write_hashed(out, size, lambda sink: read_into(sink, src.readinto, progress))
+                    == digest
+                )
+        if not ok:
+            os.unlink(tmp)
+            return False
+        os.replace(tmp, dst)
+    return True
+
+
+def _reflink(src: int, dst: int) -> bool:
+    try:
+        import fcntl
+
+        fcntl.ioctl(dst, FICLONE, src)
+    except (ImportError, OSError):
+        return False  # not Linux, another filesystem, or one without reflinks
+    return True
+
+
+def _kernel_copy(src: int, dst: int, size: int) -> None:
+    done = 0
+    try:
+        while done < size:
+            n = os.copy_file_range(src, dst, size - done)
+            if n == 0:
+                break
+            done += n
+        return
+    except (AttributeError, OSError):
+        pass  # no copy_file_range here (old kernel, another OS, some filesystems)
+    os.lseek(src, done, os.SEEK_SET)
+    os.lseek(dst, done, os.SEEK_SET)
+    while chunk := os.read(src, CHUNK):
+        os.write(dst, chunk)
 
 
 @contextlib.contextmanager

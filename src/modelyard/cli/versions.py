@@ -1,0 +1,321 @@
+"""Versions and their files: ``push``, ``pull``, ``ls``, ``show``, ``search``,
+``tag`` and ``alias set|show``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+from typer.core import TyperGroup
+
+from modelyard.cli.common import (
+    connect,
+    human,
+    key_values,
+    metrics,
+    out,
+    print_json,
+    progress_bar,
+    run,
+)
+from modelyard.cli.options import DEFAULT_URL, JsonOpt, RegistryOpt, TokenOpt
+
+RefArg = Annotated[str, typer.Argument(help="name/3, name@alias, ns/name@latest")]
+
+
+def push(
+    name: Annotated[str, typer.Argument(help="Model name, optionally namespace/name.")],
+    path: Annotated[Path, typer.Argument(help="A file or a directory to push.")],
+    registry: RegistryOpt = DEFAULT_URL,
+    token: TokenOpt = None,
+    framework: Annotated[str | None, typer.Option(help="e.g. pytorch, onnx, sklearn")] = None,
+    format: Annotated[str | None, typer.Option("--format", help="e.g. onnx, tflite")] = None,
+    description: Annotated[str, typer.Option(help="Version description.")] = "",
+    metric: Annotated[
+        list[str] | None, typer.Option("--metric", "-m", help="key=value, repeatable")
+    ] = None,
+    param: Annotated[
+        list[str] | None, typer.Option("--param", "-p", help="key=value, repeatable")
+    ] = None,
+    tag: Annotated[
+        list[str] | None, typer.Option("--tag", "-t", help="key=value, repeatable")
+    ] = None,
+    parent: Annotated[str | None, typer.Option(help="Reference of the parent version.")] = None,
+    relation: Annotated[str | None, typer.Option(help="converted, quantized, ...")] = None,
+    source_run: Annotated[str | None, typer.Option(help="Training run id.")] = None,
+    allow_empty: Annotated[
+        bool,
+        typer.Option("--allow-empty", help="Create the version even if PATH holds no files."),
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Push a file or directory as a new version of NAME."""
+    namespace, _, model = name.rpartition("/")
+    with connect(registry, token) as reg, progress_bar(not as_json) as cb:
+        v = reg.push(
+            model,
+            path,
+            namespace=namespace or "default",
+            framework=framework,
+            format=format,
+            description=description,
+            metrics=metrics(metric),
+            params=key_values(param, "param"),
+            tags=key_values(tag, "tag"),
+            parent=parent,
+            relation=relation,
+            lineage={"source_run": source_run} if source_run else None,
+            allow_empty=allow_empty,
+            callbacks=cb,
+        )
+    if as_json:
+        print_json(v.raw)
+    else:
+        out().print(
+            f"pushed [bold]{v.ref}[/bold] ({len(v.files or [])} files, "
+            f"{v.total_size} bytes, state {v.state})"
+        )
+
+
+def pull(
+    ref: RefArg,
+    dest: Annotated[Path, typer.Argument(help="Destination directory.")] = Path("."),
+    link: Annotated[
+        bool,
+        typer.Option(
+            "--link",
+            help="Hard-link the files from the download cache instead of copying them "
+            "(no second copy on disk, but the files are the cache's, read-only).",
+        ),
+    ] = False,
+    registry: RegistryOpt = DEFAULT_URL,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Download a version's files into DEST (digest-verified, cached; each file a copy)."""
+    with connect(registry, token) as reg, progress_bar(not as_json) as cb:
+        v, target = reg.pull_version(ref, dest, link=link, callbacks=cb)
+    if as_json:
+        print_json({"ref": v.ref, "dest": str(target), "files": v.files})
+    else:
+        out().print(f"pulled [bold]{v.ref}[/bold] into {target}")
+
+
+def version_table(versions: list[Any]) -> Table:
+    """Versions as a table, one row each."""
+    table = Table("ref", "state", "framework", "format", "aliases", "metrics", "size", "created")
+    for v in versions:
+        table.add_row(
+            v.ref,
+            v.state,
+            v.framework or "",
+            v.format or "",
+            ",".join(v.aliases),
+            " ".join(f"{k}={val:g}" for k, val in sorted(v.metrics.items())),
+            str(v.total_size),
+            v.created_at,
+        )
+    return table
+
+
+def _model_table(models: list[Any]) -> Table:
+    table = Table("model", "latest", "tags", "description", "updated")
+    for m in models:
+        table.add_row(
+            f"{m.namespace}/{m.name}",
+            str(m.latest_version or ""),
+            " ".join(f"{k}={v}" for k, v in sorted(m.tags.items())),
+            m.description,
+            m.updated_at,
+        )
+    return table
+
+
+def _raw(items: list[Any]) -> list[Any]:
+    return [i.raw for i in items]
+
+
+def ls(
+    name: Annotated[str | None, typer.Argument(help="List this model's versions.")] = None,
+    registry: RegistryOpt = DEFAULT_URL,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+    limit: Annotated[int, typer.Option(help="At most this many rows.")] = 100,
+) -> None:
+    """List models, or the versions of NAME."""
+    if name is None:
+        run(
+            registry,
+            token,
+            as_json,
+            lambda reg: list(reg.search_models(limit=limit)),
+            _model_table,
+            to_json=_raw,
+        )
+        return
+    namespace, _, model = name.rpartition("/")
+    run(
+        registry,
+        token,
+        as_json,
+        lambda reg: [
+            v
+            for _, v in zip(
+                range(limit),
+                reg.list_versions(model, namespace=namespace or "default"),
+                strict=False,
+            )
+        ],
+        version_table,
+        to_json=_raw,
+    )
+
+
+def show(
+    ref: RefArg,
+    registry: RegistryOpt = DEFAULT_URL,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show one version with its files, metrics and lineage."""
+    with connect(registry, token) as reg:
+        v = reg.get_version(ref)
+    if as_json:
+        print_json(v.raw)
+        return
+    console = out()
+    console.print(
+        f"[bold]{v.ref}[/bold]  state {v.state}  framework {human(v.framework)}  "
+        f"format {human(v.format)}  aliases {human(v.aliases)}",
+        highlight=False,
+    )
+    for label, value in (
+        ("metrics", v.metrics),
+        ("params", v.params),
+        ("tags", v.tags),
+        ("lineage", v.lineage),
+    ):
+        console.print(f"{label}: {human(value)}", highlight=False, markup=False)
+    table = Table("path", "size", "sha256", "media type")
+    for f in v.files or []:
+        table.add_row(f["path"], str(f["size"]), f["digest"][:16], f["media_type"])
+    console.print(table)
+
+
+def search(
+    filter: Annotated[
+        str | None, typer.Argument(help="Filter, e.g. \"tags.team = 'x' AND metrics.acc >= 0.9\"")
+    ] = None,
+    models: Annotated[bool, typer.Option("--models", help="Search models, not versions.")] = False,
+    order_by: Annotated[str | None, typer.Option(help="e.g. 'metrics.acc DESC'")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many results.")] = 100,
+    registry: RegistryOpt = DEFAULT_URL,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Search versions (or models) with the filter language."""
+    if models:
+        run(
+            registry,
+            token,
+            as_json,
+            lambda reg: list(reg.search_models(filter, order_by=order_by, limit=limit)),
+            lambda found: "\n".join(f"{m.namespace}/{m.name}" for m in found),
+            to_json=_raw,
+        )
+        return
+    run(
+        registry,
+        token,
+        as_json,
+        lambda reg: list(reg.search_versions(filter, order_by=order_by, limit=limit)),
+        version_table,
+        to_json=_raw,
+    )
+
+
+def tag(
+    ref: Annotated[str, typer.Argument(help="Version reference.")],
+    tags: Annotated[list[str] | None, typer.Argument(help="key=value to set")] = None,
+    delete: Annotated[
+        list[str] | None, typer.Option("--delete", "-d", help="Tag key to remove, repeatable")
+    ] = None,
+    registry: RegistryOpt = DEFAULT_URL,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Set or delete tags on a version."""
+    changes = key_values(tags, "tag")
+    run(
+        registry,
+        token,
+        as_json,
+        lambda reg: reg.tag(ref, changes, delete=delete or []),
+        lambda v: f"{v.ref} tags: {human(v.tags)}",
+        to_json=lambda v: v.raw,
+    )
+
+
+class AliasGroup(TyperGroup):
+    """``alias REF NAME`` stays the short form of ``alias set REF NAME``:
+    anything that is not a subcommand's name is ``set``'s first argument (a
+    reference is never a bare ``set`` or ``show``)."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        """Insert ``set`` before a reference given without a subcommand."""
+        if args and not args[0].startswith("-") and args[0] not in self.commands:
+            args = ["set", *args]
+        return super().parse_args(ctx, args)
+
+
+alias_app = typer.Typer(
+    cls=AliasGroup,
+    help="Aliases: set (also `alias REF NAME`) and show.",
+    no_args_is_help=True,
+)
+
+
+@alias_app.command("set")
+def alias_set(
+    ref: Annotated[str, typer.Argument(help="Version reference, e.g. fraud/3")],
+    name: Annotated[str, typer.Argument(help="Alias name, e.g. production")],
+    reason: Annotated[str, typer.Option(help="Why (kept in the alias history).")] = "",
+    registry: RegistryOpt = DEFAULT_URL,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Point alias NAME at the version REF."""
+    run(
+        registry,
+        token,
+        as_json,
+        lambda reg: reg.set_alias(ref, name, reason=reason),
+        lambda v: f"{v.namespace}/{v.model}@{name} -> {v.ref}",
+        to_json=lambda v: v.raw,
+    )
+
+
+@alias_app.command("show")
+def alias_show(
+    ref: Annotated[str, typer.Argument(help="name@alias, e.g. fraud@production")],
+    at: Annotated[
+        str | None, typer.Option(help="The time to look at (RFC 3339 or µs); default now.")
+    ] = None,
+    registry: RegistryOpt = DEFAULT_URL,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Where an alias points (now, or --at a past time) and who moved it there."""
+    from modelyard.cli import governance
+
+    with connect(registry, token) as reg:
+        governance.show_alias(reg, ref, at, as_json)
+
+
+def register(app: typer.Typer) -> None:
+    """Add these commands to the ``modelyard`` app."""
+    for fn in (push, pull, ls, show, search, tag):
+        app.command()(fn)
+    app.add_typer(alias_app, name="alias")
