@@ -19,7 +19,7 @@ from modelyard.api.app import create_app
 from modelyard.api.errors import error_response
 from modelyard.api.middleware import lone_surrogate
 from modelyard.settings import Settings
-from tests.helpers import assert_error
+from tests.helpers import assert_error, upload
 
 
 @pytest.fixture
@@ -117,3 +117,129 @@ def test_an_error_quoting_unwritable_input_is_still_the_one_body() -> None:
     assert r.status_code == 400
     error = json.loads(r.body)["error"]
     assert error["details"] == {"value": "m\\ud800", "n": str(1 << 70)}
+
+
+def _nested(levels: int) -> Any:
+    value: Any = []
+    for _ in range(levels - 1):
+        value = [value]
+    return value
+
+
+def test_metadata_nesting_has_a_documented_limit(sq: TestClient) -> None:
+    """Metadata about 252+ levels deep was a 500 while the event was written."""
+    for levels in (260, 300):
+        r = sq.post(
+            "/api/v1/models", json={"name": f"deep{levels}", "metadata": {"a": _nested(levels)}}
+        )
+        err = assert_error(r, 400, "NESTING_TOO_DEEP")
+        assert err["details"] == {"field": "metadata", "limit": 32}
+    # The object itself is level 1: 31 more levels fit, 32 do not.
+    ok = sq.post("/api/v1/models", json={"name": "deep31", "metadata": {"a": _nested(31)}})
+    assert ok.status_code == 201, ok.text
+    assert_error(
+        sq.post("/api/v1/models", json={"name": "deep32", "metadata": {"a": _nested(32)}}),
+        400,
+        "NESTING_TOO_DEEP",
+    )
+    url = "/api/v1/models/default/deep31/versions"
+    for field, value in (
+        ("signature", {"inputs": _nested(300)}),
+        ("metadata", {"a": {"b": _nested(300)}}),
+    ):
+        assert_error(sq.post(url, json={field: value}), 400, "NESTING_TOO_DEEP")
+    lineage = {"datasets": [{"a": _nested(300)}]}
+    assert_error(sq.post(url, json={"lineage": lineage}), 400, "NESTING_TOO_DEEP")
+    patch = sq.patch("/api/v1/models/default/deep31", json={"metadata": {"a": _nested(300)}})
+    assert_error(patch, 400, "NESTING_TOO_DEEP")
+
+
+def test_manifest_sizes_beyond_64_bits_are_refused(tmp_path: Path, db_url: str) -> None:
+    """On both backends (PostgreSQL's BIGINT too): 400, never a 500."""
+    app = create_app(Settings(data_dir=tmp_path / "d", db=db_url))
+    with TestClient(app, raise_server_exceptions=False) as c:
+        c.post("/api/v1/models", json={"name": "m"})
+        digest = upload(c, b"x")
+        url = "/api/v1/models/default/m/versions"
+        for size in (1 << 63, 1 << 64, 10**400, -1):
+            files = [{"path": "a", "digest": digest, "size": size}]
+            assert_error(c.post(url, json={"files": files}), 400, "INVALID_MANIFEST")
+            draft = c.post(url, json={"draft": True}).json()["version"]
+            commit = c.post(f"{url}/{draft}/files", json={"files": files})
+            assert_error(commit, 400, "INVALID_MANIFEST")
+        assert_error(c.post(url, json={"metadata": {"n": 1 << 64}}), 400, "INVALID_JSON")
+        ok = c.post(url, json={"files": [{"path": "a", "digest": digest, "size": 1}]})
+        assert ok.status_code == 201, ok.text
+
+
+def test_counts_and_sizes_have_limits(sq: TestClient) -> None:
+    """100k metadata keys, 10 MB of metadata and a 100k-item delete_tags
+    were accepted; each is now a 400 with a stable code naming the limit."""
+    assert sq.post("/api/v1/models", json={"name": "m"}).status_code == 201
+    many = {f"k{i}": i for i in range(1001)}
+    err = assert_error(
+        sq.post("/api/v1/models", json={"name": "m2", "metadata": many}), 400, "TOO_MANY_ITEMS"
+    )
+    assert err["details"] == {"field": "metadata", "limit": 1000}
+    nested_many = {"a": {f"k{i}": i for i in range(1001)}}
+    assert_error(
+        sq.post("/api/v1/models", json={"name": "m2", "metadata": nested_many}),
+        400,
+        "TOO_MANY_ITEMS",
+    )
+    big = {"blob": "x" * (256 * 1024)}
+    err = assert_error(
+        sq.post("/api/v1/models", json={"name": "m2", "metadata": big}), 400, "VALUE_TOO_LARGE"
+    )
+    assert err["details"] == {"field": "metadata", "limit": 256 * 1024}
+    drop = [f"t{i}" for i in range(1001)]
+    for url in ("/api/v1/models/default/m",):
+        err = assert_error(sq.patch(url, json={"delete_tags": drop}), 400, "TOO_MANY_ITEMS")
+        assert err["details"]["field"] == "delete_tags"
+    version = sq.post("/api/v1/models/default/m/versions", json={}).json()["version"]
+    r = sq.patch(f"/api/v1/models/default/m/versions/{version}", json={"delete_tags": drop})
+    assert_error(r, 400, "TOO_MANY_ITEMS")
+    r = sq.post(
+        "/api/v1/models/default/m/versions", json={"tags": {f"t{i}": "v" for i in range(1001)}}
+    )
+    assert_error(r, 400, "TOO_MANY_ITEMS")
+    r = sq.post("/api/v1/models", json={"name": "m3", "description": "x" * 65537})
+    assert_error(r, 400, "VALUE_TOO_LARGE")
+    # Within the limits all is well.
+    fine = {
+        "metadata": {f"k{i}": "v" * 200 for i in range(1000)},
+        "tags": {f"t{i}": "v" for i in range(1000)},
+    }
+    assert sq.post("/api/v1/models/default/m/versions", json=fine).status_code == 201
+    r = sq.patch("/api/v1/models/default/m", json={"delete_tags": drop[:1000]})
+    assert r.status_code == 200, r.text
+
+
+def test_limits_come_from_settings(tmp_path: Path, sqlite_url: str) -> None:
+    s = Settings(
+        data_dir=tmp_path / "d",
+        db=sqlite_url,
+        max_map_keys=3,
+        max_metadata_bytes=2048,
+        max_metadata_depth=2,
+    )
+    with TestClient(create_app(s), raise_server_exceptions=False) as c:
+        assert_error(
+            c.post("/api/v1/models", json={"name": "m", "metadata": {"a": [[1]]}}),
+            400,
+            "NESTING_TOO_DEEP",
+        )
+        assert_error(
+            c.post(
+                "/api/v1/models", json={"name": "m", "tags": {"a": "", "b": "", "c": "", "d": ""}}
+            ),
+            400,
+            "TOO_MANY_ITEMS",
+        )
+        assert_error(
+            c.post("/api/v1/models", json={"name": "m", "metadata": {"a": "x" * 2048}}),
+            400,
+            "VALUE_TOO_LARGE",
+        )
+        ok = c.post("/api/v1/models", json={"name": "m", "metadata": {"a": [1], "b": "x"}})
+        assert ok.status_code == 201, ok.text

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from modelyard.service.destinations import DestinationGuard
 from modelyard.service.registry import RegistryService
+from modelyard.service.validation import Limits
 from modelyard.service.webhooks import WebhookPolicy, WebhookService
 from modelyard.settings import Settings
 from modelyard.store.blobs import open_blob_store
@@ -21,7 +22,14 @@ def build_registry(settings: Settings) -> RegistryService:
     blobs = open_blob_store(settings.blob_store_url())
     blobs.clean_stale_uploads()
     service = RegistryService(
-        MetadataStore(engine), blobs, max_files_per_version=settings.max_files_per_version
+        MetadataStore(engine),
+        blobs,
+        max_files_per_version=settings.max_files_per_version,
+        limits=Limits(
+            max_map_keys=settings.max_map_keys,
+            max_metadata_bytes=settings.max_metadata_bytes,
+            max_metadata_depth=settings.max_metadata_depth,
+        ),
     )
     service.ensure_namespace()
     return service

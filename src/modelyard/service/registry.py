@@ -97,11 +97,17 @@ class RegistryService:
     """The registry's use cases over a metadata store and a blob store."""
 
     def __init__(
-        self, db: MetadataStore, blobs: BlobStore, *, max_files_per_version: int = 100_000
+        self,
+        db: MetadataStore,
+        blobs: BlobStore,
+        *,
+        max_files_per_version: int = 100_000,
+        limits: v.Limits = v.DEFAULT_LIMITS,
     ) -> None:
         self.db = db
         self.blobs = blobs
         self.max_files = max_files_per_version
+        self.limits = limits
 
     # -- transactions -----------------------------------------------------
 
@@ -328,8 +334,8 @@ class RegistryService:
         auth.require(actor, Permission.WRITE, namespace)
         validate_name(name)
         description = v.check_description(description)
-        tags_ = v.check_tags(tags)
-        meta = v.check_metadata(metadata)
+        tags_ = v.check_tags(tags, self.limits)
+        meta = v.check_metadata(metadata, self.limits)
 
         def op(tx: Tx) -> Model:
             nid = self._namespace_id(tx, namespace)
@@ -382,9 +388,9 @@ class RegistryService:
         """
         auth.require(actor, Permission.WRITE, namespace)
         desc = None if description is None else v.check_description(description)
-        new_tags = v.check_tags(set_tags)
-        meta = None if metadata is None else v.check_metadata(metadata)
-        drop = [str(k) for k in delete_tags]
+        new_tags = v.check_tags(set_tags, self.limits)
+        meta = None if metadata is None else v.check_metadata(metadata, self.limits)
+        drop = v.check_delete_tags(delete_tags, self.limits)
 
         def op(tx: Tx) -> Model:
             mid = self._model_id(tx, namespace, name, for_update=True)
@@ -582,12 +588,12 @@ class RegistryService:
         description = v.check_description(spec.description)
         framework = v.check_short(spec.framework, "framework")
         fmt = v.check_short(spec.format, "format")
-        signature = v.check_signature(spec.signature)
-        metrics = v.check_metrics(spec.metrics)
-        params = v.check_params(spec.params)
-        tags = v.check_tags(spec.tags)
-        meta = v.check_metadata(spec.metadata)
-        datasets = v.check_datasets(spec.datasets)
+        signature = v.check_signature(spec.signature, self.limits)
+        metrics = v.check_metrics(spec.metrics, self.limits)
+        params = v.check_params(spec.params, self.limits)
+        tags = v.check_tags(spec.tags, self.limits)
+        meta = v.check_metadata(spec.metadata, self.limits)
+        datasets = v.check_datasets(spec.datasets, self.limits)
         relation = v.check_relation(spec.relation)
         source_run = _bounded(spec.source_run, "source_run", 256)
         code_ref = _bounded(spec.code_ref, "code_ref", 1024)
@@ -782,9 +788,9 @@ class RegistryService:
         r = self.resolve(ref)
         auth.require(actor, Permission.WRITE, r.namespace)
         desc = None if description is None else v.check_description(description)
-        new_tags = v.check_tags(set_tags)
-        meta = None if metadata is None else v.check_metadata(metadata)
-        drop = [str(k) for k in delete_tags]
+        new_tags = v.check_tags(set_tags, self.limits)
+        meta = None if metadata is None else v.check_metadata(metadata, self.limits)
+        drop = v.check_delete_tags(delete_tags, self.limits)
 
         def op(tx: Tx) -> Version:
             vid = self._version_id(tx, r)
