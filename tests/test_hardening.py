@@ -3,8 +3,11 @@ in the one error body, and no answer points off the server."""
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
+import os
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +16,7 @@ from urllib.parse import urlsplit
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from sqlalchemy import event
 from starlette.testclient import TestClient
 
 from modelyard.api.app import create_app
@@ -243,3 +247,71 @@ def test_limits_come_from_settings(tmp_path: Path, sqlite_url: str) -> None:
         )
         ok = c.post("/api/v1/models", json={"name": "m", "metadata": {"a": [1], "b": "x"}})
         assert ok.status_code == 201, ok.text
+
+
+def test_metadata_writes_on_a_full_database_are_507(tmp_path: Path, sqlite_url: str) -> None:
+    """SQLite's "database or disk is full" is the domain's STORAGE_FULL (507),
+    as full blob writes are. ``max_page_count`` caps the database file the
+    way a full disk does: SQLite answers SQLITE_FULL at the page it cannot add."""
+    app = create_app(Settings(data_dir=tmp_path / "d", db=sqlite_url))
+    engine = app.state.registry.db.engine
+    cap: list[int] = []
+
+    def capped(dbapi_conn: Any, _record: Any) -> None:
+        if cap:
+            dbapi_conn.execute(f"PRAGMA max_page_count={cap[0]}")
+
+    event.listen(engine, "connect", capped)
+    with TestClient(app, raise_server_exceptions=False) as c:
+        assert c.post("/api/v1/models", json={"name": "m"}).status_code == 201
+        with engine.connect() as conn:
+            pages = conn.exec_driver_sql("PRAGMA page_count").scalar_one()
+        cap.append(int(pages) + 4)
+        engine.dispose()  # pooled connections were opened without the cap
+        meta = {f"k{i}": "x" * 200 for i in range(1000)}
+        model = c.post("/api/v1/models", json={"name": "big", "metadata": meta})
+        assert_error(model, 507, "STORAGE_FULL")
+        version = c.post("/api/v1/models/default/m/versions", json={"metadata": meta})
+        assert_error(version, 507, "STORAGE_FULL")
+        patch = c.patch("/api/v1/models/default/m", json={"metadata": meta})
+        assert_error(patch, 507, "STORAGE_FULL")
+        # Nothing partial was kept, reads go on, and with room again writes do.
+        assert c.get("/api/v1/models/default/big").status_code == 404
+        assert c.get("/api/v1/models/default/m").json()["metadata"] == {}
+        cap[0] = 1 << 30
+        engine.dispose()
+        assert c.post("/api/v1/models", json={"name": "big", "metadata": meta}).status_code == 201
+
+
+@pytest.fixture
+def tiny_fs(tmp_path: Path) -> Iterator[Path]:
+    """A 3 MiB tmpfs (needs the right to mount: root here and in CI)."""
+    where = tmp_path / "tiny"
+    where.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(where)],
+        capture_output=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode(errors='replace')}")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def test_metadata_writes_on_a_really_full_disk_are_507(tiny_fs: Path) -> None:
+    app = create_app(Settings(data_dir=tiny_fs / "d"))
+    with TestClient(app, raise_server_exceptions=False) as c:
+        assert c.post("/api/v1/models", json={"name": "m"}).status_code == 201
+        stat = os.statvfs(tiny_fs)
+        filler = tiny_fs / "filler"
+        with open(filler, "wb") as f, contextlib.suppress(OSError):
+            f.write(b"\0" * (stat.f_bavail * stat.f_bsize - 16384))
+        meta = {f"k{i}": "x" * 200 for i in range(1000)}
+        r = c.post("/api/v1/models", json={"name": "big", "metadata": meta})
+        assert_error(r, 507, "STORAGE_FULL")
+        filler.unlink()
+        assert c.get("/api/v1/models/default/m").status_code == 200
+        assert c.post("/api/v1/models", json={"name": "big", "metadata": meta}).status_code == 201
