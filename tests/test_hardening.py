@@ -4,10 +4,13 @@ in the one error body, and no answer points off the server."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import http.client
 import json
 import os
 import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +26,8 @@ from modelyard.api.app import create_app
 from modelyard.api.errors import error_response
 from modelyard.api.middleware import lone_surrogate
 from modelyard.settings import Settings
+from modelyard.store.blobs.local import LocalBlobStore
+from tests.conftest_server import start_server, stop_server
 from tests.helpers import assert_error, upload
 
 
@@ -315,3 +320,66 @@ def test_metadata_writes_on_a_really_full_disk_are_507(tiny_fs: Path) -> None:
         filler.unlink()
         assert c.get("/api/v1/models/default/m").status_code == 200
         assert c.post("/api/v1/models", json={"name": "big", "metadata": meta}).status_code == 201
+
+
+_DYING_UPLOAD = """
+import sys, time
+from pathlib import Path
+from modelyard.store.blobs.local import LocalBlobStore
+w = LocalBlobStore(Path(sys.argv[1])).writer(None)
+w.write(b"x" * (1 << 20))
+print("written", flush=True)
+time.sleep(120)
+"""
+
+
+def _temp_files(root: Path) -> set[Path]:
+    return set((root / "tmp").glob("upload-*"))
+
+
+def test_dead_uploads_temp_files_are_swept_while_the_server_runs(tmp_path: Path) -> None:
+    """A temp file left by a process killed mid-upload goes once uploads go
+    on, without a restart; the temp file of a live upload stays, however old."""
+    data = tmp_path / "server"
+    proc, url = start_server(data)
+    try:
+        root = data / "blobs"
+        dying = subprocess.Popen(
+            [sys.executable, "-c", _DYING_UPLOAD, str(root)],
+            stdout=subprocess.PIPE,
+            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+        )
+        assert dying.stdout is not None and dying.stdout.readline() == b"written\n"
+        (dead,) = _temp_files(root)
+        dying.kill()  # SIGKILL: no clean-up runs
+        dying.wait(10)
+        dying.stdout.close()
+        hour_ago = time.time() - 3600
+        os.utime(dead, (hour_ago, hour_ago))
+
+        # A live upload over HTTP, its body cut in two.
+        parts = urlsplit(url)
+        conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=30)
+        first, second = b"a" * 70_000, b"b" * 70_000
+        conn.putrequest("POST", "/api/v1/blobs")
+        conn.putheader("Transfer-Encoding", "chunked")
+        conn.endheaders()
+        conn.send(b"%x\r\n%s\r\n" % (len(first), first))
+        deadline = time.monotonic() + 30
+        while dead.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not dead.exists(), "the dead upload's temp file is still there"
+        (live,) = _temp_files(root)
+        # Another process sharing the directory sweeps too: the live file is
+        # held, so it stays even when it looks an hour old.
+        os.utime(live, (hour_ago, hour_ago))
+        assert LocalBlobStore(root).clean_stale_uploads() == 0
+        assert live.exists()
+        conn.send(b"%x\r\n%s\r\n0\r\n\r\n" % (len(second), second))
+        r = conn.getresponse()
+        assert r.status == 201, r.read()
+        assert json.loads(r.read())["digest"] == hashlib.sha256(first + second).hexdigest()
+        conn.close()
+        assert _temp_files(root) == set()
+    finally:
+        stop_server(proc)
