@@ -25,6 +25,10 @@ from starlette.testclient import TestClient
 from modelyard.api.app import create_app
 from modelyard.api.errors import error_response
 from modelyard.api.middleware import lone_surrogate
+from modelyard.domain.errors import InvalidInput
+from modelyard.domain.identity import Principal
+from modelyard.service.factory import build_registry
+from modelyard.service.registry import VersionSpec
 from modelyard.settings import Settings
 from modelyard.store.blobs.local import LocalBlobStore
 from tests.conftest_server import start_server, stop_server
@@ -383,3 +387,24 @@ def test_dead_uploads_temp_files_are_swept_while_the_server_runs(tmp_path: Path)
         assert _temp_files(root) == set()
     finally:
         stop_server(proc)
+
+
+def test_embedded_callers_cannot_store_lone_surrogates(tmp_path: Path, sqlite_url: str) -> None:
+    """Python callers (the embedded SDK) pass ``str`` straight to the service:
+    each text field refuses a lone surrogate with a 4xx-class domain error."""
+    svc = build_registry(Settings(data_dir=tmp_path / "d", db=sqlite_url))
+    me = Principal.local()
+    try:
+        for kwargs in (
+            {"description": "x\ud800"},
+            {"tags": {"a": "x\udc00"}},
+            {"metadata": {"a": {"b": "x\ud800"}}},
+            {"metadata": {"a": {"b\ud800": 1}}},
+        ):
+            with pytest.raises(InvalidInput):
+                svc.create_model("m", actor=me, **kwargs)
+        svc.create_model("m", actor=me)
+        with pytest.raises(InvalidInput):
+            svc.create_version("m", VersionSpec(params={"p": "\ud800"}), actor=me)
+    finally:
+        svc.db.dispose()

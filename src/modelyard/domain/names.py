@@ -61,8 +61,14 @@ def validate_tag_value(value: str) -> str:
     """Tag values are free text up to a bound, without control characters."""
     if not isinstance(value, str):
         raise InvalidInput("tag values must be strings", code="INVALID_TAG")
-    if len(value) > MAX_TAG_VALUE_LENGTH or any(unicodedata.category(c) == "Cc" for c in value):
-        raise InvalidInput("tag value too long or contains control characters", code="INVALID_TAG")
+    # Lone surrogates (from Python callers) are not text any database takes.
+    if len(value) > MAX_TAG_VALUE_LENGTH or any(
+        unicodedata.category(c) in ("Cc", "Cs") for c in value
+    ):
+        raise InvalidInput(
+            "tag value too long or contains control characters or lone surrogates",
+            code="INVALID_TAG",
+        )
     return value
 
 

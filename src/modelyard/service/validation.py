@@ -196,7 +196,19 @@ def check_description(text: str | None) -> str:
         raise InvalidInput("description must be a string", code="INVALID_INPUT")
     if len(text) > MAX_DESCRIPTION:
         raise too_large("description", MAX_DESCRIPTION, "characters")
+    if not _encodable(text):
+        raise InvalidInput("description has a lone UTF-16 surrogate", code="INVALID_INPUT")
     return text
+
+
+def _encodable(text: str) -> bool:
+    """True unless ``text`` holds a lone surrogate (only Python callers can
+    pass one; the HTTP door refuses it in the JSON text)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def check_short(value: str | None, field: str) -> str | None:
