@@ -219,7 +219,7 @@ def _assert_safe_everywhere(path: str) -> None:
         assert c not in '\\<>:"|?*\u2215\u2044\uff0f\uff3c'
     assert posixpath.normpath(path) == path
     assert not ntpath.isabs(path) and ntpath.splitdrive(path)[0] == ""
-    assert not ntpath.normpath(path).startswith("..")
+    assert ".." not in ntpath.normpath(path).split("\\")
     for segment in path.split("/"):
         assert segment not in ("", ".", "..")
         assert segment == segment.strip() and not segment.endswith(".")

@@ -39,7 +39,7 @@ class LocalWriter:
         self._tmp = Path(name)
         try:
             # Held until the file is renamed or removed: the sweep leaves
-            # alone every temp file someone holds (see ``sweep_uploads``).
+            # alone every temp file someone holds (see ``clean_stale_uploads``).
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             pipelined = size_hint is None or size_hint >= PIPELINE_MIN
             self._sink = HashingSink(fd, pipelined=pipelined)
