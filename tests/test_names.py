@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import ntpath
 import posixpath
+import unicodedata
 from pathlib import Path
+from urllib.parse import unquote
 
 import pytest
 from hypothesis import given, settings
@@ -100,3 +103,149 @@ def test_parse_reference_only_raises_invalid_input(text: str) -> None:
     except InvalidInput:
         return
     assert parse_reference(str(ref)) == ref
+
+
+# -- look-alike and platform-unsafe paths (issue 9) ------------------------------
+
+LOOKALIKES = [
+    "\uff0e\uff0e/etc/passwd",  # fullwidth dots
+    "a/\uff0e\uff0e/b",
+    "\ufeff../x",  # BOM before ..
+    "a\u2215..\u2215b",  # division slash
+    "a\u2044..\u2044b",  # fraction slash
+    "a\uff0f..\uff0fb",  # fullwidth solidus
+    "a\uff3cb",  # fullwidth backslash
+    "..\u00a5x",  # yen sign: a backslash under Windows' Japanese code page
+    "evil\u202etxt.exe",  # right-to-left override
+    "a\u200bb",  # zero-width space
+    "a\u2066b",  # bidi isolate
+    "a\u2028b",  # line separator
+    "a\ue000b",  # private use
+    "a\U000e0001b",  # tag character (format)
+    "\u2025/x",  # two dot leader (NFKC "..")
+    "\u2024",  # one dot leader (NFKC ".")
+    "CON",
+    "con",
+    "nul.txt",
+    "dir/Aux.tar.gz",
+    "COM1",
+    "lpt9.log",
+    "COM\u00b9",  # superscript one: NFKC "COM1", also a device on Windows
+    "CONIN$",
+    "nul .txt",
+    "...",
+    "a.",
+    "dir./x",
+    "a ",
+    "a:b",
+    "stream.bin:hidden",
+    "a*b",
+    "a?b",
+    'a"b',
+    "a<b",
+    "a>b",
+    "a|b",
+    "x" * 256,
+    "%EF%BC%8E%EF%BC%8E/x",  # percent-encoded fullwidth dots
+    "%E2%80%AE",  # percent-encoded RLO
+    "\ufb01le",  # ligature: not NFKC
+]
+
+
+@pytest.mark.parametrize("raw", LOOKALIKES)
+def test_lookalike_and_platform_unsafe_paths_are_refused(raw: str) -> None:
+    with pytest.raises(InvalidInput) as info:
+        validate_file_path(raw)
+    assert info.value.code == "INVALID_PATH"
+
+
+def test_non_nfkc_paths_name_their_nfkc_spelling() -> None:
+    with pytest.raises(InvalidInput) as info:
+        validate_file_path("\uff08\uff11\uff09.txt")
+    assert info.value.details["nfkc"] == "(1).txt"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "model.onnx",
+        "a/b/c.bin",
+        ".gitattributes",
+        "\u5831\u544a.txt",
+        "\u00c4.bin",
+        "a b",
+        "x" * 255,
+        "console.txt",
+        "com10",
+        "v1.0/w",
+    ],
+)
+def test_ordinary_names_stay_accepted(raw: str) -> None:
+    assert validate_file_path(raw) == raw
+
+
+PATH_ALPHABET = st.sampled_from(
+    [
+        *"ab.-_ /%:\\",
+        "..",
+        "\uff0e",
+        "\uff0f",
+        "\u2215",
+        "\ufeff",
+        "\u202e",
+        "\u00a0",
+        "\u2025",
+        "\u0301",
+        "CON",
+        "nul",
+        "COM1",
+        "\u00b9",
+        "%2e",
+        "%2f",
+        "%EF%BC%8E",
+        "\x00",
+    ]
+)
+WINDOWS_DEVICES = {"CON", "PRN", "AUX", "NUL"} | {
+    f"{p}{n}" for p in ("COM", "LPT") for n in range(10)
+}
+
+
+def _assert_safe_everywhere(path: str) -> None:
+    """What an accepted path must be, however it is read."""
+    assert unicodedata.normalize("NFKC", path) == path
+    for c in path:
+        assert unicodedata.category(c) not in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp")
+        assert c not in '\\<>:"|?*\u2215\u2044\uff0f\uff3c'
+    assert posixpath.normpath(path) == path
+    assert not ntpath.isabs(path) and ntpath.splitdrive(path)[0] == ""
+    assert ".." not in ntpath.normpath(path).split("\\")
+    for segment in path.split("/"):
+        assert segment not in ("", ".", "..")
+        assert segment == segment.strip() and not segment.endswith(".")
+        assert segment.split(".")[0].strip().upper() not in WINDOWS_DEVICES
+
+
+@settings(max_examples=800, deadline=None)
+@given(st.lists(PATH_ALPHABET, min_size=1, max_size=10).map("".join))
+def test_accepted_paths_are_safe_on_every_platform(raw: str) -> None:
+    try:
+        path = validate_file_path(raw)
+    except InvalidInput as exc:
+        assert exc.code == "INVALID_PATH"
+        return
+    _assert_safe_everywhere(path)
+    decoded = unquote(unquote(path))
+    for form in (decoded, unicodedata.normalize("NFKC", decoded)):
+        assert ".." not in form.split("/") and "\\" not in form
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(max_size=30))
+def test_any_accepted_text_is_safe_on_every_platform(raw: str) -> None:
+    try:
+        path = validate_file_path(raw)
+    except InvalidInput as exc:
+        assert exc.code == "INVALID_PATH"
+        return
+    _assert_safe_everywhere(path)

@@ -348,3 +348,45 @@ def test_an_attempt_has_one_deadline_even_against_a_trickling_endpoint() -> None
         listener.close()
     assert out.response_code is None, out
     assert out.error == "timeout: no complete answer within 1 s"
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "[::127.0.0.1]",  # IPv4-compatible
+        "[::ffff:127.0.0.1]",  # IPv4-mapped
+        "[::ffff:0:7f00:1]",  # SIIT IPv4-translated
+        "[64:ff9b::7f00:1]",  # NAT64 well-known prefix -> loopback
+        "[64:ff9b::a9fe:a9fe]",  # NAT64 -> the cloud metadata service
+        "[64:ff9b::a00:1]",  # NAT64 -> 10.0.0.1
+        "[64:ff9b:1::808:808]",  # local-use NAT64: no fixed embedding, refused whole
+        "[2002:7f00:1::]",  # 6to4 of 127.0.0.1
+        "[2002:a9fe:a9fe::1]",  # 6to4 of 169.254.169.254
+        "[2001:0:7f00:1::]",  # Teredo with a loopback server
+        "[2606:4700::5efe:7f00:1]",  # ISATAP interface identifier
+        "[::1]",
+    ],
+)
+def test_guard_judges_the_ipv4_inside_ipv6_forms(host: str) -> None:
+    """Python calls most of these global; each leads to a refused IPv4 address."""
+    with pytest.raises(DestinationRefused) as info:
+        DestinationGuard("").check(f"http://{host}/hook")
+    assert info.value.code == "WEBHOOK_URL_REFUSED"
+
+
+def test_guard_judges_embedded_ipv4_in_resolved_answers_and_honours_the_allowlist() -> None:
+    def aaaa(*_: Any, **__: Any) -> list[tuple[Any, ...]]:
+        return [(socket.AF_INET6, socket.SOCK_STREAM, 6, "", ("64:ff9b::7f00:1", 80, 0, 0))]
+
+    with pytest.raises(DestinationRefused):
+        DestinationGuard("", resolver=aaaa).check("http://nat64.example/")
+    # The admin's allowlist speaks IPv4: it covers the address inside too.
+    allowed = DestinationGuard("127.0.0.1", resolver=aaaa).check("http://nat64.example/")
+    assert allowed.addresses == ["64:ff9b::7f00:1"]
+
+
+@pytest.mark.parametrize(
+    "host", ["[64:ff9b::808:808]", "[2002:808:808::1]", "[2001:4860:4860::8888]", "8.8.8.8"]
+)
+def test_guard_keeps_public_ipv4_behind_ipv6_forms(host: str) -> None:
+    assert DestinationGuard("").check(f"http://{host}/hook").scheme == "http"

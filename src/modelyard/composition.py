@@ -37,6 +37,7 @@ from modelyard.service.destinations import DestinationGuard
 from modelyard.service.governance import GovernanceService
 from modelyard.service.identity import IdentityService
 from modelyard.service.registry import RegistryService
+from modelyard.service.validation import Limits
 from modelyard.service.webhooks import WebhookPolicy, WebhookService
 from modelyard.settings import Settings
 from modelyard.store.blobs import BlobStore, open_blob_store
@@ -94,7 +95,14 @@ def build_services(settings: Settings) -> Services:
         blobs = open_blob_store(settings.blob_store_url())
         blobs.clean_stale_uploads()
         registry = RegistryService(
-            metadata, blobs, max_files_per_version=settings.max_files_per_version
+            metadata,
+            blobs,
+            max_files_per_version=settings.max_files_per_version,
+            limits=Limits(
+                max_map_keys=settings.max_map_keys,
+                max_metadata_bytes=settings.max_metadata_bytes,
+                max_metadata_depth=settings.max_metadata_depth,
+            ),
         )
         registry.ensure_namespace()
     except BaseException:

@@ -38,6 +38,24 @@ class Settings(BaseSettings):
     max_files_per_version: int = Field(
         100_000, ge=1, description="Most files one version may hold."
     )
+    max_map_keys: int = Field(
+        1000,
+        ge=1,
+        description="Most entries in one tags, metrics or params map, keys in one metadata "
+        "object, and items in delete_tags or datasets.",
+    )
+    max_metadata_bytes: int = Field(
+        256 * 1024,
+        ge=1024,
+        description="Largest metadata, signature or datasets value, as compact JSON, in bytes.",
+    )
+    max_metadata_depth: int = Field(
+        32,
+        ge=1,
+        le=128,
+        description="Deepest nesting of objects and arrays in metadata, signature or datasets "
+        "(the JSON encoder stops at 255; events nest the value a few levels deeper).",
+    )
     db_pool_size: int = Field(8, ge=1, description="Database connection pool size per process.")
     auto_migrate: bool = Field(True, description="Upgrade the database schema at start-up.")
     log_level: str = Field("info", description="Server log level.")

@@ -80,6 +80,10 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         version=__version__,
         description="Self-hosted unified model center: registry REST API v1.",
         lifespan=lifespan,
+        # Starlette's slash redirect builds its Location from the Host header,
+        # so a foreign Host got a redirect off the server (issue 9): a path
+        # with a stray slash is a plain 404.
+        redirect_slashes=False,
     )
     app.state.settings = settings
     app.state.services = services

@@ -59,12 +59,39 @@ def status_for(exc: e.ModelyardError) -> int:
 def error_response(
     status: int, code: str, message: str, details: Any = None, headers: dict[str, str] | None = None
 ) -> Response:
-    """Build the one error body."""
-    return JSONResponse(
-        {"error": {"code": code, "message": message, "details": details or {}}},
-        status_code=status,
-        headers=headers,
-    )
+    """Build the one error body.
+
+    An error may quote the input that caused it, and input can hold what JSON
+    cannot carry (a lone surrogate from Python callers, an integer beyond 64
+    bits, nesting deeper than the encoder goes): such values are written in a
+    safe form rather than failing the answer itself (issue 9).
+    """
+    content = {"error": {"code": code, "message": message, "details": details or {}}}
+    try:
+        return JSONResponse(content, status_code=status, headers=headers)
+    except TypeError:
+        return JSONResponse(_json_safe(content, 0), status_code=status, headers=headers)
+
+
+_MAX_DEPTH = 32
+_INT64 = 1 << 63
+
+
+def _json_safe(value: Any, depth: int) -> Any:
+    """``value`` with every part JSON can't carry replaced by a readable stand-in."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, bool) or value is None or isinstance(value, float):
+        return value
+    if isinstance(value, int):
+        return value if -_INT64 <= value < _INT64 else str(value)
+    if depth >= _MAX_DEPTH:
+        return "..."
+    if isinstance(value, dict):
+        return {_json_safe(str(k), depth): _json_safe(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v, depth + 1) for v in value]
+    return _json_safe(str(value), depth)
 
 
 def install_error_handlers(app: FastAPI) -> None:

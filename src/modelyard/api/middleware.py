@@ -1,11 +1,13 @@
-"""Pure ASGI middleware: Prometheus request metrics and the JSON body limit."""
+"""Pure ASGI middleware: Prometheus request metrics and the JSON body guard."""
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -81,13 +83,19 @@ class MetricsMiddleware:
 
 
 class BodyLimitMiddleware:
-    """Refuse request bodies over ``limit`` bytes, except where ``streams(method,
+    """Guards JSON request bodies: refuses bodies over ``limit`` bytes (413)
+    and JSON text that is not Unicode (422), except where ``streams(method,
     path)`` says the route streams its body (blob uploads).
 
-    The limit is checked on ``Content-Length`` first; a body without one
-    (chunked) is read here, up to the limit, and replayed to the app, so the
-    413 is ours and not a framework parse error. Memory stays bounded by the
-    limit; large uploads go to the exempt blob routes, which stream.
+    The limit is checked on ``Content-Length`` first; the body is then read
+    here, up to the limit, and replayed to the app, so the 413 is ours and not
+    a framework parse error. Memory stays bounded by the limit; large uploads
+    go to the exempt blob routes, which stream.
+
+    A JSON string may spell a lone UTF-16 surrogate (``"\\ud800"``), which
+    Python's ``json`` decodes into a ``str`` that no encoder, database or
+    error body can write: it is refused here, before any route sees it
+    (issue 9: it was a 500, and the connection was reset after it).
     """
 
     def __init__(
@@ -105,22 +113,27 @@ class BodyLimitMiddleware:
             await self.app(scope, receive, send)
             return
         limit = self.limit
+        declared: int | None = None
+        json_text = True
         for name, value in scope.get("headers", ()):
             if name == b"content-length":
-                if value.isdigit() and int(value) > limit:
-                    await _send_413(send, limit)
-                    return
-                # A declared length within the limit: the server enforces it.
-                await self.app(scope, receive, send)
-                return
-        if scope["method"] in ("GET", "HEAD", "OPTIONS"):
+                if value.isdigit():
+                    declared = int(value)
+                    if declared > limit:
+                        await _send_413(send, limit)
+                        return
+            elif name == b"content-type":
+                json_text = _is_json(value)
+        if declared == 0 or (declared is None and scope["method"] in ("GET", "HEAD", "OPTIONS")):
             await self.app(scope, receive, send)
             return
         chunks: list[bytes] = []
         seen = 0
+        pending: Message | None = None
         while True:
             message = await receive()
             if message["type"] != "http.request":
+                pending = message  # a disconnect: the app sees it after the body
                 break
             body = message.get("body", b"")
             seen += len(body)
@@ -130,39 +143,114 @@ class BodyLimitMiddleware:
             chunks.append(body)
             if not message.get("more_body", False):
                 break
+        whole = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        if json_text:
+            at = lone_surrogate(whole)
+            if at is not None:
+                await _send_error(
+                    send,
+                    422,
+                    "VALIDATION_ERROR",
+                    "the request does not match the schema",
+                    {
+                        "errors": [
+                            {
+                                "loc": ["body", str(at)],
+                                "msg": "lone UTF-16 surrogate: JSON text must be Unicode "
+                                "(RFC 7493)",
+                                "type": "json_invalid",
+                            }
+                        ]
+                    },
+                )
+                return
         replayed = False
 
         async def replay() -> Message:
-            nonlocal replayed
+            nonlocal replayed, pending
             if not replayed:
                 replayed = True
-                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+                return {"type": "http.request", "body": whole, "more_body": False}
+            if pending is not None:
+                message, pending = pending, None
+                return message
             return await receive()
 
         await self.app(scope, replay, send)
 
 
-async def _send_413(send: Send, limit: int) -> None:
-    import orjson
+def _is_json(content_type: bytes) -> bool:
+    """``application/json`` and ``application/*+json`` (parameters ignored)."""
+    media = content_type.split(b";", 1)[0].strip().lower()
+    return media == b"application/json" or (
+        media.startswith(b"application/") and media.endswith(b"+json")
+    )
 
-    body = orjson.dumps(
-        {
-            "error": {
-                "code": "PAYLOAD_TOO_LARGE",
-                "message": "request body too large",
-                "details": {"limit": limit},
-            }
-        }
+
+# A JSON escape: \uXXXX (group 1) or any other backslash pair, so that an
+# escaped backslash followed by "ud800" is not read as an escape.
+_ESCAPE = re.compile(rb"\\(?:u([0-9a-fA-F]{4})|.)", re.DOTALL)
+# A surrogate encoded as UTF-8 bytes (invalid UTF-8, but json.loads decodes
+# bytes with "surrogatepass").
+_RAW_SURROGATE = re.compile(rb"\xed[\xa0-\xbf]")
+
+
+def lone_surrogate(body: bytes) -> int | None:
+    """Byte offset of the first lone UTF-16 surrogate in JSON text, or None.
+
+    A high surrogate escape must be followed at once by a low one; a low one
+    must follow a high one. Raw surrogate bytes are always refused.
+    """
+    raw = _RAW_SURROGATE.search(body)
+    if raw is not None:
+        return raw.start()
+    if b"\\u" not in body:
+        return None
+    high: int | None = None
+    high_end = -1
+    for m in _ESCAPE.finditer(body):
+        hexa = m.group(1)
+        code = int(hexa, 16) if hexa is not None else -1
+        if high is not None:
+            if m.start() == high_end and 0xDC00 <= code <= 0xDFFF:
+                high = None
+                continue
+            return high
+        if 0xD800 <= code <= 0xDBFF:
+            high, high_end = m.start(), m.end()
+        elif 0xDC00 <= code <= 0xDFFF:
+            return m.start()
+    return high
+
+
+async def _send_413(send: Send, limit: int) -> None:
+    # The rest of the body is not read: the connection cannot be reused.
+    await _send_error(
+        send,
+        413,
+        "PAYLOAD_TOO_LARGE",
+        "request body too large",
+        {"limit": limit},
+        close=True,
     )
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 413,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"connection", b"close"),
-            ],
-        }
-    )
+
+
+async def _send_error(
+    send: Send,
+    status: int,
+    code: str,
+    message: str,
+    details: dict[str, Any],
+    *,
+    close: bool = False,
+) -> None:
+    """The one error body, sent from middleware (before any route runs)."""
+    body = orjson.dumps({"error": {"code": code, "message": message, "details": details}})
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    if close:
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

@@ -61,8 +61,14 @@ def validate_tag_value(value: str) -> str:
     """Tag values are free text up to a bound, without control characters."""
     if not isinstance(value, str):
         raise InvalidInput("tag values must be strings", code="INVALID_TAG")
-    if len(value) > MAX_TAG_VALUE_LENGTH or any(unicodedata.category(c) == "Cc" for c in value):
-        raise InvalidInput("tag value too long or contains control characters", code="INVALID_TAG")
+    # Lone surrogates (from Python callers) are not text any database takes.
+    if len(value) > MAX_TAG_VALUE_LENGTH or any(
+        unicodedata.category(c) in ("Cc", "Cs") for c in value
+    ):
+        raise InvalidInput(
+            "tag value too long or contains control characters or lone surrogates",
+            code="INVALID_TAG",
+        )
     return value
 
 
@@ -85,12 +91,85 @@ def _bad_path(value: object, reason: str) -> InvalidInput:
     )
 
 
+# Characters that stand for a path separator somewhere: look-alikes of "/"
+# and "\\", and the currency signs that Windows' "best fit" conversion to a
+# Japanese or Korean code page turns into a backslash.
+_SEPARATOR_LOOKALIKES = frozenset(
+    "\u2044\u2215\u2571\u29f8\uff0f"  # fraction, division, box-drawing, big, fullwidth slash
+    "\u2216\u29f5\u29f9\ufe68\uff3c"  # set minus, reverse solidus operator, small/fullwidth
+    "\u00a5\u20a9"  # yen and won signs
+)
+# Refused anywhere in a name by Windows (":" also names NTFS streams).
+_WINDOWS_FORBIDDEN = frozenset('<>:"|?*')
+# Control, format (bidi overrides, BOM, zero-width), surrogate, private-use
+# and unassigned code points, and line/paragraph separators.
+_REFUSED_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+# Windows device names, reserved with any extension ("nul.txt") and in any case.
+_WINDOWS_DEVICES = frozenset(
+    {"CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$", "CLOCK$"}
+    | {f"{p}{n}" for p in ("COM", "LPT") for n in "0123456789"}
+)
+MAX_SEGMENT_BYTES = 255
+
+
+def _check_segment(segment: str, value: str) -> None:
+    if segment == "":
+        raise _bad_path(value, "empty segment")
+    if segment in (".", ".."):
+        raise _bad_path(value, "relative segment")
+    if segment != segment.strip():
+        raise _bad_path(value, "leading or trailing white space in a segment")
+    if segment.endswith("."):
+        # Windows drops trailing dots: "..." and "a." would not be what they say.
+        raise _bad_path(value, "a segment ends with a dot")
+    if segment.split(".", 1)[0].rstrip(" ").upper() in _WINDOWS_DEVICES:
+        raise _bad_path(value, "a reserved device name on Windows")
+    if len(segment.encode("utf-8")) > MAX_SEGMENT_BYTES:
+        raise _bad_path(value, f"a segment longer than {MAX_SEGMENT_BYTES} bytes")
+
+
+def _check_text(candidate: str, value: str) -> None:
+    for c in candidate:
+        if unicodedata.category(c) in _REFUSED_CATEGORIES:
+            raise _bad_path(value, "control, format or unassigned character")
+        if c == "\\" or c in _SEPARATOR_LOOKALIKES:
+            raise _bad_path(value, "backslash or a look-alike of a path separator")
+        if c in _WINDOWS_FORBIDDEN:
+            raise _bad_path(value, 'a character Windows forbids in names (<>:"|?*)')
+    if candidate.startswith("/"):
+        raise _bad_path(value, "absolute path")
+    for segment in candidate.split("/"):
+        _check_segment(segment, value)
+
+
 def validate_file_path(value: str) -> str:
     """Return the logical file path if it is safe, else raise ``INVALID_PATH``.
 
-    Refused: empty, too long, absolute, drive letters and UNC prefixes,
-    backslashes, control characters, empty / ``.`` / ``..`` segments, and any of
-    these hidden behind (repeated) percent-encoding.
+    A path is stored as given and pulled as given onto Linux, macOS and
+    Windows, so it must be safe on all three, and must not turn into
+    something else under the normalizations those systems and their tools
+    apply (issue 9: fullwidth dots before ``/etc/passwd``, a BOM before
+    ``../x`` and ``..`` between division slashes were accepted).
+
+    The rule, in order:
+
+    - 1 to 1024 characters; percent-encoding is decoded until stable (at most
+      8 levels), and the checks below hold for the text as given and decoded;
+    - the path must be in Unicode NFKC form. We refuse other input rather
+      than store its NFKC form: a pushed file is pulled under the very name
+      it was pushed with, and the error names the NFKC spelling to use.
+      Since the form is NFKC, fullwidth dots and slashes, ligatures and the
+      like cannot hide ``..`` or a separator; the decoded text is checked in
+      its NFKC form too;
+    - no control, format (bidi overrides, BOM, zero-width), surrogate,
+      private-use or unassigned code points, nor line/paragraph separators;
+    - no backslash or look-alike of a separator (division, fraction and
+      fullwidth slashes, set minus, yen and won signs: see the table above);
+      no ``<>:"|?*``; not absolute;
+    - each ``/`` segment: not empty, not ``.`` or ``..``, no leading or
+      trailing white space, no trailing dot, not a Windows device name with
+      any extension (``CON``, ``nul.txt``, ``COM1``...), at most 255 bytes
+      of UTF-8.
     """
     if not isinstance(value, str) or not value:
         raise _bad_path(value, "empty")
@@ -105,22 +184,17 @@ def validate_file_path(value: str) -> str:
         decoded = nxt
     else:
         raise _bad_path(value, "too many levels of percent-encoding")
-    for candidate in {value, decoded}:
-        if any(unicodedata.category(c) in ("Cc", "Cs") for c in candidate):
-            raise _bad_path(value, "control character")
-        if "\\" in candidate:
-            raise _bad_path(value, "backslash")
-        if candidate.startswith("/"):
-            raise _bad_path(value, "absolute path")
-        if re.match(r"^[A-Za-z]:", candidate):
-            raise _bad_path(value, "drive letter")
-        for segment in candidate.split("/"):
-            if segment == "":
-                raise _bad_path(value, "empty segment")
-            if segment in (".", ".."):
-                raise _bad_path(value, "relative segment")
-            if segment != segment.strip():
-                raise _bad_path(value, "leading or trailing white space in a segment")
-    if unicodedata.normalize("NFC", value) != value:
-        raise _bad_path(value, "not in Unicode NFC form")
+    # Categories first: NFKC of a lone surrogate or unassigned code point is
+    # not meaningful, and the message should name the real problem.
+    _check_text(value, value)
+    nfkc = unicodedata.normalize("NFKC", value)
+    if nfkc != value:
+        raise InvalidInput(
+            f"invalid file path {value!r}: not in Unicode NFKC form (use {nfkc!r})",
+            code="INVALID_PATH",
+            details={"path": value, "reason": "not in Unicode NFKC form", "nfkc": nfkc},
+        )
+    if decoded != value:
+        _check_text(decoded, value)
+        _check_text(unicodedata.normalize("NFKC", decoded), value)
     return value

@@ -18,6 +18,7 @@ from modelyard.domain.entities import Model, Version, VersionState
 from modelyard.domain.errors import InvalidInput, NotFound
 from modelyard.domain.names import RESERVED_ALIASES
 from modelyard.domain.references import Reference, parse_reference
+from modelyard.service import validation as v
 from modelyard.store.blobs.base import BlobStore
 from modelyard.store.metadata.ports import MetadataStore, RegistryTx
 
@@ -37,11 +38,17 @@ class RegistryCore:
     """The stores and the transaction entry point the registry's use cases share."""
 
     def __init__(
-        self, db: MetadataStore, blobs: BlobStore, *, max_files_per_version: int = 100_000
+        self,
+        db: MetadataStore,
+        blobs: BlobStore,
+        *,
+        max_files_per_version: int = 100_000,
+        limits: v.Limits = v.DEFAULT_LIMITS,
     ) -> None:
         self.db = db
         self.blobs = blobs
         self.max_files = max_files_per_version
+        self.limits = limits
 
     # -- transactions -----------------------------------------------------
 

@@ -8,7 +8,9 @@ check and the connection (DNS rebinding) cannot reach a refused address.
 Allowed: public unicast addresses, plus whatever the admin lists in
 ``MODELYARD_WEBHOOK_ALLOW`` (CIDRs, single IPs, exact host names). Refused
 unless listed: private, loopback, link-local, multicast, reserved, shared and
-unspecified addresses. Only ``http`` and ``https``.
+unspecified addresses, and IPv6 addresses that carry such an IPv4 address
+(IPv4-mapped and -compatible, NAT64, 6to4, Teredo, ISATAP). Only ``http`` and
+``https``.
 """
 
 from __future__ import annotations
@@ -47,6 +49,48 @@ class Destination:
         return host if self.port == default else f"{host}:{self.port}"
 
 
+# IPv6 ranges whose addresses carry an IPv4 address, and where it sits.
+_NAT64_WKP = ipaddress.IPv6Network("64:ff9b::/96")  # RFC 6052 well-known prefix
+_NAT64_LOCAL = ipaddress.IPv6Network("64:ff9b:1::/48")  # RFC 8215 local-use prefix
+_IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")  # RFC 4291 (deprecated) ::a.b.c.d
+_IPV4_TRANSLATED = ipaddress.IPv6Network("::ffff:0:0:0/96")  # RFC 2765 SIIT
+_ISATAP_IIDS = (0x00005EFE, 0x02005EFE)  # RFC 5214 interface identifiers
+
+
+def _low32(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address:
+    return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+
+
+def embedded_ipv4(address: IPAddress) -> list[ipaddress.IPv4Address]:
+    """Every IPv4 address an IPv6 address may lead to (empty for none).
+
+    Forms: IPv4-mapped ``::ffff:a.b.c.d``, IPv4-compatible ``::a.b.c.d``,
+    SIIT ``::ffff:0:a.b.c.d``, NAT64 ``64:ff9b::/96``, 6to4 ``2002::/16``,
+    Teredo ``2001::/32`` (server and client), and ISATAP interface
+    identifiers ``::5efe:a.b.c.d``. The local-use NAT64 prefix
+    ``64:ff9b:1::/48`` has no fixed place for the IPv4 address (its operator
+    picks one): :meth:`DestinationGuard.address_allowed` refuses all of it.
+    """
+    if not isinstance(address, ipaddress.IPv6Address):
+        return []
+    out: list[ipaddress.IPv4Address] = []
+    if address.ipv4_mapped is not None:
+        out.append(address.ipv4_mapped)
+    if address in _IPV4_COMPATIBLE or address in _IPV4_TRANSLATED or address in _NAT64_WKP:
+        out.append(_low32(address))
+    if address.sixtofour is not None:
+        out.append(address.sixtofour)
+    if address.teredo is not None:
+        out.extend(address.teredo)
+    if (int(address) >> 32) & 0xFFFFFFFF in _ISATAP_IIDS:
+        out.append(_low32(address))
+    return out
+
+
+def _public(address: IPAddress) -> bool:
+    return address.is_global and not address.is_multicast
+
+
 def _refuse(message: str, url: str, code: str = "WEBHOOK_URL_REFUSED") -> DestinationRefused:
     return DestinationRefused(message, code=code, details={"url": url[:MAX_URL_LENGTH]})
 
@@ -69,13 +113,24 @@ class DestinationGuard:
         self.resolver: Resolver = resolver or socket.getaddrinfo
 
     def address_allowed(self, address: IPAddress) -> bool:
-        """True if the server may connect to ``address``."""
-        mapped = getattr(address, "ipv4_mapped", None)
-        if mapped is not None:
-            address = mapped
-        if any(address in net for net in self.networks):
+        """True if the server may connect to ``address``.
+
+        An IPv6 address that carries an IPv4 address (see :func:`embedded_ipv4`)
+        is judged by that IPv4 address too: Python calls ``[::127.0.0.1]`` or
+        ``[64:ff9b::a9fe:a9fe]`` global, but a host or a NAT64 gateway that
+        takes them reaches loopback or the cloud metadata service (issue 9).
+        """
+        if self._listed(address):
             return True
-        return address.is_global and not address.is_multicast
+        if address in _NAT64_LOCAL:
+            return False
+        embedded = embedded_ipv4(address)
+        if embedded:
+            return all(self._listed(v4) or _public(v4) for v4 in embedded)
+        return _public(address)
+
+    def _listed(self, address: IPAddress) -> bool:
+        return any(address in net for net in self.networks)
 
     def parse(self, url: Any) -> tuple[str, str, int]:
         """Scheme, host and port of a syntactically acceptable URL (no DNS)."""

@@ -35,8 +35,8 @@ class ModelUseCases(RegistryCore):
         auth.require(actor, Permission.WRITE, namespace)
         validate_name(name)
         description = v.check_description(description)
-        tags_ = v.check_tags(tags)
-        meta = v.check_metadata(metadata)
+        tags_ = v.check_tags(tags, self.limits)
+        meta = v.check_metadata(metadata, self.limits)
 
         def op(tx: RegistryTx) -> Model:
             nid = self.namespace_id(tx, namespace)
@@ -84,9 +84,9 @@ class ModelUseCases(RegistryCore):
         """
         auth.require(actor, Permission.WRITE, namespace)
         desc = None if description is None else v.check_description(description)
-        new_tags = v.check_tags(set_tags)
-        meta = None if metadata is None else v.check_metadata(metadata)
-        drop = [str(k) for k in delete_tags]
+        new_tags = v.check_tags(set_tags, self.limits)
+        meta = None if metadata is None else v.check_metadata(metadata, self.limits)
+        drop = v.check_delete_tags(delete_tags, self.limits)
 
         def op(tx: RegistryTx) -> Model:
             mid = self.model_id(tx, namespace, name, for_update=True)

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from modelyard.domain.entities import FileEntry
-from modelyard.domain.errors import InvalidInput, PayloadTooLarge
+from modelyard.domain.errors import InvalidInput
 from modelyard.domain.names import (
     validate_digest,
     validate_file_path,
@@ -20,17 +23,60 @@ _MEDIA_TYPE_RE = re.compile(r"^[\w.+-]+/[\w.+-]+(;[\w .=+-]*)?$")
 _SHORT_TEXT_RE = re.compile(r"^[\w.+:/@-]{1,64}$")
 _RELATION_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 MAX_DESCRIPTION = 64 * 1024
-MAX_KV_ITEMS = 1000
+MAX_FILE_SIZE = (1 << 63) - 1
+"""Sizes are 64-bit signed integers in both databases (BIGINT)."""
 
 
-def check_tags(tags: Mapping[str, Any] | None) -> dict[str, str]:
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """How much one request may store; see the README's "Limits" section.
+
+    Over a limit is ``400`` with a stable code: ``TOO_MANY_ITEMS``,
+    ``VALUE_TOO_LARGE`` or ``NESTING_TOO_DEEP``, ``details`` naming the
+    field and the limit. (A body over ``max_json_body`` is ``413`` before
+    any of this runs.)
+    """
+
+    max_map_keys: int = 1000
+    """Entries of a tags, metrics or params map, keys of any metadata object,
+    items of ``delete_tags`` and of ``datasets``."""
+    max_metadata_bytes: int = 256 * 1024
+    """Metadata, signature and datasets, each as compact JSON."""
+    max_metadata_depth: int = 32
+    """Nesting of objects and arrays in metadata, signature and datasets (the
+    value itself is level 1). The JSON encoder that writes events stops at
+    255 levels: metadata deeper than that was a 500 (issue 9)."""
+
+
+DEFAULT_LIMITS = Limits()
+
+
+def too_many(field: str, limit: int) -> InvalidInput:
+    """The error of a map or list over its count limit."""
+    return InvalidInput(
+        f"{field}: at most {limit} items",
+        code="TOO_MANY_ITEMS",
+        details={"field": field, "limit": limit},
+    )
+
+
+def too_large(field: str, limit: int, unit: str = "bytes") -> InvalidInput:
+    """The error of a value over its size limit."""
+    return InvalidInput(
+        f"{field}: at most {limit} {unit}",
+        code="VALUE_TOO_LARGE",
+        details={"field": field, "limit": limit},
+    )
+
+
+def check_tags(tags: Mapping[str, Any] | None, limits: Limits = DEFAULT_LIMITS) -> dict[str, str]:
     """Validate a tag map (string keys and values)."""
     if tags is None:
         return {}
     if not isinstance(tags, Mapping):
         raise InvalidInput("tags must be an object of strings", code="INVALID_TAG")
-    if len(tags) > MAX_KV_ITEMS:
-        raise PayloadTooLarge(f"at most {MAX_KV_ITEMS} tags", details={"field": "tags"})
+    if len(tags) > limits.max_map_keys:
+        raise too_many("tags", limits.max_map_keys)
     out: dict[str, str] = {}
     for k, v in tags.items():
         validate_key(k, kind="tag")
@@ -38,14 +84,16 @@ def check_tags(tags: Mapping[str, Any] | None) -> dict[str, str]:
     return out
 
 
-def check_metrics(metrics: Mapping[str, Any] | None) -> dict[str, float]:
+def check_metrics(
+    metrics: Mapping[str, Any] | None, limits: Limits = DEFAULT_LIMITS
+) -> dict[str, float]:
     """Validate metrics: finite numbers."""
     if metrics is None:
         return {}
     if not isinstance(metrics, Mapping):
         raise InvalidInput("metrics must be an object of numbers", code="INVALID_METRIC")
-    if len(metrics) > MAX_KV_ITEMS:
-        raise PayloadTooLarge(f"at most {MAX_KV_ITEMS} metrics", details={"field": "metrics"})
+    if len(metrics) > limits.max_map_keys:
+        raise too_many("metrics", limits.max_map_keys)
     out: dict[str, float] = {}
     for k, v in metrics.items():
         validate_key(k, kind="metric")
@@ -57,14 +105,16 @@ def check_metrics(metrics: Mapping[str, Any] | None) -> dict[str, float]:
     return out
 
 
-def check_params(params: Mapping[str, Any] | None) -> dict[str, str]:
+def check_params(
+    params: Mapping[str, Any] | None, limits: Limits = DEFAULT_LIMITS
+) -> dict[str, str]:
     """Validate params: scalar values, stored as text."""
     if params is None:
         return {}
     if not isinstance(params, Mapping):
         raise InvalidInput("params must be an object", code="INVALID_PARAM")
-    if len(params) > MAX_KV_ITEMS:
-        raise PayloadTooLarge(f"at most {MAX_KV_ITEMS} params", details={"field": "params"})
+    if len(params) > limits.max_map_keys:
+        raise too_many("params", limits.max_map_keys)
     out: dict[str, str] = {}
     for k, v in params.items():
         validate_key(k, kind="param")
@@ -80,15 +130,63 @@ def check_params(params: Mapping[str, Any] | None) -> dict[str, str]:
     return out
 
 
-def check_metadata(meta: Any) -> dict[str, Any]:
-    """Custom metadata is a JSON object with valid top-level keys."""
+def check_json(value: Any, field: str, limits: Limits = DEFAULT_LIMITS) -> None:
+    """A JSON value a client chose (metadata, a signature, datasets) within the
+    limits: depth, keys per object, size as compact JSON; and writable as JSON
+    (string keys, Unicode text, integers within 64 bits)."""
+    depth_limit = limits.max_metadata_depth
+    # Iterative: a recursive walk would itself be what deep input breaks.
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            items: Any = node.values()
+            if len(node) > limits.max_map_keys:
+                raise too_many(field, limits.max_map_keys)
+            if any(not isinstance(k, str) for k in node):
+                raise InvalidInput(f"{field}: object keys must be strings", code="INVALID_JSON")
+        elif isinstance(node, list | tuple):
+            items = node
+        else:
+            continue
+        if depth > depth_limit:
+            raise InvalidInput(
+                f"{field}: nested deeper than {depth_limit} levels",
+                code="NESTING_TOO_DEEP",
+                details={"field": field, "limit": depth_limit},
+            )
+        stack.extend((x, depth + 1) for x in items if isinstance(x, dict | list | tuple))
+    try:
+        size = len(orjson.dumps(value))
+    except TypeError as exc:  # a lone surrogate, an integer beyond 64 bits, ...
+        raise InvalidInput(
+            f"{field} cannot be written as JSON: {exc}",
+            code="INVALID_JSON",
+            details={"field": field},
+        ) from None
+    if size > limits.max_metadata_bytes:
+        raise too_large(field, limits.max_metadata_bytes)
+
+
+def check_metadata(meta: Any, limits: Limits = DEFAULT_LIMITS) -> dict[str, Any]:
+    """Custom metadata is a JSON object with valid top-level keys, within the limits."""
     if meta is None:
         return {}
     if not isinstance(meta, dict):
         raise InvalidInput("metadata must be a JSON object", code="INVALID_METADATA")
+    if len(meta) > limits.max_map_keys:
+        raise too_many("metadata", limits.max_map_keys)
     for k in meta:
         validate_key(k, kind="metadata")
+    check_json(meta, "metadata", limits)
     return meta
+
+
+def check_delete_tags(keys: Sequence[Any], limits: Limits = DEFAULT_LIMITS) -> list[str]:
+    """Tag keys to remove: a bounded list."""
+    if len(keys) > limits.max_map_keys:
+        raise too_many("delete_tags", limits.max_map_keys)
+    return [str(k) for k in keys]
 
 
 def check_description(text: str | None) -> str:
@@ -97,8 +195,20 @@ def check_description(text: str | None) -> str:
     if not isinstance(text, str):
         raise InvalidInput("description must be a string", code="INVALID_INPUT")
     if len(text) > MAX_DESCRIPTION:
-        raise PayloadTooLarge("description too long", details={"field": "description"})
+        raise too_large("description", MAX_DESCRIPTION, "characters")
+    if not _encodable(text):
+        raise InvalidInput("description has a lone UTF-16 surrogate", code="INVALID_INPUT")
     return text
+
+
+def _encodable(text: str) -> bool:
+    """True unless ``text`` holds a lone surrogate (only Python callers can
+    pass one; the HTTP door refuses it in the JSON text)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def check_short(value: str | None, field: str) -> str | None:
@@ -123,7 +233,7 @@ def check_relation(value: str | None) -> str | None:
     return value
 
 
-def check_signature(sig: Any) -> dict[str, Any] | None:
+def check_signature(sig: Any, limits: Limits = DEFAULT_LIMITS) -> dict[str, Any] | None:
     """A signature is an object with optional ``inputs`` / ``outputs`` lists."""
     if sig is None:
         return None
@@ -134,17 +244,20 @@ def check_signature(sig: Any) -> dict[str, Any] | None:
             raise InvalidInput(
                 f"signature.{part} must be a list or object", code="INVALID_SIGNATURE"
             )
+    check_json(sig, "signature", limits)
     return sig
 
 
-def check_datasets(datasets: Any) -> list[Any]:
+def check_datasets(datasets: Any, limits: Limits = DEFAULT_LIMITS) -> list[Any]:
     """Dataset references: strings or objects. Never dereferenced."""
     if datasets is None:
         return []
-    if not isinstance(datasets, list) or len(datasets) > MAX_KV_ITEMS:
+    if not isinstance(datasets, list):
         raise InvalidInput(
             "datasets must be a list", code="INVALID_INPUT", details={"field": "datasets"}
         )
+    if len(datasets) > limits.max_map_keys:
+        raise too_many("datasets", limits.max_map_keys)
     for d in datasets:
         if not isinstance(d, str | dict):
             raise InvalidInput(
@@ -152,6 +265,7 @@ def check_datasets(datasets: Any) -> list[Any]:
                 code="INVALID_INPUT",
                 details={"field": "datasets"},
             )
+    check_json(datasets, "datasets", limits)
     return datasets
 
 
@@ -162,9 +276,7 @@ def check_files(entries: Any, *, max_files: int) -> list[FileEntry]:
     if not isinstance(entries, list):
         raise InvalidInput("files must be a list", code="INVALID_MANIFEST")
     if len(entries) > max_files:
-        raise PayloadTooLarge(
-            f"at most {max_files} files per version", details={"field": "files", "limit": max_files}
-        )
+        raise too_many("files", max_files)
     seen: set[str] = set()
     folded: set[str] = set()
     out: list[FileEntry] = []
@@ -184,9 +296,11 @@ def check_files(entries: Any, *, max_files: int) -> list[FileEntry]:
         if isinstance(digest, str) and digest.startswith("sha256:"):
             digest = digest[len("sha256:") :]
         validate_digest(digest)
-        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+        if isinstance(size, bool) or not isinstance(size, int) or not 0 <= size <= MAX_FILE_SIZE:
             raise InvalidInput(
-                f"invalid size for {path!r}", code="INVALID_MANIFEST", details={"path": path}
+                f"invalid size for {path!r}: an integer from 0 to 2^63-1",
+                code="INVALID_MANIFEST",
+                details={"path": path},
             )
         if not isinstance(media, str) or not _MEDIA_TYPE_RE.match(media) or len(media) > 255:
             raise InvalidInput(

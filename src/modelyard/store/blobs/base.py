@@ -67,8 +67,8 @@ class BlobStore(Protocol):
     def delete(self, digest: str) -> None:
         """Remove a blob (garbage collection only; never for referenced blobs)."""
 
-    def clean_stale_uploads(self, max_age_s: float = 3600.0) -> int:
-        """Drop leftovers of uploads interrupted longer ago than ``max_age_s``."""
+    def clean_stale_uploads(self, max_age_s: float = 60.0) -> int:
+        """Drop leftovers of uploads no live process holds, untouched for ``max_age_s``."""
 
 
 def open_blob_store(url: str) -> BlobStore:

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
+import logging
 import os
 import tempfile
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future
@@ -18,6 +21,8 @@ from pathlib import Path
 from modelyard.domain.errors import IntegrityError, StorageFull
 from modelyard.domain.names import validate_digest
 from modelyard.hashio import PIPELINE_MIN, HashingSink
+
+log = logging.getLogger(__name__)
 
 
 class LocalWriter:
@@ -29,10 +34,13 @@ class LocalWriter:
 
     def __init__(self, store: LocalBlobStore, size_hint: int | None = None) -> None:
         self._store = store
-        fd, name = tempfile.mkstemp(dir=store.tmp_dir, prefix="upload-")
+        fd, name = tempfile.mkstemp(dir=store.tmp_dir, prefix=UPLOAD_PREFIX)
         self._fd: int | None = fd
         self._tmp = Path(name)
         try:
+            # Held until the file is renamed or removed: the sweep leaves
+            # alone every temp file someone holds (see ``clean_stale_uploads``).
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             pipelined = size_hint is None or size_hint >= PIPELINE_MIN
             self._sink = HashingSink(fd, pipelined=pipelined)
         except BaseException:
@@ -80,7 +88,8 @@ class LocalWriter:
             assert self._fd is not None
             with _out_of_space():
                 os.fsync(self._fd)
-            self._close()
+            # The temp file is renamed or removed before its descriptor (and
+            # so its lock) is let go: unlocked, a sweep could take it.
             final = self._store.path_for(digest)
             if final.exists():
                 # Identical bytes are stored once: the existing blob stays.
@@ -90,6 +99,7 @@ class LocalWriter:
                 os.chmod(self._tmp, 0o444)
                 os.replace(self._tmp, final)
                 _fsync_dir(final.parent)
+            self._close()
             self._done = True
             return digest
         except BaseException:
@@ -100,8 +110,8 @@ class LocalWriter:
         """Discard the temp file."""
         self._done = True
         self._sink.abort()
-        self._close()
         self._tmp.unlink(missing_ok=True)
+        self._close()
 
     def _close(self) -> None:
         if self._fd is not None:
@@ -129,15 +139,34 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-class LocalBlobStore:
-    """Content-addressed blobs in a directory."""
+UPLOAD_PREFIX = "upload-"
+SWEEP_INTERVAL = 60.0
+"""Seconds between sweeps of dead uploads' temp files, at most."""
+SWEEP_GRACE = 60.0
+"""A temp file younger than this is never swept (a writer takes its lock
+right after creating it)."""
 
-    def __init__(self, root: Path) -> None:
+
+class LocalBlobStore:
+    """Content-addressed blobs in a directory.
+
+    Temp files of uploads cut short by a killed process (``kill -9``, OOM)
+    are swept while the server runs, not only at start-up: starting an
+    upload sweeps, at most every ``sweep_interval`` seconds, on a thread of
+    its own. Every live upload holds an ``flock`` on its temp file, in
+    whatever process it runs, so the sweep removes exactly the files nobody
+    holds (older than ``SWEEP_GRACE``), however long a live upload stalls.
+    """
+
+    def __init__(self, root: Path, *, sweep_interval: float = SWEEP_INTERVAL) -> None:
         self.root = root
         self.blob_dir = root / "sha256"
         self.tmp_dir = root / "tmp"
         self.blob_dir.mkdir(parents=True, exist_ok=True)
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        self.sweep_interval = sweep_interval
+        self._next_sweep = 0.0
+        self._sweep_lock = threading.Lock()
 
     def path_for(self, digest: str) -> Path:
         """Where a blob lives. Only ever called with a validated digest."""
@@ -169,7 +198,28 @@ class LocalBlobStore:
 
     def writer(self, size_hint: int | None = None) -> LocalWriter:
         """Start an upload of about ``size_hint`` bytes (None: not known)."""
-        return LocalWriter(self, size_hint)
+        writer = LocalWriter(self, size_hint)
+        self._maybe_sweep()
+        return writer
+
+    def _maybe_sweep(self) -> None:
+        """Start a sweep on its own thread if the last one is old enough: an
+        unlink of a big file can take milliseconds, not for the event loop."""
+        now = time.monotonic()
+        with self._sweep_lock:
+            if now < self._next_sweep:
+                return
+            self._next_sweep = now + self.sweep_interval
+        threading.Thread(target=self._sweep_quietly, name="upload-sweep", daemon=True).start()
+
+    def _sweep_quietly(self) -> None:
+        try:
+            n = self.clean_stale_uploads()
+        except Exception:  # a failed sweep is retried by a later upload
+            log.warning("sweeping upload temp files failed", exc_info=True)
+            return
+        if n:
+            log.info("removed %d temp file(s) of uploads no process holds", n)
 
     def local_path(self, digest: str) -> Path | None:
         """The blob's file if present."""
@@ -196,15 +246,31 @@ class LocalBlobStore:
         """Remove a blob."""
         self.path_for(digest).unlink(missing_ok=True)
 
-    def clean_stale_uploads(self, max_age_s: float = 3600.0) -> int:
-        """Remove temp files of uploads older than ``max_age_s`` (left by a killed
-        process); returns how many. Younger ones may belong to a live upload of
-        another process sharing this directory, so they stay."""
+    def clean_stale_uploads(self, max_age_s: float = SWEEP_GRACE) -> int:
+        """Remove the temp files no live upload holds (left by a killed
+        process) and not written to for ``max_age_s`` seconds; returns how many.
+
+        A live upload, in this process or another sharing the directory,
+        holds an ``flock`` on its file until the file is renamed or removed,
+        so a held file stays however old it is.
+        """
         cutoff = time.time() - max_age_s
         n = 0
-        for p in self.tmp_dir.glob("upload-*"):
-            with contextlib.suppress(OSError):
-                if p.stat().st_mtime < cutoff:
+        for p in self.tmp_dir.glob(f"{UPLOAD_PREFIX}*"):
+            try:
+                if p.stat().st_mtime >= cutoff:
+                    continue
+                fd = os.open(p, os.O_RDONLY)
+            except OSError:
+                continue  # gone meanwhile
+            try:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError:
+                    continue  # held: a live upload
+                with contextlib.suppress(FileNotFoundError):
                     p.unlink()
                     n += 1
+            finally:
+                os.close(fd)
         return n

@@ -21,6 +21,8 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
+from modelyard.domain.errors import StorageFull
+
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 WAL_SIZE_LIMIT = 64 << 20
 
@@ -52,10 +54,40 @@ def create_engine(url: str, *, pool_size: int = 8) -> Engine:
             max_overflow=16,
         )
         _configure_sqlite(engine)
-        return engine
-    return sa.create_engine(
-        url, pool_size=pool_size, max_overflow=16, pool_pre_ping=True, pool_recycle=1800
-    )
+    else:
+        engine = sa.create_engine(
+            url, pool_size=pool_size, max_overflow=16, pool_pre_ping=True, pool_recycle=1800
+        )
+    event.listen(engine, "handle_error", _translate_storage_full)
+    return engine
+
+
+SQLITE_FULL = 13
+PG_DISK_FULL = "53100"
+
+
+def is_storage_full(exc: BaseException) -> bool:
+    """True for a driver error that means the database has no room: SQLite's
+    "database or disk is full" (a full disk, a quota, ``max_page_count``) or
+    PostgreSQL's ``disk_full``."""
+    orig = getattr(exc, "orig", None) or exc
+    code = getattr(orig, "sqlite_errorcode", None)
+    if code is not None:
+        return (int(code) & 0xFF) == SQLITE_FULL  # extended codes keep the primary in the low byte
+    return getattr(orig, "sqlstate", None) == PG_DISK_FULL
+
+
+def storage_full_error() -> StorageFull:
+    """The domain error for a full metadata database (507 on the API)."""
+    return StorageFull("the metadata database has no room left; nothing of this write was kept")
+
+
+def _translate_storage_full(ctx: sa.engine.ExceptionContext) -> None:
+    # Raised here, the domain error replaces SQLAlchemy's wrapper for every
+    # statement and commit the engine runs; statements run on the raw cursor
+    # translate it themselves (prepared.py). Issue 9: it was a 500.
+    if is_storage_full(ctx.original_exception):
+        raise storage_full_error() from ctx.sqlalchemy_exception
 
 
 def _configure_sqlite(engine: Engine) -> None:

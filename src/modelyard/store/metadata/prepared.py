@@ -18,6 +18,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.compiler import SQLCompiler
 
+from modelyard.store.metadata.engine import is_storage_full, storage_full_error
+
 
 class Prepared:
     """One statement, compiled for one dialect, with named parameters."""
@@ -47,6 +49,8 @@ class Prepared:
                 cur.execute(self.sql, params)
             return list(cur.fetchall()) if fetch else []
         except self.dbapi_error as exc:
+            if is_storage_full(exc):
+                raise storage_full_error() from exc
             # Same exception classes as SQLAlchemy-run statements, so callers
             # catch IntegrityError / OperationalError in one way.
             raise sa.exc.DBAPIError.instance(self.sql, params, exc, self.dbapi_error) from exc
