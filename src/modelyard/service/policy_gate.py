@@ -112,6 +112,32 @@ def check_protected_targets(tx: Tx, model_id: int) -> None:
             )
 
 
+def check_aliasable(version: Version, alias: str) -> None:
+    """Refuse to point ``alias`` at a draft or archived version, saying what to do.
+
+    ``INVALID_STATE_TRANSITION`` (409) with the version, its state and the
+    alias in ``details``; the message names the step that makes it aliasable.
+    """
+    if version.state not in (VersionState.DRAFT, VersionState.ARCHIVED):
+        return
+    state = version.state.value
+    todo = (
+        "commit its files first"
+        if version.state is VersionState.DRAFT
+        else "restore it first (POST .../versions/{v}/restore, `modelyard restore`)"
+    )
+    raise Conflict(
+        f"cannot point @{alias} at {version.ref}: it is {_article(state)} {state} version; {todo}",
+        code="INVALID_STATE_TRANSITION",
+        details={"ref": version.ref, "state": state, "alias": alias},
+    )
+
+
+def _article(word: str) -> str:
+    """ "an" before a vowel sound, else "a" (our states: draft, archived, ...)."""
+    return "an" if word[:1] in "aeiou" else "a"
+
+
 def is_protected(tx: Tx, model_id: int, alias: str) -> bool:
     """True if the model's production policy protects ``alias``."""
     return effective_policy(tx, model_id).protects(alias)

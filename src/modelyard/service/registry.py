@@ -973,10 +973,7 @@ class RegistryService:
                 code="ALIAS_CHANGED",
                 details={"alias": alias, "expected": expected_version, "actual": prev},
             )
-        if target.state in (VersionState.DRAFT, VersionState.ARCHIVED):
-            raise Conflict(
-                f"cannot alias a {target.state.value} version", code="INVALID_STATE_TRANSITION"
-            )
+        policy_gate.check_aliasable(target, alias)
         policy_gate.check_alias(
             tx, target, mid, alias, approved=approval_id is not None or rollback
         )
