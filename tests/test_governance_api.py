@@ -556,3 +556,42 @@ def test_rollback_restores_a_version_archived_by_archive_previous(gclient: TestC
     )
     assert "an archived version" in err["message"] and "restore it first" in err["message"]
     assert err["details"] == {"ref": "default/fraud/1", "state": "archived", "alias": "canary"}
+
+
+def test_an_edit_may_not_break_the_policy_under_a_protected_alias(gclient: TestClient) -> None:
+    """Issue 9: a tag edit, tag delete or metadata edit that breaks a rule for the
+    version behind protected @production is refused, naming alias and rule."""
+    c = gclient
+    policy = {
+        "required_tags": {"encrypted": "true"},
+        "required_metadata": ["owner"],
+        "protected_aliases": ["production"],
+    }
+    assert c.put("/api/v1/namespaces/default/policy", json=policy).status_code == 200
+    _push(c, 1, tags={"encrypted": "true", "team": "risk"}, metadata={"owner": "risk"})
+    assert c.post(f"{M}/versions/1/publish").status_code == 200
+    assert c.put(f"{M}/aliases/production", json={"version": "1"}).status_code == 200
+    for body, key in (
+        ({"tags": {"encrypted": "false"}}, "encrypted"),
+        ({"delete_tags": ["encrypted"]}, "encrypted"),
+        ({"metadata": {"team": "x"}}, "owner"),
+    ):
+        err = assert_error(c.patch(f"{M}/versions/1", json=body), 409, "POLICY_VIOLATION")
+        assert "@production" in err["message"] and "default/fraud/1" in err["message"]
+        assert err["details"]["alias"] == "production" and err["details"]["aliases"] == [
+            "production"
+        ]
+        assert [v["key"] for v in err["details"]["violations"]] == [key]
+    got = c.get(f"{M}/versions/1").json()
+    assert got["tags"]["encrypted"] == "true" and got["metadata"] == {"owner": "risk"}
+    assert c.get(f"{M}/versions/production").json()["version"] == 1
+    # Edits that keep it compliant pass, as do edits of versions no protected alias is on.
+    assert c.patch(f"{M}/versions/1", json={"tags": {"team": "fraud"}}).status_code == 200
+    assert c.patch(f"{M}/versions/1", json={"description": "v1"}).status_code == 200
+    _push(c, 2, tags={"encrypted": "true"})
+    r = c.patch(f"{M}/versions/2", json={"tags": {"encrypted": "false"}})
+    assert r.status_code == 200
+    # A rule added to the policy later does not block unrelated edits.
+    stricter = {**policy, "required_tags": {"encrypted": "true", "scan": "clean"}}
+    assert c.put("/api/v1/namespaces/default/policy", json=stricter).status_code == 200
+    assert c.patch(f"{M}/versions/1", json={"description": "still v1"}).status_code == 200

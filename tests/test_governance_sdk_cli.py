@@ -150,3 +150,27 @@ def test_sdk_remote_governance(remote: Registry, live_server: str, tmp_path: Pat
     remote.delete_policy(namespace=ns)
     assert remote.get_policy(namespace=ns)["policy"] is None
     remote.close()
+
+
+def test_sdk_edit_under_protected_alias_is_refused_on_both_backends(
+    remote: Registry, live_server: str, tmp_path: Path
+) -> None:
+    """Issue 9: the tag-edit guard is in the service, so remote and embedded
+    SDKs refuse it like REST does."""
+    ns = "e" + uuid.uuid4().hex[:8]
+    assert httpx.post(f"{live_server}/api/v1/namespaces", json={"name": ns}).status_code == 201
+    policy = {"required_tags": ["encrypted=true"], "protected_aliases": ["production"]}
+    embedded = Registry(backend=EmbeddedBackend(tmp_path / "reg", actor=Principal.local("ana")))
+    for n, (reg, space) in enumerate(((remote, ns), (embedded, "default"))):
+        reg.set_policy(policy, namespace=space)
+        v = reg.push("fraud", _src(tmp_path, 10 + n), namespace=space, tags={"encrypted": "true"})
+        reg.publish(v.ref)
+        reg.set_alias(v.ref, "production")
+        with pytest.raises(PolicyViolation) as exc:
+            reg.tag(v.ref, {"encrypted": "false"})
+        assert exc.value.details["alias"] == "production"
+        with pytest.raises(PolicyViolation):
+            reg.tag(v.ref, delete=["encrypted"])
+        assert reg.get_version(f"{space}/fraud@production").tags["encrypted"] == "true"
+    embedded.close()
+    remote.close()

@@ -112,6 +112,41 @@ def check_protected_targets(tx: Tx, model_id: int) -> None:
             )
 
 
+def check_edit(tx: Tx, version_id: int, before: Version, after: Version) -> None:
+    """An edit of a version's tags or metadata may not break the policy under
+    a protected alias that points at it (issue 9).
+
+    Otherwise ``@production`` would stay on a version consumers may no longer
+    see, without the policy's say. Only rules the edit breaks count: a
+    version already short of a rule added to the policy since may still get
+    its description fixed. ``POLICY_VIOLATION`` (409) names the alias and
+    the rules. Called by every door through ``update_version``.
+    """
+    model_id = tx.version_row(version_id).model_id
+    policy = effective_policy(tx, model_id)
+    aliases = [a for a in policy.protected_aliases or () if tx.get_alias(model_id, a) == version_id]
+    if not aliases:
+        return
+    had = {
+        (x.rule, x.key)
+        for x in evaluate(policy, before, approvals=None, require_published=True).violations
+    }
+    ev = evaluate(policy, after, approvals=None, require_published=True)
+    broken = [x for x in ev.violations if (x.rule, x.key) not in had]
+    if not broken:
+        return
+    alias = aliases[0]
+    listing = "; ".join(x.message for x in broken)
+    details = violation_details(Evaluation(broken), after, "edit", alias)
+    details["aliases"] = aliases
+    raise PolicyViolation(
+        f"cannot edit {after.ref}: it is the target of protected alias @{alias} and the "
+        f"edit breaks the production policy: {listing}; move @{alias} to another "
+        "compliant version first (or change the policy)",
+        details=details,
+    )
+
+
 def check_aliasable(version: Version, alias: str) -> None:
     """Refuse to point ``alias`` at a draft or archived version, saying what to do.
 

@@ -801,6 +801,7 @@ class RegistryService:
                 tags.update(new_tags)
                 tx.replace_kv(t.version_tags, vid, tags, created_at=before.created_at)
             after = tx.load_versions([vid])[0]
+            policy_gate.check_edit(tx, vid, before, after)
             tx.append_event(
                 "version.updated",
                 actor=actor.name,
