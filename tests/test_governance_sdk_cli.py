@@ -173,4 +173,40 @@ def test_sdk_edit_under_protected_alias_is_refused_on_both_backends(
             reg.tag(v.ref, delete=["encrypted"])
         assert reg.get_version(f"{space}/fraud@production").tags["encrypted"] == "true"
     embedded.close()
+    # Users over HTTP too (this server runs with auth off: the caller is a superuser).
+    remote.create_user(ns)
+    assert remote.disable_user(ns)["state"] == "disabled"
+    assert remote.enable_user(ns)["state"] == "active"
+    remote.delete_user(ns)
+    assert {u["name"]: u["state"] for u in remote.list_users()}[ns] == "deleted"
     remote.close()
+
+
+def test_cli_and_sdk_disable_enable_delete_users(tmp_path: Path) -> None:
+    """Issue 9: ``modelyard user disable|enable|delete`` (embedded) and the SDK."""
+    data = str(tmp_path / "reg")
+    runner = CliRunner()
+    env = {"XDG_CACHE_HOME": str(tmp_path / "cache"), "COLUMNS": "200"}
+
+    def cli(*args: str) -> tuple[int, str, str]:
+        r = runner.invoke(app, [*args, "-r", data], env=env)
+        return r.exit_code, r.stdout, r.stderr
+
+    assert cli("user", "create", "eve")[0] == 0
+    code, out, _ = cli("user", "disable", "eve", "--json")
+    assert code == 0 and json.loads(out)["state"] == "disabled"
+    code, out, _ = cli("user", "enable", "eve")
+    assert code == 0 and "eve is now enabled" in out
+    code, out, _ = cli("user", "delete", "eve")
+    assert code == 0 and "eve is now deleted" in out
+    code, _, err = cli("user", "delete", "eve")
+    assert code == 1 and "USER_NOT_FOUND" in err
+    code, _, err = cli("user", "create", "eve")
+    assert code == 1 and "USER_ALREADY_EXISTS" in err
+    with Registry(backend=EmbeddedBackend(Path(data), actor=Principal.local("ops"))) as reg:
+        reg.create_user("bob")
+        assert reg.disable_user("bob")["state"] == "disabled"
+        assert reg.enable_user("bob")["state"] == "active"
+        reg.delete_user("bob")
+        states = {u["name"]: u["state"] for u in reg.list_users()}
+        assert states == {"bob": "deleted", "eve": "deleted"}

@@ -945,6 +945,7 @@ def role_list(
 
 
 governance_cli.register(app)
+governance_cli.register_users(user_app)
 
 
 def main() -> None:

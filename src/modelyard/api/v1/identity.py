@@ -71,8 +71,11 @@ def render_user(u: User) -> dict[str, Any]:
     """Wire shape of a user."""
     return {
         "name": u.name,
+        "state": u.state,
         "created_by": u.created_by,
         "created_at": iso(u.created_at),
+        "disabled_at": _time(u.disabled_at),
+        "deleted_at": _time(u.deleted_at),
         "roles": [render_binding(b) for b in u.bindings],
     }
 
@@ -101,6 +104,35 @@ async def list_users(request: Request) -> Response:
     svc, call = identity(request)
     users = await call(svc.list_users, actor=actor(request))
     return JSONResponse({"users": [render_user(u) for u in users]})
+
+
+@router.post("/users/{name}/disable", summary="Disable a user (their tokens stop at once)")
+@access("instance-admin")
+async def disable_user(name: str, request: Request) -> Response:
+    """Refuse every token of the user from the next request on; roles and tokens
+    are kept for ``enable``. Idempotent."""
+    svc, call = identity(request)
+    user = await call(svc.disable_user, name, actor=actor(request))
+    return JSONResponse(render_user(user))
+
+
+@router.post("/users/{name}/enable", summary="Enable a disabled user")
+@access("instance-admin")
+async def enable_user(name: str, request: Request) -> Response:
+    """Let the user's tokens work again. Idempotent."""
+    svc, call = identity(request)
+    user = await call(svc.enable_user, name, actor=actor(request))
+    return JSONResponse(render_user(user))
+
+
+@router.delete("/users/{name}", status_code=204, summary="Delete a user")
+@access("instance-admin")
+async def delete_user(name: str, request: Request) -> Response:
+    """Revoke the user's tokens and remove their roles. History keeps the name,
+    which is not given to a new user."""
+    svc, call = identity(request)
+    await call(svc.delete_user, name, actor=actor(request))
+    return Response(status_code=204)
 
 
 @router.post("/tokens", status_code=201, summary="Create an API token (shown once)")
