@@ -191,6 +191,28 @@ def delete_webhook(conn: sa.Connection, webhook_id: int) -> None:
 # -- deliveries -------------------------------------------------------------
 
 
+def prune_deliveries(conn: sa.Connection, *, before: int, limit: int) -> int:
+    """Delete up to ``limit`` finished deliveries (not pending) last updated
+    before ``before`` (µs), with their attempts; how many went.
+
+    Found through ``(updated_at)``, oldest first, so repeated calls walk the
+    backlog in short transactions.
+    """
+    d = t.deliveries
+    ids = list(
+        conn.execute(
+            sa.select(d.c.id)
+            .where(d.c.updated_at < before, d.c.status != "pending")
+            .order_by(d.c.updated_at)
+            .limit(limit)
+        ).scalars()
+    )
+    if ids:
+        conn.execute(t.delivery_attempts.delete().where(t.delivery_attempts.c.delivery_id.in_(ids)))
+        conn.execute(d.delete().where(d.c.id.in_(ids)))
+    return len(ids)
+
+
 def insert_deliveries(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
     """Queue deliveries (one per event and subscription)."""
     if rows:
