@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from modelyard.domain.webhooks import EventFilter, filter_matches
 from modelyard.store.metadata import governance as gov
-from modelyard.store.metadata import migrate
+from modelyard.store.metadata import migrate, outbox
 from modelyard.store.metadata.engine import create_engine
 from modelyard.store.metadata.repository import MetadataStore
 
@@ -187,5 +188,55 @@ def test_upgrade_to_0006_fills_model_keys(db_url: str) -> None:
             keys = dict(tx.conn.execute(sa.text("SELECT id, model_key FROM events")).all())
         assert found == [4, 3, 2, 1]
         assert keys[7] == "default/fraud-x" and keys[9] is None and keys[10] is None
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize(
+    "flt",
+    [
+        EventFilter(),
+        EventFilter(types=("alias.*",)),
+        EventFilter(types=("alias.moved", "model.*")),
+        EventFilter(types=("*",)),
+        EventFilter(namespace="default"),
+        EventFilter(namespaces=("other",)),
+        EventFilter(namespaces=()),
+        EventFilter(model="default/fraud"),
+        EventFilter(subject="default/fraud@prod", types=("alias.*",)),
+    ],
+)
+def test_stream_filter_in_memory_selects_what_the_query_selects(
+    tmp_path: Path, flt: EventFilter
+) -> None:
+    """The shared stream poller filters events in memory (visibility included):
+    the same events as the outbox query with that filter."""
+    engine = create_engine(f"sqlite:///{tmp_path / 'f.db'}")
+    try:
+        migrate.upgrade(engine)
+        store = MetadataStore(engine)
+        with store.write() as tx:
+            for kind, ns, subject in _EVENTS:
+                tx.append_event(kind, actor="t", namespace=ns, subject=subject, payload={})
+        with store.read() as tx:
+            every = outbox.list_events(tx.conn, after=0, limit=100)
+            picked = outbox.list_events(
+                tx.conn,
+                after=0,
+                limit=100,
+                types=flt.types,
+                namespace=flt.namespace,
+                model=flt.model,
+                subject=flt.subject,
+                namespaces=flt.namespaces,
+            )
+        mine = [
+            e["id"]
+            for e in every
+            if filter_matches(
+                flt, event_type=e["type"], namespace=e["namespace"], subject=e["subject"]
+            )
+        ]
+        assert mine == [e["id"] for e in picked]
     finally:
         engine.dispose()
