@@ -43,8 +43,10 @@ class EventHub:
         head: Callable[[], Awaitable[int]],
         *,
         poll: float,
-        keep: int = 10_000,
+        keep: int = 1_000,
     ) -> None:
+        # Between keep and 2 * keep events are held (payloads can be large: a
+        # version's file list); a stream further behind reads the database.
         self._read = read  # (after, limit) -> every event with id > after, oldest first
         self._head = head  # the newest committed event id
         self.poll = poll
@@ -83,16 +85,26 @@ class EventHub:
         at = bisect.bisect_right(self._events, cursor, key=lambda e: int(e["id"]))
         return self._events[at:], self.position
 
-    async def _run(self) -> None:
-        if not self._ready or self._subscribers == 1:
-            # (Re)starting after an idle spell: begin at the head, not where
-            # the last stream left off; streams behind it catch up themselves.
-            head = await self._head()
+    async def _start(self) -> None:
+        """Begin at the head, not where the last stream left off after an idle
+        spell: streams behind it catch up themselves."""
+        while self._subscribers > 0:
+            try:
+                head = await self._head()
+            except Exception:
+                log.exception("event stream poller could not start; retrying")
+                await asyncio.sleep(self.poll)
+                continue
             if head > self.position:
                 self._events.clear()
                 self.floor = self.position = head
             self._ready = True
             self._wake()
+            return
+
+    async def _run(self) -> None:
+        if not self._ready or self._subscribers == 1:
+            await self._start()
         while self._subscribers > 0:
             try:
                 events = await self._read(self.position, BATCH)
