@@ -434,3 +434,59 @@ def test_openapi_names_each_routes_requirement(auth_client: TestClient) -> None:
         for method, operation in item.items():
             assert operation.get("summary"), (method, path)
             assert operation.get("x-required-permission"), (method, path)
+
+
+def test_users_disabled_and_deleted(auth_client: TestClient) -> None:
+    """Issue 9: disable/enable/delete users; tokens stop at once, history keeps
+    the name, a deleted name is not reused, roles go; evented and audited."""
+    c = auth_client
+    eve = bearer(make_user(c, "eve", {"default": "writer"}))
+    assert c.post("/api/v1/models", json={"name": "m"}, headers=eve).status_code == 201
+    seed = c.get("/api/v1/whoami", headers=eve)  # cached in-process now
+    assert seed.status_code == 200 and seed.json()["name"] == "eve"
+
+    # Only an instance admin, never on oneself.
+    assert_error(c.post("/api/v1/users/eve/disable", headers=eve), 403, "PERMISSION_DENIED")
+    assert_error(c.post("/api/v1/users/admin/disable", headers=ADMIN), 409, "SELF_LOCKOUT")
+    assert_error(c.post("/api/v1/users/nobody/disable", headers=ADMIN), 404, "USER_NOT_FOUND")
+
+    r = c.post("/api/v1/users/eve/disable", headers=ADMIN)
+    assert r.status_code == 200 and r.json()["state"] == "disabled" and r.json()["disabled_at"]
+    assert_error(c.get("/api/v1/whoami", headers=eve), 401, "UNAUTHENTICATED")
+    assert_error(
+        c.post("/api/v1/tokens", json={"name": "x", "user": "eve"}, headers=ADMIN),
+        409,
+        "USER_DISABLED",
+    )
+    assert [b["role"] for b in c.get("/api/v1/roles?user=eve", headers=ADMIN).json()["roles"]] == [
+        "writer"
+    ]
+    r = c.post("/api/v1/users/eve/enable", headers=ADMIN)
+    assert r.status_code == 200 and r.json()["state"] == "active"
+    assert c.get("/api/v1/whoami", headers=eve).status_code == 200
+
+    assert c.delete("/api/v1/users/eve", headers=ADMIN).status_code == 204
+    assert_error(c.get("/api/v1/whoami", headers=eve), 401, "UNAUTHENTICATED")
+    assert c.get("/api/v1/roles?user=eve", headers=ADMIN).json()["roles"] == []
+    tokens = c.get("/api/v1/tokens?user=eve", headers=ADMIN).json()["tokens"]
+    assert tokens and all(t["state"] == "revoked" for t in tokens)
+    users = {u["name"]: u for u in c.get("/api/v1/users", headers=ADMIN).json()["users"]}
+    assert users["eve"]["state"] == "deleted" and users["eve"]["roles"] == []
+    err = assert_error(
+        c.post("/api/v1/users", json={"name": "eve"}, headers=ADMIN), 409, "USER_ALREADY_EXISTS"
+    )
+    assert err["details"] == {"user": "eve", "state": "deleted"}
+    assert_error(c.delete("/api/v1/users/eve", headers=ADMIN), 404, "USER_NOT_FOUND")
+    assert_error(c.put("/api/v1/roles/default/eve/reader", headers=ADMIN), 404, "USER_NOT_FOUND")
+
+    # History keeps the name: eve's own change and the admin's changes to eve.
+    audit = c.get("/api/v1/audit", params={"action": "user."}, headers=ADMIN).json()["entries"]
+    assert [(e["action"], e["target"]) for e in audit[:3]] == [
+        ("user.deleted", "user/eve"),
+        ("user.enabled", "user/eve"),
+        ("user.disabled", "user/eve"),
+    ]
+    assert audit[0]["payload"]["removed_roles"] == [{"namespace": "default", "role": "writer"}]
+    assert audit[0]["after"] == {"state": "deleted"}
+    made = c.get("/api/v1/audit", params={"actor": "eve"}, headers=ADMIN).json()["entries"]
+    assert [e["action"] for e in made] == ["model.created"]

@@ -330,3 +330,105 @@ def test_open_streams_end_cleanly_on_shutdown(tmp_path: Path) -> None:
     log = (data / "server.log").read_text()
     assert "Application shutdown complete" in log
     assert "graceful shutdown exceeded" not in log and "Traceback" not in log
+
+
+def test_one_shared_poller_feeds_every_open_stream(tmp_path: Path) -> None:
+    """Issue 9: N open streams, one outbox reader. Every read of the outbox
+    while the streams are open is the hub's, and each stream still gets exactly
+    the events its filter (and resume position) selects."""
+    import socket
+    import time
+
+    import sqlalchemy as sa
+    import uvicorn
+
+    from modelyard.api.app import create_app
+    from modelyard.settings import Settings
+
+    settings = Settings(data_dir=tmp_path, auth="off", dispatcher=False, events_poll_interval=0.05)
+    app = create_app(settings)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    wait_for(lambda: server.started, what="server start")
+    reads: list[str] = []
+
+    def count(_c: Any, _cur: Any, statement: str, *_: Any) -> None:
+        if "FROM events" in statement:
+            reads.append(statement)
+
+    engine = app.state.registry.db.engine
+    sa.event.listen(engine, "before_cursor_execute", count)
+    try:
+        c = httpx.Client(base_url=url, timeout=30)
+        assert c.post("/api/v1/namespaces", json={"name": "other"}).status_code == 201
+        c.post("/api/v1/models", json={"name": "old"})
+        filters: dict[str, dict[str, Any]] = {
+            "all": {},
+            "created": {"types": "model.created"},
+            "other": {"namespace": "other"},
+            "m1": {"model": "default/m1"},
+            "resumed": {"after": 0, "types": "model.*"},
+        }
+        got: dict[str, list[dict[str, Any]]] = {k: [] for k in filters}
+        opened = {k: threading.Event() for k in filters}
+        done = threading.Event()
+
+        def follow(key: str) -> None:
+            with httpx.stream(
+                "GET", f"{url}/api/v1/events/stream", params=filters[key], timeout=30
+            ) as resp:
+                for line in resp.iter_lines():
+                    opened[key].set()
+                    if line.startswith("data:"):
+                        got[key].append(json.loads(line[5:]))
+                    if done.is_set():
+                        return
+
+        threads = [threading.Thread(target=follow, args=(k,), daemon=True) for k in filters]
+        for t in threads:
+            t.start()
+        for e in opened.values():
+            assert e.wait(30)
+        wait_for(lambda: len(got["resumed"]) == 1, what="catch-up of the resumed stream")
+        hub = app.state.event_hub
+        reads.clear()
+        polls = hub.reads
+        c.post("/api/v1/models", json={"name": "m1"})
+        c.post("/api/v1/models", json={"name": "m2", "namespace": "other"})
+        c.patch("/api/v1/models/default/m1", json={"description": "d"})
+        c.post("/api/v1/models", json={"name": "m3"})
+        wait_for(lambda: len(got["all"]) == 4 and len(got["resumed"]) == 5, what="events")
+        time.sleep(0.5)  # idle streams: only the hub polls
+        polled = hub.reads - polls
+        assert polled > 0
+        assert len(reads) == polled, reads[:5]
+        done.set()
+        c.post("/api/v1/models", json={"name": "wake"})  # lets the readers see `done`
+        for t in threads:
+            t.join(10)
+
+        def seen(key: str) -> list[tuple[str, str]]:
+            return [(e["type"], e["subject"]) for e in got[key] if e["subject"] != "default/wake"]
+
+        assert seen("all") == [
+            ("model.created", "default/m1"),
+            ("model.created", "other/m2"),
+            ("model.updated", "default/m1"),
+            ("model.created", "default/m3"),
+        ]
+        assert seen("created") == [s for s in seen("all") if s[0] == "model.created"]
+        assert seen("other") == [("model.created", "other/m2")]
+        assert seen("m1") == [("model.created", "default/m1"), ("model.updated", "default/m1")]
+        assert seen("resumed") == [("model.created", "default/old"), *seen("all")]
+        ids = [e["id"] for e in got["resumed"]]
+        assert ids == sorted(set(ids))
+        c.close()
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", count)
+        server.should_exit = True
+        thread.join(15)

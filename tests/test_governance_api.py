@@ -490,3 +490,108 @@ def test_deleting_a_model_takes_its_policy_and_requests(gclient: TestClient) -> 
     assert c.get(f"{M}/policy").json()["model_policy"]["policy"] is None
     deleted = _audit(c, action="model.deleted")[0]
     assert deleted["before"]["name"] == "fraud" and deleted["after"] is None
+
+
+def test_rollback_restores_a_version_archived_by_archive_previous(gclient: TestClient) -> None:
+    """Issue 9: publish v2 through approval with archive_previous (archiving v1,
+    moving production to v2), then roll production back in one step: v1 comes
+    back published and takes the alias in one transaction, both evented."""
+    c = gclient
+    policy = {**PROD_POLICY, "metric_thresholds": []}
+    assert c.put("/api/v1/namespaces/default/policy", json=policy).status_code == 200
+    tags = {"encrypted": "true"}
+    _push(c, 1, tags=tags)
+    req = c.post(f"{M}/versions/1/approvals", json={"alias": "production"}, **as_("ana")).json()
+    assert c.post(f"/api/v1/approvals/{req['id']}/approve", **as_("bob")).json()["state"] == (
+        "applied"
+    )
+    _push(c, 2, tags=tags)
+    body = {"alias": "production", "archive_previous": True}
+    req = c.post(f"{M}/versions/2/approvals", json=body, **as_("ana")).json()
+    assert c.post(f"/api/v1/approvals/{req['id']}/approve", **as_("bob")).json()["state"] == (
+        "applied"
+    )
+    assert c.get(f"{M}/versions/1").json()["state"] == "archived"
+
+    # A later policy rule v1 does not meet: refused, naming version and rule,
+    # and nothing changed (the restore is in the alias move's transaction).
+    stricter = {**policy, "required_tags": {"encrypted": "true", "scan": "clean"}}
+    assert c.put("/api/v1/namespaces/default/policy", json=stricter).status_code == 200
+    err = assert_error(
+        c.post(f"{M}/aliases/production/rollback", **as_("ops")), 409, "POLICY_VIOLATION"
+    )
+    assert "default/fraud/1" in err["message"] and err["details"]["ref"] == "default/fraud/1"
+    assert [v["key"] for v in err["details"]["violations"]] == ["scan"]
+    assert c.get(f"{M}/versions/1").json()["state"] == "archived"
+    assert c.get(f"{M}/versions/production").json()["version"] == 2
+
+    assert c.put("/api/v1/namespaces/default/policy", json=policy).status_code == 200
+    r = c.post(f"{M}/aliases/production/rollback", json={"reason": "bad v2"}, **as_("ops"))
+    assert r.status_code == 200, r.text
+    assert r.json()["version"] == 1 and r.json()["state"] == "published"
+    assert c.get(f"{M}/versions/production").json()["version"] == 1
+    assert c.get(f"{M}/versions/2").json()["state"] == "published"
+    restored, moved = _audit(c, model="fraud", actor="ops")[1::-1]
+    assert restored["action"] == "version.restored" and moved["action"] == "alias.moved"
+    assert restored["before"] == {"state": "archived"} and restored["after"] == {
+        "state": "published"
+    }
+    assert restored["payload"]["rollback"] is True
+    assert moved["payload"]["rollback"] is True and moved["after"] == {"version": 1}
+    assert moved["id"] == restored["id"] + 1
+
+    # Behind an unprotected alias the target comes back ready (a plain restore).
+    assert c.put(f"{M}/aliases/staging", json={"version": "1"}).status_code == 200
+    assert c.put(f"{M}/aliases/staging", json={"version": "2"}).status_code == 200
+    assert c.post(f"{M}/versions/1/archive").status_code == 409  # still behind production
+    c.post(f"{M}/aliases/production/rollback", **as_("ops"))  # back to 2
+    assert c.post(f"{M}/versions/1/archive").status_code == 200
+    r = c.post(f"{M}/aliases/staging/rollback")
+    assert r.status_code == 200 and r.json()["version"] == 1 and r.json()["state"] == "ready"
+
+    # Pointing an alias at an archived version says which and what to do.
+    c.post(f"{M}/versions/1/archive")
+    err = assert_error(
+        c.put(f"{M}/aliases/canary", json={"version": "1"}), 409, "INVALID_STATE_TRANSITION"
+    )
+    assert "an archived version" in err["message"] and "restore it first" in err["message"]
+    assert err["details"] == {"ref": "default/fraud/1", "state": "archived", "alias": "canary"}
+
+
+def test_an_edit_may_not_break_the_policy_under_a_protected_alias(gclient: TestClient) -> None:
+    """Issue 9: a tag edit, tag delete or metadata edit that breaks a rule for the
+    version behind protected @production is refused, naming alias and rule."""
+    c = gclient
+    policy = {
+        "required_tags": {"encrypted": "true"},
+        "required_metadata": ["owner"],
+        "protected_aliases": ["production"],
+    }
+    assert c.put("/api/v1/namespaces/default/policy", json=policy).status_code == 200
+    _push(c, 1, tags={"encrypted": "true", "team": "risk"}, metadata={"owner": "risk"})
+    assert c.post(f"{M}/versions/1/publish").status_code == 200
+    assert c.put(f"{M}/aliases/production", json={"version": "1"}).status_code == 200
+    for body, key in (
+        ({"tags": {"encrypted": "false"}}, "encrypted"),
+        ({"delete_tags": ["encrypted"]}, "encrypted"),
+        ({"metadata": {"team": "x"}}, "owner"),
+    ):
+        err = assert_error(c.patch(f"{M}/versions/1", json=body), 409, "POLICY_VIOLATION")
+        assert "@production" in err["message"] and "default/fraud/1" in err["message"]
+        assert err["details"]["alias"] == "production" and err["details"]["aliases"] == [
+            "production"
+        ]
+        assert [v["key"] for v in err["details"]["violations"]] == [key]
+    got = c.get(f"{M}/versions/1").json()
+    assert got["tags"]["encrypted"] == "true" and got["metadata"] == {"owner": "risk"}
+    assert c.get(f"{M}/versions/production").json()["version"] == 1
+    # Edits that keep it compliant pass, as do edits of versions no protected alias is on.
+    assert c.patch(f"{M}/versions/1", json={"tags": {"team": "fraud"}}).status_code == 200
+    assert c.patch(f"{M}/versions/1", json={"description": "v1"}).status_code == 200
+    _push(c, 2, tags={"encrypted": "true"})
+    r = c.patch(f"{M}/versions/2", json={"tags": {"encrypted": "false"}})
+    assert r.status_code == 200
+    # A rule added to the policy later does not block unrelated edits.
+    stricter = {**policy, "required_tags": {"encrypted": "true", "scan": "clean"}}
+    assert c.put("/api/v1/namespaces/default/policy", json=stricter).status_code == 200
+    assert c.patch(f"{M}/versions/1", json={"description": "still v1"}).status_code == 200

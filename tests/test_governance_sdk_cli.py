@@ -150,3 +150,63 @@ def test_sdk_remote_governance(remote: Registry, live_server: str, tmp_path: Pat
     remote.delete_policy(namespace=ns)
     assert remote.get_policy(namespace=ns)["policy"] is None
     remote.close()
+
+
+def test_sdk_edit_under_protected_alias_is_refused_on_both_backends(
+    remote: Registry, live_server: str, tmp_path: Path
+) -> None:
+    """Issue 9: the tag-edit guard is in the service, so remote and embedded
+    SDKs refuse it like REST does."""
+    ns = "e" + uuid.uuid4().hex[:8]
+    assert httpx.post(f"{live_server}/api/v1/namespaces", json={"name": ns}).status_code == 201
+    policy = {"required_tags": ["encrypted=true"], "protected_aliases": ["production"]}
+    embedded = Registry(backend=EmbeddedBackend(tmp_path / "reg", actor=Principal.local("ana")))
+    for n, (reg, space) in enumerate(((remote, ns), (embedded, "default"))):
+        reg.set_policy(policy, namespace=space)
+        v = reg.push("fraud", _src(tmp_path, 10 + n), namespace=space, tags={"encrypted": "true"})
+        reg.publish(v.ref)
+        reg.set_alias(v.ref, "production")
+        with pytest.raises(PolicyViolation) as exc:
+            reg.tag(v.ref, {"encrypted": "false"})
+        assert exc.value.details["alias"] == "production"
+        with pytest.raises(PolicyViolation):
+            reg.tag(v.ref, delete=["encrypted"])
+        assert reg.get_version(f"{space}/fraud@production").tags["encrypted"] == "true"
+    embedded.close()
+    # Users over HTTP too (this server runs with auth off: the caller is a superuser).
+    remote.create_user(ns)
+    assert remote.disable_user(ns)["state"] == "disabled"
+    assert remote.enable_user(ns)["state"] == "active"
+    remote.delete_user(ns)
+    assert {u["name"]: u["state"] for u in remote.list_users()}[ns] == "deleted"
+    remote.close()
+
+
+def test_cli_and_sdk_disable_enable_delete_users(tmp_path: Path) -> None:
+    """Issue 9: ``modelyard user disable|enable|delete`` (embedded) and the SDK."""
+    data = str(tmp_path / "reg")
+    runner = CliRunner()
+    env = {"XDG_CACHE_HOME": str(tmp_path / "cache"), "COLUMNS": "200"}
+
+    def cli(*args: str) -> tuple[int, str, str]:
+        r = runner.invoke(app, [*args, "-r", data], env=env)
+        return r.exit_code, r.stdout, r.stderr
+
+    assert cli("user", "create", "eve")[0] == 0
+    code, out, _ = cli("user", "disable", "eve", "--json")
+    assert code == 0 and json.loads(out)["state"] == "disabled"
+    code, out, _ = cli("user", "enable", "eve")
+    assert code == 0 and "eve is now enabled" in out
+    code, out, _ = cli("user", "delete", "eve")
+    assert code == 0 and "eve is now deleted" in out
+    code, _, err = cli("user", "delete", "eve")
+    assert code == 1 and "USER_NOT_FOUND" in err
+    code, _, err = cli("user", "create", "eve")
+    assert code == 1 and "USER_ALREADY_EXISTS" in err
+    with Registry(backend=EmbeddedBackend(Path(data), actor=Principal.local("ops"))) as reg:
+        reg.create_user("bob")
+        assert reg.disable_user("bob")["state"] == "disabled"
+        assert reg.enable_user("bob")["state"] == "active"
+        reg.delete_user("bob")
+        states = {u["name"]: u["state"] for u in reg.list_users()}
+        assert states == {"bob": "deleted", "eve": "deleted"}

@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from modelyard.domain.webhooks import EventFilter, filter_matches
 from modelyard.store.metadata import governance as gov
-from modelyard.store.metadata import migrate
+from modelyard.store.metadata import migrate, outbox
 from modelyard.store.metadata.engine import create_engine
 from modelyard.store.metadata.repository import MetadataStore
 
@@ -93,7 +94,7 @@ def _plan(tmp_path: Path, q: gov.AuditQuery) -> str:
         (gov.AuditQuery(action="alias.moved"), "ix_events_type_id"),
         (gov.AuditQuery(actor="ana", before_id=100), "ix_events_actor_id"),
         (gov.AuditQuery(namespace="team"), "ix_events_namespace_id"),
-        (gov.AuditQuery(model=("team", "fraud")), "ix_events_namespace_id"),
+        (gov.AuditQuery(model=("team", "fraud")), "ix_events_model_key_id (model_key=?)"),
     ],
 )
 def test_audit_filters_use_indexes(tmp_path: Path, query: gov.AuditQuery, index: str) -> None:
@@ -102,6 +103,140 @@ def test_audit_filters_use_indexes(tmp_path: Path, query: gov.AuditQuery, index:
     assert "TEMP B-TREE" not in plan, plan
 
 
+@pytest.mark.parametrize("action", ["alias.", "alias.*", "version.pub*"])
+def test_audit_action_prefix_is_an_index_range(tmp_path: Path, action: str) -> None:
+    """Issue 9: an action prefix is a range on (type, id), not a substr scan."""
+    plan = _plan(tmp_path, gov.AuditQuery(action=action))
+    assert "ix_events_type_id (type>? AND type<?)" in plan, plan
+
+
 def test_audit_walks_ids_without_sorting(tmp_path: Path) -> None:
     plan = _plan(tmp_path, gov.AuditQuery(model=("default", "m"), action="version.*"))
     assert "TEMP B-TREE" not in plan, plan
+
+
+_EVENTS = [
+    ("alias.moved", "default", "default/fraud@prod"),
+    ("alias.deleted", "default", "default/fraud@canary"),
+    ("aliases.x", "default", "default/fraud"),
+    ("version.published", "default", "default/fraud/1"),
+    ("version.publish_x", "default", "default/fraud2/1"),
+    ("alias.moved", "default", "default/fraud2@prod"),
+    ("model.created", "default", "default/fraud-x"),
+    ("alias.moved", "other", "other/fraud@prod"),
+    ("user.created", "*", "user/fraud"),
+    ("policy.updated", "default", "default"),
+]
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        (gov.AuditQuery(model=("default", "fraud")), [0, 1, 2, 3]),
+        (gov.AuditQuery(model=("default", "fraud2")), [4, 5]),
+        (gov.AuditQuery(model=("other", "fraud")), [7]),
+        (gov.AuditQuery(model=("user", "fraud")), []),
+        (gov.AuditQuery(action="alias."), [0, 1, 5, 7]),
+        (gov.AuditQuery(action="alias.*"), [0, 1, 5, 7]),
+        (gov.AuditQuery(action="alias*"), [0, 1, 2, 5, 7]),
+        (gov.AuditQuery(action="version.publish*"), [3, 4]),
+        (gov.AuditQuery(action="version.published"), [3]),
+        (gov.AuditQuery(model=("default", "fraud"), action="alias."), [0, 1]),
+    ],
+)
+def test_audit_model_and_prefix_filters_match_exactly(
+    db_url: str, query: gov.AuditQuery, expected: list[int]
+) -> None:
+    """Issue 9: the indexed model and prefix filters select what the substr
+    filters did: no neighbour model (fraud2, fraud-x), no neighbour type family."""
+    engine = create_engine(db_url)
+    try:
+        migrate.upgrade(engine)
+        store = MetadataStore(engine)
+        with store.write() as tx:
+            ids = [
+                tx.append_event(kind, actor="t", namespace=ns, subject=subject, payload={})
+                for kind, ns, subject in _EVENTS
+            ]
+        with store.read() as tx:
+            found = [r["id"] for r in gov.audit_events(tx, query, 100)]
+        assert found == [ids[i] for i in reversed(expected)]
+    finally:
+        engine.dispose()
+
+
+def test_upgrade_to_0006_fills_model_keys(db_url: str) -> None:
+    """Events written before 0006 get their model key, so old history filters by model."""
+    engine = create_engine(db_url)
+    try:
+        migrate.upgrade(engine, "0004")
+        with engine.begin() as conn:
+            for i, (kind, ns, subject) in enumerate(_EVENTS, 1):
+                conn.execute(
+                    sa.text(
+                        "INSERT INTO events (id, type, at, actor, namespace, subject, payload) "
+                        "VALUES (:id, :type, 0, 't', :ns, :subject, '{}')"
+                    ),
+                    {"id": i, "type": kind, "ns": ns, "subject": subject},
+                )
+        migrate.upgrade(engine)
+        with MetadataStore(engine).read() as tx:
+            found = [
+                r["id"]
+                for r in gov.audit_events(tx, gov.AuditQuery(model=("default", "fraud")), 100)
+            ]
+            keys = dict(tx.conn.execute(sa.text("SELECT id, model_key FROM events")).all())
+        assert found == [4, 3, 2, 1]
+        assert keys[7] == "default/fraud-x" and keys[9] is None and keys[10] is None
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize(
+    "flt",
+    [
+        EventFilter(),
+        EventFilter(types=("alias.*",)),
+        EventFilter(types=("alias.moved", "model.*")),
+        EventFilter(types=("*",)),
+        EventFilter(namespace="default"),
+        EventFilter(namespaces=("other",)),
+        EventFilter(namespaces=()),
+        EventFilter(model="default/fraud"),
+        EventFilter(subject="default/fraud@prod", types=("alias.*",)),
+    ],
+)
+def test_stream_filter_in_memory_selects_what_the_query_selects(
+    tmp_path: Path, flt: EventFilter
+) -> None:
+    """The shared stream poller filters events in memory (visibility included):
+    the same events as the outbox query with that filter."""
+    engine = create_engine(f"sqlite:///{tmp_path / 'f.db'}")
+    try:
+        migrate.upgrade(engine)
+        store = MetadataStore(engine)
+        with store.write() as tx:
+            for kind, ns, subject in _EVENTS:
+                tx.append_event(kind, actor="t", namespace=ns, subject=subject, payload={})
+        with store.read() as tx:
+            every = outbox.list_events(tx.conn, after=0, limit=100)
+            picked = outbox.list_events(
+                tx.conn,
+                after=0,
+                limit=100,
+                types=flt.types,
+                namespace=flt.namespace,
+                model=flt.model,
+                subject=flt.subject,
+                namespaces=flt.namespaces,
+            )
+        mine = [
+            e["id"]
+            for e in every
+            if filter_matches(
+                flt, event_type=e["type"], namespace=e["namespace"], subject=e["subject"]
+            )
+        ]
+        assert mine == [e["id"] for e in picked]
+    finally:
+        engine.dispose()

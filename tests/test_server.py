@@ -53,3 +53,37 @@ def test_two_workers_share_one_registry(tmp_path: Path) -> None:
     assert proc.returncode == 0
     for pid in left:
         assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text()
+
+
+def test_head_on_file_and_tar_downloads(live_server: str) -> None:
+    """Issue 9: HEAD answers as GET without a body (it was 405), over real HTTP."""
+    import uuid
+
+    from modelyard.hashio import PIPELINE_MIN
+    from tests.helpers import push
+
+    name = "h" + uuid.uuid4().hex[:8]
+    big = os.urandom(PIPELINE_MIN + 3)  # the pipelined large-file path
+    files = {"small.txt": b"hello", "dir/big.bin": big, "x" * 120 + ".txt": b"long name"}
+    with httpx.Client(base_url=live_server, timeout=60) as c:
+        push(c, name, files)  # type: ignore[arg-type]
+        base = f"/api/v1/models/default/{name}/versions/1"
+        for path, data in files.items():
+            got, head = c.get(f"{base}/files/{path}"), c.head(f"{base}/files/{path}")
+            assert got.status_code == head.status_code == 200, head.text
+            assert got.content == data and head.content == b""
+            for h in (
+                "content-length",
+                "etag",
+                "accept-ranges",
+                "content-type",
+                "x-content-sha256",
+            ):
+                assert head.headers[h] == got.headers[h], h
+            assert head.headers["content-length"] == str(len(data))
+        got, head = c.get(f"{base}/archive.tar"), c.head(f"{base}/archive.tar")
+        assert got.status_code == head.status_code == 200
+        assert head.content == b"" and int(head.headers["content-length"]) == len(got.content)
+        assert got.headers["content-length"] == head.headers["content-length"]
+        assert head.headers["content-disposition"] == got.headers["content-disposition"]
+        assert c.head(f"{base}/files/nope").status_code == 404

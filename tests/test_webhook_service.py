@@ -100,3 +100,72 @@ def test_retries_stop_after_max_attempts(
     hooks.record_attempt(c, OK)
     assert hooks.get_delivery(hook.id, d.id, actor=Principal.local("t")).status.value == "succeeded"
     assert hooks.get_webhook(hook.id, actor=Principal.local("t")).failing_since is None
+
+
+def _counts(reg: RegistryService) -> tuple[int, int]:
+    import sqlalchemy as sa
+
+    with reg.db.read() as tx:
+        n = tx.conn.execute(sa.text("SELECT count(*) FROM deliveries")).scalar_one()
+        a = tx.conn.execute(sa.text("SELECT count(*) FROM delivery_attempts")).scalar_one()
+    return int(n), int(a)
+
+
+def test_old_finished_deliveries_are_pruned_pending_and_recent_stay(
+    services: tuple[RegistryService, WebhookService],
+) -> None:
+    """Issue 9: retention for deliveries and attempts."""
+    from modelyard.events.dispatcher import Dispatcher
+    from modelyard.events.sender import WebhookSender
+    from modelyard.store.metadata.repository import now_us
+
+    reg, hooks = services
+    admin = Principal.local("admin")
+    hook, _ = hooks.create_webhook("http://127.0.0.1:1/", actor=admin)
+    for name in ("ok", "failed", "pending"):
+        reg.create_model(name, actor=Principal.local("t"))
+    hooks.fan_out()
+    claims = hooks.claim_due(worker="a", limit=10)
+    assert len(claims) == 3
+    ok, failed, pending = sorted(claims, key=lambda c: c.delivery_id)
+    hooks.record_attempt(ok, OK)
+    hooks.record_attempt(pending, BOOM)  # retried later: stays pending
+    hooks.record_attempt(failed, BOOM)
+    for n in (2, 3):
+        [c] = wait_for(
+            lambda: [
+                x
+                for x in hooks.claim_due(worker="a", limit=10)
+                if x.delivery_id == failed.delivery_id
+            ],
+            what=f"attempt {n}",
+        )
+        hooks.record_attempt(c, BOOM)
+    state = {d.id: d.status.value for d in hooks.list_deliveries(hook.id, actor=admin).items}
+    assert state[failed.delivery_id] == "failed" and state[pending.delivery_id] in ("pending",)
+    assert _counts(reg) == (3, 5)
+
+    # Within the retention (30 days by default) nothing goes.
+    assert hooks.prune_deliveries() == 0
+    # 31 days on: the finished two go with their attempts, the pending one stays.
+    later = now_us() + 31 * 86_400_000_000
+    assert hooks.prune_deliveries(now=later, batch=1) == 2
+    assert _counts(reg) == (1, 1)
+    remaining = hooks.list_deliveries(hook.id, actor=admin).items
+    assert [d.id for d in remaining] == [pending.delivery_id]
+
+    # The dispatcher prunes on its first round (whichever replica runs it).
+    hooks.record_attempt(
+        wait_for(lambda: hooks.claim_due(worker="a", limit=10), what="retry")[0], OK
+    )
+    short = WebhookService(reg.db, hooks.guard, WebhookPolicy(delivery_retention=0.001))
+    time.sleep(0.01)
+    dispatcher = Dispatcher(short, WebhookSender(hooks.guard, timeout=1.0))
+    try:
+        dispatcher.run_once()
+    finally:
+        dispatcher.stop()
+    assert _counts(reg) == (0, 0)
+    assert WebhookPolicy.from_settings(Settings(delivery_retention_days=2)).delivery_retention == (
+        2 * 86400.0
+    )

@@ -92,6 +92,13 @@ class Settings(BaseSettings):
     dispatcher_interval: float = Field(
         1.0, gt=0, le=60, description="Seconds between dispatcher polls of the outbox when idle."
     )
+    delivery_retention_days: float = Field(
+        30.0,
+        ge=0,
+        le=36500,
+        description="Days a finished webhook delivery (with its attempts) is kept; pending "
+        "ones stay until done. 0 keeps them forever. Pruned by the dispatcher hourly.",
+    )
     webhook_allow: str = Field(
         "",
         description="Comma-separated CIDRs, IPs or host names webhooks may reach although "

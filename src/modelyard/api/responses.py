@@ -61,12 +61,12 @@ class BlobStreamResponse(StreamingResponse):
                 **headers,
                 "Content-Length": str(size),
                 "Accept-Ranges": "bytes",
-                "Content-Disposition": _attachment(filename),
+                "Content-Disposition": attachment(filename),
             },
         )
 
 
-def _attachment(filename: str) -> str:
+def attachment(filename: str) -> str:
     """``Content-Disposition`` for a download, as Starlette's FileResponse writes it."""
     quoted = quote(filename)
     if quoted != filename:

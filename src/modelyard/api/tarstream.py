@@ -19,15 +19,24 @@ class BlobReader(Protocol):
         ...
 
 
+def _header(f: FileEntry, mtime: int) -> bytes:
+    info = tarfile.TarInfo(name=f.path)
+    info.size = f.size
+    info.mtime = mtime
+    info.mode = 0o644
+    info.type = tarfile.REGTYPE
+    return info.tobuf(format=tarfile.PAX_FORMAT, encoding="utf-8", errors="strict")
+
+
+def tar_size(files: Sequence[FileEntry], *, mtime: int) -> int:
+    """The exact length of :func:`tar_stream`'s output, from the manifest alone."""
+    return sum(len(_header(f, mtime)) + f.size + (-f.size) % _BLOCK for f in files) + 2 * _BLOCK
+
+
 def tar_stream(files: Sequence[FileEntry], blobs: BlobReader, *, mtime: int) -> Iterator[bytes]:
     """Yield a POSIX (pax) tar of ``files``, reading each blob in chunks."""
     for f in files:
-        info = tarfile.TarInfo(name=f.path)
-        info.size = f.size
-        info.mtime = mtime
-        info.mode = 0o644
-        info.type = tarfile.REGTYPE
-        yield info.tobuf(format=tarfile.PAX_FORMAT, encoding="utf-8", errors="strict")
+        yield _header(f, mtime)
         sent = 0
         for chunk in blobs.iter_range(f.digest):
             sent += len(chunk)

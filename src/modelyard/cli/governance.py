@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 from rich.table import Table
@@ -475,6 +475,67 @@ def audit(
             change = f"{json.dumps(e['before'])[:40]} -> {json.dumps(e['after'])[:40]}"
         table.add_row(e["at"], e["actor"], e["action"], e["target"], change)
     m.out().print(table)
+
+
+def _user_state(
+    action: Literal["disable", "enable", "delete"],
+    name: str,
+    registry: str,
+    token: str | None,
+    as_json: bool,
+) -> None:
+    m = _m()
+    with m._registry(registry, token) as reg:
+        change = {
+            "disable": reg.disable_user,
+            "enable": reg.enable_user,
+            "delete": reg.delete_user,
+        }[action]
+        done = m._run(lambda: change(name))
+        if as_json:
+            m._print_json(done or {"name": name, "state": "deleted"})
+        else:
+            m.out().print(f"user {name} is now {action}d")
+
+
+UserArg = Annotated[str, typer.Argument(help="User name.")]
+
+
+def user_disable(
+    name: UserArg,
+    registry: RegistryOpt = DEFAULT_URL,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Disable a user: their tokens stop working at once (roles are kept)."""
+    _user_state("disable", name, registry, token, as_json)
+
+
+def user_enable(
+    name: UserArg,
+    registry: RegistryOpt = DEFAULT_URL,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Enable a disabled user again."""
+    _user_state("enable", name, registry, token, as_json)
+
+
+def user_delete(
+    name: UserArg,
+    registry: RegistryOpt = DEFAULT_URL,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Delete a user: tokens revoked, roles removed; history keeps the name."""
+    _user_state("delete", name, registry, token, as_json)
+
+
+def register_users(user_app: typer.Typer) -> None:
+    """Add ``user disable|enable|delete`` to the ``user`` command group."""
+    user_app.command("disable")(user_disable)
+    user_app.command("enable")(user_enable)
+    user_app.command("delete")(user_delete)
 
 
 def register(app: typer.Typer) -> None:

@@ -142,6 +142,7 @@ cache_cli.register(app)
 events_cli.register(app)
 identity_cli.register(app)
 governance_cli.register(app)
+governance_cli.register_users(user_app)
 
 
 def main() -> None:

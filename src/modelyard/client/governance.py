@@ -21,10 +21,12 @@ if TYPE_CHECKING:
     from modelyard.domain.identity import Principal
     from modelyard.service.approvals import ApprovalService
     from modelyard.service.governance import GovernanceService
+    from modelyard.service.identity import IdentityService
     from modelyard.service.registry import RegistryService
 
 Wire = dict[str, Any]
 Decision = Literal["approve", "reject", "cancel"]
+UserAction = Literal["disable", "enable", "delete"]
 
 
 class GovernanceBackend(Protocol):
@@ -43,6 +45,7 @@ class GovernanceBackend(Protocol):
         self, namespace: str, state: str, page_size: int, page_token: str | None
     ) -> Wire: ...
     def audit(self, query: Wire) -> Wire: ...
+    def set_user_state(self, name: str, action: UserAction) -> Wire: ...
 
 
 def _q(s: str) -> str:
@@ -136,6 +139,14 @@ class RemoteGovernance:
         params = {k: v for k, v in query.items() if v is not None}
         return self._wire("GET", "/api/v1/audit", params=params)
 
+    def set_user_state(self, name: str, action: UserAction) -> Wire:
+        """POST /users/{name}/disable|enable, or DELETE /users/{name} (answers {})."""
+        path = f"/api/v1/users/{_q(name)}"
+        if action == "delete":
+            self._json("DELETE", path)
+            return {}
+        return self._wire("POST", f"{path}/{action}")
+
 
 class EmbeddedGovernance:
     """The governance service in this process (mixed into ``EmbeddedBackend``)."""
@@ -144,6 +155,7 @@ class EmbeddedGovernance:
         services: Services
         svc: RegistryService
         actor: Principal
+        identity: IdentityService
 
     @property
     def gov(self) -> GovernanceService:
@@ -247,6 +259,16 @@ class EmbeddedGovernance:
             "next_page_token": page.next_page_token,
         }
 
+    def set_user_state(self, name: str, action: UserAction) -> Wire:
+        """Disable, enable or delete a user in this process."""
+        from modelyard.wire.identity import render_user
+
+        if action == "delete":
+            self.identity.delete_user(name, actor=self.actor)
+            return {}
+        change = self.identity.disable_user if action == "disable" else self.identity.enable_user
+        return render_user(change(name, actor=self.actor))
+
 
 class GovernanceMixin:
     """``Registry`` methods for governance (results are the API's JSON shapes)."""
@@ -276,6 +298,20 @@ class GovernanceMixin:
     ) -> None:
         """Remove a namespace's or model's own policy."""
         self._b.delete_policy(namespace, model)
+
+    def disable_user(self, name: str) -> Wire:
+        """Disable a user (instance admin): their tokens are refused from the next
+        request on; roles and tokens stay for :meth:`enable_user`."""
+        return self._b.set_user_state(name, "disable")
+
+    def enable_user(self, name: str) -> Wire:
+        """Enable a disabled user again (instance admin)."""
+        return self._b.set_user_state(name, "enable")
+
+    def delete_user(self, name: str) -> None:
+        """Delete a user (instance admin): tokens revoked, roles removed; history
+        keeps the name, and the name is not given to a new user."""
+        self._b.set_user_state(name, "delete")
 
     def check_policy(self, ref: str, *, action: str = "publish", alias: str | None = None) -> Wire:
         """Dry run: what ``ref`` still lacks to be published (or to receive ``alias``)."""

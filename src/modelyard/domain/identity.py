@@ -263,6 +263,16 @@ class User:
     created_by: str
     created_at: int
     bindings: tuple[RoleBinding, ...] = ()
+    disabled_at: int | None = None
+    deleted_at: int | None = None
+
+    @property
+    def state(self) -> str:
+        """``active``, ``disabled`` (tokens refused, roles kept) or ``deleted``
+        (tokens revoked, roles gone, the name kept for the history)."""
+        if self.deleted_at is not None:
+            return "deleted"
+        return "active" if self.disabled_at is None else "disabled"
 
 
 @dataclass(frozen=True, slots=True)

@@ -173,6 +173,25 @@ def subject_in_model(subject: str, model: str) -> bool:
     return subject == model or subject.startswith((model + "/", model + "@"))
 
 
+def filter_matches(flt: EventFilter, *, event_type: str, namespace: str, subject: str) -> bool:
+    """True if a reader's filter selects this event: the rule the outbox query
+    (``store/metadata/outbox.list_events``) applies in SQL, for events already
+    in memory (the shared stream poller)."""
+    if (
+        flt.types
+        and "*" not in flt.types
+        and not any(type_matches(p, event_type) for p in flt.types)
+    ):
+        return False
+    if flt.namespace is not None and namespace != flt.namespace:
+        return False
+    if flt.namespaces is not None and namespace not in flt.namespaces:
+        return False
+    if flt.model is not None and not subject_in_model(subject, flt.model):
+        return False
+    return flt.subject is None or subject == flt.subject
+
+
 def matches(hook: Webhook, *, event_id: int, event_type: str, namespace: str, subject: str) -> bool:
     """True if a subscription wants this event.
 

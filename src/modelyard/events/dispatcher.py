@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -20,6 +21,7 @@ from modelyard.events.sender import WebhookSender
 from modelyard.service.webhooks import Claim, WebhookService
 
 log = logging.getLogger("modelyard.events")
+PRUNE_EVERY = 3600.0  # seconds between retention prunes of one dispatcher
 
 
 class Dispatcher:
@@ -32,6 +34,7 @@ class Dispatcher:
         *,
         interval: float = 1.0,
         concurrency: int = 4,
+        prune_every: float = PRUNE_EVERY,
         on_attempt: Callable[[AttemptOutcome], None] | None = None,
     ) -> None:
         self.service = service
@@ -39,6 +42,8 @@ class Dispatcher:
         self.sender = sender
         self.interval = interval
         self.concurrency = concurrency
+        self.prune_every = prune_every
+        self._next_prune = 0.0  # time.monotonic(): the first round prunes
         # Identifies this dispatcher's claims; unique per process start.
         self.worker = f"dispatcher-{uuid.uuid4().hex[:16]}"
         self._stop = threading.Event()
@@ -63,7 +68,15 @@ class Dispatcher:
         self.sender.close()
 
     def run_once(self) -> int:
-        """One round: fan out, then claim and deliver. Returns the work done."""
+        """One round: fan out, then claim and deliver (and, every ``prune_every``
+        seconds, drop deliveries past their retention). Returns the work done."""
+        if time.monotonic() >= self._next_prune:
+            self._next_prune = time.monotonic() + self.prune_every
+            try:
+                self.service.prune_deliveries()
+            except Exception:
+                # Retention is housekeeping: delivering goes on; next hour retries.
+                log.exception("pruning old webhook deliveries failed")
         work = self.service.fan_out()
         claims = self.service.claim_due(worker=self.worker, limit=self.concurrency)
         if claims:

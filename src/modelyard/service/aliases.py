@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from modelyard.domain import identity as auth
-from modelyard.domain.entities import AliasMove, Version, VersionState
+from modelyard.domain.entities import AliasMove, Version
 from modelyard.domain.errors import Conflict, InvalidInput, NotFound
 from modelyard.domain.identity import Permission, Principal
 from modelyard.domain.names import RESERVED_ALIASES, validate_alias
@@ -92,10 +92,7 @@ class AliasUseCases(RegistryCore):
                 code="ALIAS_CHANGED",
                 details={"alias": alias, "expected": expected_version, "actual": prev},
             )
-        if target.state in (VersionState.DRAFT, VersionState.ARCHIVED):
-            raise Conflict(
-                f"cannot alias a {target.state.value} version", code="INVALID_STATE_TRANSITION"
-            )
+        policy_gate.check_aliasable(target, alias)
         policy_gate.check_alias(
             tx, target, mid, alias, approved=approval_id is not None or rollback
         )

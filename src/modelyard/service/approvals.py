@@ -73,12 +73,8 @@ class ApprovalService:
             nid = self.reg.namespace_id(tx, version.namespace)
             if act is ApprovalAction.PUBLISH:
                 check_transition(version.state, VersionState.PUBLISHED, ref=version.ref)
-            elif version.state in (VersionState.DRAFT, VersionState.ARCHIVED):
-                raise Conflict(
-                    f"cannot alias a {version.state.value} version",
-                    code="INVALID_STATE_TRANSITION",
-                    details={"ref": version.ref},
-                )
+            elif alias is not None:
+                policy_gate.check_aliasable(version, alias)
             policy = policy_gate.effective_policy(tx, row.model_id)
             self._precheck(policy, version, act, alias)
             if tx.governance.find_pending(vid, act, alias) is not None:

@@ -31,7 +31,7 @@ from modelyard.domain.policies import (
 from modelyard.domain.references import DEFAULT_NAMESPACE, Reference
 from modelyard.service import policy_gate
 from modelyard.service import validation as v
-from modelyard.service.core import Page, check_page_size
+from modelyard.service.core import Page, check_page_size, version_payload
 from modelyard.service.registry import RegistryService
 from modelyard.store.metadata.ports import AuditQuery, RegistryTx
 
@@ -360,6 +360,14 @@ class GovernanceService:
         one winner and ``ALIAS_CHANGED`` for the others. On a protected alias
         the target must still meet the policy, but needs no new approval: it
         held the alias before.
+
+        A target archived since it held the alias (``archive_previous`` does
+        that on every publish) is restored in the same transaction, so a
+        rollback stays one step: to ``published`` behind a protected alias
+        (which only points at published versions), to ``ready`` behind any
+        other (the lifecycle's plain restore). The restore writes its own
+        ``version.restored`` event (``rollback: true``) before ``alias.moved``;
+        if the policy refuses the target, neither happens.
         Requires: write on the namespace.
         """
         validate_name(namespace, kind="namespace")
@@ -378,9 +386,11 @@ class GovernanceService:
                     details={"alias": alias, "history_entries": 0 if last is None else None},
                 )
             why = reason or f"rollback from {last.to_version} to {last.from_version}"
+            target = Reference(namespace, name, version=last.from_version)
+            self._restore_rollback_target(tx, mid, target, alias, actor=actor, reason=why)
             return self.reg.move_alias_in_tx(
                 tx,
-                Reference(namespace, name, version=last.from_version),
+                target,
                 alias,
                 actor=actor,
                 reason=why,
@@ -389,6 +399,50 @@ class GovernanceService:
             )
 
         return self.reg.run_in_transaction(op)
+
+    def _restore_rollback_target(
+        self,
+        tx: RegistryTx,
+        model_id: int,
+        target: Reference,
+        alias: str,
+        *,
+        actor: Principal,
+        reason: str,
+    ) -> None:
+        """Bring an archived rollback target back (see :meth:`rollback_alias`).
+
+        Not the lifecycle's ``archived -> ready`` transition: behind a
+        protected alias it goes straight to ``published``, because that is
+        the state it held the alias in. The policy is checked by the alias
+        move that follows, in this transaction.
+        """
+        vid = self.reg.version_id(tx, target)
+        before = tx.load_versions([vid])[0]
+        if before.state is not VersionState.ARCHIVED:
+            return
+        protected = policy_gate.is_protected(tx, model_id, alias)
+        state = VersionState.PUBLISHED if protected else VersionState.READY
+        tx.update_version(vid, state=state.value)
+        after = tx.load_versions([vid])[0]
+        payload = version_payload(after)
+        payload.update(
+            {
+                "from_state": before.state.value,
+                "before": {"state": before.state.value},
+                "after": {"state": after.state.value},
+                "rollback": True,
+                "alias": alias,
+                "reason": reason,
+            }
+        )
+        tx.append_event(
+            "version.restored",
+            actor=actor.name,
+            namespace=after.namespace,
+            subject=after.ref,
+            payload=payload,
+        )
 
     def alias_at(
         self,

@@ -42,6 +42,7 @@ from typing import Any, Final
 
 from modelyard.domain.errors import (
     AlreadyExists,
+    Conflict,
     InvalidInput,
     NotFound,
     PermissionDenied,
@@ -111,6 +112,7 @@ class _Cached:
     principal: Principal
     fetched: float  # time.monotonic()
     last_used: int | None
+    user_active: bool = True  # False: the owner is disabled or deleted
 
 
 class IdentityService:
@@ -147,7 +149,7 @@ class IdentityService:
         if not hmac.compare_digest(entry.secret_hash, hash_token(token)):
             raise _unauthenticated()
         now = now_us()
-        if entry.token.state(now) != "active":
+        if entry.token.state(now) != "active" or not entry.user_active:
             raise _unauthenticated()
         if entry.last_used is None or now - entry.last_used >= TOUCH_INTERVAL_US:
             return None
@@ -168,7 +170,7 @@ class IdentityService:
         if entry is None or not hmac.compare_digest(entry.secret_hash, digest):
             raise _unauthenticated()
         now = now_us()
-        if entry.token.state(now) != "active":
+        if entry.token.state(now) != "active" or not entry.user_active:
             raise _unauthenticated()
         if entry.last_used is None or now - entry.last_used >= TOUCH_INTERVAL_US:
             entry.last_used = now
@@ -181,9 +183,11 @@ class IdentityService:
             found = tx.identity.token_for_auth(pid)
         if found is None:
             return None  # misses are not cached: a flood of bad tokens must not evict
-        token, secret_hash, bindings = found
+        token, secret_hash, bindings, user_active = found
         principal = Principal(token.user, roles_by_namespace(bindings), token_id=token.id)
-        entry = _Cached(secret_hash, token, principal, time.monotonic(), token.last_used_at)
+        entry = _Cached(
+            secret_hash, token, principal, time.monotonic(), token.last_used_at, user_active
+        )
         with self._lock:
             if len(self._cache) >= CACHE_MAX_ENTRIES:
                 self._cache.clear()
@@ -268,6 +272,16 @@ class IdentityService:
 
         def op(tx: RegistryTx) -> User:
             q = tx.identity
+            old = q.get_user(name)
+            if old is not None and old.deleted_at is not None:
+                # The history names the old user; a new one under that name
+                # would inherit its entries in every audit read.
+                raise AlreadyExists(
+                    f"user {name!r} was deleted; the names of deleted users are not "
+                    "reused (the history still names them): choose another name",
+                    code="USER_ALREADY_EXISTS",
+                    details={"user": name, "state": "deleted"},
+                )
             q.insert_user(name, actor=actor.name)
             tx.append_event(
                 "user.created",
@@ -286,13 +300,142 @@ class IdentityService:
         with self.db.read() as tx:
             return tx.identity.list_users()
 
-    def _user_id(self, q: IdentityQueries, name: str) -> int:
-        uid = q.user_id(name)
-        if uid is None:
+    def _user_id(self, q: IdentityQueries, name: str, *, live: bool = False) -> int:
+        """A user's id; a deleted user is not found; ``live`` also refuses a
+        disabled one (``USER_DISABLED``)."""
+        user = q.get_user(name) if isinstance(name, str) else None
+        if user is None or user.deleted_at is not None:
             raise NotFound(
                 f"user {name!r} not found", code="USER_NOT_FOUND", details={"user": name}
             )
-        return uid
+        if live and user.disabled_at is not None:
+            raise Conflict(
+                f"user {name!r} is disabled: enable it first (`modelyard user enable {name}`)",
+                code="USER_DISABLED",
+                details={"user": name, "state": user.state},
+            )
+        return user.id
+
+    def _target_user(self, q: IdentityQueries, name: str, actor: Principal) -> User:
+        """The user an admin disables, enables or deletes (not the caller)."""
+        validate_name(name, kind="user")
+        user = q.get_user(name)
+        if user is None or user.deleted_at is not None:
+            raise NotFound(
+                f"user {name!r} not found", code="USER_NOT_FOUND", details={"user": name}
+            )
+        if name == actor.name:
+            raise Conflict(
+                "you cannot disable or delete yourself: ask another instance admin",
+                code="SELF_LOCKOUT",
+                details={"user": name},
+            )
+        return user
+
+    def disable_user(self, name: str, *, actor: Principal) -> User:
+        """Disable a user: every token of theirs is refused from the next request
+        on (401), in this process at once and in other replicas within
+        :data:`CACHE_SECONDS`; roles and tokens are kept for :meth:`enable_user`.
+        Idempotent. Writes ``user.disabled``. Requires: instance admin.
+        """
+        require_instance_admin(actor)
+
+        def op(tx: RegistryTx) -> User:
+            q = tx.identity
+            user = self._target_user(q, name, actor)
+            if user.disabled_at is not None:
+                return user
+            q.set_user_state(user.id, disabled_at=now_us())
+            tx.append_event(
+                "user.disabled",
+                actor=actor.name,
+                namespace=GLOBAL_SCOPE,
+                subject=f"user/{name}",
+                payload={
+                    "user": name,
+                    "before": {"state": "active"},
+                    "after": {"state": "disabled"},
+                },
+            )
+            after = q.get_user(name)
+            assert after is not None
+            return after
+
+        try:
+            return self.registry.run_in_transaction(op)
+        finally:
+            self._forget()
+
+    def enable_user(self, name: str, *, actor: Principal) -> User:
+        """Undo :meth:`disable_user` (idempotent). Writes ``user.enabled``.
+        Requires: instance admin."""
+        require_instance_admin(actor)
+
+        def op(tx: RegistryTx) -> User:
+            q = tx.identity
+            user = self._target_user(q, name, actor)
+            if user.disabled_at is None:
+                return user
+            q.set_user_state(user.id, disabled_at=None)
+            tx.append_event(
+                "user.enabled",
+                actor=actor.name,
+                namespace=GLOBAL_SCOPE,
+                subject=f"user/{name}",
+                payload={
+                    "user": name,
+                    "before": {"state": "disabled"},
+                    "after": {"state": "active"},
+                },
+            )
+            after = q.get_user(name)
+            assert after is not None
+            return after
+
+        try:
+            return self.registry.run_in_transaction(op)
+        finally:
+            self._forget()
+
+    def delete_user(self, name: str, *, actor: Principal) -> None:
+        """Delete a user: their tokens are revoked (401 from the next request on),
+        their role bindings removed, in one transaction that writes
+        ``user.deleted`` (with the tokens and roles it took).
+
+        The row stays, marked deleted: history (audit, events, alias history)
+        keeps naming the user, and the name is not given to a new user
+        (``USER_ALREADY_EXISTS``), so old entries cannot be mistaken for the
+        newcomer's. Requires: instance admin.
+        """
+        require_instance_admin(actor)
+
+        def op(tx: RegistryTx) -> None:
+            q = tx.identity
+            user = self._target_user(q, name, actor)
+            now = now_us()
+            tokens = q.revoke_user_tokens(user.id, now)
+            q.drop_bindings(user.id)
+            q.set_user_state(user.id, disabled_at=user.disabled_at or now, deleted_at=now)
+            tx.append_event(
+                "user.deleted",
+                actor=actor.name,
+                namespace=GLOBAL_SCOPE,
+                subject=f"user/{name}",
+                payload={
+                    "user": name,
+                    "revoked_tokens": tokens,
+                    "removed_roles": [
+                        {"namespace": b.namespace, "role": b.role.value} for b in user.bindings
+                    ],
+                    "before": {"state": user.state},
+                    "after": {"state": "deleted"},
+                },
+            )
+
+        try:
+            self.registry.run_in_transaction(op)
+        finally:
+            self._forget()
 
     # -- tokens -------------------------------------------------------------
 
@@ -330,7 +473,7 @@ class IdentityService:
         def op(tx: RegistryTx) -> ApiToken:
             q = tx.identity
             token = q.insert_token(
-                user_id=self._user_id(q, owner),
+                user_id=self._user_id(q, owner, live=True),
                 public_id=pid,
                 name=name,
                 secret_hash=hash_token(plaintext),

@@ -113,6 +113,67 @@ def check_protected_targets(tx: RegistryTx, model_id: int) -> None:
             )
 
 
+def check_edit(tx: RegistryTx, version_id: int, before: Version, after: Version) -> None:
+    """An edit of a version's tags or metadata may not break the policy under
+    a protected alias that points at it (issue 9).
+
+    Otherwise ``@production`` would stay on a version consumers may no longer
+    see, without the policy's say. Only rules the edit breaks count: a
+    version already short of a rule added to the policy since may still get
+    its description fixed. ``POLICY_VIOLATION`` (409) names the alias and
+    the rules. Called by every door through ``update_version``.
+    """
+    model_id = tx.version_keys(version_id).model_id
+    policy = effective_policy(tx, model_id)
+    aliases = [a for a in policy.protected_aliases or () if tx.get_alias(model_id, a) == version_id]
+    if not aliases:
+        return
+    had = {
+        (x.rule, x.key)
+        for x in evaluate(policy, before, approvals=None, require_published=True).violations
+    }
+    ev = evaluate(policy, after, approvals=None, require_published=True)
+    broken = [x for x in ev.violations if (x.rule, x.key) not in had]
+    if not broken:
+        return
+    alias = aliases[0]
+    listing = "; ".join(x.message for x in broken)
+    details = violation_details(Evaluation(broken), after, "edit", alias)
+    details["aliases"] = aliases
+    raise PolicyViolation(
+        f"cannot edit {after.ref}: it is the target of protected alias @{alias} and the "
+        f"edit breaks the production policy: {listing}; move @{alias} to another "
+        "compliant version first (or change the policy)",
+        details=details,
+    )
+
+
+def check_aliasable(version: Version, alias: str) -> None:
+    """Refuse to point ``alias`` at a draft or archived version, saying what to do.
+
+    ``INVALID_STATE_TRANSITION`` (409) with the version, its state and the
+    alias in ``details``; the message names the step that makes it aliasable.
+    """
+    if version.state not in (VersionState.DRAFT, VersionState.ARCHIVED):
+        return
+    state = version.state.value
+    todo = (
+        "commit its files first"
+        if version.state is VersionState.DRAFT
+        else "restore it first (POST .../versions/{v}/restore, `modelyard restore`)"
+    )
+    raise Conflict(
+        f"cannot point @{alias} at {version.ref}: it is {_article(state)} {state} version; {todo}",
+        code="INVALID_STATE_TRANSITION",
+        details={"ref": version.ref, "state": state, "alias": alias},
+    )
+
+
+def _article(word: str) -> str:
+    """ "an" before a vowel sound, else "a" (our states: draft, archived, ...)."""
+    return "an" if word[:1] in "aeiou" else "a"
+
+
 def is_protected(tx: RegistryTx, model_id: int, alias: str) -> bool:
     """True if the model's production policy protects ``alias``."""
     return effective_policy(tx, model_id).protects(alias)

@@ -17,6 +17,7 @@ from modelyard.domain.identity import Permission, Principal
 from modelyard.domain.names import validate_name
 from modelyard.domain.references import DEFAULT_NAMESPACE, Reference, parse_reference
 from modelyard.service import blobs as blob_rules
+from modelyard.service import policy_gate
 from modelyard.service import validation as v
 from modelyard.service.core import (
     Page,
@@ -340,6 +341,7 @@ class VersionUseCases(RegistryCore):
                 tags.update(new_tags)
                 tx.replace_version_tags(vid, tags, created_at=before.created_at)
             after = tx.load_versions([vid])[0]
+            policy_gate.check_edit(tx, vid, before, after)
             tx.append_event(
                 "version.updated",
                 actor=actor.name,

@@ -66,6 +66,8 @@ class WebhookPolicy:
     disable_after: float = 5 * 86400.0
     secret_overlap: float = 86400.0
     lease: float = 120.0
+    # Seconds a finished delivery (and its attempts) is kept; 0: forever.
+    delivery_retention: float = 30 * 86400.0
 
     @classmethod
     def from_settings(cls, s: Settings) -> WebhookPolicy:
@@ -78,6 +80,7 @@ class WebhookPolicy:
             disable_after=s.webhook_disable_after,
             secret_overlap=s.webhook_secret_overlap,
             lease=s.webhook_lease,
+            delivery_retention=s.delivery_retention_days * 86400.0,
         )
 
 
@@ -591,6 +594,24 @@ class WebhookService:
         return self._write(op)
 
     # -- the dispatcher's side --------------------------------------------
+
+    def prune_deliveries(self, *, now: int | None = None, batch: int = 1000) -> int:
+        """Delete finished deliveries (succeeded or failed, with their attempts)
+        last updated longer ago than the retention; pending ones stay until done.
+        Returns how many went. Run by every dispatcher now and then: the delete
+        is idempotent, so replicas need not agree who does it. Bookkeeping, not
+        a governed change: no event.
+        """
+        if self.policy.delivery_retention <= 0:
+            return 0
+        before = (now_us() if now is None else now) - int(self.policy.delivery_retention * 1e6)
+        total = 0
+        while True:
+            # One short transaction per batch: the SQLite writer lock is shared.
+            gone = self._write(lambda tx: tx.outbox.prune_deliveries(before=before, limit=batch))
+            total += gone
+            if gone < batch:
+                return total
 
     def fan_out(self, *, batch: int = 500) -> int:
         """Advance the outbox cursor over new events, queueing matching deliveries.

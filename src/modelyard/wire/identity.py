@@ -43,7 +43,10 @@ def render_user(u: User) -> dict[str, Any]:
     """Wire shape of a user."""
     return {
         "name": u.name,
+        "state": u.state,
         "created_by": u.created_by,
         "created_at": iso(u.created_at),
+        "disabled_at": _time(u.disabled_at),
+        "deleted_at": _time(u.deleted_at),
         "roles": [render_binding(b) for b in u.bindings],
     }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -16,7 +17,8 @@ from modelyard.api.access import access
 from modelyard.api.deps import actor, webhook_services
 from modelyard.api.responses import JSONResponse
 from modelyard.domain.errors import InvalidInput, Unauthenticated
-from modelyard.domain.webhooks import EventFilter
+from modelyard.domain.webhooks import EventFilter, filter_matches
+from modelyard.events.hub import EventHub
 from modelyard.service.webhooks import WebhookService
 from modelyard.wire import render
 
@@ -76,6 +78,23 @@ async def list_events(
     )
 
 
+def event_hub(request: Request, svc: WebhookService, poll: float) -> EventHub:
+    """This process's shared stream poller (made on first use, one per app)."""
+    hub: EventHub | None = getattr(request.app.state, "event_hub", None)
+    if hub is None:
+        _svc, call = webhook_services(request)
+
+        async def read(after: int, limit: int) -> list[dict[str, Any]]:
+            return await call(svc.list_events, None, after=after, limit=limit)
+
+        async def head() -> int:
+            return await call(svc.last_event_id)
+
+        hub = EventHub(read, head, poll=poll)
+        request.app.state.event_hub = hub
+    return hub
+
+
 def _sse(ev: dict[str, Any]) -> bytes:
     return b"id: %d\ndata: %s\n\n" % (
         ev["id"],
@@ -110,9 +129,11 @@ async def stream_events(
     the starting position, so a client that reconnects before any event
     arrived resumes from there too. A reconnecting client sends ``Last-Event-ID`` (it wins over
     ``after``) and gets every later event exactly once: ids are commit-ordered.
-    Idle streams get ``: heartbeat`` comments; no database connection is held
-    between polls. The caller's token is checked again at every heartbeat
-    interval: a stream whose token was revoked or expired ends then.
+    Idle streams get ``: heartbeat`` comments. One poller per process reads
+    the outbox for every open stream (``events/hub.py``); a stream reads the
+    database itself only to catch up from an older position. The caller's
+    token is checked again at every heartbeat interval: a stream whose token
+    was revoked or expired ends then.
     """
     svc, call = webhook_services(request)
     settings = request.app.state.settings
@@ -132,32 +153,64 @@ async def stream_events(
     beat = heartbeat or settings.sse_heartbeat
     poll = min(settings.events_poll_interval, beat)
     authenticator = request.app.state.authenticator
+    hub = event_hub(request, svc, settings.events_poll_interval)
+
+    def wanted(ev: dict[str, Any]) -> bool:
+        return filter_matches(
+            flt, event_type=ev["type"], namespace=ev["namespace"], subject=ev["subject"]
+        )
 
     async def messages() -> AsyncIterator[bytes]:
         cursor = start
         # Reconnect delay hint, and the start position as the last event id.
         yield b"retry: 2000\nid: %d\n\n" % cursor
         last_sent = last_auth = time.monotonic()
-        while not stopping.is_set():
-            if time.monotonic() - last_auth >= beat:
-                # A revoked or expired token ends the stream (within one beat).
-                try:
-                    await authenticator(request.scope)
-                except Unauthenticated:
-                    return
-                last_auth = time.monotonic()
-            events = await call(svc.list_events, flt, after=cursor, limit=STREAM_BATCH)
-            for ev in events:
-                yield _sse(ev)
-                cursor = ev["id"]
-            if events:
-                last_sent = time.monotonic()
-                if len(events) == STREAM_BATCH:
-                    continue
-            elif time.monotonic() - last_sent >= beat:
-                yield b": heartbeat\n\n"
-                last_sent = time.monotonic()
-            await asyncio.sleep(poll)
+        async with hub.subscribe():
+            while not stopping.is_set():
+                if time.monotonic() - last_auth >= beat:
+                    # A revoked or expired token ends the stream (within one beat).
+                    try:
+                        await authenticator(request.scope)
+                    except Unauthenticated:
+                        return
+                    last_auth = time.monotonic()
+                changed = hub.changed
+                if not hub.covers(cursor):
+                    # Behind the hub's window: catch up with this stream's own
+                    # query. Every event up to the hub's position had committed
+                    # when the hub read it, so a short page reaches that far.
+                    reached = hub.position
+                    events = await call(svc.list_events, flt, after=cursor, limit=STREAM_BATCH)
+                    for ev in events:
+                        yield _sse(ev)
+                        cursor = ev["id"]
+                    sent = bool(events)
+                    if sent:
+                        last_sent = time.monotonic()
+                    if len(events) == STREAM_BATCH:
+                        continue
+                    cursor = max(cursor, reached)
+                    if hub.covers(cursor):
+                        continue
+                else:
+                    fresh, reached = hub.since(cursor)
+                    sent = False
+                    for ev in fresh:
+                        if wanted(ev):
+                            yield _sse(ev)
+                            sent = True
+                    cursor = max(cursor, reached)
+                    if sent:
+                        last_sent = time.monotonic()
+                    if fresh:
+                        continue
+                if not sent and time.monotonic() - last_sent >= beat:
+                    yield b": heartbeat\n\n"
+                    last_sent = time.monotonic()
+                # Woken by the hub's next read with news, or after one poll
+                # interval to look at the token and the shutdown flag again.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(changed.wait(), poll)
 
     return StreamingResponse(
         messages(),

@@ -59,6 +59,35 @@ async def list_users(request: Request) -> Response:
     return JSONResponse({"users": [render_user(u) for u in users]})
 
 
+@router.post("/users/{name}/disable", summary="Disable a user (their tokens stop at once)")
+@access("instance-admin")
+async def disable_user(name: str, request: Request) -> Response:
+    """Refuse every token of the user from the next request on; roles and tokens
+    are kept for ``enable``. Idempotent."""
+    svc, call = identity(request)
+    user = await call(svc.disable_user, name, actor=actor(request))
+    return JSONResponse(render_user(user))
+
+
+@router.post("/users/{name}/enable", summary="Enable a disabled user")
+@access("instance-admin")
+async def enable_user(name: str, request: Request) -> Response:
+    """Let the user's tokens work again. Idempotent."""
+    svc, call = identity(request)
+    user = await call(svc.enable_user, name, actor=actor(request))
+    return JSONResponse(render_user(user))
+
+
+@router.delete("/users/{name}", status_code=204, summary="Delete a user")
+@access("instance-admin")
+async def delete_user(name: str, request: Request) -> Response:
+    """Revoke the user's tokens and remove their roles. History keeps the name,
+    which is not given to a new user."""
+    svc, call = identity(request)
+    await call(svc.delete_user, name, actor=actor(request))
+    return Response(status_code=204)
+
+
 @router.post("/tokens", status_code=201, summary="Create an API token (shown once)")
 @access("authenticated", "Own tokens; instance admin for another user's.")
 async def create_token(body: TokenCreate, request: Request) -> Response:

@@ -13,9 +13,14 @@ from starlette.responses import Response, StreamingResponse
 
 from modelyard.api.access import Access, access
 from modelyard.api.deps import actor, services
-from modelyard.api.responses import BlobFileResponse, BlobStreamResponse, JSONResponse
+from modelyard.api.responses import (
+    BlobFileResponse,
+    BlobStreamResponse,
+    JSONResponse,
+    attachment,
+)
 from modelyard.api.schemas import AliasSet, FilesCommit, TagChanges, Transition, VersionCreate
-from modelyard.api.tarstream import tar_stream
+from modelyard.api.tarstream import tar_size, tar_stream
 from modelyard.domain.entities import VersionState
 from modelyard.domain.errors import InvalidInput
 from modelyard.domain.names import validate_name
@@ -219,12 +224,20 @@ async def list_files(request: Request, namespace: str, name: str, version: str) 
     return JSONResponse({"ref": ver.ref, "files": files})
 
 
-@router.get("/models/{namespace}/{name}/versions/{version}/files/{path:path}")
+FILE_PATH = "/models/{namespace}/{name}/versions/{version}/files/{path:path}"
+TAR_PATH = "/models/{namespace}/{name}/versions/{version}/archive.tar"
+
+
+@router.get(FILE_PATH)
 @access("consume")
 async def download_file(
     namespace: str, name: str, version: str, path: str, request: Request
 ) -> Response:
-    """One file's bytes; supports ``Range``. The path is looked up in the manifest."""
+    """One file's bytes; supports ``Range``. The path is looked up in the manifest.
+
+    ``HEAD`` answers the same headers (size, ``ETag``, ``Accept-Ranges``)
+    without reading the blob: clients probe sizes that way.
+    """
     svc, call = services(request)
     _ver, entry = await call(
         svc.get_file, version_ref(namespace, name, version), path, actor=actor(request)
@@ -235,7 +248,24 @@ async def download_file(
         "Cache-Control": "private, max-age=31536000, immutable",
     }
     local = svc.blobs.local_path(entry.digest)
-    if local is not None and entry.size >= PIPELINE_MIN and "range" not in request.headers:
+    head = request.method == "HEAD"
+    if head and local is None:
+        return Response(
+            media_type=entry.media_type,
+            headers={
+                **headers,
+                "Content-Length": str(entry.size),
+                "Accept-Ranges": "bytes",
+                "Content-Disposition": attachment(path.rsplit("/", 1)[-1]),
+            },
+        )
+    # HEAD of a local blob: Starlette's file response sends its headers only.
+    if (
+        not head
+        and local is not None
+        and entry.size >= PIPELINE_MIN
+        and "range" not in request.headers
+    ):
         return BlobStreamResponse(
             local,
             entry.size,
@@ -257,10 +287,14 @@ async def download_file(
     )
 
 
-@router.get("/models/{namespace}/{name}/versions/{version}/archive.tar")
+@router.get(TAR_PATH)
 @access("consume")
 async def download_tar(request: Request, namespace: str, name: str, version: str) -> Response:
-    """The whole version as an uncompressed tar stream (paths as in the manifest)."""
+    """The whole version as an uncompressed tar stream (paths as in the manifest).
+
+    Its exact length is known from the manifest (``Content-Length``); ``HEAD``
+    answers the headers alone, reading no blob.
+    """
     svc, call = services(request)
     ver = await call(
         svc.get_version,
@@ -270,11 +304,34 @@ async def download_tar(request: Request, namespace: str, name: str, version: str
     )
     files = ver.files or []
     filename = f"{ver.model}-{ver.number}.tar"
+    mtime = ver.created_at // 1_000_000
+    headers = {
+        "Content-Disposition": f'attachment; filename="{filename}"',
+        "Content-Length": str(tar_size(files, mtime=mtime)),
+    }
+    if request.method == "HEAD":
+        return Response(media_type="application/x-tar", headers=headers)
     return StreamingResponse(
-        tar_stream(files, svc.blobs, mtime=ver.created_at // 1_000_000),
-        media_type="application/x-tar",
-        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+        tar_stream(files, svc.blobs, mtime=mtime), media_type="application/x-tar", headers=headers
     )
+
+
+# HEAD answers as GET without a body (clients probe sizes that way); its own
+# routes so that each method keeps its own OpenAPI operation id.
+router.add_api_route(
+    FILE_PATH,
+    download_file,
+    methods=["HEAD"],
+    operation_id="head_version_file",
+    summary="A file's headers (size, ETag) without its bytes",
+)
+router.add_api_route(
+    TAR_PATH,
+    download_tar,
+    methods=["HEAD"],
+    operation_id="head_version_archive",
+    summary="The tar archive's headers (size) without its bytes",
+)
 
 
 @router.put("/models/{namespace}/{name}/aliases/{alias}")

@@ -216,3 +216,6 @@ class BoundOutbox:
 
     def attempt_rows(self, delivery_ids: Sequence[int]) -> dict[int, list[Any]]:
         return outbox.attempt_rows(self._conn, delivery_ids)
+
+    def prune_deliveries(self, *, before: int, limit: int) -> int:
+        return outbox.prune_deliveries(self._conn, before=before, limit=limit)

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 
 from modelyard.domain.approvals import Approval, ApprovalAction, ApprovalState, Vote
 from modelyard.domain.entities import AliasMove
+from modelyard.store.metadata import outbox
 from modelyard.store.metadata import tables as t
 from modelyard.store.metadata.engine import is_sqlite
 from modelyard.store.metadata.ports import ApprovalRow, AuditQuery, StoredPolicy
@@ -296,16 +297,23 @@ def last_alias_move(
 # -- audit --------------------------------------------------------------------
 
 
+def prefix_end(prefix: str) -> str:
+    """The smallest string above every string starting with ``prefix`` (ASCII):
+    its last character incremented."""
+    return prefix[:-1] + chr(ord(prefix[-1]) + 1)
+
+
 def audit_events(tx: Tx, q: AuditQuery, limit: int) -> list[dict[str, Any]]:
     """Events matching ``q``, newest first (id descending), at most ``limit``.
 
-    Actor, namespace (also implied by a model) and exact type compare on
-    indexed columns ((actor, id), (namespace, id), (type, id)), walked
+    Actor, namespace, model and exact type compare on indexed columns
+    ((actor, id), (namespace, id), (model_key, id), (type, id)), walked
     backwards so a page stops after ``limit`` matches; without them the walk
     is the primary key. A closed time range uses (at, id) and sorts the
-    window. Prefix and model filters compare with ``substr`` rather than LIKE
-    or a range: exact under any collation and on SQLite's case-insensitive
-    LIKE alike, but not indexed themselves.
+    window. An action prefix is a range on (type, id) (``>= 'alias.' AND <
+    'alias/'``): exact because event types are ASCII and ``type`` compares in
+    byte order on both databases (``COLLATE "C"`` on PostgreSQL, migration
+    0006), with the matches sorted by id.
     """
     e = t.events
     where: list[sa.ColumnElement[bool]] = []
@@ -317,19 +325,13 @@ def audit_events(tx: Tx, q: AuditQuery, limit: int) -> list[dict[str, Any]]:
         where.append(e.c.namespace.in_(q.namespaces))
     if q.model is not None:
         ns, name = q.model
-        base = f"{ns}/{name}"
-        n = len(base) + 1
-        where.append(e.c.namespace == ns)
-        where.append(
-            sa.or_(
-                e.c.subject == base,
-                sa.func.substr(e.c.subject, 1, n).in_([base + "/", base + "@"]),
-            )
-        )
+        # model_key holds "ns/name" only for subjects in namespace ns.
+        where.append(e.c.model_key == f"{ns}/{name}")
     if q.action is not None:
         if q.action.endswith(("*", ".")):
             prefix = q.action.rstrip("*")
-            where.append(sa.func.substr(e.c.type, 1, len(prefix)) == prefix)
+            where.append(e.c.type >= prefix)
+            where.append(e.c.type < prefix_end(prefix))
         else:
             where.append(e.c.type == q.action)
     if q.since is not None:
@@ -338,5 +340,7 @@ def audit_events(tx: Tx, q: AuditQuery, limit: int) -> list[dict[str, Any]]:
         where.append(e.c.at < q.until)
     if q.before_id is not None:
         where.append(e.c.id < q.before_id)
-    rows = tx.conn.execute(sa.select(e).where(*where).order_by(e.c.id.desc()).limit(limit))
+    rows = tx.conn.execute(
+        sa.select(*outbox.EVENT_COLUMNS).where(*where).order_by(e.c.id.desc()).limit(limit)
+    )
     return [dict(r._mapping) for r in rows]

@@ -394,6 +394,7 @@ class WriteQueries:
                 namespace=_B("namespace"),
                 subject=_B("subject"),
                 payload=_B("payload"),
+                model_key=_B("model_key"),
             )
             .returning(t.events.c.id)
         )

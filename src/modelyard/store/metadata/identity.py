@@ -7,6 +7,7 @@ wraps its connection in :class:`IdentityQueries`.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from typing import Any
 
 import sqlalchemy as sa
@@ -44,6 +45,12 @@ def _token(r: Any) -> ApiToken:
     )
 
 
+def _user(r: Any, bindings: Iterable[RoleBinding]) -> User:
+    return User(
+        r.id, r.name, r.created_by, r.created_at, tuple(bindings), r.disabled_at, r.deleted_at
+    )
+
+
 class IdentityQueries:
     """The identity tables' queries, on one transaction's connection."""
 
@@ -73,6 +80,35 @@ class IdentityQueries:
             ) from None
         return uid
 
+    def get_user(self, name: str) -> User | None:
+        """One user with their role bindings, by name (deleted ones too)."""
+        row = self.conn.execute(sa.select(t.users).where(t.users.c.name == name)).one_or_none()
+        if row is None:
+            return None
+        return _user(row, self.list_bindings(user=name))
+
+    def set_user_state(
+        self, user_id: int, *, disabled_at: int | None, deleted_at: int | None = None
+    ) -> None:
+        """Mark a user disabled (or enabled again: None) and/or deleted."""
+        self.conn.execute(
+            t.users.update()
+            .where(t.users.c.id == user_id)
+            .values(disabled_at=disabled_at, deleted_at=deleted_at)
+        )
+
+    def revoke_user_tokens(self, user_id: int, at: int) -> list[str]:
+        """Revoke every live token of a user; their public ids."""
+        c = t.api_tokens.c
+        live = sa.and_(c.user_id == user_id, c.revoked_at.is_(None))
+        ids = list(self.conn.execute(sa.select(c.public_id).where(live)).scalars())
+        self.conn.execute(t.api_tokens.update().where(live).values(revoked_at=at))
+        return ids
+
+    def drop_bindings(self, user_id: int) -> None:
+        """Remove every role binding of a user."""
+        self.conn.execute(t.role_bindings.delete().where(t.role_bindings.c.user_id == user_id))
+
     def user_id(self, name: str) -> int | None:
         """The id of a user by name."""
         return self.conn.execute(
@@ -85,10 +121,7 @@ class IdentityQueries:
         for b in self.list_bindings():
             bindings[b.user].append(b)
         rows = self.conn.execute(sa.select(t.users).order_by(t.users.c.name))
-        return [
-            User(r.id, r.name, r.created_by, r.created_at, tuple(bindings.get(r.name, ())))
-            for r in rows
-        ]
+        return [_user(r, bindings.get(r.name, ())) for r in rows]
 
     # -- tokens -----------------------------------------------------------
 
@@ -143,22 +176,34 @@ class IdentityQueries:
             .values(revoked_at=at)
         )
 
-    def token_for_auth(self, public_id: str) -> tuple[ApiToken, str, list[tuple[str, str]]] | None:
-        """(token, its secret hash, the owner's (namespace, role) bindings), one query.
+    def token_for_auth(
+        self, public_id: str
+    ) -> tuple[ApiToken, str, list[tuple[str, str]], bool] | None:
+        """(token, its secret hash, the owner's (namespace, role) bindings, whether
+        the owner is active (neither disabled nor deleted)), one query.
 
         The unique index on ``public_id`` finds the row; bindings come along
         through a left join on their primary key's leading column.
         """
         rb = t.role_bindings
         rows = self.conn.execute(
-            sa.select(*_TOKEN_COLS, t.api_tokens.c.secret_hash, rb.c.namespace, rb.c.role)
+            sa.select(
+                *_TOKEN_COLS,
+                t.api_tokens.c.secret_hash,
+                t.users.c.disabled_at,
+                t.users.c.deleted_at,
+                rb.c.namespace,
+                rb.c.role,
+            )
             .select_from(_TOKEN_FROM.outerjoin(rb, rb.c.user_id == t.api_tokens.c.user_id))
             .where(t.api_tokens.c.public_id == public_id)
         ).all()
         if not rows:
             return None
         bindings = [(r.namespace, r.role) for r in rows if r.namespace is not None]
-        return _token(rows[0]), rows[0].secret_hash, bindings
+        first = rows[0]
+        active = first.disabled_at is None and first.deleted_at is None
+        return _token(first), first.secret_hash, bindings, active
 
     def touch_token(self, public_id: str, at: int, *, not_since: int) -> None:
         """Record use at ``at`` unless already recorded at or after ``not_since``."""

@@ -7,6 +7,7 @@ decides what runs in one transaction.
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
@@ -22,6 +23,26 @@ def _like_prefix(prefix: str) -> str:
     """A LIKE pattern matching strings that start with ``prefix`` literally."""
     escaped = prefix.replace(_LIKE_ESCAPE, _LIKE_ESCAPE * 2).replace("%", "\\%").replace("_", "\\_")
     return escaped + "%"
+
+
+_NAME_END = re.compile(r"[/@]")
+# An event as readers see it: model_key is an index key, not part of the event.
+EVENT_COLUMNS = tuple(c for c in t.events.c if c.name != "model_key")
+
+
+def model_key_of(namespace: str, subject: str) -> str | None:
+    """``ns/name`` of the model an event subject is about, else None.
+
+    Subjects about a model are ``ns/name`` (the model, its policy),
+    ``ns/name/3`` (a version) and ``ns/name@alias``; names never hold ``/``
+    or ``@``. Stored as ``events.model_key`` so the audit log's model filter
+    is an index walk.
+    """
+    head = namespace + "/"
+    if not subject.startswith(head):
+        return None
+    name = _NAME_END.split(subject[len(head) :], maxsplit=1)[0]
+    return head + name if name else None
 
 
 def _pg(conn: sa.Connection) -> bool:
@@ -49,7 +70,7 @@ def list_events(
     versions (``ns/name/3``) and aliases (``ns/name@prod``).
     """
     e = t.events
-    q = sa.select(e).where(e.c.id > after)
+    q = sa.select(*EVENT_COLUMNS).where(e.c.id > after)
     if types and "*" not in types:
         conds: list[sa.ColumnElement[bool]] = []
         for p in types:
@@ -80,7 +101,7 @@ def events_by_id(conn: sa.Connection, ids: Sequence[int]) -> dict[int, dict[str,
     """Event rows by id."""
     if not ids:
         return {}
-    rows = conn.execute(sa.select(t.events).where(t.events.c.id.in_(list(ids))))
+    rows = conn.execute(sa.select(*EVENT_COLUMNS).where(t.events.c.id.in_(list(ids))))
     return {r.id: dict(r._mapping) for r in rows}
 
 
@@ -168,6 +189,28 @@ def delete_webhook(conn: sa.Connection, webhook_id: int) -> None:
 
 
 # -- deliveries -------------------------------------------------------------
+
+
+def prune_deliveries(conn: sa.Connection, *, before: int, limit: int) -> int:
+    """Delete up to ``limit`` finished deliveries (not pending) last updated
+    before ``before`` (µs), with their attempts; how many went.
+
+    Found through ``(updated_at)``, oldest first, so repeated calls walk the
+    backlog in short transactions.
+    """
+    d = t.deliveries
+    ids = list(
+        conn.execute(
+            sa.select(d.c.id)
+            .where(d.c.updated_at < before, d.c.status != "pending")
+            .order_by(d.c.updated_at)
+            .limit(limit)
+        ).scalars()
+    )
+    if ids:
+        conn.execute(t.delivery_attempts.delete().where(t.delivery_attempts.c.delivery_id.in_(ids)))
+        conn.execute(d.delete().where(d.c.id.in_(ids)))
+    return len(ids)
 
 
 def insert_deliveries(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:

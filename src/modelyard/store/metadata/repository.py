@@ -29,7 +29,7 @@ from modelyard.domain.entities import (
 )
 from modelyard.domain.errors import AlreadyExists, Conflict
 from modelyard.domain.filters import Node, OrderBy
-from modelyard.store.metadata import blob_uploads, search
+from modelyard.store.metadata import blob_uploads, outbox, search
 from modelyard.store.metadata import tables as t
 from modelyard.store.metadata.engine import (
     checkpointer_for,
@@ -596,6 +596,7 @@ class Tx:
                 "namespace": namespace,
                 "subject": subject,
                 "payload": json_param(payload),
+                "model_key": outbox.model_key_of(namespace, subject),
             },
         )
         return int(row[0])
@@ -604,7 +605,7 @@ class Tx:
         self, *, after: int = 0, limit: int = 100, namespaces: Iterable[str] | None = None
     ) -> list[dict[str, Any]]:
         """Events with id > ``after``, oldest first (only of ``namespaces``, if given)."""
-        q = sa.select(t.events).where(t.events.c.id > after)
+        q = sa.select(*outbox.EVENT_COLUMNS).where(t.events.c.id > after)
         if namespaces is not None:
             q = q.where(t.events.c.namespace.in_(sorted(namespaces)))
         rows = self.conn.execute(q.order_by(t.events.c.id).limit(limit))

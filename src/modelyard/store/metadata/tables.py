@@ -218,13 +218,23 @@ events = sa.Table(
     "events",
     metadata,
     sa.Column("id", BigId, primary_key=True, autoincrement=True),
-    sa.Column("type", sa.String(64), nullable=False),
+    # Byte order on PostgreSQL too (SQLite compares bytes already): the audit
+    # log's action-prefix filter is a range on (type, id) under any locale.
+    sa.Column(
+        "type",
+        sa.String(64).with_variant(sa.String(64, collation="C"), "postgresql"),
+        nullable=False,
+    ),
     sa.Column("at", sa.BigInteger, nullable=False),
     sa.Column("actor", sa.String(256), nullable=False, server_default=""),
     sa.Column("namespace", sa.String(128), nullable=False),
     sa.Column("subject", sa.String(512), nullable=False),
     sa.Column("payload", sa.JSON, nullable=False),
+    # ``ns/name`` of the model the subject is about (model, version, alias,
+    # model policy), else NULL: the audit log's model filter walks (model_key, id).
+    sa.Column("model_key", sa.String(256), nullable=True),
 )
+sa.Index("ix_events_model_key_id", events.c.model_key, events.c.id)
 sa.Index("ix_events_type_id", events.c.type, events.c.id)
 sa.Index("ix_events_subject_id", events.c.subject, events.c.id)
 
@@ -237,6 +247,10 @@ users = sa.Table(
     sa.Column("name", sa.String(128), nullable=False, unique=True),
     sa.Column("created_by", sa.String(256), nullable=False, server_default=""),
     sa.Column("created_at", sa.BigInteger, nullable=False),
+    # A disabled or deleted user's tokens stop working; a deleted user's row
+    # stays so that the name is not reused while the history names it.
+    sa.Column("disabled_at", sa.BigInteger, nullable=True),
+    sa.Column("deleted_at", sa.BigInteger, nullable=True),
 )
 
 # A token is ``myd_<public_id>_<secret>``; only SHA-256 of the whole token is
@@ -391,6 +405,7 @@ deliveries = sa.Table(
 )
 sa.Index("ix_deliveries_status_next_attempt_at", deliveries.c.status, deliveries.c.next_attempt_at)
 sa.Index("ix_deliveries_webhook_id_id", deliveries.c.webhook_id, deliveries.c.id)
+sa.Index("ix_deliveries_updated_at", deliveries.c.updated_at)
 
 delivery_attempts = sa.Table(
     "delivery_attempts",
