@@ -25,9 +25,9 @@ from starlette.testclient import TestClient
 from modelyard.api.app import create_app
 from modelyard.api.errors import error_response
 from modelyard.api.middleware import lone_surrogate
+from modelyard.composition import build_services
 from modelyard.domain.errors import InvalidInput
 from modelyard.domain.identity import Principal
-from modelyard.service.factory import build_registry
 from modelyard.service.registry import VersionSpec
 from modelyard.settings import Settings
 from modelyard.store.blobs.local import LocalBlobStore
@@ -392,7 +392,8 @@ def test_dead_uploads_temp_files_are_swept_while_the_server_runs(tmp_path: Path)
 def test_embedded_callers_cannot_store_lone_surrogates(tmp_path: Path, sqlite_url: str) -> None:
     """Python callers (the embedded SDK) pass ``str`` straight to the service:
     each text field refuses a lone surrogate with a 4xx-class domain error."""
-    svc = build_registry(Settings(data_dir=tmp_path / "d", db=sqlite_url))
+    services = build_services(Settings(data_dir=tmp_path / "d", db=sqlite_url))
+    svc = services.registry
     me = Principal.local()
     try:
         for kwargs in (
@@ -407,4 +408,4 @@ def test_embedded_callers_cannot_store_lone_surrogates(tmp_path: Path, sqlite_ur
         with pytest.raises(InvalidInput):
             svc.create_version("m", VersionSpec(params={"p": "\ud800"}), actor=me)
     finally:
-        svc.db.dispose()
+        services.close()
