@@ -23,6 +23,7 @@ from modelyard.composition import build_services
 from modelyard.cooperative import off_loop
 from modelyard.domain.errors import Conflict, NotFound
 from modelyard.domain.identity import Principal
+from modelyard.service.blobs import BlobService
 from modelyard.service.registry import RegistryService, VersionSpec
 from modelyard.settings import Settings
 from modelyard.store.metadata import tables as t
@@ -296,7 +297,8 @@ def test_a_call_that_never_writes_takes_no_lock(svc: RegistryService) -> None:
     try:
         assert held.wait(30)
         batches = committer(svc).stats.batches
-        missing = asyncio.run(grouped(svc.missing_blobs, ["ab" * 32], actor=LOCAL))
+        blobs = BlobService(svc, max_blob_size=1 << 20)
+        missing = asyncio.run(grouped(blobs.missing, ["ab" * 32], actor=LOCAL))
         assert missing == ["ab" * 32]
         assert committer(svc).stats.batches == batches
     finally:

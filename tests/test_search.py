@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from modelyard.api.render import iso
+from modelyard.wire.render import iso
 from modelyard.domain import filters
 from modelyard.domain.errors import InvalidInput
 from modelyard.domain.filters import (
