@@ -7,7 +7,7 @@ SQLAlchemy statement building.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal
 
 import sqlalchemy as sa
@@ -195,55 +195,52 @@ class HotQueries:
     ) -> list[Version]:
         """Turn version rows into Versions with their tags, metrics, params, aliases
         (and files, sorted by path, if asked)."""
-        if not rows:
-            return []
-        vids = list(dict.fromkeys(r[0] for r in rows))
+        kv_of: dict[int, list[Any]] | None = None
+        files_of: dict[int, list[Any]] = defaultdict(list)
         if self.batch and len(rows) > 1:
-            kv_rows: list[Any] = list(conn.execute(_kv_union(lambda col: col.in_(vids))))
-            file_rows: list[Any] = (
-                list(
-                    conn.execute(
-                        _FILES_SELECT.where(t.files.c.version_id.in_(vids)).order_by(
-                            t.files.c.version_id, t.files.c.path
-                        )
-                    )
-                )
-                if with_files
-                else []
-            )
-        else:
-            kv_rows = [x for vid in vids for x in self.kv.all(conn, {"vid": vid})]
-            file_rows = (
-                [x for vid in vids for x in self.files.all(conn, {"vid": vid})]
-                if with_files
-                else []
-            )
-        kv: dict[int, dict[str, dict[str, Any]]] = defaultdict(lambda: {"t": {}, "m": {}, "p": {}})
-        aliases: dict[int, list[str]] = defaultdict(list)
-        for vid, kind, key, text, num in kv_rows:
-            if kind == "a":
-                aliases[vid].append(key)
-            elif kind == "m":
-                kv[vid]["m"][key] = num
-            else:
-                kv[vid][kind][key] = text
-        files: dict[int, list[FileEntry]] = defaultdict(list)
-        for vid, path, digest, size, media_type in file_rows:
-            files[vid].append(FileEntry(path, digest, size, media_type))
+            vids = list({r[0] for r in rows})
+            kv_of = defaultdict(list)
+            for kv in conn.execute(_kv_union(lambda col: col.in_(vids))):
+                kv_of[kv[0]].append(kv)
+            if with_files:
+                q = _FILES_SELECT.where(t.files.c.version_id.in_(vids))
+                for f in conn.execute(q.order_by(t.files.c.version_id, t.files.c.path)):
+                    files_of[f[0]].append(f)
         out = []
-        for r in rows:
-            items = kv[r[0]]
-            out.append(
-                version_from_row(
-                    r,
-                    tags=items["t"],
-                    metrics=items["m"],
-                    params=items["p"],
-                    aliases=sorted(aliases[r[0]]),
-                    files=files[r[0]] if with_files else None,
+        for row in rows:
+            vid = row[0]
+            # Without a batch: this version's prepared statements (SQLite, or one row).
+            kv_rows = kv_of.get(vid, ()) if kv_of is not None else self.kv.all(conn, {"vid": vid})
+            file_rows: Sequence[Any] | None = None
+            if with_files:
+                file_rows = (
+                    files_of.get(vid, ())
+                    if kv_of is not None
+                    else self.files.all(conn, {"vid": vid})
                 )
-            )
+            out.append(_assemble(row, kv_rows, file_rows))
         return out
+
+
+def _assemble(row: Any, kv_rows: Iterable[Any], file_rows: Iterable[Any] | None) -> Version:
+    """A Version from its row, its ``_kv_union`` rows and its ``_FILES_SELECT`` rows."""
+    tags: dict[str, Any] = {}
+    metrics: dict[str, Any] = {}
+    params: dict[str, Any] = {}
+    aliases: list[str] = []
+    for _vid, kind, key, text, num in kv_rows:
+        if kind == "t":
+            tags[key] = text
+        elif kind == "m":
+            metrics[key] = num
+        elif kind == "p":
+            params[key] = text
+        else:
+            aliases.append(key)
+    files = None if file_rows is None else [FileEntry(*f[1:]) for f in file_rows]
+    return version_from_row(
+        row, tags=tags, metrics=metrics, params=params, aliases=sorted(aliases), files=files
+    )
 
 
 def version_from_row(
