@@ -38,11 +38,11 @@ turn (api/deps.py ``GroupedWrites``) and startup objects frozen out of the
 cyclic collector (api/app.py): creates 2,436 and 2,407 req/s, p99 23.8 and
 23.9 ms; the same without group commit: 1,578 req/s, p99 26.1 ms.
 Batching only the transaction step (cooperative calls, instead of whole calls
-inside the batch) cost no throughput: measured A/B, alternating, on a machine
-at load average ~15: in-process 3,000 creates from 16 coroutines, 496-651 µs
-CPU a create against 564-653 µs before; over HTTP (creates only, wrk -c16
-10 s) 287-400 req/s against 215-399, 1.3-1.7 ms server CPU a create against
-1.3-2.0 ms, batches the same size.
+inside the batch) showed no cost: measured A/B, alternating, on a machine at
+load average 13-21 (so absolute figures are low): in-process 3,000 creates
+from 16 coroutines, 496-651 µs CPU a create against 564-653 µs before, batches
+the same size; over HTTP (creates only, wrk -c16 10 s, 6 runs each) 180-400
+req/s against 197-416, 1.3-1.8 ms server CPU a create against 1.1-2.0 ms.
 
 Isolation between the operations of a batch:
 
