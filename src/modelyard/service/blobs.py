@@ -113,7 +113,8 @@ class BlobService:
 
     An upload names no namespace, so it needs write permission on some
     namespace; the version whose manifest lists a blob is checked when it is
-    created.
+    created (:func:`check_manifest`). Existence answers follow the mount rule
+    (module docstring): a stored blob the caller may not see is absent to it.
     """
 
     def __init__(self, registry: RegistryService, *, max_blob_size: int) -> None:
@@ -146,7 +147,8 @@ class BlobService:
     # -- use cases ------------------------------------------------------------
 
     def missing(self, digests: Sequence[str], *, actor: Principal) -> list[str]:
-        """Which of these digests still need uploading (input order, no repeats).
+        """Which of these digests still need uploading by this caller: those not
+        stored, and those it may not see (input order, no repeats).
 
         Requires: write on some namespace.
         """
@@ -163,10 +165,8 @@ class BlobService:
         return [d for d in dict.fromkeys(digests) if d not in seen]
 
     def stored_size(self, digest: str, *, actor: Principal) -> int | None:
-        """The size of the stored blob, or None if it is not stored.
-
-        Requires: write on some namespace.
-        """
+        """The size of the stored blob, or None if it is not stored or the
+        caller may not see it. Requires: write on some namespace."""
         self.authorize(actor)
         self.check_digest(digest)
         size = self.store.size_of(digest)
