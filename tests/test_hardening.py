@@ -408,3 +408,20 @@ def test_embedded_callers_cannot_store_lone_surrogates(tmp_path: Path, sqlite_ur
             svc.create_version("m", VersionSpec(params={"p": "\ud800"}), actor=me)
     finally:
         svc.db.dispose()
+
+
+@pytest.mark.parametrize(
+    ("body", "at"),
+    [
+        (b'{"x":NaN,"a":"\\ud800"}', 14),
+        (b'{"x":NaN,"a":"\\u0041\\udc00"}', 20),
+        (b'{"x":NaN,"a":"\\ud83d\\ude00"}', None),
+        (b'{"x":NaN,"a":"\\\\ud800"}', None),
+        (b'{"x":NaN,"a":"\xed\xb0\x80"}', 14),
+        (b'{"a":"\\ud800', 6),
+        (b'{"a":"\\uZZZZ"}', None),
+    ],
+)
+def test_lone_surrogate_outside_what_orjson_parses(body: bytes, at: int | None) -> None:
+    """Python's parser takes NaN, orjson does not: such text is scanned exactly."""
+    assert lone_surrogate(body) == at
