@@ -29,6 +29,7 @@ from modelyard.composition import build_services
 from modelyard.domain.errors import InvalidInput
 from modelyard.domain.identity import Principal
 from modelyard.service.registry import VersionSpec
+from modelyard.service.validation import Limits, check_json
 from modelyard.settings import Settings
 from modelyard.store.blobs.local import LocalBlobStore
 from tests.conftest_server import start_server, stop_server
@@ -409,3 +410,34 @@ def test_embedded_callers_cannot_store_lone_surrogates(tmp_path: Path, sqlite_ur
             svc.create_version("m", VersionSpec(params={"p": "\ud800"}), actor=me)
     finally:
         services.close()
+
+
+@pytest.mark.parametrize(
+    ("body", "at"),
+    [
+        (b'{"x":NaN,"a":"\\ud800"}', 14),
+        (b'{"x":NaN,"a":"\\u0041\\udc00"}', 20),
+        (b'{"x":NaN,"a":"\\ud83d\\ude00"}', None),
+        (b'{"x":NaN,"a":"\\\\ud800"}', None),
+        (b'{"x":NaN,"a":"\xed\xb0\x80"}', 14),
+        (b'{"a":"\\ud800', 6),
+        (b'{"a":"\\uZZZZ"}', None),
+    ],
+)
+def test_lone_surrogate_outside_what_orjson_parses(body: bytes, at: int | None) -> None:
+    """Python's parser takes NaN, orjson does not: such text is scanned exactly."""
+    assert lone_surrogate(body) == at
+
+
+def test_brackets_and_colons_inside_strings_are_text() -> None:
+    """The quick bounds over-count such text; the walk then decides."""
+    check_json({"a": "[{" * 100, "b": ":" * 2000}, "metadata")
+    with pytest.raises(InvalidInput) as info:
+        check_json({"a": [[["x"]]]}, "metadata", Limits(max_metadata_depth=3))
+    assert info.value.code == "NESTING_TOO_DEEP"
+    with pytest.raises(InvalidInput) as info:
+        check_json({"a": {"b": 1, "c": 2}}, "metadata", Limits(max_map_keys=1))
+    assert info.value.code == "TOO_MANY_ITEMS"
+    with pytest.raises(InvalidInput) as info:
+        check_json({1: "x"}, "metadata")
+    assert info.value.code == "INVALID_JSON"
