@@ -22,7 +22,6 @@ import sqlalchemy as sa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from modelyard.wire.render import iso
 from modelyard.domain import filters
 from modelyard.domain.errors import InvalidInput
 from modelyard.domain.filters import (
@@ -41,6 +40,7 @@ from modelyard.store.metadata import search as search_module
 from modelyard.store.metadata import tables as t
 from modelyard.store.metadata.engine import create_engine
 from modelyard.store.metadata.search import like_to_glob, search_models, search_versions
+from modelyard.wire.render import iso
 from tests.pgcluster import fresh_database
 
 # -- fixtures and data -----------------------------------------------------------
