@@ -103,7 +103,6 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.sql import operators
 from sqlalchemy.sql.expression import UnaryExpression
 from sqlalchemy.sql.selectable import NamedFromClause
@@ -882,7 +881,7 @@ def _rare_driver(
     if best is not None and can_drive:
         return _Plan(driver=t.versions.c.id.in_(best[1]))
     if best is not None and fetched is not None:
-        array = sa.literal(fetched, postgresql.ARRAY(sa.BigInteger()))
+        array = sa.literal(fetched, sa.ARRAY(sa.BigInteger()))
         return _Plan(driver=t.versions.c.id == sa.any_(array))
     return _Plan(counted=tuple(counted) if can_list else ())
 
