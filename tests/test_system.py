@@ -161,25 +161,32 @@ def test_migration_0005_copies_creation_times_into_key_value_rows(db_url: str) -
     assert indexes["ix_version_tags_key_value"] == ["key", "value", "created_at", "version_id"]
 
 
+# The executable form of ARCHITECTURE rule 1 (docs/architecture.md): what each
+# layer may import. Never widen it to fit a shortcut. Beside the layers:
+# hashio.py and cooperative.py are leaves (they import nothing of ours);
+# composition.py is the composition root, the one place that builds stores and
+# services, and the doors build their object graph through it.
 ALLOWED = {
     "domain": {"domain"},
-    "store": {"domain", "store", "hashio"},
-    "service": {"domain", "store", "service", "settings", "webhooks"},
+    "store": {"domain", "store", "hashio", "cooperative"},
+    "service": {"domain", "store", "service", "settings", "webhooks", "cooperative"},
     "events": {"domain", "store", "service", "events", "settings", "webhooks"},
     "wire": {"domain", "wire"},
-    "api": {"domain", "service", "api", "settings", "events", "hashio", "wire"},
-    "client": {"domain", "client", "service", "settings", "hashio", "wire"},
-    "cli": {"domain", "client", "cli", "settings", "server", "store"},
+    "api": {
+        "domain",
+        "service",
+        "api",
+        "settings",
+        "events",
+        "hashio",
+        "wire",
+        "cooperative",
+        "composition",
+    },
+    "client": {"domain", "client", "service", "settings", "hashio", "wire", "composition"},
+    "cli": {"domain", "client", "cli", "settings", "server", "composition"},
 }
-# cooperative.py (a leaf): the store suspends a call at its transaction, the service at
-# a slow step, the API drives the calls.
-for _layer in ("store", "service", "api"):
-    ALLOWED[_layer] = ALLOWED[_layer] | {"cooperative"}
-# composition.py, the composition root: builds every layer below the doors; the doors
-# (server, embedded SDK, CLI) build their object graph through it.
 COMPOSITION = {"domain", "store", "service", "events", "settings", "webhooks", "cooperative"}
-for _door in ("api", "client", "cli"):
-    ALLOWED[_door] = ALLOWED[_door] | {"composition"}
 
 
 def test_imports_point_inward() -> None:
