@@ -14,6 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from modelyard import __version__
 from modelyard.api.access import Authenticator, install_guards
 from modelyard.api.deps import GroupedWrites, ServiceCall
+from modelyard.api.docs import install_docs
 from modelyard.api.errors import install_error_handlers
 from modelyard.api.middleware import BodyLimitMiddleware, Metrics, MetricsMiddleware
 from modelyard.api.v1 import (
@@ -89,7 +90,11 @@ def create_app(
         version=__version__,
         description="Self-hosted unified model center: registry REST API v1.",
         lifespan=lifespan,
+        # Served from the package by install_docs, not from a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
+    install_docs(app)
     app.state.settings = settings
     app.state.registry = service
     app.state.governance = GovernanceService(service)
