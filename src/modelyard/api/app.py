@@ -17,6 +17,7 @@ from modelyard.api.deps import GroupedWrites, ServiceCall
 from modelyard.api.docs import install_docs
 from modelyard.api.errors import install_error_handlers
 from modelyard.api.middleware import BodyLimitMiddleware, Metrics, MetricsMiddleware
+from modelyard.api.openapi import install_openapi
 from modelyard.api.v1 import (
     blobs,
     events,
@@ -95,6 +96,7 @@ def create_app(
         redoc_url=None,
     )
     install_docs(app)
+    install_openapi(app)
     app.state.settings = settings
     app.state.registry = service
     app.state.governance = GovernanceService(service)

@@ -1,0 +1,76 @@
+"""schemathesis against a live server: no server error, no conformance failure.
+
+Every phase (examples, coverage, fuzzing, stateful) in ``--mode all`` with
+every check; ``tests/schemathesis.toml`` lists the few rules the document
+cannot state. Bounded and seeded so that a run is reproducible and short.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest_server import start_server, stop_server
+
+CONFIG = Path(__file__).with_name("schemathesis.toml")
+TOKEN = "schemathesis-admin-token-0123456789abcdef"
+SEED = "20261130"
+
+
+def _run_schemathesis(url: str, report: Path, *extra: str, max_examples: int) -> None:
+    command = [
+        sys.executable,
+        "-c",
+        "import sys; from schemathesis.cli import schemathesis; sys.exit(schemathesis())",
+        "--config-file",
+        str(CONFIG),
+        "run",
+        f"{url}/openapi.json",
+        "--mode",
+        "all",
+        "--checks",
+        "all",
+        "--max-examples",
+        str(max_examples),
+        "--seed",
+        SEED,
+        "--generation-deterministic",
+        "--generation-database",
+        "none",
+        "--workers",
+        "1",
+        "--request-timeout",
+        "10",
+        "--no-color",
+        "--report",
+        "json",
+        "--report-dir",
+        str(report),
+        *extra,
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=240, check=False)
+    assert done.returncode == 0, done.stdout[-20000:] + done.stderr[-5000:]
+
+
+@pytest.mark.slow
+def test_schemathesis_auth_off(tmp_path: Path) -> None:
+    proc, url = start_server(tmp_path / "data")
+    try:
+        _run_schemathesis(url, tmp_path / "report", max_examples=12)
+    finally:
+        stop_server(proc)
+
+
+@pytest.mark.slow
+def test_schemathesis_auth_on_with_a_token(tmp_path: Path) -> None:
+    env = {"MODELYARD_AUTH": "on", "MODELYARD_ADMIN_TOKEN": TOKEN}
+    proc, url = start_server(tmp_path / "data", extra_env=env)
+    try:
+        _run_schemathesis(
+            url, tmp_path / "report", "--header", f"Authorization: Bearer {TOKEN}", max_examples=6
+        )
+    finally:
+        stop_server(proc)
