@@ -122,6 +122,20 @@ def test_405_allow_lists_every_method_routed_for_the_path(
         assert allowed == documented, (path, allowed, documented)
 
 
+def test_bearer_auth_is_documented_when_on(tmp_path: Path, sqlite_url: str) -> None:
+    with TestClient(create_app(auth_settings(tmp_path, sqlite_url))) as client:
+        doc = client.get("/openapi.json").json()
+    assert doc["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+    for path, method, op in _operations(doc):
+        public = op["x-required-permission"] == "public"
+        assert ("security" in op) != public, (method, path)
+
+
+def test_no_security_is_documented_when_auth_is_off(spec: dict[str, Any]) -> None:
+    assert "securitySchemes" not in spec["components"]
+    assert not any("security" in op for _, _, op in _operations(spec))
+
+
 def test_405_allow_with_auth_on(tmp_path: Path, sqlite_url: str) -> None:
     with TestClient(create_app(auth_settings(tmp_path, sqlite_url))) as client:
         r = client.request("OPTIONS", "/api/v1/webhooks/1")
@@ -170,3 +184,17 @@ def test_documented_patterns_agree_with_the_service(value: str) -> None:
         except InvalidInput:
             accepted = False
         assert documented == accepted, (pattern, value)
+
+
+def test_numbers_and_booleans_are_what_the_document_says(app_client: TestClient) -> None:
+    # pydantic's lax mode took `false` for an integer and "1" for a boolean,
+    # which the document (JSON Schema) calls schema-violating.
+    c = app_client
+    assert c.post("/api/v1/namespaces", json={"name": "numbers"}).status_code == 201
+    url = "/api/v1/namespaces/numbers/policy"
+    for bad in ({"required_approvals": False}, {"required_approvals": "1"}):
+        r = c.put(url, json=bad)
+        assert r.status_code == 422 and r.json()["error"]["code"] == "VALIDATION_ERROR", bad
+    assert c.put(url, json={"require_signature": 1}).status_code == 422
+    # 1.0 is an integer in JSON Schema, and accepted as one.
+    assert c.put(url, json={"required_approvals": 1.0}).json()["policy"]["required_approvals"] == 1

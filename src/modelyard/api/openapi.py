@@ -163,6 +163,8 @@ PARAMETER_OVERRIDES: Final[dict[tuple[str, str], dict[str, Any]]] = {
     ("/api/v1/events", "model"): MODEL_REF,
     ("/api/v1/events/stream", "model"): MODEL_REF,
     ("/api/v1/audit", "model"): MODEL_REF,
+    # A filter on recorded moves: any text, compared only.
+    ("/api/v1/models/{namespace}/{name}/aliases/history", "alias"): {"type": "string"},
     ("/api/v1/models/{namespace}/{name}/versions", "state"): {
         "type": "array",
         "items": enum_of(s.value for s in VersionState),
@@ -255,6 +257,14 @@ def build_document(app: FastAPI) -> dict[str, Any]:
     schemas.pop("HTTPValidationError", None)
     schemas.pop("ValidationError", None)
     schemas["Error"] = copy.deepcopy(ERROR_SCHEMA)
+    # Bearer tokens are asked for only when this server has auth on: with it
+    # off every request acts as the anonymous superuser, and saying otherwise
+    # would not be true of this instance.
+    secured = bool(getattr(app.state, "auth_enabled", False))
+    if secured:
+        doc["components"]["securitySchemes"] = {
+            "bearer": {"type": "http", "scheme": "bearer", "description": "An API token."}
+        }
     for route in app.routes:
         if not isinstance(route, APIRoute) or not route.include_in_schema:
             continue
@@ -268,6 +278,8 @@ def build_document(app: FastAPI) -> dict[str, Any]:
             for status in sorted(error_statuses(route, method, rule)):
                 responses[str(status)] = _error_response(status, responses.get(str(status)), method)
             op["responses"] = dict(sorted(responses.items()))
+            if secured and rule is not None and not rule.public:
+                op["security"] = [{"bearer": []}]
             for param in op.get("parameters", []):
                 extra = _parameter_rule(route.path_format, param)
                 if extra is not None:

@@ -10,15 +10,28 @@ does not change.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool
 
 from modelyard.api.openapi import ALIAS, DIGEST, KEY, NAME, REFERENCE, VERSION, enum_of
 from modelyard.domain.approvals import ApprovalAction
 from modelyard.domain.names import MAX_PATH_LENGTH, MAX_TAG_VALUE_LENGTH
 from modelyard.domain.policies import MAX_APPROVALS, MAX_RULES
 from modelyard.service.validation import MAX_DESCRIPTION, MAX_KV_ITEMS
+
+
+def _json_number(value: Any) -> Any:
+    """Refuse what pydantic's lax mode would coerce but JSON Schema calls no
+    number (``false``, ``"3"``), and keep what it calls one (``3.0`` is an
+    integer there): numbers are then the numbers the document states."""
+    if isinstance(value, bool | str):
+        raise ValueError("expected a number")
+    return value
+
+
+JsonInt = Annotated[int, BeforeValidator(_json_number)]
+JsonFloat = Annotated[float, BeforeValidator(_json_number)]
 
 # Free text up to a bound, without control characters (Unicode category Cc).
 _NO_CONTROL = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"
@@ -91,9 +104,7 @@ class TagChanges(_Body):
     tags: dict[str, Any] | None = Field(
         None, description="Tags to set (merged).", json_schema_extra=TAGS
     )
-    delete_tags: list[str] = Field(
-        default_factory=list, description="Tag keys to remove.", json_schema_extra={"items": KEY}
-    )
+    delete_tags: list[str] = Field(default_factory=list, description="Tag keys to remove.")
     metadata: dict[str, Any] | None = Field(
         None, description="Replaces the custom metadata.", json_schema_extra=METADATA
     )
@@ -107,7 +118,7 @@ class FileIn(BaseModel):
         description="sha256, 64 lowercase hex characters (a `sha256:` prefix is accepted)",
         json_schema_extra={"pattern": "^(?:sha256:)?[0-9a-f]{64}$"},
     )
-    size: int = Field(json_schema_extra={"minimum": 0, "maximum": 2**63 - 1})
+    size: JsonInt = Field(json_schema_extra={"minimum": 0, "maximum": 2**63 - 1})
     media_type: str | None = Field(
         None,
         json_schema_extra={
@@ -159,7 +170,7 @@ class VersionCreate(_Body):
     tags: dict[str, Any] = Field(default_factory=dict, json_schema_extra=TAGS)
     metadata: dict[str, Any] = Field(default_factory=dict, json_schema_extra=METADATA)
     lineage: Lineage = Field(default_factory=Lineage)
-    draft: bool = Field(False, description="Create as draft; commit files later.")
+    draft: StrictBool = Field(False, description="Create as draft; commit files later.")
 
 
 class FilesCommit(_Body):
@@ -171,7 +182,7 @@ class FilesCommit(_Body):
 class Transition(_Body):
     """Options of a lifecycle transition."""
 
-    archive_previous: bool = False
+    archive_previous: StrictBool = False
 
 
 class AliasSet(_Body):
@@ -182,8 +193,9 @@ class AliasSet(_Body):
         json_schema_extra=VERSION,
     )
     reason: str = Field("", json_schema_extra=COMMENT)
-    expected_version: int | None = Field(
+    expected_version: JsonInt | None = Field(
         None,
+        json_schema_extra={"minimum": 1},
         description="Compare-and-set: move only if the alias points at this version now "
         "(else 409 ALIAS_CHANGED).",
     )
@@ -208,12 +220,12 @@ class PolicyRules(_Body):
         None, description='{"encrypted": "true", "reviewed": null} (null = key present)'
     )
     required_metadata: list[Any] | None = Field(None, description="Metadata keys that must exist.")
-    require_signature: bool | None = None
+    require_signature: StrictBool | None = None
     metric_thresholds: list[Any] | None = Field(
         None, description='["metrics.accuracy >= 0.92"] or {"metric","op","value"} objects'
     )
     allowed_formats: list[Any] | None = None
-    required_approvals: int | None = Field(
+    required_approvals: JsonInt | None = Field(
         None,
         description="Distinct approvals needed.",
         json_schema_extra={"minimum": 0, "maximum": MAX_APPROVALS},
@@ -229,8 +241,10 @@ class Rollback(_Body):
     """Move an alias back to its previous target."""
 
     reason: str = Field("", json_schema_extra=COMMENT)
-    expected_version: int | None = Field(
-        None, description="The version the alias points at now (else 409 ALIAS_CHANGED)."
+    expected_version: JsonInt | None = Field(
+        None,
+        json_schema_extra={"minimum": 1},
+        description="The version the alias points at now (else 409 ALIAS_CHANGED).",
     )
 
 
@@ -245,7 +259,7 @@ class ApprovalRequest(_Body):
     alias: str | None = Field(
         None, description="Alias to point at the version.", json_schema_extra=ALIAS
     )
-    archive_previous: bool = False
+    archive_previous: StrictBool = False
     comment: str = Field("", json_schema_extra=COMMENT)
 
 
@@ -274,7 +288,7 @@ class WebhookCreate(_Body):
         None, description="Only events of this model (in namespace).", json_schema_extra=NAME
     )
     description: str = ""
-    active: bool = True
+    active: StrictBool = True
 
 
 class WebhookUpdate(_Body):
@@ -285,13 +299,13 @@ class WebhookUpdate(_Body):
     namespace: str | None = Field(None, json_schema_extra=NAME)
     model: str | None = Field(None, json_schema_extra=NAME)
     description: str | None = None
-    active: bool | None = Field(None, description="true re-enables a disabled webhook.")
+    active: StrictBool | None = Field(None, description="true re-enables a disabled webhook.")
 
 
 class SecretRotation(_Body):
     """Options of a secret rotation."""
 
-    overlap_seconds: float | None = Field(
+    overlap_seconds: JsonFloat | None = Field(
         None,
         description="How long the old secret keeps signing too (default from settings).",
         json_schema_extra={"minimum": 0, "maximum": 2_592_000},
