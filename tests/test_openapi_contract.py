@@ -198,3 +198,21 @@ def test_numbers_and_booleans_are_what_the_document_says(app_client: TestClient)
     assert c.put(url, json={"require_signature": 1}).status_code == 422
     # 1.0 is an integer in JSON Schema, and accepted as one.
     assert c.put(url, json={"required_approvals": 1.0}).json()["policy"]["required_approvals"] == 1
+
+
+@pytest.mark.parametrize("value", ["1bad", "nosuchthing", "0"])
+def test_answers_to_bad_requests_are_documented(
+    app_client: TestClient, spec: dict[str, Any], value: str
+) -> None:
+    # Whatever a route answers a malformed or dangling request with is among
+    # the statuses its operation documents.
+    for path, method, op in _operations(spec):
+        if "text/event-stream" in op["responses"].get("200", {}).get("content", {}):
+            continue  # a stream that opens does not end
+        url = re.sub(r"\{[^}]+\}", value, path)
+        for body in (None, {}, {"unexpected": 1}):
+            if body is not None and "requestBody" not in op:
+                continue
+            r = app_client.request(method.upper(), url, json=body)
+            documented = {int(s) for s in op["responses"] if s.isdigit()}
+            assert r.status_code in documented, (method, path, body, r.status_code, r.text)
