@@ -51,7 +51,11 @@ def _run_schemathesis(url: str, report: Path, *extra: str, max_examples: int) ->
     ]
     # Generous: the run takes about a minute on an idle 2-core machine, and
     # several times that when other suites share the cores.
-    done = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
+    # In the report's directory: schemathesis keeps a crash cache in its cwd.
+    report.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(
+        command, capture_output=True, text=True, timeout=600, check=False, cwd=report
+    )
     assert done.returncode == 0, done.stdout[-20000:] + done.stderr[-5000:]
 
 

@@ -154,6 +154,7 @@ PARAMETERS: Final[dict[str, dict[str, Any]]] = {
     "webhook_id": ROW_ID,
     "delivery_id": ROW_ID,
     "ref": REFERENCE,
+    "token_id": {"type": "string", "maxLength": 32},
 }
 PARAMETER_OVERRIDES: Final[dict[tuple[str, str], dict[str, Any]]] = {
     ("/api/v1/roles/{namespace}/{user}/{role}", "namespace"): NAMESPACE_OR_ALL,

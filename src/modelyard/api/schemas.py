@@ -30,6 +30,8 @@ def _json_number(value: Any) -> Any:
     return value
 
 
+# What the service takes for expected_version (service/registry.py).
+MAX_VERSION_NUMBER = 2**31 - 1
 JsonInt = Annotated[int, BeforeValidator(_json_number)]
 JsonFloat = Annotated[float, BeforeValidator(_json_number)]
 
@@ -195,7 +197,7 @@ class AliasSet(_Body):
     reason: str = Field("", json_schema_extra=COMMENT)
     expected_version: JsonInt | None = Field(
         None,
-        json_schema_extra={"minimum": 1},
+        json_schema_extra={"minimum": 1, "maximum": MAX_VERSION_NUMBER},
         description="Compare-and-set: move only if the alias points at this version now "
         "(else 409 ALIAS_CHANGED).",
     )
@@ -243,7 +245,7 @@ class Rollback(_Body):
     reason: str = Field("", json_schema_extra=COMMENT)
     expected_version: JsonInt | None = Field(
         None,
-        json_schema_extra={"minimum": 1},
+        json_schema_extra={"minimum": 1, "maximum": MAX_VERSION_NUMBER},
         description="The version the alias points at now (else 409 ALIAS_CHANGED).",
     )
 

@@ -88,6 +88,7 @@ def check_metadata(meta: Any) -> dict[str, Any]:
         raise InvalidInput("metadata must be a JSON object", code="INVALID_METADATA")
     for k in meta:
         validate_key(k, kind="metadata")
+    check_json_integers(meta, "metadata")
     return meta
 
 
@@ -134,6 +135,7 @@ def check_signature(sig: Any) -> dict[str, Any] | None:
             raise InvalidInput(
                 f"signature.{part} must be a list or object", code="INVALID_SIGNATURE"
             )
+    check_json_integers(sig, "signature")
     return sig
 
 
@@ -152,6 +154,7 @@ def check_datasets(datasets: Any) -> list[Any]:
                 code="INVALID_INPUT",
                 details={"field": "datasets"},
             )
+    check_json_integers(datasets, "datasets")
     return datasets
 
 
@@ -219,3 +222,29 @@ def check_files(entries: Any, *, max_files: int) -> list[FileEntry]:
                     details={"path": p},
                 )
     return out
+
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+def check_json_integers(value: Any, field: str) -> None:
+    """Refuse integers outside 64 bits anywhere in a JSON value: the event
+    encoder (and PostgreSQL's jsonb consumers) cannot hold them, so they
+    answered 500. Walked without recursion (nesting depth is bounded elsewhere)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif (
+            isinstance(item, int)
+            and not isinstance(item, bool)
+            and not INT64_MIN <= item <= INT64_MAX
+        ):
+            raise InvalidInput(
+                f"{field} holds an integer beyond 64 bits",
+                code="INVALID_INPUT",
+                details={"field": field},
+            )
