@@ -1,6 +1,6 @@
 """schemathesis against a live server: no server error, no conformance failure.
 
-Every phase (examples, coverage, fuzzing, stateful) in ``--mode all`` with
+The examples, fuzzing and stateful phases in ``--mode all`` with
 every check but ``unsupported_method``; ``tests/schemathesis.toml`` lists the
 few rules the document cannot state, and why. Bounded and seeded so that a
 run is reproducible and short.
@@ -66,7 +66,11 @@ def _run_schemathesis(url: str, report: Path, *extra: str, max_examples: int) ->
 def test_schemathesis_auth_off(tmp_path: Path) -> None:
     proc, url = start_server(tmp_path / "data")
     try:
-        _run_schemathesis(url, tmp_path / "report", max_examples=5)
+        # The coverage phase (every boundary of every schema, ~2,600 cases)
+        # takes minutes; run it by hand with the command in schemathesis.toml.
+        _run_schemathesis(
+            url, tmp_path / "report", "--phases", "examples,fuzzing,stateful", max_examples=8
+        )
     finally:
         stop_server(proc)
 
@@ -74,9 +78,8 @@ def test_schemathesis_auth_off(tmp_path: Path) -> None:
 @pytest.mark.slow
 @pytest.mark.timeout(660)
 def test_schemathesis_auth_on_with_a_token(tmp_path: Path) -> None:
-    # The same document plus bearer security; the coverage phase already ran
-    # above, so this run fuzzes (and checks that a request without the token
-    # is refused: ignored_auth).
+    # The same document plus bearer security (and the ignored_auth check: a
+    # request without the token must be refused).
     env = {"MODELYARD_AUTH": "on", "MODELYARD_ADMIN_TOKEN": TOKEN}
     proc, url = start_server(tmp_path / "data", extra_env=env)
     try:
