@@ -15,7 +15,13 @@ from hypothesis import strategies as st
 
 from modelyard.client.transfer import safe_destination
 from modelyard.domain.errors import InvalidInput
-from modelyard.domain.names import validate_file_path
+from modelyard.domain.names import (
+    validate_alias,
+    validate_digest,
+    validate_file_path,
+    validate_key,
+    validate_name,
+)
 from modelyard.domain.references import Reference, parse_reference
 
 SEGMENT_CHARS = st.sampled_from([*list("ab.-_%2e5cfF/\\:"), "..", "%2f", "%25", "\x00", " "])
@@ -249,3 +255,14 @@ def test_any_accepted_text_is_safe_on_every_platform(raw: str) -> None:
         assert exc.code == "INVALID_PATH"
         return
     _assert_safe_everywhere(path)
+
+
+@pytest.mark.parametrize("value", ["abc\n", "a\n"])
+def test_a_trailing_newline_is_not_part_of_a_valid_name(value: str) -> None:
+    # re.match lets "$" match before a final newline; the OpenAPI patterns
+    # (ECMA-262) do not, and neither may the app.
+    for check in (validate_name, validate_alias, validate_key):
+        with pytest.raises(InvalidInput):
+            check(value)
+    with pytest.raises(InvalidInput):
+        validate_digest("0" * 64 + "\n")

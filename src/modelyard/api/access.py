@@ -52,8 +52,8 @@ Requirement = Literal[
 ]
 PRINCIPAL_KEY: Final = "modelyard.principal"
 ANONYMOUS: Final = Principal.local("anonymous")
-# FastAPI adds these itself (the OpenAPI document and its two viewers).
-BUILTIN_PUBLIC: Final = frozenset({"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
+# FastAPI adds the OpenAPI document itself (its viewers are api/docs.py's).
+BUILTIN_PUBLIC: Final = frozenset({"/openapi.json"})
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,8 +14,10 @@ from starlette.concurrency import run_in_threadpool
 from modelyard import __version__
 from modelyard.api.access import Authenticator, install_guards
 from modelyard.api.deps import GroupedWrites, ServiceCall
+from modelyard.api.docs import install_docs
 from modelyard.api.errors import install_error_handlers
 from modelyard.api.middleware import BodyLimitMiddleware, Metrics, MetricsMiddleware
+from modelyard.api.openapi import install_openapi
 from modelyard.api.v1 import (
     blobs,
     events,
@@ -84,7 +86,12 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         # so a foreign Host got a redirect off the server (issue 9): a path
         # with a stray slash is a plain 404.
         redirect_slashes=False,
+        # Served from the package by install_docs, not from a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
+    install_docs(app)
+    install_openapi(app)
     app.state.settings = settings
     app.state.services = services
     app.state.registry = services.registry

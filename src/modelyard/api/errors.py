@@ -13,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from modelyard.api.openapi import allowed_methods
 from modelyard.api.responses import JSONResponse
 from modelyard.domain import errors as e
 from modelyard.domain.webhooks import DestinationRefused
@@ -118,12 +119,14 @@ def install_error_handlers(app: FastAPI) -> None:
             422, "VALIDATION_ERROR", "the request does not match the schema", {"errors": problems}
         )
 
-    async def http(_: Request, exc: Exception) -> Response:
+    async def http(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
         code = _HTTP_CODES.get(exc.status_code, f"HTTP_{exc.status_code}")
-        return error_response(
-            exc.status_code, code, str(exc.detail), None, headers=dict(exc.headers or {})
-        )
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            # Starlette names only the first matching route's methods.
+            headers["Allow"] = ", ".join(allowed_methods(request.app.router.routes, request.scope))
+        return error_response(exc.status_code, code, str(exc.detail), None, headers=headers)
 
     async def unexpected(_: Request, exc: Exception) -> Response:
         log.exception("unhandled error", exc_info=exc)

@@ -2,14 +2,79 @@
 
 Values the service checks with its own stable error codes (names, paths,
 digests, tag values) are typed loosely here on purpose: the service is the one
-place those rules live.
+place those rules live, and a bad value gets its 400 code from there. Their
+rules appear in the OpenAPI document only (``json_schema_extra``, from
+``api/openapi.py``), so a client generator knows them and what the app accepts
+does not change.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool
+
+from modelyard.api.openapi import ALIAS, DIGEST, KEY, NAME, REFERENCE, VERSION, enum_of
+from modelyard.domain.approvals import ApprovalAction
+from modelyard.domain.names import MAX_PATH_LENGTH, MAX_TAG_VALUE_LENGTH
+from modelyard.domain.policies import MAX_APPROVALS, MAX_RULES
+from modelyard.service.validation import MAX_DESCRIPTION
+
+
+def _json_number(value: Any) -> Any:
+    """Refuse what pydantic's lax mode would coerce but JSON Schema calls no
+    number (``false``, ``"3"``), and keep what it calls one (``3.0`` is an
+    integer there): numbers are then the numbers the document states."""
+    if isinstance(value, bool | str):
+        raise ValueError("expected a number")
+    return value
+
+
+# What the service takes for expected_version (service/registry.py).
+MAX_VERSION_NUMBER = 2**31 - 1
+JsonInt = Annotated[int, BeforeValidator(_json_number)]
+JsonFloat = Annotated[float, BeforeValidator(_json_number)]
+
+# Free text up to a bound, without control characters (Unicode category Cc).
+_NO_CONTROL = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"
+DESCRIPTION: dict[str, Any] = {"maxLength": MAX_DESCRIPTION}
+# Reasons and comments: any text but NUL (PostgreSQL refuses it).
+COMMENT: dict[str, Any] = {"pattern": "^[^\\u0000]*$"}
+TAG_VALUE: dict[str, Any] = {
+    "type": "string",
+    "maxLength": MAX_TAG_VALUE_LENGTH,
+    "pattern": _NO_CONTROL,
+}
+# No maxProperties: the count limit is an operator setting (max_map_keys);
+# over it the service answers 400 TOO_MANY_ITEMS, a documented status.
+TAGS: dict[str, Any] = {
+    "type": "object",
+    "propertyNames": KEY,
+    "additionalProperties": TAG_VALUE,
+}
+METRICS: dict[str, Any] = {
+    "type": "object",
+    "propertyNames": KEY,
+    "additionalProperties": {"type": "number"},
+}
+PARAMS: dict[str, Any] = {
+    "type": "object",
+    "propertyNames": KEY,
+    "additionalProperties": {"anyOf": [TAG_VALUE, {"type": "number"}, {"type": "boolean"}]},
+}
+METADATA: dict[str, Any] = {"type": "object", "propertyNames": KEY}
+WEBHOOK_URL: dict[str, Any] = {"minLength": 1, "maxLength": 2048}
+EVENT_TYPES: dict[str, Any] = {"minItems": 1, "maxItems": 50}
+# Framework and format names (service/validation.py check_short).
+SHORT_TEXT: dict[str, Any] = {"pattern": "^[\\w.+:/@-]{1,64}$"}
+# One logical path: relative, "/"-separated segments, none empty, "." or "..",
+# no backslash or control character (the service also refuses what a pattern
+# cannot say: non-NFC text, percent-encoded dots, drive letters, ...).
+FILE_PATH: dict[str, Any] = {
+    "minLength": 1,
+    "maxLength": MAX_PATH_LENGTH,
+    "pattern": "^(?!/)(?!.*//)(?!(?:.*/)?\\.\\.?(?:/|$))[^\\\\\\u0000-\\u001f\\u007f-\\u009f]+$",
+}
 
 
 class _Body(BaseModel):
@@ -19,36 +84,49 @@ class _Body(BaseModel):
 class NamespaceCreate(_Body):
     """Create a namespace."""
 
-    name: str
-    description: str = ""
+    name: str = Field(json_schema_extra=NAME)
+    description: str = Field("", json_schema_extra=DESCRIPTION)
 
 
 class ModelCreate(_Body):
     """Register a model name."""
 
-    name: str
-    namespace: str = "default"
-    description: str = ""
-    tags: dict[str, Any] = Field(default_factory=dict)
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    name: str = Field(json_schema_extra=NAME)
+    namespace: str = Field("default", json_schema_extra=NAME)
+    description: str = Field("", json_schema_extra=DESCRIPTION)
+    tags: dict[str, Any] = Field(default_factory=dict, json_schema_extra=TAGS)
+    metadata: dict[str, Any] = Field(default_factory=dict, json_schema_extra=METADATA)
 
 
 class TagChanges(_Body):
     """Mutable fields shared by models and versions."""
 
-    description: str | None = None
-    tags: dict[str, Any] | None = Field(None, description="Tags to set (merged).")
+    description: str | None = Field(None, json_schema_extra=DESCRIPTION)
+    tags: dict[str, Any] | None = Field(
+        None, description="Tags to set (merged).", json_schema_extra=TAGS
+    )
     delete_tags: list[str] = Field(default_factory=list, description="Tag keys to remove.")
-    metadata: dict[str, Any] | None = Field(None, description="Replaces the custom metadata.")
+    metadata: dict[str, Any] | None = Field(
+        None, description="Replaces the custom metadata.", json_schema_extra=METADATA
+    )
 
 
 class FileIn(BaseModel):
     """One manifest entry: a logical path naming an uploaded blob."""
 
-    path: str
-    digest: str = Field(description="sha256, 64 lowercase hex characters")
-    size: int
-    media_type: str | None = None
+    path: str = Field(json_schema_extra=FILE_PATH)
+    digest: str = Field(
+        description="sha256, 64 lowercase hex characters (a `sha256:` prefix is accepted)",
+        json_schema_extra={"pattern": "^(?:sha256:)?[0-9a-f]{64}$"},
+    )
+    size: JsonInt = Field(json_schema_extra={"minimum": 0, "maximum": 2**63 - 1})
+    media_type: str | None = Field(
+        None,
+        json_schema_extra={
+            "maxLength": 255,
+            "pattern": "^[\\w.+-]+/[\\w.+-]+(;[\\w .=+-]*)?$",
+        },
+    )
 
 
 class Lineage(_Body):
@@ -57,25 +135,43 @@ class Lineage(_Body):
     source_run: str | None = None
     code_ref: str | None = None
     datasets: list[Any] = Field(default_factory=list)
-    parent: str | None = Field(None, description="Reference of the version this derives from.")
-    original: str | None = Field(None, description="Reference of the original version.")
-    relation: str | None = Field(None, description="converted, quantized, finetuned, ...")
+    parent: str | None = Field(
+        None,
+        description="Reference of the version this derives from.",
+        json_schema_extra=REFERENCE,
+    )
+    original: str | None = Field(
+        None, description="Reference of the original version.", json_schema_extra=REFERENCE
+    )
+    relation: str | None = Field(
+        None,
+        description="converted, quantized, finetuned, ...",
+        json_schema_extra={"pattern": "^[a-z][a-z0-9_-]{0,31}$"},
+    )
 
 
 class VersionCreate(_Body):
     """Create a version from already-uploaded blobs, in one transaction."""
 
     files: list[FileIn] = Field(default_factory=list)
-    description: str = ""
-    framework: str | None = None
-    format: str | None = None
-    signature: dict[str, Any] | None = None
-    metrics: dict[str, Any] = Field(default_factory=dict)
-    params: dict[str, Any] = Field(default_factory=dict)
-    tags: dict[str, Any] = Field(default_factory=dict)
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    description: str = Field("", json_schema_extra=DESCRIPTION)
+    framework: str | None = Field(None, json_schema_extra=SHORT_TEXT)
+    format: str | None = Field(None, json_schema_extra=SHORT_TEXT)
+    signature: dict[str, Any] | None = Field(
+        None,
+        json_schema_extra={
+            "properties": {
+                "inputs": {"type": ["array", "object"]},
+                "outputs": {"type": ["array", "object"]},
+            }
+        },
+    )
+    metrics: dict[str, Any] = Field(default_factory=dict, json_schema_extra=METRICS)
+    params: dict[str, Any] = Field(default_factory=dict, json_schema_extra=PARAMS)
+    tags: dict[str, Any] = Field(default_factory=dict, json_schema_extra=TAGS)
+    metadata: dict[str, Any] = Field(default_factory=dict, json_schema_extra=METADATA)
     lineage: Lineage = Field(default_factory=Lineage)
-    draft: bool = Field(False, description="Create as draft; commit files later.")
+    draft: StrictBool = Field(False, description="Create as draft; commit files later.")
 
 
 class FilesCommit(_Body):
@@ -87,16 +183,20 @@ class FilesCommit(_Body):
 class Transition(_Body):
     """Options of a lifecycle transition."""
 
-    archive_previous: bool = False
+    archive_previous: StrictBool = False
 
 
 class AliasSet(_Body):
     """Point an alias at a version."""
 
-    version: str = Field(description="Version number or reference within the model.")
-    reason: str = ""
-    expected_version: int | None = Field(
+    version: str = Field(
+        description="Version number, `latest` or an alias of this model.",
+        json_schema_extra=VERSION,
+    )
+    reason: str = Field("", json_schema_extra=COMMENT)
+    expected_version: JsonInt | None = Field(
         None,
+        json_schema_extra={"minimum": 1, "maximum": MAX_VERSION_NUMBER},
         description="Compare-and-set: move only if the alias points at this version now "
         "(else 409 ALIAS_CHANGED).",
     )
@@ -105,7 +205,7 @@ class AliasSet(_Body):
 class DigestList(_Body):
     """Digests a client holds."""
 
-    digests: list[str]
+    digests: list[str] = Field(json_schema_extra={"items": DIGEST})
 
 
 # -- governance (issue 3) -------------------------------------------------------
@@ -121,66 +221,93 @@ class PolicyRules(_Body):
         None, description='{"encrypted": "true", "reviewed": null} (null = key present)'
     )
     required_metadata: list[Any] | None = Field(None, description="Metadata keys that must exist.")
-    require_signature: bool | None = None
+    require_signature: StrictBool | None = None
     metric_thresholds: list[Any] | None = Field(
         None, description='["metrics.accuracy >= 0.92"] or {"metric","op","value"} objects'
     )
     allowed_formats: list[Any] | None = None
-    required_approvals: int | None = Field(None, description="Distinct approvals needed.")
-    protected_aliases: list[Any] | None = Field(None, description='e.g. ["production"]')
+    required_approvals: JsonInt | None = Field(
+        None,
+        description="Distinct approvals needed.",
+        json_schema_extra={"minimum": 0, "maximum": MAX_APPROVALS},
+    )
+    protected_aliases: list[Any] | None = Field(
+        None,
+        description='e.g. ["production"]',
+        json_schema_extra={"items": ALIAS, "maxItems": MAX_RULES},
+    )
 
 
 class Rollback(_Body):
     """Move an alias back to its previous target."""
 
-    reason: str = ""
-    expected_version: int | None = Field(
-        None, description="The version the alias points at now (else 409 ALIAS_CHANGED)."
+    reason: str = Field("", json_schema_extra=COMMENT)
+    expected_version: JsonInt | None = Field(
+        None,
+        json_schema_extra={"minimum": 1, "maximum": MAX_VERSION_NUMBER},
+        description="The version the alias points at now (else 409 ALIAS_CHANGED).",
     )
 
 
 class ApprovalRequest(_Body):
     """Ask for a gated transition of this version."""
 
-    action: str = Field("publish", description="publish, or alias (move a protected alias)")
-    alias: str | None = Field(None, description="Alias to point at the version.")
-    archive_previous: bool = False
-    comment: str = ""
+    action: str = Field(
+        "publish",
+        description="publish, or alias (move a protected alias)",
+        json_schema_extra=enum_of(a.value for a in ApprovalAction),
+    )
+    alias: str | None = Field(
+        None, description="Alias to point at the version.", json_schema_extra=ALIAS
+    )
+    archive_previous: StrictBool = False
+    comment: str = Field("", json_schema_extra=COMMENT)
 
 
 class Review(_Body):
     """A reviewer's comment on approve / reject."""
 
-    comment: str = ""
+    comment: str = Field("", json_schema_extra=COMMENT)
 
 
 class WebhookCreate(_Body):
     """Subscribe a URL to registry events."""
 
-    url: str = Field(description="http(s) endpoint; checked against the SSRF rules.")
-    event_types: list[str] | None = Field(
-        None, description="Patterns: '*', 'version.*', 'alias.moved' (default: all)."
+    url: str = Field(
+        description="http(s) endpoint; checked against the SSRF rules.",
+        json_schema_extra=WEBHOOK_URL,
     )
-    namespace: str | None = Field(None, description="Only events of this namespace.")
-    model: str | None = Field(None, description="Only events of this model (in namespace).")
+    event_types: list[str] | None = Field(
+        None,
+        description="Patterns: '*', 'version.*', 'alias.moved' (default: all).",
+        json_schema_extra=EVENT_TYPES,
+    )
+    namespace: str | None = Field(
+        None, description="Only events of this namespace.", json_schema_extra=NAME
+    )
+    model: str | None = Field(
+        None, description="Only events of this model (in namespace).", json_schema_extra=NAME
+    )
     description: str = ""
-    active: bool = True
+    active: StrictBool = True
 
 
 class WebhookUpdate(_Body):
     """Change a subscription; send only the fields to change (null clears namespace/model)."""
 
-    url: str | None = None
-    event_types: list[str] | None = None
-    namespace: str | None = None
-    model: str | None = None
+    url: str | None = Field(None, json_schema_extra=WEBHOOK_URL)
+    event_types: list[str] | None = Field(None, json_schema_extra=EVENT_TYPES)
+    namespace: str | None = Field(None, json_schema_extra=NAME)
+    model: str | None = Field(None, json_schema_extra=NAME)
     description: str | None = None
-    active: bool | None = Field(None, description="true re-enables a disabled webhook.")
+    active: StrictBool | None = Field(None, description="true re-enables a disabled webhook.")
 
 
 class SecretRotation(_Body):
     """Options of a secret rotation."""
 
-    overlap_seconds: float | None = Field(
-        None, description="How long the old secret keeps signing too (default from settings)."
+    overlap_seconds: JsonFloat | None = Field(
+        None,
+        description="How long the old secret keeps signing too (default from settings).",
+        json_schema_extra={"minimum": 0, "maximum": 2_592_000},
     )

@@ -27,7 +27,7 @@ RESERVED_ALIASES = frozenset({"latest"})
 
 def validate_name(value: str, *, kind: str = "model") -> str:
     """Return ``value`` if it is a valid model or namespace name, else raise."""
-    if not isinstance(value, str) or not _NAME_RE.match(value):
+    if not isinstance(value, str) or not _NAME_RE.fullmatch(value):
         raise InvalidInput(
             f"invalid {kind} name {value!r}: use 1-128 letters, digits, '.', '_' or '-', "
             "starting with a letter",
@@ -39,7 +39,7 @@ def validate_name(value: str, *, kind: str = "model") -> str:
 
 def validate_alias(value: str) -> str:
     """Return ``value`` if it is a valid alias name (``latest`` is reserved)."""
-    if not isinstance(value, str) or not _ALIAS_RE.match(value):
+    if not isinstance(value, str) or not _ALIAS_RE.fullmatch(value):
         raise InvalidInput(
             f"invalid alias {value!r}", code="INVALID_ALIAS", details={"value": value}
         )
@@ -48,7 +48,7 @@ def validate_alias(value: str) -> str:
 
 def validate_key(value: str, *, kind: str = "tag") -> str:
     """Return ``value`` if it is a valid tag, metric, param or metadata key."""
-    if not isinstance(value, str) or not _KEY_RE.match(value):
+    if not isinstance(value, str) or not _KEY_RE.fullmatch(value):
         raise InvalidInput(
             f"invalid {kind} key {value!r}",
             code="INVALID_KEY",
@@ -74,7 +74,7 @@ def validate_tag_value(value: str) -> str:
 
 def validate_digest(value: str) -> str:
     """Return ``value`` if it is a lowercase hex sha256 digest."""
-    if not isinstance(value, str) or not _DIGEST_RE.match(value):
+    if not isinstance(value, str) or not _DIGEST_RE.fullmatch(value):
         raise InvalidInput(
             f"invalid sha256 digest {value!r}: expected 64 lowercase hex characters",
             code="INVALID_DIGEST",
@@ -198,3 +198,12 @@ def validate_file_path(value: str) -> str:
         _check_text(decoded, value)
         _check_text(unicodedata.normalize("NFKC", decoded), value)
     return value
+
+
+# The same rules as JSON Schema patterns, for the OpenAPI document (ECMA-262 and
+# Python agree on these; the checks above use fullmatch, so a trailing newline
+# cannot slip past ``$`` as it would with ``match``).
+NAME_PATTERN = _NAME_RE.pattern
+ALIAS_PATTERN = _ALIAS_RE.pattern
+KEY_PATTERN = _KEY_RE.pattern
+DIGEST_PATTERN = _DIGEST_RE.pattern

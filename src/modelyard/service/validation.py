@@ -239,7 +239,7 @@ def check_short(value: str | None, field: str) -> str | None:
     """Framework and format names: short identifiers like ``pytorch`` or ``onnx``."""
     if value is None:
         return None
-    if not isinstance(value, str) or not _SHORT_TEXT_RE.match(value):
+    if not isinstance(value, str) or not _SHORT_TEXT_RE.fullmatch(value):
         raise InvalidInput(
             f"invalid {field} {value!r}", code="INVALID_INPUT", details={"field": field}
         )
@@ -250,7 +250,7 @@ def check_relation(value: str | None) -> str | None:
     """Lineage relation such as ``converted``, ``quantized``, ``finetuned``."""
     if value is None:
         return None
-    if not isinstance(value, str) or not _RELATION_RE.match(value):
+    if not isinstance(value, str) or not _RELATION_RE.fullmatch(value):
         raise InvalidInput(
             f"invalid relation {value!r}", code="INVALID_INPUT", details={"field": "relation"}
         )
@@ -326,7 +326,7 @@ def check_files(entries: Any, *, max_files: int) -> list[FileEntry]:
                 code="INVALID_MANIFEST",
                 details={"path": path},
             )
-        if not isinstance(media, str) or not _MEDIA_TYPE_RE.match(media) or len(media) > 255:
+        if not isinstance(media, str) or not _MEDIA_TYPE_RE.fullmatch(media) or len(media) > 255:
             raise InvalidInput(
                 f"invalid media type for {path!r}", code="INVALID_MANIFEST", details={"path": path}
             )

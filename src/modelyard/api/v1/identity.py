@@ -8,6 +8,7 @@ from starlette.responses import Response
 
 from modelyard.api.access import access
 from modelyard.api.deps import actor, identity
+from modelyard.api.openapi import NAME
 from modelyard.api.responses import JSONResponse
 from modelyard.service.identity import MAX_EXPIRES_IN
 from modelyard.wire.identity import render_binding, render_token, render_user
@@ -19,7 +20,7 @@ class UserCreate(BaseModel):
     """A new user."""
 
     model_config = ConfigDict(extra="forbid")
-    name: str = Field(..., max_length=128)
+    name: str = Field(..., max_length=128, json_schema_extra=NAME)
 
 
 class TokenCreate(BaseModel):
@@ -138,7 +139,11 @@ async def list_roles(
     return JSONResponse({"roles": [render_binding(b) for b in found]})
 
 
-@router.put("/roles/{namespace}/{user}/{role}", summary="Grant a role")
+@router.put(
+    "/roles/{namespace}/{user}/{role}",
+    summary="Grant a role",
+    responses={201: {"description": "Granted now (200: the user held it already)."}},
+)
 @access("admin", "On `*`: instance admin.")
 async def grant_role(namespace: str, user: str, role: str, request: Request) -> Response:
     """Bind ``role`` to ``user`` in ``namespace`` (``*``: every namespace); idempotent."""

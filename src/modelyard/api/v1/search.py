@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Query, Request
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
 from modelyard.api.access import access
 from modelyard.api.deps import ServiceCall, actor, services
+from modelyard.api.openapi import NAME
 from modelyard.api.responses import JSONResponse
 from modelyard.domain.identity import Principal
 from modelyard.service.registry import RegistryService
@@ -26,9 +27,9 @@ class SearchBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     filter: str | None = None
     order_by: str | None = None
-    page_size: int = 100
+    page_size: int = Field(100, json_schema_extra={"minimum": 1, "maximum": 1000})
     page_token: str | None = None
-    namespace: str | None = None
+    namespace: str | None = Field(None, json_schema_extra=NAME)
 
 
 async def _versions(
