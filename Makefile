@@ -1,6 +1,7 @@
 # modelyard developer commands.
 #   make serve   run the server from a local virtualenv (HOST, PORT, DATA_DIR)
 #   make test    system packages + dev install + the test suite (PYTEST_ARGS)
+#   make test-fast  the layers that need no live server and no PostgreSQL
 #   make lint    ruff + ruff format --check + mypy
 #   make schema-snapshot   rewrite the SQLite head schema after adding a migration
 
@@ -18,7 +19,7 @@ VENV_PY := $(VENV)/bin/python
 STAMP_RUNTIME := $(VENV)/.stamp-install
 STAMP_DEV := $(VENV)/.stamp-install-dev
 
-.PHONY: serve test lint system-deps schema-snapshot
+.PHONY: serve test test-fast lint system-deps schema-snapshot
 
 serve: $(STAMP_RUNTIME)
 	@# Bytecode for the source tree: an editable install never gets it written
@@ -28,6 +29,11 @@ serve: $(STAMP_RUNTIME)
 
 test: system-deps $(STAMP_DEV)
 	$(VENV_PY) -m pytest -n 2 -q $(PYTEST_ARGS)
+
+# A developer's quick loop: domain, store, service and API contract on SQLite
+# only (about a minute); `make test` still runs everything.
+test-fast: $(STAMP_DEV)
+	$(VENV_PY) -m pytest -n 2 -q -m "(domain or store or service or api) and not postgres and not slow" $(PYTEST_ARGS)
 
 lint: $(STAMP_DEV)
 	$(VENV)/bin/ruff check src tests bench

@@ -33,6 +33,19 @@ from tests.pgcluster import PgCluster, fresh_database, normalize_url, unavailabl
 
 pytest_plugins = ["tests.conftest_app", "tests.conftest_server"]
 
+LAYERS = ("domain", "store", "service", "api", "sdk_cli", "system")
+"""The test directories, one per layer (see tests/README.md); each test gets
+the marker of its directory, so ``pytest -m "domain or store"`` picks layers."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test with its layer, from the directory it lives in."""
+    here = Path(__file__).parent
+    for item in items:
+        layer = item.path.relative_to(here).parts[0]
+        if layer in LAYERS:
+            item.add_marker(getattr(pytest.mark, layer))
+
 
 def _ci() -> bool:
     return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")

@@ -1,7 +1,7 @@
 """schemathesis against a live server: no server error, no conformance failure.
 
 The examples, fuzzing and stateful phases in ``--mode all`` with
-every check but ``unsupported_method``; ``tests/schemathesis.toml`` lists the
+every check but ``unsupported_method``; ``tests/system/schemathesis.toml`` lists the
 few rules the document cannot state, and why. Bounded and seeded so that a
 run is reproducible and short.
 """
@@ -32,7 +32,7 @@ def _run_schemathesis(url: str, report: Path, *extra: str, max_examples: int) ->
         f"{url}/openapi.json",
         "--mode",
         "all",
-        # Every check but that one (see tests/schemathesis.toml for why).
+        # Every check but that one (see tests/system/schemathesis.toml for why).
         "--exclude-checks",
         "unsupported_method",
         "--max-examples",

@@ -11,7 +11,7 @@ from starlette.testclient import TestClient
 
 from tests.helpers import push
 
-SRC = Path(__file__).resolve().parents[1] / "src" / "modelyard"
+SRC = Path(__file__).resolve().parents[2] / "src" / "modelyard"
 
 
 def test_health_metrics_openapi(client: TestClient) -> None:

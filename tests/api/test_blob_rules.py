@@ -18,7 +18,7 @@ from tests.helpers import assert_error, sha
 
 ADMIN = bearer(ADMIN_TOKEN)
 
-SRC = Path(__file__).resolve().parent.parent / "src" / "modelyard"
+SRC = Path(__file__).resolve().parents[2] / "src" / "modelyard"
 
 
 def test_embedded_sdk_refuses_a_blob_over_the_limit_like_rest(

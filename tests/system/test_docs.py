@@ -9,7 +9,7 @@ from modelyard.cli.main import app, db_app, role_app, token_app, user_app, webho
 from modelyard.cli.versions import alias_app
 from modelyard.settings import Settings
 
-README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
 
 
 def test_every_setting_is_documented() -> None:
