@@ -338,54 +338,34 @@ class IdentityService:
         :data:`CACHE_SECONDS`; roles and tokens are kept for :meth:`enable_user`.
         Idempotent. Writes ``user.disabled``. Requires: instance admin.
         """
-        require_instance_admin(actor)
-
-        def op(tx: RegistryTx) -> User:
-            q = tx.identity
-            user = self._target_user(q, name, actor)
-            if user.disabled_at is not None:
-                return user
-            q.set_user_state(user.id, disabled_at=now_us())
-            tx.append_event(
-                "user.disabled",
-                actor=actor.name,
-                namespace=GLOBAL_SCOPE,
-                subject=f"user/{name}",
-                payload={
-                    "user": name,
-                    "before": {"state": "active"},
-                    "after": {"state": "disabled"},
-                },
-            )
-            after = q.get_user(name)
-            assert after is not None
-            return after
-
-        try:
-            return self.registry.run_in_transaction(op)
-        finally:
-            self._forget()
+        return self._set_disabled(name, True, actor=actor)
 
     def enable_user(self, name: str, *, actor: Principal) -> User:
         """Undo :meth:`disable_user` (idempotent). Writes ``user.enabled``.
         Requires: instance admin."""
+        return self._set_disabled(name, False, actor=actor)
+
+    def _set_disabled(self, name: str, disabled: bool, *, actor: Principal) -> User:
+        """Disable or enable ``name`` in one transaction with its event; a user
+        already in that state is returned unchanged (no event)."""
         require_instance_admin(actor)
+        before, after_state = ("active", "disabled") if disabled else ("disabled", "active")
 
         def op(tx: RegistryTx) -> User:
             q = tx.identity
             user = self._target_user(q, name, actor)
-            if user.disabled_at is None:
+            if (user.disabled_at is not None) == disabled:
                 return user
-            q.set_user_state(user.id, disabled_at=None)
+            q.set_user_state(user.id, disabled_at=now_us() if disabled else None)
             tx.append_event(
-                "user.enabled",
+                "user.disabled" if disabled else "user.enabled",
                 actor=actor.name,
                 namespace=GLOBAL_SCOPE,
                 subject=f"user/{name}",
                 payload={
                     "user": name,
-                    "before": {"state": "disabled"},
-                    "after": {"state": "active"},
+                    "before": {"state": before},
+                    "after": {"state": after_state},
                 },
             )
             after = q.get_user(name)
