@@ -16,7 +16,7 @@ the app does beyond them, from one set of rules rather than per route:
   path, not only those of the first route that matched it.
 
 The rules only describe: what the app accepts is decided by the service, and
-``tests/test_openapi_contract.py`` holds the two together.
+``tests/api/test_openapi_contract.py`` holds the two together.
 """
 
 from __future__ import annotations
