@@ -2,9 +2,8 @@
 ``rollback``, ``policy set|show|check|delete``, ``approval
 request|approve|reject|cancel|list|show`` and ``audit``.
 
-``register(app)`` adds them to the main Typer app; the shared helpers of
-``cli/main.py`` are imported when a command runs, so this module does not
-import ``main`` at load time (``main`` imports it).
+``register(app)`` adds them to the main Typer app; connecting, printing and
+error reporting are ``cli/common.py``'s, as for every other command group.
 """
 
 from __future__ import annotations
@@ -17,6 +16,7 @@ from typing import Annotated, Any, Literal
 import typer
 from rich.table import Table
 
+from modelyard.cli.common import connect, out, print_json
 from modelyard.cli.options import DEFAULT_URL, JsonOpt, RegistryOpt, TokenOpt
 
 NamespaceOpt = Annotated[str, typer.Option("--namespace", "-n", help="Namespace.")]
@@ -29,22 +29,15 @@ approval_app = typer.Typer(
 )
 
 
-def _m() -> Any:
-    from modelyard.cli import main
-
-    return main
-
-
 def _lifecycle(
     action: str, ref: str, registry: str, token: str | None, as_json: bool, **kw: Any
 ) -> None:
-    m = _m()
-    with m._registry(registry, token) as reg:
-        v = m._run(lambda: getattr(reg, action)(ref, **kw))
+    with connect(registry, token) as reg:
+        v = getattr(reg, action)(ref, **kw)
         if as_json:
-            m._print_json(v.raw)
+            print_json(v.raw)
         else:
-            m.out().print(f"{v.ref} is now {v.state}")
+            out().print(f"{v.ref} is now {v.state}")
 
 
 def publish(
@@ -91,29 +84,27 @@ def rollback(
     as_json: JsonOpt = False,
 ) -> None:
     """Move an alias back to its previous target."""
-    m = _m()
-    with m._registry(registry, token) as reg:
-        v = m._run(lambda: reg.rollback(ref, reason=reason, expected_version=expected))
+    with connect(registry, token) as reg:
+        v = reg.rollback(ref, reason=reason, expected_version=expected)
         if as_json:
-            m._print_json(v)
+            print_json(v)
         else:
-            m.out().print(f"{ref} -> {v['ref']}")
+            out().print(f"{ref} -> {v['ref']}")
 
 
 def show_alias(reg: Any, ref: str, at: str | None, as_json: bool) -> None:
     """``modelyard alias show name@alias [--at T]`` (called from ``alias``)."""
-    m = _m()
-    found = m._run(lambda: reg.alias_at(ref, at))
+    found = reg.alias_at(ref, at)
     if as_json:
-        m._print_json(found)
+        print_json(found)
         return
     target = found["version"]
     move = found["move"]
     where = f"{found['namespace']}/{found['model']}@{found['alias']}"
     if target is None:
-        m.out().print(f"{where} pointed at nothing at {found['at']}")
+        out().print(f"{where} pointed at nothing at {found['at']}")
     else:
-        m.out().print(
+        out().print(
             f"{where} -> {target} at {found['at']} "
             f"(moved {move['at']} by {move['actor']}: {move['reason'] or '-'})"
         )
@@ -159,9 +150,8 @@ def _policy_from_options(
 
 
 def _print_policy(p: dict[str, Any] | None) -> None:
-    m = _m()
     if p is None:
-        m.out().print("no policy")
+        out().print("no policy")
         return
     table = Table("rule", "value")
     for key, value in p.items():
@@ -174,7 +164,7 @@ def _print_policy(p: dict[str, Any] | None) -> None:
         elif isinstance(value, list):
             value = ", ".join(map(str, value))
         table.add_row(key, str(value))
-    m.out().print(table)
+    out().print(table)
 
 
 @policy_app.command("set")
@@ -207,15 +197,14 @@ def policy_set(
     as_json: JsonOpt = False,
 ) -> None:
     """Replace the production policy of a namespace (or of one model with --model)."""
-    m = _m()
     rules = _policy_from_options(file, tag, metadata, signature, metric, fmt, approvals, protect)
-    with m._registry(registry, token) as reg:
-        rec = m._run(lambda: reg.set_policy(rules, namespace=namespace, model=model))
+    with connect(registry, token) as reg:
+        rec = reg.set_policy(rules, namespace=namespace, model=model)
         if as_json:
-            m._print_json(rec)
+            print_json(rec)
         else:
             scope = namespace if model is None else f"{namespace}/{model}"
-            m.out().print(f"policy of {scope} set")
+            out().print(f"policy of {scope} set")
             _print_policy(rec["policy"])
 
 
@@ -228,15 +217,14 @@ def policy_show(
     as_json: JsonOpt = False,
 ) -> None:
     """Show a namespace's policy, or a model's own, its namespace's and the effective one."""
-    m = _m()
-    with m._registry(registry, token) as reg:
-        rec = m._run(lambda: reg.get_policy(namespace=namespace, model=model))
+    with connect(registry, token) as reg:
+        rec = reg.get_policy(namespace=namespace, model=model)
         if as_json:
-            m._print_json(rec)
+            print_json(rec)
         elif model is None:
             _print_policy(rec["policy"])
         else:
-            m.out().print("[bold]effective[/bold] (namespace policy extended by the model's)")
+            out().print("[bold]effective[/bold] (namespace policy extended by the model's)")
             _print_policy(rec["effective"])
 
 
@@ -251,22 +239,21 @@ def policy_check(
     as_json: JsonOpt = False,
 ) -> None:
     """What a version still lacks to be published (or to receive --alias). Exit 1 if anything."""
-    m = _m()
     action = "alias" if alias else "publish"
-    with m._registry(registry, token) as reg:
-        result = m._run(lambda: reg.check_policy(ref, action=action, alias=alias))
+    with connect(registry, token) as reg:
+        result = reg.check_policy(ref, action=action, alias=alias)
     if as_json:
-        m._print_json(result)
+        print_json(result)
     elif result["ok"]:
         what = f"@{alias}" if alias else "publish"
-        m.out().print(
+        out().print(
             f"{result['ref']}: ready for {what}" + ("" if result["gated"] else " (not gated)")
         )
     else:
         table = Table("rule", "missing")
         for v in result["violations"]:
             table.add_row(v["rule"], v["message"])
-        m.out().print(table)
+        out().print(table)
     if not result["ok"]:
         raise typer.Exit(1)
 
@@ -279,19 +266,17 @@ def policy_delete(
     token: TokenOpt = None,
 ) -> None:
     """Remove a namespace's (or model's own) policy."""
-    m = _m()
-    with m._registry(registry, token) as reg:
-        m._run(lambda: reg.delete_policy(namespace=namespace, model=model))
-    m.out().print("policy removed")
+    with connect(registry, token) as reg:
+        reg.delete_policy(namespace=namespace, model=model)
+    out().print("policy removed")
 
 
 # -- approvals ----------------------------------------------------------------
 
 
 def _print_approval(a: dict[str, Any]) -> None:
-    m = _m()
     what = a["action"] + (f" @{a['alias']}" if a["alias"] else "")
-    m.out().print(
+    out().print(
         f"#{a['id']} {what} {a['ref']} [{a['state']}] requested by {a['requested_by']}; "
         f"approvals: {', '.join(a['approvals']) or '-'}"
     )
@@ -330,10 +315,9 @@ def _approval_call(
     registry: str, token: str | None, as_json: bool, call: Callable[[Any], Any]
 ) -> None:
     """Run ``call(registry)`` and print the approval request it returns."""
-    m = _m()
-    with m._registry(registry, token) as reg:
-        a = m._run(lambda: call(reg))
-    m._print_json(a) if as_json else _print_approval(a)
+    with connect(registry, token) as reg:
+        a = call(reg)
+    print_json(a) if as_json else _print_approval(a)
 
 
 def _decide(
@@ -412,11 +396,10 @@ def approval_list(
     as_json: JsonOpt = False,
 ) -> None:
     """List a namespace's requests (pending by default)."""
-    m = _m()
-    with m._registry(registry, token) as reg:
-        items = m._run(lambda: list(reg.list_approvals(namespace=namespace, state=state)))
+    with connect(registry, token) as reg:
+        items = list(reg.list_approvals(namespace=namespace, state=state))
     if as_json:
-        m._print_json(items)
+        print_json(items)
         return
     table = Table("id", "action", "ref", "state", "requested by", "approvals", "comment")
     for a in items:
@@ -429,7 +412,7 @@ def approval_list(
             ", ".join(a["approvals"]),
             a["comment"][:60],
         )
-    m.out().print(table)
+    out().print(table)
 
 
 # -- audit --------------------------------------------------------------------
@@ -450,23 +433,20 @@ def audit(
     as_json: JsonOpt = False,
 ) -> None:
     """The audit log, newest first: who did what to which target, and when."""
-    m = _m()
-    with m._registry(registry, token) as reg:
-        entries = m._run(
-            lambda: list(
-                reg.audit(
-                    actor=actor,
-                    model=model,
-                    namespace=namespace,
-                    action=action,
-                    since=since,
-                    until=until,
-                    limit=limit,
-                )
+    with connect(registry, token) as reg:
+        entries = list(
+            reg.audit(
+                actor=actor,
+                model=model,
+                namespace=namespace,
+                action=action,
+                since=since,
+                until=until,
+                limit=limit,
             )
         )
     if as_json:
-        m._print_json(entries)
+        print_json(entries)
         return
     table = Table("at", "actor", "action", "target", "change")
     for e in entries:
@@ -474,7 +454,7 @@ def audit(
         if e["before"] is not None or e["after"] is not None:
             change = f"{json.dumps(e['before'])[:40]} -> {json.dumps(e['after'])[:40]}"
         table.add_row(e["at"], e["actor"], e["action"], e["target"], change)
-    m.out().print(table)
+    out().print(table)
 
 
 def _user_state(
@@ -484,18 +464,17 @@ def _user_state(
     token: str | None,
     as_json: bool,
 ) -> None:
-    m = _m()
-    with m._registry(registry, token) as reg:
+    with connect(registry, token) as reg:
         change = {
             "disable": reg.disable_user,
             "enable": reg.enable_user,
             "delete": reg.delete_user,
         }[action]
-        done = m._run(lambda: change(name))
+        done = change(name)
         if as_json:
-            m._print_json(done or {"name": name, "state": "deleted"})
+            print_json(done or {"name": name, "state": "deleted"})
         else:
-            m.out().print(f"user {name} is now {action}d")
+            out().print(f"user {name} is now {action}d")
 
 
 UserArg = Annotated[str, typer.Argument(help="User name.")]

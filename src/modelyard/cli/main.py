@@ -14,8 +14,6 @@ command or option, bad value); 130 interrupted. See ``cli/common.py``.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
-from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -27,7 +25,7 @@ from modelyard.cli import events as events_cli
 from modelyard.cli import governance as governance_cli
 from modelyard.cli import identity as identity_cli
 from modelyard.cli import versions as versions_cli
-from modelyard.cli.common import CliGroup, connect, out, print_json
+from modelyard.cli.common import CliGroup, out
 from modelyard.cli.events import webhooks_app as webhooks_app
 from modelyard.cli.identity import role_app as role_app
 from modelyard.cli.identity import token_app as token_app
@@ -64,20 +62,6 @@ def _root(
     ] = False,
 ) -> None:
     """modelyard: a self-hosted model registry."""
-
-
-# The helpers ``cli/governance.py`` reaches through this module (it cannot
-# import ``common`` names at load time without changing every command there).
-def _registry(target: str, token: str | None = None) -> AbstractContextManager[Any]:
-    return connect(target, token)
-
-
-def _run(fn: Callable[[], T]) -> T:
-    """Call ``fn``; its errors are reported by the app's group (``CliGroup``)."""
-    return fn()
-
-
-_print_json = print_json
 
 
 @app.command()
