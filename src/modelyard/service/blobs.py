@@ -42,6 +42,7 @@ from modelyard.domain.errors import (
 from modelyard.domain.identity import Permission, Principal
 from modelyard.domain.names import validate_digest
 from modelyard.domain.references import Reference
+from modelyard.service.views import ProductionView
 
 if TYPE_CHECKING:
     from modelyard.service.registry import RegistryService
@@ -239,11 +240,14 @@ def visible_digests(
         return set(digests)
     if not digests:
         return set()
+    # One read transaction, and the caller's visibility filter built once in
+    # it, for the whole list (a manifest can name thousands of digests).
     with registry.db.read() as tx:
         seen = tx.blobs_uploaded_by(actor.name, digests)
-    for d in dict.fromkeys(digests):
-        if d not in seen and registry.blob_referenced(d, actor=actor):
-            seen.add(d)
+        rest = [d for d in dict.fromkeys(digests) if d not in seen]
+        if rest:
+            node = ProductionView(tx).visibility(actor, "versions")
+            seen.update(d for d in rest if tx.digest_visible(d, node))
     return seen
 
 

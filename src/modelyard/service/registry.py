@@ -93,13 +93,3 @@ class RegistryService(
                 details={"path": path, "reference": version.ref},
             )
         return version, entry
-
-    def blob_referenced(self, digest: str, *, actor: Principal) -> bool:
-        """True if a version the caller may see lists this digest.
-
-        Requires: nothing (the answer is limited to what the caller may read).
-        """
-        with self.db.read() as tx:
-            if actor.reads_everything:
-                return tx.digest_referenced(digest)
-            return tx.digest_visible(digest, ProductionView(tx).visibility(actor, "versions"))

@@ -470,15 +470,6 @@ class Tx:
         ).one_or_none()
         return None if r is None else FileEntry(r.path, r.digest, r.size, r.media_type)
 
-    def digest_referenced(self, digest: str) -> bool:
-        """True if any manifest names this digest."""
-        return (
-            self.conn.execute(
-                sa.select(t.files.c.version_id).where(t.files.c.digest == digest).limit(1)
-            ).first()
-            is not None
-        )
-
     def record_blob_upload(self, digest: str, user: str) -> None:
         """Note that ``user`` uploaded the bytes of ``digest`` (idempotent)."""
         blob_uploads.record_upload(self.conn, digest, user, now_us())
