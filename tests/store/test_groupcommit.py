@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from modelyard.api.deps import GroupedWrites
+from modelyard.api.deps import GroupedWrites, ServiceCall
 from modelyard.composition import build_services
 from modelyard.cooperative import off_loop
 from modelyard.domain.errors import Conflict, NotFound
@@ -194,7 +194,7 @@ def test_unbatched_writes_still_work_one_by_one(svc: RegistryService) -> None:
 def test_requests_writes_in_one_loop_turn_share_a_transaction(svc: RegistryService) -> None:
     """What the API does on SQLite: the write calls of concurrent requests are
     gathered on the event loop and run as one batch, each with its own outcome."""
-    grouped = GroupedWrites()
+    grouped = GroupedWrites(ServiceCall(inline=True, heavy_limit=8))
     before = committer(svc).stats.batches
 
     async def main() -> list[Any]:
@@ -222,7 +222,7 @@ def test_a_batched_call_reads_its_own_writes(svc: RegistryService) -> None:
     commit: reads it makes after its write (through the store, on another code
     path) see that write, and a direct ``db.write()`` afterwards is a
     transaction of its own, not a wait on a lock the batch holds."""
-    grouped = GroupedWrites()
+    grouped = GroupedWrites(ServiceCall(inline=True, heavy_limit=8))
 
     def create_then_read(i: int) -> tuple[int, int]:
         v = svc.create_version("m", VersionSpec(tags={"i": str(i)}), actor=LOCAL)
@@ -250,7 +250,7 @@ def test_a_slow_prepare_step_runs_off_the_loop_and_outside_the_batch(
     """A call that suspends on a slow step (``off_loop``) lets the loop go on:
     other calls' transactions are batched and committed while it waits, and
     its own transaction runs once the step is done."""
-    grouped = GroupedWrites()
+    grouped = GroupedWrites(ServiceCall(inline=True, heavy_limit=8))
     started, release = threading.Event(), threading.Event()
 
     def slow_step() -> str:
@@ -282,7 +282,7 @@ def test_a_slow_prepare_step_runs_off_the_loop_and_outside_the_batch(
 def test_a_call_that_never_writes_takes_no_lock(svc: RegistryService) -> None:
     """A read-only call through the write path never reaches a transaction, so
     it never waits for the writer lock (held here by another thread)."""
-    grouped = GroupedWrites()
+    grouped = GroupedWrites(ServiceCall(inline=True, heavy_limit=8))
     lock = svc.db.writer_lock
     assert lock is not None
     held, done = threading.Event(), threading.Event()

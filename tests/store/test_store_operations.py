@@ -133,6 +133,7 @@ def test_load_versions(store: MetadataStore) -> None:
         many = tx.load_versions(order, with_files=True)
         one = tx.get_version_by_id(ids["published"], with_files=True)
         bare = tx.load_versions([ids["ready"], 999_999])
+        twice = tx.load_versions([ids["ready"], ids["draft"], ids["ready"]])
     assert [x.number for x in many] == [4, 1, 2]
     # One load, one shape: a version loaded alone equals the same version in a batch.
     assert many[1] == one
@@ -142,6 +143,7 @@ def test_load_versions(store: MetadataStore) -> None:
     assert one.files is not None and [f.path for f in one.files] == ["a.txt", "b.bin"]
     assert one.files[0] == FileEntry("a.txt", DIGEST, 3, "text/plain")
     assert [x.number for x in bare] == [2] and bare[0].files is None
+    assert [x.number for x in twice] == [2, 4, 2] and twice[0] == twice[2] == bare[0]
 
 
 def test_write_files_tags_and_metadata(store: MetadataStore) -> None:

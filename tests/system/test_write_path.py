@@ -116,3 +116,46 @@ def test_read_only_posts_do_not_take_the_writer_lock(tmp_path: Path) -> None:
         assert found.status_code == 200, found.text
         # Writes still take it, and work once it is free.
         assert c.post("/api/v1/models/default/m/versions", json={}).status_code == 201
+
+
+def test_concurrent_searches_are_bounded_by_the_connection_pool(tmp_path: Path) -> None:
+    """Searches run in worker threads, each holding a pooled connection: no
+    more of them run at once than the pool holds (the rest queue), so a burst
+    of searches neither opens overflow connections nor crowds the GIL."""
+    app = create_app(Settings(data_dir=tmp_path / "data", dispatcher=False, db_pool_size=2))
+    registry = app.state.registry
+    search = registry.search_versions
+    lock = threading.Lock()
+    running, most = [0], [0]
+    two_in, release = threading.Event(), threading.Event()
+
+    def held_search(*args: Any, **kwargs: Any) -> Any:
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+            if running[0] >= 2:
+                two_in.set()
+        try:
+            release.wait(HELD_FOR)  # a slow search, until the test lets go
+            return search(*args, **kwargs)
+        finally:
+            with lock:
+                running[0] -= 1
+
+    registry.search_versions = held_search
+    with serving(app) as url, ThreadPoolExecutor(6) as pool:
+        with httpx.Client(base_url=url, timeout=60) as c:
+            assert c.post("/api/v1/models", json={"name": "m"}).status_code == 201
+
+        def one() -> int:
+            with httpx.Client(base_url=url, timeout=60) as c:
+                return c.get("/api/v1/search/versions", params={"page_size": 5}).status_code
+
+        answers = [pool.submit(one) for _ in range(6)]
+        assert two_in.wait(HELD_FOR)
+        # Four more are in flight; none may start while two hold the pool.
+        threading.Event().wait(0.5)
+        assert most[0] == 2
+        release.set()
+        assert [a.result() for a in answers] == [200] * 6
+    assert most[0] == 2

@@ -106,8 +106,8 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     # are gathered into shared ones there (see ServiceCall); everything in
     # the threadpool on PostgreSQL.
     sqlite = services.metadata.group is not None
-    app.state.call = ServiceCall(inline=sqlite)
-    app.state.write_call = GroupedWrites() if sqlite else app.state.call
+    app.state.call = ServiceCall(inline=sqlite, heavy_limit=settings.db_pool_size)
+    app.state.write_call = GroupedWrites(app.state.call) if sqlite else app.state.call
     app.state.auth_enabled = settings.auth_enabled()
     if app.state.auth_enabled:
         bootstrap_admin(app.state.identity, settings)

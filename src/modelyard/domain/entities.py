@@ -77,7 +77,11 @@ class Model:
     updated_at: int
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen, unlike the other entities: a frozen dataclass sets each of the
+# 26 fields through object.__setattr__, 4.8 µs a Version against 1.0 µs, and
+# a search page builds up to 1,000 of them. Nothing mutates one; views derive
+# narrowed copies with dataclasses.replace.
+@dataclass(slots=True)
 class Version:
     """One version of a model with its files, schema, metrics and lineage."""
 

@@ -10,7 +10,9 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal
 
+import orjson
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Dialect
 
 from modelyard.domain.entities import FileEntry, Version, VersionLink, VersionState
@@ -117,19 +119,20 @@ _FILES_SELECT = sa.select(
 class HotQueries:
     """Resolve references and load versions: the one implementation of each.
 
-    Point statements are prepared once per dialect (see
-    :mod:`~modelyard.store.metadata.prepared`). Loading several versions runs
-    them per version on SQLite (in-process: three prepared point queries per
-    version beat batched ``IN`` queries built per call, 3.5 ms against 5.2 ms
-    for a page of 100) and as a few batched ``IN`` queries on PostgreSQL, where
-    every statement is a network round trip.
+    Every statement is prepared once per dialect (see
+    :mod:`~modelyard.store.metadata.prepared`). Loading versions takes three
+    statements however many versions there are (rows, their tags, metrics,
+    params and aliases, their files): the ids go in as one parameter, a JSON
+    array on SQLite (``json_each``) and an array on PostgreSQL (``= ANY``).
+    For a search page of 50 versions on SQLite that is 0.6 ms of SQLite
+    against 1.4 ms for two prepared point queries per version, before the
+    Python cost of 100 statements (measured in-process, 1,000 versions).
     """
 
     def __init__(self, dialect: Dialect) -> None:
         def p(stmt: sa.ClauseElement) -> Prepared:
             return Prepared(stmt, dialect)
 
-        self.batch = dialect.name != "sqlite"
         self.by_number = p(VERSION_SELECT.where(*_OF_MODEL, t.versions.c.number == _B("num")))
         self.by_alias = p(
             # model_id in the join lets SQLite use the (model_id, name) key.
@@ -154,11 +157,35 @@ class HotQueries:
                 .scalar_subquery(),
             )
         )
-        self.by_id = p(VERSION_SELECT.where(t.versions.c.id == _B("vid")))
-        self.kv = p(_kv_union(lambda col: col == _B("vid", type_=sa.BigInteger())))
-        self.files = p(
-            _FILES_SELECT.where(t.files.c.version_id == _B("vid")).order_by(t.files.c.path)
+        self.sqlite = dialect.name == "sqlite"
+        # One version (a point read) by its id; several by ``ids``. A list of
+        # one costs ~20 µs more per read on SQLite (json_each) than ``= ?``.
+        one = _B("vid", type_=sa.BigInteger())
+        self.by_id = p(VERSION_SELECT.where(t.versions.c.id == one))
+        self.kv_one = p(_kv_union(lambda col: col == one))
+        self.files_one = p(
+            _FILES_SELECT.where(t.files.c.version_id == one).order_by(t.files.c.path)
         )
+        self.rows = p(VERSION_SELECT.where(self._in_ids(t.versions.c.id)))
+        self.kv = p(_kv_union(self._in_ids))
+        self.files = p(
+            _FILES_SELECT.where(self._in_ids(t.files.c.version_id)).order_by(
+                t.files.c.version_id, t.files.c.path
+            )
+        )
+
+    def _in_ids(self, col: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
+        """``col`` is one of the ids bound as ``ids`` (see :meth:`_ids`)."""
+        if self.sqlite:
+            each = sa.func.json_each(_B("ids", type_=sa.Text())).table_valued("value")
+            return col.in_(sa.select(each.c.value))
+        return col == sa.any_(_B("ids", type_=postgresql.ARRAY(sa.BigInteger())))
+
+    def _ids(self, ids: Iterable[int]) -> dict[str, Any]:
+        """The ``ids`` parameter of the load statements."""
+        if self.sqlite:
+            return {"ids": orjson.dumps(list(ids)).decode()}
+        return {"ids": list(ids)}
 
     def find_row(
         self,
@@ -183,11 +210,11 @@ class HotQueries:
         """Versions by id, in the given order (ids not found are left out)."""
         if not ids:
             return []
-        if self.batch and len(ids) > 1:
-            by_id = {r[0]: r for r in conn.execute(VERSION_SELECT.where(t.versions.c.id.in_(ids)))}
-            rows = [by_id[i] for i in ids if i in by_id]
+        if len(ids) == 1:
+            rows = self.by_id.all(conn, {"vid": ids[0]})
         else:
-            rows = [r for i in ids if (r := self.by_id.one_or_none(conn, {"vid": i})) is not None]
+            by_id = {r[0]: r for r in self.rows.all(conn, self._ids(ids))}
+            rows = [by_id[i] for i in ids if i in by_id]
         return self.hydrate(conn, rows, with_files=with_files)
 
     def hydrate(
@@ -195,31 +222,26 @@ class HotQueries:
     ) -> list[Version]:
         """Turn version rows into Versions with their tags, metrics, params, aliases
         (and files, sorted by path, if asked)."""
-        kv_of: dict[int, list[Any]] | None = None
-        files_of: dict[int, list[Any]] = defaultdict(list)
-        if self.batch and len(rows) > 1:
-            vids = list({r[0] for r in rows})
-            kv_of = defaultdict(list)
-            for kv in conn.execute(_kv_union(lambda col: col.in_(vids))):
-                kv_of[kv[0]].append(kv)
-            if with_files:
-                q = _FILES_SELECT.where(t.files.c.version_id.in_(vids))
-                for f in conn.execute(q.order_by(t.files.c.version_id, t.files.c.path)):
-                    files_of[f[0]].append(f)
-        out = []
-        for row in rows:
-            vid = row[0]
-            # Without a batch: this version's prepared statements (SQLite, or one row).
-            kv_rows = kv_of.get(vid, ()) if kv_of is not None else self.kv.all(conn, {"vid": vid})
-            file_rows: Sequence[Any] | None = None
-            if with_files:
-                file_rows = (
-                    files_of.get(vid, ())
-                    if kv_of is not None
-                    else self.files.all(conn, {"vid": vid})
-                )
-            out.append(_assemble(row, kv_rows, file_rows))
-        return out
+        if not rows:
+            return []
+        if len(rows) == 1:
+            kv, files, ids = self.kv_one, self.files_one, {"vid": rows[0][0]}
+        else:
+            kv, files, ids = self.kv, self.files, self._ids({r[0] for r in rows})
+        kv_of: dict[int, list[Any]] = defaultdict(list)
+        for kv_row in kv.all(conn, ids):
+            kv_of[kv_row[0]].append(kv_row)
+        files_of: dict[int, list[Any]] | None = None
+        if with_files:
+            files_of = defaultdict(list)
+            for f in files.all(conn, ids):
+                files_of[f[0]].append(f)
+        return [
+            _assemble(
+                row, kv_of.get(row[0], ()), None if files_of is None else files_of.get(row[0], ())
+            )
+            for row in rows
+        ]
 
 
 def _assemble(row: Any, kv_rows: Iterable[Any], file_rows: Iterable[Any] | None) -> Version:
