@@ -445,6 +445,8 @@ def test_audit_filters_and_pages(gclient: TestClient) -> None:
     assert seen == ids
     assert_error(c.get("/api/v1/audit", params={"page_token": "x"}), 400, "INVALID_CURSOR")
     assert_error(c.get("/api/v1/audit", params={"action": "DROP TABLE"}), 400, "INVALID_INPUT")
+    # ``$`` would let a trailing newline through a plain match.
+    assert_error(c.get("/api/v1/audit", params={"action": "alias.*\n"}), 400, "INVALID_INPUT")
     assert_error(c.get("/api/v1/audit", params={"since": "soon"}), 400, "INVALID_TIME")
     assert_error(c.get("/api/v1/audit", params={"model": "a/b/c"}), 400, "INVALID_NAME")
     assert c.get("/api/v1/audit", params={"actor": "x" * 300}).status_code == 400

@@ -235,7 +235,7 @@ def registry_target(url_or_path: str) -> str:
             code="INVALID_REGISTRY",
             details={"registry": url_or_path},
         )
-    if _HOST_PORT.match(url_or_path):
+    if _HOST_PORT.fullmatch(url_or_path):
         return f"http://{url_or_path}"
     return url_or_path
 

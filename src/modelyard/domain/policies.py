@@ -217,7 +217,7 @@ def parse_threshold(value: Any) -> MetricThreshold:
     op: Any
     number: float
     if isinstance(value, str):
-        m = _THRESHOLD_RE.match(value)
+        m = _THRESHOLD_RE.fullmatch(value)
         if m is None:
             raise _bad(
                 f"invalid metric threshold {value[:80]!r}: write e.g. 'metrics.accuracy >= 0.92' "
@@ -287,7 +287,7 @@ def parse_policy(data: Any) -> Policy:
         formats = _strings(data["allowed_formats"], "allowed_formats")
         if not formats:
             raise _bad("allowed_formats must name at least one format", "allowed_formats")
-        if not all(_FORMAT_RE.match(f) for f in formats):
+        if not all(_FORMAT_RE.fullmatch(f) for f in formats):
             raise _bad("allowed_formats: invalid format name", "allowed_formats")
         kw["allowed_formats"] = tuple(dict.fromkeys(f.lower() for f in formats))
     if data.get("required_approvals") is not None:

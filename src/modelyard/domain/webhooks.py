@@ -130,7 +130,7 @@ def message_id(delivery_id: int) -> str:
 
 def validate_event_type(value: str) -> str:
     """An event type is ``<subject>.<verb>`` in lowercase."""
-    if not isinstance(value, str) or not _TYPE_RE.match(value):
+    if not isinstance(value, str) or not _TYPE_RE.fullmatch(value):
         raise InvalidInput(
             f"invalid event type {value!r}: use '<subject>.<verb>'",
             code="INVALID_EVENT_TYPE",
@@ -149,7 +149,7 @@ def validate_patterns(values: Any) -> list[str]:
             code="INVALID_EVENT_TYPE",
         )
     for v in values:
-        if not isinstance(v, str) or not _PATTERN_RE.match(v):
+        if not isinstance(v, str) or not _PATTERN_RE.fullmatch(v):
             raise InvalidInput(
                 f"invalid event type pattern {v!r}: use '*', 'subject.*' or 'subject.verb'",
                 code="INVALID_EVENT_TYPE",

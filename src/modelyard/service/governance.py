@@ -513,7 +513,7 @@ class GovernanceService:
         if model_key is not None:
             auth.require(actor, Permission.READ, model_key[0])
         readable = None if actor.reads_everything else actor.namespaces_with(Permission.READ)
-        if action is not None and (not isinstance(action, str) or not _ACTION_RE.match(action)):
+        if action is not None and (not isinstance(action, str) or not _ACTION_RE.fullmatch(action)):
             raise InvalidInput(
                 "action must be an event type such as alias.moved or a prefix such as alias.*",
                 code="INVALID_INPUT",

@@ -86,7 +86,7 @@ def public_id_of(token: str) -> str:
     """The public id a token string names (derived from the hash for foreign forms)."""
     if token.startswith(TOKEN_PREFIX):
         pid, sep, _secret = token[len(TOKEN_PREFIX) :].partition("_")
-        if sep and _PUBLIC_ID_RE.match(pid):
+        if sep and _PUBLIC_ID_RE.fullmatch(pid):
             return pid
     return hash_token(token)[:16]
 
