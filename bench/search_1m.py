@@ -151,6 +151,24 @@ def _version_rows(
     }
 
 
+def _copy_rows(conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
+    """Bulk-load ``rows`` into a PostgreSQL table with ``COPY``: executemany
+    loaded about 250 versions/s (13 rows each) here, so 1M took over an hour.
+    JSON columns get their JSON text (``null`` for None, as SQLAlchemy's JSON
+    type stores it)."""
+    if not rows:
+        return
+    cols = list(rows[0])
+    json_cols = {c.name for c in table.columns if isinstance(c.type, sa.JSON)}
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    with raw.cursor() as cur, cur.copy(f"COPY {table.name} ({', '.join(cols)}) FROM STDIN") as cp:
+        for row in rows:
+            cp.write_row(
+                tuple(orjson.dumps(row[c]).decode() if c in json_cols else row[c] for c in cols)
+            )
+
+
 def build(db_url: str, scratch: Path, models: int, versions: int, *, batch_rounds: int) -> None:
     """Create the schema through the normal start-up, then bulk-load the rows."""
     t0 = time.perf_counter()
@@ -216,7 +234,10 @@ def build(db_url: str, scratch: Path, models: int, versions: int, *, batch_round
                     for name, rows in _version_rows(vid, m, number, base + vid * 1000, rng).items():
                         batch[name].extend(rows)
             for name, rows in batch.items():
-                conn.execute(tables[name].insert(), rows)
+                if sqlite:
+                    conn.execute(tables[name].insert(), rows)
+                else:
+                    _copy_rows(conn, tables[name], rows)
             conn.commit()
             rate = vid / (time.perf_counter() - t0)
             print(f"  loaded {vid:>9,} versions ({rate:,.0f}/s)", flush=True)
