@@ -207,6 +207,21 @@ class _Compiler:
             self.owner_id = t.models.c.id
             self.owner_fk = "model_id"
 
+    def sort_only(self, column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+        """``column`` as a sort key no index may deliver, for a query driven by
+        a short list of ids: those few rows are fetched and sorted.
+
+        On SQLite this is :meth:`walk_only`. On PostgreSQL the driver is
+        ``versions.id = ANY(ids)`` and, even with ``ANALYZE`` done, the planner
+        preferred walking ``ix_versions_created_at_id`` backwards testing each
+        entry against the array (1M versions, 1,000 ids: p50 35 ms, p95 112 ms
+        on a loaded machine) to a thousand primary-key lookups and a sort;
+        ``+ 0`` leaves it the lookups.
+        """
+        if self.sqlite:
+            return self.walk_only(column)
+        return column + 0
+
     def walk_only(self, column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
         """``column`` as a term SQLite may test but not drive the query with.
 
@@ -637,7 +652,7 @@ def search_versions(
             # Few rows match: fetch them through the key/value index and sort
             # them, instead of walking the sort index past a million misses.
             where.append(plan.driver)
-            column, id_column = compiler.walk_only(column), compiler.walk_only(v.c.id)
+            column, id_column = compiler.sort_only(column), compiler.sort_only(v.c.id)
         elif walker is not None:
             # Many rows match one value: walk that value's index entries, which
             # are in (created_at, version_id) order, and probe the other terms
