@@ -154,32 +154,58 @@ class AliasUseCases(RegistryCore):
                 raise NotFound(
                     f"alias {namespace}/{name}@{alias} not found", code="ALIAS_NOT_FOUND"
                 )
-            if policy_gate.is_protected(tx, mid, alias):
-                raise Conflict(
-                    f"alias {namespace}/{name}@{alias} is protected by the production policy; "
-                    "move it (with approval) or unprotect it first",
-                    code="ALIAS_PROTECTED",
-                    details={"alias": alias},
-                )
             prev = tx.load_versions([prev_id])[0].number
-            tx.set_alias(
-                mid, alias, None, from_number=prev, to_number=None, actor=actor.name, reason=reason
-            )
-            tx.append_event(
-                "alias.deleted",
-                actor=actor.name,
-                namespace=namespace,
-                subject=f"{namespace}/{name}@{alias}",
-                payload={
-                    "alias": alias,
-                    "from_version": prev,
-                    "reason": reason,
-                    "before": {"version": prev},
-                    "after": {"version": None},
-                },
+            self.remove_alias_in_tx(
+                tx, mid, namespace, name, alias, prev, actor=actor, reason=reason
             )
 
         self.run_in_transaction(op)
+
+    def remove_alias_in_tx(
+        self,
+        tx: RegistryTx,
+        model_id: int,
+        namespace: str,
+        name: str,
+        alias: str,
+        from_number: int,
+        *,
+        actor: Principal,
+        reason: str,
+    ) -> None:
+        """Remove an alias that points at version ``from_number``, with its history
+        row and ``alias.deleted`` event; ``ALIAS_PROTECTED`` if the production
+        policy protects it. Requires: nothing checked here; the caller checked
+        its own permission."""
+        if policy_gate.is_protected(tx, model_id, alias):
+            raise Conflict(
+                f"alias {namespace}/{name}@{alias} is protected by the production policy; "
+                "move it (with approval) or unprotect it first",
+                code="ALIAS_PROTECTED",
+                details={"alias": alias},
+            )
+        tx.set_alias(
+            model_id,
+            alias,
+            None,
+            from_number=from_number,
+            to_number=None,
+            actor=actor.name,
+            reason=reason,
+        )
+        tx.append_event(
+            "alias.deleted",
+            actor=actor.name,
+            namespace=namespace,
+            subject=f"{namespace}/{name}@{alias}",
+            payload={
+                "alias": alias,
+                "from_version": from_number,
+                "reason": reason,
+                "before": {"version": from_number},
+                "after": {"version": None},
+            },
+        )
 
     def alias_history(
         self,
