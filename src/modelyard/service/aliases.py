@@ -14,6 +14,7 @@ from modelyard.domain.references import DEFAULT_NAMESPACE, Reference
 from modelyard.service import policy_gate
 from modelyard.service import validation as v
 from modelyard.service.core import RegistryCore
+from modelyard.service.views import ProductionView
 from modelyard.store.metadata.ports import RegistryTx
 
 
@@ -206,6 +207,28 @@ class AliasUseCases(RegistryCore):
                 "after": {"version": None},
             },
         )
+
+    def model_aliases(
+        self, name: str, *, namespace: str = DEFAULT_NAMESPACE, actor: Principal
+    ) -> dict[str, int]:
+        """A model's aliases and the version number each names now.
+
+        Requires: read on the namespace; with consume only, just the aliases
+        whose version is in the production view.
+        """
+        consume_only = auth.require_readable(actor, namespace)
+        with self.db.read() as tx:
+            if not consume_only:
+                mid = self.model_id(tx, namespace, name)
+                return {a: number for a, _, number in tx.model_aliases(mid)}
+            view = ProductionView(tx)
+            rule = view.rule(namespace)
+            mid = view.model_id(namespace, name, rule)
+            return {
+                a: number
+                for a, vid, number in tx.model_aliases(mid)
+                if tx.version_matches(vid, rule)
+            }
 
     def alias_history(
         self,

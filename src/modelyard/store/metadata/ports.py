@@ -440,6 +440,8 @@ class RegistryTx(Protocol):
 
     def get_alias(self, model_id: int, alias: str) -> int | None: ...
 
+    def model_aliases(self, model_id: int) -> list[tuple[str, int, int]]: ...
+
     def set_alias(
         self,
         model_id: int,

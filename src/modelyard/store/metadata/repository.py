@@ -515,6 +515,16 @@ class Tx:
 
     # -- aliases ----------------------------------------------------------
 
+    def model_aliases(self, model_id: int) -> list[tuple[str, int, int]]:
+        """Every alias of a model as (alias, version id, version number), by alias."""
+        rows = self.conn.execute(
+            sa.select(t.aliases.c.name, t.aliases.c.version_id, t.versions.c.number)
+            .join(t.versions, t.versions.c.id == t.aliases.c.version_id)
+            .where(t.aliases.c.model_id == model_id)
+            .order_by(t.aliases.c.name)
+        )
+        return [(str(r[0]), int(r[1]), int(r[2])) for r in rows]
+
     def get_alias(self, model_id: int, alias: str) -> int | None:
         """The version id an alias points to, or None."""
         return self.conn.execute(
