@@ -137,3 +137,32 @@ def test_search_with_a_parsed_filter(svc: RegistryService) -> None:
     assert svc.search_models(None, where=where, actor=ADMIN).items == []
     named = filters.Comparison(filters.Field("attr", "name"), "=", "m")
     assert [m.name for m in svc.search_models(None, where=named, actor=ADMIN).items] == ["m"]
+
+
+def test_stage_summaries_agree_with_the_one_model_calls(svc: RegistryService) -> None:
+    svc.create_model("n", actor=ADMIN)
+    for _ in range(5):
+        svc.create_version("n", VersionSpec(), actor=ADMIN)
+    svc.set_stage("m/1", "Staging", actor=ADMIN)  # @staging on an old version
+    svc.set_stage("m/3", "Production", actor=ADMIN)
+    svc.set_stage("n/2", "Archived", actor=ADMIN)
+    svc.set_stage("n/4", "Archived", actor=ADMIN)
+    svc.set_alias("n/5", "champion", actor=ADMIN)
+    models = [svc.get_model("m", actor=ADMIN), svc.get_model("n", actor=ADMIN)]
+    consumer = Principal("c", roles={"default": frozenset({Role.CONSUMER})})
+    # A consumer sees model m through its published version 3 (n has none).
+    for who, seen in ((ADMIN, models), (consumer, models[:1])):
+        summaries = svc.stage_summaries(seen, actor=who)
+        for m, (aliases, latest) in zip(seen, summaries, strict=True):
+            assert aliases == svc.model_aliases(m.name, actor=who)
+            expected = svc.latest_in_stages(m.name, actor=who)
+            assert [(stage_of(v), v.number) for v in latest] == [
+                (stage_of(v), v.number) for v in expected
+            ]
+    admin_view = dict(zip(("m", "n"), svc.stage_summaries(models, actor=ADMIN), strict=True))
+    assert [(stage_of(v), v.number) for v in admin_view["m"][1]] == [
+        ("None", 4),
+        ("Staging", 1),
+        ("Production", 3),
+    ]
+    assert admin_view["n"][0] == {"champion": 5}

@@ -27,11 +27,12 @@ check that no protected alias is left on a version that breaks the policy.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Final, cast
 
 from modelyard.domain import filters
 from modelyard.domain import identity as auth
-from modelyard.domain.entities import Version, VersionState
+from modelyard.domain.entities import Model, Version, VersionState
 from modelyard.domain.errors import Conflict, InvalidInput, NotFound
 from modelyard.domain.identity import Permission, Principal
 from modelyard.domain.references import DEFAULT_NAMESPACE, Reference
@@ -210,3 +211,53 @@ class StageUseCases(RegistryCore):
                     found.append(v)
                     break
         return found
+
+    def stage_summaries(
+        self, models: Sequence[Model], *, actor: Principal
+    ) -> list[tuple[dict[str, int], list[Version]]]:
+        """For each model (in order): its aliases (alias -> version number) and
+        its latest version per stage, as :meth:`model_aliases` and
+        :meth:`latest_in_stages` give them one model at a time.
+
+        For a page of models a reader gets this from two statements and one
+        load (plus one lookup per model whose @staging names an older
+        version), rather than six statements a model. A consumer's production
+        view is decided per version, so its models go one at a time.
+
+        Requires: read on each model's namespace (consume: the production view).
+        """
+        registry = cast("RegistryService", self)
+        out: list[tuple[dict[str, int], list[Version]] | None] = [None] * len(models)
+        whole: list[int] = []
+        for i, m in enumerate(models):
+            if auth.require_readable(actor, m.namespace):
+                aliases = registry.model_aliases(m.name, namespace=m.namespace, actor=actor)
+                latest = self.latest_in_stages(m.name, namespace=m.namespace, actor=actor)
+                out[i] = (aliases, latest)
+            else:
+                whole.append(i)
+        if whole:
+            ids = [models[i].id for i in whole]
+            with self.db.read() as tx:
+                aliases_of: dict[int, dict[str, int]] = {mid: {} for mid in ids}
+                for mid, alias, number in tx.aliases_of_models(ids):
+                    aliases_of[mid][alias] = number
+                candidates: dict[tuple[str, str], list[Version]] = {}
+                for v in tx.load_versions(tx.newest_by_state(ids, 2)):
+                    candidates.setdefault((v.namespace, v.model), []).append(v)
+                for i in whole:
+                    m = models[i]
+                    mine = candidates.get((m.namespace, m.name), [])
+                    staged = aliases_of[m.id].get(STAGING_ALIAS)
+                    if staged is not None and all(v.number != staged for v in mine):
+                        found = tx.get_version_by_ref(m.namespace, m.name, alias=STAGING_ALIAS)
+                        if found is not None:
+                            mine.append(found)
+                    mine.sort(key=lambda v: v.number, reverse=True)
+                    latest = []
+                    for stage in STAGES:
+                        pick = next((v for v in mine if stage_of(v) == stage), None)
+                        if pick is not None:
+                            latest.append(pick)
+                    out[i] = (aliases_of[m.id], latest)
+        return [x for x in out if x is not None]

@@ -75,15 +75,18 @@ def _collect(
             return items, token
 
 
-def _model_body(svc: RegistryService, model: Model, who: Principal) -> dict[str, Any]:
-    """A model with its aliases and latest version per stage, as MLflow returns it."""
-    aliases = svc.model_aliases(model.name, namespace=model.namespace, actor=who)
-    latest = svc.latest_in_stages(model.name, namespace=model.namespace, actor=who)
-    return render.registered_model(model, aliases=aliases, latest=latest)
+def _model_bodies(
+    svc: RegistryService, models: list[Model], who: Principal
+) -> list[dict[str, Any]]:
+    """Models with their aliases and latest version per stage, as MLflow returns them."""
+    return [
+        render.registered_model(m, aliases=aliases, latest=latest)
+        for m, (aliases, latest) in zip(models, svc.stage_summaries(models, actor=who), strict=True)
+    ]
 
 
 def _get_model_body(svc: RegistryService, name: str, namespace: str, who: Principal) -> Any:
-    return _model_body(svc, svc.get_model(name, namespace=namespace, actor=who), who)
+    return _model_bodies(svc, [svc.get_model(name, namespace=namespace, actor=who)], who)[0]
 
 
 # -- registered models ---------------------------------------------------------
@@ -189,7 +192,7 @@ def _search_models(
         )
 
     models, token = _collect(fetch, wanted, p.text("page_token") or None)
-    body: dict[str, Any] = {"registered_models": [_model_body(svc, m, who) for m in models]}
+    body: dict[str, Any] = {"registered_models": _model_bodies(svc, models, who)}
     if token:
         body["next_page_token"] = token
     return body

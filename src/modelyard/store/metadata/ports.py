@@ -442,6 +442,10 @@ class RegistryTx(Protocol):
 
     def model_aliases(self, model_id: int) -> list[tuple[str, int, int]]: ...
 
+    def aliases_of_models(self, model_ids: Sequence[int]) -> list[tuple[int, str, int]]: ...
+
+    def newest_by_state(self, model_ids: Sequence[int], per_state: int) -> list[int]: ...
+
     def set_alias(
         self,
         model_id: int,

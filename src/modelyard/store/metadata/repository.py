@@ -515,6 +515,37 @@ class Tx:
 
     # -- aliases ----------------------------------------------------------
 
+    def aliases_of_models(self, model_ids: Sequence[int]) -> list[tuple[int, str, int]]:
+        """Every alias of the given models as (model id, alias, version number)."""
+        if not model_ids:
+            return []
+        rows = self.conn.execute(
+            sa.select(t.aliases.c.model_id, t.aliases.c.name, t.versions.c.number)
+            .join(t.versions, t.versions.c.id == t.aliases.c.version_id)
+            .where(t.aliases.c.model_id.in_(list(model_ids)))
+            .order_by(t.aliases.c.model_id, t.aliases.c.name)
+        )
+        return [(int(r[0]), str(r[1]), int(r[2])) for r in rows]
+
+    def newest_by_state(self, model_ids: Sequence[int], per_state: int) -> list[int]:
+        """Ids of each model's ``per_state`` highest-numbered versions in each
+        state, for a page of models in one statement (stages, issue 10)."""
+        if not model_ids:
+            return []
+        v = t.versions
+        ranked = (
+            sa.select(
+                v.c.id,
+                sa.func.row_number()
+                .over(partition_by=(v.c.model_id, v.c.state), order_by=v.c.number.desc())
+                .label("rank"),
+            )
+            .where(v.c.model_id.in_(list(model_ids)))
+            .subquery()
+        )
+        rows = self.conn.execute(sa.select(ranked.c.id).where(ranked.c.rank <= per_state))
+        return [int(r[0]) for r in rows]
+
     def model_aliases(self, model_id: int) -> list[tuple[str, int, int]]:
         """Every alias of a model as (alias, version id, version number), by alias."""
         rows = self.conn.execute(
