@@ -14,6 +14,7 @@ from modelyard.domain.references import DEFAULT_NAMESPACE, Reference
 from modelyard.service import policy_gate
 from modelyard.service import validation as v
 from modelyard.service.core import RegistryCore
+from modelyard.service.views import ProductionView
 from modelyard.store.metadata.ports import RegistryTx
 
 
@@ -154,32 +155,80 @@ class AliasUseCases(RegistryCore):
                 raise NotFound(
                     f"alias {namespace}/{name}@{alias} not found", code="ALIAS_NOT_FOUND"
                 )
-            if policy_gate.is_protected(tx, mid, alias):
-                raise Conflict(
-                    f"alias {namespace}/{name}@{alias} is protected by the production policy; "
-                    "move it (with approval) or unprotect it first",
-                    code="ALIAS_PROTECTED",
-                    details={"alias": alias},
-                )
             prev = tx.load_versions([prev_id])[0].number
-            tx.set_alias(
-                mid, alias, None, from_number=prev, to_number=None, actor=actor.name, reason=reason
-            )
-            tx.append_event(
-                "alias.deleted",
-                actor=actor.name,
-                namespace=namespace,
-                subject=f"{namespace}/{name}@{alias}",
-                payload={
-                    "alias": alias,
-                    "from_version": prev,
-                    "reason": reason,
-                    "before": {"version": prev},
-                    "after": {"version": None},
-                },
+            self.remove_alias_in_tx(
+                tx, mid, namespace, name, alias, prev, actor=actor, reason=reason
             )
 
         self.run_in_transaction(op)
+
+    def remove_alias_in_tx(
+        self,
+        tx: RegistryTx,
+        model_id: int,
+        namespace: str,
+        name: str,
+        alias: str,
+        from_number: int,
+        *,
+        actor: Principal,
+        reason: str,
+    ) -> None:
+        """Remove an alias that points at version ``from_number``, with its history
+        row and ``alias.deleted`` event; ``ALIAS_PROTECTED`` if the production
+        policy protects it. Requires: nothing checked here; the caller checked
+        its own permission."""
+        if policy_gate.is_protected(tx, model_id, alias):
+            raise Conflict(
+                f"alias {namespace}/{name}@{alias} is protected by the production policy; "
+                "move it (with approval) or unprotect it first",
+                code="ALIAS_PROTECTED",
+                details={"alias": alias},
+            )
+        tx.set_alias(
+            model_id,
+            alias,
+            None,
+            from_number=from_number,
+            to_number=None,
+            actor=actor.name,
+            reason=reason,
+        )
+        tx.append_event(
+            "alias.deleted",
+            actor=actor.name,
+            namespace=namespace,
+            subject=f"{namespace}/{name}@{alias}",
+            payload={
+                "alias": alias,
+                "from_version": from_number,
+                "reason": reason,
+                "before": {"version": from_number},
+                "after": {"version": None},
+            },
+        )
+
+    def model_aliases(
+        self, name: str, *, namespace: str = DEFAULT_NAMESPACE, actor: Principal
+    ) -> dict[str, int]:
+        """A model's aliases and the version number each names now.
+
+        Requires: read on the namespace; with consume only, just the aliases
+        whose version is in the production view.
+        """
+        consume_only = auth.require_readable(actor, namespace)
+        with self.db.read() as tx:
+            if not consume_only:
+                mid = self.model_id(tx, namespace, name)
+                return {a: number for a, _, number in tx.model_aliases(mid)}
+            view = ProductionView(tx)
+            rule = view.rule(namespace)
+            mid = view.model_id(namespace, name, rule)
+            return {
+                a: number
+                for a, vid, number in tx.model_aliases(mid)
+                if tx.version_matches(vid, rule)
+            }
 
     def alias_history(
         self,

@@ -1,4 +1,4 @@
-"""Model use cases: register, read, edit, archive or restore, delete."""
+"""Model use cases: register, read, edit, rename, archive or restore, delete."""
 
 from __future__ import annotations
 
@@ -111,6 +111,37 @@ class ModelUseCases(RegistryCore):
                 payload={"before": model_payload(before), "after": model_payload(after)},
             )
             return after
+
+        return self.run_in_transaction(op)
+
+    def rename_model(
+        self, name: str, new_name: str, *, namespace: str = DEFAULT_NAMESPACE, actor: Principal
+    ) -> Model:
+        """Give a model a new name in its namespace (``MODEL_ALREADY_EXISTS`` if taken).
+
+        Its versions, aliases, alias history, policies and approvals follow it
+        (they hang on the model's id); references by the old name stop
+        resolving. Requires: write on the namespace.
+        """
+        auth.require(actor, Permission.WRITE, namespace)
+        validate_name(new_name)
+
+        def op(tx: RegistryTx) -> Model:
+            mid = self.model_id(tx, namespace, name, for_update=True)
+            if new_name != name:
+                tx.rename_model(mid, new_name)
+            model = tx.load_models([mid])[0]
+            payload = model_payload(model)
+            payload["before"] = {"name": name}
+            payload["after"] = {"name": new_name}
+            tx.append_event(
+                "model.renamed",
+                actor=actor.name,
+                namespace=namespace,
+                subject=f"{namespace}/{new_name}",
+                payload=payload,
+            )
+            return model
 
         return self.run_in_transaction(op)
 

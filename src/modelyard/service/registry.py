@@ -2,7 +2,7 @@
 
 :class:`RegistryService` puts the use cases together (one module each:
 ``namespaces``, ``models``, ``versions``, ``lifecycle``, ``aliases``,
-``search``; the production view in ``views``; what they share in ``core``),
+``search``, ``stages``; the production view in ``views``; what they share in ``core``),
 so REST v1, the MLflow door, the UI, the embedded SDK and the CLI call the
 same methods.
 
@@ -31,6 +31,7 @@ from modelyard.service.lifecycle import LifecycleUseCases
 from modelyard.service.models import ModelUseCases
 from modelyard.service.namespaces import NamespaceUseCases
 from modelyard.service.search import SearchUseCases
+from modelyard.service.stages import StageUseCases
 from modelyard.service.versions import VersionSpec, VersionUseCases
 from modelyard.service.views import ProductionView, production_filter
 from modelyard.store.metadata.ports import RegistryTx
@@ -45,6 +46,7 @@ class RegistryService(
     LifecycleUseCases,
     AliasUseCases,
     SearchUseCases,
+    StageUseCases,
 ):
     """The registry's use cases over a metadata store and a blob store."""
 

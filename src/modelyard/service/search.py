@@ -29,6 +29,7 @@ class SearchUseCases(RegistryCore):
         page_size: int = 100,
         page_token: str | None = None,
         namespace: str | None = None,
+        where: filters.Node | None = None,
         actor: Principal,
     ) -> Page[Version]:
         """Versions matching a filter, sorted, one page at a time (keyset cursor).
@@ -36,6 +37,9 @@ class SearchUseCases(RegistryCore):
         Requires: read on ``namespace`` if given. Results are limited to what
         the caller may see: whole namespaces it reads, the production view of
         those it consumes (added to the filter, so pages stay exact).
+
+        ``where`` is a filter already parsed (another door's filter language,
+        translated to filter nodes), ANDed with ``filter_text``.
         """
         return self._search(
             "versions",
@@ -47,6 +51,7 @@ class SearchUseCases(RegistryCore):
             page_size,
             page_token,
             namespace,
+            where,
             actor,
         )
 
@@ -58,6 +63,7 @@ class SearchUseCases(RegistryCore):
         page_size: int = 100,
         page_token: str | None = None,
         namespace: str | None = None,
+        where: filters.Node | None = None,
         actor: Principal,
     ) -> Page[Model]:
         """Models matching a filter, sorted, one page at a time (keyset cursor).
@@ -75,6 +81,7 @@ class SearchUseCases(RegistryCore):
             page_size,
             page_token,
             namespace,
+            where,
             actor,
         )
 
@@ -89,6 +96,7 @@ class SearchUseCases(RegistryCore):
         page_size: int,
         page_token: str | None,
         namespace: str | None,
+        where: filters.Node | None,
         actor: Principal,
     ) -> Page[T]:
         """One search page: parse, scope to ``actor``, find ids, load them, and
@@ -97,6 +105,7 @@ class SearchUseCases(RegistryCore):
         One read transaction, and the production view computed in it once per
         namespace, however many items the page holds."""
         limit, node, order = self._query(target, filter_text, order_by, page_size, namespace)
+        node = filters.all_of(node, where)
         with self.db.read() as tx:
             view = ProductionView(tx)
             node = self._scoped(view, actor, target, node, namespace)

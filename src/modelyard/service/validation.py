@@ -7,6 +7,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote
 
 import orjson
 
@@ -357,3 +358,65 @@ def check_files(entries: Any, *, max_files: int) -> list[FileEntry]:
                     details={"path": p},
                 )
     return out
+
+
+MAX_SOURCE_URI = 4096
+_SCHEME_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
+_REFUSED_SCHEMES = frozenset({"file", "local"})
+
+
+def check_source_uri(value: Any, field: str = "source") -> str:
+    """A model source URI that is recorded as text and never read by the server.
+
+    MLflow clients name where a version's files came from (``runs:/<id>/model``,
+    ``models:/m-...``, ``mlflow-artifacts:/...``, ``s3://...``). The registry
+    keeps that text as lineage; a source that names the server's own file
+    system, or that could once something resolves it, is refused here with
+    ``INVALID_SOURCE`` (MLflow's own CVE history is the list): a URI without
+    a scheme (``/abs/path``, ``../x``, ``//proc/self/root``), a ``file:``
+    URI, a drive letter, a backslash, a control character or NUL, and a
+    ``..`` path segment, also when percent-encoded once or more
+    (``%2e%2e``, ``%252e%252e``).
+    """
+    if not isinstance(value, str) or not value:
+        raise InvalidInput(f"{field} must be a non-empty string", code="INVALID_SOURCE")
+    if len(value) > MAX_SOURCE_URI:
+        raise too_large(field, MAX_SOURCE_URI, "characters")
+
+    def refuse(reason: str) -> InvalidInput:
+        return InvalidInput(
+            f"invalid {field} {value[:200]!r}: {reason}",
+            code="INVALID_SOURCE",
+            details={"field": field, "reason": reason},
+        )
+
+    text = value
+    # Decode until stable (bounded): each layer of percent-encoding gets the checks.
+    for _ in range(4):
+        if "\\" in text:
+            raise refuse("backslashes are not allowed")
+        if any(ord(c) < 0x20 or ord(c) == 0x7F for c in text):
+            raise refuse("control characters (and NUL) are not allowed")
+        path = text.split("?", 1)[0]
+        if any(seg == ".." for seg in re.split(r"[/#]", path)):
+            raise refuse("'..' path segments are not allowed")
+        decoded = _percent_decoded(text)
+        if decoded == text:
+            break
+        text = decoded
+    else:
+        raise refuse("too many layers of percent-encoding")
+    m = _SCHEME_RE.match(value)
+    if m is None:
+        raise refuse("a source is a URI with a scheme (runs:/, models:/, s3://, ...), not a path")
+    scheme = m.group(1).lower()
+    if len(scheme) == 1:
+        raise refuse("a drive letter is a local path, not a URI")
+    if scheme in _REFUSED_SCHEMES:
+        raise refuse(f"{scheme}: URIs name the server's own file system")
+    return value
+
+
+def _percent_decoded(text: str) -> str:
+    """``text`` with one layer of %XX escapes decoded (invalid escapes kept)."""
+    return unquote(text, errors="surrogateescape")

@@ -353,6 +353,46 @@ class VersionUseCases(RegistryCore):
 
         return self.run_in_transaction(op)
 
+    def delete_version(self, ref: str | Reference, *, actor: Principal) -> None:
+        """Delete one version (its number is never reused).
+
+        Refused while it is published (``VERSION_PUBLISHED``: archive it first)
+        or while a protected alias points at it (``ALIAS_PROTECTED``); other
+        aliases pointing at it are removed, each recorded in its history with
+        an ``alias.deleted`` event (the whole deletion is one transaction).
+        Blobs stay (another version may share them).
+
+        Requires: admin on the namespace, as deleting a model does.
+        """
+        r = self.resolve(ref)
+        auth.require(actor, Permission.ADMIN, r.namespace)
+
+        def op(tx: RegistryTx) -> None:
+            mid = self.model_id(tx, r.namespace, r.name, for_update=True)
+            vid = self.version_id(tx, r)
+            before = tx.load_versions([vid])[0]
+            if before.state is VersionState.PUBLISHED:
+                raise Conflict(
+                    f"version {before.ref} is published; archive it before deleting it",
+                    code="VERSION_PUBLISHED",
+                    details={"reference": before.ref},
+                )
+            reason = f"version {before.number} deleted"
+            for alias in before.aliases:
+                cast("RegistryService", self).remove_alias_in_tx(
+                    tx, mid, r.namespace, r.name, alias, before.number, actor=actor, reason=reason
+                )
+            tx.delete_version(vid)
+            tx.append_event(
+                "version.deleted",
+                actor=actor.name,
+                namespace=before.namespace,
+                subject=before.ref,
+                payload={"before": version_payload(before), "after": None},
+            )
+
+        self.run_in_transaction(op)
+
 
 def _bounded(value: str | None, field_name: str, limit: int) -> str | None:
     if value is None:

@@ -246,6 +246,22 @@ class Tx:
         values["updated_at"] = now_us()
         self.conn.execute(t.models.update().where(t.models.c.id == model_id).values(**values))
 
+    def rename_model(self, model_id: int, new_name: str) -> None:
+        """Give a model a new name in its namespace; ``MODEL_ALREADY_EXISTS`` if taken."""
+        try:
+            with self.conn.begin_nested():
+                self.conn.execute(
+                    t.models.update()
+                    .where(t.models.c.id == model_id)
+                    .values(name=new_name, updated_at=now_us())
+                )
+        except SAIntegrityError:
+            raise AlreadyExists(
+                f"model {new_name!r} already exists",
+                code="MODEL_ALREADY_EXISTS",
+                details={"name": new_name},
+            ) from None
+
     def _replace_rows(
         self, table: sa.Table, owner: str, owner_id: int, rows: list[dict[str, Any]]
     ) -> None:
@@ -299,6 +315,25 @@ class Tx:
         return digests
 
     # -- versions ---------------------------------------------------------
+
+    def delete_version(self, version_id: int) -> list[str]:
+        """Delete one version and its rows; return the digests it referenced.
+
+        Aliases still pointing at it are removed (the caller records their
+        history first); lineage links from other versions are cut, not cascaded.
+        """
+        digests = list(
+            self.conn.execute(
+                sa.select(t.files.c.digest).where(t.files.c.version_id == version_id).distinct()
+            ).scalars()
+        )
+        for table in (t.version_tags, t.version_metrics, t.version_params, t.version_meta, t.files):
+            self.conn.execute(table.delete().where(table.c.version_id == version_id))
+        self.conn.execute(t.aliases.delete().where(t.aliases.c.version_id == version_id))
+        for col in (t.versions.c.original_id, t.versions.c.parent_id):
+            self.conn.execute(t.versions.update().where(col == version_id).values({col.key: None}))
+        self.conn.execute(t.versions.delete().where(t.versions.c.id == version_id))
+        return digests
 
     def model_for_write(self, namespace: str, name: str) -> tuple[int, bool] | None:
         """(id, archived) of a model about to receive a version, or None."""
@@ -479,6 +514,47 @@ class Tx:
         return blob_uploads.uploaded_by(self.conn, user, digests)
 
     # -- aliases ----------------------------------------------------------
+
+    def aliases_of_models(self, model_ids: Sequence[int]) -> list[tuple[int, str, int]]:
+        """Every alias of the given models as (model id, alias, version number)."""
+        if not model_ids:
+            return []
+        rows = self.conn.execute(
+            sa.select(t.aliases.c.model_id, t.aliases.c.name, t.versions.c.number)
+            .join(t.versions, t.versions.c.id == t.aliases.c.version_id)
+            .where(t.aliases.c.model_id.in_(list(model_ids)))
+            .order_by(t.aliases.c.model_id, t.aliases.c.name)
+        )
+        return [(int(r[0]), str(r[1]), int(r[2])) for r in rows]
+
+    def newest_by_state(self, model_ids: Sequence[int], per_state: int) -> list[int]:
+        """Ids of each model's ``per_state`` highest-numbered versions in each
+        state, for a page of models in one statement (stages, issue 10)."""
+        if not model_ids:
+            return []
+        v = t.versions
+        ranked = (
+            sa.select(
+                v.c.id,
+                sa.func.row_number()
+                .over(partition_by=(v.c.model_id, v.c.state), order_by=v.c.number.desc())
+                .label("rank"),
+            )
+            .where(v.c.model_id.in_(list(model_ids)))
+            .subquery()
+        )
+        rows = self.conn.execute(sa.select(ranked.c.id).where(ranked.c.rank <= per_state))
+        return [int(r[0]) for r in rows]
+
+    def model_aliases(self, model_id: int) -> list[tuple[str, int, int]]:
+        """Every alias of a model as (alias, version id, version number), by alias."""
+        rows = self.conn.execute(
+            sa.select(t.aliases.c.name, t.aliases.c.version_id, t.versions.c.number)
+            .join(t.versions, t.versions.c.id == t.aliases.c.version_id)
+            .where(t.aliases.c.model_id == model_id)
+            .order_by(t.aliases.c.name)
+        )
+        return [(str(r[0]), int(r[1]), int(r[2])) for r in rows]
 
     def get_alias(self, model_id: int, alias: str) -> int | None:
         """The version id an alias points to, or None."""
