@@ -87,6 +87,13 @@ class Settings(BaseSettings):
             return not is_loopback(self.host)
         return self.auth == "on"
 
+    # -- the MLflow door (issue 10) --
+    mlflow_namespace: str = Field(
+        "default",
+        description="Namespace the MLflow door (/api/2.0/mlflow) registers and finds "
+        "models in: MLflow model names carry no namespace.",
+    )
+
     # -- events and webhooks (issue 4) --
     dispatcher: bool = Field(True, description="Run the webhook dispatcher in each server process.")
     dispatcher_interval: float = Field(

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from fastapi import FastAPI
+from starlette.routing import BaseRoute, Mount
 from starlette.testclient import TestClient
 
 from modelyard.api.access import Authenticator, access, guard_of, install_guards
@@ -336,13 +337,20 @@ def test_consumer_sees_only_the_production_view(auth_client: TestClient) -> None
 def test_route_walk_every_route_has_a_decision(tmp_path: Path, db_url: str) -> None:
     app = create_app(auth_settings(tmp_path, db_url))
     seen = 0
+    # Mounted doors (the MLflow one) are walked route by route under their prefix.
+    walked: list[tuple[str, BaseRoute]] = []
+    for route in app.routes:
+        if isinstance(route, Mount):
+            walked += [(route.path + getattr(r, "path", ""), r) for r in route.routes]
+        else:
+            walked.append((getattr(route, "path", ""), route))
+    assert any(p.startswith("/api/2.0/mlflow/") for p, _ in walked)
     with TestClient(app, raise_server_exceptions=False) as client:
-        for route in app.routes:
+        for path, route in walked:
             rule = guard_of(route)
             assert rule is not None, f"{route!r} has no authorization decision"
             methods = sorted(getattr(route, "methods", None) or ())
             assert methods, route
-            path = getattr(route, "path", "")
             url = path.replace("{path:path}", "a/b").replace("{name}", "favicon.png")
             url = url.replace("{", "").replace("}", "")
             for method in methods:
@@ -353,7 +361,7 @@ def test_route_walk_every_route_has_a_decision(tmp_path: Path, db_url: str) -> N
                 else:
                     assert r.status_code == 401, (method, path, r.status_code, r.text)
     assert seen > 40
-    public = {getattr(r, "path", "") for r in app.routes if (g := guard_of(r)) and g.public}
+    public = {p for p, r in walked if (g := guard_of(r)) and g.public}
     assert public == {
         "/health",
         "/metrics",
@@ -390,6 +398,26 @@ def test_undeclared_routes_are_refused(tmp_path: Path) -> None:
     install_error_handlers(app2)
     with TestClient(app2, raise_server_exceptions=False) as client:
         assert_error(client.get("/forgotten"), 403, "PERMISSION_DENIED")
+    identity.db.dispose()
+
+
+def test_a_mount_needs_guards_of_its_own(tmp_path: Path) -> None:
+    identity = build_services(Settings(data_dir=tmp_path)).identity
+    auth = Authenticator(identity, enabled=True, call=None)
+    inner = FastAPI(docs_url=None, redoc_url=None)
+
+    @inner.get("/thing")
+    @access("read")
+    async def thing() -> dict[str, str]:
+        return {}
+
+    outer = FastAPI(docs_url=None, redoc_url=None)
+    outer.router.routes.append(Mount("/door", app=inner))
+    # Its routes would bypass every guard: refused.
+    with pytest.raises(RuntimeError, match="Mount"):
+        install_guards(outer, auth)
+    install_guards(inner, auth)
+    install_guards(outer, auth)  # now accepted: the door guards its own routes
     identity.db.dispose()
 
 

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal, TypeVar
 
 from fastapi import FastAPI
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from modelyard.domain.errors import PermissionDenied, Unauthenticated
@@ -120,18 +120,31 @@ def bearer_token(scope: Scope) -> str | None:
 
 
 class Authenticator:
-    """Turns a request's bearer token into a principal (or ``anonymous`` with auth off)."""
+    """Turns a request's bearer token into a principal (or ``anonymous`` with auth off).
 
-    def __init__(self, identity: IdentityService, *, enabled: bool, call: Any) -> None:
+    ``credentials`` reads the token from the request: the bearer header by
+    default; a door whose clients send it otherwise (the MLflow door also
+    takes it as a Basic password) passes its own reader.
+    """
+
+    def __init__(
+        self,
+        identity: IdentityService,
+        *,
+        enabled: bool,
+        call: Any,
+        credentials: Callable[[Scope], str | None] = bearer_token,
+    ) -> None:
         self.identity = identity
         self.enabled = enabled
         self.call = call  # api.deps.ServiceCall: inline on SQLite, threadpool elsewhere
+        self.credentials = credentials
 
     async def __call__(self, scope: Scope) -> Principal:
         """The request's principal; ``UNAUTHENTICATED`` for a missing or bad token."""
         if not self.enabled:
             return ANONYMOUS
-        token = bearer_token(scope)
+        token = self.credentials(scope)
         found = self.identity.authenticate_cached(token)
         if found is not None:
             return found
@@ -154,13 +167,23 @@ def _guard(app: ASGIApp, rule: Access | None, authenticator: Authenticator) -> A
     return guarded
 
 
+GUARDED_MARK: Final = "modelyard_guards_installed"
+
+
 def install_guards(app: FastAPI, authenticator: Authenticator, *, strict: bool = True) -> None:
-    """Wrap every route in its guard; with ``strict``, refuse undeclared routes now."""
+    """Wrap every route in its guard; with ``strict``, refuse undeclared routes now.
+
+    A mounted sub-app is accepted only if ``install_guards`` ran on it first
+    (strictly): its own routes then carry their guards (the MLflow door,
+    ``api/mlflow/app.py``). Any other mount would bypass the guards.
+    """
     missing: list[str] = []
     # Route objects come from module-level routers shared by every app built
     # in this process: guard a per-app shallow copy, never the shared one.
     app.router.routes[:] = [copy.copy(r) for r in app.router.routes]
     for route in app.router.routes:
+        if isinstance(route, Mount) and getattr(route.app, GUARDED_MARK, False):
+            continue
         rule = declared(route)
         if rule is None:
             methods = sorted(getattr(route, "methods", None) or ())
@@ -174,10 +197,12 @@ def install_guards(app: FastAPI, authenticator: Authenticator, *, strict: bool =
                 description = getattr(route, "description", "") or ""
                 route.description = f"{description}\n\n{rule.describe()}".strip()  # type: ignore[attr-defined]
         else:
-            # Mounts and other route kinds would bypass the per-route guard.
+            # Mounts of unguarded apps and other route kinds would bypass the guard.
             missing.append(f"unsupported route kind {type(route).__name__}")
     if missing and strict:
         raise RuntimeError("routes without an authorization decision: " + "; ".join(missing))
+    if not missing:
+        app.__dict__[GUARDED_MARK] = True
 
 
 def guard_of(route: BaseRoute) -> Access | None:

@@ -17,6 +17,7 @@ from modelyard.api.deps import GroupedWrites, ServiceCall
 from modelyard.api.docs import install_docs
 from modelyard.api.errors import install_error_handlers
 from modelyard.api.middleware import BodyLimitMiddleware, Metrics, MetricsMiddleware
+from modelyard.api.mlflow.app import install_mlflow
 from modelyard.api.openapi import install_openapi
 from modelyard.api.v1 import (
     blobs,
@@ -129,6 +130,9 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         # keeps a tree of wrappers that re-matches every route per request
         # (~250 µs a request with our ~40 routes, measured with cProfile).
         app.router.routes.extend(router.routes)
+    # The MLflow door: a sub-app mounted after every REST v1 route, with its own
+    # error shape and guards (api/mlflow/app.py says why a sub-app).
+    install_mlflow(app)
     # Deny by default: every route is wrapped in the guard its endpoint
     # declared; building fails if one declared nothing (api/access.py).
     app.state.authenticator = Authenticator(

@@ -1,0 +1,94 @@
+"""The MLflow door: MLflow's REST API as a sub-app mounted on the main app.
+
+Why a mounted sub-app rather than routes on the main router: the door has its
+own error body (MLflow's ``error_code`` shape, ``api/mlflow/errors.py``), its
+own answer for unknown paths (``ENDPOINT_NOT_FOUND``), its own credentials
+(a token as Bearer *or* as a Basic password) and its own API description
+(MLflow's, not modelyard's OpenAPI document). A sub-app holds all four in one
+place, and REST v1's routes, handlers and OpenAPI document stay untouched.
+
+The sub-app shares the main app's ``state`` (the same services, the same
+ways to call them), so both doors run the same service calls. Its routes
+declare their permission with ``@access`` and are guarded exactly as REST
+v1's (``install_guards``, deny by default); the main app accepts the mount
+only because its routes are guarded already.
+
+It is mounted at ``/api/2.0`` (what ``MlflowClient`` calls) and
+``/ajax-api/2.0`` (what MLflow's web UI calls); its routes are written
+relative to that (``/mlflow/registered-models/create``). Lanes adding MLflow
+endpoints append their router to :data:`ROUTERS`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Final
+
+from fastapi import APIRouter, FastAPI
+from starlette.routing import Mount
+from starlette.types import Scope
+
+from modelyard.api.access import Authenticator, install_guards
+from modelyard.api.mlflow import registry
+from modelyard.api.mlflow.errors import install_mlflow_error_handlers
+
+PREFIXES: Final = ("/api/2.0", "/ajax-api/2.0")
+
+ROUTERS: Final[list[APIRouter]] = [registry.router]
+"""The door's routers, in matching order."""
+
+
+def mlflow_token(scope: Scope) -> str | None:
+    """The modelyard token of an MLflow request.
+
+    MLflow's client sends ``MLFLOW_TRACKING_TOKEN`` as ``Authorization:
+    Bearer <token>`` and ``MLFLOW_TRACKING_USERNAME``/``_PASSWORD`` as Basic
+    auth; with Basic the password is the token and the user name is not
+    consulted (the token says who the caller is, as with git hosts' tokens).
+    """
+    for name, value in scope.get("headers", ()):
+        if name != b"authorization":
+            continue
+        scheme, _, rest = bytes(value).decode("latin-1").partition(" ")
+        rest = rest.strip()
+        if scheme.lower() == "bearer":
+            return rest or None
+        if scheme.lower() == "basic":
+            try:
+                decoded = base64.b64decode(rest, validate=True).decode("utf-8")
+            except (binascii.Error, UnicodeDecodeError):
+                return None
+            _, sep, password = decoded.partition(":")
+            return password if sep and password else None
+        return None
+    return None
+
+
+def build_mlflow_app(parent: FastAPI) -> FastAPI:
+    """The door's app, sharing ``parent``'s state (services, service calls)."""
+    door = FastAPI(
+        title="modelyard MLflow door",
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
+        # As on the main app: no redirect built from a foreign Host header.
+        redirect_slashes=False,
+    )
+    door.state = parent.state
+    for router in ROUTERS:
+        door.router.routes.extend(router.routes)
+    install_mlflow_error_handlers(door)
+    state = parent.state
+    authenticator = Authenticator(
+        state.identity, enabled=state.auth_enabled, call=state.call, credentials=mlflow_token
+    )
+    install_guards(door, authenticator)
+    return door
+
+
+def install_mlflow(app: FastAPI) -> None:
+    """Mount the door on ``app`` (after its own routes, before its guards)."""
+    door = build_mlflow_app(app)
+    for prefix in PREFIXES:
+        app.router.routes.append(Mount(prefix, app=door))
