@@ -9,11 +9,10 @@ import os
 from pathlib import Path
 
 import httpx
+import mlflow
 import numpy as np
 import pytest
 from mlflow import MlflowClient
-
-import mlflow
 
 # The client's own advice (type hints, pickle caution, deprecations of its
 # dependencies) is MLflow's business, not a failure of the server under test.
