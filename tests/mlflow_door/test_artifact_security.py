@@ -99,12 +99,14 @@ FOREIGN_SOURCES = [
     "http:///#/../../canary.txt",
     "//proc/self/root/etc/passwd",
     "s3://bucket/key",
+    "models:/m-../../x",
+    "models:/m-fraud/1",  # a registered model named "m-fraud": the registry's, not ours
 ]
 TRAVERSING_SOURCES = [
     "runs:/{run}/../../canary.txt",
     "runs:/{run}/%2e%2e/x",
     "runs:/../../etc/passwd",
-    "models:/m-../../x",
+    "models:/{model}/../../x",
     "mlflow-artifacts:/0/{run}/artifacts/../../../canary.txt",
     "mlflow-artifacts:/0/{run}/artifacts/a\\b",
     "runs:/{run}/a%00b",
@@ -119,7 +121,7 @@ def test_sources(door: tuple[TestClient, str, str], tmp_path: Path) -> None:
     from modelyard.domain.identity import Principal
     from modelyard.service.versions import VersionSpec
 
-    client, run, _ = door
+    client, run, model = door
     admin = Principal.local("admin")
     settings = Settings(
         data_dir=tmp_path / "data", db=str(client.app.state.settings.db), dispatcher=False
@@ -133,5 +135,5 @@ def test_sources(door: tuple[TestClient, str, str], tmp_path: Path) -> None:
         for source in TRAVERSING_SOURCES:
             with pytest.raises(InvalidInput):
                 reg.create_version(
-                    "canary", VersionSpec(source=source.format(run=run)), actor=admin
+                    "canary", VersionSpec(source=source.format(run=run, model=model)), actor=admin
                 )

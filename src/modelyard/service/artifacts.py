@@ -23,6 +23,7 @@ left unresolved (the caller keeps the text). No filesystem, no network.
 from __future__ import annotations
 
 import mimetypes
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
     from modelyard.store.blobs.base import BlobStore
 
 MAX_LISTED = 100_000
+_LOGGED_MODEL_URI = re.compile(r"models:/(m-[0-9a-f]{32})(?=/|$)")
 MAX_SOURCE_LENGTH = 1024
 
 
@@ -258,10 +260,10 @@ def resolve_model_source(
         owner = validate_run_id(run_part)
         if prefix:
             validate_file_path(prefix)
-    elif source.startswith("models:/m-"):
-        rest = source[len("models:/") :].strip("/")
-        model_part, _, prefix = rest.partition("/")
-        owner = validate_model_id(model_part)
+    elif (m := _LOGGED_MODEL_URI.match(source)) is not None:
+        # ``models:/m-<32 hex>[/path]`` only: ``models:/<name>/<version>`` is
+        # the registry's own (a registered model may well be named "m-...").
+        owner, prefix = m.group(1), source[m.end() :].strip("/")
         if prefix:
             validate_file_path(prefix)
     elif source.startswith(ARTIFACT_SCHEME + "/") and not source.startswith(ARTIFACT_SCHEME + "//"):

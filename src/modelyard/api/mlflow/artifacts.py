@@ -19,10 +19,13 @@ from starlette.responses import Response, StreamingResponse
 from modelyard.api.access import access
 from modelyard.api.deps import actor
 from modelyard.api.mlflow.params import Params, ok
+from modelyard.api.responses import BlobFileResponse, BlobStreamResponse
 from modelyard.api.v1.blobs import _declared_size, _room
+from modelyard.hashio import PIPELINE_MIN
 from modelyard.service.artifacts import ArtifactService
 
 router = APIRouter(prefix="/mlflow-artifacts/artifacts")
+_OCTETS = "application/octet-stream"
 
 
 def _artifacts(request: Request) -> ArtifactService:
@@ -76,10 +79,18 @@ async def download_artifact(request: Request, path: str) -> Response:
     """``HttpArtifactRepository._download_file``: the file's bytes."""
     svc = _artifacts(request)
     entry, chunks = await request.app.state.call(svc.open, path, actor=actor(request))
+    # The blob by digest (never the client's path): sent from its file when the
+    # store keeps files, as REST v1's downloads are.
+    local = svc.blob_service.store.local_path(entry.digest)
+    name = entry.path.rsplit("/", 1)[-1]
+    if local is not None and entry.size >= PIPELINE_MIN:
+        return BlobStreamResponse(local, entry.size, media_type=_OCTETS, headers={}, filename=name)
+    if local is not None:
+        return BlobFileResponse(local, media_type=_OCTETS, filename=name)
     body: Iterator[bytes] = chunks
     return StreamingResponse(
         body,
-        media_type="application/octet-stream",
+        media_type=_OCTETS,
         headers={"Content-Length": str(entry.size)},
     )
 
