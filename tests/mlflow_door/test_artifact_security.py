@@ -137,3 +137,40 @@ def test_sources(door: tuple[TestClient, str, str], tmp_path: Path) -> None:
                 reg.create_version(
                     "canary", VersionSpec(source=source.format(run=run, model=model)), actor=admin
                 )
+
+
+def test_tracking_permissions_with_auth_on(tmp_path: Path, db_url: str) -> None:
+    """Roles apply to tracking as on REST v1: a reader of ``default`` reads
+    runs and artifacts, writes nothing; a writer of another namespace sees
+    nothing of ``default``; a token as Basic password works like Bearer."""
+    import base64
+
+    from tests.auth_helpers import ADMIN_TOKEN, auth_settings, bearer, make_user
+
+    with TestClient(create_app(auth_settings(tmp_path, db_url))) as client:
+        admin = bearer(ADMIN_TOKEN)
+        assert client.post(f"{API}/runs/create", json={}).status_code == 401
+        run = client.post(f"{API}/runs/create", json={"experiment_id": "0"}, headers=admin)
+        rid = run.json()["run"]["info"]["run_id"]
+        path = f"{PROXY}/0/{rid}/artifacts/a.txt"
+        assert client.put(path, content=b"hi", headers=admin).status_code == 200
+        client.post("/api/v1/namespaces", json={"name": "other"}, headers=admin)
+        reader = bearer(make_user(client, "rita", {"default": "reader"}))
+        basic = base64.b64encode(b"rita:" + reader["Authorization"].split()[1].encode()).decode()
+        outsider = bearer(make_user(client, "otto", {"other": "writer"}))
+        for who in (reader, {"Authorization": f"Basic {basic}"}):
+            assert client.get(f"{API}/runs/get", params={"run_id": rid}, headers=who).is_success
+            assert client.get(path, headers=who).content == b"hi"
+            _refused(client.put(path, content=b"x", headers=who), 403)
+            _refused(
+                client.post(
+                    f"{API}/runs/log-metric",
+                    json={"run_id": rid, "key": "a", "value": 1, "timestamp": 1},
+                    headers=who,
+                ),
+                403,
+            )
+        _refused(client.get(f"{API}/runs/get", params={"run_id": rid}, headers=outsider), 403)
+        _refused(client.get(path, headers=outsider), 403)
+        listed = client.post(f"{API}/experiments/search", json={}, headers=outsider).json()
+        assert listed.get("experiments", []) == []
