@@ -80,13 +80,22 @@ def test_experiments_live_in_a_namespace(services: Services) -> None:
     assert {e.name for e in tr.search_experiments(actor=ADMIN).items} == {"fraud", "Default"}
 
     tr.rename_experiment(exp.id, "fraud-v2", actor=ADMIN)
+    kept = tr.create_run(exp.id, actor=ADMIN)
+    gone = tr.create_run(exp.id, actor=ADMIN)
+    tr.delete_run(gone.id, actor=ADMIN)
     tr.delete_experiment(exp.id, actor=ADMIN)
+    assert tr.get_run(kept.id, actor=ADMIN).lifecycle_stage.value == "deleted"
+    with pytest.raises(Conflict):
+        tr.rename_experiment(exp.id, "x", actor=ADMIN)
     assert [e.name for e in tr.search_experiments(view="deleted", actor=ADMIN).items] == [
         "fraud-v2"
     ]
     with pytest.raises(Conflict):
         tr.create_run(exp.id, actor=ADMIN)
     tr.restore_experiment(exp.id, actor=ADMIN)
+    # Runs deleted with the experiment come back; one deleted before stays deleted.
+    assert tr.get_run(kept.id, actor=ADMIN).lifecycle_stage.value == "active"
+    assert tr.get_run(gone.id, actor=ADMIN).lifecycle_stage.value == "deleted"
     page = tr.search_experiments(filter_string="name LIKE 'fraud%'", actor=ADMIN)
     assert [e.name for e in page.items] == ["fraud-v2"]
     with pytest.raises(InvalidInput):

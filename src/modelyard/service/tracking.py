@@ -361,6 +361,7 @@ class TrackingService:
             raise InvalidInput("experiment name must not be empty", code="INVALID_INPUT")
 
         def change(tq: TrackingQueries, before: Experiment) -> str | None:
+            _active_experiment(before)
             if before.name == new_name:
                 return None
             tq.update_experiment(before.id, name=new_name)
@@ -391,7 +392,14 @@ class TrackingService:
                     f"experiment {before.id} is already {stage.value}",
                     code="EXPERIMENT_ALREADY_" + stage.value.upper(),
                 )
-            tq.update_experiment(before.id, lifecycle_stage=stage.value)
+            # Its runs go with it, stamped with the experiment's own change
+            # time, so a restore brings back exactly those (as MLflow does).
+            at = now_us()
+            if stage is LifecycleStage.DELETED:
+                tq.delete_experiment_runs(before.id, at)
+            else:
+                tq.restore_experiment_runs(before.id, before.updated_at)
+            tq.update_experiment(before.id, lifecycle_stage=stage.value, updated_at=at)
             return (
                 "experiment.deleted" if stage is LifecycleStage.DELETED else "experiment.restored"
             )
@@ -411,6 +419,7 @@ class TrackingService:
             )
 
         def change(tq: TrackingQueries, before: Experiment) -> None:
+            _active_experiment(before)
             tq.set_experiment_tags(before.id, tags)
 
         self._change_experiment(experiment_id, actor, change)
@@ -422,6 +431,7 @@ class TrackingService:
         validate_key(key, "tag key")
 
         def change(tq: TrackingQueries, before: Experiment) -> None:
+            _active_experiment(before)
             if not tq.delete_experiment_tag(before.id, key):
                 raise NotFound(f"tag {key!r} not set", code="TAG_NOT_FOUND")
 
@@ -898,6 +908,15 @@ class TrackingService:
 
 
 # -- validation and payloads ---------------------------------------------------
+
+
+def _active_experiment(e: Experiment) -> None:
+    if e.lifecycle_stage is not LifecycleStage.ACTIVE:
+        raise Conflict(
+            f"experiment {e.id} is deleted; restore it first",
+            code="EXPERIMENT_DELETED",
+            details={"experiment_id": str(e.id)},
+        )
 
 
 def _check_time(value: Any, what: str) -> int:

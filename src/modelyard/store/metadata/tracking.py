@@ -309,6 +309,34 @@ class TrackingQueries:
         if values:
             self.conn.execute(t.runs.update().where(t.runs.c.id == run_id).values(values))
 
+    def delete_experiment_runs(self, experiment_id: int, at: int) -> int:
+        """Soft-delete an experiment's active runs, stamped ``at``."""
+        r_ = t.runs
+        res = self.conn.execute(
+            r_.update()
+            .where(
+                r_.c.experiment_id == experiment_id,
+                r_.c.lifecycle_stage == LifecycleStage.ACTIVE.value,
+            )
+            .values(lifecycle_stage=LifecycleStage.DELETED.value, deleted_at=at)
+        )
+        return int(res.rowcount or 0)
+
+    def restore_experiment_runs(self, experiment_id: int, deleted_at: int) -> int:
+        """Restore the runs deleted with their experiment (stamped ``deleted_at``);
+        runs deleted one by one before stay deleted."""
+        r_ = t.runs
+        res = self.conn.execute(
+            r_.update()
+            .where(
+                r_.c.experiment_id == experiment_id,
+                r_.c.lifecycle_stage == LifecycleStage.DELETED.value,
+                r_.c.deleted_at == deleted_at,
+            )
+            .values(lifecycle_stage=LifecycleStage.ACTIVE.value, deleted_at=None)
+        )
+        return int(res.rowcount or 0)
+
     def params_of(self, run_id: str, keys: Iterable[str]) -> dict[str, str]:
         """The values already logged for ``keys`` (params never change once logged)."""
         p = t.run_params
