@@ -143,7 +143,7 @@ def test_sklearn_log_model_load_and_artifacts(
     reason="needs lane-mlflow's model-version endpoints passing VersionSpec(source=...); "
     "integrator: delete this mark once both lanes are merged",
 )
-def test_sklearn_log_register_load(tracking: str, model_name: str) -> None:
+def test_sklearn_log_register_load(tracking: str, model_name: str, tmp_path: Path) -> None:
     """``log_model(registered_model_name=...)``, ``register_model("runs:/...")``
     and ``pyfunc.load_model("models:/name/1")``: the versions own the files."""
     model, x = _fitted()
@@ -155,10 +155,15 @@ def test_sklearn_log_register_load(tracking: str, model_name: str) -> None:
     assert int(info.registered_model_version) == 1
     r1 = httpx.get(f"{tracking}/api/v1/models/default/{model_name}/versions/1").json()
     assert {"MLmodel", "model.pkl"} <= {f["path"] for f in r1["files"]}
-    assert r1["source_run"] == run.info.run_id
+    assert r1["lineage"]["source_run"] == run.info.run_id
     mv = mlflow.register_model(f"runs:/{run.info.run_id}/model", model_name)
     assert int(mv.version) == 2
     r2 = httpx.get(f"{tracking}/api/v1/models/default/{model_name}/versions/2").json()
     assert {f["digest"] for f in r2["files"]} == {f["digest"] for f in r1["files"]}
     loaded = mlflow.pyfunc.load_model(f"models:/{model_name}/1")
     assert np.allclose(np.asarray(loaded.predict(x)), model.predict(x))  # type: ignore[attr-defined]
+    MlflowClient().set_registered_model_alias(model_name, "champion", "2")
+    champion = mlflow.pyfunc.load_model(f"models:/{model_name}@champion")
+    assert np.allclose(np.asarray(champion.predict(x)), model.predict(x))  # type: ignore[attr-defined]
+    out = mlflow.artifacts.download_artifacts(f"models:/{model_name}/2", dst_path=str(tmp_path))
+    assert (Path(out) / "MLmodel").exists()
