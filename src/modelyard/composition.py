@@ -16,6 +16,9 @@ their object graph here, so they all run the same one::
           approvals   ApprovalService    (registry)
           identity    IdentityService    (registry): users, tokens, roles
           blob_service BlobService       (registry, max_blob_size): upload and download rules
+          tracking    TrackingService    (registry): experiments, runs, logged models;
+                                         the ``Default`` experiment (id 0) ensured
+          artifacts   ArtifactService    (metadata, blob_service): run/model artifact trees
           webhooks    WebhookService     (metadata, DestinationGuard(webhook_allow),
                                          WebhookPolicy(settings))
      └─ build_dispatcher(services) -> Dispatcher   (server processes only)
@@ -32,11 +35,13 @@ from modelyard.domain.webhooks import AttemptOutcome
 from modelyard.events.dispatcher import Dispatcher
 from modelyard.events.sender import WebhookSender
 from modelyard.service.approvals import ApprovalService
+from modelyard.service.artifacts import ArtifactService
 from modelyard.service.blobs import BlobService
 from modelyard.service.destinations import DestinationGuard
 from modelyard.service.governance import GovernanceService
 from modelyard.service.identity import IdentityService
 from modelyard.service.registry import RegistryService
+from modelyard.service.tracking import TrackingService
 from modelyard.service.validation import Limits
 from modelyard.service.webhooks import WebhookPolicy, WebhookService
 from modelyard.settings import Settings
@@ -63,6 +68,8 @@ class Services:
     identity: IdentityService
     webhooks: WebhookService
     blob_service: BlobService
+    tracking: TrackingService
+    artifacts: ArtifactService
 
     def close(self) -> None:
         """Release the database engine and its threads."""
@@ -105,9 +112,12 @@ def build_services(settings: Settings) -> Services:
             ),
         )
         registry.ensure_namespace()
+        tracking = TrackingService(registry)
+        tracking.ensure_default_experiment()
     except BaseException:
         metadata.dispose()
         raise
+    blob_service = BlobService(registry, max_blob_size=settings.max_blob_size)
     return Services(
         settings=settings,
         metadata=metadata,
@@ -121,7 +131,9 @@ def build_services(settings: Settings) -> Services:
             DestinationGuard(settings.webhook_allow),
             WebhookPolicy.from_settings(settings),
         ),
-        blob_service=BlobService(registry, max_blob_size=settings.max_blob_size),
+        blob_service=blob_service,
+        tracking=tracking,
+        artifacts=ArtifactService(metadata, blob_service),
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any, cast
 
 import orjson
@@ -19,6 +19,7 @@ from modelyard.domain.references import DEFAULT_NAMESPACE, Reference, parse_refe
 from modelyard.service import blobs as blob_rules
 from modelyard.service import policy_gate
 from modelyard.service import validation as v
+from modelyard.service.artifacts import ResolvedSource, check_stored, resolve_model_source
 from modelyard.service.core import (
     Page,
     RegistryCore,
@@ -53,6 +54,12 @@ class VersionSpec:
     original: str | None = None
     relation: str | None = None
     draft: bool = False
+    # An MLflow model source (``runs:/<run>/<path>``, ``models:/m-<id>``, a
+    # ``mlflow-artifacts:/`` URI): with no ``files``, the version's manifest
+    # is what the source names in the artifact index (service/artifacts.py),
+    # and ``source_run`` its run. Any other text is kept as metadata
+    # ``mlflow.source`` only.
+    source: str | None = None
 
 
 class VersionUseCases(RegistryCore):
@@ -139,6 +146,9 @@ class VersionUseCases(RegistryCore):
         validate_name(namespace, kind="namespace")
         auth.require(actor, Permission.WRITE, namespace)
         validate_name(name)
+        resolved = None
+        if spec.source is not None:
+            spec, resolved = _resolve_source(self, spec, actor)
         files = v.check_files(spec.files, max_files=self.max_files)
         description = v.check_description(spec.description)
         framework = v.check_short(spec.framework, "framework")
@@ -169,7 +179,13 @@ class VersionUseCases(RegistryCore):
             raise InvalidInput(
                 "a relation needs a parent or original version", code="INVALID_LINEAGE"
             )
-        blob_rules.check_manifest(cast("RegistryService", self), files, actor=actor)
+        if resolved is None:
+            blob_rules.check_manifest(cast("RegistryService", self), files, actor=actor)
+        else:
+            # Files of a resolved source: the resolver checked that the caller
+            # may read the run or logged model that owns them (their uploader
+            # may be someone else); only presence and sizes remain to hold.
+            check_stored(self.blobs, files)
         # The request's fingerprint matters only under an Idempotency-Key, and
         # asdict's deep copy cost ~5% of a create's CPU: computed only then.
         request_hash = (
@@ -392,6 +408,29 @@ class VersionUseCases(RegistryCore):
             )
 
         self.run_in_transaction(op)
+
+
+def _resolve_source(
+    core: RegistryCore, spec: VersionSpec, actor: Principal
+) -> tuple[VersionSpec, ResolvedSource | None]:
+    """``spec`` with the files its MLflow ``source`` names (when it names
+    ours and no files were sent) and the source text kept as metadata."""
+    assert spec.source is not None
+    resolved = None if spec.files else resolve_model_source(core.db, spec.source, actor=actor)
+    meta = dict(spec.metadata) if isinstance(spec.metadata, dict) else spec.metadata
+    if isinstance(meta, dict):
+        meta.setdefault("mlflow.source", spec.source)
+    if resolved is None:
+        return replace(spec, metadata=meta), None
+    return (
+        replace(
+            spec,
+            files=list(resolved.files),
+            metadata=meta,
+            source_run=spec.source_run or resolved.run_id,
+        ),
+        resolved,
+    )
 
 
 def _bounded(value: str | None, field_name: str, limit: int) -> str | None:

@@ -30,12 +30,17 @@ from starlette.routing import Mount
 from starlette.types import Scope
 
 from modelyard.api.access import Authenticator, install_guards
-from modelyard.api.mlflow import registry
+from modelyard.api.mlflow import artifacts, logged_models, registry, tracking
 from modelyard.api.mlflow.errors import install_mlflow_error_handlers
 
 PREFIXES: Final = ("/api/2.0", "/ajax-api/2.0")
 
-ROUTERS: Final[list[APIRouter]] = [registry.router]
+ROUTERS: Final[list[APIRouter]] = [
+    registry.router,
+    tracking.router,
+    logged_models.router,
+    artifacts.router,
+]
 """The door's routers, in matching order."""
 
 

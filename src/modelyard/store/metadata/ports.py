@@ -16,7 +16,9 @@ errors: ``AlreadyExists``, ``Conflict``). This module imports no SQLAlchemy;
         │                    idempotency keys, events (the outbox's writer)
         ├── .governance      GovernanceQueries: policies, approvals, audit
         ├── .identity        IdentityQueries: users, tokens, role bindings
-        └── .outbox          OutboxQueries: event pages, webhooks, deliveries
+        ├── .outbox          OutboxQueries: event pages, webhooks, deliveries
+        └── .tracking        TrackingQueries: experiments, runs, metrics,
+                             logged models, the artifact index
 """
 
 from __future__ import annotations
@@ -38,6 +40,15 @@ from modelyard.domain.entities import (
 )
 from modelyard.domain.filters import Node, OrderBy
 from modelyard.domain.identity import ApiToken, Role, RoleBinding, User
+from modelyard.domain.run_filters import Clause, RunOrder
+from modelyard.domain.tracking import (
+    ArtifactFile,
+    Experiment,
+    LoggedModel,
+    Metric,
+    ModelOutput,
+    Run,
+)
 
 T = TypeVar("T")
 
@@ -279,6 +290,125 @@ class OutboxQueries(Protocol):
     def prune_deliveries(self, *, before: int, limit: int) -> int: ...
 
 
+class TrackingQueries(Protocol):
+    """Experiments, runs (params, metric history, tags, outputs), logged models
+    and the artifact index (owner id + relative path -> digest).
+
+    Experiment and run searches take the stages to include and, for runs, the
+    parsed clauses of MLflow's run filter (``domain/run_filters.py``); pages
+    are offsets into a total order that ends with the id, so they are stable.
+    """
+
+    # -- experiments
+
+    def insert_experiment(
+        self,
+        name: str,
+        *,
+        namespace: str,
+        tags: dict[str, str],
+        actor: str,
+        experiment_id: int | None = None,
+    ) -> int: ...
+
+    def get_experiment(self, experiment_id: int) -> Experiment | None: ...
+
+    def experiment_by_name(self, name: str) -> Experiment | None: ...
+
+    def search_experiment_ids(
+        self,
+        *,
+        stages: Sequence[str],
+        clauses: Sequence[Clause],
+        order: Sequence[RunOrder],
+        limit: int,
+        offset: int,
+        namespaces: Sequence[str] | None,
+    ) -> list[int]: ...
+
+    def load_experiments(self, ids: Sequence[int]) -> list[Experiment]: ...
+
+    def update_experiment(self, experiment_id: int, **values: Any) -> None: ...
+
+    def set_experiment_tags(self, experiment_id: int, tags: dict[str, str]) -> None: ...
+
+    def delete_experiment_tag(self, experiment_id: int, key: str) -> bool: ...
+
+    # -- runs
+
+    def insert_run(self, values: dict[str, Any], tags: dict[str, str]) -> None: ...
+
+    def load_runs(self, ids: Sequence[str]) -> list[Run]: ...
+
+    def update_run(self, run_id: str, **values: Any) -> None: ...
+
+    def delete_experiment_runs(self, experiment_id: int, at: int) -> int: ...
+
+    def restore_experiment_runs(self, experiment_id: int, deleted_at: int) -> int: ...
+
+    def params_of(self, run_id: str, keys: Iterable[str]) -> dict[str, str]: ...
+
+    def insert_params(self, run_id: str, params: dict[str, str]) -> None: ...
+
+    def set_run_tags(self, run_id: str, tags: dict[str, str]) -> None: ...
+
+    def delete_run_tag(self, run_id: str, key: str) -> bool: ...
+
+    def insert_metrics(self, run_id: str, metrics: Sequence[Metric]) -> None: ...
+
+    def metric_history(self, run_id: str, key: str, *, limit: int, offset: int) -> list[Metric]: ...
+
+    def add_run_outputs(self, run_id: str, outputs: Sequence[ModelOutput]) -> None: ...
+
+    def search_run_ids(
+        self,
+        *,
+        experiment_ids: Sequence[int],
+        stages: Sequence[str],
+        clauses: Sequence[Clause],
+        order: Sequence[RunOrder],
+        limit: int,
+        offset: int,
+    ) -> list[str]: ...
+
+    # -- logged models
+
+    def insert_logged_model(
+        self, values: dict[str, Any], tags: dict[str, str], params: dict[str, str]
+    ) -> None: ...
+
+    def load_logged_models(self, ids: Sequence[str]) -> list[LoggedModel]: ...
+
+    def update_logged_model(self, model_id: str, **values: Any) -> None: ...
+
+    def set_logged_model_tags(self, model_id: str, tags: dict[str, str]) -> None: ...
+
+    def delete_logged_model_tag(self, model_id: str, key: str) -> bool: ...
+
+    def add_logged_model_params(self, model_id: str, params: dict[str, str]) -> None: ...
+
+    def search_logged_model_ids(
+        self,
+        *,
+        experiment_ids: Sequence[int],
+        stages: Sequence[str],
+        name: str | None,
+        source_run_id: str | None,
+        limit: int,
+        offset: int,
+    ) -> list[str]: ...
+
+    # -- artifacts
+
+    def put_artifact(self, owner: str, entry: ArtifactFile, *, actor: str) -> None: ...
+
+    def artifact(self, owner: str, path: str) -> ArtifactFile | None: ...
+
+    def artifacts_under(self, owner: str, prefix: str, *, limit: int) -> list[ArtifactFile]: ...
+
+    def delete_artifacts(self, owner: str, prefix: str) -> int: ...
+
+
 # -- the transaction -----------------------------------------------------------
 
 
@@ -298,6 +428,9 @@ class RegistryTx(Protocol):
 
     @property
     def outbox(self) -> OutboxQueries: ...
+
+    @property
+    def tracking(self) -> TrackingQueries: ...
 
     # -- namespaces
 

@@ -46,6 +46,7 @@ from modelyard.store.metadata.prepared import json_param
 if TYPE_CHECKING:
     from modelyard.store.metadata.bound import BoundGovernance, BoundOutbox
     from modelyard.store.metadata.identity import IdentityQueries
+    from modelyard.store.metadata.tracking import TrackingQueries
 
 T = TypeVar("T")
 __all__ = ["EVENT_ORDER_LOCK", "MetadataStore", "Tx", "now_us"]
@@ -126,6 +127,13 @@ class Tx:
         from modelyard.store.metadata.bound import BoundOutbox
 
         return BoundOutbox(self.conn)
+
+    @property
+    def tracking(self) -> TrackingQueries:
+        """Experiments, runs, logged models and the artifact index, in this transaction."""
+        from modelyard.store.metadata.tracking import TrackingQueries
+
+        return TrackingQueries(self.conn)
 
     # -- namespaces -------------------------------------------------------
 

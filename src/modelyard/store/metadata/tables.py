@@ -437,3 +437,178 @@ event_cursors = sa.Table(
     sa.Column("last_event_id", sa.BigInteger, nullable=False),
     sa.Column("updated_at", sa.BigInteger, nullable=False),
 )
+
+
+# -- Experiment tracking (issue 10): experiments, runs, metric history, logged
+# models and the artifact index. Run and logged-model ids are text (MLflow's
+# 32 hex digits, ``m-`` + 32 hex) because clients name them in URIs. Every
+# experiment belongs to one namespace (by name, as role bindings name it).
+experiments = sa.Table(
+    "experiments",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(500), nullable=False, unique=True),
+    sa.Column("namespace", sa.String(128), nullable=False),
+    sa.Column("artifact_location", sa.String(1024), nullable=False),
+    sa.Column("lifecycle_stage", sa.String(16), nullable=False),
+    sa.Column("created_by", sa.String(256), nullable=False, server_default=""),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+)
+sa.Index("ix_experiments_lifecycle_stage_id", experiments.c.lifecycle_stage, experiments.c.id)
+
+experiment_tags = sa.Table(
+    "experiment_tags",
+    metadata,
+    sa.Column(
+        "experiment_id",
+        BigId,
+        sa.ForeignKey("experiments.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("key", sa.String(250), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
+runs = sa.Table(
+    "runs",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("experiment_id", BigId, sa.ForeignKey("experiments.id"), nullable=False),
+    sa.Column("name", sa.String(500), nullable=False, server_default=""),
+    sa.Column("user_name", sa.String(256), nullable=False, server_default=""),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("start_time", sa.BigInteger, nullable=True),
+    sa.Column("end_time", sa.BigInteger, nullable=True),
+    sa.Column("lifecycle_stage", sa.String(16), nullable=False),
+    sa.Column("artifact_uri", sa.String(1024), nullable=False),
+    sa.Column("deleted_at", sa.BigInteger, nullable=True),
+)
+# Run search: one experiment's runs in the default order (start_time DESC, id),
+# and by status within an experiment.
+sa.Index("ix_runs_experiment_id_start_time_id", runs.c.experiment_id, runs.c.start_time, runs.c.id)
+sa.Index("ix_runs_experiment_id_status", runs.c.experiment_id, runs.c.status)
+
+
+def _run_kv(name: str, value_type: sa.types.TypeEngine[Any]) -> sa.Table:
+    table = sa.Table(
+        name,
+        metadata,
+        sa.Column(
+            "run_id", sa.String(32), sa.ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True
+        ),
+        sa.Column("key", sa.String(250), primary_key=True),
+        sa.Column("value", value_type, nullable=False),
+    )
+    # Filters ``params.p = 'a'`` / ``tags.t LIKE ...`` walk (key, value).
+    sa.Index(f"ix_{name}_key_value", table.c.key, table.c.value, table.c.run_id)
+    return table
+
+
+run_params = _run_kv("run_params", sa.Text())
+run_tags = _run_kv("run_tags", sa.Text())
+
+# Every logged metric value (the history). ``is_nan`` because SQLite stores a
+# NaN REAL as NULL; the value column then holds 0. Identical points are kept once.
+run_metrics = sa.Table(
+    "run_metrics",
+    metadata,
+    sa.Column(
+        "run_id", sa.String(32), sa.ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column("key", sa.String(250), primary_key=True),
+    sa.Column("step", sa.BigInteger, primary_key=True),
+    sa.Column("timestamp", sa.BigInteger, primary_key=True),
+    sa.Column("value", sa.Float, primary_key=True),
+    sa.Column("is_nan", sa.Boolean, primary_key=True),
+    sa.Column("model_id", sa.String(34), nullable=True),
+)
+
+# The latest point of each metric (largest step, then timestamp, then value, as
+# MLflow decides): what ``metrics.x > 0.5`` filters and orders on.
+run_latest_metrics = sa.Table(
+    "run_latest_metrics",
+    metadata,
+    sa.Column(
+        "run_id", sa.String(32), sa.ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column("key", sa.String(250), primary_key=True),
+    sa.Column("value", sa.Float, nullable=False),
+    sa.Column("is_nan", sa.Boolean, nullable=False),
+    sa.Column("timestamp", sa.BigInteger, nullable=False),
+    sa.Column("step", sa.BigInteger, nullable=False),
+)
+sa.Index(
+    "ix_run_latest_metrics_key_value",
+    run_latest_metrics.c.key,
+    run_latest_metrics.c.value,
+    run_latest_metrics.c.run_id,
+)
+
+logged_models = sa.Table(
+    "logged_models",
+    metadata,
+    sa.Column("id", sa.String(34), primary_key=True),
+    sa.Column("experiment_id", BigId, sa.ForeignKey("experiments.id"), nullable=False),
+    sa.Column("name", sa.String(500), nullable=False),
+    sa.Column("source_run_id", sa.String(32), nullable=True),
+    sa.Column("model_type", sa.String(500), nullable=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("status_message", sa.Text, nullable=False, server_default=""),
+    sa.Column("artifact_location", sa.String(1024), nullable=False),
+    sa.Column("lifecycle_stage", sa.String(16), nullable=False),
+    sa.Column("created_by", sa.String(256), nullable=False, server_default=""),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+)
+sa.Index(
+    "ix_logged_models_experiment_id_created_at",
+    logged_models.c.experiment_id,
+    logged_models.c.created_at,
+)
+sa.Index("ix_logged_models_source_run_id", logged_models.c.source_run_id)
+
+
+def _model_kv(name: str) -> sa.Table:
+    return sa.Table(
+        name,
+        metadata,
+        sa.Column(
+            "model_id",
+            sa.String(34),
+            sa.ForeignKey("logged_models.id", ondelete="CASCADE"),
+            primary_key=True,
+        ),
+        sa.Column("key", sa.String(250), primary_key=True),
+        sa.Column("value", sa.Text, nullable=False),
+    )
+
+
+logged_model_tags = _model_kv("logged_model_tags")
+logged_model_params = _model_kv("logged_model_params")
+
+# The logged models a run produced (``log_outputs``), at a step.
+run_outputs = sa.Table(
+    "run_outputs",
+    metadata,
+    sa.Column(
+        "run_id", sa.String(32), sa.ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column("model_id", sa.String(34), primary_key=True),
+    sa.Column("step", sa.BigInteger, nullable=False),
+)
+
+# The artifact index: each file of a run's or logged model's artifact tree by
+# digest (the bytes are blobs). ``owner`` is the run id or logged model id,
+# ``path`` is relative to its artifact root and checked as every file path is.
+artifacts = sa.Table(
+    "artifacts",
+    metadata,
+    sa.Column("owner", sa.String(34), primary_key=True),
+    sa.Column("path", sa.String(1024), primary_key=True),
+    sa.Column("digest", sa.String(64), nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("created_by", sa.String(256), nullable=False, server_default=""),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+)
+sa.Index("ix_artifacts_digest", artifacts.c.digest)
