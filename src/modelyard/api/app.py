@@ -21,6 +21,7 @@ from modelyard.api.openapi import install_openapi
 from modelyard.api.v1 import (
     blobs,
     events,
+    families,
     governance,
     identity,
     models,
@@ -116,6 +117,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     # GET .../aliases/history.
     for router in (
         versions.router,
+        families.router,
         blobs.router,
         models.router,
         search.router,

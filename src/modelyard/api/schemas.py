@@ -16,6 +16,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool
 
 from modelyard.api.openapi import ALIAS, DIGEST, KEY, NAME, REFERENCE, VERSION, enum_of
 from modelyard.domain.approvals import ApprovalAction
+from modelyard.domain.entities import Relation
 from modelyard.domain.names import MAX_PATH_LENGTH, MAX_TAG_VALUE_LENGTH
 from modelyard.domain.policies import MAX_APPROVALS, MAX_RULES
 from modelyard.service.validation import MAX_DESCRIPTION
@@ -145,8 +146,26 @@ class Lineage(_Body):
     )
     relation: str | None = Field(
         None,
-        description="converted, quantized, finetuned, ...",
-        json_schema_extra={"pattern": "^[a-z][a-z0-9_-]{0,31}$"},
+        description="How this version derives from its parent.",
+        json_schema_extra={"enum": [r.value for r in Relation]},
+    )
+    recipe: dict[str, Any] | None = Field(
+        None,
+        description="How it was made from its parent: tool, tool_version, options.",
+        json_schema_extra={
+            "properties": {
+                "tool": SHORT_TEXT,
+                "tool_version": SHORT_TEXT,
+                "options": {"type": "object"},
+            },
+            "required": ["tool"],
+            "additionalProperties": False,
+        },
+    )
+    metric_delta: dict[str, float] | None = Field(
+        None,
+        description="Metric changes against the parent (computed from the metrics "
+        "both report when omitted).",
     )
 
 

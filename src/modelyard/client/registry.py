@@ -16,6 +16,7 @@ import httpx
 
 from modelyard.client.backends import Backend, EmbeddedBackend, RemoteBackend, Target
 from modelyard.client.errors import ServerError
+from modelyard.client.families import FamilyMixin
 from modelyard.client.governance import GovernanceMixin
 from modelyard.client.paging import walk_pages
 from modelyard.client.transfer import (
@@ -240,13 +241,15 @@ def registry_target(url_or_path: str) -> str:
     return url_or_path
 
 
-class Registry(GovernanceMixin):
+class Registry(GovernanceMixin, FamilyMixin):
     """A model registry, remote (``http(s)://...``) or embedded (a data directory path).
 
     Nothing here touches the network or disk until a method is called, except
     that an embedded registry opens (and if needed creates) its database.
     Governance methods (policies, approvals, rollback, audit) come from
-    :class:`~modelyard.client.governance.GovernanceMixin`.
+    :class:`~modelyard.client.governance.GovernanceMixin`; family queries
+    (family, variants, variant, ancestry) from
+    :class:`~modelyard.client.families.FamilyMixin`.
     """
 
     _b: Backend
@@ -645,6 +648,7 @@ class Registry(GovernanceMixin):
         parent: str | None = None,
         original: str | None = None,
         relation: str | None = None,
+        recipe: dict[str, Any] | None = None,
         lineage: dict[str, Any] | None = None,
         create_model: bool = True,
         allow_empty: bool = False,
@@ -714,6 +718,7 @@ class Registry(GovernanceMixin):
                 "parent": parent,
                 "original": original,
                 "relation": relation,
+                **({"recipe": recipe} if recipe is not None else {}),
             },
         }
         key = uuid.uuid4().hex

@@ -2,7 +2,7 @@
 
 :class:`RegistryService` puts the use cases together (one module each:
 ``namespaces``, ``models``, ``versions``, ``lifecycle``, ``aliases``,
-``search``; the production view in ``views``; what they share in ``core``),
+``search``, ``families``; the production view in ``views``; what they share in ``core``),
 so REST v1, the MLflow door, the UI, the embedded SDK and the CLI call the
 same methods.
 
@@ -27,6 +27,7 @@ from modelyard.domain.identity import Principal
 from modelyard.domain.references import Reference
 from modelyard.service.aliases import AliasUseCases
 from modelyard.service.core import MAX_PAGE_SIZE, Page
+from modelyard.service.families import FamilyUseCases
 from modelyard.service.lifecycle import LifecycleUseCases
 from modelyard.service.models import ModelUseCases
 from modelyard.service.namespaces import NamespaceUseCases
@@ -45,6 +46,7 @@ class RegistryService(
     LifecycleUseCases,
     AliasUseCases,
     SearchUseCases,
+    FamilyUseCases,
 ):
     """The registry's use cases over a metadata store and a blob store."""
 

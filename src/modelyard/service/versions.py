@@ -13,11 +13,12 @@ import orjson
 from modelyard.domain import identity as auth
 from modelyard.domain.entities import Version, VersionState
 from modelyard.domain.errors import Conflict, InvalidInput
+from modelyard.domain.families import metric_delta as metric_delta_of
 from modelyard.domain.identity import Permission, Principal
 from modelyard.domain.names import validate_name
 from modelyard.domain.references import DEFAULT_NAMESPACE, Reference, parse_reference
 from modelyard.service import blobs as blob_rules
-from modelyard.service import policy_gate
+from modelyard.service import families, policy_gate
 from modelyard.service import validation as v
 from modelyard.service.core import (
     Page,
@@ -52,6 +53,8 @@ class VersionSpec:
     parent: str | None = None
     original: str | None = None
     relation: str | None = None
+    recipe: dict[str, Any] | None = None
+    metric_delta: dict[str, Any] | None = None
     draft: bool = False
 
 
@@ -150,6 +153,8 @@ class VersionUseCases(RegistryCore):
         meta = v.check_metadata(spec.metadata, self.limits)
         datasets = v.check_datasets(spec.datasets, self.limits)
         relation = v.check_relation(spec.relation)
+        recipe = v.check_recipe(spec.recipe, self.limits)
+        delta = v.check_metric_delta(spec.metric_delta, self.limits)
         source_run = _bounded(spec.source_run, "source_run", 256)
         code_ref = _bounded(spec.code_ref, "code_ref", 1024)
         parent_ref = (
@@ -168,6 +173,11 @@ class VersionUseCases(RegistryCore):
         if relation and parent_ref is None and original_ref is None:
             raise InvalidInput(
                 "a relation needs a parent or original version", code="INVALID_LINEAGE"
+            )
+        if (recipe is not None or delta is not None) and parent_ref is None:
+            raise InvalidInput(
+                "a recipe or metric_delta describes a step from a parent version: name the parent",
+                code="INVALID_LINEAGE",
             )
         blob_rules.check_manifest(cast("RegistryService", self), files, actor=actor)
         # The request's fingerprint matters only under an Idempotency-Key, and
@@ -210,13 +220,10 @@ class VersionUseCases(RegistryCore):
             mid, archived = found_model
             if archived:
                 raise Conflict(f"model {namespace}/{name} is archived", code="MODEL_ARCHIVED")
-            parent_id = original_id = None
-            if parent_ref is not None:
-                parent_id = self.version_id(tx, parent_ref)
-                prow = tx.version_keys(parent_id)
-                original_id = prow.original_id or parent_id
-            if original_ref is not None:
-                original_id = self.version_id(tx, original_ref)
+            link = families.resolve_lineage(self, tx, parent_ref, original_ref)
+            metric_delta = delta
+            if metric_delta is None and link.parent is not None:
+                metric_delta = metric_delta_of(metrics, link.parent.metrics) or None
             number = tx.allocate_version_number(mid)
             at = now_us()
             vid = tx.insert_version(
@@ -232,9 +239,11 @@ class VersionUseCases(RegistryCore):
                     "source_run": source_run,
                     "code_ref": code_ref,
                     "datasets": datasets,
-                    "original_id": original_id,
-                    "parent_id": parent_id,
+                    "original_id": link.original_id,
+                    "parent_id": link.parent_id,
                     "relation": relation,
+                    "recipe": recipe,
+                    "metric_delta": metric_delta,
                     "file_count": len(files),
                     "total_size": sum(f.size for f in files),
                     "created_by": actor.name,

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from modelyard.domain.entities import AliasMove, Model, Namespace, Version
+from modelyard.domain.families import Family, FamilyNode
 from modelyard.domain.webhooks import Delivery, Webhook
 
 _EPOCH = datetime(1970, 1, 1)
@@ -77,6 +78,8 @@ def version(ver: Version) -> dict[str, Any]:
             "original": str(ver.original) if ver.original else None,
             "parent": str(ver.parent) if ver.parent else None,
             "relation": ver.relation,
+            "recipe": ver.recipe,
+            "metric_delta": ver.metric_delta,
         },
         "file_count": ver.file_count,
         "total_size": ver.total_size,
@@ -87,6 +90,24 @@ def version(ver: Version) -> dict[str, Any]:
     if ver.files is not None:
         out["files"] = [asdict(f) for f in ver.files]
     return out
+
+
+def family(f: Family) -> dict[str, Any]:
+    """Wire shape of a family: the version asked about, the root, and every
+    member in depth-first order with its place in the tree.
+
+    Flat rather than nested, so a long chain of variants cannot hit a JSON
+    encoder's nesting limit: ``parent`` is the nearest member above (the
+    tree's edge, which skips versions the caller may not see) and ``depth``
+    its level (top-level trees at 0).
+    """
+    members: list[dict[str, Any]] = []
+    stack: list[tuple[FamilyNode, str | None, int]] = [(n, None, 0) for n in reversed(f.trees)]
+    while stack:
+        node, above, depth = stack.pop()
+        members.append({"version": version(node.version), "parent": above, "depth": depth})
+        stack.extend((c, node.version.ref, depth + 1) for c in reversed(node.children))
+    return {"of": f.of, "root": f.root, "members": members}
 
 
 def alias_move(a: AliasMove) -> dict[str, Any]:

@@ -390,6 +390,11 @@ class RegistryTx(Protocol):
 
     def version_keys(self, version_id: int) -> VersionKeys: ...
 
+    def family_links(self, root_id: int) -> dict[int, int | None]:
+        """Every member of the family rooted at ``root_id`` (the root and each
+        version whose original it is), mapped to its parent's id."""
+        ...
+
     def list_version_ids(
         self,
         model_id: int,

@@ -315,6 +315,10 @@ class Tx:
         params = dict(values)
         for col in ("signature", "meta", "datasets"):
             params[col] = json_param(params[col])
+        # Unset lineage extras stay SQL NULL (not JSON null): "no recipe".
+        for col in ("recipe", "metric_delta"):
+            value = params.get(col)
+            params[col] = None if value is None else json_param(value)
         return int(self.wq.insert_version.one_or_none(self.conn, params)[0])
 
     def insert_version_items(
@@ -398,6 +402,15 @@ class Tx:
             )
         ).one()
         return VersionKeys(r.id, r.model_id, r.number, r.original_id, r.parent_id)
+
+    def family_links(self, root_id: int) -> dict[int, int | None]:
+        """Members of the family rooted at ``root_id`` mapped to their parent
+        ids: one walk of ``ix_versions_original_created`` plus the root row."""
+        v = t.versions.c
+        rows = self.conn.execute(
+            sa.select(v.id, v.parent_id).where(sa.or_(v.original_id == root_id, v.id == root_id))
+        ).all()
+        return {int(r.id): None if r.parent_id is None else int(r.parent_id) for r in rows}
 
     def list_version_ids(
         self,

@@ -100,6 +100,10 @@ versions = sa.Table(
     sa.Column("created_by", sa.String(256), nullable=False, server_default=""),
     sa.Column("created_at", sa.BigInteger, nullable=False),
     sa.Column("updated_at", sa.BigInteger, nullable=False),
+    # How the version was made from its parent and how its metrics moved
+    # against the parent's (issue 14; migration 0014).
+    sa.Column("recipe", sa.JSON, nullable=True),
+    sa.Column("metric_delta", sa.JSON, nullable=True),
     sa.UniqueConstraint("model_id", "number"),
 )
 sa.Index("ix_versions_created_at_id", versions.c.created_at, versions.c.id)
@@ -107,8 +111,13 @@ sa.Index("ix_versions_updated_at_id", versions.c.updated_at, versions.c.id)
 sa.Index("ix_versions_number_id", versions.c.number, versions.c.id)
 sa.Index("ix_versions_state_id", versions.c.state, versions.c.id)
 sa.Index("ix_versions_framework_id", versions.c.framework, versions.c.id)
-sa.Index("ix_versions_original_id", versions.c.original_id)
-sa.Index("ix_versions_parent_id", versions.c.parent_id)
+# A family (original_id = root) and a version's direct variants (parent_id)
+# come out of these in the default search order; relation is a filter term.
+sa.Index(
+    "ix_versions_original_created", versions.c.original_id, versions.c.created_at, versions.c.id
+)
+sa.Index("ix_versions_parent_created", versions.c.parent_id, versions.c.created_at, versions.c.id)
+sa.Index("ix_versions_relation_id", versions.c.relation, versions.c.id)
 
 
 def _kv_table(name: str, value_type: sa.types.TypeEngine[Any], *, nullable: bool) -> sa.Table:

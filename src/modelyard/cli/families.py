@@ -1,0 +1,89 @@
+"""Model families (issue 14): ``family``, ``variants`` and ``ancestry``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+from rich.text import Text
+
+from modelyard.cli.common import human, run
+from modelyard.cli.options import DEFAULT_URL, JsonOpt, RegistryOpt, TokenOpt
+from modelyard.client.families import FamilyInfo
+from modelyard.client.registry import Registry, VersionInfo
+
+RefArg = Annotated[str, typer.Argument(help="name/3, name@alias, ns/name@latest")]
+
+
+def family(
+    ref: RefArg,
+    registry: RegistryOpt = DEFAULT_URL,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Print the family of REF as a tree: its original and every variant."""
+
+    def show(f: FamilyInfo) -> Text:
+        head = f"family of {f.of} (original {f.root or 'not visible'})"
+        return Text("\n".join([head, *f.tree_lines()]))  # plain text: no markup in refs
+
+    run(registry, token, as_json, lambda reg: reg.family(ref), show, to_json=lambda f: f.raw)
+
+
+def _table(found: list[VersionInfo]) -> Table:
+    table = Table("ref", "format", "relation", "parent", "state", "created")
+    for v in found:
+        table.add_row(
+            v.ref,
+            human(v.format),
+            human(v.lineage.get("relation")),
+            human(v.lineage.get("parent")),
+            v.state,
+            v.created_at,
+        )
+    return table
+
+
+def variants(
+    ref: RefArg,
+    format: Annotated[str | None, typer.Option("--format", help="e.g. onnx, tflite")] = None,
+    relation: Annotated[str | None, typer.Option(help="converted, quantized, pruned, ...")] = None,
+    latest: Annotated[
+        bool, typer.Option("--latest", help="Only the newest ready or published one.")
+    ] = False,
+    registry: RegistryOpt = DEFAULT_URL,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List the versions made from REF, newest first (e.g. its ONNX builds)."""
+
+    def call(reg: Registry) -> list[VersionInfo]:
+        if latest:
+            return [reg.variant(ref, format=format, relation=relation)]
+        return reg.variants(ref, format=format, relation=relation)
+
+    run(registry, token, as_json, call, _table, to_json=lambda vs: [v.raw for v in vs])
+
+
+def ancestry(
+    ref: RefArg,
+    registry: RegistryOpt = DEFAULT_URL,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Where REF comes from: its parent, the parent's parent, ... up to the original."""
+    run(
+        registry,
+        token,
+        as_json,
+        lambda reg: reg.ancestry(ref),
+        _table,
+        to_json=lambda vs: [v.raw for v in vs],
+    )
+
+
+def register(app: typer.Typer) -> None:
+    """Add these commands to the ``modelyard`` app."""
+    for fn in (family, variants, ancestry):
+        app.command()(fn)
