@@ -99,3 +99,41 @@ def test_family_errors(client: TestClient) -> None:
     assert_error(r, 400, "LINEAGE_MISMATCH")
     r = client.post("/api/v1/search/versions", json={"filter": "parent = 'fraud/1'"})
     assert_error(r, 400, "INVALID_FILTER")
+
+
+def test_resources_route(client: TestClient) -> None:
+    from tests.helpers import upload
+
+    push(client, "det", {"model.onnx": b"weights", "resources/thresholds.json": b"{}"})
+    client.put(f"{BASE}/det/aliases/production", json={"version": "1"})
+    digest = upload(client, b'{"t": 1}')
+    r = client.post(
+        f"{BASE}/det/versions/production/resources",
+        json={
+            "resources": [{"name": "thresholds.json", "digest": digest, "size": 8}],
+            "alias": "production",
+            "reason": "tuned",
+        },
+    )
+    assert r.status_code == 201, r.text
+    v = r.json()
+    assert v["version"] == 2 and "production" in v["aliases"]
+    assert v["lineage"]["parent"] == "default/det/1" and v["lineage"]["relation"] == "retuned"
+    assert [(x["name"], x["path"], x["digest"]) for x in v["resources"]] == [
+        ("thresholds.json", "resources/thresholds.json", digest)
+    ]
+    assert {f["path"] for f in v["files"]} == {"model.onnx", "resources/thresholds.json"}
+    listed = client.get(f"{BASE}/det/versions/1").json()["resources"]
+    assert [x["name"] for x in listed] == ["thresholds.json"] and listed[0]["digest"] != digest
+    r = client.post(f"{BASE}/det/versions/1/resources", json={"resources": []})
+    assert_error(r, 400, "INVALID_RESOURCES")
+    r = client.post(
+        f"{BASE}/det/versions/1/resources",
+        json={"resources": [{"name": "x", "digest": "1" * 64, "size": 1}]},
+    )
+    assert_error(r, 422, "BLOB_MISSING")
+    r = client.post(
+        f"{BASE}/det/versions/7/resources",
+        json={"resources": [{"name": "x", "digest": digest, "size": 8}]},
+    )
+    assert_error(r, 404, "VERSION_NOT_FOUND")

@@ -101,3 +101,53 @@ def test_cli_family(live_server: str, tmp_path: Path) -> None:
     assert r.exit_code == 0 and f"default/{name}-onnx/1" in r.stdout
     r = runner.invoke(app, ["variants", f"{name}/1", "--format", "coreml", "--latest"], env=env)
     assert r.exit_code == 1 and "VARIANT_NOT_FOUND" in r.stderr
+
+
+def test_sdk_add_resources_uploads_only_the_resource(registry: Registry, tmp_path: Path) -> None:
+    name = "r" + uuid.uuid4().hex[:8]
+    (tmp_path / "model.onnx").write_bytes(uuid.uuid4().bytes * 1000)
+    (tmp_path / "thr.json").write_bytes(b'{"t": 0.5}')
+    v1 = registry.push(name, {"model.onnx": tmp_path / "model.onnx"}, format="onnx")
+    assert v1.resources == []
+    (tmp_path / "new.json").write_bytes(name.encode())
+    uploads: list[str] = []
+    real_upload = registry._b.upload
+
+    def counting(source: Path, *args: object, **kw: object) -> str:
+        uploads.append(source.name)
+        return real_upload(source, *args, **kw)  # type: ignore[arg-type]
+
+    registry._b.upload = counting  # type: ignore[method-assign]
+    v2 = registry.add_resources(
+        f"{name}/1", {"thresholds.json": tmp_path / "new.json"}, alias="production"
+    )
+    assert uploads == ["new.json"]  # the weights were not sent again
+    assert v2.version == 2 and v2.aliases == ["production"]
+    assert [r["name"] for r in v2.resources] == ["thresholds.json"]
+    assert [f["path"] for f in v2.model_files] == ["model.onnx"]
+    out = registry.pull(f"{name}@production", tmp_path / "out")
+    assert (out / "resources" / "thresholds.json").read_bytes() == name.encode()
+
+
+def test_cli_resource_add_and_show(live_server: str, tmp_path: Path) -> None:
+    name = "s" + uuid.uuid4().hex[:8]
+    (tmp_path / "model.onnx").write_bytes(b"w" * 100)
+    (tmp_path / "labels.csv").write_bytes(b"cat\ndog\n")
+    with Registry(live_server, cache_dir=tmp_path / "cache") as reg:
+        reg.push(name, {"model.onnx": tmp_path / "model.onnx"})
+    runner = CliRunner()
+    env = {"MODELYARD_URL": live_server, "XDG_CACHE_HOME": str(tmp_path / "c"), "COLUMNS": "200"}
+    r = runner.invoke(
+        app, ["resource", "add", f"{name}/1", f"labels.csv={tmp_path / 'labels.csv'}"], env=env
+    )
+    assert r.exit_code == 0, r.output
+    assert f"created default/{name}/2 (retuned from default/{name}/1, 1 resources)" in r.stdout
+    r = runner.invoke(app, ["show", f"{name}/2"], env=env)
+    assert r.exit_code == 0, r.output
+    files_part, _, resources_part = r.stdout.partition("resources")
+    assert "model.onnx" in files_part and "labels.csv" not in files_part
+    assert "labels.csv" in resources_part
+    r = runner.invoke(app, ["resource", "ls", f"{name}/2", "--json"], env=env)
+    assert r.exit_code == 0 and [x["name"] for x in json.loads(r.stdout)] == ["labels.csv"]
+    r = runner.invoke(app, ["resource", "add", f"{name}/2", "no-equals-sign"], env=env)
+    assert r.exit_code == 2

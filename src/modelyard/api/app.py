@@ -25,6 +25,7 @@ from modelyard.api.v1 import (
     governance,
     identity,
     models,
+    resources,
     search,
     system,
     versions,
@@ -118,6 +119,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     for router in (
         versions.router,
         families.router,
+        resources.router,
         blobs.router,
         models.router,
         search.router,

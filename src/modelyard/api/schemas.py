@@ -130,6 +130,44 @@ class FileIn(BaseModel):
     )
 
 
+class ResourceIn(BaseModel):
+    """One resource: a name below ``resources/`` naming an uploaded blob."""
+
+    name: str = Field(
+        description="e.g. `thresholds.json`, `labels/en.csv` (stored as `resources/NAME`)",
+        json_schema_extra=FILE_PATH,
+    )
+    digest: str = Field(
+        description="sha256, 64 lowercase hex characters (a `sha256:` prefix is accepted)",
+        json_schema_extra={"pattern": "^(?:sha256:)?[0-9a-f]{64}$"},
+    )
+    size: JsonInt = Field(json_schema_extra={"minimum": 0, "maximum": 2**63 - 1})
+    media_type: str | None = Field(
+        None,
+        json_schema_extra={
+            "maxLength": 255,
+            "pattern": "^[\\w.+-]+/[\\w.+-]+(;[\\w .=+-]*)?$",
+        },
+    )
+
+
+class ResourcesAttach(_Body):
+    """Attach or replace resources: creates the next version (issue 14)."""
+
+    resources: list[ResourceIn] = Field(json_schema_extra={"minItems": 1, "maxItems": 1000})
+    alias: str | None = Field(
+        None,
+        description="Move this alias to the new version in the same transaction.",
+        json_schema_extra=ALIAS,
+    )
+    reason: str = Field("", json_schema_extra=COMMENT)
+    description: str | None = Field(
+        None,
+        description="The new version's description (default: the source's).",
+        json_schema_extra=DESCRIPTION,
+    )
+
+
 class Lineage(_Body):
     """Where a version came from. References are resolved, never dereferenced as URIs."""
 

@@ -1,5 +1,5 @@
 """Model families in the SDK (issue 14): a version's family tree, its
-variants and its ancestry, over HTTP or in-process.
+variants and its ancestry, and attaching resources, over HTTP or in-process.
 
 Backends answer the REST API's wire shapes; :class:`FamilyMixin` gives
 ``Registry`` its methods on top of them.
@@ -29,6 +29,7 @@ class FamilyBackend(Protocol):
     def family(self, ref: Reference) -> Wire: ...
     def variants(self, ref: Reference, query: Wire) -> Wire: ...
     def ancestry(self, ref: Reference) -> Wire: ...
+    def attach_resources(self, ref: Reference, body: Wire) -> Wire: ...
 
 
 def _vpath(ref: Reference) -> str:
@@ -59,6 +60,11 @@ class RemoteFamilies:
         """GET a version's ancestry."""
         return self._wire("GET", f"{_vpath(ref)}/ancestry")
 
+    def attach_resources(self, ref: Reference, body: Wire) -> Wire:
+        """POST resources (creates the next version)."""
+        payload = {k: v for k, v in body.items() if v is not None}
+        return self._wire("POST", f"{_vpath(ref)}/resources", json=payload)
+
 
 class EmbeddedFamilies:
     """The family use cases in this process (mixed into ``EmbeddedBackend``)."""
@@ -84,9 +90,21 @@ class EmbeddedFamilies:
 
     def ancestry(self, ref: Reference) -> Wire:
         """A version's ancestry."""
-        return {
-            "ancestry": [render.version(v) for v in self.svc.get_ancestry(ref, actor=self.actor)]
-        }
+        found = self.svc.get_ancestry(ref, actor=self.actor)
+        return {"ancestry": [render.version(v) for v in found]}
+
+    def attach_resources(self, ref: Reference, body: Wire) -> Wire:
+        """Attach resources (creates the next version)."""
+        return render.version(
+            self.svc.attach_resources(
+                ref,
+                body["resources"],
+                alias=body.get("alias"),
+                reason=body.get("reason") or "",
+                description=body.get("description"),
+                actor=self.actor,
+            )
+        )
 
 
 @dataclass(frozen=True)

@@ -90,6 +90,18 @@ class VersionInfo:
     created_at: str
     raw: dict[str, Any] = field(repr=False, compare=False)
 
+    @property
+    def resources(self) -> list[dict[str, Any]]:
+        """The version's resources (files under ``resources/``), each with its
+        ``name`` (the path below ``resources/``); empty without a manifest."""
+        return list(self.raw.get("resources") or [])
+
+    @property
+    def model_files(self) -> list[dict[str, Any]]:
+        """The manifest without the resources: the model's own files."""
+        names = {r["path"] for r in self.resources}
+        return [f for f in self.files or [] if f["path"] not in names]
+
     @classmethod
     def from_wire(cls, d: dict[str, Any]) -> VersionInfo:
         """Build from the API's JSON."""
@@ -676,30 +688,7 @@ class Registry(GovernanceMixin, FamilyMixin):
                 code="EMPTY_VERSION",
             )
         self._b.whoami()
-        total = sum(src.stat().st_size for src, _ in pairs)
-        if cb.start:
-            cb.start("hashing", total)
-        local = prepare(pairs, cb.advance, self.hashes)
-        missing = set(self._b.missing([f.digest for f in local if f.digest is not None]))
-        todo: dict[str, LocalFile] = {}
-        unknown: list[LocalFile] = []
-        for f in local:
-            if f.digest is None:
-                unknown.append(f)
-            elif f.digest in missing and f.digest not in todo:
-                todo[f.digest] = f
-        if cb.start:
-            cb.start("uploading", sum(f.size for f in [*todo.values(), *unknown]))
-        for f in todo.values():
-            self._b.upload(f.source, f.size, cb.advance, digest=f.digest)
-        for i, f in enumerate(local):
-            if f.digest is None:
-                # Hashed on the way up: the server names the blob by the digest
-                # of what it received, and the backend checks it equals ours.
-                st = f.source.stat()
-                digest = self._b.upload(f.source, f.size, cb.advance, digest=None)
-                self.hashes.put(f.source, st, digest)
-                local[i] = dataclasses.replace(f, digest=digest)
+        local = self._upload(pairs, cb)
         body: dict[str, Any] = {
             "files": [
                 {"path": f.path, "digest": f.digest, "size": f.size, "media_type": f.media_type}
@@ -734,6 +723,68 @@ class Registry(GovernanceMixin, FamilyMixin):
                     raise
             wire = self._b.create_version(namespace, name, body, key)
         return VersionInfo.from_wire(wire)
+
+    def _upload(self, pairs: list[tuple[Path, str]], cb: PushCallbacks) -> list[LocalFile]:
+        """Hash ``pairs`` and upload the blobs the registry lacks (each once);
+        the files with their digests."""
+        total = sum(src.stat().st_size for src, _ in pairs)
+        if cb.start:
+            cb.start("hashing", total)
+        local = prepare(pairs, cb.advance, self.hashes)
+        missing = set(self._b.missing([f.digest for f in local if f.digest is not None]))
+        todo: dict[str, LocalFile] = {}
+        unknown: list[LocalFile] = []
+        for f in local:
+            if f.digest is None:
+                unknown.append(f)
+            elif f.digest in missing and f.digest not in todo:
+                todo[f.digest] = f
+        if cb.start:
+            cb.start("uploading", sum(f.size for f in [*todo.values(), *unknown]))
+        for f in todo.values():
+            self._b.upload(f.source, f.size, cb.advance, digest=f.digest)
+        for i, f in enumerate(local):
+            if f.digest is None:
+                # Hashed on the way up: the server names the blob by the digest
+                # of what it received, and the backend checks it equals ours.
+                st = f.source.stat()
+                digest = self._b.upload(f.source, f.size, cb.advance, digest=None)
+                self.hashes.put(f.source, st, digest)
+                local[i] = dataclasses.replace(f, digest=digest)
+        return local
+
+    def add_resources(
+        self,
+        ref: str,
+        resources: dict[str, str | os.PathLike[str]],
+        *,
+        alias: str | None = None,
+        reason: str = "",
+        description: str | None = None,
+        callbacks: PushCallbacks | None = None,
+    ) -> VersionInfo:
+        """Attach or replace named resources of ``ref`` (``{"thresholds.json":
+        path}``): the registry creates the next version with them, sharing every
+        other file by digest (only the resources' bytes are uploaded, and only
+        if the registry lacks them), ``parent`` = ``ref``, relation ``retuned``.
+        ``alias`` moves to it in the same step, under the production policy.
+        """
+        if not resources:
+            raise InvalidInput("no resources to add", code="INVALID_RESOURCES")
+        self._b.whoami()
+        local = self._upload(
+            [(Path(src), name) for name, src in resources.items()], callbacks or PushCallbacks()
+        )
+        body: dict[str, Any] = {
+            "resources": [
+                {"name": f.path, "digest": f.digest, "size": f.size, "media_type": f.media_type}
+                for f in local
+            ],
+            "alias": alias,
+            "reason": reason,
+            "description": description,
+        }
+        return VersionInfo.from_wire(self._b.attach_resources(parse_reference(ref), body))
 
     def pull(
         self,

@@ -2,9 +2,9 @@
 
 :class:`RegistryService` puts the use cases together (one module each:
 ``namespaces``, ``models``, ``versions``, ``lifecycle``, ``aliases``,
-``search``, ``families``; the production view in ``views``; what they share in ``core``),
-so REST v1, the MLflow door, the UI, the embedded SDK and the CLI call the
-same methods.
+``search``, ``families``, ``resources``; the production view in ``views``;
+what they share in ``core``), so REST v1, the MLflow door, the UI, the
+embedded SDK and the CLI call the same methods.
 
 Every method that changes something runs in one write transaction
 (:meth:`~modelyard.service.core.RegistryCore.run_in_transaction`) and writes
@@ -31,6 +31,7 @@ from modelyard.service.families import FamilyUseCases
 from modelyard.service.lifecycle import LifecycleUseCases
 from modelyard.service.models import ModelUseCases
 from modelyard.service.namespaces import NamespaceUseCases
+from modelyard.service.resources import ResourceUseCases
 from modelyard.service.search import SearchUseCases
 from modelyard.service.versions import VersionSpec, VersionUseCases
 from modelyard.service.views import ProductionView, production_filter
@@ -47,6 +48,7 @@ class RegistryService(
     AliasUseCases,
     SearchUseCases,
     FamilyUseCases,
+    ResourceUseCases,
 ):
     """The registry's use cases over a metadata store and a blob store."""
 

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from modelyard.domain.entities import AliasMove, Model, Namespace, Version
-from modelyard.domain.families import Family, FamilyNode
+from modelyard.domain.families import RESOURCE_PREFIX, Family, FamilyNode, is_resource
 from modelyard.domain.webhooks import Delivery, Webhook
 
 _EPOCH = datetime(1970, 1, 1)
@@ -88,7 +88,14 @@ def version(ver: Version) -> dict[str, Any]:
         "updated_at": iso(ver.updated_at),
     }
     if ver.files is not None:
+        # ``files`` stays the whole manifest (what a pull fetches);
+        # ``resources`` lists the components apart from the weights.
         out["files"] = [asdict(f) for f in ver.files]
+        out["resources"] = [
+            {"name": f.path[len(RESOURCE_PREFIX) :], **asdict(f)}
+            for f in ver.files
+            if is_resource(f.path)
+        ]
     return out
 
 
