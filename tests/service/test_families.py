@@ -321,3 +321,16 @@ def test_consumer_sees_the_production_view_of_a_family(
     # Lineage searches stay inside the view too.
     page = svc.search_versions(f"original = '{shop['base']}'", actor=CONSUMER)
     assert {v.ref for v in page.items} == {shop["root"], shop["int8"], shop["tflite"]}
+
+
+def test_deleting_the_root_model_gives_the_family_a_new_root(
+    svc: RegistryService, fraud: dict[str, str]
+) -> None:
+    svc.delete_model("fraud", namespace="shop", force=True, actor=ADMIN)
+    onnx = svc.get_version(fraud["onnx"], actor=ADMIN)
+    assert onnx.parent is None and onnx.original is None  # now a root
+    int8 = svc.get_version(fraud["int8"], actor=ADMIN)
+    assert str(int8.original) == fraud["onnx"] and str(int8.parent) == fraud["onnx"]
+    assert [v.ref for v in svc.get_ancestry(fraud["int8"], actor=ADMIN)] == [fraud["onnx"]]
+    tflite = svc.get_version(fraud["tflite"], actor=ADMIN)
+    assert tflite.original is None and tflite.parent is None

@@ -287,11 +287,32 @@ class Tx:
             self.conn.execute(table.delete().where(table.c.version_id.in_(select_ids)))
         self.conn.execute(t.aliases.delete().where(t.aliases.c.model_id == model_id))
         self.conn.execute(t.alias_history.delete().where(t.alias_history.c.model_id == model_id))
+        v = t.versions.c
+        # Versions of other models whose family root goes away: after the cut
+        # each gets its new root (the original is always the root, issue 14).
+        orphans = list(
+            self.conn.execute(
+                sa.select(v.id)
+                .where(v.original_id.in_(select_ids), v.model_id != model_id)
+                .order_by(v.id)
+            ).scalars()
+        )
         # Lineage links from other models' versions to this one are cut, not cascaded.
-        for col in (t.versions.c.original_id, t.versions.c.parent_id):
+        for col in (v.original_id, v.parent_id):
             self.conn.execute(
                 t.versions.update().where(col.in_(select_ids)).values({col.key: None})
             )
+        # A parent is older than its child (smaller id), so walking in id
+        # order meets every parent's repaired root before its children.
+        for vid in orphans:
+            parent = self.conn.execute(
+                sa.select(v.parent_id).where(v.id == vid)
+            ).scalar_one_or_none()
+            root = None
+            if parent is not None:
+                up = self.conn.execute(sa.select(v.original_id).where(v.id == parent)).scalar()
+                root = up if up is not None else parent
+            self.conn.execute(t.versions.update().where(v.id == vid).values(original_id=root))
         self.conn.execute(t.versions.delete().where(t.versions.c.model_id == model_id))
         self.conn.execute(t.model_tags.delete().where(t.model_tags.c.model_id == model_id))
         self.conn.execute(t.model_meta.delete().where(t.model_meta.c.model_id == model_id))
