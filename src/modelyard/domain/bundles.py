@@ -98,6 +98,7 @@ def parse_edges(edges: Any, roles: Mapping[str, Any]) -> list[Edge]:
             raise InvalidInput(
                 f"edge from {source!r} to itself", code="INVALID_BUNDLE", details={"role": source}
             )
+        assert isinstance(source, str) and isinstance(target, str)  # validate_role checked
         if (source, target) in seen:
             raise InvalidInput(
                 f"two edges from {source!r} to {target!r}: merge their mappings",
@@ -116,7 +117,6 @@ def parse_edges(edges: Any, roles: Mapping[str, Any]) -> list[Edge]:
                         f"invalid field name {str(f)[:80]!r} in edge {source} -> {target}",
                         code="INVALID_BUNDLE",
                     )
-        assert isinstance(source, str) and isinstance(target, str)
         out.append(Edge(source, target, {str(k): str(v) for k, v in mapping.items()}))
     return out
 
