@@ -20,6 +20,7 @@ from modelyard.api.middleware import BodyLimitMiddleware, Metrics, MetricsMiddle
 from modelyard.api.openapi import install_openapi
 from modelyard.api.v1 import (
     blobs,
+    bundles,
     events,
     families,
     governance,
@@ -119,6 +120,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     for router in (
         versions.router,
         families.router,
+        bundles.router,
         resources.router,
         blobs.router,
         models.router,

@@ -16,6 +16,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool
 
 from modelyard.api.openapi import ALIAS, DIGEST, KEY, NAME, REFERENCE, VERSION, enum_of
 from modelyard.domain.approvals import ApprovalAction
+from modelyard.domain.bundles import ROLE_PATTERN
 from modelyard.domain.entities import Relation
 from modelyard.domain.names import MAX_PATH_LENGTH, MAX_TAG_VALUE_LENGTH
 from modelyard.domain.policies import MAX_APPROVALS, MAX_RULES
@@ -165,6 +166,34 @@ class ResourcesAttach(_Body):
         None,
         description="The new version's description (default: the source's).",
         json_schema_extra=DESCRIPTION,
+    )
+
+
+class BundleEdge(_Body):
+    """``from``'s outputs feed ``to``'s inputs: ``mapping`` output field -> input field."""
+
+    from_: str = Field(alias="from", json_schema_extra={"pattern": ROLE_PATTERN})
+    to: str = Field(json_schema_extra={"pattern": ROLE_PATTERN})
+    mapping: dict[str, str] = Field(json_schema_extra={"minProperties": 1, "maxProperties": 256})
+
+
+class BundleCreate(_Body):
+    """Create a bundle: roles bound to references, and declared edges."""
+
+    name: str = Field(json_schema_extra=NAME)
+    description: str = Field("", json_schema_extra=DESCRIPTION)
+    roles: dict[str, str] = Field(
+        description="role -> reference (`det@production`, `ns/cls/3`)",
+        json_schema_extra={"minProperties": 1, "maxProperties": 64},
+    )
+    edges: list[BundleEdge] = Field(default_factory=list, json_schema_extra={"maxItems": 256})
+
+
+class BundleVersionCreate(_Body):
+    """Pin a bundle version (every role's reference resolved now)."""
+
+    accept_breaking: StrictBool = Field(
+        False, description="Let a member's breaking signature change through."
     )
 
 

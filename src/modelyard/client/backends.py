@@ -14,6 +14,7 @@ from urllib.parse import quote
 
 import httpx
 
+from modelyard.client.bundles import BundleBackend, EmbeddedBundles, RemoteBundles
 from modelyard.client.errors import ServerError, error_from_response
 from modelyard.client.families import EmbeddedFamilies, FamilyBackend, RemoteFamilies
 from modelyard.client.governance import EmbeddedGovernance, GovernanceBackend, RemoteGovernance
@@ -37,7 +38,7 @@ WebhookOp = Literal[
 ]
 
 
-class Backend(GovernanceBackend, FamilyBackend, Protocol):
+class Backend(GovernanceBackend, FamilyBackend, BundleBackend, Protocol):
     """What the SDK needs from a registry. ``changes`` and ``query`` use the
     REST bodies' keys (``description``, ``tags``, ``delete_tags``, ``metadata``;
     ``filter``, ``order_by``, ``page_size``, ``page_token``, ``namespace``)."""
@@ -107,7 +108,7 @@ def _vpath(ref: Reference) -> str:
     return f"{_mpath(ref.namespace, ref.name)}/versions/{_vseg(ref)}"
 
 
-class RemoteBackend(RemoteGovernance, RemoteFamilies):
+class RemoteBackend(RemoteGovernance, RemoteFamilies, RemoteBundles):
     """HTTP to a modelyard server. Constructing it touches no network."""
 
     def __init__(
@@ -374,7 +375,7 @@ class RemoteBackend(RemoteGovernance, RemoteFamilies):
         return self._wire("POST", f"{one}/test")
 
 
-class EmbeddedBackend(EmbeddedGovernance, EmbeddedFamilies):
+class EmbeddedBackend(EmbeddedGovernance, EmbeddedFamilies, EmbeddedBundles):
     """The service in this process, on a data directory.
 
     Embedded use acts as the built-in superuser ``local`` (every permission,

@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 
 from modelyard.client.backends import Backend, EmbeddedBackend, RemoteBackend, Target
+from modelyard.client.bundles import BundleMixin
 from modelyard.client.errors import ServerError
 from modelyard.client.families import FamilyMixin
 from modelyard.client.governance import GovernanceMixin
@@ -253,7 +254,7 @@ def registry_target(url_or_path: str) -> str:
     return url_or_path
 
 
-class Registry(GovernanceMixin, FamilyMixin):
+class Registry(GovernanceMixin, FamilyMixin, BundleMixin):
     """A model registry, remote (``http(s)://...``) or embedded (a data directory path).
 
     Nothing here touches the network or disk until a method is called, except
@@ -261,7 +262,8 @@ class Registry(GovernanceMixin, FamilyMixin):
     Governance methods (policies, approvals, rollback, audit) come from
     :class:`~modelyard.client.governance.GovernanceMixin`; family queries
     (family, variants, variant, ancestry) from
-    :class:`~modelyard.client.families.FamilyMixin`.
+    :class:`~modelyard.client.families.FamilyMixin`; bundles (create, pin,
+    ``bundle(ref).pull/ready``) from :class:`~modelyard.client.bundles.BundleMixin`.
     """
 
     _b: Backend

@@ -25,7 +25,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
+from modelyard.domain.entities import Version
 from modelyard.domain.errors import InvalidInput
+from modelyard.domain.references import Reference, parse_reference
 
 ROLE_PATTERN: Final = r"^[a-z][a-z0-9_-]{0,63}$"
 _ROLE_RE: Final = re.compile(ROLE_PATTERN)
@@ -60,6 +62,38 @@ class Mismatch:
     def to_dict(self) -> dict[str, Any]:
         """JSON shape (error details)."""
         return {"kind": self.kind, "role": self.role, "field": self.field, "problem": self.problem}
+
+
+@dataclass(frozen=True, slots=True)
+class Bundle:
+    """A named set of roles, each bound to a reference, with declared edges."""
+
+    namespace: str
+    name: str
+    description: str
+    roles: dict[str, str]
+    edges: list[Edge]
+    latest_version: int
+    created_by: str
+    created_at: int
+    updated_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class BundleVersion:
+    """A bundle version: the concrete version each role pinned (with files)."""
+
+    namespace: str
+    name: str
+    number: int
+    members: dict[str, Version]
+    created_by: str
+    created_at: int
+
+    @property
+    def ref(self) -> str:
+        """``namespace/name/number``."""
+        return f"{self.namespace}/{self.name}/{self.number}"
 
 
 def validate_role(role: Any) -> str:
@@ -280,3 +314,22 @@ def compare_signatures(
                         f"{_shape_text(t.shape)} -> {_shape_text(n.shape)}",
                     )
     return problems
+
+
+def parse_bundle_ref(text: str) -> tuple[Reference, int | None]:
+    """``NAME``, ``ns/NAME``, ``NAME@latest``, ``NAME@3`` or ``NAME/3``: the
+    bundle (as a reference to its name) and the version number (None: newest)."""
+    if "@" in text:
+        head, _, tail = text.partition("@")
+        if tail.isascii() and tail.isdigit() and len(tail) < 10:
+            text = f"{head}/{tail}"
+        elif tail != "latest":
+            raise InvalidInput(
+                f"invalid bundle reference {text!r}: bundles take @latest or a number",
+                code="INVALID_REFERENCE",
+                details={"reference": text},
+            )
+        else:
+            text = head
+    r = parse_reference(text)
+    return Reference(r.namespace, r.name), r.version

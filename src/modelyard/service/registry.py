@@ -2,7 +2,7 @@
 
 :class:`RegistryService` puts the use cases together (one module each:
 ``namespaces``, ``models``, ``versions``, ``lifecycle``, ``aliases``,
-``search``, ``families``, ``resources``; the production view in ``views``;
+``search``, ``families``, ``resources``, ``bundles``; the production view in ``views``;
 what they share in ``core``), so REST v1, the MLflow door, the UI, the
 embedded SDK and the CLI call the same methods.
 
@@ -26,6 +26,7 @@ from modelyard.domain.errors import NotFound
 from modelyard.domain.identity import Principal
 from modelyard.domain.references import Reference
 from modelyard.service.aliases import AliasUseCases
+from modelyard.service.bundles import BundleUseCases
 from modelyard.service.core import MAX_PAGE_SIZE, Page
 from modelyard.service.families import FamilyUseCases
 from modelyard.service.lifecycle import LifecycleUseCases
@@ -49,6 +50,7 @@ class RegistryService(
     SearchUseCases,
     FamilyUseCases,
     ResourceUseCases,
+    BundleUseCases,
 ):
     """The registry's use cases over a metadata store and a blob store."""
 

@@ -7,6 +7,7 @@ from dataclasses import asdict
 from datetime import datetime, timedelta
 from typing import Any
 
+from modelyard.domain.bundles import Bundle, BundleVersion
 from modelyard.domain.entities import AliasMove, Model, Namespace, Version
 from modelyard.domain.families import RESOURCE_PREFIX, Family, FamilyNode, is_resource
 from modelyard.domain.webhooks import Delivery, Webhook
@@ -115,6 +116,34 @@ def family(f: Family) -> dict[str, Any]:
         members.append({"version": version(node.version), "parent": above, "depth": depth})
         stack.extend((c, node.version.ref, depth + 1) for c in reversed(node.children))
     return {"of": f.of, "root": f.root, "members": members}
+
+
+def bundle(b: Bundle) -> dict[str, Any]:
+    """Wire shape of a bundle."""
+    return {
+        "namespace": b.namespace,
+        "name": b.name,
+        "description": b.description,
+        "roles": b.roles,
+        "edges": [e.to_dict() for e in b.edges],
+        "latest_version": b.latest_version,
+        "created_by": b.created_by,
+        "created_at": iso(b.created_at),
+        "updated_at": iso(b.updated_at),
+    }
+
+
+def bundle_version(bv: BundleVersion) -> dict[str, Any]:
+    """Wire shape of a bundle version: each role's pinned version with its files."""
+    return {
+        "ref": bv.ref,
+        "namespace": bv.namespace,
+        "name": bv.name,
+        "version": bv.number,
+        "members": {role: version(v) for role, v in bv.members.items()},
+        "created_by": bv.created_by,
+        "created_at": iso(bv.created_at),
+    }
 
 
 def alias_move(a: AliasMove) -> dict[str, Any]:

@@ -45,6 +45,7 @@ from modelyard.store.metadata.prepared import json_param
 
 if TYPE_CHECKING:
     from modelyard.store.metadata.bound import BoundGovernance, BoundOutbox
+    from modelyard.store.metadata.bundles import BoundBundles
     from modelyard.store.metadata.identity import IdentityQueries
 
 T = TypeVar("T")
@@ -126,6 +127,13 @@ class Tx:
         from modelyard.store.metadata.bound import BoundOutbox
 
         return BoundOutbox(self.conn)
+
+    @property
+    def bundles(self) -> BoundBundles:
+        """Bundles, bundle versions and members, in this transaction."""
+        from modelyard.store.metadata.bundles import BoundBundles
+
+        return BoundBundles(self.conn)
 
     # -- namespaces -------------------------------------------------------
 

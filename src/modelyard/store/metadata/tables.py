@@ -446,3 +446,51 @@ event_cursors = sa.Table(
     sa.Column("last_event_id", sa.BigInteger, nullable=False),
     sa.Column("updated_at", sa.BigInteger, nullable=False),
 )
+
+# -- bundles (issue 14; migration 0014) ---------------------------------------
+
+bundles = sa.Table(
+    "bundles",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("namespace_id", BigId, sa.ForeignKey("namespaces.id"), nullable=False),
+    sa.Column("name", sa.String(128), nullable=False),
+    sa.Column("description", sa.Text, nullable=False, server_default=""),
+    # role -> reference text ("ns/model@alias" or "ns/model/3"), and the
+    # declared edges ([{"from", "to", "mapping"}]): read and written whole.
+    sa.Column("roles", sa.JSON, nullable=False),
+    sa.Column("edges", sa.JSON, nullable=False),
+    sa.Column("last_version", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("created_by", sa.String(256), nullable=False, server_default=""),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+    sa.UniqueConstraint("namespace_id", "name"),
+)
+
+bundle_versions = sa.Table(
+    "bundle_versions",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("bundle_id", BigId, sa.ForeignKey("bundles.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("number", sa.Integer, nullable=False),
+    sa.Column("created_by", sa.String(256), nullable=False, server_default=""),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.UniqueConstraint("bundle_id", "number"),
+)
+
+# The concrete version each role of a bundle version pinned. No cascade from
+# versions: a pinned version's model cannot be deleted (MODEL_IN_BUNDLE), so
+# "what exactly ran" keeps its answer.
+bundle_members = sa.Table(
+    "bundle_members",
+    metadata,
+    sa.Column(
+        "bundle_version_id",
+        BigId,
+        sa.ForeignKey("bundle_versions.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("role", sa.String(64), primary_key=True),
+    sa.Column("version_id", BigId, sa.ForeignKey("versions.id"), nullable=False),
+)
+sa.Index("ix_bundle_members_version_id", bundle_members.c.version_id)

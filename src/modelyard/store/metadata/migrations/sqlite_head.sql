@@ -76,6 +76,39 @@ CREATE TABLE blob_uploads (
 	created_at BIGINT NOT NULL, 
 	CONSTRAINT pk_blob_uploads PRIMARY KEY (digest, user_name)
 );
+CREATE TABLE bundle_members (
+	bundle_version_id INTEGER NOT NULL, 
+	role VARCHAR(64) NOT NULL, 
+	version_id INTEGER NOT NULL, 
+	CONSTRAINT pk_bundle_members PRIMARY KEY (bundle_version_id, role), 
+	CONSTRAINT fk_bundle_members_bundle_version_id_bundle_versions FOREIGN KEY(bundle_version_id) REFERENCES bundle_versions (id) ON DELETE CASCADE, 
+	CONSTRAINT fk_bundle_members_version_id_versions FOREIGN KEY(version_id) REFERENCES versions (id)
+);
+CREATE TABLE bundle_versions (
+	id INTEGER NOT NULL, 
+	bundle_id INTEGER NOT NULL, 
+	number INTEGER NOT NULL, 
+	created_by VARCHAR(256) DEFAULT '' NOT NULL, 
+	created_at BIGINT NOT NULL, 
+	CONSTRAINT pk_bundle_versions PRIMARY KEY (id), 
+	CONSTRAINT fk_bundle_versions_bundle_id_bundles FOREIGN KEY(bundle_id) REFERENCES bundles (id) ON DELETE CASCADE, 
+	CONSTRAINT uq_bundle_versions_bundle_id_number UNIQUE (bundle_id, number)
+);
+CREATE TABLE bundles (
+	id INTEGER NOT NULL, 
+	namespace_id INTEGER NOT NULL, 
+	name VARCHAR(128) NOT NULL, 
+	description TEXT DEFAULT '' NOT NULL, 
+	roles JSON NOT NULL, 
+	edges JSON NOT NULL, 
+	last_version INTEGER DEFAULT '0' NOT NULL, 
+	created_by VARCHAR(256) DEFAULT '' NOT NULL, 
+	created_at BIGINT NOT NULL, 
+	updated_at BIGINT NOT NULL, 
+	CONSTRAINT pk_bundles PRIMARY KEY (id), 
+	CONSTRAINT fk_bundles_namespace_id_namespaces FOREIGN KEY(namespace_id) REFERENCES namespaces (id), 
+	CONSTRAINT uq_bundles_namespace_id_name UNIQUE (namespace_id, name)
+);
 CREATE TABLE deliveries (
 	id INTEGER NOT NULL, 
 	webhook_id INTEGER NOT NULL, 
@@ -324,3 +357,4 @@ CREATE INDEX ix_deliveries_updated_at ON deliveries (updated_at);
 CREATE INDEX ix_versions_original_created ON versions (original_id, created_at, id);
 CREATE INDEX ix_versions_parent_created ON versions (parent_id, created_at, id);
 CREATE INDEX ix_versions_relation_id ON versions (relation, id);
+CREATE INDEX ix_bundle_members_version_id ON bundle_members (version_id);
