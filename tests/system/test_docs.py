@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from modelyard.cli.bundles import bundle_app
 from modelyard.cli.cache import cache_app
+from modelyard.cli.families import resource_app
 from modelyard.cli.main import app, db_app, role_app, token_app, user_app, webhooks_app
 from modelyard.cli.versions import alias_app
 from modelyard.settings import Settings
@@ -27,6 +29,8 @@ def test_every_cli_command_is_documented() -> None:
         ("webhooks", webhooks_app),
         ("cache", cache_app),
         ("alias", alias_app),
+        ("resource", resource_app),
+        ("bundle", bundle_app),
     )
     for group, sub in groups:
         names += [f"{group} {c.name or ''}" for c in sub.registered_commands]

@@ -21,10 +21,13 @@ from modelyard.api.mlflow.app import install_mlflow
 from modelyard.api.openapi import install_openapi
 from modelyard.api.v1 import (
     blobs,
+    bundles,
     events,
+    families,
     governance,
     identity,
     models,
+    resources,
     search,
     system,
     versions,
@@ -117,6 +120,9 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     # GET .../aliases/history.
     for router in (
         versions.router,
+        families.router,
+        bundles.router,
+        resources.router,
         blobs.router,
         models.router,
         search.router,

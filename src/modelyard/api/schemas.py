@@ -16,6 +16,8 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool
 
 from modelyard.api.openapi import ALIAS, DIGEST, KEY, NAME, REFERENCE, VERSION, enum_of
 from modelyard.domain.approvals import ApprovalAction
+from modelyard.domain.bundles import ROLE_PATTERN
+from modelyard.domain.entities import Relation
 from modelyard.domain.names import MAX_PATH_LENGTH, MAX_TAG_VALUE_LENGTH
 from modelyard.domain.policies import MAX_APPROVALS, MAX_RULES
 from modelyard.service.validation import MAX_DESCRIPTION
@@ -129,6 +131,72 @@ class FileIn(BaseModel):
     )
 
 
+class ResourceIn(BaseModel):
+    """One resource: a name below ``resources/`` naming an uploaded blob."""
+
+    name: str = Field(
+        description="e.g. `thresholds.json`, `labels/en.csv` (stored as `resources/NAME`)",
+        json_schema_extra=FILE_PATH,
+    )
+    digest: str = Field(
+        description="sha256, 64 lowercase hex characters (a `sha256:` prefix is accepted)",
+        json_schema_extra={"pattern": "^(?:sha256:)?[0-9a-f]{64}$"},
+    )
+    size: JsonInt = Field(json_schema_extra={"minimum": 0, "maximum": 2**63 - 1})
+    media_type: str | None = Field(
+        None,
+        json_schema_extra={
+            "maxLength": 255,
+            "pattern": "^[\\w.+-]+/[\\w.+-]+(;[\\w .=+-]*)?$",
+        },
+    )
+
+
+class ResourcesAttach(_Body):
+    """Attach or replace resources: creates the next version (issue 14)."""
+
+    resources: list[ResourceIn] = Field(json_schema_extra={"minItems": 1, "maxItems": 1000})
+    alias: str | None = Field(
+        None,
+        description="Move this alias to the new version in the same transaction.",
+        json_schema_extra=ALIAS,
+    )
+    reason: str = Field("", json_schema_extra=COMMENT)
+    description: str | None = Field(
+        None,
+        description="The new version's description (default: the source's).",
+        json_schema_extra=DESCRIPTION,
+    )
+
+
+class BundleEdge(_Body):
+    """``from``'s outputs feed ``to``'s inputs: ``mapping`` output field -> input field."""
+
+    from_: str = Field(alias="from", json_schema_extra={"pattern": ROLE_PATTERN})
+    to: str = Field(json_schema_extra={"pattern": ROLE_PATTERN})
+    mapping: dict[str, str] = Field(json_schema_extra={"minProperties": 1, "maxProperties": 256})
+
+
+class BundleCreate(_Body):
+    """Create a bundle: roles bound to references, and declared edges."""
+
+    name: str = Field(json_schema_extra=NAME)
+    description: str = Field("", json_schema_extra=DESCRIPTION)
+    roles: dict[str, str] = Field(
+        description="role -> reference (`det@production`, `ns/cls/3`)",
+        json_schema_extra={"minProperties": 1, "maxProperties": 64},
+    )
+    edges: list[BundleEdge] = Field(default_factory=list, json_schema_extra={"maxItems": 256})
+
+
+class BundleVersionCreate(_Body):
+    """Pin a bundle version (every role's reference resolved now)."""
+
+    accept_breaking: StrictBool = Field(
+        False, description="Let a member's breaking signature change through."
+    )
+
+
 class Lineage(_Body):
     """Where a version came from. References are resolved, never dereferenced as URIs."""
 
@@ -145,8 +213,26 @@ class Lineage(_Body):
     )
     relation: str | None = Field(
         None,
-        description="converted, quantized, finetuned, ...",
-        json_schema_extra={"pattern": "^[a-z][a-z0-9_-]{0,31}$"},
+        description="How this version derives from its parent.",
+        json_schema_extra={"enum": [r.value for r in Relation]},
+    )
+    recipe: dict[str, Any] | None = Field(
+        None,
+        description="How it was made from its parent: tool, tool_version, options.",
+        json_schema_extra={
+            "properties": {
+                "tool": SHORT_TEXT,
+                "tool_version": SHORT_TEXT,
+                "options": {"type": "object"},
+            },
+            "required": ["tool"],
+            "additionalProperties": False,
+        },
+    )
+    metric_delta: dict[str, float] | None = Field(
+        None,
+        description="Metric changes against the parent (computed from the metrics "
+        "both report when omitted).",
     )
 
 

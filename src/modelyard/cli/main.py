@@ -20,8 +20,10 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from modelyard import __version__
+from modelyard.cli import bundles as bundles_cli
 from modelyard.cli import cache as cache_cli
 from modelyard.cli import events as events_cli
+from modelyard.cli import families as families_cli
 from modelyard.cli import governance as governance_cli
 from modelyard.cli import identity as identity_cli
 from modelyard.cli import versions as versions_cli
@@ -124,6 +126,8 @@ def db_upgrade(
 versions_cli.register(app)
 cache_cli.register(app)
 events_cli.register(app)
+families_cli.register(app)
+bundles_cli.register(app)
 identity_cli.register(app)
 governance_cli.register(app)
 governance_cli.register_users(user_app)

@@ -198,10 +198,16 @@ def show(
         ("lineage", v.lineage),
     ):
         console.print(f"{label}: {human(value)}", highlight=False, markup=False)
-    table = Table("path", "size", "sha256", "media type")
-    for f in v.files or []:
+    table = Table("path", "size", "sha256", "media type", title="files")
+    for f in v.model_files:
         table.add_row(f["path"], str(f["size"]), f["digest"][:16], f["media_type"])
     console.print(table)
+    if v.resources:
+        # Listed apart from the weights (issue 14): files under resources/.
+        res = Table("name", "size", "sha256", "media type", title="resources")
+        for f in v.resources:
+            res.add_row(f["name"], str(f["size"]), f["digest"][:16], f["media_type"])
+        console.print(res)
 
 
 def search(

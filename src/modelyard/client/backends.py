@@ -14,7 +14,9 @@ from urllib.parse import quote
 
 import httpx
 
+from modelyard.client.bundles import BundleBackend, EmbeddedBundles, RemoteBundles
 from modelyard.client.errors import ServerError, error_from_response
+from modelyard.client.families import EmbeddedFamilies, FamilyBackend, RemoteFamilies
 from modelyard.client.governance import EmbeddedGovernance, GovernanceBackend, RemoteGovernance
 from modelyard.client.rawhttp import BodyFetcher
 from modelyard.client.transfer import Progress, check_stored_digest, iter_file, pour
@@ -36,7 +38,7 @@ WebhookOp = Literal[
 ]
 
 
-class Backend(GovernanceBackend, Protocol):
+class Backend(GovernanceBackend, FamilyBackend, BundleBackend, Protocol):
     """What the SDK needs from a registry. ``changes`` and ``query`` use the
     REST bodies' keys (``description``, ``tags``, ``delete_tags``, ``metadata``;
     ``filter``, ``order_by``, ``page_size``, ``page_token``, ``namespace``)."""
@@ -106,7 +108,7 @@ def _vpath(ref: Reference) -> str:
     return f"{_mpath(ref.namespace, ref.name)}/versions/{_vseg(ref)}"
 
 
-class RemoteBackend(RemoteGovernance):
+class RemoteBackend(RemoteGovernance, RemoteFamilies, RemoteBundles):
     """HTTP to a modelyard server. Constructing it touches no network."""
 
     def __init__(
@@ -373,7 +375,7 @@ class RemoteBackend(RemoteGovernance):
         return self._wire("POST", f"{one}/test")
 
 
-class EmbeddedBackend(EmbeddedGovernance):
+class EmbeddedBackend(EmbeddedGovernance, EmbeddedFamilies, EmbeddedBundles):
     """The service in this process, on a data directory.
 
     Embedded use acts as the built-in superuser ``local`` (every permission,

@@ -15,7 +15,9 @@ from typing import Any
 import httpx
 
 from modelyard.client.backends import Backend, EmbeddedBackend, RemoteBackend, Target
+from modelyard.client.bundles import BundleMixin
 from modelyard.client.errors import ServerError
+from modelyard.client.families import FamilyMixin
 from modelyard.client.governance import GovernanceMixin
 from modelyard.client.paging import walk_pages
 from modelyard.client.transfer import (
@@ -88,6 +90,18 @@ class VersionInfo:
     total_size: int
     created_at: str
     raw: dict[str, Any] = field(repr=False, compare=False)
+
+    @property
+    def resources(self) -> list[dict[str, Any]]:
+        """The version's resources (files under ``resources/``), each with its
+        ``name`` (the path below ``resources/``); empty without a manifest."""
+        return list(self.raw.get("resources") or [])
+
+    @property
+    def model_files(self) -> list[dict[str, Any]]:
+        """The manifest without the resources: the model's own files."""
+        names = {r["path"] for r in self.resources}
+        return [f for f in self.files or [] if f["path"] not in names]
 
     @classmethod
     def from_wire(cls, d: dict[str, Any]) -> VersionInfo:
@@ -240,13 +254,16 @@ def registry_target(url_or_path: str) -> str:
     return url_or_path
 
 
-class Registry(GovernanceMixin):
+class Registry(GovernanceMixin, FamilyMixin, BundleMixin):
     """A model registry, remote (``http(s)://...``) or embedded (a data directory path).
 
     Nothing here touches the network or disk until a method is called, except
     that an embedded registry opens (and if needed creates) its database.
     Governance methods (policies, approvals, rollback, audit) come from
-    :class:`~modelyard.client.governance.GovernanceMixin`.
+    :class:`~modelyard.client.governance.GovernanceMixin`; family queries
+    (family, variants, variant, ancestry) from
+    :class:`~modelyard.client.families.FamilyMixin`; bundles (create, pin,
+    ``bundle(ref).pull/ready``) from :class:`~modelyard.client.bundles.BundleMixin`.
     """
 
     _b: Backend
@@ -645,6 +662,7 @@ class Registry(GovernanceMixin):
         parent: str | None = None,
         original: str | None = None,
         relation: str | None = None,
+        recipe: dict[str, Any] | None = None,
         lineage: dict[str, Any] | None = None,
         create_model: bool = True,
         allow_empty: bool = False,
@@ -672,6 +690,45 @@ class Registry(GovernanceMixin):
                 code="EMPTY_VERSION",
             )
         self._b.whoami()
+        local = self._upload(pairs, cb)
+        body: dict[str, Any] = {
+            "files": [
+                {"path": f.path, "digest": f.digest, "size": f.size, "media_type": f.media_type}
+                for f in local
+            ],
+            "description": description,
+            "framework": framework,
+            "format": format,
+            "signature": signature,
+            "metrics": metrics or {},
+            "params": params or {},
+            "tags": tags or {},
+            "metadata": metadata or {},
+            "lineage": {
+                **(lineage or {}),
+                "parent": parent,
+                "original": original,
+                "relation": relation,
+                **({"recipe": recipe} if recipe is not None else {}),
+            },
+        }
+        key = uuid.uuid4().hex
+        try:
+            wire = self._b.create_version(namespace, name, body, key)
+        except NotFound as exc:
+            if not create_model or exc.code != "MODEL_NOT_FOUND":
+                raise
+            try:
+                self.create_model(name, namespace=namespace)
+            except Exception as again:  # a concurrent pusher may have created it
+                if getattr(again, "code", "") != "MODEL_ALREADY_EXISTS":
+                    raise
+            wire = self._b.create_version(namespace, name, body, key)
+        return VersionInfo.from_wire(wire)
+
+    def _upload(self, pairs: list[tuple[Path, str]], cb: PushCallbacks) -> list[LocalFile]:
+        """Hash ``pairs`` and upload the blobs the registry lacks (each once);
+        the files with their digests."""
         total = sum(src.stat().st_size for src, _ in pairs)
         if cb.start:
             cb.start("hashing", total)
@@ -696,39 +753,40 @@ class Registry(GovernanceMixin):
                 digest = self._b.upload(f.source, f.size, cb.advance, digest=None)
                 self.hashes.put(f.source, st, digest)
                 local[i] = dataclasses.replace(f, digest=digest)
+        return local
+
+    def add_resources(
+        self,
+        ref: str,
+        resources: dict[str, str | os.PathLike[str]],
+        *,
+        alias: str | None = None,
+        reason: str = "",
+        description: str | None = None,
+        callbacks: PushCallbacks | None = None,
+    ) -> VersionInfo:
+        """Attach or replace named resources of ``ref`` (``{"thresholds.json":
+        path}``): the registry creates the next version with them, sharing every
+        other file by digest (only the resources' bytes are uploaded, and only
+        if the registry lacks them), ``parent`` = ``ref``, relation ``retuned``.
+        ``alias`` moves to it in the same step, under the production policy.
+        """
+        if not resources:
+            raise InvalidInput("no resources to add", code="INVALID_RESOURCES")
+        self._b.whoami()
+        local = self._upload(
+            [(Path(src), name) for name, src in resources.items()], callbacks or PushCallbacks()
+        )
         body: dict[str, Any] = {
-            "files": [
-                {"path": f.path, "digest": f.digest, "size": f.size, "media_type": f.media_type}
+            "resources": [
+                {"name": f.path, "digest": f.digest, "size": f.size, "media_type": f.media_type}
                 for f in local
             ],
+            "alias": alias,
+            "reason": reason,
             "description": description,
-            "framework": framework,
-            "format": format,
-            "signature": signature,
-            "metrics": metrics or {},
-            "params": params or {},
-            "tags": tags or {},
-            "metadata": metadata or {},
-            "lineage": {
-                **(lineage or {}),
-                "parent": parent,
-                "original": original,
-                "relation": relation,
-            },
         }
-        key = uuid.uuid4().hex
-        try:
-            wire = self._b.create_version(namespace, name, body, key)
-        except NotFound as exc:
-            if not create_model or exc.code != "MODEL_NOT_FOUND":
-                raise
-            try:
-                self.create_model(name, namespace=namespace)
-            except Exception as again:  # a concurrent pusher may have created it
-                if getattr(again, "code", "") != "MODEL_ALREADY_EXISTS":
-                    raise
-            wire = self._b.create_version(namespace, name, body, key)
-        return VersionInfo.from_wire(wire)
+        return VersionInfo.from_wire(self._b.attach_resources(parse_reference(ref), body))
 
     def pull(
         self,

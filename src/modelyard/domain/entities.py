@@ -17,15 +17,21 @@ class VersionState(StrEnum):
 
 
 class Relation(StrEnum):
-    """How a version derives from its ``parent`` (and ``original``)."""
+    """How a version derives from its ``parent`` (and ``original``), issue 14.
+
+    ``converted``: same weights in another format (PyTorch -> ONNX);
+    ``quantized``/``pruned``: a smaller build of the parent; ``finetuned``:
+    trained further; ``distilled``: a student trained from the parent;
+    ``retuned``: the parent's weights with other resources (thresholds,
+    label maps), as the resource use case creates it.
+    """
 
     CONVERTED = "converted"
     QUANTIZED = "quantized"
+    PRUNED = "pruned"
     FINETUNED = "finetuned"
     DISTILLED = "distilled"
-    PRUNED = "pruned"
-    RETRAINED = "retrained"
-    DERIVED = "derived"
+    RETUNED = "retuned"
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +117,10 @@ class Version:
     updated_at: int
     aliases: list[str] = field(default_factory=list)
     files: list[FileEntry] | None = None
+    # How the version was made from its parent (tool, tool_version, options)
+    # and how its metrics moved against the parent's (issue 14).
+    recipe: dict[str, Any] | None = None
+    metric_delta: dict[str, float] | None = None
 
     @property
     def ref(self) -> str:

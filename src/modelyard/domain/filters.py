@@ -40,9 +40,14 @@ language, not of SQL):
 - ``tags.k EXISTS`` (likewise metrics, params, meta) holds when the key is
   present, whatever its value (a metadata key holding JSON null or a nested
   object counts as present). On attributes it means "is set": ``framework``,
-  ``format``, ``run_id``, ``relation``, and ``signature`` (a non-empty
-  signature object), which has no other operator. Governance uses it to
-  express production policies as filters (issue 3, ``domain/policies.py``).
+  ``format``, ``run_id``, ``relation``, ``original``, ``parent`` and
+  ``signature`` (a non-empty signature object), which has no other operator.
+  Governance uses it to express production policies as filters (issue 3,
+  ``domain/policies.py``).
+- ``original`` and ``parent`` (issue 14) take a full version reference
+  ``'namespace/name/number'`` with ``=``, ``!=``, ``IN`` and ``NOT IN``:
+  ``original = 'vision/detector/1'`` is that root's family without the root;
+  a reference naming no version matches nothing.
 """
 
 from __future__ import annotations
@@ -56,6 +61,7 @@ from typing import Final, Literal, NoReturn, TypeAlias
 
 from modelyard.domain.errors import InvalidInput
 from modelyard.domain.names import validate_key
+from modelyard.domain.references import parse_reference
 
 Target = Literal["models", "versions"]
 FieldKind = Literal["attr", "tag", "metric", "param", "meta"]
@@ -180,10 +186,16 @@ _VERSION_ATTRS: Final = frozenset(
         "run_id",
         "relation",
         "signature",
+        "original",
+        "parent",
     ]
 )
 # Attributes that may be unset, so ``EXISTS`` means something for them.
-PRESENCE_ATTRS: Final = frozenset({"framework", "format", "run_id", "relation", "signature"})
+PRESENCE_ATTRS: Final = frozenset(
+    {"framework", "format", "run_id", "relation", "signature", "original", "parent"}
+)
+# Lineage links, compared with a full version reference ``ns/name/number``.
+LINEAGE_ATTRS: Final = frozenset({"original", "parent"})
 _ATTR_ALIASES: Final = {"version": "number"}
 _KINDS_BY_TARGET: Final[dict[str, frozenset[str]]] = {
     "models": frozenset({"attr", "tag", "meta"}),
@@ -647,6 +659,14 @@ def _typed(field: Field, op: str, lits: list[_Lit], op_pos: int, code: str) -> V
     elif key == "signature":
         _fail(code, "signature can only be tested with EXISTS", op_pos, field=name)
 
+    elif key in LINEAGE_ATTRS:
+        need(_EQUALITY_OPS)
+
+        def convert(lit: _Lit) -> Scalar:
+            if lit.kind != "string":
+                bad(lit, "a quoted version reference 'namespace/name/number'")
+            return _version_ref(str(lit.value), name, lit.pos, code)
+
     elif key == "archived":
         need(frozenset({"=", "!="}))
 
@@ -664,6 +684,22 @@ def _typed(field: Field, op: str, lits: list[_Lit], op_pos: int, code: str) -> V
     if field.kind == "meta" and len({isinstance(v, str) for v in values}) > 1:
         _fail(code, f"{name} IN list mixes strings and numbers", lits[0].pos, field=name)
     return values if op in ("IN", "NOT IN") else values[0]
+
+
+def _version_ref(text: str, name: str, pos: int, code: str) -> str:
+    """A lineage value: exactly ``namespace/name/number`` (canonical spelling)."""
+    try:
+        ref = parse_reference(text)
+    except InvalidInput as exc:
+        _fail(code, f"{name} needs a version reference: {exc.message}", pos, field=name)
+    if ref.version is None or text.count("/") != 2:
+        _fail(
+            code,
+            f"{name} needs a full version reference 'namespace/name/number', got {_short(text)}",
+            pos,
+            field=name,
+        )
+    return str(ref)
 
 
 def _like_checked(value: str, op: str, pos: int, code: str) -> str:

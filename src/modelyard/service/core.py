@@ -186,4 +186,9 @@ def version_payload(ver: Version) -> dict[str, Any]:
         "file_count": ver.file_count,
         "total_size": ver.total_size,
         "files": [asdict(f) for f in ver.files] if ver.files is not None else None,
+        "lineage": {
+            "original": None if ver.original is None else str(ver.original),
+            "parent": None if ver.parent is None else str(ver.parent),
+            "relation": ver.relation,
+        },
     }

@@ -198,6 +198,16 @@ class ModelUseCases(RegistryCore):
                     code="MODEL_HAS_PUBLISHED_VERSIONS",
                     details={"published": published},
                 )
+            pinning = tx.bundles.pinning_model(mid)
+            if pinning:
+                # A bundle version's pins are its record of what ran together
+                # (issue 14): the versions they name cannot go away.
+                raise Conflict(
+                    f"model {namespace}/{name} has versions pinned by bundle versions "
+                    + ", ".join(pinning[:10]),
+                    code="MODEL_IN_BUNDLE",
+                    details={"bundle_versions": pinning[:100]},
+                )
             before = tx.load_models([mid])[0]
             tx.delete_model(mid)
             tx.append_event(

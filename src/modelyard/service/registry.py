@@ -2,9 +2,9 @@
 
 :class:`RegistryService` puts the use cases together (one module each:
 ``namespaces``, ``models``, ``versions``, ``lifecycle``, ``aliases``,
-``search``, ``stages``; the production view in ``views``; what they share in ``core``),
-so REST v1, the MLflow door, the UI, the embedded SDK and the CLI call the
-same methods.
+``search``, ``stages``, ``families``, ``resources``, ``bundles``; the production view
+in ``views``; what they share in ``core``), so REST v1, the MLflow door, the UI, the
+embedded SDK and the CLI call the same methods.
 
 Every method that changes something runs in one write transaction
 (:meth:`~modelyard.service.core.RegistryCore.run_in_transaction`) and writes
@@ -26,10 +26,13 @@ from modelyard.domain.errors import NotFound
 from modelyard.domain.identity import Principal
 from modelyard.domain.references import Reference
 from modelyard.service.aliases import AliasUseCases
+from modelyard.service.bundles import BundleUseCases
 from modelyard.service.core import MAX_PAGE_SIZE, Page
+from modelyard.service.families import FamilyUseCases
 from modelyard.service.lifecycle import LifecycleUseCases
 from modelyard.service.models import ModelUseCases
 from modelyard.service.namespaces import NamespaceUseCases
+from modelyard.service.resources import ResourceUseCases
 from modelyard.service.search import SearchUseCases
 from modelyard.service.stages import StageUseCases
 from modelyard.service.versions import VersionSpec, VersionUseCases
@@ -47,6 +50,9 @@ class RegistryService(
     AliasUseCases,
     SearchUseCases,
     StageUseCases,
+    FamilyUseCases,
+    ResourceUseCases,
+    BundleUseCases,
 ):
     """The registry's use cases over a metadata store and a blob store."""
 

@@ -11,7 +11,7 @@ from urllib.parse import unquote
 
 import orjson
 
-from modelyard.domain.entities import FileEntry
+from modelyard.domain.entities import FileEntry, Relation
 from modelyard.domain.errors import InvalidInput
 from modelyard.domain.names import (
     validate_digest,
@@ -22,7 +22,6 @@ from modelyard.domain.names import (
 
 _MEDIA_TYPE_RE = re.compile(r"^[\w.+-]+/[\w.+-]+(;[\w .=+-]*)?$")
 _SHORT_TEXT_RE = re.compile(r"^[\w.+:/@-]{1,64}$")
-_RELATION_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 MAX_DESCRIPTION = 64 * 1024
 MAX_FILE_SIZE = (1 << 63) - 1
 """Sizes are 64-bit signed integers in both databases (BIGINT)."""
@@ -248,14 +247,69 @@ def check_short(value: str | None, field: str) -> str | None:
 
 
 def check_relation(value: str | None) -> str | None:
-    """Lineage relation such as ``converted``, ``quantized``, ``finetuned``."""
+    """Lineage relation: one of :class:`~modelyard.domain.entities.Relation`."""
     if value is None:
         return None
-    if not isinstance(value, str) or not _RELATION_RE.fullmatch(value):
+    allowed = [r.value for r in Relation]
+    if not isinstance(value, str) or value not in allowed:
         raise InvalidInput(
-            f"invalid relation {value!r}", code="INVALID_INPUT", details={"field": "relation"}
+            f"invalid relation {str(value)[:40]!r}; relations are " + ", ".join(allowed),
+            code="INVALID_RELATION",
+            details={"field": "relation", "allowed": allowed},
         )
     return value
+
+
+def check_recipe(recipe: Any, limits: Limits = DEFAULT_LIMITS) -> dict[str, Any] | None:
+    """How a variant was made: ``{"tool", "tool_version"?, "options"?}``.
+
+    ``tool`` and ``tool_version`` are short identifiers (``skl2onnx``,
+    ``1.17.0``); ``options`` is a JSON object within the metadata limits.
+    """
+    if recipe is None:
+        return None
+    if not isinstance(recipe, dict):
+        raise InvalidInput("recipe must be an object", code="INVALID_RECIPE")
+    unknown = sorted(set(recipe) - {"tool", "tool_version", "options"})
+    if unknown:
+        raise InvalidInput(
+            f"recipe has unknown fields {unknown}; it takes tool, tool_version, options",
+            code="INVALID_RECIPE",
+            details={"fields": unknown},
+        )
+    out: dict[str, Any] = {}
+    for key in ("tool", "tool_version"):
+        value = recipe.get(key)
+        if value is None:
+            if key == "tool":
+                raise InvalidInput("recipe.tool is required", code="INVALID_RECIPE")
+            continue
+        if not isinstance(value, str) or not _SHORT_TEXT_RE.fullmatch(value):
+            raise InvalidInput(
+                f"recipe.{key} must be a short name, got {str(value)[:40]!r}",
+                code="INVALID_RECIPE",
+                details={"field": f"recipe.{key}"},
+            )
+        out[key] = value
+    options = recipe.get("options")
+    if options is not None:
+        if not isinstance(options, dict):
+            raise InvalidInput("recipe.options must be an object", code="INVALID_RECIPE")
+        check_json(options, "recipe.options", limits)
+        out["options"] = options
+    return out
+
+
+def check_metric_delta(delta: Any, limits: Limits = DEFAULT_LIMITS) -> dict[str, float] | None:
+    """A metric delta against the parent: finite numbers by metric key."""
+    if delta is None:
+        return None
+    try:
+        return check_metrics(delta, limits)
+    except InvalidInput as exc:
+        raise InvalidInput(
+            "metric_delta " + exc.message, code="INVALID_METRIC_DELTA", details=exc.details
+        ) from None
 
 
 def check_signature(sig: Any, limits: Limits = DEFAULT_LIMITS) -> dict[str, Any] | None:

@@ -11,13 +11,14 @@ from typing import TYPE_CHECKING, Any, cast
 import orjson
 
 from modelyard.domain import identity as auth
-from modelyard.domain.entities import Version, VersionState
+from modelyard.domain.entities import FileEntry, Version, VersionState
 from modelyard.domain.errors import Conflict, InvalidInput
+from modelyard.domain.families import metric_delta as metric_delta_of
 from modelyard.domain.identity import Permission, Principal
 from modelyard.domain.names import validate_name
 from modelyard.domain.references import DEFAULT_NAMESPACE, Reference, parse_reference
 from modelyard.service import blobs as blob_rules
-from modelyard.service import policy_gate
+from modelyard.service import families, policy_gate
 from modelyard.service import validation as v
 from modelyard.service.artifacts import ResolvedSource, check_stored, resolve_model_source
 from modelyard.service.core import (
@@ -53,6 +54,8 @@ class VersionSpec:
     parent: str | None = None
     original: str | None = None
     relation: str | None = None
+    recipe: dict[str, Any] | None = None
+    metric_delta: dict[str, Any] | None = None
     draft: bool = False
     # An MLflow model source (``runs:/<run>/<path>``, ``models:/m-<id>``, a
     # ``mlflow-artifacts:/`` URI): with no ``files``, the version's manifest
@@ -60,6 +63,32 @@ class VersionSpec:
     # and ``source_run`` its run. Any other text is kept as metadata
     # ``mlflow.source`` only.
     source: str | None = None
+
+
+@dataclass(slots=True)
+class PreparedVersion:
+    """A version create after its prepare step: every field checked."""
+
+    namespace: str
+    name: str
+    files: list[FileEntry]
+    draft: bool
+    description: str
+    framework: str | None
+    format: str | None
+    signature: dict[str, Any] | None
+    metrics: dict[str, float]
+    params: dict[str, str]
+    tags: dict[str, str]
+    meta: dict[str, Any]
+    datasets: list[Any]
+    source_run: str | None
+    code_ref: str | None
+    relation: str | None
+    recipe: dict[str, Any] | None
+    metric_delta: dict[str, float] | None
+    parent: Reference | None
+    original: Reference | None
 
 
 class VersionUseCases(RegistryCore):
@@ -127,6 +156,143 @@ class VersionUseCases(RegistryCore):
         token = str(items[-1].number) if len(ids) > limit else None
         return Page(items, token)
 
+    def prepare_version(
+        self, name: str, spec: VersionSpec, *, namespace: str, actor: Principal
+    ) -> PreparedVersion:
+        """The prepare step of a version create: permissions, every field
+        checked, the manifest's blobs checked (mount rule). No transaction.
+
+        Requires: write on the namespace, and read on the namespace of a
+        parent or original version.
+        """
+        validate_name(namespace, kind="namespace")
+        auth.require(actor, Permission.WRITE, namespace)
+        validate_name(name)
+        resolved = None
+        if spec.source is not None:
+            spec, resolved = _resolve_source(self, spec, actor)
+        files = v.check_files(spec.files, max_files=self.max_files)
+        relation = v.check_relation(spec.relation)
+        recipe = v.check_recipe(spec.recipe, self.limits)
+        delta = v.check_metric_delta(spec.metric_delta, self.limits)
+        parent_ref = (
+            None
+            if spec.parent is None
+            else parse_reference(spec.parent, default_namespace=namespace)
+        )
+        original_ref = (
+            None
+            if spec.original is None
+            else parse_reference(spec.original, default_namespace=namespace)
+        )
+        prepared = PreparedVersion(
+            namespace=namespace,
+            name=name,
+            files=files,
+            draft=spec.draft,
+            description=v.check_description(spec.description),
+            framework=v.check_short(spec.framework, "framework"),
+            format=v.check_short(spec.format, "format"),
+            signature=v.check_signature(spec.signature, self.limits),
+            metrics=v.check_metrics(spec.metrics, self.limits),
+            params=v.check_params(spec.params, self.limits),
+            tags=v.check_tags(spec.tags, self.limits),
+            meta=v.check_metadata(spec.metadata, self.limits),
+            datasets=v.check_datasets(spec.datasets, self.limits),
+            source_run=_bounded(spec.source_run, "source_run", 256),
+            code_ref=_bounded(spec.code_ref, "code_ref", 1024),
+            relation=relation,
+            recipe=recipe,
+            metric_delta=delta,
+            parent=parent_ref,
+            original=original_ref,
+        )
+        for lineage_ref in (parent_ref, original_ref):
+            if lineage_ref is not None:
+                auth.require(actor, Permission.READ, lineage_ref.namespace)
+        if relation and parent_ref is None and original_ref is None:
+            raise InvalidInput(
+                "a relation needs a parent or original version", code="INVALID_LINEAGE"
+            )
+        if (recipe is not None or delta is not None) and parent_ref is None:
+            raise InvalidInput(
+                "a recipe or metric_delta describes a step from a parent version: name the parent",
+                code="INVALID_LINEAGE",
+            )
+        if resolved is None:
+            blob_rules.check_manifest(cast("RegistryService", self), files, actor=actor)
+        else:
+            # Files of a resolved source: the resolver checked that the caller
+            # may read the run or logged model that owns them (their uploader
+            # may be someone else); only presence and sizes remain to hold.
+            check_stored(self.blobs, files)
+        return prepared
+
+    def insert_version_in_tx(
+        self, tx: RegistryTx, p: PreparedVersion, *, actor: Principal
+    ) -> Version:
+        """The transaction step of a version create: number, row, items,
+        manifest and the ``version.created`` event, inside ``tx``.
+
+        Requires: nothing checked here; :meth:`prepare_version` checked it.
+        """
+        found_model = tx.model_for_write(p.namespace, p.name)
+        if found_model is None:
+            self.model_id(tx, p.namespace, p.name)  # raises MODEL_NOT_FOUND
+            raise AssertionError("unreachable")
+        mid, archived = found_model
+        if archived:
+            raise Conflict(f"model {p.namespace}/{p.name} is archived", code="MODEL_ARCHIVED")
+        link = families.resolve_lineage(self, tx, p.parent, p.original)
+        metric_delta = p.metric_delta
+        if metric_delta is None and link.parent is not None:
+            metric_delta = metric_delta_of(p.metrics, link.parent.metrics) or None
+        number = tx.allocate_version_number(mid)
+        at = now_us()
+        vid = tx.insert_version(
+            {
+                "model_id": mid,
+                "number": number,
+                "state": (VersionState.DRAFT if p.draft else VersionState.READY).value,
+                "description": p.description,
+                "framework": p.framework,
+                "format": p.format,
+                "signature": p.signature,
+                "meta": p.meta,
+                "source_run": p.source_run,
+                "code_ref": p.code_ref,
+                "datasets": p.datasets,
+                "original_id": link.original_id,
+                "parent_id": link.parent_id,
+                "relation": p.relation,
+                "recipe": p.recipe,
+                "metric_delta": metric_delta,
+                "file_count": len(p.files),
+                "total_size": sum(f.size for f in p.files),
+                "created_by": actor.name,
+                "created_at": at,
+                "updated_at": at,
+            }
+        )
+        tx.insert_version_items(
+            vid,
+            tags=p.tags,
+            metrics=p.metrics,
+            params=p.params,
+            meta=p.meta,
+            files=p.files,
+            created_at=at,
+        )
+        version = tx.get_version_by_id(vid, with_files=True)
+        tx.append_event(
+            "version.created",
+            actor=actor.name,
+            namespace=p.namespace,
+            subject=version.ref,
+            payload=version_payload(version),
+        )
+        return version
+
     def create_version(
         self,
         name: str,
@@ -143,49 +309,7 @@ class VersionUseCases(RegistryCore):
         be stored with the declared size. Requires: write on the namespace, and
         read on the namespace of a parent or original version.
         """
-        validate_name(namespace, kind="namespace")
-        auth.require(actor, Permission.WRITE, namespace)
-        validate_name(name)
-        resolved = None
-        if spec.source is not None:
-            spec, resolved = _resolve_source(self, spec, actor)
-        files = v.check_files(spec.files, max_files=self.max_files)
-        description = v.check_description(spec.description)
-        framework = v.check_short(spec.framework, "framework")
-        fmt = v.check_short(spec.format, "format")
-        signature = v.check_signature(spec.signature, self.limits)
-        metrics = v.check_metrics(spec.metrics, self.limits)
-        params = v.check_params(spec.params, self.limits)
-        tags = v.check_tags(spec.tags, self.limits)
-        meta = v.check_metadata(spec.metadata, self.limits)
-        datasets = v.check_datasets(spec.datasets, self.limits)
-        relation = v.check_relation(spec.relation)
-        source_run = _bounded(spec.source_run, "source_run", 256)
-        code_ref = _bounded(spec.code_ref, "code_ref", 1024)
-        parent_ref = (
-            None
-            if spec.parent is None
-            else parse_reference(spec.parent, default_namespace=namespace)
-        )
-        original_ref = (
-            None
-            if spec.original is None
-            else parse_reference(spec.original, default_namespace=namespace)
-        )
-        for lineage_ref in (parent_ref, original_ref):
-            if lineage_ref is not None:
-                auth.require(actor, Permission.READ, lineage_ref.namespace)
-        if relation and parent_ref is None and original_ref is None:
-            raise InvalidInput(
-                "a relation needs a parent or original version", code="INVALID_LINEAGE"
-            )
-        if resolved is None:
-            blob_rules.check_manifest(cast("RegistryService", self), files, actor=actor)
-        else:
-            # Files of a resolved source: the resolver checked that the caller
-            # may read the run or logged model that owns them (their uploader
-            # may be someone else); only presence and sizes remain to hold.
-            check_stored(self.blobs, files)
+        prepared = self.prepare_version(name, spec, namespace=namespace, actor=actor)
         # The request's fingerprint matters only under an Idempotency-Key, and
         # asdict's deep copy cost ~5% of a create's CPU: computed only then.
         request_hash = (
@@ -219,64 +343,9 @@ class VersionUseCases(RegistryCore):
                     found = tx.load_versions([prior[1]], with_files=True)
                     if found:
                         return found[0]
-            found_model = tx.model_for_write(namespace, name)
-            if found_model is None:
-                self.model_id(tx, namespace, name)  # raises MODEL_NOT_FOUND
-                raise AssertionError("unreachable")
-            mid, archived = found_model
-            if archived:
-                raise Conflict(f"model {namespace}/{name} is archived", code="MODEL_ARCHIVED")
-            parent_id = original_id = None
-            if parent_ref is not None:
-                parent_id = self.version_id(tx, parent_ref)
-                prow = tx.version_keys(parent_id)
-                original_id = prow.original_id or parent_id
-            if original_ref is not None:
-                original_id = self.version_id(tx, original_ref)
-            number = tx.allocate_version_number(mid)
-            at = now_us()
-            vid = tx.insert_version(
-                {
-                    "model_id": mid,
-                    "number": number,
-                    "state": (VersionState.DRAFT if spec.draft else VersionState.READY).value,
-                    "description": description,
-                    "framework": framework,
-                    "format": fmt,
-                    "signature": signature,
-                    "meta": meta,
-                    "source_run": source_run,
-                    "code_ref": code_ref,
-                    "datasets": datasets,
-                    "original_id": original_id,
-                    "parent_id": parent_id,
-                    "relation": relation,
-                    "file_count": len(files),
-                    "total_size": sum(f.size for f in files),
-                    "created_by": actor.name,
-                    "created_at": at,
-                    "updated_at": at,
-                }
-            )
-            tx.insert_version_items(
-                vid,
-                tags=tags,
-                metrics=metrics,
-                params=params,
-                meta=meta,
-                files=files,
-                created_at=at,
-            )
+            version = self.insert_version_in_tx(tx, prepared, actor=actor)
             if idempotency_key:
-                tx.put_idempotent(scope, idempotency_key, request_hash, vid)
-            version = tx.get_version_by_id(vid, with_files=True)
-            tx.append_event(
-                "version.created",
-                actor=actor.name,
-                namespace=namespace,
-                subject=version.ref,
-                payload=version_payload(version),
-            )
+                tx.put_idempotent(scope, idempotency_key, request_hash, version.id)
             return version
 
         return self.run_in_transaction(op)

@@ -7,7 +7,9 @@ from dataclasses import asdict
 from datetime import datetime, timedelta
 from typing import Any
 
+from modelyard.domain.bundles import Bundle, BundleVersion
 from modelyard.domain.entities import AliasMove, Model, Namespace, Version
+from modelyard.domain.families import RESOURCE_PREFIX, Family, FamilyNode, is_resource
 from modelyard.domain.webhooks import Delivery, Webhook
 
 _EPOCH = datetime(1970, 1, 1)
@@ -77,6 +79,8 @@ def version(ver: Version) -> dict[str, Any]:
             "original": str(ver.original) if ver.original else None,
             "parent": str(ver.parent) if ver.parent else None,
             "relation": ver.relation,
+            "recipe": ver.recipe,
+            "metric_delta": ver.metric_delta,
         },
         "file_count": ver.file_count,
         "total_size": ver.total_size,
@@ -85,8 +89,61 @@ def version(ver: Version) -> dict[str, Any]:
         "updated_at": iso(ver.updated_at),
     }
     if ver.files is not None:
+        # ``files`` stays the whole manifest (what a pull fetches);
+        # ``resources`` lists the components apart from the weights.
         out["files"] = [asdict(f) for f in ver.files]
+        out["resources"] = [
+            {"name": f.path[len(RESOURCE_PREFIX) :], **asdict(f)}
+            for f in ver.files
+            if is_resource(f.path)
+        ]
     return out
+
+
+def family(f: Family) -> dict[str, Any]:
+    """Wire shape of a family: the version asked about, the root, and every
+    member in depth-first order with its place in the tree.
+
+    Flat rather than nested, so a long chain of variants cannot hit a JSON
+    encoder's nesting limit: ``parent`` is the nearest member above (the
+    tree's edge, which skips versions the caller may not see) and ``depth``
+    its level (top-level trees at 0).
+    """
+    members: list[dict[str, Any]] = []
+    stack: list[tuple[FamilyNode, str | None, int]] = [(n, None, 0) for n in reversed(f.trees)]
+    while stack:
+        node, above, depth = stack.pop()
+        members.append({"version": version(node.version), "parent": above, "depth": depth})
+        stack.extend((c, node.version.ref, depth + 1) for c in reversed(node.children))
+    return {"of": f.of, "root": f.root, "members": members}
+
+
+def bundle(b: Bundle) -> dict[str, Any]:
+    """Wire shape of a bundle."""
+    return {
+        "namespace": b.namespace,
+        "name": b.name,
+        "description": b.description,
+        "roles": b.roles,
+        "edges": [e.to_dict() for e in b.edges],
+        "latest_version": b.latest_version,
+        "created_by": b.created_by,
+        "created_at": iso(b.created_at),
+        "updated_at": iso(b.updated_at),
+    }
+
+
+def bundle_version(bv: BundleVersion) -> dict[str, Any]:
+    """Wire shape of a bundle version: each role's pinned version with its files."""
+    return {
+        "ref": bv.ref,
+        "namespace": bv.namespace,
+        "name": bv.name,
+        "version": bv.number,
+        "members": {role: version(v) for role, v in bv.members.items()},
+        "created_by": bv.created_by,
+        "created_at": iso(bv.created_at),
+    }
 
 
 def alias_move(a: AliasMove) -> dict[str, Any]:

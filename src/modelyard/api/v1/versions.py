@@ -67,6 +67,8 @@ async def create_version(
         parent=body.lineage.parent,
         original=body.lineage.original,
         relation=body.lineage.relation,
+        recipe=body.lineage.recipe,
+        metric_delta=body.lineage.metric_delta,
         draft=body.draft,
     )
     ver = await call(

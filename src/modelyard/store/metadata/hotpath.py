@@ -53,6 +53,8 @@ VERSION_COLS = (
     _par_ns.c.name.label("par_ns"),
     _par_m.c.name.label("par_model"),
     _par.c.number.label("par_number"),
+    t.versions.c.recipe,
+    t.versions.c.metric_delta,
 )
 VERSION_FROM = (
     t.versions.join(t.models, t.versions.c.model_id == t.models.c.id)
@@ -302,10 +304,11 @@ def version_from_row(
         parent=VersionLink(r[22], r[23], r[24]) if r[24] is not None else None,
         aliases=aliases,
         files=files,
+        recipe=None if r[25] is None else json_value(r[25]),
+        metric_delta=None if r[26] is None else json_value(r[26]),
     )
 
 
-_JSON_VERSION_COLS = ("signature", "meta", "datasets")
 _INSERT_VERSION_COLS = (
     "model_id",
     "number",
@@ -326,6 +329,8 @@ _INSERT_VERSION_COLS = (
     "created_by",
     "created_at",
     "updated_at",
+    "recipe",
+    "metric_delta",
 )
 
 

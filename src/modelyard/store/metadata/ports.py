@@ -24,7 +24,7 @@ errors: ``AlreadyExists``, ``Conflict``). This module imports no SQLAlchemy;
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
@@ -70,6 +70,33 @@ class VersionKeys:
     number: int
     original_id: int | None
     parent_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class BundleRow:
+    """A bundle as stored: roles (role -> reference text) and edges (JSON)."""
+
+    id: int
+    namespace: str
+    name: str
+    description: str
+    roles: dict[str, str]
+    edges: list[dict[str, Any]]
+    last_version: int
+    created_by: str
+    created_at: int
+    updated_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class BundleVersionRow:
+    """A bundle version as stored: the version id each role pinned."""
+
+    id: int
+    number: int
+    created_by: str
+    created_at: int
+    members: dict[str, int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,6 +255,28 @@ class IdentityQueries(Protocol):
     def list_bindings(
         self, *, user: str | None = None, namespace: str | None = None
     ) -> list[RoleBinding]: ...
+
+
+class BundleQueries(Protocol):
+    """Bundles (issue 14), bound to one transaction."""
+
+    def get(self, namespace: str, name: str) -> BundleRow | None: ...
+
+    def in_namespace(self, namespace: str) -> list[BundleRow]: ...
+
+    def insert(self, values: Mapping[str, Any]) -> int: ...
+
+    def allocate_version(self, bundle_id: int, at: int) -> int: ...
+
+    def insert_version(
+        self, bundle_id: int, number: int, members: Mapping[str, int], *, actor: str, at: int
+    ) -> int: ...
+
+    def version(self, bundle_id: int, number: int | None) -> BundleVersionRow | None: ...
+
+    def pinned_versions(self, version_ids: Sequence[int]) -> list[int]: ...
+
+    def pinning_model(self, model_id: int) -> list[str]: ...
 
 
 class OutboxQueries(Protocol):
@@ -432,6 +481,9 @@ class RegistryTx(Protocol):
     @property
     def tracking(self) -> TrackingQueries: ...
 
+    @property
+    def bundles(self) -> BundleQueries: ...
+
     # -- namespaces
 
     def get_namespace(self, name: str) -> Namespace | None: ...
@@ -526,6 +578,11 @@ class RegistryTx(Protocol):
     def load_versions(self, ids: Sequence[int], *, with_files: bool = False) -> list[Version]: ...
 
     def version_keys(self, version_id: int) -> VersionKeys: ...
+
+    def family_links(self, root_id: int) -> dict[int, int | None]:
+        """Every member of the family rooted at ``root_id`` (the root and each
+        version whose original it is), mapped to its parent's id."""
+        ...
 
     def list_version_ids(
         self,

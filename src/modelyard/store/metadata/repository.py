@@ -45,6 +45,7 @@ from modelyard.store.metadata.prepared import json_param
 
 if TYPE_CHECKING:
     from modelyard.store.metadata.bound import BoundGovernance, BoundOutbox
+    from modelyard.store.metadata.bundles import BoundBundles
     from modelyard.store.metadata.identity import IdentityQueries
     from modelyard.store.metadata.tracking import TrackingQueries
 
@@ -134,6 +135,13 @@ class Tx:
         from modelyard.store.metadata.tracking import TrackingQueries
 
         return TrackingQueries(self.conn)
+
+    @property
+    def bundles(self) -> BoundBundles:
+        """Bundles, bundle versions and members, in this transaction."""
+        from modelyard.store.metadata.bundles import BoundBundles
+
+        return BoundBundles(self.conn)
 
     # -- namespaces -------------------------------------------------------
 
@@ -311,11 +319,32 @@ class Tx:
             self.conn.execute(table.delete().where(table.c.version_id.in_(select_ids)))
         self.conn.execute(t.aliases.delete().where(t.aliases.c.model_id == model_id))
         self.conn.execute(t.alias_history.delete().where(t.alias_history.c.model_id == model_id))
+        v = t.versions.c
+        # Versions of other models whose family root goes away: after the cut
+        # each gets its new root (the original is always the root, issue 14).
+        orphans = list(
+            self.conn.execute(
+                sa.select(v.id)
+                .where(v.original_id.in_(select_ids), v.model_id != model_id)
+                .order_by(v.id)
+            ).scalars()
+        )
         # Lineage links from other models' versions to this one are cut, not cascaded.
-        for col in (t.versions.c.original_id, t.versions.c.parent_id):
+        for col in (v.original_id, v.parent_id):
             self.conn.execute(
                 t.versions.update().where(col.in_(select_ids)).values({col.key: None})
             )
+        # A parent is older than its child (smaller id), so walking in id
+        # order meets every parent's repaired root before its children.
+        for vid in orphans:
+            parent = self.conn.execute(
+                sa.select(v.parent_id).where(v.id == vid)
+            ).scalar_one_or_none()
+            root = None
+            if parent is not None:
+                up = self.conn.execute(sa.select(v.original_id).where(v.id == parent)).scalar()
+                root = up if up is not None else parent
+            self.conn.execute(t.versions.update().where(v.id == vid).values(original_id=root))
         self.conn.execute(t.versions.delete().where(t.versions.c.model_id == model_id))
         self.conn.execute(t.model_tags.delete().where(t.model_tags.c.model_id == model_id))
         self.conn.execute(t.model_meta.delete().where(t.model_meta.c.model_id == model_id))
@@ -358,6 +387,10 @@ class Tx:
         params = dict(values)
         for col in ("signature", "meta", "datasets"):
             params[col] = json_param(params[col])
+        # Unset lineage extras stay SQL NULL (not JSON null): "no recipe".
+        for col in ("recipe", "metric_delta"):
+            value = params.get(col)
+            params[col] = None if value is None else json_param(value)
         return int(self.wq.insert_version.one_or_none(self.conn, params)[0])
 
     def insert_version_items(
@@ -441,6 +474,15 @@ class Tx:
             )
         ).one()
         return VersionKeys(r.id, r.model_id, r.number, r.original_id, r.parent_id)
+
+    def family_links(self, root_id: int) -> dict[int, int | None]:
+        """Members of the family rooted at ``root_id`` mapped to their parent
+        ids: one walk of ``ix_versions_original_created`` plus the root row."""
+        v = t.versions.c
+        rows = self.conn.execute(
+            sa.select(v.id, v.parent_id).where(sa.or_(v.original_id == root_id, v.id == root_id))
+        ).all()
+        return {int(r.id): None if r.parent_id is None else int(r.parent_id) for r in rows}
 
     def list_version_ids(
         self,

@@ -152,6 +152,9 @@ _VERSION_COLUMNS: dict[str, sa.ColumnElement[Any]] = {
     "updated": t.versions.c.updated_at,
     "run_id": t.versions.c.source_run,
     "relation": t.versions.c.relation,
+    # Only for EXISTS; comparisons take a reference (see _Compiler.lineage).
+    "original": t.versions.c.original_id,
+    "parent": t.versions.c.parent_id,
 }
 _MODEL_COLUMNS: dict[str, sa.ColumnElement[Any]] = {
     "name": t.models.c.name,
@@ -160,9 +163,9 @@ _MODEL_COLUMNS: dict[str, sa.ColumnElement[Any]] = {
     "created": t.models.c.created_at,
     "updated": t.models.c.updated_at,
 }
-_NULLABLE = frozenset({"framework", "format", "run_id", "relation"})
+_NULLABLE = frozenset({"framework", "format", "run_id", "relation", "original", "parent"})
 # Versions columns with an index but few distinct values (see walk_only).
-_LOW_CARDINALITY = frozenset({"state", "framework"})
+_LOW_CARDINALITY = frozenset({"state", "framework", "relation"})
 _KV_TABLES: dict[Target, dict[str, sa.Table]] = {
     "versions": {
         "tag": t.version_tags,
@@ -309,6 +312,8 @@ class _Compiler:
             return t.models.c.namespace_id.in_(inner)
         if self.target == "versions" and cmp.op == "EXISTS":
             return self.present(key)
+        if self.target == "versions" and key in ("original", "parent"):
+            return self.lineage(cmp)
         columns = _VERSION_COLUMNS if self.target == "versions" else _MODEL_COLUMNS
         column = columns.get(key)
         if column is None:
@@ -343,6 +348,35 @@ class _Compiler:
                 details={"position": 0},
             )
         return column.is_not(None)
+
+    def lineage(self, cmp: Comparison) -> sa.ColumnElement[bool]:
+        """``original``/``parent`` against version references (issue 14).
+
+        The references become one ``id IN (subquery)`` over the unique
+        ``(namespace, name, number)`` path, so the term stays one indexed
+        probe of ``ix_versions_original_created`` / ``..._parent_created``
+        and composes under OR/NOT like any other. A reference naming no
+        version adds nothing to the list.
+        """
+        column = _VERSION_COLUMNS[cmp.field.key]
+        refs = cmp.value if isinstance(cmp.value, tuple) else (cmp.value,)
+        v, m, ns = self.alias(t.versions), self.alias(t.models), self.alias(t.namespaces)
+        wanted: list[sa.ColumnElement[bool]] = []
+        for ref in refs:
+            namespace, name, number = str(ref).split("/")
+            wanted.append(
+                sa.and_(ns.c.name == namespace, m.c.name == name, v.c.number == int(number))
+            )
+        inner = (
+            sa.select(v.c.id)
+            .select_from(v.join(m, m.c.id == v.c.model_id).join(ns, ns.c.id == m.c.namespace_id))
+            .where(sa.or_(*wanted))
+        )
+        # The IS NOT NULL guard keeps comparisons two-valued (see attr): NOT
+        # parent = 'x' must match the roots too; "!=" needs the link set.
+        if cmp.op in ("=", "IN"):
+            return sa.and_(column.is_not(None), column.in_(inner))
+        return sa.and_(column.is_not(None), column.not_in(inner))
 
     def model_ids(self, cmp: Comparison) -> sa.ColumnElement[bool]:
         """A version's model name or namespace, as ``model_id IN (subquery)``.

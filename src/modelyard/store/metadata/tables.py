@@ -100,6 +100,10 @@ versions = sa.Table(
     sa.Column("created_by", sa.String(256), nullable=False, server_default=""),
     sa.Column("created_at", sa.BigInteger, nullable=False),
     sa.Column("updated_at", sa.BigInteger, nullable=False),
+    # How the version was made from its parent and how its metrics moved
+    # against the parent's (issue 14; migration 0014).
+    sa.Column("recipe", sa.JSON, nullable=True),
+    sa.Column("metric_delta", sa.JSON, nullable=True),
     sa.UniqueConstraint("model_id", "number"),
 )
 sa.Index("ix_versions_created_at_id", versions.c.created_at, versions.c.id)
@@ -107,8 +111,13 @@ sa.Index("ix_versions_updated_at_id", versions.c.updated_at, versions.c.id)
 sa.Index("ix_versions_number_id", versions.c.number, versions.c.id)
 sa.Index("ix_versions_state_id", versions.c.state, versions.c.id)
 sa.Index("ix_versions_framework_id", versions.c.framework, versions.c.id)
-sa.Index("ix_versions_original_id", versions.c.original_id)
-sa.Index("ix_versions_parent_id", versions.c.parent_id)
+# A family (original_id = root) and a version's direct variants (parent_id)
+# come out of these in the default search order; relation is a filter term.
+sa.Index(
+    "ix_versions_original_created", versions.c.original_id, versions.c.created_at, versions.c.id
+)
+sa.Index("ix_versions_parent_created", versions.c.parent_id, versions.c.created_at, versions.c.id)
+sa.Index("ix_versions_relation_id", versions.c.relation, versions.c.id)
 
 
 def _kv_table(name: str, value_type: sa.types.TypeEngine[Any], *, nullable: bool) -> sa.Table:
@@ -612,3 +621,50 @@ artifacts = sa.Table(
     sa.Column("created_at", sa.BigInteger, nullable=False),
 )
 sa.Index("ix_artifacts_digest", artifacts.c.digest)
+# -- bundles (issue 14; migration 0014) ---------------------------------------
+
+bundles = sa.Table(
+    "bundles",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("namespace_id", BigId, sa.ForeignKey("namespaces.id"), nullable=False),
+    sa.Column("name", sa.String(128), nullable=False),
+    sa.Column("description", sa.Text, nullable=False, server_default=""),
+    # role -> reference text ("ns/model@alias" or "ns/model/3"), and the
+    # declared edges ([{"from", "to", "mapping"}]): read and written whole.
+    sa.Column("roles", sa.JSON, nullable=False),
+    sa.Column("edges", sa.JSON, nullable=False),
+    sa.Column("last_version", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("created_by", sa.String(256), nullable=False, server_default=""),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+    sa.UniqueConstraint("namespace_id", "name"),
+)
+
+bundle_versions = sa.Table(
+    "bundle_versions",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("bundle_id", BigId, sa.ForeignKey("bundles.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("number", sa.Integer, nullable=False),
+    sa.Column("created_by", sa.String(256), nullable=False, server_default=""),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.UniqueConstraint("bundle_id", "number"),
+)
+
+# The concrete version each role of a bundle version pinned. No cascade from
+# versions: a pinned version's model cannot be deleted (MODEL_IN_BUNDLE), so
+# "what exactly ran" keeps its answer.
+bundle_members = sa.Table(
+    "bundle_members",
+    metadata,
+    sa.Column(
+        "bundle_version_id",
+        BigId,
+        sa.ForeignKey("bundle_versions.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("role", sa.String(64), primary_key=True),
+    sa.Column("version_id", BigId, sa.ForeignKey("versions.id"), nullable=False),
+)
+sa.Index("ix_bundle_members_version_id", bundle_members.c.version_id)

@@ -1,0 +1,195 @@
+"""Bundles (issue 14): ``bundle create|list|show|pin|pull|status``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from modelyard.cli.common import connect, out, print_json, progress_bar, run
+from modelyard.cli.options import DEFAULT_URL, JsonOpt, RegistryOpt, TokenOpt
+from modelyard.client.bundles import Readiness
+from modelyard.client.registry import Registry
+
+bundle_app = typer.Typer(
+    help="Bundles: pipelines of models (roles bound to references) that must fit together.",
+    no_args_is_help=True,
+)
+BundleArg = Annotated[str, typer.Argument(help="NAME or ns/NAME, optionally @N or @latest")]
+DestOpt = Annotated[Path, typer.Option("--dest", help="Directory: one subdirectory per role.")]
+
+
+def _split(name: str) -> tuple[str, str]:
+    namespace, _, bare = name.rpartition("/")
+    return namespace or "default", bare
+
+
+def _edges(specs: list[str]) -> list[dict[str, Any]]:
+    """``from.out->to.in`` items, merged per (from, to) pair."""
+    merged: dict[tuple[str, str], dict[str, str]] = {}
+    for spec in specs:
+        left, arrow, right = spec.partition("->")
+        src, dot1, out_field = left.strip().partition(".")
+        dst, dot2, in_field = right.strip().partition(".")
+        if not (arrow and dot1 and dot2 and src and dst and out_field and in_field):
+            raise typer.BadParameter(f"{spec!r}: expected ROLE.OUTPUT->ROLE.INPUT")
+        merged.setdefault((src, dst), {})[out_field] = in_field
+    return [{"from": s, "to": d, "mapping": m} for (s, d), m in merged.items()]
+
+
+@bundle_app.command("create")
+def create(
+    name: Annotated[str, typer.Argument(help="NAME or ns/NAME")],
+    role: Annotated[
+        list[str], typer.Option("--role", help="ROLE=REF, e.g. detector=det@production")
+    ],
+    edge: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--edge", help="ROLE.OUTPUT->ROLE.INPUT, e.g. detector.boxes->classifier.rois"
+        ),
+    ] = None,
+    description: Annotated[str, typer.Option(help="Bundle description.")] = "",
+    registry: RegistryOpt = DEFAULT_URL,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Create a bundle from roles bound to references and declared edges."""
+    roles: dict[str, str] = {}
+    for item in role:
+        key, sep, ref = item.partition("=")
+        if not sep or not key or not ref:
+            raise typer.BadParameter(f"{item!r}: expected ROLE=REF")
+        roles[key] = ref
+    namespace, bare = _split(name)
+    edges = _edges(edge or [])
+    run(
+        registry,
+        token,
+        as_json,
+        lambda reg: reg.create_bundle(
+            bare, roles, edges=edges, namespace=namespace, description=description
+        ),
+        lambda b: f"created bundle {b['namespace']}/{b['name']} ({len(b['roles'])} roles)",
+    )
+
+
+@bundle_app.command("list")
+def list_(
+    namespace: Annotated[str, typer.Option(help="Namespace.")] = "default",
+    registry: RegistryOpt = DEFAULT_URL,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List a namespace's bundles."""
+
+    def show(found: list[dict[str, Any]]) -> Table:
+        table = Table("bundle", "roles", "latest version")
+        for b in found:
+            roles = ", ".join(f"{k}={v}" for k, v in b["roles"].items())
+            table.add_row(f"{b['namespace']}/{b['name']}", roles, str(b["latest_version"]))
+        return table
+
+    run(registry, token, as_json, lambda reg: reg.list_bundles(namespace=namespace), show)
+
+
+@bundle_app.command("show")
+def show(
+    ref: BundleArg,
+    registry: RegistryOpt = DEFAULT_URL,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show a bundle version: the version each role pinned."""
+
+    def table(bv: dict[str, Any]) -> Table:
+        t = Table("role", "version", "format", "files", title=bv["ref"])
+        for role, m in bv["members"].items():
+            t.add_row(role, m["ref"], str(m["format"] or "-"), str(m["file_count"]))
+        return t
+
+    run(registry, token, as_json, lambda reg: reg.bundle(ref).version(), table)
+
+
+@bundle_app.command("pin")
+def pin(
+    ref: BundleArg,
+    accept_breaking: Annotated[
+        bool,
+        typer.Option("--accept-breaking", help="Let a breaking signature change through."),
+    ] = False,
+    registry: RegistryOpt = DEFAULT_URL,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Create a bundle version pinning what every role names now (checked)."""
+    run(
+        registry,
+        token,
+        as_json,
+        lambda reg: reg.pin_bundle(ref, accept_breaking=accept_breaking),
+        lambda bv: (
+            f"pinned {bv['ref']}: " + ", ".join(f"{r}={m['ref']}" for r, m in bv["members"].items())
+        ),
+    )
+
+
+def _report(r: Readiness, as_json: bool) -> None:
+    if as_json:
+        print_json(r.to_dict())
+    else:
+        console = out()
+        if r.loaded:
+            console.print(f"{r.bundle}: loaded ({r.files} files verified in {r.dest})")
+        else:
+            console.print(
+                f"{r.bundle}: NOT loaded in {r.dest} "
+                f"({len(r.missing)} missing, {len(r.damaged)} damaged of {r.files} files)",
+                highlight=False,
+            )
+            for m in r.missing:
+                console.print(f"  missing  {m['role']}/{m['path']}  ({m['ref']})", highlight=False)
+            for d in r.damaged:
+                console.print(
+                    f"  damaged  {d['role']}/{d['path']}  ({d['ref']}): {d['problem']}",
+                    highlight=False,
+                )
+    if not r.loaded:
+        raise typer.Exit(1)
+
+
+@bundle_app.command("pull")
+def pull(
+    ref: BundleArg,
+    dest: DestOpt,
+    link: Annotated[bool, typer.Option("--link", help="Hard-link from the cache.")] = False,
+    registry: RegistryOpt = DEFAULT_URL,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Download every member of a bundle version into DEST/<role>/, then verify."""
+    with connect(registry, token) as reg, progress_bar(not as_json) as cb:
+        assert isinstance(reg, Registry)
+        report = reg.bundle(ref).pull(dest, link=link, callbacks=cb)
+    _report(report, as_json)
+
+
+@bundle_app.command("status")
+def status(
+    ref: BundleArg,
+    dest: DestOpt,
+    registry: RegistryOpt = DEFAULT_URL,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Is the bundle version fully present and intact in DEST? (exit 1 if not)"""
+    with connect(registry, token) as reg:
+        report = reg.bundle(ref).ready(dest)
+    _report(report, as_json)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``bundle`` group to the ``modelyard`` app."""
+    app.add_typer(bundle_app, name="bundle")

@@ -1,0 +1,265 @@
+"""Bundles in the SDK (issue 14): create, pin, read, and the readiness check
+a process runs before it serves ("is every file of every member here and
+intact?"), over HTTP or in-process.
+
+On disk a pulled bundle version is one directory per role:
+``DEST/<role>/<path>`` for every file of the role's pinned version.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import quote
+
+from modelyard.client.transfer import hash_file, safe_destination
+from modelyard.domain.bundles import parse_bundle_ref
+from modelyard.domain.errors import InvalidInput
+from modelyard.wire import render
+
+if TYPE_CHECKING:
+    from modelyard.client.registry import PushCallbacks, Registry
+    from modelyard.domain.identity import Principal
+    from modelyard.service.registry import RegistryService
+
+Wire = dict[str, Any]
+
+
+class BundleBackend(Protocol):
+    """What the bundle SDK needs from a registry."""
+
+    def create_bundle(self, namespace: str, body: Wire) -> Wire: ...
+    def get_bundle(self, namespace: str, name: str) -> Wire: ...
+    def list_bundles(self, namespace: str) -> Wire: ...
+    def create_bundle_version(self, namespace: str, name: str, accept_breaking: bool) -> Wire: ...
+    def get_bundle_version(self, namespace: str, name: str, number: int | None) -> Wire: ...
+
+
+def _bpath(namespace: str, name: str | None = None) -> str:
+    base = f"/api/v1/bundles/{quote(namespace, safe='')}"
+    return base if name is None else f"{base}/{quote(name, safe='')}"
+
+
+class RemoteBundles:
+    """HTTP calls of the bundle API (mixed into ``RemoteBackend``)."""
+
+    if TYPE_CHECKING:
+
+        def _wire(self, method: str, path: str, **kw: Any) -> Wire: ...
+
+    def create_bundle(self, namespace: str, body: Wire) -> Wire:
+        """POST a bundle."""
+        return self._wire("POST", _bpath(namespace), json=body)
+
+    def get_bundle(self, namespace: str, name: str) -> Wire:
+        """GET a bundle."""
+        return self._wire("GET", _bpath(namespace, name))
+
+    def list_bundles(self, namespace: str) -> Wire:
+        """GET a namespace's bundles."""
+        return self._wire("GET", _bpath(namespace))
+
+    def create_bundle_version(self, namespace: str, name: str, accept_breaking: bool) -> Wire:
+        """POST a bundle version."""
+        return self._wire(
+            "POST",
+            f"{_bpath(namespace, name)}/versions",
+            json={"accept_breaking": accept_breaking},
+        )
+
+    def get_bundle_version(self, namespace: str, name: str, number: int | None) -> Wire:
+        """GET a bundle version (None: latest)."""
+        seg = "latest" if number is None else str(number)
+        return self._wire("GET", f"{_bpath(namespace, name)}/versions/{seg}")
+
+
+class EmbeddedBundles:
+    """The bundle use cases in this process (mixed into ``EmbeddedBackend``)."""
+
+    if TYPE_CHECKING:
+        svc: RegistryService
+        actor: Principal
+
+    def create_bundle(self, namespace: str, body: Wire) -> Wire:
+        """Create a bundle."""
+        return render.bundle(
+            self.svc.create_bundle(
+                body["name"],
+                namespace=namespace,
+                roles=body.get("roles") or {},
+                edges=body.get("edges"),
+                description=body.get("description") or "",
+                actor=self.actor,
+            )
+        )
+
+    def get_bundle(self, namespace: str, name: str) -> Wire:
+        """One bundle."""
+        return render.bundle(self.svc.get_bundle(name, namespace=namespace, actor=self.actor))
+
+    def list_bundles(self, namespace: str) -> Wire:
+        """A namespace's bundles."""
+        found = self.svc.list_bundles(namespace=namespace, actor=self.actor)
+        return {"bundles": [render.bundle(b) for b in found]}
+
+    def create_bundle_version(self, namespace: str, name: str, accept_breaking: bool) -> Wire:
+        """Pin a bundle version."""
+        return render.bundle_version(
+            self.svc.create_bundle_version(
+                name, namespace=namespace, accept_breaking=accept_breaking, actor=self.actor
+            )
+        )
+
+    def get_bundle_version(self, namespace: str, name: str, number: int | None) -> Wire:
+        """A bundle version."""
+        return render.bundle_version(
+            self.svc.get_bundle_version(name, namespace=namespace, number=number, actor=self.actor)
+        )
+
+
+@dataclass(frozen=True)
+class Readiness:
+    """Is a bundle version fully present and intact in a directory?
+
+    ``loaded`` is true only when every file of every member is there and
+    hashes to its digest; ``missing`` and ``damaged`` say precisely what is
+    not (each entry: ``role``, ``ref``, ``path``, and for damaged files what
+    was expected and found).
+    """
+
+    bundle: str
+    dest: str
+    loaded: bool
+    files: int
+    missing: list[dict[str, Any]] = field(default_factory=list)
+    damaged: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON shape (the CLI's ``--json``)."""
+        return {
+            "bundle": self.bundle,
+            "dest": self.dest,
+            "loaded": self.loaded,
+            "files": self.files,
+            "missing": self.missing,
+            "damaged": self.damaged,
+        }
+
+
+def check_bundle(bundle_version: Wire, dest: str | os.PathLike[str]) -> Readiness:
+    """Check ``dest`` against a bundle version's manifests (no network)."""
+    root = Path(dest)
+    missing: list[dict[str, Any]] = []
+    damaged: list[dict[str, Any]] = []
+    count = 0
+    for role, member in bundle_version["members"].items():
+        for f in member.get("files") or []:
+            count += 1
+            where = {"role": role, "ref": member["ref"], "path": f["path"]}
+            try:
+                target = safe_destination(root / role, f["path"])
+            except InvalidInput:
+                damaged.append({**where, "problem": "unsafe path"})
+                continue
+            if not target.is_file():
+                missing.append(where)
+                continue
+            size = target.stat().st_size
+            if size != int(f["size"]):
+                damaged.append(
+                    {**where, "problem": "size", "expected": int(f["size"]), "found": size}
+                )
+                continue
+            digest, _ = hash_file(target)
+            if digest != f["digest"]:
+                damaged.append(
+                    {**where, "problem": "digest", "expected": f["digest"], "found": digest}
+                )
+    return Readiness(
+        bundle_version["ref"],
+        str(root),
+        not missing and not damaged,
+        count,
+        missing,
+        damaged,
+    )
+
+
+class BundleHandle:
+    """One bundle version reference (``name``, ``ns/name``, ``name@3``, ``@latest``)
+    on a registry: fetch it, pull it, check it on disk."""
+
+    def __init__(self, registry: Registry, ref: str) -> None:
+        r, self.number = parse_bundle_ref(ref)
+        self.namespace, self.name = r.namespace, r.name
+        self._reg = registry
+
+    def version(self) -> Wire:
+        """The bundle version this handle names, with every member's manifest."""
+        return self._reg._b.get_bundle_version(self.namespace, self.name, self.number)
+
+    def pull(
+        self,
+        dest: str | os.PathLike[str],
+        *,
+        link: bool = False,
+        callbacks: PushCallbacks | None = None,
+    ) -> Readiness:
+        """Download every member into ``dest/<role>/`` (digest-checked, from the
+        local cache when it has the bytes); then the readiness of ``dest``."""
+        bv = self.version()
+        for role, member in bv["members"].items():
+            self._reg.pull(member["ref"], Path(dest) / role, link=link, callbacks=callbacks)
+        return check_bundle(bv, dest)
+
+    def ready(self, dest: str | os.PathLike[str]) -> Readiness:
+        """Is this bundle version fully present and intact in ``dest``?
+
+        Asks the registry for the manifests once, then reads only ``dest``.
+        """
+        return check_bundle(self.version(), dest)
+
+
+class BundleMixin:
+    """``Registry`` methods for bundles."""
+
+    if TYPE_CHECKING:
+        _b: BundleBackend
+
+    def create_bundle(
+        self,
+        name: str,
+        roles: dict[str, str],
+        *,
+        edges: list[dict[str, Any]] | None = None,
+        namespace: str = "default",
+        description: str = "",
+    ) -> Wire:
+        """Create a bundle: ``roles`` maps a role to a reference; ``edges`` are
+        ``{"from": role, "to": role, "mapping": {output: input}}``."""
+        body = {"name": name, "roles": roles, "edges": edges or [], "description": description}
+        return self._b.create_bundle(namespace, body)
+
+    def get_bundle(self, name: str, *, namespace: str = "default") -> Wire:
+        """One bundle (roles, edges, newest version number)."""
+        return self._b.get_bundle(namespace, name)
+
+    def list_bundles(self, *, namespace: str = "default") -> list[Wire]:
+        """A namespace's bundles."""
+        return list(self._b.list_bundles(namespace)["bundles"])
+
+    def pin_bundle(self, ref: str, *, accept_breaking: bool = False) -> Wire:
+        """Create a bundle version pinning what every role names now; refused
+        with ``BUNDLE_INCOMPATIBLE`` (every mismatch in ``details``) if the
+        members do not fit together."""
+        r, _ = parse_bundle_ref(ref)
+        return self._b.create_bundle_version(r.namespace, r.name, accept_breaking)
+
+    def bundle(self, ref: str) -> BundleHandle:
+        """A handle on a bundle version: ``.version()``, ``.pull(dest)``, ``.ready(dest)``."""
+        from modelyard.client.registry import Registry
+
+        assert isinstance(self, Registry)
+        return BundleHandle(self, ref)

@@ -1,0 +1,300 @@
+"""Bundle use cases (issue 14): create a bundle, pin a bundle version after
+checking it fits together, read them.
+
+A bundle version is created in one transaction: every role's reference is
+resolved there (an alias is read once, so the pins are consistent), each
+pinned version must be ready or published, every declared edge must hold
+against the members' signatures, and a member that changed since the
+previous bundle version must not break its signature (unless the caller
+accepts breaking changes). Any problem refuses the whole version with
+``BUNDLE_INCOMPATIBLE`` and every mismatch spelled out in ``details``.
+
+Events: ``bundle.created``, ``bundle.version_created`` (subject
+``bundle:NS/NAME``), read by the audit log like every other event.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from modelyard.domain import identity as auth
+from modelyard.domain.bundles import (
+    MAX_ROLES,
+    Bundle,
+    BundleVersion,
+    Mismatch,
+    check_edge,
+    compare_signatures,
+    parse_edges,
+    validate_role,
+)
+from modelyard.domain.errors import AlreadyExists, Conflict, InvalidInput, NotFound
+from modelyard.domain.identity import Permission, Principal
+from modelyard.domain.lifecycle import counts_as_latest
+from modelyard.domain.names import validate_name
+from modelyard.domain.references import DEFAULT_NAMESPACE, parse_reference
+from modelyard.service import validation as v
+from modelyard.service.core import RegistryCore
+from modelyard.service.views import ProductionView
+from modelyard.store.metadata.ports import BundleRow, RegistryTx, now_us
+
+
+def bundle_not_found(namespace: str, name: str) -> NotFound:
+    """``BUNDLE_NOT_FOUND`` for ``namespace/name``."""
+    return NotFound(
+        f"bundle {namespace}/{name} not found",
+        code="BUNDLE_NOT_FOUND",
+        details={"namespace": namespace, "name": name},
+    )
+
+
+def _bundle(row: BundleRow) -> Bundle:
+    return Bundle(
+        namespace=row.namespace,
+        name=row.name,
+        description=row.description,
+        roles=dict(row.roles),
+        edges=parse_edges(row.edges, row.roles),
+        latest_version=row.last_version,
+        created_by=row.created_by,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def _subject(namespace: str, name: str) -> str:
+    # Not "ns/name...": that would read as a model's subject in the audit log.
+    return f"bundle:{namespace}/{name}"
+
+
+class BundleUseCases(RegistryCore):
+    """Bundles: roles bound to references, versions pinning concrete versions."""
+
+    def create_bundle(
+        self,
+        name: str,
+        *,
+        namespace: str = DEFAULT_NAMESPACE,
+        roles: Mapping[str, str],
+        edges: Any = None,
+        description: str = "",
+        actor: Principal,
+    ) -> Bundle:
+        """Create a bundle: ``roles`` maps a role to a reference (``det@production``,
+        ``ns/cls/3``); ``edges`` are ``[{"from", "to", "mapping": {out: in}}]``.
+
+        Requires: write on the namespace, read on every member's namespace.
+        """
+        validate_name(namespace, kind="namespace")
+        auth.require(actor, Permission.WRITE, namespace)
+        validate_name(name)
+        desc = v.check_description(description)
+        if not isinstance(roles, Mapping) or not roles or len(roles) > MAX_ROLES:
+            raise InvalidInput(f"a bundle needs 1 to {MAX_ROLES} roles", code="INVALID_BUNDLE")
+        bound: dict[str, str] = {}
+        for role, ref in roles.items():
+            validate_role(role)
+            if not isinstance(ref, str):
+                raise InvalidInput(
+                    f"role {role!r} needs a reference",
+                    code="INVALID_BUNDLE",
+                    details={"role": role},
+                )
+            r = parse_reference(ref, default_namespace=namespace)
+            auth.require(actor, Permission.READ, r.namespace)
+            bound[role] = str(r)
+        parsed = parse_edges(edges, bound)
+
+        def op(tx: RegistryTx) -> Bundle:
+            ns = self.namespace_id(tx, namespace)
+            if tx.bundles.get(namespace, name) is not None:
+                raise AlreadyExists(
+                    f"bundle {namespace}/{name} already exists",
+                    code="BUNDLE_ALREADY_EXISTS",
+                    details={"namespace": namespace, "name": name},
+                )
+            at = now_us()
+            tx.bundles.insert(
+                {
+                    "namespace_id": ns,
+                    "name": name,
+                    "description": desc,
+                    "roles": bound,
+                    "edges": [e.to_dict() for e in parsed],
+                    "last_version": 0,
+                    "created_by": actor.name,
+                    "created_at": at,
+                    "updated_at": at,
+                }
+            )
+            row = tx.bundles.get(namespace, name)
+            assert row is not None
+            tx.append_event(
+                "bundle.created",
+                actor=actor.name,
+                namespace=namespace,
+                subject=_subject(namespace, name),
+                payload={"name": name, "roles": bound, "edges": [e.to_dict() for e in parsed]},
+            )
+            return _bundle(row)
+
+        return self.run_in_transaction(op)
+
+    def get_bundle(
+        self, name: str, *, namespace: str = DEFAULT_NAMESPACE, actor: Principal
+    ) -> Bundle:
+        """One bundle. Requires: read (or consume) on the namespace."""
+        validate_name(namespace, kind="namespace")
+        auth.require_readable(actor, namespace)
+        with self.db.read() as tx:
+            row = tx.bundles.get(namespace, name)
+        if row is None:
+            raise bundle_not_found(namespace, name)
+        return _bundle(row)
+
+    def list_bundles(self, *, namespace: str = DEFAULT_NAMESPACE, actor: Principal) -> list[Bundle]:
+        """A namespace's bundles by name. Requires: read (or consume) on it."""
+        validate_name(namespace, kind="namespace")
+        auth.require_readable(actor, namespace)
+        with self.db.read() as tx:
+            self.namespace_id(tx, namespace)
+            return [_bundle(r) for r in tx.bundles.in_namespace(namespace)]
+
+    def create_bundle_version(
+        self,
+        name: str,
+        *,
+        namespace: str = DEFAULT_NAMESPACE,
+        accept_breaking: bool = False,
+        actor: Principal,
+    ) -> BundleVersion:
+        """Pin the version every role's reference names now, after checking the
+        bundle fits together (see the module docstring).
+
+        ``accept_breaking`` lets a member's breaking signature change through
+        (edges must hold regardless). Requires: write on the namespace, read
+        on every member's namespace.
+        """
+        validate_name(namespace, kind="namespace")
+        auth.require(actor, Permission.WRITE, namespace)
+        validate_name(name)
+
+        def op(tx: RegistryTx) -> BundleVersion:
+            row = tx.bundles.get(namespace, name)
+            if row is None:
+                raise bundle_not_found(namespace, name)
+            bundle = _bundle(row)
+            pinned: dict[str, int] = {}
+            for role, ref in bundle.roles.items():
+                r = parse_reference(ref)
+                auth.require(actor, Permission.READ, r.namespace)
+                pinned[role] = self.version_id(tx, r)
+            loaded = dict(zip(pinned, tx.load_versions(list(pinned.values())), strict=True))
+            problems: list[Mismatch] = []
+            for role, ver in loaded.items():
+                if not counts_as_latest(ver.state):
+                    problems.append(
+                        Mismatch(
+                            "member",
+                            role,
+                            None,
+                            f"{role}: {ver.ref} is {ver.state.value}; members must be "
+                            "ready or published",
+                        )
+                    )
+            for edge in bundle.edges:
+                problems.extend(
+                    check_edge(edge, loaded[edge.source].signature, loaded[edge.target].signature)
+                )
+            previous = tx.bundles.version(row.id, None)
+            if previous is not None and not accept_breaking:
+                before = dict(
+                    zip(
+                        previous.members,
+                        tx.load_versions(list(previous.members.values())),
+                        strict=True,
+                    )
+                )
+                for role, ver in loaded.items():
+                    old = before.get(role)
+                    if old is not None and old.id != ver.id:
+                        problems.extend(compare_signatures(role, old.signature, ver.signature))
+            if problems:
+                raise Conflict(
+                    f"bundle {namespace}/{name} does not fit together: "
+                    + "; ".join(p.problem for p in problems),
+                    code="BUNDLE_INCOMPATIBLE",
+                    details={"mismatches": [p.to_dict() for p in problems]},
+                )
+            at = now_us()
+            number = tx.bundles.allocate_version(row.id, at)
+            tx.bundles.insert_version(row.id, number, pinned, actor=actor.name, at=at)
+            tx.append_event(
+                "bundle.version_created",
+                actor=actor.name,
+                namespace=namespace,
+                subject=f"{_subject(namespace, name)}/{number}",
+                payload={
+                    "name": name,
+                    "version": number,
+                    "members": {role: ver.ref for role, ver in loaded.items()},
+                },
+            )
+            members = tx.load_versions(list(pinned.values()), with_files=True)
+            return BundleVersion(
+                namespace, name, number, dict(zip(pinned, members, strict=True)), actor.name, at
+            )
+
+        return self.run_in_transaction(op)
+
+    def get_bundle_version(
+        self,
+        name: str,
+        *,
+        namespace: str = DEFAULT_NAMESPACE,
+        number: int | None = None,
+        actor: Principal,
+    ) -> BundleVersion:
+        """A bundle version (None: the newest) with every member's manifest.
+
+        Requires: read on the namespace; with consume only, the version is
+        visible only if every member is in the production view of its
+        namespace (else ``BUNDLE_VERSION_NOT_FOUND``, as if it did not exist).
+        """
+        validate_name(namespace, kind="namespace")
+        auth.require_readable(actor, namespace)
+        with self.db.read() as tx:
+            row = tx.bundles.get(namespace, name)
+            if row is None:
+                raise bundle_not_found(namespace, name)
+            found = tx.bundles.version(row.id, number)
+            missing = NotFound(
+                f"bundle {namespace}/{name} has no version {number or '(none yet)'}",
+                code="BUNDLE_VERSION_NOT_FOUND",
+                details={"namespace": namespace, "name": name, "version": number},
+            )
+            if found is None:
+                raise missing
+            members = dict(
+                zip(
+                    found.members,
+                    tx.load_versions(list(found.members.values()), with_files=True),
+                    strict=True,
+                )
+            )
+            # Every member must be visible to the caller: read on its
+            # namespace, or consume and in that namespace's production view.
+            view = ProductionView(tx)
+            for m in members.values():
+                perms = actor.permissions_in(m.namespace)
+                if Permission.READ in perms:
+                    continue
+                if Permission.CONSUME not in perms or not tx.version_matches(
+                    m.id, view.rule(m.namespace)
+                ):
+                    raise missing
+            members = {role: view.version(actor, m) for role, m in members.items()}
+        return BundleVersion(
+            namespace, name, found.number, members, found.created_by, found.created_at
+        )
