@@ -30,13 +30,23 @@ def serve(
     threads: Annotated[
         int, typer.Option(min=1, help="Threads per model for the runtime (onnxruntime).")
     ] = 1,
+    follow: Annotated[
+        bool,
+        typer.Option(
+            "--follow/--no-follow",
+            help="Follow aliases: when one moves, load its new version and swap it in.",
+        ),
+    ] = True,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
 ) -> None:
     """Serve model versions over the Open Inference Protocol v2 (KServe/Triton REST).
 
     Each reference is resolved through the registry (a consumer token is
     enough), its files are pulled and verified against their digests, and it
-    is loaded by its format's flavor (ONNX, skops); pickles are refused. Routes:
+    is loaded by its format's flavor (ONNX, skops); pickles are refused. An
+    alias is followed: when it moves, the new version is loaded, warmed up and
+    swapped in without a failed request (a version that fails to load never
+    takes traffic). Routes:
     /v2/health/live, /v2/health/ready, /v2/models/NAME[/versions/V][/ready|/infer],
     /metrics.
     """
@@ -54,6 +64,7 @@ def serve(
             port=port,
             cache_dir=cache_dir,
             threads=threads,
+            follow=follow,
             log_level=log_level,
         )
     )

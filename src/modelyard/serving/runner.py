@@ -9,6 +9,7 @@ from pathlib import Path
 
 from modelyard.client import Registry
 from modelyard.serving.app import InferenceApp
+from modelyard.serving.follower import AliasFollower
 from modelyard.serving.loader import LoadedVersion, load_version, private_dir
 from modelyard.serving.metrics import ServingMetrics
 from modelyard.serving.table import ModelTable
@@ -28,6 +29,7 @@ class ServeOptions:
     cache_dir: Path | None = None
     threads: int = 1
     follow: bool = True
+    reconcile_seconds: float = 10.0
     log_level: str = "info"
 
 
@@ -42,14 +44,25 @@ def serving_cache(cache_dir: Path | None) -> Path:
 
 def build(options: ServeOptions, registry: Registry) -> tuple[InferenceApp, list[LoadedVersion]]:
     """Load every reference (the first failure stops everything: a server that
-    starts without a model it was asked for would look healthy and not be)."""
+    starts without a model it was asked for would look healthy and not be),
+    and the follower that moves aliased ones when their alias moves."""
     table = ModelTable(ServingMetrics())
     loaded = []
     for ref in options.refs:
         version = load_version(registry, ref, registry.cache.root, threads=options.threads)
-        table.add(version)
+        table.add(ref, version)
         loaded.append(version)
-    return InferenceApp(table), loaded
+    if not options.follow:
+        return InferenceApp(table), loaded
+    follower = AliasFollower(
+        registry,
+        table,
+        list(zip(options.refs, loaded, strict=True)),
+        registry.cache.root,
+        threads=options.threads,
+        reconcile_seconds=options.reconcile_seconds,
+    )
+    return InferenceApp(table, on_startup=follower.start, on_shutdown=follower.stop), loaded
 
 
 def serve(options: ServeOptions) -> None:
@@ -65,6 +78,7 @@ def serve(options: ServeOptions) -> None:
         logging.basicConfig(
             level=options.log_level.upper(), stream=sys.stderr, format="%(levelname)s %(message)s"
         )
+        logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per registry call
         for v in loaded:
             log.info("serving %s (%s) as model %r", v.ref, v.flavor, v.model)
         config = uvicorn.Config(

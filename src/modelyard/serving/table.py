@@ -43,6 +43,8 @@ class ServedModel:
 
     name: str
     default: Live
+    default_ref: str
+    """The reference (as given) whose version the unversioned routes answer with."""
     versions: dict[str, Live] = field(default_factory=dict)
 
     def metadata(self) -> bytes:
@@ -82,8 +84,9 @@ class ModelTable:
             _metadata(loaded.model, loaded.flavor, sig, [loaded.version_label]),
         )
 
-    def add(self, loaded: LoadedVersion) -> None:
-        """Serve ``loaded`` under its model name (the default if it is the first)."""
+    def add(self, ref: str, loaded: LoadedVersion) -> None:
+        """Serve ``loaded`` (what ``ref`` resolved to) under its model name; the
+        first reference given for a name is its default."""
         with self._lock:
             served = self.models.get(loaded.model)
             if served is not None and served.default.loaded.namespace != loaded.namespace:
@@ -94,33 +97,44 @@ class ModelTable:
                 )
             live = self._live(loaded)
             if served is None:
-                self.models = {**self.models, loaded.model: ServedModel(loaded.model, live)}
+                self.models = {**self.models, loaded.model: ServedModel(loaded.model, live, ref)}
                 served = self.models[loaded.model]
-            served.versions = {**served.versions, live.version: live}
-            self._mark_loaded(live)
+            if live.version not in served.versions:
+                served.versions = {**served.versions, live.version: live}
+                self._mark_loaded(live)
 
-    def swap(self, old: LoadedVersion, new: LoadedVersion, *, keep_old: bool) -> None:
-        """Make ``new`` take the traffic ``old`` had, in single assignments.
+    def swap(self, ref: str, old: LoadedVersion, new: LoadedVersion, *, keep_old: bool) -> None:
+        """Make ``new`` take the traffic ``ref`` had on ``old``, in single assignments.
 
         ``keep_old``: another reference still serves ``old`` (``fraud/3`` beside
         ``fraud@production``), so it stays reachable by its version number.
         """
         with self._lock:
             served = self.models[old.model]
-            live = self._live(new)
             versions = dict(served.versions)
-            versions[live.version] = live
+            live = versions.get(new.version_label)
+            if live is None or live.loaded is not new:
+                live = self._live(new)
+                versions[live.version] = live
+                self._mark_loaded(live)
             if not keep_old and old.version_label != live.version:
                 gone = versions.pop(old.version_label, None)
                 if gone is not None:
                     self.metrics.loaded.remove(
                         old.model, gone.version, gone.loaded.ref, gone.loaded.flavor
                     )
+            # New entries first, then the default: a request never finds a
+            # default whose version its own lookup would not know.
             served.versions = versions
-            if served.default.loaded is old:
+            if served.default_ref == ref:
                 served.default = live
-            self._mark_loaded(live)
             self.metrics.swaps.labels(old.model).inc()
+
+    def loaded(self, model: str, version: str) -> LoadedVersion | None:
+        """The version already in memory under ``model`` / ``version``, if any."""
+        served = self.models.get(model)
+        live = served.versions.get(version) if served is not None else None
+        return live.loaded if live is not None else None
 
     def _mark_loaded(self, live: Live) -> None:
         v = live.loaded
