@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from modelyard.cli.options import DEFAULT_URL, RegistryOpt, TokenOpt
+from modelyard.domain.errors import InvalidInput
 
 
 def serve(
@@ -50,8 +51,14 @@ def serve(
     /v2/health/live, /v2/health/ready, /v2/models/NAME[/versions/V][/ready|/infer],
     /metrics.
     """
-    from modelyard.serving.runner import ServeOptions
-    from modelyard.serving.runner import serve as run
+    try:
+        from modelyard.serving.runner import ServeOptions
+        from modelyard.serving.runner import serve as run
+    except ImportError as exc:  # numpy and the runtimes come with the extra only
+        raise InvalidInput(
+            f"modelyard serve needs the serving extra (pip install 'modelyard[serving]'): {exc}",
+            code="MISSING_DEPENDENCY",
+        ) from None
 
     if log_level not in ("debug", "info", "warning", "error"):
         raise typer.BadParameter("--log-level must be debug, info, warning or error")

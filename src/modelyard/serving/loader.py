@@ -79,7 +79,14 @@ def load_version(
         _, out = registry.pull_version(version.ref, work, link=True)
         files = {p: out / p for p in paths}
         started = time.perf_counter()
-        predictor = flavor.load(files, signature, threads=threads)
+        try:
+            predictor = flavor.load(files, signature, threads=threads)
+        except ImportError as exc:
+            raise unservable(
+                f"the {flavor.NAME} flavor's runtime is not installed "
+                f"(pip install 'modelyard[serving]'): {exc}",
+                flavor=flavor.NAME,
+            ) from None
         log.info(
             "loaded %s (%s) in %.3f s", version.ref, flavor.NAME, time.perf_counter() - started
         )

@@ -42,13 +42,23 @@ class SkopsPredictor:
         return {name: np.asarray(call(x)) for name, call in self._calls}
 
 
+def _label_datatype(estimator: Any) -> str | None:
+    """The OIP datatype of ``predict``'s answer: a classifier's class dtype
+    (None when it has no OIP tensor type, e.g. strings), a regressor's FP64."""
+    classes = getattr(estimator, "classes_", None)
+    if classes is None:
+        return "FP64"
+    return NUMPY_TO_OIP.get(np.asarray(classes).dtype)
+
+
 def _own_signature(estimator: Any) -> Signature:
     n = getattr(estimator, "n_features_in_", None)
     inputs = (TensorSpec("input", "FP64", (-1, n if isinstance(n, int) else -1)),)
     outputs = []
     classes = getattr(estimator, "classes_", None)
-    label = NUMPY_TO_OIP.get(np.asarray(classes).dtype, "FP64") if classes is not None else "FP64"
-    outputs.append(TensorSpec("label", label, (-1,)))
+    label = _label_datatype(estimator)
+    if label is not None:
+        outputs.append(TensorSpec("label", label, (-1,)))
     if hasattr(estimator, "predict_proba") and classes is not None:
         outputs.append(TensorSpec("probabilities", "FP64", (-1, len(classes))))
     return Signature(inputs, tuple(outputs))
@@ -80,6 +90,8 @@ def load(
         raise unservable(f"{path.name} holds a {type(estimator).__name__}, which cannot predict")
     own = _own_signature(estimator)
     if signature is None:
+        if not own.outputs:
+            raise _string_labels()
         return SkopsPredictor(estimator, own)
     if len(signature.inputs) != 1:
         raise unservable("a scikit-learn estimator takes exactly one input tensor")
@@ -92,4 +104,14 @@ def load(
                 f"({', '.join(sorted(n for n, m in _METHODS.items() if hasattr(estimator, m)))})",
                 output=s.name,
             )
+        if _METHODS[s.name] == "predict" and _label_datatype(estimator) is None:
+            raise _string_labels()
     return SkopsPredictor(estimator, Signature(signature.inputs, outputs))
+
+
+def _string_labels() -> Exception:
+    return unservable(
+        "this classifier's labels are not numbers, and string (BYTES) tensors are not "
+        "served yet: encode the labels as integers, or declare only a 'probabilities' "
+        "output in the version's signature"
+    )
