@@ -184,7 +184,10 @@ ALLOWED = {
         "composition",
     },
     "client": {"domain", "client", "service", "settings", "hashio", "wire", "composition"},
-    "cli": {"domain", "client", "cli", "settings", "server", "composition"},
+    "cli": {"domain", "client", "cli", "settings", "server", "composition", "serving"},
+    # The model server reaches the registry through the SDK only, so it runs
+    # beside a remote registry as it does beside an embedded one.
+    "serving": {"domain", "client", "serving"},
 }
 COMPOSITION = {"domain", "store", "service", "events", "settings", "webhooks", "cooperative"}
 

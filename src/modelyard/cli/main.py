@@ -3,8 +3,8 @@
 The commands live by subject: ``versions`` (push, pull, ls, show, search, tag,
 alias set|show), ``cache`` (ls, clear), ``events`` (events, webhooks ...),
 ``identity`` (whoami, token, user, role), ``governance`` (publish, archive,
-restore, rollback, policy, approval, audit); this module builds the app and
-holds ``server`` and ``db upgrade``.
+restore, rollback, policy, approval, audit), ``serve`` (the model server);
+this module builds the app and holds ``server`` and ``db upgrade``.
 
 Exit codes: 0 success; 1 the operation failed (the error code is printed,
 ``{"error": {...}}`` on stderr with ``--json``); 2 a usage error (unknown
@@ -26,6 +26,7 @@ from modelyard.cli import events as events_cli
 from modelyard.cli import families as families_cli
 from modelyard.cli import governance as governance_cli
 from modelyard.cli import identity as identity_cli
+from modelyard.cli import serve as serve_cli
 from modelyard.cli import versions as versions_cli
 from modelyard.cli.common import CliGroup, out
 from modelyard.cli.events import webhooks_app as webhooks_app
@@ -130,6 +131,7 @@ families_cli.register(app)
 bundles_cli.register(app)
 identity_cli.register(app)
 governance_cli.register(app)
+serve_cli.register(app)
 governance_cli.register_users(user_app)
 
 

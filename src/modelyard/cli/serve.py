@@ -1,0 +1,82 @@
+"""``modelyard serve``: run the model server (Open Inference Protocol v2) for references."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from modelyard.cli.options import DEFAULT_URL, RegistryOpt, TokenOpt
+from modelyard.domain.errors import InvalidInput
+
+
+def serve(
+    refs: Annotated[
+        list[str],
+        typer.Argument(help="References to serve: fraud@production, fraud/7, team/fraud@latest."),
+    ],
+    registry: RegistryOpt = DEFAULT_URL,
+    token: TokenOpt = None,
+    host: Annotated[str, typer.Option(help="Bind address.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port of the inference server.")] = 8000,
+    cache_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--cache-dir",
+            help="Private (0700) model cache [default: serving/ in the SDK's cache].",
+            show_default=False,
+        ),
+    ] = None,
+    threads: Annotated[
+        int, typer.Option(min=1, help="Threads per model for the runtime (onnxruntime).")
+    ] = 1,
+    follow: Annotated[
+        bool,
+        typer.Option(
+            "--follow/--no-follow",
+            help="Follow aliases: when one moves, load its new version and swap it in.",
+        ),
+    ] = True,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+) -> None:
+    """Serve model versions over the Open Inference Protocol v2 (KServe/Triton REST).
+
+    Each reference is resolved through the registry (a consumer token is
+    enough), its files are pulled and verified against their digests, and it
+    is loaded by its format's flavor (ONNX, skops); pickles are refused. An
+    alias is followed: when it moves, the new version is loaded, warmed up and
+    swapped in without a failed request (a version that fails to load never
+    takes traffic). Routes:
+    /v2/health/live, /v2/health/ready, /v2/models/NAME[/versions/V][/ready|/infer],
+    /metrics.
+    """
+    try:
+        from modelyard.serving.runner import ServeOptions
+        from modelyard.serving.runner import serve as run
+    except ImportError as exc:  # numpy and the runtimes come with the extra only
+        raise InvalidInput(
+            f"modelyard serve needs the serving extra (pip install 'modelyard[serving]'): {exc}",
+            code="MISSING_DEPENDENCY",
+        ) from None
+
+    if log_level not in ("debug", "info", "warning", "error"):
+        raise typer.BadParameter("--log-level must be debug, info, warning or error")
+    run(
+        ServeOptions(
+            refs=refs,
+            registry=registry,
+            token=token,
+            host=host,
+            port=port,
+            cache_dir=cache_dir,
+            threads=threads,
+            follow=follow,
+            log_level=log_level,
+        )
+    )
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``serve`` to the ``modelyard`` app."""
+    app.command()(serve)

@@ -1,0 +1,117 @@
+"""Flavors: how a model format is loaded and called. One module per format.
+
+Each flavor module defines::
+
+    NAME: str                       # the version ``format`` it serves ("onnx")
+    SUFFIXES: tuple[str, ...]       # file suffixes that identify it (".onnx",)
+    def load(files: dict[str, Path], signature: Signature | None) -> Predictor
+
+and is listed in :data:`FLAVORS`; nothing else changes to add one. A flavor is
+picked by the version's ``format`` when set, else by its files' suffixes.
+Pickle files are never loaded (unpickling runs arbitrary code): a version that
+only has pickles is refused with a message saying what to push instead.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from modelyard.domain.errors import InvalidInput
+from modelyard.serving.tensors import Signature
+
+FLAVORS: tuple[str, ...] = ("onnx", "skops")
+"""Modules of this package, one per served format."""
+
+PICKLE_SUFFIXES = (".pkl", ".pickle", ".joblib", ".pt", ".pth", ".cloudpickle")
+PICKLE_FORMATS = frozenset({"pickle", "pkl", "joblib", "cloudpickle"})
+
+
+class Predictor(Protocol):
+    """A loaded model: its signature, and a call from named arrays to named arrays."""
+
+    signature: Signature
+
+    def predict(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run the model on inputs already checked against :attr:`signature`."""
+        ...
+
+
+class FlavorModule(Protocol):
+    """What a flavor module provides (see the module docstring)."""
+
+    NAME: str
+    SUFFIXES: tuple[str, ...]
+
+    def load(
+        self, files: dict[str, Path], signature: Signature | None, *, threads: int = 1
+    ) -> Predictor: ...
+
+
+def flavor_module(name: str) -> FlavorModule:
+    """The flavor module called ``name`` (imported on first use: onnxruntime and
+    scikit-learn are heavy, and a server loads only what it serves)."""
+    module: Any = importlib.import_module(f"{__name__}.{name}")
+    return module  # type: ignore[no-any-return]
+
+
+def unservable(message: str, **details: Any) -> InvalidInput:
+    """The error for a version ``modelyard serve`` will not load."""
+    return InvalidInput(message, code="UNSERVABLE_VERSION", details=details)
+
+
+def choose_flavor(fmt: str | None, paths: list[str]) -> FlavorModule:
+    """The flavor for a version of format ``fmt`` holding files ``paths``.
+
+    Raises ``UNSERVABLE_VERSION`` for a pickle (by format or when pickles are
+    all the version has) or when no flavor knows the format or any file.
+    """
+    lowered = [p.lower() for p in paths]
+    wanted = (fmt or "").lower()
+    if wanted in PICKLE_FORMATS:
+        raise unservable(
+            f"format {fmt!r} is a pickle, and modelyard serve never unpickles (loading a "
+            "pickle runs arbitrary code): push the model as skops (skops.io.dump) or ONNX",
+            format=fmt,
+        )
+    for name in FLAVORS:
+        module = flavor_module(name)
+        if wanted == module.NAME:
+            return module
+    if wanted:
+        raise unservable(
+            f"no flavor serves format {fmt!r} (served: {', '.join(FLAVORS)})", format=fmt
+        )
+    for name in FLAVORS:
+        module = flavor_module(name)
+        if any(p.endswith(module.SUFFIXES) for p in lowered):
+            return module
+    if any(p.endswith(PICKLE_SUFFIXES) for p in lowered):
+        raise unservable(
+            "this version holds only pickle files, and modelyard serve never unpickles "
+            "(loading a pickle runs arbitrary code): push the model as skops "
+            "(skops.io.dump) or ONNX",
+            files=paths,
+        )
+    raise unservable(
+        "no flavor recognizes this version: set its format "
+        f"({', '.join(FLAVORS)}) or push a file with a known suffix",
+        files=paths,
+    )
+
+
+def pick_file(files: dict[str, Path], suffixes: tuple[str, ...], flavor: str) -> Path:
+    """The one file of ``files`` with one of ``suffixes``; a clear error when
+    there is none or more than one (which would make the choice a guess)."""
+    found = sorted(p for p in files if p.lower().endswith(suffixes))
+    if len(found) != 1:
+        what = "no" if not found else "more than one"
+        raise unservable(
+            f"the {flavor} flavor needs exactly one {'/'.join(suffixes)} file; "
+            f"this version has {what}",
+            files=sorted(files),
+        )
+    return files[found[0]]

@@ -1,0 +1,98 @@
+"""ONNX models through onnxruntime (CPU)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from modelyard.serving.flavors import pick_file, unservable
+from modelyard.serving.tensors import Signature, TensorSpec, oip_datatype
+
+NAME = "onnx"
+SUFFIXES = (".onnx",)
+
+# onnxruntime's element type names -> NumPy names (``tensor(float)`` ...).
+_ORT_TYPES = {
+    "float": "float32",
+    "double": "float64",
+    "float16": "float16",
+    "bool": "bool",
+    "int8": "int8",
+    "int16": "int16",
+    "int32": "int32",
+    "int64": "int64",
+    "uint8": "uint8",
+    "uint16": "uint16",
+    "uint32": "uint32",
+    "uint64": "uint64",
+}
+
+
+def _spec(arg: Any) -> TensorSpec:
+    kind = str(arg.type)
+    if not (kind.startswith("tensor(") and kind[7:-1] in _ORT_TYPES):
+        raise unservable(
+            f"ONNX tensor {arg.name!r} has type {kind}, which the inference protocol cannot "
+            "carry (export classifiers without ZipMap, e.g. skl2onnx options={'zipmap': False})",
+            tensor=arg.name,
+        )
+    shape = tuple(d if isinstance(d, int) and d >= 0 else -1 for d in (arg.shape or []))
+    return TensorSpec(arg.name, oip_datatype(_ORT_TYPES[kind[7:-1]]), shape)
+
+
+class OnnxPredictor:
+    """An onnxruntime session and the signature requests are checked against."""
+
+    def __init__(self, session: Any, signature: Signature) -> None:
+        self._session = session
+        self._run = session.run
+        self.signature = signature
+        self._output_names = [s.name for s in signature.outputs]
+
+    def predict(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """One ``session.run`` over the declared outputs."""
+        results = self._run(self._output_names, inputs)
+        return dict(zip(self._output_names, results, strict=True))
+
+
+def load(files: dict[str, Path], signature: Signature | None, *, threads: int = 1) -> OnnxPredictor:
+    """Open the version's one ``.onnx`` file in an onnxruntime session.
+
+    The model's own inputs and outputs are the signature when the version has
+    none; a declared signature must name tensors the graph has. ``threads``
+    bounds onnxruntime's thread pool: one by default, because the server is
+    meant to be pinned (small models lose more to thread hand-offs than they
+    gain).
+    """
+    import onnxruntime as ort
+
+    path = pick_file(files, SUFFIXES, NAME)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    try:
+        session = ort.InferenceSession(
+            str(path), sess_options=options, providers=["CPUExecutionProvider"]
+        )
+    except Exception as exc:  # onnxruntime raises its own untyped errors for bad graphs
+        raise unservable(f"onnxruntime cannot load {path.name}: {exc}", file=path.name) from None
+    own = Signature(
+        tuple(_spec(a) for a in session.get_inputs()),
+        tuple(_spec(a) for a in session.get_outputs()),
+    )
+    if signature is None:
+        return OnnxPredictor(session, own)
+    graph_in = {s.name for s in own.inputs}
+    graph_out = {s.name for s in own.outputs}
+    missing = [s.name for s in signature.inputs if s.name not in graph_in]
+    missing += [s.name for s in signature.outputs if s.name not in graph_out]
+    if missing or {s.name for s in signature.inputs} != graph_in:
+        raise unservable(
+            "the version's signature does not match its ONNX graph "
+            f"(graph inputs {sorted(graph_in)}, outputs {sorted(graph_out)})",
+            unknown=missing,
+        )
+    outputs = signature.outputs or own.outputs
+    return OnnxPredictor(session, Signature(signature.inputs, outputs))

@@ -1,0 +1,117 @@
+"""scikit-learn estimators saved with skops (``skops.io.dump``), never pickle.
+
+skops loads only types it trusts by default (scikit-learn's own, NumPy's,
+SciPy's); a file that needs anything else is refused with the list of those
+types, since trusting them would let the file run their code.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from modelyard.serving.flavors import pick_file, unservable
+from modelyard.serving.tensors import NUMPY_TO_OIP, Signature, TensorSpec
+
+NAME = "skops"
+SUFFIXES = (".skops",)
+
+# Output tensor names the flavor knows, and the estimator method each calls.
+_METHODS = {
+    "label": "predict",
+    "predict": "predict",
+    "probabilities": "predict_proba",
+    "predict_proba": "predict_proba",
+}
+
+
+class SkopsPredictor:
+    """An estimator with one 2-D input; outputs ``label`` and, for classifiers,
+    ``probabilities`` (or the names the signature gives them)."""
+
+    def __init__(self, estimator: Any, signature: Signature) -> None:
+        self._input = signature.inputs[0].name
+        self._calls = [(s.name, getattr(estimator, _METHODS[s.name])) for s in signature.outputs]
+        self.signature = signature
+
+    def predict(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Call each output's estimator method on the one input."""
+        x = inputs[self._input]
+        return {name: np.asarray(call(x)) for name, call in self._calls}
+
+
+def _label_datatype(estimator: Any) -> str | None:
+    """The OIP datatype of ``predict``'s answer: a classifier's class dtype
+    (None when it has no OIP tensor type, e.g. strings), a regressor's FP64."""
+    classes = getattr(estimator, "classes_", None)
+    if classes is None:
+        return "FP64"
+    return NUMPY_TO_OIP.get(np.asarray(classes).dtype)
+
+
+def _own_signature(estimator: Any) -> Signature:
+    n = getattr(estimator, "n_features_in_", None)
+    inputs = (TensorSpec("input", "FP64", (-1, n if isinstance(n, int) else -1)),)
+    outputs = []
+    classes = getattr(estimator, "classes_", None)
+    label = _label_datatype(estimator)
+    if label is not None:
+        outputs.append(TensorSpec("label", label, (-1,)))
+    if hasattr(estimator, "predict_proba") and classes is not None:
+        outputs.append(TensorSpec("probabilities", "FP64", (-1, len(classes))))
+    return Signature(inputs, tuple(outputs))
+
+
+def load(
+    files: dict[str, Path], signature: Signature | None, *, threads: int = 1
+) -> SkopsPredictor:
+    """Load the version's one ``.skops`` file with skops' default trust only."""
+    import skops.io as sio
+
+    del threads  # scikit-learn's small predictors run single-threaded anyway
+    path = pick_file(files, SUFFIXES, NAME)
+    try:
+        untrusted = sio.get_untrusted_types(file=path)
+    except Exception as exc:  # skops raises plain exceptions for a damaged archive
+        raise unservable(f"skops cannot read {path.name}: {exc}", file=path.name) from None
+    if untrusted:
+        raise unservable(
+            f"{path.name} needs types skops does not trust by default ({', '.join(untrusted)}); "
+            "loading them could run their code, so the version is not served",
+            untrusted=list(untrusted),
+        )
+    try:
+        estimator = sio.load(path)
+    except Exception as exc:
+        raise unservable(f"skops cannot load {path.name}: {exc}", file=path.name) from None
+    if not hasattr(estimator, "predict"):
+        raise unservable(f"{path.name} holds a {type(estimator).__name__}, which cannot predict")
+    own = _own_signature(estimator)
+    if signature is None:
+        if not own.outputs:
+            raise _string_labels()
+        return SkopsPredictor(estimator, own)
+    if len(signature.inputs) != 1:
+        raise unservable("a scikit-learn estimator takes exactly one input tensor")
+    outputs = signature.outputs or own.outputs
+    for s in outputs:
+        method = _METHODS.get(s.name)
+        if method is None or not hasattr(estimator, method):
+            raise unservable(
+                f"output {s.name!r} is not one the skops flavor provides "
+                f"({', '.join(sorted(n for n, m in _METHODS.items() if hasattr(estimator, m)))})",
+                output=s.name,
+            )
+        if _METHODS[s.name] == "predict" and _label_datatype(estimator) is None:
+            raise _string_labels()
+    return SkopsPredictor(estimator, Signature(signature.inputs, outputs))
+
+
+def _string_labels() -> Exception:
+    return unservable(
+        "this classifier's labels are not numbers, and string (BYTES) tensors are not "
+        "served yet: encode the labels as integers, or declare only a 'probabilities' "
+        "output in the version's signature"
+    )

@@ -1,0 +1,97 @@
+"""From a reference to a loaded predictor, through the SDK only.
+
+The version is resolved once (an alias names one exact version), its files are
+pulled into a private directory under the serving cache (mode 0700; the
+SDK's blob cache verifies every file against its digest on the way in or
+when read back), handed to the flavor, and removed once loaded: the
+predictor holds the model in memory.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from modelyard.client import Registry, VersionInfo
+from modelyard.serving.flavors import Predictor, choose_flavor, unservable
+from modelyard.serving.tensors import parse_signature
+
+log = logging.getLogger("modelyard.serving")
+
+SERVABLE_STATES = frozenset({"ready", "published"})
+
+
+@dataclass(slots=True)
+class LoadedVersion:
+    """One version in memory, ready to take requests."""
+
+    ref: str
+    """The exact reference (``ns/name/7``)."""
+    namespace: str
+    model: str
+    version: int
+    flavor: str
+    predictor: Predictor
+    loaded_at: float = field(default_factory=time.time)
+
+    @property
+    def version_label(self) -> str:
+        """The version number as OIP and the metrics spell it."""
+        return str(self.version)
+
+
+def private_dir(root: Path) -> Path:
+    """``root`` created if missing and made 0700: pulled model files are only
+    this user's to read (another local user could otherwise swap or read them)."""
+    root.mkdir(parents=True, exist_ok=True)
+    os.chmod(root, 0o700)
+    return root
+
+
+def check_servable(version: VersionInfo) -> None:
+    """Refuse a version in a state that must not take traffic."""
+    if version.state not in SERVABLE_STATES:
+        raise unservable(
+            f"{version.ref} is {version.state}; only ready or published versions are served",
+            ref=version.ref,
+            state=version.state,
+        )
+
+
+def load_version(
+    registry: Registry, ref: str, cache_root: Path, *, threads: int = 1
+) -> LoadedVersion:
+    """Resolve ``ref``, pull its files (digest-verified) and load them with their flavor."""
+    version = registry.get_version(ref)
+    check_servable(version)
+    paths = [str(f["path"]) for f in version.files or []]
+    flavor = choose_flavor(version.format, paths)  # refused before any byte is pulled
+    signature = parse_signature(version.raw.get("signature"))
+    work = Path(tempfile.mkdtemp(prefix="pull-", dir=private_dir(cache_root)))
+    try:
+        # Pull the exact version resolved above, not ``ref`` again: an alias
+        # moving in between must not mix two versions' metadata and files.
+        _, out = registry.pull_version(version.ref, work, link=True)
+        files = {p: out / p for p in paths}
+        started = time.perf_counter()
+        try:
+            predictor = flavor.load(files, signature, threads=threads)
+        except ImportError as exc:
+            raise unservable(
+                f"the {flavor.NAME} flavor's runtime is not installed "
+                f"(pip install 'modelyard[serving]'): {exc}",
+                flavor=flavor.NAME,
+            ) from None
+        log.info(
+            "loaded %s (%s) in %.3f s", version.ref, flavor.NAME, time.perf_counter() - started
+        )
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return LoadedVersion(
+        version.ref, version.namespace, version.model, version.version, flavor.NAME, predictor
+    )

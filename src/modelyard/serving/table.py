@@ -1,0 +1,141 @@
+"""Which versions take traffic, under which names.
+
+Requests read the table without a lock: each read picks up one whole
+:class:`Live` (or one ``versions`` dict) and keeps using it, while a swap
+builds new objects and replaces them with single assignments (atomic in
+Python). An in-flight request therefore finishes on the version it started
+on; the old version is freed when the last such request drops it.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+import orjson
+
+from modelyard.domain.errors import InvalidInput
+from modelyard.serving.loader import LoadedVersion
+from modelyard.serving.metrics import ServingMetrics, VersionMetrics
+from modelyard.serving.tensors import Signature
+
+
+@dataclass(slots=True)
+class Live:
+    """A loaded version as requests use it: predictor, signature, bound
+    metrics children and its OIP metadata, serialized once."""
+
+    loaded: LoadedVersion
+    signature: Signature
+    metrics: VersionMetrics
+    metadata: bytes
+
+    @property
+    def version(self) -> str:
+        """The version number as a string (OIP's version names)."""
+        return self.loaded.version_label
+
+
+@dataclass(slots=True)
+class ServedModel:
+    """One OIP model name: its default version (the first reference given for
+    it) and every version loaded under it."""
+
+    name: str
+    default: Live
+    default_ref: str
+    """The reference (as given) whose version the unversioned routes answer with."""
+    versions: dict[str, Live] = field(default_factory=dict)
+
+    def metadata(self) -> bytes:
+        """OIP model metadata of the default version, listing every loaded version."""
+        live = self.default
+        versions = sorted(self.versions, key=int)
+        return _metadata(self.name, live.loaded.flavor, live.signature, versions)
+
+
+def _metadata(name: str, flavor: str, signature: Signature, versions: list[str]) -> bytes:
+    return orjson.dumps(
+        {
+            "name": name,
+            "versions": versions,
+            "platform": flavor,
+            "inputs": [s.to_wire() for s in signature.inputs],
+            "outputs": [s.to_wire() for s in signature.outputs],
+        }
+    )
+
+
+class ModelTable:
+    """Served models by name. Writers (startup, the follower thread) hold a
+    lock; readers (requests on the event loop) never do."""
+
+    def __init__(self, metrics: ServingMetrics) -> None:
+        self.metrics = metrics
+        self.models: dict[str, ServedModel] = {}
+        self._lock = threading.Lock()
+
+    def _live(self, loaded: LoadedVersion) -> Live:
+        sig = loaded.predictor.signature
+        return Live(
+            loaded,
+            sig,
+            self.metrics.for_version(loaded.model, loaded.version_label),
+            _metadata(loaded.model, loaded.flavor, sig, [loaded.version_label]),
+        )
+
+    def add(self, ref: str, loaded: LoadedVersion) -> None:
+        """Serve ``loaded`` (what ``ref`` resolved to) under its model name; the
+        first reference given for a name is its default."""
+        with self._lock:
+            served = self.models.get(loaded.model)
+            if served is not None and served.default.loaded.namespace != loaded.namespace:
+                raise InvalidInput(
+                    f"two models named {loaded.model!r} in different namespaces "
+                    f"({served.default.loaded.ref}, {loaded.ref}): serve them from two servers",
+                    code="UNSERVABLE_VERSION",
+                )
+            live = self._live(loaded)
+            if served is None:
+                self.models = {**self.models, loaded.model: ServedModel(loaded.model, live, ref)}
+                served = self.models[loaded.model]
+            if live.version not in served.versions:
+                served.versions = {**served.versions, live.version: live}
+                self._mark_loaded(live)
+
+    def swap(self, ref: str, old: LoadedVersion, new: LoadedVersion, *, keep_old: bool) -> None:
+        """Make ``new`` take the traffic ``ref`` had on ``old``, in single assignments.
+
+        ``keep_old``: another reference still serves ``old`` (``fraud/3`` beside
+        ``fraud@production``), so it stays reachable by its version number.
+        """
+        with self._lock:
+            served = self.models[old.model]
+            versions = dict(served.versions)
+            live = versions.get(new.version_label)
+            if live is None or live.loaded is not new:
+                live = self._live(new)
+                versions[live.version] = live
+                self._mark_loaded(live)
+            if not keep_old and old.version_label != live.version:
+                gone = versions.pop(old.version_label, None)
+                if gone is not None:
+                    self.metrics.loaded.remove(
+                        old.model, gone.version, gone.loaded.ref, gone.loaded.flavor
+                    )
+            # New entries first, then the default: a request never finds a
+            # default whose version its own lookup would not know.
+            served.versions = versions
+            if served.default_ref == ref:
+                served.default = live
+            self.metrics.swaps.labels(old.model).inc()
+
+    def loaded(self, model: str, version: str) -> LoadedVersion | None:
+        """The version already in memory under ``model`` / ``version``, if any."""
+        served = self.models.get(model)
+        live = served.versions.get(version) if served is not None else None
+        return live.loaded if live is not None else None
+
+    def _mark_loaded(self, live: Live) -> None:
+        v = live.loaded
+        self.metrics.loaded.labels(v.model, live.version, v.ref, v.flavor).set(1)

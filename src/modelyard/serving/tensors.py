@@ -1,0 +1,151 @@
+"""Tensors as the Open Inference Protocol v2 names them, and a version's signature.
+
+A signature, as stored on a version, is an object with ``inputs`` and
+``outputs`` lists; each entry names one tensor::
+
+    {"inputs":  [{"name": "X", "datatype": "FP32", "shape": [-1, 4]}],
+     "outputs": [{"name": "label", "datatype": "INT64", "shape": [-1]}]}
+
+``datatype`` is an OIP name (``FP32``, ``INT64``, ``BOOL``, ...); a NumPy
+name (``float32``) is accepted as well (``dtype`` or ``type`` for the key).
+``-1`` in a shape is a dimension of any size. A version without a signature
+takes the one its flavor reads from the model itself (an ONNX graph's inputs).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from math import prod
+from typing import Any
+
+import numpy as np
+
+from modelyard.domain.errors import InvalidInput
+
+# OIP datatype -> NumPy dtype (the protocol's tensor data types; BYTES and BF16
+# have no fixed-width NumPy equivalent the flavors here could take).
+OIP_TO_NUMPY: dict[str, np.dtype[Any]] = {
+    "BOOL": np.dtype(np.bool_),
+    "UINT8": np.dtype(np.uint8),
+    "UINT16": np.dtype(np.uint16),
+    "UINT32": np.dtype(np.uint32),
+    "UINT64": np.dtype(np.uint64),
+    "INT8": np.dtype(np.int8),
+    "INT16": np.dtype(np.int16),
+    "INT32": np.dtype(np.int32),
+    "INT64": np.dtype(np.int64),
+    "FP16": np.dtype(np.float16),
+    "FP32": np.dtype(np.float32),
+    "FP64": np.dtype(np.float64),
+}
+NUMPY_TO_OIP: dict[np.dtype[Any], str] = {v: k for k, v in OIP_TO_NUMPY.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class TensorSpec:
+    """One named tensor: OIP datatype and shape (``-1``: any size)."""
+
+    name: str
+    datatype: str
+    shape: tuple[int, ...]
+
+    @property
+    def dtype(self) -> np.dtype[Any]:
+        """The NumPy dtype of this tensor's elements."""
+        return OIP_TO_NUMPY[self.datatype]
+
+    def accepts(self, shape: tuple[int, ...]) -> bool:
+        """True if a tensor of ``shape`` fits this spec."""
+        if len(shape) != len(self.shape):
+            return False
+        return all(want < 0 or want == got for want, got in zip(self.shape, shape, strict=True))
+
+    def example_shape(self) -> tuple[int, ...]:
+        """A concrete shape for a warm-up request: variable dimensions are 1."""
+        return tuple(1 if d < 0 else d for d in self.shape)
+
+    def to_wire(self) -> dict[str, Any]:
+        """The OIP metadata form ``{"name", "datatype", "shape"}``."""
+        return {"name": self.name, "datatype": self.datatype, "shape": list(self.shape)}
+
+
+@dataclass(frozen=True, slots=True)
+class Signature:
+    """The inputs and outputs a served version declares."""
+
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+
+    def example_inputs(self) -> dict[str, np.ndarray]:
+        """Zero-filled inputs of every declared input (for a warm-up call)."""
+        return {s.name: np.zeros(s.example_shape(), dtype=s.dtype) for s in self.inputs}
+
+
+def oip_datatype(value: Any) -> str:
+    """An OIP datatype name for ``value`` (an OIP or NumPy name); INVALID_SIGNATURE if none."""
+    if isinstance(value, str):
+        if value.upper() in OIP_TO_NUMPY:
+            return value.upper()
+        try:
+            found = NUMPY_TO_OIP.get(np.dtype(value))
+        except TypeError:
+            found = None
+        if found is not None:
+            return found
+    raise InvalidInput(
+        f"unsupported tensor datatype {value!r} (one of {', '.join(OIP_TO_NUMPY)})",
+        code="INVALID_SIGNATURE",
+        details={"datatype": str(value)},
+    )
+
+
+def _spec(entry: Any, part: str) -> TensorSpec:
+    if not isinstance(entry, Mapping) or not isinstance(entry.get("name"), str):
+        raise InvalidInput(
+            f"each signature.{part} entry is an object with a name, datatype and shape",
+            code="INVALID_SIGNATURE",
+            details={"entry": entry if isinstance(entry, str | int | float) else str(entry)},
+        )
+    kind = entry.get("datatype", entry.get("dtype", entry.get("type")))
+    shape = entry.get("shape")
+    if not isinstance(shape, list) or not all(
+        isinstance(d, int) and not isinstance(d, bool) and d >= -1 for d in shape
+    ):
+        raise InvalidInput(
+            f"signature.{part} {entry['name']!r}: shape must be a list of sizes (-1: any)",
+            code="INVALID_SIGNATURE",
+            details={"name": entry["name"]},
+        )
+    return TensorSpec(entry["name"], oip_datatype(kind), tuple(shape))
+
+
+def _specs(items: Any, part: str) -> tuple[TensorSpec, ...]:
+    if items is None:
+        return ()
+    if not isinstance(items, list):
+        raise InvalidInput(f"signature.{part} must be a list of tensors", code="INVALID_SIGNATURE")
+    specs = tuple(_spec(e, part) for e in items)
+    names = [s.name for s in specs]
+    if len(set(names)) != len(names):
+        raise InvalidInput(f"signature.{part} names a tensor twice", code="INVALID_SIGNATURE")
+    return specs
+
+
+def parse_signature(raw: Mapping[str, Any] | None) -> Signature | None:
+    """A version's stored signature as a :class:`Signature`; None when it has none.
+
+    A signature that is present but not in the tensor form above is refused
+    (``INVALID_SIGNATURE``): serving it would check requests against nothing.
+    """
+    if not raw:
+        return None
+    sig = Signature(_specs(raw.get("inputs"), "inputs"), _specs(raw.get("outputs"), "outputs"))
+    if not sig.inputs:
+        raise InvalidInput("the signature declares no inputs", code="INVALID_SIGNATURE")
+    return sig
+
+
+def element_count(shape: Iterable[int]) -> int:
+    """How many elements a tensor of ``shape`` holds."""
+    return prod(shape)
