@@ -40,7 +40,7 @@ from modelyard.service.registry import RegistryService
 from modelyard.service.validation import Limits
 from modelyard.service.webhooks import WebhookPolicy, WebhookService
 from modelyard.settings import Settings
-from modelyard.store.blobs import BlobStore, open_blob_store
+from modelyard.store.blobs import BlobStore, S3Options, open_blob_store
 from modelyard.store.metadata import migrate
 from modelyard.store.metadata.engine import create_engine
 from modelyard.store.metadata.repository import MetadataStore
@@ -84,6 +84,19 @@ def open_metadata_store(settings: Settings) -> MetadataStore:
     return MetadataStore(engine)
 
 
+def open_blob_store_of(settings: Settings) -> BlobStore:
+    """The blob store named by ``settings`` (its S3 options, if it is one)."""
+    return open_blob_store(
+        settings.blob_store_url(),
+        s3=S3Options(
+            endpoint_url=settings.s3_endpoint_url,
+            region=settings.s3_region,
+            addressing_style=settings.s3_addressing_style,
+            part_size=settings.s3_part_size,
+        ),
+    )
+
+
 def build_services(settings: Settings) -> Services:
     """Open the stores named by ``settings`` and build every service on them.
 
@@ -92,7 +105,7 @@ def build_services(settings: Settings) -> Services:
     """
     metadata = open_metadata_store(settings)
     try:
-        blobs = open_blob_store(settings.blob_store_url())
+        blobs = open_blob_store_of(settings)
         blobs.clean_stale_uploads()
         registry = RegistryService(
             metadata,

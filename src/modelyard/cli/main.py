@@ -72,7 +72,12 @@ def server(
         Path | None, typer.Option("--data-dir", help="Data directory [env MODELYARD_DATA_DIR].")
     ] = None,
     db: Annotated[str | None, typer.Option(help="Database URL [env MODELYARD_DB].")] = None,
-    store: Annotated[str | None, typer.Option(help="Blob store URL [env MODELYARD_STORE].")] = None,
+    store: Annotated[
+        str | None,
+        typer.Option(
+            help="Blob store URL: a directory or s3://bucket/prefix [env MODELYARD_STORE]."
+        ),
+    ] = None,
     workers: Annotated[
         int | None, typer.Option(help="Worker processes [env MODELYARD_WORKERS].")
     ] = None,

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from fastapi import APIRouter, Header, Query, Request
+from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response, StreamingResponse
 
 from modelyard.api.access import Access, access
@@ -18,6 +19,7 @@ from modelyard.api.responses import (
     BlobStreamResponse,
     JSONResponse,
     attachment,
+    byte_range,
 )
 from modelyard.api.schemas import AliasSet, FilesCommit, TagChanges, Transition, VersionCreate
 from modelyard.api.tarstream import tar_size, tar_stream
@@ -281,9 +283,23 @@ async def download_file(
             filename=path.rsplit("/", 1)[-1],
             content_disposition_type="attachment",
         )
-    body: Iterator[bytes] = svc.blobs.iter_range(entry.digest)
+    # A store without files (S3): the bytes stream from it; one byte range
+    # is served as 206, as the local store's file response does.
+    headers["Accept-Ranges"] = "bytes"
+    wanted = byte_range(request.headers.get("range"), entry.size)
+    if isinstance(wanted, str):  # "unsatisfiable"
+        return Response(status_code=416, headers={"Content-Range": f"bytes */{entry.size}"})
+    start, end = wanted or (0, entry.size)
+    # The store is asked before the answer starts (a blocking request, so on
+    # a worker thread): its failure is still an error status, not a cut stream.
+    body: Iterator[bytes] = await run_in_threadpool(svc.blobs.iter_range, entry.digest, start, end)
+    if wanted is not None:
+        headers["Content-Range"] = f"bytes {start}-{end - 1}/{entry.size}"
     return StreamingResponse(
-        body, media_type=entry.media_type, headers={**headers, "Content-Length": str(entry.size)}
+        body,
+        status_code=206 if wanted is not None else 200,
+        media_type=entry.media_type,
+        headers={**headers, "Content-Length": str(end - start)},
     )
 
 
