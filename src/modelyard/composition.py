@@ -16,6 +16,7 @@ their object graph here, so they all run the same one::
           approvals   ApprovalService    (registry)
           identity    IdentityService    (registry): users, tokens, roles
           blob_service BlobService       (registry, max_blob_size): upload and download rules
+          gc          GcService          (registry): garbage collection of the blob store
           webhooks    WebhookService     (metadata, DestinationGuard(webhook_allow),
                                          WebhookPolicy(settings))
      └─ build_dispatcher(services) -> Dispatcher   (server processes only)
@@ -34,6 +35,7 @@ from modelyard.events.sender import WebhookSender
 from modelyard.service.approvals import ApprovalService
 from modelyard.service.blobs import BlobService
 from modelyard.service.destinations import DestinationGuard
+from modelyard.service.gc import GcService
 from modelyard.service.governance import GovernanceService
 from modelyard.service.identity import IdentityService
 from modelyard.service.registry import RegistryService
@@ -63,6 +65,7 @@ class Services:
     identity: IdentityService
     webhooks: WebhookService
     blob_service: BlobService
+    gc: GcService
 
     def close(self) -> None:
         """Release the database engine and its threads."""
@@ -135,6 +138,7 @@ def build_services(settings: Settings) -> Services:
             WebhookPolicy.from_settings(settings),
         ),
         blob_service=BlobService(registry, max_blob_size=settings.max_blob_size),
+        gc=GcService(registry),
     )
 
 

@@ -47,6 +47,7 @@ from modelyard.service.views import ProductionView
 if TYPE_CHECKING:
     from modelyard.service.registry import RegistryService
     from modelyard.store.blobs.base import BlobStore, BlobWriter
+    from modelyard.store.metadata.ports import RegistryTx
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,8 +259,9 @@ def check_manifest(
     it (the mount rule); else ``BLOB_MISSING`` (a blob the caller may not see
     is missing to it, never reported otherwise) or ``SIZE_MISMATCH``.
 
-    Checked before the write transaction: blobs are immutable once stored and
-    upload records are never removed, so the answer cannot go stale.
+    Checked before the write transaction (it reads the store): blobs are
+    immutable once stored, and the one way one goes, garbage collection, is
+    caught inside the transaction by :func:`check_not_collected`.
     """
     sizes = {f.digest: registry.blobs.size_of(f.digest) for f in files}
     stored = [d for d, size in sizes.items() if size is not None]
@@ -277,6 +279,30 @@ def check_manifest(
                 f"declared size of {f.path!r} does not match its blob",
                 code="SIZE_MISMATCH",
                 details={"path": f.path, "declared": f.size, "stored": size},
+            )
+
+
+def check_not_collected(tx: RegistryTx, files: Sequence[FileEntry]) -> None:
+    """Inside a version commit's transaction: refuse a manifest naming a blob
+    that garbage collection is deleting (``BLOB_MISSING``: upload it again).
+
+    :func:`check_manifest` saw the blob stored, before the transaction; this
+    closes the gap. The collection lock (shared here, exclusive while garbage
+    collection re-checks references and records its deletions) orders the two:
+    either this commit's manifest is visible to garbage collection's re-check,
+    and the blob stays, or the deletion record is visible here.
+    """
+    if not files:
+        return
+    digests = [f.digest for f in files]
+    tx.lock_blob_collection(exclusive=False)
+    doomed = tx.blobs_being_deleted(digests)
+    for f in files:
+        if f.digest in doomed:
+            raise IntegrityError(
+                f"blob for {f.path!r} is being garbage-collected; upload it again",
+                code="BLOB_MISSING",
+                details={"path": f.path, "digest": f.digest},
             )
 
 

@@ -3,7 +3,7 @@ CREATE TABLE alembic_version (
 	version_num VARCHAR(32) NOT NULL, 
 	CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num)
 );
-INSERT INTO "alembic_version" VALUES('0006');
+INSERT INTO "alembic_version" VALUES('0013');
 CREATE TABLE alias_history (
 	id INTEGER NOT NULL, 
 	model_id INTEGER NOT NULL, 
@@ -69,6 +69,12 @@ CREATE TABLE approvals (
 	CONSTRAINT fk_approvals_namespace_id_namespaces FOREIGN KEY(namespace_id) REFERENCES namespaces (id), 
 	CONSTRAINT fk_approvals_model_id_models FOREIGN KEY(model_id) REFERENCES models (id) ON DELETE CASCADE, 
 	CONSTRAINT fk_approvals_version_id_versions FOREIGN KEY(version_id) REFERENCES versions (id) ON DELETE CASCADE
+);
+CREATE TABLE blob_deletions (
+	digest VARCHAR(64) NOT NULL, 
+	size BIGINT NOT NULL, 
+	created_at BIGINT NOT NULL, 
+	CONSTRAINT pk_blob_deletions PRIMARY KEY (digest)
 );
 CREATE TABLE blob_uploads (
 	digest VARCHAR(64) NOT NULL, 
