@@ -24,6 +24,7 @@ from modelyard.cli import cache as cache_cli
 from modelyard.cli import events as events_cli
 from modelyard.cli import governance as governance_cli
 from modelyard.cli import identity as identity_cli
+from modelyard.cli import maintenance as maintenance_cli
 from modelyard.cli import versions as versions_cli
 from modelyard.cli.common import CliGroup, out
 from modelyard.cli.events import webhooks_app as webhooks_app
@@ -132,6 +133,7 @@ events_cli.register(app)
 identity_cli.register(app)
 governance_cli.register(app)
 governance_cli.register_users(user_app)
+maintenance_cli.register(app)
 
 
 def main() -> None:

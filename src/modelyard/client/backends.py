@@ -54,6 +54,7 @@ class Backend(GovernanceBackend, Protocol):
     ) -> Wire: ...
     def get_version(self, ref: Reference) -> Wire: ...
     def update_version(self, ref: Reference, changes: Wire) -> Wire: ...
+    def delete_version(self, ref: Reference, *, force: bool) -> None: ...
     def transition(self, ref: Reference, action: Action, *, archive_previous: bool) -> Wire: ...
     def set_alias(self, ref: Reference, alias: str, reason: str) -> Wire: ...
     def list_versions(
@@ -226,6 +227,10 @@ class RemoteBackend(RemoteGovernance):
     def update_version(self, ref: Reference, changes: Wire) -> Wire:
         """PATCH a version."""
         return self._wire("PATCH", _vpath(ref), json=changes)
+
+    def delete_version(self, ref: Reference, *, force: bool) -> None:
+        """DELETE a version."""
+        self._json("DELETE", _vpath(ref), params={"force": str(force).lower()})
 
     def transition(self, ref: Reference, action: Action, *, archive_previous: bool) -> Wire:
         """POST publish / archive / restore."""
@@ -433,6 +438,10 @@ class EmbeddedBackend(EmbeddedGovernance):
     def delete_model(self, namespace: str, name: str, *, force: bool) -> None:
         """Delete a model."""
         self.svc.delete_model(name, namespace=namespace, force=force, actor=self.actor)
+
+    def delete_version(self, ref: Reference, *, force: bool) -> None:
+        """Delete a version."""
+        self.svc.delete_version(ref, force=force, actor=self.actor)
 
     def _blob_use(self) -> BlobService:
         """The blob use case (the same rules as the server's blob routes)."""

@@ -137,6 +137,23 @@ async def resolve(request: Request, ref: str, files: bool = True) -> Response:
     )
 
 
+@router.delete("/models/{namespace}/{name}/versions/{version}", status_code=204)
+@access("admin")
+async def delete_version(
+    namespace: str, name: str, version: str, request: Request, force: bool = False
+) -> Response:
+    """Delete a version for good; refused while it is published unless ``force``.
+    Its blobs are freed by the next garbage collection if nothing else lists them."""
+    svc, call = services(request)
+    await call(
+        svc.delete_version,
+        version_ref(namespace, name, version),
+        force=force,
+        actor=actor(request),
+    )
+    return Response(status_code=204)
+
+
 @router.patch("/models/{namespace}/{name}/versions/{version}")
 @access("write")
 async def update_version(
