@@ -162,3 +162,77 @@ def test_a_collection_that_died_midway_is_finished_by_the_next(svc: Services) ->
     assert not svc.blobs.exists(digest)
     upload(svc, b"half collected")
     svc.registry.create_version("m", VersionSpec(files=files(w=b"half collected")), actor=ADMIN)
+
+
+@pytest.mark.postgres
+def test_gc_waits_for_a_commit_in_flight_and_then_keeps_its_blob(
+    tmp_path: Path, pg_url: str
+) -> None:
+    """The interleaving inside the transactions, on PostgreSQL where they run
+    at once: a version commit has checked that its blob is not being deleted
+    and is still open when gc re-checks references. gc must wait for it (the
+    collection lock) and then see its manifest. Each step waits on the lock
+    state PostgreSQL reports, not on time."""
+    import threading
+
+    import sqlalchemy as sa
+
+    from tests.pgcluster import fresh_database, normalize_url
+    from tests.receiver import wait_for
+
+    with (
+        fresh_database(pg_url) as url,
+        build_services(Settings(data_dir=tmp_path / "d", db=url)) as svc,
+    ):
+        svc.registry.create_model("m", actor=ADMIN)
+        digest = upload(svc, b"in flight")
+        plan = svc.gc.plan(actor=ADMIN, grace_s=0)
+        assert digest in plan.candidates
+
+        probe = sa.create_engine(normalize_url(url))
+
+        def waiting(locktype: str) -> int:
+            with probe.connect() as c:
+                return int(
+                    c.execute(
+                        sa.text(
+                            "SELECT count(*) FROM pg_locks WHERE NOT granted AND locktype = :t"
+                        ),
+                        {"t": locktype},
+                    ).scalar_one()
+                )
+
+        results: dict[str, object] = {}
+
+        def commit() -> None:
+            try:
+                results["version"] = svc.registry.create_version(
+                    "m", VersionSpec(files=files(w=b"in flight")), actor=ADMIN
+                ).number
+            except BaseException as exc:
+                results["version"] = exc
+
+        def collect() -> None:
+            results["marked"] = svc.gc.mark(plan, actor=ADMIN)
+
+        try:
+            with probe.connect() as holder:
+                # Hold the model's row: the commit takes the collection lock
+                # (shared) and checks for deletions first, then queues here.
+                holder.execute(sa.text("SELECT id FROM models WHERE name = 'm' FOR UPDATE"))
+                committer = threading.Thread(target=commit)
+                committer.start()
+                wait_for(lambda: waiting("transactionid") + waiting("tuple"), what="commit queued")
+                collector = threading.Thread(target=collect)
+                collector.start()
+                wait_for(lambda: waiting("advisory"), what="gc waiting for the collection lock")
+                holder.rollback()  # the commit goes on and lands; then gc re-checks
+            committer.join(30)
+            collector.join(30)
+        finally:
+            probe.dispose()
+        assert results["version"] == 1, results
+        assert results["marked"] == {}
+        assert svc.blobs.exists(digest)
+        ver = svc.registry.get_version("m/1", actor=ADMIN)
+        assert ver.files is not None and ver.files[0].digest == digest
