@@ -35,6 +35,8 @@ class S3Server:
 
     endpoint: str
     proc: subprocess.Popen[bytes]
+    log: Path
+    """The server's request log: one line per HTTP request it answered."""
 
     @classmethod
     def start(cls, log_dir: Path) -> S3Server:
@@ -49,7 +51,7 @@ class S3Server:
         )
         log.close()
         endpoint = f"http://127.0.0.1:{port}"
-        server = cls(endpoint, proc)
+        server = cls(endpoint, proc, log_dir / "moto.log")
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if proc.poll() is not None:

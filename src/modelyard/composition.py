@@ -137,7 +137,12 @@ def build_services(settings: Settings) -> Services:
             DestinationGuard(settings.webhook_allow),
             WebhookPolicy.from_settings(settings),
         ),
-        blob_service=BlobService(registry, max_blob_size=settings.max_blob_size),
+        blob_service=BlobService(
+            registry,
+            max_blob_size=settings.max_blob_size,
+            direct_transfers=settings.direct_transfers,
+            url_ttl=settings.direct_url_ttl,
+        ),
         gc=GcService(registry),
     )
 

@@ -44,6 +44,14 @@ class Settings(BaseSettings):
     s3_addressing_style: Literal["auto", "path", "virtual"] = Field(
         "auto", description="S3 bucket addressing: path-style suits most self-hosted stores."
     )
+    direct_transfers: bool = Field(
+        True,
+        description="Hand clients presigned URLs to move blob bytes straight to and from "
+        "the store, where it gives them (S3); false: every byte goes through the server.",
+    )
+    direct_url_ttl: int = Field(
+        3600, ge=60, le=7 * 86400, description="Seconds a presigned URL stays valid."
+    )
     s3_part_size: int = Field(
         8 << 20,
         ge=5 << 20,

@@ -128,3 +128,109 @@ def test_a_store_that_fails_is_a_503_with_its_code_never_a_500(
             assert reg.get_model("m").name == "m"
     finally:
         stop_server(proc)
+
+
+def test_direct_uploads_are_verified_before_a_version_may_name_them(
+    s3_live: tuple[str, str], s3_server: S3Server
+) -> None:
+    url, bucket = s3_live
+    data = b"weights sent straight to the store"
+    digest = hashlib.sha256(data).hexdigest()
+    api = f"{url}/api/v1"
+    assert httpx.get(f"{api}/blobs/transfers").json() == {"direct": True}
+
+    def offer() -> dict[str, object]:
+        r = httpx.post(f"{api}/blobs/uploads", json={"size": len(data), "digest": digest})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["mode"] == "direct" and str(body["url"]).startswith(s3_server.endpoint)
+        return dict(body)
+
+    # Other bytes of the same size reach the store, but never the digest.
+    bad = offer()
+    r = httpx.put(str(bad["url"]), content=b"x" * len(data), headers=bad["headers"])  # type: ignore[arg-type]
+    assert r.status_code == 200
+    assert httpx.head(f"{api}/blobs/{digest}").status_code == 404
+    name = "d" + uuid.uuid4().hex[:8]
+    assert httpx.post(f"{api}/models", json={"name": name}).status_code == 201
+    manifest = {"files": [{"path": "w.bin", "digest": digest, "size": len(data)}]}
+    r = httpx.post(f"{api}/models/default/{name}/versions", json=manifest)
+    assert r.status_code == 422 and r.json()["error"]["code"] == "BLOB_MISSING"
+    r = httpx.post(f"{api}/blobs/uploads/{bad['upload_id']}/complete", json={"digest": digest})
+    assert r.status_code == 422 and r.json()["error"]["code"] == "DIGEST_MISMATCH"
+    staged = s3_server.client().list_objects_v2(Bucket=bucket, Prefix="registry/uploads/")
+    assert staged.get("KeyCount", 0) == 0
+
+    good = offer()
+    r = httpx.put(str(good["url"]), content=data, headers=good["headers"])  # type: ignore[arg-type]
+    assert r.status_code == 200
+    done = f"{api}/blobs/uploads/{good['upload_id']}/complete"
+    r = httpx.post(done, json={"digest": digest, "size": len(data)})
+    assert r.status_code == 201, r.text
+    assert r.json() == {"digest": digest, "size": len(data), "created": True}
+    r = httpx.post(done, json={"digest": digest})
+    assert r.status_code == 404 and r.json()["error"]["code"] == "UPLOAD_NOT_FOUND"
+    r = httpx.post(f"{api}/blobs/uploads/not-an-upload/complete", json={"digest": digest})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "INVALID_UPLOAD_ID"
+    r = httpx.post(f"{api}/models/default/{name}/versions", json=manifest)
+    assert r.status_code == 201, r.text
+
+    # Downloads: a redirect to the store, ranges and all.
+    file_url = f"{api}/models/default/{name}/versions/1/files/w.bin"
+    r = httpx.get(file_url, params={"redirect": "true"})
+    assert r.status_code == 307
+    location = r.headers["location"]
+    assert location.startswith(s3_server.endpoint)
+    assert httpx.get(location).content == data
+    r = httpx.get(location, headers={"Range": "bytes=0-6"})
+    assert r.status_code == 206 and r.content == data[:7]
+    assert httpx.get(file_url).content == data  # without asking: through the server
+
+
+def test_the_sdk_takes_the_direct_path_by_itself(
+    s3_live: tuple[str, str], s3_server: S3Server, tmp_path: Path
+) -> None:
+    url, bucket = s3_live
+    name = "s" + uuid.uuid4().hex[:8]
+    src = tmp_path / "src"
+    src.mkdir()
+    files = {"a.bin": os.urandom(1000), "b.bin": os.urandom(2000)}
+    for rel, data in files.items():
+        (src / rel).write_bytes(data)
+    before = s3_server.log.read_text(errors="replace").count(f"PUT /{bucket}/registry/uploads/")
+    with Registry(url, cache_dir=tmp_path / "cache") as reg:
+        reg.create_model(name)
+        v = reg.push(name, src)
+        out = reg.pull(f"{name}/{v.version}", tmp_path / "out")
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == files
+    # The store saw one presigned PUT per file, from the client (the server's
+    # own uploads go to sha256/ keys, or to uploads/ as numbered parts).
+    log = s3_server.log.read_text(errors="replace")
+    direct = [
+        line
+        for line in log.splitlines()
+        if f"PUT /{bucket}/registry/uploads/" in line and "partNumber" not in line
+    ]
+    assert len(direct) - before == len(files)
+
+
+@pytest.mark.parametrize("store", ["s3-proxy", "local"])
+def test_a_server_without_direct_transfers_takes_the_bytes_itself(
+    store: str, s3_server: S3Server, tmp_path: Path
+) -> None:
+    from starlette.testclient import TestClient
+
+    from modelyard.api.app import create_app
+    from modelyard.settings import Settings
+
+    settings = Settings(
+        data_dir=tmp_path / "d",
+        store=f"s3://{s3_server.new_bucket()}/p" if store == "s3-proxy" else None,
+        direct_transfers=False,
+    )
+    with TestClient(create_app(settings)) as c:
+        assert c.get("/api/v1/blobs/transfers").json() == {"direct": False}
+        r = c.post("/api/v1/blobs/uploads", json={"size": 3})
+        assert r.json() == {"mode": "proxy"}
+        r = c.post(f"/api/v1/blobs/uploads/1-{'a' * 32}/complete", json={"digest": "0" * 64})
+        assert r.status_code == 400 and r.json()["error"]["code"] == "DIRECT_TRANSFERS_OFF"

@@ -28,6 +28,7 @@ from modelyard.domain.errors import InvalidInput
 from modelyard.domain.names import validate_name
 from modelyard.domain.references import Reference, parse_reference
 from modelyard.hashio import PIPELINE_MIN
+from modelyard.service.blobs import BlobService
 from modelyard.service.registry import VersionSpec
 from modelyard.wire import render
 
@@ -250,9 +251,12 @@ TAR_PATH = "/models/{namespace}/{name}/versions/{version}/archive.tar"
 @router.get(FILE_PATH)
 @access("consume")
 async def download_file(
-    namespace: str, name: str, version: str, path: str, request: Request
+    namespace: str, name: str, version: str, path: str, request: Request, redirect: bool = False
 ) -> Response:
     """One file's bytes; supports ``Range``. The path is looked up in the manifest.
+
+    With ``redirect=true``, a server on a store that gives presigned URLs (S3)
+    answers 307 to one: the bytes then come straight from the store.
 
     ``HEAD`` answers the same headers (size, ``ETag``, ``Accept-Ranges``)
     without reading the blob: clients probe sizes that way.
@@ -266,8 +270,16 @@ async def download_file(
         "X-Content-SHA256": entry.digest,
         "Cache-Control": "private, max-age=31536000, immutable",
     }
-    local = svc.blobs.local_path(entry.digest)
     head = request.method == "HEAD"
+    if redirect and not head:
+        # Straight from the store, where it gives presigned URLs: the client
+        # asked to be sent there, after the same permission check as here.
+        blobs: BlobService = request.app.state.blobs
+        name_only = path.rsplit("/", 1)[-1]
+        url = await run_in_threadpool(blobs.download_url, entry.digest, attachment(name_only))
+        if url is not None:
+            return Response(status_code=307, headers={**headers, "Location": url})
+    local = svc.blobs.local_path(entry.digest)
     if head and local is None:
         return Response(
             media_type=entry.media_type,

@@ -6,8 +6,18 @@ from modelyard.store.blobs.base import (
     BlobInfo,
     BlobStore,
     BlobWriter,
+    DirectTransfers,
     S3Options,
+    StagedUpload,
     open_blob_store,
 )
 
-__all__ = ["BlobInfo", "BlobStore", "BlobWriter", "S3Options", "open_blob_store"]
+__all__ = [
+    "BlobInfo",
+    "BlobStore",
+    "BlobWriter",
+    "DirectTransfers",
+    "S3Options",
+    "StagedUpload",
+    "open_blob_store",
+]

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 from urllib.parse import unquote, urlparse
 
 from modelyard.domain.errors import InvalidInput
@@ -41,6 +41,34 @@ class S3Options:
     region: str | None = None
     addressing_style: str = "auto"
     part_size: int = 8 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class StagedUpload:
+    """Where a client sends a blob straight to the store: PUT ``url`` with
+    ``headers``; then the server verifies it (``commit_staged(upload_id, ...)``)."""
+
+    upload_id: str
+    url: str
+    headers: dict[str, str]
+
+
+@runtime_checkable
+class DirectTransfers(Protocol):
+    """What a store whose clients can reach it directly (S3) adds: presigned
+    URLs, and verification of what was uploaded through them."""
+
+    def presign_upload(self, size: int, expires_s: int) -> StagedUpload | None:
+        """A staged upload of ``size`` bytes, or None if it must go through the server."""
+
+    def commit_staged(
+        self, upload_id: str, expected_digest: str, expected_size: int | None = None
+    ) -> str:
+        """Verify (size, SHA-256) and publish a staged upload under its digest."""
+
+    def presign_download(self, digest: str, expires_s: int, disposition: str) -> str:
+        """A URL that reads the blob straight from the store, answered with
+        this ``Content-Disposition``."""
 
 
 class BlobWriter(Protocol):

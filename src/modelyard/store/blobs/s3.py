@@ -48,11 +48,14 @@ from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from modelyard.domain.errors import IntegrityError, InvalidInput, StorageUnavailable
+from modelyard.domain.errors import IntegrityError, InvalidInput, NotFound, StorageUnavailable
 from modelyard.domain.names import validate_digest
-from modelyard.store.blobs.base import BlobInfo, S3Options
+from modelyard.store.blobs.base import BlobInfo, S3Options, StagedUpload
 
 log = logging.getLogger(__name__)
+
+MAX_PUT = 5 << 30
+"""S3's largest single PUT: bigger direct uploads go through the server."""
 
 MIN_PART = 5 << 20
 """S3's smallest part (all but the last)."""
@@ -431,6 +434,98 @@ class S3BlobStore:
             with store_errors("get"):
                 raise
         return _stream(body, chunk_size)
+
+    # -- direct transfers (presigned URLs) -------------------------------------
+
+    def presign_upload(self, size: int, expires_s: int) -> StagedUpload | None:
+        """A URL a client PUTs ``size`` bytes to, straight into the store, under
+        a fresh staging key; None past S3's largest single PUT (5 GiB), which
+        then goes through the server. The bytes are not visible under any
+        digest until :meth:`commit_staged` verified them."""
+        if size > MAX_PUT:
+            return None
+        upload_id = f"{int(time.time())}-{uuid.uuid4().hex}"
+        with store_errors("presign"):
+            url = self.client.generate_presigned_url(
+                "put_object",
+                Params={"Bucket": self.bucket, "Key": self._staging_key(upload_id)},
+                ExpiresIn=expires_s,
+            )
+        return StagedUpload(upload_id, str(url), {"Content-Length": str(size)})
+
+    def commit_staged(
+        self, upload_id: str, expected_digest: str, expected_size: int | None = None
+    ) -> str:
+        """Verify a directly uploaded object by reading it back once (size,
+        then SHA-256 while streaming) and publish it under its digest (or keep
+        the identical blob already there); the staged object is removed either
+        way. ``UPLOAD_NOT_FOUND`` if nothing was uploaded under that id."""
+        validate_digest(expected_digest)
+        key = self._staging_key(upload_id)
+        try:
+            try:
+                head = self.client.head_object(Bucket=self.bucket, Key=key)
+            except ClientError as exc:
+                if _missing(exc):
+                    raise NotFound(
+                        "nothing was uploaded under this upload id",
+                        code="UPLOAD_NOT_FOUND",
+                        details={"upload_id": upload_id},
+                    ) from exc
+                with store_errors("head"):
+                    raise
+            size = int(head["ContentLength"])
+            if expected_size is not None and size != expected_size:
+                raise IntegrityError(
+                    "uploaded size does not match the declared size",
+                    code="SIZE_MISMATCH",
+                    details={"expected": expected_size, "actual": size},
+                )
+            hasher = hashlib.sha256()
+            with store_errors("get"):
+                body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
+            for chunk in _stream(body, 4 << 20):
+                hasher.update(chunk)
+            digest = hasher.hexdigest()
+            if digest != expected_digest:
+                raise IntegrityError(
+                    "uploaded bytes do not match the digest they were sent under",
+                    code="DIGEST_MISMATCH",
+                    details={"expected": expected_digest, "actual": digest, "size": size},
+                )
+            if self.size_of(digest) is None:
+                with store_errors("copy"):
+                    self.client.copy(
+                        {"Bucket": self.bucket, "Key": key},
+                        self.bucket,
+                        self.key_for(digest),
+                        Config=self.transfer,
+                    )
+            return digest
+        finally:
+            with contextlib.suppress(ClientError, BotoCoreError):
+                self.client.delete_object(Bucket=self.bucket, Key=key)
+
+    def presign_download(self, digest: str, expires_s: int, disposition: str) -> str:
+        """A URL that GETs the blob straight from the store (``Range`` works)."""
+        with store_errors("presign"):
+            return str(
+                self.client.generate_presigned_url(
+                    "get_object",
+                    Params={
+                        "Bucket": self.bucket,
+                        "Key": self.key_for(digest),
+                        "ResponseContentDisposition": disposition,
+                    },
+                    ExpiresIn=expires_s,
+                )
+            )
+
+    def _staging_key(self, upload_id: str) -> str:
+        stamp, _, rand = upload_id.partition("-")
+        if not (stamp.isascii() and stamp.isdigit() and len(rand) == 32 and rand.isalnum()):
+            raise InvalidInput("malformed upload id", code="INVALID_UPLOAD_ID")
+        return f"{self.prefix}uploads/{upload_id}"
 
     def iter_blobs(self) -> Iterator[BlobInfo]:
         """Every stored blob, with its size and last-modified time."""
