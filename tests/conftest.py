@@ -31,7 +31,7 @@ import pytest
 
 from tests.pgcluster import PgCluster, fresh_database, normalize_url, unavailable_reason
 
-pytest_plugins = ["tests.conftest_app", "tests.conftest_server"]
+pytest_plugins = ["tests.conftest_app", "tests.conftest_server", "tests.conftest_s3"]
 
 LAYERS = ("domain", "store", "service", "api", "sdk_cli", "serving", "system", "mlflow_door")
 """The test directories, one per layer (see tests/README.md); each test gets

@@ -19,6 +19,7 @@ their object graph here, so they all run the same one::
           tracking    TrackingService    (registry): experiments, runs, logged models;
                                          the ``Default`` experiment (id 0) ensured
           artifacts   ArtifactService    (metadata, blob_service): run/model artifact trees
+          gc          GcService          (registry): garbage collection of the blob store
           webhooks    WebhookService     (metadata, DestinationGuard(webhook_allow),
                                          WebhookPolicy(settings))
      └─ build_dispatcher(services) -> Dispatcher   (server processes only)
@@ -38,6 +39,7 @@ from modelyard.service.approvals import ApprovalService
 from modelyard.service.artifacts import ArtifactService
 from modelyard.service.blobs import BlobService
 from modelyard.service.destinations import DestinationGuard
+from modelyard.service.gc import GcService
 from modelyard.service.governance import GovernanceService
 from modelyard.service.identity import IdentityService
 from modelyard.service.registry import RegistryService
@@ -45,7 +47,7 @@ from modelyard.service.tracking import TrackingService
 from modelyard.service.validation import Limits
 from modelyard.service.webhooks import WebhookPolicy, WebhookService
 from modelyard.settings import Settings
-from modelyard.store.blobs import BlobStore, open_blob_store
+from modelyard.store.blobs import BlobStore, S3Options, open_blob_store
 from modelyard.store.metadata import migrate
 from modelyard.store.metadata.engine import create_engine
 from modelyard.store.metadata.repository import MetadataStore
@@ -70,6 +72,7 @@ class Services:
     blob_service: BlobService
     tracking: TrackingService
     artifacts: ArtifactService
+    gc: GcService
 
     def close(self) -> None:
         """Release the database engine and its threads."""
@@ -91,6 +94,19 @@ def open_metadata_store(settings: Settings) -> MetadataStore:
     return MetadataStore(engine)
 
 
+def open_blob_store_of(settings: Settings) -> BlobStore:
+    """The blob store named by ``settings`` (its S3 options, if it is one)."""
+    return open_blob_store(
+        settings.blob_store_url(),
+        s3=S3Options(
+            endpoint_url=settings.s3_endpoint_url,
+            region=settings.s3_region,
+            addressing_style=settings.s3_addressing_style,
+            part_size=settings.s3_part_size,
+        ),
+    )
+
+
 def build_services(settings: Settings) -> Services:
     """Open the stores named by ``settings`` and build every service on them.
 
@@ -99,7 +115,7 @@ def build_services(settings: Settings) -> Services:
     """
     metadata = open_metadata_store(settings)
     try:
-        blobs = open_blob_store(settings.blob_store_url())
+        blobs = open_blob_store_of(settings)
         blobs.clean_stale_uploads()
         registry = RegistryService(
             metadata,
@@ -117,7 +133,12 @@ def build_services(settings: Settings) -> Services:
     except BaseException:
         metadata.dispose()
         raise
-    blob_service = BlobService(registry, max_blob_size=settings.max_blob_size)
+    blob_service = BlobService(
+        registry,
+        max_blob_size=settings.max_blob_size,
+        direct_transfers=settings.direct_transfers,
+        url_ttl=settings.direct_url_ttl,
+    )
     return Services(
         settings=settings,
         metadata=metadata,
@@ -134,6 +155,7 @@ def build_services(settings: Settings) -> Services:
         blob_service=blob_service,
         tracking=tracking,
         artifacts=ArtifactService(metadata, blob_service),
+        gc=GcService(registry),
     )
 
 

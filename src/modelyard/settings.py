@@ -29,7 +29,34 @@ class Settings(BaseSettings):
         None, description="Metadata database URL (default: SQLite in the data directory)."
     )
     store: str | None = Field(
-        None, description="Blob store URL (default: a directory in the data directory)."
+        None,
+        description="Blob store URL: file:///dir, a path, or s3://bucket/prefix "
+        "(default: a directory in the data directory).",
+    )
+    s3_endpoint_url: str | None = Field(
+        None,
+        description="Endpoint of an S3-compatible store (MinIO, Ceph, R2, ...); default: "
+        "the standard AWS configuration (AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, ~/.aws/config).",
+    )
+    s3_region: str | None = Field(
+        None, description="Region of the S3 store (default: the standard AWS configuration)."
+    )
+    s3_addressing_style: Literal["auto", "path", "virtual"] = Field(
+        "auto", description="S3 bucket addressing: path-style suits most self-hosted stores."
+    )
+    direct_transfers: bool = Field(
+        True,
+        description="Hand clients presigned URLs to move blob bytes straight to and from "
+        "the store, where it gives them (S3); false: every byte goes through the server.",
+    )
+    direct_url_ttl: int = Field(
+        3600, ge=60, le=7 * 86400, description="Seconds a presigned URL stays valid."
+    )
+    s3_part_size: int = Field(
+        8 << 20,
+        ge=5 << 20,
+        le=5 << 30,
+        description="Bytes per multipart-upload part to the S3 store (grows for huge blobs).",
     )
     max_json_body: int = Field(
         16 * 1024 * 1024, ge=1024, description="Largest JSON request body in bytes."

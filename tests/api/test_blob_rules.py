@@ -1,4 +1,5 @@
-"""The one blob use case (``service/blobs.py``): the same rules on every door."""
+"""The one blob use case (``service/blobs.py``): the same rules on every door,
+on every blob store backend (``store_url``: a local directory and S3)."""
 
 from __future__ import annotations
 
@@ -13,12 +14,20 @@ from starlette.testclient import TestClient
 from modelyard.client.backends import EmbeddedBackend
 from modelyard.client.registry import Registry
 from modelyard.domain.errors import ModelyardError
+from modelyard.settings import Settings
+from modelyard.store.blobs import open_blob_store
 from tests.auth_helpers import ADMIN_TOKEN, auth_settings, bearer, make_user
 from tests.helpers import assert_error, sha
 
 ADMIN = bearer(ADMIN_TOKEN)
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "modelyard"
+
+
+@pytest.fixture
+def settings(tmp_path: Path, db_url: str, store_url: str) -> Settings:
+    """This module's app settings: every database, every blob store backend."""
+    return Settings(data_dir=tmp_path / "data", db=db_url, store=store_url)
 
 
 def test_embedded_sdk_refuses_a_blob_over_the_limit_like_rest(
@@ -101,13 +110,15 @@ def test_blob_rules_live_in_the_blob_service() -> None:
 
 
 @pytest.fixture
-def mount(tmp_path: Path, db_url: str) -> Iterator[tuple[TestClient, dict[str, dict[str, str]]]]:
+def mount(
+    tmp_path: Path, db_url: str, store_url: str
+) -> Iterator[tuple[TestClient, dict[str, dict[str, str]]]]:
     """Auth on; namespaces alpha and beta, each with a model ``m``; alpha holds
     a blob in a version. Users: ``a`` writes alpha, ``b`` writes beta, ``ra``
     reads alpha and writes beta, ``ca`` consumes alpha and writes beta."""
     from modelyard.api.app import create_app
 
-    app = create_app(auth_settings(tmp_path, db_url))
+    app = create_app(auth_settings(tmp_path, db_url, store=store_url))
     with TestClient(app, raise_server_exceptions=False) as c:
         for ns in ("alpha", "beta"):
             r = c.post("/api/v1/namespaces", json={"name": ns}, headers=ADMIN)
@@ -177,7 +188,7 @@ def test_existence_is_not_revealed_across_namespaces(
 
 
 def test_uploading_the_bytes_makes_them_usable(
-    mount: tuple[TestClient, dict[str, dict[str, str]]], tmp_path: Path
+    mount: tuple[TestClient, dict[str, dict[str, str]]], store_url: str
 ) -> None:
     c, who = mount
     r = c.put(f"/api/v1/blobs/{SECRET_SHA}", content=SECRET, headers=who["b"])
@@ -192,8 +203,9 @@ def test_uploading_the_bytes_makes_them_usable(
     r = c.put(f"/api/v1/blobs/{SECRET_SHA}", content=SECRET, headers=who["b"])
     assert r.status_code == 200 and r.json()["created"] is False
     # Stored once.
-    stored = [p for p in (tmp_path / "data" / "blobs").rglob("*") if p.is_file()]
-    assert [p.read_bytes() for p in stored].count(SECRET) == 1
+    store = open_blob_store(store_url)
+    stored = [b"".join(store.iter_range(b.digest)) for b in store.iter_blobs()]
+    assert stored == [SECRET]
 
 
 def test_the_unnamed_upload_records_its_uploader(

@@ -66,6 +66,33 @@ class BlobStreamResponse(StreamingResponse):
         )
 
 
+def byte_range(header: str | None, size: int) -> tuple[int, int] | str | None:
+    """The one byte range ``[start, end)`` a ``Range`` header asks of ``size``
+    bytes; None to send everything (no header, one we do not parse, or several
+    ranges: RFC 9110 lets a server ignore those), ``"unsatisfiable"`` for a 416."""
+    if header is None:
+        return None
+    unit, _, spec = header.strip().partition("=")
+    if unit.strip().lower() != "bytes" or "," in spec:
+        return None
+    first, dash, last = (part.strip() for part in spec.strip().partition("-"))
+    digits = [x for x in (first, last) if x]
+    if not dash or not digits or any(not (x.isascii() and x.isdigit()) for x in digits):
+        return None
+    if max(len(x) for x in digits) > 20:
+        return None
+    if not first:  # the last N bytes
+        n = int(last)
+        return (max(0, size - n), size) if n and size else "unsatisfiable"
+    start = int(first)
+    if last and int(last) < start:
+        return None  # not a valid range: ignored, as RFC 9110 says
+    end = min(int(last) + 1, size) if last else size
+    if start >= size or end <= start:
+        return "unsatisfiable"
+    return start, end
+
+
 def attachment(filename: str) -> str:
     """``Content-Disposition`` for a download, as Starlette's FileResponse writes it."""
     quoted = quote(filename)

@@ -294,6 +294,20 @@ class DigestList(_Body):
     digests: list[str] = Field(json_schema_extra={"items": DIGEST})
 
 
+class DirectUploadRequest(_Body):
+    """A blob the client means to send straight to the store."""
+
+    size: int = Field(ge=0, le=1 << 62)
+    digest: str | None = Field(None, json_schema_extra=DIGEST)
+
+
+class DirectUploadDone(_Body):
+    """What the client sent to the presigned URL, to be verified."""
+
+    digest: str = Field(json_schema_extra=DIGEST)
+    size: int | None = Field(None, ge=0, le=1 << 62)
+
+
 # -- governance (issue 3) -------------------------------------------------------
 
 

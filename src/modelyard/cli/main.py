@@ -27,6 +27,7 @@ from modelyard.cli import families as families_cli
 from modelyard.cli import governance as governance_cli
 from modelyard.cli import identity as identity_cli
 from modelyard.cli import serve as serve_cli
+from modelyard.cli import maintenance as maintenance_cli
 from modelyard.cli import versions as versions_cli
 from modelyard.cli.common import CliGroup, out
 from modelyard.cli.events import webhooks_app as webhooks_app
@@ -75,7 +76,12 @@ def server(
         Path | None, typer.Option("--data-dir", help="Data directory [env MODELYARD_DATA_DIR].")
     ] = None,
     db: Annotated[str | None, typer.Option(help="Database URL [env MODELYARD_DB].")] = None,
-    store: Annotated[str | None, typer.Option(help="Blob store URL [env MODELYARD_STORE].")] = None,
+    store: Annotated[
+        str | None,
+        typer.Option(
+            help="Blob store URL: a directory or s3://bucket/prefix [env MODELYARD_STORE]."
+        ),
+    ] = None,
     workers: Annotated[
         int | None, typer.Option(help="Worker processes [env MODELYARD_WORKERS].")
     ] = None,
@@ -133,6 +139,7 @@ identity_cli.register(app)
 governance_cli.register(app)
 serve_cli.register(app)
 governance_cli.register_users(user_app)
+maintenance_cli.register(app)
 
 
 def main() -> None:

@@ -20,6 +20,7 @@ from modelyard.client.families import EmbeddedFamilies, FamilyBackend, RemoteFam
 from modelyard.client.governance import EmbeddedGovernance, GovernanceBackend, RemoteGovernance
 from modelyard.client.rawhttp import BodyFetcher
 from modelyard.client.transfer import Progress, check_stored_digest, iter_file, pour
+from modelyard.domain.errors import IntegrityError, NotFound, StorageUnavailable
 from modelyard.domain.identity import Principal
 from modelyard.domain.references import Reference
 from modelyard.hashio import HashingSink
@@ -56,6 +57,7 @@ class Backend(GovernanceBackend, FamilyBackend, BundleBackend, Protocol):
     ) -> Wire: ...
     def get_version(self, ref: Reference) -> Wire: ...
     def update_version(self, ref: Reference, changes: Wire) -> Wire: ...
+    def delete_version(self, ref: Reference, *, force: bool) -> None: ...
     def transition(self, ref: Reference, action: Action, *, archive_previous: bool) -> Wire: ...
     def set_alias(self, ref: Reference, alias: str, reason: str) -> Wire: ...
     def list_versions(
@@ -129,6 +131,7 @@ class RemoteBackend(RemoteGovernance, RemoteFamilies, RemoteBundles):
             transport=transport,
             follow_redirects=False,
         )
+        self._direct_offered: bool | None = None
         # Big file bodies bypass httpx (see rawhttp), unless a test injected
         # its own transport.
         self._fetcher = (
@@ -195,6 +198,12 @@ class RemoteBackend(RemoteGovernance, RemoteFamilies, RemoteBundles):
         ``POST /blobs`` and are hashed here while they are sent; the server's
         digest of what it received must equal ours.
         """
+        if self._direct():
+            offer = self._json(
+                "POST", "/api/v1/blobs/uploads", json={"size": size, "digest": digest}
+            )
+            if offer.get("mode") == "direct":
+                return self._upload_direct(offer, source, size, progress, digest)
         headers = {"Content-Length": str(size), "Content-Type": "application/octet-stream"}
         if digest is not None:
             self._json(
@@ -214,6 +223,66 @@ class RemoteBackend(RemoteGovernance, RemoteFamilies, RemoteBundles):
         body = self._json("POST", "/api/v1/blobs", content=chunks(), headers=headers)
         return check_stored_digest(str(body["digest"]), hasher.hexdigest())
 
+    def _direct(self) -> bool:
+        """Whether the server hands out presigned URLs (asked once)."""
+        if self._direct_offered is None:
+            try:
+                self._direct_offered = bool(
+                    self._json("GET", "/api/v1/blobs/transfers").get("direct")
+                )
+            except NotFound:  # a server from before direct transfers
+                self._direct_offered = False
+        return self._direct_offered
+
+    def _upload_direct(
+        self,
+        offer: Wire,
+        source: Path,
+        size: int,
+        progress: Progress | None,
+        digest: str | None,
+    ) -> str:
+        """PUT the bytes to the store's presigned URL (hashing them on the way),
+        then have the server verify them and publish them under the digest."""
+        hasher = hashlib.sha256()
+
+        def chunks() -> Iterator[bytes]:
+            for chunk in iter_file(source, progress):
+                hasher.update(chunk)
+                yield chunk
+
+        try:
+            # A client of its own: the registry's token must not go to the store.
+            with httpx.Client(timeout=self.http.timeout) as store:
+                resp = store.request(
+                    str(offer["method"]),
+                    str(offer["url"]),
+                    content=chunks(),
+                    headers={str(k): str(v) for k, v in dict(offer.get("headers", {})).items()},
+                )
+        except httpx.TransportError as exc:
+            raise StorageUnavailable(
+                f"cannot reach the blob store: {exc}", details={"operation": "direct upload"}
+            ) from exc
+        if resp.status_code >= 300:
+            raise StorageUnavailable(
+                f"the blob store refused the upload (HTTP {resp.status_code})",
+                details={"operation": "direct upload", "status": resp.status_code},
+            )
+        local = hasher.hexdigest()
+        if digest is not None and local != digest:
+            raise IntegrityError(
+                "the file changed while it was sent",
+                code="DIGEST_MISMATCH",
+                details={"expected": digest, "actual": local},
+            )
+        body = self._json(
+            "POST",
+            f"/api/v1/blobs/uploads/{_q(str(offer['upload_id']))}/complete",
+            json={"digest": local, "size": size},
+        )
+        return check_stored_digest(str(body["digest"]), local)
+
     def create_version(
         self, namespace: str, name: str, body: Wire, idempotency_key: str | None
     ) -> Wire:
@@ -228,6 +297,10 @@ class RemoteBackend(RemoteGovernance, RemoteFamilies, RemoteBundles):
     def update_version(self, ref: Reference, changes: Wire) -> Wire:
         """PATCH a version."""
         return self._wire("PATCH", _vpath(ref), json=changes)
+
+    def delete_version(self, ref: Reference, *, force: bool) -> None:
+        """DELETE a version."""
+        self._json("DELETE", _vpath(ref), params={"force": str(force).lower()})
 
     def transition(self, ref: Reference, action: Action, *, archive_previous: bool) -> Wire:
         """POST publish / archive / restore."""
@@ -258,6 +331,25 @@ class RemoteBackend(RemoteGovernance, RemoteFamilies, RemoteBundles):
     ) -> None:
         """GET one file of a version into ``sink``."""
         url = f"{_vpath(ref)}/files/{quote(path, safe='/')}"
+        if self._direct():
+            with self.http.stream("GET", url, params={"redirect": "true"}) as resp:
+                if resp.status_code != 307:
+                    _raise_for_stream(resp)
+                    pour(sink, resp.iter_raw(), progress)
+                    return
+                location = resp.headers["location"]
+            # Straight from the store, with a client of its own (no token).
+            with (
+                httpx.Client(timeout=self.http.timeout) as store,
+                store.stream("GET", location) as resp,
+            ):
+                if resp.status_code >= 300:
+                    raise StorageUnavailable(
+                        f"the blob store refused the download (HTTP {resp.status_code})",
+                        details={"operation": "direct download", "status": resp.status_code},
+                    )
+                pour(sink, resp.iter_bytes(1 << 20), progress)
+            return
         if self._fetcher is not None:
             self._fetcher.fetch(url, sink, progress)
             return
@@ -435,6 +527,10 @@ class EmbeddedBackend(EmbeddedGovernance, EmbeddedFamilies, EmbeddedBundles):
     def delete_model(self, namespace: str, name: str, *, force: bool) -> None:
         """Delete a model."""
         self.svc.delete_model(name, namespace=namespace, force=force, actor=self.actor)
+
+    def delete_version(self, ref: Reference, *, force: bool) -> None:
+        """Delete a version."""
+        self.svc.delete_version(ref, force=force, actor=self.actor)
 
     def _blob_use(self) -> BlobService:
         """The blob use case (the same rules as the server's blob routes)."""

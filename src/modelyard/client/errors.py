@@ -21,6 +21,7 @@ _BY_CODE: dict[str, type[e.ModelyardError]] = {
     "WEBHOOK_URL_REFUSED": DestinationRefused,
     "WEBHOOK_URL_UNRESOLVABLE": DestinationRefused,
     "STORAGE_FULL": e.StorageFull,
+    "STORAGE_UNAVAILABLE": e.StorageUnavailable,
 }
 
 

@@ -360,6 +360,12 @@ class Registry(GovernanceMixin, FamilyMixin, BundleMixin):
 
     # -- versions ---------------------------------------------------------
 
+    def delete_version(self, ref: str, *, force: bool = False) -> None:
+        """Delete one version for good (admin; refused while published unless
+        ``force``). Its blobs go at the next garbage collection if no other
+        version lists them; its number is never reused."""
+        self._b.delete_version(parse_reference(ref), force=force)
+
     def get_version(self, ref: str) -> VersionInfo:
         """A version by reference: ``name/3``, ``name@alias``, ``ns/name@latest``."""
         return VersionInfo.from_wire(self._b.get_version(parse_reference(ref)))

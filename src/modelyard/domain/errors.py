@@ -8,6 +8,8 @@
      ├── Conflict            (VERSION_IMMUTABLE, MODEL_HAS_PUBLISHED_VERSIONS, ...)
      ├── InvalidInput        (INVALID_NAME, INVALID_PATH, INVALID_FILTER, ...)
      ├── PayloadTooLarge     (PAYLOAD_TOO_LARGE)
+     ├── StorageFull         (STORAGE_FULL)
+     ├── StorageUnavailable  (STORAGE_UNAVAILABLE)
      ├── IntegrityError      (DIGEST_MISMATCH, BLOB_MISSING, SIZE_MISMATCH)
      ├── PermissionDenied    (PERMISSION_DENIED)
      ├── Unauthenticated     (UNAUTHENTICATED)
@@ -76,6 +78,14 @@ class StorageFull(ModelyardError):
     nothing partial was kept."""
 
     default_code = "STORAGE_FULL"
+
+
+class StorageUnavailable(ModelyardError):
+    """The blob store could not be reached or refused the operation (an object
+    store down, denied credentials, a missing bucket); nothing partial was
+    kept, and the request may be retried."""
+
+    default_code = "STORAGE_UNAVAILABLE"
 
 
 class IntegrityError(ModelyardError):

@@ -43,10 +43,12 @@ from modelyard.domain.identity import Permission, Principal
 from modelyard.domain.names import validate_digest
 from modelyard.domain.references import Reference
 from modelyard.service.views import ProductionView
+from modelyard.store.blobs.base import DirectTransfers
 
 if TYPE_CHECKING:
     from modelyard.service.registry import RegistryService
-    from modelyard.store.blobs.base import BlobStore, BlobWriter
+    from modelyard.store.blobs.base import BlobStore, BlobWriter, StagedUpload
+    from modelyard.store.metadata.ports import RegistryTx
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,10 +120,24 @@ class BlobService:
     (module docstring): a stored blob the caller may not see is absent to it.
     """
 
-    def __init__(self, registry: RegistryService, *, max_blob_size: int) -> None:
+    def __init__(
+        self,
+        registry: RegistryService,
+        *,
+        max_blob_size: int,
+        direct_transfers: bool = True,
+        url_ttl: int = 3600,
+    ) -> None:
         self.registry = registry
         self.store: BlobStore = registry.blobs
         self.max_blob_size = max_blob_size
+        # Presigned URLs, where the store gives them and the operator allows
+        # them (a store the clients cannot reach: bytes go through the server).
+        store = registry.blobs
+        self.direct: DirectTransfers | None = (
+            store if direct_transfers and isinstance(store, DirectTransfers) else None
+        )
+        self.url_ttl = url_ttl
 
     # -- rules --------------------------------------------------------------
 
@@ -223,6 +239,52 @@ class BlobService:
             up.abort()
             raise
 
+    # -- direct transfers: bytes between the client and the store ------------
+
+    def offer_direct_upload(
+        self, actor: Principal, *, size: int, digest: str | None = None
+    ) -> StagedUpload | None:
+        """A presigned URL to PUT ``size`` bytes straight into the store, or
+        None when they go through the server (a store without presigned URLs,
+        direct transfers turned off, or a blob too big for one PUT).
+        Requires: write on some namespace."""
+        self.authorize(actor)
+        if digest is not None:
+            self.check_digest(digest)
+        if not isinstance(size, int) or size < 0:
+            raise InvalidInput("size must be a whole number of bytes", code="INVALID_INPUT")
+        self.check_size(size)
+        if self.direct is None:
+            return None
+        return self.direct.presign_upload(size, self.url_ttl)
+
+    def complete_direct_upload(
+        self, actor: Principal, upload_id: str, *, digest: str, size: int | None = None
+    ) -> StoredBlob:
+        """Verify what the client sent to a presigned URL (size, SHA-256: the
+        server reads it back once) and publish it under its digest; record the
+        caller as its uploader. Until then no version may name it.
+        Requires: write on some namespace."""
+        self.authorize(actor)
+        self.check_digest(digest)
+        self.check_size(size)
+        if self.direct is None:
+            raise InvalidInput("this server takes no direct uploads", code="DIRECT_TRANSFERS_OFF")
+        existed = self.store.exists(digest) and bool(
+            visible_digests(self.registry, [digest], actor)
+        )
+        stored = self.direct.commit_staged(upload_id, digest, size)
+        self.record_upload(stored, actor=actor)
+        stored_size = self.store.size_of(stored)
+        return StoredBlob(stored, stored_size if stored_size is not None else 0, not existed)
+
+    def download_url(self, digest: str, disposition: str) -> str | None:
+        """A presigned URL reading a blob straight from the store, or None.
+        Callers check the read permission first (``get_file``)."""
+        if self.direct is None:
+            return None
+        return self.direct.presign_download(digest, self.url_ttl, disposition)
+
     def open_file(
         self, ref: str | Reference, path: str, *, actor: Principal
     ) -> tuple[Version, FileEntry, Iterator[bytes]]:
@@ -258,8 +320,9 @@ def check_manifest(
     it (the mount rule); else ``BLOB_MISSING`` (a blob the caller may not see
     is missing to it, never reported otherwise) or ``SIZE_MISMATCH``.
 
-    Checked before the write transaction: blobs are immutable once stored and
-    upload records are never removed, so the answer cannot go stale.
+    Checked before the write transaction (it reads the store): blobs are
+    immutable once stored, and the one way one goes, garbage collection, is
+    caught inside the transaction by :func:`check_not_collected`.
     """
     sizes = {f.digest: registry.blobs.size_of(f.digest) for f in files}
     stored = [d for d, size in sizes.items() if size is not None]
@@ -277,6 +340,30 @@ def check_manifest(
                 f"declared size of {f.path!r} does not match its blob",
                 code="SIZE_MISMATCH",
                 details={"path": f.path, "declared": f.size, "stored": size},
+            )
+
+
+def check_not_collected(tx: RegistryTx, files: Sequence[FileEntry]) -> None:
+    """Inside a version commit's transaction: refuse a manifest naming a blob
+    that garbage collection is deleting (``BLOB_MISSING``: upload it again).
+
+    :func:`check_manifest` saw the blob stored, before the transaction; this
+    closes the gap. The collection lock (shared here, exclusive while garbage
+    collection re-checks references and records its deletions) orders the two:
+    either this commit's manifest is visible to garbage collection's re-check,
+    and the blob stays, or the deletion record is visible here.
+    """
+    if not files:
+        return
+    digests = [f.digest for f in files]
+    tx.lock_blob_collection(exclusive=False)
+    doomed = tx.blobs_being_deleted(digests)
+    for f in files:
+        if f.digest in doomed:
+            raise IntegrityError(
+                f"blob for {f.path!r} is being garbage-collected; upload it again",
+                code="BLOB_MISSING",
+                details={"path": f.path, "digest": f.digest},
             )
 
 

@@ -332,6 +332,7 @@ class VersionUseCases(RegistryCore):
             )
 
         def op(tx: RegistryTx) -> Version:
+            blob_rules.check_not_collected(tx, files)
             if idempotency_key:
                 prior = tx.get_idempotent(scope, idempotency_key)
                 if prior is not None:
@@ -361,6 +362,7 @@ class VersionUseCases(RegistryCore):
         blob_rules.check_manifest(cast("RegistryService", self), entries, actor=actor)
 
         def op(tx: RegistryTx) -> Version:
+            blob_rules.check_not_collected(tx, entries)
             vid = self.version_id(tx, r)
             current = tx.load_versions([vid])[0]
             if current.state is not VersionState.DRAFT:
@@ -389,6 +391,50 @@ class VersionUseCases(RegistryCore):
             return version
 
         return self.run_in_transaction(op)
+
+    def delete_version(
+        self, ref: str | Reference, *, force: bool = False, actor: Principal
+    ) -> None:
+        """Delete one version for good: its manifest, tags, metrics, approvals;
+        aliases on it are removed (with history); versions derived from it keep
+        their own lineage fields cut. Refused while it is published unless
+        forced (``VERSION_PUBLISHED``). Its blobs stay until garbage collection
+        finds no other manifest listing them (``GcService``); its number is
+        never handed out again. Writes ``version.deleted``.
+
+        Requires: admin on the namespace.
+        """
+        r = self.resolve(ref)
+        auth.require(actor, Permission.ADMIN, r.namespace)
+
+        def op(tx: RegistryTx) -> None:
+            # The model row lock orders this against alias moves and
+            # transitions of the same model (PostgreSQL).
+            self.model_id(tx, r.namespace, r.name, for_update=True)
+            vid = self.version_id(tx, r)
+            current = tx.load_versions([vid])[0]
+            if current.state is VersionState.PUBLISHED and not force:
+                raise Conflict(
+                    f"version {current.ref} is published; archive it or delete with force",
+                    code="VERSION_PUBLISHED",
+                )
+            digests, aliases = tx.delete_version(vid, actor=actor.name)
+            tx.append_event(
+                "version.deleted",
+                actor=actor.name,
+                namespace=r.namespace,
+                subject=current.ref,
+                payload={
+                    **version_payload(current),
+                    "forced": force,
+                    "aliases_removed": aliases,
+                    "digests": len(digests),
+                    "before": version_payload(current),
+                    "after": None,
+                },
+            )
+
+        self.run_in_transaction(op)
 
     def update_version(
         self,

@@ -18,7 +18,7 @@ from starlette.responses import Response
 from modelyard.api.access import access
 from modelyard.api.deps import ServiceCall, actor, service_call
 from modelyard.api.responses import JSONResponse
-from modelyard.api.schemas import DigestList
+from modelyard.api.schemas import DigestList, DirectUploadDone, DirectUploadRequest
 from modelyard.domain.errors import InvalidInput
 from modelyard.service.blobs import BlobService
 
@@ -41,6 +41,54 @@ async def missing(request: Request, body: DigestList) -> Response:
     blobs, _reads = _blobs(request)
     call = service_call(request)
     return JSONResponse({"missing": await call(blobs.missing, body.digests, actor=actor(request))})
+
+
+@router.get("/transfers")
+@access("authenticated")
+async def transfers(request: Request) -> Response:
+    """Whether this server hands out presigned URLs (``direct``): clients then
+    send and fetch blob bytes straight to and from the store."""
+    blobs, _reads = _blobs(request)
+    return JSONResponse({"direct": blobs.direct is not None})
+
+
+@router.post("/uploads")
+@access("write", "On any namespace: blobs are shared by content.")
+async def offer_upload(request: Request, body: DirectUploadRequest) -> Response:
+    """A presigned URL to PUT the blob's bytes straight into the store
+    (``mode: direct``), then ``POST /uploads/{upload_id}/complete``; or
+    ``mode: proxy``: send them to ``PUT /blobs/{digest}`` as usual."""
+    blobs, reads = _blobs(request)
+    staged = await reads(
+        blobs.offer_direct_upload, actor(request), size=body.size, digest=body.digest
+    )
+    if staged is None:
+        return JSONResponse({"mode": "proxy"})
+    return JSONResponse(
+        {
+            "mode": "direct",
+            "upload_id": staged.upload_id,
+            "method": "PUT",
+            "url": staged.url,
+            "headers": staged.headers,
+            "expires_in": blobs.url_ttl,
+        }
+    )
+
+
+@router.post("/uploads/{upload_id}/complete", status_code=201)
+@access("write", "On any namespace: blobs are shared by content.")
+async def complete_upload(request: Request, upload_id: str, body: DirectUploadDone) -> Response:
+    """Verify a direct upload (size and SHA-256, read back once by the server)
+    and publish it under its digest; only then may a version name it."""
+    blobs, reads = _blobs(request)
+    stored = await reads(
+        blobs.complete_direct_upload, actor(request), upload_id, digest=body.digest, size=body.size
+    )
+    return JSONResponse(
+        {"digest": stored.digest, "size": stored.size, "created": stored.created},
+        status_code=201,
+    )
 
 
 @router.head("/{digest}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from fastapi import APIRouter, Header, Query, Request
+from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response, StreamingResponse
 
 from modelyard.api.access import Access, access
@@ -18,6 +19,7 @@ from modelyard.api.responses import (
     BlobStreamResponse,
     JSONResponse,
     attachment,
+    byte_range,
 )
 from modelyard.api.schemas import AliasSet, FilesCommit, TagChanges, Transition, VersionCreate
 from modelyard.api.tarstream import tar_size, tar_stream
@@ -26,6 +28,7 @@ from modelyard.domain.errors import InvalidInput
 from modelyard.domain.names import validate_name
 from modelyard.domain.references import Reference, parse_reference
 from modelyard.hashio import PIPELINE_MIN
+from modelyard.service.blobs import BlobService
 from modelyard.service.registry import VersionSpec
 from modelyard.wire import render
 
@@ -137,6 +140,23 @@ async def resolve(request: Request, ref: str, files: bool = True) -> Response:
     )
 
 
+@router.delete("/models/{namespace}/{name}/versions/{version}", status_code=204)
+@access("admin")
+async def delete_version(
+    namespace: str, name: str, version: str, request: Request, force: bool = False
+) -> Response:
+    """Delete a version for good; refused while it is published unless ``force``.
+    Its blobs are freed by the next garbage collection if nothing else lists them."""
+    svc, call = services(request)
+    await call(
+        svc.delete_version,
+        version_ref(namespace, name, version),
+        force=force,
+        actor=actor(request),
+    )
+    return Response(status_code=204)
+
+
 @router.patch("/models/{namespace}/{name}/versions/{version}")
 @access("write")
 async def update_version(
@@ -233,9 +253,12 @@ TAR_PATH = "/models/{namespace}/{name}/versions/{version}/archive.tar"
 @router.get(FILE_PATH)
 @access("consume")
 async def download_file(
-    namespace: str, name: str, version: str, path: str, request: Request
+    namespace: str, name: str, version: str, path: str, request: Request, redirect: bool = False
 ) -> Response:
     """One file's bytes; supports ``Range``. The path is looked up in the manifest.
+
+    With ``redirect=true``, a server on a store that gives presigned URLs (S3)
+    answers 307 to one: the bytes then come straight from the store.
 
     ``HEAD`` answers the same headers (size, ``ETag``, ``Accept-Ranges``)
     without reading the blob: clients probe sizes that way.
@@ -249,8 +272,16 @@ async def download_file(
         "X-Content-SHA256": entry.digest,
         "Cache-Control": "private, max-age=31536000, immutable",
     }
-    local = svc.blobs.local_path(entry.digest)
     head = request.method == "HEAD"
+    if redirect and not head:
+        # Straight from the store, where it gives presigned URLs: the client
+        # asked to be sent there, after the same permission check as here.
+        blobs: BlobService = request.app.state.blobs
+        name_only = path.rsplit("/", 1)[-1]
+        url = await run_in_threadpool(blobs.download_url, entry.digest, attachment(name_only))
+        if url is not None:
+            return Response(status_code=307, headers={**headers, "Location": url})
+    local = svc.blobs.local_path(entry.digest)
     if head and local is None:
         return Response(
             media_type=entry.media_type,
@@ -283,9 +314,23 @@ async def download_file(
             filename=path.rsplit("/", 1)[-1],
             content_disposition_type="attachment",
         )
-    body: Iterator[bytes] = svc.blobs.iter_range(entry.digest)
+    # A store without files (S3): the bytes stream from it; one byte range
+    # is served as 206, as the local store's file response does.
+    headers["Accept-Ranges"] = "bytes"
+    wanted = byte_range(request.headers.get("range"), entry.size)
+    if isinstance(wanted, str):  # "unsatisfiable"
+        return Response(status_code=416, headers={"Content-Range": f"bytes */{entry.size}"})
+    start, end = wanted or (0, entry.size)
+    # The store is asked before the answer starts (a blocking request, so on
+    # a worker thread): its failure is still an error status, not a cut stream.
+    body: Iterator[bytes] = await run_in_threadpool(svc.blobs.iter_range, entry.digest, start, end)
+    if wanted is not None:
+        headers["Content-Range"] = f"bytes {start}-{end - 1}/{entry.size}"
     return StreamingResponse(
-        body, media_type=entry.media_type, headers={**headers, "Content-Length": str(entry.size)}
+        body,
+        status_code=206 if wanted is not None else 200,
+        media_type=entry.media_type,
+        headers={**headers, "Content-Length": str(end - start)},
     )
 
 

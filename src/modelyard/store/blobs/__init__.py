@@ -2,6 +2,22 @@
 
 from __future__ import annotations
 
-from modelyard.store.blobs.base import BlobStore, BlobWriter, open_blob_store
+from modelyard.store.blobs.base import (
+    BlobInfo,
+    BlobStore,
+    BlobWriter,
+    DirectTransfers,
+    S3Options,
+    StagedUpload,
+    open_blob_store,
+)
 
-__all__ = ["BlobStore", "BlobWriter", "open_blob_store"]
+__all__ = [
+    "BlobInfo",
+    "BlobStore",
+    "BlobWriter",
+    "DirectTransfers",
+    "S3Options",
+    "StagedUpload",
+    "open_blob_store",
+]

@@ -1,4 +1,6 @@
-"""The blob store seam. Backends are chosen by URL scheme (``file://`` today).
+"""The blob store seam. Backends are chosen by URL scheme: ``file://`` (or a
+plain path) for a local directory, ``s3://bucket/prefix`` for S3-compatible
+object storage.
 
 Rules every backend keeps (ARCHITECTURE.md, rule 4):
 - a blob is named by the sha256 of its bytes and never changes;
@@ -11,11 +13,62 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 from urllib.parse import unquote, urlparse
 
 from modelyard.domain.errors import InvalidInput
+
+
+@dataclass(frozen=True, slots=True)
+class BlobInfo:
+    """One stored blob as a listing sees it: digest, size, and when its bytes
+    were stored (seconds since the epoch), for garbage collection's grace."""
+
+    digest: str
+    size: int
+    stored_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class S3Options:
+    """How to reach an S3-compatible store. Every None falls back to the
+    standard AWS configuration (environment, ``~/.aws/config`` and
+    ``~/.aws/credentials``, instance roles) as boto3 reads it."""
+
+    endpoint_url: str | None = None
+    region: str | None = None
+    addressing_style: str = "auto"
+    part_size: int = 8 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class StagedUpload:
+    """Where a client sends a blob straight to the store: PUT ``url`` with
+    ``headers``; then the server verifies it (``commit_staged(upload_id, ...)``)."""
+
+    upload_id: str
+    url: str
+    headers: dict[str, str]
+
+
+@runtime_checkable
+class DirectTransfers(Protocol):
+    """What a store whose clients can reach it directly (S3) adds: presigned
+    URLs, and verification of what was uploaded through them."""
+
+    def presign_upload(self, size: int, expires_s: int) -> StagedUpload | None:
+        """A staged upload of ``size`` bytes, or None if it must go through the server."""
+
+    def commit_staged(
+        self, upload_id: str, expected_digest: str, expected_size: int | None = None
+    ) -> str:
+        """Verify (size, SHA-256) and publish a staged upload under its digest."""
+
+    def presign_download(self, digest: str, expires_s: int, disposition: str) -> str:
+        """A URL that reads the blob straight from the store, answered with
+        this ``Content-Disposition``."""
 
 
 class BlobWriter(Protocol):
@@ -64,6 +117,9 @@ class BlobStore(Protocol):
     ) -> Iterator[bytes]:
         """Yield bytes ``[start, end)`` of a blob (to the end when ``end`` is None)."""
 
+    def iter_blobs(self) -> Iterator[BlobInfo]:
+        """Every stored blob, in no particular order (garbage collection)."""
+
     def delete(self, digest: str) -> None:
         """Remove a blob (garbage collection only; never for referenced blobs)."""
 
@@ -71,14 +127,25 @@ class BlobStore(Protocol):
         """Drop leftovers of uploads no live process holds, untouched for ``max_age_s``."""
 
 
-def open_blob_store(url: str) -> BlobStore:
-    """Open the blob store named by ``url`` (``file:///abs/dir`` or a plain path)."""
-    from modelyard.store.blobs.local import LocalBlobStore
-
+def open_blob_store(url: str, *, s3: S3Options | None = None) -> BlobStore:
+    """Open the blob store named by ``url``: ``file:///abs/dir``, a plain path,
+    or ``s3://bucket/prefix`` (reached as ``s3`` says)."""
     parsed = urlparse(url)
     if parsed.scheme in ("", "file"):
+        from modelyard.store.blobs.local import LocalBlobStore
+
         path = unquote(parsed.path) if parsed.scheme else url
         return LocalBlobStore(Path(path))
+    if parsed.scheme == "s3":
+        # Imported here: boto3 takes a noticeable time to import, and a
+        # registry on a local directory never needs it.
+        from modelyard.store.blobs.s3 import S3BlobStore
+
+        if not parsed.netloc:
+            raise InvalidInput(
+                "an S3 store URL names a bucket: s3://bucket/prefix", code="INVALID_SETTING"
+            )
+        return S3BlobStore(parsed.netloc, unquote(parsed.path), s3 or S3Options())
     raise InvalidInput(
         f"unsupported blob store URL scheme {parsed.scheme!r}", code="INVALID_SETTING"
     )

@@ -21,6 +21,7 @@ from pathlib import Path
 from modelyard.domain.errors import IntegrityError, StorageFull
 from modelyard.domain.names import validate_digest
 from modelyard.hashio import PIPELINE_MIN, HashingSink
+from modelyard.store.blobs.base import BlobInfo
 
 log = logging.getLogger(__name__)
 
@@ -92,8 +93,12 @@ class LocalWriter:
             # so its lock) is let go: unlocked, a sweep could take it.
             final = self._store.path_for(digest)
             if final.exists():
-                # Identical bytes are stored once: the existing blob stays.
+                # Identical bytes are stored once: the existing blob stays,
+                # its age renewed so that garbage collection's grace period
+                # covers this upload as it would a new blob.
                 self._tmp.unlink(missing_ok=True)
+                with contextlib.suppress(FileNotFoundError):
+                    os.utime(final)
             else:
                 final.parent.mkdir(parents=True, exist_ok=True)
                 os.chmod(self._tmp, 0o444)
@@ -241,6 +246,16 @@ class LocalBlobStore:
                 if remaining is not None:
                     remaining -= len(chunk)
                 yield chunk
+
+    def iter_blobs(self) -> Iterator[BlobInfo]:
+        """Every stored blob, with its size and modification time."""
+        for path in self.blob_dir.glob("*/*/*"):
+            try:
+                st = path.stat()
+            except FileNotFoundError:
+                continue  # deleted meanwhile
+            if len(path.name) == 64 and path.is_file():
+                yield BlobInfo(path.name, st.st_size, st.st_mtime)
 
     def delete(self, digest: str) -> None:
         """Remove a blob."""

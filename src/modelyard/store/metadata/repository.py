@@ -351,6 +351,47 @@ class Tx:
         self.conn.execute(t.models.delete().where(t.models.c.id == model_id))
         return digests
 
+    def delete_version(self, version_id: int, *, actor: str) -> tuple[list[str], list[str]]:
+        """Delete one version and what hangs on it; return (digests its manifest
+        listed, aliases that pointed at it). The aliases are removed with a
+        history entry; lineage links from other versions are cut; the
+        model's version counter is untouched, so the number is never reused."""
+        v = t.versions
+        mid, number = self.conn.execute(
+            sa.select(v.c.model_id, v.c.number).where(v.c.id == version_id)
+        ).one()
+        digests = list(
+            self.conn.execute(
+                sa.select(t.files.c.digest).where(t.files.c.version_id == version_id).distinct()
+            ).scalars()
+        )
+        aliases = sorted(
+            self.conn.execute(
+                sa.select(t.aliases.c.name).where(t.aliases.c.version_id == version_id)
+            ).scalars()
+        )
+        for alias in aliases:
+            self.set_alias(
+                mid,
+                alias,
+                None,
+                from_number=number,
+                to_number=None,
+                actor=actor,
+                reason="version deleted",
+            )
+        for col in (v.c.original_id, v.c.parent_id):
+            self.conn.execute(v.update().where(col == version_id).values({col.key: None}))
+        approval_ids = sa.select(t.approvals.c.id).where(t.approvals.c.version_id == version_id)
+        self.conn.execute(
+            t.approval_votes.delete().where(t.approval_votes.c.approval_id.in_(approval_ids))
+        )
+        self.conn.execute(t.approvals.delete().where(t.approvals.c.version_id == version_id))
+        for table in (t.version_tags, t.version_metrics, t.version_params, t.version_meta, t.files):
+            self.conn.execute(table.delete().where(table.c.version_id == version_id))
+        self.conn.execute(v.delete().where(v.c.id == version_id))
+        return digests, aliases
+
     # -- versions ---------------------------------------------------------
 
     def delete_version(self, version_id: int) -> list[str]:
@@ -562,6 +603,30 @@ class Tx:
     def blobs_uploaded_by(self, user: str, digests: Sequence[str]) -> set[str]:
         """The subset of ``digests`` that ``user`` uploaded."""
         return blob_uploads.uploaded_by(self.conn, user, digests)
+
+    def lock_blob_collection(self, *, exclusive: bool) -> None:
+        """Serialize with garbage collection (see ``blob_uploads.lock_collection``)."""
+        blob_uploads.lock_collection(self.conn, exclusive=exclusive)
+
+    def referenced_digests(self, digests: Sequence[str]) -> set[str]:
+        """The subset of ``digests`` that some manifest lists."""
+        return blob_uploads.referenced(self.conn, digests)
+
+    def blobs_being_deleted(self, digests: Sequence[str]) -> set[str]:
+        """The subset of ``digests`` garbage collection is deleting."""
+        return blob_uploads.being_deleted(self.conn, digests)
+
+    def mark_blobs_deleted(self, sizes: dict[str, int]) -> None:
+        """Record blobs as being deleted (and forget their uploaders)."""
+        blob_uploads.mark_deleted(self.conn, sizes, now_us())
+
+    def pending_blob_deletions(self) -> dict[str, int]:
+        """Every recorded deletion not yet done: digest -> size."""
+        return blob_uploads.pending_deletions(self.conn)
+
+    def clear_blob_deletions(self, digests: Sequence[str]) -> None:
+        """Drop the records of finished deletions."""
+        blob_uploads.clear_deleted(self.conn, digests)
 
     # -- aliases ----------------------------------------------------------
 

@@ -178,6 +178,16 @@ blob_uploads = sa.Table(
     sa.Column("created_at", sa.BigInteger, nullable=False),
 )
 
+# Blobs garbage collection is deleting: a version commit naming one is refused
+# (service/gc.py). Rows live from the re-check of references to the delete.
+blob_deletions = sa.Table(
+    "blob_deletions",
+    metadata,
+    sa.Column("digest", sa.String(64), primary_key=True),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+)
+
 aliases = sa.Table(
     "aliases",
     metadata,
