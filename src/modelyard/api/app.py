@@ -33,6 +33,7 @@ from modelyard.composition import Services, build_dispatcher, build_services
 from modelyard.domain.webhooks import AttemptOutcome
 from modelyard.service.identity import IdentityService
 from modelyard.settings import Settings
+from modelyard.web import install_web
 
 
 def create_app(settings: Settings | None = None, *, services: Services | None = None) -> FastAPI:
@@ -129,6 +130,9 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         # keeps a tree of wrappers that re-matches every route per request
         # (~250 µs a request with our ~40 routes, measured with cProfile).
         app.router.routes.extend(router.routes)
+    # The web UI at / (pages, its cookies and error pages): another door onto
+    # the same services, its routes guarded below like these.
+    install_web(app)
     # Deny by default: every route is wrapped in the guard its endpoint
     # declared; building fails if one declared nothing (api/access.py).
     app.state.authenticator = Authenticator(
