@@ -232,6 +232,8 @@ async def compare_page(request: Request) -> Response:
     versions = [
         await d.call(d.registry.get_version, ref, with_files=True, actor=d.who) for ref in refs
     ]
+    # The base is the oldest: a table's checkboxes come newest first.
+    versions.sort(key=lambda v: (v.namespace, v.model, v.number))
     context = {
         "versions": versions,
         "metrics": diff.metric_rows(versions),
