@@ -200,6 +200,21 @@ def test_search_open_model_and_version_compare_with_screenshots(
             assert "t.json" in text  # added
             page.screenshot(path=str(shots / "08-compare.png"), full_page=True)
 
+            # Act from the pages: move an alias to v2, see the timeline, roll it back.
+            page.goto(ui_server + "/models/default/fraud-detector/versions/2")
+            page.fill("#move-alias", "production")
+            page.fill("#move-reason", "better auc")
+            page.click("button:has-text('Move alias')")
+            assert "@production now points at v2" in page.inner_text(".notice")
+            page.screenshot(path=str(shots / "11-version-actions.png"), full_page=True)
+            page.goto(ui_server + "/models/default/fraud-detector")
+            assert "better auc" in page.locator("ol.timeline li").first.inner_text()
+            page.click("button:has-text('roll back')")
+            assert "@production rolled back to v1" in page.inner_text(".notice")
+            first = page.locator("ol.timeline li").first.inner_text()
+            assert "v2" in first and "v1" in first
+            page.screenshot(path=str(shots / "12-rolled-back.png"), full_page=True)
+
             # An error is a page with its code.
             page.goto(ui_server + "/models/default/nope")
             assert "MODEL_NOT_FOUND" in page.inner_text("main")
@@ -227,5 +242,5 @@ def test_search_open_model_and_version_compare_with_screenshots(
             browser.close()
     assert csp_violations == []
     taken = sorted(x.name for x in shots.glob("*.png"))
-    assert len(taken) == 10, taken
+    assert len(taken) == 12, taken
     print(f"\nscreenshots: {shots}")

@@ -15,6 +15,7 @@ from starlette.responses import Response
 from modelyard.domain.access import access
 from modelyard.domain.entities import AliasMove, Model, Version
 from modelyard.domain.errors import InvalidInput, NotFound, PermissionDenied
+from modelyard.domain.identity import Permission
 from modelyard.domain.names import validate_name
 from modelyard.domain.references import Reference, parse_reference
 from modelyard.web import compare as diff
@@ -151,6 +152,8 @@ async def model_page(request: Request, namespace: str, name: str) -> Response:
         "at_answer": at_answer,
         "at_error": at_error,
         "page_token": params.get("page") or None,
+        "can_write": d.who.can(Permission.WRITE, namespace),
+        "done": params.get("done") or "",
     }
     return page(request, "model.html", context)
 
@@ -209,6 +212,8 @@ async def version_page(request: Request, namespace: str, name: str, version: str
             original = None
     context = {
         "ver": ver,
+        "can_write": d.who.can(Permission.WRITE, ver.namespace),
+        "done": request.query_params.get("done") or "",
         "original": original,
         "parents": await _parents(d, ver),
         "events": await _events(d, ver),

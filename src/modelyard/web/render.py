@@ -131,6 +131,7 @@ def page(
         "auth_enabled": bool(getattr(request.app.state, "auth_enabled", False)),
         "csrf": csrf_token(request.scope),
         "path": request.url.path,
+        "done": "",
     }
     html = environment().get_template(template).render({**base, **context})
     response = HTMLResponse(html, status_code=status, headers={"Cache-Control": "no-store"})
