@@ -244,3 +244,96 @@ def test_search_open_model_and_version_compare_with_screenshots(
     taken = sorted(x.name for x in shots.glob("*.png"))
     assert len(taken) == 12, taken
     print(f"\nscreenshots: {shots}")
+
+
+def _user(api: httpx.Client, name: str, namespace: str, *roles: str) -> str:
+    assert api.post("/api/v1/users", json={"name": name}).status_code == 201
+    for role in roles:
+        assert api.put(f"/api/v1/roles/{namespace}/{name}/{role}").status_code == 201
+    r = api.post("/api/v1/tokens", json={"name": "ui", "user": name})
+    assert r.status_code == 201, r.text
+    token: str = r.json()["token"]
+    return token
+
+
+def test_promote_with_approval_by_another_user_then_roll_back(
+    ui_server: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """ana (writer) asks to publish v2 and point production at it; bob
+    (reviewer) approves from the queue; ana sees the timeline move and rolls
+    production back to v1."""
+    from playwright.sync_api import Page, sync_playwright
+
+    shots = tmp_path_factory.getbasetemp() / "screenshots"
+    shots.mkdir(exist_ok=True)
+    with httpx.Client(base_url=ui_server, headers=bearer(ADMIN_TOKEN), timeout=10) as api:
+        assert api.post("/api/v1/namespaces", json={"name": "risk"}).status_code == 201
+        assert api.post("/api/v1/models", json={"name": "scorer", "namespace": "risk"}).is_success
+        for n in (1, 2):
+            data = f"scorer {n}".encode()
+            assert api.put(f"/api/v1/blobs/{sha(data)}", content=data).is_success
+            files = [{"path": "model.onnx", "digest": sha(data), "size": len(data)}]
+            r = api.post("/api/v1/models/risk/scorer/versions", json={"files": files})
+            assert r.status_code == 201, r.text
+        assert api.post("/api/v1/models/risk/scorer/versions/1/publish").is_success
+        assert api.put(
+            "/api/v1/models/risk/scorer/aliases/production", json={"version": "1"}
+        ).is_success
+        policy = {"required_approvals": 1, "protected_aliases": ["production"]}
+        assert api.put("/api/v1/namespaces/risk/policy", json=policy).is_success
+        # ana may review too: her own request must still offer her no approval.
+        ana = _user(api, "ana", "risk", "writer", "reviewer")
+        bob = _user(api, "bob", "risk", "reviewer")
+
+    def signed_in(token: str) -> Page:
+        context = browser.new_context(java_script_enabled=False)
+        page = context.new_page()
+        page.goto(ui_server + "/signin")
+        page.fill("#token", token)
+        page.click("button:has-text('Sign in')")
+        return page
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            as_ana = signed_in(ana)
+            as_ana.goto(ui_server + "/models/risk/scorer/versions/2")
+            # Moving the protected alias directly: the policy's refusal, as a page.
+            as_ana.fill("#move-alias", "production")
+            as_ana.click("button:has-text('Move alias')")
+            assert "POLICY_VIOLATION" in as_ana.inner_text("main")
+            assert "request an approval" in as_ana.inner_text("main")
+            as_ana.go_back()
+            as_ana.select_option("#appr-action", "publish")
+            as_ana.fill("#appr-alias", "production")
+            as_ana.fill("#appr-comment", "v2 beats v1 on the holdout")
+            as_ana.click("button:has-text('Request approval')")
+            assert "requested" in as_ana.inner_text(".notice")
+            as_ana.goto(ui_server + "/approvals?namespace=risk")
+            assert "Your own request" in as_ana.inner_text("main")
+            assert as_ana.locator("button:has-text('Approve')").count() == 0
+
+            as_bob = signed_in(bob)
+            as_bob.goto(ui_server + "/approvals?namespace=risk")
+            as_bob.screenshot(path=str(shots / "13-approvals.png"), full_page=True)
+            as_bob.fill("input[name=comment]", "looks good")
+            as_bob.click("button:has-text('Approve')")
+            assert "approved; it is now applied" in as_bob.inner_text(".notice")
+
+            as_ana.goto(ui_server + "/models/risk/scorer")
+            latest = as_ana.locator("ol.timeline li").first.inner_text()
+            assert "v1" in latest and "v2" in latest and "bob" in latest
+            as_ana.screenshot(path=str(shots / "14-promoted.png"), full_page=True)
+            as_ana.click("li:has-text('@production') >> button:has-text('roll back')")
+            assert "@production rolled back to v1" in as_ana.inner_text(".notice")
+            as_ana.goto(ui_server + "/audit?model=risk/scorer")
+            assert "alias.moved" in as_ana.inner_text("main")
+            as_ana.screenshot(path=str(shots / "15-audit.png"), full_page=True)
+            as_bob.goto(ui_server + "/namespaces/risk/policy")
+            assert "protected aliases" in as_bob.inner_text("main")
+            as_bob.screenshot(path=str(shots / "16-policy.png"), full_page=True)
+        finally:
+            browser.close()
+    with httpx.Client(base_url=ui_server, headers=bearer(ADMIN_TOKEN), timeout=10) as api:
+        now = api.get("/api/v1/models/risk/scorer/versions/production").json()
+        assert now["version"] == 1

@@ -74,6 +74,10 @@ HOSTILE_PAGES = [
     "/compare?v=default/evil/1&v=default/evil/2",
     "/models/default/%3Cscript%3E",
     "/compare?v=%3Cscript%3E&v=x",
+    "/approvals?namespace=default&state=all",
+    "/audit",
+    f"/audit?actor={XSS[1]}&model=default/evil",
+    "/namespaces/default/policy",
 ]
 
 

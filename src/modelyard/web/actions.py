@@ -27,14 +27,15 @@ MAX_FIELDS = 8
 VERSION = "/models/{namespace}/{name}/versions/{version}"
 
 
-async def _form(request: Request) -> FormData:
+async def form_of(request: Request) -> FormData:
     """The posted form, after its CSRF token is checked."""
     form = await request.form(max_fields=MAX_FIELDS, max_files=0)
     check_csrf(request.scope, form.get(CSRF_FIELD))
     return form
 
 
-def _text(form: FormData, name: str) -> str:
+def text_of(form: FormData, name: str) -> str:
+    """A posted text field, trimmed (empty when absent)."""
     value = form.get(name)
     return value.strip() if isinstance(value, str) else ""
 
@@ -50,14 +51,14 @@ def _back(namespace: str, name: str, version: int | str | None, done: str) -> Re
 @access("write", "Gated by the production policy, as on REST v1.")
 async def publish(request: Request, namespace: str, name: str, version: str) -> Response:
     """Publish the version (``archive_previous`` archives the other published ones)."""
-    form = await _form(request)
+    form = await form_of(request)
     d = door(request)
     ver = await d.call(
         d.registry.transition_version,
         version_ref(namespace, name, version),
         VersionState.PUBLISHED,
         actor=d.who,
-        archive_previous=_text(form, "archive_previous") == "on",
+        archive_previous=text_of(form, "archive_previous") == "on",
     )
     return _back(namespace, name, ver.number, f"published v{ver.number}")
 
@@ -66,7 +67,7 @@ async def publish(request: Request, namespace: str, name: str, version: str) -> 
 @access("write")
 async def archive(request: Request, namespace: str, name: str, version: str) -> Response:
     """Archive the version."""
-    await _form(request)
+    await form_of(request)
     d = door(request)
     ver = await d.call(
         d.registry.transition_version,
@@ -81,15 +82,15 @@ async def archive(request: Request, namespace: str, name: str, version: str) -> 
 @access("write", "Protected aliases are gated by the production policy.")
 async def move_alias(request: Request, namespace: str, name: str, version: str) -> Response:
     """Point an alias at this version, with a reason for its history."""
-    form = await _form(request)
+    form = await form_of(request)
     d = door(request)
-    alias = _text(form, "alias")
+    alias = text_of(form, "alias")
     ver = await d.call(
         d.registry.set_alias,
         version_ref(namespace, name, version),
         alias,
         actor=d.who,
-        reason=_text(form, "reason"),
+        reason=text_of(form, "reason"),
     )
     return _back(namespace, name, ver.number, f"@{alias} now points at v{ver.number}")
 
@@ -98,15 +99,15 @@ async def move_alias(request: Request, namespace: str, name: str, version: str) 
 @access("write")
 async def request_approval(request: Request, namespace: str, name: str, version: str) -> Response:
     """Ask reviewers to publish this version and/or move an alias to it."""
-    form = await _form(request)
+    form = await form_of(request)
     d = door(request)
-    alias = _text(form, "alias") or None
+    alias = text_of(form, "alias") or None
     found = await d.call(
         d.approvals.request_approval,
         version_ref(namespace, name, version),
-        action=_text(form, "action") or "publish",
+        action=text_of(form, "action") or "publish",
         alias=alias,
-        comment=_text(form, "comment"),
+        comment=text_of(form, "comment"),
         actor=d.who,
     )
     return _back(namespace, name, version, f"approval #{found.id} requested")
@@ -116,7 +117,7 @@ async def request_approval(request: Request, namespace: str, name: str, version:
 @access("write", "Protected aliases are gated by the production policy.")
 async def rollback(request: Request, namespace: str, name: str, alias: str) -> Response:
     """Move the alias back to where it pointed before its last move."""
-    form = await _form(request)
+    form = await form_of(request)
     d = door(request)
     ver = await d.call(
         d.governance.rollback_alias,
@@ -124,6 +125,6 @@ async def rollback(request: Request, namespace: str, name: str, alias: str) -> R
         alias,
         namespace=namespace,
         actor=d.who,
-        reason=_text(form, "reason"),
+        reason=text_of(form, "reason"),
     )
     return _back(namespace, name, None, f"@{alias} rolled back to v{ver.number}")

@@ -51,8 +51,8 @@ SECURITY_HEADERS: Final = (
     (b"referrer-policy", b"same-origin"),
     (b"x-frame-options", b"DENY"),
 )
-WEB_EXACT: Final = frozenset({"/", "/compare", "/signin", "/signout"})
-WEB_PREFIXES: Final = ("/models/", "/static/")
+WEB_EXACT: Final = frozenset({"/", "/compare", "/signin", "/signout", "/approvals", "/audit"})
+WEB_PREFIXES: Final = ("/models/", "/static/", "/approvals/", "/namespaces/")
 # The REST downloads a page links to (files and the tar archive of a version).
 _DOWNLOAD = re.compile(r"^/api/v1/models/[^/]+/[^/]+/versions/[^/]+/(files/.+|archive\.tar)$")
 

@@ -12,11 +12,9 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import quote, urlencode
 
-from jinja2 import Environment, PackageLoader, StrictUndefined
-from markdown_it import MarkdownIt
 from markupsafe import Markup
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
@@ -26,6 +24,10 @@ from modelyard.domain.errors import Unauthenticated
 from modelyard.web.door import CSRF_FIELD, SECURITY_HEADERS, csrf_token
 from modelyard.wire.render import iso
 
+if TYPE_CHECKING:
+    from jinja2 import Environment
+    from markdown_it import MarkdownIt
+
 STATE_CLASSES: Final = {
     "draft": "badge-draft",
     "ready": "badge-ready",
@@ -33,14 +35,22 @@ STATE_CLASSES: Final = {
     "archived": "badge-archived",
 }
 
-# CommonMark with raw HTML disabled: a description's "<script>" is text.
-_MD = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False})
-_MD.enable("table")
+# Jinja2 and markdown-it are imported on the first page, not when the server
+# starts: together they are most of a cold start's extra import time.
+
+
+@functools.cache
+def _markdown_parser() -> MarkdownIt:
+    """CommonMark with raw HTML disabled: a description's ``<script>`` is text."""
+    from markdown_it import MarkdownIt
+
+    parser = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False})
+    return parser.enable("table")
 
 
 def markdown(text: str) -> Markup:
     """A description as safe HTML (raw HTML in it is shown as text)."""
-    return Markup(_MD.render(text or ""))
+    return Markup(_markdown_parser().render(text or ""))
 
 
 def when(us: int | None) -> str:
@@ -95,6 +105,8 @@ def query(params: Mapping[str, Any] | list[tuple[str, Any]]) -> str:
 @functools.cache
 def environment() -> Environment:
     """The one template environment (built on first use, never at import)."""
+    from jinja2 import Environment, PackageLoader, StrictUndefined
+
     env = Environment(
         loader=PackageLoader("modelyard.web", "templates"),
         autoescape=True,
