@@ -54,7 +54,10 @@ $(STAMP_DEV): pyproject.toml | $(VENV_PY)
 	$(VENV_PY) -m pip install -e '.[dev]'
 	touch $@
 
-# PostgreSQL 15 server binaries for the throwaway test cluster (tests/pgcluster.py).
+# PostgreSQL 15 server binaries for the throwaway test cluster (tests/pgcluster.py),
+# and Debian's Chromium for the UI's browser tests (tests/web/test_browser.py,
+# driven by Playwright through executable_path: Playwright's own browser
+# download is not used).
 # The package's own default cluster (port 5432), if its postinst starts one, is
 # not used by the tests and is left alone.
 system-deps:
@@ -66,5 +69,15 @@ system-deps:
 	  else \
 	    echo "warning: $(PG_BIN)/initdb missing and not root; install postgresql-15" \
 	         "(PostgreSQL tests skip, or fail when CI is set)" >&2; \
+	  fi; \
+	fi
+	@if [ ! -x /usr/bin/chromium ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing chromium (browser tests)"; \
+	    apt-get update && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium; \
+	  else \
+	    echo "warning: /usr/bin/chromium missing and not root; install chromium" \
+	         "(browser tests skip, or fail when CI is set)" >&2; \
 	  fi; \
 	fi

@@ -33,7 +33,7 @@ from tests.pgcluster import PgCluster, fresh_database, normalize_url, unavailabl
 
 pytest_plugins = ["tests.conftest_app", "tests.conftest_server", "tests.conftest_s3"]
 
-LAYERS = ("domain", "store", "service", "api", "sdk_cli", "serving", "system", "mlflow_door")
+LAYERS = ("domain", "store", "service", "api", "sdk_cli", "serving", "system", "mlflow_door", "web")
 """The test directories, one per layer (see tests/README.md); each test gets
 the marker of its directory, so ``pytest -m "domain or store"`` picks layers."""
 

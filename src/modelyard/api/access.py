@@ -26,69 +26,35 @@ request acts as the built-in superuser ``anonymous``.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Final, Literal, TypeVar
+from typing import Any, Final
 
 from fastapi import FastAPI
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from modelyard.domain.errors import PermissionDenied, Unauthenticated
+from modelyard.domain.access import PRINCIPAL_KEY, Access, Requirement, access, principal_of
+from modelyard.domain.errors import PermissionDenied
 from modelyard.domain.identity import Principal
 from modelyard.service.identity import IdentityService
 
-F = TypeVar("F", bound=Callable[..., Any])
-
-Requirement = Literal[
-    "public",
-    "authenticated",
-    "consume",
-    "read",
-    "write",
-    "review",
-    "admin",
-    "instance-admin",
+# Declared in the domain so that every door (api, web) can mark its routes.
+__all__ = [
+    "ANONYMOUS",
+    "PRINCIPAL_KEY",
+    "Access",
+    "Authenticator",
+    "Requirement",
+    "access",
+    "bearer_token",
+    "declared",
+    "guard_of",
+    "install_guards",
+    "principal_of",
 ]
-PRINCIPAL_KEY: Final = "modelyard.principal"
+
 ANONYMOUS: Final = Principal.local("anonymous")
 # FastAPI adds the OpenAPI document itself (its viewers are api/docs.py's).
 BUILTIN_PUBLIC: Final = frozenset({"/openapi.json"})
-
-
-@dataclass(frozen=True, slots=True)
-class Access:
-    """What a route needs. ``requires`` names the permission the service checks
-    on the target namespace (``consume``/``read``/``write``/``review``/
-    ``admin``), or ``instance-admin``, ``authenticated`` (any valid token; the
-    service filters what it returns) or ``public`` (no token)."""
-
-    requires: Requirement
-    note: str = ""
-
-    @property
-    def public(self) -> bool:
-        """No token needed."""
-        return self.requires == "public"
-
-    def describe(self) -> str:
-        """One line for the OpenAPI description."""
-        text = {
-            "public": "no token needed",
-            "authenticated": "any valid token; the answer holds only what the caller may see",
-            "instance-admin": "instance admin (admin on `*`)",
-        }.get(self.requires, f"`{self.requires}` on the namespace")
-        return f"Requires: {text}." + (f" {self.note}" if self.note else "")
-
-
-def access(requires: Requirement, note: str = "") -> Callable[[F], F]:
-    """Declare what an endpoint needs (put it under the ``@router.<method>`` line)."""
-
-    def mark(fn: F) -> F:
-        fn.__dict__["modelyard_access"] = Access(requires, note)
-        return fn
-
-    return mark
 
 
 def declared(route: BaseRoute) -> Access | None:
@@ -99,14 +65,6 @@ def declared(route: BaseRoute) -> Access | None:
         found = getattr(route.endpoint, "modelyard_access", None)
         return found if isinstance(found, Access) else None
     return None
-
-
-def principal_of(scope: Scope) -> Principal:
-    """The principal the guard put in the scope (``UNAUTHENTICATED`` if none)."""
-    found = scope.get(PRINCIPAL_KEY)
-    if not isinstance(found, Principal):
-        raise Unauthenticated("no authenticated principal", code="UNAUTHENTICATED")
-    return found
 
 
 def bearer_token(scope: Scope) -> str | None:

@@ -37,6 +37,7 @@ from modelyard.composition import Services, build_dispatcher, build_services
 from modelyard.domain.webhooks import AttemptOutcome
 from modelyard.service.identity import IdentityService
 from modelyard.settings import Settings
+from modelyard.web import install_web
 
 
 def create_app(settings: Settings | None = None, *, services: Services | None = None) -> FastAPI:
@@ -139,6 +140,9 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     # The MLflow door: a sub-app mounted after every REST v1 route, with its own
     # error shape and guards (api/mlflow/app.py says why a sub-app).
     install_mlflow(app)
+    # The web UI at / (pages, its cookies and error pages): another door onto
+    # the same services, its routes guarded below like these.
+    install_web(app)
     # Deny by default: every route is wrapped in the guard its endpoint
     # declared; building fails if one declared nothing (api/access.py).
     app.state.authenticator = Authenticator(

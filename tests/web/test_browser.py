@@ -1,0 +1,339 @@
+"""The UI in a real browser: Debian's Chromium driven by Playwright against a
+live ``modelyard server`` with auth on.
+
+Playwright's own browser download cannot run here; it drives
+``/usr/bin/chromium`` through ``executable_path`` (``make system-deps``
+installs it). The pages hold no script at all, so the browser runs with
+JavaScript off: reading, searching, paging and comparing work without it.
+
+Screenshots of every main page go to ``<pytest basetemp>/screenshots/``
+(e.g. ``/tmp/pytest-of-root/pytest-N/screenshots/``); the test prints where.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.auth_helpers import ADMIN_TOKEN, bearer
+from tests.conftest_server import start_server, stop_server
+from tests.helpers import sha
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+# TRAPS.md: without these its start stalls on network lookups.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update"]
+
+
+def _chromium_missing() -> str | None:
+    if not CHROMIUM.exists():
+        return "Debian's chromium is not installed (make system-deps)"
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "playwright is not installed (the dev extra)"
+    return None
+
+
+@pytest.fixture(scope="module")
+def ui_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A live server with auth on and a small registry to look at."""
+    reason = _chromium_missing()
+    if reason:
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    env = {"MODELYARD_AUTH": "on", "MODELYARD_ADMIN_TOKEN": ADMIN_TOKEN}
+    proc, url = start_server(tmp_path_factory.mktemp("ui-server"), extra_env=env)
+    try:
+        with httpx.Client(base_url=url, headers=bearer(ADMIN_TOKEN), timeout=10) as api:
+            _seed(api)
+        yield url
+    finally:
+        stop_server(proc)
+
+
+def _push(api: httpx.Client, name: str, files: dict[str, bytes], **extra: Any) -> None:
+    manifest = []
+    for path, data in files.items():
+        digest = sha(data)
+        assert api.put(f"/api/v1/blobs/{digest}", content=data).status_code in (200, 201)
+        manifest.append({"path": path, "digest": digest, "size": len(data)})
+    r = api.post(f"/api/v1/models/default/{name}/versions", json={"files": manifest, **extra})
+    assert r.status_code == 201, r.text
+
+
+def _seed(api: httpx.Client) -> None:
+    r = api.post(
+        "/api/v1/models",
+        json={
+            "name": "fraud-detector",
+            "description": "Scores card payments.\n\n* **input**: 32 features\n* owner: risk team",
+            "tags": {"team": "fraud", "task": "classification"},
+            "metadata": {"owner": "risk", "sla_ms": 20},
+        },
+    )
+    assert r.status_code == 201, r.text
+    sig = {"inputs": [{"name": "features", "dtype": "float32", "shape": [-1, 32]}]}
+    _push(
+        api,
+        "fraud-detector",
+        {"model.onnx": b"v1", "labels.txt": b"ok\nfraud"},
+        framework="onnx",
+        metrics={"auc": 0.91, "latency_ms": 12.0},
+        params={"depth": "6"},
+        signature=sig,
+        lineage={"source_run": "run-17", "code_ref": "git:1a2b3c"},
+    )
+    _push(
+        api,
+        "fraud-detector",
+        {"model.onnx": b"v2", "labels.txt": b"ok\nfraud", "t.json": b"{}"},
+        framework="onnx",
+        metrics={"auc": 0.94, "latency_ms": 10.5},
+        params={"depth": "8"},
+        signature={"inputs": [{"name": "features", "dtype": "float16", "shape": [-1, 32]}]},
+        lineage={
+            "parent": "fraud-detector/1",
+            "relation": "finetuned",
+            "source_run": "run-21",
+            "datasets": ["payments@2026-11"],
+        },
+    )
+    api.post("/api/v1/models/default/fraud-detector/versions/1/publish")
+    api.put(
+        "/api/v1/models/default/fraud-detector/aliases/production",
+        json={"version": "1", "reason": "first release"},
+    )
+    api.post("/api/v1/models", json={"name": "churn", "tags": {"team": "growth"}})
+    _push(api, "churn", {"model.pkl": b"c1"}, framework="sklearn", metrics={"auc": 0.8})
+
+
+def test_search_open_model_and_version_compare_with_screenshots(
+    ui_server: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    from playwright.sync_api import sync_playwright
+
+    shots = tmp_path_factory.getbasetemp() / "screenshots"
+    shots.mkdir(exist_ok=True)
+    csp_violations: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            context = browser.new_context(
+                java_script_enabled=False, viewport={"width": 1280, "height": 900}
+            )
+            page = context.new_page()
+            page.on(
+                "console",
+                lambda m: (
+                    csp_violations.append(m.text) if "Content Security Policy" in m.text else None
+                ),
+            )
+
+            # Auth is on: the home page asks to sign in; the form takes a token.
+            page.goto(ui_server + "/")
+            assert "UNAUTHENTICATED" in page.inner_text("main")
+            page.screenshot(path=str(shots / "01-unauthenticated.png"), full_page=True)
+            page.click("text=Sign in with a token")
+            page.fill("#token", ADMIN_TOKEN)
+            page.screenshot(path=str(shots / "02-sign-in.png"), full_page=True)
+            page.click("button:has-text('Sign in')")
+            assert page.url == ui_server + "/"
+            assert "admin" in page.inner_text("header")
+            page.screenshot(path=str(shots / "03-models.png"), full_page=True)
+
+            # Search with a filter: only the matching model is left.
+            page.fill("#q", "tags.team = 'fraud'")
+            page.click("button:has-text('Search')")
+            rows = page.locator("table.results tbody tr")
+            assert rows.count() == 1 and "fraud-detector" in rows.first.inner_text()
+            assert "@production" in rows.first.inner_text() or "v2" in rows.first.inner_text()
+            page.screenshot(path=str(shots / "04-search.png"), full_page=True)
+
+            # A bad filter shows where it goes wrong, inline.
+            page.fill("#q", "tags.team = ")
+            page.click("button:has-text('Search')")
+            assert "INVALID_FILTER" in page.inner_text("#filter-error")
+            page.screenshot(path=str(shots / "05-bad-filter.png"), full_page=True)
+
+            # Open the model: description, alias timeline, versions with a metric column.
+            page.goto(ui_server + "/?q=name+%3D+%27fraud-detector%27")
+            page.click("table.results >> text=fraud-detector")
+            assert page.url.endswith("/models/default/fraud-detector")
+            assert "Scores card payments." in page.inner_text(".prose")
+            assert "first release" in page.inner_text("ol.timeline")
+            page.check("input[name=metric][value=auc]")
+            page.click("button:has-text('Show')")
+            assert "metric=auc" in page.url
+            assert "0.94" in page.inner_text("table.results")
+            page.screenshot(path=str(shots / "06-model.png"), full_page=True)
+
+            # Open a version: files with download links, lineage, signature, events.
+            page.click("table.results >> text=v2")
+            assert page.url.endswith("/models/default/fraud-detector/versions/2")
+            body = page.inner_text("main")
+            for fact in ("model.onnx", "t.json", "run-21", "payments@2026-11", "finetuned"):
+                assert fact in body, fact
+            link = page.locator("a:has-text('Download')").first.get_attribute("href")
+            assert link is not None and link.startswith("/api/v1/models/default/fraud-detector/")
+            page.screenshot(path=str(shots / "07-version.png"), full_page=True)
+
+            # The signed-in browser may follow the download link (session cookie).
+            download = context.request.get(ui_server + link)
+            assert download.status == 200
+
+            # Compare two versions from the model page's checkboxes.
+            page.goto(ui_server + "/models/default/fraud-detector")
+            page.check("input[name=v][value='default/fraud-detector/1']")
+            page.check("input[name=v][value='default/fraud-detector/2']")
+            page.click("button:has-text('Compare selected')")
+            text = page.inner_text("main")
+            assert "+0.03" in text  # auc 0.91 -> 0.94
+            assert "inputs[0].dtype" in text and "float16" in text
+            assert "t.json" in text  # added
+            page.screenshot(path=str(shots / "08-compare.png"), full_page=True)
+
+            # Act from the pages: move an alias to v2, see the timeline, roll it back.
+            page.goto(ui_server + "/models/default/fraud-detector/versions/2")
+            page.fill("#move-alias", "production")
+            page.fill("#move-reason", "better auc")
+            page.click("button:has-text('Move alias')")
+            assert "@production now points at v2" in page.inner_text(".notice")
+            page.screenshot(path=str(shots / "11-version-actions.png"), full_page=True)
+            page.goto(ui_server + "/models/default/fraud-detector")
+            assert "better auc" in page.locator("ol.timeline li").first.inner_text()
+            page.click("button:has-text('roll back')")
+            assert "@production rolled back to v1" in page.inner_text(".notice")
+            first = page.locator("ol.timeline li").first.inner_text()
+            assert "v2" in first and "v1" in first
+            page.screenshot(path=str(shots / "12-rolled-back.png"), full_page=True)
+
+            # An error is a page with its code.
+            page.goto(ui_server + "/models/default/nope")
+            assert "MODEL_NOT_FOUND" in page.inner_text("main")
+            page.screenshot(path=str(shots / "09-not-found.png"), full_page=True)
+
+            # A phone-sized screen in dark mode reads the same page.
+            phone = browser.new_context(
+                java_script_enabled=False,
+                viewport={"width": 390, "height": 844},
+                color_scheme="dark",
+                storage_state=context.storage_state(),
+            )
+            small = phone.new_page()
+            small.goto(ui_server + "/models/default/fraud-detector/versions/2")
+            assert "model.onnx" in small.inner_text("main")
+            small.screenshot(path=str(shots / "10-version-phone-dark.png"), full_page=True)
+
+            # Sign out through the form: the next page asks to sign in again.
+            page.goto(ui_server + "/")
+            page.click("button:has-text('Sign out')")
+            assert "/signin" in page.url
+            page.goto(ui_server + "/")
+            assert "UNAUTHENTICATED" in page.inner_text("main")
+        finally:
+            browser.close()
+    assert csp_violations == []
+    taken = sorted(x.name for x in shots.glob("*.png"))
+    assert len(taken) == 12, taken
+    print(f"\nscreenshots: {shots}")
+
+
+def _user(api: httpx.Client, name: str, namespace: str, *roles: str) -> str:
+    assert api.post("/api/v1/users", json={"name": name}).status_code == 201
+    for role in roles:
+        assert api.put(f"/api/v1/roles/{namespace}/{name}/{role}").status_code == 201
+    r = api.post("/api/v1/tokens", json={"name": "ui", "user": name})
+    assert r.status_code == 201, r.text
+    token: str = r.json()["token"]
+    return token
+
+
+def test_promote_with_approval_by_another_user_then_roll_back(
+    ui_server: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """ana (writer) asks to publish v2 and point production at it; bob
+    (reviewer) approves from the queue; ana sees the timeline move and rolls
+    production back to v1."""
+    from playwright.sync_api import Page, sync_playwright
+
+    shots = tmp_path_factory.getbasetemp() / "screenshots"
+    shots.mkdir(exist_ok=True)
+    with httpx.Client(base_url=ui_server, headers=bearer(ADMIN_TOKEN), timeout=10) as api:
+        assert api.post("/api/v1/namespaces", json={"name": "risk"}).status_code == 201
+        assert api.post("/api/v1/models", json={"name": "scorer", "namespace": "risk"}).is_success
+        for n in (1, 2):
+            data = f"scorer {n}".encode()
+            assert api.put(f"/api/v1/blobs/{sha(data)}", content=data).is_success
+            files = [{"path": "model.onnx", "digest": sha(data), "size": len(data)}]
+            r = api.post("/api/v1/models/risk/scorer/versions", json={"files": files})
+            assert r.status_code == 201, r.text
+        assert api.post("/api/v1/models/risk/scorer/versions/1/publish").is_success
+        assert api.put(
+            "/api/v1/models/risk/scorer/aliases/production", json={"version": "1"}
+        ).is_success
+        policy = {"required_approvals": 1, "protected_aliases": ["production"]}
+        assert api.put("/api/v1/namespaces/risk/policy", json=policy).is_success
+        # ana may review too: her own request must still offer her no approval.
+        ana = _user(api, "ana", "risk", "writer", "reviewer")
+        bob = _user(api, "bob", "risk", "reviewer")
+
+    def signed_in(token: str) -> Page:
+        context = browser.new_context(java_script_enabled=False)
+        page = context.new_page()
+        page.goto(ui_server + "/signin")
+        page.fill("#token", token)
+        page.click("button:has-text('Sign in')")
+        return page
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            as_ana = signed_in(ana)
+            as_ana.goto(ui_server + "/models/risk/scorer/versions/2")
+            # Moving the protected alias directly: the policy's refusal, as a page.
+            as_ana.fill("#move-alias", "production")
+            as_ana.click("button:has-text('Move alias')")
+            assert "POLICY_VIOLATION" in as_ana.inner_text("main")
+            assert "request an approval" in as_ana.inner_text("main")
+            as_ana.go_back()
+            as_ana.select_option("#appr-action", "publish")
+            as_ana.fill("#appr-alias", "production")
+            as_ana.fill("#appr-comment", "v2 beats v1 on the holdout")
+            as_ana.click("button:has-text('Request approval')")
+            assert "requested" in as_ana.inner_text(".notice")
+            as_ana.goto(ui_server + "/approvals?namespace=risk")
+            assert "Your own request" in as_ana.inner_text("main")
+            assert as_ana.locator("button:has-text('Approve')").count() == 0
+
+            as_bob = signed_in(bob)
+            as_bob.goto(ui_server + "/approvals?namespace=risk")
+            as_bob.screenshot(path=str(shots / "13-approvals.png"), full_page=True)
+            as_bob.fill("input[name=comment]", "looks good")
+            as_bob.click("button:has-text('Approve')")
+            assert "approved; it is now applied" in as_bob.inner_text(".notice")
+
+            as_ana.goto(ui_server + "/models/risk/scorer")
+            latest = as_ana.locator("ol.timeline li").first.inner_text()
+            assert "v1" in latest and "v2" in latest and "bob" in latest
+            as_ana.screenshot(path=str(shots / "14-promoted.png"), full_page=True)
+            as_ana.click("li:has-text('@production') >> button:has-text('roll back')")
+            assert "@production rolled back to v1" in as_ana.inner_text(".notice")
+            as_ana.goto(ui_server + "/audit?model=risk/scorer")
+            assert "alias.moved" in as_ana.inner_text("main")
+            as_ana.screenshot(path=str(shots / "15-audit.png"), full_page=True)
+            as_bob.goto(ui_server + "/namespaces/risk/policy")
+            assert "protected aliases" in as_bob.inner_text("main")
+            as_bob.screenshot(path=str(shots / "16-policy.png"), full_page=True)
+        finally:
+            browser.close()
+    with httpx.Client(base_url=ui_server, headers=bearer(ADMIN_TOKEN), timeout=10) as api:
+        now = api.get("/api/v1/models/risk/scorer/versions/production").json()
+        assert now["version"] == 1
