@@ -26,6 +26,7 @@ request acts as the built-in superuser ``anonymous``.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from typing import Any, Final
 
 from fastapi import FastAPI

@@ -26,8 +26,8 @@ from modelyard.cli import events as events_cli
 from modelyard.cli import families as families_cli
 from modelyard.cli import governance as governance_cli
 from modelyard.cli import identity as identity_cli
-from modelyard.cli import serve as serve_cli
 from modelyard.cli import maintenance as maintenance_cli
+from modelyard.cli import serve as serve_cli
 from modelyard.cli import versions as versions_cli
 from modelyard.cli.common import CliGroup, out
 from modelyard.cli.events import webhooks_app as webhooks_app

@@ -332,7 +332,7 @@ class VersionUseCases(RegistryCore):
             )
 
         def op(tx: RegistryTx) -> Version:
-            blob_rules.check_not_collected(tx, files)
+            blob_rules.check_not_collected(tx, prepared.files)
             if idempotency_key:
                 prior = tx.get_idempotent(scope, idempotency_key)
                 if prior is not None:
@@ -396,13 +396,16 @@ class VersionUseCases(RegistryCore):
         self, ref: str | Reference, *, force: bool = False, actor: Principal
     ) -> None:
         """Delete one version for good: its manifest, tags, metrics, approvals;
-        aliases on it are removed (with history); versions derived from it keep
-        their own lineage fields cut. Refused while it is published unless
-        forced (``VERSION_PUBLISHED``). Its blobs stay until garbage collection
-        finds no other manifest listing them (``GcService``); its number is
-        never handed out again. Writes ``version.deleted``.
+        versions derived from it keep their own lineage fields cut. Refused
+        while it is published unless forced (``VERSION_PUBLISHED``: archive it
+        first) and while a protected alias points at it (``ALIAS_PROTECTED``);
+        other aliases on it are removed, each recorded in its history with an
+        ``alias.deleted`` event, all in one transaction. Its blobs stay until
+        garbage collection finds no other manifest listing them
+        (``GcService``); its number is never handed out again. Writes
+        ``version.deleted``.
 
-        Requires: admin on the namespace.
+        Requires: admin on the namespace, as deleting a model does.
         """
         r = self.resolve(ref)
         auth.require(actor, Permission.ADMIN, r.namespace)
@@ -410,26 +413,33 @@ class VersionUseCases(RegistryCore):
         def op(tx: RegistryTx) -> None:
             # The model row lock orders this against alias moves and
             # transitions of the same model (PostgreSQL).
-            self.model_id(tx, r.namespace, r.name, for_update=True)
+            mid = self.model_id(tx, r.namespace, r.name, for_update=True)
             vid = self.version_id(tx, r)
-            current = tx.load_versions([vid])[0]
-            if current.state is VersionState.PUBLISHED and not force:
+            before = tx.load_versions([vid])[0]
+            if before.state is VersionState.PUBLISHED and not force:
                 raise Conflict(
-                    f"version {current.ref} is published; archive it or delete with force",
+                    f"version {before.ref} is published; archive it before deleting it "
+                    "(or delete with force)",
                     code="VERSION_PUBLISHED",
+                    details={"reference": before.ref},
                 )
-            digests, aliases = tx.delete_version(vid, actor=actor.name)
+            reason = f"version {before.number} deleted"
+            for alias in before.aliases:
+                cast("RegistryService", self).remove_alias_in_tx(
+                    tx, mid, r.namespace, r.name, alias, before.number, actor=actor, reason=reason
+                )
+            digests, _ = tx.delete_version(vid, actor=actor.name)
             tx.append_event(
                 "version.deleted",
                 actor=actor.name,
-                namespace=r.namespace,
-                subject=current.ref,
+                namespace=before.namespace,
+                subject=before.ref,
                 payload={
-                    **version_payload(current),
+                    **version_payload(before),
                     "forced": force,
-                    "aliases_removed": aliases,
+                    "aliases_removed": before.aliases,
                     "digests": len(digests),
-                    "before": version_payload(current),
+                    "before": version_payload(before),
                     "after": None,
                 },
             )
@@ -483,46 +493,6 @@ class VersionUseCases(RegistryCore):
             return after
 
         return self.run_in_transaction(op)
-
-    def delete_version(self, ref: str | Reference, *, actor: Principal) -> None:
-        """Delete one version (its number is never reused).
-
-        Refused while it is published (``VERSION_PUBLISHED``: archive it first)
-        or while a protected alias points at it (``ALIAS_PROTECTED``); other
-        aliases pointing at it are removed, each recorded in its history with
-        an ``alias.deleted`` event (the whole deletion is one transaction).
-        Blobs stay (another version may share them).
-
-        Requires: admin on the namespace, as deleting a model does.
-        """
-        r = self.resolve(ref)
-        auth.require(actor, Permission.ADMIN, r.namespace)
-
-        def op(tx: RegistryTx) -> None:
-            mid = self.model_id(tx, r.namespace, r.name, for_update=True)
-            vid = self.version_id(tx, r)
-            before = tx.load_versions([vid])[0]
-            if before.state is VersionState.PUBLISHED:
-                raise Conflict(
-                    f"version {before.ref} is published; archive it before deleting it",
-                    code="VERSION_PUBLISHED",
-                    details={"reference": before.ref},
-                )
-            reason = f"version {before.number} deleted"
-            for alias in before.aliases:
-                cast("RegistryService", self).remove_alias_in_tx(
-                    tx, mid, r.namespace, r.name, alias, before.number, actor=actor, reason=reason
-                )
-            tx.delete_version(vid)
-            tx.append_event(
-                "version.deleted",
-                actor=actor.name,
-                namespace=before.namespace,
-                subject=before.ref,
-                payload={"before": version_payload(before), "after": None},
-            )
-
-        self.run_in_transaction(op)
 
 
 def _resolve_source(

@@ -394,25 +394,6 @@ class Tx:
 
     # -- versions ---------------------------------------------------------
 
-    def delete_version(self, version_id: int) -> list[str]:
-        """Delete one version and its rows; return the digests it referenced.
-
-        Aliases still pointing at it are removed (the caller records their
-        history first); lineage links from other versions are cut, not cascaded.
-        """
-        digests = list(
-            self.conn.execute(
-                sa.select(t.files.c.digest).where(t.files.c.version_id == version_id).distinct()
-            ).scalars()
-        )
-        for table in (t.version_tags, t.version_metrics, t.version_params, t.version_meta, t.files):
-            self.conn.execute(table.delete().where(table.c.version_id == version_id))
-        self.conn.execute(t.aliases.delete().where(t.aliases.c.version_id == version_id))
-        for col in (t.versions.c.original_id, t.versions.c.parent_id):
-            self.conn.execute(t.versions.update().where(col == version_id).values({col.key: None}))
-        self.conn.execute(t.versions.delete().where(t.versions.c.id == version_id))
-        return digests
-
     def model_for_write(self, namespace: str, name: str) -> tuple[int, bool] | None:
         """(id, archived) of a model about to receive a version, or None."""
         row = self.wq.model_for_write.one_or_none(self.conn, {"ns": namespace, "name": name})
