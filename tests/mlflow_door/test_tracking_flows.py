@@ -137,12 +137,6 @@ def test_sklearn_log_model_load_and_artifacts(
         assert r.status_code in (400, 404) and "error_code" in r.json()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=mlflow.exceptions.MlflowException,
-    reason="needs lane-mlflow's model-version endpoints passing VersionSpec(source=...); "
-    "integrator: delete this mark once both lanes are merged",
-)
 def test_sklearn_log_register_load(tracking: str, model_name: str, tmp_path: Path) -> None:
     """``log_model(registered_model_name=...)``, ``register_model("runs:/...")``
     and ``pyfunc.load_model("models:/name/1")``: the versions own the files."""

@@ -329,6 +329,9 @@ async def create_model_version(request: Request) -> Response:
         tags=p.key_values("tags"),
         metadata=metadata,
         source_run=p.text("run_id") or None,
+        # The service resolves a source naming this server's runs or logged
+        # models into the version's files (by digest); any other stays text.
+        source=metadata[render.SOURCE_KEY],
     )
     version = await call(
         svc.create_version, name, spec, namespace=namespace_of(request), actor=actor(request)
