@@ -43,11 +43,11 @@ def test_model_versions_tags_aliases(mlflow_client: MlflowClient, model_name: st
     c = mlflow_client
     c.create_registered_model(model_name)
     v1 = c.create_model_version(
-        model_name, "runs:/0123abcd/model", run_id="0123abcd", tags={"t": "x"}, description="d"
+        model_name, "s3://bucket/0123abcd/model", run_id="0123abcd", tags={"t": "x"}, description="d"
     )
     assert (v1.version, v1.source, v1.run_id, v1.tags) == (
         "1",
-        "runs:/0123abcd/model",
+        "s3://bucket/0123abcd/model",
         "0123abcd",
         {"t": "x"},
     )
@@ -84,7 +84,7 @@ def test_stages_and_latest_versions(mlflow_client: MlflowClient, model_name: str
     c = mlflow_client
     c.create_registered_model(model_name)
     for _ in range(4):
-        c.create_model_version(model_name, "runs:/r/model")
+        c.create_model_version(model_name, "s3://bucket/r/model")
     c.transition_model_version_stage(model_name, "1", "Production")
     staged = c.transition_model_version_stage(model_name, "2", "staging")
     assert staged.current_stage == "Staging"
@@ -118,7 +118,7 @@ def test_search_filters_order_and_pages(mlflow_client: MlflowClient, model_name:
     for i, n in enumerate(names):
         c.create_registered_model(n, tags={"team": "risk" if i < 2 else "ops", "i": str(i)})
         for _ in range(i + 1):
-            c.create_model_version(n, f"runs:/run{i}/model", run_id=f"run{i}", tags={"i": str(i)})
+            c.create_model_version(n, f"s3://bucket/run{i}/model", run_id=f"run{i}", tags={"i": str(i)})
     found = c.search_registered_models(f"name LIKE '{model_name}%'")
     assert [m.name for m in found] == names
     assert found[0].latest_versions[0].version == "1"
@@ -145,7 +145,7 @@ def test_search_filters_order_and_pages(mlflow_client: MlflowClient, model_name:
     by_run = c.search_model_versions(f"run_id = 'run1' AND name LIKE '{model_name}%'")
     assert {(v.name, v.version) for v in by_run} == {(names[1], "1"), (names[1], "2")}
     by_source = c.search_model_versions(
-        f"source_path = 'runs:/run0/model' AND name LIKE '{model_name}%'"
+        f"source_path = 's3://bucket/run0/model' AND name LIKE '{model_name}%'"
     )
     assert [(v.name, v.version) for v in by_source] == [(names[0], "1")]
     by_tag = c.search_model_versions(
@@ -206,13 +206,13 @@ def test_both_directions_with_rest_v1_and_the_sdk(
 ) -> None:
     # MLflow -> REST v1 and SDK: the same version, with its source and run recorded.
     mlflow_client.create_registered_model(model_name)
-    mlflow_client.create_model_version(model_name, "runs:/abc123/model", run_id="abc123")
+    mlflow_client.create_model_version(model_name, "s3://bucket/abc123/model", run_id="abc123")
     mlflow_client.set_registered_model_alias(model_name, "champion", "1")
     r = httpx.get(f"{mlflow_server}/api/v1/models/default/{model_name}/versions/1")
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["lineage"]["source_run"] == "abc123"
-    assert body["metadata"]["mlflow.source"] == "runs:/abc123/model"
+    assert body["metadata"]["mlflow.source"] == "s3://bucket/abc123/model"
     assert body["aliases"] == ["champion"]
     other = f"{model_name}sdk"
     (tmp_path / "weights.bin").write_bytes(b"weights")

@@ -213,6 +213,8 @@ def test_version_and_compare_pages(client: TestClient) -> None:
         metrics={"acc": 0.5},
         params={"lr": "0.1"},
         signature={"inputs": [{"name": "x", "dtype": "float32"}]},
+        # m/1 converted from base/1, so m/2's parent and original agree.
+        lineage={"original": "base/1", "relation": "converted"},
     )
     push(
         client,
