@@ -33,7 +33,7 @@ from starlette.types import Scope
 
 from modelyard.api.access import Access, declared
 from modelyard.domain.approvals import ApprovalState
-from modelyard.domain.entities import VersionState
+from modelyard.domain.entities import Relation, VersionState
 from modelyard.domain.identity import GLOBAL_SCOPE, Role
 from modelyard.domain.names import ALIAS_PATTERN, DIGEST_PATTERN, KEY_PATTERN, NAME_PATTERN
 from modelyard.domain.webhooks import DeliveryStatus
@@ -180,6 +180,19 @@ PARAMETER_OVERRIDES: Final[dict[tuple[str, str], dict[str, Any]]] = {
     },
     ("/api/v1/webhooks/{webhook_id}/deliveries", "status"): enum_of(
         s.value for s in DeliveryStatus
+    ),
+    # Issue 14: a bundle version is a number or "latest" (bundles have no
+    # aliases); variants filter by a format name and a relation.
+    ("/api/v1/bundles/{namespace}/{name}/versions/{version}", "version"): {
+        "type": "string",
+        "pattern": "^(?:latest|[0-9]{1,9})$",
+    },
+    ("/api/v1/models/{namespace}/{name}/versions/{version}/variants", "format"): {
+        "type": "string",
+        "pattern": "^[\\w.+:/@-]{1,64}$",
+    },
+    ("/api/v1/models/{namespace}/{name}/versions/{version}/variants", "relation"): enum_of(
+        r.value for r in Relation
     ),
 }
 # Query parameters whose values name a namespace or user by name-rule, wherever

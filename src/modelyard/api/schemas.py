@@ -184,7 +184,12 @@ class BundleCreate(_Body):
     description: str = Field("", json_schema_extra=DESCRIPTION)
     roles: dict[str, str] = Field(
         description="role -> reference (`det@production`, `ns/cls/3`)",
-        json_schema_extra={"minProperties": 1, "maxProperties": 64},
+        json_schema_extra={
+            "minProperties": 1,
+            "maxProperties": 64,
+            "propertyNames": {"pattern": ROLE_PATTERN},
+            "additionalProperties": REFERENCE,
+        },
     )
     edges: list[BundleEdge] = Field(default_factory=list, json_schema_extra={"maxItems": 256})
 
