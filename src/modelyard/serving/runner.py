@@ -49,7 +49,13 @@ def build(options: ServeOptions, registry: Registry) -> tuple[InferenceApp, list
     table = ModelTable(ServingMetrics())
     loaded = []
     for ref in options.refs:
-        version = load_version(registry, ref, registry.cache.root, threads=options.threads)
+        exact = registry.get_version(ref)
+        # Two references to one version (fraud@production, fraud/7) share it.
+        version = table.loaded(exact.model, str(exact.version))
+        if version is None or version.namespace != exact.namespace:
+            version = load_version(
+                registry, exact.ref, registry.cache.root, threads=options.threads
+            )
         table.add(ref, version)
         loaded.append(version)
     if not options.follow:
