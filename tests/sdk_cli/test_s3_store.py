@@ -233,4 +233,4 @@ def test_a_server_without_direct_transfers_takes_the_bytes_itself(
         r = c.post("/api/v1/blobs/uploads", json={"size": 3})
         assert r.json() == {"mode": "proxy"}
         r = c.post(f"/api/v1/blobs/uploads/1-{'a' * 32}/complete", json={"digest": "0" * 64})
-        assert r.status_code == 400 and r.json()["error"]["code"] == "DIRECT_TRANSFERS_OFF"
+        assert r.status_code == 404 and r.json()["error"]["code"] == "UPLOAD_NOT_FOUND"

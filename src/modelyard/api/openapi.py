@@ -155,6 +155,7 @@ PARAMETERS: Final[dict[str, dict[str, Any]]] = {
     "delivery_id": ROW_ID,
     "ref": REFERENCE,
     "token_id": {"type": "string", "maxLength": 32},
+    "upload_id": {"type": "string", "pattern": "^[0-9]{1,20}-[0-9a-f]{32}$"},
 }
 PARAMETER_OVERRIDES: Final[dict[tuple[str, str], dict[str, Any]]] = {
     ("/api/v1/roles/{namespace}/{user}/{role}", "namespace"): NAMESPACE_OR_ALL,

@@ -36,6 +36,7 @@ from modelyard.domain.entities import FileEntry, Version
 from modelyard.domain.errors import (
     IntegrityError,
     InvalidInput,
+    NotFound,
     PayloadTooLarge,
     PermissionDenied,
 )
@@ -269,7 +270,12 @@ class BlobService:
         self.check_digest(digest)
         self.check_size(size)
         if self.direct is None:
-            raise InvalidInput("this server takes no direct uploads", code="DIRECT_TRANSFERS_OFF")
+            # No upload can have been offered: as for an id nobody was given.
+            raise NotFound(
+                "this server takes no direct uploads",
+                code="UPLOAD_NOT_FOUND",
+                details={"upload_id": upload_id},
+            )
         existed = self.store.exists(digest) and bool(
             visible_digests(self.registry, [digest], actor)
         )

@@ -523,7 +523,14 @@ class S3BlobStore:
 
     def _staging_key(self, upload_id: str) -> str:
         stamp, _, rand = upload_id.partition("-")
-        if not (stamp.isascii() and stamp.isdigit() and len(rand) == 32 and rand.isalnum()):
+        hex_digits = set("0123456789abcdef")
+        if not (
+            stamp.isascii()
+            and stamp.isdigit()
+            and len(stamp) <= 20
+            and len(rand) == 32
+            and set(rand) <= hex_digits
+        ):
             raise InvalidInput("malformed upload id", code="INVALID_UPLOAD_ID")
         return f"{self.prefix}uploads/{upload_id}"
 
