@@ -43,7 +43,11 @@ def test_model_versions_tags_aliases(mlflow_client: MlflowClient, model_name: st
     c = mlflow_client
     c.create_registered_model(model_name)
     v1 = c.create_model_version(
-        model_name, "s3://bucket/0123abcd/model", run_id="0123abcd", tags={"t": "x"}, description="d"
+        model_name,
+        "s3://bucket/0123abcd/model",
+        run_id="0123abcd",
+        tags={"t": "x"},
+        description="d",
     )
     assert (v1.version, v1.source, v1.run_id, v1.tags) == (
         "1",
@@ -118,7 +122,9 @@ def test_search_filters_order_and_pages(mlflow_client: MlflowClient, model_name:
     for i, n in enumerate(names):
         c.create_registered_model(n, tags={"team": "risk" if i < 2 else "ops", "i": str(i)})
         for _ in range(i + 1):
-            c.create_model_version(n, f"s3://bucket/run{i}/model", run_id=f"run{i}", tags={"i": str(i)})
+            c.create_model_version(
+                n, f"s3://bucket/run{i}/model", run_id=f"run{i}", tags={"i": str(i)}
+            )
     found = c.search_registered_models(f"name LIKE '{model_name}%'")
     assert [m.name for m in found] == names
     assert found[0].latest_versions[0].version == "1"
