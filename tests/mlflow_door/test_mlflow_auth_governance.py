@@ -43,7 +43,7 @@ def test_consumer_sees_only_the_production_view(
     writer = as_user(tokens["writer"])
     writer.create_registered_model(model_name)
     for _ in range(3):
-        writer.create_model_version(model_name, "runs:/r/model")
+        writer.create_model_version(model_name, "s3://bucket/r/model")
     writer.transition_model_version_stage(model_name, "2", "Production")
     writer.set_registered_model_alias(model_name, "candidate", "3")
 
@@ -73,8 +73,8 @@ def test_policies_and_approvals_read_as_clear_mlflow_errors(
     tokens = _users(mlflow_auth_server, model_name, w="writer")
     writer = as_user(tokens["writer"])
     writer.create_registered_model(model_name)
-    writer.create_model_version(model_name, "runs:/r/model", tags={"encrypted": "true"})
-    writer.create_model_version(model_name, "runs:/r/model")
+    writer.create_model_version(model_name, "s3://bucket/r/model", tags={"encrypted": "true"})
+    writer.create_model_version(model_name, "s3://bucket/r/model")
     r = httpx.put(
         f"{mlflow_auth_server}/api/v1/models/default/{model_name}/policy",
         json={
