@@ -28,7 +28,9 @@ BOOM = AttemptOutcome(500, "boom", None, 1000)
 @pytest.fixture
 def services(tmp_path: Path, db_url: str) -> Iterator[tuple[RegistryService, WebhookService]]:
     reg = build_services(Settings(data_dir=tmp_path, db=db_url)).registry
-    policy = WebhookPolicy(retry_base=0.01, retry_cap=0.02, max_attempts=3, lease=0.3)
+    # The lease must outlast the gap between two claims of one test step on a
+    # loaded machine (0.3 s did not, at load 15 on 2 cores); expiry is waited for.
+    policy = WebhookPolicy(retry_base=0.01, retry_cap=0.02, max_attempts=3, lease=2.0)
     yield reg, WebhookService(reg.db, DestinationGuard("127.0.0.1"), policy)
     reg.db.dispose()
 
