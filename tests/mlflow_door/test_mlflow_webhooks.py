@@ -222,3 +222,86 @@ def test_private_address_refused_without_allow_listing(mlflow_client: MlflowClie
             name="local", url="http://127.0.0.1:9/hook", events=["model_version.created"]
         )
     assert bad.value.error_code == "INVALID_PARAMETER_VALUE"
+
+
+def test_alias_events_map_to_mlflow_alias_events(
+    admin: MlflowClient, rec: Receiver, model_name: str
+) -> None:
+    hook = admin.create_webhook(
+        name=f"alias-{model_name}",
+        url=f"{rec.url}/alias",
+        events=["model_version_alias.created", "model_version_alias.deleted"],
+        secret=SECRET,
+    )
+    try:
+        admin.create_registered_model(model_name)  # not subscribed: not sent
+        admin.create_model_version(model_name, "models:/m-abc123")
+        admin.set_registered_model_alias(model_name, "champion", "1")
+        admin.delete_registered_model_alias(model_name, "champion")
+
+        def mine() -> list[dict[str, Any]]:
+            return [
+                verify_like_mlflow_docs(g, SECRET)
+                for g in rec.snapshot()
+                if g.path == "/alias" and g.json["data"]["name"] == model_name
+            ]
+
+        got = wait_for(lambda: len(mine()) >= 2 and mine(), what="two alias deliveries")
+        by_action = {b["action"]: b for b in got}
+        assert {b["entity"] for b in got} == {"model_version_alias"}
+        assert by_action["created"]["data"] == {
+            "name": model_name,
+            "alias": "champion",
+            "version": "1",
+        }
+        assert by_action["deleted"]["data"] == {"name": model_name, "alias": "champion"}
+        assert len(got) == 2
+    finally:
+        admin.delete_webhook(hook.webhook_id)
+
+
+def test_rest_v1_changes_keep_mlflow_wire_format(
+    admin: MlflowClient, mlflow_auth_server: str, rec: Receiver, model_name: str
+) -> None:
+    hook = admin.create_webhook(
+        name=f"v1-{model_name}",
+        url=f"{rec.url}/v1",
+        events=["registered_model.created"],
+        secret=SECRET,
+    )
+    v1 = httpx.Client(base_url=mlflow_auth_server, headers=bearer(ADMIN_TOKEN))
+    try:
+        # Widened on REST v1: still only events MLflow has names for are sent.
+        r = v1.patch(f"/api/v1/webhooks/{hook.webhook_id}", json={"event_types": ["*"]})
+        assert r.status_code == 200, r.text
+        admin.create_registered_model(model_name)
+        admin.update_registered_model(model_name, description="model.updated: no MLflow name")
+        admin.create_model_version(model_name, "models:/m-abc123")
+
+        def sent(path: str) -> list[Received]:
+            return [
+                g
+                for g in rec.snapshot()
+                if g.path == path and g.json["data"].get("name") == model_name
+            ]
+
+        wait_for(
+            lambda: any(g.json["entity"] == "model_version" for g in sent("/v1")),
+            what="the version's delivery",
+        )
+        # Events are fanned out in commit order: model.updated was decided on.
+        deliveries = v1.get(f"/api/v1/webhooks/{hook.webhook_id}/deliveries").json()
+        types = {d["event_type"] for d in deliveries["deliveries"]}
+        assert types == {"model.created", "version.created"}
+
+        # REST v1's test event reaches it in MLflow's format, signed.
+        assert v1.post(f"/api/v1/webhooks/{hook.webhook_id}/test").status_code < 300
+        got = wait_for(
+            lambda: [g for g in rec.snapshot() if g.json["data"].get("name") == "example-model"],
+            what="the REST v1 test delivery",
+        )
+        body = verify_like_mlflow_docs(got[0], SECRET)
+        assert (body["entity"], body["action"]) == ("registered_model", "created")
+    finally:
+        v1.close()
+        admin.delete_webhook(hook.webhook_id)

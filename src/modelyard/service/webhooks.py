@@ -196,9 +196,10 @@ def event_body(ev: Mapping[str, Any]) -> bytes:
 
 def _body_for(hook: Any, ev: Mapping[str, Any]) -> bytes:
     """The body of one delivery: MLflow's shape for a webhook made through the
-    MLflow door, modelyard's otherwise. An MLflow webhook only subscribes to
-    types that map; a ``webhook.test`` queued to it through REST v1 gets a
-    made-up payload of its first MLflow event, as MLflow's own test does."""
+    MLflow door, modelyard's otherwise. The fan-out queues only events that
+    map to an MLflow-style webhook; the one other delivery it can get, a
+    ``webhook.test`` queued through REST v1, carries a made-up payload of its
+    first MLflow event, as MLflow's own test does."""
     if hook.mlflow is None:
         return event_body(ev)
     body = mw.event_body(ev)
@@ -847,7 +848,10 @@ class WebhookService:
                 }
                 for ev in events
                 for h in hooks
-                if matches(
+                # An MLflow-style webhook gets only events MLflow has a name
+                # for, whatever patterns REST v1 may have set on it since.
+                if (h.mlflow is None or ev["type"] in mw.TO_MLFLOW)
+                and matches(
                     h,
                     event_id=ev["id"],
                     event_type=ev["type"],
