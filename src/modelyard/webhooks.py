@@ -72,6 +72,18 @@ def signature_header(msg_id: str, timestamp: int, body: bytes, secrets_: list[st
     return " ".join(sign(msg_id, timestamp, body, s) for s in secrets_)
 
 
+def mlflow_signature(secret: str, delivery_id: str, timestamp: int, body: bytes) -> str:
+    """``X-MLflow-Signature`` of a delivery made for an MLflow-style webhook.
+
+    MLflow 3 keys HMAC-SHA256 with the UTF-8 bytes of the secret as given (no
+    ``whsec_`` decoding) over ``"{delivery id}.{timestamp}.{body}"`` and sends
+    ``v1,<base64 digest>``; receivers written for MLflow check exactly that.
+    """
+    signed = f"{delivery_id}.{timestamp}.".encode() + body
+    digest = hmac.new(secret.encode("utf-8"), signed, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(digest).decode()
+
+
 def _header(headers: Mapping[str, str], name: str) -> str:
     for key, value in headers.items():
         if key.lower() == name:
@@ -122,6 +134,7 @@ def verify(
 __all__ = [
     "WebhookVerificationError",
     "generate_secret",
+    "mlflow_signature",
     "secret_key",
     "sign",
     "signature_header",

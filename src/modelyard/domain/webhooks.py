@@ -87,6 +87,9 @@ class Webhook:
     created_by: str
     created_at: int
     updated_at: int
+    # Made through the MLflow door: {"name": str, "events": [MLflow event names]};
+    # such a webhook is delivered in MLflow's wire format. None: REST v1's.
+    mlflow: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,7 +26,12 @@ from modelyard import __version__
 from modelyard.domain.webhooks import AttemptOutcome, DestinationRefused
 from modelyard.service.destinations import DestinationGuard
 from modelyard.service.webhooks import MAX_RESPONSE_BODY, Claim
-from modelyard.webhooks import signature_header
+from modelyard.webhooks import mlflow_signature, signature_header
+
+# MLflow 3's delivery headers (``mlflow.webhooks.constants``).
+MLFLOW_DELIVERY_ID = "X-MLflow-Delivery-Id"
+MLFLOW_TIMESTAMP = "X-MLflow-Timestamp"
+MLFLOW_SIGNATURE = "X-MLflow-Signature"
 
 
 def _elapsed_us(start: float) -> int:
@@ -65,15 +70,23 @@ class WebhookSender:
         except DestinationRefused as exc:
             return AttemptOutcome(None, "", f"{exc.code}: {exc.message}", _elapsed_us(start))
         stamp = int(time.time())
-        headers = {
-            "Host": dest.host_header,
-            "Content-Type": "application/json",
-            "webhook-id": claim.message_id,
-            "webhook-timestamp": str(stamp),
-            "webhook-signature": signature_header(
+        headers = {"Host": dest.host_header, "Content-Type": "application/json"}
+        if claim.mlflow:
+            # MLflow's headers: a receiver written for an MLflow server runs
+            # unchanged. The delivery id stays the same across retries (MLflow
+            # makes one per request), which only helps a receiver that dedupes.
+            headers[MLFLOW_DELIVERY_ID] = claim.message_id
+            headers[MLFLOW_TIMESTAMP] = str(stamp)
+            if claim.secrets and claim.secrets[0]:
+                headers[MLFLOW_SIGNATURE] = mlflow_signature(
+                    claim.secrets[0], claim.message_id, stamp, claim.body
+                )
+        else:
+            headers["webhook-id"] = claim.message_id
+            headers["webhook-timestamp"] = str(stamp)
+            headers["webhook-signature"] = signature_header(
                 claim.message_id, stamp, claim.body, claim.secrets
-            ),
-        }
+            )
         target = httpx.URL(claim.url)
         error = "no address to connect to"
         # One deadline for the whole attempt (connect, TLS, headers, body):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import random
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -42,6 +43,7 @@ from modelyard.domain.webhooks import (
     parse_retry_after,
     validate_patterns,
 )
+from modelyard.service import mlflow_webhooks as mw
 from modelyard.service import validation as v
 from modelyard.service.destinations import DestinationGuard
 from modelyard.service.registry import MAX_PAGE_SIZE, Page
@@ -96,11 +98,15 @@ class Claim:
     secrets: list[str]
     body: bytes
     worker: str
+    # An MLflow-style webhook: MLflow's headers (the body is MLflow's already).
+    mlflow: bool = False
+    # Set for a one-off test send that has no delivery row.
+    test_id: str | None = None
 
     @property
     def message_id(self) -> str:
         """The ``webhook-id`` header (stable across retries)."""
-        return message_id(self.delivery_id)
+        return self.test_id or message_id(self.delivery_id)
 
 
 def _iso(us: int) -> str:
@@ -131,6 +137,7 @@ def _webhook(row: Any) -> Webhook:
         created_by=row.created_by,
         created_at=row.created_at,
         updated_at=row.updated_at,
+        mlflow=dict(row.mlflow) if row.mlflow is not None else None,
     )
 
 
@@ -185,6 +192,21 @@ def event_body(ev: Mapping[str, Any]) -> bytes:
             "data": ev["payload"],
         }
     )
+
+
+def _body_for(hook: Any, ev: Mapping[str, Any]) -> bytes:
+    """The body of one delivery: MLflow's shape for a webhook made through the
+    MLflow door, modelyard's otherwise. The fan-out queues only events that
+    map to an MLflow-style webhook; the one other delivery it can get, a
+    ``webhook.test`` queued through REST v1, carries a made-up payload of its
+    first MLflow event, as MLflow's own test does."""
+    if hook.mlflow is None:
+        return event_body(ev)
+    body = mw.event_body(ev)
+    if body is None:
+        first = next(iter(hook.mlflow.get("events") or ["registered_model.created"]))
+        body = mw.render(first, mw.example_data(first), ev["at"])
+    return body
 
 
 def _int_id(value: Any, what: str) -> int:
@@ -293,6 +315,25 @@ class WebhookService:
         patterns = validate_patterns(event_types)
         description = v.check_description(description)
         secret = generate_secret()
+        hook = self._insert(
+            url, patterns, namespace, model, description, active, secret, None, actor=actor
+        )
+        return hook, secret
+
+    def _insert(
+        self,
+        url: str,
+        patterns: list[str],
+        namespace: str | None,
+        model: str | None,
+        description: str,
+        active: bool,
+        secret: str,
+        mlflow: dict[str, Any] | None,
+        *,
+        actor: Principal,
+    ) -> Webhook:
+        """Write a checked subscription and its ``webhook.created`` event."""
 
         def op(tx: RegistryTx) -> Webhook:
             self._namespace_exists(tx, namespace)
@@ -310,6 +351,7 @@ class WebhookService:
                     "created_by": actor.name,
                     "created_at": at,
                     "updated_at": at,
+                    "mlflow": mlflow,
                 },
             )
             hook = _webhook(self._row(tx, wid))
@@ -324,7 +366,7 @@ class WebhookService:
             tx.outbox.update_webhook(wid, {"since_event_id": eid})
             return replace(hook, since_event_id=eid)
 
-        return self._write(op), secret
+        return self._write(op)
 
     def list_webhooks(self, *, actor: Principal) -> list[Webhook]:
         """The subscriptions the caller administers, oldest first (never with secrets).
@@ -417,6 +459,164 @@ class WebhookService:
             )
 
         self._write(op)
+
+    # -- MLflow-style webhooks (the MLflow door) ---------------------------
+
+    def _mlflow_row(
+        self, tx: RegistryTx, webhook_id: Any, actor: Principal, *, for_update: bool = False
+    ) -> Any:
+        """A webhook made through the MLflow door that ``actor`` administers. Ids
+        are MLflow's strings; others (and REST v1's webhooks, which MLflow's
+        client could not represent) are ``WEBHOOK_NOT_FOUND``."""
+        wid = webhook_id
+        if isinstance(wid, str) and wid.isascii() and wid.isdigit() and len(wid) <= 18:
+            wid = int(wid)
+        if not isinstance(wid, int) or isinstance(wid, bool) or wid < 1:
+            raise NotFound(
+                f"webhook {webhook_id!r} not found",
+                code="WEBHOOK_NOT_FOUND",
+                details={"webhook_id": str(webhook_id)},
+            )
+        row = self._hook_for(tx, wid, actor, for_update=for_update)
+        if row.mlflow is None:
+            raise NotFound(
+                f"webhook {webhook_id} not found",
+                code="WEBHOOK_NOT_FOUND",
+                details={"webhook_id": str(webhook_id)},
+            )
+        return row
+
+    def create_mlflow_webhook(
+        self,
+        *,
+        name: Any,
+        url: Any,
+        events: Any,
+        namespace: str,
+        description: Any = None,
+        secret: Any = None,
+        active: bool = True,
+        actor: Principal,
+    ) -> Webhook:
+        """Subscribe ``url`` to MLflow events (``registered_model.created``, ...)
+        of the models in ``namespace``; deliveries use MLflow's wire format.
+
+        ``secret`` (optional, any text) keys ``X-MLflow-Signature`` as MLflow
+        does; without one deliveries are unsigned, as in MLflow. The URL passes
+        the same SSRF guard as every webhook's, now and at every delivery.
+        Requires: admin of ``namespace``.
+        """
+        name = mw.check_name(name)
+        names = mw.check_events(events)
+        key = mw.check_secret(secret)
+        if not isinstance(url, str) or not url.strip():
+            raise mw.invalid("Webhook URL must be a non-empty string.", parameter="url")
+        ns, _ = self._scope(namespace, None)
+        self._authorize(actor, ns)
+        self.guard.check(url)
+        text = v.check_description(description or "")
+        meta = {"name": name, "events": names}
+        return self._insert(
+            url, mw.modelyard_types(names), ns, None, text, bool(active), key, meta, actor=actor
+        )
+
+    def list_mlflow_webhooks(self, *, actor: Principal) -> list[Webhook]:
+        """The MLflow-style webhooks the caller administers, oldest first."""
+        return [h for h in self.list_webhooks(actor=actor) if h.mlflow is not None]
+
+    def get_mlflow_webhook(self, webhook_id: Any, *, actor: Principal) -> Webhook:
+        """One MLflow-style webhook.
+
+        Requires: admin (of the webhook's namespace).
+        """
+        with self.db.read() as tx:
+            return _webhook(self._mlflow_row(tx, webhook_id, actor))
+
+    def update_mlflow_webhook(
+        self, webhook_id: Any, changes: Mapping[str, Any], *, actor: Principal
+    ) -> Webhook:
+        """Change an MLflow-style webhook. Keys (all optional): name, description,
+        url, events (MLflow names), secret ('' removes it), active.
+
+        Requires: admin (of the webhook's namespace).
+        """
+        values: dict[str, Any] = {}
+        if changes.get("name") is not None:
+            values["name"] = mw.check_name(changes["name"])
+        if changes.get("events") is not None:
+            values["events"] = mw.check_events(changes["events"])
+        if "secret" in changes and changes["secret"] is not None:
+            values["secret"] = mw.check_secret(changes["secret"])
+        if changes.get("url") is not None:
+            self.guard.check(changes["url"])
+        plain = {k: changes[k] for k in ("url", "description", "active") if k in changes}
+        if "events" in values:
+            plain["event_types"] = mw.modelyard_types(values["events"])
+        with self.db.read() as tx:
+            wid = self._mlflow_row(tx, webhook_id, actor).id
+        hook = self.update_webhook(wid, plain, actor=actor) if plain else None
+
+        def op(tx: RegistryTx) -> Webhook:
+            row = self._mlflow_row(tx, wid, actor, for_update=True)
+            meta = dict(row.mlflow)
+            meta.update({k: values[k] for k in ("name", "events") if k in values})
+            update: dict[str, Any] = {"mlflow": meta, "updated_at": now_us()}
+            if "secret" in values:
+                update.update(
+                    secret=values["secret"], previous_secret=None, previous_secret_expires_at=None
+                )
+            tx.outbox.update_webhook(row.id, update)
+            after = _webhook(self._row(tx, row.id))
+            if hook is None:
+                # No field REST v1 knows changed: still one event for the change.
+                tx.append_event(
+                    "webhook.updated",
+                    actor=actor.name,
+                    namespace=after.namespace or "",
+                    subject=f"webhooks/{row.id}",
+                    payload={"before": _hook_payload(after), "after": _hook_payload(after)},
+                )
+            return after
+
+        return self._write(op)
+
+    def delete_mlflow_webhook(self, webhook_id: Any, *, actor: Principal) -> None:
+        """Delete an MLflow-style webhook with its delivery history.
+
+        Requires: admin (of the webhook's namespace).
+        """
+        with self.db.read() as tx:
+            wid = self._mlflow_row(tx, webhook_id, actor).id
+        self.delete_webhook(wid, actor=actor)
+
+    def mlflow_test_claim(
+        self, webhook_id: Any, *, event: str | None = None, actor: Principal
+    ) -> Claim:
+        """A one-off send of a made-up ``event`` (default: the webhook's first)
+        to an MLflow-style webhook, as ``MlflowClient.test_webhook`` asks; the
+        caller sends it through the same sender and SSRF guard as deliveries.
+        Nothing is queued or recorded (MLflow's test is synchronous and
+        leaves no trace either).
+
+        Requires: admin (of the webhook's namespace).
+        """
+        with self.db.read() as tx:
+            row = self._mlflow_row(tx, webhook_id, actor)
+        names = list(row.mlflow.get("events") or [])
+        name = names[0] if event is None else mw.check_events([event])[0]
+        body = mw.render(name, mw.example_data(name), now_us())
+        return Claim(
+            delivery_id=0,
+            webhook_id=row.id,
+            event_id=0,
+            attempt=1,
+            url=row.url,
+            secrets=[row.secret],
+            body=body,
+            worker="test",
+            mlflow=True,
+            test_id=f"test_{uuid.uuid4()}",
+        )
 
     def rotate_secret(
         self, webhook_id: int, *, overlap: float | None = None, actor: Principal
@@ -648,7 +848,10 @@ class WebhookService:
                 }
                 for ev in events
                 for h in hooks
-                if matches(
+                # An MLflow-style webhook gets only events MLflow has a name
+                # for, whatever patterns REST v1 may have set on it since.
+                if (h.mlflow is None or ev["type"] in mw.TO_MLFLOW)
+                and matches(
                     h,
                     event_id=ev["id"],
                     event_type=ev["type"],
@@ -694,8 +897,9 @@ class WebhookService:
                         attempt=r.attempt_count + 1,
                         url=hook.url,
                         secrets=secrets,
-                        body=event_body(events[r.event_id]),
+                        body=_body_for(hook, events[r.event_id]),
                         worker=worker,
+                        mlflow=hook.mlflow is not None,
                     )
                 )
             return claims

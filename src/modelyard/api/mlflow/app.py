@@ -30,7 +30,7 @@ from starlette.routing import Mount
 from starlette.types import Scope
 
 from modelyard.api.access import Authenticator, install_guards
-from modelyard.api.mlflow import artifacts, logged_models, registry, tracking
+from modelyard.api.mlflow import artifacts, logged_models, registry, tracking, webhooks
 from modelyard.api.mlflow.errors import install_mlflow_error_handlers
 
 PREFIXES: Final = ("/api/2.0", "/ajax-api/2.0")
@@ -40,6 +40,7 @@ ROUTERS: Final[list[APIRouter]] = [
     tracking.router,
     logged_models.router,
     artifacts.router,
+    webhooks.router,
 ]
 """The door's routers, in matching order."""
 

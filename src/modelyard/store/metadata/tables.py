@@ -398,6 +398,9 @@ webhooks = sa.Table(
     sa.Column("created_by", sa.String(256), nullable=False, server_default=""),
     sa.Column("created_at", sa.BigInteger, nullable=False),
     sa.Column("updated_at", sa.BigInteger, nullable=False),
+    # Made through the MLflow door: {"name", "events"} (MLflow's name and event
+    # names); deliveries then use MLflow's body and headers. NULL: REST v1's.
+    sa.Column("mlflow", sa.JSON, nullable=True),
 )
 
 deliveries = sa.Table(
