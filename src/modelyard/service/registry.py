@@ -2,9 +2,9 @@
 
 :class:`RegistryService` puts the use cases together (one module each:
 ``namespaces``, ``models``, ``versions``, ``lifecycle``, ``aliases``,
-``search``, ``stages``, ``families``, ``resources``, ``bundles``, ``deployments``; the production view
-in ``views``; what they share in ``core``), so REST v1, the MLflow door, the UI, the
-embedded SDK and the CLI call the same methods.
+``search``, ``stages``, ``families``, ``resources``, ``bundles``,
+``deployments``; the production view in ``views``; what they share in
+``core``), so REST v1, the MLflow door, the UI, the embedded SDK and the CLI call the same methods.
 
 Every method that changes something runs in one write transaction
 (:meth:`~modelyard.service.core.RegistryCore.run_in_transaction`) and writes
