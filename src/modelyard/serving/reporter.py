@@ -34,7 +34,9 @@ HEARTBEAT_SECONDS = 15.0
 def default_replica_id() -> str:
     """``HOST-PID``: unique per process on a machine, readable in ``deploy show``.
     The host part is trimmed to the characters a replica id allows."""
-    host = "".join(c if c.isalnum() or c in "._-" else "-" for c in socket.gethostname())
+    host = "".join(
+        c if c.isascii() and (c.isalnum() or c in "._-") else "-" for c in socket.gethostname()
+    ).lstrip("._-")
     return f"{(host or 'host')[:100]}-{os.getpid()}"
 
 
