@@ -421,7 +421,7 @@ class SecretRotation(_Body):
 # -- deployments (issue 12) ------------------------------------------------------
 
 ENVIRONMENT: dict[str, Any] = {"pattern": "^[A-Za-z][A-Za-z0-9._-]{0,63}$"}
-DEPLOYED_REFERENCE: dict[str, Any] = {"minLength": 1, "maxLength": 400}
+DEPLOYED_REFERENCE: dict[str, Any] = REFERENCE
 ENDPOINT: dict[str, Any] = {"maxLength": 2048, "pattern": "^https?://\\S+$"}
 
 
