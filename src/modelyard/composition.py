@@ -127,6 +127,7 @@ def build_services(settings: Settings) -> Services:
                 max_metadata_depth=settings.max_metadata_depth,
             ),
         )
+        registry.deployment_stale_seconds = settings.deployment_stale_seconds
         registry.ensure_namespace()
         tracking = TrackingService(registry)
         tracking.ensure_default_experiment()

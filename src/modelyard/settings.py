@@ -141,6 +141,13 @@ class Settings(BaseSettings):
     webhook_timeout: float = Field(
         10.0, gt=0, le=120, description="Seconds a webhook endpoint has to answer."
     )
+    deployment_stale_seconds: float = Field(
+        60.0,
+        gt=0,
+        le=86_400,
+        description="Seconds after its last heartbeat that a model server (deployment "
+        "replica) shows as stale; computed when read.",
+    )
     webhook_ca_bundle: Path | None = Field(
         None,
         description="PEM file of extra certificate authorities trusted for https webhooks "

@@ -148,6 +148,61 @@ MATRIX: list[tuple[str, Call, dict[str, Any]]] = [
         _row("ok", 403, 403, 403, 403, 403, 403),
     ),
     (
+        "deployment heartbeat",
+        lambda c, h, w: c.post(
+            "/api/v1/deployments/heartbeats",
+            json={
+                "environment": "prod",
+                "reference": "m/2",
+                "replica": w,
+                "status": "ready",
+                "version": 2,
+            },
+            headers=h,
+        ),
+        _row("ok", "ok", "ok", "ok", "ok", "ok", 403),
+    ),
+    (
+        "heartbeat for a version outside the production view",
+        lambda c, h, w: c.post(
+            "/api/v1/deployments/heartbeats",
+            json={
+                "environment": "prod",
+                "reference": "m/2",
+                "replica": w,
+                "status": "ready",
+                "version": 2,
+                "failed_version": 1,
+            },
+            headers=h,
+        ),
+        _row("ok", "ok", "ok", "ok", "ok", 404, 403),
+    ),
+    (
+        "record deployment",
+        lambda c, h, w: c.put(
+            "/api/v1/deployments",
+            json={"environment": "prod", "reference": "m/2", "replicas": 2},
+            headers=h,
+        ),
+        _row("ok", "ok", "ok", 403, 403, 403, 403),
+    ),
+    (
+        "get deployment",
+        lambda c, h, w: c.get("/api/v1/deployments/prod/default/m/2", headers=h),
+        _row("ok", "ok", "ok", "ok", "ok", 403, 403),
+    ),
+    (
+        "list deployments",
+        lambda c, h, w: c.get("/api/v1/deployments", headers=h),
+        _row("ok", "ok", "ok", "ok", "ok", "ok", "ok"),
+    ),
+    (
+        "deployment history",
+        lambda c, h, w: c.get("/api/v1/deployments/prod/history", headers=h),
+        _row("ok", "ok", "ok", "ok", "ok", "ok", "ok"),
+    ),
+    (
         "list events",
         lambda c, h, w: c.get("/api/v1/events", headers=h),
         _row("ok", "ok", "ok", "ok", "ok", "ok", "ok"),

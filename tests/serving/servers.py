@@ -14,9 +14,14 @@ from tests.conftest_server import free_port, stop_server
 
 
 def start_serving(
-    registry: str, refs: list[str], workdir: Path, *, env: dict[str, str] | None = None
+    registry: str,
+    refs: list[str],
+    workdir: Path,
+    *,
+    env: dict[str, str] | None = None,
+    args: list[str] | None = None,
 ) -> tuple[subprocess.Popen[bytes], str]:
-    """Start ``modelyard serve REFS`` and wait until /v2/health/ready says ready."""
+    """Start ``modelyard serve REFS [ARGS]`` and wait until /v2/health/ready says ready."""
     port = free_port()
     workdir.mkdir(parents=True, exist_ok=True)
     log_path = workdir / "serve.log"
@@ -34,6 +39,7 @@ def start_serving(
             str(port),
             "--cache-dir",
             str(workdir / "cache"),
+            *(args or []),
         ],
         env={**os.environ, **(env or {})},
         stdout=subprocess.DEVNULL,

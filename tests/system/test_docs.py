@@ -6,6 +6,7 @@ from pathlib import Path
 
 from modelyard.cli.bundles import bundle_app
 from modelyard.cli.cache import cache_app
+from modelyard.cli.deployments import deploy_app
 from modelyard.cli.families import resource_app
 from modelyard.cli.main import app, db_app, role_app, token_app, user_app, webhooks_app
 from modelyard.cli.versions import alias_app
@@ -31,6 +32,7 @@ def test_every_cli_command_is_documented() -> None:
         ("alias", alias_app),
         ("resource", resource_app),
         ("bundle", bundle_app),
+        ("deploy", deploy_app),
     )
     for group, sub in groups:
         names += [f"{group} {c.name or ''}" for c in sub.registered_commands]

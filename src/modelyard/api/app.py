@@ -22,6 +22,7 @@ from modelyard.api.openapi import install_openapi
 from modelyard.api.v1 import (
     blobs,
     bundles,
+    deployments,
     events,
     families,
     governance,
@@ -123,6 +124,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         versions.router,
         families.router,
         bundles.router,
+        deployments.router,
         resources.router,
         blobs.router,
         models.router,

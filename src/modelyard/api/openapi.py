@@ -154,6 +154,10 @@ PARAMETERS: Final[dict[str, dict[str, Any]]] = {
     "webhook_id": ROW_ID,
     "delivery_id": ROW_ID,
     "ref": REFERENCE,
+    # Issue 12: deployments are named by environment and reference.
+    "environment": {"type": "string", "pattern": "^[A-Za-z][A-Za-z0-9._-]{0,63}$"},
+    "reference": REFERENCE,
+    "follows": REFERENCE,
     "token_id": {"type": "string", "maxLength": 32},
     "upload_id": {"type": "string", "pattern": "^[0-9]{1,20}-[0-9a-f]{32}$"},
 }
@@ -198,7 +202,9 @@ PARAMETER_OVERRIDES: Final[dict[tuple[str, str], dict[str, Any]]] = {
 }
 # Query parameters whose values name a namespace or user by name-rule, wherever
 # they appear (path parameters get the same by PARAMETERS).
-QUERY_BY_NAME: Final = frozenset({"namespace", "user", "alias", "ref"})
+QUERY_BY_NAME: Final = frozenset(
+    {"namespace", "user", "alias", "ref", "environment", "reference", "follows"}
+)
 
 
 def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:

@@ -10,7 +10,7 @@ does not change.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool
 
@@ -416,3 +416,43 @@ class SecretRotation(_Body):
         description="How long the old secret keeps signing too (default from settings).",
         json_schema_extra={"minimum": 0, "maximum": 2_592_000},
     )
+
+
+# -- deployments (issue 12) ------------------------------------------------------
+
+ENVIRONMENT: dict[str, Any] = {"pattern": "^[A-Za-z][A-Za-z0-9._-]{0,63}$"}
+DEPLOYED_REFERENCE: dict[str, Any] = REFERENCE
+ENDPOINT: dict[str, Any] = {"maxLength": 2048, "pattern": "^https?://\\S+$"}
+
+
+class DeploymentPut(_Body):
+    """Record or update a deployment: desired replicas and endpoint (omitted: kept)."""
+
+    environment: str = Field(json_schema_extra=ENVIRONMENT)
+    reference: str = Field(
+        description="what the deployment follows: `fraud@production`, `ns/fraud/7`",
+        json_schema_extra=DEPLOYED_REFERENCE,
+    )
+    replicas: JsonInt | None = Field(None, json_schema_extra={"minimum": 0, "maximum": 10_000})
+    endpoint: str | None = Field(None, json_schema_extra=ENDPOINT)
+
+
+class Heartbeat(_Body):
+    """A model server's report on the deployment it serves."""
+
+    environment: str = Field(json_schema_extra=ENVIRONMENT)
+    reference: str = Field(json_schema_extra=DEPLOYED_REFERENCE)
+    replica: str = Field(json_schema_extra={"pattern": "^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"})
+    status: Literal["starting", "ready", "degraded", "failed"]
+    version: JsonInt | None = Field(
+        None,
+        description="the version this replica serves",
+        json_schema_extra={"minimum": 1, "maximum": MAX_VERSION_NUMBER},
+    )
+    endpoint: str | None = Field(None, json_schema_extra=ENDPOINT)
+    failed_version: JsonInt | None = Field(
+        None,
+        description="a version that failed to load (the old one keeps serving)",
+        json_schema_extra={"minimum": 1, "maximum": MAX_VERSION_NUMBER},
+    )
+    error: str | None = Field(None, json_schema_extra=COMMENT)

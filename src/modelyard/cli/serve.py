@@ -8,6 +8,11 @@ from typing import Annotated
 import typer
 
 from modelyard.cli.options import DEFAULT_URL, RegistryOpt, TokenOpt
+from modelyard.domain.deployments import (
+    validate_endpoint,
+    validate_environment,
+    validate_replica,
+)
 from modelyard.domain.errors import InvalidInput
 
 
@@ -39,6 +44,28 @@ def serve(
         ),
     ] = True,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+    env: Annotated[
+        str | None,
+        typer.Option(
+            "--env",
+            help="Report to the registry as a replica of this environment's deployment of "
+            "each reference (prod-eu): heartbeats, swaps, load failures.",
+        ),
+    ] = None,
+    endpoint: Annotated[
+        str | None,
+        typer.Option(help="This server's URL as clients reach it (recorded with --env)."),
+    ] = None,
+    replica: Annotated[
+        str | None,
+        typer.Option(
+            help="Replica id reported with --env [default: HOST-PID].", show_default=False
+        ),
+    ] = None,
+    heartbeat: Annotated[
+        float,
+        typer.Option(min=0.1, max=3600, help="Seconds between heartbeats (with --env)."),
+    ] = 15.0,
 ) -> None:
     """Serve model versions over the Open Inference Protocol v2 (KServe/Triton REST).
 
@@ -50,6 +77,10 @@ def serve(
     takes traffic). Routes:
     /v2/health/live, /v2/health/ready, /v2/models/NAME[/versions/V][/ready|/infer],
     /metrics.
+
+    With --env NAME the server registers itself as a replica of the
+    deployment of each reference in that environment and sends heartbeats
+    (see `modelyard deploy ls`); a consumer token is enough.
     """
     try:
         from modelyard.serving.runner import ServeOptions
@@ -62,6 +93,14 @@ def serve(
 
     if log_level not in ("debug", "info", "warning", "error"):
         raise typer.BadParameter("--log-level must be debug, info, warning or error")
+    if env is None and (endpoint is not None or replica is not None):
+        raise typer.BadParameter("--endpoint and --replica need --env")
+    # Checked before any model is pulled: a typo should not cost a download.
+    if env is not None:
+        validate_environment(env)
+    if replica is not None:
+        validate_replica(replica)
+    validate_endpoint(endpoint)
     run(
         ServeOptions(
             refs=refs,
@@ -73,6 +112,10 @@ def serve(
             threads=threads,
             follow=follow,
             log_level=log_level,
+            environment=env,
+            endpoint=endpoint,
+            replica=replica,
+            heartbeat_seconds=heartbeat,
         )
     )
 

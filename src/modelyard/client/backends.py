@@ -15,6 +15,11 @@ from urllib.parse import quote
 import httpx
 
 from modelyard.client.bundles import BundleBackend, EmbeddedBundles, RemoteBundles
+from modelyard.client.deployments import (
+    DeploymentBackend,
+    EmbeddedDeployments,
+    RemoteDeployments,
+)
 from modelyard.client.errors import ServerError, error_from_response
 from modelyard.client.families import EmbeddedFamilies, FamilyBackend, RemoteFamilies
 from modelyard.client.governance import EmbeddedGovernance, GovernanceBackend, RemoteGovernance
@@ -39,7 +44,7 @@ WebhookOp = Literal[
 ]
 
 
-class Backend(GovernanceBackend, FamilyBackend, BundleBackend, Protocol):
+class Backend(GovernanceBackend, FamilyBackend, BundleBackend, DeploymentBackend, Protocol):
     """What the SDK needs from a registry. ``changes`` and ``query`` use the
     REST bodies' keys (``description``, ``tags``, ``delete_tags``, ``metadata``;
     ``filter``, ``order_by``, ``page_size``, ``page_token``, ``namespace``)."""
@@ -110,7 +115,7 @@ def _vpath(ref: Reference) -> str:
     return f"{_mpath(ref.namespace, ref.name)}/versions/{_vseg(ref)}"
 
 
-class RemoteBackend(RemoteGovernance, RemoteFamilies, RemoteBundles):
+class RemoteBackend(RemoteGovernance, RemoteFamilies, RemoteBundles, RemoteDeployments):
     """HTTP to a modelyard server. Constructing it touches no network."""
 
     def __init__(
@@ -467,7 +472,7 @@ class RemoteBackend(RemoteGovernance, RemoteFamilies, RemoteBundles):
         return self._wire("POST", f"{one}/test")
 
 
-class EmbeddedBackend(EmbeddedGovernance, EmbeddedFamilies, EmbeddedBundles):
+class EmbeddedBackend(EmbeddedGovernance, EmbeddedFamilies, EmbeddedBundles, EmbeddedDeployments):
     """The service in this process, on a data directory.
 
     Embedded use acts as the built-in superuser ``local`` (every permission,

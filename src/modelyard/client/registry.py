@@ -16,6 +16,7 @@ import httpx
 
 from modelyard.client.backends import Backend, EmbeddedBackend, RemoteBackend, Target
 from modelyard.client.bundles import BundleMixin
+from modelyard.client.deployments import DeploymentMixin
 from modelyard.client.errors import ServerError
 from modelyard.client.families import FamilyMixin
 from modelyard.client.governance import GovernanceMixin
@@ -254,7 +255,7 @@ def registry_target(url_or_path: str) -> str:
     return url_or_path
 
 
-class Registry(GovernanceMixin, FamilyMixin, BundleMixin):
+class Registry(GovernanceMixin, FamilyMixin, BundleMixin, DeploymentMixin):
     """A model registry, remote (``http(s)://...``) or embedded (a data directory path).
 
     Nothing here touches the network or disk until a method is called, except

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,8 +56,15 @@ class AliasFollower:
         *,
         threads: int = 1,
         reconcile_seconds: float = RECONCILE_SECONDS,
+        on_swap: Callable[[str, int], None] | None = None,
+        on_load_failure: Callable[[str, int, str], None] | None = None,
     ) -> None:
+        """``on_swap(ref, version)`` runs after a swap and ``on_load_failure(ref,
+        version, error)`` after a resolved version failed to load or warm up
+        (the deployment heartbeats report both)."""
         self.registry = registry
+        self.on_swap = on_swap
+        self.on_load_failure = on_load_failure
         self.table = table
         self.cache_root = cache_root
         self.threads = threads
@@ -110,9 +118,11 @@ class AliasFollower:
         another one. True if a swap happened."""
         model = f.current.model
         wanted = f.ref
+        wanted_version: int | None = None
         try:
             target = self.registry.get_version(f.ref)
             wanted = target.ref
+            wanted_version = target.version
             if target.version == f.current.version:
                 return False
             new = self.table.loaded(model, str(target.version))
@@ -122,12 +132,18 @@ class AliasFollower:
         except Exception as exc:  # any failure keeps the old version serving
             self.table.metrics.load_failures.labels(model).inc()
             log.error("%s: %s not loaded, %s keeps serving: %s", f.ref, wanted, f.current.ref, exc)
+            # Only a version that was resolved and then failed is a load
+            # failure; an unreachable registry is not the version's fault.
+            if wanted_version is not None and self.on_load_failure is not None:
+                self.on_load_failure(f.ref, wanted_version, f"{type(exc).__name__}: {exc}")
             return False
         old = f.current
         keep_old = any(o is not f and o.current.version == old.version for o in self.followed)
         self.table.swap(f.ref, old, new, keep_old=keep_old)
         f.current = new
         log.info("%s moved: %s -> %s (swapped)", f.ref, old.ref, new.ref)
+        if self.on_swap is not None:
+            self.on_swap(f.ref, new.version)
         return True
 
 

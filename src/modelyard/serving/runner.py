@@ -12,6 +12,7 @@ from modelyard.serving.app import InferenceApp
 from modelyard.serving.follower import AliasFollower
 from modelyard.serving.loader import LoadedVersion, load_version, private_dir
 from modelyard.serving.metrics import ServingMetrics
+from modelyard.serving.reporter import HEARTBEAT_SECONDS, DeploymentReporter
 from modelyard.serving.table import ModelTable
 
 log = logging.getLogger("modelyard.serving")
@@ -31,6 +32,11 @@ class ServeOptions:
     follow: bool = True
     reconcile_seconds: float = 10.0
     log_level: str = "info"
+    environment: str | None = None
+    """Report to the registry as a replica of this environment's deployments."""
+    endpoint: str | None = None
+    replica: str | None = None
+    heartbeat_seconds: float = HEARTBEAT_SECONDS
 
 
 def serving_cache(cache_dir: Path | None) -> Path:
@@ -42,10 +48,13 @@ def serving_cache(cache_dir: Path | None) -> Path:
     return private_dir(cache_dir or default_cache_dir() / "serving")
 
 
-def build(options: ServeOptions, registry: Registry) -> tuple[InferenceApp, list[LoadedVersion]]:
+def build(
+    options: ServeOptions, registry: Registry
+) -> tuple[InferenceApp, list[LoadedVersion], DeploymentReporter | None]:
     """Load every reference (the first failure stops everything: a server that
     starts without a model it was asked for would look healthy and not be),
-    and the follower that moves aliased ones when their alias moves."""
+    the follower that moves aliased ones when their alias moves, and with an
+    environment the reporter of the deployment heartbeats."""
     table = ModelTable(ServingMetrics())
     loaded = []
     for ref in options.refs:
@@ -58,8 +67,24 @@ def build(options: ServeOptions, registry: Registry) -> tuple[InferenceApp, list
             )
         table.add(ref, version)
         loaded.append(version)
+    reporter = None
+    if options.environment is not None:
+        reporter = DeploymentReporter(
+            registry,
+            options.environment,
+            [(ref, v.version) for ref, v in zip(options.refs, loaded, strict=True)],
+            endpoint=options.endpoint,
+            replica=options.replica,
+            interval=options.heartbeat_seconds,
+        )
     if not options.follow:
-        return InferenceApp(table), loaded
+        if reporter is None:
+            return InferenceApp(table), loaded, None
+        return (
+            InferenceApp(table, on_startup=reporter.start, on_shutdown=reporter.stop),
+            loaded,
+            reporter,
+        )
     follower = AliasFollower(
         registry,
         table,
@@ -67,8 +92,21 @@ def build(options: ServeOptions, registry: Registry) -> tuple[InferenceApp, list
         registry.cache.root,
         threads=options.threads,
         reconcile_seconds=options.reconcile_seconds,
+        on_swap=None if reporter is None else reporter.swapped,
+        on_load_failure=None if reporter is None else reporter.load_failed,
     )
-    return InferenceApp(table, on_startup=follower.start, on_shutdown=follower.stop), loaded
+
+    def start() -> None:
+        if reporter is not None:
+            reporter.start()
+        follower.start()
+
+    def stop() -> None:
+        follower.stop()
+        if reporter is not None:
+            reporter.stop()
+
+    return InferenceApp(table, on_startup=start, on_shutdown=stop), loaded, reporter
 
 
 def serve(options: ServeOptions) -> None:
@@ -78,7 +116,12 @@ def serve(options: ServeOptions) -> None:
     cache = serving_cache(options.cache_dir)
     registry = Registry(options.registry, token=options.token, cache_dir=cache)
     try:
-        app, loaded = build(options, registry)
+        app, loaded, reporter = build(options, registry)
+        if reporter is not None:
+            # Before taking traffic, and fatal if refused (a bad environment
+            # name, a token without consume): a replica the registry does not
+            # know about would be invisible to `deploy ls`.
+            reporter.register()
         # Configured only once everything loaded: a refused reference is the
         # CLI's error to report, and the process's logging is not touched then.
         logging.basicConfig(

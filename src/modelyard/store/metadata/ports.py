@@ -17,8 +17,10 @@ errors: ``AlreadyExists``, ``Conflict``). This module imports no SQLAlchemy;
         ├── .governance      GovernanceQueries: policies, approvals, audit
         ├── .identity        IdentityQueries: users, tokens, role bindings
         ├── .outbox          OutboxQueries: event pages, webhooks, deliveries
-        └── .tracking        TrackingQueries: experiments, runs, metrics,
-                             logged models, the artifact index
+        ├── .tracking        TrackingQueries: experiments, runs, metrics,
+        │                    logged models, the artifact index
+        ├── .bundles         BundleQueries: bundles, versions, members
+        └── .deployments     DeploymentQueries: deployments, replicas, history
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from modelyard.domain.approvals import Approval, ApprovalAction, ApprovalState
+from modelyard.domain.deployments import HistoryEntry
 from modelyard.domain.entities import (
     AliasMove,
     FileEntry,
@@ -279,6 +282,77 @@ class BundleQueries(Protocol):
     def pinning_model(self, model_id: int) -> list[str]: ...
 
 
+@dataclass(frozen=True, slots=True)
+class DeploymentRow:
+    """A deployment as stored (its replicas are read separately)."""
+
+    id: int
+    environment: str
+    reference: str
+    namespace: str
+    model: str
+    alias: str | None
+    version: int | None
+    replicas: int
+    endpoint: str | None
+    created_by: str
+    created_at: int
+    updated_by: str
+    updated_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaRow:
+    """A replica's last heartbeat as stored."""
+
+    deployment_id: int
+    replica: str
+    status: str
+    version: int | None
+    endpoint: str | None
+    error: str | None
+    started_at: int
+    heartbeat_at: int
+
+
+class DeploymentQueries(Protocol):
+    """Deployments, their replicas and history (issue 12), bound to one transaction."""
+
+    def get(self, environment: str, reference: str) -> DeploymentRow | None: ...
+
+    def find(
+        self,
+        *,
+        environment: str | None = None,
+        namespaces: Sequence[str] | None = None,
+        model: str | None = None,
+        alias: str | None = None,
+        version: int | None = None,
+    ) -> list[DeploymentRow]: ...
+
+    def insert(self, values: Mapping[str, Any]) -> DeploymentRow: ...
+
+    def update(self, deployment_id: int, values: Mapping[str, Any]) -> None: ...
+
+    def replicas(self, deployment_ids: Sequence[int]) -> list[ReplicaRow]: ...
+
+    def replica(self, deployment_id: int, replica: str) -> ReplicaRow | None: ...
+
+    def upsert_replica(self, row: ReplicaRow, *, exists: bool) -> None: ...
+
+    def add_history(self, deployment_id: int, entry: HistoryEntry) -> int: ...
+
+    def history(
+        self,
+        environment: str,
+        *,
+        namespaces: Sequence[str] | None = None,
+        reference: str | None = None,
+        before: int | None = None,
+        limit: int = 100,
+    ) -> list[HistoryEntry]: ...
+
+
 class OutboxQueries(Protocol):
     """The outbox's readers: filtered event pages, webhooks, deliveries, attempts,
     cursors. Webhook, delivery and attempt rows are records read by attribute
@@ -483,6 +557,9 @@ class RegistryTx(Protocol):
 
     @property
     def bundles(self) -> BundleQueries: ...
+
+    @property
+    def deployments(self) -> DeploymentQueries: ...
 
     # -- namespaces
 

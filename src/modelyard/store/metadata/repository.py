@@ -46,6 +46,7 @@ from modelyard.store.metadata.prepared import json_param
 if TYPE_CHECKING:
     from modelyard.store.metadata.bound import BoundGovernance, BoundOutbox
     from modelyard.store.metadata.bundles import BoundBundles
+    from modelyard.store.metadata.deployments import BoundDeployments
     from modelyard.store.metadata.identity import IdentityQueries
     from modelyard.store.metadata.tracking import TrackingQueries
 
@@ -142,6 +143,13 @@ class Tx:
         from modelyard.store.metadata.bundles import BoundBundles
 
         return BoundBundles(self.conn)
+
+    @property
+    def deployments(self) -> BoundDeployments:
+        """Deployments, replicas and their history, in this transaction."""
+        from modelyard.store.metadata.deployments import BoundDeployments
+
+        return BoundDeployments(self.conn)
 
     # -- namespaces -------------------------------------------------------
 

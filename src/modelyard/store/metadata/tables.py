@@ -681,3 +681,81 @@ bundle_members = sa.Table(
     sa.Column("version_id", BigId, sa.ForeignKey("versions.id"), nullable=False),
 )
 sa.Index("ix_bundle_members_version_id", bundle_members.c.version_id)
+
+# -- deployments (issue 12; migration 0012) -----------------------------------
+# Namespace and model are kept by name, not by foreign key: a deployment and
+# its history say what ran where even after the model is deleted.
+
+deployments = sa.Table(
+    "deployments",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("environment", sa.String(64), nullable=False),
+    # The reference followed, in canonical form ("ns/model@alias", "ns/model/3").
+    sa.Column("reference", sa.String(400), nullable=False),
+    sa.Column("namespace", sa.String(128), nullable=False),
+    sa.Column("model", sa.String(128), nullable=False),
+    sa.Column("alias", sa.String(128), nullable=True),
+    # The version the replicas last reported loading (None until one did).
+    sa.Column("version", sa.Integer, nullable=True),
+    sa.Column("replicas", sa.Integer, nullable=False, server_default="1"),
+    sa.Column("endpoint", sa.String(2048), nullable=True),
+    sa.Column("created_by", sa.String(256), nullable=False, server_default=""),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("updated_by", sa.String(256), nullable=False, server_default=""),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+    sa.UniqueConstraint("environment", "reference"),
+)
+# "Which deployments follow this alias / this model".
+sa.Index(
+    "ix_deployments_model_alias",
+    deployments.c.namespace,
+    deployments.c.model,
+    deployments.c.alias,
+)
+
+deployment_replicas = sa.Table(
+    "deployment_replicas",
+    metadata,
+    sa.Column(
+        "deployment_id",
+        BigId,
+        sa.ForeignKey("deployments.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("replica", sa.String(128), primary_key=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("version", sa.Integer, nullable=True),
+    sa.Column("endpoint", sa.String(2048), nullable=True),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("started_at", sa.BigInteger, nullable=False),
+    sa.Column("heartbeat_at", sa.BigInteger, nullable=False),
+)
+
+# Append-only, one row per change; read per environment, newest first.
+deployment_history = sa.Table(
+    "deployment_history",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column(
+        "deployment_id",
+        BigId,
+        sa.ForeignKey("deployments.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("environment", sa.String(64), nullable=False),
+    sa.Column("reference", sa.String(400), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("version", sa.Integer, nullable=True),
+    sa.Column("previous_version", sa.Integer, nullable=True),
+    sa.Column("replica", sa.String(128), nullable=True),
+    sa.Column("actor", sa.String(256), nullable=False, server_default=""),
+    sa.Column("at", sa.BigInteger, nullable=False),
+    sa.Column("detail", sa.JSON, nullable=False),
+)
+sa.Index(
+    "ix_deployment_history_environment_id",
+    deployment_history.c.environment,
+    deployment_history.c.id,
+)
+sa.Index("ix_deployment_history_deployment_id", deployment_history.c.deployment_id)

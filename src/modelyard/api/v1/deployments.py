@@ -1,0 +1,119 @@
+"""Deployments (issue 12): what runs where. Operators record deployments,
+model servers send heartbeats, everyone with read sees them and their history.
+
+The reference a deployment follows is part of its identity and contains
+``/`` and ``@``, so it travels in the body (writes) or as the last path
+segments (``GET /deployments/{environment}/{reference}``).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from starlette.responses import Response
+
+from modelyard.api.access import access
+from modelyard.api.deps import actor, services
+from modelyard.api.responses import JSONResponse
+from modelyard.api.schemas import DeploymentPut, Heartbeat
+from modelyard.wire import deployments as wire
+
+router = APIRouter(prefix="/api/v1", tags=["deployments"])
+
+
+@router.get("/deployments")
+@access("authenticated", "Only deployments in namespaces the caller reads are listed.")
+async def list_deployments(
+    request: Request,
+    environment: Annotated[str | None, Query(max_length=64)] = None,
+    follows: Annotated[
+        str | None,
+        Query(
+            max_length=400,
+            description="`fraud@production`: deployments following that alias; "
+            "`fraud`: any of the model; `fraud/7`: those running version 7.",
+        ),
+    ] = None,
+) -> Response:
+    """Deployments, by environment and reference, with replicas and status."""
+    svc, call = services(request)
+    found = await call(
+        svc.list_deployments, environment=environment, follows=follows, actor=actor(request)
+    )
+    return JSONResponse({"deployments": [wire.deployment(d) for d in found]})
+
+
+@router.put("/deployments")
+@access("write", "On the namespace of the model the reference names.")
+async def put_deployment(body: DeploymentPut, request: Request) -> Response:
+    """Record or update a deployment (desired replicas, endpoint)."""
+    svc, call = services(request)
+    made = await call(
+        svc.put_deployment,
+        body.environment,
+        body.reference,
+        replicas=body.replicas,
+        endpoint=body.endpoint,
+        actor=actor(request),
+    )
+    return JSONResponse(wire.deployment(made))
+
+
+@router.post("/deployments/heartbeats")
+@access(
+    "consume",
+    "On the model's namespace; every reported version must be readable by the caller "
+    "(a consumer: in the production view).",
+)
+async def heartbeat(body: Heartbeat, request: Request) -> Response:
+    """A model server's heartbeat: status, loaded version, a failed load."""
+    svc, call = services(request)
+    found = await call(
+        svc.report_heartbeat,
+        body.environment,
+        body.reference,
+        replica=body.replica,
+        status=body.status,
+        version=body.version,
+        endpoint=body.endpoint,
+        failed_version=body.failed_version,
+        error=body.error,
+        actor=actor(request),
+    )
+    return JSONResponse(wire.deployment(found))
+
+
+@router.get("/deployments/{environment}/history")
+@access("authenticated", "Entries of namespaces the caller does not read are left out.")
+async def deployment_history(
+    environment: str,
+    request: Request,
+    reference: Annotated[str | None, Query(max_length=400)] = None,
+    before: Annotated[int | None, Query(ge=1, le=2**62)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> Response:
+    """An environment's deployment history, newest first; page on with ``before``."""
+    svc, call = services(request)
+    found = await call(
+        svc.deployment_history,
+        environment,
+        reference=reference,
+        before=before,
+        limit=limit,
+        actor=actor(request),
+    )
+    entries = [wire.history_entry(h) for h in found]
+    more = len(entries) == limit
+    return JSONResponse(
+        {"history": entries, "next_before": entries[-1]["id"] if more and entries else None}
+    )
+
+
+@router.get("/deployments/{environment}/{reference:path}")
+@access("read", "On the namespace of the model the reference names.")
+async def get_deployment(environment: str, reference: str, request: Request) -> Response:
+    """One deployment (``reference``: ``ns/fraud@production``, ``ns/fraud/7``)."""
+    svc, call = services(request)
+    found = await call(svc.get_deployment, environment, reference, actor=actor(request))
+    return JSONResponse(wire.deployment(found))

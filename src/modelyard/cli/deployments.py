@@ -1,0 +1,171 @@
+"""Deployments (issue 12): ``deploy ls|show|history|set``: what runs where."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from modelyard.cli.common import run
+from modelyard.cli.options import DEFAULT_URL, JsonOpt, RegistryOpt, TokenOpt
+
+deploy_app = typer.Typer(
+    help="Deployments: which reference runs in which environment, on which version, "
+    "and whether its model servers are alive.",
+    no_args_is_help=True,
+)
+EnvArg = Annotated[str, typer.Argument(help="Environment, e.g. prod-eu.")]
+RefArg = Annotated[str, typer.Argument(help="Reference followed: fraud@production, ns/fraud/7.")]
+
+
+def _replicas(d: dict[str, Any]) -> str:
+    live = sum(1 for r in d["instances"] if not r["stale"])
+    return f"{live}/{d['replicas']}"
+
+
+@deploy_app.command("ls")
+def ls(
+    env: Annotated[str | None, typer.Option("--env", help="Only this environment.")] = None,
+    follows: Annotated[
+        str | None,
+        typer.Option(
+            "--follows",
+            help="fraud@production: deployments following that alias; fraud: any of the "
+            "model; fraud/7: those running version 7.",
+        ),
+    ] = None,
+    registry: RegistryOpt = DEFAULT_URL,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List deployments: environment, reference, resolved version, status, live replicas."""
+
+    def show(found: list[dict[str, Any]]) -> Table | str:
+        if not found:
+            return "no deployments"
+        table = Table("environment", "reference", "version", "status", "replicas", "endpoint")
+        for d in found:
+            table.add_row(
+                d["environment"],
+                d["reference"],
+                str(d["version"] or "-"),
+                d["status"],
+                _replicas(d),
+                d["endpoint"] or "-",
+            )
+        return table
+
+    run(
+        registry,
+        token,
+        as_json,
+        lambda reg: reg.deployments(environment=env, follows=follows),
+        show,
+    )
+
+
+@deploy_app.command("show")
+def show(
+    env: EnvArg,
+    ref: RefArg,
+    registry: RegistryOpt = DEFAULT_URL,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show one deployment with every replica's last heartbeat (stale ones marked)."""
+
+    def table(d: dict[str, Any]) -> Table:
+        t = Table(
+            "replica",
+            "status",
+            "version",
+            "heartbeat",
+            "endpoint",
+            "error",
+            title=f"{d['environment']}: {d['reference']} -> {d['resolved'] or '-'} "
+            f"({d['status']}, {_replicas(d)} replicas)",
+        )
+        for r in d["instances"]:
+            t.add_row(
+                r["replica"],
+                r["status"],
+                str(r["version"] or "-"),
+                r["heartbeat_at"],
+                r["endpoint"] or "-",
+                (r["error"] or "").splitlines()[-1:][0] if r["error"] else "",
+            )
+        return t
+
+    run(registry, token, as_json, lambda reg: reg.deployment(env, ref), table)
+
+
+@deploy_app.command("history")
+def history(
+    env: EnvArg,
+    ref: Annotated[
+        str | None, typer.Option("--ref", help="Only this deployment's reference.")
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="Entries to show.")] = 50,
+    registry: RegistryOpt = DEFAULT_URL,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """An environment's deployment history, newest first: creations, swaps,
+    load failures, replica status changes; who and when."""
+
+    def table(page: dict[str, Any]) -> Table | str:
+        if not page["history"]:
+            return f"no history in {env}"
+        t = Table("at", "reference", "change", "version", "replica", "by")
+        for h in page["history"]:
+            change = h["kind"]
+            if h["kind"] == "swapped":
+                change = f"swapped from {h['previous_version']}"
+            elif h["kind"] == "replica":
+                change = f"replica {h['detail'].get('status')}"
+            t.add_row(
+                h["at"],
+                h["reference"],
+                change,
+                str(h["version"] or "-"),
+                h["replica"] or "-",
+                h["actor"],
+            )
+        return t
+
+    run(
+        registry,
+        token,
+        as_json,
+        lambda reg: reg.deployment_history(env, reference=ref, limit=limit),
+        table,
+    )
+
+
+@deploy_app.command("set")
+def set_(
+    env: EnvArg,
+    ref: RefArg,
+    replicas: Annotated[int | None, typer.Option(min=0, help="Desired replicas.")] = None,
+    endpoint: Annotated[str | None, typer.Option(help="Public endpoint URL.")] = None,
+    registry: RegistryOpt = DEFAULT_URL,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Record (or update) a deployment: desired replicas and endpoint (needs write)."""
+    run(
+        registry,
+        token,
+        as_json,
+        lambda reg: reg.put_deployment(env, ref, replicas=replicas, endpoint=endpoint),
+        lambda d: (
+            f"deployment {d['environment']}: {d['reference']} "
+            f"(replicas {d['replicas']}, {d['status']})"
+        ),
+    )
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``deploy`` group to the ``modelyard`` app."""
+    app.add_typer(deploy_app, name="deploy")

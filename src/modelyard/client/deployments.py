@@ -1,0 +1,206 @@
+"""Deployments in the SDK (issue 12): record a deployment, send a model
+server's heartbeats, list what runs where and read an environment's history,
+over HTTP or in-process."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import quote
+
+from modelyard.wire import deployments as wire
+
+if TYPE_CHECKING:
+    from modelyard.domain.identity import Principal
+    from modelyard.service.registry import RegistryService
+
+Wire = dict[str, Any]
+
+
+class DeploymentBackend(Protocol):
+    """What the deployment SDK needs from a registry (REST bodies' keys)."""
+
+    def put_deployment(self, body: Wire) -> Wire: ...
+    def report_heartbeat(self, body: Wire) -> Wire: ...
+    def get_deployment(self, environment: str, reference: str) -> Wire: ...
+    def list_deployments(self, environment: str | None, follows: str | None) -> Wire: ...
+    def deployment_history(
+        self, environment: str, reference: str | None, before: int | None, limit: int
+    ) -> Wire: ...
+
+
+def _drop_none(params: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in params.items() if v is not None}
+
+
+class RemoteDeployments:
+    """HTTP calls of the deployment API (mixed into ``RemoteBackend``)."""
+
+    if TYPE_CHECKING:
+
+        def _wire(self, method: str, path: str, **kw: Any) -> Wire: ...
+
+    def put_deployment(self, body: Wire) -> Wire:
+        """PUT a deployment."""
+        return self._wire("PUT", "/api/v1/deployments", json=body)
+
+    def report_heartbeat(self, body: Wire) -> Wire:
+        """POST a heartbeat."""
+        return self._wire("POST", "/api/v1/deployments/heartbeats", json=body)
+
+    def get_deployment(self, environment: str, reference: str) -> Wire:
+        """GET one deployment."""
+        # The reference's "/" are path separators on purpose (a path route).
+        env = quote(environment, safe="")
+        return self._wire("GET", f"/api/v1/deployments/{env}/{quote(reference, safe='/@')}")
+
+    def list_deployments(self, environment: str | None, follows: str | None) -> Wire:
+        """GET deployments."""
+        params = _drop_none({"environment": environment, "follows": follows})
+        return self._wire("GET", "/api/v1/deployments", params=params)
+
+    def deployment_history(
+        self, environment: str, reference: str | None, before: int | None, limit: int
+    ) -> Wire:
+        """GET an environment's history."""
+        params = _drop_none({"reference": reference, "before": before, "limit": limit})
+        env = quote(environment, safe="")
+        return self._wire("GET", f"/api/v1/deployments/{env}/history", params=params)
+
+
+class EmbeddedDeployments:
+    """The deployment use cases in this process (mixed into ``EmbeddedBackend``)."""
+
+    if TYPE_CHECKING:
+        svc: RegistryService
+        actor: Principal
+
+    def put_deployment(self, body: Wire) -> Wire:
+        """Record a deployment."""
+        return wire.deployment(
+            self.svc.put_deployment(
+                body["environment"],
+                body["reference"],
+                replicas=body.get("replicas"),
+                endpoint=body.get("endpoint"),
+                actor=self.actor,
+            )
+        )
+
+    def report_heartbeat(self, body: Wire) -> Wire:
+        """Send a heartbeat."""
+        return wire.deployment(
+            self.svc.report_heartbeat(
+                body["environment"],
+                body["reference"],
+                replica=body["replica"],
+                status=body["status"],
+                version=body.get("version"),
+                endpoint=body.get("endpoint"),
+                failed_version=body.get("failed_version"),
+                error=body.get("error"),
+                actor=self.actor,
+            )
+        )
+
+    def get_deployment(self, environment: str, reference: str) -> Wire:
+        """One deployment."""
+        return wire.deployment(self.svc.get_deployment(environment, reference, actor=self.actor))
+
+    def list_deployments(self, environment: str | None, follows: str | None) -> Wire:
+        """Deployments."""
+        found = self.svc.list_deployments(
+            environment=environment, follows=follows, actor=self.actor
+        )
+        return {"deployments": [wire.deployment(d) for d in found]}
+
+    def deployment_history(
+        self, environment: str, reference: str | None, before: int | None, limit: int
+    ) -> Wire:
+        """An environment's history."""
+        found = self.svc.deployment_history(
+            environment, reference=reference, before=before, limit=limit, actor=self.actor
+        )
+        entries = [wire.history_entry(h) for h in found]
+        more = len(entries) == limit
+        return {"history": entries, "next_before": entries[-1]["id"] if more and entries else None}
+
+
+class DeploymentMixin:
+    """``Registry`` methods for deployments."""
+
+    if TYPE_CHECKING:
+        _b: DeploymentBackend
+
+    def put_deployment(
+        self,
+        environment: str,
+        reference: str,
+        *,
+        replicas: int | None = None,
+        endpoint: str | None = None,
+    ) -> Wire:
+        """Record (or update) the deployment of ``reference`` in ``environment``
+        (``replicas``/``endpoint`` None: keep what is recorded). Needs write."""
+        body = _drop_none(
+            {
+                "environment": environment,
+                "reference": reference,
+                "replicas": replicas,
+                "endpoint": endpoint,
+            }
+        )
+        return self._b.put_deployment(body)
+
+    def report_heartbeat(
+        self,
+        environment: str,
+        reference: str,
+        *,
+        replica: str,
+        status: str,
+        version: int | None = None,
+        endpoint: str | None = None,
+        failed_version: int | None = None,
+        error: str | None = None,
+    ) -> Wire:
+        """A model server's heartbeat (status ``starting``/``ready``/``degraded``/
+        ``failed``, the version served, a version that failed to load); creates
+        the deployment if none is recorded. A consumer token is enough for
+        versions it can read."""
+        body = _drop_none(
+            {
+                "environment": environment,
+                "reference": reference,
+                "replica": replica,
+                "status": status,
+                "version": version,
+                "endpoint": endpoint,
+                "failed_version": failed_version,
+                "error": error,
+            }
+        )
+        return self._b.report_heartbeat(body)
+
+    def deployment(self, environment: str, reference: str) -> Wire:
+        """One deployment with its replicas (``status`` ``stale`` for old heartbeats)."""
+        return self._b.get_deployment(environment, reference)
+
+    def deployments(
+        self, *, environment: str | None = None, follows: str | None = None
+    ) -> list[Wire]:
+        """Deployments you may read; ``follows="fraud@production"`` lists those
+        following that alias (``fraud``: any of the model; ``fraud/7``: those
+        running version 7)."""
+        return list(self._b.list_deployments(environment, follows)["deployments"])
+
+    def deployment_history(
+        self,
+        environment: str,
+        *,
+        reference: str | None = None,
+        limit: int = 100,
+        before: int | None = None,
+    ) -> Wire:
+        """An environment's history, newest first: ``{"history": [...],
+        "next_before": id or None}`` (pass ``next_before`` as ``before`` to page on)."""
+        return self._b.deployment_history(environment, reference, before, limit)

@@ -1,0 +1,477 @@
+"""Deployment use cases (issue 12): the registry's record of what runs where.
+
+Two kinds of writers, two permissions:
+
+- **Operators** record a deployment (``put_deployment``: environment,
+  reference, desired replicas, endpoint). Requires ``write`` on the
+  namespace of the model the reference names.
+- **Model servers** report on it (``report_heartbeat``): their status, the
+  version they loaded, a version that failed to load. A model server usually
+  holds only a ``consumer`` token, so a heartbeat requires only ``consume``
+  on the namespace, and every version number it reports must be one the
+  caller can read (for a consumer: in the production view; anything else
+  answers ``VERSION_NOT_FOUND`` as if it did not exist). A heartbeat can
+  therefore only state facts about versions its sender could have pulled;
+  it cannot change the desired replicas or the endpoint of the record, and
+  it creates the record only if none exists (a server started with
+  ``--env`` registers itself). Nothing else a consumer may do is widened.
+
+Reading deployments and their history requires ``read`` on the namespace
+(a deployment reveals versions outside the production view, such as one that
+failed to load), so consumers do not see them.
+
+Every change writes its event in the same transaction (outbox), subject
+``deployment:ENV/REFERENCE``: ``deployment.created``, ``deployment.updated``,
+``deployment.swapped`` (the resolved version changed), ``deployment.load_failed``,
+``deployment.replica`` (a replica joined or changed status). A heartbeat that
+changes nothing but the time writes no event and no history.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from modelyard.domain import identity as auth
+from modelyard.domain.deployments import (
+    MAX_ERROR,
+    Deployment,
+    HistoryEntry,
+    HistoryKind,
+    Replica,
+    ReplicaStatus,
+    is_stale,
+    parse_replica_status,
+    validate_endpoint,
+    validate_environment,
+    validate_replica,
+    validate_replicas,
+)
+from modelyard.domain.errors import InvalidInput, NotFound
+from modelyard.domain.identity import Permission, Principal
+from modelyard.domain.references import DEFAULT_NAMESPACE, Reference, parse_reference
+from modelyard.service.core import RegistryCore, version_not_found
+from modelyard.service.views import ProductionView
+from modelyard.store.metadata.ports import DeploymentRow, RegistryTx, ReplicaRow, now_us
+
+DEFAULT_STALE_SECONDS = 60.0
+MAX_HISTORY_PAGE = 1000
+
+
+def deployment_not_found(environment: str, reference: str) -> NotFound:
+    """``DEPLOYMENT_NOT_FOUND`` for a reference in an environment."""
+    return NotFound(
+        f"no deployment of {reference} in {environment}",
+        code="DEPLOYMENT_NOT_FOUND",
+        details={"environment": environment, "reference": reference},
+    )
+
+
+def _subject(environment: str, reference: str) -> str:
+    # Prefixed, so the audit log never reads it as a model's subject.
+    return f"deployment:{environment}/{reference}"
+
+
+def _check_number(value: Any, field: str) -> int | None:
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value < 2**31:
+        raise InvalidInput(
+            f"{field} must be a positive version number",
+            code="INVALID_DEPLOYMENT",
+            details={"field": field},
+        )
+    return value
+
+
+def _check_error(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidInput(
+            "error must be text", code="INVALID_DEPLOYMENT", details={"field": "error"}
+        )
+    # A load error can be a long traceback: keep its end, where the cause is.
+    return value[-MAX_ERROR:]
+
+
+def parse_deployed_reference(reference: Any) -> Reference:
+    """The reference a deployment follows, canonical (``ns/model@alias`` or
+    ``ns/model/N``); a bare model name follows its latest version."""
+    if not isinstance(reference, str):
+        raise InvalidInput(
+            "reference must be text", code="INVALID_REFERENCE", details={"reference": None}
+        )
+    ref = parse_reference(reference, default_namespace=DEFAULT_NAMESPACE)
+    if ref.version is None and ref.alias is None:
+        ref = Reference(ref.namespace, ref.name, alias="latest")
+    return ref
+
+
+class DeploymentUseCases(RegistryCore):
+    """Deployments: records, heartbeats, history, "who follows this alias"."""
+
+    deployment_stale_seconds: float = DEFAULT_STALE_SECONDS
+    """A replica whose last heartbeat is older than this shows as stale
+    (``MODELYARD_DEPLOYMENT_STALE_SECONDS``; set by the composition root)."""
+
+    # -- writes -------------------------------------------------------------
+
+    def put_deployment(
+        self,
+        environment: str,
+        reference: str,
+        *,
+        replicas: int | None = None,
+        endpoint: str | None = None,
+        actor: Principal,
+    ) -> Deployment:
+        """Record (or update) the deployment of ``reference`` in ``environment``:
+        desired ``replicas`` and ``endpoint`` (None keeps what is recorded).
+
+        The reference must name a model that exists. Requires: write on the
+        model's namespace. Events: ``deployment.created`` or ``deployment.updated``
+        (none if nothing changed).
+        """
+        env = validate_environment(environment)
+        ref = parse_deployed_reference(reference)
+        auth.require(actor, Permission.WRITE, ref.namespace)
+        want_replicas = None if replicas is None else validate_replicas(replicas)
+        want_endpoint = validate_endpoint(endpoint)
+
+        def op(tx: RegistryTx) -> Deployment:
+            self.model_id(tx, ref.namespace, ref.name)
+            at = now_us()
+            row = tx.deployments.get(env, str(ref))
+            if row is None:
+                row = self._create(
+                    tx, env, ref, actor, at, replicas=want_replicas, endpoint=want_endpoint
+                )
+            else:
+                changes: dict[str, Any] = {}
+                if want_replicas is not None and want_replicas != row.replicas:
+                    changes["replicas"] = want_replicas
+                if want_endpoint is not None and want_endpoint != row.endpoint:
+                    changes["endpoint"] = want_endpoint
+                if changes:
+                    tx.deployments.update(
+                        row.id, {**changes, "updated_by": actor.name, "updated_at": at}
+                    )
+                    self._record(
+                        tx, row, HistoryKind.UPDATED, actor, at, version=row.version, detail=changes
+                    )
+                    row = tx.deployments.get(env, str(ref))
+                    assert row is not None
+            return self._assemble(tx, [row], at)[0]
+
+        return self.run_in_transaction(op)
+
+    def report_heartbeat(
+        self,
+        environment: str,
+        reference: str,
+        *,
+        replica: str,
+        status: str | ReplicaStatus,
+        version: int | None = None,
+        endpoint: str | None = None,
+        failed_version: int | None = None,
+        error: str | None = None,
+        actor: Principal,
+    ) -> Deployment:
+        """A model server's heartbeat for the deployment of ``reference`` in
+        ``environment``: its ``status``, the ``version`` it serves (a change is
+        a swap), a ``failed_version`` that did not load (with ``error``).
+
+        Creates the deployment if none is recorded. Requires: consume on the
+        model's namespace, and every reported version readable by the caller
+        (see the module docstring). Events: see the module docstring.
+        """
+        env = validate_environment(environment)
+        ref = parse_deployed_reference(reference)
+        auth.require_readable(actor, ref.namespace)
+        rid = validate_replica(replica)
+        state = parse_replica_status(status)
+        number = _check_number(version, "version")
+        failed = _check_number(failed_version, "failed_version")
+        url = validate_endpoint(endpoint)
+        message = _check_error(error)
+
+        def op(tx: RegistryTx) -> Deployment:
+            view = ProductionView(tx)
+            for n in (number, failed):
+                if n is not None:
+                    self._require_visible(tx, view, actor, ref, n)
+            at = now_us()
+            row = tx.deployments.get(env, str(ref))
+            if row is None:
+                self.model_id(tx, ref.namespace, ref.name)
+                row = self._create(tx, env, ref, actor, at, version=number, endpoint=url)
+            elif number is not None and number != row.version:
+                tx.deployments.update(
+                    row.id, {"version": number, "updated_by": actor.name, "updated_at": at}
+                )
+                self._record(
+                    tx,
+                    row,
+                    HistoryKind.SWAPPED,
+                    actor,
+                    at,
+                    version=number,
+                    previous=row.version,
+                    replica=rid,
+                )
+            if failed is not None:
+                self._record(
+                    tx,
+                    row,
+                    HistoryKind.LOAD_FAILED,
+                    actor,
+                    at,
+                    version=failed,
+                    previous=number,
+                    replica=rid,
+                    detail={"error": message or ""},
+                )
+            before = tx.deployments.replica(row.id, rid)
+            if before is None or before.status != state.value:
+                self._record(
+                    tx,
+                    row,
+                    HistoryKind.REPLICA,
+                    actor,
+                    at,
+                    version=number,
+                    replica=rid,
+                    detail={
+                        "status": state.value,
+                        "previous_status": None if before is None else before.status,
+                    },
+                )
+            tx.deployments.upsert_replica(
+                ReplicaRow(
+                    deployment_id=row.id,
+                    replica=rid,
+                    status=state.value,
+                    version=number,
+                    endpoint=url,
+                    error=message,
+                    started_at=at if before is None else before.started_at,
+                    heartbeat_at=at,
+                ),
+                exists=before is not None,
+            )
+            fresh = tx.deployments.get(env, str(ref))
+            assert fresh is not None
+            return self._assemble(tx, [fresh], at)[0]
+
+        return self.run_in_transaction(op)
+
+    # -- reads --------------------------------------------------------------
+
+    def get_deployment(self, environment: str, reference: str, *, actor: Principal) -> Deployment:
+        """The deployment of ``reference`` in ``environment`` with its replicas
+        (stale ones marked). Requires: read on the model's namespace."""
+        env = validate_environment(environment)
+        ref = parse_deployed_reference(reference)
+        auth.require(actor, Permission.READ, ref.namespace)
+        with self.db.read() as tx:
+            row = tx.deployments.get(env, str(ref))
+            if row is None:
+                raise deployment_not_found(env, str(ref))
+            return self._assemble(tx, [row], now_us())[0]
+
+    def list_deployments(
+        self,
+        *,
+        environment: str | None = None,
+        follows: str | None = None,
+        actor: Principal,
+    ) -> list[Deployment]:
+        """Deployments the caller may read, by environment and reference.
+
+        ``follows`` narrows to what follows a reference: ``fraud@production``
+        (deployments of that alias), ``fraud`` (any deployment of the model),
+        ``fraud/7`` (deployments whose resolved version is 7, whatever they
+        follow). Requires: any valid token; only namespaces the caller reads
+        are listed (``follows`` needs read on its namespace).
+        """
+        env = None if environment is None else validate_environment(environment)
+        model = alias = None
+        number: int | None = None
+        namespaces: list[str] | None = self._readable_namespaces(actor)
+        if follows is not None:
+            if not isinstance(follows, str):
+                raise InvalidInput("follows must be a reference", code="INVALID_REFERENCE")
+            ref = parse_reference(follows, default_namespace=DEFAULT_NAMESPACE)
+            auth.require(actor, Permission.READ, ref.namespace)
+            namespaces, model, alias, number = [ref.namespace], ref.name, ref.alias, ref.version
+        with self.db.read() as tx:
+            rows = tx.deployments.find(
+                environment=env, namespaces=namespaces, model=model, alias=alias, version=number
+            )
+            return self._assemble(tx, rows, now_us())
+
+    def deployment_history(
+        self,
+        environment: str,
+        *,
+        reference: str | None = None,
+        before: int | None = None,
+        limit: int = 100,
+        actor: Principal,
+    ) -> list[HistoryEntry]:
+        """An environment's history, newest first (``reference`` narrows it to
+        one deployment; ``before`` pages on by entry id). Requires: read on the
+        namespaces whose entries are shown (others are left out)."""
+        env = validate_environment(environment)
+        if not isinstance(limit, int) or not 1 <= limit <= MAX_HISTORY_PAGE:
+            raise InvalidInput(f"limit must be 1 to {MAX_HISTORY_PAGE}", code="INVALID_PAGE_SIZE")
+        if before is not None and (not isinstance(before, int) or before < 1):
+            raise InvalidInput("before must be a positive entry id", code="INVALID_CURSOR")
+        namespaces = self._readable_namespaces(actor)
+        canonical = None
+        if reference is not None:
+            ref = parse_deployed_reference(reference)
+            auth.require(actor, Permission.READ, ref.namespace)
+            canonical, namespaces = str(ref), [ref.namespace]
+        with self.db.read() as tx:
+            return tx.deployments.history(
+                env, namespaces=namespaces, reference=canonical, before=before, limit=limit
+            )
+
+    # -- shared steps -------------------------------------------------------
+
+    def _readable_namespaces(self, actor: Principal) -> list[str] | None:
+        """None for "every namespace", else those the caller reads."""
+        if actor.reads_everything:
+            return None
+        return sorted(actor.namespaces_with(Permission.READ))
+
+    def _require_visible(
+        self, tx: RegistryTx, view: ProductionView, actor: Principal, ref: Reference, number: int
+    ) -> None:
+        exact = Reference(ref.namespace, ref.name, version=number)
+        vid = tx.find_version_id(ref.namespace, ref.name, number=number)
+        if vid is None or (
+            actor.production_only(ref.namespace)
+            and not tx.version_matches(vid, view.rule(ref.namespace))
+        ):
+            raise version_not_found(exact)
+
+    def _create(
+        self,
+        tx: RegistryTx,
+        env: str,
+        ref: Reference,
+        actor: Principal,
+        at: int,
+        *,
+        version: int | None = None,
+        replicas: int | None = None,
+        endpoint: str | None = None,
+    ) -> DeploymentRow:
+        row = tx.deployments.insert(
+            {
+                "environment": env,
+                "reference": str(ref),
+                "namespace": ref.namespace,
+                "model": ref.name,
+                "alias": ref.alias,
+                "version": version,
+                "replicas": 1 if replicas is None else replicas,
+                "endpoint": endpoint,
+                "created_by": actor.name,
+                "created_at": at,
+                "updated_by": actor.name,
+                "updated_at": at,
+            }
+        )
+        self._record(
+            tx,
+            row,
+            HistoryKind.CREATED,
+            actor,
+            at,
+            version=version,
+            detail={"replicas": row.replicas, "endpoint": row.endpoint},
+        )
+        return row
+
+    def _record(
+        self,
+        tx: RegistryTx,
+        row: DeploymentRow,
+        kind: HistoryKind,
+        actor: Principal,
+        at: int,
+        *,
+        version: int | None,
+        previous: int | None = None,
+        replica: str | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        """One history entry and its outbox event, in the caller's transaction."""
+        entry = HistoryEntry(
+            id=0,
+            environment=row.environment,
+            reference=row.reference,
+            kind=kind,
+            version=version,
+            previous_version=previous,
+            replica=replica,
+            actor=actor.name,
+            at=at,
+            detail=detail or {},
+        )
+        entry_id = tx.deployments.add_history(row.id, entry)
+        tx.append_event(
+            f"deployment.{kind.value}",
+            actor=actor.name,
+            namespace=row.namespace,
+            subject=_subject(row.environment, row.reference),
+            payload={
+                "environment": row.environment,
+                "reference": row.reference,
+                "version": version,
+                "previous_version": previous,
+                "replica": replica,
+                "history_id": entry_id,
+                **(detail or {}),
+            },
+        )
+
+    def _assemble(self, tx: RegistryTx, rows: list[DeploymentRow], now: int) -> list[Deployment]:
+        """Rows with their replicas, staleness computed at ``now``."""
+        stale_after = int(self.deployment_stale_seconds * 1_000_000)
+        by_id: dict[int, list[Replica]] = {r.id: [] for r in rows}
+        for rep in tx.deployments.replicas(list(by_id)):
+            by_id[rep.deployment_id].append(
+                Replica(
+                    replica=rep.replica,
+                    status=ReplicaStatus(rep.status),
+                    version=rep.version,
+                    endpoint=rep.endpoint,
+                    error=rep.error,
+                    started_at=rep.started_at,
+                    heartbeat_at=rep.heartbeat_at,
+                    stale=is_stale(rep.heartbeat_at, now, stale_after),
+                )
+            )
+        return [
+            Deployment(
+                environment=r.environment,
+                reference=r.reference,
+                namespace=r.namespace,
+                model=r.model,
+                alias=r.alias,
+                version=r.version,
+                replicas=r.replicas,
+                endpoint=r.endpoint,
+                created_by=r.created_by,
+                created_at=r.created_at,
+                updated_by=r.updated_by,
+                updated_at=r.updated_at,
+                instances=by_id[r.id],
+            )
+            for r in rows
+        ]
