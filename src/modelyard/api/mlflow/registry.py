@@ -15,7 +15,7 @@ Where MLflow's model and modelyard's differ, the mapping is written down in
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from fastapi import APIRouter, Request
 from starlette.responses import Response
@@ -25,7 +25,7 @@ from modelyard.api.deps import actor, services
 from modelyard.api.mlflow import render
 from modelyard.api.mlflow.filters import translate_filter, translate_order
 from modelyard.api.mlflow.params import Params, invalid, ok
-from modelyard.domain.entities import Model, Version
+from modelyard.domain.entities import Model
 from modelyard.domain.errors import NotFound
 from modelyard.domain.identity import Principal
 from modelyard.domain.references import Reference
@@ -73,6 +73,38 @@ def _collect(
         token = page.next_page_token
         if token is None or len(items) >= wanted:
             return items, token
+
+
+def _search(
+    search: Callable[..., Page[Any]],
+    target: Literal["models", "versions"],
+    namespace: str,
+    p: Params,
+    who: Principal,
+    *,
+    default: int,
+    maximum: int,
+) -> tuple[list[Any], str | None]:
+    """One MLflow search request (``max_results``, ``filter``, ``order_by``,
+    ``page_token``) over ``search`` (``svc.search_models`` or
+    ``svc.search_versions``): the items and MLflow's next page token."""
+    wanted = p.integer("max_results", default, minimum=1, maximum=maximum)
+    assert wanted is not None
+    where = translate_filter(p.text("filter"), target)
+    order = translate_order(p.texts("order_by"), target, where)
+
+    def fetch(size: int, token: str | None) -> Page[Any]:
+        return search(
+            None,
+            order_by=order,
+            page_size=size,
+            page_token=token,
+            namespace=namespace,
+            where=where,
+            actor=who,
+        )
+
+    return _collect(fetch, wanted, p.text("page_token") or None)
 
 
 def _model_bodies(
@@ -175,23 +207,15 @@ def _search_models(
     p: Params,
     who: Principal,
 ) -> dict[str, Any]:
-    wanted = p.integer("max_results", MODELS_DEFAULT_RESULTS, minimum=1, maximum=MODELS_MAX_RESULTS)
-    assert wanted is not None
-    where = translate_filter(p.text("filter"), "models")
-    order = translate_order(p.texts("order_by"), "models", where)
-
-    def fetch(size: int, token: str | None) -> Page[Model]:
-        return svc.search_models(
-            None,
-            order_by=order,
-            page_size=size,
-            page_token=token,
-            namespace=namespace,
-            where=where,
-            actor=who,
-        )
-
-    models, token = _collect(fetch, wanted, p.text("page_token") or None)
+    models, token = _search(
+        svc.search_models,
+        "models",
+        namespace,
+        p,
+        who,
+        default=MODELS_DEFAULT_RESULTS,
+        maximum=MODELS_MAX_RESULTS,
+    )
     body: dict[str, Any] = {"registered_models": _model_bodies(svc, models, who)}
     if token:
         body["next_page_token"] = token
@@ -425,25 +449,15 @@ async def delete_model_version_tag(request: Request) -> Response:
 def _search_versions(
     svc: RegistryService, namespace: str, p: Params, who: Principal
 ) -> dict[str, Any]:
-    wanted = p.integer(
-        "max_results", VERSIONS_DEFAULT_RESULTS, minimum=1, maximum=VERSIONS_MAX_RESULTS
+    found, token = _search(
+        svc.search_versions,
+        "versions",
+        namespace,
+        p,
+        who,
+        default=VERSIONS_DEFAULT_RESULTS,
+        maximum=VERSIONS_MAX_RESULTS,
     )
-    assert wanted is not None
-    where = translate_filter(p.text("filter"), "versions")
-    order = translate_order(p.texts("order_by"), "versions", where)
-
-    def fetch(size: int, token: str | None) -> Page[Version]:
-        return svc.search_versions(
-            None,
-            order_by=order,
-            page_size=size,
-            page_token=token,
-            namespace=namespace,
-            where=where,
-            actor=who,
-        )
-
-    found, token = _collect(fetch, wanted, p.text("page_token") or None)
     body: dict[str, Any] = {"model_versions": [render.model_version(v) for v in found]}
     if token:
         body["next_page_token"] = token
