@@ -75,6 +75,12 @@ def receiver(
             length = int(self.headers.get("Content-Length", "0"))
             got = Received(self.path, {k.lower(): v for k, v in self.headers.items()}, b"")
             got.body = self.rfile.read(length)
+            if len(got.body) < length:
+                # The sender died between the headers and the end of the body
+                # (kill -9 mid-delivery): no real receiver would act on half a
+                # request, so it is not recorded.
+                self.close_connection = True
+                return
             with rec.lock:
                 index = len(rec.requests)
                 rec.requests.append(got)
