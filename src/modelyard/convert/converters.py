@@ -13,7 +13,9 @@ trusted-types rule, PyTorch models only as ``torch.export`` archives.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -235,6 +237,30 @@ def load_onnx(files: dict[str, Path], signature: Signature | None) -> onnx_flavo
     return onnx_flavor.load(files, signature)
 
 
+@contextmanager
+def _quiet_root_logger() -> Iterator[None]:
+    """Keep the quantizer's advice off stderr for the duration of the call.
+
+    It logs through the root logger (``logging.warning``), which also installs
+    a stderr handler on a process that has none: ``--json`` output would then
+    carry lines that are not JSON. A handler in place stops the latter, a
+    filter the former; both are removed afterwards.
+    """
+    root = logging.getLogger()
+    placeholder = logging.NullHandler()
+    root.addHandler(placeholder)
+
+    def drop(record: logging.LogRecord) -> bool:
+        return "onnxruntime" not in record.pathname
+
+    root.addFilter(drop)
+    try:
+        yield
+    finally:
+        root.removeFilter(drop)
+        root.removeHandler(placeholder)
+
+
 def quantize_dynamic(
     files: dict[str, Path],
     signature: Signature | None,
@@ -259,12 +285,13 @@ def quantize_dynamic(
     path = pick_file(files, onnx_flavor.SUFFIXES, onnx_flavor.NAME)
     dest.parent.mkdir(parents=True, exist_ok=True)
     try:
-        quantize(
-            str(path),
-            str(dest),
-            weight_type=QuantType.QInt8 if weight_type == "int8" else QuantType.QUInt8,
-            per_channel=per_channel,
-        )
+        with _quiet_root_logger():
+            quantize(
+                str(path),
+                str(dest),
+                weight_type=QuantType.QInt8 if weight_type == "int8" else QuantType.QUInt8,
+                per_channel=per_channel,
+            )
     except Exception as exc:  # the quantizer raises plain errors for graphs it cannot take
         raise unsupported(f"onnxruntime cannot quantize {path.name}: {exc}") from None
     return Converted(
