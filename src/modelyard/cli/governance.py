@@ -17,6 +17,7 @@ import typer
 from rich.table import Table
 
 from modelyard.cli.common import connect, out, print_json
+from modelyard.cli.families import WithVariantsOpt, promote, variant_formats
 from modelyard.cli.options import DEFAULT_URL, JsonOpt, RegistryOpt, TokenOpt
 
 NamespaceOpt = Annotated[str, typer.Option("--namespace", "-n", help="Namespace.")]
@@ -45,11 +46,25 @@ def publish(
     archive_previous: Annotated[
         bool, typer.Option("--archive-previous", help="Archive the other published versions.")
     ] = False,
+    with_variants: WithVariantsOpt = None,
     registry: RegistryOpt = DEFAULT_URL,
     token: TokenOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Publish a version (gated by the production policy)."""
+    """Publish a version (gated by the production policy); with --with-variants,
+    the newest ready or published variant of each format too, in one change."""
+    formats = variant_formats(with_variants)
+    if formats:
+        promote(
+            ref,
+            "publish",
+            formats,
+            registry,
+            token,
+            as_json,
+            archive_previous=archive_previous,
+        )
+        return
     _lifecycle("publish", ref, registry, token, as_json, archive_previous=archive_previous)
 
 
