@@ -150,5 +150,15 @@ def audit_entry(e: dict[str, Any]) -> dict[str, Any]:
         "target": e["subject"],
         "before": payload.get("before"),
         "after": payload.get("after"),
+        "change": _change_of(e["type"], payload),
         "payload": payload,
     }
+
+
+def _change_of(kind: str, payload: dict[str, Any]) -> dict[str, Any] | None:
+    """The larger change an entry belongs to (a family promotion and its
+    parts share one id), so a reader can show them as one; None for most."""
+    if kind == "family.promoted" and isinstance(payload.get("parts"), list):
+        return {"id": payload.get("change_id"), "type": kind, "parts": len(payload["parts"])}
+    change = payload.get("change")
+    return change if isinstance(change, dict) else None
