@@ -360,6 +360,12 @@ class PolicyRules(_Body):
         description='e.g. ["production"]',
         json_schema_extra={"items": ALIAS, "maxItems": MAX_RULES},
     )
+    compatible_signature: StrictBool | None = Field(
+        None,
+        description="A protected alias moves only to a version whose signature is "
+        "compatible with the one it points at now (same inputs and outputs, dtypes, "
+        "compatible shapes; an added optional input is fine).",
+    )
 
 
 class Rollback(_Body):

@@ -99,7 +99,7 @@ class AliasUseCases(RegistryCore):
             )
         policy_gate.check_aliasable(target, alias)
         policy_gate.check_alias(
-            tx, target, mid, alias, approved=approval_id is not None or rollback
+            tx, target, mid, alias, approved=approval_id is not None, rollback=rollback
         )
         tx.set_alias(
             mid,

@@ -46,6 +46,8 @@ class PolicyCheck(Protocol):
     def violations(self) -> list[dict[str, Any]]: ...
     @property
     def policy(self) -> Policy: ...
+    @property
+    def signature_diff(self) -> dict[str, Any] | None: ...
 
 
 class AliasAt(Protocol):
@@ -96,6 +98,7 @@ def policy_check(c: PolicyCheck) -> dict[str, Any]:
         "ok": c.ok,
         "violations": c.violations,
         "policy": c.policy.to_dict(),
+        "signature_diff": c.signature_diff,
     }
 
 
