@@ -201,3 +201,23 @@ def test_write_is_needed_on_every_part(services: Services, svc: RegistryService)
     assert err.value.code == "PERMISSION_DENIED"
     assert [r["ref"] for r in err.value.details["refused"]] == [elsewhere]
     assert state(svc, root) == "ready"
+
+
+def test_concurrent_promotions_of_one_family(services: Services, fam: dict[str, str]) -> None:
+    """Two promotions naming the formats in opposite orders: both commit (no
+    crosswise locks), and each part is published exactly once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    svc = services.registry
+    orders = (["onnx", "tflite"], ["tflite", "onnx"])
+    with ThreadPoolExecutor(2) as pool:
+        results = list(
+            pool.map(
+                lambda f: svc.promote_family(fam["root"], action="publish", formats=f, actor=ADMIN),
+                orders,
+            )
+        )
+    changed = [p.version.ref for r in results for p in r.parts if p.changed]
+    assert sorted(changed) == sorted([fam["root"], fam["int8"], fam["tflite"]])
+    published = services.governance.audit(actor=ADMIN, action="version.published").items
+    assert len(published) == 3 and len(family_events(services)) == 2

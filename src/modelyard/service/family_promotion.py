@@ -105,6 +105,20 @@ class FamilyPromotionUseCases(LifecycleUseCases, AliasUseCases):
 
         def op(tx: RegistryTx) -> FamilyPromotion:
             parts = self._choose(tx, r, wanted, actor)
+            # Lock every part's model in one order (by name) before any step:
+            # two promotions of one family naming formats in different orders
+            # would otherwise lock the same rows crosswise on PostgreSQL. Then
+            # choose again: what was read before the locks may have changed
+            # (a concurrent promotion committed while this one waited).
+            locked: set[tuple[str, str]] = set()
+            while True:
+                wanted_locks = {(p.namespace, p.model) for p, _ in parts} - locked
+                if not wanted_locks:
+                    break
+                for ns, model in sorted(wanted_locks):
+                    self.model_id(tx, ns, model, for_update=True)
+                locked |= wanted_locks
+                parts = self._choose(tx, r, wanted, actor)
             if action == "alias" or archive_previous:
                 # An alias names one version per model; archiving the others
                 # would archive a part published a moment before.
