@@ -137,3 +137,52 @@ def test_resources_route(client: TestClient) -> None:
         json={"resources": [{"name": "x", "digest": digest, "size": 8}]},
     )
     assert_error(r, 404, "VERSION_NOT_FOUND")
+
+
+def test_promote_family_route(client: TestClient) -> None:
+    _family(client)
+    client.put(
+        "/api/v1/models/default/fraud-int8/policy",
+        json={"protected_aliases": ["production"], "required_tags": ["reviewed"]},
+    )
+    r = client.post(
+        f"{BASE}/fraud/versions/production/promote",
+        json={"action": "alias", "alias": "production", "with_variants": ["onnx"]},
+    )
+    assert_error(r, 409, "POLICY_VIOLATION")
+    refused = r.json()["error"]["details"]["refused"]
+    assert [x["ref"] for x in refused] == ["default/fraud-int8/1"]
+    r = client.post(
+        f"{BASE}/fraud/versions/1/promote",
+        json={"action": "publish", "with_variants": ["onnx"]},
+    )
+    assert_error(r, 409, "POLICY_VIOLATION")
+    assert client.get(f"{BASE}/fraud/versions/1").json()["state"] == "ready"
+    client.delete("/api/v1/models/default/fraud-int8/policy")
+    r = client.post(
+        f"{BASE}/fraud/versions/1/promote",
+        json={"action": "publish", "with_variants": ["onnx"], "archive_previous": True},
+    )
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert [
+        (p["version"]["ref"], p["format"], p["changed"], p["before"]) for p in body["parts"]
+    ] == [
+        ("default/fraud/1", None, True, "ready"),
+        ("default/fraud-int8/1", "onnx", True, "ready"),
+    ]
+    (entry,) = client.get("/api/v1/audit", params={"action": "family.*"}).json()["entries"]
+    assert (
+        entry["action"] == "family.promoted" and entry["payload"]["change_id"] == body["change_id"]
+    )
+    for bad in (
+        {"action": "publish", "with_variants": []},
+        {"action": "deploy", "with_variants": ["onnx"]},
+        {"action": "publish", "with_variants": ["on nx"]},
+        {"action": "publish"},
+    ):
+        assert client.post(f"{BASE}/fraud/versions/1/promote", json=bad).status_code in (400, 422)
+    r = client.post(
+        f"{BASE}/fraud/versions/1/promote", json={"action": "publish", "with_variants": ["tflite"]}
+    )
+    assert_error(r, 404, "VARIANT_NOT_FOUND")

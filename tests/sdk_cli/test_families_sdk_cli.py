@@ -151,3 +151,52 @@ def test_cli_resource_add_and_show(live_server: str, tmp_path: Path) -> None:
     assert r.exit_code == 0 and [x["name"] for x in json.loads(r.stdout)] == ["labels.csv"]
     r = runner.invoke(app, ["resource", "add", f"{name}/2", "no-equals-sign"], env=env)
     assert r.exit_code == 2
+
+
+def test_sdk_promote_family(registry: Registry, tmp_path: Path) -> None:
+    name = "p" + uuid.uuid4().hex[:8]
+    _push_family(registry, tmp_path, name)
+    root = registry.publish(f"{name}/1", with_variants=["onnx"])
+    assert root.ref == f"default/{name}/1" and root.state == "published"
+    assert registry.get_version(f"{name}-int8/1").state == "published"  # newest onnx build
+    assert registry.get_version(f"{name}-onnx/1").state == "ready"
+    done = registry.promote_family(
+        f"{name}/1", action="alias", alias="live", with_variants=["onnx"], reason="r1"
+    )
+    assert [(p.version.ref, p.format, p.changed) for p in done.parts] == [
+        (f"default/{name}/1", None, True),
+        (f"default/{name}-int8/1", "onnx", True),
+    ]
+    assert registry.get_version(f"{name}-int8@live").ref == f"default/{name}-int8/1"
+    entries = list(registry.audit(action="family.*", model=name))
+    assert [e["change"]["id"] for e in entries] == [done.change_id, entries[1]["change"]["id"]]
+    assert entries[0]["change"]["parts"] == 2 and entries[0]["payload"]["reason"] == "r1"
+
+
+def test_cli_publish_and_alias_with_variants(live_server: str, tmp_path: Path) -> None:
+    name = "q" + uuid.uuid4().hex[:8]
+    with Registry(live_server, cache_dir=tmp_path / "cache") as reg:
+        _push_family(reg, tmp_path, name)
+        reg.set_policy({"protected_aliases": ["prod"]}, model=f"{name}-int8")
+    runner = CliRunner()
+    env = {"MODELYARD_URL": live_server, "XDG_CACHE_HOME": str(tmp_path / "c"), "COLUMNS": "200"}
+    # int8 is only ready: its protected alias refuses it, so nothing moves.
+    r = runner.invoke(app, ["alias", f"{name}/1", "prod", "--with-variants", "onnx"], env=env)
+    assert r.exit_code == 1 and "POLICY_VIOLATION" in r.stderr
+    assert f"default/{name}-int8/1" in r.stderr
+    r = runner.invoke(app, ["publish", f"{name}/1", "--with-variants", "onnx,tflite"], env=env)
+    assert r.exit_code == 1 and "VARIANT_NOT_FOUND" in r.stderr
+    r = runner.invoke(app, ["publish", f"{name}/1", "--with-variants", "onnx"], env=env)
+    assert r.exit_code == 0, r.output
+    assert f"default/{name}/1 is now published" in r.stdout
+    assert f"default/{name}-int8/1 [onnx] is now published" in r.stdout
+    r = runner.invoke(
+        app, ["alias", f"{name}/1", "prod", "--with-variants", "onnx", "--json"], env=env
+    )
+    assert r.exit_code == 0, r.output
+    body = json.loads(r.stdout)
+    assert [p["version"]["ref"] for p in body["parts"]] == [
+        f"default/{name}/1",
+        f"default/{name}-int8/1",
+    ]
+    assert "prod" in body["parts"][1]["version"]["aliases"]

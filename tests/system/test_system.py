@@ -184,10 +184,23 @@ ALLOWED = {
         "composition",
     },
     "client": {"domain", "client", "service", "settings", "hashio", "wire", "composition"},
-    "cli": {"domain", "client", "cli", "settings", "server", "composition", "serving"},
+    "cli": {
+        "domain",
+        "client",
+        "cli",
+        "settings",
+        "server",
+        "composition",
+        "serving",
+        "convert",
+    },
     # The model server reaches the registry through the SDK only, so it runs
     # beside a remote registry as it does beside an embedded one.
     "serving": {"domain", "client", "serving"},
+    # Conversions run in the client beside any registry: the SDK to pull and
+    # register, serving's flavors to load and call both models the way they
+    # are served.
+    "convert": {"domain", "client", "serving", "convert"},
     # The UI: a door onto the services, like api, but built on app.state's
     # services and call strategy, so it needs neither api nor composition.
     "web": {"domain", "service", "wire", "web"},

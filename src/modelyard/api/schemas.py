@@ -152,6 +152,25 @@ class ResourceIn(BaseModel):
     )
 
 
+class FamilyPromote(_Body):
+    """Publish a version or move one of its aliases, together with chosen
+    variants, in one transaction (issue 14)."""
+
+    action: Literal["publish", "alias"]
+    with_variants: list[Annotated[str, Field(json_schema_extra=SHORT_TEXT)]] = Field(
+        description="Formats: for each, the newest ready or published variant of the "
+        "version takes the same step.",
+        json_schema_extra={"minItems": 1, "maxItems": 20},
+    )
+    alias: str | None = Field(
+        None, description="The alias to move (action alias).", json_schema_extra=ALIAS
+    )
+    reason: str = Field("", json_schema_extra=COMMENT)
+    archive_previous: bool = Field(
+        False, description="Publish: archive each part's model's other published versions."
+    )
+
+
 class ResourcesAttach(_Body):
     """Attach or replace resources: creates the next version (issue 14)."""
 
@@ -340,6 +359,12 @@ class PolicyRules(_Body):
         None,
         description='e.g. ["production"]',
         json_schema_extra={"items": ALIAS, "maxItems": MAX_RULES},
+    )
+    compatible_signature: StrictBool | None = Field(
+        None,
+        description="A protected alias moves only to a version whose signature is "
+        "compatible with the one it points at now (same inputs and outputs, dtypes, "
+        "compatible shapes; an added optional input is fine).",
     )
 
 

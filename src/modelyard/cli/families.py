@@ -12,7 +12,7 @@ from rich.text import Text
 
 from modelyard.cli.common import connect, human, out, print_json, progress_bar, run
 from modelyard.cli.options import DEFAULT_URL, JsonOpt, RegistryOpt, TokenOpt
-from modelyard.client.families import FamilyInfo
+from modelyard.client.families import FamilyInfo, FamilyPromotionInfo
 from modelyard.client.registry import Registry, VersionInfo
 
 RefArg = Annotated[str, typer.Argument(help="name/3, name@alias, ns/name@latest")]
@@ -82,6 +82,66 @@ def ancestry(
         lambda reg: reg.ancestry(ref),
         _table,
         to_json=lambda vs: [v.raw for v in vs],
+    )
+
+
+WithVariantsOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--with-variants",
+        help="Formats (repeatable or comma-separated, e.g. onnx,tflite): the newest ready "
+        "or published variant of each takes the same step, in one transaction.",
+    ),
+]
+
+
+def variant_formats(items: list[str] | None) -> list[str]:
+    """``--with-variants onnx,tflite --with-variants coreml`` as a list of formats."""
+    return [f.strip() for item in items or [] for f in item.split(",") if f.strip()]
+
+
+def promote(
+    ref: str,
+    action: str,
+    formats: list[str],
+    registry: str,
+    token: str | None,
+    as_json: bool,
+    *,
+    alias: str | None = None,
+    reason: str = "",
+    archive_previous: bool = False,
+) -> None:
+    """``publish``/``alias`` with ``--with-variants``: one family promotion,
+    printed part by part."""
+
+    def show(p: FamilyPromotionInfo) -> Text:
+        lines = []
+        for part in p.parts:
+            v = part.version
+            label = f" [{part.format}]" if part.format else ""
+            if action == "publish":
+                line = f"{v.ref}{label} is now {v.state}"
+            else:
+                line = f"{v.namespace}/{v.model}@{alias} -> {v.ref}{label}"
+            lines.append(line + ("" if part.changed else " (unchanged)"))
+        lines.append(f"one change: {p.change_id}")
+        return Text("\n".join(lines))  # plain text: no markup in refs
+
+    run(
+        registry,
+        token,
+        as_json,
+        lambda reg: reg.promote_family(
+            ref,
+            action=action,
+            with_variants=formats,
+            alias=alias,
+            reason=reason,
+            archive_previous=archive_previous,
+        ),
+        show,
+        to_json=lambda p: p.raw,
     )
 
 

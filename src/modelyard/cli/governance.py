@@ -15,8 +15,10 @@ from typing import Annotated, Any, Literal
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from modelyard.cli.common import connect, out, print_json
+from modelyard.cli.families import WithVariantsOpt, promote, variant_formats
 from modelyard.cli.options import DEFAULT_URL, JsonOpt, RegistryOpt, TokenOpt
 
 NamespaceOpt = Annotated[str, typer.Option("--namespace", "-n", help="Namespace.")]
@@ -45,11 +47,25 @@ def publish(
     archive_previous: Annotated[
         bool, typer.Option("--archive-previous", help="Archive the other published versions.")
     ] = False,
+    with_variants: WithVariantsOpt = None,
     registry: RegistryOpt = DEFAULT_URL,
     token: TokenOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Publish a version (gated by the production policy)."""
+    """Publish a version (gated by the production policy); with --with-variants,
+    the newest ready or published variant of each format too, in one change."""
+    formats = variant_formats(with_variants)
+    if formats:
+        promote(
+            ref,
+            "publish",
+            formats,
+            registry,
+            token,
+            as_json,
+            archive_previous=archive_previous,
+        )
+        return
     _lifecycle("publish", ref, registry, token, as_json, archive_previous=archive_previous)
 
 
@@ -192,12 +208,22 @@ def policy_set(
     protect: Annotated[
         list[str] | None, typer.Option("--protect", help="Protected alias, repeatable")
     ] = None,
+    compatible: Annotated[
+        bool | None,
+        typer.Option(
+            "--compatible-signature/--any-signature",
+            help="A protected alias moves only to a version whose signature is compatible "
+            "with its current target's.",
+        ),
+    ] = None,
     registry: RegistryOpt = DEFAULT_URL,
     token: TokenOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Replace the production policy of a namespace (or of one model with --model)."""
     rules = _policy_from_options(file, tag, metadata, signature, metric, fmt, approvals, protect)
+    if compatible is not None:
+        rules["compatible_signature"] = compatible
     with connect(registry, token) as reg:
         rec = reg.set_policy(rules, namespace=namespace, model=model)
         if as_json:
@@ -254,8 +280,36 @@ def policy_check(
         for v in result["violations"]:
             table.add_row(v["rule"], v["message"])
         out().print(table)
+    if not as_json and result.get("signature_diff"):
+        out().print(Text("\n".join(signature_diff_lines(result["signature_diff"]))))
     if not result["ok"]:
         raise typer.Exit(1)
+
+
+def _tensor_text(t: dict[str, Any]) -> str:
+    shape = "?" if t.get("shape") is None else str(t["shape"])
+    optional = ", optional" if t.get("optional") else ""
+    return f"{t.get('dtype') or '?'} {shape}{optional}"
+
+
+def signature_diff_lines(diff: dict[str, Any]) -> list[str]:
+    """A policy check's signature diff as lines: each added, removed and
+    changed input and output, then the changes that break consumers."""
+    checked = "checked by the policy" if diff.get("checked") else "not a policy rule here"
+    lines = [f"signature against {diff['against']} ({checked}):"]
+    for part in ("inputs", "outputs"):
+        kind = part[:-1]
+        d = diff[part]
+        lines += [f"  + {kind} {t['name']}: {_tensor_text(t)}" for t in d["added"]]
+        lines += [f"  - {kind} {t['name']}: {_tensor_text(t)}" for t in d["removed"]]
+        lines += [
+            f"  ~ {kind} {c['name']}: {_tensor_text(c['before'])} -> {_tensor_text(c['after'])}"
+            for c in d["changed"]
+        ]
+    if len(lines) == 1:
+        lines.append("  no difference")
+    lines += [f"  breaking: {b['problem']}" for b in diff["breaking"]]
+    return lines
 
 
 @policy_app.command("delete")

@@ -22,6 +22,7 @@ import typer
 from modelyard import __version__
 from modelyard.cli import bundles as bundles_cli
 from modelyard.cli import cache as cache_cli
+from modelyard.cli import convert as convert_cli
 from modelyard.cli import deployments as deployments_cli
 from modelyard.cli import events as events_cli
 from modelyard.cli import families as families_cli
@@ -135,6 +136,7 @@ versions_cli.register(app)
 cache_cli.register(app)
 events_cli.register(app)
 families_cli.register(app)
+convert_cli.register(app)
 bundles_cli.register(app)
 deployments_cli.register(app)
 identity_cli.register(app)

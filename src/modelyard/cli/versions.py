@@ -20,6 +20,7 @@ from modelyard.cli.common import (
     progress_bar,
     run,
 )
+from modelyard.cli.families import WithVariantsOpt, promote, variant_formats
 from modelyard.cli.options import DEFAULT_URL, JsonOpt, RegistryOpt, TokenOpt
 
 RefArg = Annotated[str, typer.Argument(help="name/3, name@alias, ns/name@latest")]
@@ -288,11 +289,17 @@ def alias_set(
     ref: Annotated[str, typer.Argument(help="Version reference, e.g. fraud/3")],
     name: Annotated[str, typer.Argument(help="Alias name, e.g. production")],
     reason: Annotated[str, typer.Option(help="Why (kept in the alias history).")] = "",
+    with_variants: WithVariantsOpt = None,
     registry: RegistryOpt = DEFAULT_URL,
     token: TokenOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Point alias NAME at the version REF."""
+    """Point alias NAME at the version REF; with --with-variants, each chosen
+    variant's model's NAME at that variant too, in one change."""
+    formats = variant_formats(with_variants)
+    if formats:
+        promote(ref, "alias", formats, registry, token, as_json, alias=name, reason=reason)
+        return
     run(
         registry,
         token,

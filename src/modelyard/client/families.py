@@ -30,6 +30,7 @@ class FamilyBackend(Protocol):
     def variants(self, ref: Reference, query: Wire) -> Wire: ...
     def ancestry(self, ref: Reference) -> Wire: ...
     def attach_resources(self, ref: Reference, body: Wire) -> Wire: ...
+    def promote(self, ref: Reference, body: Wire) -> Wire: ...
 
 
 def _vpath(ref: Reference) -> str:
@@ -64,6 +65,11 @@ class RemoteFamilies:
         """POST resources (creates the next version)."""
         payload = {k: v for k, v in body.items() if v is not None}
         return self._wire("POST", f"{_vpath(ref)}/resources", json=payload)
+
+    def promote(self, ref: Reference, body: Wire) -> Wire:
+        """POST a family promotion."""
+        payload = {k: v for k, v in body.items() if v is not None}
+        return self._wire("POST", f"{_vpath(ref)}/promote", json=payload)
 
 
 class EmbeddedFamilies:
@@ -105,6 +111,58 @@ class EmbeddedFamilies:
                 actor=self.actor,
             )
         )
+
+    def promote(self, ref: Reference, body: Wire) -> Wire:
+        """A family promotion."""
+        return render.family_promotion(
+            self.svc.promote_family(
+                ref,
+                action=body["action"],
+                formats=body["with_variants"],
+                alias=body.get("alias"),
+                reason=body.get("reason") or "",
+                archive_previous=bool(body.get("archive_previous")),
+                actor=self.actor,
+            )
+        )
+
+
+@dataclass(frozen=True)
+class PromotedPart:
+    """One version a family promotion touched (see :class:`FamilyPromotionInfo`)."""
+
+    version: VersionInfo
+    format: str | None
+    changed: bool
+    before: Any
+
+
+@dataclass(frozen=True)
+class FamilyPromotionInfo:
+    """A committed family promotion: the original first, then each chosen variant.
+
+    ``change_id`` is the id the audit log's ``family.promoted`` entry and each
+    part's own event (``payload.change.id``) share.
+    """
+
+    change_id: str
+    action: str
+    alias: str | None
+    parts: list[PromotedPart]
+    raw: dict[str, Any] = field(repr=False, compare=False)
+
+    @classmethod
+    def from_wire(cls, d: dict[str, Any]) -> FamilyPromotionInfo:
+        """Build from the API's JSON."""
+        from modelyard.client.registry import VersionInfo
+
+        parts = [
+            PromotedPart(
+                VersionInfo.from_wire(p["version"]), p["format"], p["changed"], p["before"]
+            )
+            for p in d["parts"]
+        ]
+        return cls(d["change_id"], d["action"], d["alias"], parts, d)
 
 
 @dataclass(frozen=True)
@@ -199,3 +257,29 @@ class FamilyMixin:
 
         body = self._b.ancestry(parse_reference(ref))
         return [VersionInfo.from_wire(v) for v in body["ancestry"]]
+
+    def promote_family(
+        self,
+        ref: str,
+        *,
+        action: str,
+        with_variants: list[str],
+        alias: str | None = None,
+        reason: str = "",
+        archive_previous: bool = False,
+    ) -> FamilyPromotionInfo:
+        """Publish ``ref`` (``action="publish"``) or point ``alias`` at it
+        (``action="alias"``) together with the newest ready or published
+        variant of each format in ``with_variants``, in one transaction: every
+        part is checked by the production policy, and one refusal refuses all.
+        ``registry.publish(ref, with_variants=[...])`` and
+        ``registry.set_alias(ref, alias, with_variants=[...])`` call this.
+        """
+        body = {
+            "action": action,
+            "with_variants": list(with_variants),
+            "alias": alias,
+            "reason": reason,
+            "archive_previous": archive_previous,
+        }
+        return FamilyPromotionInfo.from_wire(self._b.promote(parse_reference(ref), body))

@@ -437,8 +437,24 @@ class Registry(GovernanceMixin, FamilyMixin, BundleMixin, DeploymentMixin):
         }
         return VersionInfo.from_wire(self._b.update_version(parse_reference(ref), changes))
 
-    def publish(self, ref: str, *, archive_previous: bool = False) -> VersionInfo:
-        """Publish a version."""
+    def publish(
+        self,
+        ref: str,
+        *,
+        archive_previous: bool = False,
+        with_variants: list[str] | None = None,
+    ) -> VersionInfo:
+        """Publish a version; ``with_variants`` (formats) publishes the newest
+        ready or published variant of each format with it, in one transaction
+        (see :meth:`promote_family`, which also answers every part)."""
+        if with_variants:
+            done = self.promote_family(
+                ref,
+                action="publish",
+                with_variants=with_variants,
+                archive_previous=archive_previous,
+            )
+            return done.parts[0].version
         return VersionInfo.from_wire(
             self._b.transition(parse_reference(ref), "publish", archive_previous=archive_previous)
         )
@@ -455,8 +471,17 @@ class Registry(GovernanceMixin, FamilyMixin, BundleMixin, DeploymentMixin):
             self._b.transition(parse_reference(ref), "restore", archive_previous=False)
         )
 
-    def set_alias(self, ref: str, alias: str, *, reason: str = "") -> VersionInfo:
-        """Point ``alias`` at the version ``ref`` names."""
+    def set_alias(
+        self, ref: str, alias: str, *, reason: str = "", with_variants: list[str] | None = None
+    ) -> VersionInfo:
+        """Point ``alias`` at the version ``ref`` names; ``with_variants``
+        (formats) also points each chosen variant's model's ``alias`` at that
+        variant, in one transaction (see :meth:`promote_family`)."""
+        if with_variants:
+            done = self.promote_family(
+                ref, action="alias", alias=alias, with_variants=with_variants, reason=reason
+            )
+            return done.parts[0].version
         return VersionInfo.from_wire(self._b.set_alias(parse_reference(ref), alias, reason))
 
     # -- identity ---------------------------------------------------------

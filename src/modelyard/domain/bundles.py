@@ -155,6 +155,35 @@ def parse_edges(edges: Any, roles: Mapping[str, Any]) -> list[Edge]:
     return out
 
 
+# Open Inference Protocol datatype names -> the NumPy names, so "FP32" and
+# "float32" compare equal (a signature may use either).
+_OIP_DTYPES: Final = {
+    "bool": "bool",
+    "uint8": "uint8",
+    "uint16": "uint16",
+    "uint32": "uint32",
+    "uint64": "uint64",
+    "int8": "int8",
+    "int16": "int16",
+    "int32": "int32",
+    "int64": "int64",
+    "fp16": "float16",
+    "fp32": "float32",
+    "fp64": "float64",
+    "bytes": "bytes",
+    "bf16": "bfloat16",
+    "float": "float32",
+    "double": "float64",
+}
+
+
+def canonical_dtype(name: str) -> str:
+    """A tensor element type under one spelling: ``FP32``, ``float32`` and
+    ``float`` are all ``float32``; unknown names are kept, lowercased."""
+    low = name.strip().lower()
+    return _OIP_DTYPES.get(low, low)
+
+
 @dataclass(frozen=True, slots=True)
 class _Tensor:
     dtype: str | None
@@ -179,7 +208,9 @@ def _tensors(signature: Mapping[str, Any] | None, part: str) -> dict[str, _Tenso
         if not isinstance(name, str):
             continue
         spec = spec if isinstance(spec, Mapping) else {}
-        dtype = spec.get("dtype", spec.get("type"))
+        # ``datatype`` is the signature contract's key (OIP names, serving/);
+        # ``dtype`` and ``type`` are accepted as the serving flavors accept them.
+        dtype = spec.get("datatype", spec.get("dtype", spec.get("type")))
         shape = spec.get("shape")
         dims: tuple[int | None, ...] | None = None
         if isinstance(shape, list):
@@ -188,7 +219,7 @@ def _tensors(signature: Mapping[str, Any] | None, part: str) -> dict[str, _Tenso
                 for d in shape
             )
         out[name] = _Tensor(
-            str(dtype).lower() if isinstance(dtype, str) else None,
+            canonical_dtype(dtype) if isinstance(dtype, str) else None,
             dims,
             bool(spec.get("optional", False)),
         )
@@ -333,3 +364,40 @@ def parse_bundle_ref(text: str) -> tuple[Reference, int | None]:
             text = head
     r = parse_reference(text)
     return Reference(r.namespace, r.name), r.version
+
+
+def _diff_part(
+    old: dict[str, _Tensor] | None, new: dict[str, _Tensor] | None
+) -> dict[str, list[Any]]:
+    def text(t: _Tensor) -> dict[str, Any]:
+        return {
+            "dtype": t.dtype,
+            "shape": None if t.shape is None else [-1 if d is None else d for d in t.shape],
+            "optional": t.optional,
+        }
+
+    old, new = old or {}, new or {}
+    changed = [
+        {"name": name, "before": text(t), "after": text(new[name])}
+        for name, t in old.items()
+        if name in new and text(t) != text(new[name])
+    ]
+    return {
+        "added": [{"name": n, **text(t)} for n, t in new.items() if n not in old],
+        "removed": [{"name": n, **text(t)} for n, t in old.items() if n not in new],
+        "changed": changed,
+    }
+
+
+def signature_diff(
+    role: str, old: Mapping[str, Any] | None, new: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """Every difference from ``old`` to ``new``, breaking or not: inputs and
+    outputs ``added``/``removed``/``changed`` (with before and after), and the
+    ``breaking`` ones as :func:`compare_signatures` judges them (its rules: an
+    added optional input is fine, a removed or retyped input is not, ...)."""
+    return {
+        "inputs": _diff_part(_tensors(old, "inputs"), _tensors(new, "inputs")),
+        "outputs": _diff_part(_tensors(old, "outputs"), _tensors(new, "outputs")),
+        "breaking": [m.to_dict() for m in compare_signatures(role, old, new)],
+    }

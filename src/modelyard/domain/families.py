@@ -23,10 +23,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
 from modelyard.domain.entities import FileEntry, Version
 from modelyard.domain.errors import IntegrityError
+from modelyard.domain.lifecycle import counts_as_latest
 
 RESOURCE_PREFIX: Final = "resources/"
 
@@ -154,3 +155,56 @@ def split_resources(files: Iterable[FileEntry]) -> tuple[list[FileEntry], list[F
     for f in files:
         (resources if is_resource(f.path) else model).append(f)
     return model, resources
+
+
+def choose_variants(
+    candidates: Iterable[Version], formats: Iterable[str]
+) -> tuple[dict[str, Version], list[str]]:
+    """The variant of each format a family promotion moves along with its original.
+
+    ``candidates`` are the original's descendants the caller may see. The
+    choice for a format is its newest descendant (by creation) whose state
+    ``latest`` may name (ready or published): the build the family would
+    serve as that format today, the same answer as ``variants --latest``.
+    Drafts and archived builds are never picked. Answers the choices by
+    format, and the formats with no such variant.
+    """
+    newest: dict[str, Version] = {}
+    for ver in candidates:
+        fmt = (ver.format or "").lower()
+        if not counts_as_latest(ver.state):
+            continue
+        best = newest.get(fmt)
+        if best is None or (ver.created_at, ver.id) > (best.created_at, best.id):
+            newest[fmt] = ver
+    chosen: dict[str, Version] = {}
+    missing: list[str] = []
+    for fmt in dict.fromkeys(f.lower() for f in formats):
+        if fmt in newest:
+            chosen[fmt] = newest[fmt]
+        else:
+            missing.append(fmt)
+    return chosen, missing
+
+
+@dataclass(frozen=True, slots=True)
+class PromotionPart:
+    """One version a family promotion touched: its format (None for the
+    original), whether the step changed it (publishing a published version
+    changes nothing), and where it was before (state, or the alias's version)."""
+
+    version: Version
+    format: str | None
+    changed: bool
+    before: Any
+
+
+@dataclass(frozen=True, slots=True)
+class FamilyPromotion:
+    """A family promotion as committed: the original first, then the variants
+    in the order their formats were asked for."""
+
+    change_id: str
+    action: str
+    alias: str | None
+    parts: list[PromotionPart]

@@ -12,6 +12,9 @@ A policy is a set of optional rules; an unset rule (``None``) is inherited
     allowed_formats     ["onnx", "tflite"]                         the version's format is one of
     required_approvals  1                                          approvals by others
     protected_aliases   ["production"]                             moves need this policy to pass
+    compatible_signature true                                      a protected alias moves only
+                                                                   to a version whose signature
+                                                                   is compatible with its target's
 
 Merge rule (namespace policy, then model policy): the model policy extends
 the namespace policy and overrides it rule by rule where both speak:
@@ -21,8 +24,16 @@ the namespace policy and overrides it rule by rule where both speak:
 - ``metric_thresholds``: per metric; the model's thresholds on a metric replace
   the namespace's on that metric, other metrics of both apply.
 - ``required_metadata``, ``protected_aliases``: union.
-- ``require_signature``, ``allowed_formats``, ``required_approvals``: the
-  model's value when it sets one, else the namespace's.
+- ``require_signature``, ``allowed_formats``, ``required_approvals``,
+  ``compatible_signature``: the model's value when it sets one, else the
+  namespace's.
+
+``compatible_signature`` (issue 14) compares the candidate's signature with
+that of the version the protected alias points at now, by the bundle rules
+(:func:`~modelyard.domain.bundles.compare_signatures`): the same inputs with
+the same dtypes and compatible shapes (an added *optional* input is fine),
+the same outputs with the same dtypes and shapes. Like approvals it is about
+a transition, not about visibility: it has no part in the production view.
 
 Both policies are set by the namespace's admins (permissions are per
 namespace), so a model policy may relax a namespace rule on purpose.
@@ -36,6 +47,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
+from modelyard.domain.bundles import compare_signatures
 from modelyard.domain.entities import Version, VersionState
 from modelyard.domain.errors import InvalidInput
 from modelyard.domain.filters import And, Comparison, Field, Node
@@ -61,6 +73,7 @@ RULE_FIELDS: Final = (
     "allowed_formats",
     "required_approvals",
     "protected_aliases",
+    "compatible_signature",
 )
 
 _THRESHOLD_RE: Final = re.compile(
@@ -103,6 +116,7 @@ class Policy:
     allowed_formats: tuple[str, ...] | None = None
     required_approvals: int | None = None
     protected_aliases: tuple[str, ...] | None = None
+    compatible_signature: bool | None = None
 
     @property
     def approvals_needed(self) -> int:
@@ -128,6 +142,7 @@ class Policy:
             "allowed_formats": _list(self.allowed_formats),
             "required_approvals": self.required_approvals,
             "protected_aliases": _list(self.protected_aliases),
+            "compatible_signature": self.compatible_signature,
         }
 
 
@@ -305,6 +320,10 @@ def parse_policy(data: Any) -> Policy:
             if a in RESERVED_ALIASES:
                 raise _bad(f"alias {a!r} is reserved and cannot be protected", "protected")
         kw["protected_aliases"] = tuple(aliases)
+    if data.get("compatible_signature") is not None:
+        if not isinstance(data["compatible_signature"], bool):
+            raise _bad("compatible_signature must be true or false", "compatible_signature")
+        kw["compatible_signature"] = data["compatible_signature"]
     return Policy(**kw)
 
 
@@ -344,6 +363,7 @@ def merge_policies(namespace: Policy | None, model: Policy | None) -> Policy:
         allowed_formats=pick(base.allowed_formats, model.allowed_formats),
         required_approvals=pick(base.required_approvals, model.required_approvals),
         protected_aliases=union(base.protected_aliases, model.protected_aliases),
+        compatible_signature=pick(base.compatible_signature, model.compatible_signature),
     )
 
 
@@ -361,6 +381,8 @@ def evaluate(
     *,
     approvals: int | None = 0,
     require_published: bool = False,
+    replacing: Version | None = None,
+    alias: str | None = None,
 ) -> Evaluation:
     """Every rule of ``policy`` that ``version`` does not meet, in a stable order.
 
@@ -368,6 +390,8 @@ def evaluate(
     leaves the approval rule out (an approval being applied, a dry run of the
     other rules, or visibility). ``require_published`` adds the rule that the
     version is published (for protected alias moves and visibility).
+    ``replacing`` is the version the protected ``alias`` points at now: the
+    ``compatible_signature`` rule compares against it (no rule without it).
     """
     out: list[Violation] = []
     if require_published and version.state is not VersionState.PUBLISHED:
@@ -416,6 +440,8 @@ def evaluate(
                 version.format,
             )
         )
+    if policy.compatible_signature and replacing is not None and replacing.id != version.id:
+        out.extend(signature_violations(version, replacing, alias))
     needed = policy.approvals_needed
     if approvals is not None and approvals < needed:
         out.append(
@@ -429,6 +455,36 @@ def evaluate(
             )
         )
     return Evaluation(out)
+
+
+def signature_violations(
+    version: Version, replacing: Version, alias: str | None
+) -> list[Violation]:
+    """The breaking changes from ``replacing``'s signature to ``version``'s,
+    one violation each (``key``: the tensor). A version without a signature
+    replacing one with a signature breaks every consumer's contract."""
+    where = f"@{alias} " if alias else ""
+    if replacing.signature and not version.signature:
+        return [
+            Violation(
+                "compatible_signature",
+                f"{version.ref} declares no signature, while {where}{replacing.ref} does",
+                None,
+                replacing.ref,
+                None,
+            )
+        ]
+    role = f"{version.model}{'@' + alias if alias else ''}"
+    return [
+        Violation(
+            "compatible_signature",
+            f"{m.problem} (against {where}{replacing.ref})",
+            m.field,
+            replacing.ref,
+            version.ref,
+        )
+        for m in compare_signatures(role, replacing.signature, version.signature)
+    ]
 
 
 def visible(policy: Policy, version: Version) -> bool:

@@ -62,8 +62,12 @@ class AliasUseCases(RegistryCore):
         expected_version: int | None = None,
         approval_id: int | None = None,
         rollback: bool = False,
+        change: dict[str, Any] | None = None,
     ) -> Version:
         """The body of :meth:`set_alias` inside an open transaction.
+
+        ``change`` marks the event as one part of a larger change (see
+        ``LifecycleUseCases.transition_in_tx``).
 
         ``approval_id`` (an approved request being applied) and ``rollback``
         (a return to the alias's previous target, which held it before) count
@@ -95,7 +99,7 @@ class AliasUseCases(RegistryCore):
             )
         policy_gate.check_aliasable(target, alias)
         policy_gate.check_alias(
-            tx, target, mid, alias, approved=approval_id is not None or rollback
+            tx, target, mid, alias, approved=approval_id is not None, rollback=rollback
         )
         tx.set_alias(
             mid,
@@ -119,6 +123,8 @@ class AliasUseCases(RegistryCore):
             payload["approval_id"] = approval_id
         if rollback:
             payload["rollback"] = True
+        if change is not None:
+            payload["change"] = change
         tx.append_event(
             "alias.moved",
             actor=actor.name,

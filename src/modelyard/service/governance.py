@@ -16,6 +16,7 @@ from typing import Any
 
 from modelyard.domain import identity as auth
 from modelyard.domain.approvals import ApprovalAction
+from modelyard.domain.bundles import signature_diff
 from modelyard.domain.entities import AliasMove, Version, VersionState
 from modelyard.domain.errors import Conflict, InvalidInput, NotFound
 from modelyard.domain.filters import Node
@@ -60,6 +61,7 @@ class PolicyCheck:
     gated: bool
     policy: Policy
     violations: list[dict[str, Any]]
+    signature_diff: dict[str, Any] | None = None
 
     @property
     def ok(self) -> bool:
@@ -320,6 +322,9 @@ class GovernanceService:
             version = tx.load_versions([vid])[0]
             mid = tx.version_keys(vid).model_id
             policy = policy_gate.effective_policy(tx, mid)
+            replacing = None
+            if act is ApprovalAction.ALIAS and alias is not None:
+                replacing = policy_gate.alias_target(tx, mid, alias)
         violations = []
         if act is ApprovalAction.PUBLISH and version.state is not VersionState.READY:
             violations.append(
@@ -334,9 +339,26 @@ class GovernanceService:
             )
         gated = act is ApprovalAction.PUBLISH or policy.protects(alias or "")
         if gated:
-            ev = evaluate(policy, version, require_published=act is ApprovalAction.ALIAS)
+            ev = evaluate(
+                policy,
+                version,
+                require_published=act is ApprovalAction.ALIAS,
+                replacing=replacing,
+                alias=alias,
+            )
             violations += [x.to_dict() for x in ev.violations]
-        return PolicyCheck(version.ref, act.value, alias, gated, policy, violations)
+        diff = None
+        if replacing is not None and replacing.id != version.id:
+            # Shown whenever the move would replace a version, rule or not:
+            # what consumers of @alias would see change.
+            diff = {
+                "against": replacing.ref,
+                "checked": gated and bool(policy.compatible_signature),
+                **signature_diff(
+                    f"{version.model}@{alias}", replacing.signature, version.signature
+                ),
+            }
+        return PolicyCheck(version.ref, act.value, alias, gated, policy, violations, diff)
 
     # -- aliases: rollback and time travel --------------------------------
 

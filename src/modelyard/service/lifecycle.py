@@ -3,6 +3,8 @@ production policy (see ``domain/lifecycle.py`` for which state may follow which)
 
 from __future__ import annotations
 
+from typing import Any
+
 from modelyard.domain import identity as auth
 from modelyard.domain.entities import Version, VersionState
 from modelyard.domain.identity import Permission, Principal
@@ -58,11 +60,14 @@ class LifecycleUseCases(RegistryCore):
         actor: Principal,
         archive_previous: bool = False,
         approval_id: int | None = None,
+        change: dict[str, Any] | None = None,
     ) -> Version:
         """The body of :meth:`transition_version` inside an open transaction.
 
         ``approval_id`` names the approved request being applied: the policy's
         approval rule then counts as met (its other rules are still checked).
+        ``change`` marks the event as one part of a larger change (a family
+        promotion: ``{"id", "type"}``), so the audit log can show them together.
         Requires: nothing checked here; the caller checked its own permission
         (write for a transition, review for an approval that applies one).
         """
@@ -98,6 +103,8 @@ class LifecycleUseCases(RegistryCore):
             payload["archived_versions"] = [x.number for x in tx.load_versions(archived)]
         if approval_id is not None:
             payload["approval_id"] = approval_id
+        if change is not None:
+            payload["change"] = change
         tx.append_event(
             event, actor=actor.name, namespace=after.namespace, subject=after.ref, payload=payload
         )

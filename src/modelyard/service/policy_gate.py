@@ -75,17 +75,43 @@ def check_publish(tx: RegistryTx, version: Version, model_id: int, *, approved: 
     enforce(evaluate(policy, version, approvals=None if approved else 0), version, "publish")
 
 
+def alias_target(tx: RegistryTx, model_id: int, alias: str) -> Version | None:
+    """The version ``alias`` points at now, or None."""
+    vid = tx.get_alias(model_id, alias)
+    return None if vid is None else tx.load_versions([vid])[0]
+
+
 def check_alias(
-    tx: RegistryTx, version: Version, model_id: int, alias: str, *, approved: bool
+    tx: RegistryTx,
+    version: Version,
+    model_id: int,
+    alias: str,
+    *,
+    approved: bool,
+    rollback: bool = False,
 ) -> None:
     """Gate a move of ``alias`` to ``version``; no-op unless the alias is protected.
 
-    A protected alias may only point at a published version meeting the policy.
+    A protected alias may only point at a published version meeting the
+    policy; with ``compatible_signature`` its signature must also be
+    compatible with the current target's. A ``rollback`` is not held to that
+    rule: it returns to a version that held the alias before, and refusing
+    the way back in an incident would leave the breaking version in place.
     """
     policy = effective_policy(tx, model_id)
     if not policy.protects(alias):
         return
-    ev = evaluate(policy, version, approvals=None if approved else 0, require_published=True)
+    replacing = None
+    if policy.compatible_signature and not rollback:
+        replacing = alias_target(tx, model_id, alias)
+    ev = evaluate(
+        policy,
+        version,
+        approvals=None if approved or rollback else 0,
+        require_published=True,
+        replacing=replacing,
+        alias=alias,
+    )
     enforce(ev, version, "alias", alias)
 
 

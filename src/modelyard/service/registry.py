@@ -2,7 +2,7 @@
 
 :class:`RegistryService` puts the use cases together (one module each:
 ``namespaces``, ``models``, ``versions``, ``lifecycle``, ``aliases``,
-``search``, ``stages``, ``families``, ``resources``, ``bundles``,
+``search``, ``stages``, ``families``, ``family_promotion``, ``resources``, ``bundles``,
 ``deployments``; the production view in ``views``; what they share in
 ``core``), so REST v1, the MLflow door, the UI, the embedded SDK and the CLI call the same methods.
 
@@ -30,6 +30,7 @@ from modelyard.service.bundles import BundleUseCases
 from modelyard.service.core import MAX_PAGE_SIZE, Page
 from modelyard.service.deployments import DeploymentUseCases
 from modelyard.service.families import FamilyUseCases
+from modelyard.service.family_promotion import FamilyPromotionUseCases
 from modelyard.service.lifecycle import LifecycleUseCases
 from modelyard.service.models import ModelUseCases
 from modelyard.service.namespaces import NamespaceUseCases
@@ -44,6 +45,7 @@ __all__ = ["MAX_PAGE_SIZE", "Page", "RegistryService", "VersionSpec"]
 
 
 class RegistryService(
+    FamilyPromotionUseCases,
     NamespaceUseCases,
     ModelUseCases,
     VersionUseCases,

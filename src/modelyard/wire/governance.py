@@ -46,6 +46,8 @@ class PolicyCheck(Protocol):
     def violations(self) -> list[dict[str, Any]]: ...
     @property
     def policy(self) -> Policy: ...
+    @property
+    def signature_diff(self) -> dict[str, Any] | None: ...
 
 
 class AliasAt(Protocol):
@@ -96,6 +98,7 @@ def policy_check(c: PolicyCheck) -> dict[str, Any]:
         "ok": c.ok,
         "violations": c.violations,
         "policy": c.policy.to_dict(),
+        "signature_diff": c.signature_diff,
     }
 
 
@@ -150,5 +153,15 @@ def audit_entry(e: dict[str, Any]) -> dict[str, Any]:
         "target": e["subject"],
         "before": payload.get("before"),
         "after": payload.get("after"),
+        "change": _change_of(e["type"], payload),
         "payload": payload,
     }
+
+
+def _change_of(kind: str, payload: dict[str, Any]) -> dict[str, Any] | None:
+    """The larger change an entry belongs to (a family promotion and its
+    parts share one id), so a reader can show them as one; None for most."""
+    if kind == "family.promoted" and isinstance(payload.get("parts"), list):
+        return {"id": payload.get("change_id"), "type": kind, "parts": len(payload["parts"])}
+    change = payload.get("change")
+    return change if isinstance(change, dict) else None

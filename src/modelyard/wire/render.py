@@ -9,7 +9,13 @@ from typing import Any
 
 from modelyard.domain.bundles import Bundle, BundleVersion
 from modelyard.domain.entities import AliasMove, Model, Namespace, Version
-from modelyard.domain.families import RESOURCE_PREFIX, Family, FamilyNode, is_resource
+from modelyard.domain.families import (
+    RESOURCE_PREFIX,
+    Family,
+    FamilyNode,
+    FamilyPromotion,
+    is_resource,
+)
 from modelyard.domain.webhooks import Delivery, Webhook
 
 _EPOCH = datetime(1970, 1, 1)
@@ -116,6 +122,25 @@ def family(f: Family) -> dict[str, Any]:
         members.append({"version": version(node.version), "parent": above, "depth": depth})
         stack.extend((c, node.version.ref, depth + 1) for c in reversed(node.children))
     return {"of": f.of, "root": f.root, "members": members}
+
+
+def family_promotion(p: FamilyPromotion) -> dict[str, Any]:
+    """Wire shape of a family promotion: the change and each version it touched
+    (the original first), with ``changed`` and where it was ``before``."""
+    return {
+        "change_id": p.change_id,
+        "action": p.action,
+        "alias": p.alias,
+        "parts": [
+            {
+                "version": version(x.version),
+                "format": x.format,
+                "changed": x.changed,
+                "before": x.before,
+            }
+            for x in p.parts
+        ],
+    }
 
 
 def bundle(b: Bundle) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from starlette.responses import Response
 from modelyard.api.access import access
 from modelyard.api.deps import actor, services
 from modelyard.api.responses import JSONResponse
+from modelyard.api.schemas import FamilyPromote
 from modelyard.api.v1.versions import version_ref
 from modelyard.wire import render
 
@@ -70,3 +71,31 @@ async def get_ancestry(request: Request, namespace: str, name: str, version: str
         svc.get_ancestry, version_ref(namespace, name, version), actor=actor(request)
     )
     return JSONResponse({"ancestry": [render.version(v) for v in found]})
+
+
+@router.post(_VERSION + "/promote")
+@access("write")
+async def promote_family(
+    request: Request, namespace: str, name: str, version: str, body: FamilyPromote
+) -> Response:
+    """Publish this version (``action: publish``) or point ``alias`` at it
+    (``action: alias``), and do the same to the newest ready or published
+    variant of each format in ``with_variants``, in one transaction.
+
+    Each part is gated as a lone publish or alias move is (production policy,
+    protected aliases): any refusal refuses all (the first refusal's code,
+    ``details.refused`` listing every refused part) and nothing changes. The
+    audit log shows one ``family.promoted`` change with its parts.
+    """
+    svc, call = services(request)
+    done = await call(
+        svc.promote_family,
+        version_ref(namespace, name, version),
+        action=body.action,
+        formats=body.with_variants,
+        alias=body.alias,
+        reason=body.reason,
+        archive_previous=body.archive_previous,
+        actor=actor(request),
+    )
+    return JSONResponse(render.family_promotion(done))

@@ -7,6 +7,7 @@ types, since trusting them would let the file run their code.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +19,9 @@ from modelyard.serving.tensors import NUMPY_TO_OIP, Signature, TensorSpec
 NAME = "skops"
 SUFFIXES = (".skops",)
 
-# Output tensor names the flavor knows, and the estimator method each calls.
-_METHODS = {
+# Output tensor names the flavor knows, and the estimator method each calls
+# (public: the converter maps a signature's outputs the same way).
+OUTPUT_METHODS = {
     "label": "predict",
     "predict": "predict",
     "probabilities": "predict_proba",
@@ -32,8 +34,11 @@ class SkopsPredictor:
     ``probabilities`` (or the names the signature gives them)."""
 
     def __init__(self, estimator: Any, signature: Signature) -> None:
+        self.estimator = estimator
         self._input = signature.inputs[0].name
-        self._calls = [(s.name, getattr(estimator, _METHODS[s.name])) for s in signature.outputs]
+        self._calls = [
+            (s.name, getattr(estimator, OUTPUT_METHODS[s.name])) for s in signature.outputs
+        ]
         self.signature = signature
 
     def predict(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -65,9 +70,15 @@ def _own_signature(estimator: Any) -> Signature:
 
 
 def load(
-    files: dict[str, Path], signature: Signature | None, *, threads: int = 1
+    files: dict[str, Path],
+    signature: Signature | None,
+    *,
+    threads: int = 1,
+    trusted: Sequence[str] = (),
 ) -> SkopsPredictor:
-    """Load the version's one ``.skops`` file with skops' default trust only."""
+    """Load the version's one ``.skops`` file with skops' default trust only,
+    plus the type names the caller lists in ``trusted`` (the server lists
+    none; ``modelyard convert --trust`` lets a person vouch for more)."""
     import skops.io as sio
 
     del threads  # scikit-learn's small predictors run single-threaded anyway
@@ -76,14 +87,15 @@ def load(
         untrusted = sio.get_untrusted_types(file=path)
     except Exception as exc:  # skops raises plain exceptions for a damaged archive
         raise unservable(f"skops cannot read {path.name}: {exc}", file=path.name) from None
+    untrusted = [t for t in untrusted if t not in set(trusted)]
     if untrusted:
         raise unservable(
             f"{path.name} needs types skops does not trust by default ({', '.join(untrusted)}); "
-            "loading them could run their code, so the version is not served",
+            "loading them could run their code, so the version is not loaded",
             untrusted=list(untrusted),
         )
     try:
-        estimator = sio.load(path)
+        estimator = sio.load(path, trusted=list(trusted) or None)
     except Exception as exc:
         raise unservable(f"skops cannot load {path.name}: {exc}", file=path.name) from None
     if not hasattr(estimator, "predict"):
@@ -97,14 +109,14 @@ def load(
         raise unservable("a scikit-learn estimator takes exactly one input tensor")
     outputs = signature.outputs or own.outputs
     for s in outputs:
-        method = _METHODS.get(s.name)
+        method = OUTPUT_METHODS.get(s.name)
         if method is None or not hasattr(estimator, method):
+            known = sorted(n for n, m in OUTPUT_METHODS.items() if hasattr(estimator, m))
             raise unservable(
-                f"output {s.name!r} is not one the skops flavor provides "
-                f"({', '.join(sorted(n for n, m in _METHODS.items() if hasattr(estimator, m)))})",
+                f"output {s.name!r} is not one the skops flavor provides ({', '.join(known)})",
                 output=s.name,
             )
-        if _METHODS[s.name] == "predict" and _label_datatype(estimator) is None:
+        if OUTPUT_METHODS[s.name] == "predict" and _label_datatype(estimator) is None:
             raise _string_labels()
     return SkopsPredictor(estimator, Signature(signature.inputs, outputs))
 
