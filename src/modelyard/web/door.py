@@ -51,8 +51,30 @@ SECURITY_HEADERS: Final = (
     (b"referrer-policy", b"same-origin"),
     (b"x-frame-options", b"DENY"),
 )
-WEB_EXACT: Final = frozenset({"/", "/compare", "/signin", "/signout", "/approvals", "/audit"})
-WEB_PREFIXES: Final = ("/models/", "/static/", "/approvals/", "/namespaces/")
+WEB_EXACT: Final = frozenset(
+    {
+        "/",
+        "/compare",
+        "/signin",
+        "/signout",
+        "/approvals",
+        "/audit",
+        "/webhooks",
+        "/account",
+        "/roles",
+        "/deployments",
+    }
+)
+WEB_PREFIXES: Final = (
+    "/models/",
+    "/static/",
+    "/approvals/",
+    "/namespaces/",
+    "/webhooks/",
+    "/account/",
+    "/roles/",
+    "/deployments/",
+)
 # The REST downloads a page links to (files and the tar archive of a version).
 _DOWNLOAD = re.compile(r"^/api/v1/models/[^/]+/[^/]+/versions/[^/]+/(files/.+|archive\.tar)$")
 

@@ -21,7 +21,7 @@ from modelyard.domain.approvals import ApprovalState
 from modelyard.domain.errors import InvalidInput
 from modelyard.domain.identity import Permission
 from modelyard.domain.policies import Policy
-from modelyard.web.actions import form_of, text_of
+from modelyard.web.actions import form_of, path_id, text_of
 from modelyard.web.calls import door
 from modelyard.web.render import page, query, seg
 
@@ -29,12 +29,6 @@ router = APIRouter(include_in_schema=False)
 
 PAGE_SIZE: Final = 25
 AUDIT_FILTERS: Final = ("actor", "model", "namespace", "action", "since", "until")
-
-
-def _id(value: str) -> int:
-    if not (value.isascii() and value.isdigit()) or len(value) > 18:
-        raise InvalidInput("invalid approval id", code="INVALID_INPUT", details={"id": value})
-    return int(value)
 
 
 @router.get("/approvals")
@@ -72,7 +66,9 @@ async def _decide(request: Request, approval_id: str, approve: bool) -> Response
     form = await form_of(request)
     d = door(request)
     decide = d.approvals.approve if approve else d.approvals.reject
-    found = await d.call(decide, _id(approval_id), actor=d.who, comment=text_of(form, "comment"))
+    found = await d.call(
+        decide, path_id(approval_id, "approval"), actor=d.who, comment=text_of(form, "comment")
+    )
     verb = "approved" if approve else "rejected"
     done = f"request #{found.id} {verb}; it is now {found.state.value}"
     target = {"namespace": found.namespace, "done": done}
