@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from modelyard.web import account, actions, assets, governance, pages, webhooks
+from modelyard.web import account, actions, assets, governance, pages, people, webhooks
 from modelyard.web.door import WebDoor
 from modelyard.web.errors import install_error_pages
 
@@ -25,6 +25,7 @@ def install_web(app: FastAPI) -> None:
         actions.router,
         governance.router,
         account.router,
+        people.router,
         webhooks.router,
         assets.router,
     ):
