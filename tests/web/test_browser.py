@@ -337,3 +337,43 @@ def test_promote_with_approval_by_another_user_then_roll_back(
     with httpx.Client(base_url=ui_server, headers=bearer(ADMIN_TOKEN), timeout=10) as api:
         now = api.get("/api/v1/models/risk/scorer/versions/production").json()
         assert now["version"] == 1
+
+
+def test_open_model_page_updates_live_from_the_event_stream(ui_server: str) -> None:
+    """With JavaScript on, a model page listens to the event stream: a version
+    pushed and an alias moved elsewhere appear on it without a reload."""
+    from playwright.sync_api import sync_playwright
+
+    with httpx.Client(base_url=ui_server, headers=bearer(ADMIN_TOKEN), timeout=10) as api:
+        assert api.post("/api/v1/models", json={"name": "live"}).status_code == 201
+        _push(api, "live", {"m.onnx": b"live 1"}, framework="onnx")
+        console: list[str] = []
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_context().new_page()
+                page.on("console", lambda m: console.append(m.text))
+                page.goto(ui_server + "/signin")
+                page.fill("#token", ADMIN_TOKEN)
+                page.click("button:has-text('Sign in')")
+                page.goto(ui_server + "/models/default/live")
+                # The page marks itself: the script ran and the stream is open.
+                page.wait_for_selector("#live-status[data-state=live]")
+                page.check("input[name=v][value='default/live/1']")
+                loads = []
+                page.on("load", lambda _: loads.append(1))
+                _push(api, "live", {"m.onnx": b"live 2"}, framework="onnx")
+                page.wait_for_selector("#live-versions >> text=v2")
+                r = api.put(
+                    "/api/v1/models/default/live/aliases/canary",
+                    json={"version": "2", "reason": "watch it live"},
+                )
+                assert r.status_code == 200, r.text
+                page.wait_for_selector("#live-timeline >> text=watch it live")
+                assert "@canary" in page.inner_text("#live-aliases")
+                # Updated in place: no reload, and the ticked box is still ticked.
+                assert loads == []
+                assert page.is_checked("input[name=v][value='default/live/1']")
+            finally:
+                browser.close()
+    assert [m for m in console if "Content Security Policy" in m] == []

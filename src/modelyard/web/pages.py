@@ -20,7 +20,7 @@ from modelyard.domain.names import validate_name
 from modelyard.domain.references import Reference, parse_reference
 from modelyard.web import compare as diff
 from modelyard.web.calls import Door, door
-from modelyard.web.render import page
+from modelyard.web.render import page, query
 from modelyard.web.search_form import PAGE_SIZE, SORTS, STATES, SearchForm
 
 router = APIRouter(include_in_schema=False)
@@ -29,6 +29,7 @@ MAX_METRIC_COLUMNS: Final = 8
 MAX_TIMELINE: Final = 100
 MAX_PARENT_HOPS: Final = 8
 EVENTS_SCANNED: Final = 100
+LIVE_TYPES: Final = ("version.*", "alias.*", "model.updated")
 
 
 def version_ref(namespace: str, name: str, version: str) -> Reference:
@@ -93,6 +94,12 @@ async def home(request: Request) -> Response:
     return page(request, "home.html", context)
 
 
+def live_stream(namespace: str, name: str) -> str:
+    """The event stream a model page listens to: its versions, aliases and details."""
+    types = ",".join(LIVE_TYPES)
+    return "/api/v1/events/stream" + query({"model": f"{namespace}/{name}", "types": types})
+
+
 def _current_aliases(history: list[AliasMove]) -> dict[str, int]:
     """Where each alias points now, from its moves (oldest first)."""
     now: dict[str, int] = {}
@@ -154,6 +161,9 @@ async def model_page(request: Request, namespace: str, name: str) -> Response:
         "page_token": params.get("page") or None,
         "can_write": d.who.can(Permission.WRITE, namespace),
         "done": params.get("done") or "",
+        # Whoever reads the model's history may follow its events live (a
+        # consumer's production view has neither).
+        "live_stream": None if history is None else live_stream(namespace, name),
     }
     return page(request, "model.html", context)
 
