@@ -20,6 +20,7 @@ from modelyard.domain.names import validate_name
 from modelyard.domain.references import Reference, parse_reference
 from modelyard.web import compare as diff
 from modelyard.web.calls import Door, door
+from modelyard.web.lineage import lineage_graph
 from modelyard.web.render import page, query
 from modelyard.web.search_form import PAGE_SIZE, SORTS, STATES, SearchForm
 
@@ -220,8 +221,13 @@ async def version_page(request: Request, namespace: str, name: str, version: str
             )
         except NotFound:
             original = None
+    try:
+        family = await d.call(d.registry.get_family, ver.ref, actor=d.who)
+    except (NotFound, PermissionDenied):
+        family = None
     context = {
         "ver": ver,
+        "graph": lineage_graph(family, ver),
         "can_write": d.who.can(Permission.WRITE, ver.namespace),
         "done": request.query_params.get("done") or "",
         "original": original,
