@@ -11,7 +11,16 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from modelyard.web import account, actions, assets, governance, pages, people, webhooks
+from modelyard.web import (
+    account,
+    actions,
+    assets,
+    governance,
+    pages,
+    people,
+    policies,
+    webhooks,
+)
 from modelyard.web.door import WebDoor
 from modelyard.web.errors import install_error_pages
 
@@ -24,6 +33,7 @@ def install_web(app: FastAPI) -> None:
         pages.router,
         actions.router,
         governance.router,
+        policies.router,
         account.router,
         people.router,
         webhooks.router,

@@ -17,6 +17,7 @@ from modelyard.domain.entities import AliasMove, Model, Version
 from modelyard.domain.errors import InvalidInput, NotFound, PermissionDenied
 from modelyard.domain.identity import Permission
 from modelyard.domain.names import validate_name
+from modelyard.domain.policies import Policy, evaluate
 from modelyard.domain.references import Reference, parse_reference
 from modelyard.web import compare as diff
 from modelyard.web.calls import Door, door
@@ -101,6 +102,21 @@ def live_stream(namespace: str, name: str) -> str:
     return "/api/v1/events/stream" + query({"model": f"{namespace}/{name}", "types": types})
 
 
+def _policy_status(policy: Policy, versions: list[Version]) -> dict[int, list[str]] | None:
+    """What each version lacks of the effective production policy (None: no rules).
+
+    The content rules only (tags, metadata, signature, metrics, format), as
+    the API's dry run lists them: approvals are given to a request, never
+    held by a version.
+    """
+    if not any(v is not None for v in policy.to_dict().values()):
+        return None
+    return {
+        v.number: [x.message for x in evaluate(policy, v, approvals=None).violations]
+        for v in versions
+    }
+
+
 def _current_aliases(history: list[AliasMove]) -> dict[str, int]:
     """Where each alias points now, from its moves (oldest first)."""
     now: dict[str, int] = {}
@@ -135,6 +151,10 @@ async def model_page(request: Request, namespace: str, name: str) -> Response:
     except PermissionDenied:
         history = None  # a consumer: the history is not part of the production view
     current = _current_aliases(history) if history is not None else {}
+    policy_status = None
+    if history is not None:  # a reader; a consumer sees published versions only
+        policy = await d.call(d.governance.effective_policy, namespace, name, actor=d.who)
+        policy_status = _policy_status(policy, versions.items)
     at_alias = params.get("alias") or next(iter(current), "")
     at_time = params.get("at") or ""
     at_answer = None
@@ -161,6 +181,7 @@ async def model_page(request: Request, namespace: str, name: str) -> Response:
         "at_error": at_error,
         "page_token": params.get("page") or None,
         "can_write": d.who.can(Permission.WRITE, namespace),
+        "policy_status": policy_status,
         "done": params.get("done") or "",
         # Whoever reads the model's history may follow its events live (a
         # consumer's production view has neither).
