@@ -15,6 +15,7 @@ from modelyard.web import (
     account,
     actions,
     assets,
+    deployments,
     governance,
     pages,
     people,
@@ -37,6 +38,7 @@ def install_web(app: FastAPI) -> None:
         account.router,
         people.router,
         webhooks.router,
+        deployments.router,
         assets.router,
     ):
         app.router.routes.extend(router.routes)
