@@ -87,7 +87,9 @@ def test_create_deliver_test_redeliver_rotate_and_delete(wclient: TestClient) ->
         got = wait_for(lambda: rec.snapshot(), what="a delivery")
         verify(got[0].headers, got[0].body, secret)
         shown = wait_for(
-            lambda: "succeeded" in (t := c.get(f"/webhooks/{hid}").text) and t,
+            lambda: (
+                '"badge badge-published">succeeded' in (t := c.get(f"/webhooks/{hid}").text) and t
+            ),
             what="the delivery's outcome on the page",
         )
         assert "version.created" in shown and "HTTP 200" in shown

@@ -117,17 +117,6 @@ def _policy_status(policy: Policy, versions: list[Version]) -> dict[int, list[st
     }
 
 
-def _current_aliases(history: list[AliasMove]) -> dict[str, int]:
-    """Where each alias points now, from its moves (oldest first)."""
-    now: dict[str, int] = {}
-    for move in history:
-        if move.to_version is None:
-            now.pop(move.alias, None)
-        else:
-            now[move.alias] = move.to_version
-    return dict(sorted(now.items()))
-
-
 @router.get("/models/{namespace}/{name}")
 @access("consume", "A consumer sees the production view.")
 async def model_page(request: Request, namespace: str, name: str) -> Response:
@@ -146,11 +135,24 @@ async def model_page(request: Request, namespace: str, name: str) -> Response:
     columns = [c for c in dict.fromkeys(params.getlist("metric")) if c][:MAX_METRIC_COLUMNS]
     offered = sorted({k for v in versions.items for k in v.metrics} | set(columns))
     history: list[AliasMove] | None
+    moves_token = params.get("moves") or None
     try:
-        history = await d.call(d.registry.alias_history, name, namespace=namespace, actor=d.who)
+        moves = await d.call(
+            d.registry.alias_moves,
+            name,
+            namespace=namespace,
+            page_size=MAX_TIMELINE,
+            page_token=moves_token,
+            actor=d.who,
+        )
     except PermissionDenied:
         history = None  # a consumer: the history is not part of the production view
-    current = _current_aliases(history) if history is not None else {}
+        current: dict[str, int] = {}
+        moves_next = None
+    else:
+        history, moves_next = moves.items, moves.next_page_token
+        now = await d.call(d.registry.model_aliases, name, namespace=namespace, actor=d.who)
+        current = dict(sorted(now.items()))
     policy_status = None
     if history is not None:  # a reader; a consumer sees published versions only
         policy = await d.call(d.governance.effective_policy, namespace, name, actor=d.who)
@@ -172,8 +174,9 @@ async def model_page(request: Request, namespace: str, name: str) -> Response:
         "next_page": versions.next_page_token,
         "columns": columns,
         "offered": offered,
-        "timeline": None if history is None else list(reversed(history))[:MAX_TIMELINE],
-        "timeline_cut": history is not None and len(history) > MAX_TIMELINE,
+        "timeline": history,
+        "moves_token": moves_token,
+        "moves_next": moves_next,
         "current": current,
         "at_alias": at_alias,
         "at_time": at_time,
