@@ -460,3 +460,52 @@ def test_main_pages_pass_axe_core(ui_server: str) -> None:
         finally:
             browser.close()
     assert found == [], "\n".join(found)
+
+
+def test_webhook_created_tested_and_redelivered_from_the_pages(
+    ui_server: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Subscribe a real receiver from the webhooks page (its secret shown once),
+    send a test event, watch it arrive, redeliver it: the same message again."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.receiver import receiver, wait_for
+
+    shots = tmp_path_factory.getbasetemp() / "screenshots"
+    shots.mkdir(exist_ok=True)
+    with receiver() as rec, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_context(java_script_enabled=False).new_page()
+            page.goto(ui_server + "/signin")
+            page.fill("#token", ADMIN_TOKEN)
+            page.click("button:has-text('Sign in')")
+            page.goto(ui_server + "/webhooks")
+            page.fill("#hook-url", rec.url + "/ci")
+            page.fill("#hook-types", "version.*")
+            page.click("button:has-text('Create webhook')")
+            secret = page.input_value("#secret")
+            assert secret.startswith("whsec_")
+            page.screenshot(path=str(shots / "17-webhook-secret.png"), full_page=True)
+            page.click("text=Go to the webhook")
+            assert secret not in page.content()
+            page.click("button:has-text('Send a test event')")
+            assert "test event queued" in page.inner_text(".notice")
+            first = wait_for(rec.snapshot, what="the test event at the receiver")[0]
+            assert first.json["type"] == "webhook.test"
+
+            def recorded() -> bool:
+                # The page shows the outcome once the dispatcher has recorded it.
+                page.reload()
+                return "succeeded" in page.inner_text("ol.deliveries")
+
+            wait_for(recorded, what="the delivery's outcome on the page")
+            page.click("ol.deliveries summary")
+            assert "HTTP 200" in page.inner_text("ol.deliveries")
+            page.screenshot(path=str(shots / "18-webhook-deliveries.png"), full_page=True)
+            page.click("ol.deliveries button:has-text('Redeliver')")
+            assert "queued again" in page.inner_text(".notice")
+            again = wait_for(lambda: rec.snapshot()[1:], what="the redelivery")[0]
+            assert again.headers["webhook-id"] == first.headers["webhook-id"]
+        finally:
+            browser.close()
