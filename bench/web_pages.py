@@ -46,6 +46,11 @@ def pages(models: int, versions: int) -> list[tuple[str, str]]:
         ("compare 3", f"/compare?v=default/{m}/1&v=default/{m}/{v}&v=default/{m}/{versions}"),
         ("audit", "/audit"),
         ("approvals", "/approvals?namespace=default"),
+        ("model policy", f"/models/default/{m}/policy"),
+        ("deployments", "/deployments"),
+        ("webhooks", "/webhooks"),
+        ("account", "/account"),
+        ("roles", "/roles?namespace=default"),
     ]
 
 

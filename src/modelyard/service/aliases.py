@@ -13,7 +13,7 @@ from modelyard.domain.names import RESERVED_ALIASES, validate_alias
 from modelyard.domain.references import DEFAULT_NAMESPACE, Reference
 from modelyard.service import policy_gate
 from modelyard.service import validation as v
-from modelyard.service.core import RegistryCore
+from modelyard.service.core import MAX_PAGE_SIZE, Page, RegistryCore
 from modelyard.service.views import ProductionView
 from modelyard.store.metadata.ports import RegistryTx
 
@@ -236,6 +236,39 @@ class AliasUseCases(RegistryCore):
                 if tx.version_matches(vid, rule)
             }
 
+    def alias_moves(
+        self,
+        name: str,
+        *,
+        namespace: str = DEFAULT_NAMESPACE,
+        alias: str | None = None,
+        page_size: int = 100,
+        page_token: str | None = None,
+        actor: Principal,
+    ) -> Page[AliasMove]:
+        """A model's alias moves, newest first, one keyset page at a time
+        (``next_page_token`` continues; None: no older move).
+
+        Requires: read on the namespace (not part of the production view).
+        """
+        auth.require(actor, Permission.READ, namespace)
+        if isinstance(page_size, bool) or not isinstance(page_size, int):
+            raise InvalidInput("page_size must be an integer", code="INVALID_PAGE_SIZE")
+        if not 1 <= page_size <= MAX_PAGE_SIZE:
+            raise InvalidInput(f"page_size must be 1..{MAX_PAGE_SIZE}", code="INVALID_PAGE_SIZE")
+        before = _move_cursor(page_token)
+        with self.db.read() as tx:
+            mid = self.model_id(tx, namespace, name)
+            rows = tx.alias_moves_page(
+                mid, namespace, name, alias, before=before, limit=page_size + 1
+            )
+        items = [move for _, move in rows[:page_size]]
+        token = None
+        if len(rows) > page_size:
+            at, hid = rows[page_size - 1][0]
+            token = f"{at}.{hid}"
+        return Page(items, token)
+
     def alias_history(
         self,
         name: str,
@@ -252,3 +285,15 @@ class AliasUseCases(RegistryCore):
         with self.db.read() as tx:
             mid = self.model_id(tx, namespace, name)
             return tx.alias_history(mid, namespace, name, alias)
+
+
+def _move_cursor(token: str | None) -> tuple[int, int] | None:
+    """``(at, id)`` from an alias-history page token (``at.id``)."""
+    if not token:
+        return None
+    at, dot, hid = token.partition(".")
+    if not (dot and at.isascii() and at.isdigit() and hid.isascii() and hid.isdigit()):
+        raise InvalidInput("invalid page token", code="INVALID_CURSOR")
+    if len(at) > 19 or len(hid) > 19:
+        raise InvalidInput("invalid page token", code="INVALID_CURSOR")
+    return int(at), int(hid)

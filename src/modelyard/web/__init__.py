@@ -11,7 +11,17 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from modelyard.web import account, actions, assets, governance, pages
+from modelyard.web import (
+    account,
+    actions,
+    assets,
+    deployments,
+    governance,
+    pages,
+    people,
+    policies,
+    webhooks,
+)
 from modelyard.web.door import WebDoor
 from modelyard.web.errors import install_error_pages
 
@@ -20,7 +30,17 @@ __all__ = ["install_web"]
 
 def install_web(app: FastAPI) -> None:
     """Mount the UI at ``/`` on ``app`` (REST, docs and health keep their paths)."""
-    for router in (pages.router, actions.router, governance.router, account.router, assets.router):
+    for router in (
+        pages.router,
+        actions.router,
+        governance.router,
+        policies.router,
+        account.router,
+        people.router,
+        webhooks.router,
+        deployments.router,
+        assets.router,
+    ):
         app.router.routes.extend(router.routes)
     install_error_pages(app.exception_handlers)
     app.add_middleware(WebDoor)

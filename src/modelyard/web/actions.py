@@ -16,6 +16,7 @@ from starlette.responses import RedirectResponse, Response
 
 from modelyard.domain.access import access
 from modelyard.domain.entities import VersionState
+from modelyard.domain.errors import InvalidInput
 from modelyard.web.calls import door
 from modelyard.web.door import CSRF_FIELD, check_csrf
 from modelyard.web.pages import version_ref
@@ -38,6 +39,13 @@ def text_of(form: FormData, name: str) -> str:
     """A posted text field, trimmed (empty when absent)."""
     value = form.get(name)
     return value.strip() if isinstance(value, str) else ""
+
+
+def path_id(value: str, what: str) -> int:
+    """A numeric id from a URL segment (``INVALID_INPUT`` for anything else)."""
+    if not (value.isascii() and value.isdigit()) or len(value) > 18 or int(value) < 1:
+        raise InvalidInput(f"invalid {what} id", code="INVALID_INPUT", details={"id": value})
+    return int(value)
 
 
 def _back(namespace: str, name: str, version: int | str | None, done: str) -> Response:

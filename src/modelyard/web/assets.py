@@ -1,4 +1,4 @@
-"""The UI's own assets (stylesheet, icon), served from the package.
+"""The UI's own assets (stylesheet, icon, the live-update script), served from the package.
 
 A fixed table of names: a request can never name another file. Public, like
 the pages' markup they style.
@@ -22,6 +22,7 @@ router = APIRouter(include_in_schema=False)
 ASSETS: Final = {
     "style.css": "text/css; charset=utf-8",
     "icon.svg": "image/svg+xml",
+    "live.js": "text/javascript; charset=utf-8",
 }
 
 
@@ -31,7 +32,7 @@ def asset_dir() -> Path:
 
 
 @router.get("/static/{name}")
-@access("public", "The UI's stylesheet and icon.")
+@access("public", "The UI's stylesheet, icon and script.")
 async def asset(name: str) -> Response:
     """One asset by name (cached for an hour)."""
     media = ASSETS.get(name)

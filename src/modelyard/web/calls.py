@@ -21,6 +21,7 @@ from modelyard.service.approvals import ApprovalService
 from modelyard.service.governance import GovernanceService
 from modelyard.service.identity import IdentityService
 from modelyard.service.registry import RegistryService
+from modelyard.service.webhooks import WebhookService
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -42,6 +43,7 @@ class Door:
     governance: GovernanceService
     approvals: ApprovalService
     identity: IdentityService
+    webhooks: WebhookService
     call: Caller
     who: Principal
 
@@ -55,6 +57,7 @@ def door(request: Request) -> Door:
         governance=state.governance,
         approvals=state.approvals,
         identity=state.identity,
+        webhooks=state.webhooks,
         call=call,
         who=principal_of(request.scope),
     )

@@ -16,8 +16,10 @@ paths (:func:`is_web_path`) it
   same-origin referrer policy to every answer.
 
 A signed-in browser may also follow the UI's download links to the REST
-file and archive downloads (GET and HEAD only, which change nothing): the
-cookie stands for the token there too.
+file and archive downloads, and a live page (``static/live.js``) may open
+the REST event stream (GET and HEAD only, which change nothing): the cookie
+stands for the token there too. Nowhere else on the API: the cookie is no
+key to the rest of it.
 """
 
 from __future__ import annotations
@@ -51,10 +53,35 @@ SECURITY_HEADERS: Final = (
     (b"referrer-policy", b"same-origin"),
     (b"x-frame-options", b"DENY"),
 )
-WEB_EXACT: Final = frozenset({"/", "/compare", "/signin", "/signout", "/approvals", "/audit"})
-WEB_PREFIXES: Final = ("/models/", "/static/", "/approvals/", "/namespaces/")
-# The REST downloads a page links to (files and the tar archive of a version).
-_DOWNLOAD = re.compile(r"^/api/v1/models/[^/]+/[^/]+/versions/[^/]+/(files/.+|archive\.tar)$")
+WEB_EXACT: Final = frozenset(
+    {
+        "/",
+        "/compare",
+        "/signin",
+        "/signout",
+        "/approvals",
+        "/audit",
+        "/webhooks",
+        "/account",
+        "/roles",
+        "/deployments",
+    }
+)
+WEB_PREFIXES: Final = (
+    "/models/",
+    "/static/",
+    "/approvals/",
+    "/namespaces/",
+    "/webhooks/",
+    "/account/",
+    "/roles/",
+    "/deployments/",
+)
+# The REST reads a page uses: the downloads it links to (files and the tar
+# archive of a version) and the event stream a live page listens to.
+_COOKIE_READS = re.compile(
+    r"^/api/v1/(models/[^/]+/[^/]+/versions/[^/]+/(files/.+|archive\.tar)|events/stream)$"
+)
 
 
 def is_web_path(path: str) -> bool:
@@ -138,8 +165,10 @@ class WebDoor:
             return
         path: str = scope["path"]
         web = is_web_path(path)
-        download = not web and scope["method"] in ("GET", "HEAD") and bool(_DOWNLOAD.match(path))
-        if not web and not download:
+        api_read = (
+            not web and scope["method"] in ("GET", "HEAD") and bool(_COOKIE_READS.match(path))
+        )
+        if not web and not api_read:
             await self.app(scope, receive, send)
             return
         cookies = cookies_of(scope)

@@ -1,6 +1,7 @@
 """Governance pages: the approvals queue (approve / reject with a comment),
-the audit log with its filters, and a namespace's production policy (read;
-edit for admins).
+a request's own page (its reviews, what the version still lacks, cancel for
+the requester), and the audit log with its filters. Policies are
+``web/policies.py``.
 
 Same service calls as REST v1's governance routes; the requester's own
 request shows no approve button (the service would refuse it anyway with
@@ -9,7 +10,6 @@ request shows no approve button (the service would refuse it anyway with
 
 from __future__ import annotations
 
-import json
 from typing import Any, Final
 
 from fastapi import APIRouter
@@ -20,21 +20,14 @@ from modelyard.domain.access import access
 from modelyard.domain.approvals import ApprovalState
 from modelyard.domain.errors import InvalidInput
 from modelyard.domain.identity import Permission
-from modelyard.domain.policies import Policy
-from modelyard.web.actions import form_of, text_of
+from modelyard.web.actions import form_of, path_id, text_of
 from modelyard.web.calls import door
-from modelyard.web.render import page, query, seg
+from modelyard.web.render import page, query
 
 router = APIRouter(include_in_schema=False)
 
 PAGE_SIZE: Final = 25
 AUDIT_FILTERS: Final = ("actor", "model", "namespace", "action", "since", "until")
-
-
-def _id(value: str) -> int:
-    if not (value.isascii() and value.isdigit()) or len(value) > 18:
-        raise InvalidInput("invalid approval id", code="INVALID_INPUT", details={"id": value})
-    return int(value)
 
 
 @router.get("/approvals")
@@ -72,7 +65,9 @@ async def _decide(request: Request, approval_id: str, approve: bool) -> Response
     form = await form_of(request)
     d = door(request)
     decide = d.approvals.approve if approve else d.approvals.reject
-    found = await d.call(decide, _id(approval_id), actor=d.who, comment=text_of(form, "comment"))
+    found = await d.call(
+        decide, path_id(approval_id, "approval"), actor=d.who, comment=text_of(form, "comment")
+    )
     verb = "approved" if approve else "rejected"
     done = f"request #{found.id} {verb}; it is now {found.state.value}"
     target = {"namespace": found.namespace, "done": done}
@@ -122,54 +117,37 @@ async def audit_page(request: Request) -> Response:
     return page(request, "audit.html", context)
 
 
-def editable(policy: Policy | None) -> str:
-    """A policy as the JSON an admin edits (thresholds as their text)."""
-    if policy is None:
-        return "{}"
-    rules = {k: v for k, v in policy.to_dict().items() if v is not None}
-    if "metric_thresholds" in rules:
-        rules["metric_thresholds"] = [m["text"] for m in rules["metric_thresholds"]]
-    return json.dumps(rules, indent=2, sort_keys=True, ensure_ascii=False)
-
-
-async def _policy_page(
-    request: Request, namespace: str, draft: str | None = None, error: Exception | None = None
-) -> Response:
+@router.get("/approvals/{approval_id}")
+@access("read", "On the request's namespace (else APPROVAL_NOT_FOUND).")
+async def approval_page(request: Request, approval_id: str) -> Response:
+    """One request: what it asks, its reviews, what the version still lacks."""
     d = door(request)
-    record = await d.call(d.governance.get_policy, namespace, actor=d.who)
+    found = await d.call(d.approvals.get_approval, path_id(approval_id, "approval"), actor=d.who)
+    check = None
+    if found.state is ApprovalState.PENDING:
+        # The API's dry run (GET .../policy-check): what applying it still needs.
+        check = await d.call(
+            d.governance.check,
+            found.ref,
+            action=found.action.value,
+            alias=found.alias,
+            actor=d.who,
+        )
     context: dict[str, Any] = {
-        "namespace": namespace,
-        "record": record,
-        "rules": None if record.policy is None else record.policy.to_dict(),
-        "draft": editable(record.policy) if draft is None else draft,
-        "can_edit": d.who.can(Permission.ADMIN, namespace),
-        "error": error,
+        "a": found,
+        "check": check,
+        "can_review": d.who.can(Permission.REVIEW, found.namespace),
         "done": request.query_params.get("done") or "",
     }
-    return page(request, "policy.html", context, status=400 if error else 200)
+    return page(request, "approval.html", context)
 
 
-@router.get("/namespaces/{namespace}/policy")
-@access("read")
-async def policy_page(request: Request, namespace: str) -> Response:
-    """The namespace's production policy; admins get an editor."""
-    return await _policy_page(request, namespace)
-
-
-@router.post("/namespaces/{namespace}/policy")
-@access("admin")
-async def save_policy(request: Request, namespace: str) -> Response:
-    """Replace the namespace's policy with the edited JSON."""
-    form = await form_of(request)
+@router.post("/approvals/{approval_id}/cancel")
+@access("write", "The requester only (NOT_REQUESTER for anyone else).")
+async def cancel(request: Request, approval_id: str) -> Response:
+    """Withdraw one's own pending request."""
+    await form_of(request)
     d = door(request)
-    draft = text_of(form, "rules") or "{}"
-    try:
-        try:
-            rules = json.loads(draft)
-        except ValueError as exc:
-            raise InvalidInput(f"not JSON: {exc}", code="INVALID_POLICY") from None
-        await d.call(d.governance.set_policy, namespace, rules, actor=d.who)
-    except InvalidInput as exc:
-        return await _policy_page(request, namespace, draft, exc)
-    target = f"/namespaces/{seg(namespace)}/policy" + query({"done": "policy saved"})
-    return RedirectResponse(target, status_code=303)
+    found = await d.call(d.approvals.cancel, path_id(approval_id, "approval"), actor=d.who)
+    done = f"request #{found.id} cancelled"
+    return RedirectResponse(f"/approvals/{found.id}" + query({"done": done}), status_code=303)

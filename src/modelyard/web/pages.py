@@ -17,10 +17,12 @@ from modelyard.domain.entities import AliasMove, Model, Version
 from modelyard.domain.errors import InvalidInput, NotFound, PermissionDenied
 from modelyard.domain.identity import Permission
 from modelyard.domain.names import validate_name
+from modelyard.domain.policies import Policy, evaluate
 from modelyard.domain.references import Reference, parse_reference
 from modelyard.web import compare as diff
 from modelyard.web.calls import Door, door
-from modelyard.web.render import page
+from modelyard.web.lineage import lineage_graph
+from modelyard.web.render import page, query
 from modelyard.web.search_form import PAGE_SIZE, SORTS, STATES, SearchForm
 
 router = APIRouter(include_in_schema=False)
@@ -29,6 +31,7 @@ MAX_METRIC_COLUMNS: Final = 8
 MAX_TIMELINE: Final = 100
 MAX_PARENT_HOPS: Final = 8
 EVENTS_SCANNED: Final = 100
+LIVE_TYPES: Final = ("version.*", "alias.*", "model.updated")
 
 
 def version_ref(namespace: str, name: str, version: str) -> Reference:
@@ -93,15 +96,25 @@ async def home(request: Request) -> Response:
     return page(request, "home.html", context)
 
 
-def _current_aliases(history: list[AliasMove]) -> dict[str, int]:
-    """Where each alias points now, from its moves (oldest first)."""
-    now: dict[str, int] = {}
-    for move in history:
-        if move.to_version is None:
-            now.pop(move.alias, None)
-        else:
-            now[move.alias] = move.to_version
-    return dict(sorted(now.items()))
+def live_stream(namespace: str, name: str) -> str:
+    """The event stream a model page listens to: its versions, aliases and details."""
+    types = ",".join(LIVE_TYPES)
+    return "/api/v1/events/stream" + query({"model": f"{namespace}/{name}", "types": types})
+
+
+def _policy_status(policy: Policy, versions: list[Version]) -> dict[int, list[str]] | None:
+    """What each version lacks of the effective production policy (None: no rules).
+
+    The content rules only (tags, metadata, signature, metrics, format), as
+    the API's dry run lists them: approvals are given to a request, never
+    held by a version.
+    """
+    if not any(v is not None for v in policy.to_dict().values()):
+        return None
+    return {
+        v.number: [x.message for x in evaluate(policy, v, approvals=None).violations]
+        for v in versions
+    }
 
 
 @router.get("/models/{namespace}/{name}")
@@ -122,11 +135,28 @@ async def model_page(request: Request, namespace: str, name: str) -> Response:
     columns = [c for c in dict.fromkeys(params.getlist("metric")) if c][:MAX_METRIC_COLUMNS]
     offered = sorted({k for v in versions.items for k in v.metrics} | set(columns))
     history: list[AliasMove] | None
+    moves_token = params.get("moves") or None
     try:
-        history = await d.call(d.registry.alias_history, name, namespace=namespace, actor=d.who)
+        moves = await d.call(
+            d.registry.alias_moves,
+            name,
+            namespace=namespace,
+            page_size=MAX_TIMELINE,
+            page_token=moves_token,
+            actor=d.who,
+        )
     except PermissionDenied:
         history = None  # a consumer: the history is not part of the production view
-    current = _current_aliases(history) if history is not None else {}
+        current: dict[str, int] = {}
+        moves_next = None
+    else:
+        history, moves_next = moves.items, moves.next_page_token
+        now = await d.call(d.registry.model_aliases, name, namespace=namespace, actor=d.who)
+        current = dict(sorted(now.items()))
+    policy_status = None
+    if history is not None:  # a reader; a consumer sees published versions only
+        policy = await d.call(d.governance.effective_policy, namespace, name, actor=d.who)
+        policy_status = _policy_status(policy, versions.items)
     at_alias = params.get("alias") or next(iter(current), "")
     at_time = params.get("at") or ""
     at_answer = None
@@ -144,8 +174,9 @@ async def model_page(request: Request, namespace: str, name: str) -> Response:
         "next_page": versions.next_page_token,
         "columns": columns,
         "offered": offered,
-        "timeline": None if history is None else list(reversed(history))[:MAX_TIMELINE],
-        "timeline_cut": history is not None and len(history) > MAX_TIMELINE,
+        "timeline": history,
+        "moves_token": moves_token,
+        "moves_next": moves_next,
         "current": current,
         "at_alias": at_alias,
         "at_time": at_time,
@@ -153,7 +184,11 @@ async def model_page(request: Request, namespace: str, name: str) -> Response:
         "at_error": at_error,
         "page_token": params.get("page") or None,
         "can_write": d.who.can(Permission.WRITE, namespace),
+        "policy_status": policy_status,
         "done": params.get("done") or "",
+        # Whoever reads the model's history may follow its events live (a
+        # consumer's production view has neither).
+        "live_stream": None if history is None else live_stream(namespace, name),
     }
     return page(request, "model.html", context)
 
@@ -210,8 +245,13 @@ async def version_page(request: Request, namespace: str, name: str, version: str
             )
         except NotFound:
             original = None
+    try:
+        family = await d.call(d.registry.get_family, ver.ref, actor=d.who)
+    except (NotFound, PermissionDenied):
+        family = None
     context = {
         "ver": ver,
+        "graph": lineage_graph(family, ver),
         "can_write": d.who.can(Permission.WRITE, ver.namespace),
         "done": request.query_params.get("done") or "",
         "original": original,

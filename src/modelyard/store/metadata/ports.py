@@ -741,6 +741,17 @@ class RegistryTx(Protocol):
         self, model_id: int, namespace: str, model: str, alias: str | None
     ) -> list[AliasMove]: ...
 
+    def alias_moves_page(
+        self,
+        model_id: int,
+        namespace: str,
+        model: str,
+        alias: str | None,
+        *,
+        before: tuple[int, int] | None,
+        limit: int,
+    ) -> list[tuple[tuple[int, int], AliasMove]]: ...
+
     # -- idempotency keys
 
     def get_idempotent(self, scope: str, key: str) -> tuple[str, int] | None: ...

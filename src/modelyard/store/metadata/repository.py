@@ -721,6 +721,38 @@ class Tx:
             for r in self.conn.execute(q)
         ]
 
+    def alias_moves_page(
+        self,
+        model_id: int,
+        namespace: str,
+        model: str,
+        alias: str | None,
+        *,
+        before: tuple[int, int] | None,
+        limit: int,
+    ) -> list[tuple[tuple[int, int], AliasMove]]:
+        """Up to ``limit`` moves of the model's aliases (or one alias), newest
+        first, each with its keyset position ``(at, id)``; ``before`` starts
+        after that position. Served by ``(model_id, at, id)`` or, for one
+        alias, ``(model_id, name, at)``."""
+        h = t.alias_history
+        q = sa.select(h).where(h.c.model_id == model_id)
+        if alias is not None:
+            q = q.where(h.c.name == alias)
+        if before is not None:
+            at, hid = before
+            q = q.where(sa.or_(h.c.at < at, sa.and_(h.c.at == at, h.c.id < hid)))
+        q = q.order_by(h.c.at.desc(), h.c.id.desc()).limit(limit)
+        return [
+            (
+                (r.at, r.id),
+                AliasMove(
+                    model, namespace, r.name, r.from_version, r.to_version, r.actor, r.reason, r.at
+                ),
+            )
+            for r in self.conn.execute(q)
+        ]
+
     # -- idempotency ------------------------------------------------------
 
     def get_idempotent(self, scope: str, key: str) -> tuple[str, int] | None:

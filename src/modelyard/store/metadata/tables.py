@@ -220,6 +220,13 @@ sa.Index(
     alias_history.c.name,
     alias_history.c.at,
 )
+# A model's moves newest first, in keyset pages (migration 0019).
+sa.Index(
+    "ix_alias_history_model_at",
+    alias_history.c.model_id,
+    alias_history.c.at,
+    alias_history.c.id,
+)
 
 idempotency_keys = sa.Table(
     "idempotency_keys",

@@ -1,0 +1,78 @@
+"""Deployment pages: what runs where (list), and one deployment with its
+replicas (as of their last heartbeats, stale ones marked) and its history.
+
+The same registry calls as REST v1's ``/api/v1/deployments`` routes: the
+list holds only deployments of namespaces the caller reads; one deployment
+needs read on its model's namespace.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from fastapi import APIRouter
+from starlette.requests import Request
+from starlette.responses import Response
+
+from modelyard.domain.access import access
+from modelyard.domain.errors import InvalidInput
+from modelyard.web.calls import door
+from modelyard.web.render import page
+
+router = APIRouter(include_in_schema=False)
+
+HISTORY_PAGE: Final = 25
+
+
+def _before(value: str | None) -> int | None:
+    if not value:
+        return None
+    if not (value.isascii() and value.isdigit()) or len(value) > 18:
+        raise InvalidInput("invalid page token", code="INVALID_CURSOR")
+    return int(value)
+
+
+@router.get("/deployments")
+@access("authenticated", "Only deployments in namespaces the caller reads are listed.")
+async def deployments_page(request: Request) -> Response:
+    """Deployments by environment and reference, with their status and replicas."""
+    d = door(request)
+    params = request.query_params
+    environment = (params.get("environment") or "").strip()
+    follows = (params.get("follows") or "").strip()
+    found = await d.call(
+        d.registry.list_deployments,
+        environment=environment or None,
+        follows=follows or None,
+        actor=d.who,
+    )
+    context: dict[str, Any] = {
+        "deployments": sorted(found, key=lambda x: (x.environment, x.reference)),
+        "environment": environment,
+        "follows": follows,
+    }
+    return page(request, "deployments.html", context)
+
+
+@router.get("/deployments/{environment}/{reference:path}")
+@access("read", "On the namespace of the model the reference names.")
+async def deployment_page(request: Request, environment: str, reference: str) -> Response:
+    """One deployment: its replicas and its history, newest first."""
+    d = door(request)
+    found = await d.call(d.registry.get_deployment, environment, reference, actor=d.who)
+    before = _before(request.query_params.get("before"))
+    history = await d.call(
+        d.registry.deployment_history,
+        found.environment,
+        reference=found.reference,
+        before=before,
+        limit=HISTORY_PAGE,
+        actor=d.who,
+    )
+    context: dict[str, Any] = {
+        "dep": found,
+        "history": history,
+        "before": before,
+        "next_before": history[-1].id if len(history) == HISTORY_PAGE else None,
+    }
+    return page(request, "deployment.html", context)
