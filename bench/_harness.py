@@ -79,6 +79,7 @@ class ServerProcess:
         cpu: int | None = None,
         log_path: Path | None = None,
         start_timeout: float = 60.0,
+        extra_args: tuple[str, ...] = (),
     ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -96,6 +97,7 @@ class ServerProcess:
         ]
         if db_url:
             cmd += ["--db", db_url]
+        cmd += extra_args
         self.cmd = pinned(cmd, cpu)
         self.pinned = cpu is not None and TASKSET is not None
         self.log_path = log_path or data_dir.parent / f"server-{self.port}.log"

@@ -179,6 +179,28 @@ class PgCluster:
             self._log = None
         shutil.rmtree(self.root, ignore_errors=True)
 
+    def halt(self) -> None:
+        """Stop the postmaster (fast shutdown) but keep the data and the port:
+        a database outage that :meth:`resume` ends."""
+        proc, self.proc = self.proc, None
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGINT)  # fast shutdown: sessions are cut off
+            proc.wait(30)
+
+    def resume(self) -> None:
+        """Start the postmaster again after :meth:`halt`, on the same port."""
+        assert self.proc is None and self._log is not None
+        self.proc = subprocess.Popen(
+            self._server_args(),
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=self._log,
+            preexec_fn=_die_with_parent,
+            **self._owner_kwargs(),
+        )
+        if not self._wait_ready():
+            raise RuntimeError(f"postgres did not start again:\n{self._read_log(0)}")
+
     # -- steps ---------------------------------------------------------------------------------
 
     def _owner_kwargs(self) -> dict[str, Any]:

@@ -22,6 +22,8 @@ class Received:
     path: str
     headers: dict[str, str]
     body: bytes
+    peer: tuple[str, int] = ("", 0)
+    """The sender's address and port (which process sent it, when that matters)."""
 
     @property
     def json(self) -> Any:
@@ -73,7 +75,12 @@ def receiver(
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length", "0"))
-            got = Received(self.path, {k.lower(): v for k, v in self.headers.items()}, b"")
+            got = Received(
+                self.path,
+                {k.lower(): v for k, v in self.headers.items()},
+                b"",
+                (str(self.client_address[0]), int(self.client_address[1])),
+            )
             got.body = self.rfile.read(length)
             if len(got.body) < length:
                 # The sender died between the headers and the end of the body

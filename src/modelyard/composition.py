@@ -14,7 +14,9 @@ their object graph here, so they all run the same one::
                                          versions, aliases, search; ``default`` ensured
           governance  GovernanceService  (registry)
           approvals   ApprovalService    (registry)
-          identity    IdentityService    (registry): users, tokens, roles
+          identity    IdentityService    (registry, auth_cache_seconds): users, tokens,
+                                         roles; kept in step across replicas by
+                                         events.cachesync.CacheSync (servers only)
           blob_service BlobService       (registry, max_blob_size): upload and download rules
           tracking    TrackingService    (registry): experiments, runs, logged models;
                                          the ``Default`` experiment (id 0) ensured
@@ -147,7 +149,7 @@ def build_services(settings: Settings) -> Services:
         registry=registry,
         governance=GovernanceService(registry),
         approvals=ApprovalService(registry),
-        identity=IdentityService(registry),
+        identity=IdentityService(registry, cache_seconds=settings.auth_cache_seconds),
         webhooks=WebhookService(
             metadata,
             DestinationGuard(settings.webhook_allow),

@@ -90,6 +90,20 @@ class Settings(BaseSettings):
         "auto",
         description="Require API tokens: auto = on whenever the server binds beyond loopback.",
     )
+    auth_cache_seconds: float = Field(
+        5.0,
+        ge=0,
+        le=86_400,
+        description="Seconds a server process keeps a token lookup (its user and roles) "
+        "in memory; changes reach it sooner through the outbox (auth_sync_interval).",
+    )
+    auth_sync_interval: float = Field(
+        0.5,
+        gt=0,
+        le=60,
+        description="Seconds between a server process's outbox reads for token, user and "
+        "role changes made through other replicas (they then apply there).",
+    )
     admin_token: SecretStr | None = Field(
         None,
         description="Token of the bootstrap 'admin' user, created on first start with auth on "

@@ -375,6 +375,8 @@ def test_route_walk_every_route_has_a_decision(tmp_path: Path, db_url: str) -> N
     }
     assert public == {
         ("/health", "GET"),
+        ("/health/live", "GET"),
+        ("/health/ready", "GET"),
         ("/metrics", "GET"),
         ("/openapi.json", "GET"),
         ("/docs", "GET"),

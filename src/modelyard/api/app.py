@@ -36,6 +36,7 @@ from modelyard.api.v1 import (
 )
 from modelyard.composition import Services, build_dispatcher, build_services
 from modelyard.domain.webhooks import AttemptOutcome
+from modelyard.events.cachesync import CacheSync
 from modelyard.service.identity import IdentityService
 from modelyard.settings import Settings
 from modelyard.web import install_web
@@ -65,6 +66,12 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         dispatcher = None
+        # With auth on, token lookups are cached: changes made through other
+        # replicas reach this process's cache through the outbox.
+        cache_sync = None
+        if app.state.auth_enabled:
+            cache_sync = CacheSync(built.identity, interval=settings.auth_sync_interval)
+            await run_in_threadpool(cache_sync.start)
         if settings.dispatcher:
             dispatcher = build_dispatcher(built, on_attempt=count_attempt)
             dispatcher.start()
@@ -78,6 +85,8 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
             yield
         finally:
             stopping.set()
+            if cache_sync is not None:
+                await run_in_threadpool(cache_sync.stop)
             if dispatcher is not None:
                 await run_in_threadpool(dispatcher.stop)
             if owned:

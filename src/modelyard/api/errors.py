@@ -31,7 +31,7 @@ STATUS: dict[type[e.ModelyardError], int] = {
     e.PayloadTooLarge: 413,
     e.IntegrityError: 422,
     e.StorageFull: 507,
-    e.StorageUnavailable: 503,
+    e.Unavailable: 503,
     # Well-formed but forbidden by the SSRF rules (a subclass of InvalidInput).
     DestinationRefused: 422,
 }

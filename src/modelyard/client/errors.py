@@ -22,6 +22,8 @@ _BY_CODE: dict[str, type[e.ModelyardError]] = {
     "WEBHOOK_URL_UNRESOLVABLE": DestinationRefused,
     "STORAGE_FULL": e.StorageFull,
     "STORAGE_UNAVAILABLE": e.StorageUnavailable,
+    "DATABASE_UNAVAILABLE": e.Unavailable,
+    "NOT_READY": e.Unavailable,
 }
 
 

@@ -9,7 +9,8 @@
      ├── InvalidInput        (INVALID_NAME, INVALID_PATH, INVALID_FILTER, ...)
      ├── PayloadTooLarge     (PAYLOAD_TOO_LARGE)
      ├── StorageFull         (STORAGE_FULL)
-     ├── StorageUnavailable  (STORAGE_UNAVAILABLE)
+     ├── Unavailable         (DATABASE_UNAVAILABLE, NOT_READY)
+     │    └── StorageUnavailable  (STORAGE_UNAVAILABLE)
      ├── IntegrityError      (DIGEST_MISMATCH, BLOB_MISSING, SIZE_MISMATCH)
      ├── PermissionDenied    (PERMISSION_DENIED)
      ├── Unauthenticated     (UNAUTHENTICATED)
@@ -80,7 +81,15 @@ class StorageFull(ModelyardError):
     default_code = "STORAGE_FULL"
 
 
-class StorageUnavailable(ModelyardError):
+class Unavailable(ModelyardError):
+    """Something the registry depends on (its metadata database, its blob
+    store) cannot be reached now; nothing was changed, and the request may be
+    retried. Not the caller's fault: the doors answer 503."""
+
+    default_code = "UNAVAILABLE"
+
+
+class StorageUnavailable(Unavailable):
     """The blob store could not be reached or refused the operation (an object
     store down, denied credentials, a missing bucket); nothing partial was
     kept, and the request may be retried."""

@@ -19,9 +19,14 @@ and rotated with care; so the hash is unkeyed.
 Tokens given from outside (``MODELYARD_ADMIN_TOKEN``) may have any form of at
 least 32 characters; their public id is derived from their hash.
 
-Lookups are cached in-process for :data:`CACHE_SECONDS`: a revocation or role
-change made through this process applies at once (the cache is dropped), one
-made through another replica within :data:`CACHE_SECONDS`. Expiry is checked
+Lookups are cached in-process for :data:`CACHE_SECONDS` (``auth_cache_seconds``):
+a revocation or role change made through this process applies at once (the
+cache is dropped). One made through another replica (or another worker, or
+the CLI) reaches this process through the outbox: a server calls
+:meth:`IdentityService.sync_with_outbox` every ``auth_sync_interval`` seconds
+(``events/cachesync.py``), which drops the cache when an event that can take
+a right away (:data:`INVALIDATING_EVENTS`) was committed since its last call;
+the cache lifetime is only the backstop should that reader fail. Expiry is checked
 on every request against the cached expiry time. ``last_used_at`` is written
 at most once a minute per token (:data:`TOUCH_INTERVAL_US`), so reads do not
 turn into writes; it is bookkeeping, not a governed change, and writes no
@@ -74,6 +79,16 @@ MAX_TOKEN_LENGTH: Final = 512
 MIN_EXTERNAL_TOKEN_LENGTH: Final = 32
 MAX_EXPIRES_IN: Final = 10 * 366 * 86_400
 BOOTSTRAP_USER: Final = "admin"
+INVALIDATING_EVENTS: Final = (
+    "token.revoked",
+    "user.disabled",
+    "user.enabled",
+    "user.deleted",
+    "role.granted",
+    "role.revoked",
+)
+"""Events after which a cached principal may be wrong (a grant changes the
+roles a cached principal holds as surely as a revocation does)."""
 _PUBLIC_ID_RE: Final = re.compile(r"^[0-9a-f]{12}$")
 
 
@@ -124,13 +139,42 @@ class IdentityService:
         self.cache_seconds = cache_seconds
         self._cache: dict[str, _Cached] = {}
         self._lock = threading.Lock()
+        # Bumped by every forget: a lookup that read the database before a
+        # forget must not put what it read into the cache after it (it may
+        # predate the change that caused the forget).
+        self._generation = 0
+        self._synced_to: int | None = None  # outbox position of sync_with_outbox
 
     def _forget(self, public_id: str | None = None) -> None:
         with self._lock:
+            self._generation += 1
             if public_id is None:
                 self._cache.clear()
             else:
                 self._cache.pop(public_id, None)
+
+    def sync_with_outbox(self) -> bool:
+        """Drop the cache if a right-removing change was committed anywhere since
+        the last call (by any process on this database); True if it was dropped.
+
+        The first call notes where the outbox is and drops what was cached
+        before (it may predate a change below that position). Event ids are
+        in commit order, so reading past the last id seen never skips a change.
+        Requires: nothing (internal).
+        """
+        after = self._synced_to
+        with self.db.read() as tx:
+            # The head first: ids are in commit order, so every event up to it
+            # is committed; one committed after this read is the next call's.
+            head = tx.outbox.max_event_id()
+            # Whether there is any: the whole cache goes, so one is enough.
+            changed = after is None or bool(
+                tx.outbox.list_events(after=after, limit=1, types=INVALIDATING_EVENTS)
+            )
+        if changed:
+            self._forget()
+        self._synced_to = head if after is None else max(after, head)
+        return changed
 
     # -- authentication -----------------------------------------------------
 
@@ -179,6 +223,7 @@ class IdentityService:
         return entry.principal
 
     def _load(self, pid: str) -> _Cached | None:
+        generation = self._generation
         with self.db.read() as tx:
             found = tx.identity.token_for_auth(pid)
         if found is None:
@@ -189,6 +234,8 @@ class IdentityService:
             secret_hash, token, principal, time.monotonic(), token.last_used_at, user_active
         )
         with self._lock:
+            if generation != self._generation:
+                return entry  # a forget came between: use it once, keep it not
             if len(self._cache) >= CACHE_MAX_ENTRIES:
                 self._cache.clear()
             self._cache[pid] = entry
@@ -334,8 +381,9 @@ class IdentityService:
 
     def disable_user(self, name: str, *, actor: Principal) -> User:
         """Disable a user: every token of theirs is refused from the next request
-        on (401), in this process at once and in other replicas within
-        :data:`CACHE_SECONDS`; roles and tokens are kept for :meth:`enable_user`.
+        on (401), in this process at once and in other server processes within
+        ``auth_sync_interval`` (see the module docstring); roles and tokens are
+        kept for :meth:`enable_user`.
         Idempotent. Writes ``user.disabled``. Requires: instance admin.
         """
         return self._set_disabled(name, True, actor=actor)

@@ -1,4 +1,4 @@
-"""Namespace use cases: create, list, ensure ``default``, and the health ping."""
+"""Namespace use cases: create, list, ensure ``default``, and the health checks."""
 
 from __future__ import annotations
 
@@ -62,6 +62,12 @@ class NamespaceUseCases(RegistryCore):
         return [ns for ns in found if actor.roles.get(ns.name)]
 
     def ping(self) -> None:
-        """Check that the database answers (health). Requires: nothing."""
+        """Check that the database answers (health); ``DATABASE_UNAVAILABLE``
+        otherwise. Requires: nothing."""
         with self.db.read() as tx:
             tx.get_namespace(DEFAULT_NAMESPACE)
+
+    def check_blob_store(self) -> None:
+        """Check that the blob store answers and can be written (readiness);
+        ``STORAGE_UNAVAILABLE`` otherwise. Requires: nothing."""
+        self.blobs.check()

@@ -37,6 +37,7 @@ _STATUS: dict[type[e.ModelyardError], int] = {
     e.PayloadTooLarge: 413,
     e.IntegrityError: 422,
     e.StorageFull: 507,
+    e.Unavailable: 503,
 }
 _HTTP_CODES = {404: "ROUTE_NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}
 

@@ -40,6 +40,7 @@ ENDPOINT_NOT_FOUND: Final = "ENDPOINT_NOT_FOUND"
 RESOURCE_EXHAUSTED: Final = "RESOURCE_EXHAUSTED"
 BAD_REQUEST: Final = "BAD_REQUEST"
 INTERNAL_ERROR: Final = "INTERNAL_ERROR"
+TEMPORARILY_UNAVAILABLE: Final = "TEMPORARILY_UNAVAILABLE"
 
 # Nearest class first (looked up along the exception's MRO). ``DestinationRefused``
 # (a webhook URL the SSRF rules forbid) is an InvalidInput to MLflow's client.
@@ -60,6 +61,8 @@ TABLE: Final[dict[type[e.ModelyardError], tuple[str, int]]] = {
     e.PayloadTooLarge: (INVALID_PARAMETER_VALUE, 413),
     e.IntegrityError: (INVALID_PARAMETER_VALUE, 400),
     e.StorageFull: (RESOURCE_EXHAUSTED, 507),
+    # The database or the blob store is down: MLflow's client retries 503s.
+    e.Unavailable: (TEMPORARILY_UNAVAILABLE, 503),
 }
 
 _HTTP: Final[dict[int, str]] = {

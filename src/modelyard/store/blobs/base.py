@@ -126,6 +126,10 @@ class BlobStore(Protocol):
     def clean_stale_uploads(self, max_age_s: float = 60.0) -> int:
         """Drop leftovers of uploads no live process holds, untouched for ``max_age_s``."""
 
+    def check(self) -> None:
+        """Raise ``StorageUnavailable`` unless the store can be reached and written
+        to now (readiness); reads nothing but the store's own bookkeeping."""
+
 
 def open_blob_store(url: str, *, s3: S3Options | None = None) -> BlobStore:
     """Open the blob store named by ``url``: ``file:///abs/dir``, a plain path,

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import Future
 from pathlib import Path
 
-from modelyard.domain.errors import IntegrityError, StorageFull
+from modelyard.domain.errors import IntegrityError, StorageFull, StorageUnavailable
 from modelyard.domain.names import validate_digest
 from modelyard.hashio import PIPELINE_MIN, HashingSink
 from modelyard.store.blobs.base import BlobInfo
@@ -172,6 +172,16 @@ class LocalBlobStore:
         self.sweep_interval = sweep_interval
         self._next_sweep = 0.0
         self._sweep_lock = threading.Lock()
+
+    def check(self) -> None:
+        """``STORAGE_UNAVAILABLE`` unless both directories exist and can be written
+        (a volume that went away or was remounted read-only)."""
+        for path in (self.blob_dir, self.tmp_dir):
+            if not (path.is_dir() and os.access(path, os.W_OK | os.X_OK)):
+                raise StorageUnavailable(
+                    "the blob directory is missing or cannot be written",
+                    details={"operation": "check"},
+                )
 
     def path_for(self, digest: str) -> Path:
         """Where a blob lives. Only ever called with a validated digest."""

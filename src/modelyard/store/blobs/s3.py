@@ -370,6 +370,12 @@ class S3BlobStore:
         """True if the blob is stored."""
         return self.size_of(digest) is not None
 
+    def check(self) -> None:
+        """``STORAGE_UNAVAILABLE`` unless the bucket answers (and the credentials
+        are let in): one ``HeadBucket``."""
+        with store_errors("check"):
+            self.client.head_bucket(Bucket=self.bucket)
+
     def size_of(self, digest: str) -> int | None:
         """The blob's size, or None."""
         key = self.key_for(digest)

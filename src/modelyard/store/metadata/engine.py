@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
-from modelyard.domain.errors import StorageFull
+from modelyard.domain.errors import StorageFull, Unavailable
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 WAL_SIZE_LIMIT = 64 << 20
@@ -59,6 +59,8 @@ def create_engine(url: str, *, pool_size: int = 8) -> Engine:
             url, pool_size=pool_size, max_overflow=16, pool_pre_ping=True, pool_recycle=1800
         )
     event.listen(engine, "handle_error", _translate_storage_full)
+    if not url.startswith("sqlite"):
+        event.listen(engine, "handle_error", _translate_unreachable)
     return engine
 
 
@@ -88,6 +90,27 @@ def _translate_storage_full(ctx: sa.engine.ExceptionContext) -> None:
     # translate it themselves (prepared.py). Issue 9: it was a 500.
     if is_storage_full(ctx.original_exception):
         raise storage_full_error() from ctx.sqlalchemy_exception
+
+
+def database_unavailable() -> Unavailable:
+    """The domain error for a database server that cannot be reached (503)."""
+    return Unavailable(
+        "the metadata database cannot be reached; nothing was changed, retry later",
+        code="DATABASE_UNAVAILABLE",
+    )
+
+
+def _translate_unreachable(ctx: sa.engine.ExceptionContext) -> None:
+    # A server that is down, restarting or cut off: a failed connect (no
+    # connection yet) or a connection lost mid-statement. Not the pool's
+    # pre-ping, which reconnects by itself on a stale connection; if that
+    # reconnect fails, it is a failed connect and comes here. It was a 500.
+    lost = ctx.is_disconnect and not ctx.is_pre_ping
+    refused = ctx.connection is None and isinstance(
+        ctx.sqlalchemy_exception, sa.exc.OperationalError
+    )
+    if lost or refused:
+        raise database_unavailable() from ctx.sqlalchemy_exception
 
 
 def _configure_sqlite(engine: Engine) -> None:
