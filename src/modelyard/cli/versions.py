@@ -288,6 +288,12 @@ def alias_set(
     ref: Annotated[str, typer.Argument(help="Version reference, e.g. fraud/3")],
     name: Annotated[str, typer.Argument(help="Alias name, e.g. production")],
     reason: Annotated[str, typer.Option(help="Why (kept in the alias history).")] = "",
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="Move even if it breaks a bundle following the alias (admins)."
+        ),
+    ] = False,
     registry: RegistryOpt = DEFAULT_URL,
     token: TokenOpt = None,
     as_json: JsonOpt = False,
@@ -297,7 +303,7 @@ def alias_set(
         registry,
         token,
         as_json,
-        lambda reg: reg.set_alias(ref, name, reason=reason),
+        lambda reg: reg.set_alias(ref, name, reason=reason, force=force),
         lambda v: f"{v.namespace}/{v.model}@{name} -> {v.ref}",
         to_json=lambda v: v.raw,
     )

@@ -455,9 +455,15 @@ class Registry(GovernanceMixin, FamilyMixin, BundleMixin, DeploymentMixin):
             self._b.transition(parse_reference(ref), "restore", archive_previous=False)
         )
 
-    def set_alias(self, ref: str, alias: str, *, reason: str = "") -> VersionInfo:
-        """Point ``alias`` at the version ``ref`` names."""
-        return VersionInfo.from_wire(self._b.set_alias(parse_reference(ref), alias, reason))
+    def set_alias(
+        self, ref: str, alias: str, *, reason: str = "", force: bool = False
+    ) -> VersionInfo:
+        """Point ``alias`` at the version ``ref`` names.
+
+        Refused with ``BUNDLE_INCOMPATIBLE`` when the move breaks a bundle
+        whose role follows the alias; ``force`` (admins) moves it anyway.
+        """
+        return VersionInfo.from_wire(self._b.set_alias(parse_reference(ref), alias, reason, force))
 
     # -- identity ---------------------------------------------------------
 
@@ -771,12 +777,16 @@ class Registry(GovernanceMixin, FamilyMixin, BundleMixin, DeploymentMixin):
         reason: str = "",
         description: str | None = None,
         callbacks: PushCallbacks | None = None,
+        idempotency_key: str | None = None,
     ) -> VersionInfo:
         """Attach or replace named resources of ``ref`` (``{"thresholds.json":
         path}``): the registry creates the next version with them, sharing every
         other file by digest (only the resources' bytes are uploaded, and only
         if the registry lacks them), ``parent`` = ``ref``, relation ``retuned``.
         ``alias`` moves to it in the same step, under the production policy.
+
+        The request carries an idempotency key (``idempotency_key``, or a new
+        one per call), so a retry after a lost answer creates one version.
         """
         if not resources:
             raise InvalidInput("no resources to add", code="INVALID_RESOURCES")
@@ -793,7 +803,11 @@ class Registry(GovernanceMixin, FamilyMixin, BundleMixin, DeploymentMixin):
             "reason": reason,
             "description": description,
         }
-        return VersionInfo.from_wire(self._b.attach_resources(parse_reference(ref), body))
+        return VersionInfo.from_wire(
+            self._b.attach_resources(
+                parse_reference(ref), body, idempotency_key or uuid.uuid4().hex
+            )
+        )
 
     def pull(
         self,
