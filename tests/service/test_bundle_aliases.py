@@ -159,28 +159,36 @@ def test_protected_bundle_alias_needs_every_member_to_meet_its_policy(
     assert unpublished.value.details["violations"][0]["role"] == "classifier"
 
 
-def test_protected_bundle_alias_with_required_approvals(
+def test_protected_bundle_alias_takes_the_approvals_of_its_members(
     services: Services, svc: RegistryService
 ) -> None:
     det2 = version(svc, "det", DET)
     svc.transition_version(det2, "published", actor=ADMIN)
     svc.set_alias(det2, "production", actor=ADMIN)
-    assert svc.create_bundle_version("pipe", actor=ADMIN).number == 2
-    assert svc.create_bundle_version("pipe", actor=ADMIN).number == 3
-    svc.set_bundle_alias("pipe", "production", version=1, actor=ADMIN)
-    svc.set_bundle_alias("pipe", "production", version=2, actor=ADMIN)
+    assert svc.create_bundle_version("pipe", actor=ADMIN).number == 2  # det/2, cls/1
+    roles = {"detector": "det/1", "classifier": "cls@production"}
+    assert svc.update_bundle("pipe", roles=roles, actor=ADMIN).number == 3  # det/1, cls/1
+    roles["detector"] = "det@production"
+    assert svc.update_bundle("pipe", roles=roles, actor=ADMIN).number == 4  # det/2, cls/1
+    svc.set_bundle_alias("pipe", "production", version=3, actor=ADMIN)
+    svc.set_bundle_alias("pipe", "production", version=4, actor=ADMIN)
     services.governance.set_policy(
         "default", {"protected_aliases": ["production"], "required_approvals": 1}, actor=ADMIN
     )
+    # det/1 is not what det@production runs: that move would need an approval.
     with pytest.raises(Conflict) as err:
-        svc.set_bundle_alias("pipe", "production", version=3, actor=ADMIN)
-    assert err.value.code == "APPROVAL_REQUIRED"
-    assert err.value.details["ref"] == "default/pipe/3"
-    # A rollback (back to where the alias pointed before) is allowed.
-    svc.set_bundle_alias("pipe", "production", version=1, actor=ADMIN)
-    assert svc.get_bundle("pipe", actor=ADMIN).aliases["production"] == 1
+        svc.set_bundle_alias("pipe", "production", version=1, actor=ADMIN)
+    e = err.value
+    assert e.code == "APPROVAL_REQUIRED" and e.details["ref"] == "default/pipe/1"
+    assert [(v["role"], v["rule"]) for v in e.details["violations"]] == [("detector", "approvals")]
+    assert "default/det@production does not point at default/det/1" in e.message
+    # A rollback (back to where the alias pointed just before) is allowed.
+    svc.set_bundle_alias("pipe", "production", version=3, actor=ADMIN)
     last = services.governance.audit(actor=ADMIN, action="bundle.alias_moved").items[0]
-    assert last["payload"]["rollback"] is True
+    assert last["payload"]["rollback"] is True and last["payload"]["to_version"] == 3
+    # Every member is its model's @production (approved one by one): it moves.
+    svc.set_bundle_alias("pipe", "production", version=2, actor=ADMIN)
+    assert svc.get_bundle("pipe", actor=ADMIN).aliases["production"] == 2
 
 
 def test_consumers_resolve_bundle_aliases_only_in_the_production_view(

@@ -10,12 +10,14 @@ pointing each member's own ``@production`` at it would:
 - every member of the bundle version is published and meets its model's
   production policy (namespace policy extended by the model's), else
   ``POLICY_VIOLATION`` naming each role and rule;
-- when the namespace policy requires approvals, the move is refused with
-  ``APPROVAL_REQUIRED`` unless it returns the alias to the version it named
-  just before (a rollback, as for models). Approval requests for bundle
-  alias moves are not offered yet, so such a namespace moves protected
-  bundle aliases forward only by relaxing the rule (a recorded policy
-  change).
+- approvals are those of the members: a member whose model's policy
+  protects the same alias name and requires approvals must be that alias's
+  target now (``det@production`` got there through its approval), else
+  ``APPROVAL_REQUIRED`` naming the role and the move to request. So a
+  protected ``pipe@production`` names only what each model's
+  ``@production`` already runs (approved one by one), composed and checked
+  by the bundle's edges. A return to where the alias pointed just before
+  (a rollback) counts that rule as met, as for models.
 
 A protected bundle alias cannot be deleted (``ALIAS_PROTECTED``). Every move
 and removal writes a history row and an event (``bundle.alias_moved``,
@@ -174,12 +176,30 @@ class BundleAliasUseCases(RegistryCore):
             return
         ref = f"{row.namespace}/{row.name}/{number}"
         violations: list[dict[str, Any]] = []
+        unapproved: list[dict[str, Any]] = []
         for role, member in members.items():
-            model_policy = policy_gate.effective_policy(tx, tx.version_keys(member.id).model_id)
+            model_id = tx.version_keys(member.id).model_id
+            model_policy = policy_gate.effective_policy(tx, model_id)
             ev = evaluate(model_policy, member, approvals=None, require_published=True)
             violations.extend(
                 {"role": role, "ref": member.ref, **x.to_dict()} for x in ev.violations
             )
+            if (
+                not rollback
+                and model_policy.protects(alias)
+                and model_policy.approvals_needed
+                and tx.get_alias(model_id, alias) != member.id
+            ):
+                unapproved.append(
+                    {
+                        "role": role,
+                        "ref": member.ref,
+                        "rule": "approvals",
+                        "message": f"{member.namespace}/{member.model}@{alias} does not point "
+                        f"at {member.ref}; moving it there needs "
+                        f"{model_policy.approvals_needed} approval(s)",
+                    }
+                )
         details = {"ref": ref, "action": "alias", "alias": alias, "violations": violations}
         if violations:
             listing = "; ".join(f"{x['role']} ({x['ref']}): {x['message']}" for x in violations)
@@ -188,14 +208,13 @@ class BundleAliasUseCases(RegistryCore):
                 f"met: {listing}",
                 details=details,
             )
-        if policy.approvals_needed and not rollback:
+        if unapproved:
+            listing = "; ".join(f"{x['role']}: {x['message']}" for x in unapproved)
             raise Conflict(
-                f"cannot move bundle alias @{alias} to {ref}: the production policy of "
-                f"namespace {row.namespace} requires {policy.approvals_needed} approval(s), "
-                "and bundle alias moves cannot be approved yet; only a rollback to the "
-                "previous target is allowed",
+                f"cannot move bundle alias @{alias} to {ref}: {listing}; request approval "
+                f"for those moves first (`modelyard approval request REF --alias {alias}`)",
                 code="APPROVAL_REQUIRED",
-                details=details,
+                details={**details, "violations": unapproved},
             )
 
     def delete_bundle_alias(
