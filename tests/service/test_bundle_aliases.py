@@ -328,3 +328,36 @@ def test_guard_checks_signature_changes_and_bundles_in_other_namespaces(
     with pytest.raises(Conflict) as err2:
         svc.set_alias(required, "staging", actor=ADMIN)
     assert "added input 'hint' is required" in err2.value.message
+
+
+def test_consumer_visibility_of_members_across_namespaces(
+    services: Services, svc: RegistryService
+) -> None:
+    """The members' visibility is checked in one query over every namespace's
+    production rule: each rule must still hold for its own namespace only."""
+    svc.create_namespace("vision", actor=ADMIN)
+    svc.create_model("ocr", namespace="vision", actor=ADMIN)
+    ocr = svc.create_version(
+        "ocr", VersionSpec(signature=CLS, tags={"ok": "1"}), namespace="vision", actor=ADMIN
+    ).ref
+    svc.transition_version(ocr, "published", actor=ADMIN)
+    svc.create_bundle("mixed", roles={"detector": "det/1", "reader": ocr}, actor=ADMIN)
+    svc.create_bundle_version("mixed", actor=ADMIN)
+    both = Principal(
+        "c2",
+        roles={"default": frozenset({Role.CONSUMER}), "vision": frozenset({Role.CONSUMER})},
+    )
+    assert set(svc.get_bundle_version("mixed", actor=both).members) == {"detector", "reader"}
+    # Only vision's rule asks for the tag, which ocr has and det lacks: det,
+    # judged by default's rule, stays visible.
+    services.governance.set_policy("vision", {"required_tags": {"ok": "1"}}, actor=ADMIN)
+    assert svc.get_bundle_version("mixed", actor=both).number == 1
+    # default's rule now hides det/1: the whole bundle version is hidden.
+    services.governance.set_policy("default", {"required_tags": {"ok": "1"}}, actor=ADMIN)
+    with pytest.raises(NotFound):
+        svc.get_bundle_version("mixed", actor=both)
+    svc.update_version("det/1", set_tags={"ok": "1"}, actor=ADMIN)
+    assert svc.get_bundle_version("mixed", actor=both).number == 1
+    # Consume on default only: the vision member is not visible at all.
+    with pytest.raises(NotFound):
+        svc.get_bundle_version("mixed", actor=CONSUMER)

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
+from modelyard.domain import filters
 from modelyard.domain import identity as auth
 from modelyard.domain.bundles import (
     MAX_ROLES,
@@ -402,14 +403,21 @@ class BundleUseCases(RegistryCore):
             )
             # Every member must be visible to the caller: read on its
             # namespace, or consume and in that namespace's production view.
+            # The consume-only members are checked in one query: each
+            # namespace's rule names its namespace, so their OR is exact.
             view = ProductionView(tx)
+            consumed: dict[int, str] = {}
             for m in members.values():
                 perms = actor.permissions_in(m.namespace)
                 if Permission.READ in perms:
                     continue
-                if Permission.CONSUME not in perms or not tx.version_matches(
-                    m.id, view.rule(m.namespace)
-                ):
+                if Permission.CONSUME not in perms:
+                    raise missing
+                consumed[m.id] = m.namespace
+            if consumed:
+                rules = [view.rule(ns) for ns in sorted(set(consumed.values()))]
+                node = rules[0] if len(rules) == 1 else filters.Or(tuple(rules))
+                if tx.versions_matching(list(consumed), node) != set(consumed):
                     raise missing
             members = {role: view.version(actor, m) for role, m in members.items()}
         if found.edges is not None:
