@@ -361,3 +361,19 @@ def test_consumer_visibility_of_members_across_namespaces(
     # Consume on default only: the vision member is not visible at all.
     with pytest.raises(NotFound):
         svc.get_bundle_version("mixed", actor=CONSUMER)
+
+
+def test_a_member_behind_a_protected_bundle_alias_stays_published(
+    services: Services, svc: RegistryService
+) -> None:
+    services.governance.set_policy("default", {"protected_aliases": ["live"]}, actor=ADMIN)
+    svc.set_bundle_alias("pipe", "live", version=1, actor=ADMIN)
+    with pytest.raises(Conflict) as err:
+        svc.transition_version("cls/1", "archived", actor=ADMIN)
+    e = err.value
+    assert e.code == "ALIAS_PROTECTED"
+    assert e.details["bundle"] == "default/pipe" and e.details["role"] == "classifier"
+    assert svc.get_version("cls/1", actor=ADMIN).state.value == "published"
+    # Unprotected, the alias does not hold the member back.
+    services.governance.set_policy("default", {}, actor=ADMIN)
+    assert svc.transition_version("cls/1", "archived", actor=ADMIN).state.value == "archived"

@@ -217,6 +217,30 @@ class BoundBundles:
 
     # -- aliases -------------------------------------------------------------
 
+    def aliased_members_of_model(self, model_id: int) -> list[tuple[str, str, str, int, str, int]]:
+        """(namespace, bundle, alias, bundle version, role, version id) of every
+        bundle alias whose bundle version pins a version of the model."""
+        a, bv, b, m, v = (
+            t.bundle_aliases,
+            t.bundle_versions,
+            t.bundles,
+            t.bundle_members,
+            t.versions,
+        )
+        rows = self._conn.execute(
+            sa.select(t.namespaces.c.name, b.c.name, a.c.name, bv.c.number, m.c.role, v.c.id)
+            .select_from(
+                a.join(bv, bv.c.id == a.c.bundle_version_id)
+                .join(b, b.c.id == a.c.bundle_id)
+                .join(t.namespaces, t.namespaces.c.id == b.c.namespace_id)
+                .join(m, m.c.bundle_version_id == bv.c.id)
+                .join(v, v.c.id == m.c.version_id)
+            )
+            .where(v.c.model_id == model_id)
+            .order_by(t.namespaces.c.name, b.c.name, a.c.name, m.c.role)
+        ).all()
+        return [(ns, bn, al, int(n), role, int(vid)) for ns, bn, al, n, role, vid in rows]
+
     def get_alias(self, bundle_id: int, alias: str) -> int | None:
         """The number of the bundle version ``alias`` names, or None."""
         a, bv = t.bundle_aliases.c, t.bundle_versions.c

@@ -327,6 +327,10 @@ class BundleQueries(Protocol):
 
     def aliases(self, bundle_id: int) -> dict[str, int]: ...
 
+    def aliased_members_of_model(
+        self, model_id: int
+    ) -> list[tuple[str, str, str, int, str, int]]: ...
+
     def set_alias(
         self,
         bundle_id: int,
