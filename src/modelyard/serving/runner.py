@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import logging
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from modelyard.client import Registry
 from modelyard.serving.app import InferenceApp
-from modelyard.serving.follower import AliasFollower
+from modelyard.serving.follower import AliasFollower, Served
 from modelyard.serving.loader import LoadedVersion, load_version, private_dir
 from modelyard.serving.metrics import ServingMetrics
 from modelyard.serving.reporter import HEARTBEAT_SECONDS, DeploymentReporter
@@ -24,6 +24,9 @@ class ServeOptions:
 
     refs: list[str]
     registry: str
+    bundles: list[str] = field(default_factory=list)
+    """Bundle references (``pipeline``, ``pipeline@latest``, ``pipeline/3``):
+    every role of the bundle version is served under the role's name."""
     token: str | None = None
     host: str = "127.0.0.1"
     port: int = 8000
@@ -50,45 +53,61 @@ def serving_cache(cache_dir: Path | None) -> Path:
 
 def build(
     options: ServeOptions, registry: Registry
-) -> tuple[InferenceApp, list[LoadedVersion], DeploymentReporter | None]:
-    """Load every reference (the first failure stops everything: a server that
-    starts without a model it was asked for would look healthy and not be),
-    the follower that moves aliased ones when their alias moves, and with an
-    environment the reporter of the deployment heartbeats."""
+) -> tuple[InferenceApp, list[Served], DeploymentReporter | None]:
+    """Load every reference and every bundle's roles (the first failure stops
+    everything: a server that starts without a model it was asked for would
+    look healthy and not be), the follower that moves aliased references and
+    followed bundles, and with an environment the reporter of the deployment
+    heartbeats."""
     table = ModelTable(ServingMetrics())
-    loaded = []
+    by_ref: dict[str, LoadedVersion] = {}
+
+    def load(exact_ref: str) -> LoadedVersion:
+        # Two references to one version (fraud@production, fraud/7, a bundle
+        # role pinning it) share it.
+        version = by_ref.get(exact_ref)
+        if version is None:
+            root = registry.cache.root
+            version = load_version(registry, exact_ref, root, threads=options.threads)
+            by_ref[exact_ref] = version
+        return version
+
+    served: list[Served] = []
     for ref in options.refs:
-        exact = registry.get_version(ref)
-        # Two references to one version (fraud@production, fraud/7) share it.
-        version = table.loaded(exact.model, str(exact.version))
-        if version is None or version.namespace != exact.namespace:
-            version = load_version(
-                registry, exact.ref, registry.cache.root, threads=options.threads
-            )
+        version = load(registry.get_version(ref).ref)
         table.add(ref, version)
-        loaded.append(version)
+        served.append(Served(ref, version, version.model))
+    for bundle_ref in options.bundles:
+        # A bundle version pins one version per role: the context is served
+        # whole or not at all (ready only once every role is loaded).
+        bundle_version = registry.bundle(bundle_ref).version()
+        owner = f"bundle {bundle_version['namespace']}/{bundle_version['name']}"
+        for role, member in sorted(bundle_version["members"].items()):
+            item = Served(bundle_ref, load(str(member["ref"])), role, role)
+            table.add(item.key, item.loaded, name=role, owner=owner)
+            served.append(item)
     reporter = None
     if options.environment is not None:
         reporter = DeploymentReporter(
             registry,
             options.environment,
-            [(ref, v.version) for ref, v in zip(options.refs, loaded, strict=True)],
+            [(s.ref, s.loaded.version) for s in served if s.role is None],
             endpoint=options.endpoint,
             replica=options.replica,
             interval=options.heartbeat_seconds,
         )
     if not options.follow:
         if reporter is None:
-            return InferenceApp(table), loaded, None
+            return InferenceApp(table), served, None
         return (
             InferenceApp(table, on_startup=reporter.start, on_shutdown=reporter.stop),
-            loaded,
+            served,
             reporter,
         )
     follower = AliasFollower(
         registry,
         table,
-        list(zip(options.refs, loaded, strict=True)),
+        served,
         registry.cache.root,
         threads=options.threads,
         reconcile_seconds=options.reconcile_seconds,
@@ -106,7 +125,7 @@ def build(
         if reporter is not None:
             reporter.stop()
 
-    return InferenceApp(table, on_startup=start, on_shutdown=stop), loaded, reporter
+    return InferenceApp(table, on_startup=start, on_shutdown=stop), served, reporter
 
 
 def serve(options: ServeOptions) -> None:
@@ -116,7 +135,7 @@ def serve(options: ServeOptions) -> None:
     cache = serving_cache(options.cache_dir)
     registry = Registry(options.registry, token=options.token, cache_dir=cache)
     try:
-        app, loaded, reporter = build(options, registry)
+        app, served, reporter = build(options, registry)
         if reporter is not None:
             # Before taking traffic, and fatal if refused (a bad environment
             # name, a token without consume): a replica the registry does not
@@ -128,8 +147,10 @@ def serve(options: ServeOptions) -> None:
             level=options.log_level.upper(), stream=sys.stderr, format="%(levelname)s %(message)s"
         )
         logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per registry call
-        for v in loaded:
-            log.info("serving %s (%s) as model %r", v.ref, v.flavor, v.model)
+        for item in served:
+            v = item.loaded
+            via = "" if item.role is None else f" (role of bundle {item.ref})"
+            log.info("serving %s (%s) as model %r%s", v.ref, v.flavor, item.name, via)
         config = uvicorn.Config(
             app,
             host=options.host,
