@@ -37,7 +37,8 @@ def test_bundle_routes(client: TestClient) -> None:
     err = assert_error(client.post(f"{B}/pipe/versions", json={}), 409, "BUNDLE_INCOMPATIBLE")
     assert "detector.boxes is float32 but classifier.rois takes int8" in err["message"]
     assert_error(client.get(f"{B}/pipe/versions/7"), 404, "BUNDLE_VERSION_NOT_FOUND")
-    assert_error(client.get(f"{B}/pipe/versions/prod"), 400, "INVALID_REFERENCE")
+    assert_error(client.get(f"{B}/pipe/versions/prod"), 404, "ALIAS_NOT_FOUND")
+    assert_error(client.get(f"{B}/pipe/versions/Bad%20Alias"), 400, "INVALID_ALIAS")
     assert_error(client.get(f"{B}/nope"), 404, "BUNDLE_NOT_FOUND")
     r = client.post(B, json={"name": "x", "roles": {"a": "det/1"}, "edges": [{"from": "a"}]})
     assert r.status_code == 422

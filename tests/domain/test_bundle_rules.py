@@ -86,5 +86,8 @@ def test_bundle_references() -> None:
     r, n = parse_bundle_ref("shop/pipe@3")
     assert (r.namespace, r.name, n) == ("shop", "pipe", 3)
     assert parse_bundle_ref("pipe/2")[1] == 2
+    r, n = parse_bundle_ref("shop/pipe@production")
+    assert (r.namespace, r.name, r.alias, n) == ("shop", "pipe", "production", None)
+    assert parse_bundle_ref("pipe@latest")[0].alias is None
     with pytest.raises(InvalidInput):
-        parse_bundle_ref("pipe@production")
+        parse_bundle_ref("pipe@bad alias!")

@@ -78,7 +78,13 @@ def test_sdk_bundle_pull_and_ready(registry: Registry, tmp_path: Path) -> None:
     (src / "model.onnx").write_bytes(b"v2")
     retyped = {"inputs": [{"name": "rois", "dtype": "int8", "shape": [-1, 4]}], "outputs": []}
     registry.push(f"cls-{tag}", src, signature=retyped)
-    registry.set_alias(f"cls-{tag}/2", "production")
+    # Moving the alias the bundle follows is refused first, naming the bundle...
+    with pytest.raises(Conflict) as refused:
+        registry.set_alias(f"cls-{tag}/2", "production")
+    assert refused.value.code == "BUNDLE_INCOMPATIBLE"
+    assert f"bundle default/pipe-{tag} role classifier" in refused.value.message
+    # ...unless an admin forces it; then the pin is refused.
+    registry.set_alias(f"cls-{tag}/2", "production", force=True)
     with pytest.raises(Conflict) as err:
         registry.pin_bundle(f"pipe-{tag}")
     assert err.value.code == "BUNDLE_INCOMPATIBLE"

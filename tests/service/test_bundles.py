@@ -99,7 +99,7 @@ def test_a_bundle_version_pins_concrete_versions(svc: RegistryService) -> None:
 def test_an_incompatible_member_is_refused_with_the_field(svc: RegistryService) -> None:
     svc.create_bundle_version("shelf", actor=ADMIN)
     retyped = {**DET, "outputs": [{"name": "boxes", "dtype": "float16", "shape": [-1, 4]}]}
-    svc.set_alias(version(svc, "det", retyped), "production", actor=ADMIN)
+    svc.set_alias(version(svc, "det", retyped), "production", actor=ADMIN, force=True)
     with pytest.raises(Conflict) as err:
         svc.create_bundle_version("shelf", actor=ADMIN)
     assert err.value.code == "BUNDLE_INCOMPATIBLE"
@@ -120,7 +120,9 @@ def test_an_incompatible_member_is_refused_with_the_field(svc: RegistryService) 
 def test_breaking_change_without_a_broken_edge_needs_acceptance(svc: RegistryService) -> None:
     svc.create_bundle_version("shelf", actor=ADMIN)
     # The classifier drops its output: no edge reads it, but it is breaking.
-    svc.set_alias(version(svc, "cls", {**CLS, "outputs": []}), "production", actor=ADMIN)
+    svc.set_alias(
+        version(svc, "cls", {**CLS, "outputs": []}), "production", actor=ADMIN, force=True
+    )
     with pytest.raises(Conflict) as err:
         svc.create_bundle_version("shelf", actor=ADMIN)
     assert [m["field"] for m in err.value.details["mismatches"]] == ["label"]

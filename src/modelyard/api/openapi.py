@@ -186,12 +186,10 @@ PARAMETER_OVERRIDES: Final[dict[tuple[str, str], dict[str, Any]]] = {
     ("/api/v1/webhooks/{webhook_id}/deliveries", "status"): enum_of(
         s.value for s in DeliveryStatus
     ),
-    # Issue 14: a bundle version is a number or "latest" (bundles have no
-    # aliases); variants filter by a format name and a relation.
-    ("/api/v1/bundles/{namespace}/{name}/versions/{version}", "version"): {
-        "type": "string",
-        "pattern": "^(?:latest|[0-9]{1,9})$",
-    },
+    # Issue 14: a bundle version is a number, "latest" or a bundle alias
+    # (the model rule, VERSION, applies as is); variants filter by a format
+    # name and a relation. A filter on recorded bundle alias moves: any text.
+    ("/api/v1/bundles/{namespace}/{name}/aliases/history", "alias"): {"type": "string"},
     ("/api/v1/models/{namespace}/{name}/versions/{version}/variants", "format"): {
         "type": "string",
         "pattern": "^[\\w.+:/@-]{1,64}$",

@@ -213,6 +213,43 @@ class BundleCreate(_Body):
     edges: list[BundleEdge] = Field(default_factory=list, json_schema_extra={"maxItems": 256})
 
 
+class BundleUpdate(_Body):
+    """Edit a bundle's roles, edges or description: pins its next version."""
+
+    description: str | None = Field(None, json_schema_extra=DESCRIPTION)
+    roles: dict[str, str] | None = Field(
+        None,
+        description="role -> reference; replaces every role (omit: keep them)",
+        json_schema_extra={
+            "minProperties": 1,
+            "maxProperties": 64,
+            "propertyNames": {"pattern": ROLE_PATTERN},
+            "additionalProperties": REFERENCE,
+        },
+    )
+    edges: list[BundleEdge] | None = Field(
+        None,
+        description="Replaces every edge (omit: keep them; [] removes them).",
+        json_schema_extra={"maxItems": 256},
+    )
+    accept_breaking: StrictBool = Field(
+        False, description="Let a member's breaking signature change through."
+    )
+
+
+class BundleAliasSet(_Body):
+    """Point a bundle alias at one of the bundle's versions."""
+
+    version: JsonInt = Field(json_schema_extra={"minimum": 1, "maximum": MAX_VERSION_NUMBER})
+    reason: str = Field("", json_schema_extra=COMMENT)
+    expected_version: JsonInt | None = Field(
+        None,
+        json_schema_extra={"minimum": 1, "maximum": MAX_VERSION_NUMBER},
+        description="Compare-and-set: move only if the alias names this version now "
+        "(else 409 ALIAS_CHANGED).",
+    )
+
+
 class BundleVersionCreate(_Body):
     """Pin a bundle version (every role's reference resolved now)."""
 
@@ -309,6 +346,11 @@ class AliasSet(_Body):
         json_schema_extra={"minimum": 1, "maximum": MAX_VERSION_NUMBER},
         description="Compare-and-set: move only if the alias points at this version now "
         "(else 409 ALIAS_CHANGED).",
+    )
+    force: StrictBool = Field(
+        False,
+        description="Move even if it breaks a bundle following the alias (admin only; "
+        "the event records what broke).",
     )
 
 

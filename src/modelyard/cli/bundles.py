@@ -1,4 +1,5 @@
-"""Bundles (issue 14): ``bundle create|list|show|pin|pull|status``."""
+"""Bundles (issue 14): ``bundle create|edit|list|show|pin|pull|status`` and
+``bundle alias set|delete|history``."""
 
 from __future__ import annotations
 
@@ -39,6 +40,21 @@ def _edges(specs: list[str]) -> list[dict[str, Any]]:
     return [{"from": s, "to": d, "mapping": m} for (s, d), m in merged.items()]
 
 
+def _roles(items: list[str]) -> dict[str, str]:
+    """``ROLE=REF`` items."""
+    roles: dict[str, str] = {}
+    for item in items:
+        key, sep, ref = item.partition("=")
+        if not sep or not key or not ref:
+            raise typer.BadParameter(f"{item!r}: expected ROLE=REF")
+        roles[key] = ref
+    return roles
+
+
+def _pinned(bv: dict[str, Any]) -> str:
+    return f"pinned {bv['ref']}: " + ", ".join(f"{r}={m['ref']}" for r, m in bv["members"].items())
+
+
 @bundle_app.command("create")
 def create(
     name: Annotated[str, typer.Argument(help="NAME or ns/NAME")],
@@ -57,12 +73,7 @@ def create(
     as_json: JsonOpt = False,
 ) -> None:
     """Create a bundle from roles bound to references and declared edges."""
-    roles: dict[str, str] = {}
-    for item in role:
-        key, sep, ref = item.partition("=")
-        if not sep or not key or not ref:
-            raise typer.BadParameter(f"{item!r}: expected ROLE=REF")
-        roles[key] = ref
+    roles = _roles(role)
     namespace, bare = _split(name)
     edges = _edges(edge or [])
     run(
@@ -130,10 +141,115 @@ def pin(
         token,
         as_json,
         lambda reg: reg.pin_bundle(ref, accept_breaking=accept_breaking),
-        lambda bv: (
-            f"pinned {bv['ref']}: " + ", ".join(f"{r}={m['ref']}" for r, m in bv["members"].items())
-        ),
+        _pinned,
     )
+
+
+@bundle_app.command("edit")
+def edit(
+    name: Annotated[str, typer.Argument(help="NAME or ns/NAME")],
+    role: Annotated[
+        list[str] | None,
+        typer.Option("--role", help="ROLE=REF; the given roles replace all of them"),
+    ] = None,
+    edge: Annotated[
+        list[str] | None,
+        typer.Option("--edge", help="ROLE.OUTPUT->ROLE.INPUT; the given edges replace all"),
+    ] = None,
+    no_edges: Annotated[bool, typer.Option("--no-edges", help="Remove every edge.")] = False,
+    description: Annotated[str | None, typer.Option(help="New description.")] = None,
+    accept_breaking: Annotated[
+        bool,
+        typer.Option("--accept-breaking", help="Let a breaking signature change through."),
+    ] = False,
+    registry: RegistryOpt = DEFAULT_URL,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Replace a bundle's roles and/or edges and pin its next version with them
+    (checked; earlier versions stay as they were)."""
+    if no_edges and edge:
+        raise typer.BadParameter("--edge and --no-edges exclude each other")
+    edges = [] if no_edges else (_edges(edge) if edge else None)
+    roles = _roles(role) if role else None
+    run(
+        registry,
+        token,
+        as_json,
+        lambda reg: reg.update_bundle(
+            name,
+            roles=roles,
+            edges=edges,
+            description=description,
+            accept_breaking=accept_breaking,
+        ),
+        _pinned,
+    )
+
+
+alias_app = typer.Typer(
+    help="Bundle aliases: pipe@production names a bundle version.", no_args_is_help=True
+)
+bundle_app.add_typer(alias_app, name="alias")
+
+
+@alias_app.command("set")
+def alias_set(
+    ref: Annotated[str, typer.Argument(help="Bundle version: NAME@N, NAME/N or NAME@ALIAS")],
+    alias: Annotated[str, typer.Argument(help="Alias name, e.g. production")],
+    reason: Annotated[str, typer.Option(help="Why (kept in the alias history).")] = "",
+    registry: RegistryOpt = DEFAULT_URL,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Point bundle alias ALIAS at the bundle version REF."""
+    run(
+        registry,
+        token,
+        as_json,
+        lambda reg: reg.set_bundle_alias(ref, alias, reason=reason),
+        lambda bv: f"{bv['namespace']}/{bv['name']}@{alias} -> {bv['ref']}",
+    )
+
+
+@alias_app.command("delete")
+def alias_delete(
+    name: Annotated[str, typer.Argument(help="NAME or ns/NAME")],
+    alias: Annotated[str, typer.Argument(help="Alias name")],
+    reason: Annotated[str, typer.Option(help="Why (kept in the alias history).")] = "",
+    registry: RegistryOpt = DEFAULT_URL,
+    token: TokenOpt = None,
+) -> None:
+    """Remove a bundle alias (refused if the production policy protects it)."""
+    with connect(registry, token) as reg:
+        reg.delete_bundle_alias(name, alias, reason=reason)
+    out().print(f"removed {name}@{alias}", highlight=False)
+
+
+@alias_app.command("history")
+def alias_history(
+    name: Annotated[str, typer.Argument(help="NAME or ns/NAME")],
+    alias: Annotated[str | None, typer.Option(help="Only this alias.")] = None,
+    registry: RegistryOpt = DEFAULT_URL,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Every move of a bundle's aliases, oldest first."""
+
+    def table(moves: list[dict[str, Any]]) -> Table:
+        t = Table("alias", "from", "to", "actor", "at", "reason")
+        for m in moves:
+            t.add_row(
+                m["alias"],
+                str(m["from_version"] or "-"),
+                str(m["to_version"] or "-"),
+                m["actor"],
+                m["at"],
+                m["reason"],
+            )
+        return t
+
+    run(registry, token, as_json, lambda reg: reg.bundle_alias_history(name, alias=alias), table)
 
 
 def _report(r: Readiness, as_json: bool) -> None:

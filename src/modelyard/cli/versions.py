@@ -290,6 +290,12 @@ def alias_set(
     name: Annotated[str, typer.Argument(help="Alias name, e.g. production")],
     reason: Annotated[str, typer.Option(help="Why (kept in the alias history).")] = "",
     with_variants: WithVariantsOpt = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="Move even if it breaks a bundle following the alias (admins)."
+        ),
+    ] = False,
     registry: RegistryOpt = DEFAULT_URL,
     token: TokenOpt = None,
     as_json: JsonOpt = False,
@@ -297,6 +303,8 @@ def alias_set(
     """Point alias NAME at the version REF; with --with-variants, each chosen
     variant's model's NAME at that variant too, in one change."""
     formats = variant_formats(with_variants)
+    if formats and force:
+        raise typer.BadParameter("--force moves one alias; it is not combined with --with-variants")
     if formats:
         promote(ref, "alias", formats, registry, token, as_json, alias=name, reason=reason)
         return
@@ -304,7 +312,7 @@ def alias_set(
         registry,
         token,
         as_json,
-        lambda reg: reg.set_alias(ref, name, reason=reason),
+        lambda reg: reg.set_alias(ref, name, reason=reason, force=force),
         lambda v: f"{v.namespace}/{v.model}@{name} -> {v.ref}",
         to_json=lambda v: v.raw,
     )

@@ -64,7 +64,7 @@ class Backend(GovernanceBackend, FamilyBackend, BundleBackend, DeploymentBackend
     def update_version(self, ref: Reference, changes: Wire) -> Wire: ...
     def delete_version(self, ref: Reference, *, force: bool) -> None: ...
     def transition(self, ref: Reference, action: Action, *, archive_previous: bool) -> Wire: ...
-    def set_alias(self, ref: Reference, alias: str, reason: str) -> Wire: ...
+    def set_alias(self, ref: Reference, alias: str, reason: str, force: bool = False) -> Wire: ...
     def list_versions(
         self, namespace: str, name: str, page_size: int, page_token: str | None
     ) -> Wire: ...
@@ -313,10 +313,13 @@ class RemoteBackend(RemoteGovernance, RemoteFamilies, RemoteBundles, RemoteDeplo
             "POST", f"{_vpath(ref)}/{action}", json={"archive_previous": archive_previous}
         )
 
-    def set_alias(self, ref: Reference, alias: str, reason: str) -> Wire:
+    def set_alias(self, ref: Reference, alias: str, reason: str, force: bool = False) -> Wire:
         """PUT an alias."""
         path = f"{_mpath(ref.namespace, ref.name)}/aliases/{_q(alias)}"
-        return self._wire("PUT", path, json={"version": _vseg(ref), "reason": reason})
+        body: Wire = {"version": _vseg(ref), "reason": reason}
+        if force:
+            body["force"] = True
+        return self._wire("PUT", path, json=body)
 
     def list_versions(
         self, namespace: str, name: str, page_size: int, page_token: str | None
@@ -596,9 +599,11 @@ class EmbeddedBackend(EmbeddedGovernance, EmbeddedFamilies, EmbeddedBundles, Emb
             )
         )
 
-    def set_alias(self, ref: Reference, alias: str, reason: str) -> Wire:
+    def set_alias(self, ref: Reference, alias: str, reason: str, force: bool = False) -> Wire:
         """Point an alias."""
-        return render.version(self.svc.set_alias(ref, alias, actor=self.actor, reason=reason))
+        return render.version(
+            self.svc.set_alias(ref, alias, actor=self.actor, reason=reason, force=force)
+        )
 
     def list_versions(
         self, namespace: str, name: str, page_size: int, page_token: str | None

@@ -34,7 +34,13 @@ class BundleBackend(Protocol):
     def get_bundle(self, namespace: str, name: str) -> Wire: ...
     def list_bundles(self, namespace: str) -> Wire: ...
     def create_bundle_version(self, namespace: str, name: str, accept_breaking: bool) -> Wire: ...
-    def get_bundle_version(self, namespace: str, name: str, number: int | None) -> Wire: ...
+    def get_bundle_version(
+        self, namespace: str, name: str, number: int | None, alias: str | None = None
+    ) -> Wire: ...
+    def update_bundle(self, namespace: str, name: str, body: Wire) -> Wire: ...
+    def set_bundle_alias(self, namespace: str, name: str, alias: str, body: Wire) -> Wire: ...
+    def delete_bundle_alias(self, namespace: str, name: str, alias: str, reason: str) -> None: ...
+    def bundle_alias_history(self, namespace: str, name: str, alias: str | None) -> Wire: ...
 
 
 def _bpath(namespace: str, name: str | None = None) -> str:
@@ -48,6 +54,7 @@ class RemoteBundles:
     if TYPE_CHECKING:
 
         def _wire(self, method: str, path: str, **kw: Any) -> Wire: ...
+        def _json(self, method: str, path: str, **kw: Any) -> Any: ...
 
     def create_bundle(self, namespace: str, body: Wire) -> Wire:
         """POST a bundle."""
@@ -69,10 +76,34 @@ class RemoteBundles:
             json={"accept_breaking": accept_breaking},
         )
 
-    def get_bundle_version(self, namespace: str, name: str, number: int | None) -> Wire:
-        """GET a bundle version (None: latest)."""
-        seg = "latest" if number is None else str(number)
-        return self._wire("GET", f"{_bpath(namespace, name)}/versions/{seg}")
+    def get_bundle_version(
+        self, namespace: str, name: str, number: int | None, alias: str | None = None
+    ) -> Wire:
+        """GET a bundle version (by number, by alias; neither: latest)."""
+        seg = alias or ("latest" if number is None else str(number))
+        return self._wire("GET", f"{_bpath(namespace, name)}/versions/{quote(seg, safe='')}")
+
+    def update_bundle(self, namespace: str, name: str, body: Wire) -> Wire:
+        """PATCH a bundle (answers the bundle version it pinned)."""
+        return self._wire("PATCH", _bpath(namespace, name), json=body)
+
+    def set_bundle_alias(self, namespace: str, name: str, alias: str, body: Wire) -> Wire:
+        """PUT a bundle alias."""
+        path = f"{_bpath(namespace, name)}/aliases/{quote(alias, safe='')}"
+        return self._wire("PUT", path, json=body)
+
+    def delete_bundle_alias(self, namespace: str, name: str, alias: str, reason: str) -> None:
+        """DELETE a bundle alias."""
+        path = f"{_bpath(namespace, name)}/aliases/{quote(alias, safe='')}"
+        self._json("DELETE", path, params={"reason": reason} if reason else None)
+
+    def bundle_alias_history(self, namespace: str, name: str, alias: str | None) -> Wire:
+        """GET a bundle's alias history."""
+        return self._wire(
+            "GET",
+            f"{_bpath(namespace, name)}/aliases/history",
+            params={"alias": alias} if alias else None,
+        )
 
 
 class EmbeddedBundles:
@@ -112,11 +143,56 @@ class EmbeddedBundles:
             )
         )
 
-    def get_bundle_version(self, namespace: str, name: str, number: int | None) -> Wire:
+    def get_bundle_version(
+        self, namespace: str, name: str, number: int | None, alias: str | None = None
+    ) -> Wire:
         """A bundle version."""
         return render.bundle_version(
-            self.svc.get_bundle_version(name, namespace=namespace, number=number, actor=self.actor)
+            self.svc.get_bundle_version(
+                name, namespace=namespace, number=number, alias=alias, actor=self.actor
+            )
         )
+
+    def update_bundle(self, namespace: str, name: str, body: Wire) -> Wire:
+        """Edit a bundle; the bundle version it pinned."""
+        return render.bundle_version(
+            self.svc.update_bundle(
+                name,
+                namespace=namespace,
+                roles=body.get("roles"),
+                edges=body.get("edges"),
+                description=body.get("description"),
+                accept_breaking=bool(body.get("accept_breaking")),
+                actor=self.actor,
+            )
+        )
+
+    def set_bundle_alias(self, namespace: str, name: str, alias: str, body: Wire) -> Wire:
+        """Point a bundle alias."""
+        return render.bundle_version(
+            self.svc.set_bundle_alias(
+                name,
+                alias,
+                version=body["version"],
+                namespace=namespace,
+                reason=body.get("reason") or "",
+                expected_version=body.get("expected_version"),
+                actor=self.actor,
+            )
+        )
+
+    def delete_bundle_alias(self, namespace: str, name: str, alias: str, reason: str) -> None:
+        """Remove a bundle alias."""
+        self.svc.delete_bundle_alias(
+            name, alias, namespace=namespace, reason=reason, actor=self.actor
+        )
+
+    def bundle_alias_history(self, namespace: str, name: str, alias: str | None) -> Wire:
+        """A bundle's alias history."""
+        moves = self.svc.bundle_alias_history(
+            name, namespace=namespace, alias=alias, actor=self.actor
+        )
+        return {"history": [render.bundle_alias_move(m) for m in moves]}
 
 
 @dataclass(frozen=True)
@@ -188,17 +264,19 @@ def check_bundle(bundle_version: Wire, dest: str | os.PathLike[str]) -> Readines
 
 
 class BundleHandle:
-    """One bundle version reference (``name``, ``ns/name``, ``name@3``, ``@latest``)
-    on a registry: fetch it, pull it, check it on disk."""
+    """One bundle version reference (``name``, ``ns/name``, ``name@3``, ``@latest``,
+    ``name@production``) on a registry: fetch it, pull it, check it on disk."""
 
     def __init__(self, registry: Registry, ref: str) -> None:
         r, self.number = parse_bundle_ref(ref)
-        self.namespace, self.name = r.namespace, r.name
+        self.namespace, self.name, self.alias = r.namespace, r.name, r.alias
         self._reg = registry
 
     def version(self) -> Wire:
         """The bundle version this handle names, with every member's manifest."""
-        return self._reg._b.get_bundle_version(self.namespace, self.name, self.number)
+        return self._reg._b.get_bundle_version(
+            self.namespace, self.name, self.number, alias=self.alias
+        )
 
     def pull(
         self,
@@ -256,6 +334,54 @@ class BundleMixin:
         members do not fit together."""
         r, _ = parse_bundle_ref(ref)
         return self._b.create_bundle_version(r.namespace, r.name, accept_breaking)
+
+    def update_bundle(
+        self,
+        ref: str,
+        *,
+        roles: dict[str, str] | None = None,
+        edges: list[dict[str, Any]] | None = None,
+        description: str | None = None,
+        accept_breaking: bool = False,
+    ) -> Wire:
+        """Replace a bundle's roles and/or edges (None: keep) and pin its next
+        version with them; the pinned bundle version. Refused with
+        ``BUNDLE_INCOMPATIBLE`` (nothing changed) if it does not fit."""
+        r, _ = parse_bundle_ref(ref)
+        body: Wire = {"accept_breaking": accept_breaking}
+        for key, value in (("roles", roles), ("edges", edges), ("description", description)):
+            if value is not None:
+                body[key] = value
+        return self._b.update_bundle(r.namespace, r.name, body)
+
+    def set_bundle_alias(
+        self,
+        ref: str,
+        alias: str,
+        *,
+        reason: str = "",
+        expected_version: int | None = None,
+    ) -> Wire:
+        """Point bundle ``alias`` at the bundle version ``ref`` names
+        (``pipe@3``, ``pipe/3``, ``pipe@staging``; plain ``pipe``: the newest)."""
+        handle = self.bundle(ref)
+        number = handle.number
+        if number is None:
+            number = int(handle.version()["version"])
+        body: Wire = {"version": number, "reason": reason}
+        if expected_version is not None:
+            body["expected_version"] = expected_version
+        return self._b.set_bundle_alias(handle.namespace, handle.name, alias, body)
+
+    def delete_bundle_alias(self, ref: str, alias: str, *, reason: str = "") -> None:
+        """Remove a bundle alias (``ALIAS_PROTECTED`` if the policy protects it)."""
+        r, _ = parse_bundle_ref(ref)
+        self._b.delete_bundle_alias(r.namespace, r.name, alias, reason)
+
+    def bundle_alias_history(self, ref: str, *, alias: str | None = None) -> list[Wire]:
+        """Every recorded move of a bundle's aliases (or one), oldest first."""
+        r, _ = parse_bundle_ref(ref)
+        return list(self._b.bundle_alias_history(r.namespace, r.name, alias)["history"])
 
     def bundle(self, ref: str) -> BundleHandle:
         """A handle on a bundle version: ``.version()``, ``.pull(dest)``, ``.ready(dest)``."""

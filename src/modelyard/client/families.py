@@ -29,7 +29,9 @@ class FamilyBackend(Protocol):
     def family(self, ref: Reference) -> Wire: ...
     def variants(self, ref: Reference, query: Wire) -> Wire: ...
     def ancestry(self, ref: Reference) -> Wire: ...
-    def attach_resources(self, ref: Reference, body: Wire) -> Wire: ...
+    def attach_resources(
+        self, ref: Reference, body: Wire, idempotency_key: str | None = None
+    ) -> Wire: ...
     def promote(self, ref: Reference, body: Wire) -> Wire: ...
 
 
@@ -61,10 +63,13 @@ class RemoteFamilies:
         """GET a version's ancestry."""
         return self._wire("GET", f"{_vpath(ref)}/ancestry")
 
-    def attach_resources(self, ref: Reference, body: Wire) -> Wire:
+    def attach_resources(
+        self, ref: Reference, body: Wire, idempotency_key: str | None = None
+    ) -> Wire:
         """POST resources (creates the next version)."""
         payload = {k: v for k, v in body.items() if v is not None}
-        return self._wire("POST", f"{_vpath(ref)}/resources", json=payload)
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        return self._wire("POST", f"{_vpath(ref)}/resources", json=payload, headers=headers)
 
     def promote(self, ref: Reference, body: Wire) -> Wire:
         """POST a family promotion."""
@@ -99,7 +104,9 @@ class EmbeddedFamilies:
         found = self.svc.get_ancestry(ref, actor=self.actor)
         return {"ancestry": [render.version(v) for v in found]}
 
-    def attach_resources(self, ref: Reference, body: Wire) -> Wire:
+    def attach_resources(
+        self, ref: Reference, body: Wire, idempotency_key: str | None = None
+    ) -> Wire:
         """Attach resources (creates the next version)."""
         return render.version(
             self.svc.attach_resources(
@@ -109,6 +116,7 @@ class EmbeddedFamilies:
                 reason=body.get("reason") or "",
                 description=body.get("description"),
                 actor=self.actor,
+                idempotency_key=idempotency_key,
             )
         )
 

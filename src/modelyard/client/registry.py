@@ -472,17 +472,33 @@ class Registry(GovernanceMixin, FamilyMixin, BundleMixin, DeploymentMixin):
         )
 
     def set_alias(
-        self, ref: str, alias: str, *, reason: str = "", with_variants: list[str] | None = None
+        self,
+        ref: str,
+        alias: str,
+        *,
+        reason: str = "",
+        with_variants: list[str] | None = None,
+        force: bool = False,
     ) -> VersionInfo:
-        """Point ``alias`` at the version ``ref`` names; ``with_variants``
-        (formats) also points each chosen variant's model's ``alias`` at that
-        variant, in one transaction (see :meth:`promote_family`)."""
+        """Point ``alias`` at the version ``ref`` names.
+
+        ``with_variants`` (formats) also points each chosen variant's model's
+        ``alias`` at that variant, in one transaction (see
+        :meth:`promote_family`). Refused with ``BUNDLE_INCOMPATIBLE`` when the
+        move breaks a bundle whose role follows the alias; ``force`` (admins)
+        moves one alias anyway and is not combined with ``with_variants``.
+        """
         if with_variants:
+            if force:
+                raise InvalidInput(
+                    "force moves one alias; it is not combined with with_variants",
+                    code="INVALID_INPUT",
+                )
             done = self.promote_family(
                 ref, action="alias", alias=alias, with_variants=with_variants, reason=reason
             )
             return done.parts[0].version
-        return VersionInfo.from_wire(self._b.set_alias(parse_reference(ref), alias, reason))
+        return VersionInfo.from_wire(self._b.set_alias(parse_reference(ref), alias, reason, force))
 
     # -- identity ---------------------------------------------------------
 
@@ -796,12 +812,16 @@ class Registry(GovernanceMixin, FamilyMixin, BundleMixin, DeploymentMixin):
         reason: str = "",
         description: str | None = None,
         callbacks: PushCallbacks | None = None,
+        idempotency_key: str | None = None,
     ) -> VersionInfo:
         """Attach or replace named resources of ``ref`` (``{"thresholds.json":
         path}``): the registry creates the next version with them, sharing every
         other file by digest (only the resources' bytes are uploaded, and only
         if the registry lacks them), ``parent`` = ``ref``, relation ``retuned``.
         ``alias`` moves to it in the same step, under the production policy.
+
+        The request carries an idempotency key (``idempotency_key``, or a new
+        one per call), so a retry after a lost answer creates one version.
         """
         if not resources:
             raise InvalidInput("no resources to add", code="INVALID_RESOURCES")
@@ -818,7 +838,11 @@ class Registry(GovernanceMixin, FamilyMixin, BundleMixin, DeploymentMixin):
             "reason": reason,
             "description": description,
         }
-        return VersionInfo.from_wire(self._b.attach_resources(parse_reference(ref), body))
+        return VersionInfo.from_wire(
+            self._b.attach_resources(
+                parse_reference(ref), body, idempotency_key or uuid.uuid4().hex
+            )
+        )
 
     def pull(
         self,

@@ -22,11 +22,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from modelyard.domain.entities import Version
 from modelyard.domain.errors import InvalidInput
+from modelyard.domain.names import validate_alias
 from modelyard.domain.references import Reference, parse_reference
 
 ROLE_PATTERN: Final = r"^[a-z][a-z0-9_-]{0,63}$"
@@ -77,6 +78,7 @@ class Bundle:
     created_by: str
     created_at: int
     updated_at: int
+    aliases: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +91,7 @@ class BundleVersion:
     members: dict[str, Version]
     created_by: str
     created_at: int
+    edges: list[Edge] = field(default_factory=list)
 
     @property
     def ref(self) -> str:
@@ -348,22 +351,20 @@ def compare_signatures(
 
 
 def parse_bundle_ref(text: str) -> tuple[Reference, int | None]:
-    """``NAME``, ``ns/NAME``, ``NAME@latest``, ``NAME@3`` or ``NAME/3``: the
-    bundle (as a reference to its name) and the version number (None: newest)."""
+    """``NAME``, ``ns/NAME``, ``NAME@latest``, ``NAME@3``, ``NAME/3`` or
+    ``NAME@ALIAS``: the bundle (as a reference to its name, with ``alias`` set
+    for ``@ALIAS``) and the version number (None: newest, or the alias's)."""
+    alias: str | None = None
     if "@" in text:
         head, _, tail = text.partition("@")
         if tail.isascii() and tail.isdigit() and len(tail) < 10:
             text = f"{head}/{tail}"
-        elif tail != "latest":
-            raise InvalidInput(
-                f"invalid bundle reference {text!r}: bundles take @latest or a number",
-                code="INVALID_REFERENCE",
-                details={"reference": text},
-            )
         else:
             text = head
+            if tail != "latest":
+                alias = validate_alias(tail)
     r = parse_reference(text)
-    return Reference(r.namespace, r.name), r.version
+    return Reference(r.namespace, r.name, alias=alias), r.version
 
 
 def _diff_part(
@@ -401,3 +402,17 @@ def signature_diff(
         "outputs": _diff_part(_tensors(old, "outputs"), _tensors(new, "outputs")),
         "breaking": [m.to_dict() for m in compare_signatures(role, old, new)],
     }
+
+
+@dataclass(frozen=True, slots=True)
+class BundleAliasMove:
+    """One entry of a bundle alias's history (``to_version`` None: removed)."""
+
+    namespace: str
+    bundle: str
+    alias: str
+    from_version: int | None
+    to_version: int | None
+    actor: str
+    reason: str
+    at: int

@@ -11,7 +11,7 @@ from modelyard.domain.errors import Conflict, InvalidInput, NotFound
 from modelyard.domain.identity import Permission, Principal
 from modelyard.domain.names import RESERVED_ALIASES, validate_alias
 from modelyard.domain.references import DEFAULT_NAMESPACE, Reference
-from modelyard.service import policy_gate
+from modelyard.service import bundle_guard, policy_gate
 from modelyard.service import validation as v
 from modelyard.service.core import MAX_PAGE_SIZE, Page, RegistryCore
 from modelyard.service.views import ProductionView
@@ -29,25 +29,37 @@ class AliasUseCases(RegistryCore):
         actor: Principal,
         reason: str = "",
         expected_version: int | None = None,
+        force: bool = False,
     ) -> Version:
         """Point ``alias`` of the version's model at the version (recorded in history).
 
         ``expected_version`` makes the move a compare-and-set: it is refused
         with ``ALIAS_CHANGED`` unless the alias points at that version now, so
         of two concurrent movers that read the same state exactly one wins.
-        Moves of protected aliases are gated by the production policy.
+        Moves of protected aliases are gated by the production policy. A move
+        that breaks a bundle following the alias is refused with
+        ``BUNDLE_INCOMPATIBLE`` (:mod:`~modelyard.service.bundle_guard`)
+        unless ``force`` (an admin's override, recorded in the event).
 
-        Requires: write on the namespace.
+        Requires: write on the namespace; ``force`` needs admin on it.
         """
         r = self.resolve(ref)
         auth.require(actor, Permission.WRITE, r.namespace)
+        if force:
+            auth.require(actor, Permission.ADMIN, r.namespace)
         validate_alias(alias)
         if alias in RESERVED_ALIASES:
             raise InvalidInput(f"alias {alias!r} is reserved", code="INVALID_ALIAS")
         reason = v.check_description(reason)
         return self.run_in_transaction(
             lambda tx: self.move_alias_in_tx(
-                tx, r, alias, actor=actor, reason=reason, expected_version=expected_version
+                tx,
+                r,
+                alias,
+                actor=actor,
+                reason=reason,
+                expected_version=expected_version,
+                force=force,
             )
         )
 
@@ -63,6 +75,7 @@ class AliasUseCases(RegistryCore):
         approval_id: int | None = None,
         rollback: bool = False,
         change: dict[str, Any] | None = None,
+        force: bool = False,
     ) -> Version:
         """The body of :meth:`set_alias` inside an open transaction.
 
@@ -72,7 +85,9 @@ class AliasUseCases(RegistryCore):
         ``approval_id`` (an approved request being applied) and ``rollback``
         (a return to the alias's previous target, which held it before) count
         the policy's approval rule as met; its other rules are still checked.
-        Requires: nothing checked here; the caller checked its own permission.
+        ``force`` lets a move through that breaks bundles following the alias.
+        Requires: nothing checked here; the caller checked its own permission
+        (and admin for ``force``).
         """
         if expected_version is not None and (
             isinstance(expected_version, bool)
@@ -101,6 +116,9 @@ class AliasUseCases(RegistryCore):
         policy_gate.check_alias(
             tx, target, mid, alias, approved=approval_id is not None, rollback=rollback
         )
+        breaks = bundle_guard.breaks_of_move(tx, target, alias, prev_id)
+        if breaks and not force:
+            bundle_guard.refuse_breaking_move(target, alias, breaks)
         tx.set_alias(
             mid,
             alias,
@@ -125,6 +143,8 @@ class AliasUseCases(RegistryCore):
             payload["rollback"] = True
         if change is not None:
             payload["change"] = change
+        if breaks:
+            payload["forced_bundles"] = breaks
         tx.append_event(
             "alias.moved",
             actor=actor.name,

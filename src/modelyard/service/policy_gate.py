@@ -137,6 +137,39 @@ def check_protected_targets(tx: RegistryTx, model_id: int) -> None:
                 code="ALIAS_PROTECTED",
                 details={"alias": alias, "ref": version.ref, "state": version.state.value},
             )
+    _check_protected_bundle_members(tx, model_id)
+
+
+def _check_protected_bundle_members(tx: RegistryTx, model_id: int) -> None:
+    """The same for protected bundle aliases (issue 14): every member of the
+    bundle version behind one stays published."""
+    found = tx.bundles.aliased_members_of_model(model_id)
+    if not found:
+        return
+    protected: dict[str, Policy] = {}
+    for namespace, bundle, alias, number, role, vid in found:
+        if namespace not in protected:
+            ns = tx.get_namespace(namespace)
+            stored = None if ns is None else tx.governance.get_policy(ns.id, None, PRODUCTION)
+            protected[namespace] = stored_policy(None if stored is None else stored.rules) or (
+                Policy()
+            )
+        if not protected[namespace].protects(alias):
+            continue
+        version = tx.load_versions([vid])[0]
+        if version.state is not VersionState.PUBLISHED:
+            raise Conflict(
+                f"version {version.ref} is the {role} of bundle {namespace}/{bundle}/{number}, "
+                f"the target of protected bundle alias @{alias}; move that alias first",
+                code="ALIAS_PROTECTED",
+                details={
+                    "alias": alias,
+                    "bundle": f"{namespace}/{bundle}",
+                    "role": role,
+                    "ref": version.ref,
+                    "state": version.state.value,
+                },
+            )
 
 
 def check_edit(tx: RegistryTx, version_id: int, before: Version, after: Version) -> None:

@@ -17,8 +17,11 @@ checks, policy and approval rules, and events (``version.created``, then
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, cast
+
+import orjson
 
 from modelyard.domain import identity as auth
 from modelyard.domain.entities import Relation, Version, VersionState
@@ -75,6 +78,7 @@ class ResourceUseCases(RegistryCore):
         reason: str = "",
         description: str | None = None,
         actor: Principal,
+        idempotency_key: str | None = None,
     ) -> Version:
         """Create the next version of ``ref``'s model with ``resources`` attached.
 
@@ -84,10 +88,22 @@ class ResourceUseCases(RegistryCore):
         ``description`` defaults to the source's. ``VERSION_NOT_READY`` for a
         draft source (commit its files first).
 
+        ``idempotency_key`` works as for :meth:`create_version`: the same key
+        with the same request (reference as given, resources, alias, reason,
+        description) answers the version the first call created, without a
+        second one; the same key with another request is refused with
+        ``IDEMPOTENCY_KEY_REUSED`` (409). Keys are scoped to the model.
+
         Requires: write on the namespace.
         """
         r = self.resolve(ref)
         entries = resource_entries(list(resources))
+        if idempotency_key is not None and (
+            not isinstance(idempotency_key, str) or not 1 <= len(idempotency_key) <= 255
+        ):
+            raise InvalidInput(
+                "Idempotency-Key must be 1-255 characters", code="INVALID_IDEMPOTENCY_KEY"
+            )
         if alias is not None:
             validate_alias(alias)
             if alias in RESERVED_ALIASES:
@@ -132,8 +148,45 @@ class ResourceUseCases(RegistryCore):
             source.model, spec, namespace=source.namespace, actor=actor
         )
 
+        # The request as the caller sent it: a replay after the first call
+        # moved ``alias`` (or ``latest``) must still match, so the reference
+        # text counts, not the version it resolves to now.
+        request_hash = (
+            hashlib.sha256(
+                orjson.dumps(
+                    {
+                        "ref": str(r),
+                        "resources": sorted(entries, key=lambda e: e["path"]),
+                        "alias": alias,
+                        "reason": reason,
+                        "description": description,
+                    },
+                    option=orjson.OPT_SORT_KEYS,
+                )
+            ).hexdigest()
+            if idempotency_key
+            else ""
+        )
+        scope = (
+            "attach_resources:"
+            + hashlib.sha256(f"{r.namespace}/{r.name}".encode()).hexdigest()[:40]
+        )
+
         def op(tx: RegistryTx) -> Version:
+            if idempotency_key:
+                prior = tx.get_idempotent(scope, idempotency_key)
+                if prior is not None:
+                    if prior[0] != request_hash:
+                        raise Conflict(
+                            "this Idempotency-Key was used with a different request",
+                            code="IDEMPOTENCY_KEY_REUSED",
+                        )
+                    found = tx.load_versions([prior[1]], with_files=True)
+                    if found:
+                        return found[0]
             created = registry.insert_version_in_tx(tx, prepared, actor=actor)
+            if idempotency_key:
+                tx.put_idempotent(scope, idempotency_key, request_hash, created.id)
             if alias is None:
                 return created
             registry.move_alias_in_tx(

@@ -7,7 +7,7 @@ from dataclasses import asdict
 from datetime import datetime, timedelta
 from typing import Any
 
-from modelyard.domain.bundles import Bundle, BundleVersion
+from modelyard.domain.bundles import Bundle, BundleAliasMove, BundleVersion
 from modelyard.domain.entities import AliasMove, Model, Namespace, Version
 from modelyard.domain.families import (
     RESOURCE_PREFIX,
@@ -152,6 +152,7 @@ def bundle(b: Bundle) -> dict[str, Any]:
         "roles": b.roles,
         "edges": [e.to_dict() for e in b.edges],
         "latest_version": b.latest_version,
+        "aliases": dict(b.aliases),
         "created_by": b.created_by,
         "created_at": iso(b.created_at),
         "updated_at": iso(b.updated_at),
@@ -166,8 +167,23 @@ def bundle_version(bv: BundleVersion) -> dict[str, Any]:
         "name": bv.name,
         "version": bv.number,
         "members": {role: version(v) for role, v in bv.members.items()},
+        "edges": [e.to_dict() for e in bv.edges],
         "created_by": bv.created_by,
         "created_at": iso(bv.created_at),
+    }
+
+
+def bundle_alias_move(m: BundleAliasMove) -> dict[str, Any]:
+    """Wire shape of one bundle alias history entry."""
+    return {
+        "namespace": m.namespace,
+        "bundle": m.bundle,
+        "alias": m.alias,
+        "from_version": m.from_version,
+        "to_version": m.to_version,
+        "actor": m.actor,
+        "reason": m.reason,
+        "at": iso(m.at),
     }
 
 

@@ -9,8 +9,7 @@ from starlette.responses import Response
 from modelyard.api.access import access
 from modelyard.api.deps import actor, services
 from modelyard.api.responses import JSONResponse
-from modelyard.api.schemas import BundleCreate, BundleVersionCreate
-from modelyard.domain.errors import InvalidInput
+from modelyard.api.schemas import BundleAliasSet, BundleCreate, BundleUpdate, BundleVersionCreate
 from modelyard.wire import render
 
 router = APIRouter(prefix="/api/v1", tags=["bundles"])
@@ -71,18 +70,94 @@ async def create_bundle_version(
 @router.get("/bundles/{namespace}/{name}/versions/{version}")
 @access("consume")
 async def get_bundle_version(namespace: str, name: str, version: str, request: Request) -> Response:
-    """A bundle version (a number or ``latest``) with every member's manifest."""
-    if version == "latest":
-        number = None
-    elif version.isascii() and version.isdigit() and len(version) < 10:
+    """A bundle version (a number, ``latest`` or a bundle alias) with every
+    member's manifest."""
+    number: int | None = None
+    alias: str | None = None
+    if version.isascii() and version.isdigit() and len(version) < 10:
         number = int(version)
-    else:
-        raise InvalidInput(
-            f"invalid bundle version {version[:40]!r}: a number or latest",
-            code="INVALID_REFERENCE",
-        )
+    elif version != "latest":
+        alias = version  # checked as an alias name by the service
     svc, call = services(request)
     found = await call(
-        svc.get_bundle_version, name, namespace=namespace, number=number, actor=actor(request)
+        svc.get_bundle_version,
+        name,
+        namespace=namespace,
+        number=number,
+        alias=alias,
+        actor=actor(request),
     )
     return JSONResponse(render.bundle_version(found))
+
+
+@router.patch("/bundles/{namespace}/{name}")
+@access("write")
+async def update_bundle(
+    namespace: str, name: str, body: BundleUpdate, request: Request
+) -> Response:
+    """Edit roles, edges or description; answers the bundle version it pins
+    (409 ``BUNDLE_INCOMPATIBLE`` and nothing changed if it does not fit)."""
+    svc, call = services(request)
+    made = await call(
+        svc.update_bundle,
+        name,
+        namespace=namespace,
+        roles=body.roles,
+        edges=None if body.edges is None else [e.model_dump(by_alias=True) for e in body.edges],
+        description=body.description,
+        accept_breaking=body.accept_breaking,
+        actor=actor(request),
+    )
+    return JSONResponse(render.bundle_version(made))
+
+
+@router.put("/bundles/{namespace}/{name}/aliases/{alias}")
+@access("write")
+async def set_bundle_alias(
+    namespace: str, name: str, alias: str, body: BundleAliasSet, request: Request
+) -> Response:
+    """Point a bundle alias at a bundle version (history kept; protected
+    aliases gated by the production policy)."""
+    svc, call = services(request)
+    found = await call(
+        svc.set_bundle_alias,
+        name,
+        alias,
+        version=body.version,
+        namespace=namespace,
+        reason=body.reason,
+        expected_version=body.expected_version,
+        actor=actor(request),
+    )
+    return JSONResponse(render.bundle_version(found))
+
+
+@router.delete("/bundles/{namespace}/{name}/aliases/{alias}", status_code=204)
+@access("write")
+async def delete_bundle_alias(
+    namespace: str, name: str, alias: str, request: Request, reason: str = ""
+) -> Response:
+    """Remove a bundle alias (history kept; 409 ``ALIAS_PROTECTED`` if protected)."""
+    svc, call = services(request)
+    await call(
+        svc.delete_bundle_alias,
+        name,
+        alias,
+        namespace=namespace,
+        reason=reason,
+        actor=actor(request),
+    )
+    return Response(status_code=204)
+
+
+@router.get("/bundles/{namespace}/{name}/aliases/history")
+@access("read")
+async def bundle_alias_history(
+    request: Request, namespace: str, name: str, alias: str | None = None
+) -> Response:
+    """Every recorded move of the bundle's aliases, oldest first."""
+    svc, call = services(request)
+    moves = await call(
+        svc.bundle_alias_history, name, namespace=namespace, alias=alias, actor=actor(request)
+    )
+    return JSONResponse({"history": [render.bundle_alias_move(m) for m in moves]})

@@ -400,6 +400,7 @@ async def set_alias(
         actor=actor(request),
         reason=body.reason,
         expected_version=body.expected_version,
+        force=body.force,
     )
     return JSONResponse(render.version(ver))
 

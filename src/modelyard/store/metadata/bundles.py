@@ -9,7 +9,12 @@ from typing import Any
 import sqlalchemy as sa
 
 from modelyard.store.metadata import tables as t
-from modelyard.store.metadata.ports import BundleRow, BundleVersionRow
+from modelyard.store.metadata.ports import (
+    BundleAliasMoveRow,
+    BundleRow,
+    BundleVersionRow,
+    FollowedAlias,
+)
 from modelyard.store.metadata.prepared import json_value
 
 
@@ -57,6 +62,17 @@ class BoundBundles:
         ).one_or_none()
         return None if row is None else _bundle(row)
 
+    def by_ids(self, bundle_ids: Sequence[int]) -> list[BundleRow]:
+        """Bundles by id, by namespace and name."""
+        if not bundle_ids:
+            return []
+        rows = self._conn.execute(
+            _BUNDLE_SELECT.where(t.bundles.c.id.in_(list(bundle_ids))).order_by(
+                t.namespaces.c.name, t.bundles.c.name
+            )
+        ).all()
+        return [_bundle(r) for r in rows]
+
     def in_namespace(self, namespace: str) -> list[BundleRow]:
         """A namespace's bundles by name."""
         rows = self._conn.execute(
@@ -72,6 +88,61 @@ class BoundBundles:
             ).scalar_one()
         )
 
+    def update(
+        self,
+        bundle_id: int,
+        *,
+        roles: Mapping[str, str],
+        edges: Sequence[Mapping[str, Any]],
+        description: str,
+        at: int,
+    ) -> None:
+        """Replace a bundle's roles, edges and description."""
+        self._conn.execute(
+            t.bundles.update()
+            .where(t.bundles.c.id == bundle_id)
+            .values(roles=dict(roles), edges=list(edges), description=description, updated_at=at)
+        )
+
+    def lock(self, bundle_id: int) -> None:
+        """Lock the bundle's row until commit (alias moves of one bundle serialize)."""
+        self._conn.execute(
+            t.bundles.update()
+            .where(t.bundles.c.id == bundle_id)
+            .values(updated_at=t.bundles.c.updated_at)
+        )
+
+    def set_follows(self, bundle_id: int, follows: Mapping[str, FollowedAlias]) -> None:
+        """Record which model alias each role follows (roles bound to a number follow none)."""
+        f = t.bundle_follows
+        self._conn.execute(f.delete().where(f.c.bundle_id == bundle_id))
+        if follows:
+            self._conn.execute(
+                f.insert(),
+                [
+                    {
+                        "bundle_id": bundle_id,
+                        "role": role,
+                        "namespace": a.namespace,
+                        "model": a.model,
+                        "alias": a.alias,
+                    }
+                    for role, a in follows.items()
+                ],
+            )
+
+    def following(self, namespace: str, model: str, alias: str) -> dict[int, list[str]]:
+        """Bundle id -> its roles that follow ``namespace/model@alias``."""
+        f = t.bundle_follows.c
+        out: dict[int, list[str]] = {}
+        for bid, role in self._conn.execute(
+            sa.select(f.bundle_id, f.role)
+            .where(f.namespace == namespace, f.model == model, f.alias == alias)
+            .order_by(f.bundle_id, f.role)
+        ):
+            out.setdefault(int(bid), []).append(role)
+        return out
+
     def allocate_version(self, bundle_id: int, at: int) -> int:
         """Bump and return the bundle's version counter (row-locked until commit)."""
         return int(
@@ -84,13 +155,27 @@ class BoundBundles:
         )
 
     def insert_version(
-        self, bundle_id: int, number: int, members: Mapping[str, int], *, actor: str, at: int
+        self,
+        bundle_id: int,
+        number: int,
+        members: Mapping[str, int],
+        *,
+        edges: Sequence[Mapping[str, Any]],
+        actor: str,
+        at: int,
     ) -> int:
-        """Insert a bundle version pinning ``members`` (role -> version id)."""
+        """Insert a bundle version pinning ``members`` (role -> version id),
+        checked against ``edges``."""
         bvid = int(
             self._conn.execute(
                 t.bundle_versions.insert()
-                .values(bundle_id=bundle_id, number=number, created_by=actor, created_at=at)
+                .values(
+                    bundle_id=bundle_id,
+                    number=number,
+                    edges=list(edges),
+                    created_by=actor,
+                    created_at=at,
+                )
                 .returning(t.bundle_versions.c.id)
             ).scalar_one()
         )
@@ -106,7 +191,7 @@ class BoundBundles:
     def version(self, bundle_id: int, number: int | None) -> BundleVersionRow | None:
         """A bundle version by number (None: the newest), with its members."""
         bv = t.bundle_versions.c
-        q = sa.select(bv.id, bv.number, bv.created_by, bv.created_at).where(
+        q = sa.select(bv.id, bv.number, bv.edges, bv.created_by, bv.created_at).where(
             bv.bundle_id == bundle_id
         )
         q = q.where(bv.number == number) if number is not None else q.order_by(bv.number.desc())
@@ -122,8 +207,118 @@ class BoundBundles:
             )
         }
         return BundleVersionRow(
-            int(row.id), int(row.number), row.created_by, int(row.created_at), members
+            int(row.id),
+            int(row.number),
+            row.created_by,
+            int(row.created_at),
+            members,
+            None if row.edges is None else json_value(row.edges),
         )
+
+    # -- aliases -------------------------------------------------------------
+
+    def aliased_members_of_model(self, model_id: int) -> list[tuple[str, str, str, int, str, int]]:
+        """(namespace, bundle, alias, bundle version, role, version id) of every
+        bundle alias whose bundle version pins a version of the model."""
+        a, bv, b, m, v = (
+            t.bundle_aliases,
+            t.bundle_versions,
+            t.bundles,
+            t.bundle_members,
+            t.versions,
+        )
+        rows = self._conn.execute(
+            sa.select(t.namespaces.c.name, b.c.name, a.c.name, bv.c.number, m.c.role, v.c.id)
+            .select_from(
+                a.join(bv, bv.c.id == a.c.bundle_version_id)
+                .join(b, b.c.id == a.c.bundle_id)
+                .join(t.namespaces, t.namespaces.c.id == b.c.namespace_id)
+                .join(m, m.c.bundle_version_id == bv.c.id)
+                .join(v, v.c.id == m.c.version_id)
+            )
+            .where(v.c.model_id == model_id)
+            .order_by(t.namespaces.c.name, b.c.name, a.c.name, m.c.role)
+        ).all()
+        return [(ns, bn, al, int(n), role, int(vid)) for ns, bn, al, n, role, vid in rows]
+
+    def get_alias(self, bundle_id: int, alias: str) -> int | None:
+        """The number of the bundle version ``alias`` names, or None."""
+        a, bv = t.bundle_aliases.c, t.bundle_versions.c
+        found = self._conn.execute(
+            sa.select(bv.number)
+            .select_from(t.bundle_aliases.join(t.bundle_versions, bv.id == a.bundle_version_id))
+            .where(a.bundle_id == bundle_id, a.name == alias)
+        ).scalar_one_or_none()
+        return None if found is None else int(found)
+
+    def aliases(self, bundle_id: int) -> dict[str, int]:
+        """Every alias of the bundle and the version number it names."""
+        a, bv = t.bundle_aliases.c, t.bundle_versions.c
+        return {
+            name: int(number)
+            for name, number in self._conn.execute(
+                sa.select(a.name, bv.number)
+                .select_from(t.bundle_aliases.join(t.bundle_versions, bv.id == a.bundle_version_id))
+                .where(a.bundle_id == bundle_id)
+                .order_by(a.name)
+            )
+        }
+
+    def set_alias(
+        self,
+        bundle_id: int,
+        alias: str,
+        number: int | None,
+        *,
+        from_number: int | None,
+        actor: str,
+        reason: str,
+        at: int,
+    ) -> None:
+        """Point ``alias`` at bundle version ``number`` (None: remove it) and
+        record the move in the alias's history."""
+        a = t.bundle_aliases
+        if number is None:
+            self._conn.execute(a.delete().where(a.c.bundle_id == bundle_id, a.c.name == alias))
+        else:
+            bvid = (
+                sa.select(t.bundle_versions.c.id)
+                .where(
+                    t.bundle_versions.c.bundle_id == bundle_id,
+                    t.bundle_versions.c.number == number,
+                )
+                .scalar_subquery()
+            )
+            values = {"bundle_version_id": bvid, "updated_by": actor, "updated_at": at}
+            done = self._conn.execute(
+                a.update().where(a.c.bundle_id == bundle_id, a.c.name == alias).values(values)
+            )
+            if not done.rowcount:
+                self._conn.execute(a.insert().values(bundle_id=bundle_id, name=alias, **values))
+        self._conn.execute(
+            t.bundle_alias_history.insert().values(
+                bundle_id=bundle_id,
+                name=alias,
+                from_version=from_number,
+                to_version=number,
+                actor=actor,
+                reason=reason,
+                at=at,
+            )
+        )
+
+    def alias_history(self, bundle_id: int, alias: str | None) -> list[BundleAliasMoveRow]:
+        """Every recorded move of the bundle's aliases (or one alias), oldest first."""
+        h = t.bundle_alias_history.c
+        q = sa.select(h.name, h.from_version, h.to_version, h.actor, h.reason, h.at).where(
+            h.bundle_id == bundle_id
+        )
+        if alias is not None:
+            q = q.where(h.name == alias)
+        return [
+            BundleAliasMoveRow(r.name, r.from_version, r.to_version, r.actor, r.reason, int(r.at))
+            for r in self._conn.execute(q.order_by(h.id))
+        ]
 
     def pinning_model(self, model_id: int) -> list[str]:
         """``ns/bundle/N`` of every bundle version pinning a version of the model."""

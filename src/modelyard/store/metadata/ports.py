@@ -100,6 +100,29 @@ class BundleVersionRow:
     created_by: str
     created_at: int
     members: dict[str, int]
+    # The edges it was checked against; None for versions older than 0016.
+    edges: list[dict[str, Any]] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FollowedAlias:
+    """The model alias a bundle role follows (``namespace/model@alias``)."""
+
+    namespace: str
+    model: str
+    alias: str
+
+
+@dataclass(frozen=True, slots=True)
+class BundleAliasMoveRow:
+    """One entry of a bundle alias's history (``to_version`` None: removed)."""
+
+    alias: str
+    from_version: int | None
+    to_version: int | None
+    actor: str
+    reason: str
+    at: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,15 +288,62 @@ class BundleQueries(Protocol):
 
     def get(self, namespace: str, name: str) -> BundleRow | None: ...
 
+    def by_ids(self, bundle_ids: Sequence[int]) -> list[BundleRow]: ...
+
     def in_namespace(self, namespace: str) -> list[BundleRow]: ...
 
     def insert(self, values: Mapping[str, Any]) -> int: ...
 
+    def update(
+        self,
+        bundle_id: int,
+        *,
+        roles: Mapping[str, str],
+        edges: Sequence[Mapping[str, Any]],
+        description: str,
+        at: int,
+    ) -> None: ...
+
+    def lock(self, bundle_id: int) -> None: ...
+
+    def set_follows(self, bundle_id: int, follows: Mapping[str, FollowedAlias]) -> None: ...
+
+    def following(self, namespace: str, model: str, alias: str) -> dict[int, list[str]]: ...
+
     def allocate_version(self, bundle_id: int, at: int) -> int: ...
 
     def insert_version(
-        self, bundle_id: int, number: int, members: Mapping[str, int], *, actor: str, at: int
+        self,
+        bundle_id: int,
+        number: int,
+        members: Mapping[str, int],
+        *,
+        edges: Sequence[Mapping[str, Any]],
+        actor: str,
+        at: int,
     ) -> int: ...
+
+    def get_alias(self, bundle_id: int, alias: str) -> int | None: ...
+
+    def aliases(self, bundle_id: int) -> dict[str, int]: ...
+
+    def aliased_members_of_model(
+        self, model_id: int
+    ) -> list[tuple[str, str, str, int, str, int]]: ...
+
+    def set_alias(
+        self,
+        bundle_id: int,
+        alias: str,
+        number: int | None,
+        *,
+        from_number: int | None,
+        actor: str,
+        reason: str,
+        at: int,
+    ) -> None: ...
+
+    def alias_history(self, bundle_id: int, alias: str | None) -> list[BundleAliasMoveRow]: ...
 
     def version(self, bundle_id: int, number: int | None) -> BundleVersionRow | None: ...
 
@@ -670,6 +740,8 @@ class RegistryTx(Protocol):
     ) -> list[int]: ...
 
     def version_matches(self, version_id: int, node: Node) -> bool: ...
+
+    def versions_matching(self, version_ids: Sequence[int], node: Node) -> set[int]: ...
 
     def file_of(self, version_id: int, path: str) -> FileEntry | None: ...
 

@@ -541,6 +541,10 @@ class Tx:
         """True if the version satisfies the versions filter ``node``."""
         return search.version_matches(self.conn, version_id, node)
 
+    def versions_matching(self, version_ids: Sequence[int], node: Node) -> set[int]:
+        """Which of ``version_ids`` satisfy the versions filter ``node`` (one query)."""
+        return search.versions_matching(self.conn, version_ids, node)
+
     def model_matches(self, model_id: int, node: Node) -> bool:
         """True if the model satisfies the models filter ``node``
         (e.g. ``AnyVersion(rule)``: it holds a version inside ``rule``)."""

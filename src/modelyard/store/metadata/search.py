@@ -1041,6 +1041,16 @@ def version_matches(conn: sa.Connection, version_id: int, node: Node) -> bool:
     return conn.execute(q).first() is not None
 
 
+def versions_matching(conn: sa.Connection, version_ids: Sequence[int], node: Node) -> set[int]:
+    """Which of ``version_ids`` satisfy ``node``, in one query."""
+    if not version_ids:
+        return set()
+    q = sa.select(t.versions.c.id).where(
+        t.versions.c.id.in_(list(version_ids)), version_condition(conn, node)
+    )
+    return {int(v) for v in conn.execute(q).scalars()}
+
+
 def model_matches(conn: sa.Connection, model_id: int, node: Node) -> bool:
     """True if the model with this id satisfies the models-target ``node``."""
     compiler = _Compiler("models", sqlite=conn.dialect.name == "sqlite")

@@ -669,6 +669,9 @@ bundle_versions = sa.Table(
     sa.Column("number", sa.Integer, nullable=False),
     sa.Column("created_by", sa.String(256), nullable=False, server_default=""),
     sa.Column("created_at", sa.BigInteger, nullable=False),
+    # The edges this version was checked against (migration 0016): a bundle's
+    # edges may be edited, a version never changes. NULL for older versions.
+    sa.Column("edges", sa.JSON, nullable=True),
     sa.UniqueConstraint("bundle_id", "number"),
 )
 
@@ -688,6 +691,64 @@ bundle_members = sa.Table(
     sa.Column("version_id", BigId, sa.ForeignKey("versions.id"), nullable=False),
 )
 sa.Index("ix_bundle_members_version_id", bundle_members.c.version_id)
+
+# -- bundle aliases and followed model aliases (issue 14; migration 0016) -----
+
+bundle_aliases = sa.Table(
+    "bundle_aliases",
+    metadata,
+    sa.Column(
+        "bundle_id", BigId, sa.ForeignKey("bundles.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column(
+        "bundle_version_id",
+        BigId,
+        sa.ForeignKey("bundle_versions.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("updated_by", sa.String(256), nullable=False, server_default=""),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+)
+
+bundle_alias_history = sa.Table(
+    "bundle_alias_history",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("bundle_id", BigId, sa.ForeignKey("bundles.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("name", sa.String(64), nullable=False),
+    sa.Column("from_version", sa.Integer, nullable=True),
+    sa.Column("to_version", sa.Integer, nullable=True),
+    sa.Column("actor", sa.String(256), nullable=False, server_default=""),
+    sa.Column("reason", sa.Text, nullable=False, server_default=""),
+    sa.Column("at", sa.BigInteger, nullable=False),
+)
+sa.Index(
+    "ix_bundle_alias_history_bundle_name_id",
+    bundle_alias_history.c.bundle_id,
+    bundle_alias_history.c.name,
+    bundle_alias_history.c.id,
+)
+
+# One row per bundle role bound to a model alias, kept with the bundle's
+# roles: moving ``det@production`` finds the bundles following it by index.
+bundle_follows = sa.Table(
+    "bundle_follows",
+    metadata,
+    sa.Column(
+        "bundle_id", BigId, sa.ForeignKey("bundles.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column("role", sa.String(64), primary_key=True),
+    sa.Column("namespace", sa.String(128), nullable=False),
+    sa.Column("model", sa.String(128), nullable=False),
+    sa.Column("alias", sa.String(64), nullable=False),
+)
+sa.Index(
+    "ix_bundle_follows_target",
+    bundle_follows.c.namespace,
+    bundle_follows.c.model,
+    bundle_follows.c.alias,
+)
 
 # -- deployments (issue 12; migration 0012) -----------------------------------
 # Namespace and model are kept by name, not by foreign key: a deployment and

@@ -1,0 +1,120 @@
+"""Bundles guard the model aliases their roles follow (issue 14).
+
+When ``det@production`` is about to move, every bundle with a role bound to
+``det@production`` is checked with the new version in that role, against
+what the bundle runs now: the members of its newest bundle version (or, for
+a bundle never pinned, what its references name at this moment). The checks
+are those of pinning a bundle version, so a move that passes here is one the
+next ``bundle pin`` accepts:
+
+- every declared edge touching the role still holds (outputs feed inputs,
+  same dtype, compatible shape);
+- the role's signature does not break against the pinned member (an input
+  removed or retyped, a required input added, an output removed or changed).
+
+A breaking move is refused with ``BUNDLE_INCOMPATIBLE`` (409), naming the
+bundle, the role and the edge in the message and in ``details``. An admin of
+the model's namespace may force it (``force=True``): the move then applies
+and its ``alias.moved`` event carries what it broke (``forced_bundles``), so
+the audit log shows who overrode which bundle. Bundles are checked whatever
+namespace they live in: the owner of ``det`` must learn that a pipeline in
+another team depends on it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from modelyard.domain.bundles import Mismatch, check_edge, compare_signatures, parse_edges
+from modelyard.domain.entities import Version
+from modelyard.domain.errors import Conflict
+from modelyard.domain.references import parse_reference
+from modelyard.store.metadata.ports import RegistryTx
+
+# Enough to say what broke; a message naming hundreds of bundles helps nobody.
+_MAX_REPORTED = 50
+
+
+def breaks_of_move(
+    tx: RegistryTx, target: Version, alias: str, current_id: int | None
+) -> list[dict[str, Any]]:
+    """What moving ``target``'s model's ``alias`` to ``target`` would break.
+
+    One entry per (bundle, role): ``{"bundle", "role", "mismatches"}``, each
+    mismatch with ``kind``, ``role``, ``field``, ``problem`` and, for an
+    edge, ``edge`` (``"detector->classifier"``). Empty: nothing breaks.
+    """
+    following = tx.bundles.following(target.namespace, target.model, alias)
+    if not following:
+        return []
+    out: list[dict[str, Any]] = []
+    for row in tx.bundles.by_ids(list(following)):
+        roles = following[row.id]
+        members = _current_members(tx, row.id, row.roles)
+        signatures = {role: v.signature for role, v in members.items()}
+        found: list[tuple[str, Mismatch, str | None]] = []
+        for role in roles:
+            signatures[role] = target.signature
+            old = members.get(role)
+            if old is None and current_id is not None and current_id != target.id:
+                old = tx.load_versions([current_id])[0]
+            if old is not None and old.id != target.id:
+                for m in compare_signatures(role, old.signature, target.signature):
+                    found.append((role, m, None))
+        for edge in parse_edges(row.edges, row.roles):
+            if edge.source not in roles and edge.target not in roles:
+                continue
+            if edge.source not in signatures or edge.target not in signatures:
+                continue  # a member that resolves to nothing yet: pinning says so
+            for m in check_edge(edge, signatures[edge.source], signatures[edge.target]):
+                role = edge.source if edge.source in roles else edge.target
+                found.append((role, m, f"{edge.source}->{edge.target}"))
+        for role in roles:
+            mine = [(m, e) for r, m, e in found if r == role]
+            if mine:
+                out.append(
+                    {
+                        "bundle": f"{row.namespace}/{row.name}",
+                        "role": role,
+                        "mismatches": [
+                            {**m.to_dict(), **({"edge": e} if e else {})} for m, e in mine
+                        ],
+                    }
+                )
+    return out
+
+
+def _current_members(tx: RegistryTx, bundle_id: int, roles: dict[str, str]) -> dict[str, Version]:
+    """What the bundle runs now: its newest version's members, else what its
+    references name now (roles naming nothing are left out)."""
+    pinned = tx.bundles.version(bundle_id, None)
+    if pinned is not None:
+        ids = pinned.members
+    else:
+        ids = {}
+        for role, ref in roles.items():
+            r = parse_reference(ref)
+            vid = tx.find_version_id(r.namespace, r.name, number=r.version, alias=r.alias)
+            if vid is not None:
+                ids[role] = vid
+    return dict(zip(ids, tx.load_versions(list(ids.values())), strict=True))
+
+
+def refuse_breaking_move(target: Version, alias: str, breaks: list[dict[str, Any]]) -> None:
+    """Raise ``BUNDLE_INCOMPATIBLE`` naming the bundles, roles and edges ``breaks`` lists."""
+    shown = breaks[:_MAX_REPORTED]
+    parts = []
+    for b in shown:
+        problems = "; ".join(
+            (f"edge {m['edge']}: " if m.get("edge") else "") + m["problem"] for m in b["mismatches"]
+        )
+        parts.append(f"bundle {b['bundle']} role {b['role']}: {problems}")
+    more = f" (and {len(breaks) - len(shown)} more)" if len(breaks) > len(shown) else ""
+    raise Conflict(
+        f"cannot move {target.namespace}/{target.model}@{alias} to {target.ref}: it breaks "
+        + " | ".join(parts)
+        + more
+        + "; fix the bundle (edit its roles or edges) or, as an admin, force the move",
+        code="BUNDLE_INCOMPATIBLE",
+        details={"ref": target.ref, "alias": alias, "bundles": shown},
+    )
