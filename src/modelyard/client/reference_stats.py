@@ -63,7 +63,7 @@ def _columns(sample: Any, input: str, columns: Sequence[str] | None) -> dict[str
 
 def _is_numeric(values: Iterable[Any]) -> bool:
     return all(
-        isinstance(v, int | float) and not isinstance(v, bool) or v is None for v in values
+        (isinstance(v, int | float) and not isinstance(v, bool)) or v is None for v in values
     )
 
 

@@ -35,6 +35,7 @@ Drift is measured on those bins:
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -278,7 +279,7 @@ def _feature(raw: Any, position: int) -> Feature:
         if not isinstance(edges_raw, list) or not isinstance(probs_raw, list):
             raise _bad(f"feature {name!r}: edges and probabilities must be lists", feature=name)
         edges = [_number(e, f"feature {name!r} edges") for e in edges_raw]
-        if len(edges) > MAX_BINS or any(b <= a for a, b in zip(edges, edges[1:], strict=False)):
+        if len(edges) > MAX_BINS or any(b <= a for a, b in itertools.pairwise(edges)):
             raise _bad(f"feature {name!r}: edges must increase (at most {MAX_BINS})", feature=name)
         probs = _shares(probs_raw, f"feature {name!r} probabilities")
         if len(probs) != len(edges) + 1:
@@ -441,7 +442,8 @@ def parse_monitor_settings(raw: Any) -> MonitorSettings:
     unknown = sorted(str(k) for k in raw if k not in known)
     if unknown:
         raise _settings_bad(
-            f"unknown monitoring setting(s): {', '.join(unknown)} (known: {', '.join(sorted(known))})",
+            f"unknown monitoring setting(s): {', '.join(unknown)} "
+            f"(known: {', '.join(sorted(known))})",
             "monitoring",
         )
     base = MonitorSettings()

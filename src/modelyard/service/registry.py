@@ -3,7 +3,7 @@
 :class:`RegistryService` puts the use cases together (one module each:
 ``namespaces``, ``models``, ``versions``, ``lifecycle``, ``aliases``,
 ``search``, ``stages``, ``families``, ``resources``, ``bundles``,
-``deployments``; the production view in ``views``; what they share in
+``deployments``, ``monitoring``; the production view in ``views``; what they share in
 ``core``), so REST v1, the MLflow door, the UI, the embedded SDK and the CLI call the same methods.
 
 Every method that changes something runs in one write transaction
@@ -28,10 +28,10 @@ from modelyard.domain.references import Reference
 from modelyard.service.aliases import AliasUseCases
 from modelyard.service.bundles import BundleUseCases
 from modelyard.service.core import MAX_PAGE_SIZE, Page
-from modelyard.service.deployments import DeploymentUseCases
 from modelyard.service.families import FamilyUseCases
 from modelyard.service.lifecycle import LifecycleUseCases
 from modelyard.service.models import ModelUseCases
+from modelyard.service.monitoring import MonitoringUseCases
 from modelyard.service.namespaces import NamespaceUseCases
 from modelyard.service.resources import ResourceUseCases
 from modelyard.service.search import SearchUseCases
@@ -54,7 +54,7 @@ class RegistryService(
     FamilyUseCases,
     ResourceUseCases,
     BundleUseCases,
-    DeploymentUseCases,
+    MonitoringUseCases,
 ):
     """The registry's use cases over a metadata store and a blob store."""
 
