@@ -66,6 +66,15 @@ def serve(
         float,
         typer.Option(min=0.1, max=3600, help="Seconds between heartbeats (with --env)."),
     ] = 15.0,
+    monitor_window: Annotated[
+        float,
+        typer.Option(
+            min=1,
+            max=7 * 86400,
+            help="Seconds of traffic the drift, error and latency statistics cover, "
+            "unless the deployment's monitoring settings say otherwise (with --env).",
+        ),
+    ] = 300.0,
 ) -> None:
     """Serve model versions over the Open Inference Protocol v2 (KServe/Triton REST).
 
@@ -76,7 +85,14 @@ def serve(
     swapped in without a failed request (a version that fails to load never
     takes traffic). Routes:
     /v2/health/live, /v2/health/ready, /v2/models/NAME[/versions/V][/ready|/infer],
-    /metrics.
+    /metrics, /monitoring.
+
+    The server keeps rolling statistics of what each version receives: per
+    feature PSI and KS against the version's reference statistics (pushed with
+    --reference-data), error rate and latency. With --env, crossing a threshold
+    is reported to the registry (deployment.drift, deployment.degraded), and a
+    deployment that opted in (`deploy set --monitor rollback=true`) has its
+    alias rolled back when it stays degraded.
 
     With --env NAME the server registers itself as a replica of the
     deployment of each reference in that environment and sends heartbeats
@@ -116,6 +132,7 @@ def serve(
             endpoint=endpoint,
             replica=replica,
             heartbeat_seconds=heartbeat,
+            monitor_window=monitor_window,
         )
     )
 

@@ -8,6 +8,7 @@ Routes (KServe / Triton's REST form)::
     GET  /v2/models/{name}[/versions/{v}]/ready  model readiness
     POST /v2/models/{name}[/versions/{v}]/infer  inference
     GET  /metrics                                Prometheus text format
+    GET  /monitoring                             the monitoring windows as JSON
 
 A hand-written dispatcher rather than a routing framework: the infer route is
 the hot path, and splitting the path once costs less than matching a route
@@ -122,6 +123,8 @@ class InferenceApp:
         elif path == "/metrics" and method in ("GET", "HEAD"):
             body = generate_latest(self.metrics.registry)
             await _send(send, 200, body, CONTENT_TYPE_LATEST.encode())
+        elif path == "/monitoring" and method in ("GET", "HEAD"):
+            await _send(send, 200, orjson.dumps({"models": self.table.monitoring()}))
         else:
             await _not_found(send, path)
 
@@ -180,21 +183,29 @@ class InferenceApp:
             # answer in microseconds, and a hop to a worker thread would cost
             # more than the inference (the server is meant to be pinned to a core).
             request = decode_infer(body, header_length, live.signature)
+            live.monitor.observe_inputs(request.inputs)
             results = live.loaded.predictor.predict(request.inputs)
             answer, json_length = encode_infer(live.loaded.model, live.version, request, results)
         except ProtocolError as exc:
+            m.in_flight.dec()
+            m.latency.observe(perf_counter() - started)
             self._count_error(live, str(exc.status), exc.code)
             await _send(send, exc.status, error_body(exc.message, exc.code))
             return
         except Exception as exc:  # a model failing on inputs its signature accepted
+            elapsed = perf_counter() - started
+            m.in_flight.dec()
+            m.latency.observe(elapsed)
+            live.monitor.observe(True, elapsed)
             log.exception("inference failed on %s", live.loaded.ref)
             self._count_error(live, "500", "INFERENCE_FAILED")
             message = f"inference failed: {type(exc).__name__}: {exc}"
             await _send(send, 500, error_body(message, "INFERENCE_FAILED"))
             return
-        finally:
-            m.in_flight.dec()
-            m.latency.observe(perf_counter() - started)
+        elapsed = perf_counter() - started
+        m.in_flight.dec()
+        m.latency.observe(elapsed)
+        live.monitor.observe(False, elapsed)
         m.ok.inc()
         if json_length is None:
             await _send(send, 200, answer)

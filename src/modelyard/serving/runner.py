@@ -8,12 +8,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from modelyard.client import Registry
+from modelyard.domain.monitoring import MonitorSettings
 from modelyard.serving.app import InferenceApp
 from modelyard.serving.follower import AliasFollower
 from modelyard.serving.loader import LoadedVersion, load_version, private_dir
 from modelyard.serving.metrics import ServingMetrics
 from modelyard.serving.reporter import HEARTBEAT_SECONDS, DeploymentReporter
-from modelyard.serving.table import ModelTable
+from modelyard.serving.table import Live, ModelTable
+from modelyard.serving.watcher import MonitorWatcher
 
 log = logging.getLogger("modelyard.serving")
 
@@ -37,6 +39,8 @@ class ServeOptions:
     endpoint: str | None = None
     replica: str | None = None
     heartbeat_seconds: float = HEARTBEAT_SECONDS
+    monitor_window: float = 300.0
+    """The monitoring window when the deployment's settings do not give one."""
 
 
 def serving_cache(cache_dir: Path | None) -> Path:
@@ -55,7 +59,8 @@ def build(
     starts without a model it was asked for would look healthy and not be),
     the follower that moves aliased ones when their alias moves, and with an
     environment the reporter of the deployment heartbeats."""
-    table = ModelTable(ServingMetrics())
+    defaults = MonitorSettings(window_seconds=options.monitor_window)
+    table = ModelTable(ServingMetrics(), window_seconds=defaults.window_seconds)
     loaded = []
     for ref in options.refs:
         exact = registry.get_version(ref)
@@ -77,11 +82,36 @@ def build(
             replica=options.replica,
             interval=options.heartbeat_seconds,
         )
+    follower: AliasFollower | None = None
+
+    def served() -> list[tuple[str, Live]]:
+        currents = [f.current for f in follower.followed] if follower is not None else loaded
+        out = []
+        for ref, current in zip(options.refs, currents, strict=True):
+            live = table.live(current.model, current.version_label)
+            if live is not None:
+                out.append((ref, live))
+        return out
+
+    def settings(ref: str) -> MonitorSettings:
+        found = reporter.monitoring(ref) if reporter is not None else None
+        return found or defaults
+
+    watcher = MonitorWatcher(served, settings, None if reporter is None else reporter.alert)
     if not options.follow:
-        if reporter is None:
-            return InferenceApp(table), loaded, None
+
+        def start_pinned() -> None:
+            if reporter is not None:
+                reporter.start()
+            watcher.start()
+
+        def stop_pinned() -> None:
+            watcher.stop()
+            if reporter is not None:
+                reporter.stop()
+
         return (
-            InferenceApp(table, on_startup=reporter.start, on_shutdown=reporter.stop),
+            InferenceApp(table, on_startup=start_pinned, on_shutdown=stop_pinned),
             loaded,
             reporter,
         )
@@ -99,9 +129,13 @@ def build(
     def start() -> None:
         if reporter is not None:
             reporter.start()
+        assert follower is not None
         follower.start()
+        watcher.start()
 
     def stop() -> None:
+        watcher.stop()
+        assert follower is not None
         follower.stop()
         if reporter is not None:
             reporter.stop()

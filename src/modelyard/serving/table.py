@@ -17,6 +17,7 @@ import orjson
 from modelyard.domain.errors import InvalidInput
 from modelyard.serving.loader import LoadedVersion
 from modelyard.serving.metrics import ServingMetrics, VersionMetrics
+from modelyard.serving.monitor import MonitorCollector, VersionMonitor
 from modelyard.serving.tensors import Signature
 
 
@@ -29,6 +30,8 @@ class Live:
     signature: Signature
     metrics: VersionMetrics
     metadata: bytes
+    monitor: VersionMonitor
+    """The rolling window of what this version receives (drift, errors, latency)."""
 
     @property
     def version(self) -> str:
@@ -70,10 +73,13 @@ class ModelTable:
     """Served models by name. Writers (startup, the follower thread) hold a
     lock; readers (requests on the event loop) never do."""
 
-    def __init__(self, metrics: ServingMetrics) -> None:
+    def __init__(self, metrics: ServingMetrics, *, window_seconds: float = 300.0) -> None:
         self.metrics = metrics
         self.models: dict[str, ServedModel] = {}
+        self.window_seconds = window_seconds
+        """The monitoring window of versions loaded from now on."""
         self._lock = threading.Lock()
+        metrics.registry.register(MonitorCollector(self))
 
     def _live(self, loaded: LoadedVersion) -> Live:
         sig = loaded.predictor.signature
@@ -82,6 +88,7 @@ class ModelTable:
             sig,
             self.metrics.for_version(loaded.model, loaded.version_label),
             _metadata(loaded.model, loaded.flavor, sig, [loaded.version_label]),
+            VersionMonitor(loaded.reference_stats, sig, self.window_seconds),
         )
 
     def add(self, ref: str, loaded: LoadedVersion) -> None:
@@ -129,6 +136,27 @@ class ModelTable:
             if served.default_ref == ref:
                 served.default = live
             self.metrics.swaps.labels(old.model).inc()
+
+    def monitoring(self) -> list[dict[str, object]]:
+        """Every served version's monitoring window (``GET /monitoring``)."""
+        out: list[dict[str, object]] = []
+        for served in list(self.models.values()):
+            for version, live in sorted(served.versions.items(), key=lambda kv: int(kv[0])):
+                out.append(
+                    {
+                        "model": served.name,
+                        "version": version,
+                        "ref": live.loaded.ref,
+                        "reference_stats": live.loaded.reference_stats is not None,
+                        **live.monitor.snapshot(),
+                    }
+                )
+        return out
+
+    def live(self, model: str, version: str) -> Live | None:
+        """The served version ``version`` of ``model``, if it takes traffic."""
+        served = self.models.get(model)
+        return served.versions.get(version) if served is not None else None
 
     def loaded(self, model: str, version: str) -> LoadedVersion | None:
         """The version already in memory under ``model`` / ``version``, if any."""
