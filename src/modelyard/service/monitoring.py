@@ -208,6 +208,16 @@ class MonitoringUseCases(DeploymentUseCases):
         def op(tx: RegistryTx) -> dict[str, Any]:
             self._require_visible(tx, ProductionView(tx), actor, ref, version)
             mid = self.model_id(tx, ref.namespace, ref.name, for_update=True)
+            current_id = tx.get_alias(mid, alias)
+            current = None if current_id is None else tx.load_versions([current_id])[0].number
+            if current != version:
+                # Checked before the loop guard: a late report about the version
+                # just rolled back from is "moved meanwhile", not a loop.
+                raise Conflict(
+                    f"{ref.namespace}/{ref.name}@{alias} no longer points at version "
+                    f"{version} (it points at {current})",
+                    code="ALIAS_CHANGED",
+                )
             last = tx.governance.last_alias_move(mid, ref.namespace, ref.name, alias)
             target = None if last is None else last.from_version
             if target is not None and tx.deployments.rolled_back_from(row.id, target):
