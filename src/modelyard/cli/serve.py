@@ -75,6 +75,25 @@ def serve(
             "unless the deployment's monitoring settings say otherwise (with --env).",
         ),
     ] = 300.0,
+    log_predictions: Annotated[
+        Path | None,
+        typer.Option(
+            "--log-predictions",
+            help="Log each inference (inputs, outputs, version, latency) as JSON lines in "
+            "rotating files in this directory (0700) [default: off].",
+            show_default=False,
+        ),
+    ] = None,
+    prediction_log_max_mb: Annotated[
+        float,
+        typer.Option(min=0.001, max=1 << 20, help="Size of one prediction log file, in MiB."),
+    ] = 64.0,
+    prediction_log_files: Annotated[
+        int,
+        typer.Option(
+            min=0, max=1000, help="Rotated prediction log files kept besides the current one."
+        ),
+    ] = 5,
 ) -> None:
     """Serve model versions over the Open Inference Protocol v2 (KServe/Triton REST).
 
@@ -92,7 +111,8 @@ def serve(
     --reference-data), error rate and latency. With --env, crossing a threshold
     is reported to the registry (deployment.drift, deployment.degraded), and a
     deployment that opted in (`deploy set --monitor rollback=true`) has its
-    alias rolled back when it stays degraded.
+    alias rolled back when it stays degraded. --log-predictions DIR keeps each
+    inference in rotating JSON-lines files (off by default).
 
     With --env NAME the server registers itself as a replica of the
     deployment of each reference in that environment and sends heartbeats
@@ -133,6 +153,9 @@ def serve(
             replica=replica,
             heartbeat_seconds=heartbeat,
             monitor_window=monitor_window,
+            prediction_log=log_predictions,
+            prediction_log_max_bytes=max(1, int(prediction_log_max_mb * (1 << 20))),
+            prediction_log_backups=prediction_log_files,
         )
     )
 

@@ -20,6 +20,7 @@ sends none). Errors use OIP's shape ``{"error": message}`` (plus a stable
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as package_version
@@ -29,7 +30,14 @@ from typing import Any
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from modelyard.serving.protocol import ProtocolError, decode_infer, encode_infer, error_body
+from modelyard.serving.predlog import PredictionLog, Record
+from modelyard.serving.protocol import (
+    InferRequest,
+    ProtocolError,
+    decode_infer,
+    encode_infer,
+    error_body,
+)
 from modelyard.serving.table import Live, ModelTable
 
 log = logging.getLogger("modelyard.serving")
@@ -66,8 +74,11 @@ class InferenceApp:
         on_startup: Hook | None = None,
         on_shutdown: Hook | None = None,
         max_body: int = DEFAULT_MAX_BODY,
+        predictions: PredictionLog | None = None,
     ) -> None:
         self.table = table
+        self.predictions = predictions
+        """Where each inference is logged (``--log-predictions``); None: off."""
         self.metrics = table.metrics
         self.on_startup = on_startup
         self.on_shutdown = on_shutdown
@@ -169,6 +180,7 @@ class InferenceApp:
         m = live.metrics
         m.in_flight.inc()
         started = perf_counter()
+        request: InferRequest | None = None
         try:
             header_length: int | None = None
             for key, value in scope["headers"]:
@@ -200,6 +212,8 @@ class InferenceApp:
             log.exception("inference failed on %s", live.loaded.ref)
             self._count_error(live, "500", "INFERENCE_FAILED")
             message = f"inference failed: {type(exc).__name__}: {exc}"
+            if self.predictions is not None and request is not None:
+                self._log(live, request.id, request.inputs, None, elapsed, message)
             await _send(send, 500, error_body(message, "INFERENCE_FAILED"))
             return
         elapsed = perf_counter() - started
@@ -207,11 +221,37 @@ class InferenceApp:
         m.latency.observe(elapsed)
         live.monitor.observe(False, elapsed)
         m.ok.inc()
+        if self.predictions is not None:
+            self._log(live, request.id, request.inputs, results, elapsed, None)
         if json_length is None:
             await _send(send, 200, answer)
         else:
             extra = [(HEADER_LENGTH, str(json_length).encode())]
             await _send(send, 200, answer, BINARY, extra)
+
+    def _log(
+        self,
+        live: Live,
+        request_id: str | None,
+        inputs: dict[str, Any],
+        outputs: dict[str, Any] | None,
+        elapsed: float,
+        error: str | None,
+    ) -> None:
+        assert self.predictions is not None
+        rec = Record(
+            time.time(),
+            live.loaded.model,
+            live.version,
+            live.loaded.ref,
+            request_id,
+            elapsed * 1000.0,
+            inputs,
+            outputs,
+            error,
+        )
+        if not self.predictions.record(rec):
+            self.metrics.prediction_log_dropped.inc()
 
     def _count_error(self, live: Live, status: str, code: str) -> None:
         model = live.loaded.model

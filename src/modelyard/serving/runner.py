@@ -13,6 +13,7 @@ from modelyard.serving.app import InferenceApp
 from modelyard.serving.follower import AliasFollower
 from modelyard.serving.loader import LoadedVersion, load_version, private_dir
 from modelyard.serving.metrics import ServingMetrics
+from modelyard.serving.predlog import PredictionLog
 from modelyard.serving.reporter import HEARTBEAT_SECONDS, DeploymentReporter
 from modelyard.serving.table import Live, ModelTable
 from modelyard.serving.watcher import MonitorWatcher
@@ -41,6 +42,10 @@ class ServeOptions:
     heartbeat_seconds: float = HEARTBEAT_SECONDS
     monitor_window: float = 300.0
     """The monitoring window when the deployment's settings do not give one."""
+    prediction_log: Path | None = None
+    """Log each inference to rotating files in this directory (None: off)."""
+    prediction_log_max_bytes: int = 64 << 20
+    prediction_log_backups: int = 5
 
 
 def serving_cache(cache_dir: Path | None) -> Path:
@@ -57,7 +62,8 @@ def build(
 ) -> tuple[InferenceApp, list[LoadedVersion], DeploymentReporter | None]:
     """Load every reference (the first failure stops everything: a server that
     starts without a model it was asked for would look healthy and not be),
-    the follower that moves aliased ones when their alias moves, and with an
+    the follower that moves aliased ones when their alias moves, the
+    monitoring watcher, the prediction log if asked for, and with an
     environment the reporter of the deployment heartbeats."""
     defaults = MonitorSettings(window_seconds=options.monitor_window)
     table = ModelTable(ServingMetrics(), window_seconds=defaults.window_seconds)
@@ -98,49 +104,43 @@ def build(
         return found or defaults
 
     watcher = MonitorWatcher(served, settings, None if reporter is None else reporter.alert)
-    if not options.follow:
-
-        def start_pinned() -> None:
-            if reporter is not None:
-                reporter.start()
-            watcher.start()
-
-        def stop_pinned() -> None:
-            watcher.stop()
-            if reporter is not None:
-                reporter.stop()
-
-        return (
-            InferenceApp(table, on_startup=start_pinned, on_shutdown=stop_pinned),
-            loaded,
-            reporter,
+    if options.follow:
+        follower = AliasFollower(
+            registry,
+            table,
+            list(zip(options.refs, loaded, strict=True)),
+            registry.cache.root,
+            threads=options.threads,
+            reconcile_seconds=options.reconcile_seconds,
+            on_swap=None if reporter is None else reporter.swapped,
+            on_load_failure=None if reporter is None else reporter.load_failed,
         )
-    follower = AliasFollower(
-        registry,
-        table,
-        list(zip(options.refs, loaded, strict=True)),
-        registry.cache.root,
-        threads=options.threads,
-        reconcile_seconds=options.reconcile_seconds,
-        on_swap=None if reporter is None else reporter.swapped,
-        on_load_failure=None if reporter is None else reporter.load_failed,
-    )
+    predictions = None
+    if options.prediction_log is not None:
+        predictions = PredictionLog(
+            options.prediction_log,
+            max_bytes=options.prediction_log_max_bytes,
+            backups=options.prediction_log_backups,
+        )
 
     def start() -> None:
         if reporter is not None:
             reporter.start()
-        assert follower is not None
-        follower.start()
+        if follower is not None:
+            follower.start()
         watcher.start()
 
     def stop() -> None:
         watcher.stop()
-        assert follower is not None
-        follower.stop()
+        if follower is not None:
+            follower.stop()
         if reporter is not None:
             reporter.stop()
+        if predictions is not None:
+            predictions.close()
 
-    return InferenceApp(table, on_startup=start, on_shutdown=stop), loaded, reporter
+    app = InferenceApp(table, on_startup=start, on_shutdown=stop, predictions=predictions)
+    return app, loaded, reporter
 
 
 def serve(options: ServeOptions) -> None:
