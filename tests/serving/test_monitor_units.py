@@ -154,3 +154,24 @@ def test_watcher_debounces_and_escalates_once(served: tuple[ModelTable, Live, np
     slow = MonitorSettings(window_seconds=10, min_requests=5, latency_p99_ms=0.5)
     assert watcher.check("iris@production", live, slow) == ["degraded"]
     assert sent[-1][2]["reasons"] == ["latency"]
+
+
+def test_small_and_large_batches_count_alike(served: tuple[ModelTable, Live, np.ndarray]) -> None:
+    """Row by row (small requests) and vectorized (large ones) give the same
+    counts, NaN left out, categories and unseen values included."""
+    _, live, x = served
+    data = np.concatenate([x, np.round(x[:, :1])], axis=1)[:, [0, 1, 2, 4]]
+    stats = compute_reference_stats(data, input="input", columns=FEATURES, categorical=["d"])
+    seen = data.copy()
+    seen[::7, 0] = np.nan
+    seen[::5, 3] = 99.0  # a category the reference never saw
+    one, whole = (VersionMonitor(stats, live.signature, 10) for _ in range(2))
+    for i in range(0, len(seen), 3):
+        one.observe_inputs({"input": seen[i : i + 3]})
+    whole.observe_inputs({"input": seen})
+    a, b = one.snapshot()["features"], whole.snapshot()["features"]
+    assert a == b
+    assert a["a"]["count"] == len(seen) - len(seen[::7])
+    assert a["d"]["kind"] == "categorical" and a["d"]["unseen_share"] == pytest.approx(
+        len(seen[::5]) / len(seen)
+    )

@@ -21,8 +21,10 @@ from __future__ import annotations
 import math
 import threading
 import time
+from bisect import bisect_left
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from math import isfinite
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -45,14 +47,21 @@ if TYPE_CHECKING:
 SLICES = 10
 # Latency buckets: 25 µs to about 2 min, 20 % apart (the window's p99 is the
 # upper edge of the bucket it falls in, so it errs high by at most 20 %).
-LATENCY_EDGES = 25e-6 * 1.2 ** np.arange(85)
+LATENCY_EDGES: tuple[float, ...] = tuple(25e-6 * 1.2**i for i in range(85))
+# Up to this many rows, a request's values are counted one by one in Python
+# (a few hundred nanoseconds each); past it NumPy's vectorized path is cheaper
+# than its own fixed cost of a few microseconds per call.
+SMALL_BATCH = 32
 
 
 @dataclass(slots=True)
 class _Tracked:
     feature: Feature
+    index: int
     slot: int
     width: int
+    numeric: bool
+    edges: list[float]
     categories: dict[str, int]
     expected: tuple[float, ...]
 
@@ -69,19 +78,51 @@ def _tracked(features: tuple[Feature, ...], signature: Signature) -> tuple[list[
         if len(shape) < 2 and f.index != 0:
             continue
         if isinstance(f, NumericFeature):
-            width, cats = len(f.edges) + 1, {}
-            expected = f.probabilities
+            t = _Tracked(
+                f, f.index, slot, len(f.edges) + 1, True, list(f.edges), {}, f.probabilities
+            )
         else:
             cats = {k: i for i, k in enumerate(f.categories)}
-            width = len(cats) + 1
             expected = (*f.categories.values(), 0.0)
-        out.append(_Tracked(f, slot, width, cats, tuple(expected)))
-        slot += width
+            t = _Tracked(f, f.index, slot, len(cats) + 1, False, [], cats, expected)
+        out.append(t)
+        slot += t.width
     return out, slot
 
 
+def _count_small(row: list[int], t: _Tracked, values: list[Any]) -> None:
+    """Count a few values into ``row`` one by one (lock held)."""
+    if t.numeric:
+        edges, slot = t.edges, t.slot
+        for v in values:
+            if isfinite(v):
+                # bisect_left: right-closed bins, as the reference counted them.
+                row[slot + bisect_left(edges, v)] += 1
+    else:
+        other = t.slot + t.width - 1
+        for v in values:
+            row[t.slot + t.categories[k] if (k := category_key(v)) in t.categories else other] += 1
+
+
+def _count_batch(t: _Tracked, column: np.ndarray) -> list[int]:
+    """Counts of a large column, vectorized (no lock needed)."""
+    if t.numeric:
+        values = column.astype(np.float64, copy=False)
+        values = values[np.isfinite(values)]
+        bins = np.searchsorted(np.asarray(t.edges), values, side="left")
+        return [int(c) for c in np.bincount(bins, minlength=t.width)]
+    counts = [0] * t.width
+    for v in column.tolist():
+        counts[t.categories.get(category_key(v), t.width - 1)] += 1
+    return counts
+
+
 class VersionMonitor:
-    """The rolling window of one served version (see the module docstring)."""
+    """The rolling window of one served version (see the module docstring).
+
+    Counts are plain Python lists: a request adds a handful of integers, and
+    NumPy's per-call cost would be most of the time spent.
+    """
 
     def __init__(
         self,
@@ -93,8 +134,11 @@ class VersionMonitor:
     ) -> None:
         self.stats = stats
         self._clock = clock
-        self._tracked, width = _tracked(stats.features if stats else (), signature)
-        self._width = width
+        self._tracked, self._width = _tracked(stats.features if stats else (), signature)
+        by_input: dict[str, list[_Tracked]] = {}
+        for t in self._tracked:
+            by_input.setdefault(t.feature.input, []).append(t)
+        self._by_input = by_input
         self._lock = threading.Lock()
         self.resize(window_seconds)
 
@@ -108,21 +152,20 @@ class VersionMonitor:
         with self._lock:
             self.window_seconds = float(window_seconds)
             self._slice = self.window_seconds / SLICES
-            self._features = np.zeros((SLICES, self._width), dtype=np.int64)
-            self._latency = np.zeros((SLICES, len(LATENCY_EDGES) + 1), dtype=np.int64)
-            self._requests = np.zeros(SLICES, dtype=np.int64)
-            self._errors = np.zeros(SLICES, dtype=np.int64)
+            self._features = [[0] * self._width for _ in range(SLICES)]
+            self._latency = [[0] * (len(LATENCY_EDGES) + 1) for _ in range(SLICES)]
+            self._requests = [0] * SLICES
+            self._errors = [0] * SLICES
             self._epoch = int(self._clock() / self._slice)
 
     def _advance(self) -> int:
         """The current slice's row, zeroing the rows the window moved past (lock held)."""
         now = int(self._clock() / self._slice)
         if now != self._epoch:
-            gone = min(now - self._epoch, SLICES)
-            for step in range(1, gone + 1):
+            for step in range(1, min(now - self._epoch, SLICES) + 1):
                 row = (self._epoch + step) % SLICES
-                self._features[row] = 0
-                self._latency[row] = 0
+                self._features[row] = [0] * self._width
+                self._latency[row] = [0] * (len(LATENCY_EDGES) + 1)
                 self._requests[row] = 0
                 self._errors[row] = 0
             self._epoch = now
@@ -130,59 +173,60 @@ class VersionMonitor:
 
     def observe_inputs(self, inputs: dict[str, np.ndarray]) -> None:
         """Count the features of one request's inputs into the window."""
-        if not self._tracked:
+        if not self._by_input:
             return
-        counts = np.zeros(self._width, dtype=np.int64)
-        for t in self._tracked:
-            arr = inputs.get(t.feature.input)
-            if arr is None:
+        small: list[tuple[list[_Tracked], list[Any], bool]] = []
+        large: list[tuple[_Tracked, list[int]]] = []
+        for name, tracked in self._by_input.items():
+            arr = inputs.get(name)
+            if arr is None or arr.ndim not in (1, 2):
                 continue
-            column = arr[:, t.feature.index] if arr.ndim == 2 else arr.reshape(-1)
-            if isinstance(t.feature, NumericFeature):
-                values = column.astype(np.float64, copy=False)
-                values = values[np.isfinite(values)]
-                # side="left": right-closed bins, as the reference counted them.
-                bins = np.searchsorted(t.feature.edges, values, side="left")
-                counts[t.slot : t.slot + t.width] += np.bincount(bins, minlength=t.width)
+            if arr.shape[0] <= SMALL_BATCH:
+                small.append((tracked, arr.tolist(), arr.ndim == 2))
             else:
-                other = t.width - 1
-                for value in column.tolist():
-                    counts[t.slot + t.categories.get(category_key(value), other)] += 1
+                for t in tracked:
+                    column = arr[:, t.index] if arr.ndim == 2 else arr
+                    large.append((t, _count_batch(t, column)))
         with self._lock:
-            self._features[self._advance()] += counts
+            row = self._features[self._advance()]
+            for tracked, rows, two_d in small:
+                for t in tracked:
+                    _count_small(row, t, [r[t.index] for r in rows] if two_d else rows)
+            for t, counts in large:
+                for i, c in enumerate(counts, start=t.slot):
+                    row[i] += c
 
     def observe(self, failed: bool, seconds: float) -> None:
         """Count one request that reached the model: failed or not, and its latency."""
-        bucket = int(np.searchsorted(LATENCY_EDGES, seconds, side="left"))
+        bucket = bisect_left(LATENCY_EDGES, seconds)
         with self._lock:
             row = self._advance()
             self._requests[row] += 1
             if failed:
                 self._errors[row] += 1
-            self._latency[row, bucket] += 1
+            self._latency[row][bucket] += 1
 
     def snapshot(self) -> dict[str, Any]:
         """The window's measures: requests, error rate, latency percentiles, and
         per feature PSI and KS against the reference (None without observations)."""
         with self._lock:
             self._advance()
-            features = self._features.sum(axis=0)
-            latency = self._latency.sum(axis=0)
-            requests = int(self._requests.sum())
-            errors = int(self._errors.sum())
+            features = [sum(col) for col in zip(*self._features, strict=True)]
+            latency = [sum(col) for col in zip(*self._latency, strict=True)]
+            requests = sum(self._requests)
+            errors = sum(self._errors)
         drift: dict[str, dict[str, Any]] = {}
         for t in self._tracked:
-            counts = features[t.slot : t.slot + t.width].tolist()
-            seen = int(sum(counts))
-            numeric = isinstance(t.feature, NumericFeature)
+            counts = features[t.slot : t.slot + t.width]
+            seen = sum(counts)
             drift[t.feature.name] = {
-                "kind": "numeric" if numeric else "categorical",
+                "kind": "numeric" if t.numeric else "categorical",
                 "count": seen,
                 "psi": psi(t.expected, counts) if seen else None,
                 # KS needs an order: categories have none.
-                "ks": ks_binned(t.expected, counts) if seen and numeric else None,
+                "ks": ks_binned(t.expected, counts) if seen and t.numeric else None,
             }
-            if not numeric and seen:
+            if not t.numeric and seen:
                 drift[t.feature.name]["unseen_share"] = counts[-1] / seen
         return {
             "window_seconds": self.window_seconds,
@@ -195,13 +239,16 @@ class VersionMonitor:
         }
 
 
-def _percentile_ms(counts: np.ndarray, q: float) -> float | None:
-    total = int(counts.sum())
+def _percentile_ms(counts: list[int], q: float) -> float | None:
+    total = sum(counts)
     if not total:
         return None
-    index = int(np.searchsorted(np.cumsum(counts), math.ceil(q * total), side="left"))
-    edge = LATENCY_EDGES[min(index, len(LATENCY_EDGES) - 1)]
-    return float(edge) * 1000.0
+    rank, seen = math.ceil(q * total), 0
+    for index, c in enumerate(counts):
+        seen += c
+        if seen >= rank:
+            return LATENCY_EDGES[min(index, len(LATENCY_EDGES) - 1)] * 1000.0
+    return LATENCY_EDGES[-1] * 1000.0
 
 
 class MonitorCollector(Collector):
