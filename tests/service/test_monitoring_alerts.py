@@ -156,6 +156,10 @@ def test_permissions_and_validation(svc: RegistryService) -> None:
     with pytest.raises(InvalidInput) as bad:
         alert(svc, kind="boom")
     assert bad.value.code == "INVALID_ALERT"
+    for detail in ({"x": "nul\x00"}, {"x": "\ud800"}, {"x": 2**70}, {"x": "y" * 20000}):
+        with pytest.raises(InvalidInput) as bad:
+            alert(svc, detail=detail)
+        assert bad.value.code == "INVALID_ALERT"
     with pytest.raises(NotFound) as missing:
         svc.report_alert("staging", REF, replica="a", kind="drift", version=2, actor=CONSUMER)
     assert missing.value.code == "DEPLOYMENT_NOT_FOUND"

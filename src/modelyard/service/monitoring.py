@@ -71,9 +71,12 @@ def _check_detail(detail: Any) -> dict[str, Any]:
     if not isinstance(detail, dict):
         raise _bad("detail must be an object", "detail")
     try:
-        size = len(orjson.dumps(detail))
-    except TypeError:
+        dumped = orjson.dumps(detail)
+    except TypeError:  # lone surrogates, integers past 64 bits, non-JSON values
         raise _bad("detail must be JSON", "detail") from None
+    if b"\\u0000" in dumped:  # PostgreSQL refuses NUL in text
+        raise _bad("detail must not contain NUL characters", "detail")
+    size = len(dumped)
     if size > MAX_DETAIL_BYTES:
         raise _bad(f"detail is over {MAX_DETAIL_BYTES} bytes", "detail")
     return detail
