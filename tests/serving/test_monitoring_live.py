@@ -53,18 +53,24 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture
+def reg(registry: str, tmp_path: Path) -> Iterator[Registry]:
+    with Registry(registry, cache_dir=tmp_path / "sdk") as client:
+        yield client
+
+
+@pytest.fixture
 def hook(registry: str) -> Iterator[Receiver]:
     with receiver() as rec:
-        reg = Registry(registry)
-        made = reg.create_webhook(
+        admin = Registry(registry)
+        made = admin.create_webhook(
             rec.url,
             event_types=["deployment.drift", "deployment.degraded", "deployment.rolled_back"],
         )
         try:
             yield rec
         finally:
-            reg.delete_webhook(made.id)
-            reg.close()
+            admin.delete_webhook(made.id)
+            admin.close()
 
 
 def _events(rec: Receiver, kind: str, model: str) -> list[dict[str, Any]]:
@@ -92,11 +98,10 @@ def _metric_lines(url: str, prefix: str) -> list[str]:
 
 
 def test_drifted_inputs_raise_the_drift_webhook(
-    registry: str, hook: Receiver, tmp_path: Path
+    registry: str, reg: Registry, hook: Receiver, tmp_path: Path
 ) -> None:
     name = f"drift-{uuid.uuid4().hex[:8]}"
     trained = train(0)
-    reg = Registry(registry, cache_dir=tmp_path / "sdk")
     stats = compute_reference_stats(trained.inputs, input="input", columns=FEATURES)
     v = reg.push(
         name, [write_skops(trained, tmp_path / "m.skops")], format="skops", reference_stats=stats
@@ -147,14 +152,12 @@ def test_drifted_inputs_raise_the_drift_webhook(
         assert "drift" in [h["kind"] for h in history]
     finally:
         stop_server(proc)
-        reg.close()
 
 
 def test_error_burst_rolls_the_alias_back_and_the_server_follows(
-    registry: str, hook: Receiver, tmp_path: Path
+    registry: str, reg: Registry, hook: Receiver, tmp_path: Path
 ) -> None:
     name = f"burst-{uuid.uuid4().hex[:8]}"
-    reg = Registry(registry, cache_dir=tmp_path / "sdk")
     for seed, c in ((0, 0.05), (1, 1.0)):
         reg.push(name, [write_skops(train(seed, c), tmp_path / f"m{seed}.skops")], format="skops")
         reg.publish(f"{name}/{seed + 1}")
@@ -228,4 +231,3 @@ def test_error_burst_rolls_the_alias_back_and_the_server_follows(
     assert out.exit_code == 0, out.output
     kinds = [h["kind"] for h in json.loads(out.stdout)["history"]]
     assert "rolled_back" in kinds and "degraded" in kinds and "swapped" in kinds
-    reg.close()

@@ -7,16 +7,24 @@ from __future__ import annotations
 import json
 import stat
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import numpy as np
+import pytest
 
 from modelyard.client import Registry
 from modelyard.serving.predlog import FILE_NAME, PredictionLog, Record
 from tests.conftest_server import stop_server
 from tests.serving.models import train, write_skops
 from tests.serving.servers import start_serving
+
+
+@pytest.fixture
+def reg(live_server: str, tmp_path: Path) -> Iterator[Registry]:
+    with Registry(live_server, cache_dir=tmp_path / "sdk") as client:
+        yield client
 
 
 def _lines(directory: Path) -> list[dict[str, object]]:
@@ -52,10 +60,11 @@ def test_rotation_keeps_the_log_bounded(tmp_path: Path) -> None:
     assert stat.S_IMODE((tmp_path / "log" / FILE_NAME).stat().st_mode) == 0o600
 
 
-def test_serve_logs_predictions_and_failures(live_server: str, tmp_path: Path) -> None:
+def test_serve_logs_predictions_and_failures(
+    live_server: str, reg: Registry, tmp_path: Path
+) -> None:
     name = f"plog-{uuid.uuid4().hex[:8]}"
     trained = train(0)
-    reg = Registry(live_server, cache_dir=tmp_path / "sdk")
     reg.push(name, [write_skops(trained, tmp_path / "m.skops")], format="skops")
     logdir = tmp_path / "predictions"
     proc, url = start_serving(
@@ -95,13 +104,11 @@ def test_serve_logs_predictions_and_failures(live_server: str, tmp_path: Path) -
     failed = records[-1]
     assert "outputs" not in failed and "inference failed" in failed["error"]
     assert failed["inputs"]["input"] == [[None, None, None, None]]  # NaN is not JSON
-    reg.close()
 
 
-def test_off_by_default(live_server: str, tmp_path: Path) -> None:
+def test_off_by_default(live_server: str, reg: Registry, tmp_path: Path) -> None:
     name = f"plog-{uuid.uuid4().hex[:8]}"
     trained = train(0)
-    reg = Registry(live_server, cache_dir=tmp_path / "sdk")
     reg.push(name, [write_skops(trained, tmp_path / "m.skops")], format="skops")
     proc, url = start_serving(live_server, [f"{name}/1"], tmp_path / "serve")
     try:
@@ -111,4 +118,3 @@ def test_off_by_default(live_server: str, tmp_path: Path) -> None:
     finally:
         stop_server(proc)
     assert not list(tmp_path.rglob("predictions*.jsonl"))
-    reg.close()
