@@ -75,6 +75,9 @@ def test_push_reference_data_and_deploy_monitor(tmp_path: Path) -> None:
     monitoring = json.loads(out.stdout)["monitoring"]
     assert (monitoring["rollback"], monitoring["error_rate"]) == (True, 0.1)
     assert monitoring["rollback_after_seconds"] == 120.0
+    shown = runner.invoke(app, ["deploy", "show", "prod", "fraud@production", "-r", str(data)])
+    assert shown.exit_code == 0, shown.output
+    assert "error rate > 0.1; automatic rollback after 120 s degraded" in shown.output
     bad = runner.invoke(app, ["deploy", "set", "prod", "fraud@production", "-r", str(data),
                               "--monitor", "window_seconds=0"])  # fmt: skip
     assert bad.exit_code == 1 and "INVALID_DEPLOYMENT" in bad.output

@@ -86,6 +86,7 @@ def show(
             "error",
             title=f"{d['environment']}: {d['reference']} -> {d['resolved'] or '-'} "
             f"({d['status']}, {_replicas(d)} replicas)",
+            caption=_monitoring(d.get("monitoring")),
         )
         for r in d["instances"]:
             t.add_row(
@@ -178,6 +179,23 @@ def set_(
             f"deployment {d['environment']}: {d['reference']} "
             f"(replicas {d['replicas']}, {d['status']})"
         ),
+    )
+
+
+def _monitoring(m: dict[str, Any] | None) -> str | None:
+    """One line on the deployment's monitoring settings."""
+    if not m:
+        return None
+    rollback = (
+        f"automatic rollback after {m['rollback_after_seconds']:g} s degraded"
+        if m["rollback"]
+        else "no automatic rollback"
+    )
+    latency = m["latency_p99_ms"]
+    return (
+        f"monitoring: window {m['window_seconds']:g} s, error rate > {m['error_rate']:g}"
+        + (f", p99 > {latency:g} ms" if latency is not None else "")
+        + f"; {rollback}"
     )
 
 
