@@ -131,9 +131,10 @@ def test_drifted_inputs_raise_the_drift_webhook(
         drifted[:, 2] += 4.0
         for _ in range(5):
             assert _infer(url, name, drifted).status_code == 200
-        [event] = wait_for(
+        # The first alert (while drift holds, another may follow each window).
+        event = wait_for(
             lambda: _events(hook, "deployment.drift", name), timeout=60, what="drift webhook"
-        )
+        )[0]
         payload = event["data"]
         assert payload["environment"] == "prod" and payload["version"] == 1
         assert "petal_length" in payload["features"]
