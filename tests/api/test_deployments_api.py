@@ -101,3 +101,57 @@ def test_deployment_errors(client: TestClient) -> None:
     ):
         r = hb(client, reference="fraud/1", **bad)
         assert r.status_code in (400, 422), (bad, r.text)
+
+
+def test_monitoring_settings_and_alerts(client: TestClient) -> None:
+    push(client, "fraud", {"m": b"1"})
+    push(client, "fraud", {"m": b"2"})
+    for v in ("1", "2"):
+        r = client.put("/api/v1/models/default/fraud/aliases/production", json={"version": v})
+        assert r.status_code == 200, r.text
+    assert hb(client, version=2).json()["monitoring"]["rollback"] is False
+    settings = {"rollback": True, "rollback_after_seconds": 5, "window_seconds": 2}
+    r = client.put(
+        D, json={"environment": "prod-eu", "reference": "fraud@production", "monitoring": settings}
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["monitoring"]["rollback"] is True
+    # The heartbeat's answer carries the settings to the model server.
+    assert hb(client, version=2).json()["monitoring"]["window_seconds"] == 2.0
+    alert = {
+        "environment": "prod-eu",
+        "reference": "fraud@production",
+        "replica": "pod-a",
+        "kind": "degraded",
+        "version": 2,
+        "sustained_seconds": 6,
+        "detail": {"reasons": ["error_rate"], "error_rate": 0.5},
+    }
+    r = client.post(f"{D}/alerts", json=alert)
+    assert r.status_code == 200, r.text
+    assert r.json()["rollback"] == {"done": True, "from_version": 2, "to_version": 1}
+    got = client.get("/api/v1/models/default/fraud/versions/production").json()
+    assert got["version"] == 1
+    types = {
+        e["type"] for e in client.get("/api/v1/events", params={"limit": 1000}).json()["events"]
+    }
+    assert {"deployment.degraded", "deployment.rolled_back", "alias.moved"} <= types
+    # Bad input is a 4xx with the one error body, never a 500.
+    assert_error(
+        client.put(
+            D,
+            json={
+                "environment": "prod-eu",
+                "reference": "fraud@production",
+                "monitoring": {"window_seconds": 0},
+            },
+        ),
+        400,
+        "INVALID_DEPLOYMENT",
+    )
+    r = client.post(f"{D}/alerts", json={**alert, "kind": "boom"})
+    assert r.status_code in (400, 422), r.text
+    r = client.post(f"{D}/alerts", json={**alert, "environment": "nowhere"})
+    assert_error(r, 404, "DEPLOYMENT_NOT_FOUND")
+    r = client.post(f"{D}/alerts", json={**alert, "detail": {"x": "y" * 20000}})
+    assert_error(r, 400, "INVALID_ALERT")

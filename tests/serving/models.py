@@ -15,6 +15,7 @@ class Trained:
 
     estimator: Any
     rows: np.ndarray  # float32, shape (n, 4)
+    inputs: np.ndarray  # the training inputs, float64, shape (120, 4)
 
 
 def train(seed: int = 0, c: float = 1.0) -> Trained:
@@ -26,7 +27,7 @@ def train(seed: int = 0, c: float = 1.0) -> Trained:
     x = np.concatenate([c_ + rng.normal(scale=0.4, size=(40, 4)) for c_ in centers])
     y = np.repeat([0, 1, 2], 40)
     est = LogisticRegression(C=c, max_iter=500).fit(x, y)
-    return Trained(est, x[::17].astype(np.float32))
+    return Trained(est, x[::17].astype(np.float32), x)
 
 
 def write_onnx(trained: Trained, path: Path) -> Path:

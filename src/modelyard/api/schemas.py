@@ -502,6 +502,35 @@ class DeploymentPut(_Body):
     )
     replicas: JsonInt | None = Field(None, json_schema_extra={"minimum": 0, "maximum": 10_000})
     endpoint: str | None = Field(None, json_schema_extra=ENDPOINT)
+    monitoring: dict[str, Any] | None = Field(
+        None,
+        description="monitoring settings, replaced whole (keys left out take their defaults): "
+        "`window_seconds`, `psi`, `ks`, `error_rate`, `latency_p99_ms`, `min_requests`, "
+        "`rollback` (roll the alias back automatically), `rollback_after_seconds`",
+    )
+
+
+class DeploymentAlert(_Body):
+    """A model server's alert: drift or degradation of the version it serves."""
+
+    environment: str = Field(json_schema_extra=ENVIRONMENT)
+    reference: str = Field(json_schema_extra=DEPLOYED_REFERENCE)
+    replica: str = Field(json_schema_extra={"pattern": "^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"})
+    kind: Literal["drift", "degraded"]
+    version: JsonInt = Field(
+        description="the version the alert is about (the one this replica serves)",
+        json_schema_extra={"minimum": 1, "maximum": MAX_VERSION_NUMBER},
+    )
+    sustained_seconds: float | None = Field(
+        None,
+        ge=0,
+        le=1e9,
+        description="how long the degradation has held (an automatic rollback is due "
+        "past the deployment's `monitoring.rollback_after_seconds`)",
+    )
+    detail: dict[str, Any] = Field(
+        default_factory=dict, description="the measures and thresholds (at most 16 KiB)"
+    )
 
 
 class Heartbeat(_Body):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any
 
 import typer
@@ -85,6 +86,7 @@ def show(
             "error",
             title=f"{d['environment']}: {d['reference']} -> {d['resolved'] or '-'} "
             f"({d['status']}, {_replicas(d)} replicas)",
+            caption=_monitoring(d.get("monitoring")),
         )
         for r in d["instances"]:
             t.add_row(
@@ -149,21 +151,72 @@ def set_(
     ref: RefArg,
     replicas: Annotated[int | None, typer.Option(min=0, help="Desired replicas.")] = None,
     endpoint: Annotated[str | None, typer.Option(help="Public endpoint URL.")] = None,
+    monitor: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--monitor",
+            help="A monitoring setting KEY=VALUE (repeatable; the settings are replaced "
+            "whole): window_seconds, psi, ks, error_rate, latency_p99_ms, min_requests, "
+            "rollback (true: roll the alias back automatically), rollback_after_seconds.",
+        ),
+    ] = None,
     registry: RegistryOpt = DEFAULT_URL,
     token: TokenOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Record (or update) a deployment: desired replicas and endpoint (needs write)."""
+    """Record (or update) a deployment: desired replicas, endpoint and monitoring
+    settings (needs write). `--monitor rollback=true --monitor error_rate=0.1
+    --monitor rollback_after_seconds=120` opts in to the automatic rollback."""
+    settings = None if not monitor else _monitor_settings(monitor)
     run(
         registry,
         token,
         as_json,
-        lambda reg: reg.put_deployment(env, ref, replicas=replicas, endpoint=endpoint),
+        lambda reg: reg.put_deployment(
+            env, ref, replicas=replicas, endpoint=endpoint, monitoring=settings
+        ),
         lambda d: (
             f"deployment {d['environment']}: {d['reference']} "
             f"(replicas {d['replicas']}, {d['status']})"
         ),
     )
+
+
+def _monitoring(m: dict[str, Any] | None) -> str | None:
+    """One line on the deployment's monitoring settings."""
+    if not m:
+        return None
+    rollback = (
+        f"automatic rollback after {m['rollback_after_seconds']:g} s degraded"
+        if m["rollback"]
+        else "no automatic rollback"
+    )
+    latency = m["latency_p99_ms"]
+    return (
+        f"monitoring: window {m['window_seconds']:g} s, error rate > {m['error_rate']:g}"
+        + (f", p99 > {latency:g} ms" if latency is not None else "")
+        + f"; {rollback}"
+    )
+
+
+def _monitor_settings(pairs: list[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` pairs as a settings object; values are JSON scalars
+    (``true``, ``0.1``, ``null``). The registry checks keys and ranges."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"--monitor takes KEY=VALUE, not {pair!r}")
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            raise typer.BadParameter(
+                f"--monitor {key}: {raw!r} is not a number, true, false or null"
+            ) from None
+        if isinstance(value, dict | list):
+            raise typer.BadParameter(f"--monitor {key}: a number, true, false or null")
+        out[key] = value
+    return out
 
 
 def register(app: typer.Typer) -> None:

@@ -78,6 +78,34 @@ def serve(
         float,
         typer.Option(min=0.1, max=3600, help="Seconds between heartbeats (with --env)."),
     ] = 15.0,
+    monitor_window: Annotated[
+        float,
+        typer.Option(
+            min=1,
+            max=7 * 86400,
+            help="Seconds of traffic the drift, error and latency statistics cover, "
+            "unless the deployment's monitoring settings say otherwise (with --env).",
+        ),
+    ] = 300.0,
+    log_predictions: Annotated[
+        Path | None,
+        typer.Option(
+            "--log-predictions",
+            help="Log each inference (inputs, outputs, version, latency) as JSON lines in "
+            "rotating files in this directory (0700) [default: off].",
+            show_default=False,
+        ),
+    ] = None,
+    prediction_log_max_mb: Annotated[
+        float,
+        typer.Option(min=0.001, max=1 << 20, help="Size of one prediction log file, in MiB."),
+    ] = 64.0,
+    prediction_log_files: Annotated[
+        int,
+        typer.Option(
+            min=0, max=1000, help="Rotated prediction log files kept besides the current one."
+        ),
+    ] = 5,
 ) -> None:
     """Serve model versions over the Open Inference Protocol v2 (KServe/Triton REST).
 
@@ -88,13 +116,21 @@ def serve(
     swapped in without a failed request (a version that fails to load never
     takes traffic). Routes: /v2/health/live, /v2/health/ready,
     /v2/models/NAME and /v2/models/NAME/versions/V with /ready and /infer
-    below each, /metrics.
+    below each, /metrics, /monitoring.
 
     With --bundle, every role of the bundle version is served under the
     role's name, and the server is ready only when all of them are loaded.
     A bundle named without a version number is followed: when a new bundle
     version pins other versions, all of them are loaded and warmed up before
     any is swapped in (if one fails, the roles keep the set they had).
+
+    The server keeps rolling statistics of what each version receives: per
+    feature PSI and KS against the version's reference statistics (pushed with
+    --reference-data), error rate and latency. With --env, crossing a threshold
+    is reported to the registry (deployment.drift, deployment.degraded), and a
+    deployment that opted in (`deploy set --monitor rollback=true`) has its
+    alias rolled back when it stays degraded. --log-predictions DIR keeps each
+    inference in rotating JSON-lines files (off by default).
 
     With --env NAME the server registers itself as a replica of the
     deployment of each reference in that environment and sends heartbeats
@@ -144,6 +180,10 @@ def serve(
             endpoint=endpoint,
             replica=replica,
             heartbeat_seconds=heartbeat,
+            monitor_window=monitor_window,
+            prediction_log=log_predictions,
+            prediction_log_max_bytes=max(1, int(prediction_log_max_mb * (1 << 20))),
+            prediction_log_backups=prediction_log_files,
         )
     )
 

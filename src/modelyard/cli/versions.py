@@ -22,6 +22,7 @@ from modelyard.cli.common import (
 )
 from modelyard.cli.families import WithVariantsOpt, promote, variant_formats
 from modelyard.cli.options import DEFAULT_URL, JsonOpt, RegistryOpt, TokenOpt
+from modelyard.client.reference_stats import compute_reference_stats, read_csv_sample
 
 RefArg = Annotated[str, typer.Argument(help="name/3, name@alias, ns/name@latest")]
 
@@ -50,10 +51,38 @@ def push(
         bool,
         typer.Option("--allow-empty", help="Create the version even if PATH holds no files."),
     ] = False,
+    reference_data: Annotated[
+        Path | None,
+        typer.Option(
+            "--reference-data",
+            help="CSV sample of the inputs (header row = feature names, in the input's "
+            "column order): stored as the version's reference statistics for drift.",
+        ),
+    ] = None,
+    reference_input: Annotated[
+        str,
+        typer.Option(help="The input tensor the --reference-data columns belong to."),
+    ] = "input",
+    categorical: Annotated[
+        list[str] | None,
+        typer.Option(help="A --reference-data column holding category codes (repeatable)."),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Push a file or directory as a new version of NAME."""
+    """Push a file or directory as a new version of NAME.
+
+    With --reference-data the version also gets reference statistics of its
+    inputs (quantile bins per numeric column, frequencies per categorical one)
+    that `modelyard serve` compares live traffic against.
+    """
     namespace, _, model = name.rpartition("/")
+    stats = None
+    if reference_data is not None:
+        stats = compute_reference_stats(
+            read_csv_sample(reference_data),
+            input=reference_input,
+            categorical=categorical or (),
+        )
     with connect(registry, token) as reg, progress_bar(not as_json) as cb:
         v = reg.push(
             model,
@@ -70,6 +99,7 @@ def push(
             lineage={"source_run": source_run} if source_run else None,
             allow_empty=allow_empty,
             callbacks=cb,
+            reference_stats=stats,
         )
     if as_json:
         print_json(v.raw)

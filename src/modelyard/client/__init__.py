@@ -5,6 +5,7 @@
 >>> reg.pull("fraud@latest", "out/")
 """
 
+from modelyard.client.reference_stats import compute_reference_stats
 from modelyard.client.registry import ModelInfo, Registry, VersionInfo
 
-__all__ = ["ModelInfo", "Registry", "VersionInfo"]
+__all__ = ["ModelInfo", "Registry", "VersionInfo", "compute_reference_stats"]

@@ -21,6 +21,7 @@ class DeploymentBackend(Protocol):
 
     def put_deployment(self, body: Wire) -> Wire: ...
     def report_heartbeat(self, body: Wire) -> Wire: ...
+    def report_alert(self, body: Wire) -> Wire: ...
     def get_deployment(self, environment: str, reference: str) -> Wire: ...
     def list_deployments(self, environment: str | None, follows: str | None) -> Wire: ...
     def deployment_history(
@@ -46,6 +47,10 @@ class RemoteDeployments:
     def report_heartbeat(self, body: Wire) -> Wire:
         """POST a heartbeat."""
         return self._wire("POST", "/api/v1/deployments/heartbeats", json=body)
+
+    def report_alert(self, body: Wire) -> Wire:
+        """POST an alert."""
+        return self._wire("POST", "/api/v1/deployments/alerts", json=body)
 
     def get_deployment(self, environment: str, reference: str) -> Wire:
         """GET one deployment."""
@@ -82,6 +87,7 @@ class EmbeddedDeployments:
                 body["reference"],
                 replicas=body.get("replicas"),
                 endpoint=body.get("endpoint"),
+                monitoring=body.get("monitoring"),
                 actor=self.actor,
             )
         )
@@ -100,6 +106,19 @@ class EmbeddedDeployments:
                 error=body.get("error"),
                 actor=self.actor,
             )
+        )
+
+    def report_alert(self, body: Wire) -> Wire:
+        """Send an alert."""
+        return self.svc.report_alert(
+            body["environment"],
+            body["reference"],
+            replica=body["replica"],
+            kind=body["kind"],
+            version=body["version"],
+            sustained_seconds=body.get("sustained_seconds"),
+            detail=body.get("detail"),
+            actor=self.actor,
         )
 
     def get_deployment(self, environment: str, reference: str) -> Wire:
@@ -138,15 +157,20 @@ class DeploymentMixin:
         *,
         replicas: int | None = None,
         endpoint: str | None = None,
+        monitoring: dict[str, Any] | None = None,
     ) -> Wire:
         """Record (or update) the deployment of ``reference`` in ``environment``
-        (``replicas``/``endpoint`` None: keep what is recorded). Needs write."""
+        (``replicas``/``endpoint``/``monitoring`` None: keep what is recorded).
+        ``monitoring``: thresholds and the automatic rollback opt-in, e.g.
+        ``{"rollback": True, "error_rate": 0.1, "rollback_after_seconds": 120}``
+        (replaced whole; see the README's Monitoring section). Needs write."""
         body = _drop_none(
             {
                 "environment": environment,
                 "reference": reference,
                 "replicas": replicas,
                 "endpoint": endpoint,
+                "monitoring": monitoring,
             }
         )
         return self._b.put_deployment(body)
@@ -180,6 +204,34 @@ class DeploymentMixin:
             }
         )
         return self._b.report_heartbeat(body)
+
+    def report_alert(
+        self,
+        environment: str,
+        reference: str,
+        *,
+        replica: str,
+        kind: str,
+        version: int,
+        sustained_seconds: float | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> Wire:
+        """A model server's alert (``drift`` or ``degraded``) about the version it
+        serves; a ``degraded`` one held ``sustained_seconds`` may roll the alias
+        back if the deployment opted in. Answers ``{"kind", "history_id",
+        "rollback"}``. A consumer token is enough for versions it can read."""
+        body = _drop_none(
+            {
+                "environment": environment,
+                "reference": reference,
+                "replica": replica,
+                "kind": kind,
+                "version": version,
+                "sustained_seconds": sustained_seconds,
+                "detail": detail,
+            }
+        )
+        return self._b.report_alert(body)
 
     def deployment(self, environment: str, reference: str) -> Wire:
         """One deployment with its replicas (``status`` ``stale`` for old heartbeats)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from modelyard.client.errors import ServerError
 from modelyard.client.families import FamilyMixin
 from modelyard.client.governance import GovernanceMixin
 from modelyard.client.paging import walk_pages
+from modelyard.client.reference_stats import stats_bytes
 from modelyard.client.transfer import (
     BlobCache,
     HashCache,
@@ -35,6 +37,7 @@ from modelyard.client.transfer import (
     verify_file,
 )
 from modelyard.domain.errors import InvalidInput, NotFound
+from modelyard.domain.monitoring import STATS_PATH, ReferenceStats
 from modelyard.domain.references import DEFAULT_NAMESPACE, Reference, parse_reference
 
 
@@ -715,8 +718,14 @@ class Registry(GovernanceMixin, FamilyMixin, BundleMixin, DeploymentMixin):
         create_model: bool = True,
         allow_empty: bool = False,
         callbacks: PushCallbacks | None = None,
+        reference_stats: ReferenceStats | None = None,
     ) -> VersionInfo:
         """Upload files and register them as a new version, in one commit.
+
+        ``reference_stats`` (from :func:`~modelyard.client.compute_reference_stats`
+        over a sample of the inputs) is stored as the version's file
+        ``.modelyard/reference_stats.json``: a model server compares what it
+        receives against it (drift).
 
         Files are hashed locally, only blobs the server lacks are uploaded, and
         the version appears only when its manifest commits. A retried push
@@ -731,6 +740,34 @@ class Registry(GovernanceMixin, FamilyMixin, BundleMixin, DeploymentMixin):
         pairs = collect(
             files_or_dir if isinstance(files_or_dir, list | dict) else Path(files_or_dir)
         )
+        if reference_stats is not None:
+            return self._push_with_stats(
+                name,
+                pairs,
+                reference_stats,
+                signature,
+                partial(
+                    self.push,
+                    name,
+                    namespace=namespace,
+                    framework=framework,
+                    format=format,
+                    description=description,
+                    metrics=metrics,
+                    params=params,
+                    tags=tags,
+                    metadata=metadata,
+                    signature=signature,
+                    parent=parent,
+                    original=original,
+                    relation=relation,
+                    recipe=recipe,
+                    lineage=lineage,
+                    create_model=create_model,
+                    allow_empty=allow_empty,
+                    callbacks=callbacks,
+                ),
+            )
         if not pairs and not allow_empty:
             raise InvalidInput(
                 f"nothing to push: {_describe(files_or_dir)} holds no files "
@@ -773,6 +810,35 @@ class Registry(GovernanceMixin, FamilyMixin, BundleMixin, DeploymentMixin):
                     raise
             wire = self._b.create_version(namespace, name, body, key)
         return VersionInfo.from_wire(wire)
+
+    def _push_with_stats(
+        self,
+        name: str,
+        pairs: list[tuple[Path, str]],
+        stats: ReferenceStats,
+        signature: dict[str, Any] | None,
+        push: Callable[..., VersionInfo],
+    ) -> VersionInfo:
+        """Push ``pairs`` plus the statistics file (written to a temporary file
+        for the upload: the version holds it like any other file)."""
+        if any(path == STATS_PATH for _, path in pairs):
+            raise InvalidInput(
+                f"{STATS_PATH} is reserved for reference_stats; do not push it as a file",
+                code="INVALID_PATH",
+                details={"path": STATS_PATH},
+            )
+        declared = {i.get("name") for i in (signature or {}).get("inputs") or []}
+        stray = sorted({f.input for f in stats.features} - declared) if declared else []
+        if stray:
+            raise InvalidInput(
+                f"reference statistics name input(s) the signature lacks: {', '.join(stray)}",
+                code="INVALID_REFERENCE_STATS",
+                details={"inputs": stray},
+            )
+        with tempfile.TemporaryDirectory(prefix="modelyard-stats-") as tmp:
+            file = Path(tmp) / "reference_stats.json"
+            file.write_bytes(stats_bytes(stats))
+            return push({path: src for src, path in [*pairs, (file, STATS_PATH)]})
 
     def _upload(self, pairs: list[tuple[Path, str]], cb: PushCallbacks) -> list[LocalFile]:
         """Hash ``pairs`` and upload the blobs the registry lacks (each once);

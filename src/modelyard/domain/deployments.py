@@ -26,6 +26,7 @@ from enum import StrEnum
 from typing import Any, Final
 
 from modelyard.domain.errors import InvalidInput
+from modelyard.domain.monitoring import MonitorSettings
 
 _ENV_RE: Final = re.compile(r"[A-Za-z][A-Za-z0-9._-]{0,63}")
 _REPLICA_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
@@ -61,6 +62,12 @@ class HistoryKind(StrEnum):
     LOAD_FAILED = "load_failed"
     REPLICA = "replica"
     """A replica joined, or its status changed."""
+    DRIFT = "drift"
+    """A model server saw its inputs drift from the version's reference statistics."""
+    DEGRADED = "degraded"
+    """A model server saw errors or latency cross the deployment's thresholds."""
+    ROLLED_BACK = "rolled_back"
+    """The followed alias was rolled back automatically (see ``MonitorSettings``)."""
 
 
 def validate_environment(value: Any) -> str:
@@ -182,6 +189,8 @@ class Deployment:
     updated_by: str
     updated_at: int
     instances: list[Replica] = field(default_factory=list)
+    monitoring: MonitorSettings = field(default_factory=MonitorSettings)
+    """How its model servers watch it, and whether they may roll it back."""
 
     @property
     def status(self) -> DeploymentStatus:

@@ -6,14 +6,14 @@ from __future__ import annotations
 from typing import Any
 
 from modelyard.domain import identity as auth
-from modelyard.domain.entities import AliasMove, Version
+from modelyard.domain.entities import AliasMove, Version, VersionState
 from modelyard.domain.errors import Conflict, InvalidInput, NotFound
 from modelyard.domain.identity import Permission, Principal
 from modelyard.domain.names import RESERVED_ALIASES, validate_alias
 from modelyard.domain.references import DEFAULT_NAMESPACE, Reference
 from modelyard.service import bundle_guard, policy_gate
 from modelyard.service import validation as v
-from modelyard.service.core import MAX_PAGE_SIZE, Page, RegistryCore
+from modelyard.service.core import MAX_PAGE_SIZE, Page, RegistryCore, version_payload
 from modelyard.service.views import ProductionView
 from modelyard.store.metadata.ports import RegistryTx
 
@@ -76,11 +76,13 @@ class AliasUseCases(RegistryCore):
         rollback: bool = False,
         change: dict[str, Any] | None = None,
         force: bool = False,
+        payload: dict[str, Any] | None = None,
     ) -> Version:
         """The body of :meth:`set_alias` inside an open transaction.
 
         ``change`` marks the event as one part of a larger change (see
-        ``LifecycleUseCases.transition_in_tx``).
+        ``LifecycleUseCases.transition_in_tx``); ``payload`` adds keys to the
+        ``alias.moved`` event (an automatic rollback says why).
 
         ``approval_id`` (an approved request being applied) and ``rollback``
         (a return to the alias's previous target, which held it before) count
@@ -129,7 +131,8 @@ class AliasUseCases(RegistryCore):
             reason=reason,
         )
         after = tx.load_versions([vid])[0]
-        payload: dict[str, Any] = {
+        event: dict[str, Any] = {
+            **(payload or {}),
             "alias": alias,
             "from_version": prev,
             "to_version": after.number,
@@ -138,21 +141,106 @@ class AliasUseCases(RegistryCore):
             "after": {"version": after.number},
         }
         if approval_id is not None:
-            payload["approval_id"] = approval_id
+            event["approval_id"] = approval_id
         if rollback:
-            payload["rollback"] = True
+            event["rollback"] = True
         if change is not None:
-            payload["change"] = change
+            event["change"] = change
         if breaks:
-            payload["forced_bundles"] = breaks
+            event["forced_bundles"] = breaks
         tx.append_event(
             "alias.moved",
             actor=actor.name,
             namespace=after.namespace,
             subject=f"{after.namespace}/{after.model}@{alias}",
-            payload=payload,
+            payload=event,
         )
         return after
+
+    def rollback_alias_in_tx(
+        self,
+        tx: RegistryTx,
+        model: Reference,
+        alias: str,
+        *,
+        actor: Principal,
+        reason: str,
+        expected_version: int | None = None,
+        payload: dict[str, Any] | None = None,
+    ) -> Version:
+        """The body of ``GovernanceService.rollback_alias`` inside an open
+        transaction (that method's docstring has the rules); ``model`` names the
+        model (its version part is ignored). An automatic rollback
+        (``service/monitoring.py``) runs the same body, so both are governed
+        alike. ``payload`` adds keys to the ``alias.moved`` event.
+        Requires: nothing checked here; the caller checked its own permission.
+        """
+        namespace, name = model.namespace, model.name
+        mid = self.model_id(tx, namespace, name, for_update=True)
+        last = tx.governance.last_alias_move(mid, namespace, name, alias)
+        if last is None or last.from_version is None:
+            raise Conflict(
+                f"alias {namespace}/{name}@{alias} has no previous target to roll back to",
+                code="NO_PREVIOUS_TARGET",
+                details={"alias": alias, "history_entries": 0 if last is None else None},
+            )
+        why = reason or f"rollback from {last.to_version} to {last.from_version}"
+        target = Reference(namespace, name, version=last.from_version)
+        self._restore_rollback_target(tx, mid, target, alias, actor=actor, reason=why)
+        return self.move_alias_in_tx(
+            tx,
+            target,
+            alias,
+            actor=actor,
+            reason=why,
+            expected_version=expected_version,
+            rollback=True,
+            payload=payload,
+        )
+
+    def _restore_rollback_target(
+        self,
+        tx: RegistryTx,
+        model_id: int,
+        target: Reference,
+        alias: str,
+        *,
+        actor: Principal,
+        reason: str,
+    ) -> None:
+        """Bring an archived rollback target back (see ``rollback_alias``).
+
+        Not the lifecycle's ``archived -> ready`` transition: behind a
+        protected alias it goes straight to ``published``, because that is
+        the state it held the alias in. The policy is checked by the alias
+        move that follows, in this transaction.
+        """
+        vid = self.version_id(tx, target)
+        before = tx.load_versions([vid])[0]
+        if before.state is not VersionState.ARCHIVED:
+            return
+        protected = policy_gate.is_protected(tx, model_id, alias)
+        state = VersionState.PUBLISHED if protected else VersionState.READY
+        tx.update_version(vid, state=state.value)
+        after = tx.load_versions([vid])[0]
+        payload = version_payload(after)
+        payload.update(
+            {
+                "from_state": before.state.value,
+                "before": {"state": before.state.value},
+                "after": {"state": after.state.value},
+                "rollback": True,
+                "alias": alias,
+                "reason": reason,
+            }
+        )
+        tx.append_event(
+            "version.restored",
+            actor=actor.name,
+            namespace=after.namespace,
+            subject=after.ref,
+            payload=payload,
+        )
 
     def delete_alias(
         self,

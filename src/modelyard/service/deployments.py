@@ -48,6 +48,7 @@ from modelyard.domain.deployments import (
 )
 from modelyard.domain.errors import InvalidInput, NotFound
 from modelyard.domain.identity import Permission, Principal
+from modelyard.domain.monitoring import MonitorSettings, parse_monitor_settings
 from modelyard.domain.references import DEFAULT_NAMESPACE, Reference, parse_reference
 from modelyard.service.core import RegistryCore, version_not_found
 from modelyard.service.views import ProductionView
@@ -123,10 +124,16 @@ class DeploymentUseCases(RegistryCore):
         *,
         replicas: int | None = None,
         endpoint: str | None = None,
+        monitoring: dict[str, Any] | None = None,
         actor: Principal,
     ) -> Deployment:
         """Record (or update) the deployment of ``reference`` in ``environment``:
-        desired ``replicas`` and ``endpoint`` (None keeps what is recorded).
+        desired ``replicas``, ``endpoint`` and ``monitoring`` settings (see
+        :class:`~modelyard.domain.monitoring.MonitorSettings`; the whole object
+        is replaced, keys left out take their defaults). None keeps what is
+        recorded. Opting in to ``monitoring.rollback`` lets the deployment's
+        model servers trigger the alias rollback (see ``service/monitoring.py``),
+        which is why it needs write like any alias move.
 
         The reference must name a model that exists. Requires: write on the
         model's namespace. Events: ``deployment.created`` or ``deployment.updated``
@@ -137,6 +144,9 @@ class DeploymentUseCases(RegistryCore):
         auth.require(actor, Permission.WRITE, ref.namespace)
         want_replicas = None if replicas is None else validate_replicas(replicas)
         want_endpoint = validate_endpoint(endpoint)
+        want_monitoring = (
+            None if monitoring is None else parse_monitor_settings(monitoring).to_dict()
+        )
 
         def op(tx: RegistryTx) -> Deployment:
             self.model_id(tx, ref.namespace, ref.name)
@@ -144,7 +154,14 @@ class DeploymentUseCases(RegistryCore):
             row = tx.deployments.get(env, str(ref))
             if row is None:
                 row = self._create(
-                    tx, env, ref, actor, at, replicas=want_replicas, endpoint=want_endpoint
+                    tx,
+                    env,
+                    ref,
+                    actor,
+                    at,
+                    replicas=want_replicas,
+                    endpoint=want_endpoint,
+                    monitoring=want_monitoring,
                 )
             else:
                 changes: dict[str, Any] = {}
@@ -152,6 +169,8 @@ class DeploymentUseCases(RegistryCore):
                     changes["replicas"] = want_replicas
                 if want_endpoint is not None and want_endpoint != row.endpoint:
                     changes["endpoint"] = want_endpoint
+                if want_monitoring is not None and want_monitoring != row.monitoring:
+                    changes["monitoring"] = want_monitoring
                 if changes:
                     tx.deployments.update(
                         row.id, {**changes, "updated_by": actor.name, "updated_at": at}
@@ -369,6 +388,7 @@ class DeploymentUseCases(RegistryCore):
         version: int | None = None,
         replicas: int | None = None,
         endpoint: str | None = None,
+        monitoring: dict[str, Any] | None = None,
     ) -> DeploymentRow:
         row = tx.deployments.insert(
             {
@@ -380,6 +400,7 @@ class DeploymentUseCases(RegistryCore):
                 "version": version,
                 "replicas": 1 if replicas is None else replicas,
                 "endpoint": endpoint,
+                "monitoring": monitoring,
                 "created_by": actor.name,
                 "created_at": at,
                 "updated_by": actor.name,
@@ -393,7 +414,11 @@ class DeploymentUseCases(RegistryCore):
             actor,
             at,
             version=version,
-            detail={"replicas": row.replicas, "endpoint": row.endpoint},
+            detail={
+                "replicas": row.replicas,
+                "endpoint": row.endpoint,
+                **({"monitoring": monitoring} if monitoring is not None else {}),
+            },
         )
         return row
 
@@ -409,8 +434,9 @@ class DeploymentUseCases(RegistryCore):
         previous: int | None = None,
         replica: str | None = None,
         detail: dict[str, Any] | None = None,
-    ) -> None:
-        """One history entry and its outbox event, in the caller's transaction."""
+    ) -> int:
+        """One history entry and its outbox event, in the caller's transaction;
+        the entry's id."""
         entry = HistoryEntry(
             id=0,
             environment=row.environment,
@@ -439,6 +465,7 @@ class DeploymentUseCases(RegistryCore):
                 **(detail or {}),
             },
         )
+        return entry_id
 
     def _assemble(self, tx: RegistryTx, rows: list[DeploymentRow], now: int) -> list[Deployment]:
         """Rows with their replicas, staleness computed at ``now``."""
@@ -472,6 +499,11 @@ class DeploymentUseCases(RegistryCore):
                 updated_by=r.updated_by,
                 updated_at=r.updated_at,
                 instances=by_id[r.id],
+                monitoring=(
+                    MonitorSettings()
+                    if r.monitoring is None
+                    else parse_monitor_settings(r.monitoring)
+                ),
             )
             for r in rows
         ]

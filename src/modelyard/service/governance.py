@@ -18,7 +18,7 @@ from modelyard.domain import identity as auth
 from modelyard.domain.approvals import ApprovalAction
 from modelyard.domain.bundles import signature_diff
 from modelyard.domain.entities import AliasMove, Version, VersionState
-from modelyard.domain.errors import Conflict, InvalidInput, NotFound
+from modelyard.domain.errors import InvalidInput, NotFound
 from modelyard.domain.filters import Node
 from modelyard.domain.identity import Permission, Principal
 from modelyard.domain.names import RESERVED_ALIASES, validate_alias, validate_name
@@ -32,7 +32,7 @@ from modelyard.domain.policies import (
 from modelyard.domain.references import DEFAULT_NAMESPACE, Reference
 from modelyard.service import policy_gate
 from modelyard.service import validation as v
-from modelyard.service.core import Page, check_page_size, version_payload
+from modelyard.service.core import Page, check_page_size
 from modelyard.service.registry import RegistryService
 from modelyard.store.metadata.ports import AuditQuery, RegistryTx
 
@@ -398,72 +398,15 @@ class GovernanceService:
         validate_alias(alias)
         reason = _text(v.check_description(reason), "reason")
 
-        def op(tx: RegistryTx) -> Version:
-            mid = self.reg.model_id(tx, namespace, name, for_update=True)
-            last = tx.governance.last_alias_move(mid, namespace, name, alias)
-            if last is None or last.from_version is None:
-                raise Conflict(
-                    f"alias {namespace}/{name}@{alias} has no previous target to roll back to",
-                    code="NO_PREVIOUS_TARGET",
-                    details={"alias": alias, "history_entries": 0 if last is None else None},
-                )
-            why = reason or f"rollback from {last.to_version} to {last.from_version}"
-            target = Reference(namespace, name, version=last.from_version)
-            self._restore_rollback_target(tx, mid, target, alias, actor=actor, reason=why)
-            return self.reg.move_alias_in_tx(
+        return self.reg.run_in_transaction(
+            lambda tx: self.reg.rollback_alias_in_tx(
                 tx,
-                target,
+                Reference(namespace, name),
                 alias,
                 actor=actor,
-                reason=why,
+                reason=reason,
                 expected_version=expected_version,
-                rollback=True,
             )
-
-        return self.reg.run_in_transaction(op)
-
-    def _restore_rollback_target(
-        self,
-        tx: RegistryTx,
-        model_id: int,
-        target: Reference,
-        alias: str,
-        *,
-        actor: Principal,
-        reason: str,
-    ) -> None:
-        """Bring an archived rollback target back (see :meth:`rollback_alias`).
-
-        Not the lifecycle's ``archived -> ready`` transition: behind a
-        protected alias it goes straight to ``published``, because that is
-        the state it held the alias in. The policy is checked by the alias
-        move that follows, in this transaction.
-        """
-        vid = self.reg.version_id(tx, target)
-        before = tx.load_versions([vid])[0]
-        if before.state is not VersionState.ARCHIVED:
-            return
-        protected = policy_gate.is_protected(tx, model_id, alias)
-        state = VersionState.PUBLISHED if protected else VersionState.READY
-        tx.update_version(vid, state=state.value)
-        after = tx.load_versions([vid])[0]
-        payload = version_payload(after)
-        payload.update(
-            {
-                "from_state": before.state.value,
-                "before": {"state": before.state.value},
-                "after": {"state": after.state.value},
-                "rollback": True,
-                "alias": alias,
-                "reason": reason,
-            }
-        )
-        tx.append_event(
-            "version.restored",
-            actor=actor.name,
-            namespace=after.namespace,
-            subject=after.ref,
-            payload=payload,
         )
 
     def alias_at(

@@ -4,7 +4,7 @@
 ``namespaces``, ``models``, ``versions``, ``lifecycle``, ``aliases``,
 ``search``, ``stages``, ``families``, ``family_promotion``, ``resources``, ``bundles``,
 ``bundle_aliases`` (and ``bundle_guard``, which alias moves consult),
-``deployments``; the production view in ``views``; what they share in
+``deployments``, ``monitoring``; the production view in ``views``; what they share in
 ``core``), so REST v1, the MLflow door, the UI, the embedded SDK and the CLI call the same methods.
 
 Every method that changes something runs in one write transaction
@@ -30,11 +30,11 @@ from modelyard.service.aliases import AliasUseCases
 from modelyard.service.bundle_aliases import BundleAliasUseCases
 from modelyard.service.bundles import BundleUseCases
 from modelyard.service.core import MAX_PAGE_SIZE, Page
-from modelyard.service.deployments import DeploymentUseCases
 from modelyard.service.families import FamilyUseCases
 from modelyard.service.family_promotion import FamilyPromotionUseCases
 from modelyard.service.lifecycle import LifecycleUseCases
 from modelyard.service.models import ModelUseCases
+from modelyard.service.monitoring import MonitoringUseCases
 from modelyard.service.namespaces import NamespaceUseCases
 from modelyard.service.resources import ResourceUseCases
 from modelyard.service.search import SearchUseCases
@@ -59,7 +59,7 @@ class RegistryService(
     ResourceUseCases,
     BundleUseCases,
     BundleAliasUseCases,
-    DeploymentUseCases,
+    MonitoringUseCases,  # and DeploymentUseCases, which it extends
 ):
     """The registry's use cases over a metadata store and a blob store."""
 

@@ -12,6 +12,11 @@ runs beside a remote registry exactly as it runs beside an embedded one:
 - :mod:`~modelyard.serving.protocol` decodes and encodes OIP v2 inference
   bodies (JSON and the binary tensor extension);
 - :mod:`~modelyard.serving.app` is the ASGI application (health, metadata,
-  readiness, infer, ``/metrics``); :mod:`~modelyard.serving.metrics` its
-  Prometheus collectors.
+  readiness, infer, ``/metrics``, ``/monitoring``); :mod:`~modelyard.serving.metrics`
+  its Prometheus collectors;
+- :mod:`~modelyard.serving.monitor` keeps each version's rolling window
+  (feature bins against its reference statistics, errors, latency) and
+  :mod:`~modelyard.serving.watcher` judges it and sends the drift and
+  degradation alerts; :mod:`~modelyard.serving.predlog` is the optional
+  prediction log.
 """

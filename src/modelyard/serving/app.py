@@ -8,6 +8,7 @@ Routes (KServe / Triton's REST form)::
     GET  /v2/models/{name}[/versions/{v}]/ready  model readiness
     POST /v2/models/{name}[/versions/{v}]/infer  inference
     GET  /metrics                                Prometheus text format
+    GET  /monitoring                             the monitoring windows as JSON
 
 A hand-written dispatcher rather than a routing framework: the infer route is
 the hot path, and splitting the path once costs less than matching a route
@@ -19,6 +20,7 @@ sends none). Errors use OIP's shape ``{"error": message}`` (plus a stable
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as package_version
@@ -28,7 +30,14 @@ from typing import Any
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from modelyard.serving.protocol import ProtocolError, decode_infer, encode_infer, error_body
+from modelyard.serving.predlog import PredictionLog, Record
+from modelyard.serving.protocol import (
+    InferRequest,
+    ProtocolError,
+    decode_infer,
+    encode_infer,
+    error_body,
+)
 from modelyard.serving.table import Live, ModelTable
 
 log = logging.getLogger("modelyard.serving")
@@ -65,8 +74,11 @@ class InferenceApp:
         on_startup: Hook | None = None,
         on_shutdown: Hook | None = None,
         max_body: int = DEFAULT_MAX_BODY,
+        predictions: PredictionLog | None = None,
     ) -> None:
         self.table = table
+        self.predictions = predictions
+        """Where each inference is logged (``--log-predictions``); None: off."""
         self.metrics = table.metrics
         self.on_startup = on_startup
         self.on_shutdown = on_shutdown
@@ -122,6 +134,8 @@ class InferenceApp:
         elif path == "/metrics" and method in ("GET", "HEAD"):
             body = generate_latest(self.metrics.registry)
             await _send(send, 200, body, CONTENT_TYPE_LATEST.encode())
+        elif path == "/monitoring" and method in ("GET", "HEAD"):
+            await _send(send, 200, orjson.dumps({"models": self.table.monitoring()}))
         else:
             await _not_found(send, path)
 
@@ -166,6 +180,7 @@ class InferenceApp:
         m = live.metrics
         m.in_flight.inc()
         started = perf_counter()
+        request: InferRequest | None = None
         try:
             header_length: int | None = None
             for key, value in scope["headers"]:
@@ -180,27 +195,63 @@ class InferenceApp:
             # answer in microseconds, and a hop to a worker thread would cost
             # more than the inference (the server is meant to be pinned to a core).
             request = decode_infer(body, header_length, live.signature)
+            live.monitor.observe_inputs(request.inputs)
             results = live.loaded.predictor.predict(request.inputs)
             answer, json_length = encode_infer(live.loaded.model, live.version, request, results)
         except ProtocolError as exc:
+            m.in_flight.dec()
+            m.latency.observe(perf_counter() - started)
             self._count_error(live, str(exc.status), exc.code)
             await _send(send, exc.status, error_body(exc.message, exc.code))
             return
         except Exception as exc:  # a model failing on inputs its signature accepted
+            elapsed = perf_counter() - started
+            m.in_flight.dec()
+            m.latency.observe(elapsed)
+            live.monitor.observe(True, elapsed)
             log.exception("inference failed on %s", live.loaded.ref)
             self._count_error(live, "500", "INFERENCE_FAILED")
             message = f"inference failed: {type(exc).__name__}: {exc}"
+            if self.predictions is not None and request is not None:
+                self._log(live, request.id, request.inputs, None, elapsed, message)
             await _send(send, 500, error_body(message, "INFERENCE_FAILED"))
             return
-        finally:
-            m.in_flight.dec()
-            m.latency.observe(perf_counter() - started)
+        elapsed = perf_counter() - started
+        m.in_flight.dec()
+        m.latency.observe(elapsed)
+        live.monitor.observe(False, elapsed)
         m.ok.inc()
+        if self.predictions is not None:
+            self._log(live, request.id, request.inputs, results, elapsed, None)
         if json_length is None:
             await _send(send, 200, answer)
         else:
             extra = [(HEADER_LENGTH, str(json_length).encode())]
             await _send(send, 200, answer, BINARY, extra)
+
+    def _log(
+        self,
+        live: Live,
+        request_id: str | None,
+        inputs: dict[str, Any],
+        outputs: dict[str, Any] | None,
+        elapsed: float,
+        error: str | None,
+    ) -> None:
+        assert self.predictions is not None
+        rec = Record(
+            time.time(),
+            live.loaded.model,
+            live.version,
+            live.loaded.ref,
+            request_id,
+            elapsed * 1000.0,
+            inputs,
+            outputs,
+            error,
+        )
+        if not self.predictions.record(rec):
+            self.metrics.prediction_log_dropped.inc()
 
     def _count_error(self, live: Live, status: str, code: str) -> None:
         model = live.loaded.model

@@ -9,6 +9,7 @@ predictor holds the model in memory.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -18,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from modelyard.client import Registry, VersionInfo
+from modelyard.domain.errors import InvalidInput
+from modelyard.domain.monitoring import STATS_PATH, ReferenceStats, parse_reference_stats
 from modelyard.serving.flavors import Predictor, choose_flavor, unservable
 from modelyard.serving.tensors import parse_signature
 
@@ -38,6 +41,8 @@ class LoadedVersion:
     flavor: str
     predictor: Predictor
     loaded_at: float = field(default_factory=time.time)
+    reference_stats: ReferenceStats | None = None
+    """The version's reference statistics (``.modelyard/reference_stats.json``), if any."""
 
     @property
     def version_label(self) -> str:
@@ -78,6 +83,7 @@ def load_version(
         # moving in between must not mix two versions' metadata and files.
         _, out = registry.pull_version(version.ref, work, link=True)
         files = {p: out / p for p in paths}
+        stats = read_reference_stats(version.ref, files.pop(STATS_PATH, None))
         started = time.perf_counter()
         try:
             predictor = flavor.load(files, signature, threads=threads)
@@ -93,5 +99,24 @@ def load_version(
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return LoadedVersion(
-        version.ref, version.namespace, version.model, version.version, flavor.NAME, predictor
+        version.ref,
+        version.namespace,
+        version.model,
+        version.version,
+        flavor.NAME,
+        predictor,
+        reference_stats=stats,
     )
+
+
+def read_reference_stats(ref: str, path: Path | None) -> ReferenceStats | None:
+    """The statistics file's content, checked. A damaged file turns drift
+    monitoring off for the version (with a warning) rather than refusing it:
+    the model itself is sound, only the yardstick is missing."""
+    if path is None:
+        return None
+    try:
+        return parse_reference_stats(json.loads(path.read_bytes()))
+    except (OSError, ValueError, InvalidInput) as exc:
+        log.warning("%s: reference statistics unreadable, no drift monitoring: %s", ref, exc)
+        return None

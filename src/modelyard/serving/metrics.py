@@ -86,6 +86,12 @@ class ServingMetrics:
             registry=self.registry,
         )
 
+        self.prediction_log_dropped = Counter(
+            "modelyard_serving_prediction_log_dropped",
+            "Prediction log records dropped because the writer fell behind.",
+            registry=self.registry,
+        )
+
     def for_version(self, model: str, version: str) -> VersionMetrics:
         """The bound children for ``model`` at ``version``."""
         return VersionMetrics(

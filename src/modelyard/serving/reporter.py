@@ -23,8 +23,11 @@ import os
 import socket
 import threading
 from dataclasses import dataclass
+from typing import Any
 
 from modelyard.client import Registry
+from modelyard.domain.errors import InvalidInput
+from modelyard.domain.monitoring import MonitorSettings, parse_monitor_settings
 
 log = logging.getLogger("modelyard.serving")
 
@@ -67,6 +70,7 @@ class DeploymentReporter:
         self.replica = replica or default_replica_id()
         self.interval = interval
         self._served = {ref: _Served(ref, version) for ref, version in served}
+        self._monitoring: dict[str, MonitorSettings] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="deployment-heartbeat", daemon=True)
@@ -102,6 +106,25 @@ class DeploymentReporter:
         if not again:
             self._try_send(ref, report_failure=True)
 
+    def monitoring(self, ref: str) -> MonitorSettings | None:
+        """The deployment's monitoring settings as the registry last answered them."""
+        return self._monitoring.get(ref)
+
+    def alert(
+        self, ref: str, kind: str, version: int, held: float | None, detail: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Report a drift or degradation alert on ``ref``'s deployment (see
+        :mod:`~modelyard.serving.watcher`); the registry's answer."""
+        return self.registry.report_alert(
+            self.environment,
+            ref,
+            replica=self.replica,
+            kind=kind,
+            version=version,
+            sustained_seconds=held,
+            detail=detail,
+        )
+
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
             for ref in list(self._served):
@@ -117,7 +140,7 @@ class DeploymentReporter:
         with self._lock:
             served = self._served[ref]
             version, failed = served.version, served.failed
-        self.registry.report_heartbeat(
+        answer = self.registry.report_heartbeat(
             self.environment,
             ref,
             replica=self.replica,
@@ -127,3 +150,9 @@ class DeploymentReporter:
             failed_version=failed[0] if failed and report_failure else None,
             error=failed[1] if failed else None,
         )
+        raw = answer.get("monitoring")
+        if raw is not None:
+            try:
+                self._monitoring[ref] = parse_monitor_settings(raw)
+            except InvalidInput as exc:  # a newer registry's settings: keep the last known
+                log.warning("deployment monitoring settings of %s not understood: %s", ref, exc)

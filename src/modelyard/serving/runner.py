@@ -8,12 +8,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from modelyard.client import Registry
+from modelyard.domain.monitoring import MonitorSettings
 from modelyard.serving.app import InferenceApp
 from modelyard.serving.follower import AliasFollower, Served
 from modelyard.serving.loader import LoadedVersion, load_version, private_dir
 from modelyard.serving.metrics import ServingMetrics
+from modelyard.serving.predlog import PredictionLog
 from modelyard.serving.reporter import HEARTBEAT_SECONDS, DeploymentReporter
-from modelyard.serving.table import ModelTable
+from modelyard.serving.table import Live, ModelTable
+from modelyard.serving.watcher import MonitorWatcher
 
 log = logging.getLogger("modelyard.serving")
 
@@ -40,6 +43,12 @@ class ServeOptions:
     endpoint: str | None = None
     replica: str | None = None
     heartbeat_seconds: float = HEARTBEAT_SECONDS
+    monitor_window: float = 300.0
+    """The monitoring window when the deployment's settings do not give one."""
+    prediction_log: Path | None = None
+    """Log each inference to rotating files in this directory (None: off)."""
+    prediction_log_max_bytes: int = 64 << 20
+    prediction_log_backups: int = 5
 
 
 def serving_cache(cache_dir: Path | None) -> Path:
@@ -57,9 +66,10 @@ def build(
     """Load every reference and every bundle's roles (the first failure stops
     everything: a server that starts without a model it was asked for would
     look healthy and not be), the follower that moves aliased references and
-    followed bundles, and with an environment the reporter of the deployment
-    heartbeats."""
-    table = ModelTable(ServingMetrics())
+    followed bundles, the monitoring watcher, the prediction log if asked
+    for, and with an environment the reporter of the deployment heartbeats."""
+    defaults = MonitorSettings(window_seconds=options.monitor_window)
+    table = ModelTable(ServingMetrics(), window_seconds=defaults.window_seconds)
     by_ref: dict[str, LoadedVersion] = {}
 
     def load(exact_ref: str) -> LoadedVersion:
@@ -72,11 +82,11 @@ def build(
             by_ref[exact_ref] = version
         return version
 
-    served: list[Served] = []
+    started: list[Served] = []
     for ref in options.refs:
         version = load(registry.get_version(ref).ref)
         table.add(ref, version)
-        served.append(Served(ref, version, version.model))
+        started.append(Served(ref, version, version.model))
     for bundle_ref in options.bundles:
         # A bundle version pins one version per role: the context is served
         # whole or not at all (ready only once every role is loaded).
@@ -85,47 +95,75 @@ def build(
         for role, member in sorted(bundle_version["members"].items()):
             item = Served(bundle_ref, load(str(member["ref"])), role, role)
             table.add(item.key, item.loaded, name=role, owner=owner)
-            served.append(item)
+            started.append(item)
     reporter = None
     if options.environment is not None:
         reporter = DeploymentReporter(
             registry,
             options.environment,
-            [(s.ref, s.loaded.version) for s in served if s.role is None],
+            [(s.ref, s.loaded.version) for s in started if s.role is None],
             endpoint=options.endpoint,
             replica=options.replica,
             interval=options.heartbeat_seconds,
         )
-    if not options.follow:
-        if reporter is None:
-            return InferenceApp(table), served, None
-        return (
-            InferenceApp(table, on_startup=reporter.start, on_shutdown=reporter.stop),
-            served,
-            reporter,
+    follower: AliasFollower | None = None
+
+    def served() -> list[tuple[str, Live]]:
+        """What takes traffic now, by the reference that brought it (a
+        bundle's role by ``bundle#role``: no deployment settings apply)."""
+        if follower is not None:
+            now = [(f.key, f.name, f.current) for f in follower.followed]
+        else:
+            now = [(s.key, s.name, s.loaded) for s in started]
+        out = []
+        for key, name, current in now:
+            live = table.live(name, current.version_label)
+            if live is not None:
+                out.append((key, live))
+        return out
+
+    def settings(ref: str) -> MonitorSettings:
+        found = reporter.monitoring(ref) if reporter is not None else None
+        return found or defaults
+
+    watcher = MonitorWatcher(served, settings, None if reporter is None else reporter.alert)
+    if options.follow:
+        follower = AliasFollower(
+            registry,
+            table,
+            started,
+            registry.cache.root,
+            threads=options.threads,
+            reconcile_seconds=options.reconcile_seconds,
+            on_swap=None if reporter is None else reporter.swapped,
+            on_load_failure=None if reporter is None else reporter.load_failed,
         )
-    follower = AliasFollower(
-        registry,
-        table,
-        served,
-        registry.cache.root,
-        threads=options.threads,
-        reconcile_seconds=options.reconcile_seconds,
-        on_swap=None if reporter is None else reporter.swapped,
-        on_load_failure=None if reporter is None else reporter.load_failed,
-    )
+    predictions = None
+    if options.prediction_log is not None:
+        predictions = PredictionLog(
+            options.prediction_log,
+            max_bytes=options.prediction_log_max_bytes,
+            backups=options.prediction_log_backups,
+        )
 
     def start() -> None:
         if reporter is not None:
             reporter.start()
-        follower.start()
+        if follower is not None:
+            follower.start()
+        watcher.start()
 
     def stop() -> None:
-        follower.stop()
+        watcher.stop()
+        if follower is not None:
+            follower.stop()
         if reporter is not None:
             reporter.stop()
+        if predictions is not None:
+            predictions.close()
 
-    return InferenceApp(table, on_startup=start, on_shutdown=stop), served, reporter
+    app = InferenceApp(table, on_startup=start, on_shutdown=stop, predictions=predictions)
+    return app, started, reporter
 
 
 def serve(options: ServeOptions) -> None:

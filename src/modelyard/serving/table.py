@@ -17,6 +17,7 @@ import orjson
 from modelyard.domain.errors import InvalidInput
 from modelyard.serving.loader import LoadedVersion
 from modelyard.serving.metrics import ServingMetrics, VersionMetrics
+from modelyard.serving.monitor import MonitorCollector, VersionMonitor
 from modelyard.serving.tensors import Signature
 
 
@@ -29,6 +30,8 @@ class Live:
     signature: Signature
     metrics: VersionMetrics
     metadata: bytes
+    monitor: VersionMonitor
+    """The rolling window of what this version receives (drift, errors, latency)."""
 
     @property
     def version(self) -> str:
@@ -73,10 +76,13 @@ class ModelTable:
     """Served models by name. Writers (startup, the follower thread) hold a
     lock; readers (requests on the event loop) never do."""
 
-    def __init__(self, metrics: ServingMetrics) -> None:
+    def __init__(self, metrics: ServingMetrics, *, window_seconds: float = 300.0) -> None:
         self.metrics = metrics
         self.models: dict[str, ServedModel] = {}
+        self.window_seconds = window_seconds
+        """The monitoring window of versions loaded from now on."""
         self._lock = threading.Lock()
+        metrics.registry.register(MonitorCollector(self))
 
     def _live(self, loaded: LoadedVersion, name: str) -> Live:
         sig = loaded.predictor.signature
@@ -85,6 +91,7 @@ class ModelTable:
             sig,
             self.metrics.for_version(name, loaded.version_label),
             _metadata(name, loaded.flavor, sig, [loaded.version_label]),
+            VersionMonitor(loaded.reference_stats, sig, self.window_seconds),
         )
 
     def add(
@@ -157,6 +164,27 @@ class ModelTable:
             if served.default_ref == ref:
                 served.default = live
             self.metrics.swaps.labels(name).inc()
+
+    def monitoring(self) -> list[dict[str, object]]:
+        """Every served version's monitoring window (``GET /monitoring``)."""
+        out: list[dict[str, object]] = []
+        for served in list(self.models.values()):
+            for version, live in sorted(served.versions.items(), key=lambda kv: int(kv[0])):
+                out.append(
+                    {
+                        "model": served.name,
+                        "version": version,
+                        "ref": live.loaded.ref,
+                        "reference_stats": live.loaded.reference_stats is not None,
+                        **live.monitor.snapshot(),
+                    }
+                )
+        return out
+
+    def live(self, name: str, version: str) -> Live | None:
+        """The served version ``version`` under ``name``, if it takes traffic."""
+        served = self.models.get(name)
+        return served.versions.get(version) if served is not None else None
 
     def loaded(self, name: str, version: str) -> LoadedVersion | None:
         """The version already in memory under ``name`` / ``version``, if any."""

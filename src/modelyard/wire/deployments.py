@@ -40,6 +40,7 @@ def deployment(d: Deployment) -> dict[str, Any]:
         "replicas": d.replicas,
         "endpoint": d.endpoint,
         "instances": [replica(r) for r in d.instances],
+        "monitoring": d.monitoring.to_dict(),
         "created_by": d.created_by,
         "created_at": iso(d.created_at),
         "updated_by": d.updated_by,

@@ -16,7 +16,7 @@ from starlette.responses import Response
 from modelyard.api.access import access
 from modelyard.api.deps import actor, services
 from modelyard.api.responses import JSONResponse
-from modelyard.api.schemas import DeploymentPut, Heartbeat
+from modelyard.api.schemas import DeploymentAlert, DeploymentPut, Heartbeat
 from modelyard.wire import deployments as wire
 
 router = APIRouter(prefix="/api/v1", tags=["deployments"])
@@ -55,6 +55,7 @@ async def put_deployment(body: DeploymentPut, request: Request) -> Response:
         body.reference,
         replicas=body.replicas,
         endpoint=body.endpoint,
+        monitoring=body.monitoring,
         actor=actor(request),
     )
     return JSONResponse(wire.deployment(made))
@@ -82,6 +83,31 @@ async def heartbeat(body: Heartbeat, request: Request) -> Response:
         actor=actor(request),
     )
     return JSONResponse(wire.deployment(found))
+
+
+@router.post("/deployments/alerts")
+@access(
+    "consume",
+    "On the model's namespace, with the version readable by the caller (as a heartbeat). "
+    "A `degraded` alert may roll the alias back when the deployment opted in "
+    "(`monitoring.rollback`, set by a writer).",
+)
+async def alert(body: DeploymentAlert, request: Request) -> Response:
+    """A model server's alert (`drift`, `degraded`): recorded in the history with its
+    event; an automatic rollback when due."""
+    svc, call = services(request)
+    found = await call(
+        svc.report_alert,
+        body.environment,
+        body.reference,
+        replica=body.replica,
+        kind=body.kind,
+        version=body.version,
+        sustained_seconds=body.sustained_seconds,
+        detail=body.detail,
+        actor=actor(request),
+    )
+    return JSONResponse(found)
 
 
 @router.get("/deployments/{environment}/history")

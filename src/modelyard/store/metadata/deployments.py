@@ -33,6 +33,7 @@ def _deployment(r: Any) -> DeploymentRow:
         created_at=int(r.created_at),
         updated_by=r.updated_by,
         updated_at=int(r.updated_at),
+        monitoring=json_value(r.monitoring),
     )
 
 
@@ -176,6 +177,19 @@ class BoundDeployments:
                 .returning(_H.c.id)
             ).scalar_one()
         )
+
+    def rolled_back_from(self, deployment_id: int, version: int) -> bool:
+        """True if an automatic rollback of this deployment ever left ``version``."""
+        row = self._conn.execute(
+            sa.select(_H.c.id)
+            .where(
+                _H.c.deployment_id == deployment_id,
+                _H.c.kind == HistoryKind.ROLLED_BACK.value,
+                _H.c.previous_version == version,
+            )
+            .limit(1)
+        ).first()
+        return row is not None
 
     def history(
         self,

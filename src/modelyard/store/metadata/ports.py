@@ -369,6 +369,7 @@ class DeploymentRow:
     created_at: int
     updated_by: str
     updated_at: int
+    monitoring: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -411,6 +412,8 @@ class DeploymentQueries(Protocol):
     def upsert_replica(self, row: ReplicaRow, *, exists: bool) -> None: ...
 
     def add_history(self, deployment_id: int, entry: HistoryEntry) -> int: ...
+
+    def rolled_back_from(self, deployment_id: int, version: int) -> bool: ...
 
     def history(
         self,

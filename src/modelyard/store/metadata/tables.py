@@ -772,6 +772,9 @@ deployments = sa.Table(
     sa.Column("created_at", sa.BigInteger, nullable=False),
     sa.Column("updated_by", sa.String(256), nullable=False, server_default=""),
     sa.Column("updated_at", sa.BigInteger, nullable=False),
+    # Monitoring settings: thresholds and the automatic rollback opt-in
+    # (domain/monitoring.py MonitorSettings; None: the defaults). Migration 0018.
+    sa.Column("monitoring", sa.JSON, nullable=True),
     sa.UniqueConstraint("environment", "reference"),
 )
 # "Which deployments follow this alias / this model".
