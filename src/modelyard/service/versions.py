@@ -488,7 +488,14 @@ class VersionUseCases(RegistryCore):
                 actor=actor.name,
                 namespace=after.namespace,
                 subject=after.ref,
-                payload={"before": version_payload(before), "after": version_payload(after)},
+                payload={
+                    "before": version_payload(before),
+                    "after": version_payload(after),
+                    # What was asked, not only what changed: MLflow sends one
+                    # tag webhook per key set or deleted, same value or not.
+                    "tags_set": dict(new_tags),
+                    "tags_deleted": [k for k in dict.fromkeys(drop) if k not in new_tags],
+                },
             )
             return after
 

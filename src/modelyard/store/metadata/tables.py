@@ -412,6 +412,9 @@ deliveries = sa.Table(
     ),
     sa.Column("event_id", BigId, sa.ForeignKey("events.id"), nullable=False),
     sa.Column("event_type", sa.String(64), nullable=False),
+    # Which of the MLflow events one modelyard event makes (MLflow sends one
+    # webhook per tag key; one ``version.updated`` can change several): 0 else.
+    sa.Column("part", sa.Integer, nullable=False, server_default="0"),
     sa.Column("status", sa.String(16), nullable=False),
     # Consecutive failures since creation or the last manual redelivery (backoff input).
     sa.Column("failures", sa.Integer, nullable=False, server_default="0"),
@@ -423,7 +426,7 @@ deliveries = sa.Table(
     sa.Column("claimed_by", sa.String(64), nullable=True),
     sa.Column("created_at", sa.BigInteger, nullable=False),
     sa.Column("updated_at", sa.BigInteger, nullable=False),
-    sa.UniqueConstraint("webhook_id", "event_id"),
+    sa.UniqueConstraint("webhook_id", "event_id", "part"),
 )
 sa.Index("ix_deliveries_status_next_attempt_at", deliveries.c.status, deliveries.c.next_attempt_at)
 sa.Index("ix_deliveries_webhook_id_id", deliveries.c.webhook_id, deliveries.c.id)
