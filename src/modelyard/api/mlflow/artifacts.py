@@ -25,6 +25,8 @@ from modelyard.hashio import PIPELINE_MIN
 from modelyard.service.artifacts import ArtifactService
 
 router = APIRouter(prefix="/mlflow-artifacts/artifacts")
+MULTIPART_UPLOADS = False
+"""Whether the proxy takes MLflow's multipart uploads (``/server-info`` says so)."""
 _OCTETS = "application/octet-stream"
 
 

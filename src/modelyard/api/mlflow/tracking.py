@@ -368,3 +368,23 @@ async def get_metric_history(request: Request) -> Response:
     if page.next_page_token:
         body["next_page_token"] = page.next_page_token
     return ok(body)
+
+
+@router.get("/metrics/get-history-bulk-interval")
+@access("read")
+async def get_metric_history_bulk_interval(request: Request) -> Response:
+    """The sampled history of one metric over several runs (MLflow's UI charts
+    and ``get-history-bulk-interval`` callers): each run's points between
+    ``start_step`` and ``end_step``, at most ``max_results`` per run."""
+    p = await Params.of(request)
+    svc, call = tracking(request)
+    points = await call(
+        svc.sample_metric_histories,
+        p.texts("run_ids"),
+        p.required_text("metric_key"),
+        points=p.integer("max_results"),
+        start_step=p.integer("start_step"),
+        end_step=p.integer("end_step"),
+        actor=actor(request),
+    )
+    return ok({"metrics": [r.metric(m) for m in points]})

@@ -481,6 +481,10 @@ class TrackingQueries(Protocol):
 
     def metric_history(self, run_id: str, key: str, *, limit: int, offset: int) -> list[Metric]: ...
 
+    def sample_metric_history(
+        self, run_id: str, key: str, *, points: int, steps: tuple[int, int] | None
+    ) -> list[Metric]: ...
+
     def add_run_outputs(self, run_id: str, outputs: Sequence[ModelOutput]) -> None: ...
 
     def search_run_ids(

@@ -431,6 +431,66 @@ class TrackingQueries:
             for r in self.conn.execute(q)
         ]
 
+    def sample_metric_history(
+        self, run_id: str, key: str, *, points: int, steps: tuple[int, int] | None
+    ) -> list[Metric]:
+        """At most ``points`` points of one metric, evenly spread over its
+        history (optionally only steps in ``steps``, inclusive), by step then
+        time: the first point of each of ``points`` equal buckets (``NTILE``),
+        with the last point always kept (in place of the last sample when
+        there is no room), as MLflow 3.17's store samples. The database does
+        the sampling: a run with a million points sends back ``points`` rows."""
+        m = t.run_metrics
+        where = [m.c.run_id == run_id, m.c.key == key]
+        if steps is not None:
+            where += [m.c.step >= steps[0], m.c.step <= steps[1]]
+        order = [m.c.step, m.c.timestamp, m.c.value, m.c.is_nan]
+        bucketed = (
+            sa.select(
+                m.c.value,
+                m.c.timestamp,
+                m.c.step,
+                m.c.is_nan,
+                m.c.model_id,
+                sa.func.ntile(points).over(order_by=order).label("bucket"),
+            )
+            .where(*where)
+            .subquery()
+        )
+        b = bucketed.c
+        inner = [b.step, b.timestamp, b.value, b.is_nan]
+        ranked = sa.select(
+            b.value,
+            b.timestamp,
+            b.step,
+            b.is_nan,
+            b.model_id,
+            sa.func.row_number().over(partition_by=b.bucket, order_by=inner).label("rn"),
+        ).subquery()
+        r = ranked.c
+        rows = list(
+            self.conn.execute(
+                sa.select(r.value, r.timestamp, r.step, r.is_nan, r.model_id)
+                .where(r.rn == 1)
+                .order_by(r.step, r.timestamp, r.value, r.is_nan)
+            )
+        )
+        last = self.conn.execute(
+            sa.select(m.c.value, m.c.timestamp, m.c.step, m.c.is_nan, m.c.model_id)
+            .where(*where)
+            .order_by(*(c.desc() for c in order))
+            .limit(1)
+        ).first()
+        if last is not None and (not rows or tuple(rows[-1]) != tuple(last)):
+            if len(rows) >= points:
+                rows[-1] = last
+            else:
+                rows.append(last)
+        return [
+            Metric(key, _value(x.value, x.is_nan), x.timestamp, x.step, run_id, x.model_id)
+            for x in rows
+        ]
+
     def add_run_outputs(self, run_id: str, outputs: Sequence[ModelOutput]) -> None:
         """Record logged models a run produced (a repeat keeps its first step)."""
         self._insert_ignore(
