@@ -13,14 +13,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from fastapi import APIRouter, Request
-from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response, StreamingResponse
 
 from modelyard.api.access import access
 from modelyard.api.deps import actor
 from modelyard.api.mlflow.params import Params, ok
 from modelyard.api.responses import BlobFileResponse, BlobStreamResponse
-from modelyard.api.v1.blobs import _declared_size, _room
+from modelyard.api.uploads import declared_size, receive_into
 from modelyard.hashio import PIPELINE_MIN
 from modelyard.service.artifacts import ArtifactService
 
@@ -58,19 +57,9 @@ async def upload_artifact(request: Request, path: str) -> Response:
     svc = _artifacts(request)
     who = actor(request)
     target, upload = await request.app.state.call(
-        svc.begin_upload, path, actor=who, size=_declared_size(request)
+        svc.begin_upload, path, actor=who, size=declared_size(request)
     )
-    try:
-        async for chunk in request.stream():
-            if chunk:
-                if (backlog := upload.ready()) is not None:
-                    await _room(backlog)
-                upload.write(chunk)
-        # The commit fsyncs the blob: off the event loop.
-        stored = await run_in_threadpool(upload.commit)
-    except BaseException:
-        upload.abort()
-        raise
+    stored = await receive_into(request, upload)
     await request.app.state.write_call(svc.finish_upload, target, stored, actor=who)
     return ok()
 

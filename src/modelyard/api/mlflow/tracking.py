@@ -13,7 +13,7 @@ from starlette.responses import Response
 from modelyard.api.access import access
 from modelyard.api.deps import ServiceCall, actor, service_call
 from modelyard.api.mlflow import tracking_render as r
-from modelyard.api.mlflow.params import Params, invalid, missing, ok
+from modelyard.api.mlflow.params import Params, invalid, missing, ok, paged
 from modelyard.domain.tracking import Metric, ModelOutput
 from modelyard.service.tracking import LogBatch, TrackingService
 
@@ -95,10 +95,7 @@ async def search_experiments(request: Request) -> Response:
         page_token=p.text("page_token"),
         actor=actor(request),
     )
-    body: dict[str, object] = {"experiments": [r.experiment(e) for e in page.items]}
-    if page.next_page_token:
-        body["next_page_token"] = page.next_page_token
-    return ok(body)
+    return ok(paged("experiments", [r.experiment(e) for e in page.items], page.next_page_token))
 
 
 @router.post("/experiments/update")
@@ -344,10 +341,7 @@ async def search_runs(request: Request) -> Response:
         page_token=p.text("page_token"),
         actor=actor(request),
     )
-    body: dict[str, object] = {"runs": [r.run(x) for x in page.items]}
-    if page.next_page_token:
-        body["next_page_token"] = page.next_page_token
-    return ok(body)
+    return ok(paged("runs", [r.run(x) for x in page.items], page.next_page_token))
 
 
 @router.get("/metrics/get-history")
@@ -364,10 +358,7 @@ async def get_metric_history(request: Request) -> Response:
         page_token=p.text("page_token"),
         actor=actor(request),
     )
-    body: dict[str, object] = {"metrics": [r.metric(m) for m in page.items]}
-    if page.next_page_token:
-        body["next_page_token"] = page.next_page_token
-    return ok(body)
+    return ok(paged("metrics", [r.metric(m) for m in page.items], page.next_page_token))
 
 
 @router.get("/metrics/get-history-bulk-interval")

@@ -118,6 +118,8 @@ sa.Index(
 )
 sa.Index("ix_versions_parent_created", versions.c.parent_id, versions.c.created_at, versions.c.id)
 sa.Index("ix_versions_relation_id", versions.c.relation, versions.c.id)
+# A model's newest versions in one state (MLflow's stages: ``newest_by_state``).
+sa.Index("ix_versions_model_state_number", versions.c.model_id, versions.c.state, versions.c.number)
 
 
 def _kv_table(name: str, value_type: sa.types.TypeEngine[Any], *, nullable: bool) -> sa.Table:

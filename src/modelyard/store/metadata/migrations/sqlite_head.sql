@@ -531,6 +531,7 @@ CREATE INDEX ix_bundle_members_version_id ON bundle_members (version_id);
 CREATE INDEX ix_deployments_model_alias ON deployments (namespace, model, alias);
 CREATE INDEX ix_deployment_history_environment_id ON deployment_history (environment, id);
 CREATE INDEX ix_deployment_history_deployment_id ON deployment_history (deployment_id);
+CREATE INDEX ix_versions_model_state_number ON versions (model_id, state, number);
 CREATE INDEX ix_deliveries_status_next_attempt_at ON deliveries (status, next_attempt_at);
 CREATE INDEX ix_deliveries_webhook_id_id ON deliveries (webhook_id, id);
 CREATE INDEX ix_deliveries_updated_at ON deliveries (updated_at);

@@ -1,4 +1,5 @@
-"""deliveries: one event may make several deliveries to one webhook (its parts)
+"""deliveries: one event may make several deliveries to one webhook (its parts);
+versions: an index for a model's newest versions per state
 
 Revision ID: 0020
 Revises: 0012
@@ -9,6 +10,9 @@ key, while one modelyard ``version.updated`` event can change several keys.
 A delivery is therefore (webhook, event, part): ``part`` numbers the MLflow
 events one modelyard event translates to (0 for every other delivery), and
 the unique key widens from (webhook, event) to (webhook, event, part).
+
+``ix_versions_model_state_number`` lets MLflow's stage summaries fetch each
+model's newest versions in each state with one short index probe apiece.
 
 SQLite cannot drop a table's unique constraint, so there both delivery tables
 are rebuilt by hand, in an order that keeps every attempt: Alembic's batch
@@ -123,6 +127,7 @@ def _rebuild_sqlite(make_deliveries: Callable[[str], None]) -> None:
 
 
 def upgrade() -> None:
+    op.create_index("ix_versions_model_state_number", "versions", ["model_id", "state", "number"])
     if op.get_bind().dialect.name == "sqlite":
         _rebuild_sqlite(lambda name: _deliveries(name, parts=True))
         return
@@ -134,6 +139,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_index("ix_versions_model_state_number", table_name="versions")
     # Parts beyond the first cannot live under the narrower key: they go.
     op.execute(sa.text("DELETE FROM deliveries WHERE part <> 0"))
     if op.get_bind().dialect.name == "sqlite":
