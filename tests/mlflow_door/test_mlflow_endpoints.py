@@ -6,10 +6,16 @@ and in its own request format otherwise."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx
+import mlflow
+import pandas as pd
 import pytest
 from mlflow import MlflowClient
-from mlflow.entities import Metric
+from mlflow.entities import Dataset as MlflowDataset
+from mlflow.entities import DatasetInput, InputTag, LoggedModelInput, Metric
+from mlflow.exceptions import MlflowException
 from mlflow.utils.credentials import get_default_host_creds
 from mlflow.utils.server_info import fetch_server_info
 
@@ -84,3 +90,63 @@ def test_history_bulk_interval_samples_like_mlflow(
         assert r.json()["error_code"] == "INVALID_PARAMETER_VALUE"
     missing = _bulk(url, run_ids=["0" * 32], metric_key="loss")
     assert missing.status_code == 404 and missing.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST"
+
+
+def test_log_inputs_records_datasets_and_models_as_lineage(
+    mlflow_server: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, model_name: str
+) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
+    mlflow.set_tracking_uri(mlflow_server)
+    mlflow.set_registry_uri(mlflow_server)
+    client = MlflowClient()
+    eid = client.create_experiment(f"inputs-{model_name}")
+    frame = pd.DataFrame({"x": [1.0, 2.0, 3.0], "y": [0, 1, 0]})
+    train = mlflow.data.from_pandas(frame, source="s3://bucket/train.parquet", name="train")
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    (model_dir / "MLmodel").write_text("artifact_path: model\nflavors: {}\n")
+    with mlflow.start_run(experiment_id=eid) as run:
+        mlflow.log_input(train, context="training")
+        mlflow.log_input(train, context="training")  # the same input again: kept once
+        mlflow.log_artifacts(str(model_dir), artifact_path="model")
+    rid = run.info.run_id
+    base = client.create_logged_model(eid, name="base")
+    client.log_inputs(
+        rid,
+        datasets=[
+            DatasetInput(
+                MlflowDataset("eval", "d1g3st", "http", "https://example.com/eval.csv"),
+                tags=[InputTag("mlflow.data.context", "eval")],
+            )
+        ],
+        models=[LoggedModelInput(base.model_id)],
+    )
+
+    got = client.get_run(rid).inputs
+    assert [(i.dataset.name, i.dataset.digest) for i in got.dataset_inputs] == [
+        ("train", train.digest),
+        ("eval", "d1g3st"),
+    ]
+    first = got.dataset_inputs[0]
+    assert {t.key: t.value for t in first.tags} == {"mlflow.data.context": "training"}
+    assert "s3://bucket/train.parquet" in first.dataset.source
+    assert first.dataset.schema and "x" in first.dataset.schema
+    assert [m.model_id for m in got.model_inputs] == [base.model_id]
+
+    # Registered from the run, the version lists the run's datasets as lineage.
+    mv = mlflow.register_model(f"runs:/{rid}/model", model_name)
+    with httpx.Client(base_url=mlflow_server) as v1:
+        ver = v1.get(f"/api/v1/models/default/{model_name}/versions/{mv.version}").json()
+    lineage = ver["lineage"]["datasets"]
+    assert [(d["name"], d.get("context")) for d in lineage] == [
+        ("train", "training"),
+        ("eval", "eval"),
+    ]
+    assert lineage[1]["source"] == "https://example.com/eval.csv"
+
+    with pytest.raises(MlflowException) as bad:
+        client.log_inputs(rid, datasets=[DatasetInput(MlflowDataset("n", "", "http", "x"))])
+    assert bad.value.error_code == "INVALID_PARAMETER_VALUE"
+    with pytest.raises(MlflowException) as gone:
+        client.log_inputs(rid, models=[LoggedModelInput("m-" + "0" * 32)])
+    assert gone.value.error_code == "RESOURCE_DOES_NOT_EXIST"

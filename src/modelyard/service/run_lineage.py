@@ -11,6 +11,11 @@ params, register. Copied, not joined:
 - version search then serves ``metrics.auc >= 0.9`` and ``params.lr = '0.1'``
   from the version's own ``(key, value)`` indexes, with no join into runs.
 
+The run's datasets (``log_inputs``) become the version's lineage
+``datasets`` when the caller names none: ``{name, digest, source_type,
+source, context}`` each, ``context`` being the input's
+``mlflow.data.context`` tag (``training``, ``eval``, ...) when it has one.
+
 Rules: the run's *latest* value of each metric (what MLflow's run page and
 run search use); what the caller sent wins key by key; keys or values that
 modelyard's version rules refuse (NaN and infinite metrics, keys with spaces,
@@ -31,6 +36,7 @@ from typing import Any, Final
 from modelyard.domain.errors import InvalidInput
 from modelyard.domain.identity import Permission, Principal
 from modelyard.domain.names import validate_key, validate_tag_value
+from modelyard.domain.tracking import CONTEXT_TAG
 from modelyard.service.validation import Limits
 from modelyard.store.metadata.ports import MetadataStore
 
@@ -39,10 +45,11 @@ _RUN_ID: Final = re.compile(r"[0-9a-f]{32}")
 
 @dataclass(frozen=True, slots=True)
 class RunValues:
-    """A run's latest metrics and its params, as a version may hold them."""
+    """A run's latest metrics, params and datasets, as a version may hold them."""
 
     metrics: dict[str, float]
     params: dict[str, str]
+    datasets: list[dict[str, Any]]
 
 
 def _valid_key(key: str, kind: str) -> bool:
@@ -81,7 +88,19 @@ def run_values(db: MetadataStore, run_id: str | None, *, actor: Principal) -> Ru
         for k, val in sorted(run.params.items())
         if _valid_key(k, "param") and _valid_value(val)
     }
-    return RunValues(metrics, params)
+    datasets = []
+    for i in run.dataset_inputs:
+        d = i.dataset
+        entry: dict[str, Any] = {
+            "name": d.name,
+            "digest": d.digest,
+            "source_type": d.source_type,
+            "source": d.source,
+        }
+        if CONTEXT_TAG in i.tags:
+            entry["context"] = i.tags[CONTEXT_TAG]
+        datasets.append(entry)
+    return RunValues(metrics, params, datasets)
 
 
 def merged(given: Mapping[str, Any] | None, taken: Mapping[str, Any], limits: Limits) -> Any:

@@ -43,6 +43,7 @@ from modelyard.domain.tracking import (
     MAX_PARAM_VALUE_LENGTH,
     MAX_TAG_VALUE_LENGTH,
     NAMESPACE_TAG,
+    DatasetInput,
     Experiment,
     LifecycleStage,
     LoggedModel,
@@ -51,6 +52,7 @@ from modelyard.domain.tracking import (
     ModelOutput,
     Run,
     RunStatus,
+    check_dataset_input,
     validate_experiment_id,
     validate_key,
     validate_metric_value,
@@ -647,6 +649,30 @@ class TrackingService:
                         code="INVALID_INPUT",
                     )
             tq.add_run_outputs(before.id, list(outputs))
+
+        self._change_run(run_id, actor, change, active=True)
+
+    def log_inputs(
+        self,
+        run_id: str,
+        datasets: Sequence[DatasetInput],
+        model_ids: Sequence[str] = (),
+        *,
+        actor: Principal,
+    ) -> None:
+        """Record the datasets a run read (with their input tags, e.g. the
+        ``mlflow.data.context``) and the logged models it used; a version
+        registered from the run lists those datasets as its lineage
+        (``service/run_lineage.py``). Requires: write on its namespace."""
+        if len(datasets) + len(model_ids) > MAX_BATCH:
+            raise InvalidInput(f"at most {MAX_BATCH} inputs per call", code="INVALID_INPUT")
+        checked = [check_dataset_input(d) for d in datasets]
+        models = [validate_model_id(m) for m in model_ids]
+
+        def change(tq: TrackingQueries, before: Run) -> None:
+            for m in models:
+                self._model(tq, m)
+            tq.add_run_inputs(before.id, before.experiment_id, checked, models)
 
         self._change_run(run_id, actor, change, active=True)
 

@@ -177,6 +177,7 @@ class VersionUseCases(RegistryCore):
                 spec,
                 metrics=run_lineage.merged(spec.metrics, taken.metrics, self.limits),
                 params=run_lineage.merged(spec.params, taken.params, self.limits),
+                datasets=spec.datasets or taken.datasets[: self.limits.max_map_keys],
             )
         files = v.check_files(spec.files, max_files=self.max_files)
         relation = v.check_relation(spec.relation)

@@ -14,7 +14,7 @@ from modelyard.api.access import access
 from modelyard.api.deps import ServiceCall, actor, service_call
 from modelyard.api.mlflow import tracking_render as r
 from modelyard.api.mlflow.params import Params, invalid, missing, ok, paged
-from modelyard.domain.tracking import Metric, ModelOutput
+from modelyard.domain.tracking import Dataset, DatasetInput, Metric, ModelOutput
 from modelyard.service.tracking import LogBatch, TrackingService
 
 router = APIRouter(prefix="/mlflow")
@@ -322,6 +322,45 @@ async def log_outputs(request: Request) -> Response:
         for m in raw
     ]
     await call(svc.log_outputs, _run_id(p), outputs, actor=actor(request))
+    return ok()
+
+
+def _dataset_input(raw: object) -> DatasetInput:
+    """One MLflow ``DatasetInput`` message (``{"tags": [...], "dataset": {...}}``)."""
+    if not isinstance(raw, dict) or not isinstance(raw.get("dataset"), dict):
+        raise invalid("Each dataset input is an object with a 'dataset' object.")
+    d = Params(raw["dataset"])
+    dataset = Dataset(
+        name=d.required_text("name"),
+        digest=d.required_text("digest"),
+        source_type=d.required_text("source_type"),
+        source=d.required_text("source"),
+        schema=d.text("schema"),
+        profile=d.text("profile"),
+    )
+    return DatasetInput(dataset, Params(raw).key_values("tags") or {})
+
+
+@router.post("/runs/log-inputs")
+@access("write")
+async def log_inputs(request: Request) -> Response:
+    """``MlflowClient.log_inputs`` / ``mlflow.log_input``: datasets a run read
+    and logged models it used."""
+    p = await Params.of(request)
+    svc, call = tracking(request)
+    datasets = p.raw("datasets") or []
+    models = p.raw("models") or []
+    if not isinstance(datasets, list) or not isinstance(models, list):
+        raise invalid("Invalid value for parameters 'datasets' and 'models': expected lists.")
+    if not all(isinstance(m, dict) for m in models):
+        raise invalid("Each model input is an object with a 'model_id'.")
+    await call(
+        svc.log_inputs,
+        _run_id(p),
+        [_dataset_input(d) for d in datasets],
+        [Params(m).required_text("model_id") for m in models],
+        actor=actor(request),
+    )
     return ok()
 
 

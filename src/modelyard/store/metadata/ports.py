@@ -46,6 +46,7 @@ from modelyard.domain.identity import ApiToken, Role, RoleBinding, User
 from modelyard.domain.run_filters import Clause, RunOrder
 from modelyard.domain.tracking import (
     ArtifactFile,
+    DatasetInput,
     Experiment,
     LoggedModel,
     Metric,
@@ -486,6 +487,14 @@ class TrackingQueries(Protocol):
     ) -> list[Metric]: ...
 
     def add_run_outputs(self, run_id: str, outputs: Sequence[ModelOutput]) -> None: ...
+
+    def add_run_inputs(
+        self,
+        run_id: str,
+        experiment_id: int,
+        datasets: Sequence[DatasetInput],
+        model_ids: Sequence[str],
+    ) -> None: ...
 
     def search_run_ids(
         self,

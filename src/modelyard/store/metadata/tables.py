@@ -625,6 +625,45 @@ run_outputs = sa.Table(
     sa.Column("step", sa.BigInteger, nullable=False),
 )
 
+# Datasets runs read (``log_inputs``, issue 10; migration 0020): one row per
+# (experiment, name, digest) as MLflow keeps them, and each run's inputs.
+datasets = sa.Table(
+    "datasets",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("experiment_id", BigId, sa.ForeignKey("experiments.id"), nullable=False),
+    sa.Column("name", sa.String(500), nullable=False),
+    sa.Column("digest", sa.String(36), nullable=False),
+    sa.Column("source_type", sa.String(36), nullable=False),
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("schema", sa.Text, nullable=True),
+    sa.Column("profile", sa.Text, nullable=True),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.UniqueConstraint("experiment_id", "name", "digest"),
+)
+
+run_dataset_inputs = sa.Table(
+    "run_dataset_inputs",
+    metadata,
+    sa.Column(
+        "run_id", sa.String(32), sa.ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column("dataset_id", BigId, sa.ForeignKey("datasets.id"), primary_key=True),
+    sa.Column("tags", sa.JSON, nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+)
+# Which runs read a dataset (lineage, the other way round).
+sa.Index("ix_run_dataset_inputs_dataset_id", run_dataset_inputs.c.dataset_id)
+
+run_model_inputs = sa.Table(
+    "run_model_inputs",
+    metadata,
+    sa.Column(
+        "run_id", sa.String(32), sa.ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column("model_id", sa.String(34), primary_key=True),
+)
+
 # The artifact index: each file of a run's or logged model's artifact tree by
 # digest (the bytes are blobs). ``owner`` is the run id or logged model id,
 # ``path`` is relative to its artifact root and checked as every file path is.

@@ -22,6 +22,8 @@ from modelyard.domain.errors import AlreadyExists, InvalidInput
 from modelyard.domain.run_filters import Clause, RunOrder
 from modelyard.domain.tracking import (
     ArtifactFile,
+    Dataset,
+    DatasetInput,
     Experiment,
     LifecycleStage,
     LoggedModel,
@@ -284,6 +286,7 @@ class TrackingQueries:
                 sa.select(ro).where(ro.c.run_id.in_(part)).order_by(ro.c.step, ro.c.model_id)
             ):
                 outputs[o.run_id].append(ModelOutput(o.model_id, o.step))
+        datasets, models = self._inputs(found)
         return [
             Run(
                 r.id,
@@ -300,9 +303,79 @@ class TrackingQueries:
                 metrics.get(r.id, {}),
                 tags.get(r.id, {}),
                 outputs.get(r.id, []),
+                datasets.get(r.id, []),
+                models.get(r.id, []),
             )
             for r in [rows[i] for i in ids if i in rows]
         ]
+
+    def _inputs(
+        self, run_ids: Sequence[str]
+    ) -> tuple[dict[str, list[DatasetInput]], dict[str, list[str]]]:
+        """The dataset inputs (first logged first) and model inputs of runs."""
+        datasets: dict[str, list[DatasetInput]] = defaultdict(list)
+        models: dict[str, list[str]] = defaultdict(list)
+        ri, d, rm = t.run_dataset_inputs, t.datasets, t.run_model_inputs
+        for part in _chunks(list(run_ids)):
+            q = (
+                sa.select(ri.c.run_id, ri.c.tags, d)
+                .select_from(ri.join(d, d.c.id == ri.c.dataset_id))
+                .where(ri.c.run_id.in_(part))
+                .order_by(ri.c.run_id, ri.c.created_at, d.c.id)
+            )
+            for r in self.conn.execute(q):
+                dataset = Dataset(r.name, r.digest, r.source_type, r.source, r.schema, r.profile)
+                datasets[r.run_id].append(DatasetInput(dataset, dict(r.tags or {})))
+            for m in self.conn.execute(
+                sa.select(rm).where(rm.c.run_id.in_(part)).order_by(rm.c.run_id, rm.c.model_id)
+            ):
+                models[m.run_id].append(m.model_id)
+        return datasets, models
+
+    def add_run_inputs(
+        self,
+        run_id: str,
+        experiment_id: int,
+        datasets: Sequence[DatasetInput],
+        model_ids: Sequence[str],
+    ) -> None:
+        """Record what a run read: each dataset once per (experiment, name,
+        digest), each input once per run (a repeat keeps its first tags, as
+        MLflow does), and the logged models it used."""
+        at = now_us()
+        d = t.datasets
+        self._insert_ignore(
+            d,
+            [
+                {
+                    "experiment_id": experiment_id,
+                    "name": i.dataset.name,
+                    "digest": i.dataset.digest,
+                    "source_type": i.dataset.source_type,
+                    "source": i.dataset.source,
+                    "schema": i.dataset.schema,
+                    "profile": i.dataset.profile,
+                    "created_at": at,
+                }
+                for i in datasets
+            ],
+        )
+        rows = []
+        for i in datasets:
+            dataset_id = self.conn.execute(
+                sa.select(d.c.id).where(
+                    d.c.experiment_id == experiment_id,
+                    d.c.name == i.dataset.name,
+                    d.c.digest == i.dataset.digest,
+                )
+            ).scalar_one()
+            rows.append(
+                {"run_id": run_id, "dataset_id": dataset_id, "tags": i.tags, "created_at": at}
+            )
+        self._insert_ignore(t.run_dataset_inputs, rows)
+        self._insert_ignore(
+            t.run_model_inputs, [{"run_id": run_id, "model_id": m} for m in model_ids]
+        )
 
     def update_run(self, run_id: str, **values: Any) -> None:
         """Change columns of a run."""

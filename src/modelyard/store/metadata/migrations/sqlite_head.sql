@@ -124,6 +124,20 @@ CREATE TABLE bundles (
 	CONSTRAINT fk_bundles_namespace_id_namespaces FOREIGN KEY(namespace_id) REFERENCES namespaces (id), 
 	CONSTRAINT uq_bundles_namespace_id_name UNIQUE (namespace_id, name)
 );
+CREATE TABLE datasets (
+	id INTEGER NOT NULL, 
+	experiment_id INTEGER NOT NULL, 
+	name VARCHAR(500) NOT NULL, 
+	digest VARCHAR(36) NOT NULL, 
+	source_type VARCHAR(36) NOT NULL, 
+	source TEXT NOT NULL, 
+	schema TEXT, 
+	profile TEXT, 
+	created_at BIGINT NOT NULL, 
+	CONSTRAINT pk_datasets PRIMARY KEY (id), 
+	CONSTRAINT fk_datasets_experiment_id_experiments FOREIGN KEY(experiment_id) REFERENCES experiments (id), 
+	CONSTRAINT uq_datasets_experiment_id_name_digest UNIQUE (experiment_id, name, digest)
+);
 CREATE TABLE "deliveries" (
 	id INTEGER NOT NULL, 
 	webhook_id INTEGER NOT NULL, 
@@ -344,6 +358,15 @@ CREATE TABLE role_bindings (
 	CONSTRAINT pk_role_bindings PRIMARY KEY (user_id, namespace, role), 
 	CONSTRAINT fk_role_bindings_user_id_users FOREIGN KEY(user_id) REFERENCES users (id) ON DELETE CASCADE
 );
+CREATE TABLE run_dataset_inputs (
+	run_id VARCHAR(32) NOT NULL, 
+	dataset_id INTEGER NOT NULL, 
+	tags JSON NOT NULL, 
+	created_at BIGINT NOT NULL, 
+	CONSTRAINT pk_run_dataset_inputs PRIMARY KEY (run_id, dataset_id), 
+	CONSTRAINT fk_run_dataset_inputs_run_id_runs FOREIGN KEY(run_id) REFERENCES runs (id) ON DELETE CASCADE, 
+	CONSTRAINT fk_run_dataset_inputs_dataset_id_datasets FOREIGN KEY(dataset_id) REFERENCES datasets (id)
+);
 CREATE TABLE run_latest_metrics (
 	run_id VARCHAR(32) NOT NULL, 
 	"key" VARCHAR(250) NOT NULL, 
@@ -364,6 +387,12 @@ CREATE TABLE run_metrics (
 	model_id VARCHAR(34), 
 	CONSTRAINT pk_run_metrics PRIMARY KEY (run_id, "key", step, timestamp, value, is_nan), 
 	CONSTRAINT fk_run_metrics_run_id_runs FOREIGN KEY(run_id) REFERENCES runs (id) ON DELETE CASCADE
+);
+CREATE TABLE run_model_inputs (
+	run_id VARCHAR(32) NOT NULL, 
+	model_id VARCHAR(34) NOT NULL, 
+	CONSTRAINT pk_run_model_inputs PRIMARY KEY (run_id, model_id), 
+	CONSTRAINT fk_run_model_inputs_run_id_runs FOREIGN KEY(run_id) REFERENCES runs (id) ON DELETE CASCADE
 );
 CREATE TABLE run_outputs (
 	run_id VARCHAR(32) NOT NULL, 
@@ -531,6 +560,7 @@ CREATE INDEX ix_bundle_members_version_id ON bundle_members (version_id);
 CREATE INDEX ix_deployments_model_alias ON deployments (namespace, model, alias);
 CREATE INDEX ix_deployment_history_environment_id ON deployment_history (environment, id);
 CREATE INDEX ix_deployment_history_deployment_id ON deployment_history (deployment_id);
+CREATE INDEX ix_run_dataset_inputs_dataset_id ON run_dataset_inputs (dataset_id);
 CREATE INDEX ix_versions_model_state_number ON versions (model_id, state, number);
 CREATE INDEX ix_deliveries_status_next_attempt_at ON deliveries (status, next_attempt_at);
 CREATE INDEX ix_deliveries_webhook_id_id ON deliveries (webhook_id, id);

@@ -1,5 +1,5 @@
 """deliveries: one event may make several deliveries to one webhook (its parts);
-versions: an index for a model's newest versions per state
+versions: an index for a model's newest versions per state; run inputs
 
 Revision ID: 0020
 Revises: 0012
@@ -10,6 +10,10 @@ key, while one modelyard ``version.updated`` event can change several keys.
 A delivery is therefore (webhook, event, part): ``part`` numbers the MLflow
 events one modelyard event translates to (0 for every other delivery), and
 the unique key widens from (webhook, event) to (webhook, event, part).
+
+``datasets``, ``run_dataset_inputs`` and ``run_model_inputs`` hold what
+MLflow's ``log_inputs`` records: datasets per (experiment, name, digest) and
+the datasets and logged models each run read.
 
 ``ix_versions_model_state_number`` lets MLflow's stage summaries fetch each
 model's newest versions in each state with one short index probe apiece.
@@ -126,7 +130,54 @@ def _rebuild_sqlite(make_deliveries: Callable[[str], None]) -> None:
     )
 
 
+def _create_input_tables() -> None:
+    op.create_table(
+        "datasets",
+        sa.Column("id", _ID, autoincrement=True, nullable=False),
+        sa.Column("experiment_id", _ID, nullable=False),
+        sa.Column("name", sa.String(length=500), nullable=False),
+        sa.Column("digest", sa.String(length=36), nullable=False),
+        sa.Column("source_type", sa.String(length=36), nullable=False),
+        sa.Column("source", sa.Text(), nullable=False),
+        sa.Column("schema", sa.Text(), nullable=True),
+        sa.Column("profile", sa.Text(), nullable=True),
+        sa.Column("created_at", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name="pk_datasets"),
+        sa.ForeignKeyConstraint(
+            ["experiment_id"], ["experiments.id"], name="fk_datasets_experiment_id_experiments"
+        ),
+        sa.UniqueConstraint(
+            "experiment_id", "name", "digest", name="uq_datasets_experiment_id_name_digest"
+        ),
+    )
+    op.create_table(
+        "run_dataset_inputs",
+        sa.Column("run_id", sa.String(length=32), nullable=False),
+        sa.Column("dataset_id", _ID, nullable=False),
+        sa.Column("tags", sa.JSON(), nullable=False),
+        sa.Column("created_at", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("run_id", "dataset_id", name="pk_run_dataset_inputs"),
+        sa.ForeignKeyConstraint(
+            ["run_id"], ["runs.id"], name="fk_run_dataset_inputs_run_id_runs", ondelete="CASCADE"
+        ),
+        sa.ForeignKeyConstraint(
+            ["dataset_id"], ["datasets.id"], name="fk_run_dataset_inputs_dataset_id_datasets"
+        ),
+    )
+    op.create_index("ix_run_dataset_inputs_dataset_id", "run_dataset_inputs", ["dataset_id"])
+    op.create_table(
+        "run_model_inputs",
+        sa.Column("run_id", sa.String(length=32), nullable=False),
+        sa.Column("model_id", sa.String(length=34), nullable=False),
+        sa.PrimaryKeyConstraint("run_id", "model_id", name="pk_run_model_inputs"),
+        sa.ForeignKeyConstraint(
+            ["run_id"], ["runs.id"], name="fk_run_model_inputs_run_id_runs", ondelete="CASCADE"
+        ),
+    )
+
+
 def upgrade() -> None:
+    _create_input_tables()
     op.create_index("ix_versions_model_state_number", "versions", ["model_id", "state", "number"])
     if op.get_bind().dialect.name == "sqlite":
         _rebuild_sqlite(lambda name: _deliveries(name, parts=True))
@@ -139,6 +190,10 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_table("run_model_inputs")
+    op.drop_index("ix_run_dataset_inputs_dataset_id", table_name="run_dataset_inputs")
+    op.drop_table("run_dataset_inputs")
+    op.drop_table("datasets")
     op.drop_index("ix_versions_model_state_number", table_name="versions")
     # Parts beyond the first cannot live under the narrower key: they go.
     op.execute(sa.text("DELETE FROM deliveries WHERE part <> 0"))
