@@ -47,6 +47,7 @@ ROUTERS: Final[list[APIRouter]] = [
     registry.router,
     tracking.router,
     logged_models.router,
+    artifacts.mpu_router,
     artifacts.router,
     webhooks.router,
 ]

@@ -599,7 +599,8 @@ class Tx:
         blob_uploads.lock_collection(self.conn, exclusive=exclusive)
 
     def referenced_digests(self, digests: Sequence[str]) -> set[str]:
-        """The subset of ``digests`` that some manifest lists."""
+        """The subset of ``digests`` that a manifest, the artifact index or an
+        open multipart upload names (kept by garbage collection)."""
         return blob_uploads.referenced(self.conn, digests)
 
     def blobs_being_deleted(self, digests: Sequence[str]) -> set[str]:

@@ -664,6 +664,36 @@ run_model_inputs = sa.Table(
     sa.Column("model_id", sa.String(34), primary_key=True),
 )
 
+# MLflow's multipart artifact uploads in progress (migration 0020): ``id`` is
+# the SHA-256 of the upload id handed to the client (the id is the capability
+# its part PUTs carry), each part a blob by digest until ``complete`` joins them.
+artifact_uploads = sa.Table(
+    "artifact_uploads",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("owner", sa.String(34), nullable=False),
+    sa.Column("path", sa.String(1024), nullable=False),
+    sa.Column("num_parts", sa.Integer, nullable=False),
+    sa.Column("created_by", sa.String(256), nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("expires_at", sa.BigInteger, nullable=False),
+)
+sa.Index("ix_artifact_uploads_expires_at", artifact_uploads.c.expires_at)
+
+artifact_upload_parts = sa.Table(
+    "artifact_upload_parts",
+    metadata,
+    sa.Column(
+        "upload_id",
+        sa.String(64),
+        sa.ForeignKey("artifact_uploads.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("part_number", sa.Integer, primary_key=True),
+    sa.Column("digest", sa.String(64), nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+)
+
 # The artifact index: each file of a run's or logged model's artifact tree by
 # digest (the bytes are blobs). ``owner`` is the run id or logged model id,
 # ``path`` is relative to its artifact root and checked as every file path is.

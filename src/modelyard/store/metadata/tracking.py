@@ -780,6 +780,39 @@ class TrackingQueries:
             ("owner", "path"),
         )
 
+    def insert_artifact_upload(self, values: dict[str, Any]) -> None:
+        """Open a multipart upload (and drop the ones whose time ran out)."""
+        u = t.artifact_uploads
+        self.conn.execute(u.delete().where(u.c.expires_at < values["created_at"]))
+        self.conn.execute(u.insert().values(**values))
+
+    def artifact_upload(self, key: str) -> Any:
+        """An open multipart upload by the hash of its id, or None."""
+        u = t.artifact_uploads
+        return self.conn.execute(sa.select(u).where(u.c.id == key)).first()
+
+    def put_upload_part(self, key: str, part_number: int, digest: str, size: int) -> None:
+        """Record one part's blob (a part sent again replaces the earlier one)."""
+        self._upsert(
+            t.artifact_upload_parts,
+            [{"upload_id": key, "part_number": part_number, "digest": digest, "size": size}],
+            ("upload_id", "part_number"),
+        )
+
+    def upload_parts(self, key: str) -> dict[int, tuple[str, int]]:
+        """The parts received so far: number -> (digest, size)."""
+        p = t.artifact_upload_parts
+        rows = self.conn.execute(
+            sa.select(p.c.part_number, p.c.digest, p.c.size).where(p.c.upload_id == key)
+        )
+        return {int(r[0]): (str(r[1]), int(r[2])) for r in rows}
+
+    def delete_artifact_upload(self, key: str) -> None:
+        """Close a multipart upload (its part rows go with it)."""
+        p, u = t.artifact_upload_parts, t.artifact_uploads
+        self.conn.execute(p.delete().where(p.c.upload_id == key))
+        self.conn.execute(u.delete().where(u.c.id == key))
+
     def artifact(self, owner: str, path: str) -> ArtifactFile | None:
         """One indexed file."""
         a = t.artifacts

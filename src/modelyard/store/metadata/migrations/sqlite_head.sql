@@ -70,6 +70,24 @@ CREATE TABLE approvals (
 	CONSTRAINT fk_approvals_model_id_models FOREIGN KEY(model_id) REFERENCES models (id) ON DELETE CASCADE, 
 	CONSTRAINT fk_approvals_version_id_versions FOREIGN KEY(version_id) REFERENCES versions (id) ON DELETE CASCADE
 );
+CREATE TABLE artifact_upload_parts (
+	upload_id VARCHAR(64) NOT NULL, 
+	part_number INTEGER NOT NULL, 
+	digest VARCHAR(64) NOT NULL, 
+	size BIGINT NOT NULL, 
+	CONSTRAINT pk_artifact_upload_parts PRIMARY KEY (upload_id, part_number), 
+	CONSTRAINT fk_artifact_upload_parts_upload_id_artifact_uploads FOREIGN KEY(upload_id) REFERENCES artifact_uploads (id) ON DELETE CASCADE
+);
+CREATE TABLE artifact_uploads (
+	id VARCHAR(64) NOT NULL, 
+	owner VARCHAR(34) NOT NULL, 
+	path VARCHAR(1024) NOT NULL, 
+	num_parts INTEGER NOT NULL, 
+	created_by VARCHAR(256) NOT NULL, 
+	created_at BIGINT NOT NULL, 
+	expires_at BIGINT NOT NULL, 
+	CONSTRAINT pk_artifact_uploads PRIMARY KEY (id)
+);
 CREATE TABLE artifacts (
 	owner VARCHAR(34) NOT NULL, 
 	path VARCHAR(1024) NOT NULL, 
@@ -561,6 +579,7 @@ CREATE INDEX ix_deployments_model_alias ON deployments (namespace, model, alias)
 CREATE INDEX ix_deployment_history_environment_id ON deployment_history (environment, id);
 CREATE INDEX ix_deployment_history_deployment_id ON deployment_history (deployment_id);
 CREATE INDEX ix_run_dataset_inputs_dataset_id ON run_dataset_inputs (dataset_id);
+CREATE INDEX ix_artifact_uploads_expires_at ON artifact_uploads (expires_at);
 CREATE INDEX ix_versions_model_state_number ON versions (model_id, state, number);
 CREATE INDEX ix_deliveries_status_next_attempt_at ON deliveries (status, next_attempt_at);
 CREATE INDEX ix_deliveries_webhook_id_id ON deliveries (webhook_id, id);

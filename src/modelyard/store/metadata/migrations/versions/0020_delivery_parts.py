@@ -1,5 +1,6 @@
 """deliveries: one event may make several deliveries to one webhook (its parts);
-versions: an index for a model's newest versions per state; run inputs
+versions: an index for a model's newest versions per state; run inputs;
+multipart artifact uploads
 
 Revision ID: 0020
 Revises: 0012
@@ -14,6 +15,10 @@ the unique key widens from (webhook, event) to (webhook, event, part).
 ``datasets``, ``run_dataset_inputs`` and ``run_model_inputs`` hold what
 MLflow's ``log_inputs`` records: datasets per (experiment, name, digest) and
 the datasets and logged models each run read.
+
+``artifact_uploads`` / ``artifact_upload_parts`` hold MLflow multipart
+artifact uploads in progress (the upload, by the hash of its id, and each
+part's blob digest).
 
 ``ix_versions_model_state_number`` lets MLflow's stage summaries fetch each
 model's newest versions in each state with one short index probe apiece.
@@ -176,8 +181,38 @@ def _create_input_tables() -> None:
     )
 
 
+def _create_upload_tables() -> None:
+    op.create_table(
+        "artifact_uploads",
+        sa.Column("id", sa.String(length=64), nullable=False),
+        sa.Column("owner", sa.String(length=34), nullable=False),
+        sa.Column("path", sa.String(length=1024), nullable=False),
+        sa.Column("num_parts", sa.Integer(), nullable=False),
+        sa.Column("created_by", sa.String(length=256), nullable=False),
+        sa.Column("created_at", sa.BigInteger(), nullable=False),
+        sa.Column("expires_at", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name="pk_artifact_uploads"),
+    )
+    op.create_index("ix_artifact_uploads_expires_at", "artifact_uploads", ["expires_at"])
+    op.create_table(
+        "artifact_upload_parts",
+        sa.Column("upload_id", sa.String(length=64), nullable=False),
+        sa.Column("part_number", sa.Integer(), nullable=False),
+        sa.Column("digest", sa.String(length=64), nullable=False),
+        sa.Column("size", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("upload_id", "part_number", name="pk_artifact_upload_parts"),
+        sa.ForeignKeyConstraint(
+            ["upload_id"],
+            ["artifact_uploads.id"],
+            name="fk_artifact_upload_parts_upload_id_artifact_uploads",
+            ondelete="CASCADE",
+        ),
+    )
+
+
 def upgrade() -> None:
     _create_input_tables()
+    _create_upload_tables()
     op.create_index("ix_versions_model_state_number", "versions", ["model_id", "state", "number"])
     if op.get_bind().dialect.name == "sqlite":
         _rebuild_sqlite(lambda name: _deliveries(name, parts=True))
@@ -190,6 +225,9 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_table("artifact_upload_parts")
+    op.drop_index("ix_artifact_uploads_expires_at", table_name="artifact_uploads")
+    op.drop_table("artifact_uploads")
     op.drop_table("run_model_inputs")
     op.drop_index("ix_run_dataset_inputs_dataset_id", table_name="run_dataset_inputs")
     op.drop_table("run_dataset_inputs")
