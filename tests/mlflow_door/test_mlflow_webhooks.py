@@ -182,6 +182,7 @@ def test_unsigned_without_a_secret(admin: MlflowClient, rec: Receiver, model_nam
     ("fields", "words"),
     [
         ({"events": ["prompt.created"]}, "not delivered"),
+        ({"events": ["prompt_tag.set"]}, "not delivered"),
         ({"url": "ftp://example.com/hook"}, "http and https"),
         ({"url": "http://10.1.2.3/hook"}, "[webhook_"),
         ({"name": "-bad name-"}, "name"),
@@ -302,6 +303,82 @@ def test_rest_v1_changes_keep_mlflow_wire_format(
         )
         body = verify_like_mlflow_docs(got[0], SECRET)
         assert (body["entity"], body["action"]) == ("registered_model", "created")
+    finally:
+        v1.close()
+        admin.delete_webhook(hook.webhook_id)
+
+
+def test_tag_events_one_delivery_per_key(
+    admin: MlflowClient, mlflow_auth_server: str, rec: Receiver, model_name: str
+) -> None:
+    """MLflow sends one tag webhook per key set or deleted (same value or not);
+    a REST v1 update touching three keys makes three MLflow deliveries, each
+    with its own delivery id and signature."""
+    hook = admin.create_webhook(
+        name=f"tags-{model_name}",
+        url=f"{rec.url}/tags",
+        events=["model_version_tag.set", "model_version_tag.deleted"],
+        secret=SECRET,
+    )
+    v1 = httpx.Client(base_url=mlflow_auth_server, headers=bearer(ADMIN_TOKEN))
+    try:
+        admin.create_registered_model(model_name)
+        admin.create_model_version(model_name, "models:/m-abc123", tags={"old": "x"})
+        admin.set_model_version_tag(model_name, "1", "stage", "qa")
+        admin.set_model_version_tag(model_name, "1", "stage", "qa")  # unchanged: still sent
+        admin.delete_model_version_tag(model_name, "1", "stage")
+        r = v1.patch(
+            f"/api/v1/models/default/{model_name}/versions/1",
+            json={"tags": {"a": "1", "b": "2"}, "delete_tags": ["old"]},
+        )
+        assert r.status_code == 200, r.text
+        admin.update_model_version(model_name, "1", description="no tag change: nothing sent")
+
+        def mine() -> list[Received]:
+            return [g for g in rec.snapshot() if g.path == "/tags"]
+
+        got = wait_for(lambda: len(mine()) >= 6 and mine(), what="six tag deliveries")
+        bodies = [verify_like_mlflow_docs(g, SECRET) for g in got]
+        assert all(b["entity"] == "model_version_tag" for b in bodies)
+        seen = sorted(
+            (b["action"], b["data"]["key"], b["data"].get("value"))
+            for b in bodies
+            if b["data"]["name"] == model_name
+        )
+        assert seen == [
+            ("deleted", "old", None),
+            ("deleted", "stage", None),
+            ("set", "a", "1"),
+            ("set", "b", "2"),
+            ("set", "stage", "qa"),
+            ("set", "stage", "qa"),
+        ]
+        deleted = next(b for b in bodies if b["action"] == "deleted")
+        assert deleted["data"] == {
+            "name": model_name,
+            "version": "1",
+            "key": deleted["data"]["key"],
+        }
+        assert len({g.headers["x-mlflow-delivery-id"] for g in got}) == 6
+
+        # REST v1 sees the PATCH's three deliveries of one event, as separate rows.
+        rows = v1.get(f"/api/v1/webhooks/{hook.webhook_id}/deliveries").json()["deliveries"]
+        assert len(rows) == 6
+        by_event: dict[int, int] = {}
+        for row in rows:
+            by_event[row["event_id"]] = by_event.get(row["event_id"], 0) + 1
+        assert sorted(by_event.values()) == [1, 1, 1, 3]
+
+        # test_webhook with a tag event sends MLflow's example of it.
+        result = admin.test_webhook(hook.webhook_id, event="model_version_tag.deleted")
+        assert result.success
+        example = wait_for(
+            lambda: [g for g in mine() if g.json["data"]["name"] == "example-model"],
+            what="the test delivery",
+        )
+        body = verify_like_mlflow_docs(example[-1], SECRET)
+        assert (body["entity"], body["action"]) == ("model_version_tag", "deleted")
+        assert set(body["data"]) == {"name", "version", "key"}
     finally:
         v1.close()
         admin.delete_webhook(hook.webhook_id)

@@ -236,3 +236,27 @@ def test_gc_waits_for_a_commit_in_flight_and_then_keeps_its_blob(
         assert svc.blobs.exists(digest)
         ver = svc.registry.get_version("m/1", actor=ADMIN)
         assert ver.files is not None and ver.files[0].digest == digest
+
+
+def test_run_artifacts_and_open_multipart_parts_are_kept(svc: Services) -> None:
+    """Blobs named by the MLflow artifact index or by a part of an open
+    multipart upload are in use, though no version lists them."""
+    from modelyard.service.artifact_uploads import MultipartUploads
+
+    exp = svc.tracking.create_experiment("gc-artifacts", actor=ADMIN)
+    run = svc.tracking.create_run(exp.id, actor=ADMIN)
+    root = f"{exp.id}/{run.id}/artifacts"
+    svc.artifacts.upload(f"{root}/model.bin", iter([b"artifact bytes"]), actor=ADMIN)
+    mpu = MultipartUploads(svc.artifacts)
+    opened = mpu.create(root, "/local/big.bin", 2, actor=ADMIN)
+    part = mpu.begin_part(opened.upload_id, 1, None)
+    part.write(b"part one")
+    mpu.finish_part(opened.upload_id, 1, part.commit())
+    loose = upload(svc, b"nobody's")
+
+    report = svc.gc.collect(actor=ADMIN, grace_s=0)
+    assert report.digests == [loose]
+    kept = {hashlib.sha256(b).hexdigest() for b in (b"artifact bytes", b"part one")}
+    assert kept <= stored(svc)
+    _entry, chunks = svc.artifacts.open(f"{root}/model.bin", actor=ADMIN)
+    assert b"".join(chunks) == b"artifact bytes"

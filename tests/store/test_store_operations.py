@@ -170,3 +170,31 @@ def test_write_files_tags_and_metadata(store: MetadataStore) -> None:
     ]
     # The metadata index was replaced, not appended to.
     assert [tuple(r) for r in meta_rows] == [("n", "5", 5.0)]
+
+
+def test_newest_by_state_probes_each_model_and_state(store: MetadataStore) -> None:
+    """Each model's two newest versions per state, for more models than one
+    statement's UNION ALL takes (130 models x 4 states = 520 probes)."""
+    cycle = [VersionState.READY, VersionState.READY, VersionState.READY, VersionState.ARCHIVED]
+
+    def op(tx: Tx) -> tuple[list[int], dict[int, list[tuple[int, str]]]]:
+        nid = tx.insert_namespace("many").id
+        mids = []
+        expected: dict[int, list[tuple[int, str]]] = {}
+        for i in range(130):
+            mid = tx.insert_model(nid, f"m{i}", description="", tags={}, meta={}, actor="t")
+            mids.append(mid)
+            made = [(_add_version(tx, mid, cycle[n % 4]), cycle[n % 4].value) for n in range(i % 6)]
+            expected[mid] = [
+                pair
+                for state in {s for _, s in made}
+                for pair in sorted((p for p in made if p[1] == state), reverse=True)[:2]
+            ]
+        return mids, expected
+
+    mids, expected = store.transact(op)
+    with store.read() as tx:
+        got = set(tx.newest_by_state(mids, 2))
+        assert tx.newest_by_state([], 2) == []
+    want = {vid for pairs in expected.values() for vid, _ in pairs}
+    assert got == want and len(want) > 0

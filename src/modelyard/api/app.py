@@ -7,6 +7,7 @@ import sys
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Final
 
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
@@ -165,10 +166,20 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     return app
 
 
+# MLflow's artifact proxy PUTs (a file, or a part of a multipart upload),
+# under either mount of the MLflow door.
+_MLFLOW_UPLOADS: Final = tuple(
+    f"{root}/mlflow-artifacts/{kind}/"
+    for root in ("/api/2.0", "/ajax-api/2.0")
+    for kind in ("artifacts", "mpu/part")
+)
+
+
 def _streams_body(method: str, path: str) -> bool:
-    """Blob uploads stream their bodies to disk; every other body is bounded."""
+    """Blob and artifact uploads stream their bodies to disk (the blob
+    service bounds them); every other body is bounded here."""
     if method == "PUT":
-        return path.startswith("/api/v1/blobs/")
+        return path.startswith("/api/v1/blobs/") or path.startswith(_MLFLOW_UPLOADS)
     return method == "POST" and path == "/api/v1/blobs"
 
 

@@ -99,6 +99,61 @@ class ModelOutput:
 
 
 @dataclass(frozen=True, slots=True)
+class Dataset:
+    """A dataset a run read (MLflow's ``Dataset``): named and versioned by its
+    digest within an experiment. ``source`` is text describing where it came
+    from; the server never opens it."""
+
+    name: str
+    digest: str
+    source_type: str
+    source: str
+    schema: str | None = None
+    profile: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DatasetInput:
+    """A dataset as one run's input, with its input tags (``mlflow.data.context``)."""
+
+    dataset: Dataset
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+# MLflow's bounds on a dataset's fields and on input tags.
+DATASET_LIMITS: Final = {
+    "name": 500,
+    "digest": 36,
+    "source_type": 36,
+    "source": 65535,
+    "schema": 1048575,
+    "profile": 16384,
+}
+MAX_INPUT_TAG_KEY = 255
+MAX_INPUT_TAG_VALUE = 500
+CONTEXT_TAG: Final = "mlflow.data.context"
+
+
+def check_dataset_input(item: DatasetInput) -> DatasetInput:
+    """``item`` if its fields keep MLflow's bounds (name, digest, source type
+    and source required), else ``INVALID_INPUT``."""
+    d = item.dataset
+    for name, limit in DATASET_LIMITS.items():
+        value = getattr(d, name)
+        if value is None and name in ("schema", "profile"):
+            continue
+        validate_text(value, f"dataset {name}", limit)
+        if not value and name in ("name", "digest", "source_type", "source"):
+            raise InvalidInput(f"dataset {name} must not be empty", code="INVALID_INPUT")
+    for key, value in item.tags.items():
+        validate_text(key, "input tag key", MAX_INPUT_TAG_KEY)
+        validate_text(value, "input tag value", MAX_INPUT_TAG_VALUE)
+        if not key:
+            raise InvalidInput("input tag keys must not be empty", code="INVALID_INPUT")
+    return item
+
+
+@dataclass(frozen=True, slots=True)
 class Run:
     """One execution of training code: its info, its latest metrics, params, tags."""
 
@@ -116,6 +171,9 @@ class Run:
     metrics: dict[str, Metric] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
     outputs: list[ModelOutput] = field(default_factory=list)
+    # ``log_inputs``: datasets read (in the order first logged) and logged models used.
+    dataset_inputs: list[DatasetInput] = field(default_factory=list)
+    model_inputs: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)

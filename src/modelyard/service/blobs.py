@@ -215,6 +215,21 @@ class BlobService:
             on_commit=lambda stored: self.record_upload(stored, actor=actor),
         )
 
+    def begin_unrecorded_upload(self, *, declared_size: int | None = None) -> Upload:
+        """Start storing bytes no caller is recorded for, so no manifest may
+        name them by digest (the mount rule): intermediate pieces such as
+        the parts of a multipart upload, joined later by an authorized caller.
+        The caller of this method has checked the authority to send them."""
+        self.check_size(declared_size)
+        return Upload(
+            self.store.writer(declared_size),
+            digest=None,
+            declared_size=declared_size,
+            limit=self.max_blob_size,
+            existed=False,
+            on_commit=lambda stored: None,
+        )
+
     def record_upload(self, digest: str, *, actor: Principal) -> None:
         """Note that ``actor`` holds the bytes of ``digest`` (after they were
         stored and verified). Principals that see every blob need no record."""

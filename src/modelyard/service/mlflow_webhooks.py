@@ -11,22 +11,31 @@ list kept beside it (``webhooks.mlflow``). What differs is only the wire:
   ``X-MLflow-Delivery-Id``, ``X-MLflow-Timestamp`` and, when the webhook has
   a secret, ``X-MLflow-Signature`` (see :func:`modelyard.webhooks.mlflow_signature`).
 
-The mapping (one modelyard event to one MLflow event):
+The mapping (one modelyard event to the MLflow events it makes):
 
-==========================  ================================
+==========================  ==========================================
 modelyard                   MLflow
-==========================  ================================
+==========================  ==========================================
 ``model.created``           ``registered_model.created``
 ``version.created``         ``model_version.created``
+``version.updated``         ``model_version_tag.deleted`` then ``.set``,
+                            one per key (see below)
 ``alias.moved``             ``model_version_alias.created``
 ``alias.deleted``           ``model_version_alias.deleted``
-==========================  ================================
+==========================  ==========================================
 
-MLflow's tag events (``model_version_tag.set`` / ``.deleted``) come from a
-``version.updated`` whose tags differ, which may hold several keys at once
-while MLflow sends one event per key; they are refused for now
-(``INVALID_PARAMETER_VALUE``) rather than delivered wrongly. Prompt and
-budget events have no modelyard counterpart and are refused too.
+MLflow sends one tag webhook per key set or deleted, whether the value
+changed or not; one modelyard ``version.updated`` can touch several keys
+at once (REST v1's PATCH). So one event translates to a *list* of MLflow
+events (:func:`mlflow_events`), and the fan-out queues one delivery per
+element a webhook subscribed to, numbered by its index (the delivery's
+``part``), so each has its own delivery id, retries and signature. The keys
+come from the event's ``tags_set`` / ``tags_deleted`` (what the request
+asked); an event written without them (older rows, state changes) is read
+as the difference between its ``before`` and ``after`` tags.
+
+MLflow 3.17 has no registered-model tag events; prompt and budget events
+have no modelyard counterpart and are refused (``INVALID_PARAMETER_VALUE``).
 """
 
 from __future__ import annotations
@@ -47,21 +56,26 @@ SOURCE_KEY: Final = "mlflow.source"
 TO_MODELYARD: Final[dict[str, str]] = {
     "registered_model.created": "model.created",
     "model_version.created": "version.created",
+    "model_version_tag.set": "version.updated",
+    "model_version_tag.deleted": "version.updated",
     "model_version_alias.created": "alias.moved",
     "model_version_alias.deleted": "alias.deleted",
 }
 """MLflow event name -> the modelyard event type it is delivered for."""
 
-TO_MLFLOW: Final[dict[str, str]] = {mine: theirs for theirs, mine in TO_MODELYARD.items()}
-"""Modelyard event type -> MLflow event name."""
+MLFLOW_SOURCES: Final = frozenset(TO_MODELYARD.values())
+"""Modelyard event types that can make an MLflow event."""
+
+TO_MLFLOW: Final[dict[str, str]] = {
+    mine: theirs for theirs, mine in TO_MODELYARD.items() if mine != "version.updated"
+}
+"""Modelyard event type -> the one MLflow event it makes (tag events aside)."""
 
 # Every event MLflow 3.17 knows (``mlflow.entities.webhook.VALID_ENTITY_ACTIONS``):
 # known but not (yet) deliverable ones get a message that says so.
 MLFLOW_EVENTS: Final = frozenset(
     {
         *TO_MODELYARD,
-        "model_version_tag.set",
-        "model_version_tag.deleted",
         "prompt.created",
         "prompt_version.created",
         "prompt_tag.set",
@@ -133,11 +147,38 @@ def check_secret(secret: Any) -> str:
 
 def modelyard_types(events: list[str]) -> list[str]:
     """The modelyard event types a webhook with these MLflow events subscribes to."""
-    return [TO_MODELYARD[e] for e in events]
+    return list(dict.fromkeys(TO_MODELYARD[e] for e in events))
+
+
+def _tag_events(payload: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """The MLflow tag events of one ``version.updated``: deleted keys, then set
+    keys, each in key order (the order the update applied them)."""
+    if "tags_set" in payload:
+        set_tags = dict(payload.get("tags_set") or {})
+        deleted = list(payload.get("tags_deleted") or [])
+    else:
+        old = dict((payload.get("before") or {}).get("tags") or {})
+        new = dict((payload.get("after") or {}).get("tags") or {})
+        set_tags = {k: val for k, val in new.items() if old.get(k) != val}
+        deleted = [k for k in old if k not in new]
+    after = payload.get("after") or {}
+    name, version = after["model"], str(after["version"])
+    out: list[tuple[str, dict[str, Any]]] = [
+        ("model_version_tag.deleted", {"name": name, "version": version, "key": key})
+        for key in sorted(deleted)
+    ]
+    out.extend(
+        (
+            "model_version_tag.set",
+            {"name": name, "version": version, "key": key, "value": str(set_tags[key])},
+        )
+        for key in sorted(set_tags)
+    )
+    return out
 
 
 def _data(ev_type: str, subject: str, payload: Mapping[str, Any]) -> dict[str, Any] | None:
-    """MLflow's ``data`` for one modelyard event (None: MLflow has no such event)."""
+    """MLflow's ``data`` for a modelyard event that makes one MLflow event."""
     if ev_type == "model.created":
         return {
             "name": payload["name"],
@@ -164,19 +205,29 @@ def _data(ev_type: str, subject: str, payload: Mapping[str, Any]) -> dict[str, A
     return None
 
 
+def mlflow_events(ev: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """The MLflow events (name, ``data``) one outbox event makes, in a fixed
+    order: a delivery's ``part`` is its index here. Empty: MLflow has none."""
+    ev_type = ev["type"]
+    if ev_type not in MLFLOW_SOURCES:
+        return []
+    if ev_type == "version.updated":
+        return _tag_events(ev["payload"])
+    data = _data(ev_type, ev["subject"], ev["payload"])
+    return [] if data is None else [(TO_MLFLOW[ev_type], data)]
+
+
 def _iso(us: int) -> str:
     # MLflow writes ``datetime.isoformat()`` of an aware UTC time ("+00:00").
     return datetime.fromtimestamp(us / 1_000_000, UTC).isoformat()
 
 
-def event_body(ev: Mapping[str, Any]) -> bytes | None:
-    """MLflow's JSON body for an outbox event (None when it maps to no MLflow event)."""
-    name = TO_MLFLOW.get(ev["type"])
-    if name is None:
+def event_body(ev: Mapping[str, Any], part: int = 0) -> bytes | None:
+    """MLflow's JSON body for part ``part`` of an outbox event (None: no such part)."""
+    made = mlflow_events(ev)
+    if not 0 <= part < len(made):
         return None
-    data = _data(ev["type"], ev["subject"], ev["payload"])
-    if data is None:
-        return None
+    name, data = made[part]
     return render(name, data, ev["at"])
 
 
@@ -202,6 +253,10 @@ def example_data(name: str) -> dict[str, Any]:
             "tags": {"team": "example"},
             "description": "a test event",
         }
+    if name == "model_version_tag.set":
+        return {"name": model, "version": "1", "key": "example_key", "value": "example_value"}
+    if name == "model_version_tag.deleted":
+        return {"name": model, "version": "1", "key": "example_key"}
     if name == "model_version_alias.created":
         return {"name": model, "alias": "champion", "version": "1"}
     if name == "model_version_alias.deleted":

@@ -43,6 +43,7 @@ from modelyard.domain.tracking import (
     MAX_PARAM_VALUE_LENGTH,
     MAX_TAG_VALUE_LENGTH,
     NAMESPACE_TAG,
+    DatasetInput,
     Experiment,
     LifecycleStage,
     LoggedModel,
@@ -51,6 +52,7 @@ from modelyard.domain.tracking import (
     ModelOutput,
     Run,
     RunStatus,
+    check_dataset_input,
     validate_experiment_id,
     validate_key,
     validate_metric_value,
@@ -66,6 +68,8 @@ if TYPE_CHECKING:
 
 MAX_RESULTS = 50_000  # MLflow's own cap on run search pages
 MAX_BATCH = 1000  # metrics + params + tags in one log_batch (MLflow's limit)
+MAX_BULK_RUNS = 100  # runs in one sampled-history request (MLflow's limit)
+MAX_SAMPLED_POINTS = 2500  # points per run in a sampled history (MLflow's limit)
 RUN_TAG_NAME = "mlflow.runName"
 RUN_TAG_USER = "mlflow.user"
 
@@ -648,6 +652,30 @@ class TrackingService:
 
         self._change_run(run_id, actor, change, active=True)
 
+    def log_inputs(
+        self,
+        run_id: str,
+        datasets: Sequence[DatasetInput],
+        model_ids: Sequence[str] = (),
+        *,
+        actor: Principal,
+    ) -> None:
+        """Record the datasets a run read (with their input tags, e.g. the
+        ``mlflow.data.context``) and the logged models it used; a version
+        registered from the run lists those datasets as its lineage
+        (``service/run_lineage.py``). Requires: write on its namespace."""
+        if len(datasets) + len(model_ids) > MAX_BATCH:
+            raise InvalidInput(f"at most {MAX_BATCH} inputs per call", code="INVALID_INPUT")
+        checked = [check_dataset_input(d) for d in datasets]
+        models = [validate_model_id(m) for m in model_ids]
+
+        def change(tq: TrackingQueries, before: Run) -> None:
+            for m in models:
+                self._model(tq, m)
+            tq.add_run_inputs(before.id, before.experiment_id, checked, models)
+
+        self._change_run(run_id, actor, change, active=True)
+
     def get_metric_history(
         self,
         run_id: str,
@@ -668,6 +696,51 @@ class TrackingService:
             points = tx.tracking.metric_history(rid, key, limit=limit + 1, offset=offset)
         token = str(offset + limit) if len(points) > limit else None
         return Page(points[:limit], token)
+
+    def sample_metric_histories(
+        self,
+        run_ids: Sequence[str],
+        key: str,
+        *,
+        points: int | None = None,
+        start_step: int | None = None,
+        end_step: int | None = None,
+        actor: Principal,
+    ) -> list[Metric]:
+        """One metric of several runs, each run's history sampled to at most
+        ``points`` points (default and cap 2,500; 100 runs at most) between
+        ``start_step`` and ``end_step`` (both or neither), as MLflow's
+        ``get-history-bulk-interval`` samples them (first and last point kept).
+        Requires: read on each run's namespace."""
+        rids = [validate_run_id(r) for r in run_ids]
+        if not rids:
+            raise InvalidInput("run_ids must not be empty", code="INVALID_INPUT")
+        if len(rids) > MAX_BULK_RUNS:
+            raise InvalidInput(
+                f"at most {MAX_BULK_RUNS} run_ids may be given; got {len(rids)}",
+                code="INVALID_INPUT",
+            )
+        validate_key(key, "metric key")
+        limit = check_max_results(points, MAX_SAMPLED_POINTS, cap=MAX_SAMPLED_POINTS)
+        if (start_step is None) != (end_step is None):
+            raise InvalidInput(
+                "start_step and end_step are given together or not at all", code="INVALID_INPUT"
+            )
+        steps = None
+        if start_step is not None and end_step is not None:
+            if start_step > end_step:
+                raise InvalidInput(
+                    f"end_step ({end_step}) must not be below start_step ({start_step})",
+                    code="INVALID_INPUT",
+                )
+            steps = (start_step, end_step)
+        out: list[Metric] = []
+        with self.db.read() as tx:
+            for rid in dict.fromkeys(rids):
+                self._readable(actor, self._run(tx.tracking, rid).namespace)
+            for rid in dict.fromkeys(rids):
+                out += tx.tracking.sample_metric_history(rid, key, points=limit, steps=steps)
+        return out
 
     def search_runs(
         self,

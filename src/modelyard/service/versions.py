@@ -18,7 +18,7 @@ from modelyard.domain.identity import Permission, Principal
 from modelyard.domain.names import validate_name
 from modelyard.domain.references import DEFAULT_NAMESPACE, Reference, parse_reference
 from modelyard.service import blobs as blob_rules
-from modelyard.service import families, policy_gate
+from modelyard.service import families, policy_gate, run_lineage
 from modelyard.service import validation as v
 from modelyard.service.artifacts import ResolvedSource, check_stored, resolve_model_source
 from modelyard.service.core import (
@@ -171,6 +171,14 @@ class VersionUseCases(RegistryCore):
         resolved = None
         if spec.source is not None:
             spec, resolved = _resolve_source(self, spec, actor)
+        taken = run_lineage.run_values(self.db, spec.source_run, actor=actor)
+        if taken is not None:
+            spec = replace(
+                spec,
+                metrics=run_lineage.merged(spec.metrics, taken.metrics, self.limits),
+                params=run_lineage.merged(spec.params, taken.params, self.limits),
+                datasets=spec.datasets or taken.datasets[: self.limits.max_map_keys],
+            )
         files = v.check_files(spec.files, max_files=self.max_files)
         relation = v.check_relation(spec.relation)
         recipe = v.check_recipe(spec.recipe, self.limits)
@@ -488,7 +496,14 @@ class VersionUseCases(RegistryCore):
                 actor=actor.name,
                 namespace=after.namespace,
                 subject=after.ref,
-                payload={"before": version_payload(before), "after": version_payload(after)},
+                payload={
+                    "before": version_payload(before),
+                    "after": version_payload(after),
+                    # What was asked, not only what changed: MLflow sends one
+                    # tag webhook per key set or deleted, same value or not.
+                    "tags_set": dict(new_tags),
+                    "tags_deleted": [k for k in dict.fromkeys(drop) if k not in new_tags],
+                },
             )
             return after
 

@@ -194,19 +194,37 @@ def event_body(ev: Mapping[str, Any]) -> bytes:
     )
 
 
-def _body_for(hook: Any, ev: Mapping[str, Any]) -> bytes:
-    """The body of one delivery: MLflow's shape for a webhook made through the
-    MLflow door, modelyard's otherwise. The fan-out queues only events that
-    map to an MLflow-style webhook; the one other delivery it can get, a
-    ``webhook.test`` queued through REST v1, carries a made-up payload of its
-    first MLflow event, as MLflow's own test does."""
+def _body_for(hook: Any, ev: Mapping[str, Any], part: int = 0) -> bytes:
+    """The body of one delivery: MLflow's shape (part ``part`` of what the
+    event makes, see ``mlflow_webhooks.mlflow_events``) for a webhook made
+    through the MLflow door, modelyard's otherwise. The fan-out queues only
+    parts an MLflow-style webhook asked for; the one other delivery it can
+    get, a ``webhook.test`` queued through REST v1, carries a made-up payload
+    of its first MLflow event, as MLflow's own test does."""
     if hook.mlflow is None:
         return event_body(ev)
-    body = mw.event_body(ev)
+    body = mw.event_body(ev, part)
     if body is None:
         first = next(iter(hook.mlflow.get("events") or ["registered_model.created"]))
         body = mw.render(first, mw.example_data(first), ev["at"])
     return body
+
+
+def _parts(hook: Webhook, ev: Mapping[str, Any]) -> list[int]:
+    """The deliveries ``ev`` (which ``hook``'s patterns match) makes for
+    ``hook``, each a part number: one for a REST v1 webhook; for an MLflow
+    one, one per MLflow event it makes that the webhook asked for. A type the
+    webhook's MLflow events do not name got there through REST v1's patterns
+    (``*``), which ask for every MLflow event of that type."""
+    if hook.mlflow is None:
+        return [0]
+    wanted = set(hook.mlflow.get("events") or ())
+    asked_types = set(mw.modelyard_types([e for e in wanted if e in mw.TO_MODELYARD]))
+    return [
+        i
+        for i, (name, _) in enumerate(mw.mlflow_events(ev))
+        if name in wanted or ev["type"] not in asked_types
+    ]
 
 
 def _int_id(value: Any, what: str) -> int:
@@ -841,6 +859,7 @@ class WebhookService:
                     "webhook_id": h.id,
                     "event_id": ev["id"],
                     "event_type": ev["type"],
+                    "part": part,
                     "status": "pending",
                     "next_attempt_at": at,
                     "created_at": at,
@@ -848,16 +867,16 @@ class WebhookService:
                 }
                 for ev in events
                 for h in hooks
-                # An MLflow-style webhook gets only events MLflow has a name
-                # for, whatever patterns REST v1 may have set on it since.
-                if (h.mlflow is None or ev["type"] in mw.TO_MLFLOW)
-                and matches(
+                if matches(
                     h,
                     event_id=ev["id"],
                     event_type=ev["type"],
                     namespace=ev["namespace"],
                     subject=ev["subject"],
                 )
+                # An MLflow-style webhook gets only the MLflow events it asked
+                # for, whatever patterns REST v1 may have set on it since.
+                for part in _parts(h, ev)
             ]
             tx.outbox.insert_deliveries(rows)
             tx.outbox.set_cursor(FANOUT_CURSOR, events[-1]["id"], at)
@@ -897,7 +916,7 @@ class WebhookService:
                         attempt=r.attempt_count + 1,
                         url=hook.url,
                         secrets=secrets,
-                        body=_body_for(hook, events[r.event_id]),
+                        body=_body_for(hook, events[r.event_id], r.part),
                         worker=worker,
                         mlflow=hook.mlflow is not None,
                     )

@@ -30,19 +30,32 @@ from starlette.routing import Mount
 from starlette.types import Scope
 
 from modelyard.api.access import Authenticator, install_guards
-from modelyard.api.mlflow import artifacts, logged_models, registry, tracking, webhooks
+from modelyard.api.mlflow import (
+    artifacts,
+    logged_models,
+    registry,
+    server_info,
+    tracking,
+    webhooks,
+)
 from modelyard.api.mlflow.errors import install_mlflow_error_handlers
 
 PREFIXES: Final = ("/api/2.0", "/ajax-api/2.0")
+V3_PREFIXES: Final = ("/api/3.0", "/ajax-api/3.0")
 
 ROUTERS: Final[list[APIRouter]] = [
     registry.router,
     tracking.router,
     logged_models.router,
+    artifacts.mpu_router,
     artifacts.router,
     webhooks.router,
 ]
 """The door's routers, in matching order."""
+
+V3_ROUTERS: Final[list[APIRouter]] = [server_info.router]
+"""What MLflow serves under ``/api/3.0`` that its client calls (only these:
+the ``/api/2.0`` routes are not repeated there)."""
 
 
 def mlflow_token(scope: Scope) -> str | None:
@@ -71,8 +84,9 @@ def mlflow_token(scope: Scope) -> str | None:
     return None
 
 
-def build_mlflow_app(parent: FastAPI) -> FastAPI:
-    """The door's app, sharing ``parent``'s state (services, service calls)."""
+def build_mlflow_app(parent: FastAPI, routers: list[APIRouter] = ROUTERS) -> FastAPI:
+    """The door's app with ``routers``, sharing ``parent``'s state (services,
+    service calls)."""
     door = FastAPI(
         title="modelyard MLflow door",
         openapi_url=None,
@@ -82,7 +96,7 @@ def build_mlflow_app(parent: FastAPI) -> FastAPI:
         redirect_slashes=False,
     )
     door.state = parent.state
-    for router in ROUTERS:
+    for router in routers:
         door.router.routes.extend(router.routes)
     install_mlflow_error_handlers(door)
     state = parent.state
@@ -98,3 +112,6 @@ def install_mlflow(app: FastAPI) -> None:
     door = build_mlflow_app(app)
     for prefix in PREFIXES:
         app.router.routes.append(Mount(prefix, app=door))
+    v3 = build_mlflow_app(app, V3_ROUTERS)
+    for prefix in V3_PREFIXES:
+        app.router.routes.append(Mount(prefix, app=v3))

@@ -4,8 +4,12 @@
 Paths are relative to the proxy root (``<exp>/<run>/artifacts/<file>``,
 ``<exp>/models/<m-id>/artifacts/<file>``) and checked by the service with
 REST v1's file-path rule; bytes go to the content-addressed blob store
-(hashed as they stream, stored once). Multipart uploads are not offered:
-``/server-info`` is not served, so the client falls back to plain PUTs.
+(hashed as they stream, stored once).
+
+Multipart uploads (``/mlflow-artifacts/mpu/create|complete|abort/<dir>``, as
+MLflow 3.17's client sends them once ``/server-info`` says so) hand out part
+URLs on this server, ``/mlflow-artifacts/mpu/part/<upload id>/<n>``; rules
+in ``service/artifact_uploads.py``.
 """
 
 from __future__ import annotations
@@ -13,18 +17,21 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from fastapi import APIRouter, Request
-from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response, StreamingResponse
 
 from modelyard.api.access import access
 from modelyard.api.deps import actor
-from modelyard.api.mlflow.params import Params, ok
+from modelyard.api.mlflow.params import Params, invalid, ok
 from modelyard.api.responses import BlobFileResponse, BlobStreamResponse
-from modelyard.api.v1.blobs import _declared_size, _room
+from modelyard.api.uploads import declared_size, receive_into
 from modelyard.hashio import PIPELINE_MIN
+from modelyard.service.artifact_uploads import MultipartUploads
 from modelyard.service.artifacts import ArtifactService
 
 router = APIRouter(prefix="/mlflow-artifacts/artifacts")
+mpu_router = APIRouter(prefix="/mlflow-artifacts/mpu")
+MULTIPART_UPLOADS = True
+"""Whether the proxy takes MLflow's multipart uploads (``/server-info`` says so)."""
 _OCTETS = "application/octet-stream"
 
 
@@ -56,19 +63,9 @@ async def upload_artifact(request: Request, path: str) -> Response:
     svc = _artifacts(request)
     who = actor(request)
     target, upload = await request.app.state.call(
-        svc.begin_upload, path, actor=who, size=_declared_size(request)
+        svc.begin_upload, path, actor=who, size=declared_size(request)
     )
-    try:
-        async for chunk in request.stream():
-            if chunk:
-                if (backlog := upload.ready()) is not None:
-                    await _room(backlog)
-                upload.write(chunk)
-        # The commit fsyncs the blob: off the event loop.
-        stored = await run_in_threadpool(upload.commit)
-    except BaseException:
-        upload.abort()
-        raise
+    stored = await receive_into(request, upload)
     await request.app.state.write_call(svc.finish_upload, target, stored, actor=who)
     return ok()
 
@@ -101,4 +98,95 @@ async def delete_artifact(request: Request, path: str) -> Response:
     """``HttpArtifactRepository.delete_artifacts``: drop a file or directory."""
     svc = _artifacts(request)
     await request.app.state.write_call(svc.delete, path, actor=actor(request))
+    return ok()
+
+
+def _uploads(request: Request) -> MultipartUploads:
+    return MultipartUploads(_artifacts(request))
+
+
+def _part_url(request: Request, upload_id: str, number: int) -> str:
+    """Where the client PUTs part ``number``: this server, under the same
+    mount (``/api/2.0`` or ``/ajax-api/2.0``) the create came through."""
+    root = request.scope.get("root_path", "")
+    return f"{request.url.scheme}://{request.url.netloc}{root}/mlflow-artifacts/mpu/part/{upload_id}/{number}"
+
+
+@mpu_router.post("/create/{path:path}")
+@access("write")
+async def create_multipart_upload(request: Request, path: str) -> Response:
+    """``HttpArtifactRepository.create_multipart_upload``: one URL per part."""
+    p = await Params.of(request)
+    mpu = _uploads(request)
+    opened = await request.app.state.write_call(
+        mpu.create,
+        path,
+        p.required_text("path"),
+        p.integer("num_parts", 1),
+        actor=actor(request),
+    )
+    credentials = [
+        {"url": _part_url(request, opened.upload_id, n), "part_number": n, "headers": {}}
+        for n in opened.part_numbers
+    ]
+    return ok({"upload_id": opened.upload_id, "credentials": credentials})
+
+
+@mpu_router.put("/part/{upload_id}/{part_number}")
+@access(
+    "public",
+    "The unguessable upload id from an authorized create is the part's authority, "
+    "as a presigned URL's signature is (MLflow's client sends parts without credentials).",
+)
+async def upload_part(request: Request, upload_id: str, part_number: int) -> Response:
+    """One part's bytes, hashed as they stream; answered with its ``ETag``."""
+    mpu = _uploads(request)
+    upload = await request.app.state.call(
+        mpu.begin_part, upload_id, part_number, declared_size(request)
+    )
+    stored = await receive_into(request, upload)
+    etag = await request.app.state.write_call(mpu.finish_part, upload_id, part_number, stored)
+    return Response(status_code=200, headers={"ETag": f'"{etag}"'})
+
+
+def _etags(p: Params) -> list[tuple[int, str]]:
+    raw = p.raw("parts")
+    if not isinstance(raw, list) or not raw:
+        raise invalid("Missing value for required parameter 'parts'.", parameter="parts")
+    out = []
+    for item in raw:
+        if not isinstance(item, dict):
+            raise invalid("Each part is an object with 'part_number' and 'etag'.")
+        part = Params(item)
+        out.append((part.integer("part_number", minimum=1) or 0, part.required_text("etag")))
+    return out
+
+
+@mpu_router.post("/complete/{path:path}")
+@access("write")
+async def complete_multipart_upload(request: Request, path: str) -> Response:
+    """``HttpArtifactRepository.complete_multipart_upload``: the parts, joined
+    in order, become the file (hashed again as one blob)."""
+    p = await Params.of(request)
+    mpu = _uploads(request)
+    await request.app.state.write_call(
+        mpu.complete,
+        path,
+        p.required_text("path"),
+        p.required_text("upload_id"),
+        _etags(p),
+        actor=actor(request),
+    )
+    return ok()
+
+
+@mpu_router.post("/abort/{path:path}")
+@access("write")
+async def abort_multipart_upload(request: Request, path: str) -> Response:
+    """``HttpArtifactRepository.abort_multipart_upload``."""
+    p = await Params.of(request)
+    mpu = _uploads(request)
+    await request.app.state.write_call(
+        mpu.abort, path, p.required_text("path"), p.required_text("upload_id"), actor=actor(request)
+    )
     return ok()

@@ -12,7 +12,7 @@ from starlette.responses import Response
 from modelyard.api.access import access
 from modelyard.api.deps import actor
 from modelyard.api.mlflow import tracking_render as r
-from modelyard.api.mlflow.params import Params, invalid, ok
+from modelyard.api.mlflow.params import Params, invalid, ok, paged
 from modelyard.api.mlflow.tracking import tracking
 
 router = APIRouter(prefix="/mlflow/logged-models")
@@ -78,10 +78,7 @@ async def search_logged_models(request: Request) -> Response:
         page_token=p.text("page_token"),
         actor=actor(request),
     )
-    body: dict[str, object] = {"models": [r.logged_model(m) for m in page.items]}
-    if page.next_page_token:
-        body["next_page_token"] = page.next_page_token
-    return ok(body)
+    return ok(paged("models", [r.logged_model(m) for m in page.items], page.next_page_token))
 
 
 @router.get("/{model_id}")

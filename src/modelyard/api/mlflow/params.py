@@ -174,6 +174,15 @@ class Params:
         return found
 
 
+def paged(key: str, items: list[Any], token: str | None) -> dict[str, Any]:
+    """One page of a list answer: ``{key: items}``, with ``next_page_token``
+    only when there is a next page (MLflow leaves it out on the last)."""
+    body: dict[str, Any] = {key: items}
+    if token:
+        body["next_page_token"] = token
+    return body
+
+
 def ok(body: Mapping[str, Any] | None = None) -> Response:
     """A 200 answer holding ``body`` (MLflow answers ``{}`` for deletes and other
     messages without fields)."""

@@ -24,7 +24,7 @@ from modelyard.api.access import access
 from modelyard.api.deps import actor, services
 from modelyard.api.mlflow import render
 from modelyard.api.mlflow.filters import translate_filter, translate_order
-from modelyard.api.mlflow.params import Params, invalid, ok
+from modelyard.api.mlflow.params import Params, invalid, ok, paged
 from modelyard.domain.entities import Model
 from modelyard.domain.errors import NotFound
 from modelyard.domain.identity import Principal
@@ -216,10 +216,7 @@ def _search_models(
         default=MODELS_DEFAULT_RESULTS,
         maximum=MODELS_MAX_RESULTS,
     )
-    body: dict[str, Any] = {"registered_models": _model_bodies(svc, models, who)}
-    if token:
-        body["next_page_token"] = token
-    return body
+    return paged("registered_models", _model_bodies(svc, models, who), token)
 
 
 @router.get("/registered-models/search")
@@ -248,36 +245,37 @@ async def get_latest_versions(request: Request) -> Response:
     return ok({"model_versions": [render.model_version(v) for v in found]})
 
 
+async def _edit_tags(request: Request, *, version: bool, delete: bool) -> Response:
+    """Set (``key``, ``value``) or delete ``key`` on a model or one of its
+    versions: MLflow's four tag calls, one service update each."""
+    p = await Params.of(request)
+    svc, call = services(request)
+    key = p.required_text("key")
+    edit: dict[str, Any] = (
+        {"delete_tags": [key]} if delete else {"set_tags": {key: p.text("value") or ""}}
+    )
+    if version:
+        await call(svc.update_version, version_ref(request, p), actor=actor(request), **edit)
+    else:
+        name = p.required_text("name")
+        await call(
+            svc.update_model, name, namespace=namespace_of(request), actor=actor(request), **edit
+        )
+    return ok()
+
+
 @router.post("/registered-models/set-tag")
 @access("write")
 async def set_registered_model_tag(request: Request) -> Response:
     """``MlflowClient.set_registered_model_tag``."""
-    p = await Params.of(request)
-    svc, call = services(request)
-    await call(
-        svc.update_model,
-        p.required_text("name"),
-        namespace=namespace_of(request),
-        set_tags={p.required_text("key"): p.text("value") or ""},
-        actor=actor(request),
-    )
-    return ok()
+    return await _edit_tags(request, version=False, delete=False)
 
 
 @router.delete("/registered-models/delete-tag")
 @access("write")
 async def delete_registered_model_tag(request: Request) -> Response:
     """``MlflowClient.delete_registered_model_tag``."""
-    p = await Params.of(request)
-    svc, call = services(request)
-    await call(
-        svc.update_model,
-        p.required_text("name"),
-        namespace=namespace_of(request),
-        delete_tags=[p.required_text("key")],
-        actor=actor(request),
-    )
-    return ok()
+    return await _edit_tags(request, version=False, delete=True)
 
 
 # -- aliases ---------------------------------------------------------------------
@@ -420,30 +418,14 @@ async def transition_model_version_stage(request: Request) -> Response:
 @access("write")
 async def set_model_version_tag(request: Request) -> Response:
     """``MlflowClient.set_model_version_tag`` (policies check the edit, as on REST v1)."""
-    p = await Params.of(request)
-    svc, call = services(request)
-    await call(
-        svc.update_version,
-        version_ref(request, p),
-        set_tags={p.required_text("key"): p.text("value") or ""},
-        actor=actor(request),
-    )
-    return ok()
+    return await _edit_tags(request, version=True, delete=False)
 
 
 @router.delete("/model-versions/delete-tag")
 @access("write")
 async def delete_model_version_tag(request: Request) -> Response:
     """``MlflowClient.delete_model_version_tag``."""
-    p = await Params.of(request)
-    svc, call = services(request)
-    await call(
-        svc.update_version,
-        version_ref(request, p),
-        delete_tags=[p.required_text("key")],
-        actor=actor(request),
-    )
-    return ok()
+    return await _edit_tags(request, version=True, delete=True)
 
 
 def _search_versions(
@@ -458,10 +440,7 @@ def _search_versions(
         default=VERSIONS_DEFAULT_RESULTS,
         maximum=VERSIONS_MAX_RESULTS,
     )
-    body: dict[str, Any] = {"model_versions": [render.model_version(v) for v in found]}
-    if token:
-        body["next_page_token"] = token
-    return body
+    return paged("model_versions", [render.model_version(v) for v in found], token)
 
 
 @router.get("/model-versions/search")

@@ -13,8 +13,8 @@ from starlette.responses import Response
 from modelyard.api.access import access
 from modelyard.api.deps import ServiceCall, actor, service_call
 from modelyard.api.mlflow import tracking_render as r
-from modelyard.api.mlflow.params import Params, invalid, missing, ok
-from modelyard.domain.tracking import Metric, ModelOutput
+from modelyard.api.mlflow.params import Params, invalid, missing, ok, paged
+from modelyard.domain.tracking import Dataset, DatasetInput, Metric, ModelOutput
 from modelyard.service.tracking import LogBatch, TrackingService
 
 router = APIRouter(prefix="/mlflow")
@@ -95,10 +95,7 @@ async def search_experiments(request: Request) -> Response:
         page_token=p.text("page_token"),
         actor=actor(request),
     )
-    body: dict[str, object] = {"experiments": [r.experiment(e) for e in page.items]}
-    if page.next_page_token:
-        body["next_page_token"] = page.next_page_token
-    return ok(body)
+    return ok(paged("experiments", [r.experiment(e) for e in page.items], page.next_page_token))
 
 
 @router.post("/experiments/update")
@@ -328,6 +325,45 @@ async def log_outputs(request: Request) -> Response:
     return ok()
 
 
+def _dataset_input(raw: object) -> DatasetInput:
+    """One MLflow ``DatasetInput`` message (``{"tags": [...], "dataset": {...}}``)."""
+    if not isinstance(raw, dict) or not isinstance(raw.get("dataset"), dict):
+        raise invalid("Each dataset input is an object with a 'dataset' object.")
+    d = Params(raw["dataset"])
+    dataset = Dataset(
+        name=d.required_text("name"),
+        digest=d.required_text("digest"),
+        source_type=d.required_text("source_type"),
+        source=d.required_text("source"),
+        schema=d.text("schema"),
+        profile=d.text("profile"),
+    )
+    return DatasetInput(dataset, Params(raw).key_values("tags") or {})
+
+
+@router.post("/runs/log-inputs")
+@access("write")
+async def log_inputs(request: Request) -> Response:
+    """``MlflowClient.log_inputs`` / ``mlflow.log_input``: datasets a run read
+    and logged models it used."""
+    p = await Params.of(request)
+    svc, call = tracking(request)
+    datasets = p.raw("datasets") or []
+    models = p.raw("models") or []
+    if not isinstance(datasets, list) or not isinstance(models, list):
+        raise invalid("Invalid value for parameters 'datasets' and 'models': expected lists.")
+    if not all(isinstance(m, dict) for m in models):
+        raise invalid("Each model input is an object with a 'model_id'.")
+    await call(
+        svc.log_inputs,
+        _run_id(p),
+        [_dataset_input(d) for d in datasets],
+        [Params(m).required_text("model_id") for m in models],
+        actor=actor(request),
+    )
+    return ok()
+
+
 @router.post("/runs/search")
 @access("read")
 async def search_runs(request: Request) -> Response:
@@ -344,10 +380,7 @@ async def search_runs(request: Request) -> Response:
         page_token=p.text("page_token"),
         actor=actor(request),
     )
-    body: dict[str, object] = {"runs": [r.run(x) for x in page.items]}
-    if page.next_page_token:
-        body["next_page_token"] = page.next_page_token
-    return ok(body)
+    return ok(paged("runs", [r.run(x) for x in page.items], page.next_page_token))
 
 
 @router.get("/metrics/get-history")
@@ -364,7 +397,24 @@ async def get_metric_history(request: Request) -> Response:
         page_token=p.text("page_token"),
         actor=actor(request),
     )
-    body: dict[str, object] = {"metrics": [r.metric(m) for m in page.items]}
-    if page.next_page_token:
-        body["next_page_token"] = page.next_page_token
-    return ok(body)
+    return ok(paged("metrics", [r.metric(m) for m in page.items], page.next_page_token))
+
+
+@router.get("/metrics/get-history-bulk-interval")
+@access("read")
+async def get_metric_history_bulk_interval(request: Request) -> Response:
+    """The sampled history of one metric over several runs (MLflow's UI charts
+    and ``get-history-bulk-interval`` callers): each run's points between
+    ``start_step`` and ``end_step``, at most ``max_results`` per run."""
+    p = await Params.of(request)
+    svc, call = tracking(request)
+    points = await call(
+        svc.sample_metric_histories,
+        p.texts("run_ids"),
+        p.required_text("metric_key"),
+        points=p.integer("max_results"),
+        start_step=p.integer("start_step"),
+        end_step=p.integer("end_step"),
+        actor=actor(request),
+    )
+    return ok({"metrics": [r.metric(m) for m in points]})

@@ -13,7 +13,14 @@ from typing import Any
 
 from modelyard.api.mlflow.params import Params, invalid
 from modelyard.api.mlflow.render import millis, tag_list
-from modelyard.domain.tracking import Experiment, LoggedModel, LoggedModelStatus, Metric, Run
+from modelyard.domain.tracking import (
+    DatasetInput,
+    Experiment,
+    LoggedModel,
+    LoggedModelStatus,
+    Metric,
+    Run,
+)
 
 _VIEWS = {
     "ACTIVE_ONLY": "active",
@@ -138,9 +145,28 @@ def run(r: Run) -> dict[str, Any]:
             "params": tag_list(r.params),
             "tags": tag_list(r.tags),
         },
-        "inputs": {},
+        "inputs": {
+            "dataset_inputs": [dataset_input(i) for i in r.dataset_inputs],
+            "model_inputs": [{"model_id": m} for m in r.model_inputs],
+        },
         "outputs": {"model_outputs": [{"model_id": o.model_id, "step": o.step} for o in r.outputs]},
     }
+
+
+def dataset_input(i: DatasetInput) -> dict[str, Any]:
+    """A run's dataset input as MLflow's ``DatasetInput``."""
+    d = i.dataset
+    dataset: dict[str, Any] = {
+        "name": d.name,
+        "digest": d.digest,
+        "source_type": d.source_type,
+        "source": d.source,
+    }
+    if d.schema is not None:
+        dataset["schema"] = d.schema
+    if d.profile is not None:
+        dataset["profile"] = d.profile
+    return {"tags": tag_list(i.tags), "dataset": dataset}
 
 
 def logged_model(m: LoggedModel) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from starlette.responses import Response
 
 from modelyard.api.access import access
 from modelyard.api.deps import actor, webhook_services
-from modelyard.api.mlflow.params import Params, invalid, ok
+from modelyard.api.mlflow.params import Params, invalid, ok, paged
 from modelyard.api.mlflow.registry import namespace_of
 from modelyard.api.mlflow.render import millis
 from modelyard.domain.webhooks import Webhook
@@ -130,10 +130,8 @@ async def list_webhooks(request: Request) -> Response:
     svc, call = webhook_services(request)
     hooks = [h for h in await call(svc.list_mlflow_webhooks, actor=actor(request)) if h.id > after]
     page = hooks[:size]
-    body: dict[str, Any] = {"webhooks": [render_webhook(h) for h in page]}
-    if len(hooks) > size:
-        body["next_page_token"] = str(page[-1].id)
-    return ok(body)
+    token = str(page[-1].id) if len(hooks) > size else None
+    return ok(paged("webhooks", [render_webhook(h) for h in page], token))
 
 
 @router.get("/{webhook_id}")

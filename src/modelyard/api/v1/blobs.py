@@ -8,18 +8,14 @@ may upload, the size limit, digests) are the blob service's
 
 from __future__ import annotations
 
-import asyncio
-from concurrent.futures import Future
-
 from fastapi import APIRouter, Request
-from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from modelyard.api.access import access
 from modelyard.api.deps import ServiceCall, actor, service_call
 from modelyard.api.responses import JSONResponse
 from modelyard.api.schemas import DigestList, DirectUploadDone, DirectUploadRequest
-from modelyard.domain.errors import InvalidInput
+from modelyard.api.uploads import declared_size, receive_into
 from modelyard.service.blobs import BlobService
 
 router = APIRouter(prefix="/api/v1/blobs", tags=["blobs"])
@@ -108,7 +104,7 @@ async def upload_blob(digest: str, request: Request) -> Response:
     """Stream the request body into the blob store under ``digest`` (verified)."""
     blobs, reads = _blobs(request)
     existing = await reads(blobs.stored_size, digest, actor=actor(request))
-    expected_size = _declared_size(request)
+    expected_size = declared_size(request)
     if existing is not None and expected_size == existing:
         # Identical bytes are stored once; the body is discarded unread.
         return JSONResponse({"digest": digest, "size": existing, "created": False}, status_code=200)
@@ -125,26 +121,7 @@ async def upload_unnamed_blob(request: Request) -> Response:
     """
     blobs, _reads = _blobs(request)
     blobs.authorize(actor(request))
-    return await _receive(request, None, _declared_size(request))
-
-
-async def _room(backlog: Future[None]) -> None:
-    """Wait until the writer has room. A failed write is not raised here but by
-    the writer's next ``ready()`` or ``write()``, as its domain error."""
-    waiter = asyncio.wrap_future(backlog)
-    await asyncio.wait([waiter])
-    if not waiter.cancelled():
-        waiter.exception()  # seen, so asyncio does not log it as lost
-
-
-def _declared_size(request: Request) -> int | None:
-    """The request's ``Content-Length`` (an HTTP matter; its limit is the service's)."""
-    declared = request.headers.get("content-length")
-    if declared is None:
-        return None
-    if not (declared.isascii() and declared.isdigit()):
-        raise InvalidInput("invalid Content-Length", code="INVALID_INPUT")
-    return int(declared)
+    return await _receive(request, None, declared_size(request))
 
 
 async def _receive(request: Request, digest: str | None, expected_size: int | None) -> Response:
@@ -153,21 +130,7 @@ async def _receive(request: Request, digest: str | None, expected_size: int | No
     upload = await reads(
         blobs.begin_upload, actor(request), digest=digest, declared_size=expected_size
     )
-    try:
-        # The writer hashes and stores on its own threads; the loop only
-        # copies each chunk into a buffer, and waits (without blocking other
-        # requests) when the disk or the hash falls behind.
-        async for chunk in request.stream():
-            if chunk:
-                if (backlog := upload.ready()) is not None:
-                    await _room(backlog)
-                upload.write(chunk)
-        # The commit fsyncs the whole blob: seconds for a large one, so it must
-        # not stall the event loop that serves every other request.
-        stored = await run_in_threadpool(upload.commit)
-    except BaseException:
-        upload.abort()
-        raise
+    stored = await receive_into(request, upload)
     body: dict[str, object] = {"digest": stored.digest, "size": stored.size}
     if digest is not None:
         body["created"] = stored.created

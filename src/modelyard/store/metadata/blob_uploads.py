@@ -69,14 +69,16 @@ def lock_collection(conn: sa.Connection, *, exclusive: bool) -> None:
 
 
 def referenced(conn: sa.Connection, digests: Sequence[str]) -> set[str]:
-    """The subset of ``digests`` that some version's manifest lists."""
+    """The subset of ``digests`` that something still names: a version's
+    manifest, a run's or logged model's artifact index, or a part of an open
+    multipart artifact upload (each column is indexed by digest or small)."""
     found: set[str] = set()
+    columns = (t.files.c.digest, t.artifacts.c.digest, t.artifact_upload_parts.c.digest)
     for chunk in _chunks(digests):
-        found.update(
-            conn.execute(
-                sa.select(t.files.c.digest).where(t.files.c.digest.in_(chunk)).distinct()
-            ).scalars()
-        )
+        for column in columns:
+            found.update(
+                conn.execute(sa.select(column).where(column.in_(chunk)).distinct()).scalars()
+            )
     return found
 
 

@@ -46,6 +46,7 @@ from modelyard.domain.identity import ApiToken, Role, RoleBinding, User
 from modelyard.domain.run_filters import Clause, RunOrder
 from modelyard.domain.tracking import (
     ArtifactFile,
+    DatasetInput,
     Experiment,
     LoggedModel,
     Metric,
@@ -554,7 +555,29 @@ class TrackingQueries(Protocol):
 
     def metric_history(self, run_id: str, key: str, *, limit: int, offset: int) -> list[Metric]: ...
 
+    def sample_metric_history(
+        self, run_id: str, key: str, *, points: int, steps: tuple[int, int] | None
+    ) -> list[Metric]: ...
+
     def add_run_outputs(self, run_id: str, outputs: Sequence[ModelOutput]) -> None: ...
+
+    def insert_artifact_upload(self, values: dict[str, Any]) -> None: ...
+
+    def artifact_upload(self, key: str) -> Any: ...
+
+    def put_upload_part(self, key: str, part_number: int, digest: str, size: int) -> None: ...
+
+    def upload_parts(self, key: str) -> dict[int, tuple[str, int]]: ...
+
+    def delete_artifact_upload(self, key: str) -> None: ...
+
+    def add_run_inputs(
+        self,
+        run_id: str,
+        experiment_id: int,
+        datasets: Sequence[DatasetInput],
+        model_ids: Sequence[str],
+    ) -> None: ...
 
     def search_run_ids(
         self,

@@ -118,6 +118,8 @@ sa.Index(
 )
 sa.Index("ix_versions_parent_created", versions.c.parent_id, versions.c.created_at, versions.c.id)
 sa.Index("ix_versions_relation_id", versions.c.relation, versions.c.id)
+# A model's newest versions in one state (MLflow's stages: ``newest_by_state``).
+sa.Index("ix_versions_model_state_number", versions.c.model_id, versions.c.state, versions.c.number)
 
 
 def _kv_table(name: str, value_type: sa.types.TypeEngine[Any], *, nullable: bool) -> sa.Table:
@@ -419,6 +421,9 @@ deliveries = sa.Table(
     ),
     sa.Column("event_id", BigId, sa.ForeignKey("events.id"), nullable=False),
     sa.Column("event_type", sa.String(64), nullable=False),
+    # Which of the MLflow events one modelyard event makes (MLflow sends one
+    # webhook per tag key; one ``version.updated`` can change several): 0 else.
+    sa.Column("part", sa.Integer, nullable=False, server_default="0"),
     sa.Column("status", sa.String(16), nullable=False),
     # Consecutive failures since creation or the last manual redelivery (backoff input).
     sa.Column("failures", sa.Integer, nullable=False, server_default="0"),
@@ -430,7 +435,7 @@ deliveries = sa.Table(
     sa.Column("claimed_by", sa.String(64), nullable=True),
     sa.Column("created_at", sa.BigInteger, nullable=False),
     sa.Column("updated_at", sa.BigInteger, nullable=False),
-    sa.UniqueConstraint("webhook_id", "event_id"),
+    sa.UniqueConstraint("webhook_id", "event_id", "part"),
 )
 sa.Index("ix_deliveries_status_next_attempt_at", deliveries.c.status, deliveries.c.next_attempt_at)
 sa.Index("ix_deliveries_webhook_id_id", deliveries.c.webhook_id, deliveries.c.id)
@@ -625,6 +630,75 @@ run_outputs = sa.Table(
     ),
     sa.Column("model_id", sa.String(34), primary_key=True),
     sa.Column("step", sa.BigInteger, nullable=False),
+)
+
+# Datasets runs read (``log_inputs``, issue 10; migration 0020): one row per
+# (experiment, name, digest) as MLflow keeps them, and each run's inputs.
+datasets = sa.Table(
+    "datasets",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("experiment_id", BigId, sa.ForeignKey("experiments.id"), nullable=False),
+    sa.Column("name", sa.String(500), nullable=False),
+    sa.Column("digest", sa.String(36), nullable=False),
+    sa.Column("source_type", sa.String(36), nullable=False),
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("schema", sa.Text, nullable=True),
+    sa.Column("profile", sa.Text, nullable=True),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.UniqueConstraint("experiment_id", "name", "digest"),
+)
+
+run_dataset_inputs = sa.Table(
+    "run_dataset_inputs",
+    metadata,
+    sa.Column(
+        "run_id", sa.String(32), sa.ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column("dataset_id", BigId, sa.ForeignKey("datasets.id"), primary_key=True),
+    sa.Column("tags", sa.JSON, nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+)
+# Which runs read a dataset (lineage, the other way round).
+sa.Index("ix_run_dataset_inputs_dataset_id", run_dataset_inputs.c.dataset_id)
+
+run_model_inputs = sa.Table(
+    "run_model_inputs",
+    metadata,
+    sa.Column(
+        "run_id", sa.String(32), sa.ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column("model_id", sa.String(34), primary_key=True),
+)
+
+# MLflow's multipart artifact uploads in progress (migration 0020): ``id`` is
+# the SHA-256 of the upload id handed to the client (the id is the capability
+# its part PUTs carry), each part a blob by digest until ``complete`` joins them.
+artifact_uploads = sa.Table(
+    "artifact_uploads",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("owner", sa.String(34), nullable=False),
+    sa.Column("path", sa.String(1024), nullable=False),
+    sa.Column("num_parts", sa.Integer, nullable=False),
+    sa.Column("created_by", sa.String(256), nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("expires_at", sa.BigInteger, nullable=False),
+)
+sa.Index("ix_artifact_uploads_expires_at", artifact_uploads.c.expires_at)
+
+artifact_upload_parts = sa.Table(
+    "artifact_upload_parts",
+    metadata,
+    sa.Column(
+        "upload_id",
+        sa.String(64),
+        sa.ForeignKey("artifact_uploads.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("part_number", sa.Integer, primary_key=True),
+    sa.Column("digest", sa.String(64), nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
 )
 
 # The artifact index: each file of a run's or logged model's artifact tree by

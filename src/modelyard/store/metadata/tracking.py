@@ -22,6 +22,8 @@ from modelyard.domain.errors import AlreadyExists, InvalidInput
 from modelyard.domain.run_filters import Clause, RunOrder
 from modelyard.domain.tracking import (
     ArtifactFile,
+    Dataset,
+    DatasetInput,
     Experiment,
     LifecycleStage,
     LoggedModel,
@@ -284,6 +286,7 @@ class TrackingQueries:
                 sa.select(ro).where(ro.c.run_id.in_(part)).order_by(ro.c.step, ro.c.model_id)
             ):
                 outputs[o.run_id].append(ModelOutput(o.model_id, o.step))
+        datasets, models = self._inputs(found)
         return [
             Run(
                 r.id,
@@ -300,9 +303,79 @@ class TrackingQueries:
                 metrics.get(r.id, {}),
                 tags.get(r.id, {}),
                 outputs.get(r.id, []),
+                datasets.get(r.id, []),
+                models.get(r.id, []),
             )
             for r in [rows[i] for i in ids if i in rows]
         ]
+
+    def _inputs(
+        self, run_ids: Sequence[str]
+    ) -> tuple[dict[str, list[DatasetInput]], dict[str, list[str]]]:
+        """The dataset inputs (first logged first) and model inputs of runs."""
+        datasets: dict[str, list[DatasetInput]] = defaultdict(list)
+        models: dict[str, list[str]] = defaultdict(list)
+        ri, d, rm = t.run_dataset_inputs, t.datasets, t.run_model_inputs
+        for part in _chunks(list(run_ids)):
+            q = (
+                sa.select(ri.c.run_id, ri.c.tags, d)
+                .select_from(ri.join(d, d.c.id == ri.c.dataset_id))
+                .where(ri.c.run_id.in_(part))
+                .order_by(ri.c.run_id, ri.c.created_at, d.c.id)
+            )
+            for r in self.conn.execute(q):
+                dataset = Dataset(r.name, r.digest, r.source_type, r.source, r.schema, r.profile)
+                datasets[r.run_id].append(DatasetInput(dataset, dict(r.tags or {})))
+            for m in self.conn.execute(
+                sa.select(rm).where(rm.c.run_id.in_(part)).order_by(rm.c.run_id, rm.c.model_id)
+            ):
+                models[m.run_id].append(m.model_id)
+        return datasets, models
+
+    def add_run_inputs(
+        self,
+        run_id: str,
+        experiment_id: int,
+        datasets: Sequence[DatasetInput],
+        model_ids: Sequence[str],
+    ) -> None:
+        """Record what a run read: each dataset once per (experiment, name,
+        digest), each input once per run (a repeat keeps its first tags, as
+        MLflow does), and the logged models it used."""
+        at = now_us()
+        d = t.datasets
+        self._insert_ignore(
+            d,
+            [
+                {
+                    "experiment_id": experiment_id,
+                    "name": i.dataset.name,
+                    "digest": i.dataset.digest,
+                    "source_type": i.dataset.source_type,
+                    "source": i.dataset.source,
+                    "schema": i.dataset.schema,
+                    "profile": i.dataset.profile,
+                    "created_at": at,
+                }
+                for i in datasets
+            ],
+        )
+        rows = []
+        for i in datasets:
+            dataset_id = self.conn.execute(
+                sa.select(d.c.id).where(
+                    d.c.experiment_id == experiment_id,
+                    d.c.name == i.dataset.name,
+                    d.c.digest == i.dataset.digest,
+                )
+            ).scalar_one()
+            rows.append(
+                {"run_id": run_id, "dataset_id": dataset_id, "tags": i.tags, "created_at": at}
+            )
+        self._insert_ignore(t.run_dataset_inputs, rows)
+        self._insert_ignore(
+            t.run_model_inputs, [{"run_id": run_id, "model_id": m} for m in model_ids]
+        )
 
     def update_run(self, run_id: str, **values: Any) -> None:
         """Change columns of a run."""
@@ -429,6 +502,66 @@ class TrackingQueries:
         return [
             Metric(r.key, _value(r.value, r.is_nan), r.timestamp, r.step, r.run_id, r.model_id)
             for r in self.conn.execute(q)
+        ]
+
+    def sample_metric_history(
+        self, run_id: str, key: str, *, points: int, steps: tuple[int, int] | None
+    ) -> list[Metric]:
+        """At most ``points`` points of one metric, evenly spread over its
+        history (optionally only steps in ``steps``, inclusive), by step then
+        time: the first point of each of ``points`` equal buckets (``NTILE``),
+        with the last point always kept (in place of the last sample when
+        there is no room), as MLflow 3.17's store samples. The database does
+        the sampling: a run with a million points sends back ``points`` rows."""
+        m = t.run_metrics
+        where = [m.c.run_id == run_id, m.c.key == key]
+        if steps is not None:
+            where += [m.c.step >= steps[0], m.c.step <= steps[1]]
+        order = [m.c.step, m.c.timestamp, m.c.value, m.c.is_nan]
+        bucketed = (
+            sa.select(
+                m.c.value,
+                m.c.timestamp,
+                m.c.step,
+                m.c.is_nan,
+                m.c.model_id,
+                sa.func.ntile(points).over(order_by=order).label("bucket"),
+            )
+            .where(*where)
+            .subquery()
+        )
+        b = bucketed.c
+        inner = [b.step, b.timestamp, b.value, b.is_nan]
+        ranked = sa.select(
+            b.value,
+            b.timestamp,
+            b.step,
+            b.is_nan,
+            b.model_id,
+            sa.func.row_number().over(partition_by=b.bucket, order_by=inner).label("rn"),
+        ).subquery()
+        r = ranked.c
+        rows = list(
+            self.conn.execute(
+                sa.select(r.value, r.timestamp, r.step, r.is_nan, r.model_id)
+                .where(r.rn == 1)
+                .order_by(r.step, r.timestamp, r.value, r.is_nan)
+            )
+        )
+        last = self.conn.execute(
+            sa.select(m.c.value, m.c.timestamp, m.c.step, m.c.is_nan, m.c.model_id)
+            .where(*where)
+            .order_by(*(c.desc() for c in order))
+            .limit(1)
+        ).first()
+        if last is not None and (not rows or tuple(rows[-1]) != tuple(last)):
+            if len(rows) >= points:
+                rows[-1] = last
+            else:
+                rows.append(last)
+        return [
+            Metric(key, _value(x.value, x.is_nan), x.timestamp, x.step, run_id, x.model_id)
+            for x in rows
         ]
 
     def add_run_outputs(self, run_id: str, outputs: Sequence[ModelOutput]) -> None:
@@ -646,6 +779,39 @@ class TrackingQueries:
             ],
             ("owner", "path"),
         )
+
+    def insert_artifact_upload(self, values: dict[str, Any]) -> None:
+        """Open a multipart upload (and drop the ones whose time ran out)."""
+        u = t.artifact_uploads
+        self.conn.execute(u.delete().where(u.c.expires_at < values["created_at"]))
+        self.conn.execute(u.insert().values(**values))
+
+    def artifact_upload(self, key: str) -> Any:
+        """An open multipart upload by the hash of its id, or None."""
+        u = t.artifact_uploads
+        return self.conn.execute(sa.select(u).where(u.c.id == key)).first()
+
+    def put_upload_part(self, key: str, part_number: int, digest: str, size: int) -> None:
+        """Record one part's blob (a part sent again replaces the earlier one)."""
+        self._upsert(
+            t.artifact_upload_parts,
+            [{"upload_id": key, "part_number": part_number, "digest": digest, "size": size}],
+            ("upload_id", "part_number"),
+        )
+
+    def upload_parts(self, key: str) -> dict[int, tuple[str, int]]:
+        """The parts received so far: number -> (digest, size)."""
+        p = t.artifact_upload_parts
+        rows = self.conn.execute(
+            sa.select(p.c.part_number, p.c.digest, p.c.size).where(p.c.upload_id == key)
+        )
+        return {int(r[0]): (str(r[1]), int(r[2])) for r in rows}
+
+    def delete_artifact_upload(self, key: str) -> None:
+        """Close a multipart upload (its part rows go with it)."""
+        p, u = t.artifact_upload_parts, t.artifact_uploads
+        self.conn.execute(p.delete().where(p.c.upload_id == key))
+        self.conn.execute(u.delete().where(u.c.id == key))
 
     def artifact(self, owner: str, path: str) -> ArtifactFile | None:
         """One indexed file."""
