@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from modelyard.store.blobs.base import (
+    BackupArea,
     BlobInfo,
     BlobStore,
     BlobWriter,
@@ -13,6 +14,7 @@ from modelyard.store.blobs.base import (
 )
 
 __all__ = [
+    "BackupArea",
     "BlobInfo",
     "BlobStore",
     "BlobWriter",

@@ -127,6 +127,32 @@ class BlobStore(Protocol):
         """Drop leftovers of uploads no live process holds, untouched for ``max_age_s``."""
 
 
+class BackupArea(Protocol):
+    """Where ``modelyard backup`` writes (a directory or an S3 prefix): a blob
+    store under ``blobs/`` shared by every snapshot, so a second backup copies
+    only new digests, and small named files (metadata snapshots, manifests)."""
+
+    @property
+    def url(self) -> str:
+        """Where the backup lives, as given."""
+
+    @property
+    def blobs(self) -> BlobStore:
+        """The backup's blob store (the same layout as a registry's)."""
+
+    def put_file(self, name: str, source: Path) -> None:
+        """Store a local file under ``name`` (replacing it, atomically)."""
+
+    def get_file(self, name: str, dest: Path) -> bool:
+        """Fetch ``name`` into ``dest``; False if there is no such file."""
+
+    def put_text(self, name: str, text: str) -> None:
+        """Store a small text file under ``name`` (replacing it, atomically)."""
+
+    def get_text(self, name: str) -> str | None:
+        """The text stored under ``name``, or None."""
+
+
 def open_blob_store(url: str, *, s3: S3Options | None = None) -> BlobStore:
     """Open the blob store named by ``url``: ``file:///abs/dir``, a plain path,
     or ``s3://bucket/prefix`` (reached as ``s3`` says)."""

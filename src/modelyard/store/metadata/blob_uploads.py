@@ -69,14 +69,16 @@ def lock_collection(conn: sa.Connection, *, exclusive: bool) -> None:
 
 
 def referenced(conn: sa.Connection, digests: Sequence[str]) -> set[str]:
-    """The subset of ``digests`` that some version's manifest lists."""
+    """The subset of ``digests`` that some version's manifest or the artifact
+    index of a run or logged model lists (both keep blobs alive)."""
     found: set[str] = set()
     for chunk in _chunks(digests):
-        found.update(
-            conn.execute(
-                sa.select(t.files.c.digest).where(t.files.c.digest.in_(chunk)).distinct()
-            ).scalars()
-        )
+        for table in (t.files, t.artifacts):
+            found.update(
+                conn.execute(
+                    sa.select(table.c.digest).where(table.c.digest.in_(chunk)).distinct()
+                ).scalars()
+            )
     return found
 
 
