@@ -187,3 +187,19 @@ def test_a_damaged_backup_copy_is_not_used(svc: Services, tmp_path: Path) -> Non
     [damage] = svc.fsck.check(actor=ADMIN, repair_from=backup_blobs).blobs
     assert not damage.repaired and str(damage.repair_error).startswith("DIGEST_MISMATCH")
     assert not svc.blobs.exists(sha(b"weights"))
+
+
+def test_gc_keeps_the_blobs_of_run_artifacts(svc: Services) -> None:
+    """The artifact index lists blobs as manifests do: gc must not free them,
+    and fsck checks them (it once counted manifests only)."""
+    exp = svc.tracking.create_experiment("exp", actor=ADMIN)
+    run = svc.tracking.create_run(exp.id, actor=ADMIN)
+    path = f"{exp.id}/{run.id}/artifacts/model.pkl"
+    entry = svc.artifacts.upload(path, iter([b"artifact bytes"]), actor=ADMIN)
+    assert svc.gc.collect(actor=ADMIN, grace_s=0).blobs == 0
+    _, chunks = svc.artifacts.open(path, actor=ADMIN)
+    assert b"".join(chunks) == b"artifact bytes"
+
+    remove(svc, entry.digest)
+    [damage] = svc.fsck.check(actor=ADMIN).blobs
+    assert (damage.problem, damage.used_by) == ("missing", [f"artifact {run.id}/model.pkl"])
