@@ -252,6 +252,9 @@ class FsckService:
             except ModelyardError as exc:
                 d.repair_error = f"{exc.code}: {exc.message}"
                 continue
+            except OSError as exc:  # the backup's copy went away meanwhile
+                d.repair_error = f"{type(exc).__name__}: {exc.strerror or exc}"
+                continue
             d.repaired = True
         repaired = [d.digest for d in report.blobs if d.repaired]
         if not repaired:
