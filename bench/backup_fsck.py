@@ -16,18 +16,15 @@ import argparse
 import hashlib
 import os
 import statistics
-import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-
-from modelyard.composition import Services, build_services, open_backup  # noqa: E402
-from modelyard.domain.identity import Principal  # noqa: E402
-from modelyard.service.registry import VersionSpec  # noqa: E402
-from modelyard.settings import Settings  # noqa: E402
+from modelyard.composition import Services, build_services, open_backup
+from modelyard.domain.identity import Principal
+from modelyard.service.registry import VersionSpec
+from modelyard.settings import Settings
 
 ADMIN = Principal.local("bench")
 
