@@ -109,6 +109,7 @@ def _s3_options(settings: Settings) -> S3Options:
         region=settings.s3_region,
         addressing_style=settings.s3_addressing_style,
         part_size=settings.s3_part_size,
+        direct_multipart_threshold=settings.s3_direct_multipart_threshold,
     )
 
 

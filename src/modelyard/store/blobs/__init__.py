@@ -9,6 +9,7 @@ from modelyard.store.blobs.base import (
     BlobWriter,
     DirectTransfers,
     S3Options,
+    StagedPart,
     StagedUpload,
     open_blob_store,
 )
@@ -20,6 +21,7 @@ __all__ = [
     "BlobWriter",
     "DirectTransfers",
     "S3Options",
+    "StagedPart",
     "StagedUpload",
     "open_blob_store",
 ]

@@ -41,16 +41,32 @@ class S3Options:
     region: str | None = None
     addressing_style: str = "auto"
     part_size: int = 8 << 20
+    direct_multipart_threshold: int = 5 << 30
+    """Direct uploads bigger than this go as presigned multipart uploads (S3's
+    largest single PUT is 5 GiB)."""
+
+
+@dataclass(frozen=True, slots=True)
+class StagedPart:
+    """One part of a presigned multipart upload: PUT bytes ``[offset, offset +
+    size)`` of the blob to ``url``."""
+
+    number: int
+    offset: int
+    size: int
+    url: str
 
 
 @dataclass(frozen=True, slots=True)
 class StagedUpload:
     """Where a client sends a blob straight to the store: PUT ``url`` with
-    ``headers``; then the server verifies it (``commit_staged(upload_id, ...)``)."""
+    ``headers`` or, for a big blob, each of ``parts`` (then ``url`` is empty);
+    then the server verifies it (``commit_staged(upload_id, ...)``)."""
 
     upload_id: str
     url: str
     headers: dict[str, str]
+    parts: tuple[StagedPart, ...] = ()
 
 
 @runtime_checkable
