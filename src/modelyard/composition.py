@@ -22,9 +22,13 @@ their object graph here, so they all run the same one::
                                          the ``Default`` experiment (id 0) ensured
           artifacts   ArtifactService    (metadata, blob_service): run/model artifact trees
           gc          GcService          (registry): garbage collection of the blob store
+          fsck        FsckService        (registry): integrity check, repair from a backup
+          backup      BackupService      (registry): backups into a directory or S3 prefix
           webhooks    WebhookService     (metadata, DestinationGuard(webhook_allow),
                                          WebhookPolicy(settings))
      └─ build_dispatcher(services) -> Dispatcher   (server processes only)
+    open_backup(settings, url) -> BackupArea        a backup's directory or S3 prefix
+    restore_registry(settings, url) -> RestoreReport a backup into an empty database
 
 Nothing here runs at import; nothing else builds a store or a service.
 """
@@ -34,13 +38,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from modelyard.domain.errors import NotFound
 from modelyard.domain.webhooks import AttemptOutcome
 from modelyard.events.dispatcher import Dispatcher
 from modelyard.events.sender import WebhookSender
 from modelyard.service.approvals import ApprovalService
 from modelyard.service.artifacts import ArtifactService
+from modelyard.service.backup import BackupService, BlobCopy, read_manifest
 from modelyard.service.blobs import BlobService
 from modelyard.service.destinations import DestinationGuard
+from modelyard.service.fsck import FsckService
 from modelyard.service.gc import GcService
 from modelyard.service.governance import GovernanceService
 from modelyard.service.identity import IdentityService
@@ -49,7 +56,7 @@ from modelyard.service.tracking import TrackingService
 from modelyard.service.validation import Limits
 from modelyard.service.webhooks import WebhookPolicy, WebhookService
 from modelyard.settings import Settings
-from modelyard.store.blobs import BlobStore, S3Options, open_blob_store
+from modelyard.store.blobs import BackupArea, BlobStore, S3Options, open_blob_store
 from modelyard.store.metadata import migrate
 from modelyard.store.metadata.engine import create_engine
 from modelyard.store.metadata.repository import MetadataStore
@@ -75,6 +82,8 @@ class Services:
     tracking: TrackingService
     artifacts: ArtifactService
     gc: GcService
+    fsck: FsckService
+    backup: BackupService
 
     def close(self) -> None:
         """Release the database engine and its threads."""
@@ -96,17 +105,27 @@ def open_metadata_store(settings: Settings) -> MetadataStore:
     return MetadataStore(engine)
 
 
+def _s3_options(settings: Settings) -> S3Options:
+    return S3Options(
+        endpoint_url=settings.s3_endpoint_url,
+        region=settings.s3_region,
+        addressing_style=settings.s3_addressing_style,
+        part_size=settings.s3_part_size,
+        direct_multipart_threshold=settings.s3_direct_multipart_threshold,
+    )
+
+
 def open_blob_store_of(settings: Settings) -> BlobStore:
     """The blob store named by ``settings`` (its S3 options, if it is one)."""
-    return open_blob_store(
-        settings.blob_store_url(),
-        s3=S3Options(
-            endpoint_url=settings.s3_endpoint_url,
-            region=settings.s3_region,
-            addressing_style=settings.s3_addressing_style,
-            part_size=settings.s3_part_size,
-        ),
-    )
+    return open_blob_store(settings.blob_store_url(), s3=_s3_options(settings))
+
+
+def open_backup(settings: Settings, url: str, *, create: bool = True) -> BackupArea:
+    """The backup area at ``url`` (a directory or ``s3://bucket/prefix``, reached
+    with the S3 options of ``settings``); ``create=False`` for one that must exist."""
+    from modelyard.store.blobs.archive import open_backup_area
+
+    return open_backup_area(url, s3=_s3_options(settings), create=create)
 
 
 def build_services(settings: Settings) -> Services:
@@ -159,6 +178,8 @@ def build_services(settings: Settings) -> Services:
         tracking=tracking,
         artifacts=ArtifactService(metadata, blob_service),
         gc=GcService(registry),
+        fsck=FsckService(registry),
+        backup=BackupService(registry),
     )
 
 
@@ -189,3 +210,68 @@ def migrate_database(settings: Settings) -> tuple[str | None, str | None]:
         return before, migrate.current_revision(engine)
     finally:
         engine.dispose()
+
+
+@dataclass(frozen=True, slots=True)
+class RestoreReport:
+    """What a restore brought back: from which backup, into which stores."""
+
+    source: str
+    stamp: str
+    database_from: str
+    revision_from: str | None
+    database: str
+    store: str
+    blobs: BlobCopy
+
+    def to_dict(self) -> dict[str, object]:
+        """The report as JSON (the CLI's ``--json``)."""
+        return {
+            "source": self.source,
+            "stamp": self.stamp,
+            "database_from": self.database_from,
+            "schema_revision_from": self.revision_from,
+            "database": self.database,
+            "store": self.store,
+            "blobs_listed": self.blobs.considered,
+            "blobs_copied": self.blobs.copied,
+            "bytes_copied": self.blobs.bytes,
+            "blobs_failed": self.blobs.failed,
+        }
+
+
+def restore_registry(settings: Settings, url: str, *, stamp: str | None = None) -> RestoreReport:
+    """Bring the backup at ``url`` (its latest snapshot, or ``stamp``) back into
+    the stores ``settings`` name: the metadata into an empty database (any
+    kind a SQLite snapshot, PostgreSQL a PostgreSQL one), then every blob it
+    lists into the blob store (any backend), verified as it lands."""
+    import tempfile
+    from pathlib import Path
+
+    from modelyard.domain.identity import Principal
+    from modelyard.store.metadata.engine import normalize_url
+    from modelyard.store.metadata.snapshot import load_snapshot
+
+    area = open_backup(settings, url, create=False)
+    manifest = read_manifest(area, stamp)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="modelyard-restore-") as tmp:
+        snap = Path(tmp) / "metadata"
+        if not area.get_file(str(manifest["metadata"]), snap):
+            raise NotFound(
+                "the backup's metadata snapshot is missing",
+                code="BACKUP_NOT_FOUND",
+                details={"file": manifest["metadata"]},
+            )
+        load_snapshot(manifest["database"], snap, settings.database_url(), pg_bin=settings.pg_bin)
+    with build_services(settings) as services:
+        copied = services.backup.restore_blobs(area.blobs, actor=Principal.local("restore"))
+    return RestoreReport(
+        source=area.url,
+        stamp=str(manifest["stamp"]),
+        database_from=str(manifest["database"]),
+        revision_from=manifest.get("schema_revision"),
+        database=normalize_url(settings.database_url()).split(":", 1)[0].split("+", 1)[0],
+        store=settings.blob_store_url().split(":", 1)[0],
+        blobs=copied,
+    )

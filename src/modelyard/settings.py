@@ -58,6 +58,18 @@ class Settings(BaseSettings):
         le=5 << 30,
         description="Bytes per multipart-upload part to the S3 store (grows for huge blobs).",
     )
+    s3_direct_multipart_threshold: int = Field(
+        5 << 30,
+        ge=5 << 20,
+        le=5 << 30,
+        description="Direct uploads bigger than this go to the S3 store as presigned "
+        "multipart uploads, one URL per part (S3's largest single PUT is 5 GiB).",
+    )
+    pg_bin: Path | None = Field(
+        None,
+        description="Directory of the PostgreSQL client programs (pg_dump, pg_restore) that "
+        "backup and restore run; default: the PATH.",
+    )
     max_json_body: int = Field(
         16 * 1024 * 1024, ge=1024, description="Largest JSON request body in bytes."
     )

@@ -1,7 +1,12 @@
 """Deleting for good, and collecting what that frees: ``modelyard delete`` (a
 version or a whole model, through the registry like any command) and
 ``modelyard gc`` (an operator command run where the database and the blob
-store are reachable, like ``db upgrade``; safe beside live servers)."""
+store are reachable, like ``db upgrade``; safe beside live servers).
+
+The same kind of operator commands keep a registry intact and bring it back:
+``modelyard fsck`` (check, and repair blobs from a backup), ``modelyard
+backup DEST`` and ``modelyard restore SRC`` (onto a fresh machine, possibly
+another database or blob store backend)."""
 
 from __future__ import annotations
 
@@ -10,7 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
-from modelyard.cli.common import connect, out, print_json
+from modelyard.cli.common import EXIT_FAILED, connect, out, print_json
 from modelyard.cli.options import DEFAULT_URL, JsonOpt, RegistryOpt, TokenOpt
 from modelyard.domain.errors import InvalidInput
 from modelyard.domain.references import parse_reference
@@ -97,6 +102,154 @@ def gc(
     out().print(line, highlight=False)
 
 
+DataDirOpt = Annotated[
+    Path | None, typer.Option("--data-dir", help="Data directory [env MODELYARD_DATA_DIR].")
+]
+DbOpt = Annotated[str | None, typer.Option(help="Database URL [env MODELYARD_DB].")]
+StoreOpt = Annotated[str | None, typer.Option(help="Blob store URL [env MODELYARD_STORE].")]
+
+
+def _settings(data_dir: Path | None, db: str | None, store: str | None) -> Any:
+    from modelyard.settings import Settings
+
+    overrides: dict[str, Any] = {
+        k: v for k, v in {"data_dir": data_dir, "db": db, "store": store}.items() if v is not None
+    }
+    return Settings(**overrides)
+
+
+def fsck(
+    repair_from: Annotated[
+        str | None,
+        typer.Option(
+            "--repair-from",
+            metavar="BACKUP",
+            help="A backup (directory or s3://bucket/prefix) to copy damaged blobs from.",
+        ),
+    ] = None,
+    no_hash: Annotated[
+        bool, typer.Option("--no-hash", help="Check presence and sizes only (no reading).")
+    ] = False,
+    data_dir: DataDirOpt = None,
+    db: DbOpt = None,
+    store: StoreOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Check the registry: every listed blob is stored and hashes to its digest,
+    every alias and manifest points at something real. Exits 1 while damage
+    remains; with --repair-from, damaged blobs are copied back from a backup."""
+    from modelyard.composition import build_services, open_backup
+    from modelyard.domain.identity import Principal
+
+    settings = _settings(data_dir, db, store)
+    with build_services(settings) as services:
+        source = open_backup(settings, repair_from, create=False) if repair_from else None
+        report = services.fsck.check(
+            actor=Principal.local("fsck"),
+            repair_from=source.blobs if source is not None else None,
+            repair_source=source.url if source is not None else None,
+            verify_bytes=not no_hash,
+        )
+    if as_json:
+        print_json(report.to_dict())
+    else:
+        console = out()
+        console.print(
+            f"{report.listed} blob(s) listed, {report.stored} stored "
+            f"({report.unlisted} unlisted), {report.hashed} hashed "
+            f"({_size(report.bytes_hashed)})",
+            highlight=False,
+        )
+        for d in report.blobs:
+            state = (
+                "repaired"
+                if d.repaired
+                else f"NOT repaired: {d.repair_error}"
+                if d.repair_error
+                else "damaged"
+            )
+            console.print(f"{d.problem:8} {d.digest}  {state}", highlight=False)
+            for user in d.used_by:
+                console.print(f"         used by {user}", highlight=False)
+        for p in report.pointers:
+            console.print(f"broken   {p['kind']} {p['subject']}: {p['detail']}", highlight=False)
+        console.print("ok" if report.ok else "DAMAGED", highlight=False)
+    if not report.ok:
+        raise typer.Exit(EXIT_FAILED)
+
+
+def backup(
+    dest: Annotated[str, typer.Argument(help="A directory or s3://bucket/prefix.")],
+    hold: Annotated[
+        float,
+        typer.Option(
+            "--hold",
+            min=1,
+            help="Seconds garbage collection is held off at most (if the backup dies).",
+        ),
+    ] = 86400.0,
+    data_dir: DataDirOpt = None,
+    db: DbOpt = None,
+    store: StoreOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Back up the metadata (a consistent snapshot) and the blobs (only digests
+    DEST lacks) into DEST. Safe beside live servers; gc waits for it."""
+    from modelyard.composition import build_services, open_backup
+    from modelyard.domain.identity import Principal
+
+    settings = _settings(data_dir, db, store)
+    with build_services(settings) as services:
+        area = open_backup(settings, dest)
+        report = services.backup.backup(
+            area, actor=Principal.local("backup"), pg_bin=settings.pg_bin, hold_s=hold
+        )
+    if as_json:
+        print_json(report.to_dict())
+    else:
+        out().print(
+            f"backup {report.stamp} of {report.database} at revision {report.revision} "
+            f"into {report.destination}: {report.blobs_copied} new blob(s) "
+            f"({_size(report.bytes_copied)}) of {report.blobs_stored}",
+            highlight=False,
+        )
+        for digest, code in report.blobs_failed.items():
+            out().print(f"could not copy {digest}: {code} (run modelyard fsck)", highlight=False)
+    if report.blobs_failed:
+        raise typer.Exit(EXIT_FAILED)
+
+
+def restore(
+    src: Annotated[str, typer.Argument(help="A backup: directory or s3://bucket/prefix.")],
+    stamp: Annotated[
+        str | None, typer.Option("--snapshot", help="Which backup (default: the latest).")
+    ] = None,
+    data_dir: DataDirOpt = None,
+    db: DbOpt = None,
+    store: StoreOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Restore a backup into an empty database and a blob store (any backend:
+    SQLite to PostgreSQL and a directory to S3 included)."""
+    from modelyard.composition import restore_registry
+
+    settings = _settings(data_dir, db, store)
+    report = restore_registry(settings, src, stamp=stamp)
+    if as_json:
+        print_json(report.to_dict())
+    else:
+        out().print(
+            f"restored {report.stamp} ({report.database_from}) into {report.database}: "
+            f"{report.blobs.copied} blob(s) copied ({_size(report.blobs.bytes)}) "
+            f"of {report.blobs.considered} listed",
+            highlight=False,
+        )
+        for digest, code in report.blobs.failed.items():
+            out().print(f"could not copy {digest}: {code}", highlight=False)
+    if report.blobs.failed:
+        raise typer.Exit(EXIT_FAILED)
+
+
 def _size(n: int) -> str:
     value = float(n)
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
@@ -107,6 +260,9 @@ def _size(n: int) -> str:
 
 
 def register(app: typer.Typer) -> None:
-    """Add ``delete`` and ``gc`` to the ``modelyard`` app."""
+    """Add ``delete``, ``gc``, ``fsck``, ``backup`` and ``restore`` to the app."""
     app.command()(delete)
     app.command()(gc)
+    app.command()(fsck)
+    app.command()(backup)
+    app.command()(restore)

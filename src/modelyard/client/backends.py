@@ -99,6 +99,39 @@ def _raise_for_stream(resp: httpx.Response) -> None:
         raise error_from_response(resp.status_code, body)
 
 
+class _Slicer:
+    """Cuts one stream of chunks into consecutive byte ranges, streaming (a
+    part of a multipart upload can be hundreds of MiB)."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks = chunks
+        self._rest = b""
+
+    def take(self, n: int) -> Iterator[bytes]:
+        """The next ``n`` bytes (fewer if the stream ends first)."""
+        while n > 0:
+            if not self._rest:
+                self._rest = next(self._chunks, b"")
+                if not self._rest:
+                    return
+            piece, self._rest = self._rest[:n], self._rest[n:]
+            n -= len(piece)
+            yield piece
+
+    def drain(self) -> None:
+        """Read what is left (so a digest taken on the way covers it all)."""
+        for _ in self._chunks:
+            pass
+
+
+def _check_store_answer(resp: httpx.Response) -> None:
+    if resp.status_code >= 300:
+        raise StorageUnavailable(
+            f"the blob store refused the upload (HTTP {resp.status_code})",
+            details={"operation": "direct upload", "status": resp.status_code},
+        )
+
+
 def _q(s: str) -> str:
     return quote(s, safe="")
 
@@ -259,21 +292,31 @@ class RemoteBackend(RemoteGovernance, RemoteFamilies, RemoteBundles, RemoteDeplo
         try:
             # A client of its own: the registry's token must not go to the store.
             with httpx.Client(timeout=self.http.timeout) as store:
-                resp = store.request(
-                    str(offer["method"]),
-                    str(offer["url"]),
-                    content=chunks(),
-                    headers={str(k): str(v) for k, v in dict(offer.get("headers", {})).items()},
-                )
+                if "parts" in offer:
+                    # In order, one after another: the digest is taken over
+                    # the whole file as it streams, so it is read only once.
+                    parts = sorted(offer["parts"], key=lambda p: int(p["offset"]))
+                    slicer = _Slicer(chunks())
+                    for part in parts:
+                        resp = store.put(
+                            str(part["url"]),
+                            content=slicer.take(int(part["size"])),
+                            headers={"Content-Length": str(int(part["size"]))},
+                        )
+                        _check_store_answer(resp)
+                    slicer.drain()
+                else:
+                    resp = store.request(
+                        str(offer["method"]),
+                        str(offer["url"]),
+                        content=chunks(),
+                        headers={str(k): str(v) for k, v in dict(offer.get("headers", {})).items()},
+                    )
+                    _check_store_answer(resp)
         except httpx.TransportError as exc:
             raise StorageUnavailable(
                 f"cannot reach the blob store: {exc}", details={"operation": "direct upload"}
             ) from exc
-        if resp.status_code >= 300:
-            raise StorageUnavailable(
-                f"the blob store refused the upload (HTTP {resp.status_code})",
-                details={"operation": "direct upload", "status": resp.status_code},
-            )
         local = hasher.hexdigest()
         if digest is not None and local != digest:
             raise IntegrityError(

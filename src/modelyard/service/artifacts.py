@@ -40,6 +40,7 @@ from modelyard.domain.tracking import (
     validate_model_id,
     validate_run_id,
 )
+from modelyard.service.blobs import check_not_collected
 from modelyard.service.tracking import ARTIFACT_SCHEME
 from modelyard.store.metadata.ports import MetadataStore, RegistryTx, TrackingQueries
 
@@ -154,6 +155,9 @@ class ArtifactService:
         entry = ArtifactFile(target.path, stored.digest, stored.size)
 
         def op(tx: RegistryTx) -> None:
+            # The index keeps its blob alive as a manifest does, so it must not
+            # name one garbage collection is deleting (service/gc.py).
+            check_not_collected(tx, [FileEntry(entry.path, entry.digest, entry.size)])
             tx.tracking.put_artifact(target.owner, entry, actor=actor.name)
 
         self.db.transact(op, retry_conflicts=True)

@@ -22,6 +22,10 @@ The grace period protects what the plan cannot see: a blob just uploaded for
 a version whose commit has not started yet (the upload renews the age of
 bytes already stored, on a local store). A record left by a collection that
 died between mark and finish is completed by the next one.
+
+A backup in progress holds collection off (``blob_holds``, taken under the
+exclusive lock): mark refuses with ``GC_HELD`` while a hold is live, so the
+blobs a backup's metadata snapshot lists stay until it has copied them.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from modelyard.domain import identity as auth
-from modelyard.domain.errors import InvalidInput
+from modelyard.domain.errors import Conflict, InvalidInput
 from modelyard.domain.identity import GLOBAL_SCOPE, Principal
 
 if TYPE_CHECKING:
@@ -149,6 +153,14 @@ class GcService:
 
         def op(tx: RegistryTx) -> dict[str, int]:
             tx.lock_blob_collection(exclusive=True)
+            holds = tx.active_blob_holds()
+            if holds:
+                # A backup is copying the blobs its snapshot lists (service/backup.py).
+                raise Conflict(
+                    "a backup is in progress; garbage collection deletes nothing until it ends",
+                    code="GC_HELD",
+                    details={"holders": [h for h, _ in holds]},
+                )
             used = tx.referenced_digests(list(plan.candidates))
             doomed = {d: n for d, n in plan.candidates.items() if d not in used}
             if doomed:

@@ -52,24 +52,32 @@ async def transfers(request: Request) -> Response:
 @access("write", "On any namespace: blobs are shared by content.")
 async def offer_upload(request: Request, body: DirectUploadRequest) -> Response:
     """A presigned URL to PUT the blob's bytes straight into the store
-    (``mode: direct``), then ``POST /uploads/{upload_id}/complete``; or
-    ``mode: proxy``: send them to ``PUT /blobs/{digest}`` as usual."""
+    (``mode: direct``; for a big blob ``parts``, one URL per byte range), then
+    ``POST /uploads/{upload_id}/complete``; or ``mode: proxy``: send them to
+    ``PUT /blobs/{digest}`` as usual."""
     blobs, reads = _blobs(request)
     staged = await reads(
         blobs.offer_direct_upload, actor(request), size=body.size, digest=body.digest
     )
     if staged is None:
         return JSONResponse({"mode": "proxy"})
-    return JSONResponse(
-        {
-            "mode": "direct",
-            "upload_id": staged.upload_id,
-            "method": "PUT",
-            "url": staged.url,
-            "headers": staged.headers,
-            "expires_in": blobs.url_ttl,
-        }
-    )
+    offer: dict[str, object] = {
+        "mode": "direct",
+        "upload_id": staged.upload_id,
+        "method": "PUT",
+        "expires_in": blobs.url_ttl,
+    }
+    if staged.parts:
+        # A big blob: each part is PUT to its own URL (any order, in parallel
+        # if the client likes); ``complete`` assembles and verifies them.
+        offer["parts"] = [
+            {"number": p.number, "offset": p.offset, "size": p.size, "url": p.url}
+            for p in staged.parts
+        ]
+    else:
+        offer["url"] = staged.url
+        offer["headers"] = staged.headers
+    return JSONResponse(offer)
 
 
 @router.post("/uploads/{upload_id}/complete", status_code=201)

@@ -41,16 +41,32 @@ class S3Options:
     region: str | None = None
     addressing_style: str = "auto"
     part_size: int = 8 << 20
+    direct_multipart_threshold: int = 5 << 30
+    """Direct uploads bigger than this go as presigned multipart uploads (S3's
+    largest single PUT is 5 GiB)."""
+
+
+@dataclass(frozen=True, slots=True)
+class StagedPart:
+    """One part of a presigned multipart upload: PUT bytes ``[offset, offset +
+    size)`` of the blob to ``url``."""
+
+    number: int
+    offset: int
+    size: int
+    url: str
 
 
 @dataclass(frozen=True, slots=True)
 class StagedUpload:
     """Where a client sends a blob straight to the store: PUT ``url`` with
-    ``headers``; then the server verifies it (``commit_staged(upload_id, ...)``)."""
+    ``headers`` or, for a big blob, each of ``parts`` (then ``url`` is empty);
+    then the server verifies it (``commit_staged(upload_id, ...)``)."""
 
     upload_id: str
     url: str
     headers: dict[str, str]
+    parts: tuple[StagedPart, ...] = ()
 
 
 @runtime_checkable
@@ -129,6 +145,32 @@ class BlobStore(Protocol):
     def check(self) -> None:
         """Raise ``StorageUnavailable`` unless the store can be reached and written
         to now (readiness); reads nothing but the store's own bookkeeping."""
+
+
+class BackupArea(Protocol):
+    """Where ``modelyard backup`` writes (a directory or an S3 prefix): a blob
+    store under ``blobs/`` shared by every snapshot, so a second backup copies
+    only new digests, and small named files (metadata snapshots, manifests)."""
+
+    @property
+    def url(self) -> str:
+        """Where the backup lives, as given."""
+
+    @property
+    def blobs(self) -> BlobStore:
+        """The backup's blob store (the same layout as a registry's)."""
+
+    def put_file(self, name: str, source: Path) -> None:
+        """Store a local file under ``name`` (replacing it, atomically)."""
+
+    def get_file(self, name: str, dest: Path) -> bool:
+        """Fetch ``name`` into ``dest``; False if there is no such file."""
+
+    def put_text(self, name: str, text: str) -> None:
+        """Store a small text file under ``name`` (replacing it, atomically)."""
+
+    def get_text(self, name: str) -> str | None:
+        """The text stored under ``name``, or None."""
 
 
 def open_blob_store(url: str, *, s3: S3Options | None = None) -> BlobStore:

@@ -50,7 +50,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from modelyard.domain.errors import IntegrityError, InvalidInput, NotFound, StorageUnavailable
 from modelyard.domain.names import validate_digest
-from modelyard.store.blobs.base import BlobInfo, S3Options, StagedUpload
+from modelyard.store.blobs.base import BlobInfo, S3Options, StagedPart, StagedUpload
 
 log = logging.getLogger(__name__)
 
@@ -322,6 +322,13 @@ class S3BlobStore:
                 code="INVALID_SETTING",
                 details={"part_size": options.part_size},
             )
+        if not MIN_PART <= options.direct_multipart_threshold <= MAX_PUT:
+            raise InvalidInput(
+                f"the direct multipart threshold must be between {MIN_PART} and {MAX_PUT} bytes",
+                code="INVALID_SETTING",
+                details={"direct_multipart_threshold": options.direct_multipart_threshold},
+            )
+        self.direct_multipart_threshold = options.direct_multipart_threshold
         prefix = prefix.strip("/")
         self.bucket = bucket
         self.prefix = f"{prefix}/" if prefix else ""
@@ -444,20 +451,96 @@ class S3BlobStore:
     # -- direct transfers (presigned URLs) -------------------------------------
 
     def presign_upload(self, size: int, expires_s: int) -> StagedUpload | None:
-        """A URL a client PUTs ``size`` bytes to, straight into the store, under
-        a fresh staging key; None past S3's largest single PUT (5 GiB), which
-        then goes through the server. The bytes are not visible under any
-        digest until :meth:`commit_staged` verified them."""
-        if size > MAX_PUT:
-            return None
+        """Where a client PUTs ``size`` bytes, straight into the store, under a
+        fresh staging key: one URL, or past ``direct_multipart_threshold`` a
+        multipart upload with one URL per part (sized as :meth:`part_size_for`
+        sizes them, within S3's 10,000 parts). The bytes are not visible under
+        any digest until :meth:`commit_staged` verified them."""
         upload_id = f"{int(time.time())}-{uuid.uuid4().hex}"
+        key = self._staging_key(upload_id)
+        if size <= self.direct_multipart_threshold:
+            with store_errors("presign"):
+                url = self.client.generate_presigned_url(
+                    "put_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=expires_s
+                )
+            return StagedUpload(upload_id, str(url), {"Content-Length": str(size)})
+        part = self.part_size_for(size)
         with store_errors("presign"):
-            url = self.client.generate_presigned_url(
-                "put_object",
-                Params={"Bucket": self.bucket, "Key": self._staging_key(upload_id)},
-                ExpiresIn=expires_s,
+            multipart = self.client.create_multipart_upload(Bucket=self.bucket, Key=key)
+            parts = []
+            for number, offset in enumerate(range(0, size, part), start=1):
+                url = self.client.generate_presigned_url(
+                    "upload_part",
+                    Params={
+                        "Bucket": self.bucket,
+                        "Key": key,
+                        "UploadId": multipart["UploadId"],
+                        "PartNumber": number,
+                    },
+                    ExpiresIn=expires_s,
+                )
+                parts.append(StagedPart(number, offset, min(part, size - offset), str(url)))
+        return StagedUpload(upload_id, "", {}, tuple(parts))
+
+    def _complete_staged_multipart(self, key: str) -> None:
+        """Assemble a presigned multipart upload at ``key`` from the parts the
+        store holds (their ETags come from the store, not the client); nothing
+        if there is none (a single PUT, or nothing uploaded)."""
+        with store_errors("list multipart uploads"):
+            uploads = [
+                u
+                for page in self.client.get_paginator("list_multipart_uploads").paginate(
+                    Bucket=self.bucket, Prefix=key
+                )
+                for u in page.get("Uploads", ())
+                if u["Key"] == key
+            ]
+        if not uploads:
+            return
+        upload_id = uploads[0]["UploadId"]
+        with store_errors("list parts"):
+            parts = [
+                {"PartNumber": int(p["PartNumber"]), "ETag": p["ETag"]}
+                for page in self.client.get_paginator("list_parts").paginate(
+                    Bucket=self.bucket, Key=key, UploadId=upload_id
+                )
+                for p in page.get("Parts", ())
+            ]
+        parts.sort(key=lambda p: int(p["PartNumber"]))
+        if [p["PartNumber"] for p in parts] != list(range(1, len(parts) + 1)):
+            raise IntegrityError(
+                "parts of the upload are missing",
+                code="UPLOAD_INCOMPLETE",
+                details={"parts": [p["PartNumber"] for p in parts]},
             )
-        return StagedUpload(upload_id, str(url), {"Content-Length": str(size)})
+        try:
+            self.client.complete_multipart_upload(
+                Bucket=self.bucket,
+                Key=key,
+                UploadId=upload_id,
+                MultipartUpload={"Parts": parts},
+            )
+        except ClientError as exc:
+            # A part below S3's minimum (all but the last), or none at all.
+            raise IntegrityError(
+                "the store refused to assemble the uploaded parts",
+                code="UPLOAD_INCOMPLETE",
+                details={"error": str(exc.response.get("Error", {}).get("Code", "unknown"))},
+            ) from exc
+        except BotoCoreError:
+            with store_errors("complete multipart upload"):
+                raise
+
+    def _abort_staged_multipart(self, key: str) -> None:
+        with contextlib.suppress(ClientError, BotoCoreError):
+            for page in self.client.get_paginator("list_multipart_uploads").paginate(
+                Bucket=self.bucket, Prefix=key
+            ):
+                for u in page.get("Uploads", ()):
+                    if u["Key"] == key:
+                        self.client.abort_multipart_upload(
+                            Bucket=self.bucket, Key=key, UploadId=u["UploadId"]
+                        )
 
     def commit_staged(
         self, upload_id: str, expected_digest: str, expected_size: int | None = None
@@ -465,10 +548,13 @@ class S3BlobStore:
         """Verify a directly uploaded object by reading it back once (size,
         then SHA-256 while streaming) and publish it under its digest (or keep
         the identical blob already there); the staged object is removed either
-        way. ``UPLOAD_NOT_FOUND`` if nothing was uploaded under that id."""
+        way. A presigned multipart upload is first assembled from its parts
+        (``UPLOAD_INCOMPLETE`` if some are missing). ``UPLOAD_NOT_FOUND`` if
+        nothing was uploaded under that id."""
         validate_digest(expected_digest)
         key = self._staging_key(upload_id)
         try:
+            self._complete_staged_multipart(key)
             try:
                 head = self.client.head_object(Bucket=self.bucket, Key=key)
             except ClientError as exc:
@@ -509,6 +595,7 @@ class S3BlobStore:
                     )
             return digest
         finally:
+            self._abort_staged_multipart(key)
             with contextlib.suppress(ClientError, BotoCoreError):
                 self.client.delete_object(Bucket=self.bucket, Key=key)
 

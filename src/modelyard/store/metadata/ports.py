@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from modelyard.domain.approvals import Approval, ApprovalAction, ApprovalState
@@ -789,6 +790,18 @@ class RegistryTx(Protocol):
 
     def clear_blob_deletions(self, digests: Sequence[str]) -> None: ...
 
+    def listed_blobs(self) -> dict[str, set[int]]: ...
+
+    def blob_users(self, digests: Sequence[str]) -> dict[str, list[str]]: ...
+
+    def broken_pointers(self) -> list[dict[str, Any]]: ...
+
+    def add_blob_hold(self, holder: str, ttl_s: float) -> int: ...
+
+    def drop_blob_hold(self, hold_id: int) -> None: ...
+
+    def active_blob_holds(self) -> list[tuple[str, int]]: ...
+
     def delete_version(self, version_id: int, *, actor: str) -> tuple[list[str], list[str]]: ...
 
     # -- search (keyset pages of ids)
@@ -867,8 +880,23 @@ class RegistryTx(Protocol):
     ) -> list[dict[str, Any]]: ...
 
 
+@dataclass(frozen=True, slots=True)
+class SnapshotInfo:
+    """What a metadata snapshot (``MetadataStore.snapshot``) holds: the kind of
+    database it came from (``sqlite`` or ``postgresql``) and its schema revision."""
+
+    kind: str
+    revision: str | None
+
+
 class MetadataStore(Protocol):
     """Opens transactions on the metadata database."""
+
+    def snapshot(self, dest: Path, *, pg_bin: Path | None = None) -> SnapshotInfo:
+        """Write a consistent snapshot of the whole database to ``dest``
+        without blocking writers (SQLite's online backup, ``pg_dump``; the
+        PostgreSQL client programs from ``pg_bin``, else the PATH)."""
+        ...
 
     def read(self) -> AbstractContextManager[RegistryTx]:
         """A read-only transaction (a consistent snapshot)."""

@@ -12,6 +12,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import sqlalchemy as sa
@@ -29,7 +30,7 @@ from modelyard.domain.entities import (
 )
 from modelyard.domain.errors import AlreadyExists, Conflict
 from modelyard.domain.filters import Node, OrderBy
-from modelyard.store.metadata import blob_uploads, outbox, search
+from modelyard.store.metadata import blob_uploads, integrity, outbox, search
 from modelyard.store.metadata import tables as t
 from modelyard.store.metadata.engine import (
     checkpointer_for,
@@ -40,7 +41,7 @@ from modelyard.store.metadata.engine import (
 )
 from modelyard.store.metadata.groupcommit import GroupCommitter
 from modelyard.store.metadata.hotpath import HotQueries, WriteQueries
-from modelyard.store.metadata.ports import VersionKeys, now_us
+from modelyard.store.metadata.ports import SnapshotInfo, VersionKeys, now_us
 from modelyard.store.metadata.prepared import json_param
 
 if TYPE_CHECKING:
@@ -623,6 +624,32 @@ class Tx:
         """Drop the records of finished deletions."""
         blob_uploads.clear_deleted(self.conn, digests)
 
+    # -- integrity (fsck) and backup holds --------------------------------
+
+    def listed_blobs(self) -> dict[str, set[int]]:
+        """Every digest a manifest or artifact index lists, with its sizes."""
+        return integrity.listed_blobs(self.conn)
+
+    def blob_users(self, digests: Sequence[str]) -> dict[str, list[str]]:
+        """Who lists each digest, in words (a few per digest)."""
+        return integrity.users_of(self.conn, digests)
+
+    def broken_pointers(self) -> list[dict[str, Any]]:
+        """Rows pointing at nothing real (see ``integrity.broken_pointers``)."""
+        return integrity.broken_pointers(self.conn)
+
+    def add_blob_hold(self, holder: str, ttl_s: float) -> int:
+        """Keep garbage collection from deleting for ``ttl_s`` seconds; the hold's id."""
+        return integrity.add_hold(self.conn, holder, now_us(), int(ttl_s * 1_000_000))
+
+    def drop_blob_hold(self, hold_id: int) -> None:
+        """Release a hold."""
+        integrity.drop_hold(self.conn, hold_id)
+
+    def active_blob_holds(self) -> list[tuple[str, int]]:
+        """Unexpired holds as (holder, expiry in microseconds since the epoch)."""
+        return integrity.active_holds(self.conn, now_us())
+
     # -- aliases ----------------------------------------------------------
 
     def aliases_of_models(self, model_ids: Sequence[int]) -> list[tuple[int, str, int]]:
@@ -921,6 +948,12 @@ class MetadataStore:
                     raise
             time.sleep(min(0.5, 0.01 * 2**attempt))
         raise AssertionError("unreachable")
+
+    def snapshot(self, dest: Path, *, pg_bin: Path | None = None) -> SnapshotInfo:
+        """A consistent copy of the whole database in ``dest`` (see ``snapshot.py``)."""
+        from modelyard.store.metadata.snapshot import take_snapshot
+
+        return take_snapshot(self.engine, dest, pg_bin=pg_bin)
 
     def dispose(self) -> None:
         """Stop the checkpoint thread and close pooled connections."""

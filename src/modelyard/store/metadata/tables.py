@@ -190,6 +190,17 @@ blob_deletions = sa.Table(
     sa.Column("created_at", sa.BigInteger, nullable=False),
 )
 
+# A backup in progress: garbage collection deletes nothing while an unexpired
+# row is here (store/metadata/integrity.py, service/backup.py; migration 0021).
+blob_holds = sa.Table(
+    "blob_holds",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("holder", sa.String(256), nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("expires_at", sa.BigInteger, nullable=False),
+)
+
 aliases = sa.Table(
     "aliases",
     metadata,
