@@ -22,6 +22,7 @@ class DeploymentBackend(Protocol):
     def put_deployment(self, body: Wire) -> Wire: ...
     def report_heartbeat(self, body: Wire) -> Wire: ...
     def get_deployment(self, environment: str, reference: str) -> Wire: ...
+    def delete_deployment(self, environment: str, reference: str, force: bool) -> Wire: ...
     def list_deployments(self, environment: str | None, follows: str | None) -> Wire: ...
     def deployment_history(
         self, environment: str, reference: str | None, before: int | None, limit: int
@@ -52,6 +53,15 @@ class RemoteDeployments:
         # The reference's "/" are path separators on purpose (a path route).
         env = quote(environment, safe="")
         return self._wire("GET", f"/api/v1/deployments/{env}/{quote(reference, safe='/@')}")
+
+    def delete_deployment(self, environment: str, reference: str, force: bool) -> Wire:
+        """DELETE one deployment."""
+        env = quote(environment, safe="")
+        return self._wire(
+            "DELETE",
+            f"/api/v1/deployments/{env}/{quote(reference, safe='/@')}",
+            params={"force": str(force).lower()},
+        )
 
     def list_deployments(self, environment: str | None, follows: str | None) -> Wire:
         """GET deployments."""
@@ -105,6 +115,12 @@ class EmbeddedDeployments:
     def get_deployment(self, environment: str, reference: str) -> Wire:
         """One deployment."""
         return wire.deployment(self.svc.get_deployment(environment, reference, actor=self.actor))
+
+    def delete_deployment(self, environment: str, reference: str, force: bool) -> Wire:
+        """Delete a deployment."""
+        return wire.deployment(
+            self.svc.delete_deployment(environment, reference, force=force, actor=self.actor)
+        )
 
     def list_deployments(self, environment: str | None, follows: str | None) -> Wire:
         """Deployments."""
@@ -184,6 +200,12 @@ class DeploymentMixin:
     def deployment(self, environment: str, reference: str) -> Wire:
         """One deployment with its replicas (``status`` ``stale`` for old heartbeats)."""
         return self._b.get_deployment(environment, reference)
+
+    def delete_deployment(self, environment: str, reference: str, *, force: bool = False) -> Wire:
+        """Delete the deployment of ``reference`` in ``environment`` (its history
+        stays); refused with ``DEPLOYMENT_ACTIVE`` while replicas send
+        heartbeats, unless ``force``. Needs write. Returns it as it was."""
+        return self._b.delete_deployment(environment, reference, force)
 
     def deployments(
         self, *, environment: str | None = None, follows: str | None = None

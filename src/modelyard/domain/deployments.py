@@ -61,6 +61,8 @@ class HistoryKind(StrEnum):
     LOAD_FAILED = "load_failed"
     REPLICA = "replica"
     """A replica joined, or its status changed."""
+    DELETED = "deleted"
+    """The deployment was deleted (its history stays)."""
 
 
 def validate_environment(value: Any) -> str:
@@ -182,6 +184,28 @@ class Deployment:
     updated_by: str
     updated_at: int
     instances: list[Replica] = field(default_factory=list)
+    desired_version: int | None = None
+    """The version the reference resolves to now (None: it resolves to none,
+    e.g. an alias not set); what the replicas should be running."""
+
+    @property
+    def drift(self) -> bool:
+        """True when what runs differs from what the reference names now: the
+        recorded version or a live replica's version is not the desired one
+        (an alias moved and the servers have not followed, or cannot)."""
+        want = self.desired_version
+        if want is None:
+            return False
+        if self.version is not None and self.version != want:
+            return True
+        return any(not r.stale and r.version not in (None, want) for r in self.instances)
+
+    @property
+    def desired(self) -> str | None:
+        """``ns/model/N`` of the desired version, if the reference resolves."""
+        if self.desired_version is None:
+            return None
+        return f"{self.namespace}/{self.model}/{self.desired_version}"
 
     @property
     def status(self) -> DeploymentStatus:

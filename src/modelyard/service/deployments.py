@@ -23,8 +23,20 @@ failed to load), so consumers do not see them.
 Every change writes its event in the same transaction (outbox), subject
 ``deployment:ENV/REFERENCE``: ``deployment.created``, ``deployment.updated``,
 ``deployment.swapped`` (the resolved version changed), ``deployment.load_failed``,
-``deployment.replica`` (a replica joined or changed status). A heartbeat that
-changes nothing but the time writes no event and no history.
+``deployment.replica`` (a replica joined or changed status),
+``deployment.deleted``. A heartbeat that changes nothing but the time writes
+no event and no history.
+
+Deleting a deployment (``write``) keeps its history: the row stays, marked
+deleted, and reads skip it; its replicas' heartbeats are forgotten. A
+deployment whose replicas are still alive is not deleted unless forced
+(``DEPLOYMENT_ACTIVE``): a live server would register it again at its next
+heartbeat, so stop the servers first. Recording it again (``put`` or a
+heartbeat) brings it back with a ``created`` entry.
+
+Each deployment read carries the version its reference resolves to *now*
+(``desired_version``) beside the one its replicas run (``version``): an
+alias moved that the servers have not followed shows as drift.
 """
 
 from __future__ import annotations
@@ -46,7 +58,7 @@ from modelyard.domain.deployments import (
     validate_replica,
     validate_replicas,
 )
-from modelyard.domain.errors import InvalidInput, NotFound
+from modelyard.domain.errors import Conflict, InvalidInput, NotFound
 from modelyard.domain.identity import Permission, Principal
 from modelyard.domain.references import DEFAULT_NAMESPACE, Reference, parse_reference
 from modelyard.service.core import RegistryCore, version_not_found
@@ -142,9 +154,9 @@ class DeploymentUseCases(RegistryCore):
             self.model_id(tx, ref.namespace, ref.name)
             at = now_us()
             row = tx.deployments.get(env, str(ref))
-            if row is None:
+            if row is None or row.deleted_at is not None:
                 row = self._create(
-                    tx, env, ref, actor, at, replicas=want_replicas, endpoint=want_endpoint
+                    tx, env, ref, actor, at, replicas=want_replicas, endpoint=want_endpoint, row=row
                 )
             else:
                 changes: dict[str, Any] = {}
@@ -203,9 +215,9 @@ class DeploymentUseCases(RegistryCore):
                     self._require_visible(tx, view, actor, ref, n)
             at = now_us()
             row = tx.deployments.get(env, str(ref))
-            if row is None:
+            if row is None or row.deleted_at is not None:
                 self.model_id(tx, ref.namespace, ref.name)
-                row = self._create(tx, env, ref, actor, at, version=number, endpoint=url)
+                row = self._create(tx, env, ref, actor, at, version=number, endpoint=url, row=row)
             elif number is not None and number != row.version:
                 tx.deployments.update(
                     row.id, {"version": number, "updated_by": actor.name, "updated_at": at}
@@ -266,6 +278,58 @@ class DeploymentUseCases(RegistryCore):
 
         return self.run_in_transaction(op)
 
+    def delete_deployment(
+        self, environment: str, reference: str, *, force: bool = False, actor: Principal
+    ) -> Deployment:
+        """Delete the deployment of ``reference`` in ``environment``; its history
+        stays (ending with a ``deleted`` entry). Returns it as it was.
+
+        Refused with ``DEPLOYMENT_ACTIVE`` while a replica still sends
+        heartbeats (a live server would record it again at its next beat),
+        unless ``force``. Requires: write on the model's namespace.
+        Event: ``deployment.deleted``.
+        """
+        env = validate_environment(environment)
+        ref = parse_deployed_reference(reference)
+        auth.require(actor, Permission.WRITE, ref.namespace)
+
+        def op(tx: RegistryTx) -> Deployment:
+            row = tx.deployments.get(env, str(ref))
+            if row is None or row.deleted_at is not None:
+                raise deployment_not_found(env, str(ref))
+            at = now_us()
+            [before] = self._assemble(tx, [row], at)
+            live = [r.replica for r in before.instances if not r.stale]
+            if live and not force:
+                raise Conflict(
+                    f"the deployment of {row.reference} in {env} has live replicas "
+                    f"({', '.join(live)}): stop them first, or delete with force",
+                    code="DEPLOYMENT_ACTIVE",
+                    details={"environment": env, "reference": row.reference, "replicas": live},
+                )
+            tx.deployments.update(
+                row.id,
+                {
+                    "deleted_at": at,
+                    "deleted_by": actor.name,
+                    "updated_by": actor.name,
+                    "updated_at": at,
+                },
+            )
+            tx.deployments.delete_replicas(row.id)
+            self._record(
+                tx,
+                row,
+                HistoryKind.DELETED,
+                actor,
+                at,
+                version=row.version,
+                detail={"forced": bool(live), "live_replicas": live},
+            )
+            return before
+
+        return self.run_in_transaction(op)
+
     # -- reads --------------------------------------------------------------
 
     def get_deployment(self, environment: str, reference: str, *, actor: Principal) -> Deployment:
@@ -276,7 +340,7 @@ class DeploymentUseCases(RegistryCore):
         auth.require(actor, Permission.READ, ref.namespace)
         with self.db.read() as tx:
             row = tx.deployments.get(env, str(ref))
-            if row is None:
+            if row is None or row.deleted_at is not None:
                 raise deployment_not_found(env, str(ref))
             return self._assemble(tx, [row], now_us())[0]
 
@@ -369,32 +433,34 @@ class DeploymentUseCases(RegistryCore):
         version: int | None = None,
         replicas: int | None = None,
         endpoint: str | None = None,
+        row: DeploymentRow | None = None,
     ) -> DeploymentRow:
-        row = tx.deployments.insert(
-            {
-                "environment": env,
-                "reference": str(ref),
-                "namespace": ref.namespace,
-                "model": ref.name,
-                "alias": ref.alias,
-                "version": version,
-                "replicas": 1 if replicas is None else replicas,
-                "endpoint": endpoint,
-                "created_by": actor.name,
-                "created_at": at,
-                "updated_by": actor.name,
-                "updated_at": at,
-            }
-        )
-        self._record(
-            tx,
-            row,
-            HistoryKind.CREATED,
-            actor,
-            at,
-            version=version,
-            detail={"replicas": row.replicas, "endpoint": row.endpoint},
-        )
+        """Insert the deployment, or bring back ``row`` (a deleted one: same
+        id, so its history reads on) as if new."""
+        values = {
+            "environment": env,
+            "reference": str(ref),
+            "namespace": ref.namespace,
+            "model": ref.name,
+            "alias": ref.alias,
+            "version": version,
+            "replicas": 1 if replicas is None else replicas,
+            "endpoint": endpoint,
+            "created_by": actor.name,
+            "created_at": at,
+            "updated_by": actor.name,
+            "updated_at": at,
+        }
+        detail: dict[str, Any] = {"replicas": values["replicas"], "endpoint": endpoint}
+        if row is None:
+            row = tx.deployments.insert(values)
+        else:
+            tx.deployments.update(row.id, {**values, "deleted_at": None, "deleted_by": None})
+            fresh = tx.deployments.get(env, str(ref))
+            assert fresh is not None
+            row = fresh
+            detail["recreated"] = True
+        self._record(tx, row, HistoryKind.CREATED, actor, at, version=version, detail=detail)
         return row
 
     def _record(
@@ -472,6 +538,16 @@ class DeploymentUseCases(RegistryCore):
                 updated_by=r.updated_by,
                 updated_at=r.updated_at,
                 instances=by_id[r.id],
+                desired_version=self._desired_version(tx, r),
             )
             for r in rows
         ]
+
+    def _desired_version(self, tx: RegistryTx, row: DeploymentRow) -> int | None:
+        """The version ``row``'s reference names now: the pinned number, or
+        what its alias (``latest``: the newest ready or published) resolves to."""
+        ref = parse_reference(row.reference)
+        if ref.version is not None:
+            return ref.version
+        found = tx.get_version_by_ref(ref.namespace, ref.name, alias=ref.alias)
+        return None if found is None else found.number

@@ -27,7 +27,9 @@ def replica(r: Replica) -> dict[str, Any]:
 
 
 def deployment(d: Deployment) -> dict[str, Any]:
-    """Wire shape of a deployment with its replicas."""
+    """Wire shape of a deployment with its replicas: ``version``/``resolved``
+    is what its replicas run, ``desired_version``/``desired`` what its
+    reference names now, ``drift`` whether the two differ."""
     return {
         "environment": d.environment,
         "reference": d.reference,
@@ -36,6 +38,9 @@ def deployment(d: Deployment) -> dict[str, Any]:
         "alias": d.alias,
         "version": d.version,
         "resolved": d.resolved,
+        "desired_version": d.desired_version,
+        "desired": d.desired,
+        "drift": d.drift,
         "status": d.status.value,
         "replicas": d.replicas,
         "endpoint": d.endpoint,

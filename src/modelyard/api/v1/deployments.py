@@ -110,6 +110,25 @@ async def deployment_history(
     )
 
 
+@router.delete("/deployments/{environment}/{reference:path}")
+@access("write", "On the namespace of the model the reference names.")
+async def delete_deployment(
+    environment: str,
+    reference: str,
+    request: Request,
+    force: Annotated[
+        bool, Query(description="Delete even while replicas still send heartbeats.")
+    ] = False,
+) -> Response:
+    """Delete a deployment (its history stays); ``DEPLOYMENT_ACTIVE`` (409)
+    while replicas are alive unless ``force``. Answers the deployment as it was."""
+    svc, call = services(request)
+    gone = await call(
+        svc.delete_deployment, environment, reference, force=force, actor=actor(request)
+    )
+    return JSONResponse(wire.deployment(gone))
+
+
 @router.get("/deployments/{environment}/{reference:path}")
 @access("read", "On the namespace of the model the reference names.")
 async def get_deployment(environment: str, reference: str, request: Request) -> Response:

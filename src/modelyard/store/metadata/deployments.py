@@ -33,6 +33,7 @@ def _deployment(r: Any) -> DeploymentRow:
         created_at=int(r.created_at),
         updated_by=r.updated_by,
         updated_at=int(r.updated_at),
+        deleted_at=None if r.deleted_at is None else int(r.deleted_at),
     )
 
 
@@ -73,7 +74,8 @@ class BoundDeployments:
         self._conn = conn
 
     def get(self, environment: str, reference: str) -> DeploymentRow | None:
-        """The deployment of ``reference`` in ``environment``, or None."""
+        """The deployment of ``reference`` in ``environment``, or None (a deleted
+        one is returned, ``deleted_at`` set: the caller decides what it means)."""
         row = self._conn.execute(
             sa.select(_D).where(_D.c.environment == environment, _D.c.reference == reference)
         ).one_or_none()
@@ -88,11 +90,12 @@ class BoundDeployments:
         alias: str | None = None,
         version: int | None = None,
     ) -> list[DeploymentRow]:
-        """Deployments matching every given filter, by environment then reference.
+        """Deployments matching every given filter, by environment then reference;
+        deleted ones are left out.
 
         ``namespaces`` None means any; an empty list matches nothing.
         """
-        q = sa.select(_D)
+        q = sa.select(_D).where(_D.c.deleted_at.is_(None))
         if environment is not None:
             q = q.where(_D.c.environment == environment)
         if namespaces is not None:
@@ -155,6 +158,10 @@ class BoundDeployments:
             self._conn.execute(
                 _R.insert().values(deployment_id=row.deployment_id, replica=row.replica, **values)
             )
+
+    def delete_replicas(self, deployment_id: int) -> None:
+        """Forget every replica's heartbeat of a deployment (it was deleted)."""
+        self._conn.execute(_R.delete().where(_R.c.deployment_id == deployment_id))
 
     def add_history(self, deployment_id: int, entry: HistoryEntry) -> int:
         """Append a history entry (its ``id`` is ignored); the new id."""

@@ -299,6 +299,8 @@ class DeploymentRow:
     created_at: int
     updated_by: str
     updated_at: int
+    deleted_at: int | None = None
+    """Set when the deployment was deleted (its row stays for its history)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -339,6 +341,8 @@ class DeploymentQueries(Protocol):
     def replica(self, deployment_id: int, replica: str) -> ReplicaRow | None: ...
 
     def upsert_replica(self, row: ReplicaRow, *, exists: bool) -> None: ...
+
+    def delete_replicas(self, deployment_id: int) -> None: ...
 
     def add_history(self, deployment_id: int, entry: HistoryEntry) -> int: ...
 

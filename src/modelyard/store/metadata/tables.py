@@ -704,6 +704,10 @@ deployments = sa.Table(
     sa.Column("created_at", sa.BigInteger, nullable=False),
     sa.Column("updated_by", sa.String(256), nullable=False, server_default=""),
     sa.Column("updated_at", sa.BigInteger, nullable=False),
+    # Set when deleted (migration 0022): the row stays for its history; reads
+    # skip it, and recording the deployment again clears it.
+    sa.Column("deleted_at", sa.BigInteger, nullable=True),
+    sa.Column("deleted_by", sa.String(256), nullable=True),
     sa.UniqueConstraint("environment", "reference"),
 )
 # "Which deployments follow this alias / this model".
