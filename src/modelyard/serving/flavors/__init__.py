@@ -4,6 +4,7 @@ Each flavor module defines::
 
     NAME: str                       # the version ``format`` it serves ("onnx")
     SUFFIXES: tuple[str, ...]       # file suffixes that identify it (".onnx",)
+    REQUIREMENTS: tuple[str, ...]   # its runtime's packages (pinned by ``modelyard build``)
     def load(files: dict[str, Path], signature: Signature | None) -> Predictor
 
 and is listed in :data:`FLAVORS`; nothing else changes to add one. A flavor is
@@ -45,6 +46,7 @@ class FlavorModule(Protocol):
 
     NAME: str
     SUFFIXES: tuple[str, ...]
+    REQUIREMENTS: tuple[str, ...]
 
     def load(
         self, files: dict[str, Path], signature: Signature | None, *, threads: int = 1

@@ -12,6 +12,7 @@ from modelyard.serving.tensors import Signature, TensorSpec, oip_datatype
 
 NAME = "onnx"
 SUFFIXES = (".onnx",)
+REQUIREMENTS = ("numpy", "onnxruntime")
 
 # onnxruntime's element type names -> NumPy names (``tensor(float)`` ...).
 _ORT_TYPES = {

@@ -17,6 +17,7 @@ from modelyard.serving.tensors import NUMPY_TO_OIP, Signature, TensorSpec
 
 NAME = "skops"
 SUFFIXES = (".skops",)
+REQUIREMENTS = ("numpy", "scikit-learn", "skops")
 
 # Output tensor names the flavor knows, and the estimator method each calls.
 _METHODS = {
