@@ -35,6 +35,7 @@ from modelyard.service.models import ModelUseCases
 from modelyard.service.namespaces import NamespaceUseCases
 from modelyard.service.resources import ResourceUseCases
 from modelyard.service.search import SearchUseCases
+from modelyard.service.serving_exceptions import ServingExceptionUseCases
 from modelyard.service.stages import StageUseCases
 from modelyard.service.versions import VersionSpec, VersionUseCases
 from modelyard.service.views import ProductionView, production_filter
@@ -55,6 +56,7 @@ class RegistryService(
     ResourceUseCases,
     BundleUseCases,
     DeploymentUseCases,
+    ServingExceptionUseCases,
 ):
     """The registry's use cases over a metadata store and a blob store."""
 

@@ -36,7 +36,7 @@ from typing import Any
 from modelyard.client import Registry, VersionInfo
 from modelyard.domain.errors import InvalidInput
 from modelyard.serving.flavors import choose_flavor
-from modelyard.serving.loader import check_servable
+from modelyard.serving.loader import allowed_exceptions, check_servable
 
 DEFAULT_BASE_IMAGE = "python:3.11.14-slim-bookworm"
 """An exact tag (Python patch release and Debian release named): rebuilding
@@ -176,12 +176,14 @@ def plan_build(
     base_image: str = DEFAULT_BASE_IMAGE,
     wheel: Path | None = None,
     port: int = CONTAINER_PORT,
+    exceptions: frozenset[str] = frozenset(),
 ) -> BuildPlan:
     """What the context for ``version`` holds; refuses what ``modelyard serve``
-    would refuse (state, format, pickles) before any file is pulled."""
+    would refuse (state, format, pickles without an admin's ``exceptions``)
+    before any file is pulled."""
     check_servable(version)
     files = version.files or []
-    flavor = choose_flavor(version.format, [str(f["path"]) for f in files])
+    flavor = choose_flavor(version.format, [str(f["path"]) for f in files], exceptions)
     return BuildPlan(
         reference=reference,
         ref=version.ref,
@@ -289,7 +291,14 @@ def write_context(
     if wheel is not None and not (wheel.is_file() and wheel.name.endswith(".whl")):
         raise InvalidInput(f"{wheel} is not a wheel file", code="INVALID_INPUT")
     version = registry.get_version(reference)
-    plan = plan_build(version, reference, base_image=base_image, wheel=wheel, port=port)
+    plan = plan_build(
+        version,
+        reference,
+        base_image=base_image,
+        wheel=wheel,
+        port=port,
+        exceptions=allowed_exceptions(registry, version),
+    )
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".pull-", dir=out) as work:
         # The exact version resolved above, not ``reference`` again: an alias

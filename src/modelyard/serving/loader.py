@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from modelyard.client import Registry, VersionInfo
-from modelyard.serving.flavors import Predictor, choose_flavor, unservable
+from modelyard.serving.flavors import Predictor, choose_flavor, is_pickle, unservable
 from modelyard.serving.tensors import parse_signature
 
 log = logging.getLogger("modelyard.serving")
@@ -63,6 +63,18 @@ def check_servable(version: VersionInfo) -> None:
         )
 
 
+def allowed_exceptions(registry: Registry, version: VersionInfo) -> frozenset[str]:
+    """The serving exceptions an admin recorded on ``version``, asked only when
+    it needs one (a pickle): other versions cost no extra call."""
+    paths = [str(f["path"]) for f in version.files or []]
+    if not is_pickle(version.format, paths):
+        return frozenset()
+    found = frozenset(e["kind"] for e in registry.serving_exceptions(version.ref))
+    if "pickle" in found:
+        log.warning("%s: unpickling under an admin's recorded exception", version.ref)
+    return found
+
+
 def load_version(
     registry: Registry, ref: str, cache_root: Path, *, threads: int = 1
 ) -> LoadedVersion:
@@ -70,7 +82,9 @@ def load_version(
     version = registry.get_version(ref)
     check_servable(version)
     paths = [str(f["path"]) for f in version.files or []]
-    flavor = choose_flavor(version.format, paths)  # refused before any byte is pulled
+    flavor = choose_flavor(  # refused before any byte is pulled
+        version.format, paths, allowed_exceptions(registry, version)
+    )
     signature = parse_signature(version.raw.get("signature"))
     work = Path(tempfile.mkdtemp(prefix="pull-", dir=private_dir(cache_root)))
     try:

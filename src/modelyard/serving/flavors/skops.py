@@ -87,8 +87,14 @@ def load(
         estimator = sio.load(path)
     except Exception as exc:
         raise unservable(f"skops cannot load {path.name}: {exc}", file=path.name) from None
+    return estimator_predictor(estimator, signature, path.name)
+
+
+def estimator_predictor(estimator: Any, signature: Signature | None, file: str) -> SkopsPredictor:
+    """A loaded scikit-learn estimator behind the signature its version declares
+    (or the one read from the estimator); shared with the pickle flavor."""
     if not hasattr(estimator, "predict"):
-        raise unservable(f"{path.name} holds a {type(estimator).__name__}, which cannot predict")
+        raise unservable(f"{file} holds a {type(estimator).__name__}, which cannot predict")
     own = _own_signature(estimator)
     if signature is None:
         if not own.outputs:
