@@ -3,17 +3,24 @@ encoding, flavor choice, flavors loading real files."""
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from pathlib import Path
 
+import httpx
 import numpy as np
 import orjson
 import pytest
 
 from modelyard.domain.errors import InvalidInput
+from modelyard.serving.app import InferenceApp
 from modelyard.serving.flavors import choose_flavor
 from modelyard.serving.flavors import onnx as onnx_flavor
 from modelyard.serving.flavors import skops as skops_flavor
+from modelyard.serving.loader import LoadedVersion
+from modelyard.serving.metrics import ServingMetrics
 from modelyard.serving.protocol import ProtocolError, decode_infer, encode_infer
+from modelyard.serving.table import ModelTable
 from modelyard.serving.tensors import Signature, TensorSpec, parse_signature
 from tests.serving.models import onnx_predict, train, write_onnx, write_skops
 
@@ -180,3 +187,38 @@ def test_skops_flavor_refuses_untrusted_types(tmp_path: Path) -> None:
     with pytest.raises(InvalidInput, match="does not trust") as err:
         skops_flavor.load({"p.skops": tmp_path / "p.skops"}, None)
     assert "doubled" in str(err.value.details)
+
+
+class _Recorder:
+    """A stand-in model that notes which thread called it."""
+
+    def __init__(self) -> None:
+        self.signature = Signature(
+            (TensorSpec("x", "FP32", (-1,)),), (TensorSpec("y", "FP32", (-1,)),)
+        )
+        self.threads: list[int] = []
+
+    def predict(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        self.threads.append(threading.get_ident())
+        return {"y": inputs["x"] * 2}
+
+
+@pytest.mark.parametrize("offload", [False, True])
+def test_slow_models_infer_off_the_event_loop(offload: bool) -> None:
+    table = ModelTable(ServingMetrics())
+    model = _Recorder()
+    table.add(
+        "m/1", LoadedVersion("default/m/1", "default", "m", 1, "test", model, offload=offload)
+    )
+    app = InferenceApp(table)
+
+    async def call() -> tuple[int, httpx.Response]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://serve") as client:
+            body = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [2], "data": [1, 2]}]}
+            return threading.get_ident(), await client.post("/v2/models/m/infer", json=body)
+
+    loop_thread, answer = asyncio.run(call())
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["outputs"][0]["data"] == [2.0, 4.0]
+    assert (model.threads[0] != loop_thread) is offload

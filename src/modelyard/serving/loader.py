@@ -24,6 +24,10 @@ from modelyard.serving.tensors import parse_signature
 log = logging.getLogger("modelyard.serving")
 
 SERVABLE_STATES = frozenset({"ready", "published"})
+LARGE_MODEL_BYTES = 64 << 20
+"""From this total file size on, a model's inference runs on a worker thread
+(a big model's call takes long enough that blocking the event loop would
+stall every other request, and the hop costs little beside it)."""
 
 
 @dataclass(slots=True)
@@ -37,6 +41,9 @@ class LoadedVersion:
     version: int
     flavor: str
     predictor: Predictor
+    offload: bool = False
+    """Run inference on a worker thread, off the event loop (the flavor says
+    so, or the model is large: :data:`LARGE_MODEL_BYTES`)."""
     loaded_at: float = field(default_factory=time.time)
 
     @property
@@ -106,6 +113,13 @@ def load_version(
         )
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    offload = bool(getattr(flavor, "OFFLOAD", False)) or version.total_size >= LARGE_MODEL_BYTES
     return LoadedVersion(
-        version.ref, version.namespace, version.model, version.version, flavor.NAME, predictor
+        version.ref,
+        version.namespace,
+        version.model,
+        version.version,
+        flavor.NAME,
+        predictor,
+        offload=offload,
     )

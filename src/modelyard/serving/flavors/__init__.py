@@ -5,6 +5,7 @@ Each flavor module defines::
     NAME: str                       # the version ``format`` it serves ("onnx")
     SUFFIXES: tuple[str, ...]       # file suffixes that identify it (".onnx",)
     REQUIREMENTS: tuple[str, ...]   # its runtime's packages (pinned by ``modelyard build``)
+    OFFLOAD: bool                   # optional: infer on a worker thread (slow models)
     def load(files: dict[str, Path], signature: Signature | None) -> Predictor
 
 and is listed in :data:`FLAVORS`; nothing else changes to add one. A flavor is

@@ -21,6 +21,8 @@ from modelyard.serving.tensors import Signature
 NAME = "pickle"
 SUFFIXES = PICKLE_SUFFIXES
 REQUIREMENTS = ("numpy", "scikit-learn")
+OFFLOAD = True
+"""Any estimator can hide in a pickle, slow ones too: infer off the event loop."""
 
 
 def load(
