@@ -222,3 +222,96 @@ def test_slow_models_infer_off_the_event_loop(offload: bool) -> None:
     assert answer.status_code == 200, answer.text
     assert answer.json()["outputs"][0]["data"] == [2.0, 4.0]
     assert (model.threads[0] != loop_thread) is offload
+
+
+TEXT_SIG = Signature(
+    (TensorSpec("words", "BYTES", (-1, 2)),), (TensorSpec("label", "BYTES", (-1,)),)
+)
+
+
+def _oip_bytes(items: list[bytes]) -> bytes:
+    """OIP's binary BYTES layout: 4-byte little-endian length, then the bytes."""
+    return b"".join(len(b).to_bytes(4, "little") + b for b in items)
+
+
+def test_bytes_tensors_in_json_and_binary() -> None:
+    words = {"name": "words", "datatype": "BYTES", "shape": [2, 2], "data": [["a", "b"], ["ç", ""]]}
+    req = decode_infer(_json([words]), None, TEXT_SIG)
+    assert req.inputs["words"].tolist() == [["a", "b"], ["ç", ""]]
+    raw = _oip_bytes([b"a", b"b", "ç".encode(), b""])
+    head = _json([{**words, "data": None, "parameters": {"binary_data_size": len(raw)}}])
+    req = decode_infer(head + raw, len(head), TEXT_SIG)
+    assert req.inputs["words"].tolist() == [["a", "b"], ["ç", ""]]
+    # Answers: text in JSON, length-prefixed in binary.
+    labels = np.array(["setosa", "virginica"])
+    body, n = encode_infer("m", "1", req, {"label": labels})
+    assert n is None and orjson.loads(body)["outputs"][0]["data"] == ["setosa", "virginica"]
+    req.outputs = [(TEXT_SIG.outputs[0], True)]
+    body, n = encode_infer("m", "1", req, {"label": labels})
+    assert n is not None and body[n:] == _oip_bytes([b"setosa", b"virginica"])
+
+
+@pytest.mark.parametrize(
+    ("data", "binary", "fragment"),
+    [
+        ([["a", 1], ["b", "c"]], None, "text only"),
+        (["a", "b", "c"], None, "needs 4"),
+        (None, _oip_bytes([b"a", b"b", b"c"]), "does not hold"),
+        (None, _oip_bytes([b"a", b"b", b"c", b"\xff"]), "UTF-8"),
+        (None, _oip_bytes([b"a", b"b", b"c", b"dd"])[:-1], "runs past"),
+        (None, _oip_bytes([b"a", b"b", b"c"]) + b"\0\0", "cut short"),
+        (None, _oip_bytes([b"a", b"b", b"c", b"d"]) + b"\0\0", "does not hold"),
+    ],
+)
+def test_bad_bytes_tensors(data: object, binary: bytes | None, fragment: str) -> None:
+    item: dict[str, object] = {"name": "words", "datatype": "BYTES", "shape": [2, 2]}
+    if binary is None:
+        body, n = _json([{**item, "data": data}]), None
+    else:
+        head = _json([{**item, "parameters": {"binary_data_size": len(binary)}}])
+        body, n = head + binary, len(head)
+    with pytest.raises(ProtocolError) as bad:
+        decode_infer(body, n, TEXT_SIG)
+    assert bad.value.status == 400 and fragment in bad.value.message
+
+
+def test_skops_classifiers_with_text_labels_answer_bytes(tmp_path: Path) -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    trained = train(0)
+    names = np.array(["setosa", "versicolor", "virginica"])
+    x = trained.rows.astype(np.float64)
+    est = LogisticRegression(max_iter=500).fit(
+        np.repeat(x, 3, axis=0), np.tile(names, len(x))[: len(x) * 3]
+    )
+    path = tmp_path / "text.skops"
+    import skops.io as sio
+
+    sio.dump(est, path)
+    predictor = skops_flavor.load({"text.skops": path}, None)
+    assert [(s.name, s.datatype) for s in predictor.signature.outputs] == [
+        ("label", "BYTES"),
+        ("probabilities", "FP64"),
+    ]
+    out = predictor.predict({"input": x})
+    assert set(out["label"].tolist()) <= set(names.tolist())
+    body, _ = encode_infer(
+        "m",
+        "1",
+        decode_infer(
+            _json(
+                [
+                    {
+                        "name": "input",
+                        "datatype": "FP64",
+                        "shape": list(x.shape),
+                        "data": x.ravel().tolist(),
+                    }
+                ]
+            ),
+            None,
+            predictor.signature,
+        ),
+        out,
+    )
+    assert orjson.loads(body)["outputs"][0]["data"] == est.predict(x).tolist()

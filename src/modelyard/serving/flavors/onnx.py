@@ -28,6 +28,7 @@ _ORT_TYPES = {
     "uint16": "uint16",
     "uint32": "uint32",
     "uint64": "uint64",
+    "string": "object",  # BYTES: text elements
 }
 
 
