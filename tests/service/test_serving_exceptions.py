@@ -99,3 +99,36 @@ def test_unknown_versions(svc: RegistryService) -> None:
         svc.grant_serving_exception("m/9", "pickle", reason="x", actor=ADMIN)
     with pytest.raises(NotFound):
         svc.serving_exceptions("ghost/1", actor=ADMIN)
+
+
+@pytest.mark.parametrize(
+    ("namespace", "model", "allowed"),
+    [
+        (None, None, False),
+        (True, None, True),
+        (True, False, False),
+        (None, True, False),  # a model policy cannot grant it
+        (False, True, False),
+    ],
+)
+def test_custom_code_is_the_namespace_policys_to_allow(
+    svc: RegistryService,
+    services: Services,
+    namespace: bool | None,
+    model: bool | None,
+    allowed: bool,
+) -> None:
+    gov = services.governance
+    if namespace is not None:
+        gov.set_policy("default", {"allow_custom_code": namespace}, actor=ADMIN)
+    if model is not None:
+        gov.set_policy("default", {"allow_custom_code": model}, model="m", actor=ADMIN)
+    assert svc.custom_code_allowed("m/1", actor=CONSUMER) is allowed
+    with pytest.raises(NotFound):
+        svc.custom_code_allowed("m/2", actor=CONSUMER)  # outside the production view
+
+
+def test_custom_code_knob_must_be_a_boolean(services: Services) -> None:
+    with pytest.raises(InvalidInput) as bad:
+        services.governance.set_policy("default", {"allow_custom_code": "yes"}, actor=ADMIN)
+    assert bad.value.code == "INVALID_POLICY"

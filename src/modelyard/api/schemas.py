@@ -341,6 +341,11 @@ class PolicyRules(_Body):
         description='e.g. ["production"]',
         json_schema_extra={"items": ALIAS, "maxItems": MAX_RULES},
     )
+    allow_custom_code: StrictBool | None = Field(
+        None,
+        description="Model servers may run a version's own Python code (format `python`); "
+        "granted by a namespace policy only, a model policy can withdraw it.",
+    )
 
 
 class Rollback(_Body):

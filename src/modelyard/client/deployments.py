@@ -111,7 +111,10 @@ class EmbeddedDeployments:
     def serving_exceptions(self, ref: Reference) -> Wire:
         """A version's serving exceptions."""
         found = self.svc.serving_exceptions(ref, actor=self.actor)
-        return {"exceptions": [wire.serving_exception(e) for e in found]}
+        return {
+            "exceptions": [wire.serving_exception(e) for e in found],
+            "custom_code_allowed": self.svc.custom_code_allowed(ref, actor=self.actor),
+        }
 
     def grant_serving_exception(self, ref: Reference, kind: str, reason: str) -> Wire:
         """Record a serving exception."""
@@ -249,6 +252,11 @@ class DeploymentMixin:
         """An admin's exceptions on the version ``ref`` names (``kind``,
         ``reason``, ``granted_by``, ``granted_at``); a consumer token is enough."""
         return list(self._b.serving_exceptions(parse_reference(ref))["exceptions"])
+
+    def custom_code_allowed(self, ref: str) -> bool:
+        """True if the policy of the model ``ref`` names lets a model server run
+        the version's own Python code (the namespace policy's ``allow_custom_code``)."""
+        return bool(self._b.serving_exceptions(parse_reference(ref))["custom_code_allowed"])
 
     def grant_serving_exception(self, ref: str, kind: str = "pickle", *, reason: str) -> Wire:
         """Record an exception on a version (admin; audited). ``pickle``: the

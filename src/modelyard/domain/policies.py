@@ -12,6 +12,8 @@ A policy is a set of optional rules; an unset rule (``None``) is inherited
     allowed_formats     ["onnx", "tflite"]                         the version's format is one of
     required_approvals  1                                          approvals by others
     protected_aliases   ["production"]                             moves need this policy to pass
+    allow_custom_code   true                                       model servers may run a
+                                                                   version's own Python code
 
 Merge rule (namespace policy, then model policy): the model policy extends
 the namespace policy and overrides it rule by rule where both speak:
@@ -23,6 +25,10 @@ the namespace policy and overrides it rule by rule where both speak:
 - ``required_metadata``, ``protected_aliases``: union.
 - ``require_signature``, ``allowed_formats``, ``required_approvals``: the
   model's value when it sets one, else the namespace's.
+
+- ``allow_custom_code`` is not a requirement on versions but a permission:
+  only the namespace policy can grant it (true), and a model policy can only
+  withdraw it for its model (false); unset means not allowed.
 
 Both policies are set by the namespace's admins (permissions are per
 namespace), so a model policy may relax a namespace rule on purpose.
@@ -61,6 +67,7 @@ RULE_FIELDS: Final = (
     "allowed_formats",
     "required_approvals",
     "protected_aliases",
+    "allow_custom_code",
 )
 
 _THRESHOLD_RE: Final = re.compile(
@@ -103,6 +110,7 @@ class Policy:
     allowed_formats: tuple[str, ...] | None = None
     required_approvals: int | None = None
     protected_aliases: tuple[str, ...] | None = None
+    allow_custom_code: bool | None = None
 
     @property
     def approvals_needed(self) -> int:
@@ -128,6 +136,7 @@ class Policy:
             "allowed_formats": _list(self.allowed_formats),
             "required_approvals": self.required_approvals,
             "protected_aliases": _list(self.protected_aliases),
+            "allow_custom_code": self.allow_custom_code,
         }
 
 
@@ -274,6 +283,10 @@ def parse_policy(data: Any) -> Policy:
             except InvalidInput as exc:
                 raise _bad(f"required_metadata: {exc.message}", "required_metadata") from None
         kw["required_metadata"] = tuple(keys)
+    if data.get("allow_custom_code") is not None:
+        if not isinstance(data["allow_custom_code"], bool):
+            raise _bad("allow_custom_code must be true or false", "allow_custom_code")
+        kw["allow_custom_code"] = data["allow_custom_code"]
     if data.get("require_signature") is not None:
         if not isinstance(data["require_signature"], bool):
             raise _bad("require_signature must be true or false", "require_signature")
@@ -344,6 +357,12 @@ def merge_policies(namespace: Policy | None, model: Policy | None) -> Policy:
         allowed_formats=pick(base.allowed_formats, model.allowed_formats),
         required_approvals=pick(base.required_approvals, model.required_approvals),
         protected_aliases=union(base.protected_aliases, model.protected_aliases),
+        # Granted by the namespace only; a model can withdraw it, not grant it.
+        allow_custom_code=(
+            True
+            if base.allow_custom_code is True and model.allow_custom_code is not False
+            else (False if model.allow_custom_code is False else None)
+        ),
     )
 
 

@@ -14,6 +14,9 @@ model server that a person with authority accepted the risk for these bytes
   log says who allowed what, when and why.
 - ``serving_exceptions``: what a model server reads; ``consume`` is enough,
   for a version the caller can see (a consumer: in the production view).
+- ``custom_code_allowed``: whether the model's production policy lets a model
+  server run a version's own Python code (``allow_custom_code``, granted by
+  the namespace policy only); read like the exceptions.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from modelyard.domain.errors import NotFound
 from modelyard.domain.identity import Permission, Principal
 from modelyard.domain.references import Reference
 from modelyard.service.core import RegistryCore, version_not_found
+from modelyard.service.policy_gate import effective_policy
 from modelyard.service.views import ProductionView
 from modelyard.store.metadata.ports import RegistryTx, now_us
 
@@ -104,3 +108,18 @@ class ServingExceptionUseCases(RegistryCore):
             ):
                 raise version_not_found(r)
             return tx.deployments.serving_exceptions(vid)
+
+    def custom_code_allowed(self, ref: str | Reference, *, actor: Principal) -> bool:
+        """True if the policy of the model ``ref`` names allows model servers to
+        run the version's own code (see the module docstring). Requires:
+        consume, and the version visible to the caller."""
+        r = self.resolve(ref)
+        production_only = auth.require_readable(actor, r.namespace)
+        with self.db.read() as tx:
+            vid = self.version_id(tx, r)
+            if production_only and not tx.version_matches(
+                vid, ProductionView(tx).rule(r.namespace)
+            ):
+                raise version_not_found(r)
+            model_id = self.model_id(tx, r.namespace, r.name)
+            return effective_policy(tx, model_id).allow_custom_code is True

@@ -71,9 +71,16 @@ def check_servable(version: VersionInfo) -> None:
 
 
 def allowed_exceptions(registry: Registry, version: VersionInfo) -> frozenset[str]:
-    """The serving exceptions an admin recorded on ``version``, asked only when
-    it needs one (a pickle): other versions cost no extra call."""
+    """What ``version`` is allowed beyond the default: the serving exceptions an
+    admin recorded on it (``pickle``) and, for format ``python``,
+    ``custom_code`` when its policy allows it. Asked only when the version
+    needs one: other versions cost no extra call."""
     paths = [str(f["path"]) for f in version.files or []]
+    if (version.format or "").lower() == "python":
+        if registry.custom_code_allowed(version.ref):
+            log.warning("%s: running the version's own code (policy allows it)", version.ref)
+            return frozenset({"custom_code"})
+        return frozenset()
     if not is_pickle(version.format, paths):
         return frozenset()
     found = frozenset(e["kind"] for e in registry.serving_exceptions(version.ref))

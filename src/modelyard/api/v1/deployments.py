@@ -147,12 +147,18 @@ EXCEPTIONS = "/models/{namespace}/{name}/versions/{version}/serving-exceptions"
 async def list_serving_exceptions(
     namespace: str, name: str, version: str, request: Request
 ) -> Response:
-    """An admin's exceptions on a version (``pickle``: the model server may unpickle it)."""
+    """An admin's exceptions on a version (``pickle``: the model server may
+    unpickle it), and whether its model's policy allows custom code."""
     svc, call = services(request)
-    found = await call(
-        svc.serving_exceptions, version_ref(namespace, name, version), actor=actor(request)
+    ref = version_ref(namespace, name, version)
+    found = await call(svc.serving_exceptions, ref, actor=actor(request))
+    custom = await call(svc.custom_code_allowed, ref, actor=actor(request))
+    return JSONResponse(
+        {
+            "exceptions": [wire.serving_exception(e) for e in found],
+            "custom_code_allowed": custom,
+        }
     )
-    return JSONResponse({"exceptions": [wire.serving_exception(e) for e in found]})
 
 
 @router.put(EXCEPTIONS + "/{kind}")

@@ -101,6 +101,15 @@ def choose_flavor(
     """
     lowered = [p.lower() for p in paths]
     wanted = (fmt or "").lower()
+    if wanted == "python":
+        if "custom_code" in exceptions:
+            return flavor_module("python")
+        raise unservable(
+            "format 'python' runs the version's own code, which the model server does only "
+            "when the namespace's production policy sets allow_custom_code: true "
+            "(modelyard policy set NAMESPACE ...)",
+            format=fmt,
+        )
     if is_pickle(fmt, paths):
         if "pickle" in exceptions:
             return flavor_module("pickle")
