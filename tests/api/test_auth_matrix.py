@@ -193,6 +193,31 @@ MATRIX: list[tuple[str, Call, dict[str, Any]]] = [
         _row("ok", "ok", "ok", "ok", "ok", 403, 403),
     ),
     (
+        # Permission is decided before existence: writers get 404 here, others 403.
+        "delete deployment",
+        lambda c, h, w: c.delete("/api/v1/deployments/nowhere/default/m/2", headers=h),
+        _row(404, 404, 404, 403, 403, 403, 403),
+    ),
+    (
+        "grant a serving exception",
+        lambda c, h, w: c.put(
+            "/api/v1/models/default/m/versions/2/serving-exceptions/pickle",
+            json={"reason": f"reviewed by {w}"},
+            headers=h,
+        ),
+        _row("ok", "ok", 403, 403, 403, 403, 403),
+    ),
+    (
+        "read serving exceptions",
+        lambda c, h, w: c.get("/api/v1/models/default/m/versions/2/serving-exceptions", headers=h),
+        _row("ok", "ok", "ok", "ok", "ok", "ok", 403),
+    ),
+    (
+        "serving exceptions of a version outside the production view",
+        lambda c, h, w: c.get("/api/v1/models/default/m/versions/1/serving-exceptions", headers=h),
+        _row("ok", "ok", "ok", "ok", "ok", 404, 403),
+    ),
+    (
         "list deployments",
         lambda c, h, w: c.get("/api/v1/deployments", headers=h),
         _row("ok", "ok", "ok", "ok", "ok", "ok", "ok"),

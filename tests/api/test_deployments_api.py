@@ -155,3 +155,37 @@ def test_monitoring_settings_and_alerts(client: TestClient) -> None:
     assert_error(r, 404, "DEPLOYMENT_NOT_FOUND")
     r = client.post(f"{D}/alerts", json={**alert, "detail": {"x": "y" * 20000}})
     assert_error(r, 400, "INVALID_ALERT")
+
+
+def test_delete_deployment_route(client: TestClient) -> None:
+    push(client, "fraud", {"m": b"1"})
+    push(client, "fraud", {"m": b"2"})
+    r = client.put("/api/v1/models/default/fraud/aliases/production", json={"version": "1"})
+    assert r.status_code == 200, r.text
+    assert hb(client).status_code == 200
+    got = client.get(f"{D}/prod-eu/fraud@production").json()
+    assert (got["version"], got["desired_version"], got["drift"]) == (1, 1, False)
+    client.put("/api/v1/models/default/fraud/aliases/production", json={"version": "2"})
+    got = client.get(f"{D}/prod-eu/fraud@production").json()
+    assert (got["version"], got["desired_version"], got["desired"], got["drift"]) == (
+        1,
+        2,
+        "default/fraud/2",
+        True,
+    )
+    assert_error(client.delete(f"{D}/prod-eu/fraud@production"), 409, "DEPLOYMENT_ACTIVE")
+    r = client.delete(f"{D}/prod-eu/fraud@production", params={"force": "true"})
+    assert r.status_code == 200, r.text
+    assert r.json()["reference"] == "default/fraud@production"
+    assert_error(client.get(f"{D}/prod-eu/fraud@production"), 404, "DEPLOYMENT_NOT_FOUND")
+    assert_error(
+        client.delete(f"{D}/prod-eu/fraud@production", params={"force": "true"}),
+        404,
+        "DEPLOYMENT_NOT_FOUND",
+    )
+    assert client.get(D).json()["deployments"] == []
+    kinds = [h["kind"] for h in client.get(f"{D}/prod-eu/history").json()["history"]]
+    assert kinds == ["deleted", "replica", "created"]
+    [event] = client.get("/api/v1/events", params={"types": "deployment.deleted"}).json()["events"]
+    assert event["subject"] == "deployment:prod-eu/default/fraud@production"
+    assert event["payload"]["forced"] is True

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from modelyard.cli.main import app
 from modelyard.client import Registry
-from modelyard.domain.errors import NotFound
+from modelyard.domain.errors import Conflict, NotFound
 
 
 @pytest.fixture(params=["remote", "embedded"])
@@ -105,3 +105,46 @@ def test_cli_deploy_commands(live_server: str, tmp_path: Path) -> None:
     assert r.exit_code == 1 and "DEPLOYMENT_NOT_FOUND" in r.output
     r = runner.invoke(app, ["deploy", "history", "bad env"], env=env)
     assert r.exit_code == 1 and "INVALID_ENVIRONMENT" in r.output
+
+
+def test_sdk_delete_and_drift(registry: Registry, tmp_path: Path) -> None:
+    tag = uuid.uuid4().hex[:8]
+    name, env = f"fraud-{tag}", f"prod-{tag}"
+    _model(registry, tmp_path, name)
+    registry.report_heartbeat(env, f"{name}@production", replica="r1", status="ready", version=1)
+    registry.set_alias(f"{name}/2", "production")
+    d = registry.deployment(env, f"{name}@production")
+    assert (d["version"], d["desired_version"], d["drift"]) == (1, 2, True)
+    with pytest.raises(Conflict) as active:
+        registry.delete_deployment(env, f"{name}@production")
+    assert active.value.code == "DEPLOYMENT_ACTIVE"
+    gone = registry.delete_deployment(env, f"{name}@production", force=True)
+    assert gone["version"] == 1
+    assert registry.deployments(environment=env) == []
+    kinds = [h["kind"] for h in registry.deployment_history(env)["history"]]
+    assert kinds == ["deleted", "replica", "created"]
+
+
+def test_cli_deploy_rm_and_drift(live_server: str, tmp_path: Path) -> None:
+    tag = uuid.uuid4().hex[:8]
+    name, env_name = f"fraud-{tag}", f"prod-{tag}"
+    with Registry(live_server, cache_dir=tmp_path / "cache") as reg:
+        _model(reg, tmp_path, name)
+        reg.report_heartbeat(
+            env_name, f"{name}@production", replica="pod-1", status="ready", version=1
+        )
+        reg.set_alias(f"{name}/2", "production")
+    runner = CliRunner()
+    env = {"MODELYARD_URL": live_server, "XDG_CACHE_HOME": str(tmp_path / "c"), "COLUMNS": "200"}
+    r = runner.invoke(app, ["deploy", "ls", "--env", env_name], env=env)
+    assert r.exit_code == 0 and "2 (drift)" in r.stdout, r.output
+    r = runner.invoke(app, ["deploy", "show", env_name, f"{name}@production"], env=env)
+    assert r.exit_code == 0 and f"desired default/{name}/2, DRIFT" in r.stdout, r.output
+    r = runner.invoke(app, ["deploy", "rm", env_name, f"{name}@production"], env=env)
+    assert r.exit_code == 1 and "DEPLOYMENT_ACTIVE" in r.output, r.output
+    r = runner.invoke(app, ["deploy", "rm", env_name, f"{name}@production", "--force"], env=env)
+    assert r.exit_code == 0 and "deleted deployment" in r.stdout, r.output
+    r = runner.invoke(app, ["deploy", "ls", "--env", env_name], env=env)
+    assert r.exit_code == 0 and "no deployments" in r.stdout, r.output
+    r = runner.invoke(app, ["deploy", "history", env_name], env=env)
+    assert r.exit_code == 0 and "deleted (forced)" in r.stdout, r.output

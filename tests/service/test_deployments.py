@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from modelyard.composition import Services, build_services
-from modelyard.domain.errors import InvalidInput, NotFound, PermissionDenied
+from modelyard.domain.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from modelyard.domain.identity import Principal, Role
 from modelyard.service.registry import RegistryService, VersionSpec
 from modelyard.settings import Settings
@@ -210,3 +210,84 @@ def test_every_change_writes_an_event(services: Services, svc: RegistryService) 
     assert swapped["subject"] == "deployment:prod-eu/default/fraud@production"
     assert swapped["payload"]["version"] == 2 and swapped["payload"]["previous_version"] == 1
     assert entries[1]["payload"]["error"] == "no"
+
+
+def test_delete_keeps_history_and_refuses_live_replicas(
+    services: Services, svc: RegistryService
+) -> None:
+    beat(svc)
+    beat(svc, env="staging")
+    with pytest.raises(Conflict) as active:
+        svc.delete_deployment("prod-eu", "fraud@production", actor=WRITER)
+    assert active.value.code == "DEPLOYMENT_ACTIVE"
+    assert active.value.details["replicas"] == ["pod-a"]
+    for who in (READER, CONSUMER, OUTSIDER):
+        with pytest.raises(PermissionDenied):
+            svc.delete_deployment("prod-eu", "fraud@production", force=True, actor=who)
+    # Once its replicas are stale, no force is needed.
+    svc.deployment_stale_seconds = 1e-9
+    gone = svc.delete_deployment("prod-eu", "fraud@production", actor=WRITER)
+    svc.deployment_stale_seconds = 3600.0
+    assert gone.version == 1 and [r.replica for r in gone.instances] == ["pod-a"]
+    with pytest.raises(NotFound) as missing:
+        svc.get_deployment("prod-eu", "fraud@production", actor=READER)
+    assert missing.value.code == "DEPLOYMENT_NOT_FOUND"
+    with pytest.raises(NotFound):
+        svc.delete_deployment("prod-eu", "fraud@production", actor=WRITER)
+    assert [d.environment for d in svc.list_deployments(actor=READER)] == ["staging"]
+    assert svc.list_deployments(follows="fraud@production", actor=READER)[0].environment == (
+        "staging"
+    )
+    history = svc.deployment_history("prod-eu", actor=READER)
+    assert [(h.kind.value, h.actor) for h in history] == [
+        ("deleted", "w"),
+        ("replica", "server"),
+        ("created", "server"),
+    ]
+    assert history[0].detail == {"forced": False, "live_replicas": []}
+    # Forced while alive: recorded as such.
+    svc.delete_deployment("staging", "fraud@production", force=True, actor=WRITER)
+    [forced] = svc.deployment_history("staging", limit=1, actor=READER)
+    assert forced.detail == {"forced": True, "live_replicas": ["pod-a"]}
+    assert svc.list_deployments(actor=READER) == []
+    # Recorded again: the same history reads on, the replicas start afresh.
+    beat(svc, replica="pod-b", version=1)
+    again = svc.get_deployment("prod-eu", "fraud@production", actor=READER)
+    assert [r.replica for r in again.instances] == ["pod-b"] and again.created_by == "server"
+    kinds = [h.kind.value for h in svc.deployment_history("prod-eu", actor=READER)]
+    assert kinds == ["replica", "created", "deleted", "replica", "created"]
+    recreated = svc.deployment_history("prod-eu", actor=READER)[1]
+    assert recreated.detail["recreated"] is True
+    svc.put_deployment("staging", "fraud@production", replicas=2, actor=WRITER)
+    assert svc.get_deployment("staging", "fraud@production", actor=READER).replicas == 2
+    types = [
+        e["type"] for e in services.governance.audit(actor=ADMIN, action="deployment.deleted").items
+    ]
+    assert types == ["deployment.deleted", "deployment.deleted"]
+
+
+def test_desired_version_beside_the_running_one(svc: RegistryService) -> None:
+    beat(svc)
+    d = svc.get_deployment("prod-eu", "fraud@production", actor=READER)
+    assert (d.version, d.desired_version, d.desired, d.drift) == (1, 1, "default/fraud/1", False)
+    # The alias moves; the servers have not followed yet: drift.
+    svc.set_alias("fraud/2", "production", actor=ADMIN)
+    d = svc.get_deployment("prod-eu", "fraud@production", actor=READER)
+    assert (d.version, d.desired_version, d.drift) == (1, 2, True)
+    assert [x.drift for x in svc.list_deployments(actor=READER)] == [True]
+    beat(svc, version=2)
+    d = svc.get_deployment("prod-eu", "fraud@production", actor=READER)
+    assert (d.version, d.desired_version, d.drift) == (2, 2, False)
+    # One replica left behind is drift too.
+    beat(svc, replica="pod-b", version=1)
+    assert svc.get_deployment("prod-eu", "fraud@production", actor=READER).drift is True
+    # A pinned reference names its own number; latest the newest ready or published.
+    beat(svc, env="pinned", ref="fraud/1")
+    assert svc.get_deployment("pinned", "fraud/1", actor=READER).desired_version == 1
+    beat(svc, env="edge", ref="fraud", version=1)
+    latest = svc.get_deployment("edge", "fraud", actor=READER)
+    assert (latest.desired_version, latest.drift) == (3, True)
+    # An alias that names nothing: no desired version, no drift claimed.
+    svc.put_deployment("prod-eu", "fraud@canary", actor=WRITER)
+    canary = svc.get_deployment("prod-eu", "fraud@canary", actor=READER)
+    assert (canary.desired_version, canary.drift) == (None, False)

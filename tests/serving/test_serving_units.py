@@ -3,17 +3,24 @@ encoding, flavor choice, flavors loading real files."""
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from pathlib import Path
 
+import httpx
 import numpy as np
 import orjson
 import pytest
 
 from modelyard.domain.errors import InvalidInput
+from modelyard.serving.app import InferenceApp
 from modelyard.serving.flavors import choose_flavor
 from modelyard.serving.flavors import onnx as onnx_flavor
 from modelyard.serving.flavors import skops as skops_flavor
+from modelyard.serving.loader import LoadedVersion
+from modelyard.serving.metrics import ServingMetrics
 from modelyard.serving.protocol import ProtocolError, decode_infer, encode_infer
+from modelyard.serving.table import ModelTable
 from modelyard.serving.tensors import Signature, TensorSpec, parse_signature
 from tests.serving.models import onnx_predict, train, write_onnx, write_skops
 
@@ -180,3 +187,131 @@ def test_skops_flavor_refuses_untrusted_types(tmp_path: Path) -> None:
     with pytest.raises(InvalidInput, match="does not trust") as err:
         skops_flavor.load({"p.skops": tmp_path / "p.skops"}, None)
     assert "doubled" in str(err.value.details)
+
+
+class _Recorder:
+    """A stand-in model that notes which thread called it."""
+
+    def __init__(self) -> None:
+        self.signature = Signature(
+            (TensorSpec("x", "FP32", (-1,)),), (TensorSpec("y", "FP32", (-1,)),)
+        )
+        self.threads: list[int] = []
+
+    def predict(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        self.threads.append(threading.get_ident())
+        return {"y": inputs["x"] * 2}
+
+
+@pytest.mark.parametrize("offload", [False, True])
+def test_slow_models_infer_off_the_event_loop(offload: bool) -> None:
+    table = ModelTable(ServingMetrics())
+    model = _Recorder()
+    table.add(
+        "m/1", LoadedVersion("default/m/1", "default", "m", 1, "test", model, offload=offload)
+    )
+    app = InferenceApp(table)
+
+    async def call() -> tuple[int, httpx.Response]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://serve") as client:
+            body = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [2], "data": [1, 2]}]}
+            return threading.get_ident(), await client.post("/v2/models/m/infer", json=body)
+
+    loop_thread, answer = asyncio.run(call())
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["outputs"][0]["data"] == [2.0, 4.0]
+    assert (model.threads[0] != loop_thread) is offload
+
+
+TEXT_SIG = Signature(
+    (TensorSpec("words", "BYTES", (-1, 2)),), (TensorSpec("label", "BYTES", (-1,)),)
+)
+
+
+def _oip_bytes(items: list[bytes]) -> bytes:
+    """OIP's binary BYTES layout: 4-byte little-endian length, then the bytes."""
+    return b"".join(len(b).to_bytes(4, "little") + b for b in items)
+
+
+def test_bytes_tensors_in_json_and_binary() -> None:
+    words = {"name": "words", "datatype": "BYTES", "shape": [2, 2], "data": [["a", "b"], ["ç", ""]]}
+    req = decode_infer(_json([words]), None, TEXT_SIG)
+    assert req.inputs["words"].tolist() == [["a", "b"], ["ç", ""]]
+    raw = _oip_bytes([b"a", b"b", "ç".encode(), b""])
+    head = _json([{**words, "data": None, "parameters": {"binary_data_size": len(raw)}}])
+    req = decode_infer(head + raw, len(head), TEXT_SIG)
+    assert req.inputs["words"].tolist() == [["a", "b"], ["ç", ""]]
+    # Answers: text in JSON, length-prefixed in binary.
+    labels = np.array(["setosa", "virginica"])
+    body, n = encode_infer("m", "1", req, {"label": labels})
+    assert n is None and orjson.loads(body)["outputs"][0]["data"] == ["setosa", "virginica"]
+    req.outputs = [(TEXT_SIG.outputs[0], True)]
+    body, n = encode_infer("m", "1", req, {"label": labels})
+    assert n is not None and body[n:] == _oip_bytes([b"setosa", b"virginica"])
+
+
+@pytest.mark.parametrize(
+    ("data", "binary", "fragment"),
+    [
+        ([["a", 1], ["b", "c"]], None, "text only"),
+        (["a", "b", "c"], None, "needs 4"),
+        (None, _oip_bytes([b"a", b"b", b"c"]), "does not hold"),
+        (None, _oip_bytes([b"a", b"b", b"c", b"\xff"]), "UTF-8"),
+        (None, _oip_bytes([b"a", b"b", b"c", b"dd"])[:-1], "runs past"),
+        (None, _oip_bytes([b"a", b"b", b"c"]) + b"\0\0", "cut short"),
+        (None, _oip_bytes([b"a", b"b", b"c", b"d"]) + b"\0\0", "does not hold"),
+    ],
+)
+def test_bad_bytes_tensors(data: object, binary: bytes | None, fragment: str) -> None:
+    item: dict[str, object] = {"name": "words", "datatype": "BYTES", "shape": [2, 2]}
+    if binary is None:
+        body, n = _json([{**item, "data": data}]), None
+    else:
+        head = _json([{**item, "parameters": {"binary_data_size": len(binary)}}])
+        body, n = head + binary, len(head)
+    with pytest.raises(ProtocolError) as bad:
+        decode_infer(body, n, TEXT_SIG)
+    assert bad.value.status == 400 and fragment in bad.value.message
+
+
+def test_skops_classifiers_with_text_labels_answer_bytes(tmp_path: Path) -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    trained = train(0)
+    names = np.array(["setosa", "versicolor", "virginica"])
+    x = trained.rows.astype(np.float64)
+    est = LogisticRegression(max_iter=500).fit(
+        np.repeat(x, 3, axis=0), np.tile(names, len(x))[: len(x) * 3]
+    )
+    path = tmp_path / "text.skops"
+    import skops.io as sio
+
+    sio.dump(est, path)
+    predictor = skops_flavor.load({"text.skops": path}, None)
+    assert [(s.name, s.datatype) for s in predictor.signature.outputs] == [
+        ("label", "BYTES"),
+        ("probabilities", "FP64"),
+    ]
+    out = predictor.predict({"input": x})
+    assert set(out["label"].tolist()) <= set(names.tolist())
+    body, _ = encode_infer(
+        "m",
+        "1",
+        decode_infer(
+            _json(
+                [
+                    {
+                        "name": "input",
+                        "datatype": "FP64",
+                        "shape": list(x.shape),
+                        "data": x.ravel().tolist(),
+                    }
+                ]
+            ),
+            None,
+            predictor.signature,
+        ),
+        out,
+    )
+    assert orjson.loads(body)["outputs"][0]["data"] == est.predict(x).tolist()

@@ -408,6 +408,11 @@ class PolicyRules(_Body):
         "compatible with the one it points at now (same inputs and outputs, dtypes, "
         "compatible shapes; an added optional input is fine).",
     )
+    allow_custom_code: StrictBool | None = Field(
+        None,
+        description="Model servers may run a version's own Python code (format `python`); "
+        "granted by a namespace policy only, a model policy can withdraw it.",
+    )
 
 
 class Rollback(_Body):
@@ -531,6 +536,12 @@ class DeploymentAlert(_Body):
     detail: dict[str, Any] = Field(
         default_factory=dict, description="the measures and thresholds (at most 16 KiB)"
     )
+
+
+class ServingExceptionPut(_Body):
+    """Record a serving exception on a version: why it is made."""
+
+    reason: str = Field(min_length=1, max_length=4096)
 
 
 class Heartbeat(_Body):

@@ -1,4 +1,5 @@
-"""Deployments (issue 12): ``deploy ls|show|history|set``: what runs where."""
+"""Deployments (issue 12): ``deploy ls|show|history|set|rm``: what runs where,
+and whether it is what its reference names now (drift)."""
 
 from __future__ import annotations
 
@@ -25,6 +26,12 @@ def _replicas(d: dict[str, Any]) -> str:
     return f"{live}/{d['replicas']}"
 
 
+def _desired(d: dict[str, Any]) -> str:
+    """The version the reference names now, marked when what runs differs."""
+    want = str(d["desired_version"] or "-")
+    return f"{want} (drift)" if d["drift"] else want
+
+
 @deploy_app.command("ls")
 def ls(
     env: Annotated[str | None, typer.Option("--env", help="Only this environment.")] = None,
@@ -40,17 +47,21 @@ def ls(
     token: TokenOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """List deployments: environment, reference, resolved version, status, live replicas."""
+    """List deployments: environment, reference, the version running, the version
+    the reference names now (marked "drift" when they differ), status, live replicas."""
 
     def show(found: list[dict[str, Any]]) -> Table | str:
         if not found:
             return "no deployments"
-        table = Table("environment", "reference", "version", "status", "replicas", "endpoint")
+        table = Table(
+            "environment", "reference", "version", "desired", "status", "replicas", "endpoint"
+        )
         for d in found:
             table.add_row(
                 d["environment"],
                 d["reference"],
                 str(d["version"] or "-"),
+                _desired(d),
                 d["status"],
                 _replicas(d),
                 d["endpoint"] or "-",
@@ -74,7 +85,8 @@ def show(
     token: TokenOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Show one deployment with every replica's last heartbeat (stale ones marked)."""
+    """Show one deployment with every replica's last heartbeat (stale ones marked),
+    the version running and the version its reference names now."""
 
     def table(d: dict[str, Any]) -> Table:
         t = Table(
@@ -85,7 +97,8 @@ def show(
             "endpoint",
             "error",
             title=f"{d['environment']}: {d['reference']} -> {d['resolved'] or '-'} "
-            f"({d['status']}, {_replicas(d)} replicas)",
+            f"(desired {d['desired'] or '-'}{', DRIFT' if d['drift'] else ''}; "
+            f"{d['status']}, {_replicas(d)} replicas)",
             caption=_monitoring(d.get("monitoring")),
         )
         for r in d["instances"]:
@@ -124,6 +137,8 @@ def history(
             change = h["kind"]
             if h["kind"] == "swapped":
                 change = f"swapped from {h['previous_version']}"
+            elif h["kind"] == "deleted" and h["detail"].get("forced"):
+                change = "deleted (forced)"
             elif h["kind"] == "replica":
                 change = f"replica {h['detail'].get('status')}"
             t.add_row(
@@ -217,6 +232,33 @@ def _monitor_settings(pairs: list[str]) -> dict[str, Any]:
             raise typer.BadParameter(f"--monitor {key}: a number, true, false or null")
         out[key] = value
     return out
+
+
+@deploy_app.command("rm")
+def rm(
+    env: EnvArg,
+    ref: RefArg,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Delete even while replicas still send heartbeats (they would "
+            "record it again at their next heartbeat).",
+        ),
+    ] = False,
+    registry: RegistryOpt = DEFAULT_URL,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Delete a deployment (needs write); its history stays. Refused while its
+    model servers are alive (stop them first) unless --force."""
+    run(
+        registry,
+        token,
+        as_json,
+        lambda reg: reg.delete_deployment(env, ref, force=force),
+        lambda d: f"deleted deployment {d['environment']}: {d['reference']}",
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -29,6 +29,7 @@ from modelyard.cli import families as families_cli
 from modelyard.cli import governance as governance_cli
 from modelyard.cli import identity as identity_cli
 from modelyard.cli import maintenance as maintenance_cli
+from modelyard.cli import release as release_cli
 from modelyard.cli import serve as serve_cli
 from modelyard.cli import versions as versions_cli
 from modelyard.cli.common import CliGroup, out
@@ -142,6 +143,7 @@ deployments_cli.register(app)
 identity_cli.register(app)
 governance_cli.register(app)
 serve_cli.register(app)
+release_cli.register(app)
 governance_cli.register_users(user_app)
 maintenance_cli.register(app)
 

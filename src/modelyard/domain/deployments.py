@@ -28,6 +28,11 @@ from typing import Any, Final
 from modelyard.domain.errors import InvalidInput
 from modelyard.domain.monitoring import MonitorSettings
 
+SERVING_EXCEPTION_KINDS: Final = ("pickle",)
+"""What an admin can except a version from: ``pickle``, the model server may
+unpickle its file (which runs whatever code the file names)."""
+MAX_REASON: Final = 4096
+
 _ENV_RE: Final = re.compile(r"[A-Za-z][A-Za-z0-9._-]{0,63}")
 _REPLICA_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 MAX_ENDPOINT: Final = 2048
@@ -68,6 +73,8 @@ class HistoryKind(StrEnum):
     """A model server saw errors or latency cross the deployment's thresholds."""
     ROLLED_BACK = "rolled_back"
     """The followed alias was rolled back automatically (see ``MonitorSettings``)."""
+    DELETED = "deleted"
+    """The deployment was deleted (its history stays)."""
 
 
 def validate_environment(value: Any) -> str:
@@ -191,6 +198,28 @@ class Deployment:
     instances: list[Replica] = field(default_factory=list)
     monitoring: MonitorSettings = field(default_factory=MonitorSettings)
     """How its model servers watch it, and whether they may roll it back."""
+    desired_version: int | None = None
+    """The version the reference resolves to now (None: it resolves to none,
+    e.g. an alias not set); what the replicas should be running."""
+
+    @property
+    def drift(self) -> bool:
+        """True when what runs differs from what the reference names now: the
+        recorded version or a live replica's version is not the desired one
+        (an alias moved and the servers have not followed, or cannot)."""
+        want = self.desired_version
+        if want is None:
+            return False
+        if self.version is not None and self.version != want:
+            return True
+        return any(not r.stale and r.version not in (None, want) for r in self.instances)
+
+    @property
+    def desired(self) -> str | None:
+        """``ns/model/N`` of the desired version, if the reference resolves."""
+        if self.desired_version is None:
+            return None
+        return f"{self.namespace}/{self.model}/{self.desired_version}"
 
     @property
     def status(self) -> DeploymentStatus:
@@ -219,3 +248,36 @@ class HistoryEntry:
     actor: str
     at: int
     detail: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ServingException:
+    """An admin's recorded exception on a version (see :data:`SERVING_EXCEPTION_KINDS`)."""
+
+    kind: str
+    reason: str
+    granted_by: str
+    granted_at: int
+
+
+def validate_exception_kind(value: Any) -> str:
+    """``value`` if it names a serving exception kind."""
+    if value not in SERVING_EXCEPTION_KINDS:
+        raise InvalidInput(
+            f"unknown serving exception {value!r} (one of: {', '.join(SERVING_EXCEPTION_KINDS)})",
+            code="INVALID_INPUT",
+            details={"field": "kind"},
+        )
+    return str(value)
+
+
+def validate_reason(value: Any) -> str:
+    """A non-empty reason of at most :data:`MAX_REASON` characters: an exception
+    to a safety rule says why it was made."""
+    if not isinstance(value, str) or not value.strip() or len(value) > MAX_REASON:
+        raise InvalidInput(
+            f"a serving exception needs a reason (1 to {MAX_REASON} characters)",
+            code="INVALID_INPUT",
+            details={"field": "reason"},
+        )
+    return value.strip()

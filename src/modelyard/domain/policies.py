@@ -15,6 +15,8 @@ A policy is a set of optional rules; an unset rule (``None``) is inherited
     compatible_signature true                                      a protected alias moves only
                                                                    to a version whose signature
                                                                    is compatible with its target's
+    allow_custom_code   true                                       model servers may run a
+                                                                   version's own Python code
 
 Merge rule (namespace policy, then model policy): the model policy extends
 the namespace policy and overrides it rule by rule where both speak:
@@ -34,6 +36,10 @@ that of the version the protected alias points at now, by the bundle rules
 the same dtypes and compatible shapes (an added *optional* input is fine),
 the same outputs with the same dtypes and shapes. Like approvals it is about
 a transition, not about visibility: it has no part in the production view.
+
+- ``allow_custom_code`` is not a requirement on versions but a permission:
+  only the namespace policy can grant it (true), and a model policy can only
+  withdraw it for its model (false); unset means not allowed.
 
 Both policies are set by the namespace's admins (permissions are per
 namespace), so a model policy may relax a namespace rule on purpose.
@@ -74,6 +80,7 @@ RULE_FIELDS: Final = (
     "required_approvals",
     "protected_aliases",
     "compatible_signature",
+    "allow_custom_code",
 )
 
 _THRESHOLD_RE: Final = re.compile(
@@ -117,6 +124,7 @@ class Policy:
     required_approvals: int | None = None
     protected_aliases: tuple[str, ...] | None = None
     compatible_signature: bool | None = None
+    allow_custom_code: bool | None = None
 
     @property
     def approvals_needed(self) -> int:
@@ -143,6 +151,7 @@ class Policy:
             "required_approvals": self.required_approvals,
             "protected_aliases": _list(self.protected_aliases),
             "compatible_signature": self.compatible_signature,
+            "allow_custom_code": self.allow_custom_code,
         }
 
 
@@ -289,6 +298,10 @@ def parse_policy(data: Any) -> Policy:
             except InvalidInput as exc:
                 raise _bad(f"required_metadata: {exc.message}", "required_metadata") from None
         kw["required_metadata"] = tuple(keys)
+    if data.get("allow_custom_code") is not None:
+        if not isinstance(data["allow_custom_code"], bool):
+            raise _bad("allow_custom_code must be true or false", "allow_custom_code")
+        kw["allow_custom_code"] = data["allow_custom_code"]
     if data.get("require_signature") is not None:
         if not isinstance(data["require_signature"], bool):
             raise _bad("require_signature must be true or false", "require_signature")
@@ -364,6 +377,12 @@ def merge_policies(namespace: Policy | None, model: Policy | None) -> Policy:
         required_approvals=pick(base.required_approvals, model.required_approvals),
         protected_aliases=union(base.protected_aliases, model.protected_aliases),
         compatible_signature=pick(base.compatible_signature, model.compatible_signature),
+        # Granted by the namespace only; a model can withdraw it, not grant it.
+        allow_custom_code=(
+            True
+            if base.allow_custom_code is True and model.allow_custom_code is not False
+            else (False if model.allow_custom_code is False else None)
+        ),
     )
 
 

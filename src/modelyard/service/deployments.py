@@ -23,8 +23,20 @@ failed to load), so consumers do not see them.
 Every change writes its event in the same transaction (outbox), subject
 ``deployment:ENV/REFERENCE``: ``deployment.created``, ``deployment.updated``,
 ``deployment.swapped`` (the resolved version changed), ``deployment.load_failed``,
-``deployment.replica`` (a replica joined or changed status). A heartbeat that
-changes nothing but the time writes no event and no history.
+``deployment.replica`` (a replica joined or changed status),
+``deployment.deleted``. A heartbeat that changes nothing but the time writes
+no event and no history.
+
+Deleting a deployment (``write``) keeps its history: the row stays, marked
+deleted, and reads skip it; its replicas' heartbeats are forgotten. A
+deployment whose replicas are still alive is not deleted unless forced
+(``DEPLOYMENT_ACTIVE``): a live server would register it again at its next
+heartbeat, so stop the servers first. Recording it again (``put`` or a
+heartbeat) brings it back with a ``created`` entry.
+
+Each deployment read carries the version its reference resolves to *now*
+(``desired_version``) beside the one its replicas run (``version``): an
+alias moved that the servers have not followed shows as drift.
 """
 
 from __future__ import annotations
@@ -46,7 +58,7 @@ from modelyard.domain.deployments import (
     validate_replica,
     validate_replicas,
 )
-from modelyard.domain.errors import InvalidInput, NotFound
+from modelyard.domain.errors import Conflict, InvalidInput, NotFound
 from modelyard.domain.identity import Permission, Principal
 from modelyard.domain.monitoring import MonitorSettings, parse_monitor_settings
 from modelyard.domain.references import DEFAULT_NAMESPACE, Reference, parse_reference
@@ -152,7 +164,7 @@ class DeploymentUseCases(RegistryCore):
             self.model_id(tx, ref.namespace, ref.name)
             at = now_us()
             row = tx.deployments.get(env, str(ref))
-            if row is None:
+            if row is None or row.deleted_at is not None:
                 row = self._create(
                     tx,
                     env,
@@ -162,6 +174,7 @@ class DeploymentUseCases(RegistryCore):
                     replicas=want_replicas,
                     endpoint=want_endpoint,
                     monitoring=want_monitoring,
+                    row=row,
                 )
             else:
                 changes: dict[str, Any] = {}
@@ -222,9 +235,9 @@ class DeploymentUseCases(RegistryCore):
                     self._require_visible(tx, view, actor, ref, n)
             at = now_us()
             row = tx.deployments.get(env, str(ref))
-            if row is None:
+            if row is None or row.deleted_at is not None:
                 self.model_id(tx, ref.namespace, ref.name)
-                row = self._create(tx, env, ref, actor, at, version=number, endpoint=url)
+                row = self._create(tx, env, ref, actor, at, version=number, endpoint=url, row=row)
             elif number is not None and number != row.version:
                 tx.deployments.update(
                     row.id, {"version": number, "updated_by": actor.name, "updated_at": at}
@@ -285,6 +298,58 @@ class DeploymentUseCases(RegistryCore):
 
         return self.run_in_transaction(op)
 
+    def delete_deployment(
+        self, environment: str, reference: str, *, force: bool = False, actor: Principal
+    ) -> Deployment:
+        """Delete the deployment of ``reference`` in ``environment``; its history
+        stays (ending with a ``deleted`` entry). Returns it as it was.
+
+        Refused with ``DEPLOYMENT_ACTIVE`` while a replica still sends
+        heartbeats (a live server would record it again at its next beat),
+        unless ``force``. Requires: write on the model's namespace.
+        Event: ``deployment.deleted``.
+        """
+        env = validate_environment(environment)
+        ref = parse_deployed_reference(reference)
+        auth.require(actor, Permission.WRITE, ref.namespace)
+
+        def op(tx: RegistryTx) -> Deployment:
+            row = tx.deployments.get(env, str(ref))
+            if row is None or row.deleted_at is not None:
+                raise deployment_not_found(env, str(ref))
+            at = now_us()
+            [before] = self._assemble(tx, [row], at)
+            live = [r.replica for r in before.instances if not r.stale]
+            if live and not force:
+                raise Conflict(
+                    f"the deployment of {row.reference} in {env} has live replicas "
+                    f"({', '.join(live)}): stop them first, or delete with force",
+                    code="DEPLOYMENT_ACTIVE",
+                    details={"environment": env, "reference": row.reference, "replicas": live},
+                )
+            tx.deployments.update(
+                row.id,
+                {
+                    "deleted_at": at,
+                    "deleted_by": actor.name,
+                    "updated_by": actor.name,
+                    "updated_at": at,
+                },
+            )
+            tx.deployments.delete_replicas(row.id)
+            self._record(
+                tx,
+                row,
+                HistoryKind.DELETED,
+                actor,
+                at,
+                version=row.version,
+                detail={"forced": bool(live), "live_replicas": live},
+            )
+            return before
+
+        return self.run_in_transaction(op)
+
     # -- reads --------------------------------------------------------------
 
     def get_deployment(self, environment: str, reference: str, *, actor: Principal) -> Deployment:
@@ -295,7 +360,7 @@ class DeploymentUseCases(RegistryCore):
         auth.require(actor, Permission.READ, ref.namespace)
         with self.db.read() as tx:
             row = tx.deployments.get(env, str(ref))
-            if row is None:
+            if row is None or row.deleted_at is not None:
                 raise deployment_not_found(env, str(ref))
             return self._assemble(tx, [row], now_us())[0]
 
@@ -389,37 +454,37 @@ class DeploymentUseCases(RegistryCore):
         replicas: int | None = None,
         endpoint: str | None = None,
         monitoring: dict[str, Any] | None = None,
+        row: DeploymentRow | None = None,
     ) -> DeploymentRow:
-        row = tx.deployments.insert(
-            {
-                "environment": env,
-                "reference": str(ref),
-                "namespace": ref.namespace,
-                "model": ref.name,
-                "alias": ref.alias,
-                "version": version,
-                "replicas": 1 if replicas is None else replicas,
-                "endpoint": endpoint,
-                "monitoring": monitoring,
-                "created_by": actor.name,
-                "created_at": at,
-                "updated_by": actor.name,
-                "updated_at": at,
-            }
-        )
-        self._record(
-            tx,
-            row,
-            HistoryKind.CREATED,
-            actor,
-            at,
-            version=version,
-            detail={
-                "replicas": row.replicas,
-                "endpoint": row.endpoint,
-                **({"monitoring": monitoring} if monitoring is not None else {}),
-            },
-        )
+        """Insert the deployment, or bring back ``row`` (a deleted one: same
+        id, so its history reads on) as if new."""
+        values = {
+            "environment": env,
+            "reference": str(ref),
+            "namespace": ref.namespace,
+            "model": ref.name,
+            "alias": ref.alias,
+            "version": version,
+            "replicas": 1 if replicas is None else replicas,
+            "endpoint": endpoint,
+            "monitoring": monitoring,
+            "created_by": actor.name,
+            "created_at": at,
+            "updated_by": actor.name,
+            "updated_at": at,
+        }
+        detail: dict[str, Any] = {"replicas": values["replicas"], "endpoint": endpoint}
+        if monitoring is not None:
+            detail["monitoring"] = monitoring
+        if row is None:
+            row = tx.deployments.insert(values)
+        else:
+            tx.deployments.update(row.id, {**values, "deleted_at": None, "deleted_by": None})
+            fresh = tx.deployments.get(env, str(ref))
+            assert fresh is not None
+            row = fresh
+            detail["recreated"] = True
+        self._record(tx, row, HistoryKind.CREATED, actor, at, version=version, detail=detail)
         return row
 
     def _record(
@@ -504,6 +569,16 @@ class DeploymentUseCases(RegistryCore):
                     if r.monitoring is None
                     else parse_monitor_settings(r.monitoring)
                 ),
+                desired_version=self._desired_version(tx, r),
             )
             for r in rows
         ]
+
+    def _desired_version(self, tx: RegistryTx, row: DeploymentRow) -> int | None:
+        """The version ``row``'s reference names now: the pinned number, or
+        what its alias (``latest``: the newest ready or published) resolves to."""
+        ref = parse_reference(row.reference)
+        if ref.version is not None:
+            return ref.version
+        found = tx.get_version_by_ref(ref.namespace, ref.name, alias=ref.alias)
+        return None if found is None else found.number

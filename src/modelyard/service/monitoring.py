@@ -153,7 +153,7 @@ class MonitoringUseCases(DeploymentUseCases):
         def record(tx: RegistryTx, rollback: dict[str, Any] | None) -> int:
             self._require_visible(tx, ProductionView(tx), actor, ref, number)
             row = tx.deployments.get(env, str(ref))
-            if row is None:
+            if row is None or row.deleted_at is not None:
                 raise deployment_not_found(env, str(ref))
             entry_detail = {**measures, "sustained_seconds": held}
             if rollback is not None:
@@ -194,7 +194,12 @@ class MonitoringUseCases(DeploymentUseCases):
         attempt back and is returned for the alert to record."""
         with self.db.read() as tx:
             row = tx.deployments.get(env, str(ref))
-        if row is None or row.alias is None or row.alias in RESERVED_ALIASES:
+        if (
+            row is None
+            or row.deleted_at is not None
+            or row.alias is None
+            or row.alias in RESERVED_ALIASES
+        ):
             return None
         settings = (
             MonitorSettings() if row.monitoring is None else parse_monitor_settings(row.monitoring)

@@ -38,6 +38,7 @@ from modelyard.service.monitoring import MonitoringUseCases
 from modelyard.service.namespaces import NamespaceUseCases
 from modelyard.service.resources import ResourceUseCases
 from modelyard.service.search import SearchUseCases
+from modelyard.service.serving_exceptions import ServingExceptionUseCases
 from modelyard.service.stages import StageUseCases
 from modelyard.service.versions import VersionSpec, VersionUseCases
 from modelyard.service.views import ProductionView, production_filter
@@ -60,6 +61,7 @@ class RegistryService(
     BundleUseCases,
     BundleAliasUseCases,
     MonitoringUseCases,  # and DeploymentUseCases, which it extends
+    ServingExceptionUseCases,
 ):
     """The registry's use cases over a metadata store and a blob store."""
 

@@ -19,6 +19,7 @@ sends none). Errors use OIP's shape ``{"error": message}`` (plus a stable
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -191,12 +192,17 @@ class InferenceApp:
                         "compressed request bodies are not accepted", "UNSUPPORTED_ENCODING", 415
                     )
             body = await _read_body(receive, self.max_body)
-            # The model runs inline on the event loop: the models served here
-            # answer in microseconds, and a hop to a worker thread would cost
-            # more than the inference (the server is meant to be pinned to a core).
             request = decode_infer(body, header_length, live.signature)
             live.monitor.observe_inputs(request.inputs)
-            results = live.loaded.predictor.predict(request.inputs)
+            if live.loaded.offload:
+                # A slow model (large, or its flavor says so) on a worker
+                # thread: other requests, health probes and /metrics go on.
+                results = await asyncio.to_thread(live.loaded.predictor.predict, request.inputs)
+            else:
+                # Inline on the event loop: small models answer in
+                # microseconds, and a hop to a worker thread would cost more
+                # than the inference (the server is meant to be pinned to a core).
+                results = live.loaded.predictor.predict(request.inputs)
             answer, json_length = encode_infer(live.loaded.model, live.version, request, results)
         except ProtocolError as exc:
             m.in_flight.dec()

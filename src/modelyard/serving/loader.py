@@ -21,12 +21,16 @@ from pathlib import Path
 from modelyard.client import Registry, VersionInfo
 from modelyard.domain.errors import InvalidInput
 from modelyard.domain.monitoring import STATS_PATH, ReferenceStats, parse_reference_stats
-from modelyard.serving.flavors import Predictor, choose_flavor, unservable
+from modelyard.serving.flavors import Predictor, choose_flavor, is_pickle, unservable
 from modelyard.serving.tensors import parse_signature
 
 log = logging.getLogger("modelyard.serving")
 
 SERVABLE_STATES = frozenset({"ready", "published"})
+LARGE_MODEL_BYTES = 64 << 20
+"""From this total file size on, a model's inference runs on a worker thread
+(a big model's call takes long enough that blocking the event loop would
+stall every other request, and the hop costs little beside it)."""
 
 
 @dataclass(slots=True)
@@ -40,6 +44,9 @@ class LoadedVersion:
     version: int
     flavor: str
     predictor: Predictor
+    offload: bool = False
+    """Run inference on a worker thread, off the event loop (the flavor says
+    so, or the model is large: :data:`LARGE_MODEL_BYTES`)."""
     loaded_at: float = field(default_factory=time.time)
     reference_stats: ReferenceStats | None = None
     """The version's reference statistics (``.modelyard/reference_stats.json``), if any."""
@@ -68,6 +75,25 @@ def check_servable(version: VersionInfo) -> None:
         )
 
 
+def allowed_exceptions(registry: Registry, version: VersionInfo) -> frozenset[str]:
+    """What ``version`` is allowed beyond the default: the serving exceptions an
+    admin recorded on it (``pickle``) and, for format ``python``,
+    ``custom_code`` when its policy allows it. Asked only when the version
+    needs one: other versions cost no extra call."""
+    paths = [str(f["path"]) for f in version.files or []]
+    if (version.format or "").lower() == "python":
+        if registry.custom_code_allowed(version.ref):
+            log.warning("%s: running the version's own code (policy allows it)", version.ref)
+            return frozenset({"custom_code"})
+        return frozenset()
+    if not is_pickle(version.format, paths):
+        return frozenset()
+    found = frozenset(e["kind"] for e in registry.serving_exceptions(version.ref))
+    if "pickle" in found:
+        log.warning("%s: unpickling under an admin's recorded exception", version.ref)
+    return found
+
+
 def load_version(
     registry: Registry, ref: str, cache_root: Path, *, threads: int = 1
 ) -> LoadedVersion:
@@ -75,7 +101,9 @@ def load_version(
     version = registry.get_version(ref)
     check_servable(version)
     paths = [str(f["path"]) for f in version.files or []]
-    flavor = choose_flavor(version.format, paths)  # refused before any byte is pulled
+    flavor = choose_flavor(  # refused before any byte is pulled
+        version.format, paths, allowed_exceptions(registry, version)
+    )
     signature = parse_signature(version.raw.get("signature"))
     work = Path(tempfile.mkdtemp(prefix="pull-", dir=private_dir(cache_root)))
     try:
@@ -98,6 +126,7 @@ def load_version(
         )
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    offload = bool(getattr(flavor, "OFFLOAD", False)) or version.total_size >= LARGE_MODEL_BYTES
     return LoadedVersion(
         version.ref,
         version.namespace,
@@ -106,6 +135,7 @@ def load_version(
         flavor.NAME,
         predictor,
         reference_stats=stats,
+        offload=offload,
     )
 
 

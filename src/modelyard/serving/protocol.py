@@ -15,6 +15,7 @@ arrays, and nothing is validated twice.
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,9 +71,64 @@ def _shape(item: dict[str, Any], name: str) -> tuple[int, ...]:
     return tuple(shape)
 
 
+def _text_from_json(data: list[Any], spec: TensorSpec, shape: tuple[int, ...]) -> np.ndarray:
+    flat: list[str] = []
+    stack = [iter(data)]
+    while stack:  # nested lists flattened in order, without recursion
+        for x in stack[-1]:
+            if isinstance(x, list):
+                stack.append(iter(x))
+                break
+            if not isinstance(x, str):
+                raise _bad(f"input {spec.name!r}: BYTES data holds text only")
+            flat.append(x)
+        else:
+            stack.pop()
+    n = element_count(shape)
+    if len(flat) != n:
+        raise _bad(
+            f"input {spec.name!r}: data has {len(flat)} elements, shape {list(shape)} needs {n}"
+        )
+    arr = np.empty(n, dtype=object)
+    arr[:] = flat
+    return arr.reshape(shape)
+
+
+def _text_from_bytes(
+    chunk: bytes | memoryview, spec: TensorSpec, shape: tuple[int, ...]
+) -> np.ndarray:
+    """OIP's binary BYTES: each element a 4-byte little-endian length, then its bytes."""
+    n = element_count(shape)
+    raw = bytes(chunk)
+    items: list[str] = []
+    at = 0
+    try:
+        while at < len(raw) and len(items) < n:
+            (size,) = struct.unpack_from("<I", raw, at)
+            at += 4
+            if at + size > len(raw):
+                raise _bad(f"input {spec.name!r}: a BYTES element runs past the binary data")
+            items.append(raw[at : at + size].decode())
+            at += size
+    except struct.error:
+        raise _bad(f"input {spec.name!r}: BYTES element length cut short") from None
+    except UnicodeDecodeError:
+        raise _bad(f"input {spec.name!r}: BYTES elements here carry UTF-8 text") from None
+    if len(items) != n or at != len(raw):
+        raise _bad(
+            f"input {spec.name!r}: binary BYTES data does not hold the {n} elements "
+            f"of shape {list(shape)}"
+        )
+    arr = np.empty(n, dtype=object)
+    arr[:] = items
+    return arr.reshape(shape)
+
+
 def _from_json(data: Any, spec: TensorSpec, shape: tuple[int, ...]) -> np.ndarray:
     if not isinstance(data, list):
         raise _bad(f"input {spec.name!r}: data must be an array")
+    if spec.datatype == "BYTES":
+        return _text_from_json(data, spec, shape)
     try:
         arr = np.array(data)
     except (ValueError, TypeError):
@@ -91,6 +147,8 @@ def _from_json(data: Any, spec: TensorSpec, shape: tuple[int, ...]) -> np.ndarra
 
 
 def _from_bytes(chunk: bytes | memoryview, spec: TensorSpec, shape: tuple[int, ...]) -> np.ndarray:
+    if spec.datatype == "BYTES":
+        return _text_from_bytes(chunk, spec, shape)
     need = element_count(shape) * spec.dtype.itemsize
     if len(chunk) != need:
         raise _bad(
@@ -203,7 +261,15 @@ def encode_infer(
     for spec, as_binary in request.outputs:
         arr = np.ascontiguousarray(results[spec.name], dtype=spec.dtype)
         out: dict[str, Any] = {"name": spec.name, "datatype": spec.datatype, "shape": arr.shape}
-        if as_binary:
+        if spec.datatype == "BYTES":
+            texts = [x.decode() if isinstance(x, bytes) else str(x) for x in arr.reshape(-1)]
+            if as_binary:
+                raw = b"".join(struct.pack("<I", len(b)) + b for b in (t.encode() for t in texts))
+                out["parameters"] = {"binary_data_size": len(raw)}
+                blobs.append(raw)
+            else:
+                out["data"] = texts
+        elif as_binary:
             raw = arr.tobytes()
             out["parameters"] = {"binary_data_size": len(raw)}
             blobs.append(raw)

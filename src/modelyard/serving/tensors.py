@@ -23,8 +23,10 @@ import numpy as np
 
 from modelyard.domain.errors import InvalidInput
 
-# OIP datatype -> NumPy dtype (the protocol's tensor data types; BYTES and BF16
-# have no fixed-width NumPy equivalent the flavors here could take).
+# OIP datatype -> NumPy dtype. BYTES is an object array whose elements are
+# Python ``str`` (UTF-8 text: labels, categories, tokens; what ONNX string
+# tensors and scikit-learn's string classes are). BF16 has no NumPy dtype the
+# flavors here could take, so it is not offered.
 OIP_TO_NUMPY: dict[str, np.dtype[Any]] = {
     "BOOL": np.dtype(np.bool_),
     "UINT8": np.dtype(np.uint8),
@@ -38,8 +40,16 @@ OIP_TO_NUMPY: dict[str, np.dtype[Any]] = {
     "FP16": np.dtype(np.float16),
     "FP32": np.dtype(np.float32),
     "FP64": np.dtype(np.float64),
+    "BYTES": np.dtype(object),
 }
 NUMPY_TO_OIP: dict[np.dtype[Any], str] = {v: k for k, v in OIP_TO_NUMPY.items()}
+
+
+def oip_of_numpy(dtype: np.dtype[Any]) -> str | None:
+    """The OIP datatype of arrays of ``dtype`` (text of any width is BYTES), or None."""
+    if dtype.kind in "US":
+        return "BYTES"
+    return NUMPY_TO_OIP.get(dtype)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,8 +88,14 @@ class Signature:
     outputs: tuple[TensorSpec, ...]
 
     def example_inputs(self) -> dict[str, np.ndarray]:
-        """Zero-filled inputs of every declared input (for a warm-up call)."""
-        return {s.name: np.zeros(s.example_shape(), dtype=s.dtype) for s in self.inputs}
+        """Zero-filled inputs of every declared input (empty text for BYTES),
+        for a warm-up call."""
+        return {
+            s.name: np.full(s.example_shape(), "", dtype=object)
+            if s.datatype == "BYTES"
+            else np.zeros(s.example_shape(), dtype=s.dtype)
+            for s in self.inputs
+        }
 
 
 def oip_datatype(value: Any) -> str:

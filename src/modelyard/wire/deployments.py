@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from modelyard.domain.deployments import Deployment, HistoryEntry, Replica
+from modelyard.domain.deployments import Deployment, HistoryEntry, Replica, ServingException
 from modelyard.wire.render import iso
 
 
@@ -27,7 +27,9 @@ def replica(r: Replica) -> dict[str, Any]:
 
 
 def deployment(d: Deployment) -> dict[str, Any]:
-    """Wire shape of a deployment with its replicas."""
+    """Wire shape of a deployment with its replicas: ``version``/``resolved``
+    is what its replicas run, ``desired_version``/``desired`` what its
+    reference names now, ``drift`` whether the two differ."""
     return {
         "environment": d.environment,
         "reference": d.reference,
@@ -36,6 +38,9 @@ def deployment(d: Deployment) -> dict[str, Any]:
         "alias": d.alias,
         "version": d.version,
         "resolved": d.resolved,
+        "desired_version": d.desired_version,
+        "desired": d.desired,
+        "drift": d.drift,
         "status": d.status.value,
         "replicas": d.replicas,
         "endpoint": d.endpoint,
@@ -61,4 +66,14 @@ def history_entry(h: HistoryEntry) -> dict[str, Any]:
         "actor": h.actor,
         "at": iso(h.at),
         "detail": h.detail,
+    }
+
+
+def serving_exception(e: ServingException) -> dict[str, Any]:
+    """Wire shape of an admin's serving exception on a version."""
+    return {
+        "kind": e.kind,
+        "reason": e.reason,
+        "granted_by": e.granted_by,
+        "granted_at": iso(e.granted_at),
     }

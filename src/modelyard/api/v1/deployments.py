@@ -16,7 +16,8 @@ from starlette.responses import Response
 from modelyard.api.access import access
 from modelyard.api.deps import actor, services
 from modelyard.api.responses import JSONResponse
-from modelyard.api.schemas import DeploymentAlert, DeploymentPut, Heartbeat
+from modelyard.api.schemas import DeploymentAlert, DeploymentPut, Heartbeat, ServingExceptionPut
+from modelyard.api.v1.versions import version_ref
 from modelyard.wire import deployments as wire
 
 router = APIRouter(prefix="/api/v1", tags=["deployments"])
@@ -136,6 +137,25 @@ async def deployment_history(
     )
 
 
+@router.delete("/deployments/{environment}/{reference:path}")
+@access("write", "On the namespace of the model the reference names.")
+async def delete_deployment(
+    environment: str,
+    reference: str,
+    request: Request,
+    force: Annotated[
+        bool, Query(description="Delete even while replicas still send heartbeats.")
+    ] = False,
+) -> Response:
+    """Delete a deployment (its history stays); ``DEPLOYMENT_ACTIVE`` (409)
+    while replicas are alive unless ``force``. Answers the deployment as it was."""
+    svc, call = services(request)
+    gone = await call(
+        svc.delete_deployment, environment, reference, force=force, actor=actor(request)
+    )
+    return JSONResponse(wire.deployment(gone))
+
+
 @router.get("/deployments/{environment}/{reference:path}")
 @access("read", "On the namespace of the model the reference names.")
 async def get_deployment(environment: str, reference: str, request: Request) -> Response:
@@ -143,3 +163,58 @@ async def get_deployment(environment: str, reference: str, request: Request) -> 
     svc, call = services(request)
     found = await call(svc.get_deployment, environment, reference, actor=actor(request))
     return JSONResponse(wire.deployment(found))
+
+
+EXCEPTIONS = "/models/{namespace}/{name}/versions/{version}/serving-exceptions"
+
+
+@router.get(EXCEPTIONS)
+@access("consume", "For a version the caller can see (a consumer: in the production view).")
+async def list_serving_exceptions(
+    namespace: str, name: str, version: str, request: Request
+) -> Response:
+    """An admin's exceptions on a version (``pickle``: the model server may
+    unpickle it), and whether its model's policy allows custom code."""
+    svc, call = services(request)
+    ref = version_ref(namespace, name, version)
+    found = await call(svc.serving_exceptions, ref, actor=actor(request))
+    custom = await call(svc.custom_code_allowed, ref, actor=actor(request))
+    return JSONResponse(
+        {
+            "exceptions": [wire.serving_exception(e) for e in found],
+            "custom_code_allowed": custom,
+        }
+    )
+
+
+@router.put(EXCEPTIONS + "/{kind}")
+@access("admin", "On the version's namespace; audited (version.serving_exception_granted).")
+async def put_serving_exception(
+    namespace: str, name: str, version: str, kind: str, body: ServingExceptionPut, request: Request
+) -> Response:
+    """Record an exception on a version, with its reason."""
+    svc, call = services(request)
+    made = await call(
+        svc.grant_serving_exception,
+        version_ref(namespace, name, version),
+        kind,
+        reason=body.reason,
+        actor=actor(request),
+    )
+    return JSONResponse(wire.serving_exception(made))
+
+
+@router.delete(EXCEPTIONS + "/{kind}", status_code=204)
+@access("admin", "On the version's namespace; audited (version.serving_exception_revoked).")
+async def delete_serving_exception(
+    namespace: str, name: str, version: str, kind: str, request: Request
+) -> Response:
+    """Revoke an exception on a version."""
+    svc, call = services(request)
+    await call(
+        svc.revoke_serving_exception,
+        version_ref(namespace, name, version),
+        kind,
+        actor=actor(request),
+    )
+    return Response(status_code=204)

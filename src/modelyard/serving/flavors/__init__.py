@@ -4,12 +4,17 @@ Each flavor module defines::
 
     NAME: str                       # the version ``format`` it serves ("onnx")
     SUFFIXES: tuple[str, ...]       # file suffixes that identify it (".onnx",)
+    REQUIREMENTS: tuple[str, ...]   # its runtime's packages (pinned by ``modelyard build``)
+    OFFLOAD: bool                   # optional: infer on a worker thread (slow models)
     def load(files: dict[str, Path], signature: Signature | None) -> Predictor
 
 and is listed in :data:`FLAVORS`; nothing else changes to add one. A flavor is
 picked by the version's ``format`` when set, else by its files' suffixes.
-Pickle files are never loaded (unpickling runs arbitrary code): a version that
-only has pickles is refused with a message saying what to push instead.
+Pickle files are not loaded (unpickling runs arbitrary code): a version that
+only has pickles is refused with a message saying what to push instead,
+unless an admin recorded a ``pickle`` serving exception on that version
+(``exceptions``); only then is the :mod:`~.pickle` flavor, which is not in
+:data:`FLAVORS`, chosen.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ class FlavorModule(Protocol):
 
     NAME: str
     SUFFIXES: tuple[str, ...]
+    REQUIREMENTS: tuple[str, ...]
 
     def load(
         self, files: dict[str, Path], signature: Signature | None, *, threads: int = 1
@@ -63,19 +69,60 @@ def unservable(message: str, **details: Any) -> InvalidInput:
     return InvalidInput(message, code="UNSERVABLE_VERSION", details=details)
 
 
-def choose_flavor(fmt: str | None, paths: list[str]) -> FlavorModule:
+PICKLE_ADVICE = (
+    "push the model as skops (skops.io.dump) or ONNX, or have an admin of its namespace "
+    "record an audited exception on this version (modelyard deploy allow-pickle REF --reason ...)"
+)
+
+
+def is_pickle(fmt: str | None, paths: list[str]) -> bool:
+    """True if a version of format ``fmt`` with files ``paths`` can only be
+    served by unpickling: a pickle format, or pickles and no other known model file."""
+    wanted = (fmt or "").lower()
+    if wanted in PICKLE_FORMATS:
+        return True
+    if wanted:
+        return False
+    lowered = [p.lower() for p in paths]
+    if any(p.endswith(flavor_module(n).SUFFIXES) for n in FLAVORS for p in lowered):
+        return False
+    return any(p.endswith(PICKLE_SUFFIXES) for p in lowered)
+
+
+def choose_flavor(
+    fmt: str | None, paths: list[str], exceptions: frozenset[str] = frozenset()
+) -> FlavorModule:
     """The flavor for a version of format ``fmt`` holding files ``paths``.
 
     Raises ``UNSERVABLE_VERSION`` for a pickle (by format or when pickles are
-    all the version has) or when no flavor knows the format or any file.
+    all the version has) unless ``exceptions`` holds ``pickle`` (an admin's
+    exception recorded on the version), or when no flavor knows the format
+    or any file.
     """
     lowered = [p.lower() for p in paths]
     wanted = (fmt or "").lower()
-    if wanted in PICKLE_FORMATS:
+    if wanted == "python":
+        if "custom_code" in exceptions:
+            return flavor_module("python")
         raise unservable(
-            f"format {fmt!r} is a pickle, and modelyard serve never unpickles (loading a "
-            "pickle runs arbitrary code): push the model as skops (skops.io.dump) or ONNX",
+            "format 'python' runs the version's own code, which the model server does only "
+            "when the namespace's production policy sets allow_custom_code: true "
+            "(modelyard policy set NAMESPACE ...)",
             format=fmt,
+        )
+    if is_pickle(fmt, paths):
+        if "pickle" in exceptions:
+            return flavor_module("pickle")
+        if wanted in PICKLE_FORMATS:
+            raise unservable(
+                f"format {fmt!r} is a pickle, and modelyard serve never unpickles without an "
+                f"admin's exception (loading a pickle runs arbitrary code): {PICKLE_ADVICE}",
+                format=fmt,
+            )
+        raise unservable(
+            "this version holds only pickle files, and modelyard serve never unpickles "
+            f"without an admin's exception (loading a pickle runs arbitrary code): {PICKLE_ADVICE}",
+            files=paths,
         )
     for name in FLAVORS:
         module = flavor_module(name)
@@ -89,13 +136,6 @@ def choose_flavor(fmt: str | None, paths: list[str]) -> FlavorModule:
         module = flavor_module(name)
         if any(p.endswith(module.SUFFIXES) for p in lowered):
             return module
-    if any(p.endswith(PICKLE_SUFFIXES) for p in lowered):
-        raise unservable(
-            "this version holds only pickle files, and modelyard serve never unpickles "
-            "(loading a pickle runs arbitrary code): push the model as skops "
-            "(skops.io.dump) or ONNX",
-            files=paths,
-        )
     raise unservable(
         "no flavor recognizes this version: set its format "
         f"({', '.join(FLAVORS)}) or push a file with a known suffix",

@@ -12,6 +12,7 @@ from modelyard.serving.tensors import Signature, TensorSpec, oip_datatype
 
 NAME = "onnx"
 SUFFIXES = (".onnx",)
+REQUIREMENTS = ("numpy", "onnxruntime")
 
 # onnxruntime's element type names -> NumPy names (``tensor(float)`` ...).
 _ORT_TYPES = {
@@ -27,6 +28,7 @@ _ORT_TYPES = {
     "uint16": "uint16",
     "uint32": "uint32",
     "uint64": "uint64",
+    "string": "object",  # BYTES: text elements
 }
 
 

@@ -14,10 +14,11 @@ from typing import Any
 import numpy as np
 
 from modelyard.serving.flavors import pick_file, unservable
-from modelyard.serving.tensors import NUMPY_TO_OIP, Signature, TensorSpec
+from modelyard.serving.tensors import Signature, TensorSpec, oip_of_numpy
 
 NAME = "skops"
 SUFFIXES = (".skops",)
+REQUIREMENTS = ("numpy", "scikit-learn", "skops")
 
 # Output tensor names the flavor knows, and the estimator method each calls
 # (public: the converter maps a signature's outputs the same way).
@@ -49,11 +50,15 @@ class SkopsPredictor:
 
 def _label_datatype(estimator: Any) -> str | None:
     """The OIP datatype of ``predict``'s answer: a classifier's class dtype
-    (None when it has no OIP tensor type, e.g. strings), a regressor's FP64."""
+    (text labels are BYTES; None when it has no OIP tensor type), a
+    regressor's FP64."""
     classes = getattr(estimator, "classes_", None)
     if classes is None:
         return "FP64"
-    return NUMPY_TO_OIP.get(np.asarray(classes).dtype)
+    values = np.asarray(classes)
+    if values.dtype == object and all(isinstance(c, str) for c in values.tolist()):
+        return "BYTES"
+    return oip_of_numpy(values.dtype)
 
 
 def _own_signature(estimator: Any) -> Signature:
@@ -98,8 +103,14 @@ def load(
         estimator = sio.load(path, trusted=list(trusted) or None)
     except Exception as exc:
         raise unservable(f"skops cannot load {path.name}: {exc}", file=path.name) from None
+    return estimator_predictor(estimator, signature, path.name)
+
+
+def estimator_predictor(estimator: Any, signature: Signature | None, file: str) -> SkopsPredictor:
+    """A loaded scikit-learn estimator behind the signature its version declares
+    (or the one read from the estimator); shared with the pickle flavor."""
     if not hasattr(estimator, "predict"):
-        raise unservable(f"{path.name} holds a {type(estimator).__name__}, which cannot predict")
+        raise unservable(f"{file} holds a {type(estimator).__name__}, which cannot predict")
     own = _own_signature(estimator)
     if signature is None:
         if not own.outputs:
@@ -123,7 +134,7 @@ def load(
 
 def _string_labels() -> Exception:
     return unservable(
-        "this classifier's labels are not numbers, and string (BYTES) tensors are not "
-        "served yet: encode the labels as integers, or declare only a 'probabilities' "
-        "output in the version's signature"
+        "this classifier's labels are neither numbers nor text, which no OIP tensor "
+        "carries: encode the labels as integers or strings, or declare only a "
+        "'probabilities' output in the version's signature"
     )

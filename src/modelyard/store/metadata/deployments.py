@@ -8,7 +8,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from modelyard.domain.deployments import HistoryEntry, HistoryKind
+from modelyard.domain.deployments import HistoryEntry, HistoryKind, ServingException
 from modelyard.store.metadata import tables as t
 from modelyard.store.metadata.ports import DeploymentRow, ReplicaRow
 from modelyard.store.metadata.prepared import json_value
@@ -16,6 +16,7 @@ from modelyard.store.metadata.prepared import json_value
 _D = t.deployments
 _R = t.deployment_replicas
 _H = t.deployment_history
+_X = t.serving_exceptions
 
 
 def _deployment(r: Any) -> DeploymentRow:
@@ -34,6 +35,7 @@ def _deployment(r: Any) -> DeploymentRow:
         updated_by=r.updated_by,
         updated_at=int(r.updated_at),
         monitoring=json_value(r.monitoring),
+        deleted_at=None if r.deleted_at is None else int(r.deleted_at),
     )
 
 
@@ -74,7 +76,8 @@ class BoundDeployments:
         self._conn = conn
 
     def get(self, environment: str, reference: str) -> DeploymentRow | None:
-        """The deployment of ``reference`` in ``environment``, or None."""
+        """The deployment of ``reference`` in ``environment``, or None (a deleted
+        one is returned, ``deleted_at`` set: the caller decides what it means)."""
         row = self._conn.execute(
             sa.select(_D).where(_D.c.environment == environment, _D.c.reference == reference)
         ).one_or_none()
@@ -89,11 +92,12 @@ class BoundDeployments:
         alias: str | None = None,
         version: int | None = None,
     ) -> list[DeploymentRow]:
-        """Deployments matching every given filter, by environment then reference.
+        """Deployments matching every given filter, by environment then reference;
+        deleted ones are left out.
 
         ``namespaces`` None means any; an empty list matches nothing.
         """
-        q = sa.select(_D)
+        q = sa.select(_D).where(_D.c.deleted_at.is_(None))
         if environment is not None:
             q = q.where(_D.c.environment == environment)
         if namespaces is not None:
@@ -157,6 +161,10 @@ class BoundDeployments:
                 _R.insert().values(deployment_id=row.deployment_id, replica=row.replica, **values)
             )
 
+    def delete_replicas(self, deployment_id: int) -> None:
+        """Forget every replica's heartbeat of a deployment (it was deleted)."""
+        self._conn.execute(_R.delete().where(_R.c.deployment_id == deployment_id))
+
     def add_history(self, deployment_id: int, entry: HistoryEntry) -> int:
         """Append a history entry (its ``id`` is ignored); the new id."""
         return int(
@@ -216,3 +224,36 @@ class BoundDeployments:
             )
         rows = self._conn.execute(q.order_by(_H.c.id.desc()).limit(limit)).all()
         return [_entry(r) for r in rows]
+
+    # -- serving exceptions (on versions, read by the model server)
+
+    def serving_exceptions(self, version_id: int) -> list[ServingException]:
+        """The exceptions recorded on a version, by kind."""
+        rows = self._conn.execute(
+            sa.select(_X).where(_X.c.version_id == version_id).order_by(_X.c.kind)
+        ).all()
+        return [ServingException(r.kind, r.reason, r.granted_by, int(r.granted_at)) for r in rows]
+
+    def put_serving_exception(self, version_id: int, exc: ServingException) -> bool:
+        """Record (or replace) an exception; True if there was none of that kind."""
+        gone = self._conn.execute(
+            _X.delete().where(_X.c.version_id == version_id, _X.c.kind == exc.kind)
+        ).rowcount
+        self._conn.execute(
+            _X.insert().values(
+                version_id=version_id,
+                kind=exc.kind,
+                reason=exc.reason,
+                granted_by=exc.granted_by,
+                granted_at=exc.granted_at,
+            )
+        )
+        return not gone
+
+    def delete_serving_exception(self, version_id: int, kind: str) -> bool:
+        """Remove an exception; True if there was one."""
+        return bool(
+            self._conn.execute(
+                _X.delete().where(_X.c.version_id == version_id, _X.c.kind == kind)
+            ).rowcount
+        )

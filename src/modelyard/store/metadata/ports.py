@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from modelyard.domain.approvals import Approval, ApprovalAction, ApprovalState
-from modelyard.domain.deployments import HistoryEntry
+from modelyard.domain.deployments import HistoryEntry, ServingException
 from modelyard.domain.entities import (
     AliasMove,
     FileEntry,
@@ -372,6 +372,8 @@ class DeploymentRow:
     updated_by: str
     updated_at: int
     monitoring: dict[str, Any] | None = None
+    deleted_at: int | None = None
+    """Set when the deployment was deleted (its row stays for its history)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -412,6 +414,14 @@ class DeploymentQueries(Protocol):
     def replica(self, deployment_id: int, replica: str) -> ReplicaRow | None: ...
 
     def upsert_replica(self, row: ReplicaRow, *, exists: bool) -> None: ...
+
+    def delete_replicas(self, deployment_id: int) -> None: ...
+
+    def serving_exceptions(self, version_id: int) -> list[ServingException]: ...
+
+    def put_serving_exception(self, version_id: int, exc: ServingException) -> bool: ...
+
+    def delete_serving_exception(self, version_id: int, kind: str) -> bool: ...
 
     def add_history(self, deployment_id: int, entry: HistoryEntry) -> int: ...
 

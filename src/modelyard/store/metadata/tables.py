@@ -860,6 +860,10 @@ deployments = sa.Table(
     # Monitoring settings: thresholds and the automatic rollback opt-in
     # (domain/monitoring.py MonitorSettings; None: the defaults). Migration 0018.
     sa.Column("monitoring", sa.JSON, nullable=True),
+    # Set when deleted (migration 0022): the row stays for its history; reads
+    # skip it, and recording the deployment again clears it.
+    sa.Column("deleted_at", sa.BigInteger, nullable=True),
+    sa.Column("deleted_by", sa.String(256), nullable=True),
     sa.UniqueConstraint("environment", "reference"),
 )
 # "Which deployments follow this alias / this model".
@@ -915,3 +919,18 @@ sa.Index(
     deployment_history.c.id,
 )
 sa.Index("ix_deployment_history_deployment_id", deployment_history.c.deployment_id)
+
+# -- serving exceptions (issue 12; migration 0022) ---------------------------
+# An admin's audited exception on one version (kind "pickle": the model server
+# may unpickle it); the event log keeps who granted and revoked what.
+serving_exceptions = sa.Table(
+    "serving_exceptions",
+    metadata,
+    sa.Column(
+        "version_id", BigId, sa.ForeignKey("versions.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column("kind", sa.String(32), primary_key=True),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("granted_by", sa.String(256), nullable=False),
+    sa.Column("granted_at", sa.BigInteger, nullable=False),
+)
