@@ -156,6 +156,20 @@ class FamilyPromote(_Body):
     """Publish a version or move one of its aliases, together with chosen
     variants, in one transaction (issue 14)."""
 
+    # The alias goes with action alias, and only there: said in the schema
+    # too, so a schema-valid body is one the service takes.
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "if": {"properties": {"action": {"const": "alias"}}, "required": ["action"]},
+            "then": {
+                "required": ["alias"],
+                "properties": {"alias": {**ALIAS, "not": {"const": "latest"}}},
+            },
+            "else": {"properties": {"alias": {"type": "null"}}},
+        },
+    )
+
     action: Literal["publish", "alias"]
     with_variants: list[Annotated[str, Field(json_schema_extra=SHORT_TEXT)]] = Field(
         description="Formats: for each, the newest ready or published variant of the "
@@ -165,7 +179,7 @@ class FamilyPromote(_Body):
     alias: str | None = Field(
         None, description="The alias to move (action alias).", json_schema_extra=ALIAS
     )
-    reason: str = Field("", json_schema_extra=COMMENT)
+    reason: str = Field("", json_schema_extra={**COMMENT, **DESCRIPTION})
     archive_previous: bool = Field(
         False, description="Publish: archive each part's model's other published versions."
     )
