@@ -239,10 +239,6 @@ class BundleUseCases(RegistryCore):
         validate_name(namespace, kind="namespace")
         auth.require(actor, Permission.WRITE, namespace)
         validate_name(name)
-        if roles is None and edges is None and description is None:
-            raise InvalidInput(
-                "nothing to change: give roles, edges or a description", code="INVALID_BUNDLE"
-            )
         bound = None if roles is None else _bind_roles(roles, namespace, actor)
         desc = None if description is None else v.check_description(description)
 
@@ -250,6 +246,9 @@ class BundleUseCases(RegistryCore):
             row = tx.bundles.get(namespace, name)
             if row is None:
                 raise bundle_not_found(namespace, name)
+            if bound is None and edges is None and desc is None:
+                # Nothing to change: the same as pinning the next version.
+                return self._pin_in_tx(tx, row, accept_breaking=accept_breaking, actor=actor)
             new_roles = dict(row.roles) if bound is None else bound
             new_edges = parse_edges(row.edges if edges is None else edges, new_roles)
             at = now_us()
