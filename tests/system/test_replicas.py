@@ -1,9 +1,11 @@
 """Two ``modelyard server`` processes on one PostgreSQL database and one blob
 directory behave as one registry (issue 13, "Many replicas").
 
-One pair of replicas serves the whole module (auth on, one admin token): the
-kill -9 tests take one replica down and bring it back before they end. Every
-test works on models of its own, so the order of the tests does not matter.
+One pair of replicas serves the module (auth on, one admin token); a replica
+a kill -9 test took down is started again before the next test. Every test
+works on models of its own, so their order does not matter. The last test
+runs the main promises again on an S3 store (moto over HTTP) with a pair of
+its own.
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from modelyard.domain import identity as auth
-from modelyard.domain.errors import Conflict, InvalidInput, NotFound
+from modelyard.domain.errors import AlreadyExists, Conflict, InvalidInput, NotFound
 from modelyard.domain.identity import Permission, Principal
 from modelyard.domain.names import validate_name
 from modelyard.domain.references import DEFAULT_NAMESPACE
@@ -226,7 +226,15 @@ class TrackingService:
         with self.db.read() as tx:
             if tx.tracking.get_experiment(DEFAULT_EXPERIMENT_ID) is not None:
                 return
-        self._tx(op)
+        try:
+            self._tx(op)
+        except AlreadyExists:
+            # Another replica starting at the same moment on the same (new)
+            # database created it between our read and our insert: it stopped
+            # this process's start-up with EXPERIMENT_ALREADY_EXISTS.
+            with self.db.read() as tx:
+                if tx.tracking.get_experiment(DEFAULT_EXPERIMENT_ID) is None:
+                    raise
 
     def create_experiment(
         self,
