@@ -361,6 +361,10 @@ def test_route_walk_every_route_has_a_decision(tmp_path: Path, db_url: str) -> N
                     # The UI's public forms (sign in, sign out): refused
                     # without the CSRF token of one of our pages.
                     assert r.status_code == 403 and "CSRF_FAILED" in r.text, (method, path)
+                elif rule.public and "/mlflow-artifacts/mpu/part/" in path:
+                    # A capability URL: without a real upload id it is unknown
+                    # (a made-up part number is a bad request), never 401/403.
+                    assert r.status_code in (400, 404), (method, path, r.status_code)
                 elif rule.public:
                     assert r.status_code < 400, (method, path, r.status_code)
                 else:
@@ -388,6 +392,12 @@ def test_route_walk_every_route_has_a_decision(tmp_path: Path, db_url: str) -> N
         ("/signin", "POST"),
         ("/signout", "POST"),
         ("/static/{name}", "GET"),
+        # MLflow's capability probe (no login, as MLflow) and multipart part
+        # uploads (the upload id in the URL is the authority), under each mount.
+        ("/api/3.0/mlflow/server-info", "GET"),
+        ("/ajax-api/3.0/mlflow/server-info", "GET"),
+        ("/api/2.0/mlflow-artifacts/mpu/part/{upload_id}/{part_number}", "PUT"),
+        ("/ajax-api/2.0/mlflow-artifacts/mpu/part/{upload_id}/{part_number}", "PUT"),
     }
 
 
