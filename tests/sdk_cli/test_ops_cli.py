@@ -68,11 +68,12 @@ def test_backup_fsck_repair_and_restore_from_the_command_line(tmp_path: Path) ->
 
     # A fresh machine: restore, then read the version back.
     moved = tmp_path / "moved"
-    r = runner.invoke(app, ["restore", str(backup), "--data-dir", str(moved), "--json"], env=env)
+    restore = ["restore-backup", str(backup), "--data-dir", str(moved)]
+    r = runner.invoke(app, [*restore, "--json"], env=env)
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["blobs_copied"] == 2
     r = runner.invoke(app, ["pull", "m/1", str(tmp_path / "out"), "-r", str(moved)], env=env)
     assert r.exit_code == 0, r.output
     assert (tmp_path / "out" / "labels.txt").read_bytes() == b"cats"
-    r = runner.invoke(app, ["restore", str(backup), "--data-dir", str(moved)], env=env)
+    r = runner.invoke(app, restore, env=env)
     assert r.exit_code == 1 and "RESTORE_TARGET_NOT_EMPTY" in r.stderr

@@ -68,7 +68,7 @@ def test_a_backup_beside_a_live_writer_restores_whole(tmp_path: Path) -> None:
     assert report["blobs_failed"] == {} and report["database"] == "sqlite"
 
     moved = tmp_path / "moved"
-    restored = modelyard("restore", str(tmp_path / "backup"), "--data-dir", str(moved))
+    restored = modelyard("restore-backup", str(tmp_path / "backup"), "--data-dir", str(moved))
     assert restored.returncode == 0, restored.stderr
     fsck = modelyard("fsck", "--data-dir", str(moved), "--json")
     assert fsck.returncode == 0, fsck.stdout + fsck.stderr

@@ -5,7 +5,7 @@ store are reachable, like ``db upgrade``; safe beside live servers).
 
 The same kind of operator commands keep a registry intact and bring it back:
 ``modelyard fsck`` (check, and repair blobs from a backup), ``modelyard
-backup DEST`` and ``modelyard restore SRC`` (onto a fresh machine, possibly
+backup DEST`` and ``modelyard restore-backup SRC`` (onto a fresh machine, possibly
 another database or blob store backend)."""
 
 from __future__ import annotations
@@ -219,7 +219,7 @@ def backup(
         raise typer.Exit(EXIT_FAILED)
 
 
-def restore(
+def restore_backup(
     src: Annotated[str, typer.Argument(help="A backup: directory or s3://bucket/prefix.")],
     stamp: Annotated[
         str | None, typer.Option("--snapshot", help="Which backup (default: the latest).")
@@ -260,9 +260,10 @@ def _size(n: int) -> str:
 
 
 def register(app: typer.Typer) -> None:
-    """Add ``delete``, ``gc``, ``fsck``, ``backup`` and ``restore`` to the app."""
+    """Add ``delete``, ``gc``, ``fsck``, ``backup`` and ``restore-backup`` to the app."""
     app.command()(delete)
     app.command()(gc)
     app.command()(fsck)
     app.command()(backup)
-    app.command()(restore)
+    # ``restore`` is the lifecycle command (an archived version back to ready).
+    app.command("restore-backup")(restore_backup)

@@ -1,5 +1,5 @@
 """Consistent snapshots of the metadata database, and loading them into an
-empty one (``modelyard backup`` / ``modelyard restore``).
+empty one (``modelyard backup`` / ``modelyard restore-backup``).
 
 Taking a snapshot never blocks writers:
 
