@@ -442,12 +442,6 @@ class DeploymentPut(_Body):
     endpoint: str | None = Field(None, json_schema_extra=ENDPOINT)
 
 
-class ServingExceptionPut(_Body):
-    """Record a serving exception on a version: why it is made."""
-
-    reason: str = Field(min_length=1, max_length=4096)
-
-
 class Heartbeat(_Body):
     """A model server's report on the deployment it serves."""
 

@@ -28,6 +28,7 @@ from modelyard.domain.references import Reference
 from modelyard.service.aliases import AliasUseCases
 from modelyard.service.bundles import BundleUseCases
 from modelyard.service.core import MAX_PAGE_SIZE, Page
+from modelyard.service.custom_code import CustomCodeUseCases
 from modelyard.service.deployments import DeploymentUseCases
 from modelyard.service.families import FamilyUseCases
 from modelyard.service.lifecycle import LifecycleUseCases
@@ -35,7 +36,6 @@ from modelyard.service.models import ModelUseCases
 from modelyard.service.namespaces import NamespaceUseCases
 from modelyard.service.resources import ResourceUseCases
 from modelyard.service.search import SearchUseCases
-from modelyard.service.serving_exceptions import ServingExceptionUseCases
 from modelyard.service.stages import StageUseCases
 from modelyard.service.versions import VersionSpec, VersionUseCases
 from modelyard.service.views import ProductionView, production_filter
@@ -56,7 +56,7 @@ class RegistryService(
     ResourceUseCases,
     BundleUseCases,
     DeploymentUseCases,
-    ServingExceptionUseCases,
+    CustomCodeUseCases,
 ):
     """The registry's use cases over a metadata store and a blob store."""
 
