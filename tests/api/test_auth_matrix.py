@@ -199,22 +199,13 @@ MATRIX: list[tuple[str, Call, dict[str, Any]]] = [
         _row(404, 404, 404, 403, 403, 403, 403),
     ),
     (
-        "grant a serving exception",
-        lambda c, h, w: c.put(
-            "/api/v1/models/default/m/versions/2/serving-exceptions/pickle",
-            json={"reason": f"reviewed by {w}"},
-            headers=h,
-        ),
-        _row("ok", "ok", 403, 403, 403, 403, 403),
-    ),
-    (
-        "read serving exceptions",
-        lambda c, h, w: c.get("/api/v1/models/default/m/versions/2/serving-exceptions", headers=h),
+        "serving policy of a version",
+        lambda c, h, w: c.get("/api/v1/models/default/m/versions/2/serving-policy", headers=h),
         _row("ok", "ok", "ok", "ok", "ok", "ok", 403),
     ),
     (
-        "serving exceptions of a version outside the production view",
-        lambda c, h, w: c.get("/api/v1/models/default/m/versions/1/serving-exceptions", headers=h),
+        "serving policy of a version outside the production view",
+        lambda c, h, w: c.get("/api/v1/models/default/m/versions/1/serving-policy", headers=h),
         _row("ok", "ok", "ok", "ok", "ok", 404, 403),
     ),
     (

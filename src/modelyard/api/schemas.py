@@ -552,12 +552,6 @@ class DeploymentAlert(_Body):
     )
 
 
-class ServingExceptionPut(_Body):
-    """Record a serving exception on a version: why it is made."""
-
-    reason: str = Field(min_length=1, max_length=4096)
-
-
 class Heartbeat(_Body):
     """A model server's report on the deployment it serves."""
 

@@ -271,46 +271,6 @@ def _apply_k8s(
         console().print(f"wrote {names} in {out}{done}", highlight=False)
 
 
-@deploy_app.command("allow-pickle")
-def allow_pickle(
-    ref: Annotated[str, typer.Argument(help="The version: fraud/7 (an alias resolves now).")],
-    reason: Annotated[
-        str | None, typer.Option(help="Why these bytes are trusted (required to grant).")
-    ] = None,
-    revoke: Annotated[bool, typer.Option("--revoke", help="Remove the exception.")] = False,
-    registry: RegistryOpt = DEFAULT_URL,
-    token: TokenOpt = None,
-    as_json: JsonOpt = False,
-) -> None:
-    """Let `modelyard serve` unpickle one version (admin; audited), or --revoke it.
-
-    A pickle runs whatever code it names when loaded, so the model server
-    refuses pickle-only versions unless an admin of the namespace records this
-    exception on that exact version, with a reason (event
-    version.serving_exception_granted). Prefer pushing skops or ONNX.
-    """
-    if revoke:
-        if reason is not None:
-            raise typer.BadParameter("--reason is for granting, not --revoke")
-        run(
-            registry,
-            token,
-            as_json,
-            lambda reg: reg.revoke_serving_exception(ref, "pickle") or {"revoked": ref},
-            lambda _: f"pickle exception on {ref} revoked",
-        )
-        return
-    if reason is None:
-        raise typer.BadParameter("granting needs --reason")
-    run(
-        registry,
-        token,
-        as_json,
-        lambda reg: reg.grant_serving_exception(ref, "pickle", reason=reason),
-        lambda e: f"pickle exception on {ref} recorded by {e['granted_by']}",
-    )
-
-
 def register(app: typer.Typer) -> None:
     """Add ``build`` to the app (``deploy apply`` joins the ``deploy`` group
     when this module is imported)."""

@@ -29,19 +29,17 @@ class DeploymentBackend(Protocol):
     def deployment_history(
         self, environment: str, reference: str | None, before: int | None, limit: int
     ) -> Wire: ...
-    def serving_exceptions(self, ref: Reference) -> Wire: ...
-    def grant_serving_exception(self, ref: Reference, kind: str, reason: str) -> Wire: ...
-    def revoke_serving_exception(self, ref: Reference, kind: str) -> None: ...
+    def serving_policy(self, ref: Reference) -> Wire: ...
 
 
 def _drop_none(params: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in params.items() if v is not None}
 
 
-def _exceptions_path(ref: Reference) -> str:
+def _serving_policy_path(ref: Reference) -> str:
     seg = str(ref.version) if ref.version is not None else (ref.alias or "latest")
     parts = (ref.namespace, ref.name, "versions", seg)
-    return "/api/v1/models/" + "/".join(quote(p, safe="") for p in parts) + "/serving-exceptions"
+    return "/api/v1/models/" + "/".join(quote(p, safe="") for p in parts) + "/serving-policy"
 
 
 class RemoteDeployments:
@@ -50,20 +48,10 @@ class RemoteDeployments:
     if TYPE_CHECKING:
 
         def _wire(self, method: str, path: str, **kw: Any) -> Wire: ...
-        def _json(self, method: str, path: str, **kw: Any) -> Any: ...
 
-    def serving_exceptions(self, ref: Reference) -> Wire:
-        """GET a version's serving exceptions."""
-        return self._wire("GET", _exceptions_path(ref))
-
-    def grant_serving_exception(self, ref: Reference, kind: str, reason: str) -> Wire:
-        """PUT a serving exception."""
-        path = f"{_exceptions_path(ref)}/{quote(kind, safe='')}"
-        return self._wire("PUT", path, json={"reason": reason})
-
-    def revoke_serving_exception(self, ref: Reference, kind: str) -> None:
-        """DELETE a serving exception."""
-        self._json("DELETE", f"{_exceptions_path(ref)}/{quote(kind, safe='')}")
+    def serving_policy(self, ref: Reference) -> Wire:
+        """GET what a model server may do with a version."""
+        return self._wire("GET", _serving_policy_path(ref))
 
     def put_deployment(self, body: Wire) -> Wire:
         """PUT a deployment."""
@@ -113,22 +101,9 @@ class EmbeddedDeployments:
         svc: RegistryService
         actor: Principal
 
-    def serving_exceptions(self, ref: Reference) -> Wire:
-        """A version's serving exceptions."""
-        found = self.svc.serving_exceptions(ref, actor=self.actor)
-        return {
-            "exceptions": [wire.serving_exception(e) for e in found],
-            "custom_code_allowed": self.svc.custom_code_allowed(ref, actor=self.actor),
-        }
-
-    def grant_serving_exception(self, ref: Reference, kind: str, reason: str) -> Wire:
-        """Record a serving exception."""
-        made = self.svc.grant_serving_exception(ref, kind, reason=reason, actor=self.actor)
-        return wire.serving_exception(made)
-
-    def revoke_serving_exception(self, ref: Reference, kind: str) -> None:
-        """Revoke a serving exception."""
-        self.svc.revoke_serving_exception(ref, kind, actor=self.actor)
+    def serving_policy(self, ref: Reference) -> Wire:
+        """What a model server may do with a version."""
+        return {"custom_code_allowed": self.svc.custom_code_allowed(ref, actor=self.actor)}
 
     def put_deployment(self, body: Wire) -> Wire:
         """Record a deployment."""
@@ -300,25 +275,10 @@ class DeploymentMixin:
         heartbeats, unless ``force``. Needs write. Returns it as it was."""
         return self._b.delete_deployment(environment, reference, force)
 
-    def serving_exceptions(self, ref: str) -> list[Wire]:
-        """An admin's exceptions on the version ``ref`` names (``kind``,
-        ``reason``, ``granted_by``, ``granted_at``); a consumer token is enough."""
-        return list(self._b.serving_exceptions(parse_reference(ref))["exceptions"])
-
     def custom_code_allowed(self, ref: str) -> bool:
         """True if the policy of the model ``ref`` names lets a model server run
         the version's own Python code (the namespace policy's ``allow_custom_code``)."""
-        return bool(self._b.serving_exceptions(parse_reference(ref))["custom_code_allowed"])
-
-    def grant_serving_exception(self, ref: str, kind: str = "pickle", *, reason: str) -> Wire:
-        """Record an exception on a version (admin; audited). ``pickle``: the
-        model server may unpickle this version's file, which runs whatever code
-        the file names: grant it only for bytes you trust."""
-        return self._b.grant_serving_exception(parse_reference(ref), kind, reason)
-
-    def revoke_serving_exception(self, ref: str, kind: str = "pickle") -> None:
-        """Revoke an exception on a version (admin; audited)."""
-        self._b.revoke_serving_exception(parse_reference(ref), kind)
+        return bool(self._b.serving_policy(parse_reference(ref))["custom_code_allowed"])
 
     def deployments(
         self, *, environment: str | None = None, follows: str | None = None

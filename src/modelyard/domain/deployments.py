@@ -28,11 +28,6 @@ from typing import Any, Final
 from modelyard.domain.errors import InvalidInput
 from modelyard.domain.monitoring import MonitorSettings
 
-SERVING_EXCEPTION_KINDS: Final = ("pickle",)
-"""What an admin can except a version from: ``pickle``, the model server may
-unpickle its file (which runs whatever code the file names)."""
-MAX_REASON: Final = 4096
-
 _ENV_RE: Final = re.compile(r"[A-Za-z][A-Za-z0-9._-]{0,63}")
 _REPLICA_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 MAX_ENDPOINT: Final = 2048
@@ -248,36 +243,3 @@ class HistoryEntry:
     actor: str
     at: int
     detail: dict[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
-class ServingException:
-    """An admin's recorded exception on a version (see :data:`SERVING_EXCEPTION_KINDS`)."""
-
-    kind: str
-    reason: str
-    granted_by: str
-    granted_at: int
-
-
-def validate_exception_kind(value: Any) -> str:
-    """``value`` if it names a serving exception kind."""
-    if value not in SERVING_EXCEPTION_KINDS:
-        raise InvalidInput(
-            f"unknown serving exception {value!r} (one of: {', '.join(SERVING_EXCEPTION_KINDS)})",
-            code="INVALID_INPUT",
-            details={"field": "kind"},
-        )
-    return str(value)
-
-
-def validate_reason(value: Any) -> str:
-    """A non-empty reason of at most :data:`MAX_REASON` characters: an exception
-    to a safety rule says why it was made."""
-    if not isinstance(value, str) or not value.strip() or len(value) > MAX_REASON:
-        raise InvalidInput(
-            f"a serving exception needs a reason (1 to {MAX_REASON} characters)",
-            code="INVALID_INPUT",
-            details={"field": "reason"},
-        )
-    return value.strip()

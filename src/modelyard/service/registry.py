@@ -30,6 +30,7 @@ from modelyard.service.aliases import AliasUseCases
 from modelyard.service.bundle_aliases import BundleAliasUseCases
 from modelyard.service.bundles import BundleUseCases
 from modelyard.service.core import MAX_PAGE_SIZE, Page
+from modelyard.service.custom_code import CustomCodeUseCases
 from modelyard.service.families import FamilyUseCases
 from modelyard.service.family_promotion import FamilyPromotionUseCases
 from modelyard.service.lifecycle import LifecycleUseCases
@@ -38,7 +39,6 @@ from modelyard.service.monitoring import MonitoringUseCases
 from modelyard.service.namespaces import NamespaceUseCases
 from modelyard.service.resources import ResourceUseCases
 from modelyard.service.search import SearchUseCases
-from modelyard.service.serving_exceptions import ServingExceptionUseCases
 from modelyard.service.stages import StageUseCases
 from modelyard.service.versions import VersionSpec, VersionUseCases
 from modelyard.service.views import ProductionView, production_filter
@@ -61,7 +61,7 @@ class RegistryService(
     BundleUseCases,
     BundleAliasUseCases,
     MonitoringUseCases,  # and DeploymentUseCases, which it extends
-    ServingExceptionUseCases,
+    CustomCodeUseCases,
 ):
     """The registry's use cases over a metadata store and a blob store."""
 

@@ -179,8 +179,8 @@ def plan_build(
     exceptions: frozenset[str] = frozenset(),
 ) -> BuildPlan:
     """What the context for ``version`` holds; refuses what ``modelyard serve``
-    would refuse (state, format, pickles without an admin's ``exceptions``)
-    before any file is pulled."""
+    would refuse (state, format, pickles, custom code its policy does not
+    allow: ``exceptions``) before any file is pulled."""
     check_servable(version)
     files = version.files or []
     flavor = choose_flavor(version.format, [str(f["path"]) for f in files], exceptions)

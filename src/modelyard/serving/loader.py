@@ -21,7 +21,7 @@ from pathlib import Path
 from modelyard.client import Registry, VersionInfo
 from modelyard.domain.errors import InvalidInput
 from modelyard.domain.monitoring import STATS_PATH, ReferenceStats, parse_reference_stats
-from modelyard.serving.flavors import Predictor, choose_flavor, is_pickle, unservable
+from modelyard.serving.flavors import Predictor, choose_flavor, unservable
 from modelyard.serving.tensors import parse_signature
 
 log = logging.getLogger("modelyard.serving")
@@ -76,22 +76,13 @@ def check_servable(version: VersionInfo) -> None:
 
 
 def allowed_exceptions(registry: Registry, version: VersionInfo) -> frozenset[str]:
-    """What ``version`` is allowed beyond the default: the serving exceptions an
-    admin recorded on it (``pickle``) and, for format ``python``,
-    ``custom_code`` when its policy allows it. Asked only when the version
-    needs one: other versions cost no extra call."""
-    paths = [str(f["path"]) for f in version.files or []]
-    if (version.format or "").lower() == "python":
-        if registry.custom_code_allowed(version.ref):
-            log.warning("%s: running the version's own code (policy allows it)", version.ref)
-            return frozenset({"custom_code"})
-        return frozenset()
-    if not is_pickle(version.format, paths):
-        return frozenset()
-    found = frozenset(e["kind"] for e in registry.serving_exceptions(version.ref))
-    if "pickle" in found:
-        log.warning("%s: unpickling under an admin's recorded exception", version.ref)
-    return found
+    """What ``version`` is allowed beyond the default: for format ``python``,
+    ``custom_code`` when its model's policy allows it. Asked only for such a
+    version: other versions cost no extra call."""
+    if (version.format or "").lower() == "python" and registry.custom_code_allowed(version.ref):
+        log.warning("%s: running the version's own code (policy allows it)", version.ref)
+        return frozenset({"custom_code"})
+    return frozenset()
 
 
 def load_version(

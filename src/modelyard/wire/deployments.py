@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from modelyard.domain.deployments import Deployment, HistoryEntry, Replica, ServingException
+from modelyard.domain.deployments import Deployment, HistoryEntry, Replica
 from modelyard.wire.render import iso
 
 
@@ -66,14 +66,4 @@ def history_entry(h: HistoryEntry) -> dict[str, Any]:
         "actor": h.actor,
         "at": iso(h.at),
         "detail": h.detail,
-    }
-
-
-def serving_exception(e: ServingException) -> dict[str, Any]:
-    """Wire shape of an admin's serving exception on a version."""
-    return {
-        "kind": e.kind,
-        "reason": e.reason,
-        "granted_by": e.granted_by,
-        "granted_at": iso(e.granted_at),
     }

@@ -16,7 +16,7 @@ from starlette.responses import Response
 from modelyard.api.access import access
 from modelyard.api.deps import actor, services
 from modelyard.api.responses import JSONResponse
-from modelyard.api.schemas import DeploymentAlert, DeploymentPut, Heartbeat, ServingExceptionPut
+from modelyard.api.schemas import DeploymentAlert, DeploymentPut, Heartbeat
 from modelyard.api.v1.versions import version_ref
 from modelyard.wire import deployments as wire
 
@@ -165,56 +165,13 @@ async def get_deployment(environment: str, reference: str, request: Request) -> 
     return JSONResponse(wire.deployment(found))
 
 
-EXCEPTIONS = "/models/{namespace}/{name}/versions/{version}/serving-exceptions"
-
-
-@router.get(EXCEPTIONS)
+@router.get("/models/{namespace}/{name}/versions/{version}/serving-policy")
 @access("consume", "For a version the caller can see (a consumer: in the production view).")
-async def list_serving_exceptions(
-    namespace: str, name: str, version: str, request: Request
-) -> Response:
-    """An admin's exceptions on a version (``pickle``: the model server may
-    unpickle it), and whether its model's policy allows custom code."""
+async def serving_policy(namespace: str, name: str, version: str, request: Request) -> Response:
+    """What a model server may do with a version beyond the default: whether
+    its model's policy allows running its own code (format ``python``)."""
     svc, call = services(request)
-    ref = version_ref(namespace, name, version)
-    found = await call(svc.serving_exceptions, ref, actor=actor(request))
-    custom = await call(svc.custom_code_allowed, ref, actor=actor(request))
-    return JSONResponse(
-        {
-            "exceptions": [wire.serving_exception(e) for e in found],
-            "custom_code_allowed": custom,
-        }
+    allowed = await call(
+        svc.custom_code_allowed, version_ref(namespace, name, version), actor=actor(request)
     )
-
-
-@router.put(EXCEPTIONS + "/{kind}")
-@access("admin", "On the version's namespace; audited (version.serving_exception_granted).")
-async def put_serving_exception(
-    namespace: str, name: str, version: str, kind: str, body: ServingExceptionPut, request: Request
-) -> Response:
-    """Record an exception on a version, with its reason."""
-    svc, call = services(request)
-    made = await call(
-        svc.grant_serving_exception,
-        version_ref(namespace, name, version),
-        kind,
-        reason=body.reason,
-        actor=actor(request),
-    )
-    return JSONResponse(wire.serving_exception(made))
-
-
-@router.delete(EXCEPTIONS + "/{kind}", status_code=204)
-@access("admin", "On the version's namespace; audited (version.serving_exception_revoked).")
-async def delete_serving_exception(
-    namespace: str, name: str, version: str, kind: str, request: Request
-) -> Response:
-    """Revoke an exception on a version."""
-    svc, call = services(request)
-    await call(
-        svc.revoke_serving_exception,
-        version_ref(namespace, name, version),
-        kind,
-        actor=actor(request),
-    )
-    return Response(status_code=204)
+    return JSONResponse({"custom_code_allowed": allowed})

@@ -10,11 +10,10 @@ Each flavor module defines::
 
 and is listed in :data:`FLAVORS`; nothing else changes to add one. A flavor is
 picked by the version's ``format`` when set, else by its files' suffixes.
-Pickle files are not loaded (unpickling runs arbitrary code): a version that
-only has pickles is refused with a message saying what to push instead,
-unless an admin recorded a ``pickle`` serving exception on that version
-(``exceptions``); only then is the :mod:`~.pickle` flavor, which is not in
-:data:`FLAVORS`, chosen.
+Pickle files are never loaded (unpickling runs arbitrary code): a version
+that only has pickles is refused with a message saying what to push instead.
+Format ``python`` (the version's own code) is chosen only when the model's
+policy allows custom code (``exceptions`` holds ``custom_code``).
 """
 
 from __future__ import annotations
@@ -69,10 +68,7 @@ def unservable(message: str, **details: Any) -> InvalidInput:
     return InvalidInput(message, code="UNSERVABLE_VERSION", details=details)
 
 
-PICKLE_ADVICE = (
-    "push the model as skops (skops.io.dump) or ONNX, or have an admin of its namespace "
-    "record an audited exception on this version (modelyard deploy allow-pickle REF --reason ...)"
-)
+PICKLE_ADVICE = "push the model as skops (skops.io.dump) or ONNX"
 
 
 def is_pickle(fmt: str | None, paths: list[str]) -> bool:
@@ -95,9 +91,9 @@ def choose_flavor(
     """The flavor for a version of format ``fmt`` holding files ``paths``.
 
     Raises ``UNSERVABLE_VERSION`` for a pickle (by format or when pickles are
-    all the version has) unless ``exceptions`` holds ``pickle`` (an admin's
-    exception recorded on the version), or when no flavor knows the format
-    or any file.
+    all the version has), for format ``python`` unless ``exceptions`` holds
+    ``custom_code`` (the model's policy allows it), or when no flavor knows
+    the format or any file.
     """
     lowered = [p.lower() for p in paths]
     wanted = (fmt or "").lower()
@@ -111,17 +107,15 @@ def choose_flavor(
             format=fmt,
         )
     if is_pickle(fmt, paths):
-        if "pickle" in exceptions:
-            return flavor_module("pickle")
         if wanted in PICKLE_FORMATS:
             raise unservable(
-                f"format {fmt!r} is a pickle, and modelyard serve never unpickles without an "
-                f"admin's exception (loading a pickle runs arbitrary code): {PICKLE_ADVICE}",
+                f"format {fmt!r} is a pickle, and modelyard serve never unpickles (loading a "
+                f"pickle runs arbitrary code): {PICKLE_ADVICE}",
                 format=fmt,
             )
         raise unservable(
             "this version holds only pickle files, and modelyard serve never unpickles "
-            f"without an admin's exception (loading a pickle runs arbitrary code): {PICKLE_ADVICE}",
+            f"(loading a pickle runs arbitrary code): {PICKLE_ADVICE}",
             files=paths,
         )
     for name in FLAVORS:

@@ -108,7 +108,7 @@ def load(
 
 def estimator_predictor(estimator: Any, signature: Signature | None, file: str) -> SkopsPredictor:
     """A loaded scikit-learn estimator behind the signature its version declares
-    (or the one read from the estimator); shared with the pickle flavor."""
+    (or the one read from the estimator)."""
     if not hasattr(estimator, "predict"):
         raise unservable(f"{file} holds a {type(estimator).__name__}, which cannot predict")
     own = _own_signature(estimator)

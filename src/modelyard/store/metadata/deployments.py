@@ -8,7 +8,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from modelyard.domain.deployments import HistoryEntry, HistoryKind, ServingException
+from modelyard.domain.deployments import HistoryEntry, HistoryKind
 from modelyard.store.metadata import tables as t
 from modelyard.store.metadata.ports import DeploymentRow, ReplicaRow
 from modelyard.store.metadata.prepared import json_value
@@ -16,7 +16,6 @@ from modelyard.store.metadata.prepared import json_value
 _D = t.deployments
 _R = t.deployment_replicas
 _H = t.deployment_history
-_X = t.serving_exceptions
 
 
 def _deployment(r: Any) -> DeploymentRow:
@@ -224,36 +223,3 @@ class BoundDeployments:
             )
         rows = self._conn.execute(q.order_by(_H.c.id.desc()).limit(limit)).all()
         return [_entry(r) for r in rows]
-
-    # -- serving exceptions (on versions, read by the model server)
-
-    def serving_exceptions(self, version_id: int) -> list[ServingException]:
-        """The exceptions recorded on a version, by kind."""
-        rows = self._conn.execute(
-            sa.select(_X).where(_X.c.version_id == version_id).order_by(_X.c.kind)
-        ).all()
-        return [ServingException(r.kind, r.reason, r.granted_by, int(r.granted_at)) for r in rows]
-
-    def put_serving_exception(self, version_id: int, exc: ServingException) -> bool:
-        """Record (or replace) an exception; True if there was none of that kind."""
-        gone = self._conn.execute(
-            _X.delete().where(_X.c.version_id == version_id, _X.c.kind == exc.kind)
-        ).rowcount
-        self._conn.execute(
-            _X.insert().values(
-                version_id=version_id,
-                kind=exc.kind,
-                reason=exc.reason,
-                granted_by=exc.granted_by,
-                granted_at=exc.granted_at,
-            )
-        )
-        return not gone
-
-    def delete_serving_exception(self, version_id: int, kind: str) -> bool:
-        """Remove an exception; True if there was one."""
-        return bool(
-            self._conn.execute(
-                _X.delete().where(_X.c.version_id == version_id, _X.c.kind == kind)
-            ).rowcount
-        )

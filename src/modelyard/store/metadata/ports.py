@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from modelyard.domain.approvals import Approval, ApprovalAction, ApprovalState
-from modelyard.domain.deployments import HistoryEntry, ServingException
+from modelyard.domain.deployments import HistoryEntry
 from modelyard.domain.entities import (
     AliasMove,
     FileEntry,
@@ -416,12 +416,6 @@ class DeploymentQueries(Protocol):
     def upsert_replica(self, row: ReplicaRow, *, exists: bool) -> None: ...
 
     def delete_replicas(self, deployment_id: int) -> None: ...
-
-    def serving_exceptions(self, version_id: int) -> list[ServingException]: ...
-
-    def put_serving_exception(self, version_id: int, exc: ServingException) -> bool: ...
-
-    def delete_serving_exception(self, version_id: int, kind: str) -> bool: ...
 
     def add_history(self, deployment_id: int, entry: HistoryEntry) -> int: ...
 

@@ -919,18 +919,3 @@ sa.Index(
     deployment_history.c.id,
 )
 sa.Index("ix_deployment_history_deployment_id", deployment_history.c.deployment_id)
-
-# -- serving exceptions (issue 12; migration 0022) ---------------------------
-# An admin's audited exception on one version (kind "pickle": the model server
-# may unpickle it); the event log keeps who granted and revoked what.
-serving_exceptions = sa.Table(
-    "serving_exceptions",
-    metadata,
-    sa.Column(
-        "version_id", BigId, sa.ForeignKey("versions.id", ondelete="CASCADE"), primary_key=True
-    ),
-    sa.Column("kind", sa.String(32), primary_key=True),
-    sa.Column("reason", sa.Text, nullable=False),
-    sa.Column("granted_by", sa.String(256), nullable=False),
-    sa.Column("granted_at", sa.BigInteger, nullable=False),
-)

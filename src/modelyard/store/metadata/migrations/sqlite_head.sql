@@ -485,15 +485,6 @@ CREATE TABLE runs (
 	CONSTRAINT pk_runs PRIMARY KEY (id), 
 	CONSTRAINT fk_runs_experiment_id_experiments FOREIGN KEY(experiment_id) REFERENCES experiments (id)
 );
-CREATE TABLE serving_exceptions (
-	version_id INTEGER NOT NULL, 
-	kind VARCHAR(32) NOT NULL, 
-	reason TEXT NOT NULL, 
-	granted_by VARCHAR(256) NOT NULL, 
-	granted_at BIGINT NOT NULL, 
-	CONSTRAINT pk_serving_exceptions PRIMARY KEY (version_id, kind), 
-	CONSTRAINT fk_serving_exceptions_version_id_versions FOREIGN KEY(version_id) REFERENCES versions (id) ON DELETE CASCADE
-);
 CREATE TABLE users (
 	id INTEGER NOT NULL, 
 	name VARCHAR(128) NOT NULL, 
