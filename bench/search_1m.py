@@ -493,6 +493,10 @@ def main() -> None:
         "--pg", action="store_true", help="build and search in a throwaway PostgreSQL 15 cluster"
     )
     ap.add_argument("--keep", action="store_true", help="keep the temporary database")
+    ap.add_argument(
+        "--pg-url",
+        help="search this PostgreSQL database instead (built into only if it holds no versions)",
+    )
     ap.add_argument("--models", type=int, default=10_000)
     ap.add_argument("--versions", type=int, default=100, help="versions per model")
     ap.add_argument("--batch-rounds", type=int, default=5, help="version rounds per transaction")
@@ -516,7 +520,14 @@ def main() -> None:
     cluster = None
     try:
         shape = (args.models, args.versions)
-        if args.pg:
+        if args.pg_url:
+            args.pg = True
+            db_url = args.pg_url
+            if _pg_versions(db_url):
+                print("reusing the PostgreSQL database at --pg-url")
+            else:
+                build(db_url, tmp / "build", *shape, batch_rounds=args.batch_rounds)
+        elif args.pg:
             cluster = start_pg()
             db_url = cluster.url
             print(f"PostgreSQL: a throwaway cluster on port {cluster.port}")
@@ -550,6 +561,18 @@ def main() -> None:
                     shutil.rmtree(p, ignore_errors=True)
         else:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _pg_versions(url: str) -> int:
+    """How many versions the database at ``url`` holds (0 when it has no schema yet)."""
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            if not sa.inspect(conn).has_table("versions"):
+                return 0
+            return int(conn.execute(sa.select(sa.func.count()).select_from(t.versions)).scalar())
+    finally:
+        engine.dispose()
 
 
 def start_pg() -> Any:

@@ -153,6 +153,26 @@ def test_push_allow_empty(env: dict[str, str], tmp_path: Path) -> None:
     assert json.loads(r.stdout)["files"] == []
 
 
+def test_every_command_has_working_help() -> None:
+    """``--help`` of every command and group renders (a help text is Rich
+    markup: ``NAME[/versions/V]`` in one was read as a closing tag and
+    ``modelyard serve --help`` crashed)."""
+    import typer.main
+
+    def walk(cmd: object, path: list[str]) -> list[list[str]]:
+        out = [path]
+        for name, sub in getattr(cmd, "commands", {}).items():
+            out += walk(sub, [*path, name])
+        return out
+
+    paths = walk(typer.main.get_command(app), [])
+    assert len(paths) > 30
+    for path in paths:
+        r = CliRunner().invoke(app, [*path, "--help"])
+        assert r.exit_code == 0, (path, r.output, r.exception)
+        assert "Usage" in r.stdout, path
+
+
 def test_version_flag() -> None:
     r = CliRunner().invoke(app, ["--version"])
     assert r.exit_code == 0 and r.stdout.strip() == f"modelyard {__version__}"

@@ -18,9 +18,21 @@ from modelyard.domain.errors import InvalidInput
 
 def serve(
     refs: Annotated[
-        list[str],
-        typer.Argument(help="References to serve: fraud@production, fraud/7, team/fraud@latest."),
-    ],
+        list[str] | None,
+        typer.Argument(
+            help="References to serve: fraud@production, fraud/7, team/fraud@latest.",
+            show_default=False,
+        ),
+    ] = None,
+    bundle: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--bundle",
+            help="Serve every role of a bundle under the role's name: pipeline (followed: "
+            "a new bundle version is swapped in whole), pipeline/3 (pinned). Repeatable.",
+            show_default=False,
+        ),
+    ] = None,
     registry: RegistryOpt = DEFAULT_URL,
     token: TokenOpt = None,
     host: Annotated[str, typer.Option(help="Bind address.")] = "127.0.0.1",
@@ -102,15 +114,21 @@ def serve(
     is loaded by its format's flavor (ONNX, skops); pickles are refused. An
     alias is followed: when it moves, the new version is loaded, warmed up and
     swapped in without a failed request (a version that fails to load never
-    takes traffic). Routes:
-    /v2/health/live, /v2/health/ready, /v2/models/NAME[/versions/V][/ready|/infer],
-    /metrics, /monitoring.
+    takes traffic). Routes: /v2/health/live, /v2/health/ready,
+    /v2/models/NAME and /v2/models/NAME/versions/V with /ready and /infer
+    below each, /metrics, /monitoring.
+
+    With --bundle, every role of the bundle version is served under the
+    role's name, and the server is ready only when all of them are loaded.
+    A bundle named without a version number is followed: when a new bundle
+    version pins other versions, all of them are loaded and warmed up before
+    any is swapped in (if one fails, the roles keep the set they had).
 
     The server keeps rolling statistics of what each version receives: per
     feature PSI and KS against the version's reference statistics (pushed with
     --reference-data), error rate and latency. With --env, crossing a threshold
     is reported to the registry (deployment.drift, deployment.degraded), and a
-    deployment that opted in (`deploy set --monitor rollback=true`) has its
+    deployment that opted in (deploy set --monitor rollback=true) has its
     alias rolled back when it stays degraded. --log-predictions DIR keeps each
     inference in rotating JSON-lines files (off by default).
 
@@ -127,6 +145,15 @@ def serve(
             code="MISSING_DEPENDENCY",
         ) from None
 
+    refs = refs or []
+    bundles = bundle or []
+    if not refs and not bundles:
+        raise typer.BadParameter("name at least one reference or --bundle")
+    if bundles and env is not None:
+        # A deployment record follows one model reference; a bundle's roles
+        # would each need one, and reporting them as such would misstate
+        # what is deployed.
+        raise typer.BadParameter("--env reports model references; serve bundles without it")
     if log_level not in ("debug", "info", "warning", "error"):
         raise typer.BadParameter("--log-level must be debug, info, warning or error")
     if env is None and (endpoint is not None or replica is not None):
@@ -140,6 +167,7 @@ def serve(
     run(
         ServeOptions(
             refs=refs,
+            bundles=bundles,
             registry=registry,
             token=token,
             host=host,

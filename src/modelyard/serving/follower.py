@@ -9,6 +9,13 @@ dropped once no request holds it. A version that fails to load or to warm
 up never takes traffic: the old one keeps serving, the failure is logged and
 counted (``modelyard_serving_load_failures_total``).
 
+A bundle served by name (``pipeline``, ``pipeline@latest``: not a number)
+is followed the same way: a ``bundle.*`` event on it makes the follower read
+the bundle version it names now, and when that pins other versions, every
+changed role's version is loaded and warmed up first, and only when all of
+them are ready are they swapped in, role after role. If one fails, none is
+swapped: the roles keep serving the set they had, which fits together.
+
 Events are triggers, not truth: the alias is always resolved again, so the
 consumer's view applies and a missed or repeated event changes nothing. The
 stream is reopened every :data:`RECONCILE_SECONDS` of quiet, and every
@@ -25,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from modelyard.client import Registry
+from modelyard.domain.bundles import parse_bundle_ref
 from modelyard.domain.references import parse_reference
 from modelyard.serving.loader import LoadedVersion, load_version
 from modelyard.serving.table import ModelTable
@@ -40,8 +48,51 @@ class Followed:
 
     ref: str
     subject: str | None
-    """``ns/name@alias`` for an alias (the event subject), None for a pinned version."""
+    """``ns/name@alias`` for an alias (the event subject), None for a pinned
+    version; for a bundle's role, ``ns/name`` of the bundle when it is
+    followed (not pinned to a bundle version number)."""
     current: LoadedVersion
+    name: str = ""
+    """The name it is served under (the model's, or the bundle role's)."""
+    role: str | None = None
+    """The bundle role this is (``ref`` is then the bundle reference)."""
+
+    @property
+    def key(self) -> str:
+        """The table's key for this reference (``ref``, or ``ref#role``)."""
+        return self.ref if self.role is None else f"{self.ref}#{self.role}"
+
+
+@dataclass(frozen=True, slots=True)
+class Served:
+    """One thing to serve and follow: a reference as given and what it loaded.
+
+    For a bundle's role, ``ref`` is the bundle reference (``pipeline@latest``),
+    ``role`` the role, and ``name`` the role it is served as."""
+
+    ref: str
+    loaded: LoadedVersion
+    name: str
+    role: str | None = None
+
+    @property
+    def key(self) -> str:
+        """The table's key for this reference (``ref``, or ``ref#role``)."""
+        return self.ref if self.role is None else f"{self.ref}#{self.role}"
+
+
+def bundle_subject(ref: str) -> str | None:
+    """The event subject of a bundle reference that follows the bundle (no
+    version number): ``bundle:ns/name``; None when it pins one version."""
+    parsed, number = parse_bundle_ref(ref)
+    return None if number is not None else f"bundle:{parsed.namespace}/{parsed.name}"
+
+
+def about_bundle(event_subject: str, subject: str) -> bool:
+    """True if an event's subject is about the bundle ``subject``
+    (``bundle:ns/name``): the bundle itself, one of its versions
+    (``bundle:ns/name/3``) or an alias of it (``bundle:ns/name@prod``)."""
+    return event_subject == subject or event_subject.startswith((subject + "/", subject + "@"))
 
 
 class AliasFollower:
@@ -51,7 +102,7 @@ class AliasFollower:
         self,
         registry: Registry,
         table: ModelTable,
-        served: list[tuple[str, LoadedVersion]],
+        served: list[Served],
         cache_root: Path,
         *,
         threads: int = 1,
@@ -70,10 +121,13 @@ class AliasFollower:
         self.threads = threads
         self.reconcile_seconds = reconcile_seconds
         self.followed: list[Followed] = []
-        for ref, loaded in served:
-            parsed = parse_reference(ref)
-            subject = str(parsed) if parsed.alias is not None else None
-            self.followed.append(Followed(ref, subject, loaded))
+        for s in served:
+            if s.role is not None:
+                subject = bundle_subject(s.ref)
+            else:
+                parsed = parse_reference(s.ref)
+                subject = str(parsed) if parsed.alias is not None else None
+            self.followed.append(Followed(s.ref, subject, s.loaded, s.name, s.role))
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="alias-follower", daemon=True)
 
@@ -91,32 +145,104 @@ class AliasFollower:
         """Ask the thread to end; it does at its next event or heartbeat."""
         self._stop.set()
 
+    def _bundles(self) -> dict[str, list[Followed]]:
+        """Followed bundle references and their roles."""
+        out: dict[str, list[Followed]] = {}
+        for f in self.followed:
+            if f.role is not None and f.subject is not None:
+                out.setdefault(f.ref, []).append(f)
+        return out
+
+    def reconcile_all(self) -> None:
+        """Resolve every followed alias and bundle again."""
+        for f in self.followed:
+            if f.subject is not None and f.role is None:
+                self.reconcile(f)
+        for ref, roles in self._bundles().items():
+            self.reconcile_bundle(ref, roles)
+
     def _run(self) -> None:
         last: int | None = None
-        subjects = {f.subject for f in self.followed if f.subject is not None}
+        aliases = {f.subject for f in self.followed if f.subject is not None and f.role is None}
+        bundles = self._bundles()
+        types = ["alias.moved"] if aliases else []
+        if bundles:
+            types.append("bundle.*")
         while not self._stop.is_set():
             try:
-                for f in self.followed:
-                    if f.subject is not None:
-                        self.reconcile(f)
+                self.reconcile_all()
                 for event in self.registry.watch(
-                    types=["alias.moved"], after=last, idle_timeout=self.reconcile_seconds
+                    types=types, after=last, idle_timeout=self.reconcile_seconds
                 ):
                     last = event.id
                     if self._stop.is_set():
                         return
-                    if event.subject in subjects:
+                    subject = event.subject or ""
+                    if event.type == "alias.moved" and subject in aliases:
                         for f in self.followed:
-                            if f.subject == event.subject:
+                            if f.role is None and f.subject == subject:
                                 self.reconcile(f)
+                    for ref, roles in bundles.items():
+                        if event.type.startswith("bundle.") and about_bundle(
+                            subject, roles[0].subject or ""
+                        ):
+                            self.reconcile_bundle(ref, roles)
             except Exception:  # the registry unreachable, a bad token: keep serving, retry
                 log.exception("following the registry's events failed; retrying")
                 self._stop.wait(self.reconcile_seconds)
 
+    def reconcile_bundle(self, ref: str, roles: list[Followed]) -> bool:
+        """Read the bundle version ``ref`` names now; when it pins other
+        versions for the served roles, load and warm up every changed one,
+        then swap them all. Nothing is swapped if one fails. True if swapped."""
+        fresh: dict[str, LoadedVersion] = {}
+        failed: Followed | None = None
+        wanted = ""
+        try:
+            bundle_version = self.registry.bundle(ref).version()
+            members = bundle_version["members"]
+            for f in roles:
+                failed = f
+                assert f.role is not None
+                member = members.get(f.role)
+                if member is None:
+                    raise RuntimeError(
+                        f"bundle version {bundle_version['ref']} has no role {f.role!r}"
+                    )
+                wanted = str(member["ref"])
+                if wanted == f.current.ref:
+                    continue
+                new = next((v for v in fresh.values() if v.ref == wanted), None)
+                if new is None:
+                    new = load_version(self.registry, wanted, self.cache_root, threads=self.threads)
+                    warm_up(new)
+                fresh[f.role] = new
+        except Exception as exc:  # any failure keeps the whole old set serving
+            name = failed.name if failed is not None else ref
+            self.table.metrics.load_failures.labels(name).inc()
+            log.error(
+                "%s: %s not loaded, the bundle keeps serving its roles as they were: %s",
+                ref,
+                wanted or ref,
+                exc,
+            )
+            return False
+        if not fresh:
+            return False
+        for f in roles:
+            new = fresh.get(f.role or "")
+            if new is None:
+                continue
+            old = f.current
+            self.table.swap(f.key, old, new, keep_old=self._shared(f, old), name=f.name)
+            f.current = new
+            log.info("%s role %s moved: %s -> %s (swapped)", ref, f.role, old.ref, new.ref)
+        return True
+
     def reconcile(self, f: Followed) -> bool:
         """Resolve ``f``'s alias; swap to the version it names if that is
         another one. True if a swap happened."""
-        model = f.current.model
+        model = f.name or f.current.model
         wanted = f.ref
         wanted_version: int | None = None
         try:
@@ -126,6 +252,8 @@ class AliasFollower:
             if target.version == f.current.version:
                 return False
             new = self.table.loaded(model, str(target.version))
+            if new is not None and new.ref != target.ref:
+                new = None
             if new is None:
                 new = load_version(self.registry, target.ref, self.cache_root, threads=self.threads)
                 warm_up(new)
@@ -138,13 +266,18 @@ class AliasFollower:
                 self.on_load_failure(f.ref, wanted_version, f"{type(exc).__name__}: {exc}")
             return False
         old = f.current
-        keep_old = any(o is not f and o.current.version == old.version for o in self.followed)
-        self.table.swap(f.ref, old, new, keep_old=keep_old)
+        self.table.swap(f.key, old, new, keep_old=self._shared(f, old), name=model)
         f.current = new
         log.info("%s moved: %s -> %s (swapped)", f.ref, old.ref, new.ref)
         if self.on_swap is not None:
             self.on_swap(f.ref, new.version)
         return True
+
+    def _shared(self, f: Followed, old: LoadedVersion) -> bool:
+        """Another reference served under ``f``'s name still holds ``old``."""
+        return any(
+            o is not f and o.name == f.name and o.current.ref == old.ref for o in self.followed
+        )
 
 
 def warm_up(loaded: LoadedVersion) -> None:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from modelyard.client import Registry
 from modelyard.domain.monitoring import MonitorSettings
 from modelyard.serving.app import InferenceApp
-from modelyard.serving.follower import AliasFollower
+from modelyard.serving.follower import AliasFollower, Served
 from modelyard.serving.loader import LoadedVersion, load_version, private_dir
 from modelyard.serving.metrics import ServingMetrics
 from modelyard.serving.predlog import PredictionLog
@@ -27,6 +28,9 @@ class ServeOptions:
 
     refs: list[str]
     registry: str
+    bundles: list[str] = field(default_factory=list)
+    """Bundle references (``pipeline``, ``pipeline@latest``, ``pipeline/3``):
+    every role of the bundle version is served under the role's name."""
     token: str | None = None
     host: str = "127.0.0.1"
     port: int = 8000
@@ -59,56 +63,87 @@ def serving_cache(cache_dir: Path | None) -> Path:
 
 def build(
     options: ServeOptions, registry: Registry
-) -> tuple[InferenceApp, list[LoadedVersion], DeploymentReporter | None]:
-    """Load every reference (the first failure stops everything: a server that
-    starts without a model it was asked for would look healthy and not be),
-    the follower that moves aliased ones when their alias moves, the
-    monitoring watcher, the prediction log if asked for, and with an
-    environment the reporter of the deployment heartbeats."""
+) -> tuple[InferenceApp, list[Served], DeploymentReporter | None]:
+    """Load every reference and every bundle's roles (the first failure stops
+    everything: a server that starts without a model it was asked for would
+    look healthy and not be), the follower that moves aliased references and
+    followed bundles, the monitoring watcher, the prediction log if asked
+    for, and with an environment the reporter of the deployment heartbeats."""
     defaults = MonitorSettings(window_seconds=options.monitor_window)
     table = ModelTable(ServingMetrics(), window_seconds=defaults.window_seconds)
-    loaded = []
+    by_ref: dict[str, LoadedVersion] = {}
+
+    def load(exact_ref: str) -> LoadedVersion:
+        # Two references to one version (fraud@production, fraud/7, a bundle
+        # role pinning it) share it.
+        version = by_ref.get(exact_ref)
+        if version is None:
+            root = registry.cache.root
+            version = load_version(registry, exact_ref, root, threads=options.threads)
+            by_ref[exact_ref] = version
+        return version
+
+    served: list[Served] = []
     for ref in options.refs:
-        exact = registry.get_version(ref)
-        # Two references to one version (fraud@production, fraud/7) share it.
-        version = table.loaded(exact.model, str(exact.version))
-        if version is None or version.namespace != exact.namespace:
-            version = load_version(
-                registry, exact.ref, registry.cache.root, threads=options.threads
-            )
+        version = load(registry.get_version(ref).ref)
         table.add(ref, version)
-        loaded.append(version)
+        served.append(Served(ref, version, version.model))
+    for bundle_ref in options.bundles:
+        # A bundle version pins one version per role: the context is served
+        # whole or not at all (ready only once every role is loaded).
+        bundle_version = registry.bundle(bundle_ref).version()
+        owner = f"bundle {bundle_version['namespace']}/{bundle_version['name']}"
+        for role, member in sorted(bundle_version["members"].items()):
+            item = Served(bundle_ref, load(str(member["ref"])), role, role)
+            table.add(item.key, item.loaded, name=role, owner=owner)
+            served.append(item)
     reporter = None
     if options.environment is not None:
         reporter = DeploymentReporter(
             registry,
             options.environment,
-            [(ref, v.version) for ref, v in zip(options.refs, loaded, strict=True)],
+            [(s.ref, s.loaded.version) for s in served if s.role is None],
             endpoint=options.endpoint,
             replica=options.replica,
             interval=options.heartbeat_seconds,
         )
     follower: AliasFollower | None = None
+    # Deployments are per reference; a bundle's roles are watched and logged
+    # but have no deployment record to alert.
+    deployed = {s.ref for s in served if s.role is None}
 
-    def served() -> list[tuple[str, Live]]:
-        currents = [f.current for f in follower.followed] if follower is not None else loaded
+    def served_now() -> list[tuple[str, Live]]:
+        items = (
+            [(f.key, f.name, f.current) for f in follower.followed]
+            if follower is not None
+            else [(s.key, s.name, s.loaded) for s in served]
+        )
         out = []
-        for ref, current in zip(options.refs, currents, strict=True):
-            live = table.live(current.model, current.version_label)
+        for key, name, current in items:
+            live = table.live(name, current.version_label)
             if live is not None:
-                out.append((ref, live))
+                out.append((key, live))
         return out
 
     def settings(ref: str) -> MonitorSettings:
         found = reporter.monitoring(ref) if reporter is not None else None
         return found or defaults
 
-    watcher = MonitorWatcher(served, settings, None if reporter is None else reporter.alert)
+    send = None
+    if reporter is not None:
+        alert = reporter.alert
+
+        def send(
+            ref: str, kind: str, version: int, held: float | None, detail: dict[str, Any]
+        ) -> dict[str, Any] | None:
+            return alert(ref, kind, version, held, detail) if ref in deployed else None
+
+    watcher = MonitorWatcher(served_now, settings, send)
     if options.follow:
         follower = AliasFollower(
             registry,
             table,
-            list(zip(options.refs, loaded, strict=True)),
+            served,
             registry.cache.root,
             threads=options.threads,
             reconcile_seconds=options.reconcile_seconds,
@@ -140,7 +175,7 @@ def build(
             predictions.close()
 
     app = InferenceApp(table, on_startup=start, on_shutdown=stop, predictions=predictions)
-    return app, loaded, reporter
+    return app, served, reporter
 
 
 def serve(options: ServeOptions) -> None:
@@ -150,7 +185,7 @@ def serve(options: ServeOptions) -> None:
     cache = serving_cache(options.cache_dir)
     registry = Registry(options.registry, token=options.token, cache_dir=cache)
     try:
-        app, loaded, reporter = build(options, registry)
+        app, served, reporter = build(options, registry)
         if reporter is not None:
             # Before taking traffic, and fatal if refused (a bad environment
             # name, a token without consume): a replica the registry does not
@@ -162,8 +197,10 @@ def serve(options: ServeOptions) -> None:
             level=options.log_level.upper(), stream=sys.stderr, format="%(levelname)s %(message)s"
         )
         logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per registry call
-        for v in loaded:
-            log.info("serving %s (%s) as model %r", v.ref, v.flavor, v.model)
+        for item in served:
+            v = item.loaded
+            via = "" if item.role is None else f" (role of bundle {item.ref})"
+            log.info("serving %s (%s) as model %r%s", v.ref, v.flavor, item.name, via)
         config = uvicorn.Config(
             app,
             host=options.host,

@@ -48,6 +48,9 @@ class ServedModel:
     default: Live
     default_ref: str
     """The reference (as given) whose version the unversioned routes answer with."""
+    owner: str
+    """What the name stands for: ``ns/model`` for a model served under its own
+    name, ``bundle ns/name`` for a bundle's role."""
     versions: dict[str, Live] = field(default_factory=dict)
 
     def metadata(self) -> bytes:
@@ -81,61 +84,86 @@ class ModelTable:
         self._lock = threading.Lock()
         metrics.registry.register(MonitorCollector(self))
 
-    def _live(self, loaded: LoadedVersion) -> Live:
+    def _live(self, loaded: LoadedVersion, name: str) -> Live:
         sig = loaded.predictor.signature
         return Live(
             loaded,
             sig,
-            self.metrics.for_version(loaded.model, loaded.version_label),
-            _metadata(loaded.model, loaded.flavor, sig, [loaded.version_label]),
+            self.metrics.for_version(name, loaded.version_label),
+            _metadata(name, loaded.flavor, sig, [loaded.version_label]),
             VersionMonitor(loaded.reference_stats, sig, self.window_seconds),
         )
 
-    def add(self, ref: str, loaded: LoadedVersion) -> None:
-        """Serve ``loaded`` (what ``ref`` resolved to) under its model name; the
-        first reference given for a name is its default."""
+    def add(
+        self,
+        ref: str,
+        loaded: LoadedVersion,
+        *,
+        name: str | None = None,
+        owner: str | None = None,
+    ) -> None:
+        """Serve ``loaded`` (what ``ref`` resolved to) under ``name`` (default:
+        its model name); the first reference given for a name is its default.
+
+        ``owner`` says what the name stands for (default ``ns/model``; a
+        bundle's role passes ``bundle ns/name``): one name cannot stand for
+        two things, such as two namespaces' models or a role and a model.
+        """
+        name = name or loaded.model
+        owner = owner or f"{loaded.namespace}/{loaded.model}"
         with self._lock:
-            served = self.models.get(loaded.model)
-            if served is not None and served.default.loaded.namespace != loaded.namespace:
+            served = self.models.get(name)
+            if served is not None and served.owner != owner:
                 raise InvalidInput(
-                    f"two models named {loaded.model!r} in different namespaces "
-                    f"({served.default.loaded.ref}, {loaded.ref}): serve them from two servers",
+                    f"two models served as {name!r} ({served.owner}: {served.default.loaded.ref}; "
+                    f"{owner}: {loaded.ref}): serve them from two servers",
                     code="UNSERVABLE_VERSION",
+                    details={"name": name},
                 )
-            live = self._live(loaded)
+            live = self._live(loaded, name)
             if served is None:
-                self.models = {**self.models, loaded.model: ServedModel(loaded.model, live, ref)}
-                served = self.models[loaded.model]
+                self.models = {**self.models, name: ServedModel(name, live, ref, owner)}
+                served = self.models[name]
             if live.version not in served.versions:
                 served.versions = {**served.versions, live.version: live}
-                self._mark_loaded(live)
+                self._mark_loaded(name, live)
 
-    def swap(self, ref: str, old: LoadedVersion, new: LoadedVersion, *, keep_old: bool) -> None:
-        """Make ``new`` take the traffic ``ref`` had on ``old``, in single assignments.
+    def swap(
+        self,
+        ref: str,
+        old: LoadedVersion,
+        new: LoadedVersion,
+        *,
+        keep_old: bool,
+        name: str | None = None,
+    ) -> None:
+        """Make ``new`` take the traffic ``ref`` had on ``old`` under ``name``
+        (default: the model's name), in single assignments.
 
         ``keep_old``: another reference still serves ``old`` (``fraud/3`` beside
         ``fraud@production``), so it stays reachable by its version number.
         """
+        name = name or old.model
         with self._lock:
-            served = self.models[old.model]
+            served = self.models[name]
             versions = dict(served.versions)
             live = versions.get(new.version_label)
             if live is None or live.loaded is not new:
-                live = self._live(new)
+                live = self._live(new, name)
                 versions[live.version] = live
-                self._mark_loaded(live)
+                self._mark_loaded(name, live)
             if not keep_old and old.version_label != live.version:
                 gone = versions.pop(old.version_label, None)
                 if gone is not None:
                     self.metrics.loaded.remove(
-                        old.model, gone.version, gone.loaded.ref, gone.loaded.flavor
+                        name, gone.version, gone.loaded.ref, gone.loaded.flavor
                     )
             # New entries first, then the default: a request never finds a
             # default whose version its own lookup would not know.
             served.versions = versions
             if served.default_ref == ref:
                 served.default = live
-            self.metrics.swaps.labels(old.model).inc()
+            self.metrics.swaps.labels(name).inc()
 
     def monitoring(self) -> list[dict[str, object]]:
         """Every served version's monitoring window (``GET /monitoring``)."""
@@ -153,17 +181,17 @@ class ModelTable:
                 )
         return out
 
-    def live(self, model: str, version: str) -> Live | None:
-        """The served version ``version`` of ``model``, if it takes traffic."""
-        served = self.models.get(model)
+    def live(self, name: str, version: str) -> Live | None:
+        """The served version ``version`` under ``name``, if it takes traffic."""
+        served = self.models.get(name)
         return served.versions.get(version) if served is not None else None
 
-    def loaded(self, model: str, version: str) -> LoadedVersion | None:
-        """The version already in memory under ``model`` / ``version``, if any."""
-        served = self.models.get(model)
+    def loaded(self, name: str, version: str) -> LoadedVersion | None:
+        """The version already in memory under ``name`` / ``version``, if any."""
+        served = self.models.get(name)
         live = served.versions.get(version) if served is not None else None
         return live.loaded if live is not None else None
 
-    def _mark_loaded(self, live: Live) -> None:
+    def _mark_loaded(self, name: str, live: Live) -> None:
         v = live.loaded
-        self.metrics.loaded.labels(v.model, live.version, v.ref, v.flavor).set(1)
+        self.metrics.loaded.labels(name, live.version, v.ref, v.flavor).set(1)
