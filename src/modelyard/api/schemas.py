@@ -511,6 +511,24 @@ DEPLOYED_REFERENCE: dict[str, Any] = REFERENCE
 ENDPOINT: dict[str, Any] = {"maxLength": 2048, "pattern": "^https?://\\S+$"}
 
 
+_WEEK = 7 * 86_400
+
+
+class MonitoringSettings(_Body):
+    """A deployment's monitoring settings (domain/monitoring.py ``MonitorSettings``)."""
+
+    window_seconds: float | None = Field(None, ge=1, le=_WEEK)
+    psi: float | None = Field(None, gt=0, le=1e6)
+    ks: float | None = Field(None, gt=0, le=1)
+    error_rate: float | None = Field(None, gt=0, le=1)
+    latency_p99_ms: float | None = Field(None, gt=0, le=1e9)
+    min_requests: JsonInt | None = Field(
+        None, json_schema_extra={"minimum": 1, "maximum": 1_000_000}
+    )
+    rollback: bool | None = Field(None, description="roll the alias back automatically")
+    rollback_after_seconds: float | None = Field(None, ge=1, le=_WEEK)
+
+
 class DeploymentPut(_Body):
     """Record or update a deployment: desired replicas and endpoint (omitted: kept)."""
 
@@ -521,11 +539,9 @@ class DeploymentPut(_Body):
     )
     replicas: JsonInt | None = Field(None, json_schema_extra={"minimum": 0, "maximum": 10_000})
     endpoint: str | None = Field(None, json_schema_extra=ENDPOINT)
-    monitoring: dict[str, Any] | None = Field(
+    monitoring: MonitoringSettings | None = Field(
         None,
-        description="monitoring settings, replaced whole (keys left out take their defaults): "
-        "`window_seconds`, `psi`, `ks`, `error_rate`, `latency_p99_ms`, `min_requests`, "
-        "`rollback` (roll the alias back automatically), `rollback_after_seconds`",
+        description="monitoring settings, replaced whole (keys left out take their defaults)",
     )
 
 

@@ -128,7 +128,7 @@ def serve(
     feature PSI and KS against the version's reference statistics (pushed with
     --reference-data), error rate and latency. With --env, crossing a threshold
     is reported to the registry (deployment.drift, deployment.degraded), and a
-    deployment that opted in (`deploy set --monitor rollback=true`) has its
+    deployment that opted in (deploy set --monitor rollback=true) has its
     alias rolled back when it stays degraded. --log-predictions DIR keeps each
     inference in rotating JSON-lines files (off by default).
 

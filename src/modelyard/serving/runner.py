@@ -6,6 +6,7 @@ import logging
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from modelyard.client import Registry
 from modelyard.domain.monitoring import MonitorSettings
@@ -82,11 +83,11 @@ def build(
             by_ref[exact_ref] = version
         return version
 
-    started: list[Served] = []
+    served: list[Served] = []
     for ref in options.refs:
         version = load(registry.get_version(ref).ref)
         table.add(ref, version)
-        started.append(Served(ref, version, version.model))
+        served.append(Served(ref, version, version.model))
     for bundle_ref in options.bundles:
         # A bundle version pins one version per role: the context is served
         # whole or not at all (ready only once every role is loaded).
@@ -95,28 +96,30 @@ def build(
         for role, member in sorted(bundle_version["members"].items()):
             item = Served(bundle_ref, load(str(member["ref"])), role, role)
             table.add(item.key, item.loaded, name=role, owner=owner)
-            started.append(item)
+            served.append(item)
     reporter = None
     if options.environment is not None:
         reporter = DeploymentReporter(
             registry,
             options.environment,
-            [(s.ref, s.loaded.version) for s in started if s.role is None],
+            [(s.ref, s.loaded.version) for s in served if s.role is None],
             endpoint=options.endpoint,
             replica=options.replica,
             interval=options.heartbeat_seconds,
         )
     follower: AliasFollower | None = None
+    # Deployments are per reference; a bundle's roles are watched and logged
+    # but have no deployment record to alert.
+    deployed = {s.ref for s in served if s.role is None}
 
-    def served() -> list[tuple[str, Live]]:
-        """What takes traffic now, by the reference that brought it (a
-        bundle's role by ``bundle#role``: no deployment settings apply)."""
-        if follower is not None:
-            now = [(f.key, f.name, f.current) for f in follower.followed]
-        else:
-            now = [(s.key, s.name, s.loaded) for s in started]
+    def served_now() -> list[tuple[str, Live]]:
+        items = (
+            [(f.key, f.name, f.current) for f in follower.followed]
+            if follower is not None
+            else [(s.key, s.name, s.loaded) for s in served]
+        )
         out = []
-        for key, name, current in now:
+        for key, name, current in items:
             live = table.live(name, current.version_label)
             if live is not None:
                 out.append((key, live))
@@ -126,12 +129,21 @@ def build(
         found = reporter.monitoring(ref) if reporter is not None else None
         return found or defaults
 
-    watcher = MonitorWatcher(served, settings, None if reporter is None else reporter.alert)
+    send = None
+    if reporter is not None:
+        alert = reporter.alert
+
+        def send(
+            ref: str, kind: str, version: int, held: float | None, detail: dict[str, Any]
+        ) -> dict[str, Any] | None:
+            return alert(ref, kind, version, held, detail) if ref in deployed else None
+
+    watcher = MonitorWatcher(served_now, settings, send)
     if options.follow:
         follower = AliasFollower(
             registry,
             table,
-            started,
+            served,
             registry.cache.root,
             threads=options.threads,
             reconcile_seconds=options.reconcile_seconds,
@@ -163,7 +175,7 @@ def build(
             predictions.close()
 
     app = InferenceApp(table, on_startup=start, on_shutdown=stop, predictions=predictions)
-    return app, started, reporter
+    return app, served, reporter
 
 
 def serve(options: ServeOptions) -> None:

@@ -56,7 +56,11 @@ async def put_deployment(body: DeploymentPut, request: Request) -> Response:
         body.reference,
         replicas=body.replicas,
         endpoint=body.endpoint,
-        monitoring=body.monitoring,
+        monitoring=(
+            None
+            if body.monitoring is None
+            else {k: v for k, v in body.monitoring.model_dump().items() if v is not None}
+        ),
         actor=actor(request),
     )
     return JSONResponse(wire.deployment(made))
