@@ -25,6 +25,7 @@ from modelyard.settings import Settings
 from modelyard.store.blobs.base import BackupArea, BlobStore
 from modelyard.store.metadata import tables as t
 from modelyard.store.metadata.engine import create_engine
+from modelyard.store.metadata.migrate import SCHEMA_HEAD
 from tests.pgcluster import PG_BIN, fresh_database
 from tests.s3server import S3Server
 
@@ -113,7 +114,7 @@ def test_a_second_backup_copies_only_new_digests(svc: Services, tmp_path: Path) 
         (tmp_path / "backup" / "snapshots" / second.stamp / "manifest.json").read_text()
     )
     kind = "postgresql" if svc.settings.database_url().startswith("postgresql") else "sqlite"
-    assert manifest["database"] == kind and manifest["schema_revision"] == "0021"
+    assert manifest["database"] == kind and manifest["schema_revision"] == SCHEMA_HEAD
     assert (tmp_path / "backup" / manifest["metadata"]).stat().st_size > 0
     with svc.metadata.read() as tx:
         assert tx.active_blob_holds() == []  # released
