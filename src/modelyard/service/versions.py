@@ -112,10 +112,14 @@ class VersionUseCases(RegistryCore):
             found = tx.get_version_by_ref(
                 r.namespace, r.name, number=r.version, alias=r.alias, with_files=with_files
             )
-            if found is None:
-                self.version_id(tx, r)  # raises the precise NotFound
-            assert found is not None
-            return found
+            if found is not None:
+                return found
+            # Raises the precise NotFound. If the reference resolves now, an
+            # alias was set by another transaction between the two statements
+            # (PostgreSQL reads committed rows per statement): load what it
+            # names now rather than fail (it was a 500 under replica tests).
+            vid = self.version_id(tx, r)
+            return tx.get_version_by_id(vid, with_files=with_files)
 
     def list_versions(
         self,
