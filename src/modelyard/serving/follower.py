@@ -129,6 +129,12 @@ class AliasFollower:
                 subject = str(parsed) if parsed.alias is not None else None
             self.followed.append(Followed(s.ref, subject, s.loaded, s.name, s.role))
         self._stop = threading.Event()
+        # Followed bundle references and their roles: fixed at start, like
+        # the list they are grouped from.
+        self.bundles: dict[str, list[Followed]] = {}
+        for f in self.followed:
+            if f.role is not None and f.subject is not None:
+                self.bundles.setdefault(f.ref, []).append(f)
         self._thread = threading.Thread(target=self._run, name="alias-follower", daemon=True)
 
     @property
@@ -145,28 +151,19 @@ class AliasFollower:
         """Ask the thread to end; it does at its next event or heartbeat."""
         self._stop.set()
 
-    def _bundles(self) -> dict[str, list[Followed]]:
-        """Followed bundle references and their roles."""
-        out: dict[str, list[Followed]] = {}
-        for f in self.followed:
-            if f.role is not None and f.subject is not None:
-                out.setdefault(f.ref, []).append(f)
-        return out
-
     def reconcile_all(self) -> None:
         """Resolve every followed alias and bundle again."""
         for f in self.followed:
             if f.subject is not None and f.role is None:
                 self.reconcile(f)
-        for ref, roles in self._bundles().items():
+        for ref, roles in self.bundles.items():
             self.reconcile_bundle(ref, roles)
 
     def _run(self) -> None:
         last: int | None = None
         aliases = {f.subject for f in self.followed if f.subject is not None and f.role is None}
-        bundles = self._bundles()
         types = ["alias.moved"] if aliases else []
-        if bundles:
+        if self.bundles:
             types.append("bundle.*")
         while not self._stop.is_set():
             try:
@@ -182,11 +179,10 @@ class AliasFollower:
                         for f in self.followed:
                             if f.role is None and f.subject == subject:
                                 self.reconcile(f)
-                    for ref, roles in bundles.items():
-                        if event.type.startswith("bundle.") and about_bundle(
-                            subject, roles[0].subject or ""
-                        ):
-                            self.reconcile_bundle(ref, roles)
+                    if event.type.startswith("bundle."):
+                        for ref, roles in self.bundles.items():
+                            if about_bundle(subject, roles[0].subject or ""):
+                                self.reconcile_bundle(ref, roles)
             except Exception:  # the registry unreachable, a bad token: keep serving, retry
                 log.exception("following the registry's events failed; retrying")
                 self._stop.wait(self.reconcile_seconds)
