@@ -427,6 +427,13 @@ class PolicyRules(_Body):
         description="Model servers may run a version's own Python code (format `python`); "
         "granted by a namespace policy only, a model policy can withdraw it.",
     )
+    bundle_breaks: str | None = Field(
+        None,
+        description="Namespace policy only: a model alias move that breaks one of the "
+        "namespace's bundles is refused (`refuse`, the default) or applied and flagged on "
+        "the bundle (`flag`).",
+        json_schema_extra={"enum": ["refuse", "flag"]},
+    )
 
 
 class Rollback(_Body):

@@ -216,6 +216,14 @@ def policy_set(
             "with its current target's.",
         ),
     ] = None,
+    bundle_breaks: Annotated[
+        str | None,
+        typer.Option(
+            "--bundle-breaks",
+            help="Namespace policy: a model alias move that breaks one of the namespace's "
+            "bundles is refused ('refuse', the default) or applied and flagged ('flag').",
+        ),
+    ] = None,
     registry: RegistryOpt = DEFAULT_URL,
     token: TokenOpt = None,
     as_json: JsonOpt = False,
@@ -224,6 +232,8 @@ def policy_set(
     rules = _policy_from_options(file, tag, metadata, signature, metric, fmt, approvals, protect)
     if compatible is not None:
         rules["compatible_signature"] = compatible
+    if bundle_breaks is not None:
+        rules["bundle_breaks"] = bundle_breaks
     with connect(registry, token) as reg:
         rec = reg.set_policy(rules, namespace=namespace, model=model)
         if as_json:

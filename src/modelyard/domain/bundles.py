@@ -79,6 +79,9 @@ class Bundle:
     created_at: int
     updated_at: int
     aliases: dict[str, int] = field(default_factory=dict)
+    # What applied alias moves broke since the newest pin (flagged by the
+    # namespace's ``bundle_breaks: flag``, or forced by an admin), oldest first.
+    incompatible: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)

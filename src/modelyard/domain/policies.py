@@ -17,6 +17,9 @@ A policy is a set of optional rules; an unset rule (``None``) is inherited
                                                                    is compatible with its target's
     allow_custom_code   true                                       model servers may run a
                                                                    version's own Python code
+    bundle_breaks       "refuse" (default) or "flag"               what a model alias move that
+                                                                   breaks one of the namespace's
+                                                                   bundles does (issue 14)
 
 Merge rule (namespace policy, then model policy): the model policy extends
 the namespace policy and overrides it rule by rule where both speak:
@@ -40,6 +43,13 @@ a transition, not about visibility: it has no part in the production view.
 - ``allow_custom_code`` is not a requirement on versions but a permission:
   only the namespace policy can grant it (true), and a model policy can only
   withdraw it for its model (false); unset means not allowed.
+
+- ``bundle_breaks`` is about the namespace's *bundles*, not its versions: a
+  namespace policy only (a model policy setting it is refused by the
+  service). When a model alias that a bundle role follows is about to move to
+  a version that breaks the bundle, ``refuse`` (the default) refuses the
+  move; ``flag`` lets it happen and records the incompatibility on the
+  bundle (``service/bundle_guard.py``).
 
 Both policies are set by the namespace's admins (permissions are per
 namespace), so a model policy may relax a namespace rule on purpose.
@@ -81,7 +91,11 @@ RULE_FIELDS: Final = (
     "protected_aliases",
     "compatible_signature",
     "allow_custom_code",
+    "bundle_breaks",
 )
+# What a model alias move that breaks a bundle does, by the bundle's
+# namespace policy: refused (the default), or applied and flagged.
+BUNDLE_BREAK_MODES: Final = ("refuse", "flag")
 
 _THRESHOLD_RE: Final = re.compile(
     r"^\s*(?:metrics?\.)?([A-Za-z0-9_][A-Za-z0-9_.:/-]{0,254})\s*(>=|<=|==|=|>|<)\s*"
@@ -125,11 +139,18 @@ class Policy:
     protected_aliases: tuple[str, ...] | None = None
     compatible_signature: bool | None = None
     allow_custom_code: bool | None = None
+    bundle_breaks: str | None = None
 
     @property
     def approvals_needed(self) -> int:
         """Distinct approvals a gated transition needs (0 when unset)."""
         return self.required_approvals or 0
+
+    @property
+    def flags_bundle_breaks(self) -> bool:
+        """True if a move breaking a bundle of this namespace is let through
+        and flagged rather than refused (``bundle_breaks: flag``)."""
+        return self.bundle_breaks == "flag"
 
     def protects(self, alias: str) -> bool:
         """True if moving ``alias`` is gated by this policy."""
@@ -152,6 +173,7 @@ class Policy:
             "protected_aliases": _list(self.protected_aliases),
             "compatible_signature": self.compatible_signature,
             "allow_custom_code": self.allow_custom_code,
+            "bundle_breaks": self.bundle_breaks,
         }
 
 
@@ -337,6 +359,10 @@ def parse_policy(data: Any) -> Policy:
         if not isinstance(data["compatible_signature"], bool):
             raise _bad("compatible_signature must be true or false", "compatible_signature")
         kw["compatible_signature"] = data["compatible_signature"]
+    if data.get("bundle_breaks") is not None:
+        if data["bundle_breaks"] not in BUNDLE_BREAK_MODES:
+            raise _bad('bundle_breaks must be "refuse" or "flag"', "bundle_breaks")
+        kw["bundle_breaks"] = data["bundle_breaks"]
     return Policy(**kw)
 
 

@@ -39,7 +39,9 @@ class AliasUseCases(RegistryCore):
         Moves of protected aliases are gated by the production policy. A move
         that breaks a bundle following the alias is refused with
         ``BUNDLE_INCOMPATIBLE`` (:mod:`~modelyard.service.bundle_guard`)
-        unless ``force`` (an admin's override, recorded in the event).
+        unless ``force`` (an admin's override, recorded in the event) or the
+        bundle's namespace policy says ``bundle_breaks: flag`` (the move
+        applies and the bundle records the incompatibility).
 
         Requires: write on the namespace; ``force`` needs admin on it.
         """
@@ -119,8 +121,9 @@ class AliasUseCases(RegistryCore):
             tx, target, mid, alias, approved=approval_id is not None, rollback=rollback
         )
         breaks = bundle_guard.breaks_of_move(tx, target, alias, prev_id)
-        if breaks and not force:
-            bundle_guard.refuse_breaking_move(target, alias, breaks)
+        refused = [b for b in breaks if b["mode"] == "refuse"]
+        if refused and not force:
+            bundle_guard.refuse_breaking_move(target, alias, refused)
         tx.set_alias(
             mid,
             alias,
@@ -146,8 +149,11 @@ class AliasUseCases(RegistryCore):
             event["rollback"] = True
         if change is not None:
             event["change"] = change
-        if breaks:
-            event["forced_bundles"] = breaks
+        if refused:
+            event["forced_bundles"] = refused
+        flagged = [b for b in breaks if b["mode"] == "flag"]
+        if flagged:
+            event["flagged_bundles"] = flagged
         tx.append_event(
             "alias.moved",
             actor=actor.name,
@@ -155,6 +161,8 @@ class AliasUseCases(RegistryCore):
             subject=f"{after.namespace}/{after.model}@{alias}",
             payload=event,
         )
+        if breaks:
+            bundle_guard.record_breaks(tx, after, alias, prev, breaks, actor=actor.name)
         return after
 
     def rollback_alias_in_tx(

@@ -12,13 +12,26 @@ next ``bundle pin`` accepts:
 - the role's signature does not break against the pinned member (an input
   removed or retyped, a required input added, an output removed or changed).
 
-A breaking move is refused with ``BUNDLE_INCOMPATIBLE`` (409), naming the
-bundle, the role and the edge in the message and in ``details``. An admin of
-the model's namespace may force it (``force=True``): the move then applies
-and its ``alias.moved`` event carries what it broke (``forced_bundles``), so
-the audit log shows who overrode which bundle. Bundles are checked whatever
-namespace they live in: the owner of ``det`` must learn that a pipeline in
-another team depends on it.
+What a breaking move does is the broken bundle's to say, by its namespace's
+production policy (``bundle_breaks``):
+
+- ``refuse`` (the default): the move is refused with ``BUNDLE_INCOMPATIBLE``
+  (409), naming the bundle, the role and the edge in the message and in
+  ``details``. An admin of the model's namespace may force it
+  (``force=True``): the move then applies and its ``alias.moved`` event
+  carries what it broke (``forced_bundles``), so the audit log shows who
+  overrode which bundle.
+- ``flag``: the move applies; its ``alias.moved`` event lists the bundles in
+  ``flagged_bundles``.
+
+Either way, a move that applies although it breaks a bundle is recorded on
+that bundle, in the same transaction: a ``bundle.incompatible`` event
+(subject ``bundle:NS/NAME``, in the bundle's namespace, so the bundle's
+owners see it in their audit log and webhooks) and an entry in the bundle's
+``incompatible`` list (``bundle show``, REST, SDK), which the next pinned
+bundle version clears (pinning checks the bundle fits together again).
+Bundles are checked whatever namespace they live in: the owner of ``det``
+must learn that a pipeline in another team depends on it.
 """
 
 from __future__ import annotations
@@ -29,10 +42,13 @@ from modelyard.domain.bundles import Mismatch, check_edge, compare_signatures, p
 from modelyard.domain.entities import Version
 from modelyard.domain.errors import Conflict
 from modelyard.domain.references import parse_reference
-from modelyard.store.metadata.ports import RegistryTx
+from modelyard.service import policy_gate
+from modelyard.store.metadata.ports import RegistryTx, now_us
 
 # Enough to say what broke; a message naming hundreds of bundles helps nobody.
 _MAX_REPORTED = 50
+# Flagged incompatibilities kept on a bundle until its next pin (newest kept).
+MAX_FLAGS = 50
 
 
 def breaks_of_move(
@@ -40,14 +56,17 @@ def breaks_of_move(
 ) -> list[dict[str, Any]]:
     """What moving ``target``'s model's ``alias`` to ``target`` would break.
 
-    One entry per (bundle, role): ``{"bundle", "role", "mismatches"}``, each
-    mismatch with ``kind``, ``role``, ``field``, ``problem`` and, for an
-    edge, ``edge`` (``"detector->classifier"``). Empty: nothing breaks.
+    One entry per (bundle, role): ``{"bundle", "role", "mode",
+    "mismatches"}``, ``mode`` the bundle namespace's ``bundle_breaks``
+    (``refuse`` or ``flag``), each mismatch with ``kind``, ``role``,
+    ``field``, ``problem`` and, for an edge, ``edge``
+    (``"detector->classifier"``). Empty: nothing breaks.
     """
     following = tx.bundles.following(target.namespace, target.model, alias)
     if not following:
         return []
     out: list[dict[str, Any]] = []
+    modes: dict[str, str] = {}
     for row in tx.bundles.by_ids(list(following)):
         roles = following[row.id]
         members = _current_members(tx, row.id, row.roles)
@@ -72,10 +91,14 @@ def breaks_of_move(
         for role in roles:
             mine = [(m, e) for r, m, e in found if r == role]
             if mine:
+                if row.namespace not in modes:
+                    policy = policy_gate.namespace_policy(tx, row.namespace)
+                    modes[row.namespace] = "flag" if policy.flags_bundle_breaks else "refuse"
                 out.append(
                     {
                         "bundle": f"{row.namespace}/{row.name}",
                         "role": role,
+                        "mode": modes[row.namespace],
                         "mismatches": [
                             {**m.to_dict(), **({"edge": e} if e else {})} for m, e in mine
                         ],
@@ -118,3 +141,46 @@ def refuse_breaking_move(target: Version, alias: str, breaks: list[dict[str, Any
         code="BUNDLE_INCOMPATIBLE",
         details={"ref": target.ref, "alias": alias, "bundles": shown},
     )
+
+
+def record_breaks(
+    tx: RegistryTx,
+    target: Version,
+    alias: str,
+    from_version: int | None,
+    breaks: list[dict[str, Any]],
+    *,
+    actor: str,
+) -> None:
+    """Record on each bundle what an applied move broke (flagged, or forced
+    past ``refuse``): an entry in its ``incompatible`` list and a
+    ``bundle.incompatible`` event, in the move's transaction."""
+    by_bundle: dict[str, list[dict[str, Any]]] = {}
+    for b in breaks:
+        by_bundle.setdefault(b["bundle"], []).append(b)
+    at = now_us()
+    for key, entries in by_bundle.items():
+        namespace, _, name = key.partition("/")
+        row = tx.bundles.get(namespace, name)
+        if row is None:  # pragma: no cover - found by the same transaction
+            continue
+        mode = entries[0]["mode"]
+        record: dict[str, Any] = {
+            "at": at,
+            "actor": actor,
+            "alias": f"{target.namespace}/{target.model}@{alias}",
+            "ref": target.ref,
+            "from_version": from_version,
+            "to_version": target.number,
+            "mode": mode,
+            "forced": mode == "refuse",
+            "roles": [{"role": b["role"], "mismatches": b["mismatches"]} for b in entries],
+        }
+        tx.bundles.set_incompatible(row.id, [*row.incompatible, record][-MAX_FLAGS:])
+        tx.append_event(
+            "bundle.incompatible",
+            actor=actor,
+            namespace=namespace,
+            subject=f"bundle:{namespace}/{name}",
+            payload={"name": name, **{k: v for k, v in record.items() if k != "at"}},
+        )

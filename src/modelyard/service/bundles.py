@@ -9,8 +9,8 @@ previous bundle version must not break its signature (unless the caller
 accepts breaking changes). Any problem refuses the whole version with
 ``BUNDLE_INCOMPATIBLE`` and every mismatch spelled out in ``details``.
 
-Events: ``bundle.created``, ``bundle.version_created`` (subject
-``bundle:NS/NAME``), read by the audit log like every other event.
+Events: ``bundle.created``, ``bundle.version_created``, ``bundle.deleted``
+(subject ``bundle:NS/NAME``), read by the audit log like every other event.
 """
 
 from __future__ import annotations
@@ -62,6 +62,7 @@ def _bundle(row: BundleRow) -> Bundle:
         created_by=row.created_by,
         created_at=row.created_at,
         updated_at=row.updated_at,
+        incompatible=list(row.incompatible),
     )
 
 
@@ -162,6 +163,68 @@ class BundleUseCases(RegistryCore):
             return _bundle(row)
 
         return self.run_in_transaction(op)
+
+    def delete_bundle(
+        self,
+        name: str,
+        *,
+        namespace: str = DEFAULT_NAMESPACE,
+        force: bool = False,
+        reason: str = "",
+        actor: Principal,
+    ) -> None:
+        """Delete a bundle with its versions, aliases and their history.
+
+        Refused with ``BUNDLE_HAS_ALIASES`` (409) while any alias names one of
+        its versions (consumers pull and serve ``pipe@production``), unless
+        ``force``; a protected alias cannot be removed on its own, so
+        ``force`` is how an admin retires a bundle in production. The member
+        model versions stay (only the bundle's pins go, so their models may be
+        deleted afterwards). No deployment record names a bundle: a running
+        ``serve --bundle`` keeps serving what it loaded. Writes
+        ``bundle.deleted`` (subject ``bundle:NS/NAME``) with what was deleted.
+        Requires: admin on the namespace.
+        """
+        validate_name(namespace, kind="namespace")
+        auth.require(actor, Permission.ADMIN, namespace)
+        validate_name(name)
+        reason = v.check_description(reason)
+
+        def op(tx: RegistryTx) -> None:
+            row = tx.bundles.get(namespace, name)
+            if row is None:
+                raise bundle_not_found(namespace, name)
+            tx.bundles.lock(row.id)
+            aliases = tx.bundles.aliases(row.id)
+            if aliases and not force:
+                listing = ", ".join(f"@{a} -> {n}" for a, n in sorted(aliases.items()))
+                raise Conflict(
+                    f"bundle {namespace}/{name} has aliases ({listing}); remove them first "
+                    "or, as an admin, delete with force",
+                    code="BUNDLE_HAS_ALIASES",
+                    details={"namespace": namespace, "name": name, "aliases": aliases},
+                )
+            tx.bundles.delete(row.id)
+            tx.append_event(
+                "bundle.deleted",
+                actor=actor.name,
+                namespace=namespace,
+                subject=_subject(namespace, name),
+                payload={
+                    "name": name,
+                    "forced": force,
+                    "reason": reason,
+                    "before": {
+                        "roles": row.roles,
+                        "edges": row.edges,
+                        "latest_version": row.last_version,
+                        "aliases": aliases,
+                    },
+                    "after": None,
+                },
+            )
+
+        self.run_in_transaction(op)
 
     def get_bundle(
         self, name: str, *, namespace: str = DEFAULT_NAMESPACE, actor: Principal
@@ -330,6 +393,9 @@ class BundleUseCases(RegistryCore):
         edges = [e.to_dict() for e in bundle.edges]
         number = tx.bundles.allocate_version(row.id, at)
         tx.bundles.insert_version(row.id, number, pinned, edges=edges, actor=actor.name, at=at)
+        if row.incompatible:
+            # This version was checked to fit together: what moves broke before is resolved.
+            tx.bundles.set_incompatible(row.id, [])
         tx.append_event(
             "bundle.version_created",
             actor=actor.name,

@@ -238,6 +238,13 @@ class GovernanceService:
         _check_scope(namespace, model)
         auth.require(actor, Permission.ADMIN, namespace)
         policy = parse_policy(rules)
+        if model is not None and policy.bundle_breaks is not None:
+            # About the namespace's bundles, which no model policy governs.
+            raise InvalidInput(
+                "bundle_breaks is a namespace policy rule; set it on the namespace's policy",
+                code="INVALID_POLICY",
+                details={"rule": "bundle_breaks"},
+            )
         stored_rules = policy.to_dict()
 
         def op(tx: RegistryTx) -> PolicyRecord:

@@ -33,6 +33,14 @@ def effective_policy(tx: RegistryTx, model_id: int) -> Policy:
     return merge_policies(stored_policy(ns_rules), stored_policy(model_rules))
 
 
+def namespace_policy(tx: RegistryTx, namespace: str) -> Policy:
+    """A namespace's own production policy (empty when none is set): what
+    governs its bundles, which have no policy of their own."""
+    ns = tx.get_namespace(namespace)
+    stored = None if ns is None else tx.governance.get_policy(ns.id, None, PRODUCTION)
+    return stored_policy(None if stored is None else stored.rules) or Policy()
+
+
 def violation_details(
     ev: Evaluation, version: Version, action: str, alias: str | None
 ) -> dict[str, Any]:
@@ -149,11 +157,7 @@ def _check_protected_bundle_members(tx: RegistryTx, model_id: int) -> None:
     protected: dict[str, Policy] = {}
     for namespace, bundle, alias, number, role, vid in found:
         if namespace not in protected:
-            ns = tx.get_namespace(namespace)
-            stored = None if ns is None else tx.governance.get_policy(ns.id, None, PRODUCTION)
-            protected[namespace] = stored_policy(None if stored is None else stored.rules) or (
-                Policy()
-            )
+            protected[namespace] = namespace_policy(tx, namespace)
         if not protected[namespace].protects(alias):
             continue
         version = tx.load_versions([vid])[0]

@@ -153,6 +153,7 @@ def bundle(b: Bundle) -> dict[str, Any]:
         "edges": [e.to_dict() for e in b.edges],
         "latest_version": b.latest_version,
         "aliases": dict(b.aliases),
+        "incompatible": [{**e, "at": iso(e["at"])} for e in b.incompatible],
         "created_by": b.created_by,
         "created_at": iso(b.created_at),
         "updated_at": iso(b.updated_at),

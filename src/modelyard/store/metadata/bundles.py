@@ -30,6 +30,7 @@ def _bundle(r: Any) -> BundleRow:
         created_by=r.created_by,
         created_at=int(r.created_at),
         updated_at=int(r.updated_at),
+        incompatible=list(json_value(r.incompatible) or []),
     )
 
 
@@ -44,6 +45,7 @@ _BUNDLE_SELECT = sa.select(
     t.bundles.c.created_by,
     t.bundles.c.created_at,
     t.bundles.c.updated_at,
+    t.bundles.c.incompatible,
 ).select_from(t.bundles.join(t.namespaces, t.bundles.c.namespace_id == t.namespaces.c.id))
 
 
@@ -111,6 +113,19 @@ class BoundBundles:
             .where(t.bundles.c.id == bundle_id)
             .values(updated_at=t.bundles.c.updated_at)
         )
+
+    def set_incompatible(self, bundle_id: int, entries: Sequence[Mapping[str, Any]]) -> None:
+        """Replace the bundle's flagged incompatibilities (empty: none, stored NULL)."""
+        self._conn.execute(
+            t.bundles.update()
+            .where(t.bundles.c.id == bundle_id)
+            .values(incompatible=[dict(e) for e in entries] if entries else sa.null())
+        )
+
+    def delete(self, bundle_id: int) -> None:
+        """Delete a bundle: its versions, members, aliases, alias history and
+        follows go with it (foreign keys cascade); member versions stay."""
+        self._conn.execute(t.bundles.delete().where(t.bundles.c.id == bundle_id))
 
     def set_follows(self, bundle_id: int, follows: Mapping[str, FollowedAlias]) -> None:
         """Record which model alias each role follows (roles bound to a number follow none)."""

@@ -28,7 +28,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -91,6 +91,8 @@ class BundleRow:
     created_by: str
     created_at: int
     updated_at: int
+    # Incompatibilities flagged since the newest pin (0029); empty: none.
+    incompatible: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -307,6 +309,10 @@ class BundleQueries(Protocol):
     ) -> None: ...
 
     def lock(self, bundle_id: int) -> None: ...
+
+    def set_incompatible(self, bundle_id: int, entries: Sequence[Mapping[str, Any]]) -> None: ...
+
+    def delete(self, bundle_id: int) -> None: ...
 
     def set_follows(self, bundle_id: int, follows: Mapping[str, FollowedAlias]) -> None: ...
 

@@ -743,6 +743,9 @@ bundles = sa.Table(
     sa.Column("created_by", sa.String(256), nullable=False, server_default=""),
     sa.Column("created_at", sa.BigInteger, nullable=False),
     sa.Column("updated_at", sa.BigInteger, nullable=False),
+    # What flagged alias moves broke since the newest pin (migration 0029):
+    # [{"at", "actor", "alias", "ref", "from_version", "roles"}]; NULL: none.
+    sa.Column("incompatible", sa.JSON, nullable=True),
     sa.UniqueConstraint("namespace_id", "name"),
 )
 
