@@ -113,15 +113,52 @@ def show(
     token: TokenOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Show a bundle version: the version each role pinned."""
+    """Show a bundle version: the version each role pinned, and what alias
+    moves broke in the bundle since its newest pin (``incompatible``)."""
+
+    def fetch(reg: Registry) -> dict[str, Any]:
+        handle = reg.bundle(ref)
+        bv = handle.version()
+        flags = reg.get_bundle(handle.name, namespace=handle.namespace)["incompatible"]
+        return {**bv, "incompatible": flags}
 
     def table(bv: dict[str, Any]) -> Table:
         t = Table("role", "version", "format", "files", title=bv["ref"])
         for role, m in bv["members"].items():
             t.add_row(role, m["ref"], str(m["format"] or "-"), str(m["file_count"]))
+        if bv["incompatible"]:
+            # Flagged (namespace policy bundle_breaks: flag) or forced moves.
+            t.caption = "INCOMPATIBLE since the newest pin: " + " | ".join(
+                f"{f['alias']} -> {f['ref']} by {f['actor']}"
+                + (" (forced)" if f["forced"] else "")
+                + ": "
+                + "; ".join(m["problem"] for r in f["roles"] for m in r["mismatches"])
+                for f in bv["incompatible"]
+            )
         return t
 
-    run(registry, token, as_json, lambda reg: reg.bundle(ref).version(), table)
+    run(registry, token, as_json, fetch, table)
+
+
+@bundle_app.command("delete")
+def delete(
+    name: Annotated[str, typer.Argument(help="NAME or ns/NAME")],
+    force: Annotated[
+        bool, typer.Option("--force", help="Delete even while aliases name its versions.")
+    ] = False,
+    reason: Annotated[str, typer.Option(help="Why (kept in the audit log).")] = "",
+    registry: RegistryOpt = DEFAULT_URL,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Delete a bundle with its versions and aliases (admin); the member
+    versions stay. Refused while an alias names one of its versions unless --force."""
+
+    def go(reg: Registry) -> dict[str, Any]:
+        reg.delete_bundle(name, force=force, reason=reason)
+        return {"deleted": name}
+
+    run(registry, token, as_json, go, lambda d: f"deleted bundle {d['deleted']}")
 
 
 @bundle_app.command("pin")

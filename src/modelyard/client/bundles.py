@@ -41,6 +41,7 @@ class BundleBackend(Protocol):
     def set_bundle_alias(self, namespace: str, name: str, alias: str, body: Wire) -> Wire: ...
     def delete_bundle_alias(self, namespace: str, name: str, alias: str, reason: str) -> None: ...
     def bundle_alias_history(self, namespace: str, name: str, alias: str | None) -> Wire: ...
+    def delete_bundle(self, namespace: str, name: str, *, force: bool, reason: str) -> None: ...
 
 
 def _bpath(namespace: str, name: str | None = None) -> str:
@@ -104,6 +105,13 @@ class RemoteBundles:
             f"{_bpath(namespace, name)}/aliases/history",
             params={"alias": alias} if alias else None,
         )
+
+    def delete_bundle(self, namespace: str, name: str, *, force: bool, reason: str) -> None:
+        """DELETE a bundle."""
+        params = {"force": str(force).lower()}
+        if reason:
+            params["reason"] = reason
+        self._json("DELETE", _bpath(namespace, name), params=params)
 
 
 class EmbeddedBundles:
@@ -193,6 +201,12 @@ class EmbeddedBundles:
             name, namespace=namespace, alias=alias, actor=self.actor
         )
         return {"history": [render.bundle_alias_move(m) for m in moves]}
+
+    def delete_bundle(self, namespace: str, name: str, *, force: bool, reason: str) -> None:
+        """Delete a bundle."""
+        self.svc.delete_bundle(
+            name, namespace=namespace, force=force, reason=reason, actor=self.actor
+        )
 
 
 @dataclass(frozen=True)
@@ -382,6 +396,13 @@ class BundleMixin:
         """Every recorded move of a bundle's aliases (or one), oldest first."""
         r, _ = parse_bundle_ref(ref)
         return list(self._b.bundle_alias_history(r.namespace, r.name, alias)["history"])
+
+    def delete_bundle(self, ref: str, *, force: bool = False, reason: str = "") -> None:
+        """Delete a bundle with its versions, aliases and their history (admin);
+        refused with ``BUNDLE_HAS_ALIASES`` while an alias names one of its
+        versions, unless ``force``. The member model versions stay."""
+        r, _ = parse_bundle_ref(ref)
+        self._b.delete_bundle(r.namespace, r.name, force=force, reason=reason)
 
     def bundle(self, ref: str) -> BundleHandle:
         """A handle on a bundle version: ``.version()``, ``.pull(dest)``, ``.ready(dest)``."""

@@ -50,6 +50,26 @@ async def get_bundle(namespace: str, name: str, request: Request) -> Response:
     return JSONResponse(render.bundle(found))
 
 
+@router.delete("/bundles/{namespace}/{name}", status_code=204)
+@access("admin")
+async def delete_bundle(
+    namespace: str, name: str, request: Request, force: bool = False, reason: str = ""
+) -> Response:
+    """Delete a bundle with its versions, aliases and their history (the member
+    versions stay); 409 ``BUNDLE_HAS_ALIASES`` while an alias names one of
+    its versions, unless ``force``."""
+    svc, call = services(request)
+    await call(
+        svc.delete_bundle,
+        name,
+        namespace=namespace,
+        force=force,
+        reason=reason,
+        actor=actor(request),
+    )
+    return Response(status_code=204)
+
+
 @router.post("/bundles/{namespace}/{name}/versions", status_code=201)
 @access("write")
 async def create_bundle_version(
