@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from modelyard.domain.approvals import ApprovalState, Vote
 from modelyard.domain.entities import Version
 from modelyard.domain.errors import InvalidInput
 from modelyard.domain.names import validate_alias
@@ -419,3 +420,34 @@ class BundleAliasMove:
     actor: str
     reason: str
     at: int
+
+
+@dataclass(frozen=True, slots=True)
+class BundleApproval:
+    """A request to move bundle alias ``alias`` to bundle version ``version``,
+    and its reviews (the bundle counterpart of
+    :class:`~modelyard.domain.approvals.Approval`)."""
+
+    id: int
+    namespace: str
+    bundle: str
+    version: int
+    alias: str
+    alias_from: int | None
+    state: ApprovalState
+    requested_by: str
+    comment: str
+    created_at: int
+    decided_by: str | None
+    decided_at: int | None
+    votes: list[Vote] = field(default_factory=list)
+
+    @property
+    def ref(self) -> str:
+        """The bundle version the request is about, ``namespace/bundle/number``."""
+        return f"{self.namespace}/{self.bundle}/{self.version}"
+
+    @property
+    def approvers(self) -> list[str]:
+        """Distinct actors who approved, in order."""
+        return [v.actor for v in self.votes if v.decision == "approve"]

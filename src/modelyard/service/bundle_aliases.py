@@ -48,7 +48,8 @@ def _subject(namespace: str, name: str, alias: str) -> str:
     return f"bundle:{namespace}/{name}@{alias}"
 
 
-def _check_alias(alias: str) -> str:
+def check_bundle_alias(alias: str) -> str:
+    """A bundle alias name: valid and not reserved (``INVALID_ALIAS``)."""
     validate_alias(alias)
     if alias in RESERVED_ALIASES:
         raise InvalidInput(f"alias {alias!r} is reserved", code="INVALID_ALIAS")
@@ -78,7 +79,7 @@ class BundleAliasUseCases(RegistryCore):
         validate_name(namespace, kind="namespace")
         auth.require(actor, Permission.WRITE, namespace)
         validate_name(name)
-        _check_alias(alias)
+        check_bundle_alias(alias)
         reason = v.check_description(reason)
         for value, field in ((version, "version"), (expected_version, "expected_version")):
             if value is None and field == "expected_version":
@@ -94,70 +95,105 @@ class BundleAliasUseCases(RegistryCore):
             row = tx.bundles.get(namespace, name)
             if row is None:
                 raise bundle_not_found(namespace, name)
-            tx.bundles.lock(row.id)
-            prev = tx.bundles.get_alias(row.id, alias)
-            if expected_version is not None and prev != expected_version:
-                raise Conflict(
-                    f"bundle alias {namespace}/{name}@{alias} points at "
-                    f"{prev if prev is not None else 'nothing'}, not {expected_version}: "
-                    "it was moved meanwhile; re-read and retry",
-                    code="ALIAS_CHANGED",
-                    details={"alias": alias, "expected": expected_version, "actual": prev},
-                )
-            found = tx.bundles.version(row.id, version)
-            if found is None:
-                raise NotFound(
-                    f"bundle {namespace}/{name} has no version {version}",
-                    code="BUNDLE_VERSION_NOT_FOUND",
-                    details={"namespace": namespace, "name": name, "version": version},
-                )
-            members = dict(
-                zip(
-                    found.members,
-                    tx.load_versions(list(found.members.values()), with_files=True),
-                    strict=True,
-                )
-            )
-            rollback = prev is not None and _previous_target(tx, row.id, alias) == version
-            self._gate(tx, row, alias, version, members, rollback=rollback)
-            at = now_us()
-            tx.bundles.set_alias(
-                row.id, alias, version, from_number=prev, actor=actor.name, reason=reason, at=at
-            )
-            payload: dict[str, Any] = {
-                "name": name,
-                "alias": alias,
-                "from_version": prev,
-                "to_version": version,
-                "reason": reason,
-                "members": {role: m.ref for role, m in members.items()},
-                "before": {"version": prev},
-                "after": {"version": version},
-            }
-            if rollback:
-                payload["rollback"] = True
-            tx.append_event(
-                "bundle.alias_moved",
-                actor=actor.name,
-                namespace=namespace,
-                subject=_subject(namespace, name, alias),
-                payload=payload,
-            )
-            edges = parse_edges(
-                row.edges if found.edges is None else found.edges,
-                row.roles if found.edges is None else found.members,
-            )
-            return BundleVersion(
-                namespace,
-                name,
-                found.number,
-                members,
-                found.created_by,
-                found.created_at,
-                edges=[e for e in edges if e.source in members and e.target in members],
+            return self.move_bundle_alias_in_tx(
+                tx,
+                row,
+                alias,
+                version,
+                actor=actor,
+                reason=reason,
+                expected_version=expected_version,
             )
 
         return self.run_in_transaction(op)
+
+    def move_bundle_alias_in_tx(
+        self,
+        tx: RegistryTx,
+        row: BundleRow,
+        alias: str,
+        version: int,
+        *,
+        actor: Principal,
+        reason: str,
+        expected_version: int | None = None,
+        approval_id: int | None = None,
+    ) -> BundleVersion:
+        """The body of :meth:`set_bundle_alias` inside an open transaction.
+
+        ``approval_id`` (an approved bundle request being applied) counts the
+        approval rule as met for the members in the bundle's own namespace
+        (its reviewers approved the bundle version, members included);
+        members from other namespaces still need their own approvals, and
+        every other rule is checked again. Requires: nothing checked here.
+        """
+        namespace, name = row.namespace, row.name
+        tx.bundles.lock(row.id)
+        prev = tx.bundles.get_alias(row.id, alias)
+        if expected_version is not None and prev != expected_version:
+            raise Conflict(
+                f"bundle alias {namespace}/{name}@{alias} points at "
+                f"{prev if prev is not None else 'nothing'}, not {expected_version}: "
+                "it was moved meanwhile; re-read and retry",
+                code="ALIAS_CHANGED",
+                details={"alias": alias, "expected": expected_version, "actual": prev},
+            )
+        found = tx.bundles.version(row.id, version)
+        if found is None:
+            raise NotFound(
+                f"bundle {namespace}/{name} has no version {version}",
+                code="BUNDLE_VERSION_NOT_FOUND",
+                details={"namespace": namespace, "name": name, "version": version},
+            )
+        members = dict(
+            zip(
+                found.members,
+                tx.load_versions(list(found.members.values()), with_files=True),
+                strict=True,
+            )
+        )
+        rollback = prev is not None and _previous_target(tx, row.id, alias) == version
+        self._gate(
+            tx, row, alias, version, members, rollback=rollback, approved=approval_id is not None
+        )
+        at = now_us()
+        tx.bundles.set_alias(
+            row.id, alias, version, from_number=prev, actor=actor.name, reason=reason, at=at
+        )
+        payload: dict[str, Any] = {
+            "name": name,
+            "alias": alias,
+            "from_version": prev,
+            "to_version": version,
+            "reason": reason,
+            "members": {role: m.ref for role, m in members.items()},
+            "before": {"version": prev},
+            "after": {"version": version},
+        }
+        if rollback:
+            payload["rollback"] = True
+        if approval_id is not None:
+            payload["approval_id"] = approval_id
+        tx.append_event(
+            "bundle.alias_moved",
+            actor=actor.name,
+            namespace=namespace,
+            subject=_subject(namespace, name, alias),
+            payload=payload,
+        )
+        edges = parse_edges(
+            row.edges if found.edges is None else found.edges,
+            row.roles if found.edges is None else found.members,
+        )
+        return BundleVersion(
+            namespace,
+            name,
+            found.number,
+            members,
+            found.created_by,
+            found.created_at,
+            edges=[e for e in edges if e.source in members and e.target in members],
+        )
 
     def _gate(
         self,
@@ -168,9 +204,16 @@ class BundleAliasUseCases(RegistryCore):
         members: dict[str, Version],
         *,
         rollback: bool,
+        approved: bool = False,
+        check_approvals: bool = True,
     ) -> None:
         """Refuse moving protected ``alias`` to bundle version ``number`` unless
-        every member meets its model's production policy (and approvals)."""
+        every member meets its model's production policy (and approvals).
+
+        ``approved``: an approved bundle request, which stands for the
+        approvals of members in the bundle's namespace. ``check_approvals``
+        False checks the rest of the policy only (a request being made or
+        reviewed)."""
         policy = _namespace_policy(self, tx, row.namespace)
         if not policy.protects(alias):
             return
@@ -185,7 +228,9 @@ class BundleAliasUseCases(RegistryCore):
                 {"role": role, "ref": member.ref, **x.to_dict()} for x in ev.violations
             )
             if (
-                not rollback
+                check_approvals
+                and not rollback
+                and not (approved and member.namespace == row.namespace)
                 and model_policy.protects(alias)
                 and model_policy.approvals_needed
                 and tx.get_alias(model_id, alias) != member.id
@@ -212,7 +257,9 @@ class BundleAliasUseCases(RegistryCore):
             listing = "; ".join(f"{x['role']}: {x['message']}" for x in unapproved)
             raise Conflict(
                 f"cannot move bundle alias @{alias} to {ref}: {listing}; request approval "
-                f"for those moves first (`modelyard approval request REF --alias {alias}`)",
+                f"for those moves first (`modelyard approval request REF --alias {alias}`), or "
+                f"of this bundle move (`modelyard bundle approval request "
+                f"{row.namespace}/{row.name}@{number} {alias}`)",
                 code="APPROVAL_REQUIRED",
                 details={**details, "violations": unapproved},
             )
@@ -231,7 +278,7 @@ class BundleAliasUseCases(RegistryCore):
         validate_name(namespace, kind="namespace")
         auth.require(actor, Permission.WRITE, namespace)
         validate_name(name)
-        _check_alias(alias)
+        check_bundle_alias(alias)
         reason = v.check_description(reason)
 
         def op(tx: RegistryTx) -> None:

@@ -3,7 +3,7 @@
 :class:`RegistryService` puts the use cases together (one module each:
 ``namespaces``, ``models``, ``versions``, ``lifecycle``, ``aliases``,
 ``search``, ``stages``, ``families``, ``family_promotion``, ``resources``, ``bundles``,
-``bundle_aliases`` (and ``bundle_guard``, which alias moves consult),
+``bundle_aliases`` with ``bundle_approvals`` (and ``bundle_guard``, which alias moves consult),
 ``deployments``, ``monitoring``; the production view in ``views``; what they share in
 ``core``), so REST v1, the MLflow door, the UI, the embedded SDK and the CLI call the same methods.
 
@@ -27,7 +27,7 @@ from modelyard.domain.errors import NotFound
 from modelyard.domain.identity import Principal
 from modelyard.domain.references import Reference
 from modelyard.service.aliases import AliasUseCases
-from modelyard.service.bundle_aliases import BundleAliasUseCases
+from modelyard.service.bundle_approvals import BundleApprovalUseCases
 from modelyard.service.bundles import BundleUseCases
 from modelyard.service.core import MAX_PAGE_SIZE, Page
 from modelyard.service.custom_code import CustomCodeUseCases
@@ -59,7 +59,7 @@ class RegistryService(
     FamilyUseCases,
     ResourceUseCases,
     BundleUseCases,
-    BundleAliasUseCases,
+    BundleApprovalUseCases,  # and BundleAliasUseCases, which it extends
     MonitoringUseCases,  # and DeploymentUseCases, which it extends
     CustomCodeUseCases,
 ):

@@ -8,7 +8,10 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from modelyard.domain.approvals import ApprovalState, Vote
+from modelyard.domain.bundles import BundleApproval
 from modelyard.store.metadata import tables as t
+from modelyard.store.metadata.engine import is_sqlite
 from modelyard.store.metadata.ports import (
     BundleAliasMoveRow,
     BundleRow,
@@ -49,7 +52,136 @@ _BUNDLE_SELECT = sa.select(
 ).select_from(t.bundles.join(t.namespaces, t.bundles.c.namespace_id == t.namespaces.c.id))
 
 
-class BoundBundles:
+_BA = t.bundle_approvals
+_BA_SELECT = sa.select(
+    _BA,
+    t.namespaces.c.name.label("ns_name"),
+    t.bundles.c.name.label("bundle_name"),
+).select_from(
+    _BA.join(t.bundles, _BA.c.bundle_id == t.bundles.c.id).join(
+        t.namespaces, t.bundles.c.namespace_id == t.namespaces.c.id
+    )
+)
+
+
+class BundleApprovalQueries:
+    """Approval requests for bundle aliases (mixed into :class:`BoundBundles`)."""
+
+    __slots__ = ()
+    _conn: sa.Connection
+
+    def insert_approval(
+        self,
+        bundle_id: int,
+        number: int,
+        alias: str,
+        *,
+        alias_from: int | None,
+        actor: str,
+        comment: str,
+        at: int,
+    ) -> int:
+        """Record a pending request; its id."""
+        return int(
+            self._conn.execute(
+                _BA.insert()
+                .values(
+                    bundle_id=bundle_id,
+                    number=number,
+                    alias=alias,
+                    alias_from=alias_from,
+                    state=ApprovalState.PENDING.value,
+                    requested_by=actor,
+                    comment=comment,
+                    created_at=at,
+                )
+                .returning(_BA.c.id)
+            ).scalar_one()
+        )
+
+    def find_pending_approval(self, bundle_id: int, number: int, alias: str) -> int | None:
+        """The id of a pending request for the same move, if any."""
+        q = sa.select(_BA.c.id).where(
+            _BA.c.bundle_id == bundle_id,
+            _BA.c.number == number,
+            _BA.c.alias == alias,
+            _BA.c.state == ApprovalState.PENDING.value,
+        )
+        found = self._conn.execute(q.limit(1)).scalar_one_or_none()
+        return None if found is None else int(found)
+
+    def load_approvals(
+        self, ids: Sequence[int], *, for_update: bool = False
+    ) -> list[tuple[int, BundleApproval]]:
+        """(bundle id, request with its votes) by id, in the given order;
+        ``for_update`` row-locks them on PostgreSQL (concurrent reviewers queue)."""
+        if not ids:
+            return []
+        if for_update and not is_sqlite(self._conn.engine):
+            self._conn.execute(sa.select(_BA.c.id).where(_BA.c.id.in_(ids)).with_for_update())
+        rows = self._conn.execute(_BA_SELECT.where(_BA.c.id.in_(ids))).all()
+        v = t.bundle_approval_votes
+        votes: dict[int, list[Vote]] = {}
+        for r in self._conn.execute(
+            sa.select(v).where(v.c.approval_id.in_(ids)).order_by(v.c.at, v.c.actor)
+        ):
+            votes.setdefault(int(r.approval_id), []).append(
+                Vote(r.actor, r.decision, r.comment, int(r.at))
+            )
+        by_id = {
+            int(r.id): (
+                int(r.bundle_id),
+                BundleApproval(
+                    id=int(r.id),
+                    namespace=r.ns_name,
+                    bundle=r.bundle_name,
+                    version=int(r.number),
+                    alias=r.alias,
+                    alias_from=r.alias_from,
+                    state=ApprovalState(r.state),
+                    requested_by=r.requested_by,
+                    comment=r.comment,
+                    created_at=int(r.created_at),
+                    decided_by=r.decided_by,
+                    decided_at=r.decided_at,
+                    votes=votes.get(int(r.id), []),
+                ),
+            )
+            for r in rows
+        }
+        return [by_id[i] for i in ids if i in by_id]
+
+    def approval_ids(self, bundle_id: int, *, state: str | None, limit: int) -> list[int]:
+        """A bundle's request ids, newest first."""
+        q = sa.select(_BA.c.id).where(_BA.c.bundle_id == bundle_id)
+        if state is not None:
+            q = q.where(_BA.c.state == state)
+        return [
+            int(i) for i in self._conn.execute(q.order_by(_BA.c.id.desc()).limit(limit)).scalars()
+        ]
+
+    def add_approval_vote(
+        self, approval_id: int, actor: str, decision: str, comment: str, at: int
+    ) -> None:
+        """Record one reviewer's decision (the primary key keeps reviewers distinct)."""
+        self._conn.execute(
+            t.bundle_approval_votes.insert().values(
+                approval_id=approval_id, actor=actor, decision=decision, comment=comment, at=at
+            )
+        )
+
+    def set_approval_state(
+        self, approval_id: int, state: ApprovalState, actor: str, at: int
+    ) -> None:
+        """Close a request (applied, rejected, cancelled)."""
+        self._conn.execute(
+            _BA.update()
+            .where(_BA.c.id == approval_id)
+            .values(state=state.value, decided_by=actor, decided_at=at)
+        )
+
+
+class BoundBundles(BundleApprovalQueries):
     """Bundles, bundle versions and their members, in one transaction."""
 
     __slots__ = ("_conn",)

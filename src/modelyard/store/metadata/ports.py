@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from modelyard.domain.approvals import Approval, ApprovalAction, ApprovalState
+from modelyard.domain.bundles import BundleApproval
 from modelyard.domain.deployments import HistoryEntry
 from modelyard.domain.entities import (
     AliasMove,
@@ -358,6 +359,36 @@ class BundleQueries(Protocol):
     def pinned_versions(self, version_ids: Sequence[int]) -> list[int]: ...
 
     def pinning_model(self, model_id: int) -> list[str]: ...
+
+    # -- approval requests for bundle aliases (0029)
+
+    def insert_approval(
+        self,
+        bundle_id: int,
+        number: int,
+        alias: str,
+        *,
+        alias_from: int | None,
+        actor: str,
+        comment: str,
+        at: int,
+    ) -> int: ...
+
+    def find_pending_approval(self, bundle_id: int, number: int, alias: str) -> int | None: ...
+
+    def load_approvals(
+        self, ids: Sequence[int], *, for_update: bool = False
+    ) -> list[tuple[int, BundleApproval]]: ...
+
+    def approval_ids(self, bundle_id: int, *, state: str | None, limit: int) -> list[int]: ...
+
+    def add_approval_vote(
+        self, approval_id: int, actor: str, decision: str, comment: str, at: int
+    ) -> None: ...
+
+    def set_approval_state(
+        self, approval_id: int, state: ApprovalState, actor: str, at: int
+    ) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -818,6 +818,47 @@ sa.Index(
     bundle_alias_history.c.id,
 )
 
+# Requests to move a bundle alias to a bundle version, and their reviews
+# (issue 14; migration 0029): the ``approvals`` of model versions, for bundles.
+bundle_approvals = sa.Table(
+    "bundle_approvals",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("bundle_id", BigId, sa.ForeignKey("bundles.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("number", sa.Integer, nullable=False),
+    sa.Column("alias", sa.String(64), nullable=False),
+    # Where the alias pointed when the request was made: applying it is a
+    # compare-and-set against this (NULL: the alias did not exist).
+    sa.Column("alias_from", sa.Integer, nullable=True),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("requested_by", sa.String(256), nullable=False),
+    sa.Column("comment", sa.Text, nullable=False, server_default=""),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("decided_by", sa.String(256), nullable=True),
+    sa.Column("decided_at", sa.BigInteger, nullable=True),
+)
+sa.Index(
+    "ix_bundle_approvals_bundle_id_state_id",
+    bundle_approvals.c.bundle_id,
+    bundle_approvals.c.state,
+    bundle_approvals.c.id,
+)
+
+bundle_approval_votes = sa.Table(
+    "bundle_approval_votes",
+    metadata,
+    sa.Column(
+        "approval_id",
+        BigId,
+        sa.ForeignKey("bundle_approvals.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("actor", sa.String(256), primary_key=True),
+    sa.Column("decision", sa.String(16), nullable=False),
+    sa.Column("comment", sa.Text, nullable=False, server_default=""),
+    sa.Column("at", sa.BigInteger, nullable=False),
+)
+
 # One row per bundle role bound to a model alias, kept with the bundle's
 # roles: moving ``det@production`` finds the bundles following it by index.
 bundle_follows = sa.Table(

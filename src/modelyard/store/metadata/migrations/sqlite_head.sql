@@ -138,6 +138,30 @@ CREATE TABLE bundle_aliases (
 	CONSTRAINT fk_bundle_aliases_bundle_id_bundles FOREIGN KEY(bundle_id) REFERENCES bundles (id) ON DELETE CASCADE, 
 	CONSTRAINT fk_bundle_aliases_bundle_version_id_bundle_versions FOREIGN KEY(bundle_version_id) REFERENCES bundle_versions (id) ON DELETE CASCADE
 );
+CREATE TABLE bundle_approval_votes (
+	approval_id INTEGER NOT NULL, 
+	actor VARCHAR(256) NOT NULL, 
+	decision VARCHAR(16) NOT NULL, 
+	comment TEXT DEFAULT '' NOT NULL, 
+	at BIGINT NOT NULL, 
+	CONSTRAINT pk_bundle_approval_votes PRIMARY KEY (approval_id, actor), 
+	CONSTRAINT fk_bundle_approval_votes_approval_id_bundle_approvals FOREIGN KEY(approval_id) REFERENCES bundle_approvals (id) ON DELETE CASCADE
+);
+CREATE TABLE bundle_approvals (
+	id INTEGER NOT NULL, 
+	bundle_id INTEGER NOT NULL, 
+	number INTEGER NOT NULL, 
+	alias VARCHAR(64) NOT NULL, 
+	alias_from INTEGER, 
+	state VARCHAR(16) NOT NULL, 
+	requested_by VARCHAR(256) NOT NULL, 
+	comment TEXT DEFAULT '' NOT NULL, 
+	created_at BIGINT NOT NULL, 
+	decided_by VARCHAR(256), 
+	decided_at BIGINT, 
+	CONSTRAINT pk_bundle_approvals PRIMARY KEY (id), 
+	CONSTRAINT fk_bundle_approvals_bundle_id_bundles FOREIGN KEY(bundle_id) REFERENCES bundles (id) ON DELETE CASCADE
+);
 CREATE TABLE bundle_follows (
 	bundle_id INTEGER NOT NULL, 
 	role VARCHAR(64) NOT NULL, 
@@ -626,3 +650,4 @@ CREATE INDEX ix_deliveries_status_next_attempt_at ON deliveries (status, next_at
 CREATE INDEX ix_deliveries_webhook_id_id ON deliveries (webhook_id, id);
 CREATE INDEX ix_deliveries_updated_at ON deliveries (updated_at);
 CREATE INDEX ix_delivery_attempts_delivery_id_id ON delivery_attempts (delivery_id, id);
+CREATE INDEX ix_bundle_approvals_bundle_id_state_id ON bundle_approvals (bundle_id, state, id);
