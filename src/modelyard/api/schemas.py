@@ -264,6 +264,14 @@ class BundleAliasSet(_Body):
     )
 
 
+class BundleApprovalCreate(_Body):
+    """Ask reviewers to move a bundle alias to one of the bundle's versions."""
+
+    version: JsonInt = Field(json_schema_extra={"minimum": 1, "maximum": MAX_VERSION_NUMBER})
+    alias: str = Field(json_schema_extra=ALIAS)
+    comment: str = Field("", json_schema_extra=COMMENT)
+
+
 class BundleVersionCreate(_Body):
     """Pin a bundle version (every role's reference resolved now)."""
 

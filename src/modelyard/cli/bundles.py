@@ -346,3 +346,123 @@ def status(
 def register(app: typer.Typer) -> None:
     """Add the ``bundle`` group to the ``modelyard`` app."""
     app.add_typer(bundle_app, name="bundle")
+
+
+approval_app = typer.Typer(
+    help="Approval requests to move a (protected) bundle alias.", no_args_is_help=True
+)
+bundle_app.add_typer(approval_app, name="approval")
+NameArg = Annotated[str, typer.Argument(help="NAME or ns/NAME")]
+IdArg = Annotated[int, typer.Argument(help="Request id")]
+CommentOpt = Annotated[str, typer.Option(help="Comment kept with the review.")]
+
+
+def _request_line(a: dict[str, Any]) -> str:
+    return (
+        f"request #{a['id']}: {a['namespace']}/{a['bundle']}@{a['alias']} -> {a['ref']} "
+        f"{a['state']} (approvals: {', '.join(a['approvals']) or 'none'})"
+    )
+
+
+@approval_app.command("request")
+def approval_request(
+    ref: Annotated[str, typer.Argument(help="Bundle version: NAME@N or NAME/N")],
+    alias: Annotated[str, typer.Argument(help="Alias to move, e.g. production")],
+    comment: CommentOpt = "",
+    registry: RegistryOpt = DEFAULT_URL,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Ask reviewers to move bundle alias ALIAS to the bundle version REF."""
+    run(
+        registry,
+        token,
+        as_json,
+        lambda reg: reg.request_bundle_approval(ref, alias, comment=comment),
+        _request_line,
+    )
+
+
+@approval_app.command("approve")
+def approval_approve(
+    name: NameArg,
+    approval_id: IdArg,
+    comment: CommentOpt = "",
+    registry: RegistryOpt = DEFAULT_URL,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Approve a request; the move applies at the N-th distinct approval."""
+    run(
+        registry,
+        token,
+        as_json,
+        lambda reg: reg.approve_bundle_approval(name, approval_id, comment=comment),
+        _request_line,
+    )
+
+
+@approval_app.command("reject")
+def approval_reject(
+    name: NameArg,
+    approval_id: IdArg,
+    comment: CommentOpt = "",
+    registry: RegistryOpt = DEFAULT_URL,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Reject a request (final)."""
+    run(
+        registry,
+        token,
+        as_json,
+        lambda reg: reg.reject_bundle_approval(name, approval_id, comment=comment),
+        _request_line,
+    )
+
+
+@approval_app.command("cancel")
+def approval_cancel(
+    name: NameArg,
+    approval_id: IdArg,
+    registry: RegistryOpt = DEFAULT_URL,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Withdraw one's own pending request."""
+    run(
+        registry,
+        token,
+        as_json,
+        lambda reg: reg.cancel_bundle_approval(name, approval_id),
+        _request_line,
+    )
+
+
+@approval_app.command("list")
+def approval_list(
+    name: NameArg,
+    state: Annotated[
+        str, typer.Option(help="pending, applied, rejected, cancelled or all")
+    ] = "pending",
+    registry: RegistryOpt = DEFAULT_URL,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """A bundle's approval requests, newest first."""
+
+    def table(found: list[dict[str, Any]]) -> Table:
+        t = Table("id", "alias", "to", "from", "state", "requested by", "approvals")
+        for a in found:
+            t.add_row(
+                str(a["id"]),
+                a["alias"],
+                a["ref"],
+                str(a["alias_from"] or "-"),
+                a["state"],
+                a["requested_by"],
+                ", ".join(a["approvals"]) or "-",
+            )
+        return t
+
+    run(registry, token, as_json, lambda reg: reg.list_bundle_approvals(name, state=state), table)

@@ -42,6 +42,12 @@ class BundleBackend(Protocol):
     def delete_bundle_alias(self, namespace: str, name: str, alias: str, reason: str) -> None: ...
     def bundle_alias_history(self, namespace: str, name: str, alias: str | None) -> Wire: ...
     def delete_bundle(self, namespace: str, name: str, *, force: bool, reason: str) -> None: ...
+    def request_bundle_approval(self, namespace: str, name: str, body: Wire) -> Wire: ...
+    def list_bundle_approvals(self, namespace: str, name: str, state: str) -> Wire: ...
+    def get_bundle_approval(self, namespace: str, name: str, approval_id: int) -> Wire: ...
+    def review_bundle_approval(
+        self, namespace: str, name: str, approval_id: int, decision: str, comment: str
+    ) -> Wire: ...
 
 
 def _bpath(namespace: str, name: str | None = None) -> str:
@@ -112,6 +118,25 @@ class RemoteBundles:
         if reason:
             params["reason"] = reason
         self._json("DELETE", _bpath(namespace, name), params=params)
+
+    def request_bundle_approval(self, namespace: str, name: str, body: Wire) -> Wire:
+        """POST a bundle approval request."""
+        return self._wire("POST", f"{_bpath(namespace, name)}/approvals", json=body)
+
+    def list_bundle_approvals(self, namespace: str, name: str, state: str) -> Wire:
+        """GET a bundle's approval requests."""
+        return self._wire("GET", f"{_bpath(namespace, name)}/approvals", params={"state": state})
+
+    def get_bundle_approval(self, namespace: str, name: str, approval_id: int) -> Wire:
+        """GET one bundle approval request."""
+        return self._wire("GET", f"{_bpath(namespace, name)}/approvals/{int(approval_id)}")
+
+    def review_bundle_approval(
+        self, namespace: str, name: str, approval_id: int, decision: str, comment: str
+    ) -> Wire:
+        """POST approve, reject or cancel on a bundle approval request."""
+        path = f"{_bpath(namespace, name)}/approvals/{int(approval_id)}/{decision}"
+        return self._wire("POST", path, json=None if decision == "cancel" else {"comment": comment})
 
 
 class EmbeddedBundles:
@@ -207,6 +232,49 @@ class EmbeddedBundles:
         self.svc.delete_bundle(
             name, namespace=namespace, force=force, reason=reason, actor=self.actor
         )
+
+    def request_bundle_approval(self, namespace: str, name: str, body: Wire) -> Wire:
+        """Ask for a bundle alias move."""
+        return render.bundle_approval(
+            self.svc.request_bundle_approval(
+                name,
+                body["alias"],
+                version=body["version"],
+                namespace=namespace,
+                comment=body.get("comment") or "",
+                actor=self.actor,
+            )
+        )
+
+    def list_bundle_approvals(self, namespace: str, name: str, state: str) -> Wire:
+        """A bundle's approval requests."""
+        found = self.svc.list_bundle_approvals(
+            name, namespace=namespace, state=None if state == "all" else state, actor=self.actor
+        )
+        return {"approvals": [render.bundle_approval(a) for a in found]}
+
+    def get_bundle_approval(self, namespace: str, name: str, approval_id: int) -> Wire:
+        """One bundle approval request."""
+        return render.bundle_approval(
+            self.svc.get_bundle_approval(name, approval_id, namespace=namespace, actor=self.actor)
+        )
+
+    def review_bundle_approval(
+        self, namespace: str, name: str, approval_id: int, decision: str, comment: str
+    ) -> Wire:
+        """Approve, reject or cancel a bundle approval request."""
+        if decision == "cancel":
+            done = self.svc.cancel_bundle_approval(
+                name, approval_id, namespace=namespace, actor=self.actor
+            )
+        else:
+            review = (
+                self.svc.approve_bundle_approval
+                if decision == "approve"
+                else self.svc.reject_bundle_approval
+            )
+            done = review(name, approval_id, namespace=namespace, comment=comment, actor=self.actor)
+        return render.bundle_approval(done)
 
 
 @dataclass(frozen=True)
@@ -403,6 +471,42 @@ class BundleMixin:
         versions, unless ``force``. The member model versions stay."""
         r, _ = parse_bundle_ref(ref)
         self._b.delete_bundle(r.namespace, r.name, force=force, reason=reason)
+
+    def request_bundle_approval(self, ref: str, alias: str, *, comment: str = "") -> Wire:
+        """Ask reviewers to move bundle ``alias`` to the bundle version ``ref``
+        names (``pipe@3``, ``pipe/3``; plain ``pipe``: the newest)."""
+        handle = self.bundle(ref)
+        number = handle.number
+        if number is None:
+            number = int(handle.version()["version"])
+        body: Wire = {"version": number, "alias": alias, "comment": comment}
+        return self._b.request_bundle_approval(handle.namespace, handle.name, body)
+
+    def list_bundle_approvals(self, ref: str, *, state: str = "pending") -> list[Wire]:
+        """A bundle's approval requests, newest first (``state``: ``pending``,
+        ``applied``, ``rejected``, ``cancelled`` or ``all``)."""
+        r, _ = parse_bundle_ref(ref)
+        return list(self._b.list_bundle_approvals(r.namespace, r.name, state)["approvals"])
+
+    def get_bundle_approval(self, ref: str, approval_id: int) -> Wire:
+        """One of a bundle's approval requests, with its reviews."""
+        r, _ = parse_bundle_ref(ref)
+        return self._b.get_bundle_approval(r.namespace, r.name, approval_id)
+
+    def approve_bundle_approval(self, ref: str, approval_id: int, *, comment: str = "") -> Wire:
+        """Approve a bundle's request; the move applies at the N-th approval."""
+        r, _ = parse_bundle_ref(ref)
+        return self._b.review_bundle_approval(r.namespace, r.name, approval_id, "approve", comment)
+
+    def reject_bundle_approval(self, ref: str, approval_id: int, *, comment: str = "") -> Wire:
+        """Reject a bundle's request (final)."""
+        r, _ = parse_bundle_ref(ref)
+        return self._b.review_bundle_approval(r.namespace, r.name, approval_id, "reject", comment)
+
+    def cancel_bundle_approval(self, ref: str, approval_id: int) -> Wire:
+        """Withdraw one's own pending request."""
+        r, _ = parse_bundle_ref(ref)
+        return self._b.review_bundle_approval(r.namespace, r.name, approval_id, "cancel", "")
 
     def bundle(self, ref: str) -> BundleHandle:
         """A handle on a bundle version: ``.version()``, ``.pull(dest)``, ``.ready(dest)``."""

@@ -7,7 +7,7 @@ from dataclasses import asdict
 from datetime import datetime, timedelta
 from typing import Any
 
-from modelyard.domain.bundles import Bundle, BundleAliasMove, BundleVersion
+from modelyard.domain.bundles import Bundle, BundleAliasMove, BundleApproval, BundleVersion
 from modelyard.domain.entities import AliasMove, Model, Namespace, Version
 from modelyard.domain.families import (
     RESOURCE_PREFIX,
@@ -171,6 +171,31 @@ def bundle_version(bv: BundleVersion) -> dict[str, Any]:
         "edges": [e.to_dict() for e in bv.edges],
         "created_by": bv.created_by,
         "created_at": iso(bv.created_at),
+    }
+
+
+def bundle_approval(a: BundleApproval) -> dict[str, Any]:
+    """Wire shape of a bundle alias approval request with its reviews (the
+    shape of a model version's request, ``bundle`` in place of ``model``)."""
+    return {
+        "id": a.id,
+        "ref": a.ref,
+        "namespace": a.namespace,
+        "bundle": a.bundle,
+        "version": a.version,
+        "alias": a.alias,
+        "alias_from": a.alias_from,
+        "state": a.state.value,
+        "requested_by": a.requested_by,
+        "comment": a.comment,
+        "created_at": iso(a.created_at),
+        "decided_by": a.decided_by,
+        "decided_at": None if a.decided_at is None else iso(a.decided_at),
+        "approvals": a.approvers,
+        "reviews": [
+            {"actor": v.actor, "decision": v.decision, "comment": v.comment, "at": iso(v.at)}
+            for v in a.votes
+        ],
     }
 
 

@@ -3,13 +3,20 @@ checked against signatures; bundle versions pin concrete versions."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
 from modelyard.api.access import access
 from modelyard.api.deps import actor, services
 from modelyard.api.responses import JSONResponse
-from modelyard.api.schemas import BundleAliasSet, BundleCreate, BundleUpdate, BundleVersionCreate
+from modelyard.api.schemas import (
+    BundleAliasSet,
+    BundleApprovalCreate,
+    BundleCreate,
+    BundleUpdate,
+    BundleVersionCreate,
+    Review,
+)
 from modelyard.wire import render
 
 router = APIRouter(prefix="/api/v1", tags=["bundles"])
@@ -181,3 +188,107 @@ async def bundle_alias_history(
         svc.bundle_alias_history, name, namespace=namespace, alias=alias, actor=actor(request)
     )
     return JSONResponse({"history": [render.bundle_alias_move(m) for m in moves]})
+
+
+# -- approval requests for bundle aliases ------------------------------------
+
+
+@router.post("/bundles/{namespace}/{name}/approvals", status_code=201)
+@access("write")
+async def request_bundle_approval(
+    namespace: str, name: str, body: BundleApprovalCreate, request: Request
+) -> Response:
+    """Ask reviewers to move a (protected) bundle alias to a bundle version."""
+    svc, call = services(request)
+    made = await call(
+        svc.request_bundle_approval,
+        name,
+        body.alias,
+        version=body.version,
+        namespace=namespace,
+        comment=body.comment,
+        actor=actor(request),
+    )
+    return JSONResponse(render.bundle_approval(made), status_code=201)
+
+
+@router.get("/bundles/{namespace}/{name}/approvals")
+@access("read")
+async def list_bundle_approvals(
+    namespace: str,
+    name: str,
+    request: Request,
+    state: str = Query("pending", description="pending, applied, rejected, cancelled or all"),
+) -> Response:
+    """The bundle's requests, newest first (pending ones by default)."""
+    svc, call = services(request)
+    found = await call(
+        svc.list_bundle_approvals,
+        name,
+        namespace=namespace,
+        state=None if state == "all" else state,
+        actor=actor(request),
+    )
+    return JSONResponse({"approvals": [render.bundle_approval(a) for a in found]})
+
+
+@router.get("/bundles/{namespace}/{name}/approvals/{approval_id}")
+@access("read")
+async def get_bundle_approval(
+    namespace: str, name: str, approval_id: int, request: Request
+) -> Response:
+    """One request with its reviews."""
+    svc, call = services(request)
+    found = await call(
+        svc.get_bundle_approval, name, approval_id, namespace=namespace, actor=actor(request)
+    )
+    return JSONResponse(render.bundle_approval(found))
+
+
+@router.post("/bundles/{namespace}/{name}/approvals/{approval_id}/approve")
+@access("review", "Never one's own request.")
+async def approve_bundle_approval(
+    namespace: str, name: str, approval_id: int, request: Request, body: Review | None = None
+) -> Response:
+    """Approve; the move applies atomically at the N-th distinct approval."""
+    svc, call = services(request)
+    done = await call(
+        svc.approve_bundle_approval,
+        name,
+        approval_id,
+        namespace=namespace,
+        comment=(body or Review()).comment,
+        actor=actor(request),
+    )
+    return JSONResponse(render.bundle_approval(done))
+
+
+@router.post("/bundles/{namespace}/{name}/approvals/{approval_id}/reject")
+@access("review", "Never one's own request.")
+async def reject_bundle_approval(
+    namespace: str, name: str, approval_id: int, request: Request, body: Review | None = None
+) -> Response:
+    """Reject (final)."""
+    svc, call = services(request)
+    done = await call(
+        svc.reject_bundle_approval,
+        name,
+        approval_id,
+        namespace=namespace,
+        comment=(body or Review()).comment,
+        actor=actor(request),
+    )
+    return JSONResponse(render.bundle_approval(done))
+
+
+@router.post("/bundles/{namespace}/{name}/approvals/{approval_id}/cancel")
+@access("write", "The requester only.")
+async def cancel_bundle_approval(
+    namespace: str, name: str, approval_id: int, request: Request
+) -> Response:
+    """Withdraw a pending request (the requester only)."""
+    svc, call = services(request)
+    done = await call(
+        svc.cancel_bundle_approval, name, approval_id, namespace=namespace, actor=actor(request)
+    )
+    return JSONResponse(render.bundle_approval(done))
