@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import orjson
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
@@ -10,6 +11,7 @@ from modelyard.api.access import access
 from modelyard.api.deps import ServiceCall, actor, services
 from modelyard.api.openapi import NAME
 from modelyard.api.responses import JSONResponse
+from modelyard.domain.entities import Version
 from modelyard.domain.identity import Principal
 from modelyard.service.registry import RegistryService
 from modelyard.wire import render
@@ -32,24 +34,37 @@ class SearchBody(BaseModel):
     namespace: str | None = Field(None, json_schema_extra=NAME)
 
 
+def version_json(ver: Version) -> bytes:
+    """One version as the JSON a search page lists (what the cache keeps)."""
+    return orjson.dumps(render.version(ver), option=orjson.OPT_NON_STR_KEYS)
+
+
 async def _versions(
-    svc: RegistryService, call: ServiceCall, q: SearchBody, who: Principal
+    request: Request, svc: RegistryService, call: ServiceCall, q: SearchBody, who: Principal
 ) -> Response:
     page = await call.heavy(
-        svc.search_versions,
+        svc.search_versions_rendered,
         q.filter,
         order_by=q.order_by,
         page_size=q.page_size,
         page_token=q.page_token,
         namespace=q.namespace,
         actor=who,
+        render=version_json,
+        cache=request.app.state.rendered_versions,
     )
-    return JSONResponse(
-        {
-            "versions": [render.version(v) for v in page.items],
-            "next_page_token": page.next_page_token,
-        }
+    # The bytes orjson would write for the whole page: each version's JSON
+    # is compact, so joining them with commas is the same document.
+    body = b"".join(
+        (
+            b'{"versions":[',
+            b",".join(page.items),
+            b'],"next_page_token":',
+            orjson.dumps(page.next_page_token),
+            b"}",
+        )
     )
+    return Response(body, media_type="application/json")
 
 
 async def _models(
@@ -82,6 +97,7 @@ async def search_versions(
     """Versions matching the filter, one page at a time."""
     svc, call = services(request)
     return await _versions(
+        request,
         svc,
         call,
         SearchBody(
@@ -100,7 +116,7 @@ async def search_versions(
 async def search_versions_post(request: Request, body: SearchBody) -> Response:
     """Same as GET, with the parameters in a JSON body."""
     svc, call = services(request)
-    return await _versions(svc, call, body, actor(request))
+    return await _versions(request, svc, call, body, actor(request))
 
 
 @router.get("/models")
