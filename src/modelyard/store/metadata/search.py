@@ -92,17 +92,20 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import functools
 import hashlib
 import json
 import math
 import operator
+import threading
 import unicodedata
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
 from sqlalchemy.sql import operators
 from sqlalchemy.sql.expression import UnaryExpression
 from sqlalchemy.sql.selectable import NamedFromClause
@@ -120,6 +123,7 @@ from modelyard.domain.filters import (
     flatten,
 )
 from modelyard.store.metadata import tables as t
+from modelyard.store.metadata.prepared import Prepared
 
 CURSOR_CODE = "INVALID_CURSOR"
 MAX_CURSOR_LENGTH = 2048
@@ -622,14 +626,17 @@ def search_versions(
         _no_parallel_workers(conn)
     with_cursor = cursor is not None
     if _static_plan(node, order, sqlite=sqlite):
-        query = _static_query(sqlite, node, order, namespace, limit, with_cursor)
+        query = _static_query(conn.dialect, node, order, namespace, limit, with_cursor)
     else:
         query = _versions_query(conn, node, order, namespace, limit, with_cursor)
     params: dict[str, Any] = {}
     if cursor is not None:
         values = _decode_cursor(cursor, query.fingerprint, query.kinds)
         params = {f"cursor_{i}": v for i, v in enumerate(values)}
-    rows = conn.execute(query.stmt, params).all()
+    if query.prepared is not None:
+        rows: Sequence[Any] = query.prepared.all(conn, params)
+    else:
+        rows = conn.execute(query.stmt, params).all()
     more = len(rows) > limit
     rows = rows[:limit]
     ids = [int(row[0]) for row in rows]
@@ -649,6 +656,8 @@ class _Query:
     stmt: sa.Select[Any]
     fingerprint: str
     kinds: tuple[_SortKind, ...]
+    # ``stmt`` compiled once, run on the driver (static plans only).
+    prepared: Prepared | None = None
 
 
 def _static_plan(node: Node | None, order: OrderBy, *, sqlite: bool) -> bool:
@@ -682,26 +691,35 @@ _STATIC_QUERIES = 512
 
 
 def _static_query(
-    sqlite: bool,
+    dialect: Dialect,
     node: Node | None,
     order: OrderBy,
     namespace: str | None,
     limit: int,
     with_cursor: bool,
 ) -> _Query:
+    """The page query of a static plan, built and compiled once (then run on
+    the driver, as the point reads' statements are: ``prepared.py``)."""
     # repr, not the nodes themselves, in the key: 1 == 1.0 == True as dict
     # keys, but they are different filters (the cursor fingerprint's rule).
-    key = (repr((node, order, namespace)), sqlite, limit, with_cursor)
+    key = (repr((node, order, namespace)), dialect.name, dialect.driver, limit, with_cursor)
     found = _static_cache.get(key)
     if found is None:
+        sqlite = dialect.name == "sqlite"
         found = _versions_query(None, node, order, namespace, limit, with_cursor, sqlite=sqlite)
-        if len(_static_cache) >= _STATIC_QUERIES:
-            _static_cache.pop(next(iter(_static_cache)), None)
-        _static_cache[key] = found
+        # A value that needs SQLAlchemy's conversion (ValueError) leaves the
+        # statement to SQLAlchemy's execution.
+        with contextlib.suppress(ValueError):
+            found = replace(found, prepared=Prepared(found.stmt, dialect, literals=True))
+        with _static_lock:
+            if len(_static_cache) >= _STATIC_QUERIES:
+                _static_cache.pop(next(iter(_static_cache)), None)
+            _static_cache[key] = found
     return found
 
 
-_static_cache: dict[tuple[str, bool, int, bool], _Query] = {}
+_static_cache: dict[tuple[str, str, str, int, bool], _Query] = {}
+_static_lock = threading.Lock()
 
 
 def _versions_query(
@@ -815,7 +833,12 @@ def _versions_query(
         where.insert(0, compiler.compile(rest))
     fingerprint = _fingerprint("versions", node, order, namespace)
     if with_cursor:
-        where.append(_after(sort, [sa.bindparam(f"cursor_{i}") for i in range(len(sort.columns))]))
+        # Bound at execution (see _Query); typed as their columns.
+        values = [
+            sa.bindparam(f"cursor_{i}", None, type_=column.type)
+            for i, column in enumerate(sort.columns)
+        ]
+        where.append(_after(sort, values))
     ordering = [c.desc() if sort.descending else c.asc() for c in sort.columns]
     stmt = (
         sa.select(sort.id_column, *sort.columns)
