@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from unittest import mock
 
 import pytest
 import sqlalchemy as sa
@@ -39,6 +40,7 @@ from modelyard.domain.identity import Principal, Role, combine, visibility_filte
 from modelyard.store.metadata import search as search_module
 from modelyard.store.metadata import tables as t
 from modelyard.store.metadata.engine import create_engine
+from modelyard.store.metadata.prepared import Prepared
 from modelyard.store.metadata.search import like_to_glob, search_models, search_versions
 from modelyard.wire.render import iso
 from tests.pgcluster import fresh_database
@@ -978,28 +980,42 @@ def test_random_filters_match_reference(
 # -- query plans (SQLite) ----------------------------------------------------------------
 
 
+def _page_statement(conn: sa.Connection, **query: Any) -> tuple[str, Any]:
+    """The SQL and parameters of the page query ``search_versions(conn, **query)`` ran."""
+    statements: list[tuple[str, Any]] = []
+
+    def capture(_c: Any, _cur: Any, stmt: str, params: Any, _ctx: Any, _many: bool) -> None:
+        statements.append((stmt, params))
+
+    # Page queries of static plans run on the driver (``Prepared``), past
+    # SQLAlchemy's events: record those as they go by too.
+    run = Prepared.all
+
+    def spy(prepared: Prepared, c: sa.Connection, values: Any) -> list[Any]:
+        statements.append((prepared.sql, prepared.params(values)))
+        return run(prepared, c, values)
+
+    sa.event.listen(conn, "before_cursor_execute", capture)
+    try:
+        with mock.patch.object(Prepared, "all", spy):
+            search_versions(conn, limit=10, cursor=None, **query)
+    finally:
+        sa.event.remove(conn, "before_cursor_execute", capture)
+    return statements[-1]
+
+
 def _plan(
     engine: sa.Engine, text: str, order: str | None = None, namespace: str | None = None
 ) -> str:
-    statements: list[tuple[str, Any]] = []
     with engine.connect() as conn:
         if conn.dialect.name != "sqlite":
             pytest.skip("EXPLAIN QUERY PLAN is SQLite's")
-
-        def capture(_c: Any, _cur: Any, stmt: str, params: Any, _ctx: Any, _many: bool) -> None:
-            statements.append((stmt, params))
-
-        sa.event.listen(conn, "before_cursor_execute", capture)
-        search_versions(
+        stmt, params = _page_statement(
             conn,
             node=parse_filter(text, "versions"),
             order=parse_order_by(order, "versions"),
-            limit=10,
-            cursor=None,
             namespace=namespace,
         )
-        sa.event.remove(conn, "before_cursor_execute", capture)
-        stmt, params = statements[-1]
         rows = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + stmt, params).all()
     return "\n".join(str(r[3]) for r in rows)
 
@@ -1202,25 +1218,13 @@ def test_reader_sees_the_admins_results_in_its_namespaces(
 
 def _plan_of(engine: sa.Engine, node: Node | None) -> str:
     """``_plan`` for an AST built by hand (the reader's)."""
-    statements: list[tuple[str, object]] = []
     with engine.connect() as conn:
         if conn.dialect.name != "sqlite":
             pytest.skip("EXPLAIN QUERY PLAN is SQLite's")
-
-        def capture(*args: object) -> None:
-            statements.append((str(args[2]), args[3]))
-
-        sa.event.listen(conn, "before_cursor_execute", capture)
-        search_versions(
-            conn,
-            node=node,
-            order=filters.parse_order_by(None, "versions"),
-            limit=10,
-            cursor=None,
+        stmt, params = _page_statement(
+            conn, node=node, order=filters.parse_order_by(None, "versions")
         )
-        sa.event.remove(conn, "before_cursor_execute", capture)
-        stmt, params = statements[-1]
-        rows = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + stmt, params).all()  # type: ignore[arg-type]
+        rows = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + stmt, params).all()
     return "\n".join(str(r[3]) for r in rows)
 
 

@@ -39,6 +39,7 @@ from modelyard.composition import Services, build_dispatcher, build_services
 from modelyard.domain.webhooks import AttemptOutcome
 from modelyard.events.cachesync import CacheSync
 from modelyard.service.identity import IdentityService
+from modelyard.service.rendered import RevisionCache
 from modelyard.settings import Settings
 from modelyard.web import install_web
 
@@ -111,6 +112,9 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app.state.settings = settings
     app.state.services = services
     app.state.registry = services.registry
+    # Search pages' rendered versions, valid for one database revision
+    # (service/rendered.py): per process, never shared, nothing to invalidate.
+    app.state.rendered_versions = RevisionCache[bytes]()
     app.state.governance = services.governance
     app.state.approvals = services.approvals
     app.state.webhooks = services.webhooks

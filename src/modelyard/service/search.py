@@ -12,6 +12,7 @@ from modelyard.domain.entities import Model, Version
 from modelyard.domain.identity import Permission, Principal
 from modelyard.domain.names import validate_name
 from modelyard.service.core import Page, RegistryCore, check_page_size
+from modelyard.service.rendered import RevisionCache
 from modelyard.service.views import ProductionView
 from modelyard.store.metadata.ports import RegistryTx
 
@@ -54,6 +55,50 @@ class SearchUseCases(RegistryCore):
             where,
             actor,
         )
+
+    def search_versions_rendered(
+        self,
+        filter_text: str | None = None,
+        *,
+        order_by: str | None = None,
+        page_size: int = 100,
+        page_token: str | None = None,
+        namespace: str | None = None,
+        actor: Principal,
+        render: Callable[[Version], T],
+        cache: RevisionCache[T],
+    ) -> Page[T]:
+        """:meth:`search_versions` with each version already rendered by
+        ``render``, from ``cache`` when it holds the version at the revision
+        this call reads (see :mod:`~modelyard.service.rendered`).
+
+        The same page, cursor, errors and view as :meth:`search_versions`.
+        Versions the caller sees through the production view (trimmed per
+        caller) are never cached: such a caller takes the uncached path.
+        """
+        limit, node, order = self._query("versions", filter_text, order_by, page_size, namespace)
+        with self.db.read() as tx:
+            view = ProductionView(tx)
+            node = self._scoped(view, actor, "versions", node, namespace)
+            revision = tx.data_revision() if _sees_whole_versions(actor) else None
+            ids, token = tx.search_versions(
+                node=node, order=order, limit=limit, cursor=page_token, namespace=namespace
+            )
+            if revision is None:
+                versions = tx.load_versions(ids)
+                if not actor.reads_everything:
+                    versions = [view.version(actor, v) for v in versions]
+                return Page([render(v) for v in versions], token)
+            found = cache.get_many(revision, ids)
+            missing = [i for i in ids if i not in found]
+            if missing:
+                fresh = {v.id: render(v) for v in tx.load_versions(missing)}
+                # On PostgreSQL (read committed) each statement reads the
+                # newest commit: store only what was loaded at ``revision``.
+                if tx.data_revision() == revision:
+                    cache.put_many(revision, fresh)
+                found.update(fresh)
+            return Page([found[i] for i in ids if i in found], token)
 
     def search_models(
         self,
@@ -161,3 +206,13 @@ class SearchUseCases(RegistryCore):
         namespaces = None if actor.reads_everything else actor.namespaces_with(Permission.READ)
         with self.db.read() as tx:
             return tx.list_events(after=after, limit=check_page_size(limit), namespaces=namespaces)
+
+
+def _sees_whole_versions(actor: Principal) -> bool:
+    """True if ``actor`` sees every version a search returns it whole (no
+    namespace through the production view alone, which trims lineage)."""
+    if actor.reads_everything:
+        return True
+    if Permission.CONSUME in actor.permissions_in(auth.GLOBAL_SCOPE):
+        return False
+    return not any(actor.production_only(ns) for ns in actor.namespaces_with(Permission.CONSUME))

@@ -169,6 +169,8 @@ class HotQueries:
             _FILES_SELECT.where(t.files.c.version_id == one).order_by(t.files.c.path)
         )
         self.rows = p(VERSION_SELECT.where(self._in_ids(t.versions.c.id)))
+        # The database revision (``Tx.data_revision``).
+        self.newest_event = p(sa.select(sa.func.max(t.events.c.id)))
         self.kv = p(_kv_union(self._in_ids))
         self.files = p(
             _FILES_SELECT.where(self._in_ids(t.files.c.version_id)).order_by(

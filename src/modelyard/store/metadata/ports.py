@@ -916,6 +916,12 @@ class RegistryTx(Protocol):
         self, type_: str, *, actor: str, namespace: str, subject: str, payload: dict[str, Any]
     ) -> int: ...
 
+    def data_revision(self) -> int | None:
+        """The newest event id this read transaction sees (0 if none): every
+        write moves it, so equal revisions mean equal data. None in a
+        transaction that writes."""
+        ...
+
     def list_events(
         self, *, after: int = 0, limit: int = 100, namespaces: Iterable[str] | None = None
     ) -> list[dict[str, Any]]: ...

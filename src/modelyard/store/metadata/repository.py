@@ -103,10 +103,15 @@ class Tx:
     """One database transaction with the registry's queries: the SQL
     implementation of :class:`~modelyard.store.metadata.ports.RegistryTx`."""
 
-    def __init__(self, conn: sa.Connection, hot: HotQueries, wq: WriteQueries) -> None:
+    def __init__(
+        self, conn: sa.Connection, hot: HotQueries, wq: WriteQueries, *, snapshot: bool = False
+    ) -> None:
         self.conn = conn
         self.hot = hot
         self.wq = wq
+        # A read-only transaction of its own (``MetadataStore.read`` outside a
+        # batch): what it reads is committed, so ``data_revision`` names it.
+        self.snapshot = snapshot
 
     # The query modules of governance and identity import this one (for
     # ``Tx`` and ``now_us``), so they are imported when first used.
@@ -845,6 +850,22 @@ class Tx:
         )
         return int(row[0])
 
+    def data_revision(self) -> int | None:
+        """The id of the newest event this transaction sees (0 if none), or
+        None in a transaction that writes (or joined a write batch).
+
+        Every mutation writes an event in its own transaction and event ids
+        are commit-ordered (see :meth:`append_event`), so this names the
+        committed state a read transaction sees: two snapshots with the same
+        revision hold the same data. One seek at the end of the primary key.
+        Inside a write, uncommitted events could be rolled back and their ids
+        handed out again (SQLite), so there is no revision to give.
+        """
+        if not self.snapshot:
+            return None
+        row = self.hot.newest_event.one_or_none(self.conn, {})
+        return 0 if row is None or row[0] is None else int(row[0])
+
     def list_events(
         self, *, after: int = 0, limit: int = 100, namespaces: Iterable[str] | None = None
     ) -> list[dict[str, Any]]:
@@ -887,7 +908,7 @@ class MetadataStore:
             yield joined
             return
         with self.engine.connect() as conn, conn.begin():
-            yield Tx(conn, self.hot, self.wq)
+            yield Tx(conn, self.hot, self.wq, snapshot=True)
 
     @contextmanager
     def write(self) -> Iterator[Tx]:
