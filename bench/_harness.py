@@ -80,6 +80,7 @@ class ServerProcess:
         log_path: Path | None = None,
         start_timeout: float = 60.0,
         extra_args: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
     ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -103,12 +104,17 @@ class ServerProcess:
         self.log_path = log_path or data_dir.parent / f"server-{self.port}.log"
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
-        env = {**os.environ, "MODELYARD_LOG_LEVEL": "warning"}
+        environ = {**os.environ, "MODELYARD_LOG_LEVEL": "warning", **(env or {})}
         started = time.perf_counter()
-        self.proc = subprocess.Popen(self.cmd, stdout=subprocess.DEVNULL, stderr=self._log, env=env)
+        self.proc = subprocess.Popen(
+            self.cmd, stdout=subprocess.DEVNULL, stderr=self._log, env=environ
+        )
         self.pid = self.proc.pid
         try:
             self.ready_s = self._wait_healthy(started, start_timeout)
+            # CPU the server spent to get there: unlike ``ready_s``, hardly
+            # moved by other processes competing for the cores.
+            self.ready_cpu_s = self.cpu_seconds()
         except BaseException:
             self.stop()
             raise

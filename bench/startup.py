@@ -3,8 +3,15 @@
 For a fresh data directory (the database is created and migrated) and for an
 existing one (with a few models in it), starts the server ``--runs`` times and
 measures the time from spawning the process to the first 200 from ``/health``
-(polled every 5 ms), then its VmRSS one second later (idle). Prints the
-median, min and max of each.
+(polled every 5 ms), the CPU time the server used to get there, then its
+VmRSS one second later (idle). Prints the median, min and max of each. On a
+busy machine the wall time mostly measures the wait for a core; the CPU time
+is the figure to compare across runs.
+
+``--against DIR`` also starts the server from another source tree (the
+``src`` directory of another checkout, e.g. main's) on the PYTHONPATH,
+alternating with this one start by start, so both see the same machine: an
+A/B of start-up changes on a noisy machine.
 
 "Cold" here means a new process: Python's bytecode caches and the OS page
 cache stay warm, as on any machine that has started the server before. The
@@ -15,7 +22,7 @@ every start).
 ``--importtime`` also prints the slowest imports of the server's modules
 (``python -X importtime``), to see where start-up time goes.
 
-    .venv/bin/python bench/startup.py [--runs 5] [--importtime]
+    .venv/bin/python bench/startup.py [--runs 5] [--importtime] [--against ../main/src]
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -52,12 +60,25 @@ def seed(url: str) -> None:
                 ).raise_for_status()
 
 
-def start_once(data_dir: Path, log_dir: Path, settle_s: float) -> tuple[float, float]:
-    """(seconds to first healthy answer, idle RSS in MiB after ``settle_s``)."""
-    with ServerProcess(data_dir, log_path=log_dir / f"{data_dir.name}.log") as server:
-        ready = server.ready_s
+@dataclass
+class Starts:
+    """What the starts of one case and source tree measured."""
+
+    wall: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)
+    rss: list[float] = field(default_factory=list)
+
+
+def start_once(
+    data_dir: Path, log_dir: Path, settle_s: float, into: Starts, env: dict[str, str] | None
+) -> None:
+    """Start once: seconds to the first healthy answer, the server's CPU
+    seconds to it, and its idle RSS in MiB after ``settle_s``."""
+    with ServerProcess(data_dir, log_path=log_dir / f"{data_dir.name}.log", env=env) as server:
+        into.wall.append(server.ready_s)
+        into.cpu.append(server.ready_cpu_s)
         time.sleep(settle_s)
-        return ready, server.rss_kib() / 1024
+        into.rss.append(server.rss_kib() / 1024)
 
 
 def import_profile(top: int) -> list[str]:
@@ -82,12 +103,25 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--settle", type=float, default=1.0, help="seconds before reading RSS")
     ap.add_argument("--importtime", action="store_true", help="print the slowest imports")
+    ap.add_argument(
+        "--against",
+        type=Path,
+        help="also start from this source tree (a checkout's src/), alternating",
+    )
     args = ap.parse_args()
     # Bytecode as an installed package has it: pip compiles a wheel's modules
     # when it installs them, and `make serve` compiles the source tree, but an
     # editable install under PYTHONDONTWRITEBYTECODE=1 (set on these machines)
     # would recompile every module at every start (~90 ms here).
     package = Path(modelyard.__file__).parent
+    trees: dict[str, dict[str, str] | None] = {"this tree": None}
+    if args.against is not None:
+        other = args.against.resolve()
+        trees = {
+            f"this ({package.parent})": {"PYTHONPATH": str(package.parent)},
+            f"against ({other})": {"PYTHONPATH": str(other)},
+        }
+        compileall.compile_dir(other / "modelyard", quiet=1)
     compileall.compile_dir(package, quiet=1)
     print(f"bytecode compiled for {package}")
     work = Path(tempfile.mkdtemp(prefix="modelyard-startup-"))
@@ -96,27 +130,29 @@ def main() -> None:
         with ServerProcess(existing, log_path=work / "seed.log") as server:
             seed(server.url)
         print(
-            f"{'case':<20} {'start median':>12} {'min':>7} {'max':>7}   "
-            f"{'idle RSS median':>15} {'max':>7}  target"
+            f"{'case':<20} {'start median':>12} {'min':>7} {'max':>7}   {'CPU median':>10} "
+            f"{'min':>6}   {'idle RSS median':>15} {'max':>7}  target"
         )
-        for label, dirs in (
-            ("fresh data dir", [work / f"fresh-{i}" for i in range(args.runs)]),
-            ("existing data dir", [existing] * args.runs),
-        ):
-            starts, rss = [], []
-            for d in dirs:
-                ready, mib = start_once(d, work, args.settle)
-                starts.append(ready)
-                rss.append(mib)
-            med, med_rss = statistics.median(starts), statistics.median(rss)
-            ok = med < TARGET_START_S and med_rss < TARGET_RSS_MIB
-            print(
-                f"{label:<20} {med:>10.3f} s {min(starts):>7.3f} {max(starts):>7.3f}   "
-                f"{med_rss:>11.1f} MiB {max(rss):>7.1f}  {verdict(ok)}"
-            )
+        for label, fresh in (("fresh data dir", True), ("existing data dir", False)):
+            results = {tree: Starts() for tree in trees}
+            for i in range(args.runs):
+                for t, (tree, env) in enumerate(trees.items()):
+                    d = work / f"fresh-{i}-{t}" if fresh else existing
+                    start_once(d, work, args.settle, results[tree], env)
+            for tree, r in results.items():
+                med, med_rss = statistics.median(r.wall), statistics.median(r.rss)
+                ok = med < TARGET_START_S and med_rss < TARGET_RSS_MIB
+                if len(trees) > 1:
+                    print(f"  {tree}")
+                print(
+                    f"{label:<20} {med:>10.3f} s {min(r.wall):>7.3f} {max(r.wall):>7.3f}   "
+                    f"{statistics.median(r.cpu):>8.3f} s {min(r.cpu):>6.2f}   "
+                    f"{med_rss:>11.1f} MiB {max(r.rss):>7.1f}  {verdict(ok)}"
+                )
         print(
             f"runs: {args.runs} each; target: start < {TARGET_START_S:.0f} s (to first 200 "
-            f"from /health), idle RSS < {TARGET_RSS_MIB:.0f} MiB"
+            f"from /health), idle RSS < {TARGET_RSS_MIB:.0f} MiB; CPU: the server's user + "
+            "system time to that answer"
         )
         if args.importtime:
             print("slowest imports (cumulative, python -X importtime):")

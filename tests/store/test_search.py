@@ -1091,6 +1091,46 @@ def test_rare_and_common_modes_return_the_same_pages(
     assert walk() == rare and rare
 
 
+@pytest.mark.parametrize("order", [None, "created", "created DESC"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "metrics.acc >= 0.3",
+        "metrics.acc >= 0.3 AND state = 'published'",
+        "metrics.loss > -0.5 AND format != 'pt'",
+        "tags.team IN ('fraud', 'risk', 'a_b', '50%') AND tags.env = 'dev' AND number > 1",
+    ],
+)
+def test_pages_tried_on_the_first_matches_equal_the_reference(
+    engine: sa.Engine,
+    data: Data,
+    monkeypatch: pytest.MonkeyPatch,
+    text: str,
+    order: str | None,
+) -> None:
+    """On PostgreSQL a rare key/value term drives a created-order page with
+    the first few of its matches, then more (``_page_from_ids``): every page
+    of every size still equals the reference, ties in created_at included,
+    and a page needing more than one try does occur."""
+    tries: list[int] = []
+    page = search_module._page
+
+    def counted(*args: Any, **kwargs: Any) -> tuple[list[int], str | None]:
+        tries.append(1)
+        return page(*args, **kwargs)
+
+    monkeypatch.setattr(search_module, "_page", counted)
+    expected = expected_version_order(data, text, order)
+    assert len(expected) > 3
+    pages = 0
+    for limit in (1, 2, 5):
+        assert all_version_ids(engine, text, order=order, limit=limit) == expected
+        pages += len(expected) // limit + 1
+    if engine.dialect.name == "postgresql" and "state" in text:
+        # The other terms drop most of the first matches: a try came up short.
+        assert len(tries) > pages
+
+
 def test_metric_and_name_orders_need_no_sort(
     engine: sa.Engine, data: Data, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -4,15 +4,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 
 from modelyard.cli.common import connect, out, print_json, progress_bar, run
 from modelyard.cli.options import DEFAULT_URL, JsonOpt, RegistryOpt, TokenOpt
-from modelyard.client.bundles import Readiness
-from modelyard.client.registry import Registry
+
+if TYPE_CHECKING:
+    from modelyard.client.bundles import Readiness
 
 bundle_app = typer.Typer(
     help="Bundles: pipelines of models (roles bound to references) that must fit together.",
@@ -323,6 +324,8 @@ def pull(
     as_json: JsonOpt = False,
 ) -> None:
     """Download every member of a bundle version into DEST/<role>/, then verify."""
+    from modelyard.client.registry import Registry
+
     with connect(registry, token) as reg, progress_bar(not as_json) as cb:
         assert isinstance(reg, Registry)
         report = reg.bundle(ref).pull(dest, link=link, callbacks=cb)

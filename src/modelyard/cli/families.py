@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -12,8 +12,10 @@ from rich.text import Text
 
 from modelyard.cli.common import connect, human, out, print_json, progress_bar, run
 from modelyard.cli.options import DEFAULT_URL, JsonOpt, RegistryOpt, TokenOpt
-from modelyard.client.families import FamilyInfo, FamilyPromotionInfo
-from modelyard.client.registry import Registry, VersionInfo
+
+if TYPE_CHECKING:
+    from modelyard.client.families import FamilyInfo, FamilyPromotionInfo
+    from modelyard.client.registry import Registry, VersionInfo
 
 RefArg = Annotated[str, typer.Argument(help="name/3, name@alias, ns/name@latest")]
 

@@ -22,7 +22,6 @@ from modelyard.cli.common import (
 )
 from modelyard.cli.families import WithVariantsOpt, promote, variant_formats
 from modelyard.cli.options import DEFAULT_URL, JsonOpt, RegistryOpt, TokenOpt
-from modelyard.client.reference_stats import compute_reference_stats, read_csv_sample
 
 RefArg = Annotated[str, typer.Argument(help="name/3, name@alias, ns/name@latest")]
 
@@ -78,6 +77,8 @@ def push(
     namespace, _, model = name.rpartition("/")
     stats = None
     if reference_data is not None:
+        from modelyard.client.reference_stats import compute_reference_stats, read_csv_sample
+
         stats = compute_reference_stats(
             read_csv_sample(reference_data),
             input=reference_input,

@@ -17,16 +17,16 @@ import ssl
 import threading
 import time
 from pathlib import Path
-from typing import Any
-
-import certifi
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from modelyard import __version__
 from modelyard.domain.webhooks import AttemptOutcome, DestinationRefused
 from modelyard.service.destinations import DestinationGuard
 from modelyard.service.webhooks import MAX_RESPONSE_BODY, Claim
 from modelyard.webhooks import mlflow_signature, signature_header
+
+if TYPE_CHECKING:
+    import httpx
 
 # MLflow 3's delivery headers (``mlflow.webhooks.constants``).
 MLFLOW_DELIVERY_ID = "X-MLflow-Delivery-Id"
@@ -46,21 +46,44 @@ class WebhookSender:
     ) -> None:
         self.guard = guard
         self.timeout = timeout
-        tls = ssl.create_default_context(cafile=certifi.where())
+        self._ca_bundle = ca_bundle
+        self._http: httpx.Client | None = None
+        self._lock = threading.Lock()
         if ca_bundle is not None:
-            tls.load_verify_locations(cafile=str(ca_bundle))
-        self.http = httpx.Client(
-            verify=tls,
-            follow_redirects=False,
-            trust_env=False,
-            timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
-            headers={"User-Agent": f"modelyard-webhooks/{__version__}"},
-            # No pooled connections: a pool is keyed by IP address, so a TLS
-            # connection verified for one host name could be reused for another
-            # name on the same address. Deliveries are few; a fresh connection
-            # (and certificate check) each time is the safe trade.
-            limits=httpx.Limits(max_keepalive_connections=0),
-        )
+            # An admin's bundle that does not load fails at start-up, as it
+            # always did, not at the first delivery.
+            self._client()
+
+    def _client(self) -> httpx.Client:
+        """The HTTP client, made at the first delivery.
+
+        Importing httpx and loading the public CAs into a TLS context cost
+        about 30 ms of CPU, paid by every server start before its first
+        ``/health`` although most servers send no webhook for a while
+        (issue 9, cold start).
+        """
+        with self._lock:
+            if self._http is None:
+                import certifi
+                import httpx
+
+                tls = ssl.create_default_context(cafile=certifi.where())
+                if self._ca_bundle is not None:
+                    tls.load_verify_locations(cafile=str(self._ca_bundle))
+                self._http = httpx.Client(
+                    verify=tls,
+                    follow_redirects=False,
+                    trust_env=False,
+                    timeout=httpx.Timeout(self.timeout, connect=min(self.timeout, 5.0)),
+                    headers={"User-Agent": f"modelyard-webhooks/{__version__}"},
+                    # No pooled connections: a pool is keyed by IP address, so a
+                    # TLS connection verified for one host name could be reused
+                    # for another name on the same address. Deliveries are few; a
+                    # fresh connection (and certificate check) each time is the
+                    # safe trade.
+                    limits=httpx.Limits(max_keepalive_connections=0),
+                )
+            return self._http
 
     def send(self, claim: Claim) -> AttemptOutcome:
         """POST the claim's body once and report what happened (never raises)."""
@@ -69,6 +92,9 @@ class WebhookSender:
             dest = self.guard.check(claim.url)
         except DestinationRefused as exc:
             return AttemptOutcome(None, "", f"{exc.code}: {exc.message}", _elapsed_us(start))
+        import httpx
+
+        http = self._client()
         stamp = int(time.time())
         headers = {"Host": dest.host_header, "Content-Type": "application/json"}
         if claim.mlflow:
@@ -99,7 +125,7 @@ class WebhookSender:
         try:
             for address in dest.addresses:
                 try:
-                    with self.http.stream(
+                    with http.stream(
                         "POST",
                         target.copy_with(host=address),
                         content=claim.body,
@@ -143,8 +169,11 @@ class WebhookSender:
         return AttemptOutcome(None, "", error, _elapsed_us(start))
 
     def close(self) -> None:
-        """Close pooled connections."""
-        self.http.close()
+        """Close the client, if one was made."""
+        with self._lock:
+            http, self._http = self._http, None
+        if http is not None:
+            http.close()
 
 
 class _Watchdog:

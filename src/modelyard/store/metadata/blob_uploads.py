@@ -8,9 +8,10 @@ first half. One row per (digest, user), however often the bytes are sent.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import sqlite
 
 from modelyard.store.metadata import tables as t
 
@@ -18,12 +19,16 @@ from modelyard.store.metadata import tables as t
 def record_upload(conn: sa.Connection, digest: str, user: str, at: int) -> None:
     """Note that ``user`` sent the bytes of ``digest`` (idempotent)."""
     values = {"digest": digest, "user_name": user, "created_at": at}
-    stmt = (
-        sqlite.insert(t.blob_uploads).values(values).on_conflict_do_nothing()
-        if conn.dialect.name == "sqlite"
-        else postgresql.insert(t.blob_uploads).values(values).on_conflict_do_nothing()
-    )
-    conn.execute(stmt)
+    insert = sqlite.insert if conn.dialect.name == "sqlite" else _postgresql_insert()
+    conn.execute(insert(t.blob_uploads).values(values).on_conflict_do_nothing())
+
+
+def _postgresql_insert() -> Any:
+    """PostgreSQL's ``INSERT`` construct, imported when first needed: the
+    dialect's modules cost ~25 ms of every SQLite server's start-up."""
+    from sqlalchemy.dialects.postgresql import insert
+
+    return insert
 
 
 def uploaded_by(conn: sa.Connection, user: str, digests: Sequence[str]) -> set[str]:

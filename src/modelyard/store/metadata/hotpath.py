@@ -12,7 +12,6 @@ from typing import Any, Literal
 
 import orjson
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Dialect
 
 from modelyard.domain.entities import FileEntry, Version, VersionLink, VersionState
@@ -183,7 +182,10 @@ class HotQueries:
         if self.sqlite:
             each = sa.func.json_each(_B("ids", type_=sa.Text())).table_valued("value")
             return col.in_(sa.select(each.c.value))
-        return col == sa.any_(_B("ids", type_=postgresql.ARRAY(sa.BigInteger())))
+        # Imported here: a SQLite server never loads the PostgreSQL dialect.
+        from sqlalchemy.dialects.postgresql import ARRAY
+
+        return col == sa.any_(_B("ids", type_=ARRAY(sa.BigInteger())))
 
     def _ids(self, ids: Iterable[int]) -> dict[str, Any]:
         """The ``ids`` parameter of the load statements."""

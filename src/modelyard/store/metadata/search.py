@@ -79,7 +79,12 @@ Two PostgreSQL shapes needed more (EXPLAIN ANALYZE at 200,000 versions):
 ``metrics.accuracy >= 0.999`` alone is estimated from the histogram of every
 metric's values together (half the rows, not 0.1%), so it hashed every
 version (825 ms); its ids are now fetched while counting and the query drives
-from ``versions.id = ANY(:ids)`` (2 ms). ``tags.team = 'team-7' ORDER BY
+from ``versions.id = ANY(:ids)`` (2 ms). At 1M versions that still looked up,
+probed and sorted all 1,000 matches (7,970 buffers a page, p95 28-50 ms), so
+the matches come with their ``created_at`` (the same index) and a page tries
+the first ``2 * (limit + 1)`` of them in its own order (1,609 buffers; see
+``_page_from_ids``); SQLite does the same with ``versions.id IN (...)``
+(CPU p50 13-15 -> 10-13 ms, in-process, loaded machine). ``tags.team = 'team-7' ORDER BY
 metrics.accuracy DESC`` fetched the tag's versions and sorted them (84 ms at
 200k, 274 ms p95 at 1M); the tag is now ``(version_id IN (...)) IS TRUE``, a
 hashed subplan the metric's index walk checks in order (3-10 ms). Search
@@ -591,6 +596,43 @@ def _page(
     return ids, next_cursor
 
 
+def _page_from_ids(
+    conn: sa.Connection,
+    where: list[sa.ColumnElement[bool]],
+    sort: _Sort,
+    fingerprint: str,
+    limit: int,
+    cursor: str | None,
+    ids: Sequence[int],
+) -> tuple[list[int], str | None]:
+    """:func:`_page` over versions driven by ``versions.id = ANY(ids)``, where
+    ``ids`` are every version the rarest term matches, in the page's order
+    (created order on PostgreSQL; see :func:`_rare_driver`).
+
+    The first ``2 * (limit + 1)`` ids are tried first, then 8 times as many,
+    and so on up to all of them: a match left out of a try comes after every
+    id in it, so once a try fills a page (``limit + 1`` rows) that page is
+    the page over all ids. ``metrics.accuracy >= 0.999`` (1,000 of 1M
+    versions) looked up and sorted all 1,000 versions and probed their
+    metric, about 8,000 buffers a page (p95 28-50 ms); now 202 and about
+    1,600 buffers, and one try whenever the other terms keep half of the
+    matches. Later pages, whose first matches are before the cursor, take
+    a try or two more.
+    """
+    size = 2 * (limit + 1)
+    while True:
+        chunk = list(ids[:size])
+        if conn.dialect.name == "sqlite":
+            driven = [*where, t.versions.c.id.in_(chunk)]
+        else:
+            array = sa.literal(chunk, sa.ARRAY(sa.BigInteger()))
+            driven = [*where, t.versions.c.id == sa.any_(array)]
+        page, next_cursor = _page(conn, t.versions, driven, sort, fingerprint, limit, cursor)
+        if next_cursor is not None or size >= len(ids):
+            return page, next_cursor
+        size *= 8
+
+
 # -- public API ---------------------------------------------------------------
 
 
@@ -797,9 +839,21 @@ def _versions_query(
             node,
             can_walk=key == "created",
             can_drive=compiler.sqlite,
-            can_join=key == "created" and not compiler.sqlite,
+            can_join=key == "created",
         )
         walker = plan.walker
+        if plan.matches is not None:
+            # The few versions of the rarest term, in the page's order: see
+            # _page_from_ids.
+            column, id_column = compiler.sort_only(column), compiler.sort_only(v.c.id)
+            ordered = sorted(plan.matches, reverse=desc)
+            sort = _Sort(v.c.id, (column, id_column), ("int", "int"), desc)
+            if rest is not None:
+                where.insert(0, compiler.compile(rest))
+            fingerprint = _fingerprint("versions", node, order, namespace)
+            return _page_from_ids(
+                conn, where, sort, fingerprint, limit, cursor, [i for _, i in ordered]
+            )
         if plan.driver is not None:
             # Few rows match: fetch them through the key/value index and sort
             # them, instead of walking the sort index past a million misses.
@@ -988,6 +1042,9 @@ class _Plan:
 
     driver: sa.ColumnElement[bool] | None = None
     walker: Comparison | None = None
+    # PostgreSQL, created order: every version the rarest key/value term
+    # matches, as (created_at, version id), for _page_from_ids.
+    matches: tuple[tuple[int, int], ...] | None = None
     # Every key/value term with the query of its version ids and how many
     # it matched, counted up to the cap (so a count of the cap means "at
     # least"), for _listable.
@@ -1025,9 +1082,10 @@ def _rare_driver(
     PostgreSQL picks most plans well from its statistics, and driving
     measured no better there (4x worse for a model-name term), so it is
     called with ``can_drive=False``; the walk it does need (see the module
-    docstring). With ``can_join`` (PostgreSQL, created order) a key/value
-    term's ids are fetched rather than counted, and the rarest one below the
-    cap drives as ``versions.id = ANY(those ids)``: PostgreSQL estimates a
+    docstring). With ``can_join`` (created order, both databases) a key/value
+    term's ids are fetched with their ``created_at`` rather than counted, and
+    the matches of the rarest one below the cap drive the page
+    (:func:`_page_from_ids`, ``matches``): PostgreSQL estimates a
     metric range from every metric's values together (``value >= 0.999``
     looked like half the rows, not 0.1%), walked the created index or hashed
     every version (162-825 ms a page), while with the ids in hand it plans
@@ -1047,7 +1105,7 @@ def _rare_driver(
     best: tuple[int, sa.Select[tuple[Any]], Node] | None = None
     walker: tuple[int, Comparison] | None = None
     counted: list[tuple[Node, sa.Select[tuple[Any]], int, int]] = []
-    fetched: list[int] | None = None  # the ids of ``best``, if fetched
+    fetched: list[tuple[int, int]] | None = None  # what ``best`` matched, if fetched
     for term in terms:
         candidate = _driver_candidate(compiler, term)
         if candidate is None:
@@ -1056,7 +1114,14 @@ def _rare_driver(
         ids, cap = candidate
         is_kv = isinstance(term, Comparison) and term.field.kind in _DRIVER_OPS
         if can_join and is_kv:
-            found = [int(x) for x in conn.execute(ids.limit(cap)).scalars()]
+            # With each id its created_at, copied into the key/value row and
+            # read from the same index: the page can then try the first
+            # matches in its own order (see _page_from_ids).
+            table = ids.selected_columns.version_id.table
+            found = [
+                (int(c), int(i))
+                for i, c in conn.execute(ids.add_columns(table.c.created_at).limit(cap))
+            ]
             count = len(found)
             if count < cap and (best is None or count < best[0]):
                 best = (count, ids, term)
@@ -1077,11 +1142,10 @@ def _rare_driver(
         # when the other terms match often, and never more than fetching and
         # sorting all of them would.
         return _Plan(walker=walker[1])
+    if best is not None and fetched is not None:
+        return _Plan(matches=tuple(fetched))
     if best is not None and can_drive:
         return _Plan(driver=t.versions.c.id.in_(best[1]))
-    if best is not None and fetched is not None:
-        array = sa.literal(fetched, sa.ARRAY(sa.BigInteger()))
-        return _Plan(driver=t.versions.c.id == sa.any_(array))
     return _Plan(counted=tuple(counted) if can_list else ())
 
 

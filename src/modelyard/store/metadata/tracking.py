@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
 
 from modelyard.domain.errors import AlreadyExists, InvalidInput
@@ -53,13 +53,20 @@ class TrackingQueries:
 
     # -- helpers ------------------------------------------------------------
 
+    def _insert(self, table: sa.Table) -> Any:
+        """The dialect's ``INSERT`` (with ``ON CONFLICT``); PostgreSQL's is
+        imported when first needed, so a SQLite server never loads it."""
+        if self.conn.dialect.name == "sqlite":
+            return sqlite.insert(table)
+        from sqlalchemy.dialects.postgresql import insert
+
+        return insert(table)
+
     def _upsert(self, table: sa.Table, rows: list[dict[str, Any]], keys: Sequence[str]) -> None:
         """Insert ``rows``, replacing the non-key columns of rows that exist."""
         if not rows:
             return
-        ins: Any = (
-            sqlite.insert(table) if self.conn.dialect.name == "sqlite" else postgresql.insert(table)
-        )
+        ins = self._insert(table)
         update = {c: getattr(ins.excluded, c) for c in rows[0] if c not in keys}
         stmt = (
             ins.on_conflict_do_update(index_elements=list(keys), set_=update)
@@ -72,9 +79,7 @@ class TrackingQueries:
     def _insert_ignore(self, table: sa.Table, rows: list[dict[str, Any]]) -> None:
         if not rows:
             return
-        ins: Any = (
-            sqlite.insert(table) if self.conn.dialect.name == "sqlite" else postgresql.insert(table)
-        )
+        ins = self._insert(table)
         for part in _chunks(rows):
             self.conn.execute(ins.on_conflict_do_nothing(), list(part))
 
