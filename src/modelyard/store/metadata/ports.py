@@ -865,6 +865,7 @@ class RegistryTx(Protocol):
         *,
         before: tuple[int, int] | None,
         limit: int,
+        newest_first: bool = True,
     ) -> list[tuple[tuple[int, int], AliasMove]]: ...
 
     # -- idempotency keys
