@@ -48,6 +48,7 @@ def _replica(r: Any) -> ReplicaRow:
         error=r.error,
         started_at=int(r.started_at),
         heartbeat_at=int(r.heartbeat_at),
+        measures=r.measures,
     )
 
 
@@ -148,6 +149,7 @@ class BoundDeployments:
             "error": row.error,
             "started_at": row.started_at,
             "heartbeat_at": row.heartbeat_at,
+            "measures": row.measures,
         }
         if exists:
             self._conn.execute(
@@ -206,11 +208,16 @@ class BoundDeployments:
         reference: str | None = None,
         before: int | None = None,
         limit: int = 100,
+        kinds: Sequence[str] | None = None,
     ) -> list[HistoryEntry]:
-        """An environment's history, newest first (``before``: ids below it)."""
+        """An environment's history, newest first (``before``: ids below it;
+        ``kinds``: only entries of those kinds). One deployment's is read
+        backwards on ``(environment, reference, id)``."""
         q = sa.select(_H).where(_H.c.environment == environment)
         if reference is not None:
             q = q.where(_H.c.reference == reference)
+        if kinds is not None:
+            q = q.where(_H.c.kind.in_(list(kinds)))
         if before is not None:
             q = q.where(_H.c.id < before)
         if namespaces is not None:

@@ -388,6 +388,7 @@ class ReplicaRow:
     error: str | None
     started_at: int
     heartbeat_at: int
+    measures: dict[str, Any] | None = None
 
 
 class DeploymentQueries(Protocol):
@@ -429,6 +430,7 @@ class DeploymentQueries(Protocol):
         reference: str | None = None,
         before: int | None = None,
         limit: int = 100,
+        kinds: Sequence[str] | None = None,
     ) -> list[HistoryEntry]: ...
 
 
