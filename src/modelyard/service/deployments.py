@@ -401,6 +401,8 @@ class DeploymentUseCases(RegistryCore):
         *,
         environment: str | None = None,
         follows: str | None = None,
+        after: tuple[str, str] | None = None,
+        limit: int | None = None,
         actor: Principal,
     ) -> list[Deployment]:
         """Deployments the caller may read, by environment and reference.
@@ -408,9 +410,15 @@ class DeploymentUseCases(RegistryCore):
         ``follows`` narrows to what follows a reference: ``fraud@production``
         (deployments of that alias), ``fraud`` (any deployment of the model),
         ``fraud/7`` (deployments whose resolved version is 7, whatever they
-        follow). Requires: any valid token; only namespaces the caller reads
-        are listed (``follows`` needs read on its namespace).
+        follow). ``after`` (an environment and reference) and ``limit`` page
+        through them in that order. Requires: any valid token; only
+        namespaces the caller reads are listed (``follows`` needs read on its
+        namespace).
         """
+        if limit is not None and (
+            isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000
+        ):
+            raise InvalidInput("limit must be 1 to 1000", code="INVALID_PAGE_SIZE")
         env = None if environment is None else validate_environment(environment)
         model = alias = None
         number: int | None = None
@@ -423,7 +431,13 @@ class DeploymentUseCases(RegistryCore):
             namespaces, model, alias, number = [ref.namespace], ref.name, ref.alias, ref.version
         with self.db.read() as tx:
             rows = tx.deployments.find(
-                environment=env, namespaces=namespaces, model=model, alias=alias, version=number
+                environment=env,
+                namespaces=namespaces,
+                model=model,
+                alias=alias,
+                version=number,
+                after=after,
+                limit=limit,
             )
             return self._assemble(tx, rows, now_us())
 

@@ -26,6 +26,7 @@ from modelyard.web.render import page
 router = APIRouter(include_in_schema=False)
 
 HISTORY_PAGE: Final = 25
+LIST_PAGE: Final = 50
 ALERTS_PAGE: Final = 10
 ALERT_KINDS: Final = [HistoryKind.DRIFT, HistoryKind.DEGRADED, HistoryKind.ROLLED_BACK]
 
@@ -41,21 +42,40 @@ def _before(value: str | None) -> int | None:
 @router.get("/deployments")
 @access("authenticated", "Only deployments in namespaces the caller reads are listed.")
 async def deployments_page(request: Request) -> Response:
-    """Deployments by environment and reference, with their status and replicas."""
+    """Deployments by environment and reference, with their status and
+    replicas, 50 a page (``after_env`` / ``after_ref`` continue)."""
     d = door(request)
     params = request.query_params
     environment = (params.get("environment") or "").strip()
     follows = (params.get("follows") or "").strip()
+    after_env = params.get("after_env") or ""
+    after_ref = params.get("after_ref") or ""
+    after = (after_env, after_ref) if after_env else None
     found = await d.call(
         d.registry.list_deployments,
         environment=environment or None,
         follows=follows or None,
+        after=after,
+        limit=LIST_PAGE + 1,
         actor=d.who,
     )
+    more = len(found) > LIST_PAGE
+    shown = found[:LIST_PAGE]
     context: dict[str, Any] = {
-        "deployments": sorted(found, key=lambda x: (x.environment, x.reference)),
+        "deployments": shown,
         "environment": environment,
         "follows": follows,
+        "paged": after is not None,
+        "next": (
+            {
+                "environment": environment,
+                "follows": follows,
+                "after_env": shown[-1].environment,
+                "after_ref": shown[-1].reference,
+            }
+            if more
+            else None
+        ),
     }
     return page(request, "deployments.html", context)
 

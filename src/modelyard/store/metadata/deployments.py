@@ -91,9 +91,12 @@ class BoundDeployments:
         model: str | None = None,
         alias: str | None = None,
         version: int | None = None,
+        after: tuple[str, str] | None = None,
+        limit: int | None = None,
     ) -> list[DeploymentRow]:
         """Deployments matching every given filter, by environment then reference;
-        deleted ones are left out.
+        deleted ones are left out. ``after`` (environment, reference) and
+        ``limit`` page through them on the unique (environment, reference).
 
         ``namespaces`` None means any; an empty list matches nothing.
         """
@@ -110,7 +113,17 @@ class BoundDeployments:
             q = q.where(_D.c.alias == alias)
         if version is not None:
             q = q.where(_D.c.version == version)
-        rows = self._conn.execute(q.order_by(_D.c.environment, _D.c.reference)).all()
+        if after is not None:
+            env, ref = after
+            q = q.where(
+                sa.or_(
+                    _D.c.environment > env, sa.and_(_D.c.environment == env, _D.c.reference > ref)
+                )
+            )
+        q = q.order_by(_D.c.environment, _D.c.reference)
+        if limit is not None:
+            q = q.limit(limit)
+        rows = self._conn.execute(q).all()
         return [_deployment(r) for r in rows]
 
     def insert(self, values: Mapping[str, Any]) -> DeploymentRow:

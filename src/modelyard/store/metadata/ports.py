@@ -404,6 +404,8 @@ class DeploymentQueries(Protocol):
         model: str | None = None,
         alias: str | None = None,
         version: int | None = None,
+        after: tuple[str, str] | None = None,
+        limit: int | None = None,
     ) -> list[DeploymentRow]: ...
 
     def insert(self, values: Mapping[str, Any]) -> DeploymentRow: ...
