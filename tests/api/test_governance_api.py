@@ -472,7 +472,7 @@ def test_governance_routes_are_documented(gclient: TestClient) -> None:
     # The alias history route is still reachable (not shadowed by GET .../{alias}).
     assert gclient.get(f"{M}/aliases/history").status_code == 404  # no such model yet
     _push(gclient, 1)
-    assert gclient.get(f"{M}/aliases/history").json() == {"history": []}
+    assert gclient.get(f"{M}/aliases/history").json() == {"history": [], "next_page_token": None}
 
 
 def test_deleting_a_model_takes_its_policy_and_requests(gclient: TestClient) -> None:

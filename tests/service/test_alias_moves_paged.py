@@ -63,6 +63,30 @@ def test_pages_newest_first_match_the_full_history(svc: RegistryService) -> None
     assert svc.alias_moves("m", page_size=6, actor=ADMIN).next_page_token is None
 
 
+def test_pages_oldest_first_match_the_full_history(svc: RegistryService) -> None:
+    for i, (alias, number) in enumerate([("prod", 1), ("canary", 2), ("prod", 2), ("prod", 3)]):
+        svc.set_alias(f"m/{number}", alias, actor=ADMIN, reason=f"move {i}")
+    full = svc.alias_history("m", actor=ADMIN)
+    first = svc.alias_moves("m", page_size=3, newest_first=False, actor=ADMIN)
+    assert first.next_page_token is not None
+    rest = svc.alias_moves(
+        "m", page_size=3, page_token=first.next_page_token, newest_first=False, actor=ADMIN
+    )
+    assert [*first.items, *rest.items] == full and rest.next_page_token is None
+    assert [m.reason for m in first.items] == ["move 0", "move 1", "move 2"]
+    prod = svc.alias_moves("m", alias="prod", page_size=2, newest_first=False, actor=ADMIN)
+    assert [m.reason for m in prod.items] == ["move 0", "move 2"]
+    tail = svc.alias_moves(
+        "m",
+        alias="prod",
+        page_size=2,
+        page_token=prod.next_page_token,
+        newest_first=False,
+        actor=ADMIN,
+    )
+    assert [m.reason for m in tail.items] == ["move 3"] and tail.next_page_token is None
+
+
 def test_refusals(svc: RegistryService) -> None:
     assert svc.alias_moves("m", actor=ADMIN).items == []
     for bad in ("x", "1", "1.x", "-1.2", "9" * 20 + ".1"):

@@ -175,3 +175,14 @@ def test_small_and_large_batches_count_alike(served: tuple[ModelTable, Live, np.
     assert a["d"]["kind"] == "categorical" and a["d"]["unseen_share"] == pytest.approx(
         len(seen[::5]) / len(seen)
     )
+
+
+def test_heartbeat_measures_keep_the_most_drifted_features() -> None:
+    from modelyard.serving.reporter import trim_features
+
+    features = {f"f{i}": {"psi": i / 100, "ks": None, "count": 10} for i in range(80)}
+    features["ks-only"] = {"psi": None, "ks": 0.99, "count": 10}
+    trimmed = trim_features({"requests": 10, "features": features}, limit=5)
+    assert list(trimmed["features"]) == ["ks-only", "f79", "f78", "f77", "f76"]
+    assert trimmed["features_total"] == 81 and trimmed["requests"] == 10
+    assert trim_features({"requests": 0, "features": {}})["features_total"] == 0

@@ -151,6 +151,31 @@ def test_drifted_inputs_raise_the_drift_webhook(
         )
         history = reg.deployment_history("prod", reference=f"{name}@production")["history"]
         assert "drift" in [h["kind"] for h in history]
+
+        # The heartbeats carry the window: the registry keeps each replica's
+        # latest figures and the deployment's page shows them. Traffic keeps
+        # flowing while we look (the test's window is 2 s long).
+        def drifted_figures() -> dict[str, Any] | None:
+            assert _infer(url, name, drifted).status_code == 200
+            [rep] = reg.deployment("prod", f"{name}@production")["instances"]
+            m = rep["measures"] or {}
+            psi = ((m.get("features") or {}).get("petal_length") or {}).get("psi")
+            return m if psi is not None and psi > 1.0 else None
+
+        m = wait_for(drifted_figures, timeout=60, what="drift in the heartbeat's figures")
+        assert m["version"] == 1 and m["window_seconds"] == 2 and m["requests"] >= 1
+        assert m["thresholds"]["psi"] == 0.2 and m["thresholds"]["min_requests"] == 5
+        assert m["features_total"] == 4 and m["features"]["sepal_length"]["psi"] < 0.2
+        page_url = f"{registry}/deployments/prod/default/{name}%40production"
+        marked = '<code>petal_length</code> <span class="badge badge-bad">drift</span>'
+
+        def page_shows_drift() -> str | None:
+            _infer(url, name, drifted)
+            html = httpx.get(page_url).text
+            return html if marked in html else None
+
+        html = wait_for(page_shows_drift, timeout=60, what="drift on the deployment's page")
+        assert "<code>sepal_length</code> <span" not in html  # not over its threshold
     finally:
         stop_server(proc)
 

@@ -384,6 +384,100 @@ def test_open_model_page_updates_live_from_the_event_stream(ui_server: str) -> N
     assert [m for m in console if "Content Security Policy" in m] == []
 
 
+# A model server's monitoring window as its heartbeat carries it (see
+# serving/runner.py): one feature drifted, its name hostile.
+HOSTILE_FEATURE = '"><img src=x onerror=alert(1)>'
+MEASURES: dict[str, Any] = {
+    "window_seconds": 300.0,
+    "requests": 1500,
+    "errors": 90,
+    "error_rate": 0.06,
+    "latency_p50_ms": 0.8,
+    "latency_p99_ms": 14.0,
+    "version": 1,
+    "features": {
+        HOSTILE_FEATURE: {"kind": "numeric", "count": 1500, "psi": 0.93, "ks": 0.41},
+        "amount": {"kind": "numeric", "count": 1500, "psi": 0.03, "ks": 0.04},
+    },
+    "features_total": 2,
+    "thresholds": {
+        "psi": 0.2,
+        "ks": 0.2,
+        "error_rate": 0.05,
+        "latency_p99_ms": 50.0,
+        "min_requests": 20,
+    },
+}
+DRIFT_ALERT: dict[str, Any] = {
+    "environment": "prod",
+    "replica": "pod-a",
+    "kind": "drift",
+    "version": 1,
+    "detail": {
+        "features": {HOSTILE_FEATURE: {"psi": 0.93, "ks": 0.41, "count": 1500}},
+        "thresholds": {"psi": 0.2, "ks": 0.2},
+        "window_seconds": 300,
+    },
+}
+
+
+def test_deployment_monitoring_page(
+    ui_server: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """From the navigation to a deployment's monitoring: the replica's latest
+    figures with what is over its threshold marked, and its alerts; a hostile
+    feature name stays text (no dialog opens)."""
+    from playwright.sync_api import sync_playwright
+
+    shots = tmp_path_factory.getbasetemp() / "screenshots"
+    shots.mkdir(exist_ok=True)
+    with httpx.Client(base_url=ui_server, headers=bearer(ADMIN_TOKEN), timeout=10) as api:
+        beat = {
+            "environment": "prod-eu",
+            "reference": "fraud-detector@production",
+            "replica": "pod-7",
+            "status": "ready",
+            "version": 1,
+            "measures": MEASURES,
+        }
+        assert api.post("/api/v1/deployments/heartbeats", json=beat).status_code == 200
+        alert = {**DRIFT_ALERT, "environment": "prod-eu", "replica": "pod-7"}
+        alert["reference"] = "fraud-detector@production"
+        assert api.post("/api/v1/deployments/alerts", json=alert).status_code == 200
+        degraded = {
+            **alert,
+            "kind": "degraded",
+            "detail": {"reasons": ["error_rate"], "error_rate": 0.06, "requests": 1500},
+        }
+        assert api.post("/api/v1/deployments/alerts", json=degraded).status_code == 200
+    dialogs: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_context(java_script_enabled=False).new_page()
+            page.on("dialog", lambda d: dialogs.append(d.message))
+            page.goto(ui_server + "/signin")
+            page.fill("#token", ADMIN_TOKEN)
+            page.click("button:has-text('Sign in')")
+            page.click("nav[aria-label=Main] >> text=Deployments")
+            page.click("text=default/fraud-detector@production")
+            page.wait_for_selector("#monitoring-title")
+            figures = page.inner_text(".figures")
+            assert "1500" in figures and "6.00 %" in figures and "14 ms" in figures
+            over = page.locator(".figures div.over")  # only the error rate is over
+            assert over.count() == 1 and "error rate" in over.inner_text().lower()
+            drifted = page.locator("tr.over th")
+            assert drifted.count() == 1 and HOSTILE_FEATURE in drifted.inner_text()
+            alerts = page.inner_text("ol[aria-labelledby=alerts-title]")
+            assert "drift" in alerts and "degraded" in alerts and HOSTILE_FEATURE in alerts
+            assert alerts.index("degraded") < alerts.index("drift")  # newest first
+            assert page.locator("img[src=x]").count() == 0
+            page.screenshot(path=str(shots / "19-deployment-monitoring.png"), full_page=True)
+        finally:
+            browser.close()
+    assert dialogs == []
+
+
 AXE = Path(__file__).parent / "vendor" / "axe.min.js"
 AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
 
@@ -414,8 +508,11 @@ def test_main_pages_pass_axe_core(ui_server: str) -> None:
                 "replica": "pod-a",
                 "status": "ready",
                 "version": 1,
+                "measures": MEASURES,
             },
         )
+        assert r.status_code == 200, r.text
+        r = api.post("/api/v1/deployments/alerts", json={**DRIFT_ALERT, "reference": "a11y/1"})
         assert r.status_code == 200, r.text
     urls = [
         "/",

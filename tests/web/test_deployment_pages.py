@@ -104,3 +104,17 @@ def test_reader_elsewhere_sees_nothing(auth_client: TestClient) -> None:
     api = c.get(f"{D}/prod-eu/default/fraud/1", headers=bearer(outsider)).json()["error"]
     assert r.status_code == 403 and api["code"] == "PERMISSION_DENIED"
     assert api["message"] in page_text(r.text)
+
+
+def test_list_pages(client: TestClient) -> None:
+    push(client, "fraud", {"m": b"1"})
+    for i in range(53):
+        _hb(client, environment=f"env-{i:02d}", reference="fraud/1")
+    first = client.get("/deployments")
+    rows = re.findall(r"<td>(env-\d\d)</td>", first.text)
+    assert rows == [f"env-{i:02d}" for i in range(50)]
+    nxt = re.search(r'rel="next" href="([^"]+)"', first.text)
+    assert nxt is not None
+    second = client.get(nxt.group(1).replace("&amp;", "&"))
+    assert re.findall(r"<td>(env-\d\d)</td>", second.text) == ["env-50", "env-51", "env-52"]
+    assert 'rel="next"' not in second.text and "« First" in second.text

@@ -89,6 +89,23 @@ def test_big_family_is_cut_but_keeps_the_path(client: TestClient) -> None:
     # v35 is the newest: last in the tree, beyond the cut, yet drawn.
     svg = _svg(client.get("/models/default/f/versions/35").text)
     nodes = _nodes(svg)
-    assert len(nodes) == 31 and nodes["v35"].startswith("node node-self")
+    # The page loads an excerpt of 30 members (the root, this version, then
+    # the newest): it never loads a whole family.
+    assert len(nodes) == 30 and nodes["v35"].startswith("node node-self")
+    assert "v1 · original" in nodes and "v6 · finetuned" not in nodes
     page = client.get("/models/default/f/versions/35").text
-    assert "4 more version(s) of this family are not drawn" in page
+    assert "5 more version(s) of this family are not drawn" in page
+
+
+def test_deep_chain_draws_the_nearest_ancestors_and_the_root(client: TestClient) -> None:
+    push(client, "c", {"a": b"root"})
+    for i in range(2, 41):
+        push(client, "c", {"a": str(i).encode()}, create=False, lineage={"parent": f"c/{i - 1}"})
+    nodes = _nodes(_svg(client.get("/models/default/c/versions/40").text))
+    # The root, this version, its 15 nearest ancestors, then the newest
+    # others up to 30: the oldest part of the chain is left out.
+    assert len(nodes) == 30 and nodes["v40"].startswith("node node-self")
+    assert "v1 · original" in nodes and all(f"v{n}" in nodes for n in range(12, 40))
+    assert not any(f"v{n}" in nodes for n in range(2, 12))
+    page = client.get("/models/default/c/versions/40").text
+    assert "10 more version(s) of this family are not drawn" in page

@@ -602,3 +602,8 @@ class Heartbeat(_Body):
         json_schema_extra={"minimum": 1, "maximum": MAX_VERSION_NUMBER},
     )
     error: str | None = Field(None, json_schema_extra=COMMENT)
+    measures: dict[str, Any] | None = Field(
+        None,
+        description="the replica's monitoring window now: requests, error rate, latency "
+        "percentiles, per-feature PSI and KS, the thresholds (at most 16 KiB)",
+    )

@@ -1,5 +1,5 @@
 """Versions and their files: ``push``, ``pull``, ``ls``, ``show``, ``search``,
-``tag`` and ``alias set|show``."""
+``tag`` and ``alias set|show|history``."""
 
 from __future__ import annotations
 
@@ -310,7 +310,7 @@ class AliasGroup(TyperGroup):
 
 alias_app = typer.Typer(
     cls=AliasGroup,
-    help="Aliases: set (also `alias REF NAME`) and show.",
+    help="Aliases: set (also `alias REF NAME`), show and history.",
     no_args_is_help=True,
 )
 
@@ -364,6 +364,49 @@ def alias_show(
 
     with connect(registry, token) as reg:
         governance.show_alias(reg, ref, at, as_json)
+
+
+@alias_app.command("history")
+def alias_history(
+    model: Annotated[
+        str, typer.Argument(help="NAME or ns/NAME (NAME@ALIAS: only that alias's moves)")
+    ],
+    alias: Annotated[str | None, typer.Option(help="Only this alias.")] = None,
+    newest_first: Annotated[
+        bool, typer.Option("--newest-first", help="Newest move first (default: oldest).")
+    ] = False,
+    limit: Annotated[
+        int | None, typer.Option(min=1, help="At most this many moves (default: all).")
+    ] = None,
+    registry: RegistryOpt = DEFAULT_URL,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The recorded moves of a model's aliases: who moved which alias from
+    which version to which, when and why (fetched page by page)."""
+
+    def table(moves: list[dict[str, Any]]) -> Table:
+        t = Table("alias", "from", "to", "actor", "at", "reason")
+        for m in moves:
+            t.add_row(
+                m["alias"],
+                str(m["from_version"] or "-"),
+                str(m["to_version"] or "-"),
+                m["actor"],
+                m["at"],
+                m["reason"],
+            )
+        return t
+
+    run(
+        registry,
+        token,
+        as_json,
+        lambda reg: list(
+            reg.alias_history(model, alias=alias, newest_first=newest_first, limit=limit)
+        ),
+        table,
+    )
 
 
 def register(app: typer.Typer) -> None:

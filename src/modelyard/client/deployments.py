@@ -130,6 +130,7 @@ class EmbeddedDeployments:
                 endpoint=body.get("endpoint"),
                 failed_version=body.get("failed_version"),
                 error=body.get("error"),
+                measures=body.get("measures"),
                 actor=self.actor,
             )
         )
@@ -218,11 +219,13 @@ class DeploymentMixin:
         endpoint: str | None = None,
         failed_version: int | None = None,
         error: str | None = None,
+        measures: dict[str, Any] | None = None,
     ) -> Wire:
         """A model server's heartbeat (status ``starting``/``ready``/``degraded``/
-        ``failed``, the version served, a version that failed to load); creates
-        the deployment if none is recorded. A consumer token is enough for
-        versions it can read."""
+        ``failed``, the version served, a version that failed to load, and
+        ``measures``: its monitoring window now, shown as the replica's latest
+        figures); creates the deployment if none is recorded. A consumer token
+        is enough for versions it can read."""
         body = _drop_none(
             {
                 "environment": environment,
@@ -233,6 +236,7 @@ class DeploymentMixin:
                 "endpoint": endpoint,
                 "failed_version": failed_version,
                 "error": error,
+                "measures": measures,
             }
         )
         return self._b.report_heartbeat(body)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 from urllib.parse import quote
 
 from modelyard.client.paging import walk_pages
+from modelyard.domain.errors import InvalidInput
 from modelyard.domain.references import DEFAULT_NAMESPACE, Reference, parse_reference
 from modelyard.wire import governance as rg
 from modelyard.wire import render
@@ -38,6 +39,7 @@ class GovernanceBackend(Protocol):
     def policy_check(self, ref: Reference, action: str, alias: str | None) -> Wire: ...
     def rollback(self, ref: Reference, reason: str, expected_version: int | None) -> Wire: ...
     def alias_at(self, ref: Reference, at: str | int | None) -> Wire: ...
+    def alias_history(self, ref: Reference, alias: str | None, query: Wire) -> Wire: ...
     def request_approval(self, ref: Reference, body: Wire) -> Wire: ...
     def review(self, approval_id: int, decision: Decision, comment: str) -> Wire: ...
     def get_approval(self, approval_id: int) -> Wire: ...
@@ -69,8 +71,6 @@ def _policy_path(namespace: str, model: str | None) -> str:
 
 def _alias_of(ref: Reference) -> str:
     if ref.alias is None or ref.alias == "latest":
-        from modelyard.domain.errors import InvalidInput
-
         raise InvalidInput(f"{ref} names no alias: write name@alias", code="INVALID_REFERENCE")
     return ref.alias
 
@@ -111,6 +111,15 @@ class RemoteGovernance:
         """GET where an alias points (at a time)."""
         path = f"{_mpath(ref.namespace, ref.name)}/aliases/{_q(_alias_of(ref))}"
         return self._wire("GET", path, params={} if at is None else {"at": str(at)})
+
+    def alias_history(self, ref: Reference, alias: str | None, query: Wire) -> Wire:
+        """GET one page of a model's alias moves (``query``: ``order``,
+        ``page_size``, ``page_token``)."""
+        params = {k: v for k, v in query.items() if v is not None}
+        if alias is not None:
+            params["alias"] = alias
+        path = f"{_mpath(ref.namespace, ref.name)}/aliases/history"
+        return self._wire("GET", path, params=params)
 
     def request_approval(self, ref: Reference, body: Wire) -> Wire:
         """POST an approval request."""
@@ -214,6 +223,22 @@ class EmbeddedGovernance:
                 ref.name, _alias_of(ref), when, namespace=ref.namespace, actor=self.actor
             )
         )
+
+    def alias_history(self, ref: Reference, alias: str | None, query: Wire) -> Wire:
+        """One page of a model's alias moves, as the REST route answers it."""
+        page = self.svc.alias_moves(
+            ref.name,
+            namespace=ref.namespace,
+            alias=alias,
+            page_size=query.get("page_size", 100),
+            page_token=query.get("page_token"),
+            newest_first=query.get("order") == "desc",
+            actor=self.actor,
+        )
+        return {
+            "history": [render.alias_move(m) for m in page.items],
+            "next_page_token": page.next_page_token,
+        }
 
     def request_approval(self, ref: Reference, body: Wire) -> Wire:
         """Request an approval."""
@@ -324,6 +349,34 @@ class GovernanceMixin:
     def alias_at(self, ref: str, at: str | int | None = None) -> Wire:
         """Where ``name@alias`` pointed at ``at`` (RFC 3339 or µs; default now)."""
         return self._b.alias_at(parse_reference(ref), at)
+
+    def alias_history(
+        self,
+        model: str,
+        *,
+        alias: str | None = None,
+        newest_first: bool = False,
+        limit: int | None = None,
+        page_size: int = 100,
+    ) -> Iterator[Wire]:
+        """The recorded moves of ``model``'s aliases (``fraud``, ``team/fraud``;
+        ``fraud@prod`` for one alias, or ``alias=``): oldest first unless
+        ``newest_first``, at most ``limit``. Pages are fetched as you iterate."""
+        ref = parse_reference(model)
+        if ref.version is not None:
+            raise InvalidInput(
+                f"{model} names a version: give the model (name or ns/name)",
+                code="INVALID_REFERENCE",
+            )
+        one = alias if alias is not None else (ref.alias if ref.alias != "latest" else None)
+        order = "desc" if newest_first else "asc"
+
+        def fetch(token: str | None, remaining: int | None) -> Wire:
+            size = page_size if remaining is None else max(1, min(page_size, remaining))
+            query = {"order": order, "page_size": size, "page_token": token}
+            return self._b.alias_history(ref, one, query)
+
+        return walk_pages(fetch, "history", limit)
 
     def request_approval(
         self,

@@ -148,6 +148,11 @@ class Replica:
     started_at: int
     heartbeat_at: int
     stale: bool
+    measures: dict[str, Any] | None = None
+    """The monitoring window as of the last heartbeat (see
+    ``serving/monitor.py``'s snapshot): requests, error rate, latency
+    percentiles, per-feature PSI and KS, and the thresholds they are judged
+    by; None if the server sent none."""
 
     @property
     def live_status(self) -> str:

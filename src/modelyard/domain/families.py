@@ -115,6 +115,25 @@ def descendants(version_id: int, parents: Mapping[int, int | None]) -> list[int]
     return out
 
 
+def _nearest_drawn(
+    version_id: int, parents: Mapping[int, int | None], drawn: Mapping[int, Any]
+) -> int | None:
+    """The nearest ancestor of ``version_id`` in ``drawn`` (None: none). The
+    walk stops there, so drawing an excerpt of a deep chain costs the gaps
+    between its members, not each member's whole chain; a cycle still raises
+    ``LINEAGE_CYCLE``."""
+    seen = {version_id}
+    current = parents.get(version_id)
+    while current is not None:
+        if current in drawn:
+            return current
+        if current in seen or len(seen) > MAX_LINEAGE_DEPTH:
+            raise lineage_cycle(version_id)
+        seen.add(current)
+        current = parents.get(current)
+    return None
+
+
 def build_trees(
     versions: Mapping[int, Version], parents: Mapping[int, int | None], root_id: int
 ) -> list[FamilyNode]:
@@ -127,7 +146,7 @@ def build_trees(
     nodes = {vid: FamilyNode(ver) for vid, ver in versions.items()}
     tops: list[FamilyNode] = []
     for vid in sorted(versions, key=lambda i: (versions[i].created_at, i)):
-        holder = next((a for a in ancestors(vid, parents) if a in nodes), None)
+        holder = _nearest_drawn(vid, parents, nodes)
         if holder is None:
             tops.append(nodes[vid])
         else:

@@ -360,10 +360,13 @@ class AliasUseCases(RegistryCore):
         alias: str | None = None,
         page_size: int = 100,
         page_token: str | None = None,
+        newest_first: bool = True,
         actor: Principal,
     ) -> Page[AliasMove]:
-        """A model's alias moves, newest first, one keyset page at a time
-        (``next_page_token`` continues; None: no older move).
+        """A model's alias moves, newest first (or oldest first with
+        ``newest_first=False``), one keyset page at a time
+        (``next_page_token`` continues; None: no further move). A token
+        continues in the order of the page that gave it.
 
         Requires: read on the namespace (not part of the production view).
         """
@@ -376,7 +379,13 @@ class AliasUseCases(RegistryCore):
         with self.db.read() as tx:
             mid = self.model_id(tx, namespace, name)
             rows = tx.alias_moves_page(
-                mid, namespace, name, alias, before=before, limit=page_size + 1
+                mid,
+                namespace,
+                name,
+                alias,
+                before=before,
+                limit=page_size + 1,
+                newest_first=newest_first,
             )
         items = [move for _, move in rows[:page_size]]
         token = None

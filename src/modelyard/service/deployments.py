@@ -43,6 +43,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
+
 from modelyard.domain import identity as auth
 from modelyard.domain.deployments import (
     MAX_ERROR,
@@ -105,6 +107,29 @@ def _check_error(value: Any) -> str | None:
         )
     # A load error can be a long traceback: keep its end, where the cause is.
     return value[-MAX_ERROR:]
+
+
+MAX_MEASURES_BYTES = 16 * 1024
+
+
+def check_json_object(value: Any, field: str, code: str) -> dict[str, Any]:
+    """``value`` if it is a JSON object of at most :data:`MAX_MEASURES_BYTES`
+    (as JSON) with no NUL character (PostgreSQL refuses NUL in text)."""
+    if not isinstance(value, dict):
+        raise InvalidInput(f"{field} must be an object", code=code, details={"field": field})
+    try:
+        dumped = orjson.dumps(value)
+    except TypeError:  # lone surrogates, integers past 64 bits, non-JSON values
+        raise InvalidInput(f"{field} must be JSON", code=code, details={"field": field}) from None
+    if b"\\u0000" in dumped:
+        raise InvalidInput(
+            f"{field} must not contain NUL characters", code=code, details={"field": field}
+        )
+    if len(dumped) > MAX_MEASURES_BYTES:
+        raise InvalidInput(
+            f"{field} is over {MAX_MEASURES_BYTES} bytes", code=code, details={"field": field}
+        )
+    return value
 
 
 def parse_deployed_reference(reference: Any) -> Reference:
@@ -208,11 +233,14 @@ class DeploymentUseCases(RegistryCore):
         endpoint: str | None = None,
         failed_version: int | None = None,
         error: str | None = None,
+        measures: dict[str, Any] | None = None,
         actor: Principal,
     ) -> Deployment:
         """A model server's heartbeat for the deployment of ``reference`` in
         ``environment``: its ``status``, the ``version`` it serves (a change is
-        a swap), a ``failed_version`` that did not load (with ``error``).
+        a swap), a ``failed_version`` that did not load (with ``error``), and
+        ``measures``: its monitoring window now (kept as the replica's latest
+        figures, at most 16 KiB of JSON; None keeps none).
 
         Creates the deployment if none is recorded. Requires: consume on the
         model's namespace, and every reported version readable by the caller
@@ -227,6 +255,9 @@ class DeploymentUseCases(RegistryCore):
         failed = _check_number(failed_version, "failed_version")
         url = validate_endpoint(endpoint)
         message = _check_error(error)
+        window = None
+        if measures is not None:
+            window = check_json_object(measures, "measures", "INVALID_DEPLOYMENT")
 
         def op(tx: RegistryTx) -> Deployment:
             view = ProductionView(tx)
@@ -289,6 +320,7 @@ class DeploymentUseCases(RegistryCore):
                     error=message,
                     started_at=at if before is None else before.started_at,
                     heartbeat_at=at,
+                    measures=window,
                 ),
                 exists=before is not None,
             )
@@ -369,6 +401,8 @@ class DeploymentUseCases(RegistryCore):
         *,
         environment: str | None = None,
         follows: str | None = None,
+        after: tuple[str, str] | None = None,
+        limit: int | None = None,
         actor: Principal,
     ) -> list[Deployment]:
         """Deployments the caller may read, by environment and reference.
@@ -376,9 +410,15 @@ class DeploymentUseCases(RegistryCore):
         ``follows`` narrows to what follows a reference: ``fraud@production``
         (deployments of that alias), ``fraud`` (any deployment of the model),
         ``fraud/7`` (deployments whose resolved version is 7, whatever they
-        follow). Requires: any valid token; only namespaces the caller reads
-        are listed (``follows`` needs read on its namespace).
+        follow). ``after`` (an environment and reference) and ``limit`` page
+        through them in that order. Requires: any valid token; only
+        namespaces the caller reads are listed (``follows`` needs read on its
+        namespace).
         """
+        if limit is not None and (
+            isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000
+        ):
+            raise InvalidInput("limit must be 1 to 1000", code="INVALID_PAGE_SIZE")
         env = None if environment is None else validate_environment(environment)
         model = alias = None
         number: int | None = None
@@ -391,7 +431,13 @@ class DeploymentUseCases(RegistryCore):
             namespaces, model, alias, number = [ref.namespace], ref.name, ref.alias, ref.version
         with self.db.read() as tx:
             rows = tx.deployments.find(
-                environment=env, namespaces=namespaces, model=model, alias=alias, version=number
+                environment=env,
+                namespaces=namespaces,
+                model=model,
+                alias=alias,
+                version=number,
+                after=after,
+                limit=limit,
             )
             return self._assemble(tx, rows, now_us())
 
@@ -402,11 +448,13 @@ class DeploymentUseCases(RegistryCore):
         reference: str | None = None,
         before: int | None = None,
         limit: int = 100,
+        kinds: list[HistoryKind] | None = None,
         actor: Principal,
     ) -> list[HistoryEntry]:
         """An environment's history, newest first (``reference`` narrows it to
-        one deployment; ``before`` pages on by entry id). Requires: read on the
-        namespaces whose entries are shown (others are left out)."""
+        one deployment, ``kinds`` to entries of those kinds, e.g. the alerts
+        and automatic rollbacks; ``before`` pages on by entry id). Requires:
+        read on the namespaces whose entries are shown (others are left out)."""
         env = validate_environment(environment)
         if not isinstance(limit, int) or not 1 <= limit <= MAX_HISTORY_PAGE:
             raise InvalidInput(f"limit must be 1 to {MAX_HISTORY_PAGE}", code="INVALID_PAGE_SIZE")
@@ -420,7 +468,12 @@ class DeploymentUseCases(RegistryCore):
             canonical, namespaces = str(ref), [ref.namespace]
         with self.db.read() as tx:
             return tx.deployments.history(
-                env, namespaces=namespaces, reference=canonical, before=before, limit=limit
+                env,
+                namespaces=namespaces,
+                reference=canonical,
+                before=before,
+                limit=limit,
+                kinds=None if kinds is None else [HistoryKind(k).value for k in kinds],
             )
 
     # -- shared steps -------------------------------------------------------
@@ -547,6 +600,7 @@ class DeploymentUseCases(RegistryCore):
                     started_at=rep.started_at,
                     heartbeat_at=rep.heartbeat_at,
                     stale=is_stale(rep.heartbeat_at, now, stale_after),
+                    measures=rep.measures,
                 )
             )
         return [

@@ -11,6 +11,7 @@ visible versions below it hang under their nearest visible ancestor.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from modelyard.domain import identity as auth
@@ -98,7 +99,15 @@ class _Scope:
 class FamilyUseCases(RegistryCore):
     """Queries over the variant graph: family tree, variants, ancestry."""
 
-    def _scope(self, tx: RegistryTx, ref: str | Reference, actor: Principal) -> _Scope:
+    def _scope(
+        self,
+        tx: RegistryTx,
+        ref: str | Reference,
+        actor: Principal,
+        pick: Callable[[int, int, dict[int, int | None]], list[int]] | None = None,
+    ) -> _Scope:
+        """The family of ``ref``'s version as ``actor`` sees it; ``pick(version_id,
+        root_id, parents)`` chooses which members to load (default: all)."""
         r = self.resolve(ref)
         view = ProductionView(tx)
         if auth.require_readable(actor, r.namespace):
@@ -107,8 +116,9 @@ class FamilyUseCases(RegistryCore):
             vid = self.version_id(tx, r)
         root_id = tx.version_keys(vid).original_id or vid
         parents = tx.family_links(root_id)
+        chosen = sorted(parents) if pick is None else sorted(pick(vid, root_id, parents))
         visible: dict[int, Version] = {}
-        for ver in tx.load_versions(sorted(parents)):
+        for ver in tx.load_versions(chosen):
             perms = actor.permissions_in(ver.namespace)
             if Permission.READ in perms or (
                 Permission.CONSUME in perms and tx.version_matches(ver.id, view.rule(ver.namespace))
@@ -130,6 +140,45 @@ class FamilyUseCases(RegistryCore):
             root=None if root is None else root.ref,
             trees=build_trees(scope.visible, scope.parents, scope.root_id),
         )
+
+    def family_excerpt(
+        self, ref: str | Reference, *, max_members: int = 30, actor: Principal
+    ) -> tuple[Family, int]:
+        """At most ``max_members`` of the family of ``ref``'s version, for a
+        page that draws it: the root, the version, its nearest ancestors (up
+        to half the budget), its children, then the newest other members.
+        Also how many members were left out (0 for a caller without read on
+        the version's namespace, who is not told about versions outside the
+        production view). Only the chosen members are loaded, so a family of
+        thousands costs the page what a small one does. Requires: as
+        :meth:`get_family`.
+        """
+        if isinstance(max_members, bool) or not isinstance(max_members, int) or max_members < 2:
+            raise InvalidInput("max_members must be at least 2", code="INVALID_PAGE_SIZE")
+
+        def pick(vid: int, root_id: int, parents: dict[int, int | None]) -> list[int]:
+            chosen = dict.fromkeys([root_id, vid])
+            for a in ancestors(vid, parents)[: max_members // 2]:
+                chosen[a] = None
+            children = sorted(i for i, p in parents.items() if p == vid)
+            for i in [*children, *sorted(parents, reverse=True)]:
+                if len(chosen) >= max_members:
+                    break
+                chosen[i] = None
+            return list(chosen)
+
+        with self.db.read() as tx:
+            scope = self._scope(tx, ref, actor, pick)
+        root = scope.visible.get(scope.root_id)
+        family = Family(
+            of=scope.visible[scope.version_id].ref,
+            root=None if root is None else root.ref,
+            trees=build_trees(scope.visible, scope.parents, scope.root_id),
+        )
+        of = scope.visible[scope.version_id]
+        reads = Permission.READ in actor.permissions_in(of.namespace)
+        left_out = len(scope.parents) - min(len(scope.parents), max_members) if reads else 0
+        return family, left_out
 
     def list_variants(
         self,

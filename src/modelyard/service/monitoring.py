@@ -32,8 +32,6 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
 from modelyard.domain import identity as auth
 from modelyard.domain.deployments import (
     HistoryKind,
@@ -48,6 +46,7 @@ from modelyard.domain.references import Reference
 from modelyard.service.deployments import (
     DeploymentUseCases,
     _check_number,
+    check_json_object,
     deployment_not_found,
     parse_deployed_reference,
 )
@@ -58,7 +57,6 @@ if TYPE_CHECKING:
     from modelyard.domain.entities import Version
 
 ALERT_KINDS = frozenset({"drift", "degraded"})
-MAX_DETAIL_BYTES = 16 * 1024
 
 
 def _bad(message: str, field: str) -> InvalidInput:
@@ -68,18 +66,7 @@ def _bad(message: str, field: str) -> InvalidInput:
 def _check_detail(detail: Any) -> dict[str, Any]:
     if detail is None:
         return {}
-    if not isinstance(detail, dict):
-        raise _bad("detail must be an object", "detail")
-    try:
-        dumped = orjson.dumps(detail)
-    except TypeError:  # lone surrogates, integers past 64 bits, non-JSON values
-        raise _bad("detail must be JSON", "detail") from None
-    if b"\\u0000" in dumped:  # PostgreSQL refuses NUL in text
-        raise _bad("detail must not contain NUL characters", "detail")
-    size = len(dumped)
-    if size > MAX_DETAIL_BYTES:
-        raise _bad(f"detail is over {MAX_DETAIL_BYTES} bytes", "detail")
-    return detail
+    return check_json_object(detail, "detail", "INVALID_ALERT")
 
 
 def _check_seconds(value: Any) -> float | None:

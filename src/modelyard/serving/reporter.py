@@ -9,6 +9,9 @@ deployment per reference it serves. Through the SDK it
 - sends a heartbeat per reference every ``interval`` seconds: status
   (``ready``, or ``degraded`` after a version failed to load while the old
   one keeps serving), the version loaded, this replica's id and endpoint,
+  and the monitoring window's figures (``measures``: requests, error rate,
+  latency, the most drifted features with the thresholds they are judged
+  by; the registry's UI shows them on the deployment's page),
 - reports at once when the follower swaps (the new resolved version) or
   when a version fails to load (``failed_version`` and the error).
 
@@ -22,6 +25,7 @@ import logging
 import os
 import socket
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +36,26 @@ from modelyard.domain.monitoring import MonitorSettings, parse_monitor_settings
 log = logging.getLogger("modelyard.serving")
 
 HEARTBEAT_SECONDS = 15.0
+MAX_REPORTED_FEATURES = 50
+"""Features per heartbeat: the most drifted ones (a heartbeat's measures
+must stay well under the registry's 16 KiB bound, and a model may track
+up to 1,000 features)."""
+
+Measures = Callable[[str], dict[str, Any] | None]
+"""``measures(ref)``: the monitoring window of what serves ``ref`` now, or None."""
+
+
+def trim_features(measures: dict[str, Any], limit: int = MAX_REPORTED_FEATURES) -> dict[str, Any]:
+    """``measures`` with only its ``limit`` most drifted features (by the larger
+    of PSI and KS), and ``features_total`` saying how many there were."""
+    features: dict[str, dict[str, Any]] = measures.get("features") or {}
+
+    def worst(item: tuple[str, dict[str, Any]]) -> float:
+        f = item[1]
+        return max(f.get("psi") or 0.0, f.get("ks") or 0.0)
+
+    kept = dict(sorted(features.items(), key=worst, reverse=True)[:limit])
+    return {**measures, "features": kept, "features_total": len(features)}
 
 
 def default_replica_id() -> str:
@@ -63,8 +87,10 @@ class DeploymentReporter:
         endpoint: str | None = None,
         replica: str | None = None,
         interval: float = HEARTBEAT_SECONDS,
+        measures: Measures | None = None,
     ) -> None:
         self.registry = registry
+        self.measures = measures
         self.environment = environment
         self.endpoint = endpoint
         self.replica = replica or default_replica_id()
@@ -140,6 +166,13 @@ class DeploymentReporter:
         with self._lock:
             served = self._served[ref]
             version, failed = served.version, served.failed
+        window = None
+        if self.measures is not None:
+            try:
+                found = self.measures(ref)
+                window = None if found is None else trim_features(found)
+            except Exception:  # figures are a bonus: never let them stop a heartbeat
+                log.exception("monitoring figures of %s not available", ref)
         answer = self.registry.report_heartbeat(
             self.environment,
             ref,
@@ -149,6 +182,7 @@ class DeploymentReporter:
             endpoint=self.endpoint,
             failed_version=failed[0] if failed and report_failure else None,
             error=failed[1] if failed else None,
+            measures=window,
         )
         raw = answer.get("monitoring")
         if raw is not None:

@@ -17,7 +17,7 @@ from modelyard.serving.metrics import ServingMetrics
 from modelyard.serving.predlog import PredictionLog
 from modelyard.serving.reporter import HEARTBEAT_SECONDS, DeploymentReporter
 from modelyard.serving.table import Live, ModelTable
-from modelyard.serving.watcher import MonitorWatcher
+from modelyard.serving.watcher import MonitorWatcher, drift_thresholds
 
 log = logging.getLogger("modelyard.serving")
 
@@ -106,6 +106,7 @@ def build(
             endpoint=options.endpoint,
             replica=options.replica,
             interval=options.heartbeat_seconds,
+            measures=lambda ref: measures_of(ref),
         )
     follower: AliasFollower | None = None
     # Deployments are per reference; a bundle's roles are watched and logged
@@ -128,6 +129,24 @@ def build(
     def settings(ref: str) -> MonitorSettings:
         found = reporter.monitoring(ref) if reporter is not None else None
         return found or defaults
+
+    def measures_of(ref: str) -> dict[str, Any] | None:
+        # The window of the version taking ref's traffic now, with the
+        # thresholds the watcher judges it by (so the page can compare).
+        for key, live in served_now():
+            if key == ref:
+                current = settings(ref)
+                return {
+                    **live.monitor.snapshot(),
+                    "version": live.loaded.version,
+                    "thresholds": {
+                        **drift_thresholds(current, live).to_dict(),
+                        "error_rate": current.error_rate,
+                        "latency_p99_ms": current.latency_p99_ms,
+                        "min_requests": current.min_requests,
+                    },
+                }
+        return None
 
     send = None
     if reporter is not None:

@@ -64,12 +64,22 @@ class _State:
     degraded: _Condition = field(default_factory=_Condition)
 
 
-def drift_of(snap: dict[str, Any], settings: MonitorSettings, live: Live) -> dict[str, Any]:
-    """The features over their thresholds in a window snapshot (empty: no drift)."""
+def drift_thresholds(settings: MonitorSettings, live: Live) -> DriftThresholds:
+    """The PSI and KS thresholds ``live``'s drift is judged by: the
+    deployment's settings, else the version's statistics file's, else the
+    defaults."""
     own = live.loaded.reference_stats.thresholds if live.loaded.reference_stats else None
     base = own or DriftThresholds()
-    psi_max = settings.psi if settings.psi is not None else base.psi
-    ks_max = settings.ks if settings.ks is not None else base.ks
+    return DriftThresholds(
+        settings.psi if settings.psi is not None else base.psi,
+        settings.ks if settings.ks is not None else base.ks,
+    )
+
+
+def drift_of(snap: dict[str, Any], settings: MonitorSettings, live: Live) -> dict[str, Any]:
+    """The features over their thresholds in a window snapshot (empty: no drift)."""
+    limits = drift_thresholds(settings, live)
+    psi_max, ks_max = limits.psi, limits.ks
     over = {}
     for name, f in snap["features"].items():
         if f["count"] < settings.min_requests:

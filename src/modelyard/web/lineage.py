@@ -142,8 +142,9 @@ def _drawn_trees(family: Family | None, ver: Version) -> list[FamilyNode]:
     return [root, *(t for t in rest if id(t) not in moved)]
 
 
-def lineage_graph(family: Family | None, ver: Version) -> Graph:
-    """Lay out ``ver``'s family tree and inputs (``family`` None: ``ver`` alone)."""
+def lineage_graph(family: Family | None, ver: Version, *, unseen: int = 0) -> Graph:
+    """Lay out ``ver``'s family tree and inputs (``family`` None: ``ver`` alone;
+    ``unseen``: members the excerpt ``family`` left out, counted as not drawn)."""
     trees = _drawn_trees(family, ver)
     on_path = set(_path_to(trees, ver.id))
     boxes: list[Box] = []
@@ -202,7 +203,7 @@ def lineage_graph(family: Family | None, ver: Version) -> Graph:
             edges.append(Edge(f"M{sx},{sy} C{mid},{sy} {mid},{ey} {ex + 6},{ey}", "input"))
         height = max(height, top + len(inputs) * ROW)
         tree_w = x + INPUT_W + PAD
-    return Graph(width=tree_w, height=height, boxes=boxes, edges=edges, left_out=left_out)
+    return Graph(width=tree_w, height=height, boxes=boxes, edges=edges, left_out=left_out + unseen)
 
 
 def _descendants(node: FamilyNode) -> list[FamilyNode]:

@@ -21,7 +21,7 @@ from modelyard.domain.policies import Policy, evaluate
 from modelyard.domain.references import Reference, parse_reference
 from modelyard.web import compare as diff
 from modelyard.web.calls import Door, door
-from modelyard.web.lineage import lineage_graph
+from modelyard.web.lineage import MAX_NODES, lineage_graph
 from modelyard.web.render import page, query
 from modelyard.web.search_form import PAGE_SIZE, SORTS, STATES, SearchForm
 
@@ -246,12 +246,15 @@ async def version_page(request: Request, namespace: str, name: str, version: str
         except NotFound:
             original = None
     try:
-        family = await d.call(d.registry.get_family, ver.ref, actor=d.who)
+        # A bounded excerpt: a family can hold thousands of versions.
+        family, unseen = await d.call(
+            d.registry.family_excerpt, ver.ref, max_members=MAX_NODES, actor=d.who
+        )
     except (NotFound, PermissionDenied):
-        family = None
+        family, unseen = None, 0
     context = {
         "ver": ver,
-        "graph": lineage_graph(family, ver),
+        "graph": lineage_graph(family, ver, unseen=unseen),
         "can_write": d.who.can(Permission.WRITE, ver.namespace),
         "done": request.query_params.get("done") or "",
         "original": original,

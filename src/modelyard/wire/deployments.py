@@ -12,7 +12,8 @@ from modelyard.wire.render import iso
 def replica(r: Replica) -> dict[str, Any]:
     """Wire shape of one replica's last heartbeat; ``status`` is ``stale`` when
     the heartbeat is older than the server's timeout (``reported_status`` keeps
-    what the replica said)."""
+    what the replica said); ``measures`` its monitoring window at that
+    heartbeat (None if it sent none)."""
     return {
         "replica": r.replica,
         "status": r.live_status,
@@ -23,6 +24,7 @@ def replica(r: Replica) -> dict[str, Any]:
         "error": r.error,
         "started_at": iso(r.started_at),
         "heartbeat_at": iso(r.heartbeat_at),
+        "measures": r.measures,
     }
 
 

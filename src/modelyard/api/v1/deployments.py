@@ -85,6 +85,7 @@ async def heartbeat(body: Heartbeat, request: Request) -> Response:
         endpoint=body.endpoint,
         failed_version=body.failed_version,
         error=body.error,
+        measures=body.measures,
         actor=actor(request),
     )
     return JSONResponse(wire.deployment(found))

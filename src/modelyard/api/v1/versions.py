@@ -7,6 +7,7 @@ route that names a version takes any reference form.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Literal
 
 from fastapi import APIRouter, Header, Query, Request
 from starlette.concurrency import run_in_threadpool
@@ -417,11 +418,35 @@ async def delete_alias(namespace: str, name: str, alias: str, request: Request) 
 @router.get("/models/{namespace}/{name}/aliases/history")
 @access("read")
 async def alias_history(
-    request: Request, namespace: str, name: str, alias: str | None = None
+    request: Request,
+    namespace: str,
+    name: str,
+    alias: str | None = None,
+    order: Literal["asc", "desc"] = Query(
+        "asc",
+        description="`asc`: oldest move first (the default, as before paging); "
+        "`desc`: newest first.",
+    ),
+    page_size: int = Query(100, ge=1, le=1000),
+    page_token: str | None = None,
 ) -> Response:
-    """Every recorded move of the model's aliases, oldest first."""
+    """The recorded moves of the model's aliases (or of one ``alias``), one
+    keyset page at a time: ``next_page_token`` continues in the same order
+    (null: no further move). Oldest first unless ``order=desc``."""
     svc, call = services(request)
-    moves = await call(
-        svc.alias_history, name, namespace=namespace, alias=alias, actor=actor(request)
+    page = await call(
+        svc.alias_moves,
+        name,
+        namespace=namespace,
+        alias=alias,
+        page_size=page_size,
+        page_token=page_token,
+        newest_first=order == "desc",
+        actor=actor(request),
     )
-    return JSONResponse({"history": [render.alias_move(m) for m in moves]})
+    return JSONResponse(
+        {
+            "history": [render.alias_move(m) for m in page.items],
+            "next_page_token": page.next_page_token,
+        }
+    )

@@ -48,6 +48,7 @@ def _replica(r: Any) -> ReplicaRow:
         error=r.error,
         started_at=int(r.started_at),
         heartbeat_at=int(r.heartbeat_at),
+        measures=r.measures,
     )
 
 
@@ -90,9 +91,12 @@ class BoundDeployments:
         model: str | None = None,
         alias: str | None = None,
         version: int | None = None,
+        after: tuple[str, str] | None = None,
+        limit: int | None = None,
     ) -> list[DeploymentRow]:
         """Deployments matching every given filter, by environment then reference;
-        deleted ones are left out.
+        deleted ones are left out. ``after`` (environment, reference) and
+        ``limit`` page through them on the unique (environment, reference).
 
         ``namespaces`` None means any; an empty list matches nothing.
         """
@@ -109,7 +113,17 @@ class BoundDeployments:
             q = q.where(_D.c.alias == alias)
         if version is not None:
             q = q.where(_D.c.version == version)
-        rows = self._conn.execute(q.order_by(_D.c.environment, _D.c.reference)).all()
+        if after is not None:
+            env, ref = after
+            q = q.where(
+                sa.or_(
+                    _D.c.environment > env, sa.and_(_D.c.environment == env, _D.c.reference > ref)
+                )
+            )
+        q = q.order_by(_D.c.environment, _D.c.reference)
+        if limit is not None:
+            q = q.limit(limit)
+        rows = self._conn.execute(q).all()
         return [_deployment(r) for r in rows]
 
     def insert(self, values: Mapping[str, Any]) -> DeploymentRow:
@@ -148,6 +162,7 @@ class BoundDeployments:
             "error": row.error,
             "started_at": row.started_at,
             "heartbeat_at": row.heartbeat_at,
+            "measures": row.measures,
         }
         if exists:
             self._conn.execute(
@@ -206,11 +221,16 @@ class BoundDeployments:
         reference: str | None = None,
         before: int | None = None,
         limit: int = 100,
+        kinds: Sequence[str] | None = None,
     ) -> list[HistoryEntry]:
-        """An environment's history, newest first (``before``: ids below it)."""
+        """An environment's history, newest first (``before``: ids below it;
+        ``kinds``: only entries of those kinds). One deployment's is read
+        backwards on ``(environment, reference, id)``."""
         q = sa.select(_H).where(_H.c.environment == environment)
         if reference is not None:
             q = q.where(_H.c.reference == reference)
+        if kinds is not None:
+            q = q.where(_H.c.kind.in_(list(kinds)))
         if before is not None:
             q = q.where(_H.c.id < before)
         if namespaces is not None:

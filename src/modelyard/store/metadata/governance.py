@@ -310,13 +310,15 @@ def audit_events(tx: Tx, q: AuditQuery, limit: int) -> list[dict[str, Any]]:
     ((actor, id), (namespace, id), (model_key, id), (type, id)), walked
     backwards so a page stops after ``limit`` matches; without them the walk
     is the primary key. A closed time range uses (at, id) and sorts the
-    window. An action prefix is a range on (type, id) (``>= 'alias.' AND <
-    'alias/'``): exact because event types are ASCII and ``type`` compares in
-    byte order on both databases (``COLLATE "C"`` on PostgreSQL, migration
-    0006), with the matches sorted by id.
+    window. An action prefix finds its event types in the range on (type, id)
+    (``>= 'alias.' AND < 'alias/'``: exact because event types are ASCII and
+    ``type`` compares in byte order on both databases, ``COLLATE "C"`` on
+    PostgreSQL, migration 0006), then walks each type as an exact one and
+    merges the pages by id.
     """
     e = t.events
     where: list[sa.ColumnElement[bool]] = []
+    prefix: str | None = None
     if q.actor is not None:
         where.append(e.c.actor == q.actor)
     if q.namespace is not None:
@@ -330,8 +332,6 @@ def audit_events(tx: Tx, q: AuditQuery, limit: int) -> list[dict[str, Any]]:
     if q.action is not None:
         if q.action.endswith(("*", ".")):
             prefix = q.action.rstrip("*")
-            where.append(e.c.type >= prefix)
-            where.append(e.c.type < prefix_end(prefix))
         else:
             where.append(e.c.type == q.action)
     if q.since is not None:
@@ -340,7 +340,41 @@ def audit_events(tx: Tx, q: AuditQuery, limit: int) -> list[dict[str, Any]]:
         where.append(e.c.at < q.until)
     if q.before_id is not None:
         where.append(e.c.id < q.before_id)
-    rows = tx.conn.execute(
-        sa.select(*outbox.EVENT_COLUMNS).where(*where).order_by(e.c.id.desc()).limit(limit)
-    )
-    return [dict(r._mapping) for r in rows]
+
+    def page(extra: list[sa.ColumnElement[bool]]) -> list[dict[str, Any]]:
+        rows = tx.conn.execute(
+            sa.select(*outbox.EVENT_COLUMNS)
+            .where(*where, *extra)
+            .order_by(e.c.id.desc())
+            .limit(limit)
+        )
+        return [dict(r._mapping) for r in rows]
+
+    if prefix is None:
+        return page([])
+    # A range on (type, id) would sort every match by id (75,000 alias events
+    # took 190 ms at 300,000 events): instead, one backwards walk of (type,
+    # id) per event type under the prefix (a handful, each found by one index
+    # seek), each stopping at ``limit``, merged here.
+    found: list[dict[str, Any]] = []
+    for kind in _types_with_prefix(tx, prefix):
+        found.extend(page([e.c.type == kind]))
+    found.sort(key=lambda r: r["id"], reverse=True)
+    return found[:limit]
+
+
+def _types_with_prefix(tx: Tx, prefix: str) -> list[str]:
+    """The distinct event types starting with ``prefix``, one index seek each
+    on (type, id) (a DISTINCT would read every matching row)."""
+    e = t.events
+    end = prefix_end(prefix)
+    out: list[str] = []
+    low: sa.ColumnElement[bool] = e.c.type >= prefix
+    while True:
+        kind = tx.conn.execute(
+            sa.select(sa.func.min(e.c.type)).where(low, e.c.type < end)
+        ).scalar_one_or_none()
+        if kind is None:
+            return out
+        out.append(kind)
+        low = e.c.type > kind

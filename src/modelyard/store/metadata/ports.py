@@ -425,6 +425,7 @@ class ReplicaRow:
     error: str | None
     started_at: int
     heartbeat_at: int
+    measures: dict[str, Any] | None = None
 
 
 class DeploymentQueries(Protocol):
@@ -440,6 +441,8 @@ class DeploymentQueries(Protocol):
         model: str | None = None,
         alias: str | None = None,
         version: int | None = None,
+        after: tuple[str, str] | None = None,
+        limit: int | None = None,
     ) -> list[DeploymentRow]: ...
 
     def insert(self, values: Mapping[str, Any]) -> DeploymentRow: ...
@@ -466,6 +469,7 @@ class DeploymentQueries(Protocol):
         reference: str | None = None,
         before: int | None = None,
         limit: int = 100,
+        kinds: Sequence[str] | None = None,
     ) -> list[HistoryEntry]: ...
 
 
@@ -902,6 +906,7 @@ class RegistryTx(Protocol):
         *,
         before: tuple[int, int] | None,
         limit: int,
+        newest_first: bool = True,
     ) -> list[tuple[tuple[int, int], AliasMove]]: ...
 
     # -- idempotency keys

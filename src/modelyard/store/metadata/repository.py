@@ -776,19 +776,27 @@ class Tx:
         *,
         before: tuple[int, int] | None,
         limit: int,
+        newest_first: bool = True,
     ) -> list[tuple[tuple[int, int], AliasMove]]:
         """Up to ``limit`` moves of the model's aliases (or one alias), newest
-        first, each with its keyset position ``(at, id)``; ``before`` starts
-        after that position. Served by ``(model_id, at, id)`` or, for one
-        alias, ``(model_id, name, at)``."""
+        first (or oldest first), each with its keyset position ``(at, id)``;
+        ``before`` starts after that position in the order asked. Served by
+        ``(model_id, at, id)`` or, for one alias, ``(model_id, name, at)``,
+        read forwards or backwards."""
         h = t.alias_history
         q = sa.select(h).where(h.c.model_id == model_id)
         if alias is not None:
             q = q.where(h.c.name == alias)
         if before is not None:
             at, hid = before
-            q = q.where(sa.or_(h.c.at < at, sa.and_(h.c.at == at, h.c.id < hid)))
-        q = q.order_by(h.c.at.desc(), h.c.id.desc()).limit(limit)
+            if newest_first:
+                q = q.where(sa.or_(h.c.at < at, sa.and_(h.c.at == at, h.c.id < hid)))
+            else:
+                q = q.where(sa.or_(h.c.at > at, sa.and_(h.c.at == at, h.c.id > hid)))
+        if newest_first:
+            q = q.order_by(h.c.at.desc(), h.c.id.desc()).limit(limit)
+        else:
+            q = q.order_by(h.c.at.asc(), h.c.id.asc()).limit(limit)
         return [
             (
                 (r.at, r.id),

@@ -934,6 +934,9 @@ deployment_replicas = sa.Table(
     sa.Column("error", sa.Text, nullable=True),
     sa.Column("started_at", sa.BigInteger, nullable=False),
     sa.Column("heartbeat_at", sa.BigInteger, nullable=False),
+    # The monitoring window as of the last heartbeat (migration 0026): the
+    # latest figures, overwritten by each heartbeat; None if none was sent.
+    sa.Column("measures", sa.JSON, nullable=True),
 )
 
 # Append-only, one row per change; read per environment, newest first.
@@ -963,3 +966,10 @@ sa.Index(
     deployment_history.c.id,
 )
 sa.Index("ix_deployment_history_deployment_id", deployment_history.c.deployment_id)
+# One deployment's history (its page, its alerts), newest first: migration 0026.
+sa.Index(
+    "ix_deployment_history_reference_id",
+    deployment_history.c.environment,
+    deployment_history.c.reference,
+    deployment_history.c.id,
+)
