@@ -17,10 +17,13 @@ them are ready are they swapped in, role after role. If one fails, none is
 swapped: the roles keep serving the set they had, which fits together.
 
 Events are triggers, not truth: the alias is always resolved again, so the
-consumer's view applies and a missed or repeated event changes nothing. The
-stream is reopened every :data:`RECONCILE_SECONDS` of quiet, and every
-followed alias is resolved again then, which also covers a move made in the
-instant between loading and subscribing.
+consumer's view applies and a missed or repeated event changes nothing. Every
+followed alias is resolved again each time the stream opens (after it has
+opened, so a move made in the instant between loading and subscribing comes
+as an event), and the stream is reopened every :data:`RECONCILE_SECONDS` of
+quiet (``modelyard serve --resync``). A consumer token gets the moves of
+protected aliases onto versions in its production view as events (the
+registry's consumer event rule); other moves it sees at the next resync.
 """
 
 from __future__ import annotations
@@ -167,9 +170,14 @@ class AliasFollower:
             types.append("bundle.*")
         while not self._stop.is_set():
             try:
-                self.reconcile_all()
+                # Resolved again once the stream is open (``on_open``): a move
+                # committed after that read arrives as an event, so none is
+                # left for the next resync.
                 for event in self.registry.watch(
-                    types=types, after=last, idle_timeout=self.reconcile_seconds
+                    types=types,
+                    after=last,
+                    idle_timeout=self.reconcile_seconds,
+                    on_open=lambda _position: self.reconcile_all(),
                 ):
                     last = event.id
                     if self._stop.is_set():
