@@ -175,3 +175,27 @@ def test_small_and_large_batches_count_alike(served: tuple[ModelTable, Live, np.
     assert a["d"]["kind"] == "categorical" and a["d"]["unseen_share"] == pytest.approx(
         len(seen[::5]) / len(seen)
     )
+
+
+def test_drift_thresholds_precedence(served: tuple[ModelTable, Live, np.ndarray]) -> None:
+    """Each of PSI and KS comes from the first that sets it: the deployment's
+    settings, the version's statistics file, the model's policy, the defaults."""
+    from dataclasses import replace
+
+    from modelyard.domain.monitoring import DriftThresholds
+    from modelyard.serving.watcher import drift_thresholds
+
+    _, live, _ = served
+    plain = MonitorSettings()
+    assert live.loaded.reference_stats is not None
+    assert live.loaded.reference_stats.thresholds is None
+    assert drift_thresholds(plain, live) == (0.2, 0.2)  # the defaults
+    live.loaded.policy_drift = {"psi": 0.05}
+    assert drift_thresholds(plain, live) == (0.05, 0.2)  # policy's PSI, default KS
+    live.loaded.policy_drift = {"psi": 0.05, "ks": 0.3}
+    assert drift_thresholds(plain, live) == (0.05, 0.3)
+    assert drift_thresholds(MonitorSettings(ks=0.4), live) == (0.05, 0.4)  # the deployment
+    own = replace(live.loaded.reference_stats, thresholds=DriftThresholds(0.5, 0.6))
+    live.loaded.reference_stats = own
+    assert drift_thresholds(plain, live) == (0.5, 0.6)  # the version's own file
+    assert drift_thresholds(MonitorSettings(psi=0.7), live) == (0.7, 0.6)

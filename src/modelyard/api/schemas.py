@@ -427,6 +427,11 @@ class PolicyRules(_Body):
         description="Model servers may run a version's own Python code (format `python`); "
         "granted by a namespace policy only, a model policy can withdraw it.",
     )
+    drift_thresholds: dict[str, Any] | None = Field(
+        None,
+        description='Model servers\' drift thresholds, e.g. {"psi": 0.1, "ks": 0.15} (either '
+        "key may be left out); used when a version's statistics file sets none.",
+    )
 
 
 class Rollback(_Body):

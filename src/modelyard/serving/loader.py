@@ -15,6 +15,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,6 +51,9 @@ class LoadedVersion:
     loaded_at: float = field(default_factory=time.time)
     reference_stats: ReferenceStats | None = None
     """The version's reference statistics (``.modelyard/reference_stats.json``), if any."""
+    policy_drift: Mapping[str, float] | None = None
+    """Drift thresholds (``psi``, ``ks``) from the model's production policy,
+    read at load time when the statistics file sets none."""
 
     @property
     def version_label(self) -> str:
@@ -103,6 +107,11 @@ def load_version(
         _, out = registry.pull_version(version.ref, work, link=True)
         files = {p: out / p for p in paths}
         stats = read_reference_stats(version.ref, files.pop(STATS_PATH, None))
+        policy_drift = None
+        if stats is not None and stats.thresholds is None:
+            # Only a version with statistics is judged for drift, and its own
+            # thresholds come first: no call otherwise.
+            policy_drift = registry.serving_policy(version.ref).get("drift_thresholds")
         started = time.perf_counter()
         try:
             predictor = flavor.load(files, signature, threads=threads)
@@ -126,6 +135,7 @@ def load_version(
         flavor.NAME,
         predictor,
         reference_stats=stats,
+        policy_drift=policy_drift,
         offload=offload,
     )
 
