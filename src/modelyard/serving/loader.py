@@ -18,12 +18,13 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from modelyard.client import Registry, VersionInfo
 from modelyard.domain.errors import InvalidInput
 from modelyard.domain.monitoring import STATS_PATH, ReferenceStats, parse_reference_stats
 from modelyard.serving.flavors import Predictor, choose_flavor, unservable
-from modelyard.serving.tensors import parse_signature
+from modelyard.serving.tensors import BF16, Signature, parse_signature
 
 log = logging.getLogger("modelyard.serving")
 
@@ -100,6 +101,7 @@ def load_version(
         version.format, paths, allowed_exceptions(registry, version)
     )
     signature = parse_signature(version.raw.get("signature"))
+    check_bf16(flavor, signature)
     work = Path(tempfile.mkdtemp(prefix="pull-", dir=private_dir(cache_root)))
     try:
         # Pull the exact version resolved above, not ``ref`` again: an alias
@@ -138,6 +140,20 @@ def load_version(
         policy_drift=policy_drift,
         offload=offload,
     )
+
+
+def check_bf16(flavor: Any, signature: Signature | None) -> None:
+    """Refuse a BF16 tensor in the signature of a flavor that cannot take it
+    (NumPy has no bfloat16: only a flavor that says so handles the bits)."""
+    if signature is None or getattr(flavor, "BF16", False):
+        return
+    named = [s.name for s in (*signature.inputs, *signature.outputs) if s.datatype == BF16]
+    if named:
+        raise unservable(
+            f"tensor(s) {', '.join(named)} are BF16, which the {flavor.NAME} flavor cannot "
+            "take or give (BF16 is served for ONNX models; declare FP32 instead)",
+            tensors=named,
+        )
 
 
 def read_reference_stats(ref: str, path: Path | None) -> ReferenceStats | None:
