@@ -37,6 +37,7 @@ from pathlib import Path
 from modelyard.client import Registry
 from modelyard.domain.bundles import parse_bundle_ref
 from modelyard.domain.references import parse_reference
+from modelyard.serving import heap
 from modelyard.serving.loader import LoadedVersion, load_version
 from modelyard.serving.table import ModelTable
 
@@ -241,6 +242,7 @@ class AliasFollower:
             self.table.swap(f.key, old, new, keep_old=self._shared(f, old), name=f.name)
             f.current = new
             log.info("%s role %s moved: %s -> %s (swapped)", ref, f.role, old.ref, new.ref)
+        heap.resettle()
         return True
 
     def reconcile(self, f: Followed) -> bool:
@@ -273,6 +275,7 @@ class AliasFollower:
         self.table.swap(f.key, old, new, keep_old=self._shared(f, old), name=model)
         f.current = new
         log.info("%s moved: %s -> %s (swapped)", f.ref, old.ref, new.ref)
+        heap.resettle()
         if self.on_swap is not None:
             self.on_swap(f.ref, new.version)
         return True

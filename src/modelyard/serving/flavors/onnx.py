@@ -61,11 +61,12 @@ class OnnxPredictor:
         self._output_names = [s.name for s in signature.outputs]
         self._bf16_inputs = {s.name for s in signature.inputs if s.datatype == BF16_TYPE}
         self._bf16_outputs = {s.name for s in signature.outputs if s.datatype == BF16_TYPE}
-        if self._bf16_inputs or self._bf16_outputs:
-            self.predict = self._predict_bf16  # type: ignore[method-assign]
+        self._bf16 = bool(self._bf16_inputs or self._bf16_outputs)
 
     def predict(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """One ``session.run`` over the declared outputs."""
+        if self._bf16:
+            return self._predict_bf16(inputs)
         results = self._run(self._output_names, inputs)
         return dict(zip(self._output_names, results, strict=True))
 
