@@ -202,7 +202,7 @@ def serve(options: ServeOptions) -> None:
             v = item.loaded
             via = "" if item.role is None else f" (role of bundle {item.ref})"
             log.info("serving %s (%s) as model %r%s", v.ref, v.flavor, item.name, via)
-        heap.settle()  # after loading: the collector never walks it again
+        heap.settle()  # after loading: the collector never walks it again (p99)
         config = uvicorn.Config(
             app,
             host=options.host,
