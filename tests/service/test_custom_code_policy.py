@@ -73,3 +73,40 @@ def test_custom_code_knob_must_be_a_boolean(services: Services) -> None:
     with pytest.raises(InvalidInput) as bad:
         services.governance.set_policy("default", {"allow_custom_code": "yes"}, actor=ADMIN)
     assert bad.value.code == "INVALID_POLICY"
+
+
+def test_drift_thresholds_merge_per_key_and_reach_consumers(
+    svc: RegistryService, services: Services
+) -> None:
+    """``drift_thresholds``: the model's value for a key replaces the
+    namespace's; a consumer reads the merged pair for versions it can see."""
+    gov = services.governance
+    assert svc.serving_policy("m/1", actor=CONSUMER).drift_thresholds is None
+    gov.set_policy("default", {"drift_thresholds": {"psi": 0.3, "ks": 0.25}}, actor=ADMIN)
+    gov.set_policy("default", {"drift_thresholds": {"psi": 0.05}}, model="m", actor=ADMIN)
+    assert svc.serving_policy("m/1", actor=CONSUMER).drift_thresholds == {"psi": 0.05, "ks": 0.25}
+    stored = gov.get_policy("default", model="m", actor=ADMIN)
+    assert stored.policy.to_dict()["drift_thresholds"] == {"psi": 0.05}  # type: ignore[union-attr]
+    with pytest.raises(NotFound):
+        svc.serving_policy("m/2", actor=CONSUMER)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {},
+        {"psi": 0},
+        {"psi": -1},
+        {"ks": 1.5},
+        {"ks": True},
+        {"psi": "0.1"},
+        {"psi": float("inf")},
+        {"drift": 0.1},
+        [0.1, 0.2],
+    ],
+)
+def test_drift_thresholds_are_checked(services: Services, value: object) -> None:
+    with pytest.raises(InvalidInput) as bad:
+        services.governance.set_policy("default", {"drift_thresholds": value}, actor=ADMIN)
+    assert bad.value.code == "INVALID_POLICY"
+    assert bad.value.details["rule"] == "drift_thresholds"

@@ -89,6 +89,11 @@ def test_merge_rule() -> None:
     assert eff.protected_aliases == ("production", "champion")
     assert eff.required_approvals == 1 and eff.allowed_formats == ("onnx",)
     assert merge_policies(None, None) == Policy()
+    drift = merge_policies(
+        parse_policy({"drift_thresholds": {"psi": 0.3, "ks": 0.25}}),
+        parse_policy({"drift_thresholds": {"ks": 0.1}}),
+    )
+    assert drift.drift_thresholds == {"psi": 0.3, "ks": 0.1}
     assert merge_policies(ns, None) == ns
     assert merge_policies(None, model).required_tags == {"team": "risk"}
 
@@ -368,10 +373,13 @@ _rules = st.dictionaries(
             "allowed_formats",
             "required_approvals",
             "protected_aliases",
+            "drift_thresholds",
         ]
     ),
-    _json | st.lists(st.sampled_from(["a >= 1", "metrics.b < 2", "k=v", "k", "onnx", "prod"])),
-    max_size=7,
+    _json
+    | st.dictionaries(st.sampled_from(["psi", "ks", "x"]), st.floats(-1, 2))
+    | st.lists(st.sampled_from(["a >= 1", "metrics.b < 2", "k=v", "k", "onnx", "prod"])),
+    max_size=8,
 )
 
 

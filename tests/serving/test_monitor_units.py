@@ -186,3 +186,27 @@ def test_heartbeat_measures_keep_the_most_drifted_features() -> None:
     assert list(trimmed["features"]) == ["ks-only", "f79", "f78", "f77", "f76"]
     assert trimmed["features_total"] == 81 and trimmed["requests"] == 10
     assert trim_features({"requests": 0, "features": {}})["features_total"] == 0
+
+
+def test_drift_thresholds_precedence(served: tuple[ModelTable, Live, np.ndarray]) -> None:
+    """Each of PSI and KS comes from the first that sets it: the deployment's
+    settings, the version's statistics file, the model's policy, the defaults."""
+    from dataclasses import astuple, replace
+
+    from modelyard.domain.monitoring import DriftThresholds
+    from modelyard.serving.watcher import drift_thresholds
+
+    _, live, _ = served
+    plain = MonitorSettings()
+    assert live.loaded.reference_stats is not None
+    assert live.loaded.reference_stats.thresholds is None
+    assert astuple(drift_thresholds(plain, live)) == (0.2, 0.2)  # the defaults
+    live.loaded.policy_drift = {"psi": 0.05}
+    assert astuple(drift_thresholds(plain, live)) == (0.05, 0.2)  # policy's PSI, default KS
+    live.loaded.policy_drift = {"psi": 0.05, "ks": 0.3}
+    assert astuple(drift_thresholds(plain, live)) == (0.05, 0.3)
+    assert astuple(drift_thresholds(MonitorSettings(ks=0.4), live)) == (0.05, 0.4)  # the deployment
+    own = replace(live.loaded.reference_stats, thresholds=DriftThresholds(0.5, 0.6))
+    live.loaded.reference_stats = own
+    assert astuple(drift_thresholds(plain, live)) == (0.5, 0.6)  # the version's own file
+    assert astuple(drift_thresholds(MonitorSettings(psi=0.7), live)) == (0.7, 0.6)

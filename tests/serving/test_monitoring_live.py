@@ -180,6 +180,53 @@ def test_drifted_inputs_raise_the_drift_webhook(
         stop_server(proc)
 
 
+def test_drift_thresholds_come_from_the_models_policy(
+    registry: str, reg: Registry, tmp_path: Path
+) -> None:
+    """A version whose statistics file sets no thresholds is judged by its
+    model's policy: the namespace's ``drift_thresholds`` merged with the
+    model's own (PSI 0.001 from the model, KS 0.99 from the namespace), so
+    traffic like the reference, well under the default PSI 0.2, raises
+    ``deployment.drift`` at the policy's threshold."""
+    namespace = f"pol{uuid.uuid4().hex[:8]}"
+    name = "fraud"
+    made = httpx.post(f"{registry}/api/v1/namespaces", json={"name": namespace})
+    assert made.status_code == 201, made.text
+    trained = train(0)
+    stats = compute_reference_stats(trained.inputs, input="input", columns=FEATURES)
+    reg.push(
+        name,
+        [write_skops(trained, tmp_path / "m.skops")],
+        namespace=namespace,
+        format="skops",
+        reference_stats=stats,
+    )
+    reg.set_policy({"drift_thresholds": {"psi": 5.0, "ks": 0.99}}, namespace=namespace)
+    reg.set_policy({"drift_thresholds": {"psi": 0.001}}, namespace=namespace, model=name)
+    ref = f"{namespace}/{name}@production"
+    reg.set_alias(f"{namespace}/{name}/1", "production")
+    reg.put_deployment("prod", ref, monitoring=FAST)
+    proc, url = start_serving(
+        registry, [ref], tmp_path / "serve", args=["--env", "prod", "--heartbeat", "0.5"]
+    )
+    try:
+        rng = np.random.default_rng(7)
+        like = trained.inputs[rng.integers(0, len(trained.inputs), 200)]
+        for _ in range(5):
+            assert _infer(url, name, like).status_code == 200
+        [window] = httpx.get(f"{url}/monitoring").json()["models"]
+        assert all(f["psi"] < 0.2 for f in window["features"].values()), window
+        event = wait_for(
+            lambda: reg.list_events(types=["deployment.drift"], namespace=namespace),
+            timeout=60,
+            what="deployment.drift at the policy's threshold",
+        )[0]
+        assert event.payload["thresholds"] == {"psi": 0.001, "ks": 0.99}
+        assert event.payload["features"]
+    finally:
+        stop_server(proc)
+
+
 def test_error_burst_rolls_the_alias_back_and_the_server_follows(
     registry: str, reg: Registry, hook: Receiver, tmp_path: Path
 ) -> None:

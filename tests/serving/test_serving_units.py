@@ -315,3 +315,32 @@ def test_skops_classifiers_with_text_labels_answer_bytes(tmp_path: Path) -> None
         out,
     )
     assert orjson.loads(body)["outputs"][0]["data"] == est.predict(x).tolist()
+
+
+def test_the_heap_is_frozen_after_loading_and_settled_again_after_a_swap() -> None:
+    """``heap.settle`` keeps the collector from walking what loading left;
+    ``heap.resettle`` (after a swap) still collects a dropped version's cycles."""
+    import gc
+    import weakref
+
+    from modelyard.serving import heap
+
+    class Node:
+        me: object = None
+
+    node = Node()
+    node.me = node  # a cycle: only the cyclic collector can free it
+    ref = weakref.ref(node)
+    try:
+        heap.settle()
+        assert gc.get_freeze_count() > 0
+        del node
+        gc.collect()
+        # Booleans only: an assert holding ref()'s object would keep it alive.
+        frozen_alive = ref() is not None
+        assert frozen_alive  # frozen: never walked
+        heap.resettle()
+        freed = ref() is None
+        assert freed and gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()

@@ -442,6 +442,11 @@ class PolicyRules(_Body):
         "the bundle (`flag`).",
         json_schema_extra={"enum": ["refuse", "flag"]},
     )
+    drift_thresholds: dict[str, Any] | None = Field(
+        None,
+        description='Model servers\' drift thresholds, e.g. {"psi": 0.1, "ks": 0.15} (either '
+        "key may be left out); used when a version's statistics file sets none.",
+    )
 
 
 class Rollback(_Body):

@@ -138,6 +138,7 @@ def _policy_from_options(
     fmt: list[str] | None,
     approvals: int | None,
     protect: list[str] | None,
+    drift: list[str] | None = None,
 ) -> dict[str, Any]:
     rules: dict[str, Any] = {}
     if file is not None:
@@ -162,7 +163,24 @@ def _policy_from_options(
         rules["required_approvals"] = approvals
     if protect:
         rules["protected_aliases"] = list(protect)
+    if drift:
+        rules["drift_thresholds"] = _drift_option(drift)
     return rules
+
+
+def _drift_option(items: list[str]) -> dict[str, Any]:
+    """``["psi=0.1", "ks=0.15"]`` as ``{"psi": 0.1, "ks": 0.15}`` (the
+    registry checks the keys and ranges)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        try:
+            out[key.strip()] = float(value)
+        except ValueError:
+            eq = ""
+        if not eq:
+            raise typer.BadParameter(f"--drift takes psi=NUMBER or ks=NUMBER, not {item!r}")
+    return out
 
 
 def _print_policy(p: dict[str, Any] | None) -> None:
@@ -177,6 +195,8 @@ def _print_policy(p: dict[str, Any] | None) -> None:
             value = ", ".join(t["text"] for t in value)
         elif key == "required_tags":
             value = ", ".join(k if v is None else f"{k}={v}" for k, v in value.items())
+        elif key == "drift_thresholds":
+            value = ", ".join(f"{k}={v:g}" for k, v in value.items())
         elif isinstance(value, list):
             value = ", ".join(map(str, value))
         table.add_row(key, str(value))
@@ -224,12 +244,22 @@ def policy_set(
             "bundles is refused ('refuse', the default) or applied and flagged ('flag').",
         ),
     ] = None,
+    drift: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--drift",
+            help="Model servers' drift threshold, psi=NUMBER or ks=NUMBER, repeatable "
+            "(used when a version's statistics file sets none).",
+        ),
+    ] = None,
     registry: RegistryOpt = DEFAULT_URL,
     token: TokenOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Replace the production policy of a namespace (or of one model with --model)."""
-    rules = _policy_from_options(file, tag, metadata, signature, metric, fmt, approvals, protect)
+    rules = _policy_from_options(
+        file, tag, metadata, signature, metric, fmt, approvals, protect, drift
+    )
     if compatible is not None:
         rules["compatible_signature"] = compatible
     if bundle_breaks is not None:

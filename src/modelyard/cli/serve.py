@@ -55,6 +55,15 @@ def serve(
             help="Follow aliases: when one moves, load its new version and swap it in.",
         ),
     ] = True,
+    resync: Annotated[
+        float,
+        typer.Option(
+            min=0.5,
+            max=86400,
+            help="Seconds of quiet on the registry's event stream after which every "
+            "followed alias and bundle is resolved again (the safety net for a missed event).",
+        ),
+    ] = 10.0,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
     env: Annotated[
         str | None,
@@ -175,6 +184,7 @@ def serve(
             cache_dir=cache_dir,
             threads=threads,
             follow=follow,
+            reconcile_seconds=resync,
             log_level=log_level,
             environment=env,
             endpoint=endpoint,

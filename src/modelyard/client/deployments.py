@@ -103,7 +103,7 @@ class EmbeddedDeployments:
 
     def serving_policy(self, ref: Reference) -> Wire:
         """What a model server may do with a version."""
-        return {"custom_code_allowed": self.svc.custom_code_allowed(ref, actor=self.actor)}
+        return wire.serving_policy(self.svc.serving_policy(ref, actor=self.actor))
 
     def put_deployment(self, body: Wire) -> Wire:
         """Record a deployment."""
@@ -282,7 +282,13 @@ class DeploymentMixin:
     def custom_code_allowed(self, ref: str) -> bool:
         """True if the policy of the model ``ref`` names lets a model server run
         the version's own Python code (the namespace policy's ``allow_custom_code``)."""
-        return bool(self._b.serving_policy(parse_reference(ref))["custom_code_allowed"])
+        return bool(self.serving_policy(ref)["custom_code_allowed"])
+
+    def serving_policy(self, ref: str) -> Wire:
+        """What a model server takes from the production policy of the model
+        ``ref`` names: ``{"custom_code_allowed": bool, "drift_thresholds":
+        {"psi", "ks"} or None}``. A consumer token is enough."""
+        return self._b.serving_policy(parse_reference(ref))
 
     def deployments(
         self, *, environment: str | None = None, follows: str | None = None

@@ -573,6 +573,7 @@ class Registry(GovernanceMixin, FamilyMixin, BundleMixin, DeploymentMixin):
         subject: str | None = None,
         after: int | None = None,
         idle_timeout: float | None = None,
+        on_open: Callable[[int], None] | None = None,
     ) -> Iterator[EventInfo]:
         """Iterate over events as they commit (SSE remotely, polling when embedded).
 
@@ -580,6 +581,10 @@ class Registry(GovernanceMixin, FamilyMixin, BundleMixin, DeploymentMixin):
         the last event seen when the connection drops, so no event is skipped
         or repeated. Ends after ``idle_timeout`` seconds without an event, or
         never when it is None (break out of the loop to stop).
+
+        ``on_open(position)`` runs each time the stream (re)opens, before any
+        of its events: read the state you follow there, and every change after
+        that read arrives as an event (none falls between the two).
         """
         import time
 
@@ -600,6 +605,8 @@ class Registry(GovernanceMixin, FamilyMixin, BundleMixin, DeploymentMixin):
                     connected = True
                     if item is not None and "position" in item:
                         last = item["position"] if last is None else last
+                        if on_open is not None:
+                            on_open(last)
                     elif item is not None:
                         last = int(item["id"])
                         quiet_since = time.monotonic()

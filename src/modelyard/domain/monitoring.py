@@ -364,7 +364,8 @@ class MonitorSettings:
     - ``window_seconds``: the rolling window statistics cover (and the
       debounce: one alert of a kind per window);
     - ``psi`` / ``ks``: drift thresholds (None: the version's statistics
-      file's, else :class:`DriftThresholds`' defaults);
+      file's, else its model's production policy's ``drift_thresholds``, else
+      :class:`DriftThresholds`' defaults);
     - ``error_rate``: share of requests failing in the model (5xx) above which
       the deployment is degraded; ``latency_p99_ms``: the window's 99th
       percentile latency above which it is (None: latency is not judged);

@@ -20,6 +20,8 @@ A policy is a set of optional rules; an unset rule (``None``) is inherited
     bundle_breaks       "refuse" (default) or "flag"               what a model alias move that
                                                                    breaks one of the namespace's
                                                                    bundles does (issue 14)
+    drift_thresholds    {"psi": 0.1, "ks": 0.15}                   model servers' drift alerts
+                                                                   (either key may be left out)
 
 Merge rule (namespace policy, then model policy): the model policy extends
 the namespace policy and overrides it rule by rule where both speak:
@@ -39,6 +41,13 @@ that of the version the protected alias points at now, by the bundle rules
 the same dtypes and compatible shapes (an added *optional* input is fine),
 the same outputs with the same dtypes and shapes. Like approvals it is about
 a transition, not about visibility: it has no part in the production view.
+
+- ``drift_thresholds``: per key (``psi``, ``ks``); the model's value for a
+  key replaces the namespace's. Not a requirement either: it is what model
+  servers compare a version's input drift against when the version's own
+  statistics file sets no thresholds (precedence: the deployment's monitoring
+  settings, then the version's statistics file, then this policy, then the
+  defaults PSI 0.2 and KS 0.2).
 
 - ``allow_custom_code`` is not a requirement on versions but a permission:
   only the namespace policy can grant it (true), and a model policy can only
@@ -92,10 +101,12 @@ RULE_FIELDS: Final = (
     "compatible_signature",
     "allow_custom_code",
     "bundle_breaks",
+    "drift_thresholds",
 )
 # What a model alias move that breaks a bundle does, by the bundle's
 # namespace policy: refused (the default), or applied and flagged.
 BUNDLE_BREAK_MODES: Final = ("refuse", "flag")
+DRIFT_KEYS: Final = ("psi", "ks")
 
 _THRESHOLD_RE: Final = re.compile(
     r"^\s*(?:metrics?\.)?([A-Za-z0-9_][A-Za-z0-9_.:/-]{0,254})\s*(>=|<=|==|=|>|<)\s*"
@@ -140,6 +151,8 @@ class Policy:
     compatible_signature: bool | None = None
     allow_custom_code: bool | None = None
     bundle_breaks: str | None = None
+    drift_thresholds: Mapping[str, float] | None = None
+    """``{"psi": x, "ks": y}`` (either key may be missing): model servers' drift thresholds."""
 
     @property
     def approvals_needed(self) -> int:
@@ -174,6 +187,9 @@ class Policy:
             "compatible_signature": self.compatible_signature,
             "allow_custom_code": self.allow_custom_code,
             "bundle_breaks": self.bundle_breaks,
+            "drift_thresholds": None
+            if self.drift_thresholds is None
+            else dict(self.drift_thresholds),
         }
 
 
@@ -295,6 +311,30 @@ def parse_threshold(value: Any) -> MetricThreshold:
     return MetricThreshold(metric, op, number)
 
 
+def _parse_drift(value: Any) -> dict[str, float]:
+    """``{"psi": x, "ks": y}``: PSI above 0, KS in (0, 1]; either may be left out."""
+    rule = "drift_thresholds"
+    if not isinstance(value, Mapping) or not value:
+        raise _bad('drift_thresholds is an object such as {"psi": 0.1, "ks": 0.15}', rule)
+    unknown = sorted(str(k)[:40] for k in value if k not in DRIFT_KEYS)
+    if unknown:
+        raise _bad(f"drift_thresholds: unknown key(s) {', '.join(unknown)} (psi, ks)", rule)
+    out: dict[str, float] = {}
+    for key in DRIFT_KEYS:
+        if key not in value:
+            continue
+        raw = value[key]
+        if isinstance(raw, bool) or not isinstance(raw, int | float):
+            raise _bad(f"drift_thresholds.{key} must be a number", rule)
+        number = float(raw)
+        upper = 1.0 if key == "ks" else math.inf
+        if not math.isfinite(number) or not 0 < number <= upper:
+            bound = "in (0, 1]" if key == "ks" else "a positive number"
+            raise _bad(f"drift_thresholds.{key} must be {bound}", rule)
+        out[key] = number
+    return out
+
+
 def parse_policy(data: Any) -> Policy:
     """Validate a policy from its JSON shape; ``INVALID_POLICY`` on any problem.
 
@@ -355,6 +395,8 @@ def parse_policy(data: Any) -> Policy:
             if a in RESERVED_ALIASES:
                 raise _bad(f"alias {a!r} is reserved and cannot be protected", "protected")
         kw["protected_aliases"] = tuple(aliases)
+    if data.get("drift_thresholds") is not None:
+        kw["drift_thresholds"] = _parse_drift(data["drift_thresholds"])
     if data.get("compatible_signature") is not None:
         if not isinstance(data["compatible_signature"], bool):
             raise _bad("compatible_signature must be true or false", "compatible_signature")
@@ -385,6 +427,10 @@ def merge_policies(namespace: Policy | None, model: Policy | None) -> Policy:
             + list(model.metric_thresholds or ())
         )
 
+    drift: dict[str, float] | None = None
+    if base.drift_thresholds is not None or model.drift_thresholds is not None:
+        drift = {**(base.drift_thresholds or {}), **(model.drift_thresholds or {})}
+
     def union(a: tuple[str, ...] | None, b: tuple[str, ...] | None) -> tuple[str, ...] | None:
         if a is None and b is None:
             return None
@@ -403,6 +449,7 @@ def merge_policies(namespace: Policy | None, model: Policy | None) -> Policy:
         required_approvals=pick(base.required_approvals, model.required_approvals),
         protected_aliases=union(base.protected_aliases, model.protected_aliases),
         compatible_signature=pick(base.compatible_signature, model.compatible_signature),
+        drift_thresholds=drift,
         # Granted by the namespace only; a model can withdraw it, not grant it.
         allow_custom_code=(
             True

@@ -4,6 +4,10 @@
   (``version.*``) or ``*`` for everything.
 - A subscription matches an event by type pattern, namespace and model.
 - Retry timing: exponential backoff with full jitter, and ``Retry-After``.
+- What a reader of the event log sees (:func:`event_for`): every event of the
+  namespaces it reads, and in namespaces it only *consumes*, the alias moves
+  the production view shows (:data:`CONSUMER_VISIBLE`), trimmed to what a
+  consumer may know.
 """
 
 from __future__ import annotations
@@ -21,6 +25,15 @@ _TYPE_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}\.[a-z][a-z0-9_]{0,31}$")
 _PATTERN_RE = re.compile(r"^(\*|[a-z][a-z0-9_]{0,31}\.(\*|[a-z][a-z0-9_]{0,31}))$")
 MAX_PATTERNS = 50
 TEST_EVENT = "webhook.test"
+CONSUMER_EVENT_TYPES: tuple[str, ...] = ("alias.moved",)
+"""Event types a consumer-only reader may get (model servers follow aliases by them)."""
+CONSUMER_VISIBLE = "consumer_visible"
+"""Payload key set (true) on an ``alias.moved`` event when the move is one the
+production view shows: a protected alias moved onto a published version that
+meets its model's production policy, judged when the move committed."""
+# What of an alias move's payload a consumer gets: enough to follow it, not
+# who asked, why, nor which version it left (that one may be hidden now).
+_CONSUMER_PAYLOAD = ("alias", "to_version", "after", "rollback")
 
 
 class DestinationRefused(InvalidInput):
@@ -43,6 +56,9 @@ class EventFilter:
     subject: str | None = None
     # Only events of these namespaces (what the reader may read); None: any.
     namespaces: tuple[str, ...] | None = None
+    # Namespaces the reader only consumes, where it gets the alias moves the
+    # production view shows (None: every namespace it does not read).
+    consumed: tuple[str, ...] | None = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,10 +192,19 @@ def subject_in_model(subject: str, model: str) -> bool:
     return subject == model or subject.startswith((model + "/", model + "@"))
 
 
+def consumer_candidate(flt: EventFilter, *, event_type: str, namespace: str) -> bool:
+    """True if the event is of a kind and namespace a consumer-only reader may
+    get (then its payload decides: :func:`event_for`)."""
+    return event_type in CONSUMER_EVENT_TYPES and (
+        flt.consumed is None or namespace in flt.consumed
+    )
+
+
 def filter_matches(flt: EventFilter, *, event_type: str, namespace: str, subject: str) -> bool:
     """True if a reader's filter selects this event: the rule the outbox query
     (``store/metadata/outbox.list_events``) applies in SQL, for events already
-    in memory (the shared stream poller)."""
+    in memory (the shared stream poller). In a namespace the reader only
+    consumes, this selects candidates; :func:`event_for` has the last word."""
     if (
         flt.types
         and "*" not in flt.types
@@ -188,11 +213,35 @@ def filter_matches(flt: EventFilter, *, event_type: str, namespace: str, subject
         return False
     if flt.namespace is not None and namespace != flt.namespace:
         return False
-    if flt.namespaces is not None and namespace not in flt.namespaces:
+    if (
+        flt.namespaces is not None
+        and namespace not in flt.namespaces
+        and not consumer_candidate(flt, event_type=event_type, namespace=namespace)
+    ):
         return False
     if flt.model is not None and not subject_in_model(subject, flt.model):
         return False
     return flt.subject is None or subject == flt.subject
+
+
+def event_for(flt: EventFilter, ev: dict[str, Any]) -> dict[str, Any] | None:
+    """The event ``ev`` (an outbox row) as the reader of ``flt`` sees it, or None.
+
+    A reader gets the events of the namespaces it reads whole. In a namespace
+    it only consumes it gets the alias moves the production view shows
+    (payload flag :data:`CONSUMER_VISIBLE`), without the actor and with only
+    the payload's alias, new version and rollback flag.
+    """
+    namespace, event_type = ev["namespace"], ev["type"]
+    if not filter_matches(flt, event_type=event_type, namespace=namespace, subject=ev["subject"]):
+        return None
+    if flt.namespaces is None or namespace in flt.namespaces:
+        return ev
+    payload = ev.get("payload") or {}
+    if payload.get(CONSUMER_VISIBLE) is not True:
+        return None
+    trimmed = {k: payload[k] for k in _CONSUMER_PAYLOAD if k in payload}
+    return {**ev, "actor": "", "payload": trimmed}
 
 
 def matches(hook: Webhook, *, event_id: int, event_type: str, namespace: str, subject: str) -> bool:

@@ -11,10 +11,11 @@ from modelyard.domain.errors import Conflict, InvalidInput, NotFound
 from modelyard.domain.identity import Permission, Principal
 from modelyard.domain.names import RESERVED_ALIASES, validate_alias
 from modelyard.domain.references import DEFAULT_NAMESPACE, Reference
+from modelyard.domain.webhooks import CONSUMER_VISIBLE
 from modelyard.service import bundle_guard, policy_gate
 from modelyard.service import validation as v
 from modelyard.service.core import MAX_PAGE_SIZE, Page, RegistryCore, version_payload
-from modelyard.service.views import ProductionView
+from modelyard.service.views import ProductionView, production_filter
 from modelyard.store.metadata.ports import RegistryTx
 
 
@@ -154,6 +155,8 @@ class AliasUseCases(RegistryCore):
         flagged = [b for b in breaks if b["mode"] == "flag"]
         if flagged:
             event["flagged_bundles"] = flagged
+        if _consumer_visible(tx, mid, vid, after.namespace, alias):
+            event[CONSUMER_VISIBLE] = True
         tx.append_event(
             "alias.moved",
             actor=actor.name,
@@ -422,3 +425,13 @@ def _move_cursor(token: str | None) -> tuple[int, int] | None:
     if len(at) > 19 or len(hid) > 19:
         raise InvalidInput("invalid page token", code="INVALID_CURSOR")
     return int(at), int(hid)
+
+
+def _consumer_visible(tx: RegistryTx, model_id: int, version_id: int, ns: str, alias: str) -> bool:
+    """True if this move is one the production view shows: the alias is
+    protected by the model's policy and now names a version consumers see
+    (published, meeting the policy). Consumers' event streams carry only such
+    moves (``domain/webhooks.event_for``); judged once, as the move commits."""
+    if not policy_gate.effective_policy(tx, model_id).protects(alias):
+        return False
+    return tx.version_matches(version_id, production_filter(tx, ns))

@@ -30,6 +30,7 @@ from modelyard.domain.identity import Permission, Principal
 from modelyard.domain.names import validate_name
 from modelyard.domain.references import DEFAULT_NAMESPACE
 from modelyard.domain.webhooks import (
+    CONSUMER_EVENT_TYPES,
     TEST_EVENT,
     Attempt,
     AttemptOutcome,
@@ -38,6 +39,7 @@ from modelyard.domain.webhooks import (
     EventFilter,
     Webhook,
     backoff_delay,
+    event_for,
     matches,
     message_id,
     parse_retry_after,
@@ -1030,8 +1032,11 @@ class WebhookService:
         Requires: read on ``namespace`` (and the model's namespace) if given.
         The filter keeps only events of namespaces the caller reads;
         instance-wide events (users, tokens, global webhooks) need the
-        instance admin or a global read role. A stream keeps the scope it was
-        opened with (the API re-checks its token at every heartbeat).
+        instance admin or a global read role. In namespaces the caller only
+        consumes it keeps the alias moves the production view shows (see
+        :func:`~modelyard.domain.webhooks.event_for`): a model server with a
+        consumer token follows its alias by them. A stream keeps the scope it
+        was opened with (the API re-checks its token at every heartbeat).
         """
         patterns = tuple(validate_patterns(types)) if types else ()
         if namespace is not None:
@@ -1048,12 +1053,19 @@ class WebhookService:
         if subject is not None and (not isinstance(subject, str) or len(subject) > 512):
             raise InvalidInput("subject is at most 512 characters", code="INVALID_INPUT")
         readable = None if actor.reads_everything else actor.namespaces_with(Permission.READ)
+        consumed: tuple[str, ...] | None = ()
+        if readable is not None:
+            if actor.can(Permission.CONSUME, auth.GLOBAL_SCOPE):
+                consumed = None  # a global consumer: every namespace not read whole
+            else:
+                consumed = tuple(sorted(actor.namespaces_with(Permission.CONSUME) - readable))
         return EventFilter(
             patterns,
             namespace,
             full_model,
             subject,
             None if readable is None else tuple(sorted(readable)),
+            consumed,
         )
 
     def last_event_id(self) -> int:
@@ -1067,21 +1079,41 @@ class WebhookService:
         """Events with id > ``after`` that match ``flt``, oldest first (commit order).
 
         Requires: nothing here; ``flt`` (from :meth:`event_filter`) limits the
-        events to the namespaces the caller reads. Without a filter: every event
-        (internal callers only).
+        events to the namespaces the caller reads, and the alias moves the
+        production view shows where it only consumes (trimmed: ``event_for``).
+        Without a filter: every event (internal callers only).
         """
         if isinstance(after, bool) or not isinstance(after, int) or not 0 <= after < 2**63:
             raise InvalidInput("after must be an event id >= 0", code="INVALID_CURSOR")
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
             raise InvalidInput("limit must be 1..1000", code="INVALID_PAGE_SIZE")
         f = flt or EventFilter()
+        judged = f.namespaces is not None and (f.consumed is None or bool(f.consumed))
+        out: list[dict[str, Any]] = []
         with self.db.read() as tx:
-            return tx.outbox.list_events(
-                after=after,
-                limit=limit,
-                types=f.types,
-                namespace=f.namespace,
-                model=f.model,
-                subject=f.subject,
-                namespaces=f.namespaces,
-            )
+            while True:
+                rows = tx.outbox.list_events(
+                    after=after,
+                    limit=limit,
+                    types=f.types,
+                    namespace=f.namespace,
+                    model=f.model,
+                    subject=f.subject,
+                    namespaces=f.namespaces,
+                    consumed=f.consumed,
+                    consumer_types=CONSUMER_EVENT_TYPES if judged else (),
+                )
+                if not judged:
+                    return rows
+                # Consumer candidates are judged by their payload here; keep
+                # reading while some were dropped, so a short page still
+                # means "nothing more yet" (the event stream relies on it).
+                for row in rows:
+                    seen = event_for(f, row)
+                    if seen is not None:
+                        out.append(seen)
+                        if len(out) == limit:
+                            return out
+                if len(rows) < limit:
+                    return out
+                after = rows[-1]["id"]

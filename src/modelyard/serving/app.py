@@ -40,6 +40,7 @@ from modelyard.serving.protocol import (
     error_body,
 )
 from modelyard.serving.table import Live, ModelTable
+from modelyard.serving.tensors import bf16_to_float
 
 log = logging.getLogger("modelyard.serving")
 
@@ -245,6 +246,10 @@ class InferenceApp:
         error: str | None,
     ) -> None:
         assert self.predictions is not None
+        if live.bf16:  # logged as values, not as the bit patterns the server holds
+            inputs = {k: bf16_to_float(v) if k in live.bf16 else v for k, v in inputs.items()}
+            if outputs is not None:
+                outputs = {k: bf16_to_float(v) if k in live.bf16 else v for k, v in outputs.items()}
         rec = Record(
             time.time(),
             live.loaded.model,

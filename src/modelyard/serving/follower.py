@@ -17,10 +17,13 @@ them are ready are they swapped in, role after role. If one fails, none is
 swapped: the roles keep serving the set they had, which fits together.
 
 Events are triggers, not truth: the alias is always resolved again, so the
-consumer's view applies and a missed or repeated event changes nothing. The
-stream is reopened every :data:`RECONCILE_SECONDS` of quiet, and every
-followed alias is resolved again then, which also covers a move made in the
-instant between loading and subscribing.
+consumer's view applies and a missed or repeated event changes nothing. Every
+followed alias is resolved again each time the stream opens (after it has
+opened, so a move made in the instant between loading and subscribing comes
+as an event), and the stream is reopened every :data:`RECONCILE_SECONDS` of
+quiet (``modelyard serve --resync``). A consumer token gets the moves of
+protected aliases onto versions in its production view as events (the
+registry's consumer event rule); other moves it sees at the next resync.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from pathlib import Path
 from modelyard.client import Registry
 from modelyard.domain.bundles import parse_bundle_ref
 from modelyard.domain.references import parse_reference
+from modelyard.serving import heap
 from modelyard.serving.loader import LoadedVersion, load_version
 from modelyard.serving.table import ModelTable
 
@@ -167,9 +171,14 @@ class AliasFollower:
             types.append("bundle.*")
         while not self._stop.is_set():
             try:
-                self.reconcile_all()
+                # Resolved again once the stream is open (``on_open``): a move
+                # committed after that read arrives as an event, so none is
+                # left for the next resync.
                 for event in self.registry.watch(
-                    types=types, after=last, idle_timeout=self.reconcile_seconds
+                    types=types,
+                    after=last,
+                    idle_timeout=self.reconcile_seconds,
+                    on_open=lambda _position: self.reconcile_all(),
                 ):
                     last = event.id
                     if self._stop.is_set():
@@ -233,6 +242,7 @@ class AliasFollower:
             self.table.swap(f.key, old, new, keep_old=self._shared(f, old), name=f.name)
             f.current = new
             log.info("%s role %s moved: %s -> %s (swapped)", ref, f.role, old.ref, new.ref)
+        heap.resettle()
         return True
 
     def reconcile(self, f: Followed) -> bool:
@@ -265,6 +275,7 @@ class AliasFollower:
         self.table.swap(f.key, old, new, keep_old=self._shared(f, old), name=model)
         f.current = new
         log.info("%s moved: %s -> %s (swapped)", f.ref, old.ref, new.ref)
+        heap.resettle()
         if self.on_swap is not None:
             self.on_swap(f.ref, new.version)
         return True

@@ -15,14 +15,16 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from modelyard.client import Registry, VersionInfo
 from modelyard.domain.errors import InvalidInput
 from modelyard.domain.monitoring import STATS_PATH, ReferenceStats, parse_reference_stats
 from modelyard.serving.flavors import Predictor, choose_flavor, unservable
-from modelyard.serving.tensors import parse_signature
+from modelyard.serving.tensors import BF16, Signature, parse_signature
 
 log = logging.getLogger("modelyard.serving")
 
@@ -50,6 +52,9 @@ class LoadedVersion:
     loaded_at: float = field(default_factory=time.time)
     reference_stats: ReferenceStats | None = None
     """The version's reference statistics (``.modelyard/reference_stats.json``), if any."""
+    policy_drift: Mapping[str, float] | None = None
+    """Drift thresholds (``psi``, ``ks``) from the model's production policy,
+    read at load time when the statistics file sets none."""
 
     @property
     def version_label(self) -> str:
@@ -96,6 +101,7 @@ def load_version(
         version.format, paths, allowed_exceptions(registry, version)
     )
     signature = parse_signature(version.raw.get("signature"))
+    check_bf16(flavor, signature)
     work = Path(tempfile.mkdtemp(prefix="pull-", dir=private_dir(cache_root)))
     try:
         # Pull the exact version resolved above, not ``ref`` again: an alias
@@ -103,6 +109,11 @@ def load_version(
         _, out = registry.pull_version(version.ref, work, link=True)
         files = {p: out / p for p in paths}
         stats = read_reference_stats(version.ref, files.pop(STATS_PATH, None))
+        policy_drift = None
+        if stats is not None and stats.thresholds is None:
+            # Only a version with statistics is judged for drift, and its own
+            # thresholds come first: no call otherwise.
+            policy_drift = registry.serving_policy(version.ref).get("drift_thresholds")
         started = time.perf_counter()
         try:
             predictor = flavor.load(files, signature, threads=threads)
@@ -126,8 +137,23 @@ def load_version(
         flavor.NAME,
         predictor,
         reference_stats=stats,
+        policy_drift=policy_drift,
         offload=offload,
     )
+
+
+def check_bf16(flavor: Any, signature: Signature | None) -> None:
+    """Refuse a BF16 tensor in the signature of a flavor that cannot take it
+    (NumPy has no bfloat16: only a flavor that says so handles the bits)."""
+    if signature is None or getattr(flavor, "BF16", False):
+        return
+    named = [s.name for s in (*signature.inputs, *signature.outputs) if s.datatype == BF16]
+    if named:
+        raise unservable(
+            f"tensor(s) {', '.join(named)} are BF16, which the {flavor.NAME} flavor cannot "
+            "take or give (BF16 is served for ONNX models; declare FP32 instead)",
+            tensors=named,
+        )
 
 
 def read_reference_stats(ref: str, path: Path | None) -> ReferenceStats | None:

@@ -39,7 +39,7 @@ from modelyard.domain.monitoring import (
     ks_binned,
     psi,
 )
-from modelyard.serving.tensors import Signature
+from modelyard.serving.tensors import BF16, Signature, bf16_to_float
 
 if TYPE_CHECKING:
     from modelyard.serving.table import ModelTable
@@ -139,6 +139,8 @@ class VersionMonitor:
         for t in self._tracked:
             by_input.setdefault(t.feature.input, []).append(t)
         self._by_input = by_input
+        # BF16 inputs are bit patterns in the server: counted as their values.
+        self._bf16 = {s.name for s in signature.inputs if s.datatype == BF16}
         self._lock = threading.Lock()
         self.resize(window_seconds)
 
@@ -181,6 +183,8 @@ class VersionMonitor:
             arr = inputs.get(name)
             if arr is None or arr.ndim not in (1, 2):
                 continue
+            if name in self._bf16:
+                arr = bf16_to_float(arr)
             if arr.shape[0] <= SMALL_BATCH:
                 small.append((tracked, arr.tolist(), arr.ndim == 2))
             else:

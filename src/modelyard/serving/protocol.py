@@ -22,7 +22,14 @@ from typing import Any
 import numpy as np
 import orjson
 
-from modelyard.serving.tensors import Signature, TensorSpec, element_count
+from modelyard.serving.tensors import (
+    BF16,
+    Signature,
+    TensorSpec,
+    bf16_from_float,
+    bf16_to_float,
+    element_count,
+)
 
 JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
 
@@ -133,7 +140,8 @@ def _from_json(data: Any, spec: TensorSpec, shape: tuple[int, ...]) -> np.ndarra
         arr = np.array(data)
     except (ValueError, TypeError):
         raise _bad(f"input {spec.name!r}: data is not a regular array of numbers") from None
-    want = spec.dtype
+    # BF16 arrives as numbers, like any float tensor, and becomes its bits.
+    want = np.dtype(np.float32) if spec.datatype == BF16 else spec.dtype
     if arr.size and arr.dtype.kind not in _KINDS_FOR.get(want.kind, frozenset(want.kind)):
         raise _bad(
             f"input {spec.name!r}: data holds {arr.dtype.kind!r}-kind values, not {spec.datatype}"
@@ -143,6 +151,8 @@ def _from_json(data: Any, spec: TensorSpec, shape: tuple[int, ...]) -> np.ndarra
         raise _bad(
             f"input {spec.name!r}: data has {arr.size} elements, shape {list(shape)} needs {n}"
         )
+    if spec.datatype == BF16:
+        return bf16_from_float(arr).reshape(shape)
     return arr.astype(want, copy=False).reshape(shape)
 
 
@@ -273,6 +283,8 @@ def encode_infer(
             raw = arr.tobytes()
             out["parameters"] = {"binary_data_size": len(raw)}
             blobs.append(raw)
+        elif spec.datatype == BF16:
+            out["data"] = bf16_to_float(arr.reshape(-1))  # exact as float32
         else:
             # orjson writes NumPy arrays natively, except half floats.
             out["data"] = arr.reshape(-1) if arr.dtype != np.float16 else arr.reshape(-1).tolist()

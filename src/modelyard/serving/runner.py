@@ -10,6 +10,7 @@ from typing import Any
 
 from modelyard.client import Registry
 from modelyard.domain.monitoring import MonitorSettings
+from modelyard.serving import heap
 from modelyard.serving.app import InferenceApp
 from modelyard.serving.follower import AliasFollower, Served
 from modelyard.serving.loader import LoadedVersion, load_version, private_dir
@@ -220,6 +221,7 @@ def serve(options: ServeOptions) -> None:
             v = item.loaded
             via = "" if item.role is None else f" (role of bundle {item.ref})"
             log.info("serving %s (%s) as model %r%s", v.ref, v.flavor, item.name, via)
+        heap.settle()  # after loading: the collector never walks it again (p99)
         config = uvicorn.Config(
             app,
             host=options.host,

@@ -18,7 +18,7 @@ from modelyard.domain.errors import InvalidInput
 from modelyard.serving.loader import LoadedVersion
 from modelyard.serving.metrics import ServingMetrics, VersionMetrics
 from modelyard.serving.monitor import MonitorCollector, VersionMonitor
-from modelyard.serving.tensors import Signature
+from modelyard.serving.tensors import BF16, Signature
 
 
 @dataclass(slots=True)
@@ -32,6 +32,8 @@ class Live:
     metadata: bytes
     monitor: VersionMonitor
     """The rolling window of what this version receives (drift, errors, latency)."""
+    bf16: frozenset[str] = frozenset()
+    """Names of its BF16 tensors (held as uint16 bits; logged as values)."""
 
     @property
     def version(self) -> str:
@@ -92,6 +94,7 @@ class ModelTable:
             self.metrics.for_version(name, loaded.version_label),
             _metadata(name, loaded.flavor, sig, [loaded.version_label]),
             VersionMonitor(loaded.reference_stats, sig, self.window_seconds),
+            frozenset(s.name for s in (*sig.inputs, *sig.outputs) if s.datatype == BF16),
         )
 
     def add(

@@ -25,8 +25,8 @@ from modelyard.domain.errors import InvalidInput
 
 # OIP datatype -> NumPy dtype. BYTES is an object array whose elements are
 # Python ``str`` (UTF-8 text: labels, categories, tokens; what ONNX string
-# tensors and scikit-learn's string classes are). BF16 has no NumPy dtype the
-# flavors here could take, so it is not offered.
+# tensors and scikit-learn's string classes are). BF16 (below) is apart:
+# NumPy has no bfloat16, so its tensors travel as their uint16 bit patterns.
 OIP_TO_NUMPY: dict[str, np.dtype[Any]] = {
     "BOOL": np.dtype(np.bool_),
     "UINT8": np.dtype(np.uint8),
@@ -43,6 +43,32 @@ OIP_TO_NUMPY: dict[str, np.dtype[Any]] = {
     "BYTES": np.dtype(object),
 }
 NUMPY_TO_OIP: dict[np.dtype[Any], str] = {v: k for k, v in OIP_TO_NUMPY.items()}
+
+BF16 = "BF16"
+"""bfloat16: the top 16 bits of a float32 (its sign, exponent and 7 fraction
+bits). Requests and answers carry it as numbers in JSON or 2 little-endian
+bytes per element in binary data; inside the server a BF16 tensor is a
+``uint16`` array of those bits (what onnxruntime takes for ``tensor(bfloat16)``)."""
+BF16_BITS: np.dtype[Any] = np.dtype(np.uint16)
+DATATYPES = (*OIP_TO_NUMPY, BF16)
+
+
+def bf16_from_float(values: Any) -> np.ndarray:
+    """bfloat16 bit patterns of ``values`` (as float32), rounded to the nearest
+    even (what a float32 to bfloat16 conversion does; tritonclient truncates
+    instead, which only differs in the last bit). NaN stays a quiet NaN."""
+    f = np.ascontiguousarray(values, dtype=np.float32)
+    bits = f.view(np.uint32)
+    rounded = ((bits + np.uint32(0x7FFF) + ((bits >> 16) & np.uint32(1))) >> 16).astype(np.uint16)
+    nan = np.isnan(f)
+    if nan.any():  # rounding could carry a NaN's fraction into the exponent
+        rounded[nan] = ((bits[nan] >> 16) | np.uint32(0x0040)).astype(np.uint16)
+    return rounded
+
+
+def bf16_to_float(bits: np.ndarray) -> np.ndarray:
+    """float32 values of bfloat16 bit patterns (exact: every bfloat16 is a float32)."""
+    return (np.asarray(bits, dtype=np.uint16).astype(np.uint32) << 16).view(np.float32)
 
 
 def oip_of_numpy(dtype: np.dtype[Any]) -> str | None:
@@ -62,8 +88,8 @@ class TensorSpec:
 
     @property
     def dtype(self) -> np.dtype[Any]:
-        """The NumPy dtype of this tensor's elements."""
-        return OIP_TO_NUMPY[self.datatype]
+        """The NumPy dtype of this tensor's elements (``uint16`` bits for BF16)."""
+        return OIP_TO_NUMPY.get(self.datatype, BF16_BITS)
 
     def accepts(self, shape: tuple[int, ...]) -> bool:
         """True if a tensor of ``shape`` fits this spec."""
@@ -99,10 +125,13 @@ class Signature:
 
 
 def oip_datatype(value: Any) -> str:
-    """An OIP datatype name for ``value`` (an OIP or NumPy name); INVALID_SIGNATURE if none."""
+    """An OIP datatype name for ``value`` (an OIP or NumPy name, or ``bfloat16``);
+    INVALID_SIGNATURE if none."""
     if isinstance(value, str):
-        if value.upper() in OIP_TO_NUMPY:
+        if value.upper() in DATATYPES:
             return value.upper()
+        if value.lower() == "bfloat16":
+            return BF16
         try:
             found = NUMPY_TO_OIP.get(np.dtype(value))
         except TypeError:
@@ -110,7 +139,7 @@ def oip_datatype(value: Any) -> str:
         if found is not None:
             return found
     raise InvalidInput(
-        f"unsupported tensor datatype {value!r} (one of {', '.join(OIP_TO_NUMPY)})",
+        f"unsupported tensor datatype {value!r} (one of {', '.join(DATATYPES)})",
         code="INVALID_SIGNATURE",
         details={"datatype": str(value)},
     )

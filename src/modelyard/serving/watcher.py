@@ -4,7 +4,8 @@ A thread looks at the window of every served reference's version a few
 times per window (:func:`check_interval`) and judges it by the deployment's
 monitoring settings (``MonitorSettings``: from the registry's answer to the
 heartbeats when the server runs with ``--env``, else the defaults), drift
-thresholds falling back on the version's statistics file:
+thresholds falling back on the version's statistics file, then on its model's
+production policy (:func:`drift_thresholds`):
 
 - **drift**: a feature seen at least ``min_requests`` times whose PSI or KS
   is above its threshold;
@@ -65,15 +66,22 @@ class _State:
 
 
 def drift_thresholds(settings: MonitorSettings, live: Live) -> DriftThresholds:
-    """The PSI and KS thresholds ``live``'s drift is judged by: the
-    deployment's settings, else the version's statistics file's, else the
-    defaults."""
+    """The PSI and KS thresholds ``live``'s drift is judged by, each from the
+    first that sets it: the deployment's monitoring settings, the version's
+    statistics file, its model's production policy (``drift_thresholds``, the
+    namespace's merged with the model's own), the defaults."""
     own = live.loaded.reference_stats.thresholds if live.loaded.reference_stats else None
-    base = own or DriftThresholds()
-    return DriftThresholds(
-        settings.psi if settings.psi is not None else base.psi,
-        settings.ks if settings.ks is not None else base.ks,
-    )
+    policy = live.loaded.policy_drift or {}
+    defaults = DriftThresholds()
+    if settings.psi is not None:
+        psi_max = settings.psi
+    else:
+        psi_max = own.psi if own is not None else policy.get("psi", defaults.psi)
+    if settings.ks is not None:
+        ks_max = settings.ks
+    else:
+        ks_max = own.ks if own is not None else policy.get("ks", defaults.ks)
+    return DriftThresholds(psi_max, ks_max)
 
 
 def drift_of(snap: dict[str, Any], settings: MonitorSettings, live: Live) -> dict[str, Any]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from modelyard.domain.deployments import Deployment, HistoryEntry, Replica
+from modelyard.domain.policies import Policy
 from modelyard.wire.render import iso
 
 
@@ -68,4 +69,13 @@ def history_entry(h: HistoryEntry) -> dict[str, Any]:
         "actor": h.actor,
         "at": iso(h.at),
         "detail": h.detail,
+    }
+
+
+def serving_policy(policy: Policy) -> dict[str, Any]:
+    """What a model server takes from its model's effective production policy."""
+    drift = policy.drift_thresholds
+    return {
+        "custom_code_allowed": policy.allow_custom_code is True,
+        "drift_thresholds": None if drift is None else dict(drift),
     }

@@ -173,10 +173,11 @@ async def get_deployment(environment: str, reference: str, request: Request) -> 
 @router.get("/models/{namespace}/{name}/versions/{version}/serving-policy")
 @access("consume", "For a version the caller can see (a consumer: in the production view).")
 async def serving_policy(namespace: str, name: str, version: str, request: Request) -> Response:
-    """What a model server may do with a version beyond the default: whether
-    its model's policy allows running its own code (format ``python``)."""
+    """What a model server takes from its model's production policy: whether
+    it may run the version's own code (format ``python``), and the drift
+    thresholds (``{"psi", "ks"}``, either may be missing; null: none set)."""
     svc, call = services(request)
-    allowed = await call(
-        svc.custom_code_allowed, version_ref(namespace, name, version), actor=actor(request)
+    policy = await call(
+        svc.serving_policy, version_ref(namespace, name, version), actor=actor(request)
     )
-    return JSONResponse({"custom_code_allowed": allowed})
+    return JSONResponse(wire.serving_policy(policy))

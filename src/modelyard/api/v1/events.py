@@ -17,7 +17,7 @@ from modelyard.api.access import access
 from modelyard.api.deps import actor, webhook_services
 from modelyard.api.responses import JSONResponse
 from modelyard.domain.errors import InvalidInput, Unauthenticated
-from modelyard.domain.webhooks import EventFilter, filter_matches
+from modelyard.domain.webhooks import EventFilter, event_for
 from modelyard.events.hub import EventHub
 from modelyard.service.webhooks import WebhookService
 from modelyard.wire import render
@@ -155,11 +155,6 @@ async def stream_events(
     authenticator = request.app.state.authenticator
     hub = event_hub(request, svc, settings.events_poll_interval)
 
-    def wanted(ev: dict[str, Any]) -> bool:
-        return filter_matches(
-            flt, event_type=ev["type"], namespace=ev["namespace"], subject=ev["subject"]
-        )
-
     async def messages() -> AsyncIterator[bytes]:
         cursor = start
         # Reconnect delay hint, and the start position as the last event id.
@@ -196,8 +191,9 @@ async def stream_events(
                     fresh, reached = hub.since(cursor)
                     sent = False
                     for ev in fresh:
-                        if wanted(ev):
-                            yield _sse(ev)
+                        seen = event_for(flt, ev)
+                        if seen is not None:
+                            yield _sse(seen)
                             sent = True
                     cursor = max(cursor, reached)
                     if sent:

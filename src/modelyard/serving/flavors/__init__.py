@@ -6,6 +6,7 @@ Each flavor module defines::
     SUFFIXES: tuple[str, ...]       # file suffixes that identify it (".onnx",)
     REQUIREMENTS: tuple[str, ...]   # its runtime's packages (pinned by ``modelyard build``)
     OFFLOAD: bool                   # optional: infer on a worker thread (slow models)
+    BF16: bool                      # optional: takes and gives BF16 tensors (uint16 bits)
     def load(files: dict[str, Path], signature: Signature | None) -> Predictor
 
 and is listed in :data:`FLAVORS`; nothing else changes to add one. A flavor is

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import ctypes
+from math import prod
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from modelyard.serving.flavors import pick_file, unservable
+from modelyard.serving.tensors import BF16 as BF16_TYPE
 from modelyard.serving.tensors import Signature, TensorSpec, oip_datatype
 
 NAME = "onnx"
 SUFFIXES = (".onnx",)
 REQUIREMENTS = ("numpy", "onnxruntime")
+BF16 = True
+"""Serves ``tensor(bfloat16)`` (OIP ``BF16``): see :meth:`OnnxPredictor.predict`."""
+_ONNX_BFLOAT16 = 16  # onnx.TensorProto.BFLOAT16 (onnx itself is not a dependency)
 
 # onnxruntime's element type names -> NumPy names (``tensor(float)`` ...).
 _ORT_TYPES = {
@@ -29,6 +35,7 @@ _ORT_TYPES = {
     "uint32": "uint32",
     "uint64": "uint64",
     "string": "object",  # BYTES: text elements
+    "bfloat16": "bfloat16",  # BF16: uint16 bit patterns in the server
 }
 
 
@@ -52,11 +59,44 @@ class OnnxPredictor:
         self._run = session.run
         self.signature = signature
         self._output_names = [s.name for s in signature.outputs]
+        self._bf16_inputs = {s.name for s in signature.inputs if s.datatype == BF16_TYPE}
+        self._bf16_outputs = {s.name for s in signature.outputs if s.datatype == BF16_TYPE}
+        self._bf16 = bool(self._bf16_inputs or self._bf16_outputs)
 
     def predict(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """One ``session.run`` over the declared outputs."""
+        if self._bf16:
+            return self._predict_bf16(inputs)
         results = self._run(self._output_names, inputs)
         return dict(zip(self._output_names, results, strict=True))
+
+    def _predict_bf16(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """``predict`` of a graph with bfloat16 tensors: onnxruntime's Python
+        API takes and gives them only as OrtValues (NumPy has no bfloat16),
+        so BF16 inputs go in as OrtValues of their uint16 bits, and BF16
+        outputs come back as those bits, copied out of the OrtValue."""
+        import onnxruntime as ort
+
+        feed = {}
+        for name, arr in inputs.items():
+            if name in self._bf16_inputs:
+                bits = np.ascontiguousarray(arr, dtype=np.uint16)
+                feed[name] = ort.OrtValue.ortvalue_from_numpy_with_onnx_type(bits, _ONNX_BFLOAT16)
+            else:
+                feed[name] = ort.OrtValue.ortvalue_from_numpy(arr)
+        results = self._session.run_with_ort_values(self._output_names, feed)
+        out: dict[str, np.ndarray] = {}
+        for name, value in zip(self._output_names, results, strict=True):
+            if name in self._bf16_outputs:
+                shape = tuple(value.shape())
+                n = prod(shape)
+                bits = np.empty(n, dtype=np.uint16)
+                if n:
+                    ctypes.memmove(bits.ctypes.data, value.data_ptr(), 2 * n)
+                out[name] = bits.reshape(shape)
+            else:
+                out[name] = value.numpy()
+        return out
 
 
 def load(files: dict[str, Path], signature: Signature | None, *, threads: int = 1) -> OnnxPredictor:

@@ -142,6 +142,8 @@ class BoundOutbox:
         model: str | None = None,
         subject: str | None = None,
         namespaces: Sequence[str] | None = None,
+        consumed: Sequence[str] | None = (),
+        consumer_types: Sequence[str] = (),
     ) -> list[dict[str, Any]]:
         return outbox.list_events(
             self._conn,
@@ -152,6 +154,8 @@ class BoundOutbox:
             model=model,
             subject=subject,
             namespaces=namespaces,
+            consumed=consumed,
+            consumer_types=consumer_types,
         )
 
     def events_by_id(self, ids: Sequence[int]) -> dict[int, dict[str, Any]]:

@@ -62,12 +62,16 @@ def list_events(
     model: str | None = None,
     subject: str | None = None,
     namespaces: Sequence[str] | None = None,
+    consumed: Sequence[str] | None = (),
+    consumer_types: Sequence[str] = (),
 ) -> list[dict[str, Any]]:
     """Events with id > ``after`` matching the filters, oldest first.
 
     ``types`` are patterns (``*``, ``version.*``, ``alias.moved``); ``model``
     is ``ns/name`` and matches the model's own subject and those of its
-    versions (``ns/name/3``) and aliases (``ns/name@prod``).
+    versions (``ns/name/3``) and aliases (``ns/name@prod``). Outside
+    ``namespaces``, events of ``consumer_types`` in ``consumed`` (None: in
+    any namespace) are candidates too; the service judges their payload.
     """
     e = t.events
     q = sa.select(*EVENT_COLUMNS).where(e.c.id > after)
@@ -82,7 +86,13 @@ def list_events(
     if namespace is not None:
         q = q.where(e.c.namespace == namespace)
     if namespaces is not None:
-        q = q.where(e.c.namespace.in_(list(namespaces)))
+        where: sa.ColumnElement[bool] = e.c.namespace.in_(list(namespaces))
+        if consumer_types and (consumed is None or consumed):
+            extra: sa.ColumnElement[bool] = e.c.type.in_(list(consumer_types))
+            if consumed is not None:
+                extra = sa.and_(extra, e.c.namespace.in_(list(consumed)))
+            where = sa.or_(where, extra)
+        q = q.where(where)
     if model is not None:
         q = q.where(
             sa.or_(

@@ -488,6 +488,8 @@ class OutboxQueries(Protocol):
         model: str | None = None,
         subject: str | None = None,
         namespaces: Sequence[str] | None = None,
+        consumed: Sequence[str] | None = (),
+        consumer_types: Sequence[str] = (),
     ) -> list[dict[str, Any]]: ...
 
     def events_by_id(self, ids: Sequence[int]) -> dict[int, dict[str, Any]]: ...
