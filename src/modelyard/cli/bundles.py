@@ -14,6 +14,7 @@ from modelyard.cli.options import DEFAULT_URL, JsonOpt, RegistryOpt, TokenOpt
 
 if TYPE_CHECKING:
     from modelyard.client.bundles import Readiness
+    from modelyard.client.registry import Registry
 
 bundle_app = typer.Typer(
     help="Bundles: pipelines of models (roles bound to references) that must fit together.",

@@ -671,6 +671,9 @@ def search_versions(
         query = _static_query(conn.dialect, node, order, namespace, limit, with_cursor)
     else:
         query = _versions_query(conn, node, order, namespace, limit, with_cursor)
+    if query.from_ids is not None:
+        f = query.from_ids
+        return _page_from_ids(conn, f.where, f.sort, query.fingerprint, limit, cursor, f.ids)
     params: dict[str, Any] = {}
     if cursor is not None:
         values = _decode_cursor(cursor, query.fingerprint, query.kinds)
@@ -678,6 +681,7 @@ def search_versions(
     if query.prepared is not None:
         rows: Sequence[Any] = query.prepared.all(conn, params)
     else:
+        assert query.stmt is not None
         rows = conn.execute(query.stmt, params).all()
     more = len(rows) > limit
     rows = rows[:limit]
@@ -695,11 +699,23 @@ class _Query:
     serves every page of a query.
     """
 
-    stmt: sa.Select[Any]
+    stmt: sa.Select[Any] | None
     fingerprint: str
     kinds: tuple[_SortKind, ...]
     # ``stmt`` compiled once, run on the driver (static plans only).
     prepared: Prepared | None = None
+    # Instead of ``stmt`` (None then): the page is found among these ids by
+    # :func:`_page_from_ids` (never a static plan: the ids are data).
+    from_ids: _FromIds | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _FromIds:
+    """A page driven by the ids of the rarest term, in page order."""
+
+    where: list[sa.ColumnElement[bool]]
+    sort: _Sort
+    ids: list[int]
 
 
 def _static_plan(node: Node | None, order: OrderBy, *, sqlite: bool) -> bool:
@@ -752,6 +768,7 @@ def _static_query(
         # A value that needs SQLAlchemy's conversion (ValueError) leaves the
         # statement to SQLAlchemy's execution.
         with contextlib.suppress(ValueError):
+            assert found.stmt is not None  # a static plan is one statement
             found = replace(found, prepared=Prepared(found.stmt, dialect, literals=True))
         with _static_lock:
             if len(_static_cache) >= _STATIC_QUERIES:
@@ -851,9 +868,8 @@ def _versions_query(
             if rest is not None:
                 where.insert(0, compiler.compile(rest))
             fingerprint = _fingerprint("versions", node, order, namespace)
-            return _page_from_ids(
-                conn, where, sort, fingerprint, limit, cursor, [i for _, i in ordered]
-            )
+            ids = [i for _, i in ordered]
+            return _Query(None, fingerprint, sort.kinds, from_ids=_FromIds(where, sort, ids))
         if plan.driver is not None:
             # Few rows match: fetch them through the key/value index and sort
             # them, instead of walking the sort index past a million misses.
