@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -154,6 +155,12 @@ def test_local_sweep_spares_live_uploads_and_takes_dead_ones(tmp_path: Path) -> 
     store = LocalBlobStore(tmp_path / "blobs")
     live = store.writer(None)
     live.write(b"still coming")
+    # The first upload of a store also starts a sweep on a thread of its own;
+    # left running, it could take (or hold the lock of) the dead file under
+    # the sweep below, which would then count 0. Let it end first.
+    for thread in threading.enumerate():
+        if thread.name == "upload-sweep":
+            thread.join()
     dead = store.tmp_dir / "upload-left-by-a-killed-process"
     dead.write_bytes(b"x")
     os.utime(dead, (0, 0))
