@@ -268,6 +268,9 @@ class Registry(GovernanceMixin, FamilyMixin, BundleMixin, DeploymentMixin):
     (family, variants, variant, ancestry) from
     :class:`~modelyard.client.families.FamilyMixin`; bundles (create, pin,
     ``bundle(ref).pull/ready``) from :class:`~modelyard.client.bundles.BundleMixin`.
+
+    ``upload_concurrency``: parts of one big upload sent straight to the
+    object store at once, when the server offers presigned multipart uploads.
     """
 
     _b: Backend
@@ -279,12 +282,17 @@ class Registry(GovernanceMixin, FamilyMixin, BundleMixin, DeploymentMixin):
         token: str | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
         backend: Backend | None = None,
+        upload_concurrency: int = 4,
     ) -> None:
         target = registry_target(os.fspath(url_or_path))
         if backend is not None:
             self._b = backend
         elif target.startswith(("http://", "https://")):
-            self._b = RemoteBackend(target, token=token or os.environ.get("MODELYARD_TOKEN"))
+            self._b = RemoteBackend(
+                target,
+                token=token or os.environ.get("MODELYARD_TOKEN"),
+                upload_concurrency=upload_concurrency,
+            )
         else:
             self._b = EmbeddedBackend(Path(target))
         cache_root = Path(cache_dir) if cache_dir else default_cache_dir()
