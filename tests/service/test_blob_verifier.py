@@ -170,3 +170,26 @@ def test_gc_spares_uploads_waiting_for_verification(svc: Services) -> None:
     assert abandoned not in str(staged_keys(svc))
     assert blobs.verify_pending("worker-a") == 1
     assert blobs.direct_upload_status(WRITER, waiting).state == "verified"
+
+
+def test_inline_verification_reads_back_in_the_request(tmp_path: Path, s3_server: S3Server) -> None:
+    settings = Settings(
+        data_dir=tmp_path / "d",
+        store=f"s3://{s3_server.new_bucket()}/reg",
+        direct_verify="inline",
+    )
+    with build_services(settings) as svc:
+        blobs = svc.blob_service
+        data = os.urandom(30_000)
+        digest = hashlib.sha256(data).hexdigest()
+        done = blobs.complete_direct_upload(WRITER, send(svc, data), digest=digest)
+        assert done.verified and svc.blobs.exists(digest)
+        other = os.urandom(30_000)
+        with pytest.raises(IntegrityError) as caught:
+            blobs.complete_direct_upload(
+                WRITER, send(svc, other), digest=hashlib.sha256(data[::-1]).hexdigest()
+            )
+        assert caught.value.code == "DIGEST_MISMATCH"
+        assert staged_keys(svc) == []
+        with svc.metadata.read() as tx:
+            assert tx.pending_verification_uploads() == []
