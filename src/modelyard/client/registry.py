@@ -36,7 +36,7 @@ from modelyard.client.transfer import (
     safe_destination,
     verify_file,
 )
-from modelyard.domain.errors import InvalidInput, NotFound
+from modelyard.domain.errors import InvalidInput, ModelyardError, NotFound
 from modelyard.domain.monitoring import STATS_PATH, ReferenceStats
 from modelyard.domain.references import DEFAULT_NAMESPACE, Reference, parse_reference
 
@@ -806,18 +806,41 @@ class Registry(GovernanceMixin, FamilyMixin, BundleMixin, DeploymentMixin):
             },
         }
         key = uuid.uuid4().hex
-        try:
-            wire = self._b.create_version(namespace, name, body, key)
-        except NotFound as exc:
-            if not create_model or exc.code != "MODEL_NOT_FOUND":
-                raise
+
+        def commit() -> Any:
             try:
-                self.create_model(name, namespace=namespace)
-            except Exception as again:  # a concurrent pusher may have created it
-                if getattr(again, "code", "") != "MODEL_ALREADY_EXISTS":
+                return self._b.create_version(namespace, name, body, key)
+            except NotFound as exc:
+                if not create_model or exc.code != "MODEL_NOT_FOUND":
                     raise
-            wire = self._b.create_version(namespace, name, body, key)
+                try:
+                    self.create_model(name, namespace=namespace)
+                except Exception as again:  # a concurrent pusher may have created it
+                    if getattr(again, "code", "") != "MODEL_ALREADY_EXISTS":
+                        raise
+                return self._b.create_version(namespace, name, body, key)
+
+        try:
+            wire = commit()
+        except ModelyardError as exc:
+            if exc.code != "BLOB_MISSING":
+                raise
+            # Garbage collection took a blob this push sent before its commit
+            # (a push longer than gc's grace period): send what the registry
+            # lacks again and commit once more, under the same idempotency key.
+            self._upload_again(local, cb)
+            wire = commit()
         return VersionInfo.from_wire(wire)
+
+    def _upload_again(self, local: list[LocalFile], cb: PushCallbacks) -> None:
+        """Upload the blobs of ``local`` the registry lacks now (each once)."""
+        digests = [f.digest for f in local if f.digest is not None]
+        missing = set(self._b.missing(digests))
+        sent: set[str] = set()
+        for f in local:
+            if f.digest in missing and f.digest not in sent:
+                self._b.upload(f.source, f.size, cb.advance, digest=f.digest)
+                sent.add(f.digest)
 
     def _push_with_stats(
         self,
