@@ -126,10 +126,13 @@ class _Slicer:
             pass
 
 
-VERIFY_WAIT_BASE = 120.0
-"""Seconds the SDK waits for a direct upload's verification, plus ..."""
-VERIFY_WAIT_RATE = float(20 << 20)
-"""... one second per this many bytes (a slow store's read-back speed)."""
+VERIFY_WAIT_BASE = 600.0
+"""Seconds the SDK waits for a direct upload's verification, plus ...
+(generous: the server reads at its store's speed, behind other uploads, and
+says ``failed`` itself when it gives up; this only bounds a server whose
+verifier does not run at all)"""
+VERIFY_WAIT_RATE = float(4 << 20)
+"""... one second per this many bytes (a slow, busy store's read-back speed)."""
 
 
 def _put_parts_in_parallel(
@@ -387,7 +390,6 @@ class RemoteBackend(RemoteGovernance, RemoteFamilies, RemoteBundles, RemoteDeplo
     def _await_verification(self, upload_id: str, size: int) -> None:
         """Wait while the server's background verifier reads the upload back
         (about as long as sending it took); raise its refusal if it fails."""
-        # Generous: the server reads at its store's speed, behind other uploads.
         deadline = time.monotonic() + VERIFY_WAIT_BASE + size / VERIFY_WAIT_RATE
         delay = 0.05
         while True:

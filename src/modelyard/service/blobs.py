@@ -342,11 +342,7 @@ class BlobService:
         if queued is not None:
             # Completed before (a retry): the same answer, never a second queue entry.
             return self._queued_answer(queued, actor, existed)
-        try:
-            actual = direct.assemble_staged(upload_id, size)
-        except ModelyardError:
-            direct.discard_staged(upload_id)
-            raise
+        actual = direct.assemble_staged(upload_id, size)  # removes what it refuses
         if existed:
             # The caller may already name these bytes: nothing to prove.
             direct.discard_staged(upload_id)

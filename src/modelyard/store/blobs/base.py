@@ -83,7 +83,8 @@ class DirectTransfers(Protocol):
         """Verify (size, SHA-256) and publish a staged upload under its digest."""
 
     def assemble_staged(self, upload_id: str, expected_size: int | None = None) -> int:
-        """Make a staged upload one object and check its size (reads no bytes)."""
+        """Make a staged upload one object and check its size (reads no bytes);
+        a refused upload's bytes are removed."""
 
     def publish_staged(self, upload_id: str, expected_digest: str) -> str:
         """Read an assembled staged upload back once, check its SHA-256 and

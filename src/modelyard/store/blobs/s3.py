@@ -548,11 +548,7 @@ class S3BlobStore:
         """Verify a directly uploaded object and publish it under its digest, in
         the caller's thread: :meth:`assemble_staged` then :meth:`publish_staged`."""
         validate_digest(expected_digest)
-        try:
-            self.assemble_staged(upload_id, expected_size)
-        except BaseException:
-            self.discard_staged(upload_id)
-            raise
+        self.assemble_staged(upload_id, expected_size)
         return self.publish_staged(upload_id, expected_digest)
 
     def assemble_staged(self, upload_id: str, expected_size: int | None = None) -> int:
@@ -562,8 +558,15 @@ class S3BlobStore:
         (``UPLOAD_INCOMPLETE`` if some are missing); ``UPLOAD_NOT_FOUND`` if
         nothing was uploaded under that id; ``SIZE_MISMATCH`` against
         ``expected_size``. Reads no bytes: the SHA-256 is
-        :meth:`publish_staged`'s. Nothing is published or removed here."""
+        :meth:`publish_staged`'s. What was sent is removed if it is refused."""
         key = self._staging_key(upload_id)
+        try:
+            return self._assemble(key, upload_id, expected_size)
+        except BaseException:
+            self.discard_staged(upload_id)
+            raise
+
+    def _assemble(self, key: str, upload_id: str, expected_size: int | None) -> int:
         self._complete_staged_multipart(key)
         try:
             head = self.client.head_object(Bucket=self.bucket, Key=key)
