@@ -132,7 +132,8 @@ def run_mode(
     data_dir = work / mode
     concurrency = 1 if mode == "direct-parts-1" else args.concurrency
     try:
-        with ServerProcess(data_dir / "server") as server:
+        # A loaded machine can take minutes to start a niced server.
+        with ServerProcess(data_dir / "server", start_timeout=600) as server:
             with Registry(
                 server.url, cache_dir=data_dir / "cache-push", upload_concurrency=concurrency
             ) as reg:
@@ -188,28 +189,31 @@ def main() -> None:
                 h.update(chunk)
         hash_s = time.perf_counter() - t0
         moto = Moto(work / "moto.log")
+        mib = args.size / MIB
+        print(
+            f"{mib:.0f} MiB file; part {args.part / MIB:.0f} MiB; concurrency "
+            f"{args.concurrency}; one SHA-256 pass over it here: {hash_s:.2f} s"
+        )
+        print(
+            f"{'mode':<16}{'push s':>8}{'MiB/s':>8}{'srv cpu':>9}{'store':>8}{'client':>8}"
+            f"{'pull s':>9}{'MiB/s':>8}{'srv cpu':>9}{'store':>8}{'client':>8}  ok",
+            flush=True,
+        )
         try:
-            rows = [run_mode(mode, moto, src, digest, work, args) for mode in args.modes.split(",")]
+            for mode in args.modes.split(","):
+                r = run_mode(mode, moto, src, digest, work, args)
+                print(
+                    f"{r.mode:<16}{r.push_s:>8.2f}{mib / r.push_s:>8.0f}"
+                    f"{r.push_cpu.server_s:>9.2f}{r.store_push_cpu:>8.2f}{r.push_cpu.client:>8.2f}"
+                    f"{r.pull_s:>9.2f}{mib / r.pull_s:>8.0f}{r.pull_cpu.server_s:>9.2f}"
+                    f"{r.store_pull_cpu:>8.2f}{r.pull_cpu.client:>8.2f}"
+                    f"  {'yes' if r.identical else 'NO'}",
+                    flush=True,
+                )
         finally:
             moto.stop()
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    mib = args.size / MIB
-    print(
-        f"{mib:.0f} MiB file; part {args.part / MIB:.0f} MiB; concurrency "
-        f"{args.concurrency}; one SHA-256 pass over it here: {hash_s:.2f} s"
-    )
-    print(
-        f"{'mode':<16}{'push s':>8}{'MiB/s':>8}{'srv cpu':>9}{'store':>8}{'client':>8}"
-        f"{'pull s':>9}{'MiB/s':>8}{'srv cpu':>9}{'store':>8}{'client':>8}  ok"
-    )
-    for r in rows:
-        print(
-            f"{r.mode:<16}{r.push_s:>8.2f}{mib / r.push_s:>8.0f}{r.push_cpu.server_s:>9.2f}"
-            f"{r.store_push_cpu:>8.2f}{r.push_cpu.client:>8.2f}"
-            f"{r.pull_s:>9.2f}{mib / r.pull_s:>8.0f}{r.pull_cpu.server_s:>9.2f}"
-            f"{r.store_pull_cpu:>8.2f}{r.pull_cpu.client:>8.2f}  {'yes' if r.identical else 'NO'}"
-        )
     print(
         "srv cpu: the modelyard server's CPU seconds (a direct push's includes its one "
         "read-back verification); store: moto's; client: this process's."
