@@ -56,3 +56,20 @@ def assert_error(resp: Any, status: int, code: str) -> dict[str, Any]:
     assert isinstance(err["details"], dict)
     assert err["code"] == code, err
     return err
+
+
+def verified_upload(client: Any, upload_id: str, *, timeout: float = 60.0) -> dict[str, Any]:
+    """Wait until the server's background verifier has finished with a
+    completed direct upload; its final status (``verified`` or ``failed``).
+    ``client``: an ``httpx.Client`` (or TestClient) on the server's base URL."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        r = client.get(f"/api/v1/blobs/uploads/{upload_id}")
+        assert r.status_code == 200, r.text
+        body: dict[str, Any] = r.json()
+        if body["state"] != "pending":
+            return body
+        assert time.monotonic() < deadline, f"upload {upload_id} still pending"
+        time.sleep(0.05)

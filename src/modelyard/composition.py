@@ -26,7 +26,8 @@ their object graph here, so they all run the same one::
           backup      BackupService      (registry): backups into a directory or S3 prefix
           webhooks    WebhookService     (metadata, DestinationGuard(webhook_allow),
                                          WebhookPolicy(settings))
-     └─ build_dispatcher(services) -> Dispatcher   (server processes only)
+     ├─ build_dispatcher(services) -> Dispatcher   (server processes only)
+     └─ build_verifier(services) -> BlobVerifier   (server processes only)
     open_backup(settings, url) -> BackupArea        a backup's directory or S3 prefix
     restore_registry(settings, url) -> RestoreReport a backup into an empty database
 
@@ -42,6 +43,7 @@ from modelyard.domain.errors import NotFound
 from modelyard.domain.webhooks import AttemptOutcome
 from modelyard.events.dispatcher import Dispatcher
 from modelyard.events.sender import WebhookSender
+from modelyard.events.verifier import BlobVerifier
 from modelyard.service.approvals import ApprovalService
 from modelyard.service.artifacts import ArtifactService
 from modelyard.service.backup import BackupService, BlobCopy, read_manifest
@@ -160,6 +162,7 @@ def build_services(settings: Settings) -> Services:
         max_blob_size=settings.max_blob_size,
         direct_transfers=settings.direct_transfers,
         url_ttl=settings.direct_url_ttl,
+        verify_in_background=settings.direct_verify == "background",
     )
     return Services(
         settings=settings,
@@ -198,6 +201,11 @@ def build_dispatcher(
         concurrency=settings.webhook_concurrency,
         on_attempt=on_attempt,
     )
+
+
+def build_verifier(services: Services) -> BlobVerifier:
+    """The background verifier of direct uploads of a server process (not started)."""
+    return BlobVerifier(services.blob_service, interval=services.settings.blob_verifier_interval)
 
 
 def migrate_database(settings: Settings) -> tuple[str | None, str | None]:

@@ -52,6 +52,20 @@ class Settings(BaseSettings):
     direct_url_ttl: int = Field(
         3600, ge=60, le=7 * 86400, description="Seconds a presigned URL stays valid."
     )
+    direct_verify: Literal["background", "inline"] = Field(
+        "background",
+        description="How a direct upload's SHA-256 is checked by reading it back once: in the "
+        "background verifier (the client polls; no request waits on the read) or inline in "
+        "the request that completes the upload.",
+    )
+    blob_verifier: bool = Field(
+        True,
+        description="Run the background verifier of direct uploads in each server process "
+        "(replicas share the work through leases).",
+    )
+    blob_verifier_interval: float = Field(
+        1.0, gt=0, le=60, description="Seconds between the verifier's rounds when idle."
+    )
     s3_part_size: int = Field(
         8 << 20,
         ge=5 << 20,
@@ -127,6 +141,13 @@ class Settings(BaseSettings):
         "http://127.0.0.1:8080",
         description="Registry the CLI talks to: http(s)://host:port (a bare host:port "
         "means http://) or a data directory for embedded use.",
+    )
+    upload_concurrency: int = Field(
+        4,
+        ge=1,
+        le=64,
+        description="Parts of one big presigned multipart upload the SDK/CLI sends at once "
+        "(each part is held in memory while it is sent).",
     )
     cache_dir: Path | None = Field(
         None,

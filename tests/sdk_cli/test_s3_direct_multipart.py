@@ -18,6 +18,7 @@ import pytest
 
 from modelyard.client import Registry
 from tests.conftest_server import start_server, stop_server
+from tests.helpers import verified_upload
 from tests.s3server import S3Server
 
 pytestmark = pytest.mark.s3
@@ -97,7 +98,10 @@ def test_a_big_blob_is_offered_in_parts_and_verified_whole(
     flipped[PART + 7] ^= 0xFF
     put_parts(body, bytes(flipped))
     r = httpx.post(f"{api}/blobs/uploads/{body['upload_id']}/complete", json={"digest": digest})
-    assert r.status_code == 422 and r.json()["error"]["code"] == "DIGEST_MISMATCH"
+    assert r.status_code == 202, r.text
+    with httpx.Client(base_url=url) as c:
+        status = verified_upload(c, str(body["upload_id"]))
+    assert status["state"] == "failed" and status["error"]["code"] == "DIGEST_MISMATCH"
     assert httpx.head(f"{api}/blobs/{digest}").status_code == 404
     assert staged_left(s3_server, bucket) == 0
 
@@ -105,8 +109,10 @@ def test_a_big_blob_is_offered_in_parts_and_verified_whole(
     put_parts(body, data)
     done = f"{api}/blobs/uploads/{body['upload_id']}/complete"
     r = httpx.post(done, json={"digest": digest, "size": SIZE})
-    assert r.status_code == 201, r.text
-    assert r.json() == {"digest": digest, "size": SIZE, "created": True}
+    assert r.status_code == 202, r.text
+    assert r.json() == {"digest": digest, "size": SIZE, "created": True, "verified": False}
+    with httpx.Client(base_url=url) as c:
+        assert verified_upload(c, str(body["upload_id"]))["state"] == "verified"
     assert staged_left(s3_server, bucket) == 0
     assert httpx.head(f"{api}/blobs/{digest}").status_code == 200
     key = f"registry/sha256/{digest[:2]}/{digest[2:4]}/{digest}"

@@ -18,6 +18,7 @@ import pytest
 from modelyard.client import Registry
 from modelyard.domain.errors import ModelyardError
 from tests.conftest_server import start_server, stop_server
+from tests.helpers import verified_upload
 from tests.s3server import S3Server
 
 pytestmark = pytest.mark.s3
@@ -157,18 +158,30 @@ def test_direct_uploads_are_verified_before_a_version_may_name_them(
     r = httpx.post(f"{api}/models/default/{name}/versions", json=manifest)
     assert r.status_code == 422 and r.json()["error"]["code"] == "BLOB_MISSING"
     r = httpx.post(f"{api}/blobs/uploads/{bad['upload_id']}/complete", json={"digest": digest})
+    # The size is right: queued for the background verifier, which refuses it.
+    assert r.status_code == 202 and r.json()["verified"] is False, r.text
+    with httpx.Client(base_url=url) as c:
+        status = verified_upload(c, str(bad["upload_id"]))
+    assert status["state"] == "failed" and status["error"]["code"] == "DIGEST_MISMATCH"
+    r = httpx.post(f"{api}/blobs/uploads/{bad['upload_id']}/complete", json={"digest": digest})
     assert r.status_code == 422 and r.json()["error"]["code"] == "DIGEST_MISMATCH"
     staged = s3_server.client().list_objects_v2(Bucket=bucket, Prefix="registry/uploads/")
     assert staged.get("KeyCount", 0) == 0
+    assert httpx.head(f"{api}/blobs/{digest}").status_code == 404
 
     good = offer()
     r = httpx.put(str(good["url"]), content=data, headers=good["headers"])  # type: ignore[arg-type]
     assert r.status_code == 200
     done = f"{api}/blobs/uploads/{good['upload_id']}/complete"
     r = httpx.post(done, json={"digest": digest, "size": len(data)})
-    assert r.status_code == 201, r.text
-    assert r.json() == {"digest": digest, "size": len(data), "created": True}
+    assert r.status_code == 202, r.text
+    assert r.json() == {"digest": digest, "size": len(data), "created": True, "verified": False}
+    with httpx.Client(base_url=url) as c:
+        assert verified_upload(c, str(good["upload_id"]))["state"] == "verified"
+    # Completing again answers what the verifier found.
     r = httpx.post(done, json={"digest": digest})
+    assert r.status_code == 201 and r.json()["verified"] is True, r.text
+    r = httpx.post(f"{api}/blobs/uploads/1-{'b' * 32}/complete", json={"digest": digest})
     assert r.status_code == 404 and r.json()["error"]["code"] == "UPLOAD_NOT_FOUND"
     r = httpx.post(f"{api}/blobs/uploads/not-an-upload/complete", json={"digest": digest})
     assert r.status_code == 400 and r.json()["error"]["code"] == "INVALID_UPLOAD_ID"

@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,6 +20,7 @@ from modelyard.store.blobs import BlobStore, S3Options, open_blob_store
 from modelyard.store.blobs.local import LocalBlobStore
 from modelyard.store.blobs.s3 import S3BlobStore
 from tests.pgcluster import free_port
+from tests.receiver import wait_for
 from tests.s3server import S3Server
 
 PART = 5 << 20
@@ -154,6 +158,12 @@ def test_local_sweep_spares_live_uploads_and_takes_dead_ones(tmp_path: Path) -> 
     store = LocalBlobStore(tmp_path / "blobs")
     live = store.writer(None)
     live.write(b"still coming")
+    # The first upload of a store also starts a sweep on a thread of its own;
+    # left running, it could take (or hold the lock of) the dead file under
+    # the sweep below, which would then count 0. Let it end first.
+    for thread in threading.enumerate():
+        if thread.name == "upload-sweep":
+            thread.join()
     dead = store.tmp_dir / "upload-left-by-a-killed-process"
     dead.write_bytes(b"x")
     os.utime(dead, (0, 0))
@@ -178,6 +188,36 @@ def test_s3_sweep_aborts_abandoned_multipart_uploads(s3_server: S3Server) -> Non
     # The writer is abandoned (its process died): past the grace, it goes.
     assert store.clean_stale_uploads(max_age_s=0) == 1
     assert staged(store) == []
+
+
+@pytest.mark.s3
+def test_s3_sweep_spares_a_long_upload_whose_parts_keep_arriving(s3_server: S3Server) -> None:
+    """A live upload renews its age with every part: started before the grace
+    period's cutoff but with a part sent after it, the sweep leaves it be."""
+    store = open_blob_store(f"s3://{s3_server.new_bucket()}/p", s3=S3Options(part_size=PART))
+    assert isinstance(store, S3BlobStore)
+    c = store.client
+    w = store.writer(None)
+    w.write(os.urandom(PART + 1))  # part 1 goes up
+    backlog = w.ready()
+    if backlog is not None:
+        backlog.result()
+    [key] = staged(store)
+    started = int(key.rsplit("/", 1)[-1].split("-", 1)[0])
+    time.sleep(2.5)  # the upload is now older than the cutoff chosen below
+    w.write(os.urandom(PART))  # waits for part 1, sends part 2
+
+    def parts() -> list[Any]:
+        [up] = c.list_multipart_uploads(Bucket=store.bucket)["Uploads"]
+        return list(c.list_parts(Bucket=store.bucket, Key=key, UploadId=up["UploadId"])["Parts"])
+
+    latest = wait_for(lambda: len(parts()) == 2 and parts()[-1]["LastModified"].timestamp())
+    assert latest - started >= 2
+    # A cutoff between the upload's start and its latest part.
+    grace = time.time() - (started + latest) / 2
+    assert store.clean_stale_uploads(max_age_s=grace) == 0
+    assert staged(store) == [key]
+    assert w.commit() is not None
 
 
 def test_an_unreachable_store_is_a_domain_error(tmp_path: Path) -> None:

@@ -35,7 +35,7 @@ from modelyard.api.v1 import (
     versions,
     webhooks,
 )
-from modelyard.composition import Services, build_dispatcher, build_services
+from modelyard.composition import Services, build_dispatcher, build_services, build_verifier
 from modelyard.domain.webhooks import AttemptOutcome
 from modelyard.events.cachesync import CacheSync
 from modelyard.service.identity import IdentityService
@@ -77,6 +77,10 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         if settings.dispatcher:
             dispatcher = build_dispatcher(built, on_attempt=count_attempt)
             dispatcher.start()
+        verifier = None
+        if settings.blob_verifier and built.blob_service.direct is not None:
+            verifier = build_verifier(built)
+            verifier.start()
         # What exists at startup (modules, the app, engines, compiled queries)
         # lives as long as the process: frozen, it is no longer scanned by the
         # full collections that run every few thousand requests and stalled
@@ -91,6 +95,8 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
                 await run_in_threadpool(cache_sync.stop)
             if dispatcher is not None:
                 await run_in_threadpool(dispatcher.stop)
+            if verifier is not None:
+                await run_in_threadpool(verifier.stop)
             if owned:
                 built.close()
 

@@ -133,8 +133,9 @@ def connect(target: str, token: str | None = None) -> Iterator[Any]:
     """The registry for one command, closed when the command ends (the token:
     the command's ``--token``, else ``MODELYARD_TOKEN``, read by the SDK)."""
     from modelyard.client import Registry
+    from modelyard.settings import Settings
 
-    reg = Registry(target, token=token)
+    reg = Registry(target, token=token, upload_concurrency=Settings().upload_concurrency)
     try:
         yield reg
     finally:

@@ -7,7 +7,9 @@ the same whether the service is across HTTP or in this process.
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 from urllib.parse import quote
@@ -124,6 +126,48 @@ class _Slicer:
             pass
 
 
+VERIFY_WAIT_BASE = 600.0
+"""Seconds the SDK waits for a direct upload's verification, plus ...
+(generous: the server reads at its store's speed, behind other uploads, and
+says ``failed`` itself when it gives up; this only bounds a server whose
+verifier does not run at all)"""
+VERIFY_WAIT_RATE = float(4 << 20)
+"""... one second per this many bytes (a slow, busy store's read-back speed)."""
+
+
+def _put_parts_in_parallel(
+    store: httpx.Client, parts: list[Any], slicer: _Slicer, concurrency: int
+) -> None:
+    """PUT the parts of a multipart upload, up to ``concurrency`` at once.
+
+    The file is still read once, in order, on this thread (so the digest
+    taken on the way covers it in order); each part is read whole, then sent
+    by a worker while the next is read. At most ``concurrency`` parts are in
+    memory; the first failure stops the rest (what was sent is swept by the
+    server once abandoned)."""
+    inflight: set[Future[None]] = set()
+
+    def put(url: str, data: bytes) -> None:
+        resp = store.put(url, content=data, headers={"Content-Length": str(len(data))})
+        _check_store_answer(resp)
+
+    with ThreadPoolExecutor(concurrency, thread_name_prefix="modelyard-part") as pool:
+        try:
+            for part in parts:
+                data = b"".join(slicer.take(int(part["size"])))
+                while len(inflight) >= concurrency:
+                    done, inflight = wait(inflight, return_when=FIRST_COMPLETED)
+                    for f in done:
+                        f.result()
+                inflight.add(pool.submit(put, str(part["url"]), data))
+            for f in inflight:
+                f.result()
+        except BaseException:
+            for f in inflight:
+                f.cancel()
+            raise
+
+
 def _check_store_answer(resp: httpx.Response) -> None:
     if resp.status_code >= 300:
         raise StorageUnavailable(
@@ -158,7 +202,13 @@ class RemoteBackend(RemoteGovernance, RemoteFamilies, RemoteBundles, RemoteDeplo
         token: str | None = None,
         timeout: float = 60.0,
         transport: httpx.BaseTransport | None = None,
+        upload_concurrency: int = 4,
     ) -> None:
+        if not 1 <= upload_concurrency <= 64:
+            raise ValueError("upload_concurrency must be between 1 and 64")
+        # Parts of one presigned multipart upload sent at once: one stream to
+        # an object store rarely fills the link; memory is this many parts.
+        self.upload_concurrency = upload_concurrency
         headers = {"User-Agent": "modelyard-sdk"}
         if token:
             headers["Authorization"] = f"Bearer {token}"
@@ -293,17 +343,20 @@ class RemoteBackend(RemoteGovernance, RemoteFamilies, RemoteBundles, RemoteDeplo
             # A client of its own: the registry's token must not go to the store.
             with httpx.Client(timeout=self.http.timeout) as store:
                 if "parts" in offer:
-                    # In order, one after another: the digest is taken over
-                    # the whole file as it streams, so it is read only once.
                     parts = sorted(offer["parts"], key=lambda p: int(p["offset"]))
                     slicer = _Slicer(chunks())
-                    for part in parts:
-                        resp = store.put(
-                            str(part["url"]),
-                            content=slicer.take(int(part["size"])),
-                            headers={"Content-Length": str(int(part["size"]))},
-                        )
-                        _check_store_answer(resp)
+                    if self.upload_concurrency == 1:
+                        # One after another, each part streamed: no part is
+                        # ever held whole in memory.
+                        for part in parts:
+                            resp = store.put(
+                                str(part["url"]),
+                                content=slicer.take(int(part["size"])),
+                                headers={"Content-Length": str(int(part["size"]))},
+                            )
+                            _check_store_answer(resp)
+                    else:
+                        _put_parts_in_parallel(store, parts, slicer, self.upload_concurrency)
                     slicer.drain()
                 else:
                     resp = store.request(
@@ -324,12 +377,35 @@ class RemoteBackend(RemoteGovernance, RemoteFamilies, RemoteBundles, RemoteDeplo
                 code="DIGEST_MISMATCH",
                 details={"expected": digest, "actual": local},
             )
+        upload_id = _q(str(offer["upload_id"]))
         body = self._json(
             "POST",
-            f"/api/v1/blobs/uploads/{_q(str(offer['upload_id']))}/complete",
+            f"/api/v1/blobs/uploads/{upload_id}/complete",
             json={"digest": local, "size": size},
         )
+        if body.get("verified") is False:
+            self._await_verification(upload_id, size)
         return check_stored_digest(str(body["digest"]), local)
+
+    def _await_verification(self, upload_id: str, size: int) -> None:
+        """Wait while the server's background verifier reads the upload back
+        (about as long as sending it took); raise its refusal if it fails."""
+        deadline = time.monotonic() + VERIFY_WAIT_BASE + size / VERIFY_WAIT_RATE
+        delay = 0.05
+        while True:
+            status = self._wire("GET", f"/api/v1/blobs/uploads/{upload_id}")
+            if status.get("state") == "verified":
+                return
+            if status.get("state") == "failed":
+                raise error_from_response(422, {"error": status.get("error") or {}})
+            if time.monotonic() > deadline:
+                raise ServerError(
+                    "the registry did not verify the upload in time",
+                    code="VERIFICATION_TIMEOUT",
+                    details={"upload_id": upload_id},
+                )
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)
 
     def create_version(
         self, namespace: str, name: str, body: Wire, idempotency_key: str | None

@@ -36,7 +36,7 @@ from modelyard.client.transfer import (
     safe_destination,
     verify_file,
 )
-from modelyard.domain.errors import InvalidInput, NotFound
+from modelyard.domain.errors import InvalidInput, ModelyardError, NotFound
 from modelyard.domain.monitoring import STATS_PATH, ReferenceStats
 from modelyard.domain.references import DEFAULT_NAMESPACE, Reference, parse_reference
 
@@ -268,6 +268,9 @@ class Registry(GovernanceMixin, FamilyMixin, BundleMixin, DeploymentMixin):
     (family, variants, variant, ancestry) from
     :class:`~modelyard.client.families.FamilyMixin`; bundles (create, pin,
     ``bundle(ref).pull/ready``) from :class:`~modelyard.client.bundles.BundleMixin`.
+
+    ``upload_concurrency``: parts of one big upload sent straight to the
+    object store at once, when the server offers presigned multipart uploads.
     """
 
     _b: Backend
@@ -279,12 +282,17 @@ class Registry(GovernanceMixin, FamilyMixin, BundleMixin, DeploymentMixin):
         token: str | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
         backend: Backend | None = None,
+        upload_concurrency: int = 4,
     ) -> None:
         target = registry_target(os.fspath(url_or_path))
         if backend is not None:
             self._b = backend
         elif target.startswith(("http://", "https://")):
-            self._b = RemoteBackend(target, token=token or os.environ.get("MODELYARD_TOKEN"))
+            self._b = RemoteBackend(
+                target,
+                token=token or os.environ.get("MODELYARD_TOKEN"),
+                upload_concurrency=upload_concurrency,
+            )
         else:
             self._b = EmbeddedBackend(Path(target))
         cache_root = Path(cache_dir) if cache_dir else default_cache_dir()
@@ -805,18 +813,41 @@ class Registry(GovernanceMixin, FamilyMixin, BundleMixin, DeploymentMixin):
             },
         }
         key = uuid.uuid4().hex
-        try:
-            wire = self._b.create_version(namespace, name, body, key)
-        except NotFound as exc:
-            if not create_model or exc.code != "MODEL_NOT_FOUND":
-                raise
+
+        def commit() -> Any:
             try:
-                self.create_model(name, namespace=namespace)
-            except Exception as again:  # a concurrent pusher may have created it
-                if getattr(again, "code", "") != "MODEL_ALREADY_EXISTS":
+                return self._b.create_version(namespace, name, body, key)
+            except NotFound as exc:
+                if not create_model or exc.code != "MODEL_NOT_FOUND":
                     raise
-            wire = self._b.create_version(namespace, name, body, key)
+                try:
+                    self.create_model(name, namespace=namespace)
+                except Exception as again:  # a concurrent pusher may have created it
+                    if getattr(again, "code", "") != "MODEL_ALREADY_EXISTS":
+                        raise
+                return self._b.create_version(namespace, name, body, key)
+
+        try:
+            wire = commit()
+        except ModelyardError as exc:
+            if exc.code != "BLOB_MISSING":
+                raise
+            # Garbage collection took a blob this push sent before its commit
+            # (a push longer than gc's grace period): send what the registry
+            # lacks again and commit once more, under the same idempotency key.
+            self._upload_again(local, cb)
+            wire = commit()
         return VersionInfo.from_wire(wire)
+
+    def _upload_again(self, local: list[LocalFile], cb: PushCallbacks) -> None:
+        """Upload the blobs of ``local`` the registry lacks now (each once)."""
+        digests = [f.digest for f in local if f.digest is not None]
+        missing = set(self._b.missing(digests))
+        sent: set[str] = set()
+        for f in local:
+            if f.digest in missing and f.digest not in sent:
+                self._b.upload(f.source, f.size, cb.advance, digest=f.digest)
+                sent.add(f.digest)
 
     def _push_with_stats(
         self,

@@ -27,39 +27,66 @@ records the caller as an uploader. Principals that read every namespace
 
 from __future__ import annotations
 
+import json
+import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from modelyard.domain.entities import FileEntry, Version
 from modelyard.domain.errors import (
     IntegrityError,
     InvalidInput,
+    ModelyardError,
     NotFound,
     PayloadTooLarge,
     PermissionDenied,
+    StorageUnavailable,
 )
-from modelyard.domain.identity import Permission, Principal
+from modelyard.domain.identity import GLOBAL_SCOPE, Permission, Principal
 from modelyard.domain.names import validate_digest
 from modelyard.domain.references import Reference
 from modelyard.service.views import ProductionView
 from modelyard.store.blobs.base import DirectTransfers
+from modelyard.store.metadata.ports import FAILED, VERIFIED, VerificationRow
 
 if TYPE_CHECKING:
     from modelyard.service.registry import RegistryService
     from modelyard.store.blobs.base import BlobStore, BlobWriter, StagedUpload
     from modelyard.store.metadata.ports import RegistryTx
 
+log = logging.getLogger(__name__)
+
+VERIFY_ATTEMPTS = 5
+"""Claims of one verification that met an unreachable store before it is
+given up as failed (``STORAGE_UNAVAILABLE``); the client uploads again."""
+
 
 @dataclass(frozen=True, slots=True)
 class StoredBlob:
     """The outcome of an upload: the digest the bytes are stored under, their
-    size, and whether the caller could not see them before (``created``)."""
+    size, whether the caller could not see them before (``created``), and
+    whether they are verified and published yet (``verified``; False: a
+    direct upload the background verifier has still to read back)."""
 
     digest: str
     size: int
     created: bool
+    verified: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class DirectUploadStatus:
+    """Where a direct upload's verification stands: ``pending``, ``verified``
+    (published under ``digest``) or ``failed`` (``error``: the domain error's
+    code, message and details; the staged bytes were removed)."""
+
+    upload_id: str
+    state: str
+    digest: str
+    size: int
+    error: dict[str, Any] | None
 
 
 class Upload:
@@ -128,6 +155,7 @@ class BlobService:
         max_blob_size: int,
         direct_transfers: bool = True,
         url_ttl: int = 3600,
+        verify_in_background: bool = True,
     ) -> None:
         self.registry = registry
         self.store: BlobStore = registry.blobs
@@ -139,6 +167,9 @@ class BlobService:
             store if direct_transfers and isinstance(store, DirectTransfers) else None
         )
         self.url_ttl = url_ttl
+        # Reading a direct upload back takes as long as its bytes take to
+        # stream: off the request, in the background verifier (issue 13).
+        self.verify_in_background = verify_in_background
 
     # -- rules --------------------------------------------------------------
 
@@ -277,14 +308,21 @@ class BlobService:
     def complete_direct_upload(
         self, actor: Principal, upload_id: str, *, digest: str, size: int | None = None
     ) -> StoredBlob:
-        """Verify what the client sent to a presigned URL (size, SHA-256: the
-        server reads it back once) and publish it under its digest; record the
-        caller as its uploader. Until then no version may name it.
-        Requires: write on some namespace."""
+        """Take a direct upload the client says is complete.
+
+        Its size is checked at once (a multipart upload is assembled first);
+        the SHA-256 needs every byte read back once. Inline (the operator's
+        choice) that happens here; by default the upload is queued for the
+        background verifier (:meth:`verify_pending`) and the answer says
+        ``verified=False``: the client asks :meth:`direct_upload_status`
+        until the blob is published. Either way no version may name the
+        digest before it is verified, and the caller is recorded as its
+        uploader only then. Requires: write on some namespace."""
         self.authorize(actor)
         self.check_digest(digest)
         self.check_size(size)
-        if self.direct is None:
+        direct = self.direct
+        if direct is None:
             # No upload can have been offered: as for an id nobody was given.
             raise NotFound(
                 "this server takes no direct uploads",
@@ -294,10 +332,146 @@ class BlobService:
         existed = self.store.exists(digest) and bool(
             visible_digests(self.registry, [digest], actor)
         )
-        stored = self.direct.commit_staged(upload_id, digest, size)
-        self.record_upload(stored, actor=actor)
-        stored_size = self.store.size_of(stored)
-        return StoredBlob(stored, stored_size if stored_size is not None else 0, not existed)
+        if not self.verify_in_background:
+            stored = direct.commit_staged(upload_id, digest, size)
+            self.record_upload(stored, actor=actor)
+            stored_size = self.store.size_of(stored)
+            return StoredBlob(stored, stored_size if stored_size is not None else 0, not existed)
+        with self.registry.db.read() as tx:
+            queued = tx.blob_verification(upload_id)
+        if queued is not None:
+            # Completed before (a retry): the same answer, never a second queue entry.
+            return self._queued_answer(queued, actor, existed)
+        actual = direct.assemble_staged(upload_id, size)  # removes what it refuses
+        if existed:
+            # The caller may already name these bytes: nothing to prove.
+            direct.discard_staged(upload_id)
+            return StoredBlob(digest, actual, False)
+
+        def op(tx: RegistryTx) -> VerificationRow:
+            prior = tx.blob_verification(upload_id)
+            if prior is not None:
+                return prior
+            tx.add_blob_verification(upload_id, digest, actual, actor.name)
+            row = tx.blob_verification(upload_id)
+            assert row is not None
+            return row
+
+        return self._queued_answer(self.registry.run_in_transaction(op), actor, existed)
+
+    def _queued_answer(self, row: VerificationRow, actor: Principal, existed: bool) -> StoredBlob:
+        if row.uploader != actor.name and not actor.reads_everything:
+            raise NotFound(
+                "no such direct upload",
+                code="UPLOAD_NOT_FOUND",
+                details={"upload_id": row.upload_id},
+            )
+        if row.state == FAILED:
+            raise _failure(row)
+        return StoredBlob(row.digest, row.size, not existed, verified=row.state == VERIFIED)
+
+    def direct_upload_status(self, actor: Principal, upload_id: str) -> DirectUploadStatus:
+        """Where the verification of a completed direct upload stands. Only its
+        uploader (or an instance-wide reader) sees it; to anyone else it is
+        ``UPLOAD_NOT_FOUND``. Requires: write on some namespace."""
+        self.authorize(actor)
+        with self.registry.db.read() as tx:
+            row = tx.blob_verification(upload_id)
+        if row is None or (row.uploader != actor.name and not actor.reads_everything):
+            raise NotFound(
+                "no such direct upload", code="UPLOAD_NOT_FOUND", details={"upload_id": upload_id}
+            )
+        error = None if row.state != FAILED else _failure(row).to_dict()
+        return DirectUploadStatus(row.upload_id, row.state, row.digest, row.size, error)
+
+    def pending_direct_uploads(self) -> list[str]:
+        """Upload ids still waiting for the verifier: their staged bytes stay
+        (garbage collection's sweep of abandoned uploads spares them)."""
+        with self.registry.db.read() as tx:
+            return tx.pending_verification_uploads()
+
+    def verify_pending(
+        self,
+        worker: str,
+        *,
+        limit: int = 2,
+        lease_s: float = 300.0,
+        renew: Callable[[VerificationRow], None] | None = None,
+    ) -> int:
+        """One round of the background verifier: claim up to ``limit`` pending
+        direct uploads (a lease of ``lease_s`` seconds keeps other replicas
+        off them) and verify each: read back, SHA-256, publish under the
+        digest and record the uploader; or, if the bytes do not hash to the
+        digest (or are gone), remove them, mark the upload failed and write a
+        ``blob.verification_failed`` event. An unreachable store leaves the
+        claim to expire and be retried, up to :data:`VERIFY_ATTEMPTS` claims.
+        ``renew`` is told which upload is being read (the caller keeps its
+        lease alive meanwhile). Returns how many were claimed."""
+        direct = self.direct
+        if direct is None:
+            return 0
+        claimed = self.registry.run_in_transaction(
+            lambda tx: tx.claim_blob_verifications(lease_s=lease_s, worker=worker, limit=limit)
+        )
+        for row in claimed:
+            if renew is not None:
+                renew(row)
+            try:
+                direct.publish_staged(row.upload_id, row.digest)
+            except StorageUnavailable as exc:
+                if row.attempts < VERIFY_ATTEMPTS:
+                    log.warning("verifying direct upload %s: %s; retried", row.upload_id, exc)
+                    continue
+                self._fail(row, exc, worker)
+            except ModelyardError as exc:
+                self._fail(row, exc, worker)
+            else:
+                self._verified(row, worker)
+        return len(claimed)
+
+    def _verified(self, row: VerificationRow, worker: str) -> None:
+        def op(tx: RegistryTx) -> None:
+            if tx.finish_blob_verification(
+                row.upload_id, worker=worker, state=VERIFIED, detail=None
+            ):
+                tx.record_blob_upload(row.digest, row.uploader)
+
+        self.registry.run_in_transaction(op)
+
+    def _fail(self, row: VerificationRow, exc: ModelyardError, worker: str) -> None:
+        detail = json.dumps(exc.to_dict())
+
+        def op(tx: RegistryTx) -> None:
+            if not tx.finish_blob_verification(
+                row.upload_id, worker=worker, state=FAILED, detail=detail
+            ):
+                return  # the claim was lost: its new holder reports the outcome
+            tx.append_event(
+                "blob.verification_failed",
+                actor=row.uploader,
+                namespace=GLOBAL_SCOPE,
+                subject="blobs",
+                payload={
+                    "upload_id": row.upload_id,
+                    "digest": row.digest,
+                    "size": row.size,
+                    "error": exc.to_dict(),
+                },
+            )
+
+        self.registry.run_in_transaction(op)
+
+    def prune_verifications(self, *, older_than_s: float = 86400.0) -> int:
+        """Forget verified and failed direct uploads older than ``older_than_s``."""
+        return self.registry.run_in_transaction(
+            lambda tx: tx.prune_blob_verifications(older_than_s=older_than_s)
+        )
+
+    def renew_verification(self, upload_id: str, worker: str, lease_s: float) -> bool:
+        """Extend this worker's lease on a verification it is still reading."""
+        return self.registry.run_in_transaction(
+            lambda tx: tx.renew_blob_verification(upload_id, worker=worker, lease_s=lease_s)
+        )
 
     def download_url(self, digest: str, disposition: str) -> str | None:
         """A presigned URL reading a blob straight from the store, or None.
@@ -386,6 +560,19 @@ def check_not_collected(tx: RegistryTx, files: Sequence[FileEntry]) -> None:
                 code="BLOB_MISSING",
                 details={"path": f.path, "digest": f.digest},
             )
+
+
+def _failure(row: VerificationRow) -> IntegrityError:
+    """The error a failed verification recorded, as the client meets it."""
+    try:
+        recorded = json.loads(row.detail or "{}")
+    except ValueError:
+        recorded = {}
+    return IntegrityError(
+        str(recorded.get("message") or "the direct upload failed verification"),
+        code=str(recorded.get("code") or "DIGEST_MISMATCH"),
+        details={**dict(recorded.get("details") or {}), "upload_id": row.upload_id},
+    )
 
 
 def _too_large(limit: int) -> PayloadTooLarge:

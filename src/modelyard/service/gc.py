@@ -178,7 +178,12 @@ class GcService:
         store = self.registry.blobs
         for digest in marked:
             store.delete(digest)  # outside any transaction: it is I/O
-        uploads = store.clean_stale_uploads(plan.grace_s)
+        # Direct uploads queued for the background verifier keep their staged
+        # bytes however long they wait; live uploads renew their age with
+        # every part they send (store.blobs), so only the abandoned go.
+        with self.registry.db.read() as tx:
+            verifying = tx.pending_verification_uploads()
+        uploads = store.clean_stale_uploads(plan.grace_s, keep=verifying)
         kept = len(plan.candidates) - (len(marked) - len(plan.leftover))
         report = GcReport(
             dry_run=False,

@@ -83,15 +83,42 @@ async def offer_upload(request: Request, body: DirectUploadRequest) -> Response:
 @router.post("/uploads/{upload_id}/complete", status_code=201)
 @access("write", "On any namespace: blobs are shared by content.")
 async def complete_upload(request: Request, upload_id: str, body: DirectUploadDone) -> Response:
-    """Verify a direct upload (size and SHA-256, read back once by the server)
-    and publish it under its digest; only then may a version name it."""
+    """Take a direct upload: its size is checked now; its SHA-256 needs the
+    bytes read back once. 201 (``verified: true``) when that is done, else 202
+    (``verified: false``): the background verifier reads it, and
+    ``GET /uploads/{upload_id}`` says when it is published or refused. Only a
+    verified blob may be named by a version."""
     blobs, reads = _blobs(request)
     stored = await reads(
         blobs.complete_direct_upload, actor(request), upload_id, digest=body.digest, size=body.size
     )
     return JSONResponse(
-        {"digest": stored.digest, "size": stored.size, "created": stored.created},
-        status_code=201,
+        {
+            "digest": stored.digest,
+            "size": stored.size,
+            "created": stored.created,
+            "verified": stored.verified,
+        },
+        status_code=201 if stored.verified else 202,
+    )
+
+
+@router.get("/uploads/{upload_id}")
+@access("write", "On any namespace; only the upload's sender sees it.")
+async def upload_status(request: Request, upload_id: str) -> Response:
+    """Where the verification of a completed direct upload stands: ``state``
+    ``pending``, ``verified`` (published under ``digest``) or ``failed``
+    (``error``: code, message, details; the bytes were removed)."""
+    blobs, reads = _blobs(request)
+    status = await reads(blobs.direct_upload_status, actor(request), upload_id)
+    return JSONResponse(
+        {
+            "upload_id": status.upload_id,
+            "state": status.state,
+            "digest": status.digest,
+            "size": status.size,
+            "error": status.error,
+        }
     )
 
 

@@ -11,7 +11,7 @@ Rules every backend keeps (ARCHITECTURE.md, rule 4):
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,6 +82,17 @@ class DirectTransfers(Protocol):
     ) -> str:
         """Verify (size, SHA-256) and publish a staged upload under its digest."""
 
+    def assemble_staged(self, upload_id: str, expected_size: int | None = None) -> int:
+        """Make a staged upload one object and check its size (reads no bytes);
+        a refused upload's bytes are removed."""
+
+    def publish_staged(self, upload_id: str, expected_digest: str) -> str:
+        """Read an assembled staged upload back once, check its SHA-256 and
+        publish it under its digest; the staged object goes either way."""
+
+    def discard_staged(self, upload_id: str) -> None:
+        """Remove what a staged upload left in the store (best effort)."""
+
     def presign_download(self, digest: str, expires_s: int, disposition: str) -> str:
         """A URL that reads the blob straight from the store, answered with
         this ``Content-Disposition``."""
@@ -139,8 +150,9 @@ class BlobStore(Protocol):
     def delete(self, digest: str) -> None:
         """Remove a blob (garbage collection only; never for referenced blobs)."""
 
-    def clean_stale_uploads(self, max_age_s: float = 60.0) -> int:
-        """Drop leftovers of uploads no live process holds, untouched for ``max_age_s``."""
+    def clean_stale_uploads(self, max_age_s: float = 60.0, keep: Collection[str] = ()) -> int:
+        """Drop leftovers of uploads no live process holds, untouched for
+        ``max_age_s``, except the direct uploads named in ``keep``."""
 
     def check(self) -> None:
         """Raise ``StorageUnavailable`` unless the store can be reached and written

@@ -14,7 +14,7 @@ import os
 import tempfile
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from concurrent.futures import Future
 from pathlib import Path
 
@@ -271,13 +271,16 @@ class LocalBlobStore:
         """Remove a blob."""
         self.path_for(digest).unlink(missing_ok=True)
 
-    def clean_stale_uploads(self, max_age_s: float = SWEEP_GRACE) -> int:
+    def clean_stale_uploads(
+        self, max_age_s: float = SWEEP_GRACE, keep: Collection[str] = ()
+    ) -> int:
         """Remove the temp files no live upload holds (left by a killed
         process) and not written to for ``max_age_s`` seconds; returns how many.
 
         A live upload, in this process or another sharing the directory,
         holds an ``flock`` on its file until the file is renamed or removed,
-        so a held file stays however old it is.
+        so a held file stays however old it is. ``keep`` names direct uploads,
+        which this store does not take.
         """
         cutoff = time.time() - max_age_s
         n = 0

@@ -38,7 +38,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -545,18 +545,64 @@ class S3BlobStore:
     def commit_staged(
         self, upload_id: str, expected_digest: str, expected_size: int | None = None
     ) -> str:
-        """Verify a directly uploaded object by reading it back once (size,
-        then SHA-256 while streaming) and publish it under its digest (or keep
-        the identical blob already there); the staged object is removed either
-        way. A presigned multipart upload is first assembled from its parts
-        (``UPLOAD_INCOMPLETE`` if some are missing). ``UPLOAD_NOT_FOUND`` if
-        nothing was uploaded under that id."""
+        """Verify a directly uploaded object and publish it under its digest, in
+        the caller's thread: :meth:`assemble_staged` then :meth:`publish_staged`."""
+        validate_digest(expected_digest)
+        self.assemble_staged(upload_id, expected_size)
+        return self.publish_staged(upload_id, expected_digest)
+
+    def assemble_staged(self, upload_id: str, expected_size: int | None = None) -> int:
+        """Make a direct upload one object and check its size; return the size.
+
+        A presigned multipart upload is assembled from its parts
+        (``UPLOAD_INCOMPLETE`` if some are missing); ``UPLOAD_NOT_FOUND`` if
+        nothing was uploaded under that id; ``SIZE_MISMATCH`` against
+        ``expected_size``. Reads no bytes: the SHA-256 is
+        :meth:`publish_staged`'s. What was sent is removed if it is refused."""
+        key = self._staging_key(upload_id)
+        try:
+            return self._assemble(key, upload_id, expected_size)
+        except BaseException:
+            self.discard_staged(upload_id)
+            raise
+
+    def _assemble(self, key: str, upload_id: str, expected_size: int | None) -> int:
+        self._complete_staged_multipart(key)
+        try:
+            head = self.client.head_object(Bucket=self.bucket, Key=key)
+        except ClientError as exc:
+            if _missing(exc):
+                raise NotFound(
+                    "nothing was uploaded under this upload id",
+                    code="UPLOAD_NOT_FOUND",
+                    details={"upload_id": upload_id},
+                ) from exc
+            with store_errors("head"):
+                raise
+        except BotoCoreError:
+            with store_errors("head"):
+                raise
+        size = int(head["ContentLength"])
+        if expected_size is not None and size != expected_size:
+            raise IntegrityError(
+                "uploaded size does not match the declared size",
+                code="SIZE_MISMATCH",
+                details={"expected": expected_size, "actual": size},
+            )
+        return size
+
+    def publish_staged(self, upload_id: str, expected_digest: str) -> str:
+        """Read an assembled direct upload back once, SHA-256 while streaming,
+        and publish it under its digest (or keep the identical blob already
+        there); ``DIGEST_MISMATCH`` if the bytes hash otherwise. The staged
+        object is removed either way: bytes that do not match are never kept."""
         validate_digest(expected_digest)
         key = self._staging_key(upload_id)
         try:
-            self._complete_staged_multipart(key)
+            hasher = hashlib.sha256()
+            size = 0
             try:
-                head = self.client.head_object(Bucket=self.bucket, Key=key)
+                body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
             except ClientError as exc:
                 if _missing(exc):
                     raise NotFound(
@@ -564,20 +610,14 @@ class S3BlobStore:
                         code="UPLOAD_NOT_FOUND",
                         details={"upload_id": upload_id},
                     ) from exc
-                with store_errors("head"):
+                with store_errors("get"):
                     raise
-            size = int(head["ContentLength"])
-            if expected_size is not None and size != expected_size:
-                raise IntegrityError(
-                    "uploaded size does not match the declared size",
-                    code="SIZE_MISMATCH",
-                    details={"expected": expected_size, "actual": size},
-                )
-            hasher = hashlib.sha256()
-            with store_errors("get"):
-                body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
+            except BotoCoreError:
+                with store_errors("get"):
+                    raise
             for chunk in _stream(body, 4 << 20):
                 hasher.update(chunk)
+                size += len(chunk)
             digest = hasher.hexdigest()
             if digest != expected_digest:
                 raise IntegrityError(
@@ -595,9 +635,14 @@ class S3BlobStore:
                     )
             return digest
         finally:
-            self._abort_staged_multipart(key)
-            with contextlib.suppress(ClientError, BotoCoreError):
-                self.client.delete_object(Bucket=self.bucket, Key=key)
+            self.discard_staged(upload_id)
+
+    def discard_staged(self, upload_id: str) -> None:
+        """Remove whatever a direct upload left (parts or the object); best effort."""
+        key = self._staging_key(upload_id)
+        self._abort_staged_multipart(key)
+        with contextlib.suppress(ClientError, BotoCoreError):
+            self.client.delete_object(Bucket=self.bucket, Key=key)
 
     def presign_download(self, digest: str, expires_s: int, disposition: str) -> str:
         """A URL that GETs the blob straight from the store (``Range`` works)."""
@@ -644,11 +689,19 @@ class S3BlobStore:
         with store_errors("delete"):
             self.client.delete_object(Bucket=self.bucket, Key=self.key_for(digest))
 
-    def clean_stale_uploads(self, max_age_s: float = SWEEP_GRACE) -> int:
+    def clean_stale_uploads(
+        self, max_age_s: float = SWEEP_GRACE, keep: Collection[str] = ()
+    ) -> int:
         """Abort multipart uploads and remove staged objects under ``uploads/``
-        older than ``max_age_s`` seconds; returns how many."""
+        untouched for ``max_age_s`` seconds, except the upload ids in ``keep``
+        (direct uploads waiting for verification); returns how many.
+
+        An upload's age is that of its latest activity, not its start: a long
+        upload whose parts keep arriving renews itself with every part, so a
+        short grace never takes an upload still in progress."""
         cutoff = time.time() - max_age_s
         staging = f"{self.prefix}uploads/"
+        kept = {f"{staging}{upload_id}" for upload_id in keep}
         n = 0
         with store_errors("sweep uploads"):
             pages = self.client.get_paginator("list_multipart_uploads").paginate(
@@ -656,21 +709,45 @@ class S3BlobStore:
             )
             for page in pages:
                 for up in page.get("Uploads", ()):
-                    if _started(up["Key"], up["Initiated"].timestamp()) < cutoff:
-                        with contextlib.suppress(ClientError):
-                            self.client.abort_multipart_upload(
-                                Bucket=self.bucket, Key=up["Key"], UploadId=up["UploadId"]
-                            )
-                            n += 1
+                    key = up["Key"]
+                    if key in kept or _started(key, up["Initiated"].timestamp()) >= cutoff:
+                        continue
+                    if self._last_part_at(key, up["UploadId"]) >= cutoff:
+                        continue  # parts still arriving: a live upload
+                    with contextlib.suppress(ClientError):
+                        self.client.abort_multipart_upload(
+                            Bucket=self.bucket, Key=key, UploadId=up["UploadId"]
+                        )
+                        n += 1
             objects = self.client.get_paginator("list_objects_v2").paginate(
                 Bucket=self.bucket, Prefix=staging
             )
             for page in objects:
                 for obj in page.get("Contents", ()):
-                    if _started(obj["Key"], obj["LastModified"].timestamp()) < cutoff:
-                        self.client.delete_object(Bucket=self.bucket, Key=obj["Key"])
+                    key = obj["Key"]
+                    # A staged object's last write renews it too (a long
+                    # single PUT lands only when it ends).
+                    latest = max(_started(key, 0.0), obj["LastModified"].timestamp())
+                    if key not in kept and latest < cutoff:
+                        self.client.delete_object(Bucket=self.bucket, Key=key)
                         n += 1
         return n
+
+    def _last_part_at(self, key: str, upload_id: str) -> float:
+        """When the latest part of a multipart upload arrived (0: none yet)."""
+        latest = 0.0
+        try:
+            for page in self.client.get_paginator("list_parts").paginate(
+                Bucket=self.bucket, Key=key, UploadId=upload_id
+            ):
+                for part in page.get("Parts", ()):
+                    latest = max(latest, part["LastModified"].timestamp())
+        except ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            if code == "NoSuchUpload" or _missing(exc):
+                return float("inf")  # finished or aborted meanwhile: nothing to sweep
+            raise
+        return latest
 
     def _maybe_sweep(self) -> None:
         now = time.monotonic()

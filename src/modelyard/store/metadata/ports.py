@@ -67,6 +67,25 @@ def now_us() -> int:
 # -- values that cross the seam ------------------------------------------------
 
 
+PENDING = "pending"
+VERIFIED = "verified"
+FAILED = "failed"
+"""States of a direct upload's verification (``blob_verifications``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class VerificationRow:
+    """One direct upload's verification by the background verifier."""
+
+    upload_id: str
+    digest: str
+    size: int
+    uploader: str
+    state: str
+    detail: str | None
+    attempts: int
+
+
 @dataclass(frozen=True, slots=True)
 class VersionKeys:
     """The ids of a version row that rules need (its model, its lineage)."""
@@ -848,6 +867,26 @@ class RegistryTx(Protocol):
     def drop_blob_hold(self, hold_id: int) -> None: ...
 
     def active_blob_holds(self) -> list[tuple[str, int]]: ...
+
+    def add_blob_verification(
+        self, upload_id: str, digest: str, size: int, uploader: str
+    ) -> None: ...
+
+    def blob_verification(self, upload_id: str) -> VerificationRow | None: ...
+
+    def claim_blob_verifications(
+        self, *, lease_s: float, worker: str, limit: int
+    ) -> list[VerificationRow]: ...
+
+    def finish_blob_verification(
+        self, upload_id: str, *, worker: str, state: str, detail: str | None
+    ) -> bool: ...
+
+    def pending_verification_uploads(self) -> list[str]: ...
+
+    def renew_blob_verification(self, upload_id: str, *, worker: str, lease_s: float) -> bool: ...
+
+    def prune_blob_verifications(self, *, older_than_s: float) -> int: ...
 
     def delete_version(self, version_id: int, *, actor: str) -> tuple[list[str], list[str]]: ...
 

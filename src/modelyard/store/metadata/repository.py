@@ -30,7 +30,7 @@ from modelyard.domain.entities import (
 )
 from modelyard.domain.errors import AlreadyExists, Conflict
 from modelyard.domain.filters import Node, OrderBy
-from modelyard.store.metadata import blob_uploads, integrity, outbox, search
+from modelyard.store.metadata import blob_uploads, blob_verifications, integrity, outbox, search
 from modelyard.store.metadata import tables as t
 from modelyard.store.metadata.engine import (
     checkpointer_for,
@@ -41,7 +41,7 @@ from modelyard.store.metadata.engine import (
 )
 from modelyard.store.metadata.groupcommit import GroupCommitter
 from modelyard.store.metadata.hotpath import HotQueries, WriteQueries
-from modelyard.store.metadata.ports import SnapshotInfo, VersionKeys, now_us
+from modelyard.store.metadata.ports import SnapshotInfo, VerificationRow, VersionKeys, now_us
 from modelyard.store.metadata.prepared import json_param
 
 if TYPE_CHECKING:
@@ -654,6 +654,47 @@ class Tx:
     def active_blob_holds(self) -> list[tuple[str, int]]:
         """Unexpired holds as (holder, expiry in microseconds since the epoch)."""
         return integrity.active_holds(self.conn, now_us())
+
+    # -- direct uploads waiting for the background verifier -----------------
+
+    def add_blob_verification(self, upload_id: str, digest: str, size: int, uploader: str) -> None:
+        """Queue a direct upload for the background verifier."""
+        blob_verifications.add(self.conn, upload_id, digest, size, uploader, now_us())
+
+    def blob_verification(self, upload_id: str) -> VerificationRow | None:
+        """One upload's verification, or None."""
+        return blob_verifications.get(self.conn, upload_id)
+
+    def claim_blob_verifications(
+        self, *, lease_s: float, worker: str, limit: int
+    ) -> list[VerificationRow]:
+        """Claim pending verifications nobody holds, for ``lease_s`` seconds."""
+        now = now_us()
+        return blob_verifications.claim(
+            self.conn, now=now, lease_until=now + int(lease_s * 1e6), worker=worker, limit=limit
+        )
+
+    def finish_blob_verification(
+        self, upload_id: str, *, worker: str, state: str, detail: str | None
+    ) -> bool:
+        """Record a claimed verification's outcome; False if the claim was lost."""
+        return blob_verifications.finish(
+            self.conn, upload_id, worker=worker, state=state, detail=detail, at=now_us()
+        )
+
+    def pending_verification_uploads(self) -> list[str]:
+        """Upload ids still waiting for verification."""
+        return blob_verifications.pending_uploads(self.conn)
+
+    def renew_blob_verification(self, upload_id: str, *, worker: str, lease_s: float) -> bool:
+        """Extend ``worker``'s lease on a pending verification; False if it lost it."""
+        return blob_verifications.renew(
+            self.conn, upload_id, worker=worker, lease_until=now_us() + int(lease_s * 1e6)
+        )
+
+    def prune_blob_verifications(self, *, older_than_s: float) -> int:
+        """Forget finished verifications older than ``older_than_s`` seconds."""
+        return blob_verifications.prune(self.conn, before=now_us() - int(older_than_s * 1e6))
 
     # -- aliases ----------------------------------------------------------
 

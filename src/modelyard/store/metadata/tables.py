@@ -201,6 +201,26 @@ blob_holds = sa.Table(
     sa.Column("expires_at", sa.BigInteger, nullable=False),
 )
 
+# Direct uploads waiting for (or done with) the background verifier: the
+# server reads each one back once, claimed with a lease so that one replica
+# does it and a dead one's claim expires (service/blob_verifier.py; 0028).
+blob_verifications = sa.Table(
+    "blob_verifications",
+    metadata,
+    sa.Column("upload_id", sa.String(64), primary_key=True),
+    sa.Column("digest", sa.String(64), nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("uploader", sa.String(256), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("detail", sa.Text, nullable=True),
+    sa.Column("worker", sa.String(64), nullable=True),
+    sa.Column("lease_until", sa.BigInteger, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+    sa.Index("ix_blob_verifications_state_lease", "state", "lease_until"),
+)
+
 aliases = sa.Table(
     "aliases",
     metadata,
