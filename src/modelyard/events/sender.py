@@ -87,14 +87,16 @@ class WebhookSender:
 
     def send(self, claim: Claim) -> AttemptOutcome:
         """POST the claim's body once and report what happened (never raises)."""
+        import httpx
+
+        # Made before the attempt's clock starts: the first delivery's
+        # client set-up must not eat into its deadline.
+        http = self._client()
         start = time.perf_counter()
         try:
             dest = self.guard.check(claim.url)
         except DestinationRefused as exc:
             return AttemptOutcome(None, "", f"{exc.code}: {exc.message}", _elapsed_us(start))
-        import httpx
-
-        http = self._client()
         stamp = int(time.time())
         headers = {"Host": dest.host_header, "Content-Type": "application/json"}
         if claim.mlflow:
