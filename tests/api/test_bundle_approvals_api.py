@@ -84,7 +84,7 @@ def test_bundle_approval_routes(tmp_path: Path, db_url: str) -> None:
         assert cancelled.json()["state"] == "cancelled"
         everything = client.get(f"{B}/pipe/approvals", params={"state": "all"}).json()
         assert [x["state"] for x in everything["approvals"]] == ["cancelled", "rejected", "applied"]
-        assert_error(client.get(f"{B}/pipe/approvals?state=open"), 400, "INVALID_INPUT")
+        assert client.get(f"{B}/pipe/approvals?state=open").status_code == 422
         assert_error(client.get(f"{B}/pipe/approvals/999"), 404, "APPROVAL_NOT_FOUND")
         assert_error(client.get(f"{B}/pipe/approvals/{2**70}"), 404, "APPROVAL_NOT_FOUND")
         assert client.get(f"{B}/pipe/approvals/x").status_code == 422

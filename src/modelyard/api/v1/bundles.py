@@ -3,6 +3,8 @@ checked against signatures; bundle versions pin concrete versions."""
 
 from __future__ import annotations
 
+from typing import Literal
+
 from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
@@ -218,7 +220,9 @@ async def list_bundle_approvals(
     namespace: str,
     name: str,
     request: Request,
-    state: str = Query("pending", description="pending, applied, rejected, cancelled or all"),
+    state: Literal["pending", "applied", "rejected", "cancelled", "all"] = Query(
+        "pending", description="pending, applied, rejected, cancelled or all"
+    ),
 ) -> Response:
     """The bundle's requests, newest first (pending ones by default)."""
     svc, call = services(request)
