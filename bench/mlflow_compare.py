@@ -199,6 +199,7 @@ class Phase:
     seconds: float
     result: Any
     server_cpu_s: float
+    client_cpu_s: float
     requests: int
 
 
@@ -217,11 +218,18 @@ def workload(
     out: dict[str, Phase] = {}
 
     def phase(label: str, ops: int, fn: Callable[[], Any]) -> None:
-        cpu0, req0 = meter.cpu_s(), log.count
+        cpu0, mine0, req0 = meter.cpu_s(), cpu_seconds(os.getpid()), log.count
         start = time.perf_counter()
         result = fn()
         seconds = time.perf_counter() - start
-        out[label] = Phase(ops, seconds, result, meter.cpu_s() - cpu0, log.count - req0)
+        out[label] = Phase(
+            ops,
+            seconds,
+            result,
+            meter.cpu_s() - cpu0,
+            cpu_seconds(os.getpid()) - mine0,
+            log.count - req0,
+        )
 
     def create_models() -> None:
         for i, n in enumerate(names):
@@ -308,7 +316,12 @@ def workload(
 
     with RssSampler(meter) as rss:  # type: ignore[arg-type]
         phase(f"artifact {args.artifact_mib} MiB up+down", 1, artifact_round_trip)
-    print(f"peak RSS during the artifact phase: {rss.peak_kib / 1024:.0f} MiB ({url})", flush=True)
+    art = out[f"artifact {args.artifact_mib} MiB up+down"]
+    print(
+        f"artifact round trip at {url}: {art.seconds:.2f} s, server CPU {art.server_cpu_s:.2f} s,"
+        f" client CPU {art.client_cpu_s:.2f} s, server peak RSS {rss.peak_kib / 1024:.0f} MiB",
+        flush=True,
+    )
     return out
 
 
@@ -372,12 +385,17 @@ def main() -> None:
         f" {'ms/op':>6}"
     )
     all_same = True
+
+    def rate(phase: Phase) -> str:
+        per_s = phase.ops / phase.seconds
+        return f"{per_s:.1f}" if per_s >= 1 else f"{per_s:.4f}"
+
     for label, t in theirs.items():
         m = mine[label]
         same = t.result == m.result
         all_same &= same
         line = (
-            f"{label:28} {t.ops:>5} {t.ops / t.seconds:>9.1f} {m.ops / m.seconds:>8.1f} "
+            f"{label:28} {t.ops:>5} {rate(t):>9} {rate(m):>8} "
             f"{t.seconds / m.seconds:>6.2f}x {'yes' if same else 'NO':>4} "
             f"{m.requests / m.ops:>6.2f} {t.server_cpu_s / t.ops * 1e3:>10.2f} "
             f"{m.server_cpu_s / m.ops * 1e3:>8.2f}"
