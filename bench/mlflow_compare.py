@@ -12,7 +12,17 @@ interpreter's ``mlflow`` (mlflow-skinny 3.17.2), the same for both.
 Phases (each: operations, seconds, ops/s, modelyard/MLflow ratio):
 create models, create versions, set aliases, get version by alias, get
 version (point reads), tag search, ``LIKE`` search, 8 concurrent writers
-creating versions of one model, and a 64 MiB artifact round trip.
+creating versions of one model, and an artifact round trip (``--artifact-mib``,
+64 by default; the peak RSS of each server during it is printed).
+
+Per phase it also prints what explains the ratio on a noisy machine: the HTTP
+requests the client makes per operation (counted in the client), each
+server's CPU per operation (its process tree's user + system time over the
+phase), the *client floor* (the same workload replayed against
+``_canned_http.py``, a server that answers every path with a recorded body, so
+the time is the client's own plus the loopback's) and the ratio bound
+``MLflow time / (client floor + modelyard server CPU)``: the best ratio any
+server could reach through this client on this machine.
 
     PYTHONPATH=src .venv/bin/python bench/mlflow_compare.py --models 200 --versions 5
 
@@ -22,23 +32,30 @@ Run it on a quiet machine: the two servers and the client share its CPUs.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
+import json
 import logging
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
-from _harness import ServerProcess, free_port
+import requests
+from _harness import RssSampler, ServerProcess, cpu_seconds, free_port, rss_kib
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "true")
@@ -66,8 +83,8 @@ def ensure_mlflow_venv(venv: Path) -> Path:
 
 
 @contextmanager
-def mlflow_server(exe: Path, root: Path) -> Iterator[str]:
-    """MLflow's server on SQLite with proxied artifacts; yields its URL."""
+def mlflow_server(exe: Path, root: Path) -> Iterator[tuple[str, Meter]]:
+    """MLflow's server on SQLite with proxied artifacts; yields its URL and meter."""
     port = free_port()
     cmd = [
         str(exe),
@@ -102,7 +119,7 @@ def mlflow_server(exe: Path, root: Path) -> Iterator[str]:
             if time.monotonic() > deadline:
                 raise RuntimeError("mlflow server not healthy after 180 s")
             time.sleep(0.1)
-        yield url
+        yield url, Meter(proc.pid)
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
@@ -114,69 +131,149 @@ def mlflow_server(exe: Path, root: Path) -> Iterator[str]:
         log.close()
 
 
-def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
-    start = time.perf_counter()
-    result = fn()
-    return time.perf_counter() - start, result
+class RequestLog:
+    """Counts the client's HTTP requests and keeps the last JSON body answered
+    per ``METHOD /path`` (the canned server replays those).
+
+    Wraps ``requests.Session.request``, which every ``MlflowClient`` REST call
+    goes through; counting in the client sees exactly what it sends, whichever
+    server answers.
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.bodies: dict[str, Any] = {}
+        self._lock = threading.Lock()
+        self._original = requests.Session.request
+
+    def __enter__(self) -> RequestLog:
+        original = self._original
+        log = self
+
+        def request(session: requests.Session, method: str, url: str, *a: Any, **k: Any) -> Any:
+            answer = original(session, method, url, *a, **k)
+            with log._lock:
+                log.count += 1
+                if answer.headers.get("Content-Type", "").startswith("application/json"):
+                    with contextlib.suppress(ValueError):
+                        log.bodies[f"{method.upper()} {urlsplit(url).path}"] = answer.json()
+            return answer
+
+        requests.Session.request = request  # type: ignore[method-assign]
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        requests.Session.request = self._original  # type: ignore[method-assign]
+
+
+def tree_pids(pid: int) -> list[int]:
+    """``pid`` and all its descendants."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        for task in Path(f"/proc/{p}/task").glob("*"):
+            with contextlib.suppress(FileNotFoundError, ProcessLookupError, ValueError):
+                todo += [int(c) for c in (task / "children").read_text().split()]
+    return out
+
+
+class Meter:
+    """CPU seconds and RSS of one server's process tree."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+
+    def cpu_s(self) -> float:
+        return sum(cpu_seconds(p) for p in tree_pids(self.pid))
+
+    def rss_kib(self) -> int:
+        return sum(rss_kib(p) for p in tree_pids(self.pid))
+
+
+@dataclass
+class Phase:
+    """One phase's figures against one server."""
+
+    ops: int
+    seconds: float
+    result: Any
+    server_cpu_s: float
+    client_cpu_s: float
+    requests: int
 
 
 def workload(
-    url: str, args: argparse.Namespace, scratch: Path
-) -> dict[str, tuple[int, float, Any]]:
-    """Every phase against one server: {phase: (operations, seconds, result)}."""
+    url: str,
+    args: argparse.Namespace,
+    scratch: Path,
+    meter: Meter,
+    log: RequestLog,
+    *,
+    artifacts: bool = True,
+) -> dict[str, Phase]:
+    """Every phase against one server."""
     c = MlflowClient(tracking_uri=url, registry_uri=url)
     names = [f"bench-{i:05d}" for i in range(args.models)]
-    out: dict[str, tuple[int, float, Any]] = {}
+    out: dict[str, Phase] = {}
+
+    def phase(label: str, ops: int, fn: Callable[[], Any]) -> None:
+        cpu0, mine0, req0 = meter.cpu_s(), cpu_seconds(os.getpid()), log.count
+        start = time.perf_counter()
+        result = fn()
+        seconds = time.perf_counter() - start
+        out[label] = Phase(
+            ops,
+            seconds,
+            result,
+            meter.cpu_s() - cpu0,
+            cpu_seconds(os.getpid()) - mine0,
+            log.count - req0,
+        )
 
     def create_models() -> None:
         for i, n in enumerate(names):
             c.create_registered_model(n, tags={"team": f"t{i % 10}"})
 
-    out["create models"] = (len(names), *timed(create_models))
+    phase("create models", len(names), create_models)
 
     def create_versions() -> None:
         for n in names:
             for _ in range(args.versions):
                 c.create_model_version(n, SOURCE, tags={"kind": "bench"})
 
-    out["create versions"] = (len(names) * args.versions, *timed(create_versions))
+    phase("create versions", len(names) * args.versions, create_versions)
 
     def set_aliases() -> None:
         for n in names:
             c.set_registered_model_alias(n, "champion", str(args.versions))
 
-    out["set alias"] = (len(names), *timed(set_aliases))
-    out["get by alias"] = (
+    phase("set alias", len(names), set_aliases)
+    phase(
+        "get by alias",
         len(names),
-        *timed(lambda: [c.get_model_version_by_alias(n, "champion").version for n in names]),
+        lambda: [c.get_model_version_by_alias(n, "champion").version for n in names],
     )
-    out["get version"] = (
-        len(names),
-        *timed(lambda: [c.get_model_version(n, "1").version for n in names]),
-    )
+    phase("get version", len(names), lambda: [c.get_model_version(n, "1").version for n in names])
     rounds = args.searches
-    out["tag search"] = (
+    phase(
+        "tag search",
         rounds,
-        *timed(
-            lambda: [
-                sorted(
-                    m.name for m in c.search_registered_models("tags.team = 't3'", max_results=1000)
-                )
-                for _ in range(rounds)
-            ][-1]
-        ),
+        lambda: [
+            sorted(m.name for m in c.search_registered_models("tags.team = 't3'", max_results=1000))
+            for _ in range(rounds)
+        ][-1],
     )
-    out["LIKE search"] = (
+    phase(
+        "LIKE search",
         rounds,
-        *timed(
-            lambda: [
-                sorted(
-                    (v.name, v.version)
-                    for v in c.search_model_versions("name LIKE 'bench-0001%'", max_results=1000)
-                )
-                for _ in range(rounds)
-            ][-1]
-        ),
+        lambda: [
+            sorted(
+                (v.name, v.version)
+                for v in c.search_model_versions("name LIKE 'bench-0001%'", max_results=1000)
+            )
+            for _ in range(rounds)
+        ][-1],
     )
     c.create_registered_model("bench-shared")
     per_writer = args.concurrent
@@ -194,7 +291,9 @@ def workload(
             ]
             return sorted((v for f in futures for v in f.result()), key=int)
 
-        out["8 writers, one model"] = (8 * per_writer, *timed(eight_writers))
+        phase("8 writers, one model", 8 * per_writer, eight_writers)
+    if not artifacts:
+        return out
 
     blob = scratch / "artifact.bin"
     if not blob.exists():
@@ -206,11 +305,49 @@ def workload(
 
     def artifact_round_trip() -> str:
         c.log_artifact(rid, str(blob))
-        got = c.download_artifacts(rid, blob.name, str(scratch / f"down-{time.time_ns()}"))
-        return hashlib.sha256(Path(got).read_bytes()).hexdigest()
+        down = scratch / f"down-{time.time_ns()}"
+        got = Path(c.download_artifacts(rid, blob.name, str(down)))
+        digest = hashlib.sha256()
+        with open(got, "rb") as f:
+            while chunk := f.read(1 << 22):
+                digest.update(chunk)
+        shutil.rmtree(down)  # the next server's copy needs the disk space
+        return digest.hexdigest()
 
-    out[f"artifact {args.artifact_mib} MiB up+down"] = (1, *timed(artifact_round_trip))
+    with RssSampler(meter) as rss:  # type: ignore[arg-type]
+        phase(f"artifact {args.artifact_mib} MiB up+down", 1, artifact_round_trip)
+    art = out[f"artifact {args.artifact_mib} MiB up+down"]
+    print(
+        f"artifact round trip at {url}: {art.seconds:.2f} s, server CPU {art.server_cpu_s:.2f} s,"
+        f" client CPU {art.client_cpu_s:.2f} s, server peak RSS {rss.peak_kib / 1024:.0f} MiB",
+        flush=True,
+    )
     return out
+
+
+@contextmanager
+def canned_server(bodies: dict[str, Any], root: Path) -> Iterator[tuple[str, Meter]]:
+    """``_canned_http.py`` answering ``bodies``; yields its URL and meter."""
+    port = free_port()
+    table = root / "canned.json"
+    table.write_text(json.dumps(bodies))
+    script = Path(__file__).with_name("_canned_http.py")
+    proc = subprocess.Popen([sys.executable, str(script), str(port), str(table)])
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    break
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise RuntimeError("the canned server did not start") from None
+                time.sleep(0.05)
+        yield url, Meter(proc.pid)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(10)
 
 
 def main() -> None:
@@ -225,29 +362,84 @@ def main() -> None:
 
     exe = ensure_mlflow_venv(args.mlflow_venv)
     tmp = Path(tempfile.mkdtemp(prefix="mlflow-compare-"))
+    log = RequestLog()
     try:
         (tmp / "mlflow").mkdir()
-        with mlflow_server(exe, tmp / "mlflow") as url:
-            theirs = workload(url, args, tmp)
-        with ServerProcess(tmp / "modelyard" / "data") as server:
-            mine = workload(server.url, args, tmp)
+        with log:
+            with mlflow_server(exe, tmp / "mlflow") as (url, meter):
+                theirs = workload(url, args, tmp, meter, log)
+            with ServerProcess(tmp / "modelyard" / "data") as server:
+                mine = workload(server.url, args, tmp, Meter(server.pid), log)
+            with canned_server(log.bodies, tmp) as (url, meter):
+                floor = workload(url, args, tmp, meter, log, artifacts=False)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
-    print(f"\nMlflowClient {MLFLOW_VERSION} against MLflow {MLFLOW_VERSION} and modelyard")
     print(
-        f"{'phase':30} {'ops':>6} {'MLflow ops/s':>13} {'modelyard ops/s':>16} {'ratio':>7}  same"
+        f"\nMlflowClient {MLFLOW_VERSION} against MLflow {MLFLOW_VERSION} and modelyard (wall time)"
+    )
+    print(
+        f"{'phase':28} {'ops':>5} {'MLflow/s':>9} {'yard/s':>8} {'ratio':>7} {'same':>4}"
+        f" {'req/op':>6} {'floor ms':>8} {'bound':>6}"
     )
     all_same = True
-    for phase, (n, t_theirs, r_theirs) in theirs.items():
-        _, t_mine, r_mine = mine[phase]
-        same = r_theirs == r_mine
+
+    def rate(phase: Phase) -> str:
+        per_s = phase.ops / phase.seconds
+        return f"{per_s:.1f}" if per_s >= 1 else f"{per_s:.4f}"
+
+    def ms(seconds: float, phase: Phase) -> float:
+        return seconds / phase.ops * 1e3
+
+    for label, t in theirs.items():
+        m = mine[label]
+        same = t.result == m.result
         all_same &= same
-        print(
-            f"{phase:30} {n:>6} {n / t_theirs:>13.1f} {n / t_mine:>16.1f} "
-            f"{t_theirs / t_mine:>6.2f}x  {'yes' if same else 'NO'}"
+        line = (
+            f"{label:28} {t.ops:>5} {rate(t):>9} {rate(m):>8} "
+            f"{t.seconds / m.seconds:>6.2f}x {'yes' if same else 'NO':>4} "
+            f"{m.requests / m.ops:>6.2f}"
         )
-    print(f"\nresults equal on both: {'yes' if all_same else 'NO'}")
+        f = floor.get(label)
+        if f is not None:
+            # The canned server's own CPU is not the client's: take it out.
+            floor_s = max(f.seconds - f.server_cpu_s, 0.0) / f.ops
+            bound = (t.seconds / t.ops) / (floor_s + m.server_cpu_s / m.ops)
+            line += f" {floor_s * 1e3:>8.2f} {bound:>5.2f}x"
+        print(line)
+    print(
+        "floor: wall time per op of the same calls against a server answering recorded"
+        " bodies;\nbound: MLflow's wall time per op / (floor + modelyard's server CPU per op)."
+    )
+
+    # CPU time does not count the waits a loaded machine adds to every request
+    # (run queue, wake-ups), so these columns hold on a noisy machine.
+    print("\nCPU per op, ms (server: its process tree; client: this process)")
+    print(
+        f"{'phase':28} {'MLflow srv':>10} {'yard srv':>8} {'client':>7} {'client':>7}"
+        f" {'floor':>6} {'cpu ratio':>9} {'cpu bound':>9}"
+    )
+    print(f"{'':28} {'':>10} {'':>8} {'MLflow':>7} {'yard':>7} {'':>6}")
+    for label, t in theirs.items():
+        m = mine[label]
+        theirs_cpu = ms(t.server_cpu_s + t.client_cpu_s, t)
+        mine_cpu = ms(m.server_cpu_s + m.client_cpu_s, m)
+        line = (
+            f"{label:28} {ms(t.server_cpu_s, t):>10.2f} {ms(m.server_cpu_s, m):>8.2f}"
+            f" {ms(t.client_cpu_s, t):>7.2f} {ms(m.client_cpu_s, m):>7.2f}"
+        )
+        f = floor.get(label)
+        if f is not None:
+            floor_cpu = ms(f.client_cpu_s, f)
+            bound = theirs_cpu / (floor_cpu + ms(m.server_cpu_s, m))
+            line += f" {floor_cpu:>6.2f} {theirs_cpu / mine_cpu:>8.2f}x {bound:>8.2f}x"
+        print(line)
+    print(
+        "cpu ratio: (MLflow server + client CPU) / (modelyard server + client CPU);\n"
+        "cpu bound: (MLflow server + client CPU) / (floor client CPU + modelyard server CPU),"
+        " the best\nratio any server reaches through this client when time is CPU time."
+    )
+    print(f"results equal on both: {'yes' if all_same else 'NO'}")
     sys.exit(0 if all_same else 1)
 
 

@@ -167,6 +167,14 @@ class Settings(BaseSettings):
         description="Namespace the MLflow door (/api/2.0/mlflow) registers and finds "
         "models in: MLflow model names carry no namespace.",
     )
+    mlflow_multipart_uploads: bool = Field(
+        False,
+        description="Tell MLflow clients (/api/3.0/mlflow/server-info) that the artifact "
+        "proxy takes multipart uploads. Parts can be retried one by one, but every byte is "
+        "written and hashed twice (the parts, then the joined file); off, a large file "
+        "streams in one PUT, hashed once as it arrives (1 GiB: 1.85 s of server CPU against "
+        "3.85 s in parts). The multipart endpoints are served either way.",
+    )
 
     # -- events and webhooks (issue 4) --
     dispatcher: bool = Field(True, description="Run the webhook dispatcher in each server process.")

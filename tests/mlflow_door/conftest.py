@@ -74,12 +74,16 @@ def mlflow_server(
 def mlflow_auth_server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
-    """URL of a live modelyard server with auth on (admin token: ``ADMIN_TOKEN``)."""
+    """URL of a live modelyard server with auth on (admin token: ``ADMIN_TOKEN``)
+    that offers MLflow's multipart uploads."""
     env = {
         "MODELYARD_AUTH": "on",
         "MODELYARD_ADMIN_TOKEN": ADMIN_TOKEN,
         # Approval and policy tests register local receivers; nothing else here.
         "MODELYARD_WEBHOOK_ALLOW": "127.0.0.1",
+        # /server-info offers multipart uploads here (off by default; the
+        # multipart tests drive the client through them).
+        "MODELYARD_MLFLOW_MULTIPART_UPLOADS": "true",
     }
     yield from _serve(request, tmp_path_factory.mktemp(f"mlflow-auth-{request.param}"), env)
 

@@ -28,7 +28,8 @@ def test_server_info_is_what_the_client_reads(mlflow_server: str) -> None:
     answer = fetch_server_info(get_default_host_creds(mlflow_server))
     assert answer.status_code == 200 and answer.data is not None
     assert answer.data["multipart_downloads_enabled"] is False
-    assert isinstance(answer.data["multipart_uploads_enabled"], bool)
+    # Off unless configured: a single streamed PUT is written and hashed once.
+    assert answer.data["multipart_uploads_enabled"] is False
     assert answer.data["workspaces_enabled"] is False
     # MLflow serves it under 3.0 only; the 2.0 door does not grow 3.0 copies.
     with httpx.Client(base_url=mlflow_server) as c:
@@ -39,7 +40,10 @@ def test_server_info_is_what_the_client_reads(mlflow_server: str) -> None:
 
 def test_server_info_needs_no_login(mlflow_auth_server: str) -> None:
     with httpx.Client(base_url=mlflow_auth_server) as c:
-        assert c.get("/api/3.0/mlflow/server-info").status_code == 200
+        info = c.get("/api/3.0/mlflow/server-info")
+        assert info.status_code == 200
+        # This server is configured to offer multipart uploads (conftest).
+        assert info.json()["multipart_uploads_enabled"] is True
         assert c.get("/api/2.0/mlflow/experiments/search").status_code == 401
 
 

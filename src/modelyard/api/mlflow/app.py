@@ -108,10 +108,16 @@ def build_mlflow_app(parent: FastAPI, routers: list[APIRouter] = ROUTERS) -> Fas
 
 
 def install_mlflow(app: FastAPI) -> None:
-    """Mount the door on ``app`` (after its own routes, before its guards)."""
+    """Mount the door on ``app`` (in front of its own routes, before its guards).
+
+    In front: the router tries routes in order, and behind REST v1 every door
+    request was first matched against each of its ~110 routes (~12 % of a
+    door point read's CPU, cProfile). No REST v1 or UI path starts with a
+    door prefix, so the order changes no answer; a REST v1 request pays four
+    prefix checks.
+    """
     door = build_mlflow_app(app)
-    for prefix in PREFIXES:
-        app.router.routes.append(Mount(prefix, app=door))
     v3 = build_mlflow_app(app, V3_ROUTERS)
-    for prefix in V3_PREFIXES:
-        app.router.routes.append(Mount(prefix, app=v3))
+    mounts = [Mount(prefix, app=door) for prefix in PREFIXES]
+    mounts += [Mount(prefix, app=v3) for prefix in V3_PREFIXES]
+    app.router.routes[0:0] = mounts

@@ -7,7 +7,8 @@ REST v1's file-path rule; bytes go to the content-addressed blob store
 (hashed as they stream, stored once).
 
 Multipart uploads (``/mlflow-artifacts/mpu/create|complete|abort/<dir>``, as
-MLflow 3.17's client sends them once ``/server-info`` says so) hand out part
+MLflow 3.17's client sends them once ``/server-info`` says so, which it does
+with ``Settings.mlflow_multipart_uploads``) hand out part
 URLs on this server, ``/mlflow-artifacts/mpu/part/<upload id>/<n>``; rules
 in ``service/artifact_uploads.py``.
 """
@@ -30,8 +31,6 @@ from modelyard.service.artifacts import ArtifactService
 
 router = APIRouter(prefix="/mlflow-artifacts/artifacts")
 mpu_router = APIRouter(prefix="/mlflow-artifacts/mpu")
-MULTIPART_UPLOADS = True
-"""Whether the proxy takes MLflow's multipart uploads (``/server-info`` says so)."""
 _OCTETS = "application/octet-stream"
 
 

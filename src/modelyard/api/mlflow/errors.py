@@ -130,6 +130,8 @@ def install_mlflow_error_handlers(app: FastAPI) -> None:
                 f"{request.method} {request.url.path} is not an MLflow endpoint "
                 "modelyard serves (see the README's MLflow section)"
             )
+            # Which MLflow calls clients rely on that the door lacks shows here.
+            log.warning("MLflow endpoint not served: %s %s", request.method, request.url.path)
         else:
             message = str(exc.detail)
         return mlflow_error(exc.status_code, code, message, dict(exc.headers or {}) or None)

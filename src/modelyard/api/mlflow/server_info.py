@@ -13,7 +13,6 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from modelyard.api.access import access
-from modelyard.api.mlflow.artifacts import MULTIPART_UPLOADS
 from modelyard.api.mlflow.params import ok
 
 router = APIRouter(prefix="/mlflow")
@@ -29,7 +28,8 @@ async def server_info(request: Request) -> Response:
             "store_type": "modelyard",
             "workspaces_enabled": False,
             "trace_archival_enabled": False,
-            "multipart_uploads_enabled": MULTIPART_UPLOADS,
+            # Off by default: one streamed PUT is hashed and written once (settings).
+            "multipart_uploads_enabled": request.app.state.settings.mlflow_multipart_uploads,
             # Downloads stream from the proxy (no presigned ranges to hand out).
             "multipart_downloads_enabled": False,
             "presigned_upload_run_id_supported": False,

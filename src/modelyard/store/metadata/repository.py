@@ -9,7 +9,6 @@ on every hot path.
 from __future__ import annotations
 
 import time
-from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -40,7 +39,7 @@ from modelyard.store.metadata.engine import (
     writer_lock_for,
 )
 from modelyard.store.metadata.groupcommit import GroupCommitter
-from modelyard.store.metadata.hotpath import HotQueries, WriteQueries
+from modelyard.store.metadata.hotpath import MODEL_COLS, MODEL_FROM, HotQueries, WriteQueries
 from modelyard.store.metadata.ports import SnapshotInfo, VerificationRow, VersionKeys, now_us
 from modelyard.store.metadata.prepared import json_param
 
@@ -59,19 +58,8 @@ _PROBES_PER_STATEMENT = 400  # UNION ALL terms per statement (SQLite allows 500)
 """PostgreSQL advisory lock key that orders event inserts by commit."""
 
 
-_MODEL_COLS = (
-    t.models.c.id,
-    t.namespaces.c.name.label("namespace"),
-    t.models.c.name,
-    t.models.c.description,
-    t.models.c.meta,
-    t.models.c.archived,
-    t.models.c.last_version,
-    t.models.c.created_by,
-    t.models.c.created_at,
-    t.models.c.updated_at,
-)
-_MODEL_FROM = t.models.join(t.namespaces, t.models.c.namespace_id == t.namespaces.c.id)
+_MODEL_COLS = MODEL_COLS
+_MODEL_FROM = MODEL_FROM
 
 
 def _meta_rows(owner_col: str, owner_id: int, meta: dict[str, Any]) -> list[dict[str, Any]]:
@@ -235,6 +223,9 @@ class Tx:
 
     def find_model_id(self, namespace: str, name: str, *, for_update: bool = False) -> int | None:
         """The id of ``namespace/name`` or None."""
+        if not for_update or self.hot.sqlite:  # SQLite has no row locks to take
+            row = self.hot.model_id.one_or_none(self.conn, {"ns": namespace, "name": name})
+            return None if row is None else int(row[0])
         q = (
             sa.select(t.models.c.id)
             .select_from(_MODEL_FROM)
@@ -246,31 +237,7 @@ class Tx:
 
     def load_models(self, ids: Sequence[int]) -> list[Model]:
         """Hydrate models by id, in the given order."""
-        if not ids:
-            return []
-        rows = self.conn.execute(
-            sa.select(*_MODEL_COLS).select_from(_MODEL_FROM).where(t.models.c.id.in_(ids))
-        ).all()
-        tags: dict[int, dict[str, str]] = defaultdict(dict)
-        for r in self.conn.execute(sa.select(t.model_tags).where(t.model_tags.c.model_id.in_(ids))):
-            tags[r.model_id][r.key] = r.value
-        by_id = {
-            r.id: Model(
-                id=r.id,
-                namespace=r.namespace,
-                name=r.name,
-                description=r.description,
-                tags=tags.get(r.id, {}),
-                metadata=r.meta,
-                archived=bool(r.archived),
-                latest_version=r.last_version,
-                created_by=r.created_by,
-                created_at=r.created_at,
-                updated_at=r.updated_at,
-            )
-            for r in rows
-        }
-        return [by_id[i] for i in ids if i in by_id]
+        return self.hot.load_models(self.conn, ids)
 
     def update_model(self, model_id: int, **values: Any) -> None:
         """Update model columns and bump ``updated_at``."""
@@ -700,41 +667,18 @@ class Tx:
 
     def aliases_of_models(self, model_ids: Sequence[int]) -> list[tuple[int, str, int]]:
         """Every alias of the given models as (model id, alias, version number)."""
-        if not model_ids:
-            return []
-        rows = self.conn.execute(
-            sa.select(t.aliases.c.model_id, t.aliases.c.name, t.versions.c.number)
-            .join(t.versions, t.versions.c.id == t.aliases.c.version_id)
-            .where(t.aliases.c.model_id.in_(list(model_ids)))
-            .order_by(t.aliases.c.model_id, t.aliases.c.name)
-        )
-        return [(int(r[0]), str(r[1]), int(r[2])) for r in rows]
+        return self.hot.aliases_of_models(self.conn, model_ids)
 
     def newest_by_state(self, model_ids: Sequence[int], per_state: int) -> list[int]:
         """Ids of each model's ``per_state`` highest-numbered versions in each
-        state, for a page of models (stages, issue 10).
-
-        One ``ORDER BY number DESC LIMIT per_state`` probe per (model, state)
-        on the ``(model_id, state, number)`` index, joined with UNION ALL: the
-        cost is models x states x ``per_state`` rows, however many versions
-        the models have (a window over all their versions ranked them all).
-        """
-        v = t.versions
-        probes = [
-            sa.select(v.c.id)
-            .where(v.c.model_id == mid, v.c.state == state.value)
-            .order_by(v.c.number.desc())
-            .limit(per_state)
-            .subquery()
-            for mid in dict.fromkeys(model_ids)
-            for state in VersionState
-        ]
+        state, for a page of models (stages, issue 10); the probes are
+        :meth:`HotQueries.newest_by_state`'s."""
+        unique = list(dict.fromkeys(model_ids))
+        per_statement = _PROBES_PER_STATEMENT // len(VersionState)
         out: list[int] = []
         # SQLite caps a compound SELECT at 500 terms.
-        for i in range(0, len(probes), _PROBES_PER_STATEMENT):
-            terms = [sa.select(p.c.id) for p in probes[i : i + _PROBES_PER_STATEMENT]]
-            stmt = terms[0] if len(terms) == 1 else sa.union_all(*terms)
-            out += [int(r[0]) for r in self.conn.execute(stmt)]
+        for i in range(0, len(unique), per_statement):
+            out += self.hot.newest_by_state(self.conn, unique[i : i + per_statement], per_state)
         return out
 
     def model_aliases(self, model_id: int) -> list[tuple[str, int, int]]:
