@@ -199,10 +199,9 @@ def test_s3_sweep_spares_a_long_upload_whose_parts_keep_arriving(s3_server: S3Se
     c = store.client
     w = store.writer(None)
     w.write(os.urandom(PART + 1))  # part 1 goes up
-    backlog = w.ready()
-    if backlog is not None:
-        backlog.result()
-    [key] = staged(store)
+    # Part 1 is sent in the background (ready() hands its future over only
+    # when the buffer is near full): wait until the upload shows.
+    [key] = wait_for(lambda: staged(store))
     started = int(key.rsplit("/", 1)[-1].split("-", 1)[0])
     time.sleep(2.5)  # the upload is now older than the cutoff chosen below
     w.write(os.urandom(PART))  # waits for part 1, sends part 2

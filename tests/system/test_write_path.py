@@ -124,7 +124,8 @@ def test_concurrent_searches_are_bounded_by_the_connection_pool(tmp_path: Path) 
     of searches neither opens overflow connections nor crowds the GIL."""
     app = create_app(Settings(data_dir=tmp_path / "data", dispatcher=False, db_pool_size=2))
     registry = app.state.registry
-    search = registry.search_versions
+    # The GET route's search (its versions rendered, from the page cache).
+    search = registry.search_versions_rendered
     lock = threading.Lock()
     running, most = [0], [0]
     two_in, release = threading.Event(), threading.Event()
@@ -142,7 +143,7 @@ def test_concurrent_searches_are_bounded_by_the_connection_pool(tmp_path: Path) 
             with lock:
                 running[0] -= 1
 
-    registry.search_versions = held_search
+    registry.search_versions_rendered = held_search
     with serving(app) as url, ThreadPoolExecutor(6) as pool:
         with httpx.Client(base_url=url, timeout=60) as c:
             assert c.post("/api/v1/models", json={"name": "m"}).status_code == 201

@@ -30,9 +30,11 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from modelyard.client import Registry
 from modelyard.domain.bundles import parse_bundle_ref
@@ -124,6 +126,11 @@ class AliasFollower:
         self.cache_root = cache_root
         self.threads = threads
         self.reconcile_seconds = reconcile_seconds
+        # What failed to load, by followed key: (what was wanted, when). An
+        # event and the resolve at the stream's (re)opening can name the same
+        # move twice within milliseconds; a version that just failed is tried
+        # again at most once per resync interval, not once per trigger.
+        self._failed: dict[str, tuple[str, float]] = {}
         self.followed: list[Followed] = []
         for s in served:
             if s.role is not None:
@@ -203,8 +210,11 @@ class AliasFollower:
         fresh: dict[str, LoadedVersion] = {}
         failed: Followed | None = None
         wanted = ""
+        bundle_version: dict[str, Any] | None = None
         try:
             bundle_version = self.registry.bundle(ref).version()
+            if self._failed_lately(ref, str(bundle_version["ref"])):
+                return False
             members = bundle_version["members"]
             for f in roles:
                 failed = f
@@ -223,6 +233,8 @@ class AliasFollower:
                     warm_up(new)
                 fresh[f.role] = new
         except Exception as exc:  # any failure keeps the whole old set serving
+            if bundle_version is not None:
+                self._failed[ref] = (str(bundle_version["ref"]), time.monotonic())
             name = failed.name if failed is not None else ref
             self.table.metrics.load_failures.labels(name).inc()
             log.error(
@@ -257,6 +269,8 @@ class AliasFollower:
             wanted_version = target.version
             if target.version == f.current.version:
                 return False
+            if self._failed_lately(f.key, target.ref):
+                return False
             new = self.table.loaded(model, str(target.version))
             if new is not None and new.ref != target.ref:
                 new = None
@@ -264,6 +278,8 @@ class AliasFollower:
                 new = load_version(self.registry, target.ref, self.cache_root, threads=self.threads)
                 warm_up(new)
         except Exception as exc:  # any failure keeps the old version serving
+            if wanted_version is not None:
+                self._failed[f.key] = (wanted, time.monotonic())
             self.table.metrics.load_failures.labels(model).inc()
             log.error("%s: %s not loaded, %s keeps serving: %s", f.ref, wanted, f.current.ref, exc)
             # Only a version that was resolved and then failed is a load
@@ -279,6 +295,15 @@ class AliasFollower:
         if self.on_swap is not None:
             self.on_swap(f.ref, new.version)
         return True
+
+    def _failed_lately(self, key: str, wanted: str) -> bool:
+        """``wanted`` failed to load for ``key`` less than a resync interval ago."""
+        last = self._failed.get(key)
+        return (
+            last is not None
+            and last[0] == wanted
+            and time.monotonic() - last[1] < self.reconcile_seconds
+        )
 
     def _shared(self, f: Followed, old: LoadedVersion) -> bool:
         """Another reference served under ``f``'s name still holds ``old``."""
