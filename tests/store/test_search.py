@@ -1297,3 +1297,81 @@ def test_common_tag_under_a_metric_order_is_an_in_memory_list(
     monkeypatch.setattr(search_module, "LIST_CAP", 1)
     plan = _plan(engine, "tags.team = 'fraud'", order="metrics.acc DESC")
     assert "LIST SUBQUERY" not in plan, plan
+
+
+def _planning_fetches(
+    engine: sa.Engine, data: Data, text: str, monkeypatch: pytest.MonkeyPatch
+) -> list[str]:
+    """The statements a created-order search of ``text`` ran that fetched a
+    key/value term's matches with their created_at (``_rare_driver``), with
+    RARE_CAP = 5; the pages still equal the reference."""
+    monkeypatch.setattr(search_module, "RARE_CAP", 5)
+    seen: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        flat = " ".join(statement.split())
+        if re.search(r"SELECT version_(tags|metrics)\.version_id, version_\w+\.created_at", flat):
+            seen.append(flat)
+
+    sa.event.listen(engine, "before_cursor_execute", record)
+    try:
+        ids = all_version_ids(engine, text, order="created DESC", limit=2)
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", record)
+    assert ids == expected_version_order(data, text, "created DESC")
+    return seen
+
+
+def test_terms_are_counted_and_only_the_driver_is_fetched(
+    engine: sa.Engine, data: Data, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Choosing how a created-order page starts counts every key/value term
+    and fetches (with created_at) only the one that drives: fetching every
+    term's matches sent ~10,000 rows to Python per page of ``tags.team =
+    'team-7' AND metrics.acc >= 0.9`` at 1M versions, only to walk the tag."""
+    # Both terms over the cap: the tag is walked, nothing is fetched.
+    both_common = "tags.team = 'fraud' AND metrics.acc > 0.1"
+    assert _planning_fetches(engine, data, both_common, monkeypatch) == []
+    assert sum(1 for v in data.versions if v.tags.get("team") == "fraud") >= 5
+    # One rare term (fewer than 5 versions at 1.0): fetched once a page.
+    one_rare = "tags.team = 'fraud' AND metrics.acc >= 1.0"
+    assert sum(1 for v in data.versions if v.metrics.get("acc", 0) >= 1.0) < 5
+    fetched = _planning_fetches(engine, data, one_rare, monkeypatch)
+    assert fetched and all("version_metrics" in s for s in fetched), fetched
+    # The only term: fetched at once, never counted first.
+    counts: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if "count(" in statement.lower():
+            counts.append(statement)
+
+    sa.event.listen(engine, "before_cursor_execute", record)
+    try:
+        assert _planning_fetches(engine, data, "metrics.acc >= 1.0", monkeypatch)
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", record)
+    assert counts == []
+
+
+def test_postgresql_counts_no_lone_name_term(engine: sa.Engine, data: Data) -> None:
+    """PostgreSQL plans a model-name term by itself (it never drives there),
+    so a filter whose only indexable term is one is not counted: ``name LIKE
+    'm12%'`` counted 11,100 of 1M versions a page for nothing. SQLite counts
+    it to choose between walking and driving."""
+    counts: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if "count(" in statement.lower():
+            counts.append(statement)
+
+    text = "name LIKE 'fr%' AND state != 'draft'"
+    sa.event.listen(engine, "before_cursor_execute", record)
+    try:
+        ids = all_version_ids(engine, text, limit=2)
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", record)
+    assert ids == expected_version_order(data, text, None) and ids
+    if engine.dialect.name == "postgresql":
+        assert counts == []
+    else:
+        assert counts
