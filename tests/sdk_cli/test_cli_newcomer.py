@@ -222,3 +222,12 @@ def test_host_port_registry_is_http(live_server: str, tmp_path: Path) -> None:
     finally:
         os.chdir(cwd)
     assert not (tmp_path / host_port).exists()
+
+
+def test_help_names_the_environment_variables() -> None:
+    """Option help names the variable that sets it. Written as ``[env X]``,
+    Rich took the brackets for markup and printed nothing of it."""
+    r = CliRunner().invoke(app, ["server", "--help"], env={"COLUMNS": "200"})
+    assert r.exit_code == 0, r.output
+    for name in ("MODELYARD_HOST", "MODELYARD_PORT", "MODELYARD_DB", "MODELYARD_STORE"):
+        assert name in r.stdout, (name, r.stdout)

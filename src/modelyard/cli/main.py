@@ -75,25 +75,25 @@ def _root(
 
 @app.command()
 def server(
-    host: Annotated[str | None, typer.Option(help="Bind address [env MODELYARD_HOST].")] = None,
-    port: Annotated[int | None, typer.Option(help="Port [env MODELYARD_PORT].")] = None,
+    host: Annotated[str | None, typer.Option(help="Bind address (env MODELYARD_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (env MODELYARD_PORT).")] = None,
     data_dir: Annotated[
-        Path | None, typer.Option("--data-dir", help="Data directory [env MODELYARD_DATA_DIR].")
+        Path | None, typer.Option("--data-dir", help="Data directory (env MODELYARD_DATA_DIR).")
     ] = None,
-    db: Annotated[str | None, typer.Option(help="Database URL [env MODELYARD_DB].")] = None,
+    db: Annotated[str | None, typer.Option(help="Database URL (env MODELYARD_DB).")] = None,
     store: Annotated[
         str | None,
         typer.Option(
-            help="Blob store URL: a directory or s3://bucket/prefix [env MODELYARD_STORE]."
+            help="Blob store URL: a directory or s3://bucket/prefix (env MODELYARD_STORE)."
         ),
     ] = None,
     workers: Annotated[
-        int | None, typer.Option(help="Worker processes [env MODELYARD_WORKERS].")
+        int | None, typer.Option(help="Worker processes (env MODELYARD_WORKERS).")
     ] = None,
     auth: Annotated[
         str | None,
         typer.Option(
-            help="Require API tokens: auto (on beyond loopback), on, off [env MODELYARD_AUTH]."
+            help="Require API tokens: auto (on beyond loopback), on, off (env MODELYARD_AUTH)."
         ),
     ] = None,
 ) -> None:
@@ -121,7 +121,7 @@ def server(
 
 @db_app.command("upgrade")
 def db_upgrade(
-    db: Annotated[str | None, typer.Option(help="Database URL [env MODELYARD_DB].")] = None,
+    db: Annotated[str | None, typer.Option(help="Database URL (env MODELYARD_DB).")] = None,
     data_dir: Annotated[Path | None, typer.Option("--data-dir")] = None,
 ) -> None:
     """Apply schema migrations to the database."""

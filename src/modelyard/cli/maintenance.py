@@ -70,10 +70,10 @@ def gc(
         ),
     ] = 3600.0,
     data_dir: Annotated[
-        Path | None, typer.Option("--data-dir", help="Data directory [env MODELYARD_DATA_DIR].")
+        Path | None, typer.Option("--data-dir", help="Data directory (env MODELYARD_DATA_DIR).")
     ] = None,
-    db: Annotated[str | None, typer.Option(help="Database URL [env MODELYARD_DB].")] = None,
-    store: Annotated[str | None, typer.Option(help="Blob store URL [env MODELYARD_STORE].")] = None,
+    db: Annotated[str | None, typer.Option(help="Database URL (env MODELYARD_DB).")] = None,
+    store: Annotated[str | None, typer.Option(help="Blob store URL (env MODELYARD_STORE).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Delete blobs no version lists and uploads abandoned past the grace period.
@@ -103,10 +103,10 @@ def gc(
 
 
 DataDirOpt = Annotated[
-    Path | None, typer.Option("--data-dir", help="Data directory [env MODELYARD_DATA_DIR].")
+    Path | None, typer.Option("--data-dir", help="Data directory (env MODELYARD_DATA_DIR).")
 ]
-DbOpt = Annotated[str | None, typer.Option(help="Database URL [env MODELYARD_DB].")]
-StoreOpt = Annotated[str | None, typer.Option(help="Blob store URL [env MODELYARD_STORE].")]
+DbOpt = Annotated[str | None, typer.Option(help="Database URL (env MODELYARD_DB).")]
+StoreOpt = Annotated[str | None, typer.Option(help="Blob store URL (env MODELYARD_STORE).")]
 
 
 def _settings(data_dir: Path | None, db: str | None, store: str | None) -> Any:
