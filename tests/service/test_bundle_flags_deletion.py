@@ -115,10 +115,22 @@ def test_flag_mode_lets_a_breaking_move_through_and_records_it_on_the_bundle(
     with pytest.raises(Conflict):
         svc.create_bundle_version("pipe", actor=ADMIN)
     assert len(svc.get_bundle("pipe", actor=ADMIN).incompatible) == 1
-    svc.set_alias("det/1", "production", actor=WRITER)  # back: compatible, nothing flagged
-    assert len(svc.get_bundle("pipe", actor=ADMIN).incompatible) == 1
-    svc.create_bundle_version("pipe", actor=ADMIN)  # fits again: the flags are resolved
+    # Moved back: the bundle takes det/1, so the alias's entry goes (evented).
+    svc.set_alias("det/1", "production", actor=WRITER)
     assert svc.get_bundle("pipe", actor=ADMIN).incompatible == []
+    [mended] = gov.audit(actor=ADMIN, action="bundle.compatible").items
+    assert mended["subject"] == "bundle:default/pipe" and mended["actor"] == "w"
+    assert mended["payload"]["alias"] == "default/det@production"
+    assert (mended["payload"]["cleared"], mended["payload"]["remaining"]) == (1, 0)
+    # Broken again, then pinned once the bundle is fixed: a pin clears the list.
+    svc.set_alias(retyped, "production", actor=WRITER)
+    assert len(svc.get_bundle("pipe", actor=ADMIN).incompatible) == 1
+    # Fixed (no edge any more) and pinned: the pin clears the list.
+    svc.update_bundle("pipe", edges=[], accept_breaking=True, actor=ADMIN)
+    assert svc.get_bundle("pipe", actor=ADMIN).incompatible == []
+    # A move that breaks nothing and finds nothing flagged records nothing.
+    svc.set_alias("det/1", "production", actor=WRITER)
+    assert len(gov.audit(actor=ADMIN, action="bundle.compatible").items) == 1
 
 
 def test_each_bundle_follows_its_own_namespace_policy(

@@ -166,6 +166,7 @@ class AliasUseCases(RegistryCore):
         )
         if breaks:
             bundle_guard.record_breaks(tx, after, alias, prev, breaks, actor=actor.name)
+        bundle_guard.record_mended(tx, after, alias, breaks, actor=actor.name)
         return after
 
     def rollback_alias_in_tx(

@@ -28,8 +28,11 @@ Either way, a move that applies although it breaks a bundle is recorded on
 that bundle, in the same transaction: a ``bundle.incompatible`` event
 (subject ``bundle:NS/NAME``, in the bundle's namespace, so the bundle's
 owners see it in their audit log and webhooks) and an entry in the bundle's
-``incompatible`` list (``bundle show``, REST, SDK), which the next pinned
-bundle version clears (pinning checks the bundle fits together again).
+``incompatible`` list (``bundle show``, REST, SDK). An entry goes when the
+bundle fits again: a later move of the same alias that breaks nothing takes
+that alias's entries off the list (a ``bundle.compatible`` event says so),
+and the next pinned bundle version clears the list (pinning checks the
+bundle fits together).
 Bundles are checked whatever namespace they live in: the owner of ``det``
 must learn that a pipeline in another team depends on it.
 """
@@ -183,4 +186,41 @@ def record_breaks(
             namespace=namespace,
             subject=f"bundle:{namespace}/{name}",
             payload={"name": name, **{k: v for k, v in record.items() if k != "at"}},
+        )
+
+
+def record_mended(
+    tx: RegistryTx, target: Version, alias: str, breaks: list[dict[str, Any]], *, actor: str
+) -> None:
+    """Take ``alias``'s entries off the ``incompatible`` list of every bundle
+    that follows it and that this move (to ``target``) does not break: the
+    alias points at a version the bundle takes again (often the one it was
+    moved away from). A ``bundle.compatible`` event per bundle, in the
+    move's transaction."""
+    following = tx.bundles.following(target.namespace, target.model, alias)
+    if not following:
+        return
+    broken = {b["bundle"] for b in breaks}
+    name = f"{target.namespace}/{target.model}@{alias}"
+    for row in tx.bundles.by_ids(list(following)):
+        key = f"{row.namespace}/{row.name}"
+        if key in broken or not row.incompatible:
+            continue
+        kept = [e for e in row.incompatible if e.get("alias") != name]
+        if len(kept) == len(row.incompatible):
+            continue
+        tx.bundles.set_incompatible(row.id, kept)
+        tx.append_event(
+            "bundle.compatible",
+            actor=actor,
+            namespace=row.namespace,
+            subject=f"bundle:{key}",
+            payload={
+                "name": row.name,
+                "alias": name,
+                "ref": target.ref,
+                "to_version": target.number,
+                "cleared": len(row.incompatible) - len(kept),
+                "remaining": len(kept),
+            },
         )
