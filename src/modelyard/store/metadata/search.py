@@ -724,18 +724,20 @@ def _static_plan(node: Node | None, order: OrderBy, *, sqlite: bool) -> bool:
     :func:`_rare_driver` (so the query can be built once and kept).
 
     Mirrors :func:`_rare_driver`'s early exits: no filter; no term that can
-    drive; one that can drive and is walked under the created order; on
-    PostgreSQL, one model-name term (never counted there) or an order that
-    neither walks, drives nor joins.
+    drive; one that can drive and is walked under the created order; or
+    PostgreSQL under an order that neither walks, drives nor joins. On
+    PostgreSQL a model-name term is never static: its models are looked up
+    (:func:`_names_listed`).
     """
-    if node is None or (order.field.kind == "attr" and order.field.key == "name"):
+    if node is None:
         return True
     terms = node.items if isinstance(node, And) else (node,)
+    if not sqlite and any(_is_name(term) for term in terms):
+        return False  # its models are looked up first (_names_listed)
+    if order.field.kind == "attr" and order.field.key == "name":
+        return True
     candidates = [term for term in terms if _can_drive(term)]
     if not candidates:
-        return True
-    if not sqlite and len(candidates) == 1 and not _is_kv(candidates[0]):
-        # One model-name term: PostgreSQL plans it by itself (_rare_driver).
         return True
     if order.field.kind != "attr":
         return False
@@ -869,6 +871,7 @@ def _versions_query(
             column, id_column = compiler.sort_only(column), compiler.sort_only(v.c.id)
             ordered = sorted(plan.matches, reverse=desc)
             sort = _Sort(v.c.id, (column, id_column), ("int", "int"), desc)
+            rest = _names_listed(conn, compiler, rest, where)
             if rest is not None:
                 where.insert(0, compiler.compile(rest))
             fingerprint = _fingerprint("versions", node, order, namespace)
@@ -903,6 +906,7 @@ def _versions_query(
         raise InvalidInput(
             f"cannot sort versions by {key!r}", code="INVALID_ORDER_BY", details={"position": 0}
         )
+    rest = _names_listed(conn, compiler, rest, where)
     if rest is not None:
         where.insert(0, compiler.compile(rest))
     fingerprint = _fingerprint("versions", node, order, namespace)
@@ -1173,6 +1177,57 @@ def _rare_driver(
     if best is not None and can_drive:
         return _Plan(driver=t.versions.c.id.in_(best[1]))
     return _Plan(counted=tuple(counted) if can_list else ())
+
+
+# The most models a name term may list as ids on PostgreSQL (_names_listed).
+NAME_MODELS_CAP = 5_000
+
+
+def _is_name(term: Node) -> bool:
+    """True if ``term`` compares the versions' model name."""
+    return isinstance(term, Comparison) and term.field == Field("attr", "name")
+
+
+def _names_listed(
+    conn: sa.Connection | None,
+    compiler: _Compiler,
+    rest: Node | None,
+    where: list[sa.ColumnElement[bool]],
+) -> Node | None:
+    """On PostgreSQL, move each top-level model-name term of ``rest`` into
+    ``where`` as ``versions.model_id = ANY(ids of its models)``, the models
+    looked up first (if at most :data:`NAME_MODELS_CAP`); returns what is
+    left of ``rest``.
+
+    As ``model_id IN (SELECT ... WHERE name LIKE ...)`` the planner joined
+    the models per version walked: ``name LIKE 'm12%'`` (111 models, 1.1%
+    of 1M versions) walked the created index probing ``models`` for each of
+    9,871 versions, 29,883 buffers and 40 ms. With the ids in hand it tests
+    a hashed list per version, 270 buffers and 2 ms, and a name matching one
+    model's versions is fetched and sorted (100 rows) as before.
+    """
+    if rest is None or compiler.sqlite:
+        return rest
+    for term in rest.items if isinstance(rest, And) else (rest,):
+        if not _is_name(term):
+            continue
+        assert conn is not None, "a static plan (_static_plan) has no name term here"
+        assert isinstance(term, Comparison)
+        m = compiler.alias(t.models)
+        found = conn.execute(
+            sa.select(m.c.id)
+            .where(compiler.apply(m.c.name, term.op, term.value))
+            .limit(NAME_MODELS_CAP + 1)
+        ).scalars()
+        ids = [int(i) for i in found]
+        if len(ids) > NAME_MODELS_CAP:
+            continue
+        array = sa.literal(ids, sa.ARRAY(sa.BigInteger()))
+        where.append(t.versions.c.model_id == sa.any_(array))
+        rest = _without(rest, term)
+        if rest is None:
+            break
+    return rest
 
 
 def _is_kv(term: Node) -> bool:
