@@ -121,7 +121,8 @@ class AliasUseCases(RegistryCore):
         policy_gate.check_alias(
             tx, target, mid, alias, approved=approval_id is not None, rollback=rollback
         )
-        breaks = bundle_guard.breaks_of_move(tx, target, alias, prev_id)
+        following = tx.bundles.following(target.namespace, target.model, alias)
+        breaks = bundle_guard.breaks_of_move(tx, target, alias, prev_id, following)
         refused = [b for b in breaks if b["mode"] == "refuse"]
         if refused and not force:
             bundle_guard.refuse_breaking_move(target, alias, refused)
@@ -166,7 +167,7 @@ class AliasUseCases(RegistryCore):
         )
         if breaks:
             bundle_guard.record_breaks(tx, after, alias, prev, breaks, actor=actor.name)
-        bundle_guard.record_mended(tx, after, alias, breaks, actor=actor.name)
+        bundle_guard.record_mended(tx, after, alias, following, breaks, actor=actor.name)
         return after
 
     def rollback_alias_in_tx(

@@ -55,7 +55,11 @@ MAX_FLAGS = 50
 
 
 def breaks_of_move(
-    tx: RegistryTx, target: Version, alias: str, current_id: int | None
+    tx: RegistryTx,
+    target: Version,
+    alias: str,
+    current_id: int | None,
+    following: dict[int, list[str]],
 ) -> list[dict[str, Any]]:
     """What moving ``target``'s model's ``alias`` to ``target`` would break.
 
@@ -63,9 +67,9 @@ def breaks_of_move(
     "mismatches"}``, ``mode`` the bundle namespace's ``bundle_breaks``
     (``refuse`` or ``flag``), each mismatch with ``kind``, ``role``,
     ``field``, ``problem`` and, for an edge, ``edge``
-    (``"detector->classifier"``). Empty: nothing breaks.
+    (``"detector->classifier"``). Empty: nothing breaks. ``following``:
+    the bundles following the alias, ``tx.bundles.following(...)``.
     """
-    following = tx.bundles.following(target.namespace, target.model, alias)
     if not following:
         return []
     out: list[dict[str, Any]] = []
@@ -190,14 +194,19 @@ def record_breaks(
 
 
 def record_mended(
-    tx: RegistryTx, target: Version, alias: str, breaks: list[dict[str, Any]], *, actor: str
+    tx: RegistryTx,
+    target: Version,
+    alias: str,
+    following: dict[int, list[str]],
+    breaks: list[dict[str, Any]],
+    *,
+    actor: str,
 ) -> None:
     """Take ``alias``'s entries off the ``incompatible`` list of every bundle
     that follows it and that this move (to ``target``) does not break: the
     alias points at a version the bundle takes again (often the one it was
     moved away from). A ``bundle.compatible`` event per bundle, in the
     move's transaction."""
-    following = tx.bundles.following(target.namespace, target.model, alias)
     if not following:
         return
     broken = {b["bundle"] for b in breaks}
