@@ -402,6 +402,10 @@ class VersionUseCases(RegistryCore):
         r = self.resolve(ref)
         auth.require(actor, Permission.WRITE, r.namespace)
         entries = v.check_files(files, max_files=self.max_files)
+        with self.db.read() as rtx:
+            # A draft waiting for verification is refused before its new
+            # manifest is looked at (checked again in the transaction).
+            pending_versions.check_not_waiting(rtx, rtx.load_versions([self.version_id(rtx, r)])[0])
         blob_rules.check_manifest(cast("RegistryService", self), entries, actor=actor)
 
         def op(tx: RegistryTx) -> Version:
