@@ -278,7 +278,7 @@ class BlobService:
         def op(tx: RegistryTx) -> None:
             if not actor.reads_everything:
                 tx.record_blob_upload(digest, actor.name)
-            pending_versions.release_in_tx(self.registry, tx, digest, actor.name)
+            pending_versions.release_in_tx(tx, digest, actor.name)
 
         self.registry.run_in_transaction(op)
 
@@ -451,7 +451,7 @@ class BlobService:
                 tx.record_blob_upload(row.digest, row.uploader)
                 # Drafts waiting on these bytes become ready in this same
                 # transaction (exactly once: only the claim's holder gets here).
-                pending_versions.release_in_tx(self.registry, tx, row.digest, row.uploader)
+                pending_versions.release_in_tx(tx, row.digest, row.uploader)
 
         self.registry.run_in_transaction(op)
 

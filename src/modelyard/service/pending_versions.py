@@ -24,7 +24,7 @@ from typing import Any
 
 from modelyard.domain.entities import FileEntry, PendingFile, Version, VersionState
 from modelyard.domain.errors import Conflict, IntegrityError, ModelyardError
-from modelyard.service.core import RegistryCore, version_payload
+from modelyard.service.core import version_payload
 from modelyard.store.metadata.ports import PENDING, VERIFIED, RegistryTx
 
 
@@ -56,6 +56,8 @@ def recheck_in_tx(
     for f in waiting:
         seen = states.get(f.digest, set())
         if PENDING in seen:
+            # Still pending (an older verified row may name bytes since
+            # collected): wait for this upload.
             kept.append(f)
         elif VERIFIED not in seen:
             raise IntegrityError(
@@ -113,14 +115,14 @@ def check_all_readable(version: Version) -> None:
         )
 
 
-def release_in_tx(core: RegistryCore, tx: RegistryTx, digest: str, uploader: str) -> list[int]:
+def release_in_tx(tx: RegistryTx, digest: str, uploader: str) -> list[int]:
     """``uploader``'s bytes of ``digest`` are now verified and published:
     drop the waits they release, and move each draft that asked to become
     ready and waits on nothing else to ``ready`` (``version.files_committed``,
     ``verified: true``). Returns the ids of the versions moved.
 
-    Every affected model is locked first (in id order, so two verifiers never
-    deadlock), then the waits are dropped and counted: of two verifiers
+    Every affected model is locked first (in name order, so two verifiers
+    never deadlock), then the waits are dropped and counted: of two verifiers
     releasing the last two files of one version, the second to take the lock
     sees the first's committed release and moves it, exactly once. A version
     deleted meanwhile has no waits left; one that is no longer a draft is
@@ -129,12 +131,10 @@ def release_in_tx(core: RegistryCore, tx: RegistryTx, digest: str, uploader: str
     vids = tx.versions_waiting_on(digest, uploader)
     if not vids:
         return []
-    versions = {v.id: v for v in tx.load_versions(vids)}
-    keys = sorted(
-        {(tx.version_keys(vid).model_id, v.namespace, v.model) for vid, v in versions.items()}
-    )
-    for _, namespace, name in keys:
-        core.model_id(tx, namespace, name, for_update=True)
+    # Locked in name order, the same in every transaction; a model deleted
+    # meanwhile took its versions' waits with it (nothing to lock or move).
+    for namespace, name in sorted({(v.namespace, v.model) for v in tx.load_versions(vids)}):
+        tx.find_model_id(namespace, name, for_update=True)
     moved: list[int] = []
     for vid in vids:
         promote = tx.release_version_waits(vid, digest, uploader)
