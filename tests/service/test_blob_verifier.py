@@ -65,14 +65,17 @@ def test_a_direct_upload_is_a_blob_only_once_the_verifier_read_it(svc: Services)
     upload_id = send(svc, data)
     done = blobs.complete_direct_upload(WRITER, upload_id, digest=digest, size=len(data))
     assert (done.digest, done.size, done.verified) == (digest, len(data), False)
-    # Queued, not published: no version may name it, no one else sees the upload.
+    # Queued, not published: only its uploader may name it, and the version
+    # that does waits as a draft (tests/service/test_pending_versions.py);
+    # no one else sees the upload.
     assert blobs.direct_upload_status(WRITER, upload_id).state == "pending"
     assert not svc.blobs.exists(digest)
     svc.registry.create_model("m", actor=WRITER)
     spec = VersionSpec(files=[{"path": "w.bin", "digest": digest, "size": len(data)}])
     with pytest.raises(IntegrityError) as caught:
-        svc.registry.create_version("m", spec, actor=WRITER)
+        svc.registry.create_version("m", spec, actor=OTHER)
     assert caught.value.code == "BLOB_MISSING"
+    assert svc.registry.create_version("m", spec, actor=WRITER).state.value == "draft"
     with pytest.raises(Exception) as hidden:
         blobs.direct_upload_status(OTHER, upload_id)
     assert getattr(hidden.value, "code", None) == "UPLOAD_NOT_FOUND"
@@ -86,8 +89,10 @@ def test_a_direct_upload_is_a_blob_only_once_the_verifier_read_it(svc: Services)
     assert (status.state, status.error) == ("verified", None)
     assert b"".join(svc.blobs.iter_range(digest)) == data
     assert staged_keys(svc) == []
-    # Verified: the uploader may name it (the mount rule recorded it).
-    assert svc.registry.create_version("m", spec, actor=WRITER).number == 1
+    # Verified: the draft became ready, and the uploader may name the blob
+    # (the mount rule recorded it).
+    assert svc.registry.get_version("m/1", actor=WRITER).state.value == "ready"
+    assert svc.registry.create_version("m", spec, actor=WRITER).number == 2
     assert blobs.complete_direct_upload(WRITER, upload_id, digest=digest).verified
 
 

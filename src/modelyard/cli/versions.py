@@ -66,6 +66,14 @@ def push(
         list[str] | None,
         typer.Option(help="A --reference-data column holding category codes (repeatable)."),
     ] = None,
+    no_wait: Annotated[
+        bool,
+        typer.Option(
+            "--no-wait",
+            help="Return the version at once, draft while the registry still verifies "
+            "files sent straight to its object store (default: wait until it is ready).",
+        ),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Push a file or directory as a new version of NAME.
@@ -101,13 +109,15 @@ def push(
             allow_empty=allow_empty,
             callbacks=cb,
             reference_stats=stats,
+            wait=not no_wait,
         )
     if as_json:
         print_json(v.raw)
     else:
+        waiting = f", {len(v.pending_files)} being verified" if v.pending_files else ""
         out().print(
             f"pushed [bold]{v.ref}[/bold] ({len(v.files or [])} files, "
-            f"{v.total_size} bytes, state {v.state})"
+            f"{v.total_size} bytes, state {v.state}{waiting})"
         )
 
 
@@ -240,6 +250,13 @@ def show(
         for f in v.resources:
             res.add_row(f["name"], str(f["size"]), f["digest"][:16], f["media_type"])
         console.print(res)
+    if v.pending_files:
+        # A draft waiting for the registry to verify direct uploads (issue 13).
+        pend = Table("path", "sha256", "verification", "error", title="waiting for verification")
+        for p in v.pending_files:
+            err = p.get("error") or {}
+            pend.add_row(p["path"], p["digest"][:16], p["state"], str(err.get("code") or ""))
+        console.print(pend)
 
 
 def search(

@@ -57,7 +57,13 @@ class Backend(GovernanceBackend, FamilyBackend, BundleBackend, DeploymentBackend
     def delete_model(self, namespace: str, name: str, *, force: bool) -> None: ...
     def missing(self, digests: list[str]) -> list[str]: ...
     def upload(
-        self, source: Path, size: int, progress: Progress | None, *, digest: str | None
+        self,
+        source: Path,
+        size: int,
+        progress: Progress | None,
+        *,
+        digest: str | None,
+        await_verified: bool = True,
     ) -> str: ...
     def create_version(
         self, namespace: str, name: str, body: Wire, idempotency_key: str | None
@@ -277,21 +283,32 @@ class RemoteBackend(RemoteGovernance, RemoteFamilies, RemoteBundles, RemoteDeplo
         return list(body["missing"])
 
     def upload(
-        self, source: Path, size: int, progress: Progress | None, *, digest: str | None
+        self,
+        source: Path,
+        size: int,
+        progress: Progress | None,
+        *,
+        digest: str | None,
+        await_verified: bool = True,
     ) -> str:
         """Stream the file's bytes up; return the digest they are stored under.
 
         With a known ``digest`` the bytes go to ``PUT /blobs/{digest}`` (the
         server refuses them if they hash otherwise). Without one they go to
         ``POST /blobs`` and are hashed here while they are sent; the server's
-        digest of what it received must equal ours.
+        digest of what it received must equal ours. A direct upload (presigned
+        URL) the server verifies in the background is waited for unless
+        ``await_verified`` is False: a version naming it is then created
+        ``draft`` and becomes ready once it is verified.
         """
         if self._direct():
             offer = self._json(
                 "POST", "/api/v1/blobs/uploads", json={"size": size, "digest": digest}
             )
             if offer.get("mode") == "direct":
-                return self._upload_direct(offer, source, size, progress, digest)
+                return self._upload_direct(
+                    offer, source, size, progress, digest, await_verified=await_verified
+                )
         headers = {"Content-Length": str(size), "Content-Type": "application/octet-stream"}
         if digest is not None:
             self._json(
@@ -329,6 +346,8 @@ class RemoteBackend(RemoteGovernance, RemoteFamilies, RemoteBundles, RemoteDeplo
         size: int,
         progress: Progress | None,
         digest: str | None,
+        *,
+        await_verified: bool = True,
     ) -> str:
         """PUT the bytes to the store's presigned URL (hashing them on the way),
         then have the server verify them and publish them under the digest."""
@@ -383,7 +402,7 @@ class RemoteBackend(RemoteGovernance, RemoteFamilies, RemoteBundles, RemoteDeplo
             f"/api/v1/blobs/uploads/{upload_id}/complete",
             json={"digest": local, "size": size},
         )
-        if body.get("verified") is False:
+        if body.get("verified") is False and await_verified:
             self._await_verification(upload_id, size)
         return check_stored_digest(str(body["digest"]), local)
 
@@ -668,9 +687,16 @@ class EmbeddedBackend(EmbeddedGovernance, EmbeddedFamilies, EmbeddedBundles, Emb
         return self._blob_use().missing(digests, actor=self.actor)
 
     def upload(
-        self, source: Path, size: int, progress: Progress | None, *, digest: str | None
+        self,
+        source: Path,
+        size: int,
+        progress: Progress | None,
+        *,
+        digest: str | None,
+        await_verified: bool = True,
     ) -> str:
-        """Write the file into the blob store (verified and limited like an HTTP upload)."""
+        """Write the file into the blob store (verified and limited like an HTTP
+        upload; always verified at once here, so ``await_verified`` changes nothing)."""
         return (
             self._blob_use()
             .upload(iter_file(source, progress), actor=self.actor, digest=digest, size=size)

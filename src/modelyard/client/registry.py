@@ -6,6 +6,7 @@ import dataclasses
 import os
 import re
 import tempfile
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -15,10 +16,17 @@ from typing import Any
 
 import httpx
 
-from modelyard.client.backends import Backend, EmbeddedBackend, RemoteBackend, Target
+from modelyard.client.backends import (
+    VERIFY_WAIT_BASE,
+    VERIFY_WAIT_RATE,
+    Backend,
+    EmbeddedBackend,
+    RemoteBackend,
+    Target,
+)
 from modelyard.client.bundles import BundleMixin
 from modelyard.client.deployments import DeploymentMixin
-from modelyard.client.errors import ServerError
+from modelyard.client.errors import ServerError, error_from_response
 from modelyard.client.families import FamilyMixin
 from modelyard.client.governance import GovernanceMixin
 from modelyard.client.paging import walk_pages
@@ -100,6 +108,14 @@ class VersionInfo:
         """The version's resources (files under ``resources/``), each with its
         ``name`` (the path below ``resources/``); empty without a manifest."""
         return list(self.raw.get("resources") or [])
+
+    @property
+    def pending_files(self) -> list[dict[str, Any]]:
+        """Files whose blob the registry is still verifying (``path``,
+        ``digest``, ``state``: ``pending`` or ``failed`` with its ``error``):
+        the version stays ``draft`` until none is left. Empty when none, or
+        when the answer did not load them (lists, searches)."""
+        return list(self.raw.get("pending_files") or [])
 
     @property
     def model_files(self) -> list[dict[str, Any]]:
@@ -734,8 +750,17 @@ class Registry(GovernanceMixin, FamilyMixin, BundleMixin, DeploymentMixin):
         allow_empty: bool = False,
         callbacks: PushCallbacks | None = None,
         reference_stats: ReferenceStats | None = None,
+        wait: bool = True,
     ) -> VersionInfo:
         """Upload files and register them as a new version, in one commit.
+
+        Bytes sent straight to the object store (a server offering presigned
+        URLs) are verified by the server in the background; the version is
+        ``draft`` until they are, then ``ready`` by itself. By default
+        (``wait``) the call returns once the version is ready, and raises the
+        verification's refusal if a file's bytes did not hash to its digest;
+        ``wait=False`` returns the draft at once (see
+        :attr:`VersionInfo.pending_files`; :meth:`wait_ready` waits later).
 
         ``reference_stats`` (from :func:`~modelyard.client.compute_reference_stats`
         over a sample of the inputs) is stored as the version's file
@@ -781,6 +806,7 @@ class Registry(GovernanceMixin, FamilyMixin, BundleMixin, DeploymentMixin):
                     create_model=create_model,
                     allow_empty=allow_empty,
                     callbacks=callbacks,
+                    wait=wait,
                 ),
             )
         if not pairs and not allow_empty:
@@ -790,7 +816,9 @@ class Registry(GovernanceMixin, FamilyMixin, BundleMixin, DeploymentMixin):
                 code="EMPTY_VERSION",
             )
         self._b.whoami()
-        local = self._upload(pairs, cb)
+        # The version, not each upload, is waited for: it exists (draft)
+        # while the server verifies what went straight to the store.
+        local = self._upload(pairs, cb, await_verified=False)
         body: dict[str, Any] = {
             "files": [
                 {"path": f.path, "digest": f.digest, "size": f.size, "media_type": f.media_type}
@@ -837,7 +865,54 @@ class Registry(GovernanceMixin, FamilyMixin, BundleMixin, DeploymentMixin):
             # lacks again and commit once more, under the same idempotency key.
             self._upload_again(local, cb)
             wire = commit()
-        return VersionInfo.from_wire(wire)
+        info = VersionInfo.from_wire(wire)
+        if wait and info.pending_files:
+            return self.wait_ready(info.ref)
+        return info
+
+    def wait_ready(self, ref: str, *, timeout: float | None = None) -> VersionInfo:
+        """Wait while the registry verifies the blobs a draft version waits on
+        (direct uploads read back in the background) and return the version
+        once none is left. A file whose bytes failed verification raises that
+        refusal (``DIGEST_MISMATCH`` and the like, with the version and path
+        in its details): the version stays draft until the right bytes are
+        uploaded again. ``timeout`` (seconds) defaults to a bound generous for
+        the pending bytes' size (``VERIFICATION_TIMEOUT`` past it)."""
+        r = parse_reference(ref)
+        info = VersionInfo.from_wire(self._b.get_version(r))
+        if timeout is None:
+            size = {f["path"]: int(f["size"]) for f in info.files or []}
+            pending = sum(size.get(p["path"], 0) for p in info.pending_files)
+            timeout = VERIFY_WAIT_BASE + pending / VERIFY_WAIT_RATE
+        deadline = time.monotonic() + timeout
+        delay = 0.05
+        while info.pending_files:
+            failed = [p for p in info.pending_files if p.get("state") == "failed"]
+            if failed:
+                err = dict(failed[0].get("error") or {})
+                details = dict(err.get("details") or {})
+                details.update(reference=info.ref, path=failed[0]["path"])
+                raise error_from_response(
+                    422,
+                    {
+                        "error": {
+                            "code": err.get("code") or "DIGEST_MISMATCH",
+                            "message": f"{failed[0]['path']}: "
+                            + str(err.get("message") or "failed verification"),
+                            "details": details,
+                        }
+                    },
+                )
+            if time.monotonic() > deadline:
+                raise ServerError(
+                    "the registry did not verify the version's files in time",
+                    code="VERIFICATION_TIMEOUT",
+                    details={"reference": info.ref},
+                )
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)
+            info = VersionInfo.from_wire(self._b.get_version(r))
+        return info
 
     def _upload_again(self, local: list[LocalFile], cb: PushCallbacks) -> None:
         """Upload the blobs of ``local`` the registry lacks now (each once)."""
@@ -846,7 +921,7 @@ class Registry(GovernanceMixin, FamilyMixin, BundleMixin, DeploymentMixin):
         sent: set[str] = set()
         for f in local:
             if f.digest in missing and f.digest not in sent:
-                self._b.upload(f.source, f.size, cb.advance, digest=f.digest)
+                self._b.upload(f.source, f.size, cb.advance, digest=f.digest, await_verified=False)
                 sent.add(f.digest)
 
     def _push_with_stats(
@@ -878,9 +953,12 @@ class Registry(GovernanceMixin, FamilyMixin, BundleMixin, DeploymentMixin):
             file.write_bytes(stats_bytes(stats))
             return push({path: src for src, path in [*pairs, (file, STATS_PATH)]})
 
-    def _upload(self, pairs: list[tuple[Path, str]], cb: PushCallbacks) -> list[LocalFile]:
+    def _upload(
+        self, pairs: list[tuple[Path, str]], cb: PushCallbacks, *, await_verified: bool = True
+    ) -> list[LocalFile]:
         """Hash ``pairs`` and upload the blobs the registry lacks (each once);
-        the files with their digests."""
+        the files with their digests. ``await_verified=False``: do not wait
+        for the server's background verification of direct uploads."""
         total = sum(src.stat().st_size for src, _ in pairs)
         if cb.start:
             cb.start("hashing", total)
@@ -896,13 +974,17 @@ class Registry(GovernanceMixin, FamilyMixin, BundleMixin, DeploymentMixin):
         if cb.start:
             cb.start("uploading", sum(f.size for f in [*todo.values(), *unknown]))
         for f in todo.values():
-            self._b.upload(f.source, f.size, cb.advance, digest=f.digest)
+            self._b.upload(
+                f.source, f.size, cb.advance, digest=f.digest, await_verified=await_verified
+            )
         for i, f in enumerate(local):
             if f.digest is None:
                 # Hashed on the way up: the server names the blob by the digest
                 # of what it received, and the backend checks it equals ours.
                 st = f.source.stat()
-                digest = self._b.upload(f.source, f.size, cb.advance, digest=None)
+                digest = self._b.upload(
+                    f.source, f.size, cb.advance, digest=None, await_verified=await_verified
+                )
                 self.hashes.put(f.source, st, digest)
                 local[i] = dataclasses.replace(f, digest=digest)
         return local

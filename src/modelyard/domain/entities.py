@@ -83,6 +83,20 @@ class Model:
     updated_at: int
 
 
+@dataclass(frozen=True, slots=True)
+class PendingFile:
+    """A file of a draft version whose blob a direct upload still has to prove
+    (issue 13): ``pending`` while the background verifier has not read it back,
+    ``failed`` when the bytes did not hash to the digest (``error``: the
+    recorded error's code, message and details). Uploading the right bytes
+    for that digest again (and their verification) clears it."""
+
+    path: str
+    digest: str
+    state: str
+    error: dict[str, Any] | None = None
+
+
 # Not frozen, unlike the other entities: a frozen dataclass sets each of the
 # 26 fields through object.__setattr__, 4.8 µs a Version against 1.0 µs, and
 # a search page builds up to 1,000 of them. Nothing mutates one; views derive
@@ -121,6 +135,9 @@ class Version:
     # and how its metrics moved against the parent's (issue 14).
     recipe: dict[str, Any] | None = None
     metric_delta: dict[str, float] | None = None
+    # Files still waiting for the verification of their blob (a draft created
+    # over direct uploads still being read back); None when not loaded.
+    pending: list[PendingFile] | None = None
 
     @property
     def ref(self) -> str:

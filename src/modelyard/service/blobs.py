@@ -47,6 +47,7 @@ from modelyard.domain.errors import (
 from modelyard.domain.identity import GLOBAL_SCOPE, Permission, Principal
 from modelyard.domain.names import validate_digest
 from modelyard.domain.references import Reference
+from modelyard.service import pending_versions
 from modelyard.service.views import ProductionView
 from modelyard.store.blobs.base import DirectTransfers
 from modelyard.store.metadata.ports import FAILED, VERIFIED, VerificationRow
@@ -263,10 +264,23 @@ class BlobService:
 
     def record_upload(self, digest: str, *, actor: Principal) -> None:
         """Note that ``actor`` holds the bytes of ``digest`` (after they were
-        stored and verified). Principals that see every blob need no record."""
+        stored and verified). Principals that see every blob need no record.
+        Draft versions waiting on this caller's upload of the digest (a direct
+        upload that failed verification, say) are released in the same
+        transaction (``service/pending_versions.py``)."""
+
         if actor.reads_everything:
-            return
-        self.registry.run_in_transaction(lambda tx: tx.record_blob_upload(digest, actor.name))
+            # No record to write: a write transaction only if a draft waits.
+            with self.registry.db.read() as rtx:
+                if not rtx.versions_waiting_on(digest, actor.name):
+                    return
+
+        def op(tx: RegistryTx) -> None:
+            if not actor.reads_everything:
+                tx.record_blob_upload(digest, actor.name)
+            pending_versions.release_in_tx(tx, digest, actor.name)
+
+        self.registry.run_in_transaction(op)
 
     def upload(
         self,
@@ -435,6 +449,9 @@ class BlobService:
                 row.upload_id, worker=worker, state=VERIFIED, detail=None
             ):
                 tx.record_blob_upload(row.digest, row.uploader)
+                # Drafts waiting on these bytes become ready in this same
+                # transaction (exactly once: only the claim's holder gets here).
+                pending_versions.release_in_tx(tx, row.digest, row.uploader)
 
         self.registry.run_in_transaction(op)
 
@@ -458,6 +475,8 @@ class BlobService:
                     "error": exc.to_dict(),
                 },
             )
+            # Drafts waiting on these bytes stay drafts, their file marked failed.
+            pending_versions.fail_in_tx(tx, row.digest, row.uploader, exc, row.upload_id)
 
         self.registry.run_in_transaction(op)
 
@@ -509,11 +528,21 @@ def visible_digests(
 
 
 def check_manifest(
-    registry: RegistryService, files: Sequence[FileEntry], *, actor: Principal
-) -> None:
+    registry: RegistryService,
+    files: Sequence[FileEntry],
+    *,
+    actor: Principal,
+    allow_pending: bool = False,
+) -> list[FileEntry]:
     """Every file's blob is stored with the declared size and ``actor`` may use
     it (the mount rule); else ``BLOB_MISSING`` (a blob the caller may not see
     is missing to it, never reported otherwise) or ``SIZE_MISMATCH``.
+
+    With ``allow_pending``, a blob the caller itself sent as a direct upload
+    that the background verifier has not read back yet is accepted too: the
+    files naming such blobs are returned (the version waits on them as a
+    draft, ``service/pending_versions.py``). Anyone else's pending upload of
+    the digest does not count.
 
     Checked before the write transaction (it reads the store): blobs are
     immutable once stored, and the one way one goes, garbage collection, is
@@ -522,20 +551,31 @@ def check_manifest(
     sizes = {f.digest: registry.blobs.size_of(f.digest) for f in files}
     stored = [d for d, size in sizes.items() if size is not None]
     usable = visible_digests(registry, stored, actor)
+    unusable = [f for f in files if sizes[f.digest] is None or f.digest not in usable]
+    pending: dict[str, int] = {}
+    if unusable and allow_pending:
+        uploader = None if actor.reads_everything else actor.name
+        with registry.db.read() as tx:
+            pending = pending_versions.pending_files(tx, unusable, uploader)
+    waiting: list[FileEntry] = []
     for f in files:
         size = sizes[f.digest]
         if size is None or f.digest not in usable:
-            raise IntegrityError(
-                f"blob for {f.path!r} has not been uploaded",
-                code="BLOB_MISSING",
-                details={"path": f.path, "digest": f.digest},
-            )
+            if f.digest not in pending:
+                raise IntegrityError(
+                    f"blob for {f.path!r} has not been uploaded",
+                    code="BLOB_MISSING",
+                    details={"path": f.path, "digest": f.digest},
+                )
+            size = pending[f.digest]
+            waiting.append(f)
         if size != f.size:
             raise IntegrityError(
                 f"declared size of {f.path!r} does not match its blob",
                 code="SIZE_MISMATCH",
                 details={"path": f.path, "declared": f.size, "stored": size},
             )
+    return waiting
 
 
 def check_not_collected(tx: RegistryTx, files: Sequence[FileEntry]) -> None:

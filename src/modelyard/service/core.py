@@ -194,4 +194,5 @@ def version_payload(ver: Version) -> dict[str, Any]:
             "parent": None if ver.parent is None else str(ver.parent),
             "relation": ver.relation,
         },
+        **({"pending_files": [asdict(w) for w in ver.pending]} if ver.pending else {}),
     }

@@ -10,7 +10,7 @@ from modelyard.domain.entities import Version, VersionState
 from modelyard.domain.identity import Permission, Principal
 from modelyard.domain.lifecycle import check_transition
 from modelyard.domain.references import Reference
-from modelyard.service import policy_gate
+from modelyard.service import pending_versions, policy_gate
 from modelyard.service.core import RegistryCore, parse_state, version_payload
 from modelyard.store.metadata.ports import RegistryTx
 
@@ -78,6 +78,8 @@ class LifecycleUseCases(RegistryCore):
         vid = self.version_id(tx, r)
         current = tx.load_versions([vid])[0]
         mid = tx.version_keys(vid).model_id
+        # A draft waiting for its blobs' verification moves by itself (issue 13).
+        pending_versions.check_not_waiting(tx, current)
         check_transition(current.state, target, ref=current.ref)
         if target is VersionState.PUBLISHED:
             policy_gate.check_publish(tx, current, mid, approved=approval_id is not None)

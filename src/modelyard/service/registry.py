@@ -26,6 +26,7 @@ from modelyard.domain.entities import FileEntry, Version
 from modelyard.domain.errors import NotFound
 from modelyard.domain.identity import Principal
 from modelyard.domain.references import Reference
+from modelyard.service import pending_versions
 from modelyard.service.aliases import AliasUseCases
 from modelyard.service.bundle_approvals import BundleApprovalUseCases
 from modelyard.service.bundles import BundleUseCases
@@ -103,10 +104,12 @@ class RegistryService(
             vid = self._version_id(tx, r) if rule is None else self._visible_version_id(tx, r, rule)
             version = tx.load_versions([vid])[0]
             entry = tx.file_of(vid, path)
-        if entry is None:
-            raise NotFound(
-                f"file {path!r} not in {version.ref}",
-                code="FILE_NOT_FOUND",
-                details={"path": path, "reference": version.ref},
-            )
+            if entry is None:
+                raise NotFound(
+                    f"file {path!r} not in {version.ref}",
+                    code="FILE_NOT_FOUND",
+                    details={"path": path, "reference": version.ref},
+                )
+            # Never the bytes of a blob still being verified (issue 13).
+            pending_versions.check_file_readable(tx, version, entry)
         return version, entry

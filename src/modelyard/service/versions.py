@@ -18,7 +18,7 @@ from modelyard.domain.identity import Permission, Principal
 from modelyard.domain.names import validate_name
 from modelyard.domain.references import DEFAULT_NAMESPACE, Reference, parse_reference
 from modelyard.service import blobs as blob_rules
-from modelyard.service import families, policy_gate, run_lineage
+from modelyard.service import families, pending_versions, policy_gate, run_lineage
 from modelyard.service import validation as v
 from modelyard.service.artifacts import ResolvedSource, check_stored, resolve_model_source
 from modelyard.service.core import (
@@ -89,6 +89,11 @@ class PreparedVersion:
     metric_delta: dict[str, float] | None
     parent: Reference | None
     original: Reference | None
+    # Files whose blob is the caller's own direct upload still being verified
+    # (the version is then created draft and waits on them), and whose
+    # verified upload releases them (None: anyone's; the caller reads all).
+    waiting: list[FileEntry] = field(default_factory=list)
+    waiter: str | None = None
 
 
 class VersionUseCases(RegistryCore):
@@ -112,14 +117,14 @@ class VersionUseCases(RegistryCore):
             found = tx.get_version_by_ref(
                 r.namespace, r.name, number=r.version, alias=r.alias, with_files=with_files
             )
-            if found is not None:
-                return found
-            # Raises the precise NotFound. If the reference resolves now, an
-            # alias was set by another transaction between the two statements
-            # (PostgreSQL reads committed rows per statement): load what it
-            # names now rather than fail (it was a 500 under replica tests).
-            vid = self.version_id(tx, r)
-            return tx.get_version_by_id(vid, with_files=with_files)
+            if found is None:
+                # Raises the precise NotFound. If the reference resolves now, an
+                # alias was set by another transaction between the two statements
+                # (PostgreSQL reads committed rows per statement): load what it
+                # names now rather than fail (it was a 500 under replica tests).
+                vid = self.version_id(tx, r)
+                found = tx.get_version_by_id(vid, with_files=with_files)
+            return pending_versions.with_pending(tx, found)
 
     def list_versions(
         self,
@@ -161,10 +166,18 @@ class VersionUseCases(RegistryCore):
         return Page(items, token)
 
     def prepare_version(
-        self, name: str, spec: VersionSpec, *, namespace: str, actor: Principal
+        self,
+        name: str,
+        spec: VersionSpec,
+        *,
+        namespace: str,
+        actor: Principal,
+        allow_pending: bool = False,
     ) -> PreparedVersion:
         """The prepare step of a version create: permissions, every field
         checked, the manifest's blobs checked (mount rule). No transaction.
+        With ``allow_pending``, files may name the caller's own direct uploads
+        still being verified (``PreparedVersion.waiting``).
 
         Requires: write on the namespace, and read on the namespace of a
         parent or original version.
@@ -232,7 +245,10 @@ class VersionUseCases(RegistryCore):
                 code="INVALID_LINEAGE",
             )
         if resolved is None:
-            blob_rules.check_manifest(cast("RegistryService", self), files, actor=actor)
+            prepared.waiting = blob_rules.check_manifest(
+                cast("RegistryService", self), files, actor=actor, allow_pending=allow_pending
+            )
+            prepared.waiter = None if actor.reads_everything else actor.name
         else:
             # Files of a resolved source: the resolver checked that the caller
             # may read the run or logged model that owns them (their uploader
@@ -261,11 +277,14 @@ class VersionUseCases(RegistryCore):
             metric_delta = metric_delta_of(p.metrics, link.parent.metrics) or None
         number = tx.allocate_version_number(mid)
         at = now_us()
+        # A version over blobs still being verified is a draft until they are
+        # (issue 13); it then becomes ready by itself unless asked to be a draft.
+        draft = p.draft or bool(p.waiting)
         vid = tx.insert_version(
             {
                 "model_id": mid,
                 "number": number,
-                "state": (VersionState.DRAFT if p.draft else VersionState.READY).value,
+                "state": (VersionState.DRAFT if draft else VersionState.READY).value,
                 "description": p.description,
                 "framework": p.framework,
                 "format": p.format,
@@ -295,7 +314,14 @@ class VersionUseCases(RegistryCore):
             files=p.files,
             created_at=at,
         )
-        version = tx.get_version_by_id(vid, with_files=True)
+        if p.waiting:
+            tx.add_version_waits(
+                vid,
+                [(f.path, f.digest) for f in p.waiting],
+                uploader=p.waiter,
+                promote=not p.draft,
+            )
+        version = pending_versions.with_pending(tx, tx.get_version_by_id(vid, with_files=True))
         tx.append_event(
             "version.created",
             actor=actor.name,
@@ -321,7 +347,9 @@ class VersionUseCases(RegistryCore):
         be stored with the declared size. Requires: write on the namespace, and
         read on the namespace of a parent or original version.
         """
-        prepared = self.prepare_version(name, spec, namespace=namespace, actor=actor)
+        prepared = self.prepare_version(
+            name, spec, namespace=namespace, actor=actor, allow_pending=True
+        )
         # The request's fingerprint matters only under an Idempotency-Key, and
         # asdict's deep copy cost ~5% of a create's CPU: computed only then.
         request_hash = (
@@ -344,6 +372,9 @@ class VersionUseCases(RegistryCore):
             )
 
         def op(tx: RegistryTx) -> Version:
+            # First, before any model lock: the verifier locks an upload's
+            # row, then the models of the drafts waiting on it.
+            waiting = pending_versions.recheck_in_tx(tx, prepared.waiting, prepared.waiter)
             blob_rules.check_not_collected(tx, prepared.files)
             if idempotency_key:
                 prior = tx.get_idempotent(scope, idempotency_key)
@@ -355,8 +386,8 @@ class VersionUseCases(RegistryCore):
                         )
                     found = tx.load_versions([prior[1]], with_files=True)
                     if found:
-                        return found[0]
-            version = self.insert_version_in_tx(tx, prepared, actor=actor)
+                        return pending_versions.with_pending(tx, found[0])
+            version = self.insert_version_in_tx(tx, replace(prepared, waiting=waiting), actor=actor)
             if idempotency_key:
                 tx.put_idempotent(scope, idempotency_key, request_hash, version.id)
             return version
@@ -371,6 +402,10 @@ class VersionUseCases(RegistryCore):
         r = self.resolve(ref)
         auth.require(actor, Permission.WRITE, r.namespace)
         entries = v.check_files(files, max_files=self.max_files)
+        with self.db.read() as rtx:
+            # A draft waiting for verification is refused before its new
+            # manifest is looked at (checked again in the transaction).
+            pending_versions.check_not_waiting(rtx, rtx.load_versions([self.version_id(rtx, r)])[0])
         blob_rules.check_manifest(cast("RegistryService", self), entries, actor=actor)
 
         def op(tx: RegistryTx) -> Version:
@@ -382,6 +417,7 @@ class VersionUseCases(RegistryCore):
                     f"version {current.ref} is {current.state.value}; its files are immutable",
                     code="VERSION_IMMUTABLE",
                 )
+            pending_versions.check_not_waiting(tx, current)
             tx.insert_files(vid, entries)
             tx.update_version(
                 vid,

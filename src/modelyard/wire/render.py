@@ -94,6 +94,10 @@ def version(ver: Version) -> dict[str, Any]:
         "created_at": iso(ver.created_at),
         "updated_at": iso(ver.updated_at),
     }
+    if ver.pending is not None:
+        # Files whose blob is still being verified (the version is a draft
+        # until none is left; issue 13); only where they were loaded.
+        out["pending_files"] = [asdict(w) for w in ver.pending]
     if ver.files is not None:
         # ``files`` stays the whole manifest (what a pull fetches);
         # ``resources`` lists the components apart from the weights.

@@ -29,6 +29,7 @@ from modelyard.domain.errors import InvalidInput
 from modelyard.domain.names import validate_name
 from modelyard.domain.references import Reference, parse_reference
 from modelyard.hashio import PIPELINE_MIN
+from modelyard.service import pending_versions
 from modelyard.service.blobs import BlobService
 from modelyard.service.registry import VersionSpec
 from modelyard.wire import render
@@ -350,6 +351,7 @@ async def download_tar(request: Request, namespace: str, name: str, version: str
         with_files=True,
         actor=actor(request),
     )
+    pending_versions.check_all_readable(ver)
     files = ver.files or []
     filename = f"{ver.model}-{ver.number}.tar"
     mtime = ver.created_at // 1_000_000

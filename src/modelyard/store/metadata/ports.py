@@ -40,6 +40,7 @@ from modelyard.domain.entities import (
     FileEntry,
     Model,
     Namespace,
+    PendingFile,
     Version,
     VersionState,
 )
@@ -887,6 +888,37 @@ class RegistryTx(Protocol):
     def renew_blob_verification(self, upload_id: str, *, worker: str, lease_s: float) -> bool: ...
 
     def prune_blob_verifications(self, *, older_than_s: float) -> int: ...
+
+    def add_version_waits(
+        self,
+        version_id: int,
+        files: Sequence[tuple[str, str]],
+        *,
+        uploader: str | None,
+        promote: bool,
+    ) -> None: ...
+
+    def version_waits(self, version_ids: Sequence[int]) -> dict[int, list[PendingFile]]: ...
+
+    def versions_waiting_on(self, digest: str, uploader: str) -> list[int]: ...
+
+    def release_version_waits(self, version_id: int, digest: str, uploader: str) -> bool: ...
+
+    def count_version_waits(self, version_id: int) -> int: ...
+
+    def fail_version_waits(
+        self, digest: str, uploader: str, detail: str
+    ) -> list[tuple[int, str]]: ...
+
+    def pending_uploads_of(
+        self, digests: Sequence[str], uploader: str | None
+    ) -> dict[str, int]: ...
+
+    def verification_states(
+        self, digests: Sequence[str], uploader: str | None
+    ) -> dict[str, set[str]]: ...
+
+    def waiting_digests(self) -> set[str]: ...
 
     def delete_version(self, version_id: int, *, actor: str) -> tuple[list[str], list[str]]: ...
 

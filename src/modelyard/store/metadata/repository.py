@@ -24,12 +24,20 @@ from modelyard.domain.entities import (
     FileEntry,
     Model,
     Namespace,
+    PendingFile,
     Version,
     VersionState,
 )
 from modelyard.domain.errors import AlreadyExists, Conflict
 from modelyard.domain.filters import Node, OrderBy
-from modelyard.store.metadata import blob_uploads, blob_verifications, integrity, outbox, search
+from modelyard.store.metadata import (
+    blob_uploads,
+    blob_verifications,
+    integrity,
+    outbox,
+    search,
+    version_waits,
+)
 from modelyard.store.metadata import tables as t
 from modelyard.store.metadata.engine import (
     checkpointer_for,
@@ -297,6 +305,7 @@ class Tx:
                 sa.select(t.files.c.digest).where(t.files.c.version_id.in_(vids)).distinct()
             ).scalars()
         )
+        version_waits.delete_of(self.conn, select_ids)
         for table in (t.version_tags, t.version_metrics, t.version_params, t.version_meta, t.files):
             self.conn.execute(table.delete().where(table.c.version_id.in_(select_ids)))
         self.conn.execute(t.aliases.delete().where(t.aliases.c.model_id == model_id))
@@ -369,6 +378,7 @@ class Tx:
             t.approval_votes.delete().where(t.approval_votes.c.approval_id.in_(approval_ids))
         )
         self.conn.execute(t.approvals.delete().where(t.approvals.c.version_id == version_id))
+        version_waits.delete_of(self.conn, [version_id])
         for table in (t.version_tags, t.version_metrics, t.version_params, t.version_meta, t.files):
             self.conn.execute(table.delete().where(table.c.version_id == version_id))
         self.conn.execute(v.delete().where(v.c.id == version_id))
@@ -662,6 +672,56 @@ class Tx:
     def prune_blob_verifications(self, *, older_than_s: float) -> int:
         """Forget finished verifications older than ``older_than_s`` seconds."""
         return blob_verifications.prune(self.conn, before=now_us() - int(older_than_s * 1e6))
+
+    # -- draft versions waiting for their blobs' verification ---------------
+
+    def add_version_waits(
+        self,
+        version_id: int,
+        files: Sequence[tuple[str, str]],
+        *,
+        uploader: str | None,
+        promote: bool,
+    ) -> None:
+        """Record that a draft waits on these (path, digest) files."""
+        version_waits.add(
+            self.conn, version_id, files, uploader=uploader, promote=promote, at=now_us()
+        )
+
+    def version_waits(self, version_ids: Sequence[int]) -> dict[int, list[PendingFile]]:
+        """The files each version still waits on (none: absent)."""
+        return version_waits.of_versions(self.conn, version_ids)
+
+    def versions_waiting_on(self, digest: str, uploader: str) -> list[int]:
+        """Versions with a file an upload of ``digest`` by ``uploader`` releases."""
+        return version_waits.waiting_on(self.conn, digest, uploader)
+
+    def release_version_waits(self, version_id: int, digest: str, uploader: str) -> bool:
+        """Drop the version's waits ``uploader``'s upload of ``digest`` releases;
+        whether the version asked to become ready once nothing waits."""
+        return version_waits.release(self.conn, version_id, digest, uploader)
+
+    def count_version_waits(self, version_id: int) -> int:
+        """How many files of the version still wait."""
+        return version_waits.remaining(self.conn, version_id)
+
+    def fail_version_waits(self, digest: str, uploader: str, detail: str) -> list[tuple[int, str]]:
+        """Mark the matching waits failed; the (version id, path) pairs marked."""
+        return version_waits.mark_failed(self.conn, digest, uploader, detail)
+
+    def pending_uploads_of(self, digests: Sequence[str], uploader: str | None) -> dict[str, int]:
+        """Digests with a direct upload still being verified (by ``uploader``; None: anyone)."""
+        return version_waits.pending_uploads_of(self.conn, digests, uploader)
+
+    def verification_states(
+        self, digests: Sequence[str], uploader: str | None
+    ) -> dict[str, set[str]]:
+        """States of the direct uploads of ``digests`` by ``uploader``, rows locked."""
+        return version_waits.verification_states(self.conn, digests, uploader)
+
+    def waiting_digests(self) -> set[str]:
+        """Every digest a draft version waits on."""
+        return version_waits.waiting_digests(self.conn)
 
     # -- aliases ----------------------------------------------------------
 

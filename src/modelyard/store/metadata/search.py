@@ -1377,6 +1377,14 @@ def digest_visible(conn: sa.Connection, digest: str, node: Node | None) -> bool:
         sa.select(t.files.c.version_id)
         .select_from(t.files.join(t.versions, t.versions.c.id == t.files.c.version_id))
         .where(t.files.c.digest == digest)
+        # A file still waiting for its blob's verification proves nothing
+        # (issue 13): the version names bytes its creator has not shown yet.
+        .where(
+            ~sa.exists().where(
+                t.version_blob_waits.c.version_id == t.files.c.version_id,
+                t.version_blob_waits.c.path == t.files.c.path,
+            )
+        )
     )
     if node is not None:
         q = q.where(version_condition(conn, node))

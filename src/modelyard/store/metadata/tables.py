@@ -221,6 +221,26 @@ blob_verifications = sa.Table(
     sa.Index("ix_blob_verifications_state_lease", "state", "lease_until"),
 )
 
+version_blob_waits = sa.Table(
+    "version_blob_waits",
+    metadata,
+    sa.Column(
+        "version_id", BigId, sa.ForeignKey("versions.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column("path", sa.String(1024), primary_key=True),
+    sa.Column("digest", sa.String(64), nullable=False),
+    # Whose verified upload of the digest releases the file; NULL: anyone's
+    # (the version's creator reads every namespace).
+    sa.Column("uploader", sa.String(256), nullable=True),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("detail", sa.Text, nullable=True),
+    # Move the version to ready once nothing is pending (False: it was
+    # created as a draft on purpose and stays one).
+    sa.Column("promote", sa.Boolean, nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Index("ix_version_blob_waits_digest", "digest"),
+)
+
 aliases = sa.Table(
     "aliases",
     metadata,
