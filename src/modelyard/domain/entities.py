@@ -121,6 +121,9 @@ class Version:
     # and how its metrics moved against the parent's (issue 14).
     recipe: dict[str, Any] | None = None
     metric_delta: dict[str, float] | None = None
+    # An admin's audited permission to unpickle this version's pickle files
+    # (``domain.pickles.PickleException.to_json``), None when there is none.
+    pickle_exception: dict[str, Any] | None = None
 
     @property
     def ref(self) -> str:
