@@ -226,7 +226,8 @@ def test_pickle_only_versions_are_refused(live_server: str, tmp_path: Path) -> N
         app, ["serve", f"{name}/1", "-r", live_server, "--cache-dir", str(tmp_path / "s")]
     )
     assert result.exit_code == 1
-    assert "UNSERVABLE_VERSION" in result.output and "never unpickles" in result.output
+    assert "UNSERVABLE_VERSION" in result.output and "does not unpickle" in result.output
+    assert "modelyard version allow-pickle" in result.output  # the admin's way through
     assert not (tmp_path / "s" / "sha256").exists()  # refused before a byte was pulled
 
 

@@ -138,6 +138,19 @@ def test_flavor_by_format_then_suffix(fmt: str | None, paths: list[str], expecte
 
 
 @pytest.mark.parametrize(
+    ("fmt", "paths"), [(None, ["model.pkl", "meta.json"]), ("joblib", ["m.joblib"])]
+)
+def test_pickles_take_the_pickle_flavor_only_when_granted(
+    fmt: str | None, paths: list[str]
+) -> None:
+    with pytest.raises(InvalidInput, match="allow-pickle"):
+        choose_flavor(fmt, paths, frozenset({"custom_code"}))
+    assert choose_flavor(fmt, paths, frozenset({"pickle"})).NAME == "pickle"
+    # The grant is for pickles only: other versions keep their own flavor.
+    assert choose_flavor(None, ["m.skops", "m.pkl"], frozenset({"pickle"})).NAME == "skops"
+
+
+@pytest.mark.parametrize(
     ("fmt", "paths", "words"),
     [
         (None, ["model.pkl", "meta.json"], "only pickle files"),
