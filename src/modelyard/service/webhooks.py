@@ -1031,7 +1031,8 @@ class WebhookService:
 
         Requires: read or consume on ``namespace`` (and the model's
         namespace) if given: a consumer narrows its alias moves the same way
-        (the trimming rule below applies inside the narrowed scope). The filter keeps only events of namespaces the caller reads;
+        (the trimming rule below applies inside the narrowed scope). The
+        filter keeps only events of namespaces the caller reads;
         instance-wide events (users, tokens, global webhooks) need the
         instance admin or a global read role. In namespaces the caller only
         consumes it keeps the alias moves the production view shows (see
