@@ -231,6 +231,20 @@ def test_pickle_only_versions_are_refused(live_server: str, tmp_path: Path) -> N
     assert not (tmp_path / "s" / "sha256").exists()  # refused before a byte was pulled
 
 
+def test_a_declared_datatype_the_graph_lacks_is_refused_at_load(
+    live_server: str, tmp_path: Path
+) -> None:
+    name = f"mistyped-{uuid.uuid4().hex[:8]}"
+    signature = {"inputs": [{"name": "X", "datatype": "FP64", "shape": [-1, 4]}]}
+    with Registry(live_server, cache_dir=tmp_path / "c") as reg:
+        reg.push(name, [write_onnx(train(), tmp_path / "m.onnx")], signature=signature)
+    result = CliRunner().invoke(
+        app, ["serve", f"{name}/1", "-r", live_server, "--cache-dir", str(tmp_path / "s")]
+    )
+    assert result.exit_code == 1 and "UNSERVABLE_VERSION" in result.output
+    assert "X is declared FP64 but the graph has FP32" in result.output
+
+
 def test_unknown_references_fail_before_serving(live_server: str, tmp_path: Path) -> None:
     result = CliRunner().invoke(
         app, ["serve", "no-such-model@production", "-r", live_server, "--cache-dir", str(tmp_path)]

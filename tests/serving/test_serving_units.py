@@ -181,6 +181,24 @@ def test_onnx_flavor_reads_its_signature_from_the_graph(tmp_path: Path) -> None:
         onnx_flavor.load({"a.onnx": path, "b.onnx": path}, None)
 
 
+def test_onnx_flavor_refuses_declared_datatypes_the_graph_does_not_have(tmp_path: Path) -> None:
+    path = write_onnx(train(), tmp_path / "m.onnx")
+    declared = Signature(
+        (TensorSpec("X", "FP64", (-1, 4)),), (TensorSpec("label", "INT64", (-1,)),)
+    )
+    with pytest.raises(InvalidInput, match="X is declared FP64 but the graph has FP32") as err:
+        onnx_flavor.load({"m.onnx": path}, declared)
+    assert err.value.code == "UNSERVABLE_VERSION"
+    assert err.value.details["datatypes"] == {"X": {"declared": "FP64", "graph": "FP32"}}
+    wrong_out = Signature(
+        (TensorSpec("X", "FP32", (-1, 4)),), (TensorSpec("probabilities", "FP64", (-1, 3)),)
+    )
+    with pytest.raises(InvalidInput, match="probabilities is declared FP64 but the graph has FP32"):
+        onnx_flavor.load({"m.onnx": path}, wrong_out)
+    right = Signature((TensorSpec("X", "FP32", (-1, 4)),), (TensorSpec("label", "INT64", (-1,)),))
+    assert onnx_flavor.load({"m.onnx": path}, right).signature == right
+
+
 def test_skops_flavor_refuses_untrusted_types(tmp_path: Path) -> None:
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import FunctionTransformer
