@@ -164,3 +164,18 @@ def test_pulled_bytes_are_hashed_again_before_unpickling(tmp_path: Path) -> None
     assert bad.value.code == "UNSERVABLE_VERSION"
     with pytest.raises(InvalidInput, match="does not hash"):
         check_pickle_digests({}, {"m.pkl": sha256_file(path)})
+
+
+def test_build_takes_the_exception_as_serve_does(tmp_path: Path) -> None:
+    from modelyard.serving.buildctx import write_context
+
+    with Registry(tmp_path / "emb", cache_dir=tmp_path / "sdk") as reg:
+        reg.push("legacy", [_dump(train(0), tmp_path / "m.joblib")], framework="sklearn")
+        with pytest.raises(InvalidInput, match="allow-pickle"):
+            write_context(reg, "legacy/1", tmp_path / "refused")
+        assert not (tmp_path / "refused").exists()
+        reg.allow_pickle("legacy/1", REASON)
+        write_context(reg, "legacy/1", tmp_path / "ctx")
+    pins = (tmp_path / "ctx" / "requirements.txt").read_text().split()
+    assert any(p.startswith("joblib==") for p in pins)
+    assert any(p.startswith("scikit-learn==") for p in pins)
