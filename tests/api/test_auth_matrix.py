@@ -209,6 +209,18 @@ MATRIX: list[tuple[str, Call, dict[str, Any]]] = [
         _row("ok", "ok", "ok", "ok", "ok", 404, 403),
     ),
     (
+        # Admin only, decided before the version is looked at: admins reach
+        # the content rule (m/2 holds no pickle file), everyone else 403.
+        "record a pickle exception",
+        lambda c, h, w: c.put(f"{V}/2/pickle-exception", json={"reason": w}, headers=h),
+        _row(409, 409, 403, 403, 403, 403, 403),
+    ),
+    (
+        "revoke a pickle exception",
+        lambda c, h, w: c.delete(f"{V}/2/pickle-exception", headers=h),
+        _row(404, 404, 403, 403, 403, 403, 403),
+    ),
+    (
         "list deployments",
         lambda c, h, w: c.get("/api/v1/deployments", headers=h),
         _row("ok", "ok", "ok", "ok", "ok", "ok", "ok"),

@@ -53,11 +53,16 @@ RECORDED = [
 ]
 
 
+# The one module that unpickles: the model server's pickle flavor, used only
+# under an admin's audited exception on the version (issue 12). It lives in
+# serving/, which the registry server never imports (tests/system layering).
+UNPICKLING_MODULE = SRC / "serving" / "flavors" / "pickled.py"
+
+
 def test_the_server_never_unpickles() -> None:
     loaders = ("import pickle", "import cloudpickle", "pickle.load", "joblib.load", "torch.load")
-    for file in SRC.rglob("*.py"):
-        text = file.read_text()
-        assert not any(x in text for x in loaders), file
+    unpickling = [file for file in SRC.rglob("*.py") if any(x in file.read_text() for x in loaders)]
+    assert unpickling == [UNPICKLING_MODULE]
 
 
 @pytest.mark.parametrize("source", REFUSED)

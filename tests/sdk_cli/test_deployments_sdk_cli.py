@@ -148,3 +148,22 @@ def test_cli_deploy_rm_and_drift(live_server: str, tmp_path: Path) -> None:
     assert r.exit_code == 0 and "no deployments" in r.stdout, r.output
     r = runner.invoke(app, ["deploy", "history", env_name], env=env)
     assert r.exit_code == 0 and "deleted (forced)" in r.stdout, r.output
+
+
+@pytest.mark.parametrize("kind", ["remote", "embedded"])
+def test_sdk_lists_every_page_of_deployments(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    target = request.getfixturevalue("live_server") if kind == "remote" else tmp_path / "emb"
+    env_prefix = f"pg{uuid.uuid4().hex[:6]}"
+    src = tmp_path / "w.bin"
+    src.write_bytes(b"weights")
+    with Registry(target, cache_dir=tmp_path / "c") as reg:
+        name = f"paged-{uuid.uuid4().hex[:6]}"
+        reg.push(name, [src])
+        envs = [f"{env_prefix}-{i}" for i in range(5)]
+        for env in envs:
+            reg.put_deployment(env, f"{name}/1")
+        mine = [d for d in reg.deployments(page_size=2) if d["environment"] in envs]
+        assert [d["environment"] for d in mine] == envs
+        assert reg.deployments(page_size=2) == reg.deployments(page_size=1000)

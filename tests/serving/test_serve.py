@@ -226,8 +226,23 @@ def test_pickle_only_versions_are_refused(live_server: str, tmp_path: Path) -> N
         app, ["serve", f"{name}/1", "-r", live_server, "--cache-dir", str(tmp_path / "s")]
     )
     assert result.exit_code == 1
-    assert "UNSERVABLE_VERSION" in result.output and "never unpickles" in result.output
+    assert "UNSERVABLE_VERSION" in result.output and "does not unpickle" in result.output
+    assert "modelyard version allow-pickle" in result.output  # the admin's way through
     assert not (tmp_path / "s" / "sha256").exists()  # refused before a byte was pulled
+
+
+def test_a_declared_datatype_the_graph_lacks_is_refused_at_load(
+    live_server: str, tmp_path: Path
+) -> None:
+    name = f"mistyped-{uuid.uuid4().hex[:8]}"
+    signature = {"inputs": [{"name": "X", "datatype": "FP64", "shape": [-1, 4]}]}
+    with Registry(live_server, cache_dir=tmp_path / "c") as reg:
+        reg.push(name, [write_onnx(train(), tmp_path / "m.onnx")], signature=signature)
+    result = CliRunner().invoke(
+        app, ["serve", f"{name}/1", "-r", live_server, "--cache-dir", str(tmp_path / "s")]
+    )
+    assert result.exit_code == 1 and "UNSERVABLE_VERSION" in result.output
+    assert "X is declared FP64 but the graph has FP32" in result.output
 
 
 def test_unknown_references_fail_before_serving(live_server: str, tmp_path: Path) -> None:

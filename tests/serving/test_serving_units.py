@@ -138,6 +138,19 @@ def test_flavor_by_format_then_suffix(fmt: str | None, paths: list[str], expecte
 
 
 @pytest.mark.parametrize(
+    ("fmt", "paths"), [(None, ["model.pkl", "meta.json"]), ("joblib", ["m.joblib"])]
+)
+def test_pickles_take_the_pickle_flavor_only_when_granted(
+    fmt: str | None, paths: list[str]
+) -> None:
+    with pytest.raises(InvalidInput, match="allow-pickle"):
+        choose_flavor(fmt, paths, frozenset({"custom_code"}))
+    assert choose_flavor(fmt, paths, frozenset({"pickle"})).NAME == "pickle"
+    # The grant is for pickles only: other versions keep their own flavor.
+    assert choose_flavor(None, ["m.skops", "m.pkl"], frozenset({"pickle"})).NAME == "skops"
+
+
+@pytest.mark.parametrize(
     ("fmt", "paths", "words"),
     [
         (None, ["model.pkl", "meta.json"], "only pickle files"),
@@ -166,6 +179,24 @@ def test_onnx_flavor_reads_its_signature_from_the_graph(tmp_path: Path) -> None:
         onnx_flavor.load({"m.onnx": path}, wrong)
     with pytest.raises(InvalidInput, match=r"exactly one \.onnx file"):
         onnx_flavor.load({"a.onnx": path, "b.onnx": path}, None)
+
+
+def test_onnx_flavor_refuses_declared_datatypes_the_graph_does_not_have(tmp_path: Path) -> None:
+    path = write_onnx(train(), tmp_path / "m.onnx")
+    declared = Signature(
+        (TensorSpec("X", "FP64", (-1, 4)),), (TensorSpec("label", "INT64", (-1,)),)
+    )
+    with pytest.raises(InvalidInput, match="X is declared FP64 but the graph has FP32") as err:
+        onnx_flavor.load({"m.onnx": path}, declared)
+    assert err.value.code == "UNSERVABLE_VERSION"
+    assert err.value.details["datatypes"] == {"X": {"declared": "FP64", "graph": "FP32"}}
+    wrong_out = Signature(
+        (TensorSpec("X", "FP32", (-1, 4)),), (TensorSpec("probabilities", "FP64", (-1, 3)),)
+    )
+    with pytest.raises(InvalidInput, match="probabilities is declared FP64 but the graph has FP32"):
+        onnx_flavor.load({"m.onnx": path}, wrong_out)
+    right = Signature((TensorSpec("X", "FP32", (-1, 4)),), (TensorSpec("label", "INT64", (-1,)),))
+    assert onnx_flavor.load({"m.onnx": path}, right).signature == right
 
 
 def test_skops_flavor_refuses_untrusted_types(tmp_path: Path) -> None:

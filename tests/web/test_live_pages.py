@@ -8,7 +8,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from starlette.testclient import TestClient
 
-from tests.auth_helpers import ADMIN_TOKEN, make_user, seed_models
+from tests.auth_helpers import ADMIN_TOKEN, bearer, make_user, seed_models
 from tests.web.conftest import sign_in
 from tests.web.html_checks import parse, unsafe_markup
 
@@ -47,8 +47,18 @@ def test_model_page_is_live_for_readers_only(auth_client: TestClient) -> None:
     page = c.get("/models/default/m")
     assert page.status_code == 200 and _stream_of(page.text) is None
     assert "live.js" not in page.text
-    # The stream takes the session cookie: the consumer is authenticated and
-    # then refused by the service, as with a bearer token (403, not 401).
+    # The page's filters work for a consumer too (issue 12): its list holds
+    # only the alias moves its production view shows (none here).
+    listed = c.get(
+        "/api/v1/events",
+        params={k: v[0] for k, v in parse_qs(url.query).items()},
+        headers=bearer(consumer),
+    )
+    assert listed.status_code == 200 and listed.json()["events"] == []
+    # The stream takes the session cookie: a user without a role in the
+    # namespace is authenticated and then refused by the service, as with a
+    # bearer token (403, not 401).
+    sign_in(c, make_user(c, "nora"))
     r = c.get(stream)
     assert r.status_code == 403 and r.json()["error"]["code"] == "PERMISSION_DENIED"
     # Without a session the stream needs a token, like the rest of the API.

@@ -241,6 +241,16 @@ def test_version_and_compare_pages(client: TestClient) -> None:
         assert fact in text, fact
     assert '/api/v1/models/default/m/versions/2/files/new" download' in v.text
     assert "version.created" in text  # its event
+    assert "Pickle exception" not in text
+    push(client, "legacy", {"model.pkl": b"\x80\x04K\x01."})
+    r = client.put(
+        "/api/v1/models/default/legacy/versions/1/pickle-exception",
+        json={"reason": "<b>audited</b> source"},
+    )
+    assert r.status_code == 200, r.text
+    shown = client.get("/models/default/legacy/versions/1")
+    assert "Pickle exception" in page_text(shown.text)
+    assert "&lt;b&gt;audited&lt;/b&gt; source" in shown.text  # the reason, escaped
     c = client.get("/compare", params=[("v", "default/m/1"), ("v", "m/2")])
     assert c.status_code == 200
     assert "+0.25" in c.text

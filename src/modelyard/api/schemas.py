@@ -19,6 +19,7 @@ from modelyard.domain.approvals import ApprovalAction
 from modelyard.domain.bundles import ROLE_PATTERN
 from modelyard.domain.entities import Relation
 from modelyard.domain.names import MAX_PATH_LENGTH, MAX_TAG_VALUE_LENGTH
+from modelyard.domain.pickles import MAX_REASON as MAX_PICKLE_REASON
 from modelyard.domain.policies import MAX_APPROVALS, MAX_RULES
 from modelyard.service.validation import MAX_DESCRIPTION
 
@@ -353,6 +354,18 @@ class Transition(_Body):
     """Options of a lifecycle transition."""
 
     archive_previous: StrictBool = False
+
+
+class PickleExceptionSet(_Body):
+    """Record an admin's exception letting model servers unpickle a version."""
+
+    reason: str = Field(
+        description="Why these pickle files may be unpickled (kept in the audit log).",
+        min_length=1,
+        max_length=MAX_PICKLE_REASON,
+        # Not blank, no NUL (a blank reason is refused as INVALID_REASON).
+        json_schema_extra={"pattern": "^[^\\u0000]*[^\\s\\u0000][^\\u0000]*$"},
+    )
 
 
 class AliasSet(_Body):

@@ -1,5 +1,5 @@
 """Versions and their files: ``push``, ``pull``, ``ls``, ``show``, ``search``,
-``tag`` and ``alias set|show|history``."""
+``tag``, ``alias set|show|history`` and ``version allow-pickle``."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.table import Table
+from rich.text import Text
 from typer.core import TyperGroup
 
 from modelyard.cli.common import (
@@ -240,6 +241,13 @@ def show(
         ("lineage", v.lineage),
     ):
         console.print(f"{label}: {human(value)}", highlight=False, markup=False)
+    found = v.pickle_exception
+    if found is not None:
+        console.print(
+            f"pickle exception: by {found['by']} at {found['at']}: {found['reason']}",
+            highlight=False,
+            markup=False,
+        )
     table = Table("path", "size", "sha256", "media type", title="files")
     for f in v.model_files:
         table.add_row(f["path"], str(f["size"]), f["digest"][:16], f["media_type"])
@@ -426,8 +434,55 @@ def alias_history(
     )
 
 
+version_app = typer.Typer(help="One version's admin settings: allow-pickle.", no_args_is_help=True)
+
+
+@version_app.command("allow-pickle")
+def allow_pickle(
+    ref: Annotated[str, typer.Argument(help="Version reference, e.g. fraud/3")],
+    reason: Annotated[
+        str | None,
+        typer.Option(help="Why these pickle files may be unpickled (required to record)."),
+    ] = None,
+    revoke: Annotated[
+        bool, typer.Option("--revoke", help="Revoke the version's exception instead.")
+    ] = False,
+    registry: RegistryOpt = DEFAULT_URL,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Record (or --revoke) an admin's audited exception letting `modelyard
+    serve` unpickle the version's pickle files.
+
+    The exception is bound to the pickle files' sha256 now: it never covers
+    other bytes. Admin only; recording and revoking are in the audit log
+    (version.pickle_exception_recorded / _revoked). A server already serving
+    the version keeps it until its next load of it (a swap or a restart),
+    which a revoked exception refuses.
+    """
+    if revoke == (reason is not None):
+        raise typer.BadParameter("give --reason TEXT to record, or --revoke (not both)")
+
+    def call(reg: Any) -> Any:
+        return reg.revoke_pickle(ref) if revoke else reg.allow_pickle(ref, reason or "")
+
+    def text(v: Any) -> Text:
+        # Text, not markup: the reason is the admin's own words.
+        found = v.pickle_exception
+        if found is None:
+            return Text(f"{v.ref}: no pickle exception (model servers refuse its pickles)")
+        files = ", ".join(sorted(found["digests"]))
+        return Text(
+            f"{v.ref}: pickle exception by {found['by']} at {found['at']} for {files}: "
+            f"{found['reason']}"
+        )
+
+    run(registry, token, as_json, call, text, to_json=lambda v: v.raw)
+
+
 def register(app: typer.Typer) -> None:
     """Add these commands to the ``modelyard`` app."""
     for fn in (push, pull, ls, show, search, tag):
         app.command()(fn)
     app.add_typer(alias_app, name="alias")
+    app.add_typer(version_app, name="version")

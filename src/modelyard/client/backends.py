@@ -71,6 +71,8 @@ class Backend(GovernanceBackend, FamilyBackend, BundleBackend, DeploymentBackend
     def get_version(self, ref: Reference) -> Wire: ...
     def update_version(self, ref: Reference, changes: Wire) -> Wire: ...
     def delete_version(self, ref: Reference, *, force: bool) -> None: ...
+    def record_pickle_exception(self, ref: Reference, reason: str) -> Wire: ...
+    def revoke_pickle_exception(self, ref: Reference) -> Wire: ...
     def transition(self, ref: Reference, action: Action, *, archive_previous: bool) -> Wire: ...
     def set_alias(self, ref: Reference, alias: str, reason: str, force: bool = False) -> Wire: ...
     def list_versions(
@@ -445,6 +447,14 @@ class RemoteBackend(RemoteGovernance, RemoteFamilies, RemoteBundles, RemoteDeplo
         """DELETE a version."""
         self._json("DELETE", _vpath(ref), params={"force": str(force).lower()})
 
+    def record_pickle_exception(self, ref: Reference, reason: str) -> Wire:
+        """PUT a version's pickle exception."""
+        return self._wire("PUT", f"{_vpath(ref)}/pickle-exception", json={"reason": reason})
+
+    def revoke_pickle_exception(self, ref: Reference) -> Wire:
+        """DELETE a version's pickle exception."""
+        return self._wire("DELETE", f"{_vpath(ref)}/pickle-exception")
+
     def transition(self, ref: Reference, action: Action, *, archive_previous: bool) -> Wire:
         """POST publish / archive / restore."""
         return self._wire(
@@ -677,6 +687,14 @@ class EmbeddedBackend(EmbeddedGovernance, EmbeddedFamilies, EmbeddedBundles, Emb
     def delete_version(self, ref: Reference, *, force: bool) -> None:
         """Delete a version."""
         self.svc.delete_version(ref, force=force, actor=self.actor)
+
+    def record_pickle_exception(self, ref: Reference, reason: str) -> Wire:
+        """Record a version's pickle exception."""
+        return render.version(self.svc.record_pickle_exception(ref, reason, actor=self.actor))
+
+    def revoke_pickle_exception(self, ref: Reference) -> Wire:
+        """Revoke a version's pickle exception."""
+        return render.version(self.svc.revoke_pickle_exception(ref, actor=self.actor))
 
     def _blob_use(self) -> BlobService:
         """The blob use case (the same rules as the server's blob routes)."""

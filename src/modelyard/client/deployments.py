@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote
 
+from modelyard.client.paging import walk_pages
 from modelyard.domain.references import Reference, parse_reference
 from modelyard.wire import deployments as wire
 
@@ -25,7 +26,13 @@ class DeploymentBackend(Protocol):
     def report_alert(self, body: Wire) -> Wire: ...
     def get_deployment(self, environment: str, reference: str) -> Wire: ...
     def delete_deployment(self, environment: str, reference: str, force: bool) -> Wire: ...
-    def list_deployments(self, environment: str | None, follows: str | None) -> Wire: ...
+    def list_deployments(
+        self,
+        environment: str | None,
+        follows: str | None,
+        page_size: int = 100,
+        page_token: str | None = None,
+    ) -> Wire: ...
     def deployment_history(
         self, environment: str, reference: str | None, before: int | None, limit: int
     ) -> Wire: ...
@@ -80,9 +87,22 @@ class RemoteDeployments:
             params={"force": str(force).lower()},
         )
 
-    def list_deployments(self, environment: str | None, follows: str | None) -> Wire:
-        """GET deployments."""
-        params = _drop_none({"environment": environment, "follows": follows})
+    def list_deployments(
+        self,
+        environment: str | None,
+        follows: str | None,
+        page_size: int = 100,
+        page_token: str | None = None,
+    ) -> Wire:
+        """GET one page of deployments."""
+        params = _drop_none(
+            {
+                "environment": environment,
+                "follows": follows,
+                "page_size": page_size,
+                "page_token": page_token,
+            }
+        )
         return self._wire("GET", "/api/v1/deployments", params=params)
 
     def deployment_history(
@@ -158,12 +178,25 @@ class EmbeddedDeployments:
             self.svc.delete_deployment(environment, reference, force=force, actor=self.actor)
         )
 
-    def list_deployments(self, environment: str | None, follows: str | None) -> Wire:
-        """Deployments."""
-        found = self.svc.list_deployments(
-            environment=environment, follows=follows, actor=self.actor
+    def list_deployments(
+        self,
+        environment: str | None,
+        follows: str | None,
+        page_size: int = 100,
+        page_token: str | None = None,
+    ) -> Wire:
+        """One page of deployments."""
+        page = self.svc.page_deployments(
+            environment=environment,
+            follows=follows,
+            page_size=page_size,
+            page_token=page_token,
+            actor=self.actor,
         )
-        return {"deployments": [wire.deployment(d) for d in found]}
+        return {
+            "deployments": [wire.deployment(d) for d in page.items],
+            "next_page_token": page.next_page_token,
+        }
 
     def deployment_history(
         self, environment: str, reference: str | None, before: int | None, limit: int
@@ -291,12 +324,20 @@ class DeploymentMixin:
         return self._b.serving_policy(parse_reference(ref))
 
     def deployments(
-        self, *, environment: str | None = None, follows: str | None = None
+        self,
+        *,
+        environment: str | None = None,
+        follows: str | None = None,
+        page_size: int = 100,
     ) -> list[Wire]:
-        """Deployments you may read; ``follows="fraud@production"`` lists those
-        following that alias (``fraud``: any of the model; ``fraud/7``: those
-        running version 7)."""
-        return list(self._b.list_deployments(environment, follows)["deployments"])
+        """Deployments you may read, every page of them (``page_size`` a
+        request); ``follows="fraud@production"`` lists those following that
+        alias (``fraud``: any of the model; ``fraud/7``: those running version 7)."""
+        pages = walk_pages(
+            lambda token, _: self._b.list_deployments(environment, follows, page_size, token),
+            "deployments",
+        )
+        return list(pages)
 
     def deployment_history(
         self,

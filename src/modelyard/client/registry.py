@@ -118,6 +118,13 @@ class VersionInfo:
         return list(self.raw.get("pending_files") or [])
 
     @property
+    def pickle_exception(self) -> dict[str, Any] | None:
+        """The admin's exception letting model servers unpickle this version
+        (``by``, ``at``, ``reason``, ``digests``), None when there is none."""
+        found = self.raw.get("pickle_exception")
+        return dict(found) if found else None
+
+    @property
     def model_files(self) -> list[dict[str, Any]]:
         """The manifest without the resources: the model's own files."""
         names = {r["path"] for r in self.resources}
@@ -393,6 +400,17 @@ class Registry(GovernanceMixin, FamilyMixin, BundleMixin, DeploymentMixin):
         ``force``). Its blobs go at the next garbage collection if no other
         version lists them; its number is never reused."""
         self._b.delete_version(parse_reference(ref), force=force)
+
+    def allow_pickle(self, ref: str, reason: str) -> VersionInfo:
+        """Record an admin's audited exception: model servers may unpickle the
+        pickle files of the version ``ref`` names, bound to their digests now
+        (admin; ``NO_PICKLE_FILES`` for a version without pickles)."""
+        return VersionInfo.from_wire(self._b.record_pickle_exception(parse_reference(ref), reason))
+
+    def revoke_pickle(self, ref: str) -> VersionInfo:
+        """Revoke the version's pickle exception (admin): model servers refuse
+        its pickles again from their next load of it."""
+        return VersionInfo.from_wire(self._b.revoke_pickle_exception(parse_reference(ref)))
 
     def get_version(self, ref: str) -> VersionInfo:
         """A version by reference: ``name/3``, ``name@alias``, ``ns/name@latest``."""

@@ -138,6 +138,9 @@ class Version:
     # Files still waiting for the verification of their blob (a draft created
     # over direct uploads still being read back); None when not loaded.
     pending: list[PendingFile] | None = None
+    # An admin's audited permission to unpickle this version's pickle files
+    # (``domain.pickles.PickleException.to_json``), None when there is none.
+    pickle_exception: dict[str, Any] | None = None
 
     @property
     def ref(self) -> str:

@@ -41,6 +41,8 @@ alias moved that the servers have not followed shows as drift.
 
 from __future__ import annotations
 
+import base64
+import binascii
 from typing import Any
 
 import orjson
@@ -64,12 +66,49 @@ from modelyard.domain.errors import Conflict, InvalidInput, NotFound
 from modelyard.domain.identity import Permission, Principal
 from modelyard.domain.monitoring import MonitorSettings, parse_monitor_settings
 from modelyard.domain.references import DEFAULT_NAMESPACE, Reference, parse_reference
-from modelyard.service.core import RegistryCore, version_not_found
+from modelyard.service.core import (
+    MAX_PAGE_SIZE,
+    Page,
+    RegistryCore,
+    check_page_size,
+    version_not_found,
+)
 from modelyard.service.views import ProductionView
 from modelyard.store.metadata.ports import DeploymentRow, RegistryTx, ReplicaRow, now_us
 
 DEFAULT_STALE_SECONDS = 60.0
 MAX_HISTORY_PAGE = 1000
+
+
+def _deployment_token(d: Deployment) -> str:
+    """The page token after ``d``: its (environment, reference) keyset, as
+    unpadded URL-safe base64 of a JSON pair (opaque to clients)."""
+    raw = orjson.dumps([d.environment, d.reference])
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _parse_deployment_token(token: str) -> tuple[str, str]:
+    """The keyset a :func:`_deployment_token` names; ``INVALID_CURSOR`` for
+    anything else (checked whole: it reaches a SQL comparison)."""
+    bad = InvalidInput("invalid page token", code="INVALID_CURSOR")
+    if not isinstance(token, str) or len(token) > 2048 or not token.isascii():
+        raise bad
+    try:
+        value = orjson.loads(
+            base64.b64decode(token + "=" * (-len(token) % 4), altchars=b"-_", validate=True)
+        )
+    except (ValueError, binascii.Error):
+        raise bad from None
+    if not (isinstance(value, list) and len(value) == 2 and all(isinstance(v, str) for v in value)):
+        raise bad
+    environment, reference = value
+    try:
+        validate_environment(environment)
+    except InvalidInput:
+        raise bad from None
+    if not reference or len(reference) > 512 or not reference.isprintable():
+        raise bad
+    return environment, reference
 
 
 def deployment_not_found(environment: str, reference: str) -> NotFound:
@@ -415,10 +454,14 @@ class DeploymentUseCases(RegistryCore):
         namespaces the caller reads are listed (``follows`` needs read on its
         namespace).
         """
+        # One more than a page's most: a pager asks for that to know whether
+        # another page follows.
         if limit is not None and (
-            isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000
+            isinstance(limit, bool)
+            or not isinstance(limit, int)
+            or not 1 <= limit <= MAX_PAGE_SIZE + 1
         ):
-            raise InvalidInput("limit must be 1 to 1000", code="INVALID_PAGE_SIZE")
+            raise InvalidInput(f"limit must be 1 to {MAX_PAGE_SIZE}", code="INVALID_PAGE_SIZE")
         env = None if environment is None else validate_environment(environment)
         model = alias = None
         number: int | None = None
@@ -440,6 +483,28 @@ class DeploymentUseCases(RegistryCore):
                 limit=limit,
             )
             return self._assemble(tx, rows, now_us())
+
+    def page_deployments(
+        self,
+        *,
+        environment: str | None = None,
+        follows: str | None = None,
+        page_size: int = 100,
+        page_token: str | None = None,
+        actor: Principal,
+    ) -> Page[Deployment]:
+        """One page of :meth:`list_deployments`, by environment and reference;
+        ``page_token`` is the previous page's ``next_page_token``
+        (``INVALID_CURSOR`` if it is not one). Requires: as :meth:`list_deployments`.
+        """
+        limit = check_page_size(page_size)
+        after = None if not page_token else _parse_deployment_token(page_token)
+        found = self.list_deployments(
+            environment=environment, follows=follows, after=after, limit=limit + 1, actor=actor
+        )
+        items = found[:limit]
+        more = len(found) > limit
+        return Page(items, _deployment_token(items[-1]) if more else None)
 
     def deployment_history(
         self,

@@ -4,8 +4,9 @@
 ``namespaces``, ``models``, ``versions``, ``lifecycle``, ``aliases``,
 ``search``, ``stages``, ``families``, ``family_promotion``, ``resources``, ``bundles``,
 ``bundle_aliases`` with ``bundle_approvals`` (and ``bundle_guard``, which alias moves consult),
-``deployments``, ``monitoring``; the production view in ``views``; what they share in
-``core``), so REST v1, the MLflow door, the UI, the embedded SDK and the CLI call the same methods.
+``deployments``, ``monitoring``, ``pickle_exceptions``; the production view in
+``views``; what they share in ``core``), so REST v1, the MLflow door, the UI,
+the embedded SDK and the CLI call the same methods.
 
 Every method that changes something runs in one write transaction
 (:meth:`~modelyard.service.core.RegistryCore.run_in_transaction`) and writes
@@ -38,6 +39,7 @@ from modelyard.service.lifecycle import LifecycleUseCases
 from modelyard.service.models import ModelUseCases
 from modelyard.service.monitoring import MonitoringUseCases
 from modelyard.service.namespaces import NamespaceUseCases
+from modelyard.service.pickle_exceptions import PickleExceptionUseCases
 from modelyard.service.resources import ResourceUseCases
 from modelyard.service.search import SearchUseCases
 from modelyard.service.stages import StageUseCases
@@ -63,6 +65,7 @@ class RegistryService(
     BundleApprovalUseCases,  # and BundleAliasUseCases, which it extends
     MonitoringUseCases,  # and DeploymentUseCases, which it extends
     CustomCodeUseCases,
+    PickleExceptionUseCases,
 ):
     """The registry's use cases over a metadata store and a blob store."""
 

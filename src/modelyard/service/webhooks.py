@@ -1029,8 +1029,10 @@ class WebhookService:
         """Validate a reader's filter. ``model`` is ``ns/name`` or ``name`` (in
         ``namespace``, default ``default``).
 
-        Requires: read on ``namespace`` (and the model's namespace) if given.
-        The filter keeps only events of namespaces the caller reads;
+        Requires: read or consume on ``namespace`` (and the model's
+        namespace) if given: a consumer narrows its alias moves the same way
+        (the trimming rule below applies inside the narrowed scope). The
+        filter keeps only events of namespaces the caller reads;
         instance-wide events (users, tokens, global webhooks) need the
         instance admin or a global read role. In namespaces the caller only
         consumes it keeps the alias moves the production view shows (see
@@ -1041,14 +1043,14 @@ class WebhookService:
         patterns = tuple(validate_patterns(types)) if types else ()
         if namespace is not None:
             validate_name(namespace, kind="namespace")
-            auth.require(actor, Permission.READ, namespace)
+            auth.require_readable(actor, namespace)
         full_model = None
         if model is not None:
             ns, _, name = model.rpartition("/") if isinstance(model, str) else ("", "", model)
             ns = ns or namespace or DEFAULT_NAMESPACE
             validate_name(ns, kind="namespace")
             validate_name(name)
-            auth.require(actor, Permission.READ, ns)
+            auth.require_readable(actor, ns)
             full_model = f"{ns}/{name}"
         if subject is not None and (not isinstance(subject, str) or len(subject) > 512):
             raise InvalidInput("subject is at most 512 characters", code="INVALID_INPUT")

@@ -24,6 +24,11 @@ as an event), and the stream is reopened every :data:`RECONCILE_SECONDS` of
 quiet (``modelyard serve --resync``). A consumer token gets the moves of
 protected aliases onto versions in its production view as events (the
 registry's consumer event rule); other moves it sees at the next resync.
+
+Every load reads the version afresh, so a pickle exception revoked (or a
+custom-code permission withdrawn) refuses the next swap onto that version;
+a version already in memory keeps serving until it is swapped out or the
+server restarts (docs/serving.md, "Pickles").
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ predictor holds the model in memory.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -23,7 +24,8 @@ from typing import Any
 from modelyard.client import Registry, VersionInfo
 from modelyard.domain.errors import InvalidInput
 from modelyard.domain.monitoring import STATS_PATH, ReferenceStats, parse_reference_stats
-from modelyard.serving.flavors import Predictor, choose_flavor, unservable
+from modelyard.domain.pickles import ALLOW_PICKLE_COMMAND, covers
+from modelyard.serving.flavors import Predictor, choose_flavor, is_pickle, unservable
 from modelyard.serving.tensors import BF16, Signature, parse_signature
 
 log = logging.getLogger("modelyard.serving")
@@ -82,12 +84,58 @@ def check_servable(version: VersionInfo) -> None:
 
 def allowed_exceptions(registry: Registry, version: VersionInfo) -> frozenset[str]:
     """What ``version`` is allowed beyond the default: for format ``python``,
-    ``custom_code`` when its model's policy allows it. Asked only for such a
-    version: other versions cost no extra call."""
+    ``custom_code`` when its model's policy allows it (asked only for such a
+    version: other versions cost no extra call); for a pickle-only version,
+    ``pickle`` when it carries an admin's exception bound to exactly its
+    pickle files' digests (read from the version itself: no extra call).
+    A pickle exception recorded for other bytes is refused here, naming it."""
     if (version.format or "").lower() == "python" and registry.custom_code_allowed(version.ref):
         log.warning("%s: running the version's own code (policy allows it)", version.ref)
         return frozenset({"custom_code"})
-    return frozenset()
+    manifest = [(str(f["path"]), str(f["digest"])) for f in version.files or []]
+    found = version.pickle_exception
+    if found is None or not is_pickle(version.format, [p for p, _ in manifest]):
+        return frozenset()
+    if not covers(found.get("digests"), manifest):
+        raise unservable(
+            f"{version.ref} holds only pickle files, and its pickle exception (recorded by "
+            f"{found.get('by')}) names other bytes than its files now, so it is not "
+            f"unpickled; an admin can record the exception again: {ALLOW_PICKLE_COMMAND}",
+            ref=version.ref,
+        )
+    # Loud on purpose: this process is about to run whatever the file names.
+    log.warning(
+        "%s: UNPICKLING its pickle files under the admin's exception recorded by %s at %s "
+        "(reason: %s)",
+        version.ref,
+        found["by"],
+        found["at"],
+        found["reason"],
+    )
+    return frozenset({"pickle"})
+
+
+def check_pickle_digests(files: Mapping[str, Path], digests: Mapping[str, str]) -> None:
+    """Hash the pulled pickle files again against the exception's digests
+    before anything unpickles them: the exception covers these bytes only,
+    whatever the cache or the pull did."""
+    for path, expected in digests.items():
+        local = files.get(path)
+        actual = None if local is None else sha256_file(local)
+        if actual != expected:
+            raise unservable(
+                f"{path} does not hash to the digest its pickle exception names; not unpickled",
+                file=path,
+            )
+
+
+def sha256_file(path: Path) -> str:
+    """The sha256 of a local file as the manifest spells digests (hex)."""
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
 
 
 def load_version(
@@ -108,6 +156,9 @@ def load_version(
         # moving in between must not mix two versions' metadata and files.
         _, out = registry.pull_version(version.ref, work, link=True)
         files = {p: out / p for p in paths}
+        if flavor.NAME == "pickle":
+            exception = version.pickle_exception or {}
+            check_pickle_digests(files, exception.get("digests") or {})
         stats = read_reference_stats(version.ref, files.pop(STATS_PATH, None))
         policy_drift = None
         if stats is not None and stats.thresholds is None:

@@ -93,6 +93,7 @@ def version(ver: Version) -> dict[str, Any]:
         "created_by": ver.created_by,
         "created_at": iso(ver.created_at),
         "updated_at": iso(ver.updated_at),
+        "pickle_exception": pickle_exception(ver.pickle_exception),
     }
     if ver.pending is not None:
         # Files whose blob is still being verified (the version is a draft
@@ -108,6 +109,19 @@ def version(ver: Version) -> dict[str, Any]:
             if is_resource(f.path)
         ]
     return out
+
+
+def pickle_exception(record: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Wire shape of a version's pickle exception: who recorded it, when
+    (ISO time), why, and the pickle files' digests it is bound to."""
+    if record is None:
+        return None
+    return {
+        "by": record["by"],
+        "at": iso(int(record["at"])),
+        "reason": record["reason"],
+        "digests": record["digests"],
+    }
 
 
 def family(f: Family) -> dict[str, Any]:

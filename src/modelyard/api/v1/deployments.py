@@ -36,13 +36,26 @@ async def list_deployments(
             "`fraud`: any of the model; `fraud/7`: those running version 7.",
         ),
     ] = None,
+    page_size: Annotated[int, Query(ge=1, le=1000)] = 100,
+    page_token: Annotated[str | None, Query(max_length=2048)] = None,
 ) -> Response:
-    """Deployments, by environment and reference, with replicas and status."""
+    """Deployments, by environment and reference, with replicas and status,
+    in pages: follow ``next_page_token`` (null after the last page)."""
     svc, call = services(request)
-    found = await call(
-        svc.list_deployments, environment=environment, follows=follows, actor=actor(request)
+    page = await call(
+        svc.page_deployments,
+        environment=environment,
+        follows=follows,
+        page_size=page_size,
+        page_token=page_token,
+        actor=actor(request),
     )
-    return JSONResponse({"deployments": [wire.deployment(d) for d in found]})
+    return JSONResponse(
+        {
+            "deployments": [wire.deployment(d) for d in page.items],
+            "next_page_token": page.next_page_token,
+        }
+    )
 
 
 @router.put("/deployments")

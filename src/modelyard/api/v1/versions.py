@@ -22,7 +22,14 @@ from modelyard.api.responses import (
     attachment,
     byte_range,
 )
-from modelyard.api.schemas import AliasSet, FilesCommit, TagChanges, Transition, VersionCreate
+from modelyard.api.schemas import (
+    AliasSet,
+    FilesCommit,
+    PickleExceptionSet,
+    TagChanges,
+    Transition,
+    VersionCreate,
+)
 from modelyard.api.tarstream import tar_size, tar_stream
 from modelyard.domain.entities import VersionState
 from modelyard.domain.errors import InvalidInput
@@ -190,6 +197,39 @@ async def commit_files(
         version_ref(namespace, name, version),
         [f.model_dump() for f in body.files],
         actor=actor(request),
+    )
+    return JSONResponse(render.version(ver))
+
+
+@router.put("/models/{namespace}/{name}/versions/{version}/pickle-exception")
+@access("admin")
+async def record_pickle_exception(
+    namespace: str, name: str, version: str, body: PickleExceptionSet, request: Request
+) -> Response:
+    """Record an admin's audited exception: model servers may unpickle this
+    version's pickle files, bound to their digests now (409 NO_PICKLE_FILES
+    when it has none). Replaces an exception already recorded."""
+    svc, call = services(request)
+    ver = await call(
+        svc.record_pickle_exception,
+        version_ref(namespace, name, version),
+        body.reason,
+        actor=actor(request),
+    )
+    return JSONResponse(render.version(ver))
+
+
+@router.delete("/models/{namespace}/{name}/versions/{version}/pickle-exception")
+@access("admin")
+async def revoke_pickle_exception(
+    namespace: str, name: str, version: str, request: Request
+) -> Response:
+    """Revoke the version's pickle exception: model servers refuse its
+    pickles again from their next load of it (404 PICKLE_EXCEPTION_NOT_FOUND
+    when it has none)."""
+    svc, call = services(request)
+    ver = await call(
+        svc.revoke_pickle_exception, version_ref(namespace, name, version), actor=actor(request)
     )
     return JSONResponse(render.version(ver))
 

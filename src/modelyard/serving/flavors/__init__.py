@@ -11,10 +11,14 @@ Each flavor module defines::
 
 and is listed in :data:`FLAVORS`; nothing else changes to add one. A flavor is
 picked by the version's ``format`` when set, else by its files' suffixes.
-Pickle files are never loaded (unpickling runs arbitrary code): a version
-that only has pickles is refused with a message saying what to push instead.
-Format ``python`` (the version's own code) is chosen only when the model's
-policy allows custom code (``exceptions`` holds ``custom_code``).
+Pickle files are not loaded (unpickling runs arbitrary code): a version
+that only has pickles is refused with a message saying what to push instead,
+unless an admin recorded an audited exception on that version bound to its
+pickle files' digests (``modelyard version allow-pickle``): the loader then
+grants ``pickle`` and the :mod:`~modelyard.serving.flavors.pickled` flavor
+loads the scikit-learn estimator. Format ``python`` (the version's own code)
+is chosen only when the model's policy allows custom code (``exceptions``
+holds ``custom_code``).
 """
 
 from __future__ import annotations
@@ -26,13 +30,11 @@ from typing import Any, Protocol
 import numpy as np
 
 from modelyard.domain.errors import InvalidInput
+from modelyard.domain.pickles import ALLOW_PICKLE_COMMAND, PICKLE_FORMATS, PICKLE_SUFFIXES
 from modelyard.serving.tensors import Signature
 
 FLAVORS: tuple[str, ...] = ("onnx", "skops")
 """Modules of this package, one per served format."""
-
-PICKLE_SUFFIXES = (".pkl", ".pickle", ".joblib", ".pt", ".pth", ".cloudpickle")
-PICKLE_FORMATS = frozenset({"pickle", "pkl", "joblib", "cloudpickle"})
 
 
 class Predictor(Protocol):
@@ -69,7 +71,11 @@ def unservable(message: str, **details: Any) -> InvalidInput:
     return InvalidInput(message, code="UNSERVABLE_VERSION", details=details)
 
 
-PICKLE_ADVICE = "push the model as skops (skops.io.dump) or ONNX"
+PICKLE_ADVICE = (
+    "push the model as skops (skops.io.dump) or ONNX, or, for bytes an admin "
+    "vouches for, an admin of the namespace can record an audited exception on this "
+    f"version: {ALLOW_PICKLE_COMMAND}"
+)
 
 
 def is_pickle(fmt: str | None, paths: list[str]) -> bool:
@@ -92,7 +98,8 @@ def choose_flavor(
     """The flavor for a version of format ``fmt`` holding files ``paths``.
 
     Raises ``UNSERVABLE_VERSION`` for a pickle (by format or when pickles are
-    all the version has), for format ``python`` unless ``exceptions`` holds
+    all the version has) unless ``exceptions`` holds ``pickle`` (the loader
+    checked the version's pickle exception), for format ``python`` unless ``exceptions`` holds
     ``custom_code`` (the model's policy allows it), or when no flavor knows
     the format or any file.
     """
@@ -108,15 +115,18 @@ def choose_flavor(
             format=fmt,
         )
     if is_pickle(fmt, paths):
+        if "pickle" in exceptions:
+            return flavor_module("pickled")
         if wanted in PICKLE_FORMATS:
             raise unservable(
-                f"format {fmt!r} is a pickle, and modelyard serve never unpickles (loading a "
-                f"pickle runs arbitrary code): {PICKLE_ADVICE}",
+                f"format {fmt!r} is a pickle, and modelyard serve does not unpickle without an "
+                f"admin's exception (loading a pickle runs arbitrary code): {PICKLE_ADVICE}",
                 format=fmt,
             )
         raise unservable(
-            "this version holds only pickle files, and modelyard serve never unpickles "
-            f"(loading a pickle runs arbitrary code): {PICKLE_ADVICE}",
+            "this version holds only pickle files, and modelyard serve does not unpickle "
+            "without an admin's exception (loading a pickle runs arbitrary code): "
+            f"{PICKLE_ADVICE}",
             files=paths,
         )
     for name in FLAVORS:

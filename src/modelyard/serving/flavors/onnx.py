@@ -136,5 +136,22 @@ def load(files: dict[str, Path], signature: Signature | None, *, threads: int = 
             f"(graph inputs {sorted(graph_in)}, outputs {sorted(graph_out)})",
             unknown=missing,
         )
+    # A declared datatype the graph does not take or give would fail (or be
+    # misread) at the first request: refuse at load, naming each tensor.
+    graph = {s.name: s.datatype for s in (*own.inputs, *own.outputs)}
+    differ = {
+        s.name: (s.datatype, graph[s.name])
+        for s in (*signature.inputs, *signature.outputs)
+        if s.datatype != graph[s.name]
+    }
+    if differ:
+        said = ", ".join(
+            f"{n} is declared {d} but the graph has {g}" for n, (d, g) in differ.items()
+        )
+        raise unservable(
+            f"the version's signature does not match its ONNX graph's datatypes: {said}; "
+            "declare the graph's datatypes (or convert the graph)",
+            datatypes={n: {"declared": d, "graph": g} for n, (d, g) in differ.items()},
+        )
     outputs = signature.outputs or own.outputs
     return OnnxPredictor(session, Signature(signature.inputs, outputs))

@@ -68,6 +68,7 @@ VERSION_COLS = (
     _par.c.number.label("par_number"),
     t.versions.c.recipe,
     t.versions.c.metric_delta,
+    t.versions.c.pickle_exception,
 )
 VERSION_FROM = (
     t.versions.join(t.models, t.versions.c.model_id == t.models.c.id)
@@ -420,6 +421,7 @@ def version_from_row(
         files=files,
         recipe=None if r[25] is None else json_value(r[25]),
         metric_delta=None if r[26] is None else json_value(r[26]),
+        pickle_exception=None if r[27] is None else json_value(r[27]),
     )
 
 

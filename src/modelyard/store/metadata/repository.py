@@ -445,8 +445,13 @@ class Tx:
         self.wq.insert_files(self.conn, version_id, entries)
 
     def update_version(self, version_id: int, **values: Any) -> None:
-        """Update version columns and bump ``updated_at``."""
+        """Update version columns and bump ``updated_at``. None in a JSON
+        column stores SQL NULL (what a version that never had a value holds),
+        not JSON ``null``."""
         values["updated_at"] = now_us()
+        for col, value in values.items():
+            if value is None and isinstance(t.versions.c[col].type, sa.JSON):
+                values[col] = sa.null()
         self.conn.execute(t.versions.update().where(t.versions.c.id == version_id).values(**values))
 
     def find_version_id(

@@ -104,6 +104,10 @@ versions = sa.Table(
     # against the parent's (issue 14; migration 0014).
     sa.Column("recipe", sa.JSON, nullable=True),
     sa.Column("metric_delta", sa.JSON, nullable=True),
+    # An admin's audited exception letting model servers unpickle this
+    # version's pickle files (by, at, reason, digests); NULL when none
+    # (issue 12; migration 0030). Its history is in the events.
+    sa.Column("pickle_exception", sa.JSON, nullable=True),
     sa.UniqueConstraint("model_id", "number"),
 )
 sa.Index("ix_versions_created_at_id", versions.c.created_at, versions.c.id)
