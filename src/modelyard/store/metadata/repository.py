@@ -137,7 +137,7 @@ class Tx:
         """Bundles, bundle versions and members, in this transaction."""
         from modelyard.store.metadata.bundles import BoundBundles
 
-        return BoundBundles(self.conn)
+        return BoundBundles(self.conn, self.wq.aliases)
 
     @property
     def deployments(self) -> BoundDeployments:
@@ -693,11 +693,8 @@ class Tx:
 
     def get_alias(self, model_id: int, alias: str) -> int | None:
         """The version id an alias points to, or None."""
-        return self.conn.execute(
-            sa.select(t.aliases.c.version_id).where(
-                t.aliases.c.model_id == model_id, t.aliases.c.name == alias
-            )
-        ).scalar_one_or_none()
+        row = self.wq.aliases.target.one_or_none(self.conn, {"mid": model_id, "alias": alias})
+        return None if row is None else int(row[0])
 
     def set_alias(
         self,
@@ -711,31 +708,21 @@ class Tx:
         reason: str,
     ) -> None:
         """Point (or with ``version_id=None`` remove) an alias, recording history."""
-        at = now_us()
-        self.conn.execute(
-            t.aliases.delete().where(t.aliases.c.model_id == model_id, t.aliases.c.name == alias)
-        )
+        q = self.wq.aliases
+        values = {
+            "mid": model_id,
+            "alias": alias,
+            "vid": version_id,
+            "from_number": from_number,
+            "to_number": to_number,
+            "actor": actor,
+            "reason": reason,
+            "at": now_us(),
+        }
+        q.delete.execute(self.conn, values)
         if version_id is not None:
-            self.conn.execute(
-                t.aliases.insert().values(
-                    model_id=model_id,
-                    name=alias,
-                    version_id=version_id,
-                    updated_by=actor,
-                    updated_at=at,
-                )
-            )
-        self.conn.execute(
-            t.alias_history.insert().values(
-                model_id=model_id,
-                name=alias,
-                from_version=from_number,
-                to_version=to_number,
-                actor=actor,
-                reason=reason,
-                at=at,
-            )
-        )
+            q.insert.execute(self.conn, values)
+        q.history.execute(self.conn, values)
 
     def alias_history(
         self, model_id: int, namespace: str, model: str, alias: str | None
