@@ -150,12 +150,10 @@ class Tx:
 
     def get_namespace(self, name: str) -> Namespace | None:
         """A namespace by name."""
-        row = self.conn.execute(
-            sa.select(t.namespaces).where(t.namespaces.c.name == name)
-        ).one_or_none()
+        row = self.wq.models.namespace.one_or_none(self.conn, {"name": name})
         if row is None:
             return None
-        return Namespace(row.id, row.name, row.description, row.created_at)
+        return Namespace(int(row[0]), row[1], row[2], int(row[3]))
 
     def list_namespaces(self) -> list[Namespace]:
         """All namespaces by name."""
@@ -196,21 +194,18 @@ class Tx:
         at = now_us()
         try:
             with self.conn.begin_nested():
-                mid: int = self.conn.execute(
-                    t.models.insert()
-                    .values(
-                        namespace_id=namespace_id,
-                        name=name,
-                        description=description,
-                        meta=meta,
-                        archived=False,
-                        last_version=0,
-                        created_by=actor,
-                        created_at=at,
-                        updated_at=at,
-                    )
-                    .returning(t.models.c.id)
-                ).scalar_one()
+                row = self.wq.models.insert.one_or_none(
+                    self.conn,
+                    {
+                        "namespace_id": namespace_id,
+                        "name": name,
+                        "description": description,
+                        "meta": json_param(meta),
+                        "actor": actor,
+                        "at": at,
+                    },
+                )
+                mid = int(row[0])
         except SAIntegrityError:
             raise AlreadyExists(
                 f"model {name!r} already exists",
@@ -260,24 +255,19 @@ class Tx:
                 details={"name": new_name},
             ) from None
 
-    def _replace_rows(
-        self, table: sa.Table, owner: str, owner_id: int, rows: list[dict[str, Any]]
-    ) -> None:
-        """Replace every row of ``table`` that belongs to one owner with ``rows``."""
-        self.conn.execute(table.delete().where(table.c[owner] == owner_id))
-        if rows:
-            self.conn.execute(table.insert(), rows)
-
     def replace_model_tags(self, model_id: int, tags: dict[str, str]) -> None:
         """Set the model's tags to exactly ``tags``."""
-        rows = [{"model_id": model_id, "key": k, "value": v} for k, v in tags.items()]
-        self._replace_rows(t.model_tags, "model_id", model_id, rows)
+        q = self.wq.models
+        q.delete_tags.execute(self.conn, {"model_id": model_id})
+        q.insert_tag.execute_many(
+            self.conn, [{"model_id": model_id, "key": k, "value": v} for k, v in tags.items()]
+        )
 
     def replace_model_meta(self, model_id: int, meta: dict[str, Any]) -> None:
         """Re-index the model's metadata scalars."""
-        self._replace_rows(
-            t.model_meta, "model_id", model_id, _meta_rows("model_id", model_id, meta)
-        )
+        q = self.wq.models
+        q.delete_meta.execute(self.conn, {"model_id": model_id})
+        q.insert_meta.execute_many(self.conn, _meta_rows("model_id", model_id, meta))
 
     def count_versions_in_state(self, model_id: int, state: VersionState) -> int:
         """How many versions of a model are in ``state``."""
