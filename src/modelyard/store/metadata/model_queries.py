@@ -13,6 +13,7 @@ them (``get_namespace``, ``insert_model``, ``replace_model_tags``,
 from __future__ import annotations
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 
 from modelyard.store.metadata import tables as t
@@ -34,8 +35,12 @@ class ModelQueries:
                 n.c.name == _B("name")
             )
         )
+        # A taken name inserts nothing and returns no row, rather than
+        # failing: a failing statement would need a savepoint around it, and
+        # SQLAlchemy's SAVEPOINT and RELEASE were a quarter of a create's CPU.
+        dialect_insert = postgresql.insert if dialect.name == "postgresql" else sqlite.insert
         self.insert = p(
-            m.insert()
+            dialect_insert(m)
             .values(
                 namespace_id=_B("namespace_id"),
                 name=_B("name"),
@@ -48,6 +53,7 @@ class ModelQueries:
                 created_at=_B("at"),
                 updated_at=_B("at"),
             )
+            .on_conflict_do_nothing(index_elements=[m.c.namespace_id, m.c.name])
             .returning(m.c.id)
         )
         self.delete_tags = p(tags.delete().where(tags.c.model_id == _B("model_id")))

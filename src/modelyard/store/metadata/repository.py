@@ -191,27 +191,24 @@ class Tx:
         actor: str,
     ) -> int:
         """Insert a model row with its tags; ``MODEL_ALREADY_EXISTS`` if taken."""
-        at = now_us()
-        try:
-            with self.conn.begin_nested():
-                row = self.wq.models.insert.one_or_none(
-                    self.conn,
-                    {
-                        "namespace_id": namespace_id,
-                        "name": name,
-                        "description": description,
-                        "meta": json_param(meta),
-                        "actor": actor,
-                        "at": at,
-                    },
-                )
-                mid = int(row[0])
-        except SAIntegrityError:
+        row = self.wq.models.insert.one_or_none(
+            self.conn,
+            {
+                "namespace_id": namespace_id,
+                "name": name,
+                "description": description,
+                "meta": json_param(meta),
+                "actor": actor,
+                "at": now_us(),
+            },
+        )
+        if row is None:  # the name is taken (the insert did nothing)
             raise AlreadyExists(
                 f"model {name!r} already exists",
                 code="MODEL_ALREADY_EXISTS",
                 details={"name": name},
-            ) from None
+            )
+        mid = int(row[0])
         self.replace_model_tags(mid, tags)
         self.replace_model_meta(mid, meta)
         return mid
