@@ -13,7 +13,6 @@ them (``get_namespace``, ``insert_model``, ``replace_model_tags``,
 from __future__ import annotations
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 
 from modelyard.store.metadata import tables as t
@@ -38,24 +37,31 @@ class ModelQueries:
         # A taken name inserts nothing and returns no row, rather than
         # failing: a failing statement would need a savepoint around it, and
         # SQLAlchemy's SAVEPOINT and RELEASE were a quarter of a create's CPU.
-        dialect_insert = postgresql.insert if dialect.name == "postgresql" else sqlite.insert
-        self.insert = p(
-            dialect_insert(m)
-            .values(
-                namespace_id=_B("namespace_id"),
-                name=_B("name"),
-                description=_B("description"),
-                # JSON text, as ``prepared.json_param`` writes it.
-                meta=_B("meta"),
-                archived=sa.false(),
-                last_version=sa.literal_column("0"),
-                created_by=_B("actor"),
-                created_at=_B("at"),
-                updated_at=_B("at"),
-            )
-            .on_conflict_do_nothing(index_elements=[m.c.namespace_id, m.c.name])
-            .returning(m.c.id)
-        )
+        values = {
+            "namespace_id": _B("namespace_id"),
+            "name": _B("name"),
+            "description": _B("description"),
+            # JSON text, as ``prepared.json_param`` writes it.
+            "meta": _B("meta"),
+            "archived": sa.false(),
+            "last_version": sa.literal_column("0"),
+            "created_by": _B("actor"),
+            "created_at": _B("at"),
+            "updated_at": _B("at"),
+        }
+        key = [m.c.namespace_id, m.c.name]
+        # The dialect's own INSERT, imported here: a server on SQLite never
+        # loads PostgreSQL's dialect (tests/system/test_startup_imports.py).
+        insert: sa.Insert
+        if dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+            insert = pg_insert(m).values(values).on_conflict_do_nothing(index_elements=key)
+        else:
+            from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+            insert = sqlite_insert(m).values(values).on_conflict_do_nothing(index_elements=key)
+        self.insert = p(insert.returning(m.c.id))
         self.delete_tags = p(tags.delete().where(tags.c.model_id == _B("model_id")))
         self.insert_tag = p(
             tags.insert().values(model_id=_B("model_id"), key=_B("key"), value=_B("value"))
