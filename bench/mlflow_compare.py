@@ -26,6 +26,13 @@ server could reach through this client on this machine.
 
     PYTHONPATH=src .venv/bin/python bench/mlflow_compare.py --models 200 --versions 5
 
+``--only-modelyard`` skips MLflow (no virtualenv needed) and prints, per
+phase, modelyard's server CPU per op, the client's CPU per op and the client
+floor: what an A/B of two modelyard builds needs (run it once per build, e.g.
+with ``PYTHONPATH`` naming each build's ``src``; the server subprocess
+inherits it). ``--rounds N`` repeats the workload on N fresh servers and
+prints each round's server CPU per op, to show how noisy the figures are.
+
 Run it on a quiet machine: the two servers and the client share its CPUs.
 """
 
@@ -350,6 +357,46 @@ def canned_server(bodies: dict[str, Any], root: Path) -> Iterator[tuple[str, Met
         proc.wait(10)
 
 
+def only_modelyard(args: argparse.Namespace) -> None:
+    """modelyard alone, ``args.rounds`` times on fresh servers: CPU per op per phase."""
+    tmp = Path(tempfile.mkdtemp(prefix="mlflow-compare-"))
+    log = RequestLog()
+    rounds: list[dict[str, Phase]] = []
+    try:
+        with log:
+            for i in range(args.rounds):
+                with ServerProcess(tmp / f"modelyard-{i}" / "data") as server:
+                    rounds.append(
+                        workload(server.url, args, tmp, Meter(server.pid), log, artifacts=False)
+                    )
+            with canned_server(log.bodies, tmp) as (url, meter):
+                floor = workload(url, args, tmp, meter, log, artifacts=False)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    def ms(seconds: float, phase: Phase) -> float:
+        return seconds / phase.ops * 1e3
+
+    print(f"\nMlflowClient {MLFLOW_VERSION} against modelyard only, CPU per op, ms")
+    print(
+        f"{'phase':28} {'ops':>5} {'req/op':>6} {'yard srv (per round)':>24} {'min':>6}"
+        f" {'client':>7} {'floor':>6}"
+    )
+    for label, f in floor.items():
+        per_round = [ms(r[label].server_cpu_s, r[label]) for r in rounds]
+        m = rounds[-1][label]
+        shown = " ".join(f"{x:.2f}" for x in per_round)
+        print(
+            f"{label:28} {m.ops:>5} {m.requests / m.ops:>6.2f} {shown:>24} {min(per_round):>6.2f}"
+            f" {ms(m.client_cpu_s, m):>7.2f} {ms(f.client_cpu_s, f):>6.2f}"
+        )
+    print(
+        "yard srv: modelyard's server CPU per op (its process tree); client: this process's\n"
+        "CPU per op against modelyard; floor: its CPU per op against a server answering\n"
+        "recorded bodies (the client's own cost)."
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--models", type=int, default=200)
@@ -358,7 +405,18 @@ def main() -> None:
     ap.add_argument("--concurrent", type=int, default=25, help="versions per writer (8 writers)")
     ap.add_argument("--artifact-mib", type=int, default=64)
     ap.add_argument("--mlflow-venv", type=Path, default=Path("/work/mlflow-venv"))
+    ap.add_argument(
+        "--only-modelyard",
+        action="store_true",
+        help="skip MLflow: modelyard's server CPU per op, client CPU and floor only",
+    )
+    ap.add_argument(
+        "--rounds", type=int, default=1, help="with --only-modelyard: fresh servers, one per round"
+    )
     args = ap.parse_args()
+    if args.only_modelyard:
+        only_modelyard(args)
+        return
 
     exe = ensure_mlflow_venv(args.mlflow_venv)
     tmp = Path(tempfile.mkdtemp(prefix="mlflow-compare-"))

@@ -166,3 +166,25 @@ def test_stage_summaries_agree_with_the_one_model_calls(svc: RegistryService) ->
         ("Production", 3),
     ]
     assert admin_view["n"][0] == {"champion": 5}
+
+
+def test_model_summary_is_get_model_with_its_stage_summary(
+    svc: RegistryService, services: Services
+) -> None:
+    """One read for MLflow's get: the same model, aliases and latest versions per
+    stage as get_model + stage_summaries, for a reader and for a consumer."""
+    svc.set_alias("m/3", "champion", actor=ADMIN)
+    svc.set_stage("m/1", "Staging", actor=ADMIN)
+    svc.set_stage("m/2", "Production", actor=ADMIN)
+    consumer = Principal("c", roles={"default": frozenset({Role.CONSUMER})})
+    for who in (ADMIN, WRITER, consumer):
+        model, aliases, latest = svc.model_summary("m", actor=who)
+        expected = svc.get_model("m", actor=who)
+        ((want_aliases, want_latest),) = svc.stage_summaries([expected], actor=who)
+        assert model == expected
+        assert (aliases, latest) == (want_aliases, want_latest)
+    _, aliases, latest = svc.model_summary("m", actor=ADMIN)
+    assert aliases == {"champion": 3, "staging": 1}
+    assert {stage_of(v): v.number for v in latest} == {"None": 4, "Staging": 1, "Production": 2}
+    with pytest.raises(NotFound):
+        svc.model_summary("nope", actor=ADMIN)

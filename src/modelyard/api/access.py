@@ -29,7 +29,7 @@ import copy
 from collections.abc import Callable
 from typing import Any, Final
 
-from fastapi import FastAPI
+from starlette.applications import Starlette
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -129,7 +129,7 @@ def _guard(app: ASGIApp, rule: Access | None, authenticator: Authenticator) -> A
 GUARDED_MARK: Final = "modelyard_guards_installed"
 
 
-def install_guards(app: FastAPI, authenticator: Authenticator, *, strict: bool = True) -> None:
+def install_guards(app: Starlette, authenticator: Authenticator, *, strict: bool = True) -> None:
     """Wrap every route in its guard; with ``strict``, refuse undeclared routes now.
 
     A mounted sub-app is accepted only if ``install_guards`` ran on it first

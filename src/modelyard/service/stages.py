@@ -237,27 +237,59 @@ class StageUseCases(RegistryCore):
             else:
                 whole.append(i)
         if whole:
-            ids = [models[i].id for i in whole]
             with self.db.read() as tx:
-                aliases_of: dict[int, dict[str, int]] = {mid: {} for mid in ids}
-                for mid, alias, number in tx.aliases_of_models(ids):
-                    aliases_of[mid][alias] = number
-                candidates: dict[tuple[str, str], list[Version]] = {}
-                for v in tx.load_versions(tx.newest_by_state(ids, 2)):
-                    candidates.setdefault((v.namespace, v.model), []).append(v)
-                for i in whole:
-                    m = models[i]
-                    mine = candidates.get((m.namespace, m.name), [])
-                    staged = aliases_of[m.id].get(STAGING_ALIAS)
-                    if staged is not None and all(v.number != staged for v in mine):
-                        found = tx.get_version_by_ref(m.namespace, m.name, alias=STAGING_ALIAS)
-                        if found is not None:
-                            mine.append(found)
-                    mine.sort(key=lambda v: v.number, reverse=True)
-                    latest = []
-                    for stage in STAGES:
-                        pick = next((v for v in mine if stage_of(v) == stage), None)
-                        if pick is not None:
-                            latest.append(pick)
-                    out[i] = (aliases_of[m.id], latest)
+                found = summaries_in_tx(tx, [models[i] for i in whole])
+            for i, summary in zip(whole, found, strict=True):
+                out[i] = summary
         return [x for x in out if x is not None]
+
+    def model_summary(
+        self, name: str, *, namespace: str = DEFAULT_NAMESPACE, actor: Principal
+    ) -> tuple[Model, dict[str, int], list[Version]]:
+        """A model with its aliases and latest version per stage, as
+        :meth:`~modelyard.service.models.ModelUseCases.get_model` and
+        :meth:`stage_summaries` give them (MLflow's ``get_registered_model``),
+        read in one transaction where the reader sees the whole namespace.
+
+        Requires: read on the namespace (consume: the production view).
+        """
+        registry = cast("RegistryService", self)
+        if auth.require_readable(actor, namespace):
+            model = registry.get_model(name, namespace=namespace, actor=actor)
+            ((aliases, latest),) = self.stage_summaries([model], actor=actor)
+            return model, aliases, latest
+        with self.db.read() as tx:
+            model = tx.load_models([self.model_id(tx, namespace, name)])[0]
+            ((aliases, latest),) = summaries_in_tx(tx, [model])
+        return model, aliases, latest
+
+
+def summaries_in_tx(
+    tx: RegistryTx, models: Sequence[Model]
+) -> list[tuple[dict[str, int], list[Version]]]:
+    """:meth:`StageUseCases.stage_summaries` of ``models`` for a reader who sees
+    their whole namespaces, in ``tx``: two statements and one load for the page."""
+    ids = [m.id for m in models]
+    out: list[tuple[dict[str, int], list[Version]]] = []
+
+    aliases_of: dict[int, dict[str, int]] = {mid: {} for mid in ids}
+    for mid, alias, number in tx.aliases_of_models(ids):
+        aliases_of[mid][alias] = number
+    candidates: dict[tuple[str, str], list[Version]] = {}
+    for v in tx.load_versions(tx.newest_by_state(ids, 2)):
+        candidates.setdefault((v.namespace, v.model), []).append(v)
+    for m in models:
+        mine = candidates.get((m.namespace, m.name), [])
+        staged = aliases_of[m.id].get(STAGING_ALIAS)
+        if staged is not None and all(v.number != staged for v in mine):
+            found = tx.get_version_by_ref(m.namespace, m.name, alias=STAGING_ALIAS)
+            if found is not None:
+                mine.append(found)
+        mine.sort(key=lambda v: v.number, reverse=True)
+        latest = []
+        for stage in STAGES:
+            pick = next((v for v in mine if stage_of(v) == stage), None)
+            if pick is not None:
+                latest.append(pick)
+        out.append((aliases_of[m.id], latest))
+    return out

@@ -16,8 +16,9 @@ from __future__ import annotations
 import logging
 from typing import Any, Final
 
-from fastapi import FastAPI, Request
+from fastapi import Request
 from fastapi.exceptions import RequestValidationError
+from starlette.applications import Starlette
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
@@ -102,7 +103,7 @@ def mlflow_error(
         return JSONResponse(_json_safe(body, 0), status_code=status, headers=headers)
 
 
-def install_mlflow_error_handlers(app: FastAPI) -> None:
+def install_mlflow_error_handlers(app: Starlette) -> None:
     """Map every error of the door's app, framework ones and bugs too, to MLflow's body."""
 
     async def domain(_: Request, exc: Exception) -> Response:

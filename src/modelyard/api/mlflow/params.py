@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any, Final
+from urllib.parse import parse_qsl
 
 import orjson
 from fastapi import Request
@@ -66,7 +67,10 @@ class Params:
                 raise invalid("the request body must be a JSON object")
             return cls(body)
         lists: dict[str, list[str]] = {}
-        for key, value in request.query_params.multi_items():
+        # What ``request.query_params`` parses, without building its multidict
+        # (a tenth of a point read's CPU went to that object).
+        query = request.scope.get("query_string", b"").decode("latin-1")
+        for key, value in parse_qsl(query, keep_blank_values=True):
             lists.setdefault(key, []).append(value)
         return cls({k: v[-1] for k, v in lists.items()}, lists)
 

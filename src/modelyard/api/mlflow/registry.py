@@ -118,7 +118,8 @@ def _model_bodies(
 
 
 def _get_model_body(svc: RegistryService, name: str, namespace: str, who: Principal) -> Any:
-    return _model_bodies(svc, [svc.get_model(name, namespace=namespace, actor=who)], who)[0]
+    model, aliases, latest = svc.model_summary(name, namespace=namespace, actor=who)
+    return render.registered_model(model, aliases=aliases, latest=latest)
 
 
 # -- registered models ---------------------------------------------------------

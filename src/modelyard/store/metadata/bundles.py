@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from modelyard.domain.approvals import ApprovalState, Vote
 from modelyard.domain.bundles import BundleApproval
 from modelyard.store.metadata import tables as t
+from modelyard.store.metadata.alias_queries import AliasQueries
 from modelyard.store.metadata.engine import is_sqlite
 from modelyard.store.metadata.ports import (
     BundleAliasMoveRow,
@@ -184,10 +185,11 @@ class BundleApprovalQueries:
 class BoundBundles(BundleApprovalQueries):
     """Bundles, bundle versions and their members, in one transaction."""
 
-    __slots__ = ("_conn",)
+    __slots__ = ("_aliases", "_conn")
 
-    def __init__(self, conn: sa.Connection) -> None:
+    def __init__(self, conn: sa.Connection, aliases: AliasQueries) -> None:
         self._conn = conn
+        self._aliases = aliases
 
     def get(self, namespace: str, name: str) -> BundleRow | None:
         """A bundle by name, or None."""
@@ -280,13 +282,9 @@ class BoundBundles(BundleApprovalQueries):
 
     def following(self, namespace: str, model: str, alias: str) -> dict[int, list[str]]:
         """Bundle id -> its roles that follow ``namespace/model@alias``."""
-        f = t.bundle_follows.c
         out: dict[int, list[str]] = {}
-        for bid, role in self._conn.execute(
-            sa.select(f.bundle_id, f.role)
-            .where(f.namespace == namespace, f.model == model, f.alias == alias)
-            .order_by(f.bundle_id, f.role)
-        ):
+        values = {"ns": namespace, "model": model, "alias": alias}
+        for bid, role in self._aliases.following.all(self._conn, values):
             out.setdefault(int(bid), []).append(role)
         return out
 

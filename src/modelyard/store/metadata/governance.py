@@ -40,17 +40,7 @@ def policies_of_model(
     tx: Tx, model_id: int, purpose: str
 ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
     """(namespace rules, model rules) for a model, in one query."""
-    p, m = t.policies, t.models
-    rows = tx.conn.execute(
-        sa.select(p.c.model_key, p.c.rules).where(
-            p.c.namespace_id
-            == sa.select(m.c.namespace_id).where(m.c.id == model_id).scalar_subquery(),
-            p.c.model_key.in_([0, model_id]),
-            p.c.purpose == purpose,
-        )
-    ).all()
-    by_key = {r.model_key: dict(r.rules) for r in rows}
-    return by_key.get(0), by_key.get(model_id)
+    return tx.wq.aliases.policies_of_model(tx.conn, model_id, purpose)
 
 
 def model_policies_of_namespace(

@@ -17,6 +17,8 @@ from sqlalchemy.engine import Dialect
 from modelyard.domain.entities import FileEntry, Model, Version, VersionLink, VersionState
 from modelyard.domain.lifecycle import LATEST_STATES
 from modelyard.store.metadata import tables as t
+from modelyard.store.metadata.alias_queries import AliasQueries
+from modelyard.store.metadata.model_queries import ModelQueries
 from modelyard.store.metadata.prepared import Prepared, json_value
 
 _orig = t.versions.alias("orig")
@@ -538,6 +540,8 @@ class WriteQueries:
             )
             .returning(t.events.c.id)
         )
+        self.aliases = AliasQueries(dialect)
+        self.models = ModelQueries(dialect)
         self.get_idempotent = p(
             sa.select(t.idempotency_keys.c.request_hash, t.idempotency_keys.c.result_id).where(
                 t.idempotency_keys.c.scope == _B("scope"), t.idempotency_keys.c.key == _B("key")

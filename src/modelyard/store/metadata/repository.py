@@ -145,7 +145,7 @@ class Tx:
         """Bundles, bundle versions and members, in this transaction."""
         from modelyard.store.metadata.bundles import BoundBundles
 
-        return BoundBundles(self.conn)
+        return BoundBundles(self.conn, self.wq.aliases)
 
     @property
     def deployments(self) -> BoundDeployments:
@@ -158,12 +158,10 @@ class Tx:
 
     def get_namespace(self, name: str) -> Namespace | None:
         """A namespace by name."""
-        row = self.conn.execute(
-            sa.select(t.namespaces).where(t.namespaces.c.name == name)
-        ).one_or_none()
+        row = self.wq.models.namespace.one_or_none(self.conn, {"name": name})
         if row is None:
             return None
-        return Namespace(row.id, row.name, row.description, row.created_at)
+        return Namespace(int(row[0]), row[1], row[2], int(row[3]))
 
     def list_namespaces(self) -> list[Namespace]:
         """All namespaces by name."""
@@ -201,30 +199,24 @@ class Tx:
         actor: str,
     ) -> int:
         """Insert a model row with its tags; ``MODEL_ALREADY_EXISTS`` if taken."""
-        at = now_us()
-        try:
-            with self.conn.begin_nested():
-                mid: int = self.conn.execute(
-                    t.models.insert()
-                    .values(
-                        namespace_id=namespace_id,
-                        name=name,
-                        description=description,
-                        meta=meta,
-                        archived=False,
-                        last_version=0,
-                        created_by=actor,
-                        created_at=at,
-                        updated_at=at,
-                    )
-                    .returning(t.models.c.id)
-                ).scalar_one()
-        except SAIntegrityError:
+        row = self.wq.models.insert.one_or_none(
+            self.conn,
+            {
+                "namespace_id": namespace_id,
+                "name": name,
+                "description": description,
+                "meta": json_param(meta),
+                "actor": actor,
+                "at": now_us(),
+            },
+        )
+        if row is None:  # the name is taken (the insert did nothing)
             raise AlreadyExists(
                 f"model {name!r} already exists",
                 code="MODEL_ALREADY_EXISTS",
                 details={"name": name},
-            ) from None
+            )
+        mid = int(row[0])
         self.replace_model_tags(mid, tags)
         self.replace_model_meta(mid, meta)
         return mid
@@ -268,24 +260,19 @@ class Tx:
                 details={"name": new_name},
             ) from None
 
-    def _replace_rows(
-        self, table: sa.Table, owner: str, owner_id: int, rows: list[dict[str, Any]]
-    ) -> None:
-        """Replace every row of ``table`` that belongs to one owner with ``rows``."""
-        self.conn.execute(table.delete().where(table.c[owner] == owner_id))
-        if rows:
-            self.conn.execute(table.insert(), rows)
-
     def replace_model_tags(self, model_id: int, tags: dict[str, str]) -> None:
         """Set the model's tags to exactly ``tags``."""
-        rows = [{"model_id": model_id, "key": k, "value": v} for k, v in tags.items()]
-        self._replace_rows(t.model_tags, "model_id", model_id, rows)
+        q = self.wq.models
+        q.delete_tags.execute(self.conn, {"model_id": model_id})
+        q.insert_tag.execute_many(
+            self.conn, [{"model_id": model_id, "key": k, "value": v} for k, v in tags.items()]
+        )
 
     def replace_model_meta(self, model_id: int, meta: dict[str, Any]) -> None:
         """Re-index the model's metadata scalars."""
-        self._replace_rows(
-            t.model_meta, "model_id", model_id, _meta_rows("model_id", model_id, meta)
-        )
+        q = self.wq.models
+        q.delete_meta.execute(self.conn, {"model_id": model_id})
+        q.insert_meta.execute_many(self.conn, _meta_rows("model_id", model_id, meta))
 
     def count_versions_in_state(self, model_id: int, state: VersionState) -> int:
         """How many versions of a model are in ``state``."""
@@ -758,11 +745,8 @@ class Tx:
 
     def get_alias(self, model_id: int, alias: str) -> int | None:
         """The version id an alias points to, or None."""
-        return self.conn.execute(
-            sa.select(t.aliases.c.version_id).where(
-                t.aliases.c.model_id == model_id, t.aliases.c.name == alias
-            )
-        ).scalar_one_or_none()
+        row = self.wq.aliases.target.one_or_none(self.conn, {"mid": model_id, "alias": alias})
+        return None if row is None else int(row[0])
 
     def set_alias(
         self,
@@ -776,31 +760,21 @@ class Tx:
         reason: str,
     ) -> None:
         """Point (or with ``version_id=None`` remove) an alias, recording history."""
-        at = now_us()
-        self.conn.execute(
-            t.aliases.delete().where(t.aliases.c.model_id == model_id, t.aliases.c.name == alias)
-        )
+        q = self.wq.aliases
+        values = {
+            "mid": model_id,
+            "alias": alias,
+            "vid": version_id,
+            "from_number": from_number,
+            "to_number": to_number,
+            "actor": actor,
+            "reason": reason,
+            "at": now_us(),
+        }
+        q.delete.execute(self.conn, values)
         if version_id is not None:
-            self.conn.execute(
-                t.aliases.insert().values(
-                    model_id=model_id,
-                    name=alias,
-                    version_id=version_id,
-                    updated_by=actor,
-                    updated_at=at,
-                )
-            )
-        self.conn.execute(
-            t.alias_history.insert().values(
-                model_id=model_id,
-                name=alias,
-                from_version=from_number,
-                to_version=to_number,
-                actor=actor,
-                reason=reason,
-                at=at,
-            )
-        )
+            q.insert.execute(self.conn, values)
+        q.history.execute(self.conn, values)
 
     def alias_history(
         self, model_id: int, namespace: str, model: str, alias: str | None
