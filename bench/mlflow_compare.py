@@ -13,7 +13,8 @@ Phases (each: operations, seconds, ops/s, modelyard/MLflow ratio):
 create models, create versions, set aliases, get version by alias, get
 version (point reads), tag search, ``LIKE`` search, 8 concurrent writers
 creating versions of one model, and an artifact round trip (``--artifact-mib``,
-64 by default; the peak RSS of each server during it is printed).
+64 by default, several sizes allowed; the peak RSS of each server during each is
+printed).
 
 Per phase it also prints what explains the ratio on a noisy machine: the HTTP
 requests the client makes per operation (counted in the client), each
@@ -302,33 +303,36 @@ def workload(
     if not artifacts:
         return out
 
-    blob = scratch / "artifact.bin"
-    if not blob.exists():
-        with open(blob, "wb") as f:
-            for _ in range(args.artifact_mib):
-                f.write(os.urandom(1 << 20))
     eid = c.create_experiment(f"bench-{time.time_ns()}")
     rid = c.create_run(eid).info.run_id
+    for mib in args.artifact_mib:
+        blob = scratch / f"artifact-{mib}.bin"
+        if not blob.exists():
+            with open(blob, "wb") as f:
+                for _ in range(mib):
+                    f.write(os.urandom(1 << 20))
 
-    def artifact_round_trip() -> str:
-        c.log_artifact(rid, str(blob))
-        down = scratch / f"down-{time.time_ns()}"
-        got = Path(c.download_artifacts(rid, blob.name, str(down)))
-        digest = hashlib.sha256()
-        with open(got, "rb") as f:
-            while chunk := f.read(1 << 22):
-                digest.update(chunk)
-        shutil.rmtree(down)  # the next server's copy needs the disk space
-        return digest.hexdigest()
+        def artifact_round_trip(blob: Path = blob) -> str:
+            c.log_artifact(rid, str(blob))
+            down = scratch / f"down-{time.time_ns()}"
+            got = Path(c.download_artifacts(rid, blob.name, str(down)))
+            digest = hashlib.sha256()
+            with open(got, "rb") as f:
+                while chunk := f.read(1 << 22):
+                    digest.update(chunk)
+            shutil.rmtree(down)  # the next server's copy needs the disk space
+            return digest.hexdigest()
 
-    with RssSampler(meter) as rss:  # type: ignore[arg-type]
-        phase(f"artifact {args.artifact_mib} MiB up+down", 1, artifact_round_trip)
-    art = out[f"artifact {args.artifact_mib} MiB up+down"]
-    print(
-        f"artifact round trip at {url}: {art.seconds:.2f} s, server CPU {art.server_cpu_s:.2f} s,"
-        f" client CPU {art.client_cpu_s:.2f} s, server peak RSS {rss.peak_kib / 1024:.0f} MiB",
-        flush=True,
-    )
+        label = f"artifact {mib} MiB up+down"
+        with RssSampler(meter) as rss:  # type: ignore[arg-type]
+            phase(label, 1, artifact_round_trip)
+        art = out[label]
+        print(
+            f"artifact {mib} MiB round trip at {url}: {art.seconds:.2f} s, server CPU"
+            f" {art.server_cpu_s:.2f} s, client CPU {art.client_cpu_s:.2f} s, server peak RSS"
+            f" {rss.peak_kib / 1024:.0f} MiB",
+            flush=True,
+        )
     return out
 
 
@@ -403,7 +407,13 @@ def main() -> None:
     ap.add_argument("--versions", type=int, default=5)
     ap.add_argument("--searches", type=int, default=20)
     ap.add_argument("--concurrent", type=int, default=25, help="versions per writer (8 writers)")
-    ap.add_argument("--artifact-mib", type=int, default=64)
+    ap.add_argument(
+        "--artifact-mib",
+        type=int,
+        nargs="+",
+        default=[64],
+        help="artifact round trips, one per size (e.g. --artifact-mib 100 1024)",
+    )
     ap.add_argument("--mlflow-venv", type=Path, default=Path("/work/mlflow-venv"))
     ap.add_argument(
         "--only-modelyard",
