@@ -247,3 +247,42 @@ def test_a_server_without_direct_transfers_takes_the_bytes_itself(
         assert r.json() == {"mode": "proxy"}
         r = c.post(f"/api/v1/blobs/uploads/1-{'a' * 32}/complete", json={"digest": "0" * 64})
         assert r.status_code == 404 and r.json()["error"]["code"] == "UPLOAD_NOT_FOUND"
+
+
+def test_a_direct_pull_reads_the_store_and_says_when_it_refuses(
+    s3_live: tuple[str, str], s3_server: S3Server, tmp_path: Path
+) -> None:
+    """The SDK pulls a file straight from the store's presigned URL (read
+    into its buffers off the socket, as a proxied pull is) and checks its
+    digest; a store that refuses the GET is STORAGE_UNAVAILABLE naming the
+    HTTP status, never a half-written file."""
+    url, bucket = s3_live
+    name = "p" + uuid.uuid4().hex[:8]
+    data = os.urandom(300_000)
+    (tmp_path / "m.bin").write_bytes(data)
+    digest = hashlib.sha256(data).hexdigest()
+    with Registry(url, cache_dir=tmp_path / "cache") as reg:
+        reg.create_model(name)
+        v = reg.push(name, tmp_path / "m.bin")
+        before = s3_server.log.read_text(errors="replace").count(f"GET /{bucket}/registry/sha256/")
+        out = reg.pull(f"{name}/{v.version}", tmp_path / "out")
+        assert (out / "m.bin").read_bytes() == data
+        log = s3_server.log.read_text(errors="replace")
+        assert log.count(f"GET /{bucket}/registry/sha256/") > before
+        # The object goes behind the registry's back: the store answers 404.
+        s3 = s3_server.client()
+        keys = [
+            o["Key"]
+            for o in s3.list_objects_v2(Bucket=bucket, Prefix="registry/sha256/")["Contents"]
+            if o["Key"].endswith(digest)
+        ]
+        assert keys
+        for key in keys:
+            s3.delete_object(Bucket=bucket, Key=key)
+    with (
+        Registry(url, cache_dir=tmp_path / "cache2") as reg,
+        pytest.raises(ModelyardError) as err,
+    ):
+        reg.pull(f"{name}/{v.version}", tmp_path / "out2")
+    assert err.value.code == "STORAGE_UNAVAILABLE" and "HTTP 4" in str(err.value), err.value
+    assert not (tmp_path / "out2" / "m.bin").exists()

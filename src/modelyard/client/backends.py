@@ -27,7 +27,7 @@ from modelyard.client.families import EmbeddedFamilies, FamilyBackend, RemoteFam
 from modelyard.client.governance import EmbeddedGovernance, GovernanceBackend, RemoteGovernance
 from modelyard.client.rawhttp import BodyFetcher
 from modelyard.client.transfer import Progress, check_stored_digest, iter_file, pour
-from modelyard.domain.errors import IntegrityError, NotFound, StorageUnavailable
+from modelyard.domain.errors import IntegrityError, ModelyardError, NotFound, StorageUnavailable
 from modelyard.domain.identity import Principal
 from modelyard.domain.references import Reference
 from modelyard.hashio import HashingSink
@@ -494,6 +494,8 @@ class RemoteBackend(RemoteGovernance, RemoteFamilies, RemoteBundles, RemoteDeplo
                     pour(sink, resp.iter_raw(), progress)
                     return
                 location = resp.headers["location"]
+            if self._fetcher is not None and self._fetch_from_store(location, sink, progress):
+                return
             # Straight from the store, with a client of its own (no token).
             with (
                 httpx.Client(timeout=self.http.timeout) as store,
@@ -517,6 +519,35 @@ class RemoteBackend(RemoteGovernance, RemoteFamilies, RemoteBundles, RemoteDeplo
                 else resp.iter_bytes(1 << 20)
             )
             pour(sink, chunks, progress)
+
+    def _fetch_from_store(
+        self, location: str, sink: HashingSink, progress: Progress | None
+    ) -> bool:
+        """Read a presigned download straight from the socket, as a proxied
+        one is (``rawhttp``): through httpx a 1 GiB direct pull took 4.0 s and
+        3.2 s of client CPU against 3.3 s and 1.8 s proxied (moto,
+        ``bench/transfer_s3.py``). No token goes to the store. False where
+        httpx must carry it (a proxy from the environment applies)."""
+        url = httpx.URL(location)
+        origin = f"{url.scheme}://{url.netloc.decode('ascii')}"
+        fetcher = BodyFetcher.for_url(origin, {}, self.http.timeout.read or 300.0)
+        if fetcher is None:
+            return False
+        target = url.raw_path.decode("ascii")
+        try:
+            fetcher.fetch(target, sink, progress)
+        except ModelyardError as exc:
+            status = exc.details.get("status")
+            if exc.code == "UNREACHABLE":
+                raise StorageUnavailable(
+                    f"cannot reach the blob store: {exc}",
+                    details={"operation": "direct download"},
+                ) from exc
+            raise StorageUnavailable(
+                f"the blob store refused the download (HTTP {status})",
+                details={"operation": "direct download", "status": status},
+            ) from exc
+        return True
 
     def whoami(self) -> Wire:
         """GET /whoami."""
