@@ -238,3 +238,47 @@ def test_both_directions_with_rest_v1_and_the_sdk(
     seen = {(e["type"], e["subject"]) for e in events}
     assert ("version.created", f"default/{model_name}/1") in seen
     assert ("alias.moved", f"default/{model_name}@champion") in seen
+
+
+def test_repeated_searches_follow_every_write(mlflow_client: MlflowClient, model_name: str) -> None:
+    """Search answers are kept per data revision (``answer_at_revision``):
+    each search below runs twice, the second from what was kept, and every
+    kind of write in between shows at once."""
+    c = mlflow_client
+    team = f"team-{model_name}"
+
+    def models(flt: str) -> list[tuple[str, dict[str, str], list[str]]]:
+        out = []
+        for _ in range(2):
+            found = c.search_registered_models(flt, max_results=100)
+            out.append(
+                sorted(
+                    (m.name, dict(m.aliases), sorted(v.version for v in m.latest_versions or []))
+                    for m in found
+                )
+            )
+        assert out[0] == out[1]
+        return out[0]
+
+    def versions(flt: str) -> list[tuple[str, dict[str, str]]]:
+        out = []
+        for _ in range(2):
+            found = c.search_model_versions(flt, max_results=100)
+            out.append(sorted((v.version, dict(v.tags)) for v in found))
+        assert out[0] == out[1]
+        return out[0]
+
+    c.create_registered_model(model_name, tags={"team": team})
+    c.create_model_version(model_name, "s3://b/x", tags={"k": "1"})
+    assert models(f"tags.team = '{team}'") == [(model_name, {}, ["1"])]
+    c.create_model_version(model_name, "s3://b/x", tags={"k": "2"})
+    assert models(f"tags.team = '{team}'") == [(model_name, {}, ["2"])]
+    c.set_registered_model_alias(model_name, "champion", "1")
+    assert models(f"tags.team = '{team}'") == [(model_name, {"champion": "1"}, ["2"])]
+    c.set_registered_model_tag(model_name, "team", "other")
+    assert models(f"tags.team = '{team}'") == []
+    assert versions(f"name = '{model_name}'") == [("1", {"k": "1"}), ("2", {"k": "2"})]
+    c.set_model_version_tag(model_name, "2", "k", "two")
+    assert versions(f"name = '{model_name}'") == [("1", {"k": "1"}), ("2", {"k": "two"})]
+    c.delete_model_version(model_name, "1")
+    assert versions(f"name = '{model_name}'") == [("2", {"k": "two"})]

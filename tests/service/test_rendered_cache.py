@@ -224,3 +224,58 @@ def test_revision_cache_keeps_one_revision() -> None:
     assert cache.get_many(6, [3, 4, 5, 6]) == {4: "d", 5: "e", 6: "f"}
     with pytest.raises(ValueError):
         RevisionCache[str](capacity=0)
+
+
+# -- answers kept per revision (answer_at_revision, the MLflow door's searches) --
+
+
+def test_an_answer_is_kept_until_the_next_write_and_per_view(svc: Services) -> None:
+    """The same key at the same revision gives back the kept answer (not a
+    new computation); any write computes it again; callers of different
+    roles never share answers; a consumer is never served from the cache."""
+    reg = svc.registry
+    cache: RevisionCache[dict[str, int]] = RevisionCache()
+    calls: list[str] = []
+
+    def compute(tag: str) -> Callable[[], dict[str, int]]:
+        def run() -> dict[str, int]:
+            calls.append(tag)
+            return {"n": len(reg.search_versions(None, actor=ADMIN, page_size=1000).items)}
+
+        return run
+
+    first = reg.answer_at_revision(cache, "k", compute("a"), actor=ADMIN)
+    again = reg.answer_at_revision(cache, "k", compute("b"), actor=ADMIN)
+    assert again is first and calls == ["a"]
+    # Another key, and another view of the same key: computed on their own.
+    reg.answer_at_revision(cache, "other", compute("c"), actor=ADMIN)
+    reader = reg.answer_at_revision(cache, "k", compute("d"), actor=READER)
+    assert reader is not first and calls == ["a", "c", "d"]
+    assert reg.answer_at_revision(cache, "k", compute("e"), actor=READER) is reader
+    # A consumer: computed every time, never stored.
+    for tag in ("f", "g"):
+        reg.answer_at_revision(cache, "k", compute(tag), actor=CONSUMER)
+    assert calls == ["a", "c", "d", "f", "g"]
+    # Any write moves the revision on: computed again, and the new count shows.
+    reg.create_version("m", VersionSpec(), actor=ADMIN)
+    after = reg.answer_at_revision(cache, "k", compute("h"), actor=ADMIN)
+    assert calls[-1] == "h" and after["n"] == first["n"] + 1
+
+
+def test_an_answer_computed_across_a_write_is_not_kept(svc: Services) -> None:
+    """A write committed while the answer was computed: the answer may mix
+    the two revisions, so it is returned but not kept."""
+    reg = svc.registry
+    cache: RevisionCache[int] = RevisionCache()
+    calls: list[int] = []
+
+    def compute() -> int:
+        calls.append(1)
+        if len(calls) == 1:
+            reg.create_version("m", VersionSpec(), actor=ADMIN)
+        return len(calls)
+
+    assert reg.answer_at_revision(cache, "k", compute, actor=ADMIN) == 1
+    assert reg.answer_at_revision(cache, "k", compute, actor=ADMIN) == 2
+    assert reg.answer_at_revision(cache, "k", compute, actor=ADMIN) == 2
+    assert len(calls) == 2

@@ -19,7 +19,7 @@ of writes a page costs what it did without the cache plus one index seek.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -29,7 +29,8 @@ DEFAULT_CAPACITY = 8192
 
 
 class RevisionCache(Generic[T]):
-    """Values by id, all of one database revision; thread-safe.
+    """Values by key (a version id, or any hashable key of an answer), all of
+    one database revision; thread-safe.
 
     Entries of an older revision are never returned: storing values of a
     newer revision drops every older entry, and values of an older revision
@@ -42,7 +43,7 @@ class RevisionCache(Generic[T]):
             raise ValueError("capacity must be positive")
         self.capacity = capacity
         self._revision = -1
-        self._items: dict[int, T] = {}
+        self._items: dict[Hashable, T] = {}
         self._lock = threading.Lock()
 
     @property
@@ -53,7 +54,7 @@ class RevisionCache(Generic[T]):
     def __len__(self) -> int:
         return len(self._items)
 
-    def get_many(self, revision: int, ids: Iterable[int]) -> dict[int, T]:
+    def get_many(self, revision: int, ids: Iterable[Hashable]) -> dict[Hashable, T]:
         """The entries of ``ids`` rendered at ``revision`` (others are left out)."""
         with self._lock:
             if revision != self._revision:
@@ -61,7 +62,7 @@ class RevisionCache(Generic[T]):
             items = self._items
             return {i: items[i] for i in ids if i in items}
 
-    def put_many(self, revision: int, values: Mapping[int, T]) -> None:
+    def put_many(self, revision: int, values: Mapping[Hashable, T]) -> None:
         """Store ``values``, rendered at ``revision``."""
         with self._lock:
             if revision < self._revision:
@@ -77,9 +78,9 @@ class RevisionCache(Generic[T]):
                     del items[key]
 
 
-def _first(items: dict[int, T], n: int) -> Sequence[int]:
+def _first(items: dict[Hashable, T], n: int) -> Sequence[Hashable]:
     """The ``n`` oldest keys (dicts keep insertion order)."""
-    out: list[int] = []
+    out: list[Hashable] = []
     for key in items:
         if len(out) == n:
             break

@@ -3,7 +3,7 @@ a time, limited to what the caller may see; and the raw event list."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import Any, Literal, TypeVar
 
 from modelyard.domain import filters
@@ -92,13 +92,59 @@ class SearchUseCases(RegistryCore):
             found = cache.get_many(revision, ids)
             missing = [i for i in ids if i not in found]
             if missing:
-                fresh = {v.id: render(v) for v in tx.load_versions(missing)}
+                fresh: dict[Hashable, T] = {v.id: render(v) for v in tx.load_versions(missing)}
                 # On PostgreSQL (read committed) each statement reads the
                 # newest commit: store only what was loaded at ``revision``.
                 if tx.data_revision() == revision:
                     cache.put_many(revision, fresh)
                 found.update(fresh)
             return Page([found[i] for i in ids if i in found], token)
+
+    def answer_at_revision(
+        self,
+        cache: RevisionCache[T],
+        key: Hashable,
+        compute: Callable[[], T],
+        *,
+        actor: Principal,
+    ) -> T:
+        """``compute()``, the answer to a read that depends only on the data
+        and on ``key``, kept in ``cache`` for the data revision it was
+        computed at (see :mod:`~modelyard.service.rendered`).
+
+        The revision (newest event id) is read before and after ``compute``:
+        equal, no write committed in between (every write records an event),
+        so every transaction ``compute`` opened read exactly that revision's
+        data and the answer is stored under it. A later call at the same
+        revision gets it back for the cost of one read; any write moves the
+        revision on. The key is made per view: a caller who reads everything
+        shares answers with the others who do, anyone else only with callers
+        of the same roles; callers who see versions through the production
+        view (trimmed per caller) are never served from the cache.
+        """
+        if not _sees_whole_versions(actor):
+            return compute()
+        view = (
+            "*"
+            if actor.reads_everything
+            else tuple(
+                sorted((ns, tuple(sorted(r.value for r in rs))) for ns, rs in actor.roles.items())
+            )
+        )
+        full = (key, view)
+        with self.db.read() as tx:
+            before = tx.data_revision()
+        if before is None:  # pragma: no cover - a read transaction has one
+            return compute()
+        found = cache.get_many(before, (full,))
+        if full in found:
+            return found[full]
+        value = compute()
+        with self.db.read() as tx:
+            after = tx.data_revision()
+        if after == before:
+            cache.put_many(before, {full: value})
+        return value
 
     def search_models(
         self,

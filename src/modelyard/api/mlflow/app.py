@@ -33,7 +33,7 @@ from __future__ import annotations
 import base64
 import binascii
 import inspect
-from typing import Final
+from typing import Any, Final
 
 from fastapi import APIRouter, FastAPI
 from fastapi.routing import APIRoute
@@ -51,6 +51,7 @@ from modelyard.api.mlflow import (
     webhooks,
 )
 from modelyard.api.mlflow.errors import install_mlflow_error_handlers
+from modelyard.service.rendered import RevisionCache
 
 PREFIXES: Final = ("/api/2.0", "/ajax-api/2.0")
 V3_PREFIXES: Final = ("/api/3.0", "/ajax-api/3.0")
@@ -160,6 +161,8 @@ def install_mlflow(app: FastAPI) -> None:
     door prefix, so the order changes no answer; a REST v1 request pays four
     prefix checks.
     """
+    # Search answers by data revision (registry._answer).
+    app.state.mlflow_answers = RevisionCache[dict[str, Any]](capacity=256)
     door = build_mlflow_app(app)
     v3 = build_mlflow_app(app, V3_ROUTERS)
     mounts = [Mount(prefix, app=door) for prefix in PREFIXES]

