@@ -394,10 +394,10 @@ class _Compiler:
         OR/NOT like any other. Aliases keep it from correlating with the
         ``models`` join of the name sort.
         """
-        m = self.alias(t.models)
         if cmp.field.key == "name":
-            inner = sa.select(m.c.id).where(self.apply(m.c.name, cmp.op, cmp.value))
+            inner = self.models_named(cmp)
         else:
+            m = self.alias(t.models)
             ns = self.alias(t.namespaces)
             inner = (
                 sa.select(m.c.id)
@@ -411,6 +411,11 @@ class _Compiler:
         selective = cmp.field.key == "name" and cmp.op in ("=", "IN")
         model_id = t.versions.c.model_id
         return (model_id if selective else self.walk_only(model_id)).in_(inner)
+
+    def models_named(self, cmp: Comparison) -> sa.Select[tuple[Any]]:
+        """The ids of the models whose name satisfies ``cmp`` (a ``name`` term)."""
+        m = self.alias(t.models)
+        return sa.select(m.c.id).where(self.apply(m.c.name, cmp.op, cmp.value))
 
     def namespace(self, name: str) -> sa.ColumnElement[bool]:
         """The ``namespace=`` argument: the same as the filter ``namespace = name``."""
@@ -1031,10 +1036,8 @@ def _driver_candidate(compiler: _Compiler, term: Node) -> tuple[sa.Select[tuple[
             table.c.key == term.field.key, compiler.apply(table.c.value, op, term.value)
         )
         return ids, RARE_CAP
-    m = compiler.alias(t.models)
     v = compiler.alias(t.versions)
-    names = sa.select(m.c.id).where(compiler.apply(m.c.name, op, term.value))
-    return sa.select(v.c.id).where(v.c.model_id.in_(names)), NAME_CAP
+    return sa.select(v.c.id).where(v.c.model_id.in_(compiler.models_named(term))), NAME_CAP
 
 
 def _without(node: Node, term: Node) -> Node | None:
@@ -1213,12 +1216,7 @@ def _names_listed(
             continue
         assert conn is not None, "a static plan (_static_plan) has no name term here"
         assert isinstance(term, Comparison)
-        m = compiler.alias(t.models)
-        found = conn.execute(
-            sa.select(m.c.id)
-            .where(compiler.apply(m.c.name, term.op, term.value))
-            .limit(NAME_MODELS_CAP + 1)
-        ).scalars()
+        found = conn.execute(compiler.models_named(term).limit(NAME_MODELS_CAP + 1)).scalars()
         ids = [int(i) for i in found]
         if len(ids) > NAME_MODELS_CAP:
             continue
