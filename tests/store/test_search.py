@@ -8,6 +8,7 @@ semantics, not against what the SQL happens to do.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import operator
 import random
@@ -1299,6 +1300,25 @@ def test_common_tag_under_a_metric_order_is_an_in_memory_list(
     assert "LIST SUBQUERY" not in plan, plan
 
 
+@contextlib.contextmanager
+def _statements(engine: sa.Engine) -> Iterator[list[str]]:
+    """Every statement ``engine`` runs meanwhile, whitespace collapsed."""
+    seen: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        seen.append(" ".join(statement.split()))
+
+    sa.event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", record)
+
+
+def _counts(statements: list[str]) -> list[str]:
+    return [s for s in statements if "count(" in s.lower()]
+
+
 def _planning_fetches(
     engine: sa.Engine, data: Data, text: str, monkeypatch: pytest.MonkeyPatch
 ) -> list[str]:
@@ -1306,20 +1326,11 @@ def _planning_fetches(
     key/value term's matches with their created_at (``_rare_driver``), with
     RARE_CAP = 5; the pages still equal the reference."""
     monkeypatch.setattr(search_module, "RARE_CAP", 5)
-    seen: list[str] = []
-
-    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        flat = " ".join(statement.split())
-        if re.search(r"SELECT version_(tags|metrics)\.version_id, version_\w+\.created_at", flat):
-            seen.append(flat)
-
-    sa.event.listen(engine, "before_cursor_execute", record)
-    try:
+    with _statements(engine) as seen:
         ids = all_version_ids(engine, text, order="created DESC", limit=2)
-    finally:
-        sa.event.remove(engine, "before_cursor_execute", record)
     assert ids == expected_version_order(data, text, "created DESC")
-    return seen
+    fetch = re.compile(r"SELECT version_(tags|metrics)\.version_id, version_\w+\.created_at")
+    return [s for s in seen if fetch.search(s)]
 
 
 def test_terms_are_counted_and_only_the_driver_is_fetched(
@@ -1339,18 +1350,9 @@ def test_terms_are_counted_and_only_the_driver_is_fetched(
     fetched = _planning_fetches(engine, data, one_rare, monkeypatch)
     assert fetched and all("version_metrics" in s for s in fetched), fetched
     # The only term: fetched at once, never counted first.
-    counts: list[str] = []
-
-    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        if "count(" in statement.lower():
-            counts.append(statement)
-
-    sa.event.listen(engine, "before_cursor_execute", record)
-    try:
+    with _statements(engine) as seen:
         assert _planning_fetches(engine, data, "metrics.acc >= 1.0", monkeypatch)
-    finally:
-        sa.event.remove(engine, "before_cursor_execute", record)
-    assert counts == []
+    assert _counts(seen) == []
 
 
 def test_postgresql_counts_no_lone_name_term(engine: sa.Engine, data: Data) -> None:
@@ -1358,19 +1360,11 @@ def test_postgresql_counts_no_lone_name_term(engine: sa.Engine, data: Data) -> N
     so a filter whose only indexable term is one is not counted: ``name LIKE
     'm12%'`` counted 11,100 of 1M versions a page for nothing. SQLite counts
     it to choose between walking and driving."""
-    counts: list[str] = []
-
-    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        if "count(" in statement.lower():
-            counts.append(statement)
-
     text = "name LIKE 'fr%' AND state != 'draft'"
-    sa.event.listen(engine, "before_cursor_execute", record)
-    try:
+    with _statements(engine) as seen:
         ids = all_version_ids(engine, text, limit=2)
-    finally:
-        sa.event.remove(engine, "before_cursor_execute", record)
     assert ids == expected_version_order(data, text, None) and ids
+    counts = _counts(seen)
     if engine.dialect.name == "postgresql":
         assert counts == []
     else:
@@ -1388,19 +1382,11 @@ def test_postgresql_lists_a_name_terms_models(
     (``name LIKE 'm12%'`` at 1M versions: 29,883 buffers, 40 ms, against 270
     and 2 ms). Past NAME_MODELS_CAP models the subquery stays. Same pages."""
     monkeypatch.setattr(search_module, "NAME_MODELS_CAP", cap)
-    pages: list[str] = []
-
-    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        if "LIMIT" in statement and "versions.id" in statement:
-            pages.append(" ".join(statement.split()))
-
     text = "name LIKE 'fr%' AND metrics.acc > 0.1"
-    sa.event.listen(engine, "before_cursor_execute", record)
-    try:
+    with _statements(engine) as seen:
         ids = all_version_ids(engine, text, order=order, limit=2)
-    finally:
-        sa.event.remove(engine, "before_cursor_execute", record)
     assert ids == expected_version_order(data, text, order) and ids
+    pages = [s for s in seen if "LIMIT" in s and "versions.id" in s]
     listed = [p for p in pages if "model_id = ANY" in p]
     if engine.dialect.name == "postgresql" and cap:
         assert listed and all("LIKE" not in p for p in listed), pages
