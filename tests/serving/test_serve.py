@@ -204,6 +204,11 @@ def test_metrics_and_private_cache(served: Served) -> None:
         "inputs": [{"name": "X", "datatype": "FP32", "shape": [1, 4], "data": rows[0].tolist()}]
     }
     assert httpx.post(f"{served.url}/v2/models/{served.onnx_name}/infer", json=body).is_success
+    # An error of its own to count: the tests that send bad tensors may run
+    # on another xdist worker, against that worker's server.
+    bad = {"inputs": [{**body["inputs"][0], "shape": [2, 4]}]}
+    r = httpx.post(f"{served.url}/v2/models/{served.onnx_name}/infer", json=bad)
+    assert r.status_code == 400 and r.json()["code"] == "INVALID_TENSOR", r.text
     text = httpx.get(f"{served.url}/metrics").text
     name = served.onnx_name
     assert f'modelyard_serving_requests_total{{model="{name}",status="200",version="2"}}' in text
