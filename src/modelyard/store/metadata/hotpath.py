@@ -205,9 +205,7 @@ class HotQueries:
             .where(self._in_ids(t.aliases.c.model_id))
             .order_by(t.aliases.c.model_id, t.aliases.c.name)
         )
-        self._dialect = dialect
-        # newest_by_state's statement for n models, built on first use of each n.
-        self._newest: dict[int, Prepared] = {}
+        self.newest = p(self._newest_statement())
         self.rows = p(VERSION_SELECT.where(self._in_ids(t.versions.c.id)))
         # The database revision (``Tx.data_revision``).
         self.newest_event = p(sa.select(sa.func.max(t.events.c.id)))
@@ -258,37 +256,64 @@ class HotQueries:
         """Ids of each model's ``k`` highest-numbered versions in each state.
 
         One ``ORDER BY number DESC LIMIT k`` probe per (model, state) on the
-        ``(model_id, state, number)`` index, joined with UNION ALL, so the cost
-        is models x states x ``k`` rows however many versions the models have.
-        The statement for ``n`` models is compiled once (models and states are
-        parameters): building and compiling 40 probes per call cost ~20 ms a
-        page of 10 models, 20 times what SQLite takes to answer them.
+        ``(model_id, state, number)`` index, so the cost is models x states x
+        ``k`` rows however many versions the models have. The models and
+        states are bound lists, so one statement serves every page: it was a
+        UNION ALL of a probe per (model, state), compiled once per number of
+        models, and the first page of 20 models spent ~40 ms compiling it
+        (py-spy, issue 10's tag search), then ~120 µs answering.
         """
-        n = len(model_ids)
-        stmt = self._newest.get(n)
-        if stmt is None:
-            v = t.versions
-            probes = [
-                sa.select(v.c.id)
-                .where(v.c.model_id == _B(f"m{i}"), v.c.state == _B(f"s{j}"))
-                .order_by(v.c.number.desc())
+        if not model_ids:
+            return []
+        values = self._ids(model_ids)
+        states = [state.value for state in VersionState]
+        values["states"] = orjson.dumps(states).decode() if self.sqlite else states
+        values["k"] = k
+        values["o"] = 0
+        return [int(r[0]) for r in self.newest.all(conn, values)]
+
+    def _newest_statement(self) -> sa.Select[Any]:
+        """:meth:`newest_by_state`'s statement: the probe is a correlated
+        subquery, run once per (model, state) pair of the two bound lists.
+
+        SQLite has no ``LATERAL``; it runs a correlated ``IN (subquery)`` per
+        outer row and looks each id up by rowid (``CORRELATED LIST
+        SUBQUERY``). PostgreSQL would plan that as a filter over every
+        version, so there the probe is a ``LATERAL`` subquery.
+        """
+        p = t.versions.alias("p")
+
+        def probe(model: sa.ColumnElement[Any], state: sa.ColumnElement[Any]) -> sa.Select[Any]:
+            return (
+                sa.select(p.c.id)
+                .where(p.c.model_id == model, p.c.state == state)
+                .order_by(p.c.number.desc())
                 .limit(_B("k", type_=sa.Integer()))
                 # Named, or SQLite's compiler adds an anonymous ``OFFSET 0``.
                 .offset(_B("o", type_=sa.Integer()))
-                .subquery()
-                for i in range(n)
-                for j in range(len(VersionState))
-            ]
-            terms = [sa.select(probe.c.id) for probe in probes]
-            stmt = Prepared(
-                terms[0] if n == 1 and len(terms) == 1 else sa.union_all(*terms), self._dialect
             )
-            self._newest[n] = stmt
-        values: dict[str, Any] = {f"m{i}": mid for i, mid in enumerate(model_ids)}
-        values.update({f"s{j}": state.value for j, state in enumerate(VersionState)})
-        values["k"] = k
-        values["o"] = 0
-        return [int(r[0]) for r in stmt.all(conn, values)]
+
+        if self.sqlite:
+            m = sa.func.json_each(_B("ids", type_=sa.Text())).table_valued("value").alias("m")
+            s = sa.func.json_each(_B("states", type_=sa.Text())).table_valued("value").alias("s")
+            v = t.versions
+            return sa.select(v.c.id).select_from(
+                m.join(s, sa.true()).join(v, v.c.id.in_(probe(m.c.value, s.c.value)))
+            )
+        from sqlalchemy.dialects.postgresql import ARRAY
+
+        m = (
+            sa.func.unnest(_B("ids", type_=ARRAY(sa.BigInteger())))
+            .table_valued("value")
+            .render_derived(name="m")
+        )
+        s = (
+            sa.func.unnest(_B("states", type_=ARRAY(sa.Text())))
+            .table_valued("value")
+            .render_derived(name="s")
+        )
+        newest = probe(m.c.value, s.c.value).lateral("newest")
+        return sa.select(newest.c.id).select_from(m.join(s, sa.true()).join(newest, sa.true()))
 
     def _in_ids(self, col: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
         """``col`` is one of the ids bound as ``ids`` (see :meth:`_ids`)."""

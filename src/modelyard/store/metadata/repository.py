@@ -62,7 +62,6 @@ T = TypeVar("T")
 __all__ = ["EVENT_ORDER_LOCK", "MetadataStore", "Tx", "now_us"]
 
 EVENT_ORDER_LOCK = 7400212
-_PROBES_PER_STATEMENT = 400  # UNION ALL terms per statement (SQLite allows 500)
 """PostgreSQL advisory lock key that orders event inserts by commit."""
 
 
@@ -725,13 +724,7 @@ class Tx:
         """Ids of each model's ``per_state`` highest-numbered versions in each
         state, for a page of models (stages, issue 10); the probes are
         :meth:`HotQueries.newest_by_state`'s."""
-        unique = list(dict.fromkeys(model_ids))
-        per_statement = _PROBES_PER_STATEMENT // len(VersionState)
-        out: list[int] = []
-        # SQLite caps a compound SELECT at 500 terms.
-        for i in range(0, len(unique), per_statement):
-            out += self.hot.newest_by_state(self.conn, unique[i : i + per_statement], per_state)
-        return out
+        return self.hot.newest_by_state(self.conn, list(dict.fromkeys(model_ids)), per_state)
 
     def model_aliases(self, model_id: int) -> list[tuple[str, int, int]]:
         """Every alias of a model as (alias, version id, version number), by alias."""
