@@ -67,6 +67,8 @@ def _announce(settings: Settings) -> None:
 def _uvicorn_config(app: ASGIApp, settings: Settings) -> uvicorn.Config:
     import uvicorn
 
+    from modelyard.coalesce import CoalescingHttpToolsProtocol
+
     return uvicorn.Config(
         app,
         host=settings.host,
@@ -74,7 +76,11 @@ def _uvicorn_config(app: ASGIApp, settings: Settings) -> uvicorn.Config:
         log_level=settings.log_level,
         access_log=False,
         loop="uvloop",
-        http="httptools",
+        # Each answer's head and body in one write (``modelyard/coalesce.py``).
+        http=CoalescingHttpToolsProtocol,
+        # No ``server: uvicorn`` line: it tells a caller nothing it needs, and
+        # every client parses each header line of every answer.
+        server_header=False,
         timeout_graceful_shutdown=5,
     )
 

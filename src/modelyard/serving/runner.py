@@ -202,6 +202,8 @@ def serve(options: ServeOptions) -> None:
     """Load, then run the HTTP server until interrupted (one process, one event loop)."""
     import uvicorn
 
+    from modelyard.coalesce import CoalescingHttpToolsProtocol
+
     cache = serving_cache(options.cache_dir)
     registry = Registry(options.registry, token=options.token, cache_dir=cache)
     try:
@@ -229,7 +231,8 @@ def serve(options: ServeOptions) -> None:
             log_level=options.log_level,
             access_log=False,
             loop="uvloop",
-            http="httptools",
+            # Each answer's head and body in one write (``modelyard/coalesce.py``).
+            http=CoalescingHttpToolsProtocol,
             lifespan="on",
             server_header=False,
             date_header=False,
