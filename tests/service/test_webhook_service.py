@@ -5,6 +5,7 @@ No HTTP here: attempts are recorded from outcomes, so the rules are checked alon
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +15,9 @@ import pytest
 from modelyard.composition import build_services
 from modelyard.domain.identity import Principal
 from modelyard.domain.webhooks import AttemptOutcome
+from modelyard.events import dispatcher as dispatcher_module
+from modelyard.events.dispatcher import Dispatcher
+from modelyard.events.sender import WebhookSender
 from modelyard.service.destinations import DestinationGuard
 from modelyard.service.registry import RegistryService
 from modelyard.service.webhooks import WebhookPolicy, WebhookService
@@ -117,8 +121,6 @@ def test_old_finished_deliveries_are_pruned_pending_and_recent_stay(
     services: tuple[RegistryService, WebhookService],
 ) -> None:
     """Issue 9: retention for deliveries and attempts."""
-    from modelyard.events.dispatcher import Dispatcher
-    from modelyard.events.sender import WebhookSender
     from modelyard.store.metadata.repository import now_us
 
     reg, hooks = services
@@ -171,3 +173,64 @@ def test_old_finished_deliveries_are_pruned_pending_and_recent_stay(
     assert WebhookPolicy.from_settings(Settings(delivery_retention_days=2)).delivery_retention == (
         2 * 86400.0
     )
+
+
+class _Rounds(threading.Event):
+    """The dispatcher's stop event, recording each pause its loop asks for and
+    stopping the loop after ``rounds`` pauses."""
+
+    def __init__(self, rounds: int) -> None:
+        super().__init__()
+        self.rounds = rounds
+        self.pauses: list[float | None] = []
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.pauses.append(timeout)
+        if len(self.pauses) >= self.rounds:
+            self.set()
+        return self.is_set()
+
+
+def _loop_pauses(
+    hooks: WebhookService, rounds: int, monkeypatch: pytest.MonkeyPatch, *, batch: int
+) -> tuple[list[int], list[float | None]]:
+    """(events each round fanned out, the pauses between rounds) of a dispatcher loop."""
+    monkeypatch.setattr(dispatcher_module, "FANOUT_BATCH", batch)
+    dispatcher = Dispatcher(hooks, WebhookSender(hooks.guard, timeout=1.0), interval=5.0)
+    fanned: list[int] = []
+    fan_out = hooks.fan_out
+
+    def counted(*, batch: int = 500) -> int:
+        fanned.append(fan_out(batch=batch))
+        return fanned[-1]
+
+    monkeypatch.setattr(hooks, "fan_out", counted)
+    stop = _Rounds(rounds)
+    dispatcher._stop = stop
+    try:
+        dispatcher._loop()  # in this thread; ends after ``rounds`` pauses
+    finally:
+        dispatcher.stop()
+    return fanned, stop.pauses
+
+
+def test_the_loop_pauses_briefly_after_a_burst_and_goes_on_at_once_with_a_backlog(
+    services: tuple[RegistryService, WebhookService], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A round that took every event there was is followed by a short pause,
+    so the events of a burst of writes are fanned out together; it went on at
+    once and followed each write with a transaction of its own. A full batch
+    goes on at once; an idle round waits the interval."""
+    reg, hooks = services
+    for i in range(3):
+        reg.create_model(f"burst{i}", actor=Principal.local("t"))
+    fanned, pauses = _loop_pauses(hooks, 2, monkeypatch, batch=500)
+    assert fanned[0] >= 3 and fanned[1:] == [0]  # and the fixture's own events
+    assert pauses == [dispatcher_module.BURST_PAUSE, 5.0]
+
+    for i in range(3):
+        reg.create_model(f"backlog{i}", actor=Principal.local("t"))
+    fanned, pauses = _loop_pauses(hooks, 2, monkeypatch, batch=2)
+    # Two full batches back to back, then the last event, a pause, nothing.
+    assert fanned == [2, 1, 0]
+    assert pauses == [dispatcher_module.BURST_PAUSE, 5.0]

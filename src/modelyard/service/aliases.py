@@ -3,6 +3,7 @@ protected aliases), delete, and their history."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from modelyard.domain import identity as auth
@@ -104,11 +105,18 @@ class AliasUseCases(RegistryCore):
                 code="INVALID_INPUT",
                 details={"field": "expected_version"},
             )
-        vid = self.version_id(tx, r)
-        target = tx.load_versions([vid])[0]
+        # The version and the alias's current target are read in three
+        # statements (it was eight: the target resolved, then loaded, the
+        # alias's version loaded for its number, and the target loaded again
+        # after the move for its aliases).
+        target = tx.get_version_by_ref(r.namespace, r.name, number=r.version, alias=r.alias)
+        if target is None:
+            self.version_id(tx, r)  # raises the not-found error that fits
+            raise AssertionError("unreachable")
+        vid = target.id
         mid = self.model_id(tx, target.namespace, target.model, for_update=True)
-        prev_id = tx.get_alias(mid, alias)
-        prev = tx.load_versions([prev_id])[0].number if prev_id is not None else None
+        current = tx.alias_target(mid, alias)
+        prev_id, prev = current if current is not None else (None, None)
         if expected_version is not None and prev != expected_version:
             raise Conflict(
                 f"alias {target.namespace}/{target.model}@{alias} points at "
@@ -135,7 +143,8 @@ class AliasUseCases(RegistryCore):
             actor=actor.name,
             reason=reason,
         )
-        after = tx.load_versions([vid])[0]
+        # The move changes the target's row nowhere but in its aliases.
+        after = replace(target, aliases=sorted({*target.aliases, alias}))
         event: dict[str, Any] = {
             **(payload or {}),
             "alias": alias,

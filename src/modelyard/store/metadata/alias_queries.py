@@ -33,8 +33,11 @@ class AliasQueries:
             return Prepared(stmt, dialect)
 
         a, h, pol, m, f = t.aliases, t.alias_history, t.policies, t.models, t.bundle_follows
+        v = t.versions
         self.target = p(
-            sa.select(a.c.version_id).where(a.c.model_id == _B("mid"), a.c.name == _B("alias"))
+            sa.select(a.c.version_id, v.c.number)
+            .join(v, v.c.id == a.c.version_id)
+            .where(a.c.model_id == _B("mid"), a.c.name == _B("alias"))
         )
         self.delete = p(a.delete().where(a.c.model_id == _B("mid"), a.c.name == _B("alias")))
         self.insert = p(

@@ -738,8 +738,13 @@ class Tx:
 
     def get_alias(self, model_id: int, alias: str) -> int | None:
         """The version id an alias points to, or None."""
+        found = self.alias_target(model_id, alias)
+        return None if found is None else found[0]
+
+    def alias_target(self, model_id: int, alias: str) -> tuple[int, int] | None:
+        """(version id, version number) an alias points to, or None."""
         row = self.wq.aliases.target.one_or_none(self.conn, {"mid": model_id, "alias": alias})
-        return None if row is None else int(row[0])
+        return None if row is None else (int(row[0]), int(row[1]))
 
     def set_alias(
         self,
