@@ -8,8 +8,9 @@ client expects, and listens on 127.0.0.1 only.
 
     python bench/_canned_http.py PORT BODIES.json
 
-``BODIES.json`` maps ``"METHOD /path"`` (no query string) to the JSON body to
-answer; any other request gets a 404 with MLflow's error body.
+``BODIES.json`` maps ``"METHOD /path"`` (no query string) to the text of the
+JSON body to answer, as recorded; any other request gets a 404 with MLflow's
+error body.
 """
 
 from __future__ import annotations
@@ -67,9 +68,7 @@ def main() -> None:
     port = int(sys.argv[1])
     with open(sys.argv[2], "rb") as f:
         bodies = json.load(f)
-    table = {
-        key.encode(): response(b"200 OK", json.dumps(body).encode()) for key, body in bodies.items()
-    }
+    table = {key.encode(): response(b"200 OK", body.encode()) for key, body in bodies.items()}
     asyncio.run(serve(port, table))
 
 

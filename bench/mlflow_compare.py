@@ -155,7 +155,7 @@ class RequestLog:
 
     def __init__(self) -> None:
         self.count = 0
-        self.bodies: dict[str, Any] = {}
+        self.bodies: dict[str, bytes] = {}
         self._lock = threading.Lock()
         self._original = requests.Session.request
 
@@ -167,9 +167,10 @@ class RequestLog:
             answer = original(session, method, url, *a, **k)
             with log._lock:
                 log.count += 1
+                # The bytes as they came, not parsed: parsing every answer
+                # here would add to the client time both servers are timed by.
                 if answer.headers.get("Content-Type", "").startswith("application/json"):
-                    with contextlib.suppress(ValueError):
-                        log.bodies[f"{method.upper()} {urlsplit(url).path}"] = answer.json()
+                    log.bodies[f"{method.upper()} {urlsplit(url).path}"] = answer.content
             return answer
 
         requests.Session.request = request  # type: ignore[method-assign]
@@ -342,11 +343,11 @@ def workload(
 
 
 @contextmanager
-def canned_server(bodies: dict[str, Any], root: Path) -> Iterator[tuple[str, Meter]]:
+def canned_server(bodies: dict[str, bytes], root: Path) -> Iterator[tuple[str, Meter]]:
     """``_canned_http.py`` answering ``bodies``; yields its URL and meter."""
     port = free_port()
     table = root / "canned.json"
-    table.write_text(json.dumps(bodies))
+    table.write_text(json.dumps({key: body.decode() for key, body in bodies.items()}))
     script = Path(__file__).with_name("_canned_http.py")
     proc = subprocess.Popen([sys.executable, str(script), str(port), str(table)])
     url = f"http://127.0.0.1:{port}"
