@@ -67,8 +67,6 @@ def _announce(settings: Settings) -> None:
 def _uvicorn_config(app: ASGIApp, settings: Settings) -> uvicorn.Config:
     import uvicorn
 
-    from modelyard.coalesce import CoalescingHttpToolsProtocol
-
     return uvicorn.Config(
         app,
         host=settings.host,
@@ -76,10 +74,9 @@ def _uvicorn_config(app: ASGIApp, settings: Settings) -> uvicorn.Config:
         log_level=settings.log_level,
         access_log=False,
         loop="uvloop",
-        # Each answer's head and body in one write (``modelyard/coalesce.py``).
-        http=CoalescingHttpToolsProtocol,
-        # No ``server: uvicorn`` line: it tells a caller nothing it needs, and
-        # every client parses each header line of every answer.
+        http="httptools",
+        # No ``server: uvicorn`` line: it tells a caller nothing it needs and
+        # names the server's software to anyone scanning for it.
         server_header=False,
         timeout_graceful_shutdown=5,
     )

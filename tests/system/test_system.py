@@ -195,9 +195,8 @@ ALLOWED = {
         "convert",
     },
     # The model server reaches the registry through the SDK only, so it runs
-    # beside a remote registry as it does beside an embedded one. It runs its
-    # HTTP server as the registry's does (``coalesce``: one write an answer).
-    "serving": {"domain", "client", "serving", "coalesce"},
+    # beside a remote registry as it does beside an embedded one.
+    "serving": {"domain", "client", "serving"},
     # Conversions run in the client beside any registry: the SDK to pull and
     # register, serving's flavors to load and call both models the way they
     # are served.
@@ -234,7 +233,7 @@ def test_imports_point_inward() -> None:
         if module.startswith("modelyard.") and module.split(".")[1] not in COMPOSITION:
             bad.append(f"composition.py imports {module}")
     # Leaf modules beside the layers import nothing of ours.
-    for leaf in ("hashio.py", "cooperative.py", "coalesce.py"):
+    for leaf in ("hashio.py", "cooperative.py"):
         tree = ast.parse((SRC / leaf).read_text())
         for node in ast.walk(tree):
             if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("modelyard"):

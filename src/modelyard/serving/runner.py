@@ -202,8 +202,6 @@ def serve(options: ServeOptions) -> None:
     """Load, then run the HTTP server until interrupted (one process, one event loop)."""
     import uvicorn
 
-    from modelyard.coalesce import CoalescingHttpToolsProtocol
-
     cache = serving_cache(options.cache_dir)
     registry = Registry(options.registry, token=options.token, cache_dir=cache)
     try:
@@ -231,8 +229,7 @@ def serve(options: ServeOptions) -> None:
             log_level=options.log_level,
             access_log=False,
             loop="uvloop",
-            # Each answer's head and body in one write (``modelyard/coalesce.py``).
-            http=CoalescingHttpToolsProtocol,
+            http="httptools",
             lifespan="on",
             server_header=False,
             date_header=False,
