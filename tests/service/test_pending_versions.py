@@ -21,6 +21,7 @@ import pytest
 from modelyard.composition import Services, build_services
 from modelyard.domain.errors import Conflict, IntegrityError
 from modelyard.domain.identity import Principal, Role
+from modelyard.service import blobs as blobs_module
 from modelyard.service.registry import VersionSpec
 from modelyard.settings import Settings
 from tests.s3server import S3Server
@@ -178,6 +179,44 @@ def test_swapped_bytes_leave_the_version_draft_until_the_right_bytes_verify(
     assert svc.blob_service.verify_pending("worker-a") == 1
     assert reg.get_version("m/1", actor=WRITER).state.value == "ready"
     assert len(events(svc, "version.files_committed")) == 1
+
+
+def test_a_failed_second_upload_releases_a_draft_its_verified_first_one_covers(
+    svc: Services,
+) -> None:
+    """Two uploads of the same bytes are pending when a version naming them is
+    prepared; the first is verified before its transaction, which then waits
+    on the second, still pending. If that one fails, the draft still has the
+    verified bytes it needs: it becomes ready. It stayed a draft for good:
+    uploading the bytes again finds them stored and proves nothing anew."""
+    data = os.urandom(30_000)
+    reg = svc.registry
+    send(svc, data)
+    second = send(svc, data)
+    swap_staged(svc, second)
+    checked = blobs_module.check_manifest
+
+    def then_verify_the_first(*args: Any, **kwargs: Any) -> Any:
+        waiting = checked(*args, **kwargs)
+        assert svc.blob_service.verify_pending("worker-a", limit=1) == 1
+        return waiting
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(blobs_module, "check_manifest", then_verify_the_first)
+        reg.create_version("m", VersionSpec(files=[file("w.bin", data)]), actor=WRITER)
+    v = reg.get_version("m/1", actor=WRITER)
+    assert v.state.value == "draft" and [w.state for w in v.pending or []] == ["pending"]
+
+    assert svc.blob_service.verify_pending("worker-a") == 1  # the second fails
+    [failed] = events(svc, "blob.verification_failed")
+    assert failed["payload"]["upload_id"] == second
+    v = reg.get_version("m/1", actor=WRITER)
+    assert v.state.value == "ready" and not v.pending
+    assert events(svc, "version.verification_failed") == []
+    [committed] = events(svc, "version.files_committed")
+    assert committed["payload"]["verified"] is True
+    _, _, chunks = svc.blob_service.open_file("m/1", "w.bin", actor=WRITER)
+    assert b"".join(chunks) == data
 
 
 def test_concurrent_verifiers_move_each_version_once(svc: Services) -> None:

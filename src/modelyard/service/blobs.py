@@ -457,6 +457,15 @@ class BlobService:
 
     def _fail(self, row: VerificationRow, exc: ModelyardError, worker: str) -> None:
         detail = json.dumps(exc.to_dict())
+        # The uploader may hold verified bytes of this digest from another
+        # upload (a draft made while a second upload of it was pending waits
+        # on that one). Those are what its drafts wait for: they are released,
+        # not failed. Failed, they stayed drafts for good, since uploading the
+        # bytes again then finds them stored and proves nothing anew.
+        try:
+            stored = self.store.exists(row.digest)
+        except StorageUnavailable:
+            stored = False  # unknown: fail them, as before; a right upload releases them
 
         def op(tx: RegistryTx) -> None:
             if not tx.finish_blob_verification(
@@ -475,6 +484,11 @@ class BlobService:
                     "error": exc.to_dict(),
                 },
             )
+            if stored and row.digest in tx.blobs_uploaded_by(row.uploader, [row.digest]):
+                tx.lock_blob_collection(exclusive=False)
+                if not tx.blobs_being_deleted([row.digest]):
+                    pending_versions.release_in_tx(tx, row.digest, row.uploader)
+                    return
             # Drafts waiting on these bytes stay drafts, their file marked failed.
             pending_versions.fail_in_tx(tx, row.digest, row.uploader, exc, row.upload_id)
 
