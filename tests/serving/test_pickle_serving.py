@@ -6,6 +6,7 @@ other bytes, and a revoked or missing exception refusing the next swap."""
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import time
 import uuid
@@ -166,7 +167,10 @@ def test_pulled_bytes_are_hashed_again_before_unpickling(tmp_path: Path) -> None
         check_pickle_digests({}, {"m.pkl": sha256_file(path)})
 
 
-def test_build_takes_the_exception_as_serve_does(tmp_path: Path) -> None:
+def test_build_takes_the_exception_as_serve_does(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """... and, unpickling nothing itself, does not warn that it unpickles."""
     from modelyard.serving.buildctx import write_context
 
     with Registry(tmp_path / "emb", cache_dir=tmp_path / "sdk") as reg:
@@ -175,7 +179,12 @@ def test_build_takes_the_exception_as_serve_does(tmp_path: Path) -> None:
             write_context(reg, "legacy/1", tmp_path / "refused")
         assert not (tmp_path / "refused").exists()
         reg.allow_pickle("legacy/1", REASON)
-        write_context(reg, "legacy/1", tmp_path / "ctx")
+        with caplog.at_level(logging.INFO, logger="modelyard"):
+            write_context(reg, "legacy/1", tmp_path / "ctx")
+    notes = [r for r in caplog.records if "unpickl" in r.getMessage().lower()]
+    assert [r.levelno for r in notes] == [logging.INFO], notes
+    assert "image's server will unpickle" in notes[0].getMessage()
+    assert "UNPICKLING" not in caplog.text
     pins = (tmp_path / "ctx" / "requirements.txt").read_text().split()
     assert any(p.startswith("joblib==") for p in pins)
     assert any(p.startswith("scikit-learn==") for p in pins)

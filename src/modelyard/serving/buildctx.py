@@ -297,7 +297,8 @@ def write_context(
         base_image=base_image,
         wheel=wheel,
         port=port,
-        exceptions=allowed_exceptions(registry, version),
+        # Nothing is loaded here: checked only, without the loading warning.
+        exceptions=allowed_exceptions(registry, version, loading=False),
     )
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".pull-", dir=out) as work:

@@ -82,15 +82,26 @@ def check_servable(version: VersionInfo) -> None:
         )
 
 
-def allowed_exceptions(registry: Registry, version: VersionInfo) -> frozenset[str]:
+def allowed_exceptions(
+    registry: Registry, version: VersionInfo, *, loading: bool = True
+) -> frozenset[str]:
     """What ``version`` is allowed beyond the default: for format ``python``,
     ``custom_code`` when its model's policy allows it (asked only for such a
     version: other versions cost no extra call); for a pickle-only version,
     ``pickle`` when it carries an admin's exception bound to exactly its
     pickle files' digests (read from the version itself: no extra call).
-    A pickle exception recorded for other bytes is refused here, naming it."""
+    A pickle exception recorded for other bytes is refused here, naming it.
+
+    ``loading``: this process is about to run the version's code or unpickle
+    its files, and says so loudly (a warning). ``modelyard build`` only
+    checks the version for the image it writes (whose server says so when it
+    loads): it passes False and gets a plain note."""
+    say = log.warning if loading else log.info
     if (version.format or "").lower() == "python" and registry.custom_code_allowed(version.ref):
-        log.warning("%s: running the version's own code (policy allows it)", version.ref)
+        if loading:
+            say("%s: running the version's own code (policy allows it)", version.ref)
+        else:
+            say("%s: the image will run the version's own code (policy allows it)", version.ref)
         return frozenset({"custom_code"})
     manifest = [(str(f["path"]), str(f["digest"])) for f in version.files or []]
     found = version.pickle_exception
@@ -103,10 +114,14 @@ def allowed_exceptions(registry: Registry, version: VersionInfo) -> frozenset[st
             f"unpickled; an admin can record the exception again: {ALLOW_PICKLE_COMMAND}",
             ref=version.ref,
         )
-    # Loud on purpose: this process is about to run whatever the file names.
-    log.warning(
+    # Loud on purpose when loading: this process is about to run whatever
+    # the file names.
+    say(
         "%s: UNPICKLING its pickle files under the admin's exception recorded by %s at %s "
-        "(reason: %s)",
+        "(reason: %s)"
+        if loading
+        else "%s: the image's server will unpickle its pickle files under the admin's "
+        "exception recorded by %s at %s (reason: %s)",
         version.ref,
         found["by"],
         found["at"],
