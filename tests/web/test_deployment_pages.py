@@ -118,3 +118,6 @@ def test_list_pages(client: TestClient) -> None:
     second = client.get(nxt.group(1).replace("&amp;", "&"))
     assert re.findall(r"<td>(env-\d\d)</td>", second.text) == ["env-50", "env-51", "env-52"]
     assert 'rel="next"' not in second.text and "« First" in second.text
+    # The token is REST v1's: one that is not a token is refused as there.
+    bad = client.get("/deployments", params={"page_token": "not-a-token"})
+    assert bad.status_code == 400 and "INVALID_CURSOR" in bad.text

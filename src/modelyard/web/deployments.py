@@ -43,37 +43,29 @@ def _before(value: str | None) -> int | None:
 @access("authenticated", "Only deployments in namespaces the caller reads are listed.")
 async def deployments_page(request: Request) -> Response:
     """Deployments by environment and reference, with their status and
-    replicas, 50 a page (``after_env`` / ``after_ref`` continue)."""
+    replicas, 50 a page (``page_token`` continues, the token REST v1's list
+    gives: the same service call pages both)."""
     d = door(request)
     params = request.query_params
     environment = (params.get("environment") or "").strip()
     follows = (params.get("follows") or "").strip()
-    after_env = params.get("after_env") or ""
-    after_ref = params.get("after_ref") or ""
-    after = (after_env, after_ref) if after_env else None
+    token = params.get("page_token") or None
     found = await d.call(
-        d.registry.list_deployments,
+        d.registry.page_deployments,
         environment=environment or None,
         follows=follows or None,
-        after=after,
-        limit=LIST_PAGE + 1,
+        page_size=LIST_PAGE,
+        page_token=token,
         actor=d.who,
     )
-    more = len(found) > LIST_PAGE
-    shown = found[:LIST_PAGE]
     context: dict[str, Any] = {
-        "deployments": shown,
+        "deployments": found.items,
         "environment": environment,
         "follows": follows,
-        "paged": after is not None,
+        "paged": token is not None,
         "next": (
-            {
-                "environment": environment,
-                "follows": follows,
-                "after_env": shown[-1].environment,
-                "after_ref": shown[-1].reference,
-            }
-            if more
+            {"environment": environment, "follows": follows, "page_token": found.next_page_token}
+            if found.next_page_token
             else None
         ),
     }
