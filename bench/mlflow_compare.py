@@ -38,6 +38,11 @@ floor: what an A/B of two modelyard builds needs (run it once per build, e.g.
 with ``PYTHONPATH`` naming each build's ``src``; the server subprocess
 inherits it). ``--rounds N`` repeats the workload on N fresh servers and
 prints each round's server CPU per op, to show how noisy the figures are.
+Without ``--only-modelyard``, ``--rounds N`` adds N-1 rounds of the registry
+phases on fresh servers of both, in swapped order each round, and prints
+each phase's ratio per round with the median and the median ``cpu-only``
+bound: on a shared machine whose speed drifts, one sequential round can put
+a slow spell on one server's whole workload.
 
 Run it on a quiet machine: the two servers and the client share its CPUs.
 """
@@ -53,6 +58,7 @@ import os
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -427,7 +433,11 @@ def main() -> None:
         help="skip MLflow: modelyard's server CPU per op, client CPU and floor only",
     )
     ap.add_argument(
-        "--rounds", type=int, default=1, help="with --only-modelyard: fresh servers, one per round"
+        "--rounds",
+        type=int,
+        default=1,
+        help="fresh servers, one per round (head-to-head: rounds after the first skip the"
+        " artifacts and print each phase's ratio per round and the median)",
     )
     args = ap.parse_args()
     if args.only_modelyard:
@@ -446,6 +456,24 @@ def main() -> None:
                 mine = workload(server.url, args, tmp, Meter(server.pid), log)
             with canned_server(log.bodies, tmp) as (url, meter):
                 floor = workload(url, args, tmp, meter, log, artifacts=False)
+            # More rounds on fresh servers, registry phases only, the order
+            # swapped every round: run one after the other, a slow spell of
+            # the machine would fall on one server's whole workload.
+            more: list[tuple[dict[str, Phase], dict[str, Phase]]] = []
+            for i in range(1, args.rounds):
+                pair: dict[str, dict[str, Phase]] = {}
+                for who in ("yard", "mlflow") if i % 2 else ("mlflow", "yard"):
+                    root = tmp / f"{who}-{i}"
+                    root.mkdir()
+                    if who == "mlflow":
+                        with mlflow_server(exe, root) as (url, meter):
+                            pair[who] = workload(url, args, tmp, meter, log, artifacts=False)
+                    else:
+                        with ServerProcess(root / "data") as server:
+                            pair[who] = workload(
+                                server.url, args, tmp, Meter(server.pid), log, artifacts=False
+                            )
+                more.append((pair["mlflow"], pair["yard"]))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -517,6 +545,21 @@ def main() -> None:
         "cpu bound: (MLflow server + client CPU) / (floor client CPU + modelyard server CPU),"
         " the best\nratio any server reaches through this client when time is CPU time."
     )
+    if more:
+        rounds = [(theirs, mine), *more]
+        print(f"\nRatio per round ({len(rounds)} rounds, fresh servers; order swapped each round)")
+        print(f"{'phase':28} {'rounds':>34} {'median':>7} {'cpu-only median':>16}")
+        for label in floor:
+            ratios = [t[label].seconds / m[label].seconds for t, m in rounds]
+            bounds = [
+                t[label].seconds / m[label].client_cpu_s
+                for t, m in rounds
+                if m[label].client_cpu_s > 0
+            ]
+            all_same &= all(t[label].result == m[label].result for t, m in rounds)
+            shown = " ".join(f"{r:.2f}" for r in ratios)
+            median_bound = f"{statistics.median(bounds):.2f}x" if bounds else "-"
+            print(f"{label:28} {shown:>34} {statistics.median(ratios):>6.2f}x {median_bound:>16}")
     print(f"results equal on both: {'yes' if all_same else 'NO'}")
     sys.exit(0 if all_same else 1)
 
