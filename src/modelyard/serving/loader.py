@@ -96,12 +96,13 @@ def allowed_exceptions(
     its files, and says so loudly (a warning). ``modelyard build`` only
     checks the version for the image it writes (whose server says so when it
     loads): it passes False and gets a plain note."""
-    say = log.warning if loading else log.info
     if (version.format or "").lower() == "python" and registry.custom_code_allowed(version.ref):
         if loading:
-            say("%s: running the version's own code (policy allows it)", version.ref)
+            log.warning("%s: running the version's own code (policy allows it)", version.ref)
         else:
-            say("%s: the image will run the version's own code (policy allows it)", version.ref)
+            log.info(
+                "%s: the image will run the version's own code (policy allows it)", version.ref
+            )
         return frozenset({"custom_code"})
     manifest = [(str(f["path"]), str(f["digest"])) for f in version.files or []]
     found = version.pickle_exception
@@ -114,19 +115,20 @@ def allowed_exceptions(
             f"unpickled; an admin can record the exception again: {ALLOW_PICKLE_COMMAND}",
             ref=version.ref,
         )
-    # Loud on purpose when loading: this process is about to run whatever
-    # the file names.
-    say(
-        "%s: UNPICKLING its pickle files under the admin's exception recorded by %s at %s "
-        "(reason: %s)"
-        if loading
-        else "%s: the image's server will unpickle its pickle files under the admin's "
-        "exception recorded by %s at %s (reason: %s)",
-        version.ref,
-        found["by"],
-        found["at"],
-        found["reason"],
-    )
+    recorded = (version.ref, found["by"], found["at"], found["reason"])
+    if loading:
+        # Loud on purpose: this process is about to run whatever the file names.
+        log.warning(
+            "%s: UNPICKLING its pickle files under the admin's exception recorded by %s at %s "
+            "(reason: %s)",
+            *recorded,
+        )
+    else:
+        log.info(
+            "%s: the image's server will unpickle its pickle files under the admin's "
+            "exception recorded by %s at %s (reason: %s)",
+            *recorded,
+        )
     return frozenset({"pickle"})
 
 

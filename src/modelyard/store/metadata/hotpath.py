@@ -206,6 +206,9 @@ class HotQueries:
             .order_by(t.aliases.c.model_id, t.aliases.c.name)
         )
         self.newest = p(self._newest_statement())
+        states = [state.value for state in VersionState]
+        # Every state, bound as the driver takes a list (as ``_ids`` does).
+        self._newest_states = {"states": orjson.dumps(states).decode() if self.sqlite else states}
         self.rows = p(VERSION_SELECT.where(self._in_ids(t.versions.c.id)))
         # The database revision (``Tx.data_revision``).
         self.newest_event = p(sa.select(sa.func.max(t.events.c.id)))
@@ -265,11 +268,7 @@ class HotQueries:
         """
         if not model_ids:
             return []
-        values = self._ids(model_ids)
-        states = [state.value for state in VersionState]
-        values["states"] = orjson.dumps(states).decode() if self.sqlite else states
-        values["k"] = k
-        values["o"] = 0
+        values = {**self._ids(model_ids), **self._newest_states, "k": k, "o": 0}
         return [int(r[0]) for r in self.newest.all(conn, values)]
 
     def _newest_statement(self) -> sa.Select[Any]:
