@@ -447,13 +447,20 @@ def main() -> None:
     exe = ensure_mlflow_venv(args.mlflow_venv)
     tmp = Path(tempfile.mkdtemp(prefix="mlflow-compare-"))
     log = RequestLog()
+
+    def run(who: str, root: Path, *, artifacts: bool) -> dict[str, Phase]:
+        """The workload against a fresh server of ``who`` under ``root``."""
+        if who == "mlflow":
+            root.mkdir()
+            with mlflow_server(exe, root) as (url, meter):
+                return workload(url, args, tmp, meter, log, artifacts=artifacts)
+        with ServerProcess(root / "data") as server:
+            return workload(server.url, args, tmp, Meter(server.pid), log, artifacts=artifacts)
+
     try:
-        (tmp / "mlflow").mkdir()
         with log:
-            with mlflow_server(exe, tmp / "mlflow") as (url, meter):
-                theirs = workload(url, args, tmp, meter, log)
-            with ServerProcess(tmp / "modelyard" / "data") as server:
-                mine = workload(server.url, args, tmp, Meter(server.pid), log)
+            theirs = run("mlflow", tmp / "mlflow", artifacts=True)
+            mine = run("yard", tmp / "modelyard", artifacts=True)
             with canned_server(log.bodies, tmp) as (url, meter):
                 floor = workload(url, args, tmp, meter, log, artifacts=False)
             # More rounds on fresh servers, registry phases only, the order
@@ -461,18 +468,8 @@ def main() -> None:
             # the machine would fall on one server's whole workload.
             more: list[tuple[dict[str, Phase], dict[str, Phase]]] = []
             for i in range(1, args.rounds):
-                pair: dict[str, dict[str, Phase]] = {}
-                for who in ("yard", "mlflow") if i % 2 else ("mlflow", "yard"):
-                    root = tmp / f"{who}-{i}"
-                    root.mkdir()
-                    if who == "mlflow":
-                        with mlflow_server(exe, root) as (url, meter):
-                            pair[who] = workload(url, args, tmp, meter, log, artifacts=False)
-                    else:
-                        with ServerProcess(root / "data") as server:
-                            pair[who] = workload(
-                                server.url, args, tmp, Meter(server.pid), log, artifacts=False
-                            )
+                order = ("yard", "mlflow") if i % 2 else ("mlflow", "yard")
+                pair = {who: run(who, tmp / f"{who}-{i}", artifacts=False) for who in order}
                 more.append((pair["mlflow"], pair["yard"]))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
